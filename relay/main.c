@@ -1,0 +1,2 @@
+#include "log.h"
+int main(void) { log_info("start", "version=%s", RINGMAIL_VERSION); return 0; }
