@@ -1,2 +1,179 @@
+/*
+ * ringmaild - the ringmail relay daemon.
+ *
+ * The main thread loads the config, starts the workers and then only
+ * handles signals: SIGTERM/SIGINT stop (sessions finish up to
+ * shutdown_timeout, exit 0), SIGHUP reloads the config (a bad one is
+ * logged and the old one kept), SIGUSR1 reopens the log file.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
 #include "log.h"
-int main(void) { log_info("start", "version=%s", RINGMAIL_VERSION); return 0; }
+#include "worker.h"
+
+#define MAX_CONFIGS 64
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: ringmaild [-c FILE] [--check-config FILE] [--config-keys] [--help] [--version]\n"
+		"\n"
+		"  -c, --config FILE      run with this configuration file (default: built-in defaults,\n"
+		"                         listening on 127.0.0.1:2525)\n"
+		"  --check-config FILE    validate FILE, print the first error, exit 0 if valid\n"
+		"  --config-keys          list every configuration key with its default\n"
+		"  -h, --help             this text\n"
+		"  -V, --version          print the version\n");
+}
+
+static unsigned worker_count(const struct config *cfg)
+{
+	if (cfg->workers > 0)
+		return (unsigned)cfg->workers;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+/* reload - SIGHUP: parse the file again; keep the old config on error.
+ * Old configs stay allocated until exit: a worker may still read one. */
+static void reload(struct worker *workers, unsigned count, const char *path,
+		   struct config **configs, size_t *config_count)
+{
+	char err[512];
+	struct config *cfg;
+
+	if (*config_count == MAX_CONFIGS) {
+		log_error("reload", "result=refused reason=\"too many reloads; restart the daemon\"");
+		return;
+	}
+	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+		log_error("reload", "result=rejected error=\"%s\"", err);
+		return;
+	}
+	const struct config *old = configs[*config_count - 1];
+	if (cfg->listen_count != old->listen_count || worker_count(cfg) != count ||
+	    strcmp(cfg->spool_dir, old->spool_dir) != 0)
+		log_warn("reload", "note=\"listen, workers and spool.dir take effect only after a restart\"");
+	configs[(*config_count)++] = cfg;
+	log_open(cfg->log_file, cfg->log_level);
+	worker_reload_all(workers, count, cfg);
+	log_info("reload", "result=ok");
+}
+
+/* serve - start the workers and handle signals until told to stop. */
+static int serve(struct config *cfg)
+{
+	struct config *configs[MAX_CONFIGS] = { cfg };
+	size_t config_count = 1;
+	unsigned count = worker_count(cfg);
+	sigset_t set;
+	int sig;
+
+	/* Workers inherit this mask: only the main thread takes signals. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	struct worker *workers = calloc(count, sizeof(*workers));
+	if (workers == NULL)
+		log_fatal("out of memory");
+	int rc = worker_start_all(workers, count, cfg);
+	if (rc < 0) {
+		worker_stop_all(workers, count);
+		worker_join_all(workers, count);
+		free(workers);
+		config_free(cfg);
+		return 1;
+	}
+	log_info("ready", "version=%s workers=%u listen=%s", RINGMAIL_VERSION, count, cfg->listen[0].text);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig == SIGHUP && cfg->source_path != NULL)
+			reload(workers, count, cfg->source_path, configs, &config_count);
+		else if (sig == SIGUSR1)
+			log_open(configs[config_count - 1]->log_file, configs[config_count - 1]->log_level);
+	}
+	log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	worker_stop_all(workers, count);
+	int status = worker_join_all(workers, count);
+	free(workers);
+	for (size_t i = 0; i < config_count; i++)
+		config_free(configs[i]);
+	log_info("exit", "status=%d", status);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", required_argument, NULL, 'C' },
+		{ "config-keys", no_argument, NULL, 'K' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = NULL;
+	bool check_only = false;
+	char err[512];
+	struct config *cfg;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "c:hV", options, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'C':
+			path = optarg;
+			check_only = true;
+			break;
+		case 'K':
+			config_keys_dump(stdout);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("ringmaild %s\n", RINGMAIL_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ringmaild: %s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: ok\n", path);
+		config_free(cfg);
+		return 0;
+	}
+	int rc = log_open(cfg->log_file, cfg->log_level);
+	if (rc < 0) {
+		fprintf(stderr, "ringmaild: log.file %s: %s\n", cfg->log_file, strerror(-rc));
+		config_free(cfg);
+		return 1;
+	}
+	return serve(cfg);
+}

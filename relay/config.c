@@ -1,0 +1,614 @@
+/*
+ * config - load and check ringmaild's configuration; see config.h.
+ *
+ * One table lists every key: its path, kind, where it lives in struct config,
+ * its range and its default written as text. Defaults go through the same
+ * parser as file values, so the table is the single source of truth; the
+ * loader walks the file's tree and rejects any setting the table lacks.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum config_kind {
+	KIND_INT,
+	KIND_DURATION,      /* stored in ms */
+	KIND_SIZE,          /* stored in bytes */
+	KIND_BOOL,
+	KIND_STRING,
+	KIND_STRING_LIST,
+	KIND_LOG_LEVEL,
+	KIND_LISTEN_LIST,
+	KIND_CIDR_LIST,
+	KIND_DOMAIN_LIST,   /* lower-cased strings */
+	KIND_IP_MODE,
+};
+
+struct config_key {
+	const char *path;
+	enum config_kind kind;
+	size_t offset;
+	int64_t min, max;
+	const char *default_text;
+	const char *help;
+};
+
+#define OFF(field) offsetof(struct config, field)
+#define DOFF(field) offsetof(struct config_domain, field)
+#define DAY_MS (86400LL * 1000)
+
+static const struct config_key config_keys[] = {
+	{ "workers", KIND_INT, OFF(workers), 0, 256, "0", "worker threads; 0 = one per online CPU" },
+	{ "hostname", KIND_STRING, OFF(hostname), 0, 0, "", "name in greetings and Received headers; \"\" = the system host name" },
+	{ "shutdown_timeout", KIND_DURATION, OFF(shutdown_timeout_ms), 0, DAY_MS, "10s", "how long SIGTERM lets sessions finish" },
+	{ "log.file", KIND_STRING, OFF(log_file), 0, 0, "-", "log file; \"-\" = stderr" },
+	{ "log.level", KIND_LOG_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error" },
+	{ "listen", KIND_LISTEN_LIST, 0, 1, CONFIG_MAX_LISTEN, "127.0.0.1:2525", "SMTP listen addresses, \"ip:port\" or \"[ipv6]:port\"" },
+	{ "listen_backlog", KIND_INT, OFF(listen_backlog), 1, 65535, "4096", "listen(2) backlog per worker socket" },
+	{ "max_connections", KIND_INT, OFF(max_connections), 1, 1000000, "20000", "inbound connections per worker; beyond it new ones get 421" },
+	{ "ring.entries", KIND_INT, OFF(ring_entries), 64, 32768, "4096", "submission queue entries per worker ring" },
+	{ "ring.recv_buffer_size", KIND_SIZE, OFF(recv_buffer_size), 1024, 1 << 20, "16k", "size of each provided receive buffer" },
+	{ "ring.recv_buffers", KIND_INT, OFF(recv_buffer_count), 16, 32768, "1024", "provided receive buffers per worker (power of two)" },
+	{ "smtp.max_command_line", KIND_SIZE, OFF(smtp_max_command_line), 512, 65536, "512", "command line limit, CRLF included (RFC 5321: 512)" },
+	{ "smtp.max_line", KIND_SIZE, OFF(smtp_max_line), 1000, 1 << 20, "1000", "text line limit in DATA, CRLF included (RFC 5321: 1000)" },
+	{ "smtp.max_message_size", KIND_SIZE, OFF(smtp_max_message_size), 1024, 1LL << 31, "50M", "message size limit, advertised in SIZE" },
+	{ "smtp.max_recipients", KIND_INT, OFF(smtp_max_recipients), 1, 100000, "1000", "recipients per message" },
+	{ "smtp.max_errors", KIND_INT, OFF(smtp_max_errors), 1, 1000, "20", "error replies before a session is closed with 421" },
+	{ "smtp.idle_timeout", KIND_DURATION, OFF(smtp_idle_timeout_ms), 1000, DAY_MS, "5m", "close a client that sends nothing this long" },
+	{ "smtp.command_timeout", KIND_DURATION, OFF(smtp_command_timeout_ms), 1000, DAY_MS, "5m", "a command must complete within this" },
+	{ "smtp.data_timeout", KIND_DURATION, OFF(smtp_data_timeout_ms), 1000, DAY_MS, "10m", "the whole DATA or BDAT phase must complete within this" },
+	{ "smtp.max_input_backlog", KIND_SIZE, OFF(smtp_max_input_backlog), 4096, 1LL << 30, "1M", "input buffered while a session waits for its commit; then reading pauses" },
+	{ "relay_networks", KIND_CIDR_LIST, 0, 0, 0, "127.0.0.0/8,::1/128", "client networks allowed to relay to any domain" },
+	{ "local_domains", KIND_DOMAIN_LIST, 0, 0, 0, "", "domains delivered locally; accepted from anyone" },
+	{ "spool.dir", KIND_STRING, OFF(spool_dir), 0, 0, "/var/spool/ringmail", "spool directory" },
+	{ "spool.segment_size", KIND_SIZE, OFF(spool_segment_size), 1 << 20, 1LL << 34, "64M", "segment file size before rotation" },
+	{ "spool.sync", KIND_BOOL, OFF(spool_sync), 0, 0, "true", "fdatasync before 250; false breaks the durability promise (benchmarks only)" },
+	{ "dns.nameservers", KIND_STRING_LIST, 0, 0, 0, "", "\"ip:port\" list; empty = /etc/resolv.conf" },
+	{ "dns.cache_size", KIND_INT, OFF(dns_cache_size), 16, 10000000, "100000", "cached domains per worker" },
+	{ "dns.min_ttl", KIND_DURATION, OFF(dns_min_ttl_ms), 0, DAY_MS, "60s", "lower clamp of positive TTLs" },
+	{ "dns.max_ttl", KIND_DURATION, OFF(dns_max_ttl_ms), 1000, 30 * DAY_MS, "1d", "upper clamp of positive TTLs" },
+	{ "dns.negative_ttl", KIND_DURATION, OFF(dns_negative_ttl_ms), 0, DAY_MS, "5m", "upper clamp of negative caching (RFC 2308)" },
+	{ "dns.max_in_flight", KIND_INT, OFF(dns_max_in_flight), 1, 100000, "512", "concurrent queries per worker" },
+	{ "dns.timeout", KIND_DURATION, OFF(dns_timeout_ms), 1000, 60000, "4s", "per-try query timeout" },
+	{ "dns.tries", KIND_INT, OFF(dns_tries), 1, 10, "3", "tries per query" },
+	{ "dns.ip_mode", KIND_IP_MODE, OFF(dns_ip_mode), 0, 0, "ipv4", "address families to deliver to: ipv4, ipv6 or both" },
+	{ "delivery.port", KIND_INT, OFF(delivery_port), 1, 65535, "25", "destination port for MX hosts" },
+	{ "delivery.relayhost", KIND_STRING, OFF(relayhost), 0, 0, "", "send everything to this \"host[:port]\" instead of MX" },
+	{ "delivery.connect_timeout", KIND_DURATION, OFF(connect_timeout_ms), 100, DAY_MS, "30s", "TCP connect deadline" },
+	{ "delivery.greeting_timeout", KIND_DURATION, OFF(greeting_timeout_ms), 100, DAY_MS, "60s", "deadline for the 220 greeting" },
+	{ "delivery.command_timeout", KIND_DURATION, OFF(command_timeout_ms), 100, DAY_MS, "5m", "deadline for each command reply" },
+	{ "delivery.data_timeout", KIND_DURATION, OFF(data_timeout_ms), 100, DAY_MS, "10m", "deadline for the data transfer and its reply" },
+	{ "delivery.idle_timeout", KIND_DURATION, OFF(connection_idle_timeout_ms), 100, DAY_MS, "5s", "close a pooled connection idle this long" },
+	{ "delivery.min_backoff", KIND_DURATION, OFF(min_backoff_ms), 100, 30 * DAY_MS, "5m", "first retry delay" },
+	{ "delivery.max_backoff", KIND_DURATION, OFF(max_backoff_ms), 100, 30 * DAY_MS, "4000s", "retry delay cap" },
+	{ "delivery.backoff_jitter", KIND_INT, OFF(backoff_jitter_percent), 0, 100, "20", "retry delay jitter, +- percent" },
+	{ "delivery.queue_lifetime", KIND_DURATION, OFF(queue_lifetime_ms), 0, 365 * DAY_MS, "5d", "bounce what is still undelivered after this" },
+	{ "delivery.domain_backoff", KIND_DURATION, OFF(domain_backoff_ms), 100, DAY_MS, "60s", "how long a domain whose hosts all failed rests before a probe" },
+	{ "delivery.bounce_max_original", KIND_SIZE, OFF(bounce_max_original_size), 0, 1LL << 30, "1M", "bounces carry at most this much of the original" },
+	{ "delivery.max_connections", KIND_INT, OFF(domain_default.max_connections), 1, 10000, "20", "concurrent connections per destination domain" },
+	{ "delivery.max_messages_per_connection", KIND_INT, OFF(domain_default.max_messages_per_connection), 1, 1000000, "1000", "transactions on one connection before it is closed" },
+	{ "delivery.max_recipients_per_transaction", KIND_INT, OFF(domain_default.max_recipients_per_transaction), 1, 100000, "100", "recipients in one MAIL transaction" },
+};
+
+/* Keys of each entry of the "domains" list; absent ones inherit delivery.* */
+static const struct config_key config_domain_keys[] = {
+	{ "name", KIND_STRING, DOFF(name), 0, 0, NULL, "the destination domain" },
+	{ "route", KIND_STRING, DOFF(route), 0, 0, NULL, "\"host[:port]\" to use instead of MX" },
+	{ "max_connections", KIND_INT, DOFF(max_connections), 1, 10000, NULL, "as delivery.max_connections" },
+	{ "max_messages_per_connection", KIND_INT, DOFF(max_messages_per_connection), 1, 1000000, NULL, "as delivery.max_messages_per_connection" },
+	{ "max_recipients_per_transaction", KIND_INT, DOFF(max_recipients_per_transaction), 1, 100000, NULL, "as delivery.max_recipients_per_transaction" },
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+struct config_error {
+	char *buf;
+	size_t len;
+};
+
+/* config_fail - format an error message; always returns -EINVAL. */
+static int __attribute__((format(printf, 2, 3)))
+config_fail(struct config_error *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->buf, e->len, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+	if (p == NULL)
+		log_fatal("out of memory");
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	if (p == NULL)
+		log_fatal("out of memory");
+	return p;
+}
+
+/* parse_scaled - "<digits><unit>" with unit from the table (or none). */
+static int parse_scaled(const char *text, const char *const units[],
+			const int64_t scale[], int64_t plain_scale, int64_t *out)
+{
+	char *end;
+
+	if (*text < '0' || *text > '9')
+		return -EINVAL;
+	errno = 0;
+	long long v = strtoll(text, &end, 10);
+	if (errno != 0)
+		return -EINVAL;
+	int64_t mult = 0;
+	if (*end == '\0') {
+		mult = plain_scale;
+	} else {
+		for (size_t i = 0; units[i] != NULL; i++) {
+			if (strcmp(end, units[i]) == 0) {
+				mult = scale[i];
+				break;
+			}
+		}
+	}
+	if (mult == 0 || v > INT64_MAX / mult)
+		return -EINVAL;
+	*out = v * mult;
+	return 0;
+}
+
+static int parse_duration(const char *text, int64_t *ms)
+{
+	static const char *const units[] = { "ms", "s", "m", "h", "d", NULL };
+	static const int64_t scale[] = { 1, 1000, 60000, 3600000, 86400000 };
+	return parse_scaled(text, units, scale, 1000, ms);
+}
+
+static int parse_size(const char *text, int64_t *bytes)
+{
+	static const char *const units[] = { "k", "K", "m", "M", "g", "G", NULL };
+	static const int64_t scale[] = { 1LL << 10, 1LL << 10, 1LL << 20, 1LL << 20, 1LL << 30, 1LL << 30 };
+	return parse_scaled(text, units, scale, 1, bytes);
+}
+
+/* normalise_domain - lower case, trailing dot dropped, in place. */
+static void normalise_domain(char *d)
+{
+	size_t n = strlen(d);
+	for (size_t i = 0; i < n; i++)
+		if (d[i] >= 'A' && d[i] <= 'Z')
+			d[i] = (char)(d[i] - 'A' + 'a');
+	if (n > 0 && d[n - 1] == '.')
+		d[n - 1] = '\0';
+}
+
+/* list_append_item - add one element of a list-valued key. */
+static int list_append_item(struct config *cfg, const struct config_key *key,
+			    const char *text, size_t index, struct config_error *e, int line)
+{
+	switch (key->kind) {
+	case KIND_LISTEN_LIST: {
+		if (cfg->listen_count >= CONFIG_MAX_LISTEN)
+			return config_fail(e, "line %d: %s: more than %d addresses", line, key->path, CONFIG_MAX_LISTEN);
+		struct config_listen *l = &cfg->listen[cfg->listen_count];
+		if (netaddr_parse_hostport(text, &l->addr, &l->addr_len) < 0)
+			return config_fail(e, "line %d: %s: \"%s\" is not ip:port or [ipv6]:port", line, key->path, text);
+		snprintf(l->text, sizeof(l->text), "%s", text);
+		cfg->listen_count++;
+		return 0;
+	}
+	case KIND_CIDR_LIST:
+		if (netaddr_parse_cidr(text, &cfg->relay_networks[index]) < 0)
+			return config_fail(e, "line %d: %s: \"%s\" is not a network (ip/prefix)", line, key->path, text);
+		cfg->relay_network_count = index + 1;
+		return 0;
+	case KIND_DOMAIN_LIST:
+		cfg->local_domains[index] = xstrdup(text);
+		normalise_domain(cfg->local_domains[index]);
+		cfg->local_domain_count = index + 1;
+		return 0;
+	case KIND_STRING_LIST:
+		cfg->dns_nameservers[index] = xstrdup(text);
+		cfg->dns_nameserver_count = index + 1;
+		return 0;
+	default:
+		log_panic("list_append_item: kind %d", key->kind);
+	}
+}
+
+/* list_reset - empty a list-valued key and size it for n elements. */
+static void list_reset(struct config *cfg, const struct config_key *key, size_t n)
+{
+	switch (key->kind) {
+	case KIND_LISTEN_LIST:
+		cfg->listen_count = 0;
+		break;
+	case KIND_CIDR_LIST:
+		free(cfg->relay_networks);
+		cfg->relay_networks = xcalloc(n, sizeof(*cfg->relay_networks));
+		cfg->relay_network_count = 0;
+		break;
+	case KIND_DOMAIN_LIST:
+		for (size_t i = 0; i < cfg->local_domain_count; i++)
+			free(cfg->local_domains[i]);
+		free(cfg->local_domains);
+		cfg->local_domains = xcalloc(n, sizeof(char *));
+		cfg->local_domain_count = 0;
+		break;
+	case KIND_STRING_LIST:
+		for (size_t i = 0; i < cfg->dns_nameserver_count; i++)
+			free(cfg->dns_nameservers[i]);
+		free(cfg->dns_nameservers);
+		cfg->dns_nameservers = xcalloc(n, sizeof(char *));
+		cfg->dns_nameserver_count = 0;
+		break;
+	default:
+		log_panic("list_reset: kind %d", key->kind);
+	}
+}
+
+static bool kind_is_list(enum config_kind kind)
+{
+	return kind == KIND_LISTEN_LIST || kind == KIND_CIDR_LIST ||
+	       kind == KIND_DOMAIN_LIST || kind == KIND_STRING_LIST;
+}
+
+/* set_scalar_text - set a scalar key from its text form (defaults, and
+ * string values in the file). */
+static int set_scalar_text(void *base, const struct config_key *key, const char *text,
+			   struct config_error *e, int line)
+{
+	void *field = (char *)base + key->offset;
+	int64_t v = 0;
+	int rc = 0;
+
+	switch (key->kind) {
+	case KIND_INT: {
+		char *end;
+		errno = 0;
+		v = strtoll(text, &end, 10);
+		rc = (errno != 0 || end == text || *end != '\0') ? -EINVAL : 0;
+		break;
+	}
+	case KIND_DURATION:
+		rc = parse_duration(text, &v);
+		break;
+	case KIND_SIZE:
+		rc = parse_size(text, &v);
+		break;
+	case KIND_BOOL:
+		if (strcmp(text, "true") == 0)
+			*(bool *)field = true;
+		else if (strcmp(text, "false") == 0)
+			*(bool *)field = false;
+		else
+			return config_fail(e, "line %d: %s: expects true or false", line, key->path);
+		return 0;
+	case KIND_STRING:
+		free(*(char **)field);
+		*(char **)field = xstrdup(text);
+		return 0;
+	case KIND_LOG_LEVEL:
+		if (log_level_parse(text, (enum log_level *)field) < 0)
+			return config_fail(e, "line %d: %s: \"%s\" is not debug, info, warn or error", line, key->path, text);
+		return 0;
+	case KIND_IP_MODE:
+		if (strcmp(text, "ipv4") != 0 && strcmp(text, "ipv6") != 0 && strcmp(text, "both") != 0)
+			return config_fail(e, "line %d: %s: \"%s\" is not ipv4, ipv6 or both", line, key->path, text);
+		free(*(char **)field);
+		*(char **)field = xstrdup(text);
+		return 0;
+	default:
+		log_panic("set_scalar_text: kind %d", key->kind);
+	}
+	if (rc < 0)
+		return config_fail(e, "line %d: %s: \"%s\" is not a valid %s", line, key->path, text,
+				   key->kind == KIND_DURATION ? "duration (e.g. 30s, 5m)" :
+				   key->kind == KIND_SIZE ? "size (e.g. 512k, 10M)" : "integer");
+	if (v < key->min || v > key->max)
+		return config_fail(e, "line %d: %s: %s is out of range [%lld, %lld]", line, key->path, text,
+				   (long long)key->min, (long long)key->max);
+	*(int64_t *)field = v;
+	return 0;
+}
+
+/* set_default - apply a key's default text. */
+static void set_default(struct config *cfg, const struct config_key *key)
+{
+	struct config_error e = { (char[160]){ 0 }, 160 };
+
+	if (kind_is_list(key->kind)) {
+		char *copy = xstrdup(key->default_text), *save = NULL;
+		size_t n = 1;
+		for (const char *p = copy; *p; p++)
+			n += *p == ',';
+		list_reset(cfg, key, n);
+		size_t i = 0;
+		for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+			if (list_append_item(cfg, key, tok, i++, &e, 0) < 0)
+				log_panic("bad default for %s: %s", key->path, e.buf);
+		free(copy);
+		return;
+	}
+	if (set_scalar_text(cfg, key, key->default_text, &e, 0) < 0)
+		log_panic("bad default for %s: %s", key->path, e.buf);
+}
+
+/* set_from_setting - set one key from a libconfig setting of the file. */
+static int set_from_setting(void *base, const struct config *cfg_for_lists,
+			    const struct config_key *key, config_setting_t *s,
+			    struct config_error *e)
+{
+	int line = config_setting_source_line(s);
+	int type = config_setting_type(s);
+	char num[32];
+
+	if (kind_is_list(key->kind)) {
+		struct config *cfg = (struct config *)cfg_for_lists;
+		if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+			return config_fail(e, "line %d: %s: expects a list of strings, e.g. [\"a\", \"b\"]", line, key->path);
+		int n = config_setting_length(s);
+		list_reset(cfg, key, (size_t)n);
+		for (int i = 0; i < n; i++) {
+			config_setting_t *elem = config_setting_get_elem(s, (unsigned)i);
+			const char *text = config_setting_get_string(elem);
+			if (text == NULL)
+				return config_fail(e, "line %d: %s: element %d is not a string", line, key->path, i + 1);
+			int rc = list_append_item(cfg, key, text, (size_t)i, e, line);
+			if (rc < 0)
+				return rc;
+		}
+		if (key->kind == KIND_LISTEN_LIST && cfg->listen_count < (size_t)key->min)
+			return config_fail(e, "line %d: %s: needs at least one address", line, key->path);
+		return 0;
+	}
+	switch (type) {
+	case CONFIG_TYPE_STRING:
+		if (key->kind == KIND_INT || key->kind == KIND_BOOL)
+			return config_fail(e, "line %d: %s: expects %s, not a string", line, key->path,
+					   key->kind == KIND_INT ? "an integer" : "true or false");
+		return set_scalar_text(base, key, config_setting_get_string(s), e, line);
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		if (key->kind != KIND_INT && key->kind != KIND_DURATION && key->kind != KIND_SIZE)
+			return config_fail(e, "line %d: %s: expects a %s, not a number", line, key->path,
+					   key->kind == KIND_BOOL ? "boolean" : "string");
+		snprintf(num, sizeof(num), "%lld", config_setting_get_int64(s));
+		if (num[0] == '-')
+			return config_fail(e, "line %d: %s: %s is out of range [%lld, %lld]", line, key->path, num,
+					   (long long)key->min, (long long)key->max);
+		return set_scalar_text(base, key, num, e, line);
+	case CONFIG_TYPE_BOOL:
+		if (key->kind != KIND_BOOL)
+			return config_fail(e, "line %d: %s: does not take true or false", line, key->path);
+		return set_scalar_text(base, key, config_setting_get_bool(s) ? "true" : "false", e, line);
+	default:
+		return config_fail(e, "line %d: %s: has the wrong type", line, key->path);
+	}
+}
+
+static const struct config_key *find_key(const struct config_key *keys, size_t n, const char *path)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(keys[i].path, path) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* is_group_prefix - is "prefix." the start of some key? */
+static bool is_group_prefix(const char *prefix)
+{
+	size_t n = strlen(prefix);
+	for (size_t i = 0; i < COUNT(config_keys); i++)
+		if (strncmp(config_keys[i].path, prefix, n) == 0 && config_keys[i].path[n] == '.')
+			return true;
+	return false;
+}
+
+/* load_domains - the "domains" list: one group per destination domain. */
+static int load_domains(struct config *cfg, config_setting_t *list, struct config_error *e)
+{
+	int line = config_setting_source_line(list);
+
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return config_fail(e, "line %d: domains: expects a list of groups: ( { name = \"example.com\"; ... } )", line);
+	int n = config_setting_length(list);
+	cfg->domains = xcalloc((size_t)n, sizeof(*cfg->domains));
+	for (int i = 0; i < n; i++) {
+		config_setting_t *group = config_setting_get_elem(list, (unsigned)i);
+		struct config_domain *d = &cfg->domains[i];
+		int gline = config_setting_source_line(group);
+
+		*d = cfg->domain_default;
+		d->name = NULL;
+		d->route = NULL;
+		cfg->domain_count = (size_t)i + 1;
+		if (config_setting_type(group) != CONFIG_TYPE_GROUP)
+			return config_fail(e, "line %d: domains: element %d is not a group", gline, i + 1);
+		for (int j = 0; j < config_setting_length(group); j++) {
+			config_setting_t *s = config_setting_get_elem(group, (unsigned)j);
+			const struct config_key *key = find_key(config_domain_keys, COUNT(config_domain_keys),
+								config_setting_name(s));
+			if (key == NULL)
+				return config_fail(e, "line %d: domains: unknown key \"%s\"",
+						   config_setting_source_line(s), config_setting_name(s));
+			int rc = set_from_setting(d, cfg, key, s, e);
+			if (rc < 0)
+				return rc;
+		}
+		if (d->name == NULL || d->name[0] == '\0')
+			return config_fail(e, "line %d: domains: entry %d has no name", gline, i + 1);
+		normalise_domain(d->name);
+		for (int k = 0; k < i; k++)
+			if (strcmp(cfg->domains[k].name, d->name) == 0)
+				return config_fail(e, "line %d: domains: \"%s\" appears twice", gline, d->name);
+	}
+	return 0;
+}
+
+/* load_group - check and apply every setting of a group of the file. */
+static int load_group(struct config *cfg, config_setting_t *group, const char *prefix,
+		      struct config_error *e)
+{
+	for (int i = 0; i < config_setting_length(group); i++) {
+		config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		char path[128];
+		int rc;
+
+		snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", config_setting_name(s));
+		const struct config_key *key = find_key(config_keys, COUNT(config_keys), path);
+		if (key != NULL) {
+			rc = set_from_setting(cfg, cfg, key, s, e);
+		} else if (strcmp(path, "domains") == 0) {
+			rc = 0;   /* after the defaults they inherit */
+		} else if (config_setting_type(s) == CONFIG_TYPE_GROUP && is_group_prefix(path)) {
+			rc = load_group(cfg, s, path, e);
+		} else {
+			rc = config_fail(e, "line %d: unknown key \"%s\"", config_setting_source_line(s), path);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* config_check - relations between keys that no single key can check. */
+static int config_check(struct config *cfg, struct config_error *e)
+{
+	if (cfg->dns_min_ttl_ms > cfg->dns_max_ttl_ms)
+		return config_fail(e, "dns.min_ttl is larger than dns.max_ttl");
+	if (cfg->min_backoff_ms > cfg->max_backoff_ms)
+		return config_fail(e, "delivery.min_backoff is larger than delivery.max_backoff");
+	if ((cfg->recv_buffer_count & (cfg->recv_buffer_count - 1)) != 0)
+		return config_fail(e, "ring.recv_buffers: %lld is not a power of two", (long long)cfg->recv_buffer_count);
+	if (cfg->smtp_max_input_backlog < cfg->recv_buffer_size)
+		return config_fail(e, "smtp.max_input_backlog is smaller than ring.recv_buffer_size");
+	if (cfg->hostname[0] == '\0') {
+		char host[256] = "localhost";
+		gethostname(host, sizeof(host) - 1);
+		free(cfg->hostname);
+		cfg->hostname = xstrdup(host);
+	}
+	return 0;
+}
+
+int config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	struct config_error e = { err, errlen };
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	config_t file;
+	int rc = 0;
+
+	for (size_t i = 0; i < COUNT(config_keys); i++)
+		set_default(cfg, &config_keys[i]);
+	*out = NULL;
+	if (path != NULL) {
+		cfg->source_path = xstrdup(path);
+		config_init(&file);
+		if (config_read_file(&file, path) != CONFIG_TRUE) {
+			if (config_error_type(&file) == CONFIG_ERR_FILE_IO)
+				rc = config_fail(&e, "%s: cannot read the file", path);
+			else
+				rc = config_fail(&e, "%s: line %d: %s", path, config_error_line(&file),
+						 config_error_text(&file));
+		} else {
+			rc = load_group(cfg, config_root_setting(&file), "", &e);
+			config_setting_t *domains = config_lookup(&file, "domains");
+			if (rc == 0 && domains != NULL)
+				rc = load_domains(cfg, domains, &e);
+		}
+		config_destroy(&file);
+	}
+	if (rc == 0)
+		rc = config_check(cfg, &e);
+	if (rc < 0) {
+		config_free(cfg);
+		return rc;
+	}
+	*out = cfg;
+	return 0;
+}
+
+struct config *config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return NULL;
+	for (size_t i = 0; i < COUNT(config_keys); i++) {
+		const struct config_key *key = &config_keys[i];
+		if (key->kind == KIND_STRING || key->kind == KIND_IP_MODE)
+			free(*(char **)((char *)cfg + key->offset));
+	}
+	for (size_t i = 0; i < cfg->local_domain_count; i++)
+		free(cfg->local_domains[i]);
+	for (size_t i = 0; i < cfg->dns_nameserver_count; i++)
+		free(cfg->dns_nameservers[i]);
+	for (size_t i = 0; i < cfg->domain_count; i++) {
+		free(cfg->domains[i].name);
+		free(cfg->domains[i].route);
+	}
+	free(cfg->local_domains);
+	free(cfg->dns_nameservers);
+	free(cfg->relay_networks);
+	free(cfg->domains);
+	free(cfg->source_path);
+	free(cfg);
+	return NULL;
+}
+
+const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain)
+{
+	for (size_t i = 0; i < cfg->domain_count; i++)
+		if (strcasecmp(cfg->domains[i].name, domain) == 0)
+			return &cfg->domains[i];
+	return &cfg->domain_default;
+}
+
+bool config_is_local_domain(const struct config *cfg, const char *domain)
+{
+	size_t n = strlen(domain);
+
+	if (n > 0 && domain[n - 1] == '.')
+		n--;
+	for (size_t i = 0; i < cfg->local_domain_count; i++)
+		if (strlen(cfg->local_domains[i]) == n && strncasecmp(cfg->local_domains[i], domain, n) == 0)
+			return true;
+	return false;
+}
+
+bool config_is_relay_client(const struct config *cfg, const struct sockaddr *peer)
+{
+	for (size_t i = 0; i < cfg->relay_network_count; i++)
+		if (netaddr_cidr_match(&cfg->relay_networks[i], peer))
+			return true;
+	return false;
+}
+
+void config_keys_dump(FILE *out)
+{
+	static const char *const kind_names[] = {
+		"integer", "duration", "size", "boolean", "string", "list of strings",
+		"log level", "list of ip:port", "list of networks", "list of domains", "ipv4|ipv6|both",
+	};
+
+	for (size_t i = 0; i < COUNT(config_keys); i++)
+		fprintf(out, "%-42s %-18s default %-22s %s\n", config_keys[i].path,
+			kind_names[config_keys[i].kind],
+			config_keys[i].default_text[0] ? config_keys[i].default_text : "\"\"",
+			config_keys[i].help);
+	for (size_t i = 0; i < COUNT(config_domain_keys); i++)
+		fprintf(out, "domains[].%-32s %-18s %s\n", config_domain_keys[i].path,
+			kind_names[config_domain_keys[i].kind], config_domain_keys[i].help);
+}

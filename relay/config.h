@@ -1,0 +1,143 @@
+/*
+ * config - ringmaild's configuration: one libconfig file, every key with a
+ * default, so that no file at all gives a working relay on 127.0.0.1:2525.
+ *
+ *   struct config *cfg;
+ *   char err[256];
+ *   if (config_load(path_or_NULL, &cfg, err, sizeof(err)) < 0) ...
+ *   ...
+ *   cfg = config_free(cfg);
+ *
+ * Unknown keys, wrong types and out-of-range values are errors that name the
+ * key and the line. Durations are written as integers (seconds) or strings
+ * with a unit ("250ms", "30s", "5m", "2h", "5d") and are stored in
+ * milliseconds; sizes as integers (bytes) or strings ("512k", "10M", "1G").
+ * A loaded config is immutable: SIGHUP builds a new one and swaps the pointer.
+ * docs/CONFIGURATION.md documents every key; config_keys_dump() prints the
+ * table it is checked against.
+ */
+#ifndef RINGMAIL_CONFIG_H
+#define RINGMAIL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "netaddr.h"
+
+#define CONFIG_MAX_LISTEN 16
+
+struct config_listen {
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	char text[64];
+};
+
+/* Per-destination-domain policy; the entry named "" holds the defaults. */
+struct config_domain {
+	char *name;                       /* lower case, no trailing dot */
+	char *route;                      /* "host[:port]" or NULL: use MX */
+	int64_t max_connections;
+	int64_t max_messages_per_connection;
+	int64_t max_recipients_per_transaction;
+};
+
+struct config {
+	/* process */
+	int64_t workers;                  /* 0 = one per online CPU */
+	char *hostname;                   /* "" = gethostname() */
+	int64_t shutdown_timeout_ms;
+	char *log_file;                   /* "-" = stderr */
+	enum log_level log_level;
+
+	/* listeners */
+	struct config_listen listen[CONFIG_MAX_LISTEN];
+	size_t listen_count;
+	int64_t listen_backlog;
+
+	/* ring */
+	int64_t ring_entries;
+	int64_t recv_buffer_size;
+	int64_t recv_buffer_count;
+	int64_t max_connections;          /* inbound, per worker */
+
+	/* smtp server */
+	int64_t smtp_max_command_line;
+	int64_t smtp_max_line;
+	int64_t smtp_max_message_size;
+	int64_t smtp_max_recipients;
+	int64_t smtp_max_errors;
+	int64_t smtp_idle_timeout_ms;
+	int64_t smtp_command_timeout_ms;
+	int64_t smtp_data_timeout_ms;
+	int64_t smtp_max_input_backlog;   /* bytes buffered while a session waits */
+
+	/* relay policy */
+	struct netaddr_cidr *relay_networks;
+	size_t relay_network_count;
+	char **local_domains;
+	size_t local_domain_count;
+
+	/* spool */
+	char *spool_dir;
+	int64_t spool_segment_size;
+	bool spool_sync;                  /* false only for benchmarks: no fdatasync */
+
+	/* dns */
+	char **dns_nameservers;
+	size_t dns_nameserver_count;
+	int64_t dns_cache_size;
+	int64_t dns_min_ttl_ms;
+	int64_t dns_max_ttl_ms;
+	int64_t dns_negative_ttl_ms;
+	int64_t dns_max_in_flight;
+	int64_t dns_timeout_ms;
+	int64_t dns_tries;
+	char *dns_ip_mode;                /* "ipv4", "ipv6", "both" */
+
+	/* delivery */
+	int64_t delivery_port;
+	char *relayhost;                  /* "" = none */
+	int64_t connect_timeout_ms;
+	int64_t greeting_timeout_ms;
+	int64_t command_timeout_ms;
+	int64_t data_timeout_ms;
+	int64_t connection_idle_timeout_ms;
+	int64_t min_backoff_ms;
+	int64_t max_backoff_ms;
+	int64_t backoff_jitter_percent;
+	int64_t queue_lifetime_ms;
+	int64_t domain_backoff_ms;
+	int64_t bounce_max_original_size;
+
+	struct config_domain domain_default;
+	struct config_domain *domains;
+	size_t domain_count;
+
+	char *source_path;                /* the file it came from, or NULL */
+};
+
+/* config_load - parse path (NULL: defaults only) into a new config.
+ * Returns 0, or -EINVAL with a message naming the key and line in err. */
+int config_load(const char *path, struct config **out, char *err, size_t errlen);
+
+/* config_free - free a config; accepts NULL, returns NULL. */
+struct config *config_free(struct config *cfg);
+
+/* config_domain_policy - the policy for a destination domain: its own
+ * entry, or the defaults. Never NULL. */
+const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain);
+
+/* config_is_local_domain - is mail for this domain delivered locally? */
+bool config_is_local_domain(const struct config *cfg, const char *domain);
+
+/* config_is_relay_client - may this peer relay to any domain? */
+bool config_is_relay_client(const struct config *cfg, const struct sockaddr *peer);
+
+/* config_keys_dump - print every key with its type and default. */
+void config_keys_dump(FILE *out);
+
+#endif

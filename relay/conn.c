@@ -1,0 +1,336 @@
+/*
+ * conn - inbound connection I/O over the worker's ring; see conn.h.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "netaddr.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+static void conn_recv_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
+static void conn_send_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
+static void conn_feed(struct conn *c);
+static void conn_finish_if_done(struct conn *c);
+
+/* bytes_append - append to a growable buffer (geometric growth). */
+static void bytes_append(struct conn_bytes *b, const void *data, size_t len)
+{
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 512;
+		while (cap < b->len + len)
+			cap *= 2;
+		b->data = realloc(b->data, cap);
+		if (b->data == NULL)
+			log_fatal("out of memory");
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+}
+
+/* bytes_consume - drop n bytes from the front. */
+static void bytes_consume(struct conn_bytes *b, size_t n)
+{
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+}
+
+/* bytes_release - give the memory back: idle connections cost no buffers. */
+static void bytes_release(struct conn_bytes *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+/* bytes_trim - release an empty buffer's memory unless it is small:
+ * idle connections keep at most a few hundred bytes. */
+static void bytes_trim(struct conn_bytes *b)
+{
+	if (b->len == 0 && b->cap > 1024)
+		bytes_release(b);
+}
+
+static void conn_unref(struct conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	struct worker *w = c->w;
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_close(sqe, c->fd);
+	io_uring_sqe_set_data(sqe, NULL);
+	bytes_release(&c->in);
+	bytes_release(&c->out[0]);
+	bytes_release(&c->out[1]);
+	w->conn_objects--;
+	free(c);
+}
+
+/* conn_arm_recv - a multishot receive from the worker's buffer group. */
+static void conn_arm_recv(struct conn *c)
+{
+	if (c->recv_armed || c->closing)
+		return;
+	struct io_uring_sqe *sqe = worker_sqe(c->w);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = 0;
+	io_uring_sqe_set_data(sqe, &c->recv_op);
+	c->recv_armed = true;
+	c->refs++;
+}
+
+/* conn_finish_if_done - after the peer's EOF, close once its input is
+ * handled (not waiting for a commit) and every reply is written. */
+static void conn_finish_if_done(struct conn *c)
+{
+	if (c->peer_eof && !c->input_paused && !c->send_inflight &&
+	    c->out[0].len == 0 && c->out[1].len == 0)
+		conn_close(c);
+}
+
+/* conn_send_next - start a send if output waits and none is in flight. */
+static void conn_send_next(struct conn *c)
+{
+	if (c->send_inflight || c->closing)
+		return;
+	struct conn_bytes *cur = &c->out[c->sending];
+	if (c->sent == cur->len) {
+		cur->len = 0;
+		c->sent = 0;
+		c->sending ^= 1;
+		cur = &c->out[c->sending];
+		if (cur->len == 0) {
+			/* Nothing left: large buffers go back while idle. */
+			bytes_trim(&c->out[0]);
+			bytes_trim(&c->out[1]);
+			if (c->close_when_drained)
+				conn_close(c);
+			else if (c->handler->drained != NULL)
+				c->handler->drained(c);
+			if (!c->closing)
+				conn_finish_if_done(c);
+			return;
+		}
+	}
+	struct io_uring_sqe *sqe = worker_sqe(c->w);
+	io_uring_prep_send(sqe, c->fd, cur->data + c->sent, cur->len - c->sent, MSG_NOSIGNAL);
+	io_uring_sqe_set_data(sqe, &c->send_op);
+	c->send_inflight = true;
+	c->refs++;
+}
+
+void conn_write(struct conn *c, const void *data, size_t len)
+{
+	if (c->closing || len == 0)
+		return;
+	bytes_append(&c->out[c->sending ^ 1], data, len);
+	if (!c->in_input)
+		conn_send_next(c);
+}
+
+void conn_close_after_flush(struct conn *c)
+{
+	c->close_when_drained = true;
+	conn_pause_input(c);
+	if (!c->send_inflight && !c->in_input)
+		conn_send_next(c);
+}
+
+void conn_close(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	worker_timer_disarm(&c->idle_timer);
+	worker_timer_disarm(&c->phase_timer);
+	if (c->recv_armed || c->send_inflight) {
+		struct io_uring_sqe *sqe = worker_sqe(w);
+		io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data(sqe, NULL);
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->conn_count--;
+	if (c->handler->close != NULL)
+		c->handler->close(c);
+	c->proto = NULL;
+	conn_unref(c);
+}
+
+void conn_pause_input(struct conn *c)
+{
+	c->input_paused = true;
+}
+
+void conn_resume_input(struct conn *c)
+{
+	if (c->closing || c->close_when_drained)
+		return;
+	c->input_paused = false;
+	c->refs++;    /* the handler may close c while it is fed */
+	if (c->in.len > 0 && !c->in_input)
+		conn_feed(c);
+	if (!c->peer_eof)
+		conn_arm_recv(c);
+	else if (!c->closing)
+		conn_finish_if_done(c);
+	conn_unref(c);
+}
+
+void conn_set_phase_timer(struct conn *c, enum worker_timer_class cls)
+{
+	worker_timer_arm(c->w, &c->phase_timer, cls);
+}
+
+/* conn_feed - hand buffered input to the handler until it stops taking. */
+static void conn_feed(struct conn *c)
+{
+	c->in_input = true;
+	while (c->in.len > 0 && !c->input_paused && !c->closing) {
+		size_t n = c->handler->input(c, c->in.data, c->in.len);
+		if (n == 0)
+			break;
+		bytes_consume(&c->in, n);
+	}
+	c->in_input = false;
+	if (c->in.len == 0)
+		bytes_trim(&c->in);
+	if (!c->closing)
+		conn_send_next(c);
+	if (!c->closing)
+		conn_finish_if_done(c);
+}
+
+static void conn_idle_fire(struct worker *w, struct worker_timer *t)
+{
+	struct conn *c = container_of(t, struct conn, idle_timer);
+	c->handler->timeout(c, WORKER_TIMER_SMTP_IDLE);
+}
+
+static void conn_phase_fire(struct worker *w, struct worker_timer *t)
+{
+	struct conn *c = container_of(t, struct conn, phase_timer);
+	enum worker_timer_class cls = (enum worker_timer_class)(t->node.list - w->timers);
+	c->handler->timeout(c, cls);
+}
+
+void conn_accept(struct worker *w, int fd, const struct conn_handler *handler)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	socklen_t len = sizeof(c->peer);
+	int one = 1;
+
+	if (c == NULL)
+		log_fatal("out of memory");
+	c->w = w;
+	c->fd = fd;
+	c->refs = 2;  /* the open connection, and this function while it runs */
+	c->handler = handler;
+	c->recv_op.complete = conn_recv_complete;
+	c->send_op.complete = conn_send_complete;
+	c->idle_timer.fire = conn_idle_fire;
+	c->phase_timer.fire = conn_phase_fire;
+	/* Both calls are answered from the socket without blocking. */
+	if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0)
+		c->peer.ss_family = AF_UNSPEC;
+	else
+		netaddr_format((struct sockaddr *)&c->peer, c->peer_text, sizeof(c->peer_text));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->conn_count++;
+	w->conn_objects++;
+	worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
+	c->in_input = true;
+	handler->open(c);
+	c->in_input = false;
+	if (!c->closing) {
+		conn_arm_recv(c);
+		conn_send_next(c);
+	}
+	conn_unref(c);
+}
+
+/* conn_recv_complete - bytes, end of stream, or an error from the
+ * multishot receive. A completion without F_MORE ends the request, and
+ * its reference is dropped last, after every use of c here. */
+static void conn_recv_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct conn *c = container_of(op, struct conn, recv_op);
+	bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+
+	if (!more)
+		c->recv_armed = false;
+	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		if (!c->closing) {
+			bytes_append(&c->in, worker_buffer(w, bid), (size_t)cqe->res);
+			worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
+			if (!c->input_paused && !c->in_input)
+				conn_feed(c);
+		}
+		worker_recycle_buffer(w, bid);
+	}
+	if (!c->closing) {
+		if (cqe->res == 0) {
+			/* Half-closed: what was sent before still gets its replies. */
+			c->peer_eof = true;
+			conn_finish_if_done(c);
+		} else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
+			log_debug("recv_error", "peer=%s error=%d", c->peer_text, -cqe->res);
+			conn_close(c);
+		} else if (!more && !(c->input_paused &&
+				      c->in.len >= (size_t)w->cfg->smtp_max_input_backlog)) {
+			/* Re-arm, unless paused with a full backlog: then reading
+			 * waits until conn_resume_input(). */
+			conn_arm_recv(c);
+		}
+	}
+	if (!more)
+		conn_unref(c);
+}
+
+static void conn_send_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct conn *c = container_of(op, struct conn, send_op);
+
+	c->send_inflight = false;
+	if (!c->closing) {
+		if (cqe->res < 0) {
+			log_debug("send_error", "peer=%s error=%d", c->peer_text, -cqe->res);
+			conn_close(c);
+		} else {
+			c->sent += (size_t)cqe->res;
+			conn_send_next(c);
+		}
+	}
+	conn_unref(c);
+}
+
+void conn_shutdown_all(struct worker *w)
+{
+	struct conn *c = w->conns;
+
+	while (c != NULL) {
+		struct conn *next = c->next;
+		c->handler->shutdown(c);
+		c = next;
+	}
+}

@@ -1,0 +1,98 @@
+/*
+ * conn - an inbound connection on a worker: ring I/O for a protocol handler.
+ *
+ * The connection owns the socket, the ring requests on it, its unconsumed
+ * input and its output. A handler (SMTP server, POP3) owns the protocol
+ * state in c->proto and sees only bytes:
+ *   open     after accept: create the session, write the greeting
+ *   input    bytes arrived: consume what it can, return how many; the
+ *            rest is kept and offered again after conn_resume_input()
+ *   timeout  the idle or phase timer fired
+ *   drained  all output written (e.g. to close after 221)
+ *   shutdown the worker is stopping: finish or say goodbye
+ *   close    the connection is gone: free c->proto
+ *
+ * Lifetime: every request in the ring holds a reference; conn_close()
+ * cancels them and the memory goes when the last completion arrives, so the
+ * ring never writes into freed memory (STYLE rule 8).
+ *
+ * Buffers: input kept while the handler is paused is capped at
+ * smtp.max_input_backlog, beyond which reading stops until it drains.
+ * Output is double-buffered: the kernel reads one buffer while the handler
+ * appends to the other, so appending never moves bytes under a send.
+ */
+#ifndef RINGMAIL_CONN_H
+#define RINGMAIL_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "worker.h"
+
+struct conn_bytes {
+	char *data;
+	size_t len, cap;
+};
+
+struct conn_handler {
+	const char *name;
+	void (*open)(struct conn *c);
+	size_t (*input)(struct conn *c, const char *data, size_t len);
+	void (*timeout)(struct conn *c, enum worker_timer_class cls);
+	void (*drained)(struct conn *c);
+	void (*shutdown)(struct conn *c);
+	void (*close)(struct conn *c);
+};
+
+struct conn {
+	struct worker *w;
+	struct conn *prev, *next;
+	int fd;
+	int refs;
+	bool closing;
+	bool close_when_drained;
+	bool recv_armed;
+	bool input_paused;
+	bool send_inflight;
+	bool in_input;                 /* handler input is on the stack */
+	bool peer_eof;                 /* the peer sent FIN: read no more */
+	struct sockaddr_storage peer;
+	char peer_text[64];            /* "ip:port" for logs */
+	const struct conn_handler *handler;
+	void *proto;
+
+	struct ring_op recv_op, send_op;
+	struct worker_timer idle_timer, phase_timer;
+
+	struct conn_bytes in;          /* unconsumed input */
+	struct conn_bytes out[2];      /* out[sending] is in the kernel's hands */
+	unsigned sending;
+	size_t sent;                   /* bytes of out[sending] already written */
+};
+
+/* conn_accept - wrap an accepted socket and call handler->open. */
+void conn_accept(struct worker *w, int fd, const struct conn_handler *handler);
+
+/* conn_write - queue output; it is sent from the loop. */
+void conn_write(struct conn *c, const void *data, size_t len);
+
+/* conn_close_after_flush - close once every queued byte is written. */
+void conn_close_after_flush(struct conn *c);
+
+/* conn_close - close now; queued output is dropped. */
+void conn_close(struct conn *c);
+
+/* conn_pause_input / conn_resume_input - stop and restart handing input
+ * to the handler (e.g. while a message is being made durable). Resume
+ * feeds what is buffered at once. */
+void conn_pause_input(struct conn *c);
+void conn_resume_input(struct conn *c);
+
+/* conn_set_phase_timer - start the per-command (or data) deadline. */
+void conn_set_phase_timer(struct conn *c, enum worker_timer_class cls);
+
+/* conn_shutdown_all - the worker is stopping: tell every handler. */
+void conn_shutdown_all(struct worker *w);
+
+#endif

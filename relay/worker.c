@@ -1,0 +1,475 @@
+/*
+ * worker - per-core io_uring event loop; see worker.h.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "smtp_server.h"
+
+#define BUFFER_GROUP 0
+
+static pthread_barrier_t worker_ready;
+static _Atomic int worker_start_error;
+
+/* The control ring lets a non-worker thread (main: signals) wake workers.
+ * Only the main thread uses it, so it needs no lock. */
+static struct io_uring control_ring;
+static bool control_ring_ready;
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct io_uring_sqe *worker_sqe(struct worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	while (sqe == NULL) {
+		int rc = io_uring_submit(&w->ring);
+		if (rc < 0 && rc != -EBUSY && rc != -EAGAIN)
+			log_fatal("io_uring_submit: %s", strerror(-rc));
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+void worker_timer_arm(struct worker *w, struct worker_timer *t, enum worker_timer_class cls)
+{
+	deadline_arm(&w->timers[cls], &t->node, w->now_ms);
+}
+
+void worker_timer_disarm(struct worker_timer *t)
+{
+	deadline_disarm(&t->node);
+}
+
+void worker_add_hook(struct worker *w, void (*fn)(struct worker *, void *), void *arg)
+{
+	if (w->hook_count == WORKER_MAX_HOOKS)
+		log_panic("worker_add_hook: more than %d hooks", WORKER_MAX_HOOKS);
+	w->hooks[w->hook_count++] = (struct worker_hook){ fn, arg };
+}
+
+void worker_recycle_buffer(struct worker *w, unsigned bid)
+{
+	io_uring_buf_ring_add(w->buf_ring, worker_buffer(w, bid), w->buf_size, (unsigned short)bid,
+			      io_uring_buf_ring_mask(w->buf_count), 0);
+	io_uring_buf_ring_advance(w->buf_ring, 1);
+}
+
+/* worker_timer_durations - each class's duration from the config. */
+static void worker_timer_durations(struct worker *w)
+{
+	const struct config *cfg = w->cfg;
+
+	w->timers[WORKER_TIMER_SMTP_IDLE].timeout_ms = cfg->smtp_idle_timeout_ms;
+	w->timers[WORKER_TIMER_SMTP_COMMAND].timeout_ms = cfg->smtp_command_timeout_ms;
+	w->timers[WORKER_TIMER_SMTP_DATA].timeout_ms = cfg->smtp_data_timeout_ms;
+	w->timers[WORKER_TIMER_SHUTDOWN].timeout_ms = cfg->shutdown_timeout_ms;
+}
+
+/* worker_ring_init - the ring with the newest flags the kernel takes:
+ * SINGLE_ISSUER + DEFER_TASKRUN (6.1), else COOP_TASKRUN, else none.
+ * The CQ is four times the SQ so that multishot bursts do not overflow. */
+static int worker_ring_init(struct worker *w)
+{
+	static const unsigned flag_sets[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int rc = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof(p));
+		p.flags = flag_sets[i] | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+		p.cq_entries = (unsigned)w->cfg->ring_entries * 4;
+		rc = io_uring_queue_init_params((unsigned)w->cfg->ring_entries, &w->ring, &p);
+		if (rc == 0) {
+			w->ring_fd = w->ring.ring_fd;
+			return 0;
+		}
+	}
+	return rc;
+}
+
+/* worker_buffers_init - the provided-buffer ring for receives. liburing 2.3
+ * has no io_uring_setup_buf_ring, so this is the shim STYLE.md asks for. */
+static int worker_buffers_init(struct worker *w)
+{
+	struct io_uring_buf_reg reg;
+	void *ring_mem;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	w->buf_count = (unsigned)w->cfg->recv_buffer_count;
+	w->buf_size = (unsigned)w->cfg->recv_buffer_size;
+	if (posix_memalign(&ring_mem, page, w->buf_count * sizeof(struct io_uring_buf)) != 0)
+		return -ENOMEM;
+	w->buf_ring = ring_mem;
+	io_uring_buf_ring_init(w->buf_ring);
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uintptr_t)ring_mem;
+	reg.ring_entries = w->buf_count;
+	reg.bgid = BUFFER_GROUP;
+	int rc = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (rc < 0)
+		return rc;
+	if (posix_memalign((void **)&w->buf_base, page, (size_t)w->buf_count * w->buf_size) != 0)
+		return -ENOMEM;
+	for (unsigned i = 0; i < w->buf_count; i++)
+		io_uring_buf_ring_add(w->buf_ring, worker_buffer(w, i), w->buf_size, (unsigned short)i,
+				      io_uring_buf_ring_mask(w->buf_count), (int)i);
+	io_uring_buf_ring_advance(w->buf_ring, (int)w->buf_count);
+	return 0;
+}
+
+/* worker_listen_socket - a SO_REUSEPORT listener: every worker binds the
+ * same address and the kernel spreads connections over them. */
+static int worker_listen_socket(const struct config *cfg, const struct config_listen *l)
+{
+	int one = 1;
+	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (l->addr.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) < 0 ||
+	    listen(fd, (int)cfg->listen_backlog) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void worker_arm_accept(struct worker *w, size_t i)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_multishot_accept(sqe, w->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, &w->accept_ops[i]);
+}
+
+/* worker_refuse - too many connections: 421 and close, linked in the ring. */
+static void worker_refuse(struct worker *w, int fd)
+{
+	static const char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	io_uring_prep_send(sqe, fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data(sqe, NULL);
+	sqe = worker_sqe(w);
+	io_uring_prep_close(sqe, fd);
+	io_uring_sqe_set_data(sqe, NULL);
+	w->rejected_busy++;
+}
+
+static void worker_accept_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	size_t i = (size_t)(op - w->accept_ops);
+
+	if (cqe->res >= 0) {
+		if (w->stopping)
+			worker_refuse(w, cqe->res);
+		else if (w->conn_count >= (size_t)w->cfg->max_connections)
+			worker_refuse(w, cqe->res);
+		else {
+			w->accepted++;
+			conn_accept(w, cqe->res, &smtp_server_handler);
+		}
+	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
+		log_warn("accept_error", "worker=%u error=\"%s\"", w->id, strerror(-cqe->res));
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopping)
+		worker_arm_accept(w, i);
+}
+
+static void worker_shutdown_fire(struct worker *w, struct worker_timer *t)
+{
+	log_info("shutdown_deadline", "worker=%u closing=%zu", w->id, w->conn_count);
+	while (w->conns != NULL)
+		conn_close(w->conns);
+}
+
+/* worker_begin_stop - stop accepting, let sessions finish until the
+ * shutdown deadline. */
+static void worker_begin_stop(struct worker *w)
+{
+	if (w->stopping)
+		return;
+	w->stopping = true;
+	for (size_t i = 0; i < w->listen_count; i++) {
+		struct io_uring_sqe *sqe = worker_sqe(w);
+		io_uring_prep_cancel(sqe, &w->accept_ops[i], 0);
+		io_uring_sqe_set_data(sqe, NULL);
+		sqe = worker_sqe(w);
+		io_uring_prep_close(sqe, w->listen_fds[i]);
+		io_uring_sqe_set_data(sqe, NULL);
+	}
+	w->listen_count = 0;
+	worker_timer_arm(w, &w->shutdown_timer, WORKER_TIMER_SHUTDOWN);
+	conn_shutdown_all(w);
+}
+
+/* worker_wake_complete - another thread posted to the inbox, asked us to
+ * stop, or handed us a new config. */
+static void worker_wake_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	const struct config *cfg = atomic_exchange(&w->pending_cfg, NULL);
+
+	if (cfg != NULL) {
+		w->cfg = cfg;
+		worker_timer_durations(w);
+		log_debug("reload", "worker=%u", w->id);
+	}
+	if (atomic_load(&w->stop_requested))
+		worker_begin_stop(w);
+	struct mpsc_node *node = mpsc_take_all(&w->inbox);
+	while (node != NULL) {
+		struct mpsc_node *next = node->next;
+		if (w->inbox_handler == NULL)
+			log_panic("worker %u: message posted without an inbox handler", w->id);
+		w->inbox_handler(w, node);
+		node = next;
+	}
+}
+
+/* worker_wake - post a MSG_RING completion to target from ring. */
+static void worker_wake(struct io_uring *ring, struct worker *target)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (sqe == NULL) {
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+	}
+	io_uring_prep_msg_ring(sqe, target->ring_fd, 0, (uint64_t)(uintptr_t)&target->wake_op, 0);
+	io_uring_sqe_set_data(sqe, NULL);
+}
+
+/* control_wake - wake a worker from the main thread, and reap the
+ * sender-side completions of earlier wake-ups. */
+static void control_wake(struct worker *target)
+{
+	struct io_uring_cqe *cqe;
+
+	worker_wake(&control_ring, target);
+	io_uring_submit(&control_ring);
+	while (io_uring_peek_cqe(&control_ring, &cqe) == 0)
+		io_uring_cqe_seen(&control_ring, cqe);
+}
+
+void worker_post(struct worker *from, struct worker *target, struct mpsc_node *node)
+{
+	if (!mpsc_push(&target->inbox, node))
+		return;           /* not empty: a wake-up is already on its way */
+	if (from != NULL)
+		worker_wake(&from->ring, target);   /* submitted with from's next pass */
+	else
+		control_wake(target);
+}
+
+/* worker_next_timeout - time until the earliest timer, or -1 for none. */
+static int64_t worker_next_timeout(struct worker *w)
+{
+	int64_t next = INT64_MAX;
+
+	for (int i = 0; i < WORKER_TIMER_CLASSES; i++) {
+		int64_t t = deadline_next(&w->timers[i]);
+		if (t < next)
+			next = t;
+	}
+	if (next == INT64_MAX)
+		return -1;
+	return next > w->now_ms ? next - w->now_ms : 0;
+}
+
+static void worker_expire_timers(struct worker *w)
+{
+	for (int i = 0; i < WORKER_TIMER_CLASSES; i++) {
+		struct deadline_node *node;
+		while ((node = deadline_pop_expired(&w->timers[i], w->now_ms)) != NULL) {
+			struct worker_timer *t = (struct worker_timer *)node;
+			t->fire(w, t);
+		}
+	}
+}
+
+/* worker_loop - one submit-and-wait per pass, with the earliest timer as
+ * its timeout; then every completion, then the timers. */
+static void worker_loop(struct worker *w)
+{
+	while (!(w->stopping && w->conn_objects == 0)) {
+		struct io_uring_cqe *cqe;
+		struct __kernel_timespec ts;
+		unsigned head, seen = 0;
+
+		for (unsigned i = 0; i < w->hook_count; i++)
+			w->hooks[i].run(w, w->hooks[i].arg);
+		int64_t wait_ms = worker_next_timeout(w);
+		ts.tv_sec = wait_ms / 1000;
+		ts.tv_nsec = (wait_ms % 1000) * 1000000;
+		int rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, wait_ms >= 0 ? &ts : NULL, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
+			log_fatal("worker %u: io_uring_submit_and_wait_timeout: %s", w->id, strerror(-rc));
+		w->now_ms = monotonic_ms();
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			struct ring_op *op = io_uring_cqe_get_data(cqe);
+			if (op != NULL)
+				op->complete(w, op, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&w->ring, seen);
+		worker_expire_timers(w);
+	}
+	/* Hand the last closes to the kernel before the ring goes. */
+	io_uring_submit(&w->ring);
+}
+
+static void worker_pin(struct worker *w)
+{
+	cpu_set_t set;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	CPU_ZERO(&set);
+	w->cpu = (int)(w->id % (unsigned)(cpus > 0 ? cpus : 1));
+	CPU_SET(w->cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/* worker_setup - everything a worker needs before its first pass; runs on
+ * the worker's own thread (SINGLE_ISSUER binds the ring to it). */
+static int worker_setup(struct worker *w)
+{
+	int rc = worker_ring_init(w);
+
+	if (rc < 0) {
+		log_error("ring_init", "worker=%u error=\"%s\"", w->id, strerror(-rc));
+		return rc;
+	}
+	rc = worker_buffers_init(w);
+	if (rc < 0) {
+		log_error("buffer_ring", "worker=%u error=\"%s\"", w->id, strerror(-rc));
+		return rc;
+	}
+	for (size_t i = 0; i < w->cfg->listen_count; i++) {
+		int fd = worker_listen_socket(w->cfg, &w->cfg->listen[i]);
+		if (fd < 0) {
+			log_error("listen", "worker=%u addr=%s error=\"%s\"", w->id,
+				  w->cfg->listen[i].text, strerror(-fd));
+			return fd;
+		}
+		w->listen_fds[w->listen_count] = fd;
+		w->accept_ops[w->listen_count].complete = worker_accept_complete;
+		w->listen_count++;
+		worker_arm_accept(w, i);
+	}
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	worker_pin(w);
+	w->now_ms = monotonic_ms();
+	for (int i = 0; i < WORKER_TIMER_CLASSES; i++)
+		deadline_list_init(&w->timers[i], 0);
+	worker_timer_durations(w);
+	w->shutdown_timer.fire = worker_shutdown_fire;
+	w->wake_op.complete = worker_wake_complete;
+	mpsc_init(&w->inbox);
+	smtp_server_worker_init(w);
+
+	int rc = worker_setup(w);
+	if (rc < 0)
+		atomic_store(&worker_start_error, rc);
+	pthread_barrier_wait(&worker_ready);
+	if (atomic_load(&worker_start_error) != 0) {
+		w->exit_status = 1;
+		return NULL;
+	}
+	log_info("worker_start", "worker=%u cpu=%d listeners=%zu", w->id, w->cpu, w->listen_count);
+	worker_loop(w);
+	smtp_server_worker_exit(w);
+	log_info("worker_exit", "worker=%u accepted=%llu refused=%llu", w->id,
+		 (unsigned long long)w->accepted, (unsigned long long)w->rejected_busy);
+	io_uring_queue_exit(&w->ring);
+	free(w->buf_base);
+	free(w->buf_ring);
+	return NULL;
+}
+
+int worker_start_all(struct worker *workers, unsigned count, const struct config *cfg)
+{
+	int rc = io_uring_queue_init(64, &control_ring, 0);
+
+	if (rc < 0)
+		return rc;
+	control_ring_ready = true;
+	pthread_barrier_init(&worker_ready, NULL, count + 1);
+	for (unsigned i = 0; i < count; i++) {
+		struct worker *w = &workers[i];
+		memset(w, 0, sizeof(*w));
+		w->id = i;
+		w->count = count;
+		w->all = workers;
+		w->cfg = cfg;
+		rc = pthread_create(&w->thread, NULL, worker_main, w);
+		if (rc != 0)
+			log_fatal("pthread_create: %s", strerror(rc));
+	}
+	pthread_barrier_wait(&worker_ready);
+	return atomic_load(&worker_start_error);
+}
+
+void worker_stop_all(struct worker *workers, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++) {
+		atomic_store(&workers[i].stop_requested, true);
+		control_wake(&workers[i]);
+	}
+}
+
+void worker_reload_all(struct worker *workers, unsigned count, const struct config *cfg)
+{
+	for (unsigned i = 0; i < count; i++) {
+		atomic_store(&workers[i].pending_cfg, cfg);
+		control_wake(&workers[i]);
+	}
+}
+
+int worker_join_all(struct worker *workers, unsigned count)
+{
+	int status = 0;
+
+	for (unsigned i = 0; i < count; i++) {
+		pthread_join(workers[i].thread, NULL);
+		if (workers[i].exit_status > status)
+			status = workers[i].exit_status;
+	}
+	pthread_barrier_destroy(&worker_ready);
+	if (control_ring_ready) {
+		io_uring_queue_exit(&control_ring);
+		control_ring_ready = false;
+	}
+	return status;
+}

@@ -1,0 +1,145 @@
+/*
+ * worker - one thread, one core, one io_uring ring, no locks.
+ *
+ * A worker owns its ring, its listening sockets (SO_REUSEPORT, multishot
+ * accept), its connections, their provided receive buffers and timers, and
+ * (with later modules) its spool shard, DNS context and destination queues.
+ * Nothing it owns is touched by another thread. Other threads reach it only
+ * through worker_post(): a lock-free inbox plus an IORING_OP_MSG_RING wake-up.
+ *
+ * Every request in the ring carries a struct ring_op pointer as user_data;
+ * the loop calls op->complete for each completion. A user_data of 0 means
+ * "nobody cares" (cancels, closes, the sender's side of MSG_RING).
+ *
+ * One loop pass: run before-sleep hooks (group commit), submit everything
+ * and wait for at least one completion or the earliest timer, dispatch all
+ * completions, expire timers, drain the inbox.
+ */
+#ifndef RINGMAIL_WORKER_H
+#define RINGMAIL_WORKER_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "deadline.h"
+#include "mpsc.h"
+
+struct worker;
+struct ring_op;
+struct conn;
+
+typedef void ring_op_fn(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
+
+struct ring_op {
+	ring_op_fn *complete;
+};
+
+/* A timer: a deadline node and what to do when it fires. */
+struct worker_timer {
+	struct deadline_node node;
+	void (*fire)(struct worker *w, struct worker_timer *t);
+};
+
+enum worker_timer_class {
+	WORKER_TIMER_SMTP_IDLE,
+	WORKER_TIMER_SMTP_COMMAND,
+	WORKER_TIMER_SMTP_DATA,
+	WORKER_TIMER_SHUTDOWN,
+	WORKER_TIMER_CLASSES
+};
+
+/* A hook run once per loop pass before the ring is entered. */
+struct worker_hook {
+	void (*run)(struct worker *w, void *arg);
+	void *arg;
+};
+
+#define WORKER_MAX_HOOKS 4
+
+struct worker {
+	unsigned id;
+	unsigned count;                    /* workers in the process */
+	struct worker *all;                /* the array of every worker */
+	pthread_t thread;
+	int cpu;
+	struct io_uring ring;
+	int ring_fd;
+	int64_t now_ms;                    /* CLOCK_MONOTONIC, once per pass */
+
+	const struct config *cfg;          /* this worker's view; see worker_reload */
+	_Atomic(const struct config *) pending_cfg;
+
+	/* provided receive buffers (one group) */
+	struct io_uring_buf_ring *buf_ring;
+	char *buf_base;
+	unsigned buf_count, buf_size;
+
+	int listen_fds[CONFIG_MAX_LISTEN];
+	struct ring_op accept_ops[CONFIG_MAX_LISTEN];
+	size_t listen_count;
+
+	struct conn *conns;                /* doubly linked list of inbound connections */
+	size_t conn_count;                 /* open connections */
+	size_t conn_objects;               /* allocated, maybe closed with requests in flight */
+
+	struct deadline_list timers[WORKER_TIMER_CLASSES];
+	struct worker_timer shutdown_timer;
+
+	struct worker_hook hooks[WORKER_MAX_HOOKS];
+	unsigned hook_count;
+
+	struct mpsc inbox;
+	struct ring_op wake_op;
+	void (*inbox_handler)(struct worker *w, struct mpsc_node *node);
+
+	_Atomic bool stop_requested;
+	bool stopping;
+	int exit_status;
+
+	/* counters, read by other threads only for reporting */
+	_Atomic uint64_t accepted;
+	_Atomic uint64_t rejected_busy;
+};
+
+/* worker_start_all - create, pin and start count workers with cfg; returns
+ * 0 once every worker is listening, or -errno (they are then stopped). */
+int worker_start_all(struct worker *workers, unsigned count, const struct config *cfg);
+
+/* worker_stop_all - ask every worker to stop (from any thread). */
+void worker_stop_all(struct worker *workers, unsigned count);
+
+/* worker_join_all - wait for every worker; returns the worst exit status. */
+int worker_join_all(struct worker *workers, unsigned count);
+
+/* worker_reload_all - hand every worker a new config (from any thread).
+ * The caller keeps the old one alive until the process ends: workers may
+ * still be reading it. */
+void worker_reload_all(struct worker *workers, unsigned count, const struct config *cfg);
+
+/* worker_post - queue node for target's inbox handler (from any thread) and
+ * wake it. from is the calling worker, or NULL from a non-worker thread. */
+void worker_post(struct worker *from, struct worker *target, struct mpsc_node *node);
+
+/* worker_sqe - a free submission entry; submits to make room if needed. */
+struct io_uring_sqe *worker_sqe(struct worker *w);
+
+/* worker_timer_arm - (re)start t in the given class; worker_timer_disarm. */
+void worker_timer_arm(struct worker *w, struct worker_timer *t, enum worker_timer_class cls);
+void worker_timer_disarm(struct worker_timer *t);
+
+/* worker_add_hook - run fn(w, arg) before every sleep (worker thread only). */
+void worker_add_hook(struct worker *w, void (*fn)(struct worker *, void *), void *arg);
+
+/* worker_recycle_buffer - give a provided receive buffer back to the ring. */
+void worker_recycle_buffer(struct worker *w, unsigned bid);
+
+static inline char *worker_buffer(struct worker *w, unsigned bid)
+{
+	return w->buf_base + (size_t)bid * w->buf_size;
+}
+
+#endif
