@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -67,6 +68,17 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 	log_info("reload", "result=ok");
 }
 
+/* raise_fd_limit - a relay holds thousands of sockets: take the hard limit. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 /* serve - start the workers and handle signals until told to stop. */
 static int serve(struct config *cfg)
 {
@@ -85,6 +97,7 @@ static int serve(struct config *cfg)
 	sigaddset(&set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+	raise_fd_limit();
 	struct worker *workers = calloc(count, sizeof(*workers));
 	if (workers == NULL)
 		log_fatal("out of memory");

@@ -1,0 +1,155 @@
+"""harness - start and stop real daemons for integration tests.
+
+Every process a test starts is stopped by its PID. Ports are picked free.
+The daemon's log is kept in its temporary directory and checked for
+sanitizer reports when it stops.
+"""
+import os
+import resource
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BIN = os.environ.get("RINGMAIL_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "bin")
+SANITIZED = os.environ.get("RINGMAIL_SANITIZE", "0") in ("1", "ON", "TRUE", "true")
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
+    """A port that is free for both TCP and UDP on host right now."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def wait_port(host, port, timeout=10.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %d before listening" % proc.returncode)
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on %s:%d" % (host, port))
+
+
+def libconfig_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(libconfig_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + " ".join("%s = %s;" % (k, libconfig_value(x)) for k, x in v.items()) + " }"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(settings):
+    """settings: dict; nested dicts become groups; "domains" a list of dicts."""
+    lines = []
+    for key, value in settings.items():
+        if key == "domains":
+            items = ", ".join(libconfig_value(d) for d in value)
+            lines.append("domains = ( %s );" % items)
+        else:
+            lines.append("%s = %s;" % (key, libconfig_value(value)))
+    return "\n".join(lines) + "\n"
+
+
+class Ringmaild:
+    """A ringmaild on a free loopback port with its own spool and log."""
+
+    def __init__(self, workers=2, host="127.0.0.1", port=None, extra=None, tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="ringmail-test-")
+        self.host = host
+        self.port = port or free_port(host)
+        self.config_path = os.path.join(self.tmp, "ringmail.conf")
+        self.log_path = os.path.join(self.tmp, "ringmaild.log")
+        self.settings = {
+            "workers": workers,
+            "hostname": "relay.test",
+            "listen": ["%s:%d" % (host, self.port)],
+            "shutdown_timeout": "5s",
+            "spool": {"dir": os.path.join(self.tmp, "spool")},
+            "log": {"level": "info"},
+        }
+        for key, value in (extra or {}).items():
+            if isinstance(value, dict) and isinstance(self.settings.get(key), dict):
+                self.settings[key].update(value)
+            else:
+                self.settings[key] = value
+        self.proc = None
+
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            f.write(render_config(self.settings))
+
+    def start(self):
+        raise_fd_limit()
+        self.write_config()
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "ringmaild"), "-c", self.config_path],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.host, self.port, proc=self.proc)
+        return self
+
+    def send_signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stop the daemon; returns its exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            rc = self.proc.wait()
+        self.log.close()
+        self.proc = None
+        return rc
+
+    def kill9(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+        self.proc = None
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def sanitizer_reports(self):
+        text = self.log_text()
+        return [line for line in text.splitlines()
+                if "AddressSanitizer" in line or "LeakSanitizer" in line
+                or "runtime error:" in line]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
