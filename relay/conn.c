@@ -154,7 +154,7 @@ void conn_close(struct conn *c)
 	c->closing = true;
 	worker_timer_disarm(&c->idle_timer);
 	worker_timer_disarm(&c->phase_timer);
-	if (c->recv_armed || c->send_inflight) {
+	if (c->recv_armed || c->send_inflight || c->connecting) {
 		struct io_uring_sqe *sqe = worker_sqe(w);
 		io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
 		io_uring_sqe_set_data(sqe, NULL);
@@ -229,27 +229,23 @@ static void conn_phase_fire(struct worker *w, struct worker_timer *t)
 	c->handler->timeout(c, cls);
 }
 
-void conn_accept(struct worker *w, int fd, const struct conn_handler *handler)
+/* conn_new - a connection on fd, linked into the worker's list. */
+static struct conn *conn_new(struct worker *w, int fd, const struct conn_handler *handler, void *proto)
 {
 	struct conn *c = calloc(1, sizeof(*c));
-	socklen_t len = sizeof(c->peer);
 	int one = 1;
 
 	if (c == NULL)
 		log_fatal("out of memory");
 	c->w = w;
 	c->fd = fd;
-	c->refs = 2;  /* the open connection, and this function while it runs */
+	c->refs = 2;  /* the open connection, and the caller while it runs */
 	c->handler = handler;
+	c->proto = proto;
 	c->recv_op.complete = conn_recv_complete;
 	c->send_op.complete = conn_send_complete;
 	c->idle_timer.fire = conn_idle_fire;
 	c->phase_timer.fire = conn_phase_fire;
-	/* Both calls are answered from the socket without blocking. */
-	if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0)
-		c->peer.ss_family = AF_UNSPEC;
-	else
-		netaddr_format((struct sockaddr *)&c->peer, c->peer_text, sizeof(c->peer_text));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->next = w->conns;
 	if (w->conns)
@@ -257,15 +253,75 @@ void conn_accept(struct worker *w, int fd, const struct conn_handler *handler)
 	w->conns = c;
 	w->conn_count++;
 	w->conn_objects++;
-	worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
+	return c;
+}
+
+/* conn_start - the connection is up: greet or wait for the greeting. */
+static void conn_start(struct conn *c)
+{
 	c->in_input = true;
-	handler->open(c);
+	c->handler->open(c);
 	c->in_input = false;
 	if (!c->closing) {
 		conn_arm_recv(c);
 		conn_send_next(c);
 	}
+}
+
+void conn_accept(struct worker *w, int fd, const struct conn_handler *handler)
+{
+	struct conn *c = conn_new(w, fd, handler, NULL);
+	socklen_t len = sizeof(c->peer);
+
+	/* Answered from the socket without blocking; multishot accept has no
+	 * per-connection address buffer. */
+	if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0)
+		c->peer.ss_family = AF_UNSPEC;
+	else
+		netaddr_format((struct sockaddr *)&c->peer, c->peer_text, sizeof(c->peer_text));
+	worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
+	conn_start(c);
 	conn_unref(c);
+}
+
+static void conn_connect_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct conn *c = container_of(op, struct conn, recv_op);
+
+	c->recv_op.complete = conn_recv_complete;
+	c->connecting = false;
+	if (!c->closing) {
+		if (cqe->res < 0) {
+			c->handler->connect_failed(c, cqe->res);
+			conn_close(c);
+		} else {
+			conn_start(c);
+		}
+	}
+	conn_unref(c);
+}
+
+struct conn *conn_connect(struct worker *w, const struct sockaddr *addr, socklen_t len,
+			  const struct conn_handler *handler, void *proto,
+			  enum worker_timer_class connect_timer)
+{
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return NULL;
+	struct conn *c = conn_new(w, fd, handler, proto);
+	c->outbound = true;
+	c->connecting = true;
+	memcpy(&c->peer, addr, len);
+	netaddr_format(addr, c->peer_text, sizeof(c->peer_text));
+	/* The connect borrows recv_op: no receive runs before it completes. */
+	c->recv_op.complete = conn_connect_complete;
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&c->peer, len);
+	io_uring_sqe_set_data(sqe, &c->recv_op);
+	worker_timer_arm(w, &c->phase_timer, connect_timer);
+	/* The caller's reference becomes the connect request's. */
+	return c;
 }
 
 /* conn_recv_complete - bytes, end of stream, or an error from the
@@ -282,7 +338,8 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		if (!c->closing) {
 			bytes_append(&c->in, worker_buffer(w, bid), (size_t)cqe->res);
-			worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
+			if (!c->outbound)
+				worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
 			if (!c->input_paused && !c->in_input)
 				conn_feed(c);
 		}

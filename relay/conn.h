@@ -1,10 +1,14 @@
 /*
- * conn - an inbound connection on a worker: ring I/O for a protocol handler.
+ * conn - a connection on a worker: ring I/O for a protocol handler.
+ *
+ * Inbound connections come from the worker's accept (conn_accept), outbound
+ * ones from conn_connect (the delivery engine); both then run the same code.
  *
  * The connection owns the socket, the ring requests on it, its unconsumed
  * input and its output. A handler (SMTP server, POP3) owns the protocol
  * state in c->proto and sees only bytes:
- *   open     after accept: create the session, write the greeting
+ *   open     after accept or connect: create the session / greet
+ *   connect_failed  (outbound) the connect failed with -errno; close follows
  *   input    bytes arrived: consume what it can, return how many; the
  *            rest is kept and offered again after conn_resume_input()
  *   timeout  the idle or phase timer fired
@@ -38,6 +42,7 @@ struct conn_bytes {
 struct conn_handler {
 	const char *name;
 	void (*open)(struct conn *c);
+	void (*connect_failed)(struct conn *c, int err);
 	size_t (*input)(struct conn *c, const char *data, size_t len);
 	void (*timeout)(struct conn *c, enum worker_timer_class cls);
 	void (*drained)(struct conn *c);
@@ -57,6 +62,8 @@ struct conn {
 	bool send_inflight;
 	bool in_input;                 /* handler input is on the stack */
 	bool peer_eof;                 /* the peer sent FIN: read no more */
+	bool outbound;                 /* we connected; no inbound idle timer */
+	bool connecting;
 	struct sockaddr_storage peer;
 	char peer_text[64];            /* "ip:port" for logs */
 	const struct conn_handler *handler;
@@ -73,6 +80,14 @@ struct conn {
 
 /* conn_accept - wrap an accepted socket and call handler->open. */
 void conn_accept(struct worker *w, int fd, const struct conn_handler *handler);
+
+/* conn_connect - start connecting to addr through the ring, with the
+ * phase timer of class connect_timer as the deadline. handler->open runs
+ * once connected; on failure connect_failed, then close. proto is set
+ * before any callback. Returns NULL if no socket could be made. */
+struct conn *conn_connect(struct worker *w, const struct sockaddr *addr, socklen_t len,
+			  const struct conn_handler *handler, void *proto,
+			  enum worker_timer_class connect_timer);
 
 /* conn_write - queue output; it is sent from the loop. */
 void conn_write(struct conn *c, const void *data, size_t len);
