@@ -1,0 +1,850 @@
+/*
+ * smtp_session - inbound SMTP server state machine (interface in
+ * smtp_session.h).
+ *
+ * The session is an enum smtp_state and one enter_state(). Input is either
+ * command lines (collected in a fixed buffer of line_max octets) or message
+ * content (handed to smtp_data). Commands come from a table whose rows say in
+ * which states they are allowed and carry RFC flags; a command refused by the
+ * table gets 503 without reaching its handler. Each command produces exactly
+ * one reply, so pipelined batches get their replies in order.
+ *
+ * Errors: bad syntax, bad sequence, unknown commands, over-long lines, relay
+ * denials and refused messages count towards errors_max; 452 replies (too
+ * many recipients, spool failure) do not, as they are not the client's fault.
+ */
+#include "smtp_session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "smtp_buf.h"
+#include "smtp_data.h"
+
+enum smtp_state {
+	SMTP_STATE_INIT,	/* before smtp_session_start */
+	SMTP_STATE_CONNECTED,	/* greeted; waiting for HELO/EHLO */
+	SMTP_STATE_READY,	/* no transaction */
+	SMTP_STATE_MAIL,	/* MAIL accepted, no recipient yet */
+	SMTP_STATE_RCPT,	/* at least one recipient accepted */
+	SMTP_STATE_DATA,	/* reading DATA content */
+	SMTP_STATE_BDAT_CHUNK,	/* reading a BDAT chunk */
+	SMTP_STATE_BDAT,	/* between BDAT chunks of one message */
+	SMTP_STATE_COMMIT,	/* message complete, waiting for the spool */
+	SMTP_STATE_CLOSING,	/* 221 or 421 sent; nothing more is read */
+};
+
+static const char *const state_names[] = {
+	"init", "connected", "ready", "mail", "rcpt", "data", "bdat-chunk",
+	"bdat", "commit", "closing",
+};
+
+/* The Received header is short: bounded by line_max sized fields. */
+#define RECEIVED_HEADER_MAX 4096
+/* Body storage kept between messages (larger buffers are freed). */
+#define BODY_KEEP (64 * 1024)
+
+struct smtp_session {
+	enum smtp_state state;
+	struct smtp_session_config cfg;	/* defaults filled in */
+	char *hostname;
+	char *peer_address;
+	char *peer_hostname;
+	unsigned peer_port;
+	bool peer_trusted;
+	bool esmtp;			/* EHLO (not HELO) */
+	bool tls_active;		/* for STARTTLS: set by the TLS glue */
+	char *authenticated_user;	/* for AUTH: NULL when not */
+	char *helo;
+	unsigned errors;
+	unsigned long queue_counter;	/* fallback queue ids */
+
+	struct smtp_buf out;		/* replies not yet sent */
+	char *line;			/* line_max octets: the partial command line */
+	size_t line_len;
+	bool line_overflow;		/* discarding up to the next LF */
+
+	/* The transaction. */
+	struct smtp_address sender;
+	struct smtp_mail_params mail;
+	struct smtp_recipient *recipients;
+	size_t recipient_count, recipient_cap;
+	char queue_id[32];
+	struct smtp_buf body;		/* Received header + content */
+	size_t header_len;
+	struct smtp_data data;
+	bool bdat_last;			/* the chunk being read is the last */
+	uint64_t discard_left;		/* BDAT chunk read without a transaction */
+	const char *discard_reply;	/* its reply, sent when it is read */
+	enum smtp_state discard_return;
+	struct smtp_message message;	/* valid in SMTP_STATE_COMMIT */
+};
+
+/* Command table flags: the RFC rules a command carries. */
+enum smtp_command_flag {
+	SMTP_CMD_ENDS_GROUP = 1 << 0,	/* RFC 2920 3.1: last in a pipelined group */
+	SMTP_CMD_BEFORE_TLS = 1 << 1,	/* allowed before STARTTLS when TLS is required */
+	SMTP_CMD_BEFORE_AUTH = 1 << 2,	/* allowed before AUTH when AUTH is required */
+	SMTP_CMD_NO_ARGS = 1 << 3,	/* takes no arguments */
+};
+
+struct smtp_command {
+	const char *verb;
+	unsigned states;	/* bit (1 << enum smtp_state) where allowed */
+	unsigned flags;		/* enum smtp_command_flag */
+	void (*run)(struct smtp_session *s, const struct smtp_cmd_line *l);	/* NULL: 502 */
+	const char *out_of_sequence;	/* the 503 reply */
+};
+
+#define ST(x) (1u << SMTP_STATE_##x)
+#define ST_COMMANDS (ST(CONNECTED) | ST(READY) | ST(MAIL) | ST(RCPT) | ST(BDAT))
+#define ST_GREETED (ST(READY) | ST(MAIL) | ST(RCPT) | ST(BDAT))
+
+/* enter_state - the one place where the state changes */
+static void enter_state(struct smtp_session *s, enum smtp_state state)
+{
+	log_debug("smtp_state", "peer=%s from=%s to=%s", s->peer_address,
+		  state_names[s->state], state_names[state]);
+	s->state = state;
+}
+
+/* reply - queue one reply line (CR LF added). The output cap is only a
+ * backstop: smtp_session_feed stops reading when the backlog is large. */
+static void __attribute__((format(printf, 2, 3)))
+reply(struct smtp_session *s, const char *fmt, ...)
+{
+	char tmp[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		log_panic("smtp reply: format error");
+	if ((size_t)n > sizeof(tmp) - 3)
+		n = (int)sizeof(tmp) - 3;
+	memcpy(tmp + n, "\r\n", 2);
+	if (smtp_buf_append(&s->out, tmp, (size_t)n + 2) < 0)
+		log_panic("smtp reply: output backlog over its cap");
+}
+
+/* reply_error - a reply that counts towards errors_max */
+static void reply_error(struct smtp_session *s, const char *line)
+{
+	s->errors++;
+	reply(s, "%s", line);
+}
+
+/* transaction_reset - forget MAIL, RCPT and content (RSET, HELO, the end) */
+static void transaction_reset(struct smtp_session *s)
+{
+	memset(&s->sender, 0, sizeof(s->sender));
+	memset(&s->mail, 0, sizeof(s->mail));
+	memset(&s->message, 0, sizeof(s->message));
+	s->recipient_count = 0;
+	s->queue_id[0] = 0;
+	s->header_len = 0;
+	s->bdat_last = false;
+	smtp_buf_clear(&s->body, BODY_KEEP);
+}
+
+/* state_after_transaction - READY, or CONNECTED when no HELO was seen */
+static enum smtp_state state_after_transaction(const struct smtp_session *s)
+{
+	return s->helo ? SMTP_STATE_READY : SMTP_STATE_CONNECTED;
+}
+
+/* client_trusted - may relay: relay network or authenticated */
+static bool client_trusted(const struct smtp_session *s)
+{
+	return s->peer_trusted || s->authenticated_user != NULL;
+}
+
+/* helo_valid - any printable token: strict checks of HELO names reject
+ * real clients and stop nobody, but the name goes into a header, so no
+ * spaces or control octets. */
+static bool helo_valid(const struct smtp_cmd_line *l)
+{
+	size_t i;
+
+	if (l->args_len == 0 || l->args_len > 255)
+		return false;
+	for (i = 0; i < l->args_len; i++)
+		if ((unsigned char)l->args[i] < 33 || (unsigned char)l->args[i] > 126)
+			return false;
+	return true;
+}
+
+/* helo_store - HELO/EHLO common part; returns false after replying */
+static bool helo_store(struct smtp_session *s, const struct smtp_cmd_line *l, bool esmtp)
+{
+	if (!helo_valid(l)) {
+		reply_error(s, esmtp ? "501 5.5.4 Syntax: EHLO hostname"
+			    : "501 5.5.4 Syntax: HELO hostname");
+		return false;
+	}
+	free(s->helo);
+	if ((s->helo = strndup(l->args, l->args_len)) == NULL)
+		log_fatal("smtp_session: out of memory");
+	s->esmtp = esmtp;
+	transaction_reset(s);
+	enter_state(s, SMTP_STATE_READY);
+	return true;
+}
+
+/* cmd_ehlo - EHLO: the extensions we offer. STARTTLS and AUTH lines go here
+ * when those modules exist (gated on tls_active / authenticated_user). */
+static void cmd_ehlo(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	if (!helo_store(s, l, true))
+		return;
+	reply(s, "250-%s", s->hostname);
+	reply(s, "250-PIPELINING");
+	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg.message_size_max);
+	reply(s, "250-8BITMIME");
+	reply(s, "250-ENHANCEDSTATUSCODES");
+	reply(s, "250-SMTPUTF8");
+	reply(s, "250-CHUNKING");
+	reply(s, "250 DSN");
+}
+
+/* cmd_helo - HELO: plain SMTP, no parameters afterwards */
+static void cmd_helo(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	if (helo_store(s, l, false))
+		reply(s, "250 %s", s->hostname);
+}
+
+/* cmd_mail - MAIL FROM: starts a transaction */
+static void cmd_mail(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	const char *err;
+
+	err = smtp_cmd_parse_mail(l->args, l->args_len, s->esmtp, &s->sender, &s->mail);
+	if (err != NULL) {
+		reply_error(s, err);
+		return;
+	}
+	if (s->mail.has_size && s->mail.size > s->cfg.message_size_max) {
+		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+		return;
+	}
+	s->recipient_count = 0;
+	enter_state(s, SMTP_STATE_MAIL);
+	reply(s, "250 2.1.0 Ok");
+}
+
+/* recipient_add - append to the recipient array (geometric growth) */
+static void recipient_add(struct smtp_session *s, const struct smtp_address *a,
+			  const struct smtp_rcpt_params *p)
+{
+	struct smtp_recipient *r;
+
+	if (s->recipient_count == s->recipient_cap) {
+		size_t cap = s->recipient_cap ? s->recipient_cap * 2 : 4;
+
+		r = realloc(s->recipients, cap * sizeof(*r));
+		if (r == NULL)
+			log_fatal("smtp_session: out of memory");
+		s->recipients = r;
+		s->recipient_cap = cap;
+	}
+	r = &s->recipients[s->recipient_count++];
+	memcpy(r->address, a->mailbox, sizeof(r->address));
+	r->notify = p->notify;
+	r->has_orcpt = p->has_orcpt;
+	memcpy(r->orcpt_type, p->orcpt_type, sizeof(r->orcpt_type));
+	memcpy(r->orcpt, p->orcpt, sizeof(r->orcpt));
+}
+
+/* cmd_rcpt - RCPT TO: syntax, limit, then the relay rule */
+static void cmd_rcpt(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	struct smtp_address to;
+	struct smtp_rcpt_params params;
+	const char *err;
+
+	if (s->recipient_count >= s->cfg.recipients_max) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	err = smtp_cmd_parse_rcpt(l->args, l->args_len, s->esmtp, s->mail.smtputf8, &to, &params);
+	if (err != NULL) {
+		reply_error(s, err);
+		return;
+	}
+	if (!smtp_address_relay_allowed(&to, client_trusted(s), s->cfg.is_local_domain,
+					s->cfg.ctx)) {
+		s->errors++;
+		reply(s, "554 5.7.1 <%s>: Relay access denied", to.mailbox);
+		return;
+	}
+	recipient_add(s, &to, &params);
+	enter_state(s, SMTP_STATE_RCPT);
+	reply(s, "250 2.1.5 Ok");
+}
+
+/* received_protocol - the "with" keyword (RFC 3848, RFC 6531 for UTF8) */
+static const char *received_protocol(const struct smtp_session *s)
+{
+	static const char *const names[2][4] = {
+		{ "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" },
+		{ "UTF8SMTP", "UTF8SMTPS", "UTF8SMTPA", "UTF8SMTPSA" },
+	};
+	int i = (s->tls_active ? 1 : 0) + (s->authenticated_user ? 2 : 0);
+
+	if (!s->esmtp)
+		return "SMTP";
+	return names[s->mail.smtputf8 ? 1 : 0][i];
+}
+
+/* format_date - RFC 5322 date-time in UTC, independent of the locale */
+static void format_date(time_t t, char *out, size_t size)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	snprintf(out, size, "%s, %d %s %d %02d:%02d:%02d +0000", days[tm.tm_wday % 7],
+		 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+		 tm.tm_min, tm.tm_sec);
+}
+
+/* received_header - the trace header that starts the stored body */
+static void received_header(struct smtp_session *s)
+{
+	char date[64];
+	bool v6 = strchr(s->peer_address, ':') != NULL;
+	time_t now = s->cfg.now ? s->cfg.now(s->cfg.ctx) : time(NULL);
+	int rc;
+
+	format_date(now, date, sizeof(date));
+	rc = smtp_buf_printf(&s->body, "Received: from %s (%s [%s%s])\r\n"
+			     "\tby %s (ringmail) with %s id %s",
+			     s->helo ? s->helo : "unknown", s->peer_hostname, v6 ? "IPv6:" : "",
+			     s->peer_address, s->hostname, received_protocol(s), s->queue_id);
+	if (rc == 0 && s->recipient_count == 1)
+		rc = smtp_buf_printf(&s->body, "\r\n\tfor <%s>; %s\r\n",
+				     s->recipients[0].address, date);
+	else if (rc == 0)
+		rc = smtp_buf_printf(&s->body, ";\r\n\t%s\r\n", date);
+	if (rc < 0)
+		log_panic("smtp_session: Received header over its cap");
+	s->header_len = s->body.len;
+}
+
+/* message_begin - the data phase starts: queue id and trace header */
+static void message_begin(struct smtp_session *s)
+{
+	if (s->cfg.new_queue_id) {
+		s->cfg.new_queue_id(s->cfg.ctx, s->queue_id);
+		s->queue_id[sizeof(s->queue_id) - 1] = 0;
+	} else {
+		snprintf(s->queue_id, sizeof(s->queue_id), "Q%06lu", ++s->queue_counter);
+	}
+	smtp_buf_clear(&s->body, BODY_KEEP);
+	s->body.max = RECEIVED_HEADER_MAX + s->cfg.message_size_max;
+	received_header(s);
+}
+
+/* data_limits - the decoder's limits from the configuration */
+static struct smtp_data_limits data_limits(const struct smtp_session *s)
+{
+	struct smtp_data_limits limits = {
+		.line_max = s->cfg.data_line_max,
+		.size_max = s->cfg.message_size_max,
+	};
+	return limits;
+}
+
+/* cmd_data - DATA: needs recipients; BINARYMIME content must come by BDAT */
+static void cmd_data(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	struct smtp_data_limits limits = data_limits(s);
+
+	if (s->state == SMTP_STATE_MAIL) {
+		reply_error(s, "554 5.5.1 Error: no valid recipients");
+		return;
+	}
+	if (s->mail.body == SMTP_BODY_BINARYMIME) {
+		reply_error(s, "503 5.5.1 Error: BODY=BINARYMIME requires BDAT");
+		return;
+	}
+	message_begin(s);
+	smtp_data_begin_dot(&s->data, &limits, &s->body);
+	enter_state(s, SMTP_STATE_DATA);
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* message_finish - content complete: refuse it, or wait for the commit */
+static void message_finish(struct smtp_session *s)
+{
+	const char *verdict = smtp_data_verdict(&s->data);
+	struct smtp_message *m = &s->message;
+
+	if (verdict != NULL) {
+		reply_error(s, verdict);
+		transaction_reset(s);
+		enter_state(s, state_after_transaction(s));
+		return;
+	}
+	memcpy(m->queue_id, s->queue_id, sizeof(m->queue_id));
+	m->peer_address = s->peer_address;
+	m->peer_hostname = s->peer_hostname;
+	m->helo = s->helo ? s->helo : "";
+	memcpy(m->sender, s->sender.mailbox, sizeof(m->sender));
+	m->params = s->mail;
+	m->recipients = s->recipients;
+	m->recipient_count = s->recipient_count;
+	m->body = smtp_buf_bytes(&s->body);
+	m->body_len = s->body.len;
+	m->header_len = s->header_len;
+	enter_state(s, SMTP_STATE_COMMIT);
+}
+
+/* bdat_parse - "octets [LAST]"; false on bad syntax */
+static bool bdat_parse(const struct smtp_cmd_line *l, uint64_t *octets, bool *last)
+{
+	size_t i = 0, digits;
+	uint64_t v = 0;
+
+	for (; i < l->args_len && l->args[i] >= '0' && l->args[i] <= '9'; i++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(l->args[i] - '0');
+	}
+	digits = i;
+	if (digits == 0)
+		return false;
+	while (i < l->args_len && l->args[i] == ' ')
+		i++;
+	*last = false;
+	if (i < l->args_len) {
+		if (i == digits || l->args_len - i != 4 || strncasecmp(l->args + i, "LAST", 4) != 0)
+			return false;
+		*last = true;
+	}
+	*octets = v;
+	return true;
+}
+
+/* bdat_discard - a chunk arrived outside a usable transaction: its octets
+ * must still be read (they are not commands), then it gets its error */
+static void bdat_discard(struct smtp_session *s, uint64_t octets, const char *why)
+{
+	s->discard_left = octets;
+	s->discard_reply = why;
+	s->discard_return = s->state;
+	enter_state(s, SMTP_STATE_BDAT_CHUNK);
+}
+
+/* cmd_bdat - BDAT octets [LAST] (RFC 3030) */
+static void cmd_bdat(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	struct smtp_data_limits limits = data_limits(s);
+	uint64_t octets;
+	bool last;
+
+	if (!bdat_parse(l, &octets, &last)) {
+		reply_error(s, "501 5.5.4 Syntax: BDAT octets [LAST]");
+		return;
+	}
+	if (s->state == SMTP_STATE_MAIL) {
+		bdat_discard(s, octets, "554 5.5.1 Error: no valid recipients");
+		return;
+	}
+	if (s->state != SMTP_STATE_RCPT && s->state != SMTP_STATE_BDAT) {
+		bdat_discard(s, octets, "503 5.5.1 Error: need MAIL and RCPT first");
+		return;
+	}
+	if (s->state == SMTP_STATE_RCPT) {
+		message_begin(s);
+		smtp_data_begin_bdat(&s->data, &limits, &s->body,
+				     s->mail.body == SMTP_BODY_BINARYMIME);
+	}
+	s->discard_reply = NULL;
+	s->bdat_last = last;
+	smtp_data_chunk(&s->data, octets);
+	enter_state(s, SMTP_STATE_BDAT_CHUNK);
+}
+
+/* bdat_chunk_end - the chunk has been read: reply for it */
+static void bdat_chunk_end(struct smtp_session *s)
+{
+	if (s->discard_reply != NULL) {
+		reply_error(s, s->discard_reply);
+		s->discard_reply = NULL;
+		enter_state(s, s->discard_return);
+		return;
+	}
+	if (s->bdat_last) {
+		message_finish(s);
+		return;
+	}
+	if (s->data.anomalies & SMTP_DATA_TOO_BIG) {
+		reply_error(s, "552 5.3.4 Error: message exceeds fixed maximum message size");
+		transaction_reset(s);
+		enter_state(s, state_after_transaction(s));
+		return;
+	}
+	reply(s, "250 2.0.0 %llu octets received", (unsigned long long)s->data.size);
+	enter_state(s, SMTP_STATE_BDAT);
+}
+
+/* cmd_rset - RSET: drop the transaction */
+static void cmd_rset(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	transaction_reset(s);
+	enter_state(s, state_after_transaction(s));
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_noop(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void cmd_quit(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	reply(s, "221 2.0.0 Bye");
+	enter_state(s, SMTP_STATE_CLOSING);
+}
+
+/* cmd_vrfy - never reveal whether a user exists (RFC 5321 3.5.3) */
+static void cmd_vrfy(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	if (l->args_len == 0)
+		reply_error(s, "501 5.5.4 Syntax: VRFY address");
+	else
+		reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void cmd_help(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+}
+
+/* The command table. STARTTLS and AUTH have rows without a handler (502)
+ * so that adding them is a matter of writing the handler. */
+static const struct smtp_command commands[] = {
+	{ "EHLO", ST_COMMANDS, SMTP_CMD_ENDS_GROUP | SMTP_CMD_BEFORE_TLS | SMTP_CMD_BEFORE_AUTH,
+	  cmd_ehlo, NULL },
+	{ "HELO", ST_COMMANDS, SMTP_CMD_ENDS_GROUP | SMTP_CMD_BEFORE_TLS | SMTP_CMD_BEFORE_AUTH,
+	  cmd_helo, NULL },
+	{ "MAIL", ST(READY), 0, cmd_mail, NULL },
+	{ "RCPT", ST(MAIL) | ST(RCPT), 0, cmd_rcpt, "503 5.5.1 Error: need MAIL command" },
+	{ "DATA", ST(MAIL) | ST(RCPT), SMTP_CMD_ENDS_GROUP | SMTP_CMD_NO_ARGS, cmd_data,
+	  "503 5.5.1 Error: need RCPT command" },
+	{ "BDAT", ST_COMMANDS, 0, cmd_bdat, NULL },
+	{ "RSET", ST_COMMANDS, SMTP_CMD_NO_ARGS | SMTP_CMD_BEFORE_TLS | SMTP_CMD_BEFORE_AUTH,
+	  cmd_rset, NULL },
+	{ "NOOP", ST_COMMANDS, SMTP_CMD_ENDS_GROUP | SMTP_CMD_BEFORE_TLS | SMTP_CMD_BEFORE_AUTH,
+	  cmd_noop, NULL },
+	{ "QUIT", ST_COMMANDS, SMTP_CMD_ENDS_GROUP | SMTP_CMD_NO_ARGS | SMTP_CMD_BEFORE_TLS
+	  | SMTP_CMD_BEFORE_AUTH, cmd_quit, NULL },
+	{ "VRFY", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, cmd_vrfy, NULL },
+	{ "HELP", ST_COMMANDS, SMTP_CMD_BEFORE_TLS, cmd_help, NULL },
+	{ "STARTTLS", ST_COMMANDS, SMTP_CMD_ENDS_GROUP | SMTP_CMD_NO_ARGS | SMTP_CMD_BEFORE_TLS,
+	  NULL, NULL },
+	{ "AUTH", ST(READY), SMTP_CMD_ENDS_GROUP | SMTP_CMD_BEFORE_AUTH, NULL, NULL },
+	{ "EXPN", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, NULL, NULL },
+	{ "TURN", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, NULL, NULL },
+	{ "ETRN", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, NULL, NULL },
+	{ NULL, 0, 0, NULL, NULL },
+};
+
+/* sequence_reply - the 503 for a command used in the wrong state */
+static const char *sequence_reply(const struct smtp_session *s, const struct smtp_command *c)
+{
+	if (s->state == SMTP_STATE_CONNECTED)
+		return "503 5.5.1 Error: send HELO/EHLO first";
+	if (s->state == SMTP_STATE_BDAT)
+		return "503 5.5.1 Error: BDAT transaction in progress";
+	if (strcmp(c->verb, "MAIL") == 0)
+		return "503 5.5.1 Error: nested MAIL command";
+	return c->out_of_sequence ? c->out_of_sequence : "503 5.5.1 Error: bad sequence of commands";
+}
+
+/* command_run - look up and run one command line (CR LF removed) */
+static void command_run(struct smtp_session *s, const char *line, size_t len)
+{
+	const struct smtp_command *c;
+	struct smtp_cmd_line l;
+
+	if (memchr(line, '\0', len) != NULL || memchr(line, '\r', len) != NULL) {
+		reply_error(s, "500 5.5.2 Error: invalid character in command");
+		return;
+	}
+	smtp_cmd_split(line, len, &l);
+	for (c = commands; c->verb != NULL; c++)
+		if (smtp_cmd_verb_is(&l, c->verb))
+			break;
+	if (c->verb == NULL)
+		reply_error(s, "500 5.5.2 Error: command not recognized");
+	else if (c->run == NULL)
+		reply_error(s, "502 5.5.1 Error: command not implemented");
+	else if (!(c->states & (1u << s->state)))
+		reply_error(s, sequence_reply(s, c));
+	else if ((c->flags & SMTP_CMD_NO_ARGS) && l.args_len > 0)
+		reply_error(s, "501 5.5.4 Syntax error: no arguments allowed");
+	else
+		c->run(s, &l);
+}
+
+/* errors_check - too many errors: 421 and close (Postfix's hard limit) */
+static void errors_check(struct smtp_session *s)
+{
+	if (s->errors < s->cfg.errors_max || s->state == SMTP_STATE_CLOSING)
+		return;
+	reply(s, "421 4.7.0 %s Error: too many errors", s->hostname);
+	enter_state(s, SMTP_STATE_CLOSING);
+}
+
+/* line_feed - collect one command line; run it when its LF arrives. A line
+ * over line_max is thrown away up to its LF and answered with one 500, so the
+ * session stays in step with a pipelining client. Commands end at LF; a CR
+ * before it is removed (bare LF is tolerated in commands, never in content). */
+static size_t line_feed(struct smtp_session *s, const char *in, size_t len)
+{
+	const char *nl = memchr(in, '\n', len);
+	size_t take = nl ? (size_t)(nl - in) + 1 : len, n;
+
+	if (!s->line_overflow && s->line_len + take > s->cfg.line_max)
+		s->line_overflow = true;
+	if (!s->line_overflow) {
+		memcpy(s->line + s->line_len, in, take);
+		s->line_len += take;
+	}
+	if (nl == NULL)
+		return take;
+	n = s->line_len;
+	s->line_len = 0;
+	if (s->line_overflow) {
+		s->line_overflow = false;
+		reply_error(s, "500 5.5.6 Error: line too long");
+	} else {
+		n--;				/* LF */
+		if (n > 0 && s->line[n - 1] == '\r')
+			n--;
+		command_run(s, s->line, n);
+	}
+	errors_check(s);
+	return take;
+}
+
+/* content_feed - DATA content or a BDAT chunk */
+static size_t content_feed(struct smtp_session *s, const char *in, size_t len)
+{
+	size_t n;
+
+	if (s->state == SMTP_STATE_BDAT_CHUNK && s->discard_reply != NULL) {
+		n = s->discard_left < len ? (size_t)s->discard_left : len;
+		s->discard_left -= n;
+		if (s->discard_left == 0) {
+			bdat_chunk_end(s);
+			errors_check(s);
+		}
+		return n;
+	}
+	n = smtp_data_feed(&s->data, in, len);
+	if (smtp_data_done(&s->data)) {
+		if (s->state == SMTP_STATE_DATA)
+			message_finish(s);
+		else
+			bdat_chunk_end(s);
+		errors_check(s);
+	}
+	return n;
+}
+
+/* chunk_start_check - a BDAT chunk of 0 octets is complete at once */
+static void chunk_start_check(struct smtp_session *s)
+{
+	if (s->state != SMTP_STATE_BDAT_CHUNK)
+		return;
+	if (s->discard_reply != NULL ? s->discard_left == 0 : smtp_data_done(&s->data)) {
+		if (s->discard_reply != NULL)
+			s->discard_left = 0;
+		bdat_chunk_end(s);
+		errors_check(s);
+	}
+}
+
+/* smtp_session_feed - consume input until done, paused or closing */
+size_t smtp_session_feed(struct smtp_session *s, const char *in, size_t len)
+{
+	size_t used = 0;
+
+	if (s->state == SMTP_STATE_INIT)
+		smtp_session_start(s);
+	while (used < len && s->out.len < s->cfg.output_max) {
+		switch (s->state) {
+		case SMTP_STATE_COMMIT:
+		case SMTP_STATE_CLOSING:
+			return used;
+		case SMTP_STATE_DATA:
+		case SMTP_STATE_BDAT_CHUNK:
+			used += content_feed(s, in + used, len - used);
+			break;
+		default:
+			used += line_feed(s, in + used, len - used);
+			chunk_start_check(s);
+			break;
+		}
+	}
+	return used;
+}
+
+/* smtp_session_new - allocate; fill in defaults for zero limits */
+struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
+				      const struct smtp_peer *peer)
+{
+	struct smtp_session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		log_fatal("smtp_session: out of memory");
+	s->cfg = *cfg;
+	if (!s->cfg.line_max)
+		s->cfg.line_max = 512;
+	if (s->cfg.line_max < 16)
+		s->cfg.line_max = 16;
+	if (!s->cfg.data_line_max)
+		s->cfg.data_line_max = 1000;
+	if (!s->cfg.message_size_max)
+		s->cfg.message_size_max = 10240000;
+	if (!s->cfg.recipients_max)
+		s->cfg.recipients_max = 1000;
+	if (!s->cfg.errors_max)
+		s->cfg.errors_max = 20;
+	if (!s->cfg.output_max)
+		s->cfg.output_max = 64 * 1024;
+	s->hostname = strdup(cfg->hostname ? cfg->hostname : "localhost");
+	s->peer_address = strdup(peer->address ? peer->address : "unknown");
+	s->peer_hostname = strdup(peer->hostname ? peer->hostname : "unknown");
+	s->line = malloc(s->cfg.line_max);
+	if (!s->hostname || !s->peer_address || !s->peer_hostname || !s->line)
+		log_fatal("smtp_session: out of memory");
+	s->cfg.hostname = s->hostname;
+	s->peer_port = peer->port;
+	s->peer_trusted = peer->trusted;
+	smtp_buf_init(&s->out, s->cfg.output_max + 16 * 1024);
+	smtp_buf_init(&s->body, RECEIVED_HEADER_MAX + s->cfg.message_size_max);
+	return s;
+}
+
+/* smtp_session_free - release everything; NULL in, NULL out */
+struct smtp_session *smtp_session_free(struct smtp_session *s)
+{
+	if (s == NULL)
+		return NULL;
+	smtp_buf_release(&s->out);
+	smtp_buf_release(&s->body);
+	free(s->recipients);
+	free(s->line);
+	free(s->helo);
+	free(s->authenticated_user);
+	free(s->hostname);
+	free(s->peer_address);
+	free(s->peer_hostname);
+	free(s);
+	return NULL;
+}
+
+/* smtp_session_start - the greeting */
+void smtp_session_start(struct smtp_session *s)
+{
+	if (s->state != SMTP_STATE_INIT)
+		return;
+	reply(s, "220 %s ESMTP ringmail", s->hostname);
+	enter_state(s, SMTP_STATE_CONNECTED);
+}
+
+const char *smtp_session_output(const struct smtp_session *s, size_t *len)
+{
+	*len = s->out.len;
+	return smtp_buf_bytes(&s->out);
+}
+
+void smtp_session_output_consumed(struct smtp_session *s, size_t n)
+{
+	smtp_buf_consume(&s->out, n);
+}
+
+/* smtp_session_want - see header */
+enum smtp_session_want smtp_session_want(const struct smtp_session *s)
+{
+	if (s->state == SMTP_STATE_CLOSING)
+		return s->out.len ? SMTP_WANT_FLUSH : SMTP_WANT_CLOSE;
+	if (s->state == SMTP_STATE_COMMIT)
+		return SMTP_WANT_COMMIT;
+	if (s->out.len >= s->cfg.output_max)
+		return SMTP_WANT_FLUSH;
+	return SMTP_WANT_READ;
+}
+
+const struct smtp_message *smtp_session_message(const struct smtp_session *s)
+{
+	return s->state == SMTP_STATE_COMMIT ? &s->message : NULL;
+}
+
+/* smtp_session_commit_done - the 250 only now, after the spool's sync */
+void smtp_session_commit_done(struct smtp_session *s, int err)
+{
+	if (s->state == SMTP_STATE_CLOSING) {	/* timed out meanwhile */
+		transaction_reset(s);
+		return;
+	}
+	if (s->state != SMTP_STATE_COMMIT)
+		log_panic("smtp_session_commit_done: not committing (state %s)",
+			  state_names[s->state]);
+	if (err == 0)
+		reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
+	else
+		reply(s, "452 4.3.1 Error: insufficient system storage");
+	transaction_reset(s);
+	enter_state(s, state_after_transaction(s));
+}
+
+/* smtp_session_timeout - idle client */
+void smtp_session_timeout(struct smtp_session *s)
+{
+	if (s->state == SMTP_STATE_CLOSING)
+		return;
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
+	enter_state(s, SMTP_STATE_CLOSING);
+}
+
+enum smtp_timeout_class smtp_session_timeout_class(const struct smtp_session *s)
+{
+	switch (s->state) {
+	case SMTP_STATE_DATA:
+	case SMTP_STATE_BDAT_CHUNK:
+		return SMTP_TIMEOUT_DATA;
+	case SMTP_STATE_COMMIT:
+	case SMTP_STATE_CLOSING:
+		return SMTP_TIMEOUT_NONE;
+	default:
+		return SMTP_TIMEOUT_COMMAND;
+	}
+}
+
+void smtp_session_set_tls(struct smtp_session *s, bool active)
+{
+	s->tls_active = active;
+}
+
+void smtp_session_set_authenticated(struct smtp_session *s, const char *user)
+{
+	free(s->authenticated_user);
+	s->authenticated_user = NULL;
+	if (user != NULL && (s->authenticated_user = strdup(user)) == NULL)
+		log_fatal("smtp_session: out of memory");
+}

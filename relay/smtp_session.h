@@ -1,0 +1,145 @@
+/*
+ * smtp_session - the inbound SMTP server protocol as a pure state machine:
+ * bytes in, reply bytes and actions out. No sockets, no files, no clocks
+ * except through the config callbacks.
+ *
+ *   s = smtp_session_new(&cfg, &peer);
+ *   smtp_session_start(s);                              queues the 220 greeting
+ *   loop:
+ *     write out smtp_session_output(s, &n); smtp_session_output_consumed(s, n);
+ *     switch (smtp_session_want(s)):
+ *     READ:   n = smtp_session_feed(s, in, len); keep in[n..len) for later
+ *     FLUSH:  write the output first, then feed again
+ *     COMMIT: spool smtp_session_message(s); later smtp_session_commit_done(s, err)
+ *             and feed the kept input again
+ *     CLOSE:  output is flushed; close the connection
+ *   on a timer: smtp_session_timeout(s) (421 4.4.2, then CLOSE)
+ *   s = smtp_session_free(s);
+ *
+ * Output is always worth sending when non-empty, whatever want says.
+ * Every command gets exactly one reply, in order, however input is split or
+ * batched (RFC 2920 pipelining); replies carry RFC 3463 enhanced codes.
+ * The session never closes by itself except after QUIT (221), after too many
+ * errors (421 4.7.0) or on timeout (421 4.4.2).
+ *
+ * Ownership: the session copies cfg->hostname and the peer strings; cfg
+ * callbacks and ctx must outlive the session. smtp_session_message() points
+ * into the session and is valid until smtp_session_commit_done().
+ */
+#ifndef RINGMAIL_SMTP_SESSION_H
+#define RINGMAIL_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "smtp_cmd.h"
+
+struct smtp_session_config {
+	const char *hostname;		/* for 220, EHLO and Received */
+	size_t line_max;		/* command line incl. CR LF; 0 = 512 */
+	size_t data_line_max;		/* DATA line incl. CR LF; 0 = 1000 */
+	uint64_t message_size_max;	/* content octets; 0 = 10 MB */
+	size_t recipients_max;		/* per message; 0 = 1000 */
+	unsigned errors_max;		/* error replies before 421; 0 = 20 */
+	size_t output_max;		/* reply backlog that pauses input; 0 = 64 KiB */
+	void *ctx;			/* passed to the callbacks */
+	/* is_local_domain - whether mail for domain (lower case, no trailing
+	 * dot, "[1.2.3.4]" for literals) is delivered here. NULL: none is. */
+	bool (*is_local_domain)(void *ctx, const char *domain);
+	/* new_queue_id - a fresh queue id (NUL-terminated) for a message whose
+	 * data phase starts. NULL: a per-session counter is used. */
+	void (*new_queue_id)(void *ctx, char out[32]);
+	/* now - the time for the Received header. NULL: time(NULL). */
+	time_t (*now)(void *ctx);
+};
+
+struct smtp_peer {
+	const char *address;	/* "192.0.2.1" or "2001:db8::1" */
+	const char *hostname;	/* verified reverse name, or NULL ("unknown") */
+	unsigned port;
+	bool trusted;		/* in relay_networks: may relay anywhere */
+};
+
+enum smtp_session_want {
+	SMTP_WANT_READ,		/* feed more input */
+	SMTP_WANT_FLUSH,	/* send the output before feeding more */
+	SMTP_WANT_COMMIT,	/* a message waits to be made durable */
+	SMTP_WANT_CLOSE,	/* close: nothing more to send or read */
+};
+
+enum smtp_timeout_class {
+	SMTP_TIMEOUT_COMMAND,	/* waiting for a command (RFC 5321: 5 min) */
+	SMTP_TIMEOUT_DATA,	/* inside DATA or a BDAT chunk (3 min/block) */
+	SMTP_TIMEOUT_NONE,	/* committing or closing: no client timer */
+};
+
+struct smtp_recipient {
+	char address[SMTP_ADDRESS_PATH_MAX + 1];	/* mailbox, no <> */
+	unsigned notify;				/* enum smtp_notify */
+	bool has_orcpt;
+	char orcpt_type[SMTP_ORCPT_TYPE_MAX + 1];
+	char orcpt[SMTP_ORCPT_MAX + 1];
+};
+
+struct smtp_message {
+	char queue_id[32];
+	const char *peer_address;
+	const char *peer_hostname;	/* "unknown" when not known */
+	const char *helo;		/* HELO/EHLO argument */
+	char sender[SMTP_ADDRESS_PATH_MAX + 1];	/* "" for <> */
+	struct smtp_mail_params params;		/* SIZE, BODY, SMTPUTF8, RET, ENVID */
+	const struct smtp_recipient *recipients;
+	size_t recipient_count;
+	const char *body;		/* Received header + content as received */
+	size_t body_len;
+	size_t header_len;		/* octets of the Received header in body */
+};
+
+/* smtp_session_new - a session for one connection; never NULL (OOM is fatal) */
+struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
+				      const struct smtp_peer *peer);
+
+/* smtp_session_free - free a session; accepts NULL; returns NULL */
+struct smtp_session *smtp_session_free(struct smtp_session *s);
+
+/* smtp_session_start - queue the 220 greeting */
+void smtp_session_start(struct smtp_session *s);
+
+/* smtp_session_feed - consume input, queue replies. Returns the octets
+ * consumed; fewer than len when the session waits for a commit, for the
+ * output to drain, or is closing. The caller feeds the rest again later. */
+size_t smtp_session_feed(struct smtp_session *s, const char *in, size_t len);
+
+/* smtp_session_output - pending reply bytes (len may be 0) */
+const char *smtp_session_output(const struct smtp_session *s, size_t *len);
+
+/* smtp_session_output_consumed - n bytes of the output were sent */
+void smtp_session_output_consumed(struct smtp_session *s, size_t n);
+
+/* smtp_session_want - what the session needs next (see top) */
+enum smtp_session_want smtp_session_want(const struct smtp_session *s);
+
+/* smtp_session_message - the message waiting for commit, or NULL */
+const struct smtp_message *smtp_session_message(const struct smtp_session *s);
+
+/* smtp_session_commit_done - the spool's answer: 0 (250 queued) or -errno
+ * (452 4.3.1). Either way the transaction ends and the session reads on. */
+void smtp_session_commit_done(struct smtp_session *s, int err);
+
+/* smtp_session_timeout - the client was idle too long: 421 4.4.2, CLOSE */
+void smtp_session_timeout(struct smtp_session *s);
+
+/* smtp_session_timeout_class - which client timeout applies now */
+enum smtp_timeout_class smtp_session_timeout_class(const struct smtp_session *s);
+
+/* Flags the worker or a future TLS/AUTH module sets on the session. */
+/* smtp_session_set_tls - TLS is now active (after the STARTTLS handshake) */
+void smtp_session_set_tls(struct smtp_session *s, bool active);
+
+/* smtp_session_set_authenticated - user authenticated (NULL: none); an
+ * authenticated client may relay */
+void smtp_session_set_authenticated(struct smtp_session *s, const char *user);
+
+#endif

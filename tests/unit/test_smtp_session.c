@@ -1,0 +1,572 @@
+/* test_smtp_session - the SMTP server state machine, driven without I/O. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp_session.h"
+
+struct test_ctx {
+	unsigned next_id;
+};
+
+static bool test_is_local(void *ctx, const char *domain)
+{
+	(void)ctx;
+	return strcmp(domain, "local.org") == 0;
+}
+
+static void test_queue_id(void *ctx, char out[32])
+{
+	struct test_ctx *t = ctx;
+
+	snprintf(out, 32, "QID%u", ++t->next_id);
+}
+
+static time_t test_now(void *ctx)
+{
+	(void)ctx;
+	return 1795444341;	/* Mon, 23 Nov 2026 14:32:21 +0000 */
+}
+
+static struct test_ctx ctx;
+
+static struct smtp_session_config test_config(void)
+{
+	struct smtp_session_config cfg = {
+		.hostname = "mx.test",
+		.ctx = &ctx,
+		.is_local_domain = test_is_local,
+		.new_queue_id = test_queue_id,
+		.now = test_now,
+	};
+	ctx.next_id = 0;
+	return cfg;
+}
+
+static const struct smtp_peer untrusted = { .address = "192.0.2.1", .port = 40000 };
+static const struct smtp_peer trusted = { .address = "2001:db8::1", .port = 40000, .trusted = true };
+
+/* What a drive produced: all output and the messages committed. */
+struct transcript {
+	char out[1 << 16];
+	size_t out_len;
+	unsigned commits;
+	char body[1 << 14];	/* last committed body */
+	size_t body_len;
+	size_t header_len;
+	size_t recipients;
+	char sender[300];
+	bool closed;
+};
+
+static void collect(struct smtp_session *s, struct transcript *t)
+{
+	size_t n;
+	const char *p = smtp_session_output(s, &n);
+
+	cr_assert_lt(t->out_len + n, sizeof(t->out), "transcript overflow");
+	memcpy(t->out + t->out_len, p, n);
+	t->out_len += n;
+	t->out[t->out_len] = 0;
+	smtp_session_output_consumed(s, n);
+}
+
+/* drive - feed in in pieces of at most chunk octets, answering commits with
+ * commit_err; returns the octets consumed */
+static size_t drive(struct smtp_session *s, const char *in, size_t len, size_t chunk,
+		    int commit_err, struct transcript *t)
+{
+	size_t pos = 0;
+
+	for (;;) {
+		enum smtp_session_want want;
+
+		collect(s, t);
+		want = smtp_session_want(s);
+		if (want == SMTP_WANT_CLOSE) {
+			t->closed = true;
+			break;
+		}
+		if (want == SMTP_WANT_COMMIT) {
+			const struct smtp_message *m = smtp_session_message(s);
+
+			cr_assert_not_null(m);
+			cr_assert_lt(m->body_len, sizeof(t->body));
+			memcpy(t->body, m->body, m->body_len);
+			t->body_len = m->body_len;
+			t->header_len = m->header_len;
+			t->recipients = m->recipient_count;
+			snprintf(t->sender, sizeof(t->sender), "%s", m->sender);
+			t->commits++;
+			smtp_session_commit_done(s, commit_err);
+			continue;
+		}
+		if (pos == len)
+			break;
+		size_t n = len - pos < chunk ? len - pos : chunk;
+		size_t used = smtp_session_feed(s, in + pos, n);
+		pos += used;
+		if (used == 0)
+			cr_assert_neq(smtp_session_want(s), SMTP_WANT_READ, "feed stalled");
+	}
+	return pos;
+}
+
+/* reply_codes - the codes of final reply lines ("250 ", not "250-") */
+static void reply_codes(const char *out, char *codes, size_t size)
+{
+	size_t n = 0;
+	const char *p = out;
+
+	codes[0] = 0;
+	while (*p) {
+		const char *eol = strstr(p, "\r\n");
+		cr_assert_not_null(eol, "reply without CRLF: %s", p);
+		if (eol - p >= 4 && p[3] == ' ')
+			n += (size_t)snprintf(codes + n, size - n, "%s%.3s", n ? " " : "", p);
+		p = eol + 2;
+	}
+}
+
+static struct smtp_session *session(const struct smtp_session_config *cfg,
+				    const struct smtp_peer *peer, struct transcript *t)
+{
+	struct smtp_session *s = smtp_session_new(cfg, peer);
+
+	memset(t, 0, sizeof(*t));
+	smtp_session_start(s);
+	collect(s, t);
+	return s;
+}
+
+#define RUN(s, str, chunk, err, t) drive(s, str, strlen(str), chunk, err, t)
+
+Test(smtp_session, greeting_and_ehlo)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+
+	RUN(s, "EHLO client.example\r\n", 100, 0, &t);
+	cr_expect_str_eq(t.out, "220 mx.test ESMTP ringmail\r\n"
+			 "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n"
+			 "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n",
+			 "got %s", t.out);
+	cr_expect_null(smtp_session_free(s));
+	cr_expect_null(smtp_session_free(NULL));
+}
+
+static const char *transaction =
+	"EHLO client.example\r\n"
+	"MAIL FROM:<sender@example.com> SIZE=100\r\n"
+	"RCPT TO:<user@local.org>\r\n"
+	"DATA\r\n"
+	"Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\n"
+	"QUIT\r\n";
+
+Test(smtp_session, full_transaction_and_received_header)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	char codes[256];
+	const char *want_header =
+		"Received: from client.example (unknown [192.0.2.1])\r\n"
+		"\tby mx.test (ringmail) with ESMTP id QID1\r\n"
+		"\tfor <user@local.org>; Mon, 23 Nov 2026 14:32:21 +0000\r\n";
+	const char *want_content = "Subject: hi\r\n\r\n.dot\r\nbody\r\n";
+
+	RUN(s, transaction, 4096, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 250 250 354 250 221", "got %s", codes);
+	cr_expect(strstr(t.out, "250 2.0.0 Ok: queued as QID1\r\n") != NULL, "got %s", t.out);
+	cr_expect_eq(t.commits, 1);
+	cr_expect(t.closed);
+	cr_expect_str_eq(t.sender, "sender@example.com");
+	cr_expect_eq(t.recipients, 1);
+	cr_expect_eq(t.header_len, strlen(want_header), "got header %.*s", (int)t.header_len, t.body);
+	cr_expect(memcmp(t.body, want_header, strlen(want_header)) == 0, "got header %.*s",
+		  (int)t.header_len, t.body);
+	cr_expect(t.body_len - t.header_len == strlen(want_content)
+		  && memcmp(t.body + t.header_len, want_content, strlen(want_content)) == 0,
+		  "got content %.*s", (int)(t.body_len - t.header_len), t.body + t.header_len);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, any_split_gives_same_transcript)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript whole, piece;
+	struct smtp_session *s = session(&cfg, &untrusted, &whole);
+
+	RUN(s, transaction, 1 << 20, 0, &whole);
+	smtp_session_free(s);
+	for (size_t chunk = 1; chunk <= 13; chunk++) {
+		cfg = test_config();
+		s = session(&cfg, &untrusted, &piece);
+		RUN(s, transaction, chunk, 0, &piece);
+		cr_expect_str_eq(piece.out, whole.out, "chunk %zu: got %s, want %s", chunk, piece.out, whole.out);
+		cr_expect(piece.body_len == whole.body_len && memcmp(piece.body, whole.body, whole.body_len) == 0,
+			  "chunk %zu: body differs", chunk);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, pipelined_batch_with_mixed_errors)
+{
+	const char *batch =
+		"EHLO c\r\n"
+		"MAIL FROM:<a@b.c>\r\n"
+		"RCPT TO:<bad\r\n"
+		"RCPT TO:<x@remote.net>\r\n"
+		"RCPT TO:<u@local.org> FOO=BAR\r\n"
+		"RCPT TO:<u@local.org>\r\n"
+		"FROB\r\n"
+		"EXPN list\r\n"
+		"VRFY u\r\n"
+		"MAIL FROM:<a@b.c>\r\n"
+		"NOOP\r\n"
+		"HELP\r\n"
+		"DATA\r\n"
+		"x\r\n.\r\n"
+		"RSET\r\n";
+	const char *want = "220 250 250 501 554 555 250 500 502 252 503 250 214 354 250 250";
+
+	for (size_t chunk = 1; chunk < 40; chunk += 3) {
+		struct smtp_session_config cfg = test_config();
+		struct transcript t;
+		struct smtp_session *s = session(&cfg, &untrusted, &t);
+		char codes[256];
+
+		RUN(s, batch, chunk, 0, &t);
+		reply_codes(t.out, codes, sizeof(codes));
+		cr_expect_str_eq(codes, want, "chunk %zu: got %s, want %s", chunk, codes, want);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, commit_pause_and_resume)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	const char *in = "HELO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<u@local.org>\r\nDATA\r\nhi\r\n.\r\n"
+			 "MAIL FROM:<a@b.c>\r\nQUIT\r\n";
+	size_t end = strstr(in, ".\r\n") - in + 3;
+	size_t used = smtp_session_feed(s, in, strlen(in));
+
+	cr_expect_eq(used, end, "got consumed %zu, want %zu (stop at end of data)", used, end);
+	cr_expect_eq(smtp_session_want(s), SMTP_WANT_COMMIT);
+	cr_expect_not_null(smtp_session_message(s));
+	cr_expect_eq(smtp_session_feed(s, in + used, strlen(in) - used), 0, "paused: consumes nothing");
+	cr_expect_eq(smtp_session_timeout_class(s), SMTP_TIMEOUT_NONE);
+	collect(s, &t);
+	cr_expect(strstr(t.out, "354 ") != NULL && strstr(t.out, "queued") == NULL,
+		  "no 250 before the commit: %s", t.out);
+	smtp_session_commit_done(s, -ENOSPC);
+	cr_expect_null(smtp_session_message(s));
+	cr_expect_eq(smtp_session_want(s), SMTP_WANT_READ);
+	RUN(s, in + used, 100, 0, &t);
+	char codes[256];
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 250 250 354 452 250 221", "got %s", codes);
+	cr_expect(strstr(t.out, "452 4.3.1 ") != NULL);
+	cr_expect(t.closed);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, relay_rules)
+{
+	static const struct {
+		const struct smtp_peer *peer;
+		const char *user;
+		const char *rcpt;
+		const char *want;
+	} cases[] = {
+		{ &untrusted, NULL, "<u@local.org>", "250 2.1.5" },
+		{ &untrusted, NULL, "<u@remote.net>", "554 5.7.1" },
+		{ &untrusted, NULL, "<u%remote.net@local.org>", "250 2.1.5" },
+		{ &untrusted, NULL, "<u%local.org@remote.net>", "554 5.7.1" },
+		{ &untrusted, NULL, "<remote.net!u@local.org>", "250 2.1.5" },
+		{ &untrusted, NULL, "<local.org!u@remote.net>", "554 5.7.1" },
+		{ &untrusted, NULL, "<\"u@remote.net\"@local.org>", "250 2.1.5" },
+		{ &untrusted, NULL, "<\"u@local.org\"@remote.net>", "554 5.7.1" },
+		{ &untrusted, NULL, "<@local.org:u@remote.net>", "554 5.7.1" },
+		{ &untrusted, NULL, "<u@remote.net.>", "554 5.7.1" },
+		{ &untrusted, NULL, "<u@LOCAL.ORG.>", "250 2.1.5" },
+		{ &untrusted, NULL, "<postmaster>", "250 2.1.5" },
+		{ &trusted, NULL, "<u@remote.net>", "250 2.1.5" },
+		{ &untrusted, "alice", "<u@remote.net>", "250 2.1.5" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct smtp_session_config cfg = test_config();
+		struct transcript t;
+		struct smtp_session *s = session(&cfg, cases[i].peer, &t);
+		char in[512];
+		const char *last;
+
+		if (cases[i].user)
+			smtp_session_set_authenticated(s, cases[i].user);
+		snprintf(in, sizeof(in), "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:%s\r\n", cases[i].rcpt);
+		RUN(s, in, 1000, 0, &t);
+		last = t.out + t.out_len - 2;
+		while (last > t.out && last[-1] != '\n')
+			last--;
+		cr_expect(strncmp(last, cases[i].want, strlen(cases[i].want)) == 0,
+			  "RCPT %s: got %s, want %s", cases[i].rcpt, last, cases[i].want);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, error_limit_disconnects)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s;
+	const char *in = "FOO\r\nBAR\r\nBAZ\r\nNOOP\r\n";
+	size_t used;
+
+	cfg.errors_max = 3;
+	s = session(&cfg, &untrusted, &t);
+	used = RUN(s, in, 1000, 0, &t);
+	cr_expect_eq(used, 15, "got consumed %zu, want 15 (nothing after the limit)", used);
+	cr_expect(strstr(t.out, "421 4.7.0 ") != NULL, "got %s", t.out);
+	cr_expect(t.closed);
+	char codes[64];
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 500 500 500 421", "got %s", codes);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, long_line_then_resync)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	char in[2048];
+	char codes[64];
+
+	memcpy(in, "NOOP ", 5);
+	memset(in + 5, 'x', 700);
+	strcpy(in + 705, "\r\nNOOP\r\n");
+	RUN(s, in, 64, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 500 250", "got %s", codes);
+	cr_expect(strstr(t.out, "500 5.5.6 ") != NULL);
+	/* exactly 512 octets with CRLF is fine */
+	memset(t.out, 0, sizeof(t.out));
+	t.out_len = 0;
+	memcpy(in, "NOOP ", 5);
+	memset(in + 5, 'y', 505);
+	strcpy(in + 510, "\r\n");
+	RUN(s, in, 100, 0, &t);
+	cr_expect(strncmp(t.out, "250 ", 4) == 0, "512-octet line: got %s", t.out);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, recipient_limit_and_size)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s;
+	char codes[128];
+
+	cfg.recipients_max = 2;
+	cfg.message_size_max = 1000;
+	s = session(&cfg, &untrusted, &t);
+	RUN(s, "EHLO c\r\nMAIL FROM:<a@b.c> SIZE=1001\r\nMAIL FROM:<a@b.c> SIZE=1000\r\n"
+	       "RCPT TO:<a@local.org>\r\nRCPT TO:<b@local.org>\r\nRCPT TO:<c@local.org>\r\n", 1000, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 552 250 250 250 452", "got %s", codes);
+	cr_expect(strstr(t.out, "452 4.5.3 ") != NULL);
+	cr_expect(strstr(t.out, "552 5.3.4 ") != NULL);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, sequence_errors)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	char codes[128];
+
+	RUN(s, "MAIL FROM:<a@b.c>\r\nHELO c\r\nRCPT TO:<u@local.org>\r\nDATA\r\n"
+	       "MAIL FROM:<a@b.c>\r\nMAIL FROM:<a@b.c>\r\nDATA\r\nRSET x\r\nQUIT\r\n", 1000, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 503 250 503 503 250 503 554 501 221", "got %s", codes);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, smuggling_refused_in_session)
+{
+	static const char *vectors[] = {
+		"a\n.\nMAIL FROM:<evil@x>\r\n",
+		"a\r.\rMAIL FROM:<evil@x>\r\n",
+		"a\r\n.\rMAIL FROM:<evil@x>\r\n",
+		"a\n.\r\nMAIL FROM:<evil@x>\r\n",
+		"a\r.\r\nMAIL FROM:<evil@x>\r\n",
+		"a\r\n.\nMAIL FROM:<evil@x>\r\n",
+	};
+	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+		struct smtp_session_config cfg = test_config();
+		struct transcript t;
+		struct smtp_session *s = session(&cfg, &untrusted, &t);
+		char in[512], codes[128];
+
+		snprintf(in, sizeof(in), "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<u@local.org>\r\n"
+			 "DATA\r\n%s.\r\nNOOP\r\n", vectors[i]);
+		RUN(s, in, 3, 0, &t);
+		reply_codes(t.out, codes, sizeof(codes));
+		cr_expect_str_eq(codes, "220 250 250 250 354 550 250", "vector %zu: got %s", i, codes);
+		cr_expect_eq(t.commits, 0, "vector %zu: smuggled message committed", i);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, empty_message_and_bare_lf_commands)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &trusted, &t);
+	char codes[128];
+
+	RUN(s, "HELO c\nMAIL FROM:<>\nRCPT TO:<a@remote.net>\r\nRCPT TO:<b@remote.net>\r\nDATA\r\n.\r\n",
+	    1000, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 250 250 250 354 250", "got %s", codes);
+	cr_expect_eq(t.commits, 1);
+	cr_expect_eq(t.recipients, 2);
+	cr_expect_eq(t.body_len, t.header_len, "empty content");
+	cr_expect(strstr(t.body, "[IPv6:2001:db8::1]") != NULL, "got %s", t.body);
+	cr_expect(strstr(t.body, "with SMTP id QID1;\r\n\tMon, 23 Nov 2026") != NULL, "got %s", t.body);
+	cr_expect(strstr(t.body, "for <") == NULL, "no 'for' with two recipients");
+	smtp_session_free(s);
+}
+
+Test(smtp_session, helo_forbids_parameters)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	char codes[128];
+
+	RUN(s, "HELO c\r\nMAIL FROM:<a@b.c> SIZE=10\r\nEHLO\r\nHELO bad\x01name\r\n", 1000, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 555 501 501", "got %s", codes);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, bdat_chunks_random_splits)
+{
+	const char *in = "EHLO c\r\nMAIL FROM:<a@b.c> BODY=BINARYMIME\r\nRCPT TO:<u@local.org>\r\n"
+			 "BDAT 7\r\nhel\nlo\0BDAT 0\r\nBDAT 5 LAST\r\nworld" "NOOP\r\n";
+	size_t len = strlen("EHLO c\r\nMAIL FROM:<a@b.c> BODY=BINARYMIME\r\nRCPT TO:<u@local.org>\r\n"
+			    "BDAT 7\r\nhel\nlo") + 1 + strlen("BDAT 0\r\nBDAT 5 LAST\r\nworldNOOP\r\n");
+	unsigned seed = 7;
+
+	for (int round = 0; round < 30; round++) {
+		struct smtp_session_config cfg = test_config();
+		struct transcript t;
+		struct smtp_session *s = session(&cfg, &untrusted, &t);
+		char codes[128];
+		size_t chunk = 1 + (size_t)rand_r(&seed) % 20;
+
+		cr_expect_eq(drive(s, in, len, chunk, 0, &t), len);
+		reply_codes(t.out, codes, sizeof(codes));
+		cr_expect_str_eq(codes, "220 250 250 250 250 250 250 250", "chunk %zu: got %s", chunk, codes);
+		cr_expect_eq(t.commits, 1);
+		cr_expect(t.body_len - t.header_len == 12
+			  && memcmp(t.body + t.header_len, "hel\nlo\0world", 12) == 0,
+			  "chunk %zu: got content %.*s", chunk, (int)(t.body_len - t.header_len),
+			  t.body + t.header_len);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, bdat_without_transaction_is_read_and_refused)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	char codes[128];
+
+	RUN(s, "EHLO c\r\nBDAT 6\r\nQUIT\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<u@remote.net>\r\n"
+	       "BDAT 4 LAST\r\nxxxxRSET\r\nDATA\r\nBDAT x\r\nNOOP\r\n", 5, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 503 250 554 554 250 503 501 250", "got %s", codes);
+	cr_expect(!t.closed, "QUIT inside a chunk must not be obeyed");
+	smtp_session_free(s);
+}
+
+Test(smtp_session, bdat_too_big)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s;
+	char codes[128];
+
+	cfg.message_size_max = 8;
+	s = session(&cfg, &untrusted, &t);
+	RUN(s, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<u@local.org>\r\nBDAT 5\r\n12345BDAT 5 LAST\r\n"
+	       "67890NOOP\r\n", 1000, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 250 250 250 552 250", "got %s", codes);
+	cr_expect_eq(t.commits, 0);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, data_rejections_keep_session)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s;
+	char codes[128];
+
+	cfg.message_size_max = 10;
+	s = session(&cfg, &untrusted, &t);
+	RUN(s, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<u@local.org>\r\nDATA\r\n"
+	       "0123456789012345\r\n.\r\nMAIL FROM:<a@b.c>\r\n", 4, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 250 250 354 552 250", "got %s", codes);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, timeout)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+
+	cr_expect_eq(smtp_session_timeout_class(s), SMTP_TIMEOUT_COMMAND);
+	RUN(s, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<u@local.org>\r\nDATA\r\npartial", 1000, 0, &t);
+	cr_expect_eq(smtp_session_timeout_class(s), SMTP_TIMEOUT_DATA);
+	smtp_session_timeout(s);
+	cr_expect_eq(smtp_session_want(s), SMTP_WANT_FLUSH);
+	collect(s, &t);
+	cr_expect(strstr(t.out, "421 4.4.2 ") != NULL, "got %s", t.out);
+	cr_expect_eq(smtp_session_want(s), SMTP_WANT_CLOSE);
+	cr_expect_eq(smtp_session_feed(s, "NOOP\r\n", 6), 0);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, output_backlog_pauses_input)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s;
+	static char in[6 * 4000];
+	size_t used, n;
+
+	cfg.output_max = 1024;
+	s = session(&cfg, &untrusted, &t);
+	for (size_t i = 0; i < 4000; i++)
+		memcpy(in + i * 6, "NOOP\r\n", 6);
+	used = smtp_session_feed(s, in, sizeof(in));
+	cr_expect_lt(used, sizeof(in), "a client that never reads must be paused");
+	cr_expect_eq(smtp_session_want(s), SMTP_WANT_FLUSH);
+	smtp_session_output(s, &n);
+	cr_expect_lt(n, 1024 + 100, "backlog bounded: %zu", n);
+	smtp_session_free(s);
+}
