@@ -63,7 +63,8 @@ int spool_list_shards(const char *spool_dir, unsigned **ids)
 		v[n++] = id;
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), cmp_unsigned);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_unsigned);
 	*ids = v;
 	return (int)n;
 }

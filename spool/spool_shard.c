@@ -356,7 +356,8 @@ static int shard_list_segments(struct spool_shard *s, uint64_t **out,
 		v[n++] = seq;
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), cmp_u64);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_u64);
 	*out = v;
 	*count = n;
 	return 0;
@@ -635,9 +636,11 @@ static void shard_requeue_outcomes(struct spool_shard *s)
 	if (kept == 0)
 		return;
 	keep.len = kept;
-	buf_reserve(&keep, s->pending.len, SIZE_MAX);
-	memcpy(keep.p + keep.len, s->pending.p, s->pending.len);
-	keep.len += s->pending.len;
+	if (s->pending.len) {
+		buf_reserve(&keep, s->pending.len, SIZE_MAX);
+		memcpy(keep.p + keep.len, s->pending.p, s->pending.len);
+		keep.len += s->pending.len;
+	}
 	s->inflight = s->pending;
 	s->pending = keep;
 }

@@ -2,7 +2,7 @@
  * fuzz_spool_record - libFuzzer harness for the spool record decoder.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
- *     -Ispool -Irelay tests/fuzz/fuzz_spool_record.c spool/*.c relay/log.c
+ *     -Ispool -Irelay tests/fuzz/fuzz_spool_record.c spool/spool_*.c relay/log.c
  *   ./a.out tests/fuzz/corpus/spool_record
  *
  * Decodes the input as a sequence of records, as a segment scan does, once
