@@ -7,10 +7,12 @@
  */
 #include "spool_dump.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "spool_recover.h"
@@ -91,6 +93,14 @@ int spool_dump_main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [--json] SPOOL_DIR\n",
 			argc > 0 ? argv[0] : "dump");
 		return 2;
+	}
+	/* spool_recover() treats a missing spool as empty; a typo is not. */
+	struct stat st;
+	int err = stat(argv[i], &st) < 0 ? errno :
+		  !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+	if (err != 0) {
+		fprintf(stderr, "%s: %s: %s\n", argv[0], argv[i], strerror(err));
+		return 1;
 	}
 	int n = spool_recover(argv[i], UINT_MAX, dump_one, &json);
 	if (fflush(stdout) != 0 || n < 0) {

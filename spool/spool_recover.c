@@ -9,9 +9,12 @@
 #include "spool_recover.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -94,4 +97,36 @@ int spool_recover(const char *spool_dir, unsigned worker_count,
 	}
 	free(ids);
 	return rc != 0 ? rc : c.count;
+}
+
+int spool_remove_shard(const char *spool_dir, unsigned worker_id)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 300];
+	struct dirent *de;
+
+	if (snprintf(dir, sizeof(dir), "%s/w%u", spool_dir, worker_id) >=
+	    (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "seg-", 4) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) < 0 && errno != ENOENT) {
+			int err = -errno;
+			closedir(d);
+			return err;
+		}
+	}
+	closedir(d);
+	if (rmdir(dir) < 0)
+		return -errno;
+	int fd = open(spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
 }

@@ -27,4 +27,9 @@ int spool_recover(const char *spool_dir, unsigned worker_count,
  * is malloc'd (caller frees). Returns the count or -errno. */
 int spool_list_shards(const char *spool_dir, unsigned **ids);
 
+/* spool_remove_shard - delete the segments and the w<N> directory of a
+ * shard whose messages were re-homed (after their batch committed), then
+ * fsync spool_dir. Blocking. Returns 0 or -errno. */
+int spool_remove_shard(const char *spool_dir, unsigned worker_id);
+
 #endif

@@ -209,8 +209,13 @@ static void shard_apply(struct spool_shard *s, const struct spool_record *rec,
 	}
 	const struct spool_message *m = &rec->message;
 	struct spool_entry *old = spool_index_find(&s->index, m->queue_id);
-	if (old != NULL)	/* a rewrite (re-homing): the newest copy wins */
+	if (old != NULL) {
+		/* A rewrite: the newest copy wins, and its segment must outlive
+		 * the old copy's, or a crash would bring the old one back. */
+		if (old->segment != seq)
+			segment_add_dep(shard_find_segment(s, seq), old->segment);
 		shard_kill(s, old);
+	}
 	struct spool_entry *e = spool_index_insert(&s->index, m->queue_id,
 						   (uint32_t)m->rcpt_count);
 	e->segment = seq;
@@ -545,6 +550,23 @@ int spool_shard_append_outcome(struct spool_shard *s,
 		return (int)w;
 	s->pending.len += (size_t)w;
 	return 0;
+}
+
+int spool_shard_append_recovered(struct spool_shard *s,
+				 const struct spool_recovered *r)
+{
+	int rc = spool_shard_append_message(s, r->msg);
+
+	for (size_t i = 0; rc == 0 && i < r->msg->rcpt_count; i++) {
+		const struct spool_rcpt_state *st = &r->state[i];
+		if (st->status == SPOOL_STATUS_PENDING)
+			continue;
+		struct spool_outcome o = { r->msg->queue_id, (uint32_t)i,
+					   st->status, st->attempts,
+					   st->next_attempt };
+		rc = spool_shard_append_outcome(s, &o);
+	}
+	return rc;
 }
 
 size_t spool_shard_pending(const struct spool_shard *s)

@@ -119,6 +119,14 @@ int spool_shard_append_message(struct spool_shard *shard,
 int spool_shard_append_outcome(struct spool_shard *shard,
 			       const struct spool_outcome *outcome);
 
+/* spool_shard_append_recovered - re-home a message found by spool_recover()
+ * in another shard: its MESSAGE record plus one OUTCOME per recipient that
+ * is not PENDING. Same returns as append_message. On a partial failure some
+ * records may be pending; the message is safe as long as the old shard is
+ * removed only after this batch commits. */
+int spool_shard_append_recovered(struct spool_shard *shard,
+				 const struct spool_recovered *r);
+
 /* spool_shard_pending - bytes waiting for the next batch. */
 size_t spool_shard_pending(const struct spool_shard *shard);
 

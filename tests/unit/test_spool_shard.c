@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "spool_dump.h"
 #include "spool_recover.h"
 #include "spool_shard.h"
 
@@ -473,4 +474,89 @@ Test(spool_shard, recover_reports_every_shard_including_orphans)
 	cr_assert_eq(seen.workers[3], 1, "the orphan shard w3 must be reported");
 	cr_assert_eq(seen.deferred, 1);
 	cr_assert_eq(spool_recover("/nonexistent/ringmail", 1, on_live, &seen), 0);
+}
+
+struct rehome {
+	struct spool_shard *to;
+	int moved;
+};
+
+static int rehome_one(void *ctx, const struct spool_recovered *r)
+{
+	struct rehome *h = ctx;
+
+	if (r->worker_id == 0)
+		return 0;
+	h->moved++;
+	return spool_shard_append_recovered(h->to, r);
+}
+
+Test(spool_shard, orphan_messages_rehome_with_their_states)
+{
+	char a[32], b[32];
+	struct spool_shard *s5 = open_shard(5, 0);
+
+	append(s5, a, 2);
+	append(s5, b, 1);
+	cr_assert(flush(s5));
+	outcome(s5, a, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s5));
+	spool_shard_close(s5);
+
+	struct rehome h = { open_shard(0, 0), 0 };
+	int n = spool_recover(tmp, 1, rehome_one, &h);
+	cr_assert_eq(n, 2, "recovered: got %d, want 2", n);
+	cr_assert_eq(h.moved, 2);
+	cr_assert(flush(h.to));
+	cr_assert_eq(spool_remove_shard(tmp, 5), 0);
+	expect_live(h.to, a, SPOOL_STATUS_DELIVERED);
+	expect_live(h.to, b, SPOOL_STATUS_PENDING);
+	spool_shard_close(h.to);
+
+	struct seen seen = { 0 };
+	n = spool_recover(tmp, 1, on_live, &seen);
+	cr_assert_eq(n, 2, "after re-homing: got %d, want 2", n);
+	cr_assert_eq(seen.workers[0], 2);
+	cr_assert_eq(seen.workers[5], 0, "w5 must be gone");
+}
+
+Test(spool_shard, dump_prints_one_line_per_live_message)
+{
+	char a[32], b[32], out[300];
+	struct spool_shard *s = open_shard(0, 0);
+
+	append(s, a, 2);
+	append(s, b, 1);
+	cr_assert(flush(s));
+	outcome(s, a, 1, SPOOL_STATUS_BOUNCED);
+	outcome(s, b, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));
+	spool_shard_close(s);
+
+	snprintf(out, sizeof(out), "%s/dump.out", tmp);
+	fflush(stdout);
+	int saved = dup(1);
+	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 1);
+	close(fd);
+	char *argv[] = { "dump", "--json", tmp, NULL };
+	int rc = spool_dump_main(3, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	cr_assert_eq(rc, 0, "got %d, want 0", rc);
+
+	char line[2048] = "";
+	FILE *f = fopen(out, "r");
+	int lines = 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		lines++;
+	fclose(f);
+	cr_assert_eq(lines, 1, "lines: got %d, want 1 (only %s is live)", lines, a);
+	cr_assert_not_null(strstr(line, a), "got %s, want queue id %s", line, a);
+	cr_assert_not_null(strstr(line, "\"status\":\"bounced\""), "got %s", line);
+	cr_assert_not_null(strstr(line, "\"status\":\"pending\""), "got %s", line);
+
+	char *bad[] = { "dump", "/nonexistent/ringmail-spool", NULL };
+	cr_assert_eq(spool_dump_main(2, bad), 1);
 }
