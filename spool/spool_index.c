@@ -1,0 +1,127 @@
+/*
+ * spool_index - queue id -> live message map; see spool_index.h.
+ *
+ * The table stays at most 70% full, so probes stay short; deletion shifts
+ * later members of the cluster back so lookups never need tombstones.
+ */
+#include "spool_index.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* index_hash - FNV-1a of the id, mixed so low bits spread well. */
+static uint64_t index_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	while (*s)
+		h = (h ^ (uint8_t)*s++) * 0x100000001b3ull;
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	return h ^ (h >> 32);
+}
+
+struct spool_entry *spool_index_find(const struct spool_index *ix,
+				     const char *queue_id)
+{
+	if (ix->cap == 0)
+		return NULL;
+	uint64_t h = index_hash(queue_id);
+	size_t mask = ix->cap - 1;
+
+	for (size_t i = h & mask;; i = (i + 1) & mask) {
+		struct spool_entry *e = ix->slots[i];
+		if (e == NULL)
+			return NULL;
+		if (e->hash == h && strcmp(e->queue_id, queue_id) == 0)
+			return e;
+	}
+}
+
+/* index_place - put e into the first free slot of its probe sequence. */
+static void index_place(struct spool_entry **slots, size_t cap,
+			struct spool_entry *e)
+{
+	size_t mask = cap - 1;
+	size_t i = e->hash & mask;
+
+	while (slots[i] != NULL)
+		i = (i + 1) & mask;
+	slots[i] = e;
+}
+
+/* index_grow - double the table (start at 1024 slots). */
+static void index_grow(struct spool_index *ix)
+{
+	size_t cap = ix->cap ? ix->cap * 2 : 1024;
+	struct spool_entry **slots = calloc(cap, sizeof(*slots));
+
+	if (slots == NULL)
+		log_fatal("spool index: out of memory growing to %zu slots", cap);
+	for (size_t i = 0; i < ix->cap; i++)
+		if (ix->slots[i] != NULL)
+			index_place(slots, cap, ix->slots[i]);
+	free(ix->slots);
+	ix->slots = slots;
+	ix->cap = cap;
+}
+
+struct spool_entry *spool_index_insert(struct spool_index *ix,
+				       const char *queue_id,
+				       uint32_t rcpt_count)
+{
+	if ((ix->count + 1) * 10 > ix->cap * 7)
+		index_grow(ix);
+	struct spool_entry *e = calloc(1, sizeof(*e) +
+				       rcpt_count * sizeof(e->state[0]));
+	if (e == NULL)
+		log_fatal("spool index: out of memory");
+	e->hash = index_hash(queue_id);
+	e->rcpt_count = rcpt_count;
+	snprintf(e->queue_id, sizeof(e->queue_id), "%s", queue_id);
+	index_place(ix->slots, ix->cap, e);
+	ix->count++;
+	return e;
+}
+
+void spool_index_remove(struct spool_index *ix, struct spool_entry *e)
+{
+	size_t mask = ix->cap - 1;
+	size_t i = e->hash & mask;
+
+	while (ix->slots[i] != e) {
+		if (ix->slots[i] == NULL)
+			log_panic("spool index: removing an absent entry %s",
+				  e->queue_id);
+		i = (i + 1) & mask;
+	}
+	ix->slots[i] = NULL;
+	/* Backward shift: move later cluster members whose home slot is not
+	 * in (i, j] into the hole, so every probe sequence stays unbroken. */
+	for (size_t j = (i + 1) & mask; ix->slots[j] != NULL; j = (j + 1) & mask) {
+		size_t home = ix->slots[j]->hash & mask;
+		bool between = i <= j ? (home > i && home <= j)
+				      : (home > i || home <= j);
+		if (!between) {
+			ix->slots[i] = ix->slots[j];
+			ix->slots[j] = NULL;
+			i = j;
+		}
+	}
+	ix->count--;
+	free(e);
+}
+
+void spool_index_free(struct spool_index *ix)
+{
+	if (ix == NULL)
+		return;
+	for (size_t i = 0; i < ix->cap; i++)
+		free(ix->slots[i]);
+	free(ix->slots);
+	memset(ix, 0, sizeof(*ix));
+}

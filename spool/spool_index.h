@@ -1,0 +1,52 @@
+/*
+ * spool_index - the shard's in-memory map: queue id -> live message
+ * (location + recipient states). Internal to the spool library.
+ *
+ * Open addressing with linear probing and backward-shift deletion (no
+ * tombstones), keyed by the queue id string. The index owns its entries:
+ * spool_index_insert() allocates one (with its state array in the same
+ * block), spool_index_remove() frees it. No message bodies are kept.
+ */
+#ifndef RINGMAIL_SPOOL_INDEX_H
+#define RINGMAIL_SPOOL_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spool_record.h"
+#include "spool_shard.h"
+
+struct spool_entry {
+	uint64_t hash;
+	uint64_t segment;
+	uint64_t offset;
+	uint32_t length;
+	uint32_t rcpt_count;
+	uint32_t final_count;
+	char queue_id[SPOOL_QUEUE_ID_MAX + 1];
+	struct spool_rcpt_state state[];	/* rcpt_count entries */
+};
+
+struct spool_index {
+	struct spool_entry **slots;	/* cap slots, NULL = empty */
+	size_t cap;			/* power of two, or 0 */
+	size_t count;
+};
+
+/* spool_index_find - the entry of queue_id or NULL. */
+struct spool_entry *spool_index_find(const struct spool_index *ix,
+				     const char *queue_id);
+
+/* spool_index_insert - new entry (states PENDING); the id must not be
+ * present. Out of memory is fatal. */
+struct spool_entry *spool_index_insert(struct spool_index *ix,
+				       const char *queue_id,
+				       uint32_t rcpt_count);
+
+/* spool_index_remove - unlink and free e (which must be in ix). */
+void spool_index_remove(struct spool_index *ix, struct spool_entry *e);
+
+/* spool_index_free - free every entry and the table. */
+void spool_index_free(struct spool_index *ix);
+
+#endif

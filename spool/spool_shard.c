@@ -1,0 +1,882 @@
+/*
+ * spool_shard - one worker's segment files, batches and index; see
+ * spool_shard.h for the contract.
+ *
+ * State: segs[] sorted by seq, the last one current (appended to). Each
+ * segment counts its live messages and lists the older segments whose
+ * messages it holds final outcomes for (deps): it may be deleted only after
+ * those. Two batch buffers alternate: pending (being filled) and inflight
+ * (handed to the worker's ring, untouched until flush_end).
+ *
+ * The index changes only at commit (flush_end(0)) and during the open-time
+ * scan, through one function, shard_apply(), so the in-memory view always
+ * equals what a recovery of the disk would rebuild.
+ */
+#include "spool_shard.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "spool_index.h"
+
+#define SEGMENT_SIZE_DEFAULT (64ull << 20)
+#define MAX_RECORD_DEFAULT ((size_t)128 << 20)
+#define MAX_PENDING_DEFAULT ((size_t)512 << 20)
+#define QID_EPOCH_US 1577836800000000ll	/* 2020-01-01T00:00:00Z */
+#define SCRATCH_RCPTS 32
+
+/* A growable byte buffer; invariant len <= cap, cap capped by the owner. */
+struct spool_buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+struct spool_segment {
+	uint64_t seq;
+	int fd;
+	uint64_t size;			/* committed bytes */
+	uint32_t live;			/* live messages stored here */
+	uint64_t *deps;			/* older segments it holds outcomes for */
+	size_t ndeps, capdeps;
+};
+
+struct spool_shard {
+	char dir[PATH_MAX];
+	int dirfd;
+	unsigned worker_id;
+	struct spool_options opt;
+	struct spool_segment *segs;	/* sorted by seq; last = current */
+	size_t nsegs, capsegs;
+	struct spool_index index;
+	struct spool_buf pending, inflight;
+	bool in_flight;
+	uint64_t inflight_seq, inflight_off;
+	bool rotate_next;		/* truncate failed: leave that segment */
+	int64_t qid_epoch;		/* us since QID_EPOCH_US */
+	uint32_t qid_counter;
+	uint64_t truncated_bytes, corrupt_segments;
+};
+
+static const char qid_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/* --- small helpers -------------------------------------------------------- */
+
+/* buf_reserve - room for n more bytes, growing geometrically up to cap. */
+static int buf_reserve(struct spool_buf *b, size_t n, size_t cap)
+{
+	if (b->cap - b->len >= n)
+		return 0;
+	if (n > cap || b->len > cap - n)
+		return -ENOBUFS;
+	size_t want = b->cap ? b->cap : 64 * 1024;
+	while (want < b->len + n)
+		want *= 2;
+	uint8_t *p = realloc(b->p, want);
+	if (p == NULL)
+		log_fatal("spool: out of memory for a %zu byte batch", want);
+	b->p = p;
+	b->cap = want;
+	return 0;
+}
+
+static int64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void spool_shard_segment_path(const struct spool_shard *s, uint64_t seq,
+			      char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/seg-%016" PRIx64 ".rms", s->dir, seq);
+}
+
+/* shard_find_segment - binary search by seq; NULL if deleted. */
+static struct spool_segment *shard_find_segment(struct spool_shard *s,
+						uint64_t seq)
+{
+	size_t lo = 0, hi = s->nsegs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->segs[mid].seq == seq)
+			return &s->segs[mid];
+		if (s->segs[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static struct spool_segment *shard_current(struct spool_shard *s)
+{
+	return s->nsegs ? &s->segs[s->nsegs - 1] : NULL;
+}
+
+/* shard_push_segment - append a segment (seq above all others). */
+static struct spool_segment *shard_push_segment(struct spool_shard *s,
+						uint64_t seq, int fd)
+{
+	if (s->nsegs == s->capsegs) {
+		size_t cap = s->capsegs ? s->capsegs * 2 : 16;
+		struct spool_segment *v = realloc(s->segs, cap * sizeof(*v));
+		if (v == NULL)
+			log_fatal("spool: out of memory for segments");
+		s->segs = v;
+		s->capsegs = cap;
+	}
+	struct spool_segment *g = &s->segs[s->nsegs++];
+	memset(g, 0, sizeof(*g));
+	g->seq = seq;
+	g->fd = fd;
+	return g;
+}
+
+/* segment_add_dep - remember that g holds outcomes for segment dep. */
+static void segment_add_dep(struct spool_segment *g, uint64_t dep)
+{
+	for (size_t i = g->ndeps; i > 0; i--)
+		if (g->deps[i - 1] == dep)
+			return;
+	if (g->ndeps == g->capdeps) {
+		size_t cap = g->capdeps ? g->capdeps * 2 : 4;
+		uint64_t *v = realloc(g->deps, cap * sizeof(*v));
+		if (v == NULL)
+			log_fatal("spool: out of memory for segment deps");
+		g->deps = v;
+		g->capdeps = cap;
+	}
+	g->deps[g->ndeps++] = dep;
+}
+
+/* --- the index: one place where records take effect ----------------------- */
+
+/* shard_kill - e's message is dead (or superseded): drop it. */
+static void shard_kill(struct spool_shard *s, struct spool_entry *e)
+{
+	struct spool_segment *g = shard_find_segment(s, e->segment);
+
+	if (g == NULL || g->live == 0)
+		log_panic("spool: live count broken for segment %" PRIu64,
+			  e->segment);
+	g->live--;
+	spool_index_remove(&s->index, e);
+}
+
+/* shard_apply_outcome - a recipient's new state; final states are sticky. */
+static void shard_apply_outcome(struct spool_shard *s,
+				const struct spool_outcome *o, uint64_t seq)
+{
+	struct spool_entry *e = spool_index_find(&s->index, o->queue_id);
+
+	/* Unknown: its message is already dead, or in a deleted segment. */
+	if (e == NULL || o->rcpt_index >= e->rcpt_count)
+		return;
+	struct spool_rcpt_state *st = &e->state[o->rcpt_index];
+	if (SPOOL_STATUS_IS_FINAL(st->status))
+		return;
+	st->attempts = o->attempts;
+	st->next_attempt = o->next_attempt;
+	st->status = o->status;
+	if (!SPOOL_STATUS_IS_FINAL(o->status))
+		return;
+	/* Deferrals are not deps: losing one only resets a retry timer. */
+	if (e->segment != seq)
+		segment_add_dep(shard_find_segment(s, seq), e->segment);
+	if (++e->final_count == e->rcpt_count)
+		shard_kill(s, e);
+}
+
+/* shard_apply - let a committed record at (seq, off) take effect. */
+static void shard_apply(struct spool_shard *s, const struct spool_record *rec,
+			uint64_t seq, uint64_t off)
+{
+	if (rec->type == SPOOL_RECORD_OUTCOME) {
+		shard_apply_outcome(s, &rec->outcome, seq);
+		return;
+	}
+	const struct spool_message *m = &rec->message;
+	struct spool_entry *old = spool_index_find(&s->index, m->queue_id);
+	if (old != NULL) {
+		/* A rewrite: the newest copy wins, and its segment must outlive
+		 * the old copy's, or a crash would bring the old one back. */
+		if (old->segment != seq)
+			segment_add_dep(shard_find_segment(s, seq), old->segment);
+		shard_kill(s, old);
+	}
+	struct spool_entry *e = spool_index_insert(&s->index, m->queue_id,
+						   (uint32_t)m->rcpt_count);
+	e->segment = seq;
+	e->offset = off;
+	e->length = rec->length;
+	shard_find_segment(s, seq)->live++;
+}
+
+/* shard_note_queue_id - keep new ids above any id already on disk, so a
+ * clock stepped back between runs cannot repeat one. */
+static void shard_note_queue_id(struct spool_shard *s, const char *id)
+{
+	int64_t v = 0;
+
+	if (strlen(id) != 18)
+		return;
+	for (int i = 0; i < 10; i++) {
+		const char *c = strchr(qid_alphabet, id[i]);
+		if (c == NULL || *c == '\0')
+			return;
+		v = v * 32 + (c - qid_alphabet);
+	}
+	if (v >= s->qid_epoch)
+		s->qid_epoch = v + 1;
+}
+
+/* --- open: scan what is on disk ------------------------------------------- */
+
+/* read_all - pread exactly len bytes at off; -EIO on a short file. */
+static int read_all(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* shard_scan_bytes - apply every valid record of one segment image;
+ * returns the length of the valid prefix. */
+static uint64_t shard_scan_bytes(struct spool_shard *s, uint64_t seq,
+				 const uint8_t *p, uint64_t size)
+{
+	struct spool_rcpt scratch[SCRATCH_RCPTS];
+	uint64_t off = 0;
+
+	while (off < size) {
+		struct spool_record rec;
+		ssize_t n = spool_record_decode_scratch(p + off, size - off, &rec,
+							true, scratch,
+							SCRATCH_RCPTS);
+		if (n < 0)
+			break;
+		if (rec.type == SPOOL_RECORD_MESSAGE)
+			shard_note_queue_id(s, rec.message.queue_id);
+		shard_apply(s, &rec, seq, off);
+		spool_record_clear(&rec);
+		off += (uint64_t)n;
+	}
+	return off;
+}
+
+/* shard_scan_segment - read segment g whole and apply it; cut a torn tail
+ * when g is the last segment and we may write. */
+static int shard_scan_segment(struct spool_shard *s, struct spool_segment *g,
+			      struct spool_buf *img, bool last)
+{
+	struct stat st;
+
+	if (fstat(g->fd, &st) < 0)
+		return -errno;
+	uint64_t size = (uint64_t)st.st_size;
+	img->len = 0;
+	if (buf_reserve(img, size, SIZE_MAX) < 0)
+		return -ENOMEM;
+	int rc = read_all(g->fd, img->p, size, 0);
+	if (rc < 0)
+		return rc;
+	g->size = shard_scan_bytes(s, g->seq, img->p, size);
+	if (g->size == size)
+		return 0;
+	if (last && !s->opt.read_only) {
+		/* Never acknowledged: the batch that wrote it was not synced. */
+		log_warn("spool_torn_tail", "segment=%016" PRIx64 " valid=%" PRIu64
+			 " cut=%" PRIu64, g->seq, g->size, size - g->size);
+		if (ftruncate(g->fd, (off_t)g->size) < 0 || fdatasync(g->fd) < 0)
+			return -errno;
+		s->truncated_bytes += size - g->size;
+	} else if (!last) {
+		log_error("spool_corrupt_segment", "dir=%s segment=%016" PRIx64
+			  " valid=%" PRIu64 " size=%" PRIu64, s->dir, g->seq,
+			  g->size, size);
+		s->corrupt_segments++;
+	}
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* shard_list_segments - sorted seqs of seg-*.rms files; caller frees. */
+static int shard_list_segments(struct spool_shard *s, uint64_t **out,
+			       size_t *count)
+{
+	int fd = dup(s->dirfd);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	uint64_t *v = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+
+	if (d == NULL) {
+		int err = -errno;
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	while ((de = readdir(d)) != NULL) {
+		uint64_t seq;
+		char tail[8];
+		if (strlen(de->d_name) != 24 ||
+		    sscanf(de->d_name, "seg-%16" SCNx64 "%4s", &seq, tail) != 2 ||
+		    strcmp(tail, ".rms") != 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			uint64_t *nv = realloc(v, cap * sizeof(*v));
+			if (nv == NULL)
+				log_fatal("spool: out of memory listing segments");
+			v = nv;
+		}
+		v[n++] = seq;
+	}
+	closedir(d);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_u64);
+	*out = v;
+	*count = n;
+	return 0;
+}
+
+/* shard_create_segment - new empty current segment seq, made durable. */
+static int shard_create_segment(struct spool_shard *s, uint64_t seq)
+{
+	char path[PATH_MAX + 32];
+
+	spool_shard_segment_path(s, seq, path, sizeof(path));
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	if (fsync(s->dirfd) < 0) {
+		int err = -errno;
+		close(fd);
+		unlink(path);
+		return err;
+	}
+	shard_push_segment(s, seq, fd);
+	return 0;
+}
+
+/* shard_load - open and scan every segment, oldest first. */
+static int shard_load(struct spool_shard *s)
+{
+	uint64_t *seqs = NULL;
+	size_t n = 0;
+	struct spool_buf img = { 0 };
+	int rc = shard_list_segments(s, &seqs, &n);
+
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		char path[PATH_MAX + 32];
+		spool_shard_segment_path(s, seqs[i], path, sizeof(path));
+		int fd = open(path, (s->opt.read_only ? O_RDONLY : O_RDWR) |
+			      O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			break;
+		}
+		rc = shard_scan_segment(s, shard_push_segment(s, seqs[i], fd),
+					&img, i + 1 == n);
+	}
+	free(img.p);
+	free(seqs);
+	if (rc == 0 && s->nsegs == 0 && !s->opt.read_only)
+		rc = shard_create_segment(s, 1);
+	return rc;
+}
+
+/* shard_open_dir - mkdir -p <spool_dir>/w<N> (unless read-only), open it. */
+static int shard_open_dir(struct spool_shard *s, const char *spool_dir)
+{
+	if (snprintf(s->dir, sizeof(s->dir), "%s/w%u", spool_dir, s->worker_id)
+	    >= (int)sizeof(s->dir) - 32)
+		return -ENAMETOOLONG;
+	if (!s->opt.read_only) {
+		if (mkdir(spool_dir, 0750) < 0 && errno != EEXIST)
+			return -errno;
+		if (mkdir(s->dir, 0750) == 0) {
+			int pfd = open(spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (pfd >= 0) {
+				fsync(pfd);
+				close(pfd);
+			}
+		} else if (errno != EEXIST) {
+			return -errno;
+		}
+	}
+	s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return s->dirfd < 0 ? -errno : 0;
+}
+
+int spool_shard_open(const char *spool_dir, unsigned worker_id,
+		     const struct spool_options *opt, struct spool_shard **out)
+{
+	struct spool_shard *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (s == NULL)
+		return -ENOMEM;
+	s->dirfd = -1;
+	s->worker_id = worker_id;
+	if (opt)
+		s->opt = *opt;
+	if (s->opt.segment_size == 0)
+		s->opt.segment_size = SEGMENT_SIZE_DEFAULT;
+	if (s->opt.max_record == 0)
+		s->opt.max_record = MAX_RECORD_DEFAULT;
+	if (s->opt.max_pending == 0)
+		s->opt.max_pending = MAX_PENDING_DEFAULT;
+	int rc = shard_open_dir(s, spool_dir);
+	if (rc == 0)
+		rc = shard_load(s);
+	if (rc < 0) {
+		spool_shard_close(s);
+		return rc;
+	}
+	int64_t now = now_usec() - QID_EPOCH_US;
+	if (now > s->qid_epoch)
+		s->qid_epoch = now;
+	*out = s;
+	return 0;
+}
+
+struct spool_shard *spool_shard_close(struct spool_shard *s)
+{
+	if (s == NULL)
+		return NULL;
+	for (size_t i = 0; i < s->nsegs; i++) {
+		close(s->segs[i].fd);
+		free(s->segs[i].deps);
+	}
+	free(s->segs);
+	spool_index_free(&s->index);
+	free(s->pending.p);
+	free(s->inflight.p);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	free(s);
+	return NULL;
+}
+
+/* --- queue ids and appends ------------------------------------------------- */
+
+void spool_shard_new_queue_id(struct spool_shard *s, char out[32])
+{
+	if (s->qid_counter >= (1u << 30)) {
+		int64_t now = now_usec() - QID_EPOCH_US;
+		s->qid_epoch = now > s->qid_epoch ? now : s->qid_epoch + 1;
+		s->qid_counter = 0;
+	}
+	uint64_t parts[3] = { (uint64_t)s->qid_epoch, s->worker_id & 1023u,
+			      s->qid_counter++ };
+	const int width[3] = { 10, 2, 6 };
+	int pos = 18;
+
+	out[pos] = '\0';
+	for (int p = 2; p >= 0; p--)
+		for (int i = 0; i < width[p]; i++, parts[p] >>= 5)
+			out[--pos] = qid_alphabet[parts[p] & 31];
+}
+
+/* shard_append_raw - copy an encoded record into the pending batch. */
+static int shard_reserve(struct spool_shard *s, size_t n)
+{
+	if (s->opt.read_only)
+		return -EROFS;
+	if (n > s->opt.max_record)
+		return -EFBIG;
+	return buf_reserve(&s->pending, n, s->opt.max_pending);
+}
+
+int spool_shard_append_message(struct spool_shard *s,
+			       const struct spool_message *msg)
+{
+	size_t n = spool_record_message_size(msg);
+
+	if (n == 0)
+		return -EINVAL;
+	int rc = shard_reserve(s, n);
+	if (rc < 0)
+		return rc;
+	ssize_t w = spool_record_encode_message(msg, s->pending.p + s->pending.len,
+						n);
+	if (w < 0)
+		return (int)w;
+	s->pending.len += (size_t)w;
+	return 0;
+}
+
+int spool_shard_append_outcome(struct spool_shard *s,
+			       const struct spool_outcome *o)
+{
+	size_t n = spool_record_outcome_size(o);
+
+	if (n == 0)
+		return -EINVAL;
+	int rc = shard_reserve(s, n);
+	if (rc < 0)
+		return rc;
+	ssize_t w = spool_record_encode_outcome(o, s->pending.p + s->pending.len, n);
+	if (w < 0)
+		return (int)w;
+	s->pending.len += (size_t)w;
+	return 0;
+}
+
+int spool_shard_append_recovered(struct spool_shard *s,
+				 const struct spool_recovered *r)
+{
+	int rc = spool_shard_append_message(s, r->msg);
+
+	for (size_t i = 0; rc == 0 && i < r->msg->rcpt_count; i++) {
+		const struct spool_rcpt_state *st = &r->state[i];
+		if (st->status == SPOOL_STATUS_PENDING)
+			continue;
+		struct spool_outcome o = { r->msg->queue_id, (uint32_t)i,
+					   st->status, st->attempts,
+					   st->next_attempt };
+		rc = spool_shard_append_outcome(s, &o);
+	}
+	return rc;
+}
+
+size_t spool_shard_pending(const struct spool_shard *s)
+{
+	return s->pending.len;
+}
+
+bool spool_shard_in_flight(const struct spool_shard *s)
+{
+	return s->in_flight;
+}
+
+/* --- group commit ---------------------------------------------------------- */
+
+/* shard_rotate - start a new current segment (blocking: creat + fsync). */
+static int shard_rotate(struct spool_shard *s)
+{
+	struct spool_segment *cur = shard_current(s);
+	int rc = shard_create_segment(s, cur ? cur->seq + 1 : 1);
+
+	if (rc < 0)
+		log_error("spool_rotate_failed", "dir=%s error=%s", s->dir,
+			  strerror(-rc));
+	else
+		s->rotate_next = false;
+	return rc;
+}
+
+bool spool_shard_flush_begin(struct spool_shard *s, struct spool_flush *f)
+{
+	if (s->in_flight || s->pending.len == 0 || s->opt.read_only)
+		return false;
+	struct spool_segment *cur = shard_current(s);
+	if (s->rotate_next ||
+	    (cur->size > 0 && cur->size + s->pending.len > s->opt.segment_size)) {
+		if (shard_rotate(s) < 0)
+			return false;
+		cur = shard_current(s);
+	}
+	struct spool_buf t = s->inflight;
+	s->inflight = s->pending;
+	s->pending = t;
+	s->pending.len = 0;
+	s->in_flight = true;
+	s->inflight_seq = cur->seq;
+	s->inflight_off = cur->size;
+	*f = (struct spool_flush){ .fd = cur->fd, .offset = cur->size,
+				   .data = s->inflight.p, .len = s->inflight.len,
+				   .sync = !s->opt.no_sync, .segment = cur->seq };
+	return true;
+}
+
+/* shard_commit - the batch is on disk: apply its records in order. */
+static void shard_commit(struct spool_shard *s)
+{
+	struct spool_rcpt scratch[SCRATCH_RCPTS];
+	size_t off = 0;
+
+	while (off < s->inflight.len) {
+		struct spool_record rec;
+		ssize_t n = spool_record_decode_scratch(s->inflight.p + off,
+							s->inflight.len - off,
+							&rec, false, scratch,
+							SCRATCH_RCPTS);
+		if (n < 0)
+			log_panic("spool: own batch undecodable at %zu", off);
+		shard_apply(s, &rec, s->inflight_seq, s->inflight_off + off);
+		spool_record_clear(&rec);
+		off += (size_t)n;
+	}
+	shard_current(s)->size += s->inflight.len;
+}
+
+/* shard_requeue_outcomes - a failed batch's outcomes go first into the
+ * next batch; its messages are dropped (their sessions get 452). */
+static void shard_requeue_outcomes(struct spool_shard *s)
+{
+	struct spool_buf keep = s->inflight;
+	size_t off = 0, kept = 0;
+
+	while (off < keep.len) {
+		size_t n = (size_t)spool_record_peek(keep.p + off, keep.len - off);
+		if (keep.p[off + 4] == SPOOL_RECORD_OUTCOME) {
+			memmove(keep.p + kept, keep.p + off, n);
+			kept += n;
+		}
+		off += n;
+	}
+	if (kept == 0)
+		return;
+	keep.len = kept;
+	if (s->pending.len) {
+		buf_reserve(&keep, s->pending.len, SIZE_MAX);
+		memcpy(keep.p + keep.len, s->pending.p, s->pending.len);
+		keep.len += s->pending.len;
+	}
+	s->inflight = s->pending;
+	s->pending = keep;
+}
+
+void spool_shard_flush_end(struct spool_shard *s, int result)
+{
+	if (!s->in_flight)
+		log_panic("spool: flush_end without a batch in flight");
+	s->in_flight = false;
+	if (result == 0) {
+		shard_commit(s);
+		s->inflight.len = 0;
+		return;
+	}
+	struct spool_segment *cur = shard_current(s);
+	log_error("spool_flush_failed", "dir=%s segment=%016" PRIx64
+		  " bytes=%zu error=%s", s->dir, cur->seq, s->inflight.len,
+		  strerror(-result));
+	/* No partial or unacknowledged record may stay in the segment. */
+	if (ftruncate(cur->fd, (off_t)s->inflight_off) < 0) {
+		log_error("spool_truncate_failed", "dir=%s segment=%016" PRIx64
+			  " error=%m", s->dir, cur->seq);
+		s->rotate_next = true;
+	}
+	shard_requeue_outcomes(s);
+	s->inflight.len = 0;
+}
+
+/* --- segment deletion ------------------------------------------------------ */
+
+/* segment_deletable - no live message and every dep already gone. */
+static bool segment_deletable(struct spool_shard *s, struct spool_segment *g)
+{
+	if (g->live != 0 || g == shard_current(s))
+		return false;
+	for (size_t i = 0; i < g->ndeps; i++)
+		if (shard_find_segment(s, g->deps[i]) != NULL)
+			return false;
+	return true;
+}
+
+/* shard_collect_round - unlink what is deletable now; returns the count. */
+static int shard_collect_round(struct spool_shard *s)
+{
+	size_t keep = 0;
+	int removed = 0;
+	bool *dead = calloc(s->nsegs ? s->nsegs : 1, sizeof(*dead));
+
+	if (dead == NULL)
+		log_fatal("spool: out of memory collecting");
+	for (size_t i = 0; i < s->nsegs; i++)
+		dead[i] = segment_deletable(s, &s->segs[i]);
+	for (size_t i = 0; i < s->nsegs; i++) {
+		struct spool_segment *g = &s->segs[i];
+		char path[PATH_MAX + 32];
+		spool_shard_segment_path(s, g->seq, path, sizeof(path));
+		if (dead[i] && unlink(path) < 0 && errno != ENOENT) {
+			log_error("spool_unlink_failed", "path=%s error=%m", path);
+			dead[i] = false;
+		}
+		if (!dead[i]) {
+			s->segs[keep++] = *g;
+			continue;
+		}
+		close(g->fd);
+		free(g->deps);
+		removed++;
+	}
+	s->nsegs = keep;
+	free(dead);
+	return removed;
+}
+
+int spool_shard_collect(struct spool_shard *s)
+{
+	int total = 0, n;
+
+	if (s->opt.read_only)
+		return 0;
+	/* A round's unlinks must be durable before the segments that depend
+	 * on them go: otherwise a crash could bring back a message without
+	 * the outcomes that made it dead. */
+	while ((n = shard_collect_round(s)) > 0) {
+		if (fsync(s->dirfd) < 0)
+			return -errno;
+		total += n;
+	}
+	return total;
+}
+
+/* --- reading back ---------------------------------------------------------- */
+
+int spool_shard_read_message(struct spool_shard *s, const char *queue_id,
+			     struct spool_loaded **out)
+{
+	struct spool_entry *e = spool_index_find(&s->index, queue_id);
+	struct spool_segment *g = e ? shard_find_segment(s, e->segment) : NULL;
+
+	*out = NULL;
+	if (g == NULL)
+		return -ENOENT;
+	struct spool_loaded *l = calloc(1, sizeof(*l));
+	uint8_t *bytes = malloc(e->length);
+	if (l == NULL || bytes == NULL) {
+		free(l);
+		free(bytes);
+		return -ENOMEM;
+	}
+	l->bytes = bytes;
+	int rc = read_all(g->fd, bytes, e->length, e->offset);
+	if (rc == 0 && spool_record_decode(bytes, e->length, &l->rec) < 0)
+		rc = -EBADMSG;
+	if (rc == 0) {
+		l->state = malloc(e->rcpt_count * sizeof(*l->state));
+		if (l->state == NULL)
+			rc = -ENOMEM;
+	}
+	if (rc < 0) {
+		spool_loaded_free(l);
+		return rc;
+	}
+	memcpy(l->state, e->state, e->rcpt_count * sizeof(*l->state));
+	l->msg = l->rec.message;
+	l->loc = (struct spool_location){ e->segment, e->offset, e->length };
+	*out = l;
+	return 0;
+}
+
+struct spool_loaded *spool_loaded_free(struct spool_loaded *l)
+{
+	if (l == NULL)
+		return NULL;
+	spool_record_clear(&l->rec);
+	free(l->state);
+	free(l->bytes);
+	free(l);
+	return NULL;
+}
+
+static int cmp_entry_location(const void *a, const void *b)
+{
+	const struct spool_entry *x = *(struct spool_entry *const *)a;
+	const struct spool_entry *y = *(struct spool_entry *const *)b;
+
+	if (x->segment != y->segment)
+		return x->segment < y->segment ? -1 : 1;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* shard_visit_run - read the byte range holding v[0..n) (one segment) in
+ * one pread and hand each message to fn. */
+static int shard_visit_run(struct spool_shard *s, struct spool_entry **v,
+			   size_t n, struct spool_buf *img, spool_live_fn fn,
+			   void *ctx)
+{
+	struct spool_segment *g = shard_find_segment(s, v[0]->segment);
+	uint64_t base = v[0]->offset;
+	uint64_t end = v[n - 1]->offset + v[n - 1]->length;
+	struct spool_rcpt scratch[SCRATCH_RCPTS];
+
+	img->len = 0;
+	if (buf_reserve(img, end - base, SIZE_MAX) < 0)
+		return -ENOMEM;
+	int rc = read_all(g->fd, img->p, end - base, base);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct spool_record rec;
+		if (spool_record_decode_scratch(img->p + (v[i]->offset - base),
+						v[i]->length, &rec, true, scratch,
+						SCRATCH_RCPTS) < 0)
+			return -EBADMSG;	/* changed under us */
+		struct spool_recovered r = {
+			.worker_id = s->worker_id,
+			.loc = { v[i]->segment, v[i]->offset, v[i]->length },
+			.msg = &rec.message, .state = v[i]->state,
+		};
+		rc = fn(ctx, &r);
+		spool_record_clear(&rec);
+	}
+	return rc;
+}
+
+int spool_shard_foreach_live(struct spool_shard *s, spool_live_fn fn, void *ctx)
+{
+	size_t n = 0;
+	struct spool_entry **v = malloc((s->index.count + 1) * sizeof(*v));
+	struct spool_buf img = { 0 };
+	int rc = 0;
+
+	if (v == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->index.cap; i++)
+		if (s->index.slots[i] != NULL)
+			v[n++] = s->index.slots[i];
+	qsort(v, n, sizeof(*v), cmp_entry_location);
+	for (size_t i = 0, j; rc == 0 && i < n; i = j) {
+		for (j = i + 1; j < n && v[j]->segment == v[i]->segment; j++)
+			;
+		rc = shard_visit_run(s, v + i, j - i, &img, fn, ctx);
+	}
+	free(img.p);
+	free(v);
+	return rc;
+}
+
+void spool_shard_stats(const struct spool_shard *s, struct spool_shard_stats *st)
+{
+	const struct spool_segment *cur = s->nsegs ? &s->segs[s->nsegs - 1] : NULL;
+
+	*st = (struct spool_shard_stats){
+		.live_messages = s->index.count,
+		.segments = s->nsegs,
+		.current_segment = cur ? cur->seq : 0,
+		.current_size = cur ? cur->size : 0,
+		.truncated_bytes = s->truncated_bytes,
+		.corrupt_segments = s->corrupt_segments,
+	};
+}

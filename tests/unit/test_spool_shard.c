@@ -1,0 +1,562 @@
+/*
+ * test_spool_shard - segments, group commit, failure path, rotation,
+ * recovery from torn and corrupt tails, liveness and collection, queue ids.
+ * The test plays the worker: pwrite + fdatasync where the ring would.
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "spool_dump.h"
+#include "spool_recover.h"
+#include "spool_shard.h"
+
+static char tmp[64];
+
+static void make_tmp(void)
+{
+	snprintf(tmp, sizeof(tmp), "/tmp/ringmail-spool-test-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmp));
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	return remove(p);
+}
+
+static void remove_tmp(void)
+{
+	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(spool_shard, .init = make_tmp, .fini = remove_tmp);
+
+static struct spool_shard *open_shard(unsigned worker, uint64_t segment_size)
+{
+	struct spool_options opt = { .segment_size = segment_size };
+	struct spool_shard *s;
+	int rc = spool_shard_open(tmp, worker, &opt, &s);
+
+	cr_assert_eq(rc, 0, "open: got %d, want 0", rc);
+	return s;
+}
+
+/* flush - play the worker's write + fdatasync for one batch. */
+static bool flush(struct spool_shard *s)
+{
+	struct spool_flush f;
+
+	if (!spool_shard_flush_begin(s, &f))
+		return false;
+	ssize_t n = pwrite(f.fd, f.data, f.len, (off_t)f.offset);
+	cr_assert_eq(n, (ssize_t)f.len, "pwrite: got %zd, want %zu", n, f.len);
+	if (f.sync)
+		cr_assert_eq(fdatasync(f.fd), 0);
+	spool_shard_flush_end(s, 0);
+	return true;
+}
+
+static const struct spool_rcpt two_rcpts[] = {
+	{ "a@example.org", 0, "" }, { "b@example.net", SPOOL_NOTIFY_DELAY, "" },
+};
+
+/* append - a message of nrcpt recipients with a recognisable body. */
+static void append(struct spool_shard *s, char qid[32], size_t nrcpt)
+{
+	char body[200];
+
+	spool_shard_new_queue_id(s, qid);
+	int len = snprintf(body, sizeof(body), "Subject: %s\r\n\r\nbody of %s\r\n",
+			   qid, qid);
+	struct spool_message m = {
+		.queue_id = qid, .client_addr = "127.0.0.1:1", .helo = "h",
+		.sender = "s@example.com", .rcpt_count = nrcpt, .rcpts = two_rcpts,
+		.body = (const uint8_t *)body, .body_len = (size_t)len,
+	};
+	int rc = spool_shard_append_message(s, &m);
+	cr_assert_eq(rc, 0, "append: got %d, want 0", rc);
+}
+
+static void outcome(struct spool_shard *s, const char *qid, uint32_t rcpt,
+		    uint8_t status)
+{
+	struct spool_outcome o = { qid, rcpt, status, 1, 0 };
+
+	cr_assert_eq(spool_shard_append_outcome(s, &o), 0);
+}
+
+/* expect_live - qid readable with the right body and rcpt 0 status. */
+static void expect_live(struct spool_shard *s, const char *qid, uint8_t st0)
+{
+	struct spool_loaded *l;
+	char want[200];
+	int rc = spool_shard_read_message(s, qid, &l);
+
+	cr_assert_eq(rc, 0, "read %s: got %d, want 0", qid, rc);
+	cr_assert_str_eq(l->msg.queue_id, qid);
+	int len = snprintf(want, sizeof(want), "Subject: %s\r\n\r\nbody of %s\r\n",
+			   qid, qid);
+	cr_assert_eq(l->msg.body_len, (size_t)len);
+	cr_assert_eq(memcmp(l->msg.body, want, (size_t)len), 0);
+	cr_assert_eq(l->state[0].status, st0, "%s rcpt 0: got %s, want %s", qid,
+		     spool_status_name(l->state[0].status), spool_status_name(st0));
+	spool_loaded_free(l);
+}
+
+static void expect_gone(struct spool_shard *s, const char *qid)
+{
+	struct spool_loaded *l;
+	int rc = spool_shard_read_message(s, qid, &l);
+
+	cr_assert_eq(rc, -ENOENT, "read %s: got %d, want -ENOENT", qid, rc);
+	cr_assert_null(l);
+}
+
+static size_t live_count(struct spool_shard *s)
+{
+	struct spool_shard_stats st;
+
+	spool_shard_stats(s, &st);
+	return st.live_messages;
+}
+
+static bool segment_exists(unsigned worker, uint64_t seq)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/w%u/seg-%016" PRIx64 ".rms", tmp, worker, seq);
+	return access(p, F_OK) == 0;
+}
+
+Test(spool_shard, append_flush_read_reopen)
+{
+	struct spool_shard *s = open_shard(0, 0);
+	char q[3][32];
+
+	for (int i = 0; i < 3; i++)
+		append(s, q[i], 2);
+	cr_assert_eq(live_count(s), 0, "nothing is live before the commit");
+	expect_gone(s, q[0]);
+	cr_assert(flush(s));
+	cr_assert_not(flush(s), "no second batch without appends");
+	cr_assert_eq(live_count(s), 3, "got %zu, want 3", live_count(s));
+	for (int i = 0; i < 3; i++)
+		expect_live(s, q[i], SPOOL_STATUS_PENDING);
+	spool_shard_close(s);
+
+	s = open_shard(0, 0);
+	cr_assert_eq(live_count(s), 3, "after reopen: got %zu, want 3", live_count(s));
+	for (int i = 0; i < 3; i++)
+		expect_live(s, q[i], SPOOL_STATUS_PENDING);
+	expect_gone(s, "NOSUCHID");
+	spool_shard_close(s);
+}
+
+Test(spool_shard, appends_during_flight_go_to_next_batch)
+{
+	struct spool_shard *s = open_shard(0, 0);
+	struct spool_flush f;
+	char a[32], b[32];
+
+	append(s, a, 1);
+	cr_assert(spool_shard_flush_begin(s, &f));
+	append(s, b, 1);
+	struct spool_flush g;
+	cr_assert_not(spool_shard_flush_begin(s, &g), "one batch in flight at most");
+	cr_assert_eq(pwrite(f.fd, f.data, f.len, (off_t)f.offset), (ssize_t)f.len);
+	spool_shard_flush_end(s, 0);
+	expect_live(s, a, SPOOL_STATUS_PENDING);
+	expect_gone(s, b);
+	cr_assert(flush(s));
+	expect_live(s, b, SPOOL_STATUS_PENDING);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, failed_flush_truncates_and_requeues_outcomes)
+{
+	struct spool_shard *s = open_shard(0, 0);
+	char a[32], b[32];
+	struct spool_flush f;
+	struct stat st;
+
+	append(s, a, 2);
+	cr_assert(flush(s));
+	append(s, b, 1);
+	outcome(s, a, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(spool_shard_flush_begin(s, &f));
+	/* A short write, then the error: half a batch sits in the file. */
+	cr_assert_eq(pwrite(f.fd, f.data, f.len / 2, (off_t)f.offset),
+		     (ssize_t)(f.len / 2));
+	spool_shard_flush_end(s, -ENOSPC);
+	cr_assert_eq(fstat(f.fd, &st), 0);
+	cr_assert_eq((uint64_t)st.st_size, f.offset, "size after failure: got %jd,"
+		     " want %" PRIu64, (intmax_t)st.st_size, f.offset);
+	expect_gone(s, b);
+	expect_live(s, a, SPOOL_STATUS_PENDING);
+	cr_assert_gt(spool_shard_pending(s), 0, "the outcome must be queued again");
+	cr_assert(flush(s), "the shard keeps working after a failure");
+	expect_live(s, a, SPOOL_STATUS_DELIVERED);
+	spool_shard_close(s);
+
+	s = open_shard(0, 0);
+	expect_live(s, a, SPOOL_STATUS_DELIVERED);
+	expect_gone(s, b);
+	cr_assert_eq(live_count(s), 1, "got %zu, want 1", live_count(s));
+	spool_shard_close(s);
+}
+
+Test(spool_shard, limits)
+{
+	struct spool_options opt = { .max_record = 100 };
+	struct spool_shard *s;
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, &s), 0);
+	char q[32];
+	spool_shard_new_queue_id(s, q);
+	struct spool_message m = { .queue_id = q, .rcpt_count = 1,
+				   .rcpts = two_rcpts, .body = (const uint8_t *)"x",
+				   .body_len = 200 };
+	uint8_t big[200] = { 0 };
+	m.body = big;
+	int rc = spool_shard_append_message(s, &m);
+	cr_assert_eq(rc, -EFBIG, "got %d, want -EFBIG", rc);
+	m.rcpt_count = 0;
+	rc = spool_shard_append_message(s, &m);
+	cr_assert_eq(rc, -EINVAL, "got %d, want -EINVAL", rc);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, rotation_and_reopen)
+{
+	struct spool_shard *s = open_shard(2, 1000);
+	char q[40][32];
+
+	for (int i = 0; i < 40; i++) {
+		append(s, q[i], 2);
+		if (i % 4 == 3)
+			cr_assert(flush(s));
+	}
+	struct spool_shard_stats st;
+	spool_shard_stats(s, &st);
+	cr_assert_geq(st.segments, 5, "segments: got %zu, want >= 5", st.segments);
+	cr_assert(segment_exists(2, 1) && segment_exists(2, st.current_segment));
+	spool_shard_close(s);
+	s = open_shard(2, 1000);
+	cr_assert_eq(live_count(s), 40, "got %zu, want 40", live_count(s));
+	for (int i = 0; i < 40; i++)
+		expect_live(s, q[i], SPOOL_STATUS_PENDING);
+	spool_shard_close(s);
+}
+
+/* tail_path - the newest segment file of worker 0. */
+static void tail_path(char *p, size_t n)
+{
+	struct spool_shard *s = open_shard(0, 0);
+	struct spool_shard_stats st;
+
+	spool_shard_stats(s, &st);
+	spool_shard_segment_path(s, st.current_segment, p, n);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, torn_tail_is_cut_and_appends_stay_clean)
+{
+	struct spool_shard *s = open_shard(0, 0);
+	char q[5][32], path[512];
+
+	for (int i = 0; i < 4; i++)
+		append(s, q[i], 1);
+	cr_assert(flush(s));
+	/* Half of a fifth record: what a crash during the write leaves. */
+	append(s, q[4], 1);
+	struct spool_flush f;
+	cr_assert(spool_shard_flush_begin(s, &f));
+	cr_assert_eq(pwrite(f.fd, f.data, f.len - 7, (off_t)f.offset),
+		     (ssize_t)(f.len - 7));
+	spool_shard_close(s);	/* the crash: never flush_end */
+
+	s = open_shard(0, 0);
+	struct spool_shard_stats st;
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.truncated_bytes, f.len - 7, "cut: got %" PRIu64
+		     ", want %zu", st.truncated_bytes, f.len - 7);
+	cr_assert_eq(st.live_messages, 4);
+	expect_gone(s, q[4]);
+	char more[32];
+	append(s, more, 1);
+	cr_assert(flush(s));
+	spool_shard_close(s);
+
+	tail_path(path, sizeof(path));
+	s = open_shard(0, 0);
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.truncated_bytes, 0);
+	cr_assert_eq(st.live_messages, 5, "got %zu, want 5", st.live_messages);
+	expect_live(s, more, SPOOL_STATUS_PENDING);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, corrupt_tail_record_is_dropped)
+{
+	struct spool_shard *s = open_shard(0, 0);
+	char q[3][32], path[512];
+	struct stat st;
+
+	for (int i = 0; i < 3; i++)
+		append(s, q[i], 1);
+	cr_assert(flush(s));
+	spool_shard_close(s);
+	tail_path(path, sizeof(path));
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	fstat(fd, &st);
+	char c;
+	cr_assert_eq(pread(fd, &c, 1, st.st_size - 3), 1);
+	c ^= 0x40;
+	cr_assert_eq(pwrite(fd, &c, 1, st.st_size - 3), 1);
+	close(fd);
+
+	s = open_shard(0, 0);
+	cr_assert_eq(live_count(s), 2, "got %zu, want 2", live_count(s));
+	expect_live(s, q[0], SPOOL_STATUS_PENDING);
+	expect_live(s, q[1], SPOOL_STATUS_PENDING);
+	expect_gone(s, q[2]);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, outcomes_kill_and_collect_in_safe_order)
+{
+	/* segment_size 1: every batch after the first in a segment rotates. */
+	struct spool_shard *s = open_shard(0, 1);
+	char a[32], b[32], c[32];
+
+	append(s, a, 2);
+	append(s, b, 1);
+	cr_assert(flush(s));			/* segment 1: A, B */
+	append(s, c, 1);
+	outcome(s, a, 0, SPOOL_STATUS_DELIVERED);
+	outcome(s, a, 1, SPOOL_STATUS_BOUNCED);
+	cr_assert(flush(s));			/* segment 2: C, A final */
+	expect_gone(s, a);
+	cr_assert_eq(live_count(s), 2);
+	cr_assert_eq(spool_shard_collect(s), 0, "B and C still live");
+	outcome(s, b, 0, SPOOL_STATUS_EXPIRED);
+	outcome(s, c, 0, SPOOL_STATUS_DELETED);
+	cr_assert(flush(s));			/* segment 3: B, C final */
+	cr_assert_eq(live_count(s), 0);
+	int n = spool_shard_collect(s);
+	cr_assert_eq(n, 2, "collected: got %d, want 2", n);
+	cr_assert_not(segment_exists(0, 1));
+	cr_assert_not(segment_exists(0, 2));
+	cr_assert(segment_exists(0, 3), "the current segment stays");
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	cr_assert_eq(live_count(s), 0);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, outcome_segment_outlives_its_message_segment)
+{
+	struct spool_shard *s = open_shard(0, 1);
+	char a[32], pad[32];
+
+	append(s, a, 2);
+	cr_assert(flush(s));			/* segment 1: A */
+	outcome(s, a, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));			/* segment 2: A rcpt 0 final */
+	append(s, pad, 1);
+	cr_assert(flush(s));			/* segment 3 (current) */
+	/* Segment 2 holds no live message, but deleting it would resurrect
+	 * A's first recipient after a restart. */
+	cr_assert_eq(spool_shard_collect(s), 0);
+	cr_assert(segment_exists(0, 2));
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	expect_live(s, a, SPOOL_STATUS_DELIVERED);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, deferral_survives_restart)
+{
+	struct spool_shard *s = open_shard(0, 0);
+	char a[32];
+
+	append(s, a, 2);
+	cr_assert(flush(s));
+	struct spool_outcome o = { a, 1, SPOOL_STATUS_DEFERRED, 3, 1900000000 };
+	cr_assert_eq(spool_shard_append_outcome(s, &o), 0);
+	cr_assert(flush(s));
+	spool_shard_close(s);
+	s = open_shard(0, 0);
+	struct spool_loaded *l;
+	cr_assert_eq(spool_shard_read_message(s, a, &l), 0);
+	cr_assert_eq(l->state[1].status, SPOOL_STATUS_DEFERRED);
+	cr_assert_eq(l->state[1].attempts, 3, "got %u, want 3", l->state[1].attempts);
+	cr_assert_eq(l->state[1].next_attempt, 1900000000);
+	cr_assert_eq(l->state[0].status, SPOOL_STATUS_PENDING);
+	spool_loaded_free(l);
+	spool_shard_close(s);
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+Test(spool_shard, queue_ids_unique_across_reopen_and_workers)
+{
+	enum { PER = 2000 };
+	char (*ids)[32] = calloc(3 * PER, 32);
+
+	for (int round = 0; round < 3; round++) {
+		struct spool_shard *s = open_shard(round == 2 ? 1 : 0, 0);
+		for (int i = 0; i < PER; i++) {
+			char *id = ids[round * PER + i];
+			spool_shard_new_queue_id(s, id);
+			cr_assert_eq(strlen(id), 18, "got %zu chars, want 18", strlen(id));
+			cr_assert_eq(strspn(id, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+				     18, "bad id %s", id);
+		}
+		spool_shard_close(s);
+	}
+	qsort(ids, 3 * PER, 32, cmp_id);
+	for (int i = 1; i < 3 * PER; i++)
+		cr_assert_str_neq(ids[i - 1], ids[i], "duplicate id %s", ids[i]);
+	free(ids);
+}
+
+struct seen {
+	int count;
+	unsigned workers[8];
+	int deferred;
+};
+
+static int on_live(void *ctx, const struct spool_recovered *r)
+{
+	struct seen *seen = ctx;
+
+	cr_assert_lt(r->worker_id, 8);
+	seen->workers[r->worker_id]++;
+	seen->count++;
+	for (size_t i = 0; i < r->msg->rcpt_count; i++)
+		if (r->state[i].status == SPOOL_STATUS_DEFERRED)
+			seen->deferred++;
+	cr_assert_gt(r->msg->body_len, 0);
+	return 0;
+}
+
+Test(spool_shard, recover_reports_every_shard_including_orphans)
+{
+	char q[32];
+	struct spool_shard *s0 = open_shard(0, 0);
+	struct spool_shard *s3 = open_shard(3, 0);
+
+	for (int i = 0; i < 5; i++)
+		append(s0, q, 2);
+	append(s3, q, 1);
+	cr_assert(flush(s0));
+	cr_assert(flush(s3));
+	struct spool_outcome o = { q, 0, SPOOL_STATUS_DEFERRED, 1, 5 };
+	cr_assert_eq(spool_shard_append_outcome(s3, &o), 0);
+	cr_assert(flush(s3));
+	spool_shard_close(s0);
+	spool_shard_close(s3);
+
+	struct seen seen = { 0 };
+	int n = spool_recover(tmp, 2, on_live, &seen);
+	cr_assert_eq(n, 6, "got %d, want 6", n);
+	cr_assert_eq(seen.workers[0], 5);
+	cr_assert_eq(seen.workers[3], 1, "the orphan shard w3 must be reported");
+	cr_assert_eq(seen.deferred, 1);
+	cr_assert_eq(spool_recover("/nonexistent/ringmail", 1, on_live, &seen), 0);
+}
+
+struct rehome {
+	struct spool_shard *to;
+	int moved;
+};
+
+static int rehome_one(void *ctx, const struct spool_recovered *r)
+{
+	struct rehome *h = ctx;
+
+	if (r->worker_id == 0)
+		return 0;
+	h->moved++;
+	return spool_shard_append_recovered(h->to, r);
+}
+
+Test(spool_shard, orphan_messages_rehome_with_their_states)
+{
+	char a[32], b[32];
+	struct spool_shard *s5 = open_shard(5, 0);
+
+	append(s5, a, 2);
+	append(s5, b, 1);
+	cr_assert(flush(s5));
+	outcome(s5, a, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s5));
+	spool_shard_close(s5);
+
+	struct rehome h = { open_shard(0, 0), 0 };
+	int n = spool_recover(tmp, 1, rehome_one, &h);
+	cr_assert_eq(n, 2, "recovered: got %d, want 2", n);
+	cr_assert_eq(h.moved, 2);
+	cr_assert(flush(h.to));
+	cr_assert_eq(spool_remove_shard(tmp, 5), 0);
+	expect_live(h.to, a, SPOOL_STATUS_DELIVERED);
+	expect_live(h.to, b, SPOOL_STATUS_PENDING);
+	spool_shard_close(h.to);
+
+	struct seen seen = { 0 };
+	n = spool_recover(tmp, 1, on_live, &seen);
+	cr_assert_eq(n, 2, "after re-homing: got %d, want 2", n);
+	cr_assert_eq(seen.workers[0], 2);
+	cr_assert_eq(seen.workers[5], 0, "w5 must be gone");
+}
+
+Test(spool_shard, dump_prints_one_line_per_live_message)
+{
+	char a[32], b[32], out[300];
+	struct spool_shard *s = open_shard(0, 0);
+
+	append(s, a, 2);
+	append(s, b, 1);
+	cr_assert(flush(s));
+	outcome(s, a, 1, SPOOL_STATUS_BOUNCED);
+	outcome(s, b, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));
+	spool_shard_close(s);
+
+	snprintf(out, sizeof(out), "%s/dump.out", tmp);
+	fflush(stdout);
+	int saved = dup(1);
+	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 1);
+	close(fd);
+	char *argv[] = { "dump", "--json", tmp, NULL };
+	int rc = spool_dump_main(3, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	cr_assert_eq(rc, 0, "got %d, want 0", rc);
+
+	char line[2048] = "";
+	FILE *f = fopen(out, "r");
+	int lines = 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		lines++;
+	fclose(f);
+	cr_assert_eq(lines, 1, "lines: got %d, want 1 (only %s is live)", lines, a);
+	cr_assert_not_null(strstr(line, a), "got %s, want queue id %s", line, a);
+	cr_assert_not_null(strstr(line, "\"status\":\"bounced\""), "got %s", line);
+	cr_assert_not_null(strstr(line, "\"status\":\"pending\""), "got %s", line);
+
+	char *bad[] = { "dump", "/nonexistent/ringmail-spool", NULL };
+	cr_assert_eq(spool_dump_main(2, bad), 1);
+}
