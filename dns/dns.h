@@ -15,9 +15,18 @@
  * A route says where mail for a domain goes: hosts in the order to try
  * (MX preference; equal preferences shuffled once per cache fill), each
  * with its addresses (port filled in), or a failure with an SMTP reply.
- * The cache holds composed routes per domain (key: lowercased domain
- * without trailing dot; static-route and literal lookups are not cached
- * under the host name, only under the domain).
+ * The cache holds composed routes (MX order + addresses), not single
+ * records: key = lowercased domain without trailing dot, or "=host:port"
+ * for a static route / relayhost target (so every domain routed to one
+ * relay shares one lookup). IP literals are never cached. A route lives
+ * min(TTL of MX and A/AAAA answers) clamped to [ttl_min_s, ttl_max_s];
+ * permanent failures live negative_ttl_s (udns does not expose the SOA
+ * minimum); temporary failures are not cached. Eviction: LRU at
+ * cache_max_entries. Concurrent requests for one key share one lookup.
+ *
+ * Driving it: after dns_resolve_route() (and after every callback into
+ * the resolver) re-read dns_resolver_next_timeout_ms(): new queries ask
+ * for a timer of 0 and are sent by dns_resolver_on_timer().
  *
  * Ownership: a struct dns_route passed to a callback is borrowed for the
  * duration of the callback; call dns_route_ref() to keep it and
@@ -54,7 +63,7 @@ struct dns_options {
 	uint32_t ttl_min_s;		/* positive TTL clamp; defaults 60 */
 	uint32_t ttl_max_s;		/* and 86400 (0 = default) */
 	uint32_t negative_ttl_s;	/* NXDOMAIN/NODATA cache time; 0 = 300 */
-	size_t max_in_flight;		/* domains resolving at once; 0 = 256 */
+	size_t max_in_flight;		/* domains resolving at once; 0 = 64 */
 	enum dns_family_mode family;	/* default DNS_FAMILY_IPV4 (0) */
 	uint16_t port;			/* SMTP port of routes; 0 = 25 */
 	int timeout_s;			/* udns DNS_OPT_TIMEOUT; 0 = udns default (4) */

@@ -227,7 +227,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_options *opts,
 	if (r->opts.ttl_min_s == 0) r->opts.ttl_min_s = 60;
 	if (r->opts.ttl_max_s == 0) r->opts.ttl_max_s = 86400;
 	if (r->opts.negative_ttl_s == 0) r->opts.negative_ttl_s = 300;
-	if (r->opts.max_in_flight == 0) r->opts.max_in_flight = 256;
+	if (r->opts.max_in_flight == 0) r->opts.max_in_flight = 64;
 	if (r->opts.port == 0) r->opts.port = 25;
 	if (r->opts.ttl_min_s > r->opts.ttl_max_s) {
 		snprintf(err, errlen, "ttl_min %u > ttl_max %u", r->opts.ttl_min_s,
