@@ -80,6 +80,9 @@ uint64_t dns_rng_next(uint64_t *state);
 struct dns_route *dns_route_new(void);
 struct dns_route *dns_route_failure(enum dns_route_status status, int code,
 	const char *enhanced, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* MX hosts kept per domain after sorting (Postfix uses 5 addresses). */
+#define DNS_MAX_MX_HOSTS 10
+
 /* dns_route_from_mx - a failure route, or one host per MX (sorted, equal
  * preferences shuffled with rng) without addresses yet; *implicit set
  * when there was no MX and the domain itself is the host. */

@@ -208,6 +208,8 @@ struct dns_route *dns_route_from_mx(const char *domain,
 			mx[n++] = answer->records[i];
 	qsort(mx, n, sizeof(*mx), mx_compare);
 	mx_shuffle_equal(mx, n, rng);
+	if (n > DNS_MAX_MX_HOSTS)	/* a hostile zone must not cost 100 lookups */
+		n = DNS_MAX_MX_HOSTS;
 	for (size_t i = 0; i < n; i++)
 		dns_route_add_host(route, mx[i].name, mx[i].preference, port);
 	free(mx);
@@ -395,12 +397,17 @@ int dns_domain_normalize(const char *in, char *out, size_t outlen)
 		len--;
 	if (len == 0 || len > 253 || len >= outlen)
 		return -EINVAL;
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = 0, label = 0; i < len; i++) {
 		unsigned char c = (unsigned char)in[i];
 
 		if (!(isalnum(c) || c == '-' || c == '.' || c == '_'))
 			return -EINVAL;
 		if (c == '.' && (i == 0 || in[i - 1] == '.'))
+			return -EINVAL;
+		/* udns rejects a label over 63 bytes as a bad query: refuse it here,
+		 * or it would come back as a temporary failure forever. */
+		label = c == '.' ? 0 : label + 1;
+		if (label > 63)
 			return -EINVAL;
 		out[i] = (char)tolower(c);
 	}

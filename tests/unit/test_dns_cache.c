@@ -232,3 +232,39 @@ Test(dns_cache, free_with_lookups_pending)
 	cr_expect_null(dns_resolver_free(r));
 	cr_expect_eq(res[0].calls + res[1].calls, 0, "free must not call back");
 }
+
+struct reenter {
+	struct dns_resolver *r;
+	struct fake_result inner;
+	int calls;
+};
+
+/* reenter_cb - a waiter that asks again from inside its callback. */
+static void reenter_cb(const struct dns_route *route, void *arg)
+{
+	struct reenter *re = arg;
+
+	re->calls++;
+	dns_resolve_route(re->r, "a.test", fake_done, &re->inner, 0);
+}
+
+Test(dns_cache, callback_may_resolve_again)
+{
+	struct dns_options o = { 0 };
+	struct fake_dns f;
+	struct dns_resolver *r = fake_resolver(&f, &o);
+	struct reenter re = { .r = r };
+
+	cr_assert_not_null(r);
+	dns_resolve_route(r, "a.test", reenter_cb, &re, 0);
+	fake_answer_mx(&f, "a.test", DNS_ANSWER_TEMPFAIL, 0, NULL, 0, 0);
+	cr_expect_eq(re.calls, 1);
+	cr_expect_eq(re.inner.calls, 0, "tempfail is not cached: the inner call must wait");
+	cr_expect_eq(f.count, 2, "got %zu queries, want a second MX query", f.count);
+	fake_answer_mx(&f, "a.test", DNS_ANSWER_OK, 300, one_mx, 1, 0);
+	fake_answer_a(&f, "mx.a.test", DNS_ANSWER_OK, 300, "192.0.2.1", 0);
+	cr_expect_eq(re.inner.calls, 1);
+	cr_expect_eq(re.inner.route->status, DNS_ROUTE_OK);
+	dns_route_unref(re.inner.route);
+	dns_resolver_free(r);
+}

@@ -68,6 +68,27 @@ Test(dns_mx, equal_preferences_shuffled_deterministically)
 		seen_orders);
 }
 
+Test(dns_mx, host_count_capped)
+{
+	struct dns_mx_record mx[40];
+	char names[40][16];
+	struct dns_mx_answer a = { DNS_ANSWER_OK, 300, 40, mx };
+	uint64_t rng = 3;
+	int implicit;
+	struct dns_route *route;
+
+	for (int i = 0; i < 40; i++) {
+		snprintf(names[i], sizeof(names[i]), "m%d.test", i);
+		mx[i].preference = 40 - i;
+		mx[i].name = names[i];
+	}
+	route = dns_route_from_mx("cap.test", &a, 25, &rng, &implicit);
+	cr_expect_eq(route->host_count, DNS_MAX_MX_HOSTS, "got %zu hosts, want %d",
+		route->host_count, DNS_MAX_MX_HOSTS);
+	cr_expect_eq(route->hosts[0].preference, 1, "lowest preference must survive the cap");
+	dns_route_unref(route);
+}
+
 struct failure_case {
 	const char *what;
 	enum dns_answer_kind kind;
@@ -296,6 +317,9 @@ Test(dns_mx, domain_normalize)
 	static const struct name_case cases[] = {
 		{ "Example.COM.", "example.com" }, { "a-b.test", "a-b.test" }, { "", NULL },
 		{ ".", NULL }, { "a..b", NULL }, { "bad domain", NULL }, { ".lead", NULL },
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test",
+		  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test" },
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.test", NULL },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char out[256];
