@@ -71,7 +71,7 @@ Test(dns_mx, equal_preferences_shuffled_deterministically)
 Test(dns_mx, host_count_capped)
 {
 	struct dns_mx_record mx[40];
-	char names[40][16];
+	char names[40][24];
 	struct dns_mx_answer a = { DNS_ANSWER_OK, 300, 40, mx };
 	uint64_t rng = 3;
 	int implicit;
