@@ -1,0 +1,155 @@
+/*
+ * dns - asynchronous caching MX resolver on udns, driven by the caller's loop.
+ *
+ *   r = dns_resolver_new(&opts, err, sizeof err);
+ *   poll dns_resolver_fd(r) for POLLIN -> dns_resolver_on_readable(r, now_ms)
+ *   arm a timer at dns_resolver_next_timeout_ms(r, now_ms) -> dns_resolver_on_timer(r, now_ms)
+ *   dns_resolve_route(r, "example.com", cb, arg, now_ms);
+ *   r = dns_resolver_free(r);
+ *
+ * The resolver never blocks and never calls getaddrinfo. All times are
+ * milliseconds on a clock the caller chooses (CLOCK_MONOTONIC in the
+ * daemon, a fake clock in tests); the same clock must be used throughout.
+ * One resolver per worker thread: nothing here is thread-safe.
+ *
+ * A route says where mail for a domain goes: hosts in the order to try
+ * (MX preference; equal preferences shuffled once per cache fill), each
+ * with its addresses (port filled in), or a failure with an SMTP reply.
+ * The cache holds composed routes (MX order + addresses), not single
+ * records: key = lowercased domain without trailing dot, or "=host:port"
+ * for a static route / relayhost target (so every domain routed to one
+ * relay shares one lookup). IP literals are never cached. A route lives
+ * min(TTL of MX and A/AAAA answers) clamped to [ttl_min_s, ttl_max_s];
+ * permanent failures live negative_ttl_s (udns does not expose the SOA
+ * minimum); temporary failures are not cached. Eviction: LRU at
+ * cache_max_entries. Concurrent requests for one key share one lookup.
+ *
+ * Driving it: after dns_resolve_route() (and after every callback into
+ * the resolver) re-read dns_resolver_next_timeout_ms(): new queries ask
+ * for a timer of 0 and are sent by dns_resolver_on_timer().
+ *
+ * Ownership: a struct dns_route passed to a callback is borrowed for the
+ * duration of the callback; call dns_route_ref() to keep it and
+ * dns_route_unref() when done. Routes are immutable once delivered.
+ * The callback may run synchronously inside dns_resolve_route() (cache
+ * hit, IP literal, static route to an IP, syntax error) and must not
+ * free the resolver. All strings in dns_options are copied.
+ */
+#ifndef RINGMAIL_DNS_H
+#define RINGMAIL_DNS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+enum dns_family_mode {
+	DNS_FAMILY_IPV4,	/* A only */
+	DNS_FAMILY_IPV6,	/* AAAA only */
+	DNS_FAMILY_BOTH,	/* A and AAAA; IPv6 addresses listed first */
+};
+
+/* A static route: mail for domain goes to target, "host", "host:port",
+ * "[ip]" or "[ip]:port"; no MX lookup (a host name gets A/AAAA lookups). */
+struct dns_static_route {
+	const char *domain;
+	const char *target;
+};
+
+struct dns_options {
+	const char *const *nameservers;	/* "addr" or "addr:port" / "[v6]:port"; */
+	size_t nameserver_count;	/* 0 = /etc/resolv.conf (udns defaults) */
+	size_t cache_max_entries;	/* 0 = 10000 */
+	uint32_t ttl_min_s;		/* positive TTL clamp; defaults 60 */
+	uint32_t ttl_max_s;		/* and 86400 (0 = default) */
+	uint32_t negative_ttl_s;	/* NXDOMAIN/NODATA cache time; 0 = 300 */
+	size_t max_in_flight;		/* domains resolving at once; 0 = 64 */
+	enum dns_family_mode family;	/* default DNS_FAMILY_IPV4 (0) */
+	uint16_t port;			/* SMTP port of routes; 0 = 25 */
+	int timeout_s;			/* udns DNS_OPT_TIMEOUT; 0 = udns default (4) */
+	int tries;			/* udns DNS_OPT_NTRIES; 0 = udns default (3) */
+	const struct dns_static_route *static_routes;
+	size_t static_route_count;
+	const char *relayhost;		/* default route for every domain, or NULL */
+	uint64_t shuffle_seed;		/* 0 = seeded from the clock */
+};
+
+enum dns_route_status {
+	DNS_ROUTE_OK,
+	DNS_ROUTE_TEMPFAIL,			/* try again later (4xx) */
+	DNS_ROUTE_PERMFAIL,			/* bounce (5xx) */
+};
+
+union dns_addr {
+	struct sockaddr sa;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+};
+
+struct dns_host {
+	char *name;			/* MX host or static host; "[ip]" for literals */
+	int preference;
+	uint16_t port;
+	size_t addr_count;
+	union dns_addr *addrs;		/* port filled in, network order */
+};
+
+struct dns_route {
+	int refs;
+	enum dns_route_status status;
+	int smtp_code;			/* 0 when OK; else e.g. 450, 550, 556 */
+	char enhanced[16];		/* "5.1.2"; "" when OK */
+	char text[160];			/* human text for the reply/DSN */
+	uint32_t ttl_s;			/* what the cache keeps it for */
+	size_t host_count;
+	struct dns_host *hosts;
+};
+
+struct dns_stats {
+	uint64_t hits;			/* answered from the cache */
+	uint64_t misses;		/* started a lookup */
+	uint64_t coalesced;		/* joined a lookup already running */
+	uint64_t queries;		/* udns queries submitted (MX, A, AAAA) */
+	uint64_t failures;		/* routes that ended TEMPFAIL or PERMFAIL */
+	uint64_t evictions;		/* cache entries dropped for capacity */
+	uint64_t cache_entries;		/* entries now in the cache */
+	uint64_t in_flight;		/* domains resolving now */
+	uint64_t waiting;		/* domains queued behind max_in_flight */
+};
+
+struct dns_resolver;
+
+/* The route is borrowed; arg is the caller's. */
+typedef void (*dns_route_cb)(const struct dns_route *route, void *arg);
+
+/* dns_resolver_new - create a resolver and open its UDP socket.
+ * Returns NULL with a message in err on bad options or socket failure. */
+struct dns_resolver *dns_resolver_new(const struct dns_options *opts,
+	char *err, size_t errlen);
+/* dns_resolver_free - cancel lookups (their callbacks are NOT called),
+ * drop the cache. Accepts NULL; returns NULL. */
+struct dns_resolver *dns_resolver_free(struct dns_resolver *r);
+
+int dns_resolver_fd(const struct dns_resolver *r);
+void dns_resolver_on_readable(struct dns_resolver *r, int64_t now_ms);
+/* Milliseconds until dns_resolver_on_timer() is due; -1 = no timer. */
+int64_t dns_resolver_next_timeout_ms(const struct dns_resolver *r, int64_t now_ms);
+void dns_resolver_on_timer(struct dns_resolver *r, int64_t now_ms);
+
+/* dns_resolve_route - find where mail for domain goes and call cb once. */
+void dns_resolve_route(struct dns_resolver *r, const char *domain,
+	dns_route_cb cb, void *arg, int64_t now_ms);
+
+void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out);
+
+struct dns_route *dns_route_ref(const struct dns_route *route);
+/* Accepts NULL; returns NULL. */
+struct dns_route *dns_route_unref(struct dns_route *route);
+const char *dns_route_status_name(enum dns_route_status status);
+/* dns_addr_format - "1.2.3.4" or "::1" (no port) into buf; returns buf. */
+char *dns_addr_format(const union dns_addr *addr, char *buf, size_t size);
+
+/* The CLI, see dns_cli.c. */
+int dns_resolve_main(int argc, char **argv);
+
+#endif

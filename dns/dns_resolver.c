@@ -1,0 +1,688 @@
+/*
+ * dns_resolver - udns glue: lookups, coalescing, the in-flight limit.
+ *
+ * A lookup ("job") resolves one cache key: a domain (MX, then A/AAAA of
+ * each MX host) or, for static routes, "=host:port" (A/AAAA only), so all
+ * domains routed to one relay host share one lookup and one cache entry.
+ * At most max_in_flight jobs run; the rest wait in a FIFO. A job's waiters
+ * all get the same route. udns results are converted to our answer structs
+ * (dns_internal.h) so the composition is tested without a network.
+ *
+ * udns keeps time in seconds: we give it now_ms / 1000 + 1 (never 0, which
+ * udns takes as "call time()"). Its timer callback tells us when it wants
+ * dns_timeouts(); new queries ask for a timer of 0 and are sent from
+ * dns_resolver_on_timer(), so the loop must re-read next_timeout after
+ * every dns_resolve_route().
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <udns.h>
+
+#include "dns_internal.h"
+#include "log.h"
+
+struct dns_waiter {
+	dns_route_cb cb;
+	void *arg;
+	struct dns_waiter *next;
+};
+
+struct dns_job {
+	struct dns_resolver *r;
+	struct dns_cache_entry *entry;
+	char name[256];			/* domain, or static host */
+	int host_only;			/* static route: no MX query */
+	uint16_t port;
+	struct dns_waiter *waiters, **waiters_tail;
+	struct dns_route *route;
+	int pending;			/* queries outstanding */
+	int submitting;
+	int implicit, any_tempfail;
+	struct dns_job *queue_next;
+	struct dns_job *all_prev, *all_next;	/* every live job, for free */
+	struct dns_pending_query *queries;
+};
+
+struct dns_pending_query {
+	struct dns_job *job;
+	enum dns_query_kind kind;
+	size_t host;
+	struct dns_query *udns;
+	struct dns_pending_query *next;
+};
+
+struct dns_resolver {
+	struct dns_ctx *ctx;
+	struct dns_cache *cache;
+	struct dns_options opts;
+	struct dns_static_route *routes;	/* copied */
+	char *relayhost;
+	uint64_t rng;
+	int64_t now_ms;
+	int64_t timer_at_ms;			/* -1 = none */
+	size_t running, waiting;
+	struct dns_job *queue_head, *queue_tail;
+	struct dns_job *jobs;
+	struct dns_stats stats;
+	dns_query_hook hook;
+	void *hook_arg;
+};
+
+static pthread_once_t udns_once = PTHREAD_ONCE_INIT;
+static int udns_init_status;
+
+/* udns_init_once - dns_new() copies the default context, which must be
+ * initialised once per process (it reads /etc/resolv.conf). */
+static void udns_init_once(void)
+{
+	udns_init_status = dns_init(NULL, 0);
+}
+
+static time_t udns_time(int64_t now_ms)
+{
+	return (time_t)(now_ms / 1000 + 1);
+}
+
+/* resolver_timer - udns wants dns_timeouts() after timeout seconds. */
+static void resolver_timer(struct dns_ctx *ctx, int timeout, void *data)
+{
+	struct dns_resolver *r = data;
+
+	if (ctx == NULL || timeout < 0)
+		r->timer_at_ms = -1;
+	else
+		r->timer_at_ms = r->now_ms + (int64_t)timeout * 1000;
+}
+
+/* nameserver_parse - "1.2.3.4", "1.2.3.4:53", "[::1]:53" or "::1". */
+static int nameserver_parse(const char *text, union dns_addr *addr)
+{
+	char buf[80];
+	const char *port = NULL;
+	char *colon;
+	long p = DNS_PORT;
+
+	memset(addr, 0, sizeof(*addr));
+	if (text[0] == '[') {
+		snprintf(buf, sizeof(buf), "%s", text + 1);
+		if ((colon = strchr(buf, ']')) == NULL)
+			return -EINVAL;
+		*colon = '\0';
+		if (colon[1] == ':')
+			port = colon + 2;
+		else if (colon[1] != '\0')
+			return -EINVAL;
+	} else {
+		snprintf(buf, sizeof(buf), "%s", text);
+		colon = strchr(buf, ':');
+		if (colon && strchr(colon + 1, ':') == NULL) {
+			*colon = '\0';
+			port = colon + 1;
+		}
+	}
+	if (port) {
+		char *end;
+
+		p = strtol(port, &end, 10);
+		if (*end != '\0' || p < 1 || p > 65535)
+			return -EINVAL;
+	}
+	if (inet_pton(AF_INET, buf, &addr->sin.sin_addr) == 1) {
+		addr->sin.sin_family = AF_INET;
+		addr->sin.sin_port = htons((uint16_t)p);
+	} else if (inet_pton(AF_INET6, buf, &addr->sin6.sin6_addr) == 1) {
+		addr->sin6.sin6_family = AF_INET6;
+		addr->sin6.sin6_port = htons((uint16_t)p);
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* resolver_setup_udns - a private udns context with our servers and options. */
+static int resolver_setup_udns(struct dns_resolver *r, const struct dns_options *o,
+	char *err, size_t errlen)
+{
+	pthread_once(&udns_once, udns_init_once);
+	if (udns_init_status < 0 && o->nameserver_count == 0) {
+		snprintf(err, errlen, "udns: cannot read /etc/resolv.conf");
+		return -EINVAL;
+	}
+	if ((r->ctx = dns_new(NULL)) == NULL) {
+		snprintf(err, errlen, "udns: out of memory");
+		return -ENOMEM;
+	}
+	if (o->nameserver_count > 0) {
+		dns_add_serv(r->ctx, NULL);
+		for (size_t i = 0; i < o->nameserver_count; i++) {
+			union dns_addr addr;
+
+			if (nameserver_parse(o->nameservers[i], &addr) < 0 ||
+			    dns_add_serv_s(r->ctx, &addr.sa) < 0) {
+				snprintf(err, errlen, "bad nameserver %s", o->nameservers[i]);
+				return -EINVAL;
+			}
+			/* udns 0.4 may apply one port to all servers: use the first. */
+			if (i == 0)
+				dns_set_opt(r->ctx, DNS_OPT_PORT, ntohs(addr.sa.sa_family == AF_INET6
+					? addr.sin6.sin6_port : addr.sin.sin_port));
+		}
+	}
+	if ((o->timeout_s > 0 && dns_set_opt(r->ctx, DNS_OPT_TIMEOUT, o->timeout_s) < 0) ||
+	    (o->tries > 0 && dns_set_opt(r->ctx, DNS_OPT_NTRIES, o->tries) < 0)) {
+		snprintf(err, errlen, "bad DNS timeout or tries");
+		return -EINVAL;
+	}
+	dns_set_tmcbck(r->ctx, resolver_timer, r);
+	if (dns_open(r->ctx) < 0) {
+		snprintf(err, errlen, "udns: cannot open socket: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* resolver_copy_routes - the options' strings are the caller's: copy them. */
+static int resolver_copy_routes(struct dns_resolver *r, const struct dns_options *o,
+	char *err, size_t errlen)
+{
+	r->routes = calloc(o->static_route_count + 1, sizeof(*r->routes));
+	if (r->routes == NULL)
+		log_fatal("dns_resolver_new: out of memory");
+	for (size_t i = 0; i < o->static_route_count; i++) {
+		const struct dns_static_route *s = &o->static_routes[i];
+
+		if (s->domain == NULL || s->target == NULL) {
+			snprintf(err, errlen, "static route %zu incomplete", i);
+			return -EINVAL;
+		}
+		r->routes[i].domain = strdup(s->domain);
+		r->routes[i].target = strdup(s->target);
+	}
+	r->opts.static_routes = r->routes;
+	if (o->relayhost && o->relayhost[0])
+		r->relayhost = strdup(o->relayhost);
+	r->opts.relayhost = r->relayhost;
+	r->opts.nameservers = NULL;
+	r->opts.nameserver_count = 0;
+	return 0;
+}
+
+/* dns_resolver_new - options with defaults filled in, then udns. */
+struct dns_resolver *dns_resolver_new(const struct dns_options *opts,
+	char *err, size_t errlen)
+{
+	struct dns_resolver *r = calloc(1, sizeof(*r));
+	struct timespec ts;
+
+	if (r == NULL)
+		log_fatal("dns_resolver_new: out of memory");
+	r->opts = *opts;
+	r->timer_at_ms = -1;
+	if (r->opts.cache_max_entries == 0) r->opts.cache_max_entries = 10000;
+	if (r->opts.ttl_min_s == 0) r->opts.ttl_min_s = 60;
+	if (r->opts.ttl_max_s == 0) r->opts.ttl_max_s = 86400;
+	if (r->opts.negative_ttl_s == 0) r->opts.negative_ttl_s = 300;
+	if (r->opts.max_in_flight == 0) r->opts.max_in_flight = 64;
+	if (r->opts.port == 0) r->opts.port = 25;
+	if (r->opts.ttl_min_s > r->opts.ttl_max_s) {
+		snprintf(err, errlen, "ttl_min %u > ttl_max %u", r->opts.ttl_min_s,
+			r->opts.ttl_max_s);
+		return dns_resolver_free(r);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	r->rng = opts->shuffle_seed ? opts->shuffle_seed
+		: ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ 0x9e3779b97f4a7c15ULL;
+	r->cache = dns_cache_new(r->opts.cache_max_entries);
+	if (resolver_copy_routes(r, opts, err, errlen) < 0 ||
+	    resolver_setup_udns(r, opts, err, errlen) < 0)
+		return dns_resolver_free(r);
+	return r;
+}
+
+/* job_free - the job's queries must already be answered or cancelled. */
+static void job_free(struct dns_job *job)
+{
+	struct dns_waiter *w, *next;
+	struct dns_pending_query *q, *qnext;
+
+	for (w = job->waiters; w != NULL; w = next) {
+		next = w->next;
+		free(w);
+	}
+	for (q = job->queries; q != NULL; q = qnext) {
+		qnext = q->next;
+		free(q);
+	}
+	dns_route_unref(job->route);
+	free(job);
+}
+
+/* dns_resolver_free - dns_free() drops udns queries without callbacks;
+ * jobs (running or queued) are freed without calling their waiters. */
+struct dns_resolver *dns_resolver_free(struct dns_resolver *r)
+{
+	if (r == NULL)
+		return NULL;
+	if (r->ctx)
+		dns_free(r->ctx);
+	while (r->jobs != NULL) {
+		struct dns_job *job = r->jobs;
+
+		r->jobs = job->all_next;
+		job_free(job);
+	}
+	for (size_t i = 0; r->routes && i < r->opts.static_route_count; i++) {
+		free((char *)r->routes[i].domain);
+		free((char *)r->routes[i].target);
+	}
+	free(r->routes);
+	free(r->relayhost);
+	r->cache = dns_cache_free(r->cache);
+	free(r);
+	return NULL;
+}
+
+int dns_resolver_fd(const struct dns_resolver *r)
+{
+	return dns_sock(r->ctx);
+}
+
+/* dns_resolver_on_readable - udns reads every queued datagram. */
+void dns_resolver_on_readable(struct dns_resolver *r, int64_t now_ms)
+{
+	r->now_ms = now_ms;
+	dns_ioevent(r->ctx, udns_time(now_ms));
+}
+
+int64_t dns_resolver_next_timeout_ms(const struct dns_resolver *r, int64_t now_ms)
+{
+	if (r->timer_at_ms < 0)
+		return -1;
+	return r->timer_at_ms > now_ms ? r->timer_at_ms - now_ms : 0;
+}
+
+/* dns_resolver_on_timer - udns sends new queries, retries, times out. */
+void dns_resolver_on_timer(struct dns_resolver *r, int64_t now_ms)
+{
+	r->now_ms = now_ms;
+	dns_timeouts(r->ctx, -1, udns_time(now_ms));
+}
+
+void dns_resolver_set_query_hook(struct dns_resolver *r, dns_query_hook hook,
+	void *arg)
+{
+	r->hook = hook;
+	r->hook_arg = arg;
+}
+
+void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out)
+{
+	*out = r->stats;
+	out->cache_entries = dns_cache_ready_count(r->cache);
+	out->evictions = dns_cache_evictions(r->cache);
+	out->in_flight = r->running;
+	out->waiting = r->waiting;
+}
+
+static void job_start(struct dns_job *job);
+
+/* resolver_start_queued - fill the in-flight window from the FIFO. */
+static void resolver_start_queued(struct dns_resolver *r)
+{
+	while (r->running < r->opts.max_in_flight && r->queue_head != NULL) {
+		struct dns_job *job = r->queue_head;
+
+		r->queue_head = job->queue_next;
+		if (r->queue_head == NULL)
+			r->queue_tail = NULL;
+		r->waiting--;
+		job_start(job);
+	}
+}
+
+/* route_cache_ms - how long to keep a finished route; 0 = not at all. */
+static int64_t route_cache_ms(const struct dns_resolver *r, struct dns_route *route)
+{
+	uint32_t ttl = route->ttl_s;
+
+	if (route->status == DNS_ROUTE_TEMPFAIL)
+		ttl = 0;		/* the next message should ask again */
+	else if (route->status == DNS_ROUTE_PERMFAIL)
+		ttl = r->opts.negative_ttl_s;	/* udns hides the SOA minimum */
+	else if (ttl < r->opts.ttl_min_s)
+		ttl = r->opts.ttl_min_s;
+	else if (ttl > r->opts.ttl_max_s)
+		ttl = r->opts.ttl_max_s;
+	route->ttl_s = ttl;
+	return (int64_t)ttl * 1000;
+}
+
+/* job_finish - compose, cache, then call every waiter with the route. */
+static void job_finish(struct dns_job *job)
+{
+	struct dns_resolver *r = job->r;
+	struct dns_route *route = job->route;
+	struct dns_waiter *w, *next;
+	int64_t keep_ms;
+
+	dns_route_finish(route, job->name, job->implicit, job->any_tempfail);
+	keep_ms = route_cache_ms(r, route);
+	if (route->status != DNS_ROUTE_OK)
+		r->stats.failures++;
+	if (keep_ms > 0)
+		dns_cache_fill(r->cache, job->entry, route, r->now_ms + keep_ms);
+	else
+		dns_cache_remove(r->cache, job->entry);
+	if (job->all_prev)
+		job->all_prev->all_next = job->all_next;
+	else
+		r->jobs = job->all_next;
+	if (job->all_next)
+		job->all_next->all_prev = job->all_prev;
+	r->running--;
+	w = job->waiters;
+	job->waiters = NULL;
+	for (; w != NULL; w = next) {
+		next = w->next;
+		w->cb(route, w->arg);
+		free(w);
+	}
+	job_free(job);
+	resolver_start_queued(r);
+}
+
+static void job_query_done(struct dns_job *job)
+{
+	if (--job->pending == 0 && !job->submitting)
+		job_finish(job);
+}
+
+static void udns_mx_cb(struct dns_ctx *ctx, struct dns_rr_mx *result, void *data);
+static void udns_a4_cb(struct dns_ctx *ctx, struct dns_rr_a4 *result, void *data);
+static void udns_a6_cb(struct dns_ctx *ctx, struct dns_rr_a6 *result, void *data);
+
+/* job_submit - one query, to udns or to the test hook. A failed submit
+ * is answered at once as a temporary failure. */
+static void job_submit(struct dns_job *job, enum dns_query_kind kind,
+	const char *name, size_t host)
+{
+	struct dns_resolver *r = job->r;
+	struct dns_pending_query *q = calloc(1, sizeof(*q));
+
+	if (q == NULL)
+		log_fatal("dns: out of memory");
+	q->job = job;
+	q->kind = kind;
+	q->host = host;
+	q->next = job->queries;
+	job->queries = q;
+	job->pending++;
+	r->stats.queries++;
+	if (r->hook) {
+		r->hook(r->hook_arg, q, kind, name);
+		return;
+	}
+	if (kind == DNS_QUERY_MX)
+		q->udns = dns_submit_mx(r->ctx, name, DNS_NOSRCH, udns_mx_cb, q);
+	else if (kind == DNS_QUERY_A)
+		q->udns = dns_submit_a4(r->ctx, name, DNS_NOSRCH, udns_a4_cb, q);
+	else
+		q->udns = dns_submit_a6(r->ctx, name, DNS_NOSRCH, udns_a6_cb, q);
+	if (q->udns == NULL) {
+		struct dns_addr_answer a = { .kind = DNS_ANSWER_TEMPFAIL };
+		struct dns_mx_answer m = { .kind = DNS_ANSWER_TEMPFAIL };
+
+		if (kind == DNS_QUERY_MX)
+			dns_query_answer_mx(q, &m, r->now_ms);
+		else
+			dns_query_answer_addr(q, &a, r->now_ms);
+	}
+}
+
+/* job_submit_addrs - A and/or AAAA for every host of the route. */
+static void job_submit_addrs(struct dns_job *job)
+{
+	enum dns_family_mode family = job->r->opts.family;
+
+	job->submitting = 1;
+	for (size_t i = 0; i < job->route->host_count; i++) {
+		if (family != DNS_FAMILY_IPV4)
+			job_submit(job, DNS_QUERY_AAAA, job->route->hosts[i].name, i);
+		if (family != DNS_FAMILY_IPV6)
+			job_submit(job, DNS_QUERY_A, job->route->hosts[i].name, i);
+	}
+	job->submitting = 0;
+}
+
+/* job_start - count the job as running and send its first queries. */
+static void job_start(struct dns_job *job)
+{
+	job->r->running++;
+	job->pending = 1;		/* held until the submits are out */
+	if (job->host_only) {
+		job->route = dns_route_new();
+		dns_route_add_host(job->route, job->name, 0, job->port);
+		job_submit_addrs(job);
+	} else {
+		job_submit(job, DNS_QUERY_MX, job->name, 0);
+	}
+	job_query_done(job);
+}
+
+/* dns_query_answer_mx - the MX answer decides the hosts to look up. */
+void dns_query_answer_mx(struct dns_pending_query *q,
+	const struct dns_mx_answer *answer, int64_t now_ms)
+{
+	struct dns_job *job = q->job;
+
+	job->r->now_ms = now_ms;
+	q->udns = NULL;
+	job->route = dns_route_from_mx(job->name, answer, job->port, &job->r->rng,
+		&job->implicit);
+	if (job->route->status == DNS_ROUTE_OK) {
+		job->pending++;
+		job_submit_addrs(job);
+		job->pending--;
+	}
+	job_query_done(job);
+}
+
+/* dns_query_answer_addr - merge one host's addresses. */
+void dns_query_answer_addr(struct dns_pending_query *q,
+	const struct dns_addr_answer *answer, int64_t now_ms)
+{
+	struct dns_job *job = q->job;
+
+	job->r->now_ms = now_ms;
+	q->udns = NULL;
+	if (dns_route_add_addrs(job->route, q->host, answer))
+		job->any_tempfail = 1;
+	job_query_done(job);
+}
+
+/* udns_kind - map a udns status to our answer kinds. */
+static enum dns_answer_kind udns_kind(struct dns_ctx *ctx, const void *result)
+{
+	switch (dns_status(ctx)) {
+	case DNS_E_NXDOMAIN: return DNS_ANSWER_NXDOMAIN;
+	case DNS_E_NODATA: return DNS_ANSWER_NODATA;
+	default: return result ? DNS_ANSWER_OK : DNS_ANSWER_TEMPFAIL;
+	}
+}
+
+static void udns_mx_cb(struct dns_ctx *ctx, struct dns_rr_mx *result, void *data)
+{
+	struct dns_pending_query *q = data;
+	struct dns_mx_answer a = { .kind = udns_kind(ctx, result) };
+	struct dns_mx_record *records = NULL;
+
+	if (result && a.kind == DNS_ANSWER_OK) {
+		records = calloc((size_t)result->dnsmx_nrr + 1, sizeof(*records));
+		if (records == NULL)
+			log_fatal("dns: out of memory");
+		for (int i = 0; i < result->dnsmx_nrr; i++) {
+			records[i].preference = result->dnsmx_mx[i].priority;
+			records[i].name = result->dnsmx_mx[i].name;
+		}
+		a.ttl_s = result->dnsmx_ttl;
+		a.count = (size_t)result->dnsmx_nrr;
+		a.records = records;
+	}
+	dns_query_answer_mx(q, &a, q->job->r->now_ms);
+	free(records);
+	free(result);
+}
+
+static void udns_a4_cb(struct dns_ctx *ctx, struct dns_rr_a4 *result, void *data)
+{
+	struct dns_pending_query *q = data;
+	struct dns_addr_answer a = { .kind = udns_kind(ctx, result), .family = AF_INET };
+
+	if (result && a.kind == DNS_ANSWER_OK) {
+		a.ttl_s = result->dnsa4_ttl;
+		a.count = (size_t)result->dnsa4_nrr;
+		a.addrs = result->dnsa4_addr;
+	}
+	dns_query_answer_addr(q, &a, q->job->r->now_ms);
+	free(result);
+}
+
+static void udns_a6_cb(struct dns_ctx *ctx, struct dns_rr_a6 *result, void *data)
+{
+	struct dns_pending_query *q = data;
+	struct dns_addr_answer a = { .kind = udns_kind(ctx, result), .family = AF_INET6 };
+
+	if (result && a.kind == DNS_ANSWER_OK) {
+		a.ttl_s = result->dnsa6_ttl;
+		a.count = (size_t)result->dnsa6_nrr;
+		a.addrs = result->dnsa6_addr;
+	}
+	dns_query_answer_addr(q, &a, q->job->r->now_ms);
+	free(result);
+}
+
+/* resolver_static_target - the static route or relayhost for domain. */
+static const char *resolver_static_target(const struct dns_resolver *r,
+	const char *domain)
+{
+	size_t dlen = strlen(domain);
+
+	for (size_t i = 0; i < r->opts.static_route_count; i++) {
+		const char *d = r->routes[i].domain;
+		size_t len = strlen(d);
+
+		if (strcasecmp(d, domain) == 0)
+			return r->routes[i].target;
+		/* ".example.com" matches every subdomain, as in transport(5) */
+		if (d[0] == '.' && dlen > len && strcasecmp(domain + dlen - len, d) == 0)
+			return r->routes[i].target;
+	}
+	return r->relayhost;
+}
+
+/* resolver_join - add a waiter to the job of key, creating it if needed. */
+static void resolver_join(struct dns_resolver *r, const char *key, const char *name,
+	int host_only, uint16_t port, dns_route_cb cb, void *arg)
+{
+	struct dns_cache_entry *e = dns_cache_find(r->cache, key, r->now_ms);
+	struct dns_waiter *w;
+	struct dns_job *job;
+
+	if (e != NULL && e->job == NULL) {
+		r->stats.hits++;
+		cb(e->route, arg);
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		log_fatal("dns: out of memory");
+	w->cb = cb;
+	w->arg = arg;
+	if (e != NULL) {
+		r->stats.coalesced++;
+		job = e->job;
+		*job->waiters_tail = w;
+		job->waiters_tail = &w->next;
+		return;
+	}
+	r->stats.misses++;
+	if ((job = calloc(1, sizeof(*job))) == NULL)
+		log_fatal("dns: out of memory");
+	job->r = r;
+	snprintf(job->name, sizeof(job->name), "%s", name);
+	job->host_only = host_only;
+	job->port = port;
+	job->waiters = w;
+	job->waiters_tail = &w->next;
+	job->entry = dns_cache_add_pending(r->cache, key, job);
+	job->all_next = r->jobs;
+	if (r->jobs)
+		r->jobs->all_prev = job;
+	r->jobs = job;
+	if (r->running < r->opts.max_in_flight) {
+		job_start(job);
+		return;
+	}
+	if (r->queue_tail)
+		r->queue_tail->queue_next = job;
+	else
+		r->queue_head = job;
+	r->queue_tail = job;
+	r->waiting++;
+}
+
+/* resolve_failure - answer at once with a route made for this call. */
+static void resolve_now(struct dns_route *route, dns_route_cb cb, void *arg)
+{
+	cb(route, arg);
+	dns_route_unref(route);
+}
+
+/* dns_resolve_route - literal, static route, or MX; see dns.h. */
+void dns_resolve_route(struct dns_resolver *r, const char *domain,
+	dns_route_cb cb, void *arg, int64_t now_ms)
+{
+	char name[256], key[300];
+	const char *target;
+	struct dns_route *route;
+	uint16_t port;
+
+	r->now_ms = now_ms;
+	if (domain[0] == '[') {
+		route = dns_route_literal(domain, r->opts.port, 0);
+		if (route == NULL)
+			route = dns_route_failure(DNS_ROUTE_PERMFAIL, 550, "5.1.2",
+				"bad address literal");
+		resolve_now(route, cb, arg);
+		return;
+	}
+	if (dns_domain_normalize(domain, name, sizeof(name)) < 0) {
+		resolve_now(dns_route_failure(DNS_ROUTE_PERMFAIL, 550, "5.1.2",
+			"bad domain name"), cb, arg);
+		return;
+	}
+	target = resolver_static_target(r, name);
+	if (target == NULL) {
+		resolver_join(r, name, name, 0, r->opts.port, cb, arg);
+		return;
+	}
+	if (target[0] == '[') {
+		route = dns_route_literal(target, r->opts.port, 1);
+		if (route == NULL)
+			route = dns_route_failure(DNS_ROUTE_TEMPFAIL, 451, "4.3.5",
+				"bad static route %s", target);
+		resolve_now(route, cb, arg);
+		return;
+	}
+	if (dns_route_target_parse(target, name, sizeof(name), &port, r->opts.port) < 0) {
+		resolve_now(dns_route_failure(DNS_ROUTE_TEMPFAIL, 451, "4.3.5",
+			"bad static route %s", target), cb, arg);
+		return;
+	}
+	snprintf(key, sizeof(key), "=%s:%u", name, port);
+	resolver_join(r, key, name, 1, port, cb, arg);
+}
