@@ -179,7 +179,7 @@ static int append_human(const struct bounce_input *in, struct buf *out,
 			err = buf_append_str(out, ", host ");
 			if (err == 0)
 				err = append_text(out, r->remote_mta, 20, "\r\n    ");
-			if (err == 0)
+			if (err == 0 && r->code > 0)
 				err = buf_append_str(out, " said");
 		}
 		if (err == 0 && r->diagnostic != NULL) {
