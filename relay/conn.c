@@ -381,6 +381,16 @@ static void conn_send_complete(struct worker *w, struct ring_op *op, const struc
 	conn_unref(c);
 }
 
+void conn_hold(struct conn *c)
+{
+	c->refs++;
+}
+
+void conn_release(struct conn *c)
+{
+	conn_unref(c);
+}
+
 void conn_shutdown_all(struct worker *w)
 {
 	struct conn *c = w->conns;

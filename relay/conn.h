@@ -107,6 +107,11 @@ void conn_resume_input(struct conn *c);
 /* conn_set_phase_timer - start the per-command (or data) deadline. */
 void conn_set_phase_timer(struct conn *c, enum worker_timer_class cls);
 
+/* conn_hold / conn_release - keep c allocated across an asynchronous step
+ * of the handler's own (e.g. a commit); release may free it. */
+void conn_hold(struct conn *c);
+void conn_release(struct conn *c);
+
 /* conn_shutdown_all - the worker is stopping: tell every handler. */
 void conn_shutdown_all(struct worker *w);
 

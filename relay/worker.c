@@ -14,6 +14,8 @@
 
 #include "conn.h"
 #include "log.h"
+#include "commit.h"
+#include "delivery.h"
 #include "smtp_server.h"
 
 #define BUFFER_GROUP 0
@@ -317,7 +319,7 @@ static void worker_expire_timers(struct worker *w)
  * its timeout; then every completion, then the timers. */
 static void worker_loop(struct worker *w)
 {
-	while (!(w->stopping && w->conn_objects == 0)) {
+	while (!(w->stopping && w->conn_objects == 0 && !commit_busy(w) && delivery_idle(w))) {
 		struct io_uring_cqe *cqe;
 		struct __kernel_timespec ts;
 		unsigned head, seen = 0;
@@ -365,6 +367,12 @@ static int worker_setup(struct worker *w)
 		log_error("ring_init", "worker=%u error=\"%s\"", w->id, strerror(-rc));
 		return rc;
 	}
+	rc = commit_worker_init(w);
+	if (rc < 0)
+		return rc;
+	rc = delivery_worker_init(w);
+	if (rc < 0)
+		return rc;
 	rc = worker_buffers_init(w);
 	if (rc < 0) {
 		log_error("buffer_ring", "worker=%u error=\"%s\"", w->id, strerror(-rc));
@@ -405,11 +413,15 @@ static void *worker_main(void *arg)
 	pthread_barrier_wait(&worker_ready);
 	if (atomic_load(&worker_start_error) != 0) {
 		w->exit_status = 1;
+		delivery_worker_exit(w);
+		commit_worker_exit(w);
 		return NULL;
 	}
 	log_info("worker_start", "worker=%u cpu=%d listeners=%zu", w->id, w->cpu, w->listen_count);
 	worker_loop(w);
 	smtp_server_worker_exit(w);
+	delivery_worker_exit(w);
+	commit_worker_exit(w);
 	log_info("worker_exit", "worker=%u accepted=%llu refused=%llu", w->id,
 		 (unsigned long long)w->accepted, (unsigned long long)w->rejected_busy);
 	io_uring_queue_exit(&w->ring);

@@ -31,6 +31,9 @@
 struct worker;
 struct ring_op;
 struct conn;
+struct commit;
+struct smtp_server_worker;
+struct delivery;
 
 typedef void ring_op_fn(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
 
@@ -95,6 +98,11 @@ struct worker {
 	struct mpsc inbox;
 	struct ring_op wake_op;
 	void (*inbox_handler)(struct worker *w, struct mpsc_node *node);
+
+	/* per-worker state of the modules (their own types) */
+	struct commit *commit;             /* spool shard and group commit */
+	struct smtp_server_worker *smtp;   /* SMTP server sessions */
+	struct delivery *delivery;         /* queues, pools, resolver */
 
 	_Atomic bool stop_requested;
 	bool stopping;

@@ -1,0 +1,205 @@
+/*
+ * commit - a worker's group commit; see commit.h.
+ *
+ * Batch life: records are appended to the shard's pending buffer and their
+ * waiters to `next`. The before-sleep hook starts a batch when none is in
+ * flight: spool_shard_flush_begin() hands over one contiguous write, the
+ * waiters move to `inflight`, and a write linked to an fdatasync goes into
+ * the ring. The last completion of the pair ends the batch. A short write
+ * breaks the link (the sync is cancelled) and counts as -EIO.
+ */
+#include "commit.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+struct commit {
+	struct spool_shard *shard;
+	struct commit_waiter *next, **next_tail;
+	struct commit_waiter *inflight;
+	struct ring_op write_op, sync_op;
+	size_t write_len;
+	int write_result;
+	bool sync;
+	unsigned outstanding;            /* completions still to come */
+	size_t inflight_records, next_records;
+	int64_t started_ms;
+	struct commit_stats stats;
+};
+
+static struct commit *commit_of(const struct worker *w)
+{
+	return w->commit;
+}
+
+static void commit_add_waiter(struct commit *c, struct commit_waiter *waiter)
+{
+	c->next_records++;
+	if (waiter == NULL)
+		return;
+	waiter->next = NULL;
+	*c->next_tail = waiter;
+	c->next_tail = &waiter->next;
+}
+
+/* commit_batch_end - both completions are in: tell every waiter. */
+static void commit_batch_end(struct worker *w, struct commit *c, int result)
+{
+	struct commit_waiter *list = c->inflight;
+
+	spool_shard_flush_end(c->shard, result);
+	c->inflight = NULL;
+	c->stats.batches++;
+	c->stats.records += c->inflight_records;
+	if (c->inflight_records > c->stats.max_batch)
+		c->stats.max_batch = c->inflight_records;
+	if (result < 0) {
+		c->stats.failures++;
+		log_error("spool_commit", "worker=%u records=%zu error=\"%s\"", w->id,
+			  c->inflight_records, strerror(-result));
+	}
+	log_debug("spool_commit", "worker=%u records=%zu ms=%lld", w->id, c->inflight_records,
+		  (long long)(w->now_ms - c->started_ms));
+	c->inflight_records = 0;
+	while (list != NULL) {
+		struct commit_waiter *next = list->next;
+		if (list->done != NULL)
+			list->done(list, result);
+		list = next;
+	}
+}
+
+static void commit_write_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct commit *c = container_of(op, struct commit, write_op);
+
+	if (cqe->res < 0)
+		c->write_result = cqe->res;
+	else if ((size_t)cqe->res != c->write_len)
+		c->write_result = -EIO;
+	else
+		c->write_result = 0;
+	if (--c->outstanding == 0)
+		commit_batch_end(w, c, c->write_result);
+}
+
+static void commit_sync_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct commit *c = container_of(op, struct commit, sync_op);
+	int sync_result = cqe->res < 0 ? cqe->res : 0;
+
+	c->write_result = c->write_result < 0 ? c->write_result : sync_result;
+	if (--c->outstanding == 0)
+		commit_batch_end(w, c, c->write_result);
+}
+
+/* commit_flush - the before-sleep hook: start a batch if one is due. */
+static void commit_flush(struct worker *w, void *arg)
+{
+	struct commit *c = arg;
+	struct spool_flush f;
+
+	if (c->outstanding > 0 || !spool_shard_flush_begin(c->shard, &f))
+		return;
+	c->inflight = c->next;
+	c->next = NULL;
+	c->next_tail = &c->next;
+	c->inflight_records = c->next_records;
+	c->next_records = 0;
+	c->write_len = f.len;
+	c->write_result = 0;
+	c->started_ms = w->now_ms;
+
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_write(sqe, f.fd, f.data, (unsigned)f.len, f.offset);
+	io_uring_sqe_set_data(sqe, &c->write_op);
+	c->outstanding = 1;
+	if (f.sync && w->cfg->spool_sync) {
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = worker_sqe(w);
+		io_uring_prep_fsync(sqe, f.fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data(sqe, &c->sync_op);
+		c->outstanding = 2;
+	}
+}
+
+int commit_worker_init(struct worker *w)
+{
+	struct commit *c = calloc(1, sizeof(*c));
+	struct spool_options opt;
+
+	if (c == NULL)
+		log_fatal("out of memory");
+	memset(&opt, 0, sizeof(opt));
+	opt.segment_size = (uint64_t)w->cfg->spool_segment_size;
+	opt.no_sync = !w->cfg->spool_sync;
+	int rc = spool_shard_open(w->cfg->spool_dir, w->id, &opt, &c->shard);
+	if (rc < 0) {
+		log_error("spool_open", "worker=%u dir=%s error=\"%s\"", w->id, w->cfg->spool_dir,
+			  strerror(-rc));
+		free(c);
+		return rc;
+	}
+	c->next_tail = &c->next;
+	c->write_op.complete = commit_write_complete;
+	c->sync_op.complete = commit_sync_complete;
+	w->commit = c;
+	worker_add_hook(w, commit_flush, c);
+	return 0;
+}
+
+void commit_worker_exit(struct worker *w)
+{
+	struct commit *c = commit_of(w);
+
+	if (c == NULL)
+		return;
+	spool_shard_close(c->shard);
+	free(c);
+	w->commit = NULL;
+}
+
+int commit_message(struct worker *w, const struct spool_message *msg, struct commit_waiter *waiter)
+{
+	struct commit *c = commit_of(w);
+	int rc = spool_shard_append_message(c->shard, msg);
+
+	if (rc < 0)
+		return rc;
+	commit_add_waiter(c, waiter);
+	return 0;
+}
+
+int commit_outcome(struct worker *w, const struct spool_outcome *outcome, struct commit_waiter *waiter)
+{
+	struct commit *c = commit_of(w);
+	int rc = spool_shard_append_outcome(c->shard, outcome);
+
+	if (rc < 0)
+		return rc;
+	commit_add_waiter(c, waiter);
+	return 0;
+}
+
+bool commit_busy(const struct worker *w)
+{
+	const struct commit *c = commit_of(w);
+
+	return c != NULL && (c->outstanding > 0 || spool_shard_pending(c->shard) > 0);
+}
+
+struct spool_shard *commit_shard(struct worker *w)
+{
+	return commit_of(w)->shard;
+}
+
+void commit_get_stats(const struct worker *w, struct commit_stats *out)
+{
+	*out = commit_of(w)->stats;
+}
