@@ -485,17 +485,38 @@ static int load_group(struct config *cfg, config_setting_t *group, const char *p
 	return 0;
 }
 
+/* key_line - the line where the file sets path, or 0 (a default): lets the
+ * checks below name a line like every other error. file may be NULL. */
+static int key_line(config_t *file, const char *path)
+{
+	config_setting_t *s = file != NULL ? config_lookup(file, path) : NULL;
+
+	return s != NULL ? config_setting_source_line(s) : 0;
+}
+
+/* pair_line - the line of whichever of two related keys the file sets. */
+static int pair_line(config_t *file, const char *a, const char *b)
+{
+	int line = key_line(file, a);
+
+	return line != 0 ? line : key_line(file, b);
+}
+
 /* config_check - relations between keys that no single key can check. */
-static int config_check(struct config *cfg, struct config_error *e)
+static int config_check(struct config *cfg, config_t *file, struct config_error *e)
 {
 	if (cfg->dns_min_ttl_ms > cfg->dns_max_ttl_ms)
-		return config_fail(e, "dns.min_ttl is larger than dns.max_ttl");
+		return config_fail(e, "line %d: dns.min_ttl is larger than dns.max_ttl",
+				   pair_line(file, "dns.min_ttl", "dns.max_ttl"));
 	if (cfg->min_backoff_ms > cfg->max_backoff_ms)
-		return config_fail(e, "delivery.min_backoff is larger than delivery.max_backoff");
+		return config_fail(e, "line %d: delivery.min_backoff is larger than delivery.max_backoff",
+				   pair_line(file, "delivery.min_backoff", "delivery.max_backoff"));
 	if ((cfg->recv_buffer_count & (cfg->recv_buffer_count - 1)) != 0)
-		return config_fail(e, "ring.recv_buffers: %lld is not a power of two", (long long)cfg->recv_buffer_count);
+		return config_fail(e, "line %d: ring.recv_buffers: %lld is not a power of two",
+				   key_line(file, "ring.recv_buffers"), (long long)cfg->recv_buffer_count);
 	if (cfg->smtp_max_input_backlog < cfg->recv_buffer_size)
-		return config_fail(e, "smtp.max_input_backlog is smaller than ring.recv_buffer_size");
+		return config_fail(e, "line %d: smtp.max_input_backlog is smaller than ring.recv_buffer_size",
+				   pair_line(file, "smtp.max_input_backlog", "ring.recv_buffer_size"));
 	if (cfg->hostname[0] == '\0') {
 		char host[256] = "localhost";
 		gethostname(host, sizeof(host) - 1);
@@ -529,11 +550,13 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 			config_setting_t *domains = config_lookup(&file, "domains");
 			if (rc == 0 && domains != NULL)
 				rc = load_domains(cfg, domains, &e);
+			if (rc == 0)
+				rc = config_check(cfg, &file, &e);
 		}
 		config_destroy(&file);
+	} else {
+		rc = config_check(cfg, NULL, &e);
 	}
-	if (rc == 0)
-		rc = config_check(cfg, &e);
 	if (rc < 0) {
 		config_free(cfg);
 		return rc;
@@ -568,22 +591,29 @@ struct config *config_free(struct config *cfg)
 	return NULL;
 }
 
+/* domain_equal - does a normalised name (lower case, no trailing dot) name
+ * the domain as a peer wrote it (any case, maybe a trailing dot)? */
+static bool domain_equal(const char *name, const char *domain)
+{
+	size_t n = strlen(domain);
+
+	if (n > 0 && domain[n - 1] == '.')
+		n--;
+	return strlen(name) == n && strncasecmp(name, domain, n) == 0;
+}
+
 const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain)
 {
 	for (size_t i = 0; i < cfg->domain_count; i++)
-		if (strcasecmp(cfg->domains[i].name, domain) == 0)
+		if (domain_equal(cfg->domains[i].name, domain))
 			return &cfg->domains[i];
 	return &cfg->domain_default;
 }
 
 bool config_is_local_domain(const struct config *cfg, const char *domain)
 {
-	size_t n = strlen(domain);
-
-	if (n > 0 && domain[n - 1] == '.')
-		n--;
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
-		if (strlen(cfg->local_domains[i]) == n && strncasecmp(cfg->local_domains[i], domain, n) == 0)
+		if (domain_equal(cfg->local_domains[i], domain))
 			return true;
 	return false;
 }
