@@ -915,6 +915,15 @@ int main(int argc, char **argv)
 		io_uring_cq_advance(&ring, seen);
 	}
 	results_print();
+	io_uring_queue_exit(&ring);
+	for (uint64_t i = 0; i < opt.connections; i++) {
+		bench_lines_free(&conns[i]->in);
+		free(conns[i]->out);
+		free(conns[i]);
+	}
+	free(conns);
+	free(filler);
+	free(domain_cdf);
 	if (res.connection_errors != 0 || res.lost != 0)
 		return 1;
 	if (!opt.allow_rejects && (res.rejected_4xx != 0 || res.rejected_5xx != 0 ||

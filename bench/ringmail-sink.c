@@ -81,6 +81,7 @@ struct sink_listener {
 /* One session. Invariants: out[sent..len) not yet written; at most one ring
  * request refers to the connection (so it can be freed on any completion). */
 struct sink_conn {
+	struct sink_conn *prev, *next;	/* every live session, to free at exit */
 	int fd;
 	enum sink_state state;
 	struct bench_lines in;
@@ -124,8 +125,10 @@ static struct __kernel_timespec timer_interval = { 0, SINK_STATS_INTERVAL_MS * 1
 static struct signalfd_siginfo signal_info;
 static int signal_fd = -1;
 static int stopping;
+static int expect_met;
 static int exit_status;
 static uint64_t start_us;
+static struct sink_conn *conn_list;
 
 static void conn_flush(struct sink_conn *conn);
 
@@ -311,7 +314,7 @@ static void message_finish(struct sink_conn *conn)
 	reply(conn, "250 2.0.0 Ok: queued as %llu", (unsigned long long)stats.messages);
 	transaction_reset(conn);
 	if (opt.expect != 0 && stats.messages >= opt.expect)
-		stopping = 1;
+		expect_met = 1;	/* stop once this reply is out (or at the next timer) */
 }
 
 /* data_header - look for the stamp header while in the message header. */
@@ -618,6 +621,12 @@ static void sink_input(struct sink_conn *conn)
 static void conn_close(struct sink_conn *conn)
 {
 	close(conn->fd);
+	if (conn->prev != NULL)
+		conn->prev->next = conn->next;
+	else
+		conn_list = conn->next;
+	if (conn->next != NULL)
+		conn->next->prev = conn->prev;
 	if (peers[conn->peer_slot].count > 0)
 		peers[conn->peer_slot].count--;
 	stats.active--;
@@ -684,6 +693,10 @@ static void conn_open(int fd)
 	if (conn == NULL || bench_lines_init(&conn->in, SINK_INPUT_CAP) != 0)
 		log_fatal("out of memory");
 	conn->fd = fd;
+	conn->next = conn_list;
+	if (conn_list != NULL)
+		conn_list->prev = conn;
+	conn_list = conn;
 	conn->out_cap = 4096;
 	conn->out = malloc(conn->out_cap);
 	if (conn->out == NULL)
@@ -754,6 +767,8 @@ static void on_send(struct sink_conn *conn, const struct io_uring_cqe *cqe)
 		return;
 	}
 	conn->out_sent += (size_t)cqe->res;
+	if (expect_met && conn->out_sent == conn->out_len)
+		stopping = 1;
 	conn_flush(conn);
 }
 
@@ -804,6 +819,8 @@ static void signal_arm(void)
 static void on_timer(void)
 {
 	stats_write();
+	if (expect_met)
+		stopping = 1;
 	if (opt.timeout_s != 0 && bench_mono_us() - start_us >= opt.timeout_s * 1000000) {
 		log_warn("timeout", "messages=%llu expect=%llu",
 			 (unsigned long long)stats.messages, (unsigned long long)opt.expect);
@@ -1041,6 +1058,15 @@ int main(int argc, char **argv)
 		log_info("exit", "sessions=%llu messages=%llu recipients=%llu bytes=%llu",
 			 (unsigned long long)stats.sessions, (unsigned long long)stats.messages,
 			 (unsigned long long)stats.recipients, (unsigned long long)stats.bytes);
-	/* Connections and buffers go with the process; the ring may still hold them. */
+	/* The ring goes first so that no request still points at a session. */
+	io_uring_queue_exit(&ring);
+	while (conn_list != NULL)
+		conn_close(conn_list);
+	for (int i = 0; i < listener_count; i++) {
+		close(listeners[i]->fd);
+		free(listeners[i]);
+	}
+	free(recv_buffers.memory);
+	free(recv_buffers.ring);
 	return exit_status;
 }
