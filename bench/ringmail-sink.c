@@ -70,7 +70,8 @@ struct sink_stats {
 	struct bench_hist latency;
 };
 
-enum sink_state { STATE_GREETED, STATE_READY, STATE_MAIL, STATE_RCPT, STATE_DATA };
+/* STATE_BDAT: inside a chunked transaction, where commands are still read. */
+enum sink_state { STATE_GREETED, STATE_READY, STATE_MAIL, STATE_RCPT, STATE_DATA, STATE_BDAT };
 
 struct sink_listener {
 	int fd;
@@ -528,9 +529,9 @@ static void command_bdat(struct sink_conn *conn, const char *line)
 	while (*end == ' ')
 		end++;
 	conn->bdat_last = strncasecmp(end, "LAST", 4) == 0;
-	conn->bdat_refuse = conn->state != STATE_RCPT && conn->state != STATE_DATA;
+	conn->bdat_refuse = conn->state != STATE_RCPT && conn->state != STATE_BDAT;
 	if (conn->state == STATE_RCPT) {
-		conn->state = STATE_DATA;
+		conn->state = STATE_BDAT;
 		conn->data_headers = 1;
 	}
 	conn->bdat_remaining = size;

@@ -173,6 +173,45 @@ class BenchTools(unittest.TestCase):
             with self.assertRaises(socket.timeout):
                 s.recv(100)
 
+    def test_bdat_chunks(self):
+        sink = self.sink("--chunking")
+        with socket.create_connection(("127.0.0.1", sink.port), timeout=10) as s:
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"220"))
+            s.sendall(b"EHLO c.test\r\n")
+            ehlo = []
+            while True:
+                line = f.readline()
+                ehlo.append(line)
+                if line[3:4] == b" ":
+                    break
+            self.assertIn(b"250-CHUNKING\r\n", ehlo)
+            s.sendall(b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+                      b"BDAT 5\r\nab\r\ncBDAT 3 LAST\r\n.\r\nQUIT\r\n")
+            replies = [f.readline()[:3] for _ in range(6)]
+        self.assertEqual(replies, [b"250", b"250", b"250", b"250", b"221", b""][:6],
+                         "got %r" % replies)
+        got = sink.wait_messages(1)
+        self.assertEqual(got, 1)
+        self.assertEqual(sink.stats()["bytes"], 8, "got %d bytes, want 8" % sink.stats()["bytes"])
+
+    def test_faults_mix(self):
+        sink = self.sink("--disconnect", "2", "--421-after", "5", "--delay-ms", "1",
+                         "--fail-rcpt-4xx", "10", "--fail-mail-4xx", "5",
+                         "--fail-data-4xx", "5", "--seed", "7")
+        status, report = run_bench("--target", "127.0.0.1:%d" % sink.port,
+                                   "--connections", "8", "--messages", "300", "--rcpts", "2")
+        self.assertNotEqual(status, 0, "faults must show in the exit status")
+        m = report["messages"]
+        self.assertEqual(m["attempted"], 300, report)
+        self.assertEqual(m["accepted"] + m["rejected_4xx"] + m["rejected_5xx"] + m["lost"],
+                         300, report)
+        self.assertGreater(report["connection_errors"], 0, report)
+        time.sleep(0.5)
+        got = sink.stats()["messages"]
+        self.assertGreaterEqual(got, m["accepted"],
+                                "got sink %d, want >= bench accepted %d" % (got, m["accepted"]))
+
     def test_expect_timeout_fails(self):
         sink = self.sink("--expect", "5", "--timeout", "1")
         self.assertEqual(sink.proc.wait(timeout=30), 1, "exit when --expect is not met")
