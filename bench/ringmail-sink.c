@@ -3,7 +3,7 @@
  *
  *   ringmail-sink --listen 127.0.0.1:2526 [--listen ...] [--listen-range A-B:PORT]
  *                 [--stats-file PATH] [--expect N [--timeout S]] [--store DIR]
- *                 [--chunking] [--seed N] [fault flags] [-v]
+ *                 [--chunking] [--domain-stats] [--seed N] [fault flags] [-v]
  *
  * It accepts everything (unless told to fail), counts sessions, transactions,
  * messages, recipients and bytes, and measures the latency from the
@@ -43,6 +43,8 @@
 #define SINK_MAX_LISTENERS 1024
 #define SINK_PEER_SLOTS 4096
 #define SINK_STATS_INTERVAL_MS 200
+#define SINK_DOMAIN_SLOTS 4096		/* --domain-stats: beyond it, "other" */
+#define SINK_DOMAIN_MAX 64
 
 enum sink_op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_DELAY, OP_TIMER, OP_SIGNAL };
 #define OP_MASK 7u
@@ -59,6 +61,7 @@ struct sink_options {
 	uint64_t max_conn_per_client;
 	uint64_t seed;
 	int chunking;
+	int domain_stats;
 	int stall;
 	int verbose;
 };
@@ -103,10 +106,17 @@ struct sink_conn {
 	int bdat_refuse;	/* consume the chunk, then answer with an error */
 	char *message;		/* --store: the unstuffed message */
 	size_t message_len, message_cap;
+	uint32_t *rcpt_domains;	/* --domain-stats: slots of accepted RCPTs */
+	size_t rcpt_domains_cap;
 	char envelope[2048];	/* --store: X-Sink-Envelope-* header lines */
 	size_t envelope_len;
 	struct __kernel_timespec delay;
 } __attribute__((aligned(16)));
+
+struct sink_domain_slot {
+	char name[SINK_DOMAIN_MAX];
+	uint64_t messages;		/* accepted messages with a recipient there */
+};
 
 struct sink_peer_slot {
 	uint64_t key;
@@ -122,6 +132,10 @@ static struct bench_rng rng;
 static struct sink_listener *listeners[SINK_MAX_LISTENERS];
 static int listener_count;
 static struct sink_peer_slot peers[SINK_PEER_SLOTS];
+static struct sink_domain_slot domains[SINK_DOMAIN_SLOTS + 1] = {
+	[SINK_DOMAIN_SLOTS] = { .name = "other" },
+};
+static uint64_t domain_count;
 static struct __kernel_timespec timer_interval = { 0, SINK_STATS_INTERVAL_MS * 1000000LL };
 static struct signalfd_siginfo signal_info;
 static int signal_fd = -1;
@@ -139,6 +153,7 @@ static _Noreturn void usage(void)
 	fprintf(stderr,
 		"usage: ringmail-sink --listen IP:PORT [--listen ...] [--listen-range A-B:PORT]\n"
 		"  [--stats-file PATH] [--expect N] [--timeout S] [--store DIR] [--chunking]\n"
+		"  [--domain-stats]\n"
 		"  [--fail-rcpt-4xx PCT] [--fail-rcpt-5xx PCT] [--fail-data-4xx PCT]\n"
 		"  [--fail-mail-4xx PCT] [--421-after N] [--disconnect PCT] [--delay-ms N]\n"
 		"  [--max-conn-per-client N] [--stall] [--seed N] [-v]\n"
@@ -146,21 +161,50 @@ static _Noreturn void usage(void)
 	exit(2);
 }
 
+/* domains_json - "domains":{"d1.test":N,...}, for --domain-stats. */
+static size_t domains_json(char *buf, size_t size)
+{
+	size_t len = (size_t)snprintf(buf, size, ",\"domains\":{");
+	const char *sep = "";
+
+	for (size_t i = 0; i <= SINK_DOMAIN_SLOTS && len < size; i++) {
+		if (domains[i].messages == 0)
+			continue;
+		len += (size_t)snprintf(buf + len, size - len, "%s\"%s\":%llu", sep,
+					domains[i].name, (unsigned long long)domains[i].messages);
+		sep = ",";
+	}
+	if (len < size)
+		len += (size_t)snprintf(buf + len, size - len, "}");
+	return len;
+}
+
 /* stats_write - the stats JSON, atomically, if a stats file was asked for. */
 static void stats_write(void)
 {
-	char latency[256], json[2048];
+	static char *json;
+	static size_t json_size;
+	char latency[256];
 
 	if (opt.stats_file == NULL)
 		return;
+	size_t need = 2048 + (opt.domain_stats ? (domain_count + 1) * (SINK_DOMAIN_MAX + 32) : 0);
+
+	if (json_size < need) {
+		free(json);
+		json = malloc(need);
+		if (json == NULL)
+			log_fatal("out of memory");
+		json_size = need;
+	}
 	bench_hist_json(&stats.latency, latency, sizeof(latency));
-	int n = snprintf(json, sizeof(json),
+	size_t n = (size_t)snprintf(json, json_size,
 		"{\"sessions\":%llu,\"active_sessions\":%llu,\"transactions\":%llu,"
 		"\"messages\":%llu,\"recipients\":%llu,\"bytes\":%llu,"
 		"\"rejected_mail\":%llu,\"rejected_rcpt_4xx\":%llu,\"rejected_rcpt_5xx\":%llu,"
 		"\"rejected_data\":%llu,\"rejected_connections\":%llu,"
 		"\"disconnects_injected\":%llu,\"closed_421\":%llu,"
-		"\"uptime_ms\":%llu,\"latency_us\":%s}\n",
+		"\"uptime_ms\":%llu,\"latency_us\":%s",
 		(unsigned long long)stats.sessions, (unsigned long long)stats.active,
 		(unsigned long long)stats.transactions, (unsigned long long)stats.messages,
 		(unsigned long long)stats.recipients, (unsigned long long)stats.bytes,
@@ -171,10 +215,60 @@ static void stats_write(void)
 		(unsigned long long)stats.rejected_connections,
 		(unsigned long long)stats.disconnects, (unsigned long long)stats.closed_421,
 		(unsigned long long)((bench_mono_us() - start_us) / 1000), latency);
-	int ret = bench_file_replace(opt.stats_file, json, (size_t)n);
+	if (opt.domain_stats)
+		n += domains_json(json + n, json_size - n - 4);
+	n += (size_t)snprintf(json + n, json_size - n, "}\n");
+	int ret = bench_file_replace(opt.stats_file, json, n);
 
 	if (ret < 0)
 		log_warn("stats_write", "path=%s error=%s", opt.stats_file, strerror(-ret));
+}
+
+/* domain_slot_find - the counter of a recipient domain (lower-cased); names
+ * that do not fit, or a full table, count as "other". */
+static uint32_t domain_slot_find(const char *domain, size_t len)
+{
+	char name[SINK_DOMAIN_MAX];
+	uint64_t hash = 1469598103934665603ULL;
+
+	if (len == 0 || len >= SINK_DOMAIN_MAX)
+		return SINK_DOMAIN_SLOTS;
+	for (size_t i = 0; i < len; i++) {
+		char c = domain[i];
+
+		if (c == '"' || c == '\\' || (unsigned char)c < 0x20)
+			return SINK_DOMAIN_SLOTS;	/* keep the JSON simple */
+		name[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+		hash = (hash ^ (unsigned char)name[i]) * 1099511628211ULL;
+	}
+	name[len] = '\0';
+	for (uint32_t i = 0, slot = (uint32_t)(hash % SINK_DOMAIN_SLOTS); i < SINK_DOMAIN_SLOTS;
+	     i++, slot = (slot + 1) % SINK_DOMAIN_SLOTS) {
+		if (domains[slot].name[0] == '\0') {
+			memcpy(domains[slot].name, name, len + 1);
+			domain_count++;
+			return slot;
+		}
+		if (strcmp(domains[slot].name, name) == 0)
+			return slot;
+	}
+	return SINK_DOMAIN_SLOTS;
+}
+
+/* domain_note - remember the accepted recipient's domain until the message ends. */
+static void domain_note(struct sink_conn *conn, const char *arg, size_t len)
+{
+	const char *at = memrchr(arg, '@', len);
+	size_t domain_len = at == NULL ? 0 : (size_t)(arg + len - 1 - (at + 1));
+
+	if (conn->rcpts >= conn->rcpt_domains_cap) {
+		conn->rcpt_domains_cap = conn->rcpt_domains_cap ? conn->rcpt_domains_cap * 2 : 8;
+		conn->rcpt_domains = realloc(conn->rcpt_domains,
+					     conn->rcpt_domains_cap * sizeof(uint32_t));
+		if (conn->rcpt_domains == NULL)
+			log_fatal("out of memory");
+	}
+	conn->rcpt_domains[conn->rcpts] = domain_slot_find(at == NULL ? "" : at + 1, domain_len);
 }
 
 /* peer_slot_find - the per-client connection counter for ss (open addressing). */
@@ -303,6 +397,17 @@ static void message_finish(struct sink_conn *conn)
 	}
 	stats.messages++;
 	stats.recipients += conn->rcpts;
+	if (opt.domain_stats) {
+		/* A message counts once per domain, however many recipients it has there. */
+		for (uint64_t i = 0; i < conn->rcpts; i++) {
+			uint64_t j = 0;
+
+			while (j < i && conn->rcpt_domains[j] != conn->rcpt_domains[i])
+				j++;
+			if (j == i)
+				domains[conn->rcpt_domains[i]].messages++;
+		}
+	}
 	stats.bytes += conn->data_bytes;
 	conn->session_messages++;
 	uint64_t now = bench_wall_us();
@@ -488,6 +593,8 @@ static void command_rcpt(struct sink_conn *conn, const char *line)
 		reply(conn, "451 4.3.0 Injected recipient tempfail");
 	} else {
 		envelope_add(conn, "X-Sink-Envelope-To", arg, (size_t)len);
+		if (opt.domain_stats)
+			domain_note(conn, arg, (size_t)len);
 		conn->rcpts++;
 		conn->state = STATE_RCPT;
 		reply(conn, "250 2.1.5 Ok");
@@ -634,6 +741,7 @@ static void conn_close(struct sink_conn *conn)
 	bench_lines_free(&conn->in);
 	free(conn->out);
 	free(conn->message);
+	free(conn->rcpt_domains);
 	free(conn);
 }
 
@@ -947,6 +1055,7 @@ static void options_parse(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "store", required_argument, NULL, 'S' },
 		{ "chunking", no_argument, NULL, 'c' },
+		{ "domain-stats", no_argument, NULL, 'D' },
 		{ "fail-rcpt-4xx", required_argument, NULL, 1 },
 		{ "fail-rcpt-5xx", required_argument, NULL, 2 },
 		{ "fail-data-4xx", required_argument, NULL, 3 },
@@ -978,6 +1087,7 @@ static void options_parse(int argc, char **argv)
 		case 't': opt.timeout_s = uint_arg(optarg); break;
 		case 'S': opt.store_dir = optarg; break;
 		case 'c': opt.chunking = 1; break;
+		case 'D': opt.domain_stats = 1; break;
 		case 1: opt.fail_rcpt_4xx = percent_arg(optarg); break;
 		case 2: opt.fail_rcpt_5xx = percent_arg(optarg); break;
 		case 3: opt.fail_data_4xx = percent_arg(optarg); break;

@@ -108,7 +108,7 @@ class BenchTools(unittest.TestCase):
         return s
 
     def test_bench_into_sink_counts_agree(self):
-        sink = self.sink(addresses=("127.0.0.1", "127.0.0.2"))
+        sink = self.sink("--domain-stats", addresses=("127.0.0.1", "127.0.0.2"))
         status, report = run_bench("--target", "127.0.0.2:%d" % sink.port,
                                    "--connections", "20", "--messages", "2000",
                                    "--rcpts", "2", "--domains", "10", "--zipf", "1.0")
@@ -122,6 +122,13 @@ class BenchTools(unittest.TestCase):
         self.assertEqual(stats["latency_us"]["count"], 2000,
                          "got %d stamped, want 2000" % stats["latency_us"]["count"])
         self.assertEqual(report["latency_us"]["count"], 2000)
+        domains = stats["domains"]
+        want = {"d%d.test" % i for i in range(1, 11)}
+        self.assertLessEqual(set(domains), want, "got domains %s" % sorted(domains))
+        total = sum(domains.values())
+        self.assertTrue(2000 <= total <= 4000, "got %d domain-messages, want 2000..4000" % total)
+        self.assertEqual(max(domains, key=domains.get), "d1.test",
+                         "Zipf: got %s, want d1.test the most common" % domains)
         self.assertEqual(sink.stop(), 0, "sink exit on SIGTERM")
 
     def test_smtp_source_into_sink(self):
