@@ -264,7 +264,7 @@ static void envelope_build(struct bench_conn *conn)
 
 		if (i == 0)
 			snprintf(conn->first_rcpt, sizeof(conn->first_rcpt), "%.*s",
-				 n - 11, conn->commands + len + 9);
+				 n - 12, conn->commands + len + 9);
 		len += (size_t)n;
 	}
 	conn->command_offsets[line++] = len;
@@ -476,6 +476,8 @@ static int replies_read(struct bench_conn *conn)
 			continue;
 		if (session_reply(conn, code) != 0)
 			return -1;
+		if (conn->busy)
+			break;	/* we sent something: anything more is out of turn */
 	}
 	if (bench_lines_pending(&conn->in) > conn->in.cap / 2) {
 		conn_fail(conn, "reply line too long");

@@ -43,6 +43,7 @@
 #define SINK_MAX_LISTENERS 1024
 #define SINK_PEER_SLOTS 4096
 #define SINK_STATS_INTERVAL_MS 200
+#define SINK_MESSAGE_MAX 104857600	/* what EHLO announces as SIZE */
 #define SINK_DOMAIN_SLOTS 4096		/* --domain-stats: beyond it, "other" */
 #define SINK_DOMAIN_MAX 64
 
@@ -527,7 +528,7 @@ static void command_ehlo(struct sink_conn *conn, const char *line, int extended)
 	}
 	reply(conn, "250-ringmail-sink");
 	reply(conn, "250-PIPELINING");
-	reply(conn, "250-SIZE 104857600");
+	reply(conn, "250-SIZE %d", SINK_MESSAGE_MAX);
 	reply(conn, "250-8BITMIME");
 	reply(conn, "250-SMTPUTF8");
 	if (opt.chunking)
@@ -551,6 +552,12 @@ static void command_mail(struct sink_conn *conn, const char *line)
 	}
 	if (len < 0) {
 		reply(conn, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	const char *size = strcasestr(line, " SIZE=");
+
+	if (size != NULL && strtoull(size + 6, NULL, 10) > SINK_MESSAGE_MAX) {
+		reply(conn, "552 5.3.4 Message size exceeds fixed limit");
 		return;
 	}
 	if (bench_rng_percent(&rng, opt.fail_mail_4xx)) {
