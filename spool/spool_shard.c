@@ -507,7 +507,7 @@ void spool_shard_new_queue_id(struct spool_shard *s, char out[32])
 			out[--pos] = qid_alphabet[parts[p] & 31];
 }
 
-/* shard_append_raw - copy an encoded record into the pending batch. */
+/* shard_reserve - room for an n-byte record in the pending batch. */
 static int shard_reserve(struct spool_shard *s, size_t n)
 {
 	if (s->opt.read_only)

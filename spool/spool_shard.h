@@ -157,7 +157,8 @@ struct spool_loaded *spool_loaded_free(struct spool_loaded *loaded);
 
 /* spool_shard_foreach_live - call fn for every committed live message, in
  * disk order (one read per segment). Returns 0, fn's non-zero value, or
- * -errno. */
+ * -errno. fn may append to any shard but must not call flush_end, collect
+ * or close on this one (the walk holds pointers into its index). */
 int spool_shard_foreach_live(struct spool_shard *shard, spool_live_fn fn,
 			     void *ctx);
 
