@@ -111,6 +111,8 @@ struct smtp_client *smtp_client_new(const struct smtp_client_config *config)
 	c->config.helo_name = c->helo_name;
 	if (c->config.max_output == 0)
 		c->config.max_output = 4u << 20;
+	if (c->config.max_output < 64u << 10)
+		c->config.max_output = 64u << 10;
 	if (c->config.body_chunk == 0)
 		c->config.body_chunk = 64u << 10;
 	if (c->config.body_chunk > c->config.max_output / 4)
@@ -747,9 +749,15 @@ void smtp_client_output_consumed(struct smtp_client *c, size_t n)
  * space in xtext parameters: nothing that could end or forge a command. */
 static bool safe_string(const char *s, bool address)
 {
+	const char *start = s;
+
 	if (s == NULL)
 		return false;
 	for (; *s != '\0'; s++) {
+		/* RFC 5321 4.5.3.1: paths are at most 256 octets; allow slack,
+		 * but keep every command far below the output cap. */
+		if (s - start >= SMTP_CLIENT_PARAM_MAX)
+			return false;
 		unsigned char ch = (unsigned char)*s;
 		if (ch < 0x20 || ch == 0x7f || (address && (ch == '<' || ch == '>')) ||
 		    (!address && ch == ' '))

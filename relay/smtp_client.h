@@ -110,6 +110,9 @@ enum smtp_outcome {
 	SMTP_OUTCOME_BOUNCED,
 };
 
+/* Longest address or DSN parameter value begin() accepts. */
+#define SMTP_CLIENT_PARAM_MAX 1000
+
 struct smtp_client_rcpt {
 	const char *addr;	/* without angle brackets */
 	unsigned notify;	/* enum smtp_notify bits, 0 = unspecified */
@@ -154,7 +157,7 @@ struct smtp_client_config {
 	const char *helo_name;		/* copied */
 	size_t max_reply_line;		/* 0: SMTP_REPLY_LINE_DEFAULT */
 	unsigned max_reply_lines;	/* 0: SMTP_REPLY_LINES_DEFAULT */
-	size_t max_output;		/* output cap; 0: 4 MiB */
+	size_t max_output;		/* output cap; 0: 4 MiB; at least 64 KiB */
 	size_t body_chunk;		/* body bytes staged per refill; 0: 64 KiB */
 	struct smtp_client_events events;
 };
@@ -181,7 +184,9 @@ void smtp_client_output_consumed(struct smtp_client *c, size_t n);
  * commands were queued, 1 when the transaction ended at once (SMTPUTF8 not
  * offered, over the SIZE limit: rcpt and txn_done events fired, still
  * READY), -EBUSY when not READY, -EINVAL for a bad txn (no recipients, CR,
- * LF, controls, '<' or '>' in an address or parameter). */
+ * LF, controls, '<' or '>' in an address, a space in ENVID/ORCPT, any of
+ * them longer than SMTP_CLIENT_PARAM_MAX), -ENOBUFS when the pipelined
+ * commands exceed max_output (split the recipients; nothing was queued). */
 int smtp_client_begin(struct smtp_client *c, const struct smtp_client_txn *txn);
 
 /* smtp_client_quit - send QUIT; only in READY (-EBUSY otherwise). */

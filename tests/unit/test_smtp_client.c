@@ -582,3 +582,72 @@ Test(smtp_client, timeouts_per_state)
 	cr_assert_eq(smtp_client_timeout_ms(c), 0, "ready: got %lld",
 		     (long long)smtp_client_timeout_ms(c));
 }
+
+Test(smtp_client, oversized_commands_refused)
+{
+	static char longaddr[SMTP_CLIENT_PARAM_MAX + 10];
+	static struct smtp_client_rcpt many[100];
+	static char addrs[100][SMTP_CLIENT_PARAM_MAX - 10];
+	struct smtp_client_txn t = txn_of(1);
+
+	memset(longaddr, 'a', sizeof(longaddr) - 1);
+	connect_with(EHLO_FULL);
+	t.sender = longaddr;
+	cr_assert_eq(smtp_client_begin(c, &t), -EINVAL);
+	/* 100 pipelined RCPTs of ~1000 bytes exceed the 64 KiB minimum cap. */
+	smtp_client_free(c);
+	body_chunk = 1024;	/* max_output = 64 KiB */
+	connect_with(EHLO_FULL);
+	for (size_t i = 0; i < 100; i++) {
+		memset(addrs[i], 'b', sizeof(addrs[i]) - 1);
+		many[i].addr = addrs[i];
+	}
+	t = txn_of(1);
+	t.rcpts = many;
+	t.nrcpts = 100;
+	cr_assert_eq(smtp_client_begin(c, &t), -ENOBUFS);
+	expect_state(SMTP_CLIENT_READY);
+	expect_out("");
+	t.nrcpts = 10;
+	cr_assert_eq(smtp_client_begin(c, &t), 0);
+}
+
+/* A large body goes out in bounded pieces and arrives intact, stuffed. */
+Test(smtp_client, large_body_streams_in_chunks)
+{
+	static char big[300000];
+	static char want[sizeof(big) * 2];
+	static char got[sizeof(big) * 2];
+	struct smtp_client_txn t = txn_of(1);
+	size_t w = 0, g = 0, len, max_seen = 0;
+	const char *p;
+
+	for (size_t i = 0; i < sizeof(big); i += 10)
+		memcpy(big + i, i % 30 == 0 ? ".23456789\r\n" : "abcdefgh\r\n", 10);
+	for (size_t i = 0; i < sizeof(big); i++) {
+		if (big[i] == '.' && (i == 0 || big[i - 1] == '\n'))
+			want[w++] = '.';
+		want[w++] = big[i];
+	}
+	memcpy(want + w, ".\r\n", 3);
+	w += 3;
+	body_chunk = 4096;
+	t.body = big;
+	t.body_len = sizeof(big);
+	connect_with(EHLO_FULL);
+	cr_assert_eq(smtp_client_begin(c, &t), 0);
+	drain();
+	feed("250 ok\r\n250 ok\r\n354 go\r\n");
+	while ((p = smtp_client_output(c, &len)), len > 0) {
+		max_seen = len > max_seen ? len : max_seen;
+		size_t n = len > 1000 ? 1000 : len;	/* a slow socket */
+		memcpy(got + g, p, n);
+		g += n;
+		smtp_client_output_consumed(c, n);
+	}
+	cr_assert_eq(g, w, "got %zu bytes, want %zu", g, w);
+	cr_assert(memcmp(got, want, w) == 0, "stuffed body differs");
+	cr_assert(max_seen <= 2 * 4096 + 8, "output held %zu bytes at once", max_seen);
+	feed("250 ok\r\n");
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+}
