@@ -44,6 +44,20 @@ static const char *const state_names[] = {
 	"bdat", "commit", "closing",
 };
 
+/* Which client timeout runs in each state (RFC 5321 4.5.3.2). */
+static const enum smtp_timeout_class state_timeouts[] = {
+	[SMTP_STATE_INIT] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_CONNECTED] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_READY] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_MAIL] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_RCPT] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_DATA] = SMTP_TIMEOUT_DATA,
+	[SMTP_STATE_BDAT_CHUNK] = SMTP_TIMEOUT_DATA,
+	[SMTP_STATE_BDAT] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_COMMIT] = SMTP_TIMEOUT_NONE,
+	[SMTP_STATE_CLOSING] = SMTP_TIMEOUT_NONE,
+};
+
 /* The Received header is short: bounded by line_max sized fields. */
 #define RECEIVED_HEADER_MAX 4096
 /* Body storage kept between messages (larger buffers are freed). */
@@ -822,18 +836,10 @@ void smtp_session_timeout(struct smtp_session *s)
 	enter_state(s, SMTP_STATE_CLOSING);
 }
 
+/* smtp_session_timeout_class - from the per-state table */
 enum smtp_timeout_class smtp_session_timeout_class(const struct smtp_session *s)
 {
-	switch (s->state) {
-	case SMTP_STATE_DATA:
-	case SMTP_STATE_BDAT_CHUNK:
-		return SMTP_TIMEOUT_DATA;
-	case SMTP_STATE_COMMIT:
-	case SMTP_STATE_CLOSING:
-		return SMTP_TIMEOUT_NONE;
-	default:
-		return SMTP_TIMEOUT_COMMAND;
-	}
+	return state_timeouts[s->state];
 }
 
 void smtp_session_set_tls(struct smtp_session *s, bool active)
