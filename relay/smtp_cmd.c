@@ -234,11 +234,12 @@ static const char *param_envid(const struct param *p, void *arg)
 static const char *param_notify(const struct param *p, void *arg)
 {
 	struct smtp_rcpt_params *rp = arg;
-	const char *s = p->value, *end = p->value + p->value_len, *comma;
+	const char *s = p->value, *end, *comma;
 	unsigned bits = 0, bit;
 
 	if (p->value == NULL)
 		return "501 5.5.4 Bad NOTIFY parameter";
+	end = p->value + p->value_len;
 	for (;;) {
 		struct param word = { .value = s };
 

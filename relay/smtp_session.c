@@ -44,6 +44,20 @@ static const char *const state_names[] = {
 	"bdat", "commit", "closing",
 };
 
+/* Which client timeout runs in each state (RFC 5321 4.5.3.2). */
+static const enum smtp_timeout_class state_timeouts[] = {
+	[SMTP_STATE_INIT] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_CONNECTED] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_READY] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_MAIL] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_RCPT] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_DATA] = SMTP_TIMEOUT_DATA,
+	[SMTP_STATE_BDAT_CHUNK] = SMTP_TIMEOUT_DATA,
+	[SMTP_STATE_BDAT] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_COMMIT] = SMTP_TIMEOUT_NONE,
+	[SMTP_STATE_CLOSING] = SMTP_TIMEOUT_NONE,
+};
+
 /* The Received header is short: bounded by line_max sized fields. */
 #define RECEIVED_HEADER_MAX 4096
 /* Body storage kept between messages (larger buffers are freed). */
@@ -141,13 +155,15 @@ static void reply_error(struct smtp_session *s, const char *line)
 	reply(s, "%s", line);
 }
 
+static void recipients_clear(struct smtp_session *s);
+
 /* transaction_reset - forget MAIL, RCPT and content (RSET, HELO, the end) */
 static void transaction_reset(struct smtp_session *s)
 {
 	memset(&s->sender, 0, sizeof(s->sender));
 	memset(&s->mail, 0, sizeof(s->mail));
 	memset(&s->message, 0, sizeof(s->message));
-	s->recipient_count = 0;
+	recipients_clear(s);
 	s->queue_id[0] = 0;
 	s->header_len = 0;
 	s->bdat_last = false;
@@ -235,7 +251,7 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd_line *l)
 		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
 		return;
 	}
-	s->recipient_count = 0;
+	recipients_clear(s);
 	enter_state(s, SMTP_STATE_MAIL);
 	reply(s, "250 2.1.0 Ok");
 }
@@ -258,9 +274,22 @@ static void recipient_add(struct smtp_session *s, const struct smtp_address *a,
 	r = &s->recipients[s->recipient_count++];
 	memcpy(r->address, a->mailbox, sizeof(r->address));
 	r->notify = p->notify;
-	r->has_orcpt = p->has_orcpt;
-	memcpy(r->orcpt_type, p->orcpt_type, sizeof(r->orcpt_type));
-	memcpy(r->orcpt, p->orcpt, sizeof(r->orcpt));
+	r->orcpt_type = r->orcpt = NULL;
+	if (p->has_orcpt && ((r->orcpt_type = strdup(p->orcpt_type)) == NULL
+			     || (r->orcpt = strdup(p->orcpt)) == NULL))
+		log_fatal("smtp_session: out of memory");
+}
+
+/* recipients_clear - forget the recipients (ORCPT strings are owned) */
+static void recipients_clear(struct smtp_session *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->recipient_count; i++) {
+		free(s->recipients[i].orcpt_type);
+		free(s->recipients[i].orcpt);
+	}
+	s->recipient_count = 0;
 }
 
 /* cmd_rcpt - RCPT TO: syntax, limit, then the relay rule */
@@ -747,6 +776,7 @@ struct smtp_session *smtp_session_free(struct smtp_session *s)
 		return NULL;
 	smtp_buf_release(&s->out);
 	smtp_buf_release(&s->body);
+	recipients_clear(s);
 	free(s->recipients);
 	free(s->line);
 	free(s->helo);
@@ -822,18 +852,10 @@ void smtp_session_timeout(struct smtp_session *s)
 	enter_state(s, SMTP_STATE_CLOSING);
 }
 
+/* smtp_session_timeout_class - from the per-state table */
 enum smtp_timeout_class smtp_session_timeout_class(const struct smtp_session *s)
 {
-	switch (s->state) {
-	case SMTP_STATE_DATA:
-	case SMTP_STATE_BDAT_CHUNK:
-		return SMTP_TIMEOUT_DATA;
-	case SMTP_STATE_COMMIT:
-	case SMTP_STATE_CLOSING:
-		return SMTP_TIMEOUT_NONE;
-	default:
-		return SMTP_TIMEOUT_COMMAND;
-	}
+	return state_timeouts[s->state];
 }
 
 void smtp_session_set_tls(struct smtp_session *s, bool active)

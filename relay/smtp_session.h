@@ -78,9 +78,8 @@ enum smtp_timeout_class {
 struct smtp_recipient {
 	char address[SMTP_ADDRESS_PATH_MAX + 1];	/* mailbox, no <> */
 	unsigned notify;				/* enum smtp_notify */
-	bool has_orcpt;
-	char orcpt_type[SMTP_ORCPT_TYPE_MAX + 1];
-	char orcpt[SMTP_ORCPT_MAX + 1];
+	char *orcpt_type;	/* ORCPT addr-type ("rfc822"), or NULL */
+	char *orcpt;		/* ORCPT address (xtext-decoded), or NULL */
 };
 
 struct smtp_message {

@@ -58,6 +58,8 @@ struct transcript {
 	size_t header_len;
 	size_t recipients;
 	char sender[300];
+	char orcpt[600];
+	unsigned notify;
 	bool closed;
 };
 
@@ -99,6 +101,10 @@ static size_t drive(struct smtp_session *s, const char *in, size_t len, size_t c
 			t->header_len = m->header_len;
 			t->recipients = m->recipient_count;
 			snprintf(t->sender, sizeof(t->sender), "%s", m->sender);
+			snprintf(t->orcpt, sizeof(t->orcpt), "%s;%s",
+				 m->recipients[0].orcpt_type ? m->recipients[0].orcpt_type : "-",
+				 m->recipients[0].orcpt ? m->recipients[0].orcpt : "-");
+			t->notify = m->recipients[0].notify;
 			t->commits++;
 			smtp_session_commit_done(s, commit_err);
 			continue;
@@ -568,5 +574,23 @@ Test(smtp_session, output_backlog_pauses_input)
 	cr_expect_eq(smtp_session_want(s), SMTP_WANT_FLUSH);
 	smtp_session_output(s, &n);
 	cr_expect_lt(n, 1024 + 100, "backlog bounded: %zu", n);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, dsn_parameters_reach_the_message)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+
+	RUN(s, "EHLO c\r\nMAIL FROM:<a@b.c> RET=HDRS ENVID=e+2B1\r\n"
+	       "RCPT TO:<x@local.org> ORCPT=rfc822;old+40local.org NOTIFY=FAILURE,DELAY\r\n"
+	       "RSET\r\nMAIL FROM:<a@b.c>\r\n"
+	       "RCPT TO:<u@local.org> ORCPT=RFC822;u+40local.org NOTIFY=FAILURE,DELAY\r\n"
+	       "RCPT TO:<v@local.org>\r\nDATA\r\nx\r\n.\r\n", 1000, 0, &t);
+	cr_expect_eq(t.commits, 1);
+	cr_expect_str_eq(t.orcpt, "rfc822;u@local.org", "got %s", t.orcpt);
+	cr_expect_eq(t.notify, SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY);
+	cr_expect_eq(t.recipients, 2);
 	smtp_session_free(s);
 }
