@@ -17,6 +17,8 @@
  */
 #include "smtp_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +46,7 @@ struct smtp_conn {
 struct smtp_server_worker {
 	struct spool_rcpt *rcpts;          /* scratch for building records */
 	size_t rcpt_cap;
-	char (*orcpts)[SMTP_ORCPT_TYPE_MAX + 2 + 3 * SMTP_ORCPT_MAX + 1];
+	char (*orcpts)[SMTP_ORCPT_TYPE_MAX + 2 + 3 * SMTP_ORCPT_MAX + 1];   /* "type;xtext" */
 	uint64_t messages, rejected_commits;
 };
 
@@ -124,7 +126,7 @@ static void smtp_spool_message(struct worker *w, const struct smtp_message *m,
 		const struct smtp_recipient *r = &m->recipients[i];
 		char *orcpt = sw->orcpts[i];
 		orcpt[0] = '\0';
-		if (r->has_orcpt) {
+		if (r->orcpt != NULL && r->orcpt_type != NULL) {
 			/* Stored as received: "type;xtext" (RFC 3461 4.2). */
 			size_t n = (size_t)snprintf(orcpt, sizeof(sw->orcpts[i]), "%s;", r->orcpt_type);
 			if (smtp_xtext_encode(r->orcpt, strlen(r->orcpt), orcpt + n,
@@ -166,9 +168,11 @@ static void smtp_commit_finish(struct smtp_conn *sc, int result)
 	sc->committing = false;
 	if (result == 0) {
 		w->smtp->messages++;
+		struct spool_message msg;
 		log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s", m->queue_id,
 			 m->sender, m->recipient_count, m->body_len, c->peer_text);
-		delivery_submit_new(w, m);
+		smtp_spool_message(w, m, &msg);
+		delivery_submit(w, &msg, NULL);
 	} else {
 		w->smtp->rejected_commits++;
 		log_warn("queue_failed", "id=%s client=%s error=\"%s\"", m->queue_id, c->peer_text,

@@ -81,6 +81,11 @@ static void worker_timer_durations(struct worker *w)
 	w->timers[WORKER_TIMER_SMTP_COMMAND].timeout_ms = cfg->smtp_command_timeout_ms;
 	w->timers[WORKER_TIMER_SMTP_DATA].timeout_ms = cfg->smtp_data_timeout_ms;
 	w->timers[WORKER_TIMER_SHUTDOWN].timeout_ms = cfg->shutdown_timeout_ms;
+	w->timers[WORKER_TIMER_OUT_CONNECT].timeout_ms = cfg->connect_timeout_ms;
+	w->timers[WORKER_TIMER_OUT_GREETING].timeout_ms = cfg->greeting_timeout_ms;
+	w->timers[WORKER_TIMER_OUT_COMMAND].timeout_ms = cfg->command_timeout_ms;
+	w->timers[WORKER_TIMER_OUT_DATA].timeout_ms = cfg->data_timeout_ms;
+	w->timers[WORKER_TIMER_OUT_IDLE].timeout_ms = cfg->connection_idle_timeout_ms;
 }
 
 /* worker_ring_init - the ring with the newest flags the kernel takes:
@@ -292,7 +297,7 @@ void worker_post(struct worker *from, struct worker *target, struct mpsc_node *n
 /* worker_next_timeout - time until the earliest timer, or -1 for none. */
 static int64_t worker_next_timeout(struct worker *w)
 {
-	int64_t next = INT64_MAX;
+	int64_t next = w->wake_at_ms;
 
 	for (int i = 0; i < WORKER_TIMER_CLASSES; i++) {
 		int64_t t = deadline_next(&w->timers[i]);
@@ -319,11 +324,12 @@ static void worker_expire_timers(struct worker *w)
  * its timeout; then every completion, then the timers. */
 static void worker_loop(struct worker *w)
 {
-	while (!(w->stopping && w->conn_objects == 0 && !commit_busy(w) && delivery_idle(w))) {
+	while (!(w->stopping && w->conn_objects == 0 && !commit_busy(w))) {
 		struct io_uring_cqe *cqe;
 		struct __kernel_timespec ts;
 		unsigned head, seen = 0;
 
+		w->wake_at_ms = INT64_MAX;
 		for (unsigned i = 0; i < w->hook_count; i++)
 			w->hooks[i].run(w, w->hooks[i].arg);
 		int64_t wait_ms = worker_next_timeout(w);
@@ -367,10 +373,12 @@ static int worker_setup(struct worker *w)
 		log_error("ring_init", "worker=%u error=\"%s\"", w->id, strerror(-rc));
 		return rc;
 	}
-	rc = commit_worker_init(w);
+	/* Delivery first: its hook may append outcomes that the commit hook
+	 * then flushes in the same pass. */
+	rc = delivery_worker_init(w);
 	if (rc < 0)
 		return rc;
-	rc = delivery_worker_init(w);
+	rc = commit_worker_init(w);
 	if (rc < 0)
 		return rc;
 	rc = worker_buffers_init(w);
@@ -418,6 +426,7 @@ static void *worker_main(void *arg)
 		return NULL;
 	}
 	log_info("worker_start", "worker=%u cpu=%d listeners=%zu", w->id, w->cpu, w->listen_count);
+	delivery_worker_start(w);
 	worker_loop(w);
 	smtp_server_worker_exit(w);
 	delivery_worker_exit(w);
@@ -478,6 +487,10 @@ int worker_join_all(struct worker *workers, unsigned count)
 		if (workers[i].exit_status > status)
 			status = workers[i].exit_status;
 	}
+	/* Every thread is gone: free what was posted to a worker after it
+	 * stopped reading its inbox. */
+	for (unsigned i = 0; i < count; i++)
+		delivery_worker_drain(&workers[i]);
 	pthread_barrier_destroy(&worker_ready);
 	if (control_ring_ready) {
 		io_uring_queue_exit(&control_ring);

@@ -52,6 +52,11 @@ enum worker_timer_class {
 	WORKER_TIMER_SMTP_COMMAND,
 	WORKER_TIMER_SMTP_DATA,
 	WORKER_TIMER_SHUTDOWN,
+	WORKER_TIMER_OUT_CONNECT,          /* outbound: TCP connect */
+	WORKER_TIMER_OUT_GREETING,         /* outbound: waiting for 220 */
+	WORKER_TIMER_OUT_COMMAND,          /* outbound: a command's reply */
+	WORKER_TIMER_OUT_DATA,             /* outbound: body and final reply */
+	WORKER_TIMER_OUT_IDLE,             /* outbound: pooled, unused */
 	WORKER_TIMER_CLASSES
 };
 
@@ -72,6 +77,7 @@ struct worker {
 	struct io_uring ring;
 	int ring_fd;
 	int64_t now_ms;                    /* CLOCK_MONOTONIC, once per pass */
+	int64_t wake_at_ms;                /* hooks lower it: a timer of their own */
 
 	const struct config *cfg;          /* this worker's view; see worker_reload */
 	_Atomic(const struct config *) pending_cfg;

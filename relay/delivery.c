@@ -1,0 +1,1393 @@
+/*
+ * delivery - the outbound engine; see delivery.h.
+ *
+ * Objects:
+ *   qmsg     one accepted message: envelope, recipients and body, in one
+ *            allocation, immutable, shared by the workers delivering it
+ *            (atomic reference count: one per item or outcome in flight).
+ *   qitem    some recipients of one message for one domain, at most the
+ *            domain's recipients-per-transaction; the unit of scheduling.
+ *   qdomain  a destination domain on its owner: ready items, the retry
+ *            state of the whole domain, its connections.
+ *   osession one outbound SMTP connection: the pure client (smtp_client)
+ *            over a conn; it serves its domain's items one after another
+ *            and waits in the domain's idle list between them.
+ *   qoutcome final outcomes of an item, posted home to be journaled.
+ *
+ * Concurrency window (after Postfix's queue manager): a domain starts with
+ * two connections and may open one more each time a connection reaches
+ * READY, up to its max_connections; a domain whose hosts all fail is
+ * backed off as a whole (retry_domain_*) and then probed with one
+ * connection.
+ */
+#include "delivery.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bounce.h"
+#include "buf.h"
+#include "commit.h"
+#include "conn.h"
+#include "dns.h"
+#include "log.h"
+#include "retry.h"
+#include "smtp_client.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define INITIAL_WINDOW 2
+#define REPLY_TEXT_MAX 200
+
+struct qrcpt {
+	const char *addr;
+	const char *domain;        /* after the last '@', lower case */
+	const char *orcpt;         /* NULL when not given */
+	uint8_t notify;            /* SPOOL_NOTIFY_* == SMTP_NOTIFY_* bits */
+};
+
+struct qmsg {
+	_Atomic int refs;
+	unsigned home;
+	int64_t arrival_ms;        /* wall clock */
+	char queue_id[32];
+	const char *sender;
+	const char *envid;         /* NULL when not given */
+	uint8_t ret;               /* enum spool_ret */
+	bool smtputf8, eightbit;
+	size_t rcpt_count;
+	struct qrcpt *rcpts;
+	const char *body;
+	size_t body_len;
+};
+
+enum post_kind { POST_ITEM, POST_OUTCOME };
+
+struct post {
+	struct mpsc_node node;
+	enum post_kind kind;
+};
+
+struct qitem {
+	struct post post;
+	struct qitem *next;        /* in the domain's ready list */
+	struct qmsg *msg;
+	int64_t due_ms;            /* monotonic, while in the retry heap */
+	size_t heap_index;
+	unsigned attempts;
+	uint32_t count;
+	uint32_t idx[];
+};
+
+struct outcome_entry {
+	uint32_t idx;
+	uint8_t status;            /* enum spool_status, final */
+	uint32_t attempts;
+};
+
+struct qoutcome {
+	struct post post;
+	struct qmsg *msg;          /* holds one reference */
+	char *dsn;                 /* a DSN to spool and send, or NULL */
+	size_t dsn_len;
+	uint32_t count;
+	struct outcome_entry e[];
+};
+
+struct osession;
+
+struct qdomain {
+	struct delivery *dl;
+	struct qdomain *hash_next;
+	uint64_t hash;
+	struct qitem *ready_head, *ready_tail;
+	size_t ready_count;
+	struct osession *idle_head;
+	unsigned active;           /* sessions: connecting, busy or idle */
+	unsigned window;
+	unsigned want;             /* connections wanted when the route comes */
+	bool resolving;
+	struct retry_domain_state backoff;
+	char name[];
+};
+
+/* The result of one recipient in one attempt. */
+struct rcpt_result {
+	enum smtp_outcome outcome;
+	int code;
+	bool local;
+	char status[12];
+	char text[REPLY_TEXT_MAX];
+};
+
+struct osession {
+	struct delivery *dl;
+	struct qdomain *d;
+	struct conn *conn;
+	struct smtp_client *client;
+	struct dns_route *route;
+	size_t host, addr;         /* which MX host and address */
+	struct qitem *item;        /* the transaction in progress */
+	struct smtp_client_txn txn;
+	struct smtp_client_rcpt *rcpts;
+	struct rcpt_result *results;
+	size_t rcpt_cap;
+	unsigned transactions;
+	bool established;          /* reached READY at least once */
+	bool over;                 /* the client closed: finish after the callback */
+	bool over_failed;
+	bool quitting;
+	struct osession *idle_prev, *idle_next;
+	bool idle;
+	char ip[64];
+};
+
+struct delivery {
+	struct worker *w;
+	struct dns_resolver *resolver;
+	struct ring_op dns_poll_op;
+	bool dns_poll_armed;
+	struct qdomain **domains;
+	size_t domain_buckets, domain_count;
+	struct qitem **heap;       /* retry heap, earliest due first */
+	size_t heap_len, heap_cap;
+	struct retry_policy retry;
+	struct delivery_stats stats;
+	uint64_t rng;
+	bool stopping;
+};
+
+static void domain_kick(struct delivery *dl, struct qdomain *d);
+static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *it,
+			  const struct rcpt_result *res, const char *mx, const char *ip);
+
+static uint64_t rng_next(struct delivery *dl)
+{
+	/* xorshift64*: jitter and MIME boundaries, not secrets. */
+	dl->rng ^= dl->rng >> 12;
+	dl->rng ^= dl->rng << 25;
+	dl->rng ^= dl->rng >> 27;
+	return dl->rng * 0x2545F4914F6CDD1DULL;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL)
+		log_fatal("out of memory");
+	return p;
+}
+
+static uint64_t domain_hash(const char *name)
+{
+	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+	for (const char *p = name; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c - 'A' + 'a');
+		h = (h ^ c) * 1099511628211ULL;
+	}
+	return h;
+}
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* qmsg_new - copy a spool message into one allocation. */
+static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
+{
+	size_t strings = strlen(m->sender) + 1 + (m->envid ? strlen(m->envid) : 0) + 1;
+	for (size_t i = 0; i < m->rcpt_count; i++)
+		strings += strlen(m->rcpts[i].address) + 1 +
+			   (m->rcpts[i].orcpt ? strlen(m->rcpts[i].orcpt) : 0) + 1;
+	size_t size = sizeof(struct qmsg) + m->rcpt_count * sizeof(struct qrcpt) + strings + m->body_len;
+	struct qmsg *q = xmalloc(size);
+	char *p = (char *)(q + 1) + m->rcpt_count * sizeof(struct qrcpt);
+
+	memset(q, 0, sizeof(*q));
+	atomic_init(&q->refs, 0);
+	q->home = home;
+	q->arrival_ms = m->arrival_usec / 1000;
+	snprintf(q->queue_id, sizeof(q->queue_id), "%s", m->queue_id);
+	q->rcpts = (struct qrcpt *)(q + 1);
+	q->rcpt_count = m->rcpt_count;
+#define COPY_STRING(dst, src) do { size_t n_ = strlen(src) + 1; memcpy(p, src, n_); dst = p; p += n_; } while (0)
+	COPY_STRING(q->sender, m->sender);
+	COPY_STRING(q->envid, m->envid ? m->envid : "");
+	if (q->envid[0] == '\0')
+		q->envid = NULL;
+	for (size_t i = 0; i < m->rcpt_count; i++) {
+		struct qrcpt *r = &q->rcpts[i];
+		COPY_STRING(r->addr, m->rcpts[i].address);
+		COPY_STRING(r->orcpt, m->rcpts[i].orcpt ? m->rcpts[i].orcpt : "");
+		if (r->orcpt[0] == '\0')
+			r->orcpt = NULL;
+		r->notify = m->rcpts[i].notify;
+		const char *at = strrchr(r->addr, '@');
+		r->domain = at ? at + 1 : "";
+	}
+#undef COPY_STRING
+	memcpy(p, m->body, m->body_len);
+	q->body = p;
+	q->body_len = m->body_len;
+	q->ret = m->ret;
+	q->smtputf8 = m->smtputf8;
+	q->eightbit = m->body_type == SPOOL_BODY_8BITMIME || m->body_type == SPOOL_BODY_BINARYMIME;
+	return q;
+}
+
+static void qmsg_ref(struct qmsg *q)
+{
+	atomic_fetch_add_explicit(&q->refs, 1, memory_order_relaxed);
+}
+
+static void qmsg_unref(struct qmsg *q)
+{
+	if (atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) == 1)
+		free(q);
+}
+
+static struct qitem *qitem_new(struct qmsg *msg, uint32_t capacity)
+{
+	struct qitem *it = xmalloc(sizeof(*it) + capacity * sizeof(uint32_t));
+
+	memset(it, 0, sizeof(*it));
+	it->post.kind = POST_ITEM;
+	it->msg = msg;
+	it->heap_index = SIZE_MAX;
+	qmsg_ref(msg);
+	return it;
+}
+
+static void qitem_free(struct qitem *it)
+{
+	qmsg_unref(it->msg);
+	free(it);
+}
+
+static struct delivery *delivery_of(struct worker *w)
+{
+	return w->delivery;
+}
+
+/* ---- domains ----------------------------------------------------------- */
+
+static struct qdomain *domain_get(struct delivery *dl, const char *name)
+{
+	uint64_t h = domain_hash(name);
+
+	if (dl->domain_buckets > 0) {
+		for (struct qdomain *d = dl->domains[h % dl->domain_buckets]; d; d = d->hash_next)
+			if (d->hash == h && strcasecmp(d->name, name) == 0)
+				return d;
+	}
+	if (dl->domain_count >= dl->domain_buckets * 2) {
+		size_t nb = dl->domain_buckets ? dl->domain_buckets * 4 : 256;
+		struct qdomain **nt = calloc(nb, sizeof(*nt));
+		if (nt == NULL)
+			log_fatal("out of memory");
+		for (size_t i = 0; i < dl->domain_buckets; i++) {
+			struct qdomain *d = dl->domains[i];
+			while (d) {
+				struct qdomain *next = d->hash_next;
+				d->hash_next = nt[d->hash % nb];
+				nt[d->hash % nb] = d;
+				d = next;
+			}
+		}
+		free(dl->domains);
+		dl->domains = nt;
+		dl->domain_buckets = nb;
+	}
+	size_t len = strlen(name);
+	struct qdomain *d = xmalloc(sizeof(*d) + len + 1);
+	memset(d, 0, sizeof(*d));
+	for (size_t i = 0; i <= len; i++)
+		d->name[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+	d->dl = dl;
+	d->hash = h;
+	d->window = INITIAL_WINDOW;
+	d->hash_next = dl->domains[h % dl->domain_buckets];
+	dl->domains[h % dl->domain_buckets] = d;
+	dl->domain_count++;
+	return d;
+}
+
+static void domain_push_ready(struct qdomain *d, struct qitem *it)
+{
+	it->next = NULL;
+	if (d->ready_tail)
+		d->ready_tail->next = it;
+	else
+		d->ready_head = it;
+	d->ready_tail = it;
+	d->ready_count++;
+}
+
+static struct qitem *domain_pop_ready(struct qdomain *d)
+{
+	struct qitem *it = d->ready_head;
+
+	if (it == NULL)
+		return NULL;
+	d->ready_head = it->next;
+	if (d->ready_head == NULL)
+		d->ready_tail = NULL;
+	d->ready_count--;
+	it->next = NULL;
+	return it;
+}
+
+/* ---- the retry heap ---------------------------------------------------- */
+
+static void heap_swap(struct delivery *dl, size_t a, size_t b)
+{
+	struct qitem *t = dl->heap[a];
+	dl->heap[a] = dl->heap[b];
+	dl->heap[b] = t;
+	dl->heap[a]->heap_index = a;
+	dl->heap[b]->heap_index = b;
+}
+
+static void heap_push(struct delivery *dl, struct qitem *it)
+{
+	if (dl->heap_len == dl->heap_cap) {
+		dl->heap_cap = dl->heap_cap ? dl->heap_cap * 2 : 1024;
+		dl->heap = realloc(dl->heap, dl->heap_cap * sizeof(*dl->heap));
+		if (dl->heap == NULL)
+			log_fatal("out of memory");
+	}
+	size_t i = dl->heap_len++;
+	dl->heap[i] = it;
+	it->heap_index = i;
+	while (i > 0 && dl->heap[(i - 1) / 2]->due_ms > dl->heap[i]->due_ms) {
+		heap_swap(dl, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static struct qitem *heap_pop(struct delivery *dl)
+{
+	struct qitem *top = dl->heap[0];
+
+	dl->heap_len--;
+	if (dl->heap_len > 0) {
+		dl->heap[0] = dl->heap[dl->heap_len];
+		dl->heap[0]->heap_index = 0;
+		size_t i = 0;
+		for (;;) {
+			size_t l = 2 * i + 1, r = l + 1, m = i;
+			if (l < dl->heap_len && dl->heap[l]->due_ms < dl->heap[m]->due_ms)
+				m = l;
+			if (r < dl->heap_len && dl->heap[r]->due_ms < dl->heap[m]->due_ms)
+				m = r;
+			if (m == i)
+				break;
+			heap_swap(dl, i, m);
+			i = m;
+		}
+	}
+	top->heap_index = SIZE_MAX;
+	return top;
+}
+
+/* item_retry_at - park an item until due_ms. */
+static void item_retry_at(struct delivery *dl, struct qitem *it, int64_t due_ms)
+{
+	it->due_ms = due_ms;
+	heap_push(dl, it);
+}
+
+/* ---- posting between workers ----------------------------------------- */
+
+static struct worker *domain_owner(struct worker *w, const char *domain)
+{
+	return &w->all[domain_hash(domain) % w->count];
+}
+
+/* item_enqueue - on the domain's owner: into its ready list. */
+static void item_enqueue(struct delivery *dl, struct qitem *it)
+{
+	const struct qrcpt *r = &it->msg->rcpts[it->idx[0]];
+	struct qdomain *d = domain_get(dl, r->domain);
+
+	domain_push_ready(d, it);
+	dl->stats.queued_items++;
+	domain_kick(dl, d);
+}
+
+static void item_dispatch(struct worker *w, struct qitem *it)
+{
+	struct worker *owner = domain_owner(w, it->msg->rcpts[it->idx[0]].domain);
+
+	if (owner == w)
+		item_enqueue(delivery_of(w), it);
+	else
+		worker_post(w, owner, &it->post.node);
+}
+
+void delivery_submit(struct worker *w, const struct spool_message *m,
+		     const struct spool_rcpt_state *state)
+{
+	struct qmsg *q = qmsg_new(w->id, m);
+	bool *taken = calloc(m->rcpt_count ? m->rcpt_count : 1, sizeof(bool));
+
+	if (taken == NULL)
+		log_fatal("out of memory");
+	qmsg_ref(q);    /* held while items are made */
+	for (size_t i = 0; i < q->rcpt_count; i++) {
+		if (taken[i] || (state != NULL && SPOOL_STATUS_IS_FINAL(state[i].status)))
+			continue;
+		const char *domain = q->rcpts[i].domain;
+		size_t limit = (size_t)config_domain_policy(w->cfg, domain)->max_recipients_per_transaction;
+		struct qitem *it = qitem_new(q, (uint32_t)(limit < q->rcpt_count ? limit : q->rcpt_count));
+		it->attempts = state != NULL ? state[i].attempts : 0;
+		for (size_t j = i; j < q->rcpt_count && it->count < limit; j++) {
+			if (taken[j] || (state != NULL && SPOOL_STATUS_IS_FINAL(state[j].status)))
+				continue;
+			if (strcasecmp(q->rcpts[j].domain, domain) != 0)
+				continue;
+			taken[j] = true;
+			it->idx[it->count++] = (uint32_t)j;
+		}
+		item_dispatch(w, it);
+	}
+	free(taken);
+	qmsg_unref(q);
+}
+
+/* A DSN waiting for its batch; then it is delivered like any message. */
+struct dsn_commit {
+	struct commit_waiter waiter;
+	struct worker *w;
+	char queue_id[32];
+	char *recipient;
+	char *body;
+	size_t body_len;
+};
+
+static void dsn_spool_message(struct dsn_commit *dc, struct spool_message *msg, struct spool_rcpt *rcpt)
+{
+	memset(msg, 0, sizeof(*msg));
+	memset(rcpt, 0, sizeof(*rcpt));
+	rcpt->address = dc->recipient;
+	rcpt->notify = SPOOL_NOTIFY_NEVER;
+	rcpt->orcpt = "";
+	msg->queue_id = dc->queue_id;
+	msg->arrival_usec = wall_ms() * 1000;
+	msg->client_addr = "local";
+	msg->helo = "";
+	msg->auth_user = "";
+	msg->sender = "";
+	msg->envid = "";
+	msg->rcpt_count = 1;
+	msg->rcpts = rcpt;
+	msg->body = (const uint8_t *)dc->body;
+	msg->body_len = dc->body_len;
+}
+
+static void dsn_commit_done(struct commit_waiter *waiter, int result)
+{
+	struct dsn_commit *dc = container_of(waiter, struct dsn_commit, waiter);
+	struct spool_message msg;
+	struct spool_rcpt rcpt;
+
+	dsn_spool_message(dc, &msg, &rcpt);
+	if (result < 0) {
+		/* Not durable: try again in the next batch rather than lose it. */
+		if (commit_message(dc->w, &msg, &dc->waiter) == 0)
+			return;
+		log_error("dsn_lost", "id=%s to=<%s> error=\"%s\"", dc->queue_id, dc->recipient,
+			  strerror(-result));
+	} else {
+		log_info("dsn_queued", "id=%s to=<%s> size=%zu", dc->queue_id, dc->recipient, dc->body_len);
+		delivery_submit(dc->w, &msg, NULL);
+	}
+	free(dc->recipient);
+	free(dc->body);
+	free(dc);
+}
+
+/* outcome_journal - at home: the bounce (if any) then the outcomes go into
+ * the next batch, so a DSN is never lost to a crash between the two. */
+static void outcome_journal(struct worker *w, struct qoutcome *o)
+{
+	if (o->dsn != NULL) {
+		struct dsn_commit *dc = xmalloc(sizeof(*dc));
+		struct spool_message msg;
+		struct spool_rcpt rcpt;
+
+		memset(dc, 0, sizeof(*dc));
+		dc->w = w;
+		dc->waiter.done = dsn_commit_done;
+		spool_shard_new_queue_id(commit_shard(w), dc->queue_id);
+		dc->recipient = strdup(o->msg->sender);
+		dc->body = o->dsn;
+		dc->body_len = o->dsn_len;
+		o->dsn = NULL;
+		if (dc->recipient == NULL)
+			log_fatal("out of memory");
+		dsn_spool_message(dc, &msg, &rcpt);
+		int rc = commit_message(w, &msg, &dc->waiter);
+		if (rc < 0) {
+			log_error("dsn_lost", "id=%s to=<%s> error=\"%s\"", dc->queue_id, dc->recipient,
+				  strerror(-rc));
+			free(dc->recipient);
+			free(dc->body);
+			free(dc);
+		}
+	}
+	for (uint32_t i = 0; i < o->count; i++) {
+		struct spool_outcome out = {
+			.queue_id = o->msg->queue_id,
+			.rcpt_index = o->e[i].idx,
+			.status = o->e[i].status,
+			.attempts = o->e[i].attempts,
+		};
+		int rc = commit_outcome(w, &out, NULL);
+		if (rc < 0)
+			log_error("outcome_lost", "id=%s rcpt=%u error=\"%s\"", out.queue_id, out.rcpt_index,
+				  strerror(-rc));
+	}
+	qmsg_unref(o->msg);
+	free(o->dsn);
+	free(o);
+}
+
+static void delivery_inbox(struct worker *w, struct mpsc_node *node)
+{
+	struct post *p = (struct post *)node;
+
+	if (p->kind == POST_ITEM)
+		item_enqueue(delivery_of(w), (struct qitem *)p);
+	else
+		outcome_journal(w, (struct qoutcome *)p);
+}
+
+/* outcome_send - hand final outcomes to the message's home worker. */
+static void outcome_send(struct delivery *dl, struct qoutcome *o)
+{
+	struct worker *w = dl->w;
+	struct worker *home = &w->all[o->msg->home];
+
+	if (home == w)
+		outcome_journal(w, o);
+	else
+		worker_post(w, home, &o->post.node);
+}
+
+/* ---- outcomes of an attempt ------------------------------------------ */
+
+static const char *outcome_name(enum smtp_outcome o)
+{
+	return o == SMTP_OUTCOME_DELIVERED ? "delivered" : o == SMTP_OUTCOME_DEFERRED ? "deferred" : "bounced";
+}
+
+/* log_delivery - one line per recipient per attempt. */
+static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t idx,
+			 const struct rcpt_result *r, const char *mx, const char *ip)
+{
+	char reply[2 * REPLY_TEXT_MAX + 3];
+	const struct qmsg *m = it->msg;
+
+	log_quote(reply, sizeof(reply), r->text, strlen(r->text));
+	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s status=%s code=%d dsn=%s delay=%.3f attempt=%u reply=%s",
+		 m->queue_id, m->rcpts[idx].addr, m->rcpts[idx].domain, mx ? mx : "-", ip ? ip : "-",
+		 outcome_name(r->outcome), r->code, r->status[0] ? r->status : "-",
+		 (double)(wall_ms() - m->arrival_ms) / 1000.0, it->attempts + 1, reply);
+}
+
+/* dsn_build - an RFC 3464 report for the bounced recipients whose NOTIFY
+ * wants one; NULL when none does (or the sender is <>). */
+static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct rcpt_result *res,
+		       const char *mx, size_t *len)
+{
+	const struct qmsg *m = it->msg;
+	struct bounce_rcpt *br = xmalloc(it->count * sizeof(*br));
+	size_t n = 0;
+	int64_t now = wall_ms();
+
+	for (uint32_t i = 0; i < it->count; i++) {
+		const struct qrcpt *r = &m->rcpts[it->idx[i]];
+		if (res[i].outcome != SMTP_OUTCOME_BOUNCED ||
+		    !bounce_wanted(m->sender, r->notify, BOUNCE_FAILED))
+			continue;
+		br[n++] = (struct bounce_rcpt){
+			.addr = r->addr, .orcpt = r->orcpt, .action = BOUNCE_FAILED,
+			.status = res[i].status[0] ? res[i].status : NULL,
+			.remote_mta = res[i].local ? NULL : mx, .code = res[i].local ? 0 : res[i].code,
+			.diagnostic = res[i].text, .last_attempt_ms = now,
+		};
+	}
+	char *out = NULL;
+	if (n > 0) {
+		struct buf b;
+		buf_init(&b, (size_t)dl->w->cfg->bounce_max_original_size + (1 << 20));
+		struct bounce_input in = {
+			.hostname = dl->w->cfg->hostname, .sender = m->sender, .envid = m->envid,
+			.ret = m->ret == SPOOL_RET_HDRS ? SMTP_RET_HDRS : m->ret == SPOOL_RET_FULL ? SMTP_RET_FULL : SMTP_RET_NONE,
+			.arrival_ms = m->arrival_ms, .now_ms = now, .unique = rng_next(dl),
+			.rcpts = br, .nrcpts = n, .message = m->body, .message_len = m->body_len,
+			.max_original = (size_t)dl->w->cfg->bounce_max_original_size,
+		};
+		if (bounce_build(&in, &b) == 0) {
+			*len = buf_len(&b);
+			out = xmalloc(*len);
+			memcpy(out, buf_data(&b), *len);
+			dl->stats.dsn_sent++;
+		}
+		buf_free(&b);
+	}
+	free(br);
+	return out;
+}
+
+/* item_complete - the results of one attempt at an item: journal the final
+ * ones at home (with a DSN for bounces), park the deferred ones for a retry,
+ * or bounce them when the queue lifetime is over. */
+static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *it,
+			  const struct rcpt_result *res_in, const char *mx, const char *ip)
+{
+	const struct config *cfg = dl->w->cfg;
+	struct rcpt_result *res = xmalloc(it->count * sizeof(*res));
+	uint32_t deferred = 0, final = 0;
+	bool expired = retry_expired(&dl->retry, it->msg->arrival_ms, wall_ms());
+
+	memcpy(res, res_in, it->count * sizeof(*res));
+	for (uint32_t i = 0; i < it->count; i++) {
+		log_delivery(dl, it, it->idx[i], &res[i], mx, ip);
+		if (res[i].outcome == SMTP_OUTCOME_DEFERRED && expired) {
+			char text[REPLY_TEXT_MAX];
+			snprintf(text, sizeof(text), "delivery time expired; last error: %s", res[i].text);
+			memcpy(res[i].text, text, sizeof(text));
+			snprintf(res[i].status, sizeof(res[i].status), "4.4.7");
+			res[i].outcome = SMTP_OUTCOME_BOUNCED;
+			res[i].local = true;
+		}
+		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
+			deferred++;
+		else
+			final++;
+		dl->stats.delivered += res[i].outcome == SMTP_OUTCOME_DELIVERED;
+		dl->stats.deferred += res[i].outcome == SMTP_OUTCOME_DEFERRED;
+		dl->stats.bounced += res[i].outcome == SMTP_OUTCOME_BOUNCED;
+	}
+	if (final > 0) {
+		struct qoutcome *o = xmalloc(sizeof(*o) + final * sizeof(o->e[0]));
+		memset(o, 0, sizeof(*o));
+		o->post.kind = POST_OUTCOME;
+		o->msg = it->msg;
+		qmsg_ref(it->msg);
+		o->dsn = dsn_build(dl, it, res, mx, &o->dsn_len);
+		for (uint32_t i = 0; i < it->count; i++) {
+			if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
+				continue;
+			o->e[o->count++] = (struct outcome_entry){
+				.idx = it->idx[i],
+				.status = res[i].outcome == SMTP_OUTCOME_DELIVERED ? SPOOL_STATUS_DELIVERED :
+					  res[i].local && strcmp(res[i].status, "4.4.7") == 0 ? SPOOL_STATUS_EXPIRED :
+					  SPOOL_STATUS_BOUNCED,
+				.attempts = it->attempts + 1,
+			};
+		}
+		outcome_send(dl, o);
+	}
+	if (deferred == 0) {
+		free(res);
+		qitem_free(it);
+		return;
+	}
+	/* Keep only the deferred recipients in the item. */
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < it->count; i++)
+		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
+			it->idx[n++] = it->idx[i];
+	it->count = n;
+	it->attempts++;
+	free(res);
+	int64_t delay = retry_next_delay_ms(&dl->retry, it->attempts - 1, rng_next(dl));
+	(void)cfg;
+	(void)d;
+	item_retry_at(dl, it, dl->w->now_ms + delay);
+}
+
+/* item_fail_all - every recipient of the item gets the same result. */
+static void item_fail_all(struct delivery *dl, struct qdomain *d, struct qitem *it,
+			  enum smtp_outcome outcome, int code, const char *status, const char *text)
+{
+	struct rcpt_result *res = xmalloc(it->count * sizeof(*res));
+
+	for (uint32_t i = 0; i < it->count; i++) {
+		res[i] = (struct rcpt_result){ .outcome = outcome, .code = code, .local = true };
+		snprintf(res[i].status, sizeof(res[i].status), "%s", status);
+		snprintf(res[i].text, sizeof(res[i].text), "%s", text);
+	}
+	item_complete(dl, d, it, res, NULL, NULL);
+	free(res);
+}
+
+/* ---- outbound sessions ----------------------------------------------- */
+
+extern const struct conn_handler delivery_conn_handler;
+
+static void idle_remove(struct osession *s)
+{
+	if (!s->idle)
+		return;
+	if (s->idle_prev)
+		s->idle_prev->idle_next = s->idle_next;
+	else
+		s->d->idle_head = s->idle_next;
+	if (s->idle_next)
+		s->idle_next->idle_prev = s->idle_prev;
+	s->idle_prev = s->idle_next = NULL;
+	s->idle = false;
+}
+
+static void idle_push(struct osession *s)
+{
+	s->idle_prev = NULL;
+	s->idle_next = s->d->idle_head;
+	if (s->idle_next)
+		s->idle_next->idle_prev = s;
+	s->d->idle_head = s;
+	s->idle = true;
+	worker_timer_arm(s->dl->w, &s->conn->phase_timer, WORKER_TIMER_OUT_IDLE);
+}
+
+static const char *session_mx(const struct osession *s)
+{
+	return s->route && s->host < s->route->host_count ? s->route->hosts[s->host].name : NULL;
+}
+
+/* session_begin - start a transaction for the next ready item, if any;
+ * returns true when one is under way. Called only in READY. */
+static bool session_begin(struct osession *s)
+{
+	struct delivery *dl = s->dl;
+	struct qdomain *d = s->d;
+	const struct config_domain *pol = config_domain_policy(dl->w->cfg, d->name);
+
+	while (!dl->stopping && s->transactions < (unsigned)pol->max_messages_per_connection) {
+		struct qitem *it = domain_pop_ready(d);
+		if (it == NULL)
+			return false;
+		const struct qmsg *m = it->msg;
+		if (it->count > s->rcpt_cap) {
+			s->rcpt_cap = it->count;
+			s->rcpts = realloc(s->rcpts, s->rcpt_cap * sizeof(*s->rcpts));
+			s->results = realloc(s->results, s->rcpt_cap * sizeof(*s->results));
+			if (s->rcpts == NULL || s->results == NULL)
+				log_fatal("out of memory");
+		}
+		for (uint32_t i = 0; i < it->count; i++) {
+			const struct qrcpt *r = &m->rcpts[it->idx[i]];
+			s->rcpts[i] = (struct smtp_client_rcpt){ r->addr, r->notify, r->orcpt };
+			s->results[i] = (struct rcpt_result){ .outcome = SMTP_OUTCOME_DEFERRED, .code = 0, .local = true };
+			snprintf(s->results[i].status, sizeof(s->results[i].status), "4.4.2");
+			snprintf(s->results[i].text, sizeof(s->results[i].text), "no reply");
+		}
+		s->txn = (struct smtp_client_txn){
+			.sender = m->sender, .rcpts = s->rcpts, .nrcpts = it->count,
+			.flags = (m->eightbit ? SMTP_TXN_8BIT : 0) | (m->smtputf8 ? SMTP_TXN_SMTPUTF8 : 0),
+			.envid = m->envid,
+			.ret = m->ret == SPOOL_RET_HDRS ? SMTP_RET_HDRS : m->ret == SPOOL_RET_FULL ? SMTP_RET_FULL : SMTP_RET_NONE,
+			.body = m->body, .body_len = m->body_len,
+		};
+		s->item = it;
+		s->transactions++;
+		int rc = smtp_client_begin(s->client, &s->txn);
+		if (rc == 0)
+			return true;
+		if (rc < 0) {
+			/* The envelope cannot be sent at all (bad address bytes). */
+			s->item = NULL;
+			item_fail_all(dl, d, it, SMTP_OUTCOME_BOUNCED, 0, "5.1.3",
+				      "address cannot be sent over SMTP");
+		}
+		/* rc == 1: ended at once; txn_done has run. Take the next. */
+	}
+	return false;
+}
+
+/* ---- smtp_client events (run inside feed/begin/abort) ----------------- */
+
+static void ev_rcpt(void *arg, size_t index, enum smtp_outcome outcome, const struct smtp_client_result *r)
+{
+	struct osession *s = arg;
+	struct rcpt_result *res = &s->results[index];
+
+	res->outcome = outcome;
+	res->code = r->code;
+	res->local = r->local;
+	snprintf(res->status, sizeof(res->status), "%s", r->status ? r->status : "");
+	snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
+}
+
+static void ev_txn_done(void *arg, const struct smtp_client_txn *txn)
+{
+	struct osession *s = arg;
+	struct qitem *it = s->item;
+
+	s->item = NULL;
+	if (it != NULL)
+		item_complete(s->dl, s->d, it, s->results, session_mx(s), s->ip[0] ? s->ip : NULL);
+}
+
+static void ev_ready(void *arg)
+{
+	struct osession *s = arg;
+	struct qdomain *d = s->d;
+	const struct config_domain *pol = config_domain_policy(s->dl->w->cfg, d->name);
+
+	if (!s->established) {
+		s->established = true;
+		retry_domain_succeeded(&d->backoff);
+		if (d->window < (unsigned)pol->max_connections)
+			d->window++;
+	}
+	if (session_begin(s))
+		return;
+	if (s->dl->stopping || s->transactions >= (unsigned)pol->max_messages_per_connection) {
+		s->quitting = true;
+		smtp_client_quit(s->client);
+	}
+	/* else: idle; osession_pump puts it in the pool. */
+}
+
+static void ev_starttls(void *arg, bool ok, const struct smtp_client_result *r)
+{
+	/* STARTTLS is not requested yet (the TLS issue adds it). */
+}
+
+static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r)
+{
+	struct osession *s = arg;
+
+	s->over = true;
+	s->over_failed = failed;
+	if (failed)
+		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=failed code=%d reply=\"%s\"",
+			 s->d->name, session_mx(s) ? session_mx(s) : "-", s->ip, r ? r->code : 0,
+			 r && r->text ? r->text : "");
+}
+
+static struct osession *osession_new(struct delivery *dl, struct qdomain *d, const struct dns_route *route)
+{
+	struct osession *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		log_fatal("out of memory");
+	s->dl = dl;
+	s->d = d;
+	s->route = dns_route_ref(route);
+	d->active++;
+	return s;
+}
+
+/* osession_free - the session is over for good. */
+static void osession_free(struct osession *s)
+{
+	struct qdomain *d = s->d;
+
+	idle_remove(s);
+	if (s->item != NULL) {
+		/* Defensive: a transaction the client never finished. */
+		item_fail_all(s->dl, d, s->item, SMTP_OUTCOME_DEFERRED, 0, "4.4.2", "connection lost");
+		s->item = NULL;
+	}
+	smtp_client_free(s->client);
+	dns_route_unref(s->route);
+	free(s->rcpts);
+	free(s->results);
+	d->active--;
+	free(s);
+}
+
+/* osession_connect - connect to the current address of the route. */
+static bool osession_connect(struct osession *s)
+{
+	struct dns_route *route = s->route;
+
+	while (s->host < route->host_count) {
+		struct dns_host *h = &route->hosts[s->host];
+		if (s->addr < h->addr_count) {
+			union dns_addr *a = &h->addrs[s->addr];
+			socklen_t len = a->sa.sa_family == AF_INET6 ? sizeof(a->sin6) : sizeof(a->sin);
+			dns_addr_format(a, s->ip, sizeof(s->ip));
+			s->conn = conn_connect(s->dl->w, &a->sa, len, &delivery_conn_handler, s,
+					       WORKER_TIMER_OUT_CONNECT);
+			if (s->conn != NULL) {
+				s->dl->stats.connections++;
+				return true;
+			}
+		}
+		if (++s->addr >= h->addr_count) {
+			s->host++;
+			s->addr = 0;
+		}
+	}
+	return false;
+}
+
+/* osession_over - the connection ended. Before the session ever became
+ * ready, a failure moves on to the next address or MX host; when none is
+ * left, the whole domain backs off. */
+static void osession_over(struct osession *s, bool failed)
+{
+	struct delivery *dl = s->dl;
+	struct qdomain *d = s->d;
+	struct conn *c = s->conn;
+
+	idle_remove(s);
+	s->conn = NULL;
+	if (c != NULL) {
+		c->proto = NULL;
+		conn_close_after_flush(c);
+	}
+	if (failed && !s->established && !dl->stopping) {
+		dl->stats.connect_failures++;
+		smtp_client_free(s->client);
+		s->client = NULL;
+		s->over = false;
+		if (++s->addr >= s->route->hosts[s->host].addr_count) {
+			s->host++;
+			s->addr = 0;
+		}
+		if (osession_connect(s))
+			return;
+		retry_domain_failed(&dl->retry, &d->backoff, dl->w->now_ms, rng_next(dl));
+		log_warn("domain_backoff", "domain=%s failures=%u for_ms=%lld", d->name, d->backoff.failures,
+			 (long long)(d->backoff.until_ms - dl->w->now_ms));
+	}
+	osession_free(s);
+	domain_kick(dl, d);
+}
+
+/* osession_pump - send what the client wrote, then settle its state:
+ * finished, idle in the pool, or waiting with the right timer. */
+static void osession_pump(struct osession *s)
+{
+	struct conn *c = s->conn;
+	const char *out;
+	size_t len;
+
+	while ((out = smtp_client_output(s->client, &len)) != NULL && len > 0) {
+		conn_write(c, out, len);
+		smtp_client_output_consumed(s->client, len);
+	}
+	if (s->over) {
+		osession_over(s, s->over_failed);
+		return;
+	}
+	switch (smtp_client_state(s->client)) {
+	case SMTP_CLIENT_READY:
+		if (!s->idle) {
+			idle_push(s);
+			domain_kick(s->dl, s->d);   /* work may have arrived */
+		}
+		break;
+	case SMTP_CLIENT_GREETING:
+		worker_timer_arm(s->dl->w, &c->phase_timer, WORKER_TIMER_OUT_GREETING);
+		break;
+	case SMTP_CLIENT_BODY:
+		worker_timer_arm(s->dl->w, &c->phase_timer, WORKER_TIMER_OUT_DATA);
+		break;
+	default:
+		worker_timer_arm(s->dl->w, &c->phase_timer, WORKER_TIMER_OUT_COMMAND);
+		break;
+	}
+}
+
+/* ---- the conn handler ------------------------------------------------- */
+
+static void out_open(struct conn *c)
+{
+	struct osession *s = c->proto;
+	struct smtp_client_config cfg = {
+		.helo_name = s->dl->w->cfg->hostname,
+		.events = { .arg = s, .rcpt = ev_rcpt, .txn_done = ev_txn_done, .ready = ev_ready,
+			    .starttls = ev_starttls, .closed = ev_closed },
+	};
+
+	s->client = smtp_client_new(&cfg);
+	osession_pump(s);
+}
+
+static void out_connect_failed(struct conn *c, int err)
+{
+	struct osession *s = c->proto;
+
+	if (s == NULL)
+		return;
+	log_info("delivery_connection", "domain=%s mx=%s ip=%s result=connect_failed error=\"%s\"",
+		 s->d->name, session_mx(s) ? session_mx(s) : "-", s->ip, strerror(-err));
+	osession_over(s, true);
+}
+
+static size_t out_input(struct conn *c, const char *data, size_t len)
+{
+	struct osession *s = c->proto;
+
+	if (s == NULL)
+		return len;
+	idle_remove(s);
+	smtp_client_feed(s->client, data, len);
+	osession_pump(s);
+	return len;
+}
+
+static void out_timeout(struct conn *c, enum worker_timer_class cls)
+{
+	struct osession *s = c->proto;
+
+	if (s == NULL)
+		return;
+	if (cls == WORKER_TIMER_OUT_IDLE) {
+		idle_remove(s);
+		s->quitting = true;
+		smtp_client_quit(s->client);
+		worker_timer_arm(s->dl->w, &c->phase_timer, WORKER_TIMER_OUT_COMMAND);
+		osession_pump(s);
+		return;
+	}
+	if (cls == WORKER_TIMER_OUT_CONNECT || s->client == NULL) {
+		log_info("delivery_connection", "domain=%s ip=%s result=connect_timeout", s->d->name, s->ip);
+		osession_over(s, true);
+		return;
+	}
+	smtp_client_abort(s->client, cls == WORKER_TIMER_OUT_DATA ? "timeout sending the message"
+								  : "timeout waiting for the server");
+	osession_pump(s);
+}
+
+/* out_close - the conn is going away under us (peer reset, worker stop). */
+static void out_close(struct conn *c)
+{
+	struct osession *s = c->proto;
+
+	if (s == NULL)
+		return;
+	c->proto = NULL;
+	s->conn = NULL;
+	if (s->client != NULL)
+		smtp_client_abort(s->client, "connection lost");
+	s->over = true;
+	s->over_failed = true;
+	/* Not a fallback moment: osession_over would connect anew from
+	 * inside a close. A session that was lost ends here. */
+	s->established = true;
+	osession_over(s, true);
+}
+
+static void out_shutdown(struct conn *c)
+{
+	struct osession *s = c->proto;
+
+	if (s == NULL)
+		return;
+	s->dl->stopping = true;
+	if (s->client == NULL || s->idle || smtp_client_state(s->client) == SMTP_CLIENT_READY) {
+		idle_remove(s);
+		if (s->client != NULL && smtp_client_state(s->client) == SMTP_CLIENT_READY) {
+			s->quitting = true;
+			smtp_client_quit(s->client);
+			osession_pump(s);
+		} else {
+			conn_close(c);
+		}
+	}
+	/* A transaction in progress finishes; ev_ready then quits. */
+}
+
+const struct conn_handler delivery_conn_handler = {
+	.name = "smtp-out",
+	.open = out_open,
+	.connect_failed = out_connect_failed,
+	.input = out_input,
+	.timeout = out_timeout,
+	.shutdown = out_shutdown,
+	.close = out_close,
+};
+
+/* ---- scheduling ------------------------------------------------------- */
+
+/* route_ready - where the domain's mail goes is known (or it failed). */
+static void route_ready(const struct dns_route *route, void *arg)
+{
+	struct qdomain *d = arg;
+	struct delivery *dl = d->dl;
+	unsigned want = d->want;
+	struct qitem *it;
+
+	d->resolving = false;
+	d->want = 0;
+	if (route->status != DNS_ROUTE_OK) {
+		enum smtp_outcome outcome = route->status == DNS_ROUTE_TEMPFAIL ? SMTP_OUTCOME_DEFERRED
+										 : SMTP_OUTCOME_BOUNCED;
+		log_info("route_failed", "domain=%s status=%s code=%d dsn=%s text=\"%s\"", d->name,
+			 dns_route_status_name(route->status), route->smtp_code, route->enhanced, route->text);
+		while ((it = domain_pop_ready(d)) != NULL)
+			item_fail_all(dl, d, it, outcome, route->smtp_code, route->enhanced, route->text);
+		return;
+	}
+	for (unsigned i = 0; i < want && !dl->stopping; i++) {
+		struct osession *s = osession_new(dl, d, route);
+		if (!osession_connect(s)) {
+			osession_free(s);
+			break;
+		}
+	}
+}
+
+/* domain_kick - give ready items to idle connections, and open new ones
+ * within the domain's window when items are left over. */
+static void domain_kick(struct delivery *dl, struct qdomain *d)
+{
+	struct worker *w = dl->w;
+
+	if (dl->stopping)
+		return;
+	while (d->ready_head != NULL && d->idle_head != NULL) {
+		struct osession *s = d->idle_head;
+		const struct config_domain *pol = config_domain_policy(w->cfg, d->name);
+		idle_remove(s);
+		if (!session_begin(s) && s->transactions >= (unsigned)pol->max_messages_per_connection) {
+			s->quitting = true;
+			smtp_client_quit(s->client);
+		}
+		osession_pump(s);
+	}
+	if (d->ready_head == NULL)
+		return;
+	if (retry_domain_blocked(&d->backoff, w->now_ms)) {
+		struct qitem *it;
+		while ((it = domain_pop_ready(d)) != NULL)
+			item_retry_at(dl, it, d->backoff.until_ms);
+		return;
+	}
+	const struct config_domain *pol = config_domain_policy(w->cfg, d->name);
+	unsigned limit = d->window < (unsigned)pol->max_connections ? d->window : (unsigned)pol->max_connections;
+	if (retry_domain_probing(&d->backoff, w->now_ms))
+		limit = 1;
+	if (d->active >= limit || d->ready_count <= d->active)
+		return;
+	unsigned want = limit - d->active;
+	if (want > d->ready_count - d->active)
+		want = (unsigned)(d->ready_count - d->active);
+	if (d->resolving) {
+		if (want > d->want)
+			d->want = want;
+		return;
+	}
+	d->resolving = true;
+	d->want = want;
+	dns_resolve_route(dl->resolver, d->name, route_ready, d, w->now_ms);
+}
+
+/* ---- the resolver in the ring ---------------------------------------- */
+
+static void dns_poll_arm(struct delivery *dl)
+{
+	struct io_uring_sqe *sqe = worker_sqe(dl->w);
+
+	io_uring_prep_poll_multishot(sqe, dns_resolver_fd(dl->resolver), POLLIN);
+	io_uring_sqe_set_data(sqe, &dl->dns_poll_op);
+	dl->dns_poll_armed = true;
+}
+
+static void dns_poll_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct delivery *dl = container_of(op, struct delivery, dns_poll_op);
+
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		dl->dns_poll_armed = false;
+	if (cqe->res > 0)
+		dns_resolver_on_readable(dl->resolver, w->now_ms);
+	if (!dl->dns_poll_armed && dl->resolver != NULL && cqe->res != -ECANCELED)
+		dns_poll_arm(dl);
+}
+
+static void wake_at(struct worker *w, int64_t at)
+{
+	if (at < w->wake_at_ms)
+		w->wake_at_ms = at;
+}
+
+/* delivery_hook - before each sleep: due retries back to their domains,
+ * resolver timers (new queries are sent from here), and the next wake-up. */
+static void delivery_hook(struct worker *w, void *arg)
+{
+	struct delivery *dl = arg;
+
+	if (w->stopping)
+		dl->stopping = true;
+	while (dl->heap_len > 0 && dl->heap[0]->due_ms <= w->now_ms && !dl->stopping)
+		item_enqueue(dl, heap_pop(dl));
+	if (dl->heap_len > 0 && !dl->stopping)
+		wake_at(w, dl->heap[0]->due_ms);
+	int64_t t;
+	while ((t = dns_resolver_next_timeout_ms(dl->resolver, w->now_ms)) == 0)
+		dns_resolver_on_timer(dl->resolver, w->now_ms);
+	if (t > 0)
+		wake_at(w, w->now_ms + t);
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+static int delivery_resolver_new(struct delivery *dl, const struct config *cfg)
+{
+	struct dns_static_route *routes = calloc(cfg->domain_count + 1, sizeof(*routes));
+	size_t nroutes = 0;
+	char err[256];
+
+	if (routes == NULL)
+		log_fatal("out of memory");
+	for (size_t i = 0; i < cfg->domain_count; i++)
+		if (cfg->domains[i].route != NULL && cfg->domains[i].route[0] != '\0')
+			routes[nroutes++] = (struct dns_static_route){ cfg->domains[i].name, cfg->domains[i].route };
+	struct dns_options opt = {
+		.nameservers = (const char *const *)cfg->dns_nameservers,
+		.nameserver_count = cfg->dns_nameserver_count,
+		.cache_max_entries = (size_t)cfg->dns_cache_size,
+		.ttl_min_s = (uint32_t)(cfg->dns_min_ttl_ms / 1000),
+		.ttl_max_s = (uint32_t)(cfg->dns_max_ttl_ms / 1000),
+		.negative_ttl_s = (uint32_t)(cfg->dns_negative_ttl_ms / 1000),
+		.max_in_flight = (size_t)cfg->dns_max_in_flight,
+		.family = strcmp(cfg->dns_ip_mode, "ipv6") == 0 ? DNS_FAMILY_IPV6 :
+			  strcmp(cfg->dns_ip_mode, "both") == 0 ? DNS_FAMILY_BOTH : DNS_FAMILY_IPV4,
+		.port = (uint16_t)cfg->delivery_port,
+		.timeout_s = (int)(cfg->dns_timeout_ms / 1000),
+		.tries = (int)cfg->dns_tries,
+		.static_routes = routes,
+		.static_route_count = nroutes,
+		.relayhost = cfg->relayhost[0] ? cfg->relayhost : NULL,
+	};
+	dl->resolver = dns_resolver_new(&opt, err, sizeof(err));
+	free(routes);
+	if (dl->resolver == NULL) {
+		log_error("dns_init", "worker=%u error=\"%s\"", dl->w->id, err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int delivery_worker_init(struct worker *w)
+{
+	struct delivery *dl = calloc(1, sizeof(*dl));
+	const struct config *cfg = w->cfg;
+
+	if (dl == NULL)
+		log_fatal("out of memory");
+	dl->w = w;
+	dl->rng = (uint64_t)wall_ms() * 2654435761u + w->id + 1;
+	dl->retry = (struct retry_policy){
+		.base_ms = cfg->min_backoff_ms, .max_ms = cfg->max_backoff_ms,
+		.jitter_percent = (unsigned)cfg->backoff_jitter_percent, .lifetime_ms = cfg->queue_lifetime_ms,
+	};
+	dl->dns_poll_op.complete = dns_poll_complete;
+	w->delivery = dl;
+	int rc = delivery_resolver_new(dl, cfg);
+	if (rc < 0)
+		return rc;
+	w->inbox_handler = delivery_inbox;
+	worker_add_hook(w, delivery_hook, dl);
+	dns_poll_arm(dl);
+	return 0;
+}
+
+static int requeue_live(void *ctx, const struct spool_recovered *r)
+{
+	struct worker *w = ctx;
+	delivery_submit(w, r->msg, r->state);
+	return 0;
+}
+
+void delivery_worker_start(struct worker *w)
+{
+	struct spool_shard_stats st;
+
+	spool_shard_stats(commit_shard(w), &st);
+	if (st.live_messages == 0)
+		return;
+	int rc = spool_shard_foreach_live(commit_shard(w), requeue_live, w);
+	log_info("spool_requeue", "worker=%u messages=%zu result=%d", w->id, st.live_messages, rc);
+}
+
+static void free_post(struct mpsc_node *node)
+{
+	struct post *p = (struct post *)node;
+
+	if (p->kind == POST_ITEM) {
+		qitem_free((struct qitem *)p);
+	} else {
+		struct qoutcome *o = (struct qoutcome *)p;
+		qmsg_unref(o->msg);
+		free(o->dsn);
+		free(o);
+	}
+}
+
+void delivery_worker_exit(struct worker *w)
+{
+	struct delivery *dl = delivery_of(w);
+
+	if (dl == NULL)
+		return;
+	dl->stopping = true;
+	for (size_t i = 0; i < dl->domain_buckets; i++) {
+		struct qdomain *d = dl->domains[i];
+		while (d != NULL) {
+			struct qdomain *next = d->hash_next;
+			struct qitem *it;
+			while ((it = domain_pop_ready(d)) != NULL)
+				qitem_free(it);
+			free(d);
+			d = next;
+		}
+	}
+	free(dl->domains);
+	dl->domains = NULL;
+	dl->domain_buckets = dl->domain_count = 0;
+	while (dl->heap_len > 0)
+		qitem_free(heap_pop(dl));
+	free(dl->heap);
+	dl->heap = NULL;
+	log_info("delivery_stats", "worker=%u delivered=%llu deferred=%llu bounced=%llu dsn=%llu connections=%llu connect_failures=%llu",
+		 w->id, (unsigned long long)dl->stats.delivered, (unsigned long long)dl->stats.deferred,
+		 (unsigned long long)dl->stats.bounced, (unsigned long long)dl->stats.dsn_sent,
+		 (unsigned long long)dl->stats.connections, (unsigned long long)dl->stats.connect_failures);
+	dl->resolver = dns_resolver_free(dl->resolver);
+}
+
+void delivery_worker_drain(struct worker *w)
+{
+	struct delivery *dl = delivery_of(w);
+	struct mpsc_node *node = mpsc_take_all(&w->inbox);
+
+	while (node != NULL) {
+		struct mpsc_node *next = node->next;
+		free_post(node);
+		node = next;
+	}
+	if (dl == NULL)
+		return;
+	dns_resolver_free(dl->resolver);
+	free(dl);
+	w->delivery = NULL;
+}
+
+void delivery_get_stats(const struct worker *w, struct delivery_stats *out)
+{
+	*out = ((const struct delivery *)w->delivery)->stats;
+}

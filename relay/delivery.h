@@ -1,0 +1,44 @@
+/*
+ * delivery - the outbound engine: per-domain queues, connection pools,
+ * MX resolution, retries, bounces.
+ *
+ * Every destination domain is owned by one worker (hash of the domain), so
+ * its queue, connections, limits and timers need no lock. A message lives in
+ * the spool shard of the worker that accepted it (its home); its recipients
+ * are grouped by domain into items and posted to the owners. Owners deliver
+ * and post each recipient's final outcome back home, where it is appended to
+ * the home shard's journal (and a bounce, if one is due, is spooled in the
+ * same batch). Deferred recipients wait in the owner's retry heap.
+ *
+ *   delivery_worker_init(w)    at setup: resolver, hooks, inbox
+ *   delivery_worker_start(w)   after every worker is up: requeue the spool
+ *   delivery_submit(w, msg, state)  a committed message (state NULL: all new)
+ *   delivery_worker_exit(w)    on the worker thread, after its loop
+ *   delivery_worker_drain(w)   after every worker thread has ended
+ */
+#ifndef RINGMAIL_DELIVERY_H
+#define RINGMAIL_DELIVERY_H
+
+#include "spool_record.h"
+#include "spool_shard.h"
+#include "worker.h"
+
+int delivery_worker_init(struct worker *w);
+void delivery_worker_start(struct worker *w);
+void delivery_worker_exit(struct worker *w);
+void delivery_worker_drain(struct worker *w);
+
+/* delivery_submit - queue a message that is durable in w's shard. msg is
+ * copied; state (per recipient, may be NULL) skips final recipients. */
+void delivery_submit(struct worker *w, const struct spool_message *msg,
+		     const struct spool_rcpt_state *state);
+
+struct delivery_stats {
+	uint64_t delivered, deferred, bounced, dsn_sent;
+	uint64_t connections, connect_failures;
+	uint64_t queued_items;
+};
+
+void delivery_get_stats(const struct worker *w, struct delivery_stats *out);
+
+#endif
