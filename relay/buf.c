@@ -134,6 +134,14 @@ void buf_reset(struct buf *b)
 	b->len = 0;
 }
 
+void buf_clear(struct buf *b, size_t keep)
+{
+	if (b->cap > keep)
+		buf_free(b);
+	else
+		buf_reset(b);
+}
+
 void buf_free(struct buf *b)
 {
 	if (b == NULL)

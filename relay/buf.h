@@ -47,6 +47,10 @@ int buf_append_vprintf(struct buf *b, const char *fmt, va_list ap)
 void buf_consume(struct buf *b, size_t n);
 /* buf_reset - drop every byte, keep the storage. */
 void buf_reset(struct buf *b);
+/* buf_clear - drop every byte; keep the storage only if it is at most keep
+ * bytes (a long-lived buffer that once held a big message gives it back). */
+void buf_clear(struct buf *b, size_t keep);
+
 /* buf_free - release the storage; the buffer is empty and usable again. */
 void buf_free(struct buf *b);
 

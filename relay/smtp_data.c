@@ -23,7 +23,7 @@ enum data_state {
 
 /* data_begin - common part of both begin functions */
 static void data_begin(struct smtp_data *d, const struct smtp_data_limits *limits,
-		       struct smtp_buf *body)
+		       struct buf *body)
 {
 	memset(d, 0, sizeof(*d));
 	d->limits = *limits;
@@ -34,7 +34,7 @@ static void data_begin(struct smtp_data *d, const struct smtp_data_limits *limit
 /* smtp_data_begin_dot - the DATA command's CR LF counts as the CR LF before
  * the first line, hence DATA_BOL */
 void smtp_data_begin_dot(struct smtp_data *d, const struct smtp_data_limits *limits,
-			 struct smtp_buf *body)
+			 struct buf *body)
 {
 	data_begin(d, limits, body);
 	d->state = DATA_BOL;
@@ -42,7 +42,7 @@ void smtp_data_begin_dot(struct smtp_data *d, const struct smtp_data_limits *lim
 
 /* smtp_data_begin_bdat - start a chunked message */
 void smtp_data_begin_bdat(struct smtp_data *d, const struct smtp_data_limits *limits,
-			  struct smtp_buf *body, bool binary)
+			  struct buf *body, bool binary)
 {
 	data_begin(d, limits, body);
 	d->bdat = true;
@@ -70,7 +70,7 @@ static void emit(struct smtp_data *d, const char *p, size_t n)
 		d->anomalies |= SMTP_DATA_TOO_BIG;
 		return;
 	}
-	if (smtp_buf_append(d->body, p, n) < 0)
+	if (buf_append(d->body, p, n) < 0)
 		d->anomalies |= SMTP_DATA_TOO_BIG;
 }
 

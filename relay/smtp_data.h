@@ -45,7 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "smtp_buf.h"
+#include "buf.h"
 
 enum smtp_data_anomaly {
 	SMTP_DATA_TOO_BIG = 1 << 0,
@@ -65,7 +65,7 @@ struct smtp_data {
 	bool bdat;		/* BDAT mode (no dot handling) */
 	bool check;		/* run the text checks (false for BINARYMIME) */
 	struct smtp_data_limits limits;
-	struct smtp_buf *body;	/* not owned: content is appended here */
+	struct buf *body;	/* not owned: content is appended here */
 	uint64_t size;		/* content octets seen (stored or not) */
 	uint64_t chunk_left;	/* BDAT: octets left in the current chunk */
 	size_t line_len;	/* octets of the current wire line so far */
@@ -75,11 +75,11 @@ struct smtp_data {
 
 /* smtp_data_begin_dot - start decoding a DATA body into body */
 void smtp_data_begin_dot(struct smtp_data *d, const struct smtp_data_limits *limits,
-			 struct smtp_buf *body);
+			 struct buf *body);
 
 /* smtp_data_begin_bdat - start a BDAT message; binary is BODY=BINARYMIME */
 void smtp_data_begin_bdat(struct smtp_data *d, const struct smtp_data_limits *limits,
-			  struct smtp_buf *body, bool binary);
+			  struct buf *body, bool binary);
 
 /* smtp_data_chunk - expect octets more BDAT octets (done becomes false,
  * or stays true for an empty chunk) */

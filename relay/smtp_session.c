@@ -23,7 +23,7 @@
 #include <strings.h>
 
 #include "log.h"
-#include "smtp_buf.h"
+#include "buf.h"
 #include "smtp_data.h"
 
 enum smtp_state {
@@ -78,7 +78,7 @@ struct smtp_session {
 	unsigned errors;
 	unsigned long queue_counter;	/* fallback queue ids */
 
-	struct smtp_buf out;		/* replies not yet sent */
+	struct buf out;		/* replies not yet sent */
 	char *line;			/* line_max octets: the partial command line */
 	size_t line_len;
 	bool line_overflow;		/* discarding up to the next LF */
@@ -89,7 +89,7 @@ struct smtp_session {
 	struct smtp_recipient *recipients;
 	size_t recipient_count, recipient_cap;
 	char queue_id[32];
-	struct smtp_buf body;		/* Received header + content */
+	struct buf body;		/* Received header + content */
 	size_t header_len;
 	struct smtp_data data;
 	bool bdat_last;			/* the chunk being read is the last */
@@ -144,7 +144,7 @@ reply(struct smtp_session *s, const char *fmt, ...)
 	if ((size_t)n > sizeof(tmp) - 3)
 		n = (int)sizeof(tmp) - 3;
 	memcpy(tmp + n, "\r\n", 2);
-	if (smtp_buf_append(&s->out, tmp, (size_t)n + 2) < 0)
+	if (buf_append(&s->out, tmp, (size_t)n + 2) < 0)
 		log_panic("smtp reply: output backlog over its cap");
 }
 
@@ -167,7 +167,7 @@ static void transaction_reset(struct smtp_session *s)
 	s->queue_id[0] = 0;
 	s->header_len = 0;
 	s->bdat_last = false;
-	smtp_buf_clear(&s->body, BODY_KEEP);
+	buf_clear(&s->body, BODY_KEEP);
 }
 
 /* state_after_transaction - READY, or CONNECTED when no HELO was seen */
@@ -356,15 +356,15 @@ static void received_header(struct smtp_session *s)
 	int rc;
 
 	format_date(now, date, sizeof(date));
-	rc = smtp_buf_printf(&s->body, "Received: from %s (%s [%s%s])\r\n"
+	rc = buf_append_printf(&s->body, "Received: from %s (%s [%s%s])\r\n"
 			     "\tby %s (ringmail) with %s id %s",
 			     s->helo ? s->helo : "unknown", s->peer_hostname, v6 ? "IPv6:" : "",
 			     s->peer_address, s->hostname, received_protocol(s), s->queue_id);
 	if (rc == 0 && s->recipient_count == 1)
-		rc = smtp_buf_printf(&s->body, "\r\n\tfor <%s>; %s\r\n",
+		rc = buf_append_printf(&s->body, "\r\n\tfor <%s>; %s\r\n",
 				     s->recipients[0].address, date);
 	else if (rc == 0)
-		rc = smtp_buf_printf(&s->body, ";\r\n\t%s\r\n", date);
+		rc = buf_append_printf(&s->body, ";\r\n\t%s\r\n", date);
 	if (rc < 0)
 		log_panic("smtp_session: Received header over its cap");
 	s->header_len = s->body.len;
@@ -379,7 +379,7 @@ static void message_begin(struct smtp_session *s)
 	} else {
 		snprintf(s->queue_id, sizeof(s->queue_id), "Q%06lu", ++s->queue_counter);
 	}
-	smtp_buf_clear(&s->body, BODY_KEEP);
+	buf_clear(&s->body, BODY_KEEP);
 	s->body.max = RECEIVED_HEADER_MAX + s->cfg.message_size_max;
 	received_header(s);
 }
@@ -433,7 +433,7 @@ static void message_finish(struct smtp_session *s)
 	m->params = s->mail;
 	m->recipients = s->recipients;
 	m->recipient_count = s->recipient_count;
-	m->body = smtp_buf_bytes(&s->body);
+	m->body = buf_data(&s->body);
 	m->body_len = s->body.len;
 	m->header_len = s->header_len;
 	enter_state(s, SMTP_STATE_COMMIT);
@@ -764,8 +764,8 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
 	s->cfg.hostname = s->hostname;
 	s->peer_port = peer->port;
 	s->peer_trusted = peer->trusted;
-	smtp_buf_init(&s->out, s->cfg.output_max + 16 * 1024);
-	smtp_buf_init(&s->body, RECEIVED_HEADER_MAX + s->cfg.message_size_max);
+	buf_init(&s->out, s->cfg.output_max + 16 * 1024);
+	buf_init(&s->body, RECEIVED_HEADER_MAX + s->cfg.message_size_max);
 	return s;
 }
 
@@ -774,8 +774,8 @@ struct smtp_session *smtp_session_free(struct smtp_session *s)
 {
 	if (s == NULL)
 		return NULL;
-	smtp_buf_release(&s->out);
-	smtp_buf_release(&s->body);
+	buf_free(&s->out);
+	buf_free(&s->body);
 	recipients_clear(s);
 	free(s->recipients);
 	free(s->line);
@@ -800,12 +800,12 @@ void smtp_session_start(struct smtp_session *s)
 const char *smtp_session_output(const struct smtp_session *s, size_t *len)
 {
 	*len = s->out.len;
-	return smtp_buf_bytes(&s->out);
+	return buf_data(&s->out);
 }
 
 void smtp_session_output_consumed(struct smtp_session *s, size_t n)
 {
-	smtp_buf_consume(&s->out, n);
+	buf_consume(&s->out, n);
 }
 
 /* smtp_session_want - see header */

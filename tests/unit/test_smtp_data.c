@@ -48,7 +48,7 @@ static const struct dot_case dot_cases[] = {
 };
 
 struct run_result {
-	struct smtp_buf body;
+	struct buf body;
 	size_t used;
 	bool done;
 	unsigned anomalies;
@@ -61,7 +61,7 @@ static void run_dot(const char *in, size_t len, size_t step, const struct smtp_d
 	struct smtp_data d;
 	size_t off = 0;
 
-	smtp_buf_init(&r->body, 1 << 20);
+	buf_init(&r->body, 1 << 20);
 	smtp_data_begin_dot(&d, lim, &r->body);
 	while (off < len && !smtp_data_done(&d)) {
 		size_t n = len - off < step ? len - off : step;
@@ -94,9 +94,9 @@ Test(smtp_data, dot_table_whole_and_bytewise)
 		cr_expect_eq(whole.used, want_used, "%s: got used %zu, want %zu", c->name,
 			     whole.used, want_used);
 		cr_expect(whole.body.len == want_body_len
-			  && memcmp(smtp_buf_bytes(&whole.body), c->want_body, want_body_len) == 0,
+			  && memcmp(buf_data(&whole.body), c->want_body, want_body_len) == 0,
 			  "%s: got body %zu octets \"%.*s\", want %zu \"%s\"", c->name, whole.body.len,
-			  (int)whole.body.len, smtp_buf_bytes(&whole.body), want_body_len, c->want_body);
+			  (int)whole.body.len, buf_data(&whole.body), want_body_len, c->want_body);
 		if (c->want_done && c->want_verdict)
 			cr_expect(whole.verdict && strncmp(whole.verdict, c->want_verdict,
 							   strlen(c->want_verdict)) == 0,
@@ -112,27 +112,27 @@ Test(smtp_data, dot_table_whole_and_bytewise)
 		cr_expect_eq(bytes.anomalies, whole.anomalies, "%s: bytewise anomalies %x vs %x",
 			     c->name, bytes.anomalies, whole.anomalies);
 		cr_expect(bytes.body.len == whole.body.len
-			  && memcmp(smtp_buf_bytes(&bytes.body), smtp_buf_bytes(&whole.body),
+			  && memcmp(buf_data(&bytes.body), buf_data(&whole.body),
 				    whole.body.len) == 0, "%s: bytewise body differs", c->name);
-		smtp_buf_release(&whole.body);
-		smtp_buf_release(&bytes.body);
+		buf_free(&whole.body);
+		buf_free(&bytes.body);
 	}
 }
 
 Test(smtp_data, cr_dot_cr_at_end_of_feed_then_lf)
 {
-	struct smtp_buf body;
+	struct buf body;
 	struct smtp_data d;
 
-	smtp_buf_init(&body, 1024);
+	buf_init(&body, 1024);
 	smtp_data_begin_dot(&d, &default_limits, &body);
 	cr_expect_eq(smtp_data_feed(&d, "x\r\n.\r", 5), 5);
 	cr_expect(!smtp_data_done(&d), "must wait for the LF");
 	cr_expect_eq(smtp_data_feed(&d, "\nQUIT\r\n", 7), 1);
 	cr_expect(smtp_data_done(&d));
 	cr_expect_null(smtp_data_verdict(&d));
-	cr_expect(body.len == 3 && memcmp(smtp_buf_bytes(&body), "x\r\n", 3) == 0);
-	smtp_buf_release(&body);
+	cr_expect(body.len == 3 && memcmp(buf_data(&body), "x\r\n", 3) == 0);
+	buf_free(&body);
 }
 
 static char *make_lines(size_t line_octets, size_t *len)
@@ -162,10 +162,10 @@ Test(smtp_data, line_length_limit)
 			     cases_len[i].ok ? "accept" : "reject");
 		if (r.verdict)
 			cr_expect(strncmp(r.verdict, "554 5.6.0", 9) == 0, "got %s", r.verdict);
-		smtp_buf_release(&r.body);
+		buf_free(&r.body);
 		run_dot(in, len, 7, &default_limits, &r);
 		cr_expect_eq(r.verdict == NULL, cases_len[i].ok, "line of %zu in pieces", cases_len[i].octets);
-		smtp_buf_release(&r.body);
+		buf_free(&r.body);
 		free(in);
 	}
 }
@@ -181,24 +181,24 @@ Test(smtp_data, size_limit_reads_to_end)
 	cr_expect_eq(r.used, strlen(in) - 4, "reads through the end: got %zu", r.used);
 	cr_expect(r.verdict && strncmp(r.verdict, "552 5.3.4", 9) == 0, "got %s", r.verdict);
 	cr_expect_leq(r.body.len, 10, "stored past the limit: %zu", r.body.len);
-	smtp_buf_release(&r.body);
+	buf_free(&r.body);
 
 	in = "0123456789\r\n.\r\n";	/* 12 octets of content: over 10 */
 	run_dot(in, strlen(in), 1, &lim, &r);
 	cr_expect(r.verdict && strncmp(r.verdict, "552", 3) == 0);
-	smtp_buf_release(&r.body);
+	buf_free(&r.body);
 }
 
 /* bdat_run - send content as chunks of the given sizes, each fed in random
  * fragments; returns the verdict of the whole message */
 static const char *bdat_run(const char *content, size_t len, const size_t *chunks, size_t nchunks,
-			    bool binary, uint64_t size_max, struct smtp_buf *body, unsigned seed)
+			    bool binary, uint64_t size_max, struct buf *body, unsigned seed)
 {
 	const struct smtp_data_limits lim = { .line_max = 1000, .size_max = size_max };
 	struct smtp_data d;
 	size_t off = 0;
 
-	smtp_buf_init(body, 1 << 20);
+	buf_init(body, 1 << 20);
 	smtp_data_begin_bdat(&d, &lim, body, binary);
 	for (size_t c = 0; c < nchunks; c++) {
 		size_t end = off + chunks[c];
@@ -227,7 +227,7 @@ Test(smtp_data, bdat_random_chunks)
 		content[i] = (char)(rand_r(&seed) & 0xff);
 	for (unsigned round = 0; round < 50; round++) {
 		size_t chunks[64], n = 0, left = sizeof(content);
-		struct smtp_buf body;
+		struct buf body;
 		const char *v;
 
 		while (left > 0 && n < 63) {
@@ -241,35 +241,35 @@ Test(smtp_data, bdat_random_chunks)
 		v = bdat_run(content, sizeof(content), chunks, n, true, 1 << 20, &body, round);
 		cr_expect_null(v, "round %u: binary content refused: %s", round, v);
 		cr_expect(body.len == sizeof(content)
-			  && memcmp(smtp_buf_bytes(&body), content, sizeof(content)) == 0,
+			  && memcmp(buf_data(&body), content, sizeof(content)) == 0,
 			  "round %u: content not verbatim", round);
-		smtp_buf_release(&body);
+		buf_free(&body);
 	}
 }
 
 Test(smtp_data, bdat_checks_and_size)
 {
-	struct smtp_buf body;
+	struct buf body;
 	const char *v;
 	size_t two[] = { 6, 6 }, split[] = { 2, 3 }, one[] = { 4 };
 
 	v = bdat_run("0123456789ab", 12, two, 2, false, 10, &body, 1);
 	cr_expect(v && strncmp(v, "552 5.3.4", 9) == 0, "size across chunks: got %s", v);
-	smtp_buf_release(&body);
+	buf_free(&body);
 	v = bdat_run("a\r\nb\n", 5, split, 2, false, 100, &body, 1);
 	cr_expect(v && strncmp(v, SMUGGLED, 10) == 0, "bare LF in BDAT text: got %s", v);
-	smtp_buf_release(&body);
+	buf_free(&body);
 	v = bdat_run("a\r\nb\n", 5, split, 2, true, 100, &body, 1);
 	cr_expect_null(v, "BINARYMIME takes anything: got %s", v);
-	smtp_buf_release(&body);
+	buf_free(&body);
 	v = bdat_run("ab\r\n", 4, (size_t[]){ 3, 1 }, 2, false, 100, &body, 1);
 	cr_expect_null(v, "CR LF split over chunks: got %s", v);
-	smtp_buf_release(&body);
+	buf_free(&body);
 	v = bdat_run("abc\r", 4, one, 1, false, 100, &body, 1);
 	cr_expect(v && strncmp(v, SMUGGLED, 10) == 0, "lone CR at end: got %s", v);
-	smtp_buf_release(&body);
+	buf_free(&body);
 	v = bdat_run("\r\n.\r\n", 5, (size_t[]){ 5 }, 1, false, 100, &body, 1);
 	cr_expect_null(v, "dots are content in BDAT");
 	cr_expect_eq(body.len, 5, "got %zu octets, want 5", body.len);
-	smtp_buf_release(&body);
+	buf_free(&body);
 }
