@@ -51,6 +51,8 @@
 #define RINGMAIL_SMTP_CLIENT_H
 
 #include <stdbool.h>
+
+#include "smtp_dsn.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,14 +85,6 @@ enum smtp_client_ext {
 	SMTP_EXT_DSN = 1u << 5,
 	SMTP_EXT_STARTTLS = 1u << 6,
 	SMTP_EXT_ENHANCEDSTATUSCODES = 1u << 7,
-};
-
-/* DSN NOTIFY flags (RFC 3461); 0 means "not specified". */
-enum smtp_notify {
-	SMTP_NOTIFY_NEVER = 1u << 0,
-	SMTP_NOTIFY_SUCCESS = 1u << 1,
-	SMTP_NOTIFY_FAILURE = 1u << 2,
-	SMTP_NOTIFY_DELAY = 1u << 3,
 };
 
 enum smtp_dsn_ret {

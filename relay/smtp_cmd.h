@@ -17,6 +17,8 @@
 #define RINGMAIL_SMTP_CMD_H
 
 #include <stdbool.h>
+
+#include "smtp_dsn.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,13 +49,6 @@ enum smtp_ret {
 	SMTP_RET_UNSPECIFIED = 0,
 	SMTP_RET_FULL,
 	SMTP_RET_HDRS,
-};
-
-enum smtp_notify {
-	SMTP_NOTIFY_NEVER = 1 << 0,
-	SMTP_NOTIFY_SUCCESS = 1 << 1,
-	SMTP_NOTIFY_FAILURE = 1 << 2,
-	SMTP_NOTIFY_DELAY = 1 << 3,
 };
 
 #define SMTP_ENVID_MAX 100	/* RFC 3461 4.4 */
