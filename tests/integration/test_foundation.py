@@ -101,6 +101,15 @@ class Foundation(unittest.TestCase):
         self.assertIn("smtp.bogus_key", out.stderr)
         self.assertRegex(out.stderr, r"line \d+")
 
+    def test_ringmailctl(self):
+        ctl = os.path.join(harness.BIN, "ringmailctl")
+        out = subprocess.run([ctl, "resolve", "[127.0.0.1]"], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("127.0.0.1", out.stdout)
+        out = subprocess.run([ctl, "bogus"], capture_output=True, text=True)
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("unknown command", out.stderr)
+
     def test_sighup_reload_keeps_serving(self):
         with harness.Ringmaild(workers=2) as d:
             c = smtplib.SMTP(d.host, d.port)
