@@ -155,7 +155,8 @@ struct delivery {
 	size_t domain_buckets, domain_count;
 	struct qitem **heap;       /* retry heap, earliest due first */
 	size_t heap_len, heap_cap;
-	struct retry_policy retry;
+	struct retry_policy retry;         /* per item */
+	struct retry_policy domain_retry;  /* a whole domain whose hosts all failed */
 	struct delivery_stats stats;
 	uint64_t rng;
 	bool stopping;
@@ -966,7 +967,7 @@ static void osession_over(struct osession *s, bool failed)
 		}
 		if (osession_connect(s))
 			return;
-		retry_domain_failed(&dl->retry, &d->backoff, dl->w->now_ms, rng_next(dl));
+		retry_domain_failed(&dl->domain_retry, &d->backoff, dl->w->now_ms, rng_next(dl));
 		log_warn("domain_backoff", "domain=%s failures=%u for_ms=%lld", d->name, d->backoff.failures,
 			 (long long)(d->backoff.until_ms - dl->w->now_ms));
 	}
@@ -1295,6 +1296,10 @@ int delivery_worker_init(struct worker *w)
 		.base_ms = cfg->min_backoff_ms, .max_ms = cfg->max_backoff_ms,
 		.jitter_percent = (unsigned)cfg->backoff_jitter_percent, .lifetime_ms = cfg->queue_lifetime_ms,
 	};
+	dl->domain_retry = dl->retry;
+	dl->domain_retry.base_ms = cfg->domain_backoff_ms;
+	if (dl->domain_retry.max_ms < dl->domain_retry.base_ms)
+		dl->domain_retry.max_ms = dl->domain_retry.base_ms;
 	dl->dns_poll_op.complete = dns_poll_complete;
 	w->delivery = dl;
 	int rc = delivery_resolver_new(dl, cfg);
