@@ -157,6 +157,7 @@ struct delivery {
 	size_t heap_len, heap_cap;
 	struct retry_policy retry;         /* per item */
 	struct retry_policy domain_retry;  /* a whole domain whose hosts all failed */
+	const struct config *policy_cfg;   /* the config the policies come from */
 	struct delivery_stats stats;
 	uint64_t rng;
 	bool stopping;
@@ -1225,6 +1226,20 @@ static void wake_at(struct worker *w, int64_t at)
 		w->wake_at_ms = at;
 }
 
+/* delivery_policies - retry policies from the config (again after a reload). */
+static void delivery_policies(struct delivery *dl, const struct config *cfg)
+{
+	dl->retry = (struct retry_policy){
+		.base_ms = cfg->min_backoff_ms, .max_ms = cfg->max_backoff_ms,
+		.jitter_percent = (unsigned)cfg->backoff_jitter_percent, .lifetime_ms = cfg->queue_lifetime_ms,
+	};
+	dl->domain_retry = dl->retry;
+	dl->domain_retry.base_ms = cfg->domain_backoff_ms;
+	if (dl->domain_retry.max_ms < dl->domain_retry.base_ms)
+		dl->domain_retry.max_ms = dl->domain_retry.base_ms;
+	dl->policy_cfg = cfg;
+}
+
 /* delivery_hook - before each sleep: due retries back to their domains,
  * resolver timers (new queries are sent from here), and the next wake-up. */
 static void delivery_hook(struct worker *w, void *arg)
@@ -1233,6 +1248,8 @@ static void delivery_hook(struct worker *w, void *arg)
 
 	if (w->stopping)
 		dl->stopping = true;
+	if (dl->policy_cfg != w->cfg)
+		delivery_policies(dl, w->cfg);
 	while (dl->heap_len > 0 && dl->heap[0]->due_ms <= w->now_ms && !dl->stopping)
 		item_enqueue(dl, heap_pop(dl));
 	if (dl->heap_len > 0 && !dl->stopping)
@@ -1292,14 +1309,7 @@ int delivery_worker_init(struct worker *w)
 		log_fatal("out of memory");
 	dl->w = w;
 	dl->rng = (uint64_t)wall_ms() * 2654435761u + w->id + 1;
-	dl->retry = (struct retry_policy){
-		.base_ms = cfg->min_backoff_ms, .max_ms = cfg->max_backoff_ms,
-		.jitter_percent = (unsigned)cfg->backoff_jitter_percent, .lifetime_ms = cfg->queue_lifetime_ms,
-	};
-	dl->domain_retry = dl->retry;
-	dl->domain_retry.base_ms = cfg->domain_backoff_ms;
-	if (dl->domain_retry.max_ms < dl->domain_retry.base_ms)
-		dl->domain_retry.max_ms = dl->domain_retry.base_ms;
+	delivery_policies(dl, cfg);
 	dl->dns_poll_op.complete = dns_poll_complete;
 	w->delivery = dl;
 	int rc = delivery_resolver_new(dl, cfg);
