@@ -375,17 +375,22 @@ static char *uidl_make(const char *name)
 }
 
 /* box_add - append one message of cur/ to the snapshot */
-static int box_add(struct maildir_box *box, int dirfd_, const char *name)
+static void box_add(struct maildir_box *box, int dirfd_, const char *name)
 {
 	struct maildir_message *m;
 	int64_t w = name_field(name, 'W');
 	uint64_t size;
 	int err;
 
-	if (w >= 0)
+	if (w >= 0) {
 		size = (uint64_t)w;
-	else if ((err = file_pop3_size(dirfd_, name, &size)) < 0)
-		return err == -ENOENT ? 0 : err;
+	} else if ((err = file_pop3_size(dirfd_, name, &size)) < 0) {
+		/* One unreadable file must not lock the user out of the rest. */
+		if (err != -ENOENT)
+			log_warn("maildir_skipped", "file=%s/cur/%s error=%s", box->dir, name,
+				 strerror(-err));
+		return;
+	}
 	if (box->count == box->cap) {
 		box->cap = box->cap ? box->cap * 2 : 16;
 		box->messages = realloc(box->messages, box->cap * sizeof(*m));
@@ -398,7 +403,6 @@ static int box_add(struct maildir_box *box, int dirfd_, const char *name)
 		log_fatal("maildir: out of memory");
 	m->uidl = uidl_make(name);
 	m->size = size;
-	return 0;
 }
 
 /* new_move - new/ to cur/ with ":2," (no flags): the mail has been seen by
@@ -450,13 +454,13 @@ static int box_scan(struct maildir_box *box)
 		return err;
 	if ((d = opendir(path)) == NULL)
 		return -errno;
-	while (err == 0 && (e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			err = box_add(box, dirfd(d), e->d_name);
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.' && e->d_type != DT_DIR)
+			box_add(box, dirfd(d), e->d_name);
 	closedir(d);
 	if (box->count > 1)
 		qsort(box->messages, box->count, sizeof(box->messages[0]), message_order);
-	return err;
+	return 0;
 }
 
 /* box_lock - flock the lock file; -EBUSY when another session has it */

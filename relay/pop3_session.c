@@ -461,6 +461,7 @@ static void cmd_capa(struct pop3_session *s, char *args)
 	reply(s, "TOP");
 	reply(s, "UIDL");
 	reply(s, "RESP-CODES");
+	reply(s, "AUTH-RESP-CODE");	/* RFC 3206: [AUTH] and [SYS/...] */
 	reply(s, "PIPELINING");
 	if (authorization && plaintext_ok(s)) {
 		reply(s, "USER");
@@ -821,7 +822,10 @@ static void line_done(struct pop3_session *s, char *line, size_t len)
 	line[len] = 0;
 	if (s->state == POP3_STATE_AUTH_PLAIN) {
 		enter_state(s, POP3_STATE_AUTHORIZATION);
-		auth_plain_response(s, line);
+		if (memchr(line, '\0', len) != NULL || memchr(line, '\r', len) != NULL)
+			reply_error(s, "-ERR [AUTH] Invalid base64 data in response.");
+		else
+			auth_plain_response(s, line);
 	} else {
 		command_run(s, line, len);
 	}

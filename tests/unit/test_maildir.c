@@ -164,6 +164,8 @@ Test(maildir, foreign_files_sized_by_reading)
 	f = fopen(path, "w");
 	fputs("a\n", f);	/* 3 */
 	fclose(f);
+	snprintf(path, sizeof(path), "%s/dave/cur/3.subdir", root);
+	cr_assert_eq(mkdir(path, 0700), 0, "a stray directory is skipped");
 	cr_assert_eq(maildir_open(root, "dave", &box), 0);
 	cr_assert_eq(maildir_count(box), 3, "got %zu", maildir_count(box));
 	/* Sorted by the leading time: 1.foreign, 2.other, then ours (now). */

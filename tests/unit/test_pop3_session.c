@@ -262,7 +262,7 @@ Test(pop3_session, capa_without_tls)
 	struct transcript t = { 0 };
 	struct pop3_session *s = run(&cfg, "CAPA\r\n", &t);
 
-	expect_out(&t, "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+	expect_out(&t, "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
 		   "PIPELINING\r\nSTLS\r\nIMPLEMENTATION ringmail\r\n.\r\n");
 	pop3_session_free(s);
 	transcript_free(&t);
@@ -274,10 +274,10 @@ Test(pop3_session, capa_plaintext_allowed_and_logged_in)
 	struct transcript t = { 0 };
 	struct pop3_session *s = run(&cfg, "CAPA\r\n" LOGIN "CAPA\r\n", &t);
 
-	expect_out(&t, "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+	expect_out(&t, "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
 		   "PIPELINING\r\nUSER\r\nSASL PLAIN\r\nIMPLEMENTATION ringmail\r\n.\r\n"
 		   LOGGED_IN
-		   "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+		   "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
 		   "PIPELINING\r\nIMPLEMENTATION ringmail\r\n.\r\n");
 	pop3_session_free(s);
 	transcript_free(&t);
@@ -412,7 +412,7 @@ Test(pop3_session, stls_then_login)
 	transcript_free(&t);
 	drive(s, "PASS secret\r\nCAPA\r\n" LOGIN "STLS\r\n", &t);
 	expect_out(&t, "-ERR No username given.\r\n"
-		   "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+		   "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
 		   "PIPELINING\r\nUSER\r\nSASL PLAIN\r\nIMPLEMENTATION ringmail\r\n.\r\n"
 		   LOGGED_IN "-ERR Already logged in.\r\n");
 	pop3_session_free(s);
@@ -478,6 +478,24 @@ Test(pop3_session, auth_plain)
 		pop3_session_free(s);
 		transcript_free(&t);
 	}
+}
+
+/* A NUL in the continuation line must not cut it short into a valid one. */
+Test(pop3_session, auth_plain_continuation_with_nul)
+{
+	static const char in[] = "AUTH PLAIN\r\nAGFsaWNlAHNlY3JldA==\0x\r\n";
+	struct pop3_session_config cfg = config(true, false);
+	struct pop3_session *s = pop3_session_new(&cfg);
+	struct transcript t = { 0 };
+
+	pop3_session_start(s);
+	collect(s, &t);
+	transcript_free(&t);
+	drive_n(s, in, sizeof(in) - 1, sizeof(in), &t);
+	expect_out(&t, "+ \r\n-ERR [AUTH] Invalid base64 data in response.\r\n");
+	cr_assert_eq(box.opens, 0);
+	pop3_session_free(s);
+	transcript_free(&t);
 }
 
 Test(pop3_session, retr_stuffs_dots_and_makes_crlf)
@@ -582,7 +600,7 @@ Test(pop3_session, pipelined_in_order_and_byte_by_byte)
 {
 	const char *in = "CAPA\r\nUSER alice\r\nPASS secret\r\nSTAT\r\nRETR 1\r\nTOP 3 1\r\n"
 			 "LIST 1\r\nUIDL 2\r\nNOOP\r\nQUIT\r\n";
-	const char *want = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\n"
+	const char *want = "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
 			   "PIPELINING\r\nUSER\r\nSASL PLAIN\r\nIMPLEMENTATION ringmail\r\n.\r\n"
 			   LOGGED_IN "+OK 3 116\r\n"
 			   "+OK 26 octets\r\nSubject: one\r\n\r\nbody one\r\n.\r\n"
