@@ -668,7 +668,8 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 		log_delivery(dl, it, it->idx[i], &res[i], mx, ip);
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED && expired) {
 			char text[REPLY_TEXT_MAX];
-			snprintf(text, sizeof(text), "delivery time expired; last error: %s", res[i].text);
+			/* 35 bytes of prefix + at most 164 of the old text fit. */
+			snprintf(text, sizeof(text), "delivery time expired; last error: %.164s", res[i].text);
 			memcpy(res[i].text, text, sizeof(text));
 			snprintf(res[i].status, sizeof(res[i].status), "4.4.7");
 			res[i].outcome = SMTP_OUTCOME_BOUNCED;
