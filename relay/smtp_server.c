@@ -39,6 +39,7 @@ struct smtp_conn {
 	struct smtp_session *session;
 	struct commit_waiter waiter;
 	bool committing;
+	bool closed;                       /* conn gone while committing */
 	bool paused_for_output;
 	enum smtp_timeout_class timer_class;
 };
@@ -188,6 +189,22 @@ static void smtp_commit_done(struct commit_waiter *waiter, int result)
 	struct smtp_conn *sc = (struct smtp_conn *)((char *)waiter - offsetof(struct smtp_conn, waiter));
 	struct conn *c = sc->conn;
 
+	if (sc->closed) {
+		/* The client went away meanwhile: nobody hears the reply, but
+		 * a durable message is still ours to deliver. */
+		if (result == 0) {
+			struct spool_message msg;
+			c->w->smtp->messages++;
+			smtp_spool_message(c->w, smtp_session_message(sc->session), &msg);
+			log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s client_gone=1",
+				 msg.queue_id, msg.sender, msg.rcpt_count, msg.body_len, c->peer_text);
+			delivery_submit(c->w, &msg, NULL);
+		}
+		smtp_session_free(sc->session);
+		free(sc);
+		conn_release(c);
+		return;
+	}
 	smtp_commit_finish(sc, result);
 	/* The reference taken in smtp_commit_start; may free the conn. */
 	conn_release(c);
@@ -299,8 +316,12 @@ static void smtp_close(struct conn *c)
 
 	if (sc == NULL)
 		return;
-	if (sc->committing)
-		sc->waiter.done = NULL;    /* the batch still ends; nobody to tell */
+	if (sc->committing) {
+		/* The waiter is queued in the batch and holds c: free both in
+		 * smtp_commit_done. */
+		sc->closed = true;
+		return;
+	}
 	smtp_session_free(sc->session);
 	free(sc);
 }
