@@ -181,7 +181,9 @@ static void worker_refuse(struct worker *w, int fd)
 	struct io_uring_sqe *sqe = worker_sqe(w);
 
 	io_uring_prep_send(sqe, fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
-	sqe->flags |= IOSQE_IO_LINK;
+	/* A hard link: the close must run even when the send fails (the
+	 * client already reset), or the socket leaks. */
+	sqe->flags |= IOSQE_IO_HARDLINK;
 	io_uring_sqe_set_data(sqe, NULL);
 	sqe = worker_sqe(w);
 	io_uring_prep_close(sqe, fd);
