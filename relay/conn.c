@@ -353,10 +353,17 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 		} else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
 			log_debug("recv_error", "peer=%s error=%d", c->peer_text, -cqe->res);
 			conn_close(c);
-		} else if (!more && !(c->input_paused &&
-				      c->in.len >= (size_t)w->cfg->smtp_max_input_backlog)) {
-			/* Re-arm, unless paused with a full backlog: then reading
-			 * waits until conn_resume_input(). */
+		} else if (c->input_paused && c->in.len >= (size_t)w->cfg->smtp_max_input_backlog) {
+			/* Paused with a full backlog: reading waits until
+			 * conn_resume_input(). A multishot receive would go on
+			 * filling c->in, so end it; its last completion
+			 * (-ECANCELED, no F_MORE) then does not re-arm. */
+			if (more) {
+				struct io_uring_sqe *sqe = worker_sqe(w);
+				io_uring_prep_cancel(sqe, &c->recv_op, 0);
+				io_uring_sqe_set_data(sqe, NULL);
+			}
+		} else if (!more) {
 			conn_arm_recv(c);
 		}
 	}
