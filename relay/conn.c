@@ -334,9 +334,10 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 
 	if (!more)
 		c->recv_armed = false;
-	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		/* A buffer the kernel took is returned even when res <= 0. */
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		if (!c->closing) {
+		if (cqe->res > 0 && !c->closing) {
 			bytes_append(&c->in, worker_buffer(w, bid), (size_t)cqe->res);
 			if (!c->outbound)
 				worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
