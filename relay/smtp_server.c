@@ -76,6 +76,7 @@ static void smtp_arm_phase_timer(struct smtp_conn *sc)
 }
 
 static void smtp_commit_start(struct smtp_conn *sc);
+static void smtp_shutdown(struct conn *c);
 
 /* smtp_pump - move replies to the connection and act on what the session
  * wants next. */
@@ -181,7 +182,10 @@ static void smtp_commit_finish(struct smtp_conn *sc, int result)
 	}
 	smtp_session_commit_done(sc->session, result);
 	smtp_pump(sc);
-	conn_resume_input(c);
+	if (w->stopping)
+		smtp_shutdown(c);   /* the transaction it was allowed to finish is done */
+	else
+		conn_resume_input(c);
 }
 
 static void smtp_commit_done(struct commit_waiter *waiter, int result)
