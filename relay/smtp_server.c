@@ -98,6 +98,9 @@ static void smtp_pump(struct smtp_conn *sc)
 		break;
 	case SMTP_WANT_CLOSE:
 		conn_close_after_flush(c);
+		/* CLOSING has no phase timer of its own: this one bounds the
+		 * flush of the goodbye (see smtp_timeout). */
+		conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);
 		break;
 	case SMTP_WANT_READ:
 	case SMTP_WANT_FLUSH:
@@ -293,6 +296,12 @@ static void smtp_timeout(struct conn *c, enum worker_timer_class cls)
 
 	if (sc->committing)
 		return;      /* our own disk is slow, not the client */
+	if (c->close_when_drained) {
+		/* Our last reply has not gone out for a whole timeout: the
+		 * client does not read. */
+		conn_close(c);
+		return;
+	}
 	log_info("timeout", "client=%s phase=%s", c->peer_text,
 		 cls == WORKER_TIMER_SMTP_IDLE ? "idle" : cls == WORKER_TIMER_SMTP_DATA ? "data" : "command");
 	smtp_session_timeout(sc->session);

@@ -35,8 +35,10 @@ class FakeServer:
     """A tiny SMTP server that records every command line of every
     connection, and notes when each connection ended."""
 
-    def __init__(self):
+    def __init__(self, stall_data=False):
+        self.stall_data = stall_data
         self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -81,6 +83,9 @@ class FakeServer:
                 elif verb == "DATA":
                     in_data = True
                     c.sendall(b"354 go ahead\r\n")
+                    if self.stall_data:
+                        time.sleep(60)      # read nothing more
+                        break
                 elif verb == "QUIT":
                     c.sendall(b"221 2.0.0 bye\r\n")
                     break
@@ -261,6 +266,108 @@ class CoreRegressions(unittest.TestCase):
             holder.close()
         finally:
             self.assert_clean_stop(d)
+
+    def test_session_in_data_at_stop_gets_421_after_its_message(self):
+        """smtp_server.c: a session inside DATA when SIGTERM came was left
+        to finish (right), but after its commit it was neither told 421
+        nor closed: it could start new transactions until the shutdown
+        deadline cut it off without a word."""
+        fake = FakeServer()
+        d = harness.Ringmaild(workers=1, extra={
+            "shutdown_timeout": "20s",
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % fake.port}}).start()
+        try:
+            s = socket.create_connection((d.host, d.port), timeout=10)
+            read_until(s, b"220 ")
+            s.sendall(b"EHLO t\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
+            read_until(s, b"354 ")
+            d.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while "event=stopping" not in d.log_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)
+            s.sendall(b"Subject: late\r\n\r\nhello\r\n.\r\nNOOP\r\n")
+            s.settimeout(10)
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except socket.timeout:
+                pass
+            s.close()
+            self.assertRegex(data, rb"250 [^\r]*\r\n421 ", "replies after the message: %r" % data)
+        finally:
+            self.assert_clean_stop(d)
+            fake.stop()
+
+    def test_timeout_closes_a_client_that_does_not_read(self):
+        """smtp_server.c: after a timeout (or QUIT) the session is CLOSING,
+        which has no phase timer, and the connection waited to flush its
+        421 to a client that reads nothing: it stayed open for good, and
+        every later timeout only asked again to close after the flush."""
+        d = harness.Ringmaild(workers=1, extra={
+            "smtp": {"idle_timeout": "1s", "command_timeout": "1s", "max_input_backlog": "64K"}}).start()
+        try:
+            time.sleep(0.3)
+            base = fd_count(d.proc.pid)
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            s.connect((d.host, d.port))
+            read_until(s, b"220 ")
+            s.setblocking(False)
+            chunk = b"NOOP\r\n" * 10000
+            last_progress = time.monotonic()
+            sent = 0
+            while sent < (64 << 20) and time.monotonic() - last_progress < 0.5:
+                try:
+                    sent += s.send(chunk)
+                    last_progress = time.monotonic()
+                except BlockingIOError:
+                    time.sleep(0.01)
+            deadline = time.monotonic() + 20
+            now = fd_count(d.proc.pid)
+            while now > base and time.monotonic() < deadline:
+                time.sleep(0.2)
+                now = fd_count(d.proc.pid)
+            s.close()
+            self.assertLessEqual(now, base, "server fds: got %d, want %d (connection never closed)" % (now, base))
+        finally:
+            self.assert_clean_stop(d)
+
+    def test_outbound_data_timeout_closes_a_stalled_connection(self):
+        """delivery.c: after a data timeout the session was over and its
+        conn was closed "after the flush", but the server reads nothing, so
+        the flush never ended, and a timer on a conn without session did
+        nothing: the connection (and its fd) stayed until shutdown."""
+        fake = FakeServer(stall_data=True)
+        d = harness.Ringmaild(workers=1, extra={
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % fake.port, "data_timeout": "500ms", "command_timeout": "1s"}}).start()
+        try:
+            time.sleep(0.3)
+            base = fd_count(d.proc.pid)
+            s = socket.create_connection((d.host, d.port), timeout=30)
+            read_until(s, b"220 ")
+            s.sendall(b"EHLO t\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
+            read_until(s, b"354 ")
+            s.sendall(b"Subject: big\r\n\r\n" + (b"y" * 70 + b"\r\n") * ((12 << 20) // 72) + b".\r\nQUIT\r\n")
+            read_until(s, b"221 ", timeout=30)
+            s.close()
+            deadline = time.monotonic() + 30
+            while "timeout sending the message" not in d.log_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertIn("timeout sending the message", d.log_text())
+            now = fd_count(d.proc.pid)
+            deadline = time.monotonic() + 10
+            while now > base and time.monotonic() < deadline:
+                time.sleep(0.2)
+                now = fd_count(d.proc.pid)
+            self.assertLessEqual(now, base, "server fds: got %d, want %d (outbound conn never closed)" % (now, base))
+        finally:
+            self.assert_clean_stop(d)
+            fake.stop()
 
 
 if __name__ == "__main__":
