@@ -955,6 +955,8 @@ static void osession_over(struct osession *s, bool failed)
 	if (c != NULL) {
 		c->proto = NULL;
 		conn_close_after_flush(c);
+		/* Bounds that flush: out_timeout closes a conn without session. */
+		worker_timer_arm(dl->w, &c->phase_timer, WORKER_TIMER_OUT_COMMAND);
 	}
 	if (failed && !s->established && !dl->stopping) {
 		dl->stats.connect_failures++;
@@ -1052,8 +1054,10 @@ static void out_timeout(struct conn *c, enum worker_timer_class cls)
 {
 	struct osession *s = c->proto;
 
-	if (s == NULL)
+	if (s == NULL) {
+		conn_close(c);      /* the flush osession_over allowed is stuck */
 		return;
+	}
 	if (cls == WORKER_TIMER_OUT_IDLE) {
 		idle_remove(s);
 		s->quitting = true;
