@@ -194,6 +194,8 @@ void conn_resume_input(struct conn *c)
 
 void conn_set_phase_timer(struct conn *c, enum worker_timer_class cls)
 {
+	if (c->closing)
+		return;    /* a timer armed now would outlive the conn */
 	worker_timer_arm(c->w, &c->phase_timer, cls);
 }
 

@@ -954,9 +954,10 @@ static void osession_over(struct osession *s, bool failed)
 	s->conn = NULL;
 	if (c != NULL) {
 		c->proto = NULL;
-		conn_close_after_flush(c);
-		/* Bounds that flush: out_timeout closes a conn without session. */
+		/* Bounds the flush: out_timeout closes a conn without session.
+		 * Armed first: the close may be at once (and disarms it). */
 		worker_timer_arm(dl->w, &c->phase_timer, WORKER_TIMER_OUT_COMMAND);
+		conn_close_after_flush(c);
 	}
 	if (failed && !s->established && !dl->stopping) {
 		dl->stats.connect_failures++;

@@ -97,10 +97,11 @@ static void smtp_pump(struct smtp_conn *sc)
 			smtp_commit_start(sc);
 		break;
 	case SMTP_WANT_CLOSE:
-		conn_close_after_flush(c);
 		/* CLOSING has no phase timer of its own: this one bounds the
-		 * flush of the goodbye (see smtp_timeout). */
+		 * flush of the goodbye (see smtp_timeout). Armed first: the
+		 * close may be at once (and disarms it). */
 		conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);
+		conn_close_after_flush(c);
 		break;
 	case SMTP_WANT_READ:
 	case SMTP_WANT_FLUSH:

@@ -191,7 +191,8 @@ class CoreRegressions(unittest.TestCase):
         "timeout waiting for the server" instead of saying QUIT."""
         fake = FakeServer()
         d = harness.Ringmaild(workers=1, extra={
-            "delivery": {"relayhost": "[127.0.0.1]:%d" % fake.port, "idle_timeout": "300ms"}}).start()
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % fake.port, "idle_timeout": "300ms",
+                         "command_timeout": "1s"}}).start()
         try:
             s = socket.create_connection((d.host, d.port), timeout=10)
             read_until(s, b"220 ")
@@ -210,6 +211,8 @@ class CoreRegressions(unittest.TestCase):
             self.assertTrue(ended, "the pooled connection never ended")
             self.assertEqual(ended[0][-1], "QUIT", "commands on the connection: %r, want QUIT last" % ended[0])
             self.assertNotIn("timeout waiting for the server", d.log_text())
+            # A timer left armed on the closed conn would fire now (ASan).
+            time.sleep(1.5)
         finally:
             self.assert_clean_stop(d)
             fake.stop()
@@ -368,6 +371,29 @@ class CoreRegressions(unittest.TestCase):
         finally:
             self.assert_clean_stop(d)
             fake.stop()
+
+    def test_connect_refused_leaves_no_timer_behind(self):
+        """delivery.c: the timer that bounds a closing conn's flush must be
+        armed before the close, which may happen at once (connect refused)
+        and then frees the conn: armed after, it fired on freed memory."""
+        dead = harness.free_port()
+        d = harness.Ringmaild(workers=1, extra={
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % dead, "command_timeout": "500ms"}}).start()
+        try:
+            s = socket.create_connection((d.host, d.port), timeout=10)
+            read_until(s, b"220 ")
+            s.sendall(b"EHLO t\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<r@example.net>\r\nDATA\r\n")
+            read_until(s, b"354 ")
+            s.sendall(b"Subject: refused\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+            read_until(s, b"221 ")
+            s.close()
+            deadline = time.monotonic() + 10
+            while "connect_failed" not in d.log_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertIn("connect_failed", d.log_text())
+            time.sleep(1.5)
+        finally:
+            self.assert_clean_stop(d)
 
 
 if __name__ == "__main__":
