@@ -105,8 +105,17 @@ static void commit_flush(struct worker *w, void *arg)
 	struct commit *c = arg;
 	struct spool_flush f;
 
-	if (c->outstanding > 0 || !spool_shard_flush_begin(c->shard, &f))
+	if (c->outstanding > 0)
 		return;
+	if (!spool_shard_flush_begin(c->shard, &f)) {
+		/* Records pending but no batch: the segment rotation failed.
+		 * Come back in a second rather than when some unrelated event
+		 * wakes the loop (the waiting sessions would hang, and so would
+		 * a stopping worker). */
+		if (spool_shard_pending(c->shard) > 0 && w->now_ms + 1000 < w->wake_at_ms)
+			w->wake_at_ms = w->now_ms + 1000;
+		return;
+	}
 	c->inflight = c->next;
 	c->next = NULL;
 	c->next_tail = &c->next;

@@ -194,6 +194,8 @@ void conn_resume_input(struct conn *c)
 
 void conn_set_phase_timer(struct conn *c, enum worker_timer_class cls)
 {
+	if (c->closing)
+		return;    /* a timer armed now would outlive the conn */
 	worker_timer_arm(c->w, &c->phase_timer, cls);
 }
 
@@ -225,8 +227,8 @@ static void conn_idle_fire(struct worker *w, struct worker_timer *t)
 static void conn_phase_fire(struct worker *w, struct worker_timer *t)
 {
 	struct conn *c = container_of(t, struct conn, phase_timer);
-	enum worker_timer_class cls = (enum worker_timer_class)(t->node.list - w->timers);
-	c->handler->timeout(c, cls);
+	/* Not from t->node.list: popping the timer has cleared it. */
+	c->handler->timeout(c, (enum worker_timer_class)t->cls);
 }
 
 /* conn_new - a connection on fd, linked into the worker's list. */
@@ -334,9 +336,10 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 
 	if (!more)
 		c->recv_armed = false;
-	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		/* A buffer the kernel took is returned even when res <= 0. */
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		if (!c->closing) {
+		if (cqe->res > 0 && !c->closing) {
 			bytes_append(&c->in, worker_buffer(w, bid), (size_t)cqe->res);
 			if (!c->outbound)
 				worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
@@ -353,10 +356,17 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 		} else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
 			log_debug("recv_error", "peer=%s error=%d", c->peer_text, -cqe->res);
 			conn_close(c);
-		} else if (!more && !(c->input_paused &&
-				      c->in.len >= (size_t)w->cfg->smtp_max_input_backlog)) {
-			/* Re-arm, unless paused with a full backlog: then reading
-			 * waits until conn_resume_input(). */
+		} else if (c->input_paused && c->in.len >= (size_t)w->cfg->smtp_max_input_backlog) {
+			/* Paused with a full backlog: reading waits until
+			 * conn_resume_input(). A multishot receive would go on
+			 * filling c->in, so end it; its last completion
+			 * (-ECANCELED, no F_MORE) then does not re-arm. */
+			if (more) {
+				struct io_uring_sqe *sqe = worker_sqe(w);
+				io_uring_prep_cancel(sqe, &c->recv_op, 0);
+				io_uring_sqe_set_data(sqe, NULL);
+			}
+		} else if (!more) {
 			conn_arm_recv(c);
 		}
 	}

@@ -12,6 +12,18 @@ void deadline_list_init(struct deadline_list *list, int64_t timeout_ms)
 	list->timeout_ms = timeout_ms;
 }
 
+void deadline_set_timeout(struct deadline_list *list, int64_t timeout_ms, int64_t now_ms)
+{
+	int64_t latest = now_ms + timeout_ms;
+
+	if (timeout_ms < list->timeout_ms) {
+		for (struct deadline_node *n = list->head.next; n != &list->head; n = n->next)
+			if (n->expires_ms > latest)
+				n->expires_ms = latest;
+	}
+	list->timeout_ms = timeout_ms;
+}
+
 void deadline_disarm(struct deadline_node *node)
 {
 	if (node->list == NULL)

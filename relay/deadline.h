@@ -31,6 +31,12 @@ void deadline_list_init(struct deadline_list *list, int64_t timeout_ms);
 /* deadline_arm - (re)start node's timer: it expires timeout_ms after now. */
 void deadline_arm(struct deadline_list *list, struct deadline_node *node, int64_t now_ms);
 
+/* deadline_set_timeout - change the list's duration (a reload). A shorter
+ * one also pulls in the nodes armed before, to at most timeout_ms after
+ * now: that keeps the list sorted (a node armed later still expires no
+ * earlier) and applies the new limit to everyone. O(nodes), once. */
+void deadline_set_timeout(struct deadline_list *list, int64_t timeout_ms, int64_t now_ms);
+
 /* deadline_disarm - stop node's timer; harmless when it is not armed. */
 void deadline_disarm(struct deadline_node *node);
 

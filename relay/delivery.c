@@ -670,7 +670,8 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 		log_delivery(dl, it, it->idx[i], &res[i], mx, ip);
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED && expired) {
 			char text[REPLY_TEXT_MAX];
-			snprintf(text, sizeof(text), "delivery time expired; last error: %.150s", res[i].text);
+			/* 35 bytes of prefix + at most 164 of the old text fit. */
+			snprintf(text, sizeof(text), "delivery time expired; last error: %.164s", res[i].text);
 			memcpy(res[i].text, text, sizeof(text));
 			snprintf(res[i].status, sizeof(res[i].status), "4.4.7");
 			res[i].outcome = SMTP_OUTCOME_BOUNCED;
@@ -955,6 +956,9 @@ static void osession_over(struct osession *s, bool failed)
 	s->conn = NULL;
 	if (c != NULL) {
 		c->proto = NULL;
+		/* Bounds the flush: out_timeout closes a conn without session.
+		 * Armed first: the close may be at once (and disarms it). */
+		worker_timer_arm(dl->w, &c->phase_timer, WORKER_TIMER_OUT_COMMAND);
 		conn_close_after_flush(c);
 	}
 	if (failed && !s->established && !dl->stopping) {
@@ -1053,8 +1057,10 @@ static void out_timeout(struct conn *c, enum worker_timer_class cls)
 {
 	struct osession *s = c->proto;
 
-	if (s == NULL)
+	if (s == NULL) {
+		conn_close(c);      /* the flush osession_over allowed is stuck */
 		return;
+	}
 	if (cls == WORKER_TIMER_OUT_IDLE) {
 		idle_remove(s);
 		s->quitting = true;

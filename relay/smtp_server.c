@@ -39,6 +39,7 @@ struct smtp_conn {
 	struct smtp_session *session;
 	struct commit_waiter waiter;
 	bool committing;
+	bool closed;                       /* conn gone while committing */
 	bool paused_for_output;
 	enum smtp_timeout_class timer_class;
 };
@@ -75,6 +76,7 @@ static void smtp_arm_phase_timer(struct smtp_conn *sc)
 }
 
 static void smtp_commit_start(struct smtp_conn *sc);
+static void smtp_shutdown(struct conn *c);
 
 /* smtp_pump - move replies to the connection and act on what the session
  * wants next. */
@@ -95,6 +97,10 @@ static void smtp_pump(struct smtp_conn *sc)
 			smtp_commit_start(sc);
 		break;
 	case SMTP_WANT_CLOSE:
+		/* CLOSING has no phase timer of its own: this one bounds the
+		 * flush of the goodbye (see smtp_timeout). Armed first: the
+		 * close may be at once (and disarms it). */
+		conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);
 		conn_close_after_flush(c);
 		break;
 	case SMTP_WANT_READ:
@@ -180,7 +186,10 @@ static void smtp_commit_finish(struct smtp_conn *sc, int result)
 	}
 	smtp_session_commit_done(sc->session, result);
 	smtp_pump(sc);
-	conn_resume_input(c);
+	if (w->stopping)
+		smtp_shutdown(c);   /* the transaction it was allowed to finish is done */
+	else
+		conn_resume_input(c);
 }
 
 static void smtp_commit_done(struct commit_waiter *waiter, int result)
@@ -188,6 +197,22 @@ static void smtp_commit_done(struct commit_waiter *waiter, int result)
 	struct smtp_conn *sc = (struct smtp_conn *)((char *)waiter - offsetof(struct smtp_conn, waiter));
 	struct conn *c = sc->conn;
 
+	if (sc->closed) {
+		/* The client went away meanwhile: nobody hears the reply, but
+		 * a durable message is still ours to deliver. */
+		if (result == 0) {
+			struct spool_message msg;
+			c->w->smtp->messages++;
+			smtp_spool_message(c->w, smtp_session_message(sc->session), &msg);
+			log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s client_gone=1",
+				 msg.queue_id, msg.sender, msg.rcpt_count, msg.body_len, c->peer_text);
+			delivery_submit(c->w, &msg, NULL);
+		}
+		smtp_session_free(sc->session);
+		free(sc);
+		conn_release(c);
+		return;
+	}
 	smtp_commit_finish(sc, result);
 	/* The reference taken in smtp_commit_start; may free the conn. */
 	conn_release(c);
@@ -272,6 +297,12 @@ static void smtp_timeout(struct conn *c, enum worker_timer_class cls)
 
 	if (sc->committing)
 		return;      /* our own disk is slow, not the client */
+	if (c->close_when_drained) {
+		/* Our last reply has not gone out for a whole timeout: the
+		 * client does not read. */
+		conn_close(c);
+		return;
+	}
 	log_info("timeout", "client=%s phase=%s", c->peer_text,
 		 cls == WORKER_TIMER_SMTP_IDLE ? "idle" : cls == WORKER_TIMER_SMTP_DATA ? "data" : "command");
 	smtp_session_timeout(sc->session);
@@ -299,8 +330,12 @@ static void smtp_close(struct conn *c)
 
 	if (sc == NULL)
 		return;
-	if (sc->committing)
-		sc->waiter.done = NULL;    /* the batch still ends; nobody to tell */
+	if (sc->committing) {
+		/* The waiter is queued in the batch and holds c: free both in
+		 * smtp_commit_done. */
+		sc->closed = true;
+		return;
+	}
 	smtp_session_free(sc->session);
 	free(sc);
 }

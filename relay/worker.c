@@ -50,6 +50,7 @@ struct io_uring_sqe *worker_sqe(struct worker *w)
 
 void worker_timer_arm(struct worker *w, struct worker_timer *t, enum worker_timer_class cls)
 {
+	t->cls = (int)cls;      /* node.list is NULL again once it fires */
 	deadline_arm(&w->timers[cls], &t->node, w->now_ms);
 }
 
@@ -76,16 +77,22 @@ void worker_recycle_buffer(struct worker *w, unsigned bid)
 static void worker_timer_durations(struct worker *w)
 {
 	const struct config *cfg = w->cfg;
+	const int64_t ms[WORKER_TIMER_CLASSES] = {
+		[WORKER_TIMER_SMTP_IDLE] = cfg->smtp_idle_timeout_ms,
+		[WORKER_TIMER_SMTP_COMMAND] = cfg->smtp_command_timeout_ms,
+		[WORKER_TIMER_SMTP_DATA] = cfg->smtp_data_timeout_ms,
+		[WORKER_TIMER_SHUTDOWN] = cfg->shutdown_timeout_ms,
+		[WORKER_TIMER_OUT_CONNECT] = cfg->connect_timeout_ms,
+		[WORKER_TIMER_OUT_GREETING] = cfg->greeting_timeout_ms,
+		[WORKER_TIMER_OUT_COMMAND] = cfg->command_timeout_ms,
+		[WORKER_TIMER_OUT_DATA] = cfg->data_timeout_ms,
+		[WORKER_TIMER_OUT_IDLE] = cfg->connection_idle_timeout_ms,
+	};
 
-	w->timers[WORKER_TIMER_SMTP_IDLE].timeout_ms = cfg->smtp_idle_timeout_ms;
-	w->timers[WORKER_TIMER_SMTP_COMMAND].timeout_ms = cfg->smtp_command_timeout_ms;
-	w->timers[WORKER_TIMER_SMTP_DATA].timeout_ms = cfg->smtp_data_timeout_ms;
-	w->timers[WORKER_TIMER_SHUTDOWN].timeout_ms = cfg->shutdown_timeout_ms;
-	w->timers[WORKER_TIMER_OUT_CONNECT].timeout_ms = cfg->connect_timeout_ms;
-	w->timers[WORKER_TIMER_OUT_GREETING].timeout_ms = cfg->greeting_timeout_ms;
-	w->timers[WORKER_TIMER_OUT_COMMAND].timeout_ms = cfg->command_timeout_ms;
-	w->timers[WORKER_TIMER_OUT_DATA].timeout_ms = cfg->data_timeout_ms;
-	w->timers[WORKER_TIMER_OUT_IDLE].timeout_ms = cfg->connection_idle_timeout_ms;
+	/* Through deadline_set_timeout: a reload that shortens a duration
+	 * must not leave older, later-expiring nodes ahead of new ones. */
+	for (int i = 0; i < WORKER_TIMER_CLASSES; i++)
+		deadline_set_timeout(&w->timers[i], ms[i], w->now_ms);
 }
 
 /* worker_ring_init - the ring with the newest flags the kernel takes:
@@ -181,7 +188,9 @@ static void worker_refuse(struct worker *w, int fd)
 	struct io_uring_sqe *sqe = worker_sqe(w);
 
 	io_uring_prep_send(sqe, fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
-	sqe->flags |= IOSQE_IO_LINK;
+	/* A hard link: the close must run even when the send fails (the
+	 * client already reset), or the socket leaks. */
+	sqe->flags |= IOSQE_IO_HARDLINK;
 	io_uring_sqe_set_data(sqe, NULL);
 	sqe = worker_sqe(w);
 	io_uring_prep_close(sqe, fd);

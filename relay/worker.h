@@ -45,6 +45,7 @@ struct ring_op {
 struct worker_timer {
 	struct deadline_node node;
 	void (*fire)(struct worker *w, struct worker_timer *t);
+	int cls;                           /* enum worker_timer_class, set by arm */
 };
 
 enum worker_timer_class {
