@@ -10,11 +10,16 @@
 """
 import json
 import os
+import re
+import shutil
+import smtplib
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import time
+import unittest
 
 import harness
 
@@ -261,3 +266,87 @@ class RawClient:
 
     def close(self):
         self.sock.close()
+
+
+QUEUED = re.compile(r"2\.0\.0 Ok: queued as ([0-9A-Z]+)")
+
+
+class DaemonTestCase(unittest.TestCase):
+    """DaemonTestCase - every daemon and sink a test starts is stopped."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ringmail-inbound-")
+        self.daemons = []
+        self.sinks = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            if d.proc is not None:
+                d.stop()
+        for s in self.sinks:
+            s.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def daemon(self, extra=None, workers=2):
+        settings = {"delivery": closed_delivery()}
+        for key, value in (extra or {}).items():
+            if isinstance(value, dict) and isinstance(settings.get(key), dict):
+                settings[key].update(value)
+            else:
+                settings[key] = value
+        tmp = tempfile.mkdtemp(dir=self.tmp)
+        d = harness.Ringmaild(workers=workers, extra=settings, tmp=tmp).start()
+        self.daemons.append(d)
+        return d
+
+    def sink(self, *args):
+        s = Sink(self.tmp, *args)
+        self.sinks.append(s)
+        return s
+
+    def spool_dir(self, d):
+        return d.settings["spool"]["dir"]
+
+    def spooled(self, d, queue_id):
+        """spooled - the spool entry of queue_id (exactly one must exist)."""
+        found = [m for m in spool_messages(self.spool_dir(d)) if m["queue_id"] == queue_id]
+        self.assertEqual(len(found), 1, "got %d spool entries for %s, want 1" % (len(found), queue_id))
+        return found[0]
+
+    def finish(self, d):
+        """finish - SIGTERM: exit status 0 and no sanitizer report."""
+        rc = d.stop()
+        self.assertEqual(rc, 0, "got exit status %s, want 0\n%s" % (rc, d.log_text()[-3000:]))
+        self.assertEqual(d.sanitizer_reports(), [], d.log_text()[-3000:])
+
+    def assert_body(self, stored, sent):
+        header, rest = split_received(stored)
+        self.assertIn(b"by relay.test (ringmail)", header)
+        self.assertEqual(rest, sent, "got body %r, want %r" % (rest[:200], sent[:200]))
+        return header
+
+
+def queue_id_of(resp):
+    text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else resp
+    m = QUEUED.search(text)
+    if m is None:
+        raise AssertionError("no queue id in %r" % text)
+    return m.group(1)
+
+
+def send_smtplib(d, sender, rcpts, body, mail_options=(), rcpt_options=(), source=None):
+    """send_smtplib - one transaction; returns the queue id from the 250."""
+    kw = {"source_address": (source, 0)} if source else {}
+    with smtplib.SMTP(d.host, d.port, timeout=30, **kw) as s:
+        s.ehlo("client.test")
+        code, resp = s.mail(sender, list(mail_options))
+        if code != 250:
+            raise AssertionError("MAIL got %d %r" % (code, resp))
+        for r in rcpts:
+            code, resp = s.rcpt(r, list(rcpt_options))
+            if code != 250:
+                raise AssertionError("RCPT %s got %d %r" % (r, code, resp))
+        code, resp = s.data(body)
+        if code != 250:
+            raise AssertionError("DATA got %d %r" % (code, resp))
+        return queue_id_of(resp)
