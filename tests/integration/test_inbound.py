@@ -285,6 +285,20 @@ class Pipelining(DaemonTestCase):
         code, text = c.cmd(b"x: y\r\n\r\nbounce\r\n.")
         self.assertEqual(code, 250, text)
         qid2 = queue_id_of(text[0])
+        # BDAT pipelined with its transaction: one reply per command.
+        c.send(b"MAIL FROM:<a@src.test>\r\nRCPT TO:<e@dest.test>\r\nRCPT TO:<no>\r\n"
+               b"BDAT 7\r\nSub: x\nBDAT 5 LAST\r\n\r\nhi\nNOOP\r\n")
+        got = [c.reply() for _ in range(6)]
+        self.assertEqual([code for code, _ in got][:3], [250, 250, 501])
+        # The bare LFs of the content refuse it (smtp_data.h: same checks as DATA).
+        self.assertEqual(got[3][0], 250, got[3])
+        self.assertEqual((got[4][0], got[4][1][0][:6]), (550, "5.6.11"), got[4])
+        self.assertEqual(got[5][0], 250)
+        c.send(b"MAIL FROM:<a@src.test>\r\nRCPT TO:<f@dest.test>\r\n"
+               b"BDAT 10\r\nSub: x\r\n\r\nBDAT 4 LAST\r\nhi\r\nNOOP\r\n")
+        got = [c.reply() for _ in range(5)]
+        self.assertEqual([code for code, _ in got], [250, 250, 250, 250, 250], got)
+        qid3 = queue_id_of(got[3][1][0])
         c.send(b"QUIT\r\n")
         self.assertEqual(c.reply()[0], 221)
         self.assertEqual(c.read_until_closed(), b"")
@@ -294,6 +308,8 @@ class Pipelining(DaemonTestCase):
         self.assert_body(m["record"]["body"], b"Subject: pipe\r\n\r\nbody\r\n")
         m2 = self.spooled(d, qid2)
         self.assertEqual(m2["sender"], "")
+        self.assert_body(self.spooled(d, qid3)["record"]["body"], b"Sub: x\r\n\r\nhi\r\n")
+        self.assertEqual(len(spool_messages(self.spool_dir(d))), 3)
         self.finish(d)
 
 
