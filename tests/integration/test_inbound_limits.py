@@ -61,6 +61,19 @@ class Limits(DaemonTestCase):
         self.assertEqual([r["address"] for r in m["recipients"]], ["r%d@dest.test" % i for i in range(5)])
         self.finish(d)
 
+    def test_too_many_errors(self):
+        d = self.daemon({"smtp": {"max_errors": 3}})
+        c = RawClient(d.host, d.port)
+        c.reply()
+        c.send(b"BOGUS1\r\nBOGUS2\r\nBOGUS3\r\nNOOP\r\nNOOP\r\n")
+        data = c.read_until_closed()
+        c.close()
+        lines = data.split(b"\r\n")
+        self.assertEqual([line[:3] for line in lines[:4]], [b"500", b"500", b"500", b"421"], data)
+        self.assertIn(b"4.7.0", lines[3])
+        self.assertEqual(lines[4:], [b""], "replies after the 421: %r" % data)
+        self.finish(d)
+
     def test_message_size(self):
         d = self.daemon({"smtp": {"max_message_size": "4k"}})
         c = RawClient(d.host, d.port)
