@@ -190,11 +190,17 @@ class Sink:
         return self.stats().get("messages", 0)
 
     def stored(self):
-        """stored - every stored message as (envelope lines, bytes)."""
+        """stored - every completely stored message as (envelope lines, bytes).
+        The sink writes <n>.eml synchronously before its stats file counts
+        message n, so files up to the count in the stats file are complete."""
+        count = self.stats().get("messages", 0)
         if not os.path.isdir(self.store):
             return []
         result = []
-        for name in sorted(os.listdir(self.store)):
+        names = [n for n in os.listdir(self.store) if n.endswith(".eml")]
+        for name in sorted(names, key=lambda n: int(n.split(".")[0])):
+            if int(name.split(".")[0]) > count:
+                break
             with open(os.path.join(self.store, name), "rb") as f:
                 result.append(strip_sink_envelope(f.read()))
         return result
