@@ -225,8 +225,8 @@ static void conn_idle_fire(struct worker *w, struct worker_timer *t)
 static void conn_phase_fire(struct worker *w, struct worker_timer *t)
 {
 	struct conn *c = container_of(t, struct conn, phase_timer);
-	enum worker_timer_class cls = (enum worker_timer_class)(t->node.list - w->timers);
-	c->handler->timeout(c, cls);
+	/* Not node.list: the timer was taken off its list before firing. */
+	c->handler->timeout(c, (enum worker_timer_class)t->cls);
 }
 
 /* conn_new - a connection on fd, linked into the worker's list. */

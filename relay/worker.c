@@ -50,6 +50,7 @@ struct io_uring_sqe *worker_sqe(struct worker *w)
 
 void worker_timer_arm(struct worker *w, struct worker_timer *t, enum worker_timer_class cls)
 {
+	t->cls = (int)cls;
 	deadline_arm(&w->timers[cls], &t->node, w->now_ms);
 }
 

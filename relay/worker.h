@@ -45,6 +45,7 @@ struct ring_op {
 struct worker_timer {
 	struct deadline_node node;
 	void (*fire)(struct worker *w, struct worker_timer *t);
+	int cls;           /* the class it was last armed in (node.list is NULL when it fires) */
 };
 
 enum worker_timer_class {
