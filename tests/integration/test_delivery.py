@@ -139,5 +139,26 @@ class ByteForByte(mailnet.NetTestCase, unittest.TestCase):
                 self.assertIn("BODY=8BITMIME", m.mail_options, mid)
 
 
+class Pool(mailnet.NetTestCase, unittest.TestCase):
+    def test_idle_pooled_connection_is_closed_with_quit(self):
+        net = mailnet.Addresses(1)
+        dns = self.started(mailnet.Dnsmasq(self.tmp, mailnet.mx_zone(
+            "pool.test", [(10, "mx.pool.test", net.ips[0])])))
+        rcv = self.started(mailnet.Receiver(net.ips[0], net.port))
+        d = self.relay(mailnet.relay_settings(net.port, dns.ns, idle_timeout="1s"))
+        mailnet.submit(d.host, d.port, [
+            ("a@client.test", ["u%d@pool.test" % i],
+             mailnet.make_message("pool%d@client.test" % i, "a@client.test", ["u@pool.test"]), [], [])
+            for i in range(3)], connections=1)
+        self.assertTrue(mailnet.wait_until(lambda: len(rcv.handler.snapshot()) == 3, 30))
+        # After delivery.idle_timeout the pooled connection says QUIT; it is
+        # not a failed connection.
+        self.assertTrue(mailnet.wait_until(lambda: rcv.handler.quits >= rcv.handler.sessions, 20),
+                        "sessions %d, QUITs %d" % (rcv.handler.sessions, rcv.handler.quits))
+        text = self.stop_relay(d)
+        self.assertNotIn("result=failed", text)
+        self.assertLessEqual(rcv.handler.sessions, 2)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
