@@ -668,7 +668,7 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 		log_delivery(dl, it, it->idx[i], &res[i], mx, ip);
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED && expired) {
 			char text[REPLY_TEXT_MAX];
-			snprintf(text, sizeof(text), "delivery time expired; last error: %s", res[i].text);
+			snprintf(text, sizeof(text), "delivery time expired; last error: %.160s", res[i].text);
 			memcpy(res[i].text, text, sizeof(text));
 			snprintf(res[i].status, sizeof(res[i].status), "4.4.7");
 			res[i].outcome = SMTP_OUTCOME_BOUNCED;
