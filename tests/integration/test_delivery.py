@@ -139,6 +139,56 @@ class ByteForByte(mailnet.NetTestCase, unittest.TestCase):
                 self.assertIn("BODY=8BITMIME", m.mail_options, mid)
 
 
+class Transactions(mailnet.NetTestCase, unittest.TestCase):
+    def test_many_recipients_split_into_transactions(self):
+        net = mailnet.Addresses(1)
+        dns = self.started(mailnet.Dnsmasq(self.tmp, mailnet.mx_zone(
+            "many.test", [(10, "mx.many.test", net.ips[0])])))
+        rcv = self.started(mailnet.Receiver(net.ips[0], net.port))
+        d = self.relay(mailnet.relay_settings(net.port, dns.ns, max_recipients_per_transaction=100))
+        rcpts = ["r%03d@many.test" % i for i in range(250)]
+        mailnet.submit(d.host, d.port, [("a@client.test", rcpts, mailnet.make_message(
+            "many@client.test", "a@client.test", ["list@many.test"]), [], [])], connections=1)
+        self.wait_log(d, lambda ls: sum(x["status"] == "delivered" for x in ls) >= len(rcpts), 60,
+                      "250 delivered recipients")
+        self.stop_relay(d)
+        got = rcv.handler.snapshot()
+        self.assertEqual(sorted(len(m.rcpts) for m in got), [50, 100, 100])
+        self.assertEqual(collections.Counter(r for m in got for r in m.rcpts), collections.Counter(rcpts))
+        self.assertEqual(len({m.content for m in got}), 1, "the copies differ")
+
+    def test_random_tempfails_every_recipient_exactly_once(self):
+        # Recipients refused at random (451) and whole transactions refused
+        # after DATA: only the deferred recipients may be sent again.
+        net = mailnet.Addresses(1)
+        dns = self.started(mailnet.Dnsmasq(self.tmp, mailnet.mx_zone(
+            "flaky.test", [(10, "mx.flaky.test", net.ips[0])])))
+        sink = self.started(mailnet.Sink(self.tmp, [net.ips[0]], net.port, "--fail-rcpt-4xx", "20",
+                                         "--fail-data-4xx", "10", "--seed", "7"))
+        d = self.relay(mailnet.relay_settings(net.port, dns.ns, min_backoff="200ms",
+                                              max_backoff="1s"))
+        msgs, want = [], collections.Counter()
+        for i in range(200):
+            rcpts = ["m%d-r%d@flaky.test" % (i, j) for j in range(3)]
+            mid = "flaky%d@client.test" % i
+            want.update((mid, "<%s>" % r) for r in rcpts)
+            msgs.append(("a@client.test", rcpts, mailnet.make_message(mid, "a@client.test", rcpts), [], []))
+        mailnet.submit(d.host, d.port, msgs, connections=4)
+        lines = self.wait_log(d, lambda ls: sum(x["status"] == "delivered" for x in ls) >= len(want),
+                              120, "every recipient delivered")
+        self.stop_relay(d)
+        self.assertEqual(sink.stop(), 0)
+        got = collections.Counter()
+        for env, data in sink.stored():
+            mid = mailnet.message_ids(data)[0][1:-1].decode()
+            got.update((mid, r) for r in env["to"])
+        self.assertEqual(got, want)
+        self.assertNotIn("bounced", {x["status"] for x in lines})
+        retried = sum(x["status"] == "deferred" for x in lines)
+        print("\nflaky: %d deferrals before %d deliveries" % (retried, len(want)), flush=True)
+        self.assertGreater(retried, 0)
+
+
 class Pool(mailnet.NetTestCase, unittest.TestCase):
     def test_idle_pooled_connection_is_closed_with_quit(self):
         net = mailnet.Addresses(1)

@@ -4,7 +4,8 @@ it again on the same spool, and check that every accepted message arrives
 at least once and that the duplicates (delivered, but the outcome not yet
 journaled at the kill) stay few.
 
-2,000 messages to four domains go to a slow ringmail-sink (--delay-ms) over
+2,000 messages to four domains are queued, then go to a slow ringmail-sink
+(--delay-ms, started after the last message is accepted) over
 at most 4 connections per domain, one recipient per transaction. Every
 process is stopped by PID; the restarted ringmaild must exit 0 without
 sanitizer reports.
@@ -33,7 +34,11 @@ class Crash(mailnet.NetTestCase, unittest.TestCase):
         zone += ["host-record=mx0.crash.test,%s" % net.ips[0],
                  "host-record=mx1.crash.test,%s" % net.ips[1]]
         dns = self.started(mailnet.Dnsmasq(self.tmp, zone))
-        sink = self.started(mailnet.Sink(self.tmp, net.ips, net.port, "--delay-ms", "10"))
+        # The sink starts only once everything is queued, so the kill always
+        # lands in the middle of delivery however fast the machine is: until
+        # then the domains are refused and backed off (max_backoff 2s).
+        sink = mailnet.Sink(self.tmp, net.ips, net.port, "--delay-ms", "10")
+        self.addCleanup(sink.stop)
         extra = mailnet.relay_settings(net.port, dns.ns, idle_timeout="30s",
                                        max_connections=MAX_CONNECTIONS)
         d = self.relay(extra)
@@ -47,6 +52,7 @@ class Crash(mailnet.NetTestCase, unittest.TestCase):
             msgs.append(("sender@client.test", [rcpt],
                          mailnet.make_message(mid, "sender@client.test", [rcpt]), [], []))
         mailnet.submit(d.host, d.port, msgs, connections=8)
+        sink.start()
 
         # Kill once a good part, but not all, has been delivered.
         at_kill = mailnet.wait_until(
