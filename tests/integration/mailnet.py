@@ -136,12 +136,26 @@ class Sink:
         self.proc = None
 
     def start(self):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        harness.wait_port(self.ips[0], self.port, proc=self.proc)
-        if not wait_until(lambda: os.path.exists(self.stats_path), 20, 0.05):
-            raise RuntimeError("sink wrote no stats")
-        return self
+        """start - run it; ready once it has written its stats file (a
+        connect alone is no proof: see below)."""
+        # A sink that just stopped on the same address may keep its listener
+        # (still accepting) for a moment: io_uring releases files after the
+        # process exits. Retry a bind that failed with EADDRINUSE.
+        for _ in range(100):
+            self.log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
+            if wait_until(lambda: os.path.exists(self.stats_path) or self.proc.poll() is not None,
+                          20, 0.02) and self.proc.poll() is None:
+                harness.wait_port(self.ips[0], self.port, proc=self.proc)
+                return self
+            self.proc.wait() if self.proc.poll() is not None else self.stop()
+            self.log.close()
+            self.proc = None
+            with open(self.log_path, "rb") as f:
+                if b"Address already in use" not in f.read():
+                    raise RuntimeError("sink did not start: " + self.log_path)
+            time.sleep(0.1)
+        raise RuntimeError("sink could not bind %s:%d" % (self.ips[0], self.port))
 
     def stats(self):
         for _ in range(20):
