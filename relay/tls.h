@@ -20,7 +20,9 @@
  * ChaCha20-Poly1305, ECDSA or RSA certificates. The client offers the same
  * first and then a few older suites (CBC, plain RSA key exchange): under
  * opportunistic TLS (RFC 7435) an old cipher still beats cleartext.
- * Renegotiation is refused.
+ * Renegotiation is refused. Resumption: session tickets (RFC 5077; an
+ * AES-256-GCM key that rotates every 12 hours) and, for clients without
+ * tickets, a session-ID cache (1024 entries, one hour).
  *
  * Return codes. tls_handshake, tls_read, tls_write and tls_close_notify
  * return TLS_WANT_READ (feed more ciphertext, then call again) or
@@ -156,8 +158,9 @@ ssize_t tls_read(struct tls_session *s, void *buf, size_t cap);
  * the buffer until accepted, as one naturally does. */
 ssize_t tls_write(struct tls_session *s, const void *data, size_t len);
 
-/* tls_close_notify - queue the close_notify alert: 0, TLS_WANT_WRITE, or an
- * error. Nothing may be written after it. */
+/* tls_close_notify - queue the close_notify alert: 0, TLS_WANT_WRITE (call
+ * again after taking the pending ciphertext), or an error. Finish a
+ * tls_write that said TLS_WANT_WRITE first. Nothing may be written after. */
 int tls_close_notify(struct tls_session *s);
 
 /* tls_session_info - protocol, cipher and flags, for the logs; all zero
@@ -175,7 +178,8 @@ const char *tls_strerror(struct tls_session *s);
 
 /* Client-side resumption. tls_session_save copies the parameters of a
  * completed client session (NULL if there is nothing to save); the caller
- * owns it and may keep it per destination host. tls_session_resume offers
+ * owns it and may keep it per destination host (tls_session_resume only
+ * reads it, so several sessions may offer one). tls_session_resume offers
  * it in a new client session before the handshake: 0, or -EINVAL when the
  * saved session does not fit (another host name, or it was not verified and
  * this session requires verification: a resumed handshake skips the
