@@ -101,21 +101,29 @@ class TlsTool(unittest.TestCase):
 
     def test_implicit_tls_and_resumption(self):
         sess = os.path.join(self.tmp, "session.pem")
-        echo = Echo(self.tmp, connections=2)
+        sess_id = os.path.join(self.tmp, "session-id.pem")
+        echo = Echo(self.tmp, connections=4)
         try:
             out = s_client(echo.port, b"hello over tls\n", ["-sess_out", sess])
             self.assertIn(b"hello over tls\n", out, out)
+            # A ticket.
             out = s_client(echo.port, b"second line\n", ["-sess_in", sess])
             self.assertIn(b"second line\n", out, out)
+            self.assertIn(b"Reused, TLSv1.2", out)
+            # No tickets: the session-ID cache.
+            out = s_client(echo.port, b"third\n", ["-no_ticket", "-sess_out", sess_id])
+            self.assertIn(b"third\n", out, out)
+            out = s_client(echo.port, b"fourth\n", ["-no_ticket", "-sess_in", sess_id])
+            self.assertIn(b"fourth\n", out, out)
             self.assertIn(b"Reused, TLSv1.2", out)
         finally:
             rc = echo.stop()
         self.assertEqual(rc, 0, echo.log)
         events = re.findall(r"event=tls protocol=(\S+) cipher=(\S+) resumed=(\d)", echo.log)
-        self.assertEqual(len(events), 2, echo.log)
+        self.assertEqual(len(events), 4, echo.log)
         self.assertEqual(events[0][0], "TLSv1.2")
         self.assertRegex(events[0][1], r"ECDHE-ECDSA-WITH-(AES-\d+-GCM|CHACHA20)")
-        self.assertEqual([e[2] for e in events], ["0", "1"], echo.log)
+        self.assertEqual([e[2] for e in events], ["0", "1", "0", "1"], echo.log)
 
     def test_starttls_with_s_client(self):
         echo = Echo(self.tmp, starttls=True)
