@@ -382,6 +382,11 @@ size_t users_count(const struct users_db *db)
 	return db ? db->count : 0;
 }
 
+bool users_name_valid(const char *name)
+{
+	return name_valid(name, strlen(name));
+}
+
 static const struct users_entry *users_find(const struct users_db *db, const char *user)
 {
 	struct users_entry key = { .name = (char *)user };

@@ -62,6 +62,9 @@ struct users_db *users_free(struct users_db *db);
 
 size_t users_count(const struct users_db *db);
 
+/* users_name_valid - may name be a user name in the file (see above)? */
+bool users_name_valid(const char *name);
+
 /* users_exists - is user in the file? For RCPT and POP3 USER checks; it is
  * fast, so unlike users_verify its timing says whether the user exists. */
 bool users_exists(const struct users_db *db, const char *user);

@@ -70,21 +70,24 @@ static int read_line(FILE *in, char *buf, size_t cap)
 	return 0;
 }
 
-/* prompt_no_echo - ask on stderr, read stdin with echo off. */
+/* prompt_no_echo - ask on stderr, read stdin with echo off. Echo goes off
+ * before the prompt appears, so nothing typed after the prompt is shown
+ * (type-ahead from before it is discarded, as getpass does). */
 static int prompt_no_echo(const char *prompt, char *buf, size_t cap)
 {
 	struct termios saved, quiet;
 
-	fputs(prompt, stderr);
-	fflush(stderr);
 	if (tcgetattr(STDIN_FILENO, &saved) < 0)
 		return -errno;
 	quiet = saved;
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
 	quiet.c_lflag |= ECHONL;
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0)
+		return -errno;
+	fputs(prompt, stderr);
+	fflush(stderr);
 	int rc = read_line(stdin, buf, cap);
-	tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+	tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	return rc;
 }
 
@@ -182,6 +185,11 @@ int users_cli_main(int argc, char **argv)
 
 	if (!parse_args(argc, argv, &a))
 		return usage();
+	if (a.name != NULL && !users_name_valid(a.name)) {
+		fprintf(stderr, "ringmailctl: bad user name \"%s\" (1-%d bytes, no ':', spaces or control bytes)\n",
+			a.name, USERS_NAME_MAX);
+		return 1;
+	}
 	if (strcmp(a.command, "add") == 0)
 		return cmd_set(&a, USERS_SET_NEW);
 	if (strcmp(a.command, "passwd") == 0)
