@@ -300,12 +300,13 @@ int users_parse(const char *name, const char *text, size_t len, struct users_db 
 }
 
 /* read_file - the whole file into a new buffer (*text, caller frees).
- * Returns 0, -errno, or -EFBIG over USERS_FILE_MAX. */
+ * Returns 0, or -errno / -EFBIG over USERS_FILE_MAX with *text NULL. */
 static int read_file(int fd, char **text, size_t *len)
 {
 	struct stat st;
 	size_t cap, used = 0;
 
+	*text = NULL;
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (st.st_size > (off_t)USERS_FILE_MAX)
@@ -316,6 +317,7 @@ static int read_file(int fd, char **text, size_t *len)
 		if (used == cap) {
 			if (cap > USERS_FILE_MAX) {
 				free(*text);
+				*text = NULL;
 				return -EFBIG;
 			}
 			cap *= 2;
@@ -330,6 +332,7 @@ static int read_file(int fd, char **text, size_t *len)
 		if (n < 0) {
 			int rc = -errno;
 			free(*text);
+			*text = NULL;
 			return rc;
 		}
 		if (n == 0)
@@ -621,9 +624,15 @@ static int users_file_edit(const char *path, const char *user, const char *hash,
 
 	if (!name_valid(user, strlen(user)))
 		return -EINVAL;
+	/* Edit the file a symlink points at, not replace the link. */
+	char *real = realpath(path, NULL);
+	if (real != NULL)
+		path = real;
 	int dirfd = open_locked_directory(path);
-	if (dirfd < 0)
+	if (dirfd < 0) {
+		free(real);
 		return dirfd;
+	}
 	int rc = read_existing(path, &text, &len, &st, &exists);
 	if (rc < 0)
 		goto done;
@@ -648,6 +657,7 @@ static int users_file_edit(const char *path, const char *user, const char *hash,
 done:
 	free(text);
 	free(out.data);
+	free(real);
 	close(dirfd);
 	return rc;
 }

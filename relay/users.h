@@ -32,7 +32,8 @@
  * atomically: a temporary file in the same directory, fsync, rename over the
  * old one, fsync of the directory; a reader sees the old file or the new one,
  * never a mixture. Concurrent editors are serialised with flock(2) on the
- * directory. Mode and owner of an existing file are kept (a new one is 0640).
+ * directory. Mode and owner of an existing file are kept (a new one is 0640);
+ * a symlink is followed and its target rewritten.
  */
 #ifndef RINGMAIL_USERS_H
 #define RINGMAIL_USERS_H

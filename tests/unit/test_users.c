@@ -377,3 +377,20 @@ Test(users_file, rewrite_is_atomic)
 	closedir(d);
 	cr_expect_eq(entries, 1);
 }
+
+Test(users_file, edit_through_symlink_keeps_link)
+{
+	char path[256], link[256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/users", tmpdir);
+	snprintf(link, sizeof(link), "%s/users-link", tmpdir);
+	write_text(path, "# kept\n");
+	cr_assert_eq(symlink("users", link), 0);
+	cr_assert_eq(users_file_set(link, "alice", HY, USERS_SET_NEW), 0);
+	cr_assert_eq(lstat(link, &st), 0);
+	cr_expect(S_ISLNK(st.st_mode), "the symlink was replaced by a file");
+	cr_expect_str_eq(read_text(path), "# kept\nalice:" HY "\n");
+	cr_assert_eq(users_file_delete(link, "alice"), 0);
+	cr_expect_str_eq(read_text(path), "# kept\n");
+}
