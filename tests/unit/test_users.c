@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,4 +394,45 @@ Test(users_file, edit_through_symlink_keeps_link)
 	cr_expect_str_eq(read_text(path), "# kept\nalice:" HY "\n");
 	cr_assert_eq(users_file_delete(link, "alice"), 0);
 	cr_expect_str_eq(read_text(path), "# kept\n");
+}
+
+/* Concurrent verification: the db is shared read-only, each call has its
+ * own crypt work area, so answers stay right on four threads at once. */
+struct verify_job {
+	const struct users_db *db;
+	int wrong;
+};
+
+static void *verify_thread(void *arg)
+{
+	struct verify_job *job = arg;
+
+	for (int i = 0; i < 15; i++) {
+		if (!users_verify(job->db, "alice", "s3cret"))
+			job->wrong++;
+		if (users_verify(job->db, "alice", "s3creT") || users_verify(job->db, "zed", "s3cret"))
+			job->wrong++;
+	}
+	return NULL;
+}
+
+Test(users, verify_on_many_threads)
+{
+	char hash[USERS_HASH_MAX], line[USERS_HASH_MAX + 16];
+	struct users_db *db;
+	pthread_t threads[4];
+	struct verify_job jobs[4];
+
+	make_hash("$6$", "s3cret", hash, sizeof(hash));
+	snprintf(line, sizeof(line), "alice:%s\n", hash);
+	cr_assert_eq(users_parse("t", line, strlen(line), &db, NULL, 0), 0);
+	for (int i = 0; i < 4; i++) {
+		jobs[i] = (struct verify_job){ .db = db };
+		cr_assert_eq(pthread_create(&threads[i], NULL, verify_thread, &jobs[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(threads[i], NULL);
+		cr_expect_eq(jobs[i].wrong, 0, "thread %d: %d wrong answers, want 0", i, jobs[i].wrong);
+	}
+	users_free(db);
 }
