@@ -132,6 +132,7 @@ static uint32_t key_hash(const struct ratelimit *rl, const struct ratelimit_key 
 	return (uint32_t)h & rl->bucket_mask;
 }
 
+/* find - the entry of key, or NONE. */
 static uint32_t find(const struct ratelimit *rl, const struct ratelimit_key *key)
 {
 	for (uint32_t i = rl->buckets[key_hash(rl, key)]; i != NONE; i = rl->entries[i].chain)
@@ -140,6 +141,7 @@ static uint32_t find(const struct ratelimit *rl, const struct ratelimit_key *key
 	return NONE;
 }
 
+/* lru_unlink - take entry i out of the LRU list. */
 static void lru_unlink(struct ratelimit *rl, uint32_t i)
 {
 	struct ratelimit_entry *e = &rl->entries[i];
@@ -154,6 +156,7 @@ static void lru_unlink(struct ratelimit *rl, uint32_t i)
 		rl->lru_tail = e->lru_prev;
 }
 
+/* lru_push_head - entry i becomes the most recently failed. */
 static void lru_push_head(struct ratelimit *rl, uint32_t i)
 {
 	struct ratelimit_entry *e = &rl->entries[i];

@@ -54,18 +54,21 @@ static struct sasl_result fail(struct sasl_session *s, enum sasl_error error, co
 	return (struct sasl_result){ .status = SASL_ERROR, .error = error, .reason = reason };
 }
 
+/* need_more - wait in state for the reply to challenge. */
 static struct sasl_result need_more(struct sasl_session *s, int state, const char *challenge)
 {
 	s->state = state;
 	return (struct sasl_result){ .status = SASL_NEED_MORE, .challenge = challenge };
 }
 
+/* done - user and password are in the session; hand them out. */
 static struct sasl_result done(struct sasl_session *s)
 {
 	s->state = STATE_DONE;
 	return (struct sasl_result){ .status = SASL_DONE, .user = s->user, .password = s->password };
 }
 
+/* base64_char - one of the 64 characters (not the '=' pad). */
 static bool base64_char(char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -110,6 +113,7 @@ static enum sasl_error decode(const char *line, size_t len, unsigned char *out, 
 	return rc == 0 ? SASL_ERR_NONE : SASL_ERR_BASE64;
 }
 
+/* error_text - a reason for logs when decode failed. */
 static const char *error_text(enum sasl_error e)
 {
 	switch (e) {

@@ -74,6 +74,7 @@ static const struct {
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* xcalloc - calloc, fatal when memory runs out (the house rule). */
 static void *xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size ? size : 1);
@@ -83,6 +84,7 @@ static void *xcalloc(size_t n, size_t size)
 	return p;
 }
 
+/* xstrndup - strndup, fatal when memory runs out. */
 static char *xstrndup(const char *s, size_t len)
 {
 	char *p = strndup(s, len);
@@ -213,11 +215,13 @@ static const char *parse_entry(const char *line, size_t len, struct users_entry 
 	return NULL;
 }
 
+/* entry_compare - order entries by name, for qsort and bsearch. */
 static int entry_compare(const void *a, const void *b)
 {
 	return strcmp(((const struct users_entry *)a)->name, ((const struct users_entry *)b)->name);
 }
 
+/* set_error - format a message into err when the caller gave room. */
 static void set_error(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -390,6 +394,7 @@ bool users_name_valid(const char *name)
 	return name_valid(name, strlen(name));
 }
 
+/* users_find - user's entry, or NULL; no secret is involved yet. */
 static const struct users_entry *users_find(const struct users_db *db, const char *user)
 {
 	struct users_entry key = { .name = (char *)user };
@@ -471,6 +476,7 @@ struct text_out {
 	size_t len, cap;
 };
 
+/* out_append - n more bytes at the end of o, growing it. */
 static void out_append(struct text_out *o, const char *s, size_t n)
 {
 	if (o->len + n > o->cap) {

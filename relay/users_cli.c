@@ -19,6 +19,7 @@ struct users_cli_args {
 	const char *name;
 };
 
+/* usage - the synopsis on stderr; the usage exit status. */
 static int usage(void)
 {
 	fprintf(stderr,
@@ -144,6 +145,7 @@ static int cmd_set(const struct users_cli_args *a, enum users_set_mode mode)
 	return rc < 0 ? 1 : 0;
 }
 
+/* cmd_delete - del: remove the user's line. */
 static int cmd_delete(const struct users_cli_args *a)
 {
 	int rc = users_file_delete(a->file, a->name);
