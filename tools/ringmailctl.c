@@ -3,6 +3,7 @@
  *
  *   ringmailctl resolve [options] DOMAIN...   what the relay would do for each domain
  *   ringmailctl spool dump [--json] DIR       every live message in a spool directory
+ *   ringmailctl users add|passwd|del|verify|check [--file PATH] NAME   the passwd-file
  *
  * Commands that talk to a running daemon over its control socket come with
  * the operations issue.
@@ -12,6 +13,7 @@
 
 #include "dns.h"
 #include "spool_dump.h"
+#include "users_cli.h"
 #include "version.h"
 
 struct command {
@@ -32,6 +34,8 @@ static const struct command commands[] = {
 	{ "resolve", dns_resolve_main,
 	  "resolve [--nameserver ADDR:PORT] [--port N] [--ipv4|--ipv6|--both] DOMAIN..." },
 	{ "spool", run_spool, "spool dump [--json] SPOOL_DIR" },
+	{ "users", users_cli_main,
+	  "users add|passwd|del|verify [--file PATH] [--scheme S] NAME | users check [--file PATH]" },
 };
 
 static void usage(FILE *out)
