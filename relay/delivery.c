@@ -144,6 +144,7 @@ struct osession {
 	struct osession *idle_prev, *idle_next;
 	bool idle;
 	char ip[64];
+	char last_error[REPLY_TEXT_MAX];   /* why the last host failed */
 };
 
 struct delivery {
@@ -667,7 +668,6 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 
 	memcpy(res, res_in, it->count * sizeof(*res));
 	for (uint32_t i = 0; i < it->count; i++) {
-		log_delivery(dl, it, it->idx[i], &res[i], mx, ip);
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED && expired) {
 			char text[REPLY_TEXT_MAX];
 			/* 35 bytes of prefix + at most 164 of the old text fit. */
@@ -677,6 +677,7 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 			res[i].outcome = SMTP_OUTCOME_BOUNCED;
 			res[i].local = true;
 		}
+		log_delivery(dl, it, it->idx[i], &res[i], mx, ip);
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
 			deferred++;
 		else
@@ -880,6 +881,10 @@ static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r
 	s->over = true;
 	s->over_failed = failed;
 	if (failed)
+		snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %d %s",
+			 session_mx(s) ? session_mx(s) : "-", s->ip, r ? r->code : 0,
+			 r && r->text ? r->text : "");
+	if (failed)
 		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=failed code=%d reply=\"%s\"",
 			 s->d->name, session_mx(s) ? session_mx(s) : "-", s->ip, r ? r->code : 0,
 			 r && r->text ? r->text : "");
@@ -943,6 +948,15 @@ static bool osession_connect(struct osession *s)
 	return false;
 }
 
+/* domain_defer_ready - every ready item of d is deferred with text. */
+static void domain_defer_ready(struct delivery *dl, struct qdomain *d, const char *text)
+{
+	struct qitem *it;
+
+	while ((it = domain_pop_ready(d)) != NULL)
+		item_fail_all(dl, d, it, SMTP_OUTCOME_DEFERRED, 0, "4.4.1", text);
+}
+
 /* osession_over - the connection ended. Before the session ever became
  * ready, a failure moves on to the next address or MX host; when none is
  * left, the whole domain backs off. */
@@ -975,6 +989,12 @@ static void osession_over(struct osession *s, bool failed)
 		retry_domain_failed(&dl->domain_retry, &d->backoff, dl->w->now_ms, rng_next(dl));
 		log_warn("domain_backoff", "domain=%s failures=%u for_ms=%lld", d->name, d->backoff.failures,
 			 (long long)(d->backoff.until_ms - dl->w->now_ms));
+		/* Every waiting item had an attempt: count it, log it, and let
+		 * the queue lifetime run out (a bounce) rather than park forever. */
+		char text[REPLY_TEXT_MAX + 40];
+		snprintf(text, sizeof(text), "no MX host reachable; last: %s",
+			 s->last_error[0] ? s->last_error : "connection failed");
+		domain_defer_ready(dl, d, text);
 	}
 	osession_free(s);
 	domain_kick(dl, d);
@@ -1038,6 +1058,8 @@ static void out_connect_failed(struct conn *c, int err)
 		return;
 	log_info("delivery_connection", "domain=%s mx=%s ip=%s result=connect_failed error=\"%s\"",
 		 s->d->name, session_mx(s) ? session_mx(s) : "-", s->ip, strerror(-err));
+	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %s",
+		 session_mx(s) ? session_mx(s) : "-", s->ip, strerror(-err));
 	osession_over(s, true);
 }
 
@@ -1153,6 +1175,8 @@ static void route_ready(const struct dns_route *route, void *arg)
 		struct osession *s = osession_new(dl, d, route);
 		if (!osession_connect(s)) {
 			osession_free(s);
+			if (d->active == 0)
+				domain_defer_ready(dl, d, "no MX host address could be connected to");
 			break;
 		}
 	}
