@@ -238,7 +238,10 @@ class Faults(mailnet.NetTestCase, unittest.TestCase):
         finally:
             self.stop_relay(d)
         self.assertEqual((lines[0]["status"], lines[0]["attempt"]), ("deferred", "1"), lines[0])
-        self.assertEqual(lines[-1]["dsn"], "4.4.7", lines[-1])
+        dead = [x for x in lines if x["rcpt"] == "u@dead.test"]
+        self.assertEqual(dead[-1]["status"], "bounced", dead)
+        self.assertEqual(dead[-1]["dsn"], "4.4.7", dead[-1])
+        self.assertEqual({x["status"] for x in dead[:-1]}, {"deferred"}, dead)
 
     def test_dns_nxdomain_and_null_mx_bounce(self):
         def zone(ips):
