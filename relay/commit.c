@@ -19,6 +19,10 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
+/* After a failed batch, the next waits this long (the outcomes of the failed
+ * one are queued again, so without a pause a full disk would spin the loop). */
+#define COMMIT_FAILURE_PAUSE_MS 100
+
 struct commit {
 	struct spool_shard *shard;
 	struct commit_waiter *next, **next_tail;
@@ -30,6 +34,7 @@ struct commit {
 	unsigned outstanding;            /* completions still to come */
 	size_t inflight_records, next_records;
 	int64_t started_ms;
+	int64_t failed_until_ms;         /* after a failed batch: rest until then */
 	struct commit_stats stats;
 };
 
@@ -60,6 +65,7 @@ static void commit_batch_end(struct worker *w, struct commit *c, int result)
 	if (c->inflight_records > c->stats.max_batch)
 		c->stats.max_batch = c->inflight_records;
 	if (result < 0) {
+		c->failed_until_ms = w->now_ms + COMMIT_FAILURE_PAUSE_MS;
 		c->stats.failures++;
 		log_error("spool_commit", "worker=%u records=%zu error=\"%s\"", w->id,
 			  c->inflight_records, strerror(-result));
@@ -107,6 +113,12 @@ static void commit_flush(struct worker *w, void *arg)
 
 	if (c->outstanding > 0)
 		return;
+	if (w->now_ms < c->failed_until_ms) {
+		/* The disk just failed (full?): retrying every pass would spin. */
+		if (c->failed_until_ms < w->wake_at_ms)
+			w->wake_at_ms = c->failed_until_ms;
+		return;
+	}
 	if (!spool_shard_flush_begin(c->shard, &f)) {
 		/* Records pending but no batch: the segment rotation failed.
 		 * Come back in a second rather than when some unrelated event

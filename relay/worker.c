@@ -19,6 +19,7 @@
 #include "smtp_server.h"
 
 #define BUFFER_GROUP 0
+#define ACCEPT_PAUSE_MS 100
 
 static pthread_barrier_t worker_ready;
 static _Atomic int worker_start_error;
@@ -214,8 +215,15 @@ static void worker_accept_complete(struct worker *w, struct ring_op *op, const s
 	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
 		log_warn("accept_error", "worker=%u error=\"%s\"", w->id, strerror(-cqe->res));
 	}
-	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopping)
-		worker_arm_accept(w, i);
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopping) {
+		if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS || cqe->res == -ENOMEM) {
+			/* Out of descriptors or memory: re-arming now would spin. */
+			w->accept_paused |= 1u << i;
+			w->accept_resume_ms = w->now_ms + ACCEPT_PAUSE_MS;
+		} else {
+			worker_arm_accept(w, i);
+		}
+	}
 }
 
 static void worker_shutdown_fire(struct worker *w, struct worker_timer *t)
@@ -329,6 +337,22 @@ static void worker_expire_timers(struct worker *w)
 	}
 }
 
+/* worker_resume_accepts - re-arm accepts paused by a resource shortage. */
+static void worker_resume_accepts(struct worker *w)
+{
+	if (w->accept_paused == 0 || w->stopping)
+		return;
+	if (w->now_ms < w->accept_resume_ms) {
+		if (w->accept_resume_ms < w->wake_at_ms)
+			w->wake_at_ms = w->accept_resume_ms;
+		return;
+	}
+	for (size_t i = 0; i < w->listen_count; i++)
+		if (w->accept_paused & (1u << i))
+			worker_arm_accept(w, i);
+	w->accept_paused = 0;
+}
+
 /* worker_loop - one submit-and-wait per pass, with the earliest timer as
  * its timeout; then every completion, then the timers. */
 static void worker_loop(struct worker *w)
@@ -341,6 +365,7 @@ static void worker_loop(struct worker *w)
 		w->wake_at_ms = INT64_MAX;
 		for (unsigned i = 0; i < w->hook_count; i++)
 			w->hooks[i].run(w, w->hooks[i].arg);
+		worker_resume_accepts(w);
 		int64_t wait_ms = worker_next_timeout(w);
 		ts.tv_sec = wait_ms / 1000;
 		ts.tv_nsec = (wait_ms % 1000) * 1000000;

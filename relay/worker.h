@@ -91,6 +91,8 @@ struct worker {
 	int listen_fds[CONFIG_MAX_LISTEN];
 	struct ring_op accept_ops[CONFIG_MAX_LISTEN];
 	size_t listen_count;
+	unsigned accept_paused;            /* bit per listener: waiting to re-arm */
+	int64_t accept_resume_ms;
 
 	struct conn *conns;                /* doubly linked list of inbound connections */
 	size_t conn_count;                 /* open connections */
