@@ -162,7 +162,9 @@ static bool scan_label(struct address_scan *s)
 }
 
 /* address_literal_valid - [IPv4] or [IPv6:...]; general literals are refused
- * because nothing here could deliver to them. */
+ * because nothing here could deliver to them. A NUL is refused first:
+ * inet_pton() would stop at it and pass "[127.0.0.1\0junk]", whose stored
+ * mailbox a C string would then cut inside the brackets. */
 static bool address_literal_valid(const char *p, size_t len)
 {
 	char tmp[64];
@@ -174,7 +176,7 @@ static bool address_literal_valid(const char *p, size_t len)
 		p += 5;
 		len -= 5;
 	}
-	if (len == 0 || len >= sizeof(tmp))
+	if (len == 0 || len >= sizeof(tmp) || memchr(p, 0, len) != NULL)
 		return false;
 	memcpy(tmp, p, len);
 	tmp[len] = 0;

@@ -171,3 +171,24 @@ Test(smtp_address, null_sender_never_relays)
 	cr_expect(!smtp_address_relay_allowed(&a, true, only_local_org, NULL));
 	cr_expect(!smtp_address_is_local(&a, only_local_org, NULL));
 }
+
+/* Found by fuzz_smtp_address: inet_pton() stopped at an embedded NUL, so a
+ * literal with one passed and the mailbox, read as a C string, ended inside
+ * the brackets. Every octet of the path must be checked. */
+Test(smtp_address, nul_in_address_literal)
+{
+	static const struct { const char *path; size_t len; } cases_nul[] = {
+		{ "<u@[IPv6:::\0\0\0\0001]>", 19 },
+		{ "<u@[127.0.0.1\0junk]>", 20 },
+		{ "<u@[127.0.0.1\0]>", 16 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases_nul) / sizeof(cases_nul[0]); i++) {
+		struct smtp_address a;
+		int rc = smtp_address_parse(cases_nul[i].path, cases_nul[i].len,
+					    SMTP_ADDRESS_RCPT, &a);
+
+		cr_expect_eq(rc, SMTP_ADDRESS_ESYNTAX, "case %zu: got rc %d, want %d",
+			     i, rc, SMTP_ADDRESS_ESYNTAX);
+	}
+}
