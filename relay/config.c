@@ -184,15 +184,19 @@ static int parse_size(const char *text, int64_t *bytes)
 	return parse_scaled(text, units, scale, 1, bytes);
 }
 
-/* normalise_domain - lower case, trailing dot dropped, in place. */
-static void normalise_domain(char *d)
+/* normalise_domain - lower case, trailing dot dropped, in place. Returns
+ * false when what is left is empty or has an empty label ("a..", ".a",
+ * "a..b", "."): such a name could never equal a domain as domain_equal()
+ * compares them, so the setting would be silently dead. */
+static bool normalise_domain(char *d)
 {
 	size_t n = strlen(d);
 	for (size_t i = 0; i < n; i++)
 		if (d[i] >= 'A' && d[i] <= 'Z')
 			d[i] = (char)(d[i] - 'A' + 'a');
 	if (n > 0 && d[n - 1] == '.')
-		d[n - 1] = '\0';
+		d[--n] = '\0';
+	return n > 0 && d[0] != '.' && d[n - 1] != '.' && strstr(d, "..") == NULL;
 }
 
 /* list_append_item - add one element of a list-valued key. */
@@ -217,8 +221,9 @@ static int list_append_item(struct config *cfg, const struct config_key *key,
 		return 0;
 	case KIND_DOMAIN_LIST:
 		cfg->local_domains[index] = xstrdup(text);
-		normalise_domain(cfg->local_domains[index]);
 		cfg->local_domain_count = index + 1;
+		if (!normalise_domain(cfg->local_domains[index]))
+			return config_fail(e, "line %d: %s: \"%s\" is not a domain name", line, key->path, text);
 		return 0;
 	case KIND_STRING_LIST:
 		cfg->dns_nameservers[index] = xstrdup(text);
@@ -451,7 +456,9 @@ static int load_domains(struct config *cfg, config_setting_t *list, struct confi
 		}
 		if (d->name == NULL || d->name[0] == '\0')
 			return config_fail(e, "line %d: domains: entry %d has no name", gline, i + 1);
-		normalise_domain(d->name);
+		if (!normalise_domain(d->name))
+			return config_fail(e, "line %d: domains: entry %d: \"%s\" is not a domain name",
+					   gline, i + 1, d->name);
 		for (int k = 0; k < i; k++)
 			if (strcmp(cfg->domains[k].name, d->name) == 0)
 				return config_fail(e, "line %d: domains: \"%s\" appears twice", gline, d->name);

@@ -446,6 +446,13 @@ static const struct error_case error_cases[] = {
 	{ "domains entry without name", "domains = (\n  { name = \"a.example\"; },\n  { max_connections = 1; }\n);\n",
 	  "line 3", "domains" },
 	{ "domains entry empty name", "domains = (\n  { name = \"\"; }\n);\n", "line 2", "domains" },
+	/* found by fuzz_config: names with an empty label were kept and could
+	 * never match a domain */
+	{ "domains entry name with empty label", "domains = (\n  { name = \"a.example..\"; }\n);\n", "line 2", "a.example." },
+	{ "domains entry name only a dot", "domains = (\n  { name = \".\"; }\n);\n", "line 2", "domains" },
+	{ "local domain with empty label", "\nlocal_domains = [ \"a..example\" ];\n", "line 2", "local_domains" },
+	{ "local domain leading dot", "\nlocal_domains = [ \".example\" ];\n", "line 2", "local_domains" },
+	{ "local domain empty", "\nlocal_domains = [ \"\" ];\n", "line 2", "local_domains" },
 	{ "domains entry name not string", "domains = (\n  { name = 5; }\n);\n", "line 2", "name" },
 	{ "domains entry wrong type", "domains = (\n  { name = \"a.example\";\n    max_connections = \"5\"; }\n);\n",
 	  "line 3", "max_connections" },
