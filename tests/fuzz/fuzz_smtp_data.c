@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct run {
 	struct smtp_data d;
-	struct smtp_buf body;
+	struct buf body;
 	size_t consumed;
 	const char *verdict;
 };
@@ -77,7 +77,7 @@ static void decode(const struct input *in, enum cut cut, struct run *r)
 	size_t fi = 0, ci = 0, n, got;
 
 	memset(r, 0, sizeof(*r));
-	smtp_buf_init(&r->body, (in->mode & 0x40) ? 100 : 1 << 20);
+	buf_init(&r->body, (in->mode & 0x40) ? 100 : 1 << 20);
 	if (!(in->mode & 1)) {
 		smtp_data_begin_dot(&r->d, &lim, &r->body);
 		while (r->consumed < in->len && !smtp_data_done(&r->d)) {
@@ -118,8 +118,8 @@ static void same(const struct run *a, const struct run *b)
 	if (a->d.anomalies & SMTP_DATA_TOO_BIG)
 		return;
 	if (a->body.len != b->body.len ||
-	    (a->body.len && memcmp(smtp_buf_bytes(&a->body),
-				   smtp_buf_bytes(&b->body), a->body.len) != 0))
+	    (a->body.len && memcmp(buf_data(&a->body),
+				   buf_data(&b->body), a->body.len) != 0))
 		abort();
 }
 
@@ -146,8 +146,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the message content never exceeds what was counted */
 	if (!(whole.d.anomalies & SMTP_DATA_TOO_BIG) && whole.body.len != whole.d.size)
 		abort();
-	smtp_buf_release(&whole.body);
-	smtp_buf_release(&bytes.body);
-	smtp_buf_release(&splits.body);
+	buf_free(&whole.body);
+	buf_free(&bytes.body);
+	buf_free(&splits.body);
 	return 0;
 }
