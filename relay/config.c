@@ -17,6 +17,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "tls.h"
+
 enum config_kind {
 	KIND_INT,
 	KIND_DURATION,      /* stored in ms */
@@ -65,6 +67,8 @@ static const struct config_key config_keys[] = {
 	{ "smtp.command_timeout", KIND_DURATION, OFF(smtp_command_timeout_ms), 1000, DAY_MS, "5m", "a command must complete within this" },
 	{ "smtp.data_timeout", KIND_DURATION, OFF(smtp_data_timeout_ms), 1000, DAY_MS, "10m", "the whole DATA or BDAT phase must complete within this" },
 	{ "smtp.max_input_backlog", KIND_SIZE, OFF(smtp_max_input_backlog), 4096, 1LL << 30, "1M", "input buffered while a session waits for its commit; then reading pauses" },
+	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS; \"\" = STARTTLS not offered; re-read on SIGHUP" },
+	{ "tls.key_file", KIND_STRING, OFF(tls_key_file), 0, 0, "", "PEM private key (unencrypted) matching tls.cert_file" },
 	{ "relay_networks", KIND_CIDR_LIST, 0, 0, 0, "127.0.0.0/8,::1/128", "client networks allowed to relay to any domain" },
 	{ "local_domains", KIND_DOMAIN_LIST, 0, 0, 0, "", "domains delivered locally; accepted from anyone" },
 	{ "spool.dir", KIND_STRING, OFF(spool_dir), 0, 0, "/var/spool/ringmail", "spool directory" },
@@ -517,6 +521,20 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 	if (cfg->smtp_max_input_backlog < cfg->recv_buffer_size)
 		return config_fail(e, "line %d: smtp.max_input_backlog is smaller than ring.recv_buffer_size",
 				   pair_line(file, "smtp.max_input_backlog", "ring.recv_buffer_size"));
+	if ((cfg->tls_cert_file[0] == '\0') != (cfg->tls_key_file[0] == '\0'))
+		return config_fail(e, "line %d: tls.cert_file and tls.key_file go together",
+				   pair_line(file, "tls.cert_file", "tls.key_file"));
+	if (cfg->tls_cert_file[0] != '\0') {
+		/* Load them once here, so a bad pair stops the start or the
+		 * reload instead of every handshake. */
+		char why[256];
+		struct tls_config *tc = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
+							      NULL, why, sizeof(why));
+		if (tc == NULL)
+			return config_fail(e, "line %d: tls.cert_file/tls.key_file: %s",
+					   pair_line(file, "tls.cert_file", "tls.key_file"), why);
+		tls_config_free(tc);
+	}
 	if (cfg->hostname[0] == '\0') {
 		char host[256] = "localhost";
 		gethostname(host, sizeof(host) - 1);

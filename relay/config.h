@@ -75,6 +75,10 @@ struct config {
 	int64_t smtp_data_timeout_ms;
 	int64_t smtp_max_input_backlog;   /* bytes buffered while a session waits */
 
+	/* tls (inbound STARTTLS) */
+	char *tls_cert_file;              /* PEM chain, leaf first; "" = no STARTTLS */
+	char *tls_key_file;               /* PEM private key, unencrypted */
+
 	/* relay policy */
 	struct netaddr_cidr *relay_networks;
 	size_t relay_network_count;

@@ -14,11 +14,21 @@
  * restarts when the session answers something (a command completed), with
  * the command or data duration, so a client trickling bytes cannot hold a
  * command open for longer than smtp.command_timeout.
+ *
+ * STARTTLS: the session queues 220 and wants STARTTLS; the 220 goes out in
+ * clear, conn_start_tls discards the buffered input (CVE-2011-0411) and
+ * runs the handshake under the command timer (a client that stops
+ * mid-handshake is closed when it fires); tls_ready then puts the session
+ * back before EHLO. Each worker has its own tls_config (mbedTLS ECC
+ * contexts are not thread-safe), all sharing one resumption state through
+ * a root config; after a reload the first connection on each worker
+ * builds a new one, and live sessions keep the old one by reference.
  */
 #include "smtp_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +39,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "smtp_session.h"
+#include "tls.h"
 
 /* Output queued in the connection beyond which input pauses until the
  * client reads its replies (a client that never reads cannot grow us). */
@@ -49,7 +60,54 @@ struct smtp_server_worker {
 	size_t rcpt_cap;
 	char (*orcpts)[SMTP_ORCPT_TYPE_MAX + 2 + 3 * SMTP_ORCPT_MAX + 1];   /* "type;xtext" */
 	uint64_t messages, rejected_commits;
+	struct tls_config *tls;            /* NULL: no STARTTLS */
+	const struct config *tls_for;      /* the config tls was built from */
 };
+
+/* The resumption state every worker's tls_config shares: a root config
+ * never used for sessions, rebuilt (sharing the old one's state) once per
+ * reloaded config. Guarded by tls_root_lock; kept until exit. */
+static pthread_mutex_t tls_root_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tls_config *tls_root;
+static const struct config *tls_root_for;
+
+/* smtp_tls_refresh - make sw->tls match the worker's current config. */
+static void smtp_tls_refresh(struct worker *w)
+{
+	struct smtp_server_worker *sw = w->smtp;
+	const struct config *cfg = w->cfg;
+	char err[256];
+
+	if (sw->tls_for == cfg)
+		return;
+	sw->tls_for = cfg;
+	if (cfg->tls_cert_file[0] == '\0') {
+		sw->tls = tls_config_free(sw->tls);
+		return;
+	}
+	pthread_mutex_lock(&tls_root_lock);
+	if (tls_root_for != cfg) {
+		struct tls_config *root = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
+								tls_root, err, sizeof(err));
+		if (root != NULL) {
+			tls_config_free(tls_root);
+			tls_root = root;
+			tls_root_for = cfg;
+		}
+	}
+	struct tls_config *mine = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
+							tls_root, err, sizeof(err));
+	pthread_mutex_unlock(&tls_root_lock);
+	if (mine == NULL) {
+		/* The files changed after config_load checked them: keep
+		 * the certificate we have (if any). */
+		log_error("tls_config", "worker=%u cert=%s error=\"%s\"", w->id, cfg->tls_cert_file, err);
+		return;
+	}
+	tls_config_free(sw->tls);
+	sw->tls = mine;
+	log_debug("tls_config", "worker=%u cert=%s", w->id, cfg->tls_cert_file);
+}
 
 static bool smtp_is_local_domain(void *ctx, const char *domain)
 {
@@ -77,6 +135,43 @@ static void smtp_arm_phase_timer(struct smtp_conn *sc)
 
 static void smtp_commit_start(struct smtp_conn *sc);
 static void smtp_shutdown(struct conn *c);
+static void smtp_pump(struct smtp_conn *sc);
+
+/* smtp_starttls - the 220 is queued in clear: switch the connection. */
+static void smtp_starttls(struct smtp_conn *sc)
+{
+	struct conn *c = sc->conn;
+	struct tls_config *cfg = c->w->smtp->tls;
+	struct tls_session *ts = cfg != NULL ? tls_session_new(cfg, TLS_VERIFY_NONE, NULL) : NULL;
+
+	if (ts == NULL) {
+		/* The 220 is out already: nothing else can be said in clear. */
+		log_warn("tls_failed", "client=%s error=\"no TLS session\"", c->peer_text);
+		conn_close_after_flush(c);
+		return;
+	}
+	conn_start_tls(c, ts);
+}
+
+/* smtp_tls_ready - the handshake is over: log it, and the session starts
+ * again before EHLO (RFC 3207 4.2). */
+static void smtp_tls_ready(struct conn *c, bool ok)
+{
+	struct smtp_conn *sc = c->proto;
+	struct tls_info info;
+
+	if (!ok) {
+		log_info("tls_failed", "client=%s reason=\"%s\"", c->peer_text, tls_strerror(c->tls));
+		conn_close(c);
+		return;
+	}
+	tls_session_info(c->tls, &info);
+	log_info("tls", "client=%s protocol=%s cipher=%s resumed=%d", c->peer_text,
+		 info.protocol, info.cipher, info.resumed);
+	smtp_session_set_tls(sc->session, true);
+	smtp_arm_phase_timer(sc);
+	smtp_pump(sc);
+}
 
 /* smtp_pump - move replies to the connection and act on what the session
  * wants next. */
@@ -102,6 +197,10 @@ static void smtp_pump(struct smtp_conn *sc)
 		 * close may be at once (and disarms it). */
 		conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);
 		conn_close_after_flush(c);
+		break;
+	case SMTP_WANT_STARTTLS:
+		if (c->tls == NULL)
+			smtp_starttls(sc);
 		break;
 	case SMTP_WANT_READ:
 	case SMTP_WANT_FLUSH:
@@ -256,6 +355,8 @@ static void smtp_open(struct conn *c)
 		.is_local_domain = smtp_is_local_domain,
 		.new_queue_id = smtp_new_queue_id,
 	};
+	smtp_tls_refresh(w);
+	scfg.tls_available = w->smtp->tls != NULL;
 	netaddr_format_ip((const struct sockaddr *)&c->peer, ip, sizeof(ip));
 	struct smtp_peer peer = {
 		.address = ip,
@@ -297,6 +398,12 @@ static void smtp_timeout(struct conn *c, enum worker_timer_class cls)
 
 	if (sc->committing)
 		return;      /* our own disk is slow, not the client */
+	if (c->tls_handshaking) {
+		/* Nothing can be said: no 421 in clear inside a handshake. */
+		log_info("timeout", "client=%s phase=tls_handshake", c->peer_text);
+		conn_close(c);
+		return;
+	}
 	if (c->close_when_drained) {
 		/* Our last reply has not gone out for a whole timeout: the
 		 * client does not read. */
@@ -348,6 +455,7 @@ const struct conn_handler smtp_server_handler = {
 	.drained = smtp_drained,
 	.shutdown = smtp_shutdown,
 	.close = smtp_close,
+	.tls_ready = smtp_tls_ready,
 };
 
 void smtp_server_worker_init(struct worker *w)
@@ -355,6 +463,7 @@ void smtp_server_worker_init(struct worker *w)
 	w->smtp = calloc(1, sizeof(*w->smtp));
 	if (w->smtp == NULL)
 		log_fatal("out of memory");
+	smtp_tls_refresh(w);
 }
 
 void smtp_server_worker_exit(struct worker *w)
@@ -365,6 +474,7 @@ void smtp_server_worker_exit(struct worker *w)
 		 (unsigned long long)w->smtp->messages, (unsigned long long)w->smtp->rejected_commits);
 	free(w->smtp->rcpts);
 	free(w->smtp->orcpts);
+	tls_config_free(w->smtp->tls);
 	free(w->smtp);
 	w->smtp = NULL;
 }

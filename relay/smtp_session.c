@@ -37,11 +37,12 @@ enum smtp_state {
 	SMTP_STATE_BDAT,	/* between BDAT chunks of one message */
 	SMTP_STATE_COMMIT,	/* message complete, waiting for the spool */
 	SMTP_STATE_CLOSING,	/* 221 or 421 sent; nothing more is read */
+	SMTP_STATE_STARTTLS,	/* 220 to STARTTLS sent; nothing more is read */
 };
 
 static const char *const state_names[] = {
 	"init", "connected", "ready", "mail", "rcpt", "data", "bdat-chunk",
-	"bdat", "commit", "closing",
+	"bdat", "commit", "closing", "starttls",
 };
 
 /* Which client timeout runs in each state (RFC 5321 4.5.3.2). */
@@ -56,6 +57,7 @@ static const enum smtp_timeout_class state_timeouts[] = {
 	[SMTP_STATE_BDAT] = SMTP_TIMEOUT_COMMAND,
 	[SMTP_STATE_COMMIT] = SMTP_TIMEOUT_NONE,
 	[SMTP_STATE_CLOSING] = SMTP_TIMEOUT_NONE,
+	[SMTP_STATE_STARTTLS] = SMTP_TIMEOUT_COMMAND,	/* bounds the handshake */
 };
 
 /* The Received header is short: bounded by line_max sized fields. */
@@ -214,8 +216,8 @@ static bool helo_store(struct smtp_session *s, const struct smtp_cmd_line *l, bo
 	return true;
 }
 
-/* cmd_ehlo - EHLO: the extensions we offer. STARTTLS and AUTH lines go here
- * when those modules exist (gated on tls_active / authenticated_user). */
+/* cmd_ehlo - EHLO: the extensions we offer. STARTTLS only while it can
+ * still be used (configured, not yet active). */
 static void cmd_ehlo(struct smtp_session *s, const struct smtp_cmd_line *l)
 {
 	if (!helo_store(s, l, true))
@@ -227,6 +229,8 @@ static void cmd_ehlo(struct smtp_session *s, const struct smtp_cmd_line *l)
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250-SMTPUTF8");
 	reply(s, "250-CHUNKING");
+	if (s->cfg.tls_available && !s->tls_active)
+		reply(s, "250-STARTTLS");
 	reply(s, "250 DSN");
 }
 
@@ -561,7 +565,25 @@ static void cmd_help(struct smtp_session *s, const struct smtp_cmd_line *l)
 	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
 }
 
-/* The command table. STARTTLS and AUTH have rows without a handler (502)
+/* cmd_starttls - RFC 3207: 220, then the glue discards every buffered
+ * input byte (CVE-2011-0411) and runs the handshake; nothing is read in
+ * between. A transaction in progress is forgotten (RFC 3207 4.2). */
+static void cmd_starttls(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	if (s->tls_active) {
+		reply_error(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!s->cfg.tls_available) {
+		reply_error(s, "454 4.7.0 TLS not available");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	transaction_reset(s);
+	enter_state(s, SMTP_STATE_STARTTLS);
+}
+
+/* The command table. AUTH has a row without a handler (502)
  * so that adding them is a matter of writing the handler. */
 static const struct smtp_command commands[] = {
 	{ "EHLO", ST_COMMANDS, SMTP_CMD_ENDS_GROUP | SMTP_CMD_BEFORE_TLS | SMTP_CMD_BEFORE_AUTH,
@@ -582,7 +604,7 @@ static const struct smtp_command commands[] = {
 	{ "VRFY", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, cmd_vrfy, NULL },
 	{ "HELP", ST_COMMANDS, SMTP_CMD_BEFORE_TLS, cmd_help, NULL },
 	{ "STARTTLS", ST_COMMANDS, SMTP_CMD_ENDS_GROUP | SMTP_CMD_NO_ARGS | SMTP_CMD_BEFORE_TLS,
-	  NULL, NULL },
+	  cmd_starttls, NULL },
 	{ "AUTH", ST(READY), SMTP_CMD_ENDS_GROUP | SMTP_CMD_BEFORE_AUTH, NULL, NULL },
 	{ "EXPN", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, NULL, NULL },
 	{ "TURN", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, NULL, NULL },
@@ -718,6 +740,7 @@ size_t smtp_session_feed(struct smtp_session *s, const char *in, size_t len)
 		switch (s->state) {
 		case SMTP_STATE_COMMIT:
 		case SMTP_STATE_CLOSING:
+		case SMTP_STATE_STARTTLS:
 			return used;
 		case SMTP_STATE_DATA:
 		case SMTP_STATE_BDAT_CHUNK:
@@ -815,6 +838,8 @@ enum smtp_session_want smtp_session_want(const struct smtp_session *s)
 		return s->out.len ? SMTP_WANT_FLUSH : SMTP_WANT_CLOSE;
 	if (s->state == SMTP_STATE_COMMIT)
 		return SMTP_WANT_COMMIT;
+	if (s->state == SMTP_STATE_STARTTLS)
+		return SMTP_WANT_STARTTLS;
 	if (s->out.len >= s->cfg.output_max)
 		return SMTP_WANT_FLUSH;
 	return SMTP_WANT_READ;
@@ -858,9 +883,19 @@ enum smtp_timeout_class smtp_session_timeout_class(const struct smtp_session *s)
 	return state_timeouts[s->state];
 }
 
+/* smtp_session_set_tls - the handshake is done: back to "before EHLO"
+ * (RFC 3207 4.2: forget everything learnt from the client in clear) */
 void smtp_session_set_tls(struct smtp_session *s, bool active)
 {
 	s->tls_active = active;
+	if (!active || s->state == SMTP_STATE_CLOSING)
+		return;
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = false;
+	transaction_reset(s);
+	if (s->state != SMTP_STATE_INIT)
+		enter_state(s, SMTP_STATE_CONNECTED);
 }
 
 void smtp_session_set_authenticated(struct smtp_session *s, const char *user)

@@ -13,6 +13,8 @@
  *     COMMIT: spool smtp_session_message(s); later smtp_session_commit_done(s, err)
  *             and feed the kept input again
  *     CLOSE:  output is flushed; close the connection
+ *     STARTTLS: send the output, drop all unread input, handshake, then
+ *             smtp_session_set_tls(s, true) (or close on failure)
  *   on a timer: smtp_session_timeout(s) (421 4.4.2, then CLOSE)
  *   s = smtp_session_free(s);
  *
@@ -53,6 +55,7 @@ struct smtp_session_config {
 	void (*new_queue_id)(void *ctx, char out[32]);
 	/* now - the time for the Received header. NULL: time(NULL). */
 	time_t (*now)(void *ctx);
+	bool tls_available;		/* offer STARTTLS (a certificate is configured) */
 };
 
 struct smtp_peer {
@@ -67,6 +70,9 @@ enum smtp_session_want {
 	SMTP_WANT_FLUSH,	/* send the output before feeding more */
 	SMTP_WANT_COMMIT,	/* a message waits to be made durable */
 	SMTP_WANT_CLOSE,	/* close: nothing more to send or read */
+	SMTP_WANT_STARTTLS,	/* 220 to STARTTLS is queued: send it in clear,
+				 * DISCARD all buffered input, run the TLS
+				 * handshake, then smtp_session_set_tls(s, true) */
 };
 
 enum smtp_timeout_class {
@@ -134,7 +140,9 @@ void smtp_session_timeout(struct smtp_session *s);
 enum smtp_timeout_class smtp_session_timeout_class(const struct smtp_session *s);
 
 /* Flags the worker or a future TLS/AUTH module sets on the session. */
-/* smtp_session_set_tls - TLS is now active (after the STARTTLS handshake) */
+/* smtp_session_set_tls - TLS is now active (after the STARTTLS handshake):
+ * the session forgets HELO/EHLO and any transaction (RFC 3207 4.2) and
+ * waits for a new EHLO; STARTTLS is no longer offered. */
 void smtp_session_set_tls(struct smtp_session *s, bool active);
 
 /* smtp_session_set_authenticated - user authenticated (NULL: none); an

@@ -61,6 +61,7 @@ struct transcript {
 	char orcpt[600];
 	unsigned notify;
 	bool closed;
+	bool starttls;		/* stopped at SMTP_WANT_STARTTLS */
 };
 
 static void collect(struct smtp_session *s, struct transcript *t)
@@ -89,6 +90,10 @@ static size_t drive(struct smtp_session *s, const char *in, size_t len, size_t c
 		want = smtp_session_want(s);
 		if (want == SMTP_WANT_CLOSE) {
 			t->closed = true;
+			break;
+		}
+		if (want == SMTP_WANT_STARTTLS) {
+			t->starttls = true;
 			break;
 		}
 		if (want == SMTP_WANT_COMMIT) {
@@ -592,5 +597,79 @@ Test(smtp_session, dsn_parameters_reach_the_message)
 	cr_expect_str_eq(t.orcpt, "rfc822;u@local.org", "got %s", t.orcpt);
 	cr_expect_eq(t.notify, SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY);
 	cr_expect_eq(t.recipients, 2);
+	smtp_session_free(s);
+}
+
+/* STARTTLS (RFC 3207) */
+
+Test(smtp_session, starttls_not_configured)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	char codes[64];
+
+	RUN(s, "EHLO c\r\nSTARTTLS\r\nNOOP\r\n", 100, 0, &t);
+	cr_expect_null(strstr(t.out, "STARTTLS"), "EHLO offered STARTTLS without TLS: %s", t.out);
+	cr_expect_not_null(strstr(t.out, "454 4.7.0"), "got %s, want 454 4.7.0", t.out);
+	cr_expect(!t.starttls, "the session asked for a handshake without TLS");
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 454 250", "got %s, want 220 250 454 250", codes);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, starttls_discards_pipelined_input_and_resets)
+{
+	static const char in[] = "EHLO c\r\nMAIL FROM:<a@b.c>\r\nSTARTTLS\r\nRSET\r\nMAIL FROM:<x@y.z>\r\n";
+	size_t head = strlen("EHLO c\r\nMAIL FROM:<a@b.c>\r\nSTARTTLS\r\n");
+
+	for (size_t chunk = 1; chunk <= sizeof(in); chunk += 7) {
+		struct smtp_session_config cfg = test_config();
+		struct transcript t;
+		char codes[64];
+
+		cfg.tls_available = true;
+		struct smtp_session *s = session(&cfg, &untrusted, &t);
+		size_t used = RUN(s, in, chunk, 0, &t);
+		cr_expect_eq(used, head, "chunk %zu: consumed %zu, want %zu (nothing after STARTTLS)",
+			     chunk, used, head);
+		cr_expect(t.starttls, "chunk %zu: no SMTP_WANT_STARTTLS", chunk);
+		cr_expect_not_null(strstr(t.out, "250-STARTTLS\r\n"), "EHLO without STARTTLS: %s", t.out);
+		reply_codes(t.out, codes, sizeof(codes));
+		cr_expect_str_eq(codes, "220 250 250 220", "chunk %zu: got %s, want 220 250 250 220",
+				 chunk, codes);
+		cr_expect_eq(smtp_session_feed(s, "RSET\r\n", 6), 0, "read input before the handshake");
+
+		/* Handshake done: the session is back before EHLO. */
+		smtp_session_set_tls(s, true);
+		cr_expect_eq(smtp_session_want(s), SMTP_WANT_READ);
+		t.out_len = 0;
+		t.starttls = false;
+		RUN(s, "MAIL FROM:<a@b.c>\r\nEHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b.c>\r\n"
+		    "RCPT TO:<u@local.org>\r\nDATA\r\nhi\r\n.\r\n", 100, 0, &t);
+		cr_expect(!t.starttls, "STARTTLS accepted twice");
+		cr_expect_null(strstr(t.out, "STARTTLS"), "EHLO offered STARTTLS under TLS: %s", t.out);
+		reply_codes(t.out, codes, sizeof(codes));
+		cr_expect_str_eq(codes, "503 250 503 250 250 354 250",
+				 "chunk %zu: got %s, want 503 250 503 250 250 354 250", chunk, codes);
+		cr_expect_not_null(strstr(t.body, "with ESMTPS id"), "Received without ESMTPS: %.300s",
+				   t.body);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, starttls_timeout_during_handshake)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+
+	cfg.tls_available = true;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	RUN(s, "EHLO c\r\nSTARTTLS\r\n", 100, 0, &t);
+	cr_expect_eq(smtp_session_timeout_class(s), SMTP_TIMEOUT_COMMAND,
+		     "the handshake must run under the command timer");
+	smtp_session_timeout(s);
+	collect(s, &t);
+	cr_expect_eq(smtp_session_want(s), SMTP_WANT_CLOSE);
 	smtp_session_free(s);
 }
