@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "tls.h"
+#include "users.h"
 
 enum config_kind {
 	KIND_INT,
@@ -69,6 +70,10 @@ static const struct config_key config_keys[] = {
 	{ "smtp.max_input_backlog", KIND_SIZE, OFF(smtp_max_input_backlog), 4096, 1LL << 30, "1M", "input buffered while a session waits for its commit; then reading pauses" },
 	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS; \"\" = STARTTLS not offered; re-read on SIGHUP" },
 	{ "tls.key_file", KIND_STRING, OFF(tls_key_file), 0, 0, "", "PEM private key (unencrypted) matching tls.cert_file" },
+	{ "users.file", KIND_STRING, OFF(users_file), 0, 0, "", "passwd-file of AUTH users (crypt(3) hashes, as Dovecot and mkpasswd write them); \"\" = no AUTH; re-read on SIGHUP" },
+	{ "smtp.auth_plaintext", KIND_BOOL, OFF(smtp_auth_plaintext), 0, 0, "false", "offer AUTH without TLS too (else only after STARTTLS; 538 before)" },
+	{ "smtp.auth_max_failures", KIND_INT, OFF(smtp_auth_max_failures), 1, 10000, "5", "failed AUTH attempts a client address may make back to back" },
+	{ "smtp.auth_failure_window", KIND_DURATION, OFF(smtp_auth_failure_window_ms), 1000, 30 * DAY_MS, "5m", "time after which a client address regains all its AUTH attempts" },
 	{ "relay_networks", KIND_CIDR_LIST, 0, 0, 0, "127.0.0.0/8,::1/128", "client networks allowed to relay to any domain" },
 	{ "local_domains", KIND_DOMAIN_LIST, 0, 0, 0, "", "domains delivered locally; accepted from anyone" },
 	{ "spool.dir", KIND_STRING, OFF(spool_dir), 0, 0, "/var/spool/ringmail", "spool directory" },
@@ -535,6 +540,11 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 					   pair_line(file, "tls.cert_file", "tls.key_file"), why);
 		tls_config_free(tc);
 	}
+	if (cfg->users_file[0] != '\0') {
+		char why[512];
+		if (users_load(cfg->users_file, &cfg->users, why, sizeof(why)) < 0)
+			return config_fail(e, "line %d: users.file: %s", key_line(file, "users.file"), why);
+	}
 	if (cfg->hostname[0] == '\0') {
 		char host[256] = "localhost";
 		gethostname(host, sizeof(host) - 1);
@@ -592,6 +602,7 @@ struct config *config_free(struct config *cfg)
 		if (key->kind == KIND_STRING || key->kind == KIND_IP_MODE)
 			free(*(char **)((char *)cfg + key->offset));
 	}
+	users_free(cfg->users);
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
 		free(cfg->local_domains[i]);
 	for (size_t i = 0; i < cfg->dns_nameserver_count; i++)

@@ -30,6 +30,8 @@
 
 #define CONFIG_MAX_LISTEN 16
 
+struct users_db;
+
 struct config_listen {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
@@ -78,6 +80,13 @@ struct config {
 	/* tls (inbound STARTTLS) */
 	char *tls_cert_file;              /* PEM chain, leaf first; "" = no STARTTLS */
 	char *tls_key_file;               /* PEM private key, unencrypted */
+
+	/* AUTH (inbound) */
+	char *users_file;                 /* passwd-file; "" = no AUTH */
+	struct users_db *users;           /* loaded from users_file, or NULL */
+	bool smtp_auth_plaintext;         /* offer AUTH without TLS too */
+	int64_t smtp_auth_max_failures;   /* per client address, back to back */
+	int64_t smtp_auth_failure_window_ms;  /* to regain all of them */
 
 	/* relay policy */
 	struct netaddr_cidr *relay_networks;

@@ -38,6 +38,8 @@
 #include "delivery.h"
 #include "log.h"
 #include "netaddr.h"
+#include "ratelimit.h"
+#include "smtp_auth.h"
 #include "smtp_session.h"
 #include "tls.h"
 
@@ -52,6 +54,7 @@ struct smtp_conn {
 	bool committing;
 	bool closed;                       /* conn gone while committing */
 	bool paused_for_output;
+	bool authenticating;               /* a password check is out */
 	enum smtp_timeout_class timer_class;
 };
 
@@ -62,6 +65,9 @@ struct smtp_server_worker {
 	uint64_t messages, rejected_commits;
 	struct tls_config *tls;            /* NULL: no STARTTLS */
 	const struct config *tls_for;      /* the config tls was built from */
+	struct smtp_auth_worker *auth;     /* made on the first AUTH */
+	struct ratelimit *auth_failures;   /* per client address */
+	uint64_t auth_ok, auth_failed;
 };
 
 /* The resumption state every worker's tls_config shares: a root config
@@ -136,6 +142,7 @@ static void smtp_arm_phase_timer(struct smtp_conn *sc)
 static void smtp_commit_start(struct smtp_conn *sc);
 static void smtp_shutdown(struct conn *c);
 static void smtp_pump(struct smtp_conn *sc);
+static void smtp_auth_start(struct smtp_conn *sc);
 
 /* smtp_starttls - the 220 is queued in clear: switch the connection. */
 static void smtp_starttls(struct smtp_conn *sc)
@@ -151,6 +158,100 @@ static void smtp_starttls(struct smtp_conn *sc)
 		return;
 	}
 	conn_start_tls(c, ts);
+}
+
+static void smtp_auth_done(struct smtp_auth_request *r);
+
+/* smtp_auth_refuse - answer an AUTH without asking the helper. */
+static void smtp_auth_refuse(struct smtp_conn *sc, const char *user, const char *why, int result)
+{
+	char quser[300];
+
+	log_info("auth", "client=%s user=%s result=failed reason=%s", sc->conn->peer_text,
+		 log_quote(quser, sizeof(quser), user, strlen(user)), why);
+	smtp_session_auth_done(sc->session, result);
+	smtp_pump(sc);
+}
+
+/* smtp_auth_start - the session has credentials: check the address's
+ * failure budget, then hand them to the helper thread. Input waits. */
+static void smtp_auth_start(struct smtp_conn *sc)
+{
+	struct conn *c = sc->conn;
+	struct worker *w = c->w;
+	struct smtp_server_worker *sw = w->smtp;
+	const char *user, *password;
+
+	if (!smtp_session_auth_credentials(sc->session, &user, &password))
+		return;
+	if (sw->auth_failures == NULL) {
+		struct ratelimit_config rc = {
+			.burst = (unsigned)w->cfg->smtp_auth_max_failures,
+			.window_ms = w->cfg->smtp_auth_failure_window_ms,
+			.capacity = 4096,
+			.seed = (uint64_t)w->now_ms * 0x9e3779b97f4a7c15ull + w->id,
+		};
+		if (ratelimit_create(&rc, &sw->auth_failures) < 0)
+			log_panic("auth rate limit: bad config");
+	}
+	if (sw->auth == NULL)
+		sw->auth = smtp_auth_worker_new(w);
+	if (w->cfg->users == NULL || sw->auth == NULL) {
+		smtp_auth_refuse(sc, user, "unavailable", -EAGAIN);
+		return;
+	}
+	if (!ratelimit_allowed(sw->auth_failures, (const struct sockaddr *)&c->peer, w->now_ms)) {
+		smtp_auth_refuse(sc, user, "rate_limited", -EAGAIN);
+		return;
+	}
+	struct smtp_auth_request *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		log_fatal("out of memory");
+	r->db = w->cfg->users;
+	snprintf(r->user, sizeof(r->user), "%s", user);
+	snprintf(r->password, sizeof(r->password), "%s", password);
+	r->done = smtp_auth_done;
+	r->ctx = sc;
+	sc->authenticating = true;
+	conn_pause_input(c);
+	conn_hold(c);
+	smtp_auth_submit(sw->auth, r);
+}
+
+/* smtp_auth_done - the helper's verdict, back on the worker. */
+static void smtp_auth_done(struct smtp_auth_request *r)
+{
+	struct smtp_conn *sc = r->ctx;
+	struct conn *c = sc->conn;
+	struct worker *w = c->w;
+	char quser[300];
+
+	sc->authenticating = false;
+	log_quote(quser, sizeof(quser), r->user, strlen(r->user));
+	explicit_bzero(r->password, sizeof(r->password));
+	bool ok = r->ok;
+	free(r);
+	if (ok) {
+		w->smtp->auth_ok++;
+		ratelimit_succeeded(w->smtp->auth_failures, (const struct sockaddr *)&c->peer);
+	} else {
+		w->smtp->auth_failed++;
+		ratelimit_failed(w->smtp->auth_failures, (const struct sockaddr *)&c->peer, w->now_ms);
+	}
+	log_info("auth", "client=%s user=%s result=%s", c->peer_text, quser, ok ? "ok" : "failed");
+	if (sc->closed) {
+		smtp_session_free(sc->session);
+		free(sc);
+		conn_release(c);
+		return;
+	}
+	smtp_session_auth_done(sc->session, ok ? 0 : -EACCES);
+	smtp_pump(sc);
+	if (w->stopping)
+		smtp_shutdown(c);
+	else
+		conn_resume_input(c);
+	conn_release(c);
 }
 
 /* smtp_tls_ready - the handshake is over: log it, and the session starts
@@ -202,6 +303,10 @@ static void smtp_pump(struct smtp_conn *sc)
 		if (c->tls == NULL)
 			smtp_starttls(sc);
 		break;
+	case SMTP_WANT_AUTH:
+		if (!sc->authenticating)
+			smtp_auth_start(sc);
+		break;
 	case SMTP_WANT_READ:
 	case SMTP_WANT_FLUSH:
 		break;
@@ -246,7 +351,7 @@ static void smtp_spool_message(struct worker *w, const struct smtp_message *m,
 	msg->arrival_usec = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 	msg->client_addr = m->peer_address;
 	msg->helo = m->helo;
-	msg->auth_user = "";
+	msg->auth_user = m->auth_user;
 	msg->sender = m->sender;
 	msg->size_param = m->params.has_size ? m->params.size : 0;
 	msg->body_type = m->params.body == SMTP_BODY_8BITMIME ? SPOOL_BODY_8BITMIME :
@@ -274,8 +379,9 @@ static void smtp_commit_finish(struct smtp_conn *sc, int result)
 	if (result == 0) {
 		w->smtp->messages++;
 		struct spool_message msg;
-		log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s", m->queue_id,
-			 m->sender, m->recipient_count, m->body_len, c->peer_text);
+		log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s%s%s", m->queue_id,
+			 m->sender, m->recipient_count, m->body_len, c->peer_text,
+			 m->auth_user[0] ? " auth=" : "", m->auth_user);
 		smtp_spool_message(w, m, &msg);
 		delivery_submit(w, &msg, NULL);
 	} else {
@@ -357,6 +463,8 @@ static void smtp_open(struct conn *c)
 	};
 	smtp_tls_refresh(w);
 	scfg.tls_available = w->smtp->tls != NULL;
+	scfg.auth_available = cfg->users != NULL;
+	scfg.auth_plaintext = cfg->smtp_auth_plaintext;
 	netaddr_format_ip((const struct sockaddr *)&c->peer, ip, sizeof(ip));
 	struct smtp_peer peer = {
 		.address = ip,
@@ -396,8 +504,8 @@ static void smtp_timeout(struct conn *c, enum worker_timer_class cls)
 {
 	struct smtp_conn *sc = c->proto;
 
-	if (sc->committing)
-		return;      /* our own disk is slow, not the client */
+	if (sc->committing || sc->authenticating)
+		return;      /* our own disk or CPU is slow, not the client */
 	if (c->tls_handshaking) {
 		/* Nothing can be said: no 421 in clear inside a handshake. */
 		log_info("timeout", "client=%s phase=tls_handshake", c->peer_text);
@@ -425,7 +533,7 @@ static void smtp_shutdown(struct conn *c)
 	struct smtp_conn *sc = c->proto;
 	static const char bye[] = "421 4.3.2 Service shutting down\r\n";
 
-	if (sc->committing || sc->timer_class == SMTP_TIMEOUT_DATA)
+	if (sc->committing || sc->authenticating || sc->timer_class == SMTP_TIMEOUT_DATA)
 		return;
 	conn_write(c, bye, sizeof(bye) - 1);
 	conn_close_after_flush(c);
@@ -437,9 +545,10 @@ static void smtp_close(struct conn *c)
 
 	if (sc == NULL)
 		return;
-	if (sc->committing) {
-		/* The waiter is queued in the batch and holds c: free both in
-		 * smtp_commit_done. */
+	if (sc->committing || sc->authenticating) {
+		/* The waiter is queued in the batch (or the request is with
+		 * the helper) and holds c: free both in smtp_commit_done
+		 * (smtp_auth_done). */
 		sc->closed = true;
 		return;
 	}
@@ -470,11 +579,15 @@ void smtp_server_worker_exit(struct worker *w)
 {
 	if (w->smtp == NULL)
 		return;
-	log_info("smtp_stats", "worker=%u messages=%llu commit_failures=%llu", w->id,
-		 (unsigned long long)w->smtp->messages, (unsigned long long)w->smtp->rejected_commits);
+	log_info("smtp_stats", "worker=%u messages=%llu commit_failures=%llu auth_ok=%llu auth_failed=%llu",
+		 w->id, (unsigned long long)w->smtp->messages,
+		 (unsigned long long)w->smtp->rejected_commits,
+		 (unsigned long long)w->smtp->auth_ok, (unsigned long long)w->smtp->auth_failed);
 	free(w->smtp->rcpts);
 	free(w->smtp->orcpts);
 	tls_config_free(w->smtp->tls);
+	smtp_auth_worker_free(w->smtp->auth);
+	ratelimit_free(w->smtp->auth_failures);
 	free(w->smtp);
 	w->smtp = NULL;
 }

@@ -1,10 +1,13 @@
 """test_starttls - inbound STARTTLS in ringmaild (issue 6, RFC 3207): openssl
 s_client, Python smtplib, swaks, the plaintext injection case (CVE-2011-0411),
 STARTTLS twice, a client that stops mid-handshake, a bad certificate refused
-at start, and certificates re-read on SIGHUP.
+at start, and certificates re-read on SIGHUP. Then SMTP AUTH (RFC 4954) under
+TLS: swaks --tls --auth, smtplib login, wrong password, AUTH before TLS,
+the failure rate limit, and relaying by authenticated clients.
 
 Certificates are made at test time with openssl. No timing asserts.
 """
+import base64
 import os
 import shutil
 import signal
@@ -237,6 +240,148 @@ class StartTls(DaemonTestCase):
         out = wait_for(lambda: (lambda o: o if b"CN = reloaded.test" in o else None)(
             s_client_starttls(d.port, b"QUIT\n")))
         self.assertIsNotNone(out)
+        self.finish(d)
+
+
+def sha512_crypt(password):
+    """sha512_crypt - a $6$ hash from mkpasswd (package whois)."""
+    out = subprocess.run(["mkpasswd", "-m", "sha-512", "-s"], input=password + "\n",
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+class Auth(DaemonTestCase):
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("mkpasswd") is None:
+            raise unittest.SkipTest("mkpasswd (package whois) is missing")
+        cls.certs = tempfile.mkdtemp(prefix="ringmail-auth-")
+        cls.cert, cls.key = make_cert(cls.certs, "a", "relay.test")
+        cls.users = os.path.join(cls.certs, "users")
+        with open(cls.users, "w") as f:
+            f.write("# test users\nalice@src.test:{SHA512-CRYPT}%s\nbob:%s\n"
+                    % (sha512_crypt("alice pw"), sha512_crypt("bob pw")))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def auth_daemon(self, smtp=None):
+        # relay_networks empty: only authenticated clients may relay.
+        settings = {"tls": {"cert_file": self.cert, "key_file": self.key},
+                    "users": {"file": self.users}, "relay_networks": []}
+        if smtp:
+            settings["smtp"] = smtp
+        return self.daemon(settings)
+
+    def test_smtplib_login_relays(self):
+        d = self.auth_daemon()
+        body = b"Subject: authed\r\n\r\nhello\r\n"
+        with smtplib.SMTP(d.host, d.port, timeout=30) as s:
+            s.ehlo("client.test")
+            self.assertFalse(s.has_extn("auth"), "AUTH offered in clear")
+            # Not authenticated: relaying is refused.
+            s.mail("a@src.test")
+            code, _ = s.rcpt("b@dest.test")
+            self.assertEqual(code, 554)
+            s.rset()
+            s.starttls(context=client_context())
+            s.ehlo("client.test")
+            self.assertIn("PLAIN", s.esmtp_features.get("auth", ""))
+            self.assertIn("LOGIN", s.esmtp_features.get("auth", ""))
+            code, resp = s.login("alice@src.test", "alice pw")
+            self.assertEqual(code, 235, resp)
+            code, resp = s.mail("a@src.test")
+            self.assertEqual(code, 250, resp)
+            code, resp = s.rcpt("b@dest.test")
+            self.assertEqual(code, 250, resp)
+            code, resp = s.data(body)
+            self.assertEqual(code, 250, resp)
+            qid = queue_id_of(resp)
+        m = self.spooled(d, qid)
+        self.assertEqual(m["record"]["auth_user"], "alice@src.test")
+        header, rest = split_received(m["record"]["body"])
+        self.assertIn(b"(Authenticated sender: alice@src.test)", header)
+        self.assertIn(b"with ESMTPSA id", header)
+        self.assertEqual(rest, body)
+        self.finish(d)
+        log = d.log_text()
+        self.assertIn('user="alice@src.test" result=ok', log)
+        self.assertIn("auth=alice@src.test", log)
+
+    def test_login_mechanism(self):
+        d = self.auth_daemon()
+        with smtplib.SMTP(d.host, d.port, timeout=30) as s:
+            s.starttls(context=client_context())
+            s.ehlo("client.test")
+            s.user, s.password = "bob", "bob pw"
+            code, resp = s.auth("LOGIN", s.auth_login, initial_response_ok=False)
+            self.assertEqual(code, 235, resp)
+        self.finish(d)
+
+    def test_swaks_tls_auth(self):
+        d = self.auth_daemon()
+        out = subprocess.run(
+            ["swaks", "--server", "127.0.0.1", "--port", str(d.port), "--tls",
+             "--auth", "PLAIN", "--auth-user", "bob", "--auth-password", "bob pw",
+             "--from", "bob@src.test", "--to", "x@elsewhere.test", "--helo", "swaks.test"],
+            capture_output=True, timeout=60)
+        text = out.stdout.decode("utf-8", "replace")
+        self.assertEqual(out.returncode, 0, text + out.stderr.decode("utf-8", "replace"))
+        self.assertIn("235 2.7.0", text)
+        self.assertRegex(text, r"250 2\.0\.0 Ok: queued as")
+        self.finish(d)
+
+    def test_wrong_password_and_rate_limit(self):
+        d = self.auth_daemon({"auth_max_failures": 2, "auth_failure_window": "1h"})
+        with smtplib.SMTP(d.host, d.port, timeout=30) as s:
+            s.starttls(context=client_context())
+            s.ehlo("client.test")
+            wrong = "PLAIN " + base64.b64encode(b"\0bob\0not it").decode()
+            right = "PLAIN " + base64.b64encode(b"\0bob\0bob pw").decode()
+            for _ in range(2):
+                code, resp = s.docmd("AUTH", wrong)
+                self.assertEqual(code, 535, resp)
+                self.assertTrue(resp.startswith(b"5.7.8"), resp)
+            # Over the budget: refused without checking, even when right.
+            code, resp = s.docmd("AUTH", right)
+            self.assertEqual(code, 454, resp)
+            s.mail("bob@src.test")
+            self.assertEqual(s.rcpt("x@elsewhere.test")[0], 554)
+        self.finish(d)
+        self.assertIn("reason=rate_limited", d.log_text())
+
+    def test_auth_before_tls(self):
+        d = self.auth_daemon()
+        c = RawClient(d.host, d.port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        code, text = c.cmd("AUTH PLAIN AGJvYgBib2IgcHc=")
+        self.assertEqual((code, text[0][:6]), (538, "5.7.11"), text)
+        self.assertEqual(c.cmd("QUIT")[0], 221)
+        c.close()
+        self.finish(d)
+
+    def test_auth_plaintext_allowed(self):
+        d = self.auth_daemon({"auth_plaintext": True})
+        with smtplib.SMTP(d.host, d.port, timeout=30) as s:
+            s.ehlo("client.test")
+            self.assertTrue(s.has_extn("auth"))
+            self.assertEqual(s.login("bob", "bob pw")[0], 235)
+            s.mail("bob@src.test")
+            code, resp = s.rcpt("x@elsewhere.test")
+            self.assertEqual(code, 250, resp)
+        self.finish(d)
+
+    def test_client_gone_during_check(self):
+        d = self.auth_daemon({"auth_plaintext": True})
+        for _ in range(5):
+            c = RawClient(d.host, d.port)
+            c.reply()
+            c.cmd("EHLO client.test")
+            c.send(b"AUTH PLAIN AGJvYgBib2IgcHc=\r\n")
+            c.close()
+        self.assertTrue(wait_for(lambda: d.log_text().count("result=ok") >= 5), d.log_text()[-2000:])
         self.finish(d)
 
 
