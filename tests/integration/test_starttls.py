@@ -229,6 +229,26 @@ class StartTls(DaemonTestCase):
         self.assertNotEqual(out.returncode, 0)
         self.assertIn(b"tls.cert_file", out.stdout + out.stderr)
 
+    def test_resumption_across_workers(self):
+        d = self.tls_daemon(workers=2)
+        sess = os.path.join(self.tmp, "session.pem")
+        sess_id = os.path.join(self.tmp, "session-id.pem")
+        out = s_client_starttls(d.port, b"QUIT\n", ["-sess_out", sess])
+        self.assertIn(b"221 2.0.0", out, out[-2000:])
+        reused = 0
+        # Whichever worker gets each connection: one ticket key for all.
+        for _ in range(4):
+            out = s_client_starttls(d.port, b"QUIT\n", ["-sess_in", sess])
+            reused += b"Reused, TLSv1.2" in out
+        self.assertEqual(reused, 4)
+        # Without tickets: the shared session-ID cache.
+        out = s_client_starttls(d.port, b"QUIT\n", ["-no_ticket", "-sess_out", sess_id])
+        for _ in range(4):
+            out = s_client_starttls(d.port, b"QUIT\n", ["-no_ticket", "-sess_in", sess_id])
+            self.assertIn(b"Reused, TLSv1.2", out, out[-2000:])
+        self.finish(d)
+        self.assertEqual(d.log_text().count("resumed=1"), 8, d.log_text()[-3000:])
+
     def test_reload_changes_certificate(self):
         d = self.tls_daemon()
         out = s_client_starttls(d.port, b"QUIT\n")
