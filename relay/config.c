@@ -17,6 +17,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "tls.h"
+#include "users.h"
+
 enum config_kind {
 	KIND_INT,
 	KIND_DURATION,      /* stored in ms */
@@ -65,6 +68,12 @@ static const struct config_key config_keys[] = {
 	{ "smtp.command_timeout", KIND_DURATION, OFF(smtp_command_timeout_ms), 1000, DAY_MS, "5m", "a command must complete within this" },
 	{ "smtp.data_timeout", KIND_DURATION, OFF(smtp_data_timeout_ms), 1000, DAY_MS, "10m", "the whole DATA or BDAT phase must complete within this" },
 	{ "smtp.max_input_backlog", KIND_SIZE, OFF(smtp_max_input_backlog), 4096, 1LL << 30, "1M", "input buffered while a session waits for its commit; then reading pauses" },
+	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS; \"\" = STARTTLS not offered; re-read on SIGHUP" },
+	{ "tls.key_file", KIND_STRING, OFF(tls_key_file), 0, 0, "", "PEM private key (unencrypted) matching tls.cert_file" },
+	{ "users.file", KIND_STRING, OFF(users_file), 0, 0, "", "passwd-file of AUTH users (crypt(3) hashes, as Dovecot and mkpasswd write them); \"\" = no AUTH; re-read on SIGHUP" },
+	{ "smtp.auth_plaintext", KIND_BOOL, OFF(smtp_auth_plaintext), 0, 0, "false", "offer AUTH without TLS too (else only after STARTTLS; 538 before)" },
+	{ "smtp.auth_max_failures", KIND_INT, OFF(smtp_auth_max_failures), 1, 10000, "5", "failed AUTH attempts a client address may make back to back" },
+	{ "smtp.auth_failure_window", KIND_DURATION, OFF(smtp_auth_failure_window_ms), 1000, 30 * DAY_MS, "5m", "time after which a client address regains all its AUTH attempts" },
 	{ "relay_networks", KIND_CIDR_LIST, 0, 0, 0, "127.0.0.0/8,::1/128", "client networks allowed to relay to any domain" },
 	{ "local_domains", KIND_DOMAIN_LIST, 0, 0, 0, "", "domains delivered locally; accepted from anyone" },
 	{ "spool.dir", KIND_STRING, OFF(spool_dir), 0, 0, "/var/spool/ringmail", "spool directory" },
@@ -524,6 +533,25 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 	if (cfg->smtp_max_input_backlog < cfg->recv_buffer_size)
 		return config_fail(e, "line %d: smtp.max_input_backlog is smaller than ring.recv_buffer_size",
 				   pair_line(file, "smtp.max_input_backlog", "ring.recv_buffer_size"));
+	if ((cfg->tls_cert_file[0] == '\0') != (cfg->tls_key_file[0] == '\0'))
+		return config_fail(e, "line %d: tls.cert_file and tls.key_file go together",
+				   pair_line(file, "tls.cert_file", "tls.key_file"));
+	if (cfg->tls_cert_file[0] != '\0') {
+		/* Load them once here, so a bad pair stops the start or the
+		 * reload instead of every handshake. */
+		char why[256];
+		struct tls_config *tc = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
+							      NULL, why, sizeof(why));
+		if (tc == NULL)
+			return config_fail(e, "line %d: tls.cert_file/tls.key_file: %s",
+					   pair_line(file, "tls.cert_file", "tls.key_file"), why);
+		tls_config_free(tc);
+	}
+	if (cfg->users_file[0] != '\0') {
+		char why[512];
+		if (users_load(cfg->users_file, &cfg->users, why, sizeof(why)) < 0)
+			return config_fail(e, "line %d: users.file: %s", key_line(file, "users.file"), why);
+	}
 	if (cfg->hostname[0] == '\0') {
 		char host[256] = "localhost";
 		gethostname(host, sizeof(host) - 1);
@@ -581,6 +609,7 @@ struct config *config_free(struct config *cfg)
 		if (key->kind == KIND_STRING || key->kind == KIND_IP_MODE)
 			free(*(char **)((char *)cfg + key->offset));
 	}
+	users_free(cfg->users);
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
 		free(cfg->local_domains[i]);
 	for (size_t i = 0; i < cfg->dns_nameserver_count; i++)

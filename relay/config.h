@@ -30,6 +30,8 @@
 
 #define CONFIG_MAX_LISTEN 16
 
+struct users_db;
+
 struct config_listen {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
@@ -74,6 +76,17 @@ struct config {
 	int64_t smtp_command_timeout_ms;
 	int64_t smtp_data_timeout_ms;
 	int64_t smtp_max_input_backlog;   /* bytes buffered while a session waits */
+
+	/* tls (inbound STARTTLS) */
+	char *tls_cert_file;              /* PEM chain, leaf first; "" = no STARTTLS */
+	char *tls_key_file;               /* PEM private key, unencrypted */
+
+	/* AUTH (inbound) */
+	char *users_file;                 /* passwd-file; "" = no AUTH */
+	struct users_db *users;           /* loaded from users_file, or NULL */
+	bool smtp_auth_plaintext;         /* offer AUTH without TLS too */
+	int64_t smtp_auth_max_failures;   /* per client address, back to back */
+	int64_t smtp_auth_failure_window_ms;  /* to regain all of them */
 
 	/* relay policy */
 	struct netaddr_cidr *relay_networks;

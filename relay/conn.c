@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "tls.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -70,6 +71,8 @@ static void conn_unref(struct conn *c)
 	bytes_release(&c->in);
 	bytes_release(&c->out[0]);
 	bytes_release(&c->out[1]);
+	bytes_release(&c->tls_plain);
+	c->tls = tls_session_free(c->tls);
 	w->conn_objects--;
 	free(c);
 }
@@ -128,13 +131,130 @@ static void conn_send_next(struct conn *c)
 	c->refs++;
 }
 
+/* conn_tls_take_output - move the session's ciphertext to the output
+ * buffer at once (the pointer dies with the next session call). */
+static void conn_tls_take_output(struct conn *c)
+{
+	size_t n;
+	const void *p = tls_pending_ciphertext(c->tls, &n);
+
+	if (n > 0) {
+		bytes_append(&c->out[c->sending ^ 1], p, n);
+		tls_ciphertext_consumed(c->tls, n);
+	}
+}
+
+/* conn_tls_died - the session failed: log once; the receive path closes
+ * (not here: callers may still hold the handler's state). */
+static void conn_tls_died(struct conn *c, int err)
+{
+	if (!c->tls_failed)
+		log_info("tls_error", "peer=%s error=\"%s\" reason=\"%s\"", c->peer_text,
+			 strerror(-err), tls_strerror(c->tls));
+	c->tls_failed = true;
+	c->tls_plain.len = 0;
+}
+
+/* conn_tls_encrypt - hand queued plaintext to the session. The bytes
+ * stay in tls_plain until accepted, so a TLS_WANT_WRITE retry passes the
+ * same bytes again, as tls.h requires. */
+static void conn_tls_encrypt(struct conn *c)
+{
+	while (c->tls_plain.len > 0 && !c->tls_failed) {
+		ssize_t n = tls_write(c->tls, c->tls_plain.data, c->tls_plain.len);
+		conn_tls_take_output(c);
+		if (n > 0)
+			bytes_consume(&c->tls_plain, (size_t)n);
+		else if (n == TLS_WANT_READ)
+			return;     /* handshake not done yet */
+		else if (n != TLS_WANT_WRITE)
+			conn_tls_died(c, (int)n);
+	}
+	bytes_trim(&c->tls_plain);
+}
+
 void conn_write(struct conn *c, const void *data, size_t len)
 {
 	if (c->closing || len == 0)
 		return;
-	bytes_append(&c->out[c->sending ^ 1], data, len);
+	if (c->tls != NULL) {
+		if (c->tls_failed)
+			return;
+		bytes_append(&c->tls_plain, data, len);
+		if (!c->tls_handshaking)
+			conn_tls_encrypt(c);
+	} else {
+		bytes_append(&c->out[c->sending ^ 1], data, len);
+	}
 	if (!c->in_input)
 		conn_send_next(c);
+}
+
+void conn_start_tls(struct conn *c, struct tls_session *session)
+{
+	c->tls = session;
+	c->tls_handshaking = true;
+	/* CVE-2011-0411: bytes the client sent in clear after STARTTLS are
+	 * never executed, nor fed to the handshake. */
+	if (c->in_input)
+		c->tls_discard_input = true;
+	else
+		c->in.len = 0;
+}
+
+/* conn_tls_decrypt - every whole record into c->in (plaintext is no
+ * larger than the ciphertext the receive backlog already bounds). */
+static void conn_tls_decrypt(struct conn *c)
+{
+	char buf[16384];
+
+	while (!c->tls_failed) {
+		ssize_t n = tls_read(c->tls, buf, sizeof(buf));
+		conn_tls_take_output(c);
+		if (n > 0) {
+			bytes_append(&c->in, buf, (size_t)n);
+		} else if (n == 0) {
+			c->peer_eof = true;   /* close_notify: end of data */
+			return;
+		} else if (n == TLS_WANT_READ) {
+			return;
+		} else if (n != TLS_WANT_WRITE) {
+			conn_tls_died(c, (int)n);
+		}
+	}
+}
+
+/* conn_tls_input - ciphertext arrived: drive the handshake, then decrypt.
+ * The handler hears the end of the handshake through tls_ready. */
+static void conn_tls_input(struct conn *c, const void *data, size_t len)
+{
+	int rc = tls_feed_ciphertext(c->tls, data, len);
+
+	if (rc == -ENOBUFS) {
+		conn_tls_decrypt(c);
+		rc = tls_feed_ciphertext(c->tls, data, len);
+	}
+	if (rc < 0) {
+		conn_tls_died(c, rc);
+		return;
+	}
+	if (c->tls_handshaking) {
+		do {
+			rc = tls_handshake(c->tls);
+			conn_tls_take_output(c);
+		} while (rc == TLS_WANT_WRITE);
+		if (rc == TLS_WANT_READ)
+			return;
+		c->tls_handshaking = false;
+		if (rc < 0)
+			conn_tls_died(c, rc);
+		if (c->handler->tls_ready != NULL)
+			c->handler->tls_ready(c, rc == 0);
+		if (rc < 0 || c->closing)
+			return;
+		conn_tls_encrypt(c);
+	}
+	conn_tls_decrypt(c);
 }
 
 void conn_close_after_flush(struct conn *c)
@@ -205,6 +325,11 @@ static void conn_feed(struct conn *c)
 	c->in_input = true;
 	while (c->in.len > 0 && !c->input_paused && !c->closing) {
 		size_t n = c->handler->input(c, c->in.data, c->in.len);
+		if (c->tls_discard_input) {
+			c->tls_discard_input = false;
+			c->in.len = 0;    /* see conn_start_tls */
+			break;
+		}
 		if (n == 0)
 			break;
 		bytes_consume(&c->in, n);
@@ -340,11 +465,18 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 		/* A buffer the kernel took is returned even when res <= 0. */
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		if (cqe->res > 0 && !c->closing) {
-			bytes_append(&c->in, worker_buffer(w, bid), (size_t)cqe->res);
-			if (!c->outbound)
+			if (c->tls != NULL)
+				conn_tls_input(c, worker_buffer(w, bid), (size_t)cqe->res);
+			else
+				bytes_append(&c->in, worker_buffer(w, bid), (size_t)cqe->res);
+			if (!c->outbound && !c->closing)
 				worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
-			if (!c->input_paused && !c->in_input)
+			if (c->tls_failed && !c->closing)
+				conn_close(c);
+			if (!c->input_paused && !c->in_input && !c->closing)
 				conn_feed(c);
+			if (c->tls != NULL && !c->closing && !c->in_input)
+				conn_send_next(c);   /* handshake records */
 		}
 		worker_recycle_buffer(w, bid);
 	}

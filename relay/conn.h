@@ -15,6 +15,14 @@
  *   drained  all output written (e.g. to close after 221)
  *   shutdown the worker is stopping: finish or say goodbye
  *   close    the connection is gone: free c->proto
+ *   tls_ready  (optional) the handshake begun by conn_start_tls ended:
+ *            ok, or failed (the handler closes)
+ *
+ * TLS: after conn_start_tls(c, session) every received byte is ciphertext
+ * for the session (the handshake is driven from the receive path), input
+ * is the decrypted plaintext, and conn_write takes plaintext, which waits
+ * in c->tls_plain until the session accepts it (after the handshake).
+ * Input buffered in clear when TLS starts is discarded (CVE-2011-0411).
  *
  * Lifetime: every request in the ring holds a reference; conn_close()
  * cancels them and the memory goes when the last completion arrives, so the
@@ -39,6 +47,8 @@ struct conn_bytes {
 	size_t len, cap;
 };
 
+struct tls_session;
+
 struct conn_handler {
 	const char *name;
 	void (*open)(struct conn *c);
@@ -48,6 +58,7 @@ struct conn_handler {
 	void (*drained)(struct conn *c);
 	void (*shutdown)(struct conn *c);
 	void (*close)(struct conn *c);
+	void (*tls_ready)(struct conn *c, bool ok);
 };
 
 struct conn {
@@ -64,6 +75,9 @@ struct conn {
 	bool peer_eof;                 /* the peer sent FIN: read no more */
 	bool outbound;                 /* we connected; no inbound idle timer */
 	bool connecting;
+	bool tls_handshaking;          /* conn_start_tls ran, handshake not over */
+	bool tls_discard_input;        /* drop c->in once the handler returns */
+	bool tls_failed;               /* the session died: close on next input */
 	struct sockaddr_storage peer;
 	char peer_text[64];            /* "ip:port" for logs */
 	const struct conn_handler *handler;
@@ -76,6 +90,9 @@ struct conn {
 	struct conn_bytes out[2];      /* out[sending] is in the kernel's hands */
 	unsigned sending;
 	size_t sent;                   /* bytes of out[sending] already written */
+
+	struct tls_session *tls;       /* owned; NULL = cleartext */
+	struct conn_bytes tls_plain;   /* plaintext not yet taken by tls_write */
 };
 
 /* conn_accept - wrap an accepted socket and call handler->open. */
@@ -91,6 +108,12 @@ struct conn *conn_connect(struct worker *w, const struct sockaddr *addr, socklen
 
 /* conn_write - queue output; it is sent from the loop. */
 void conn_write(struct conn *c, const void *data, size_t len);
+
+/* conn_start_tls - from now on the connection speaks TLS through session
+ * (owned by c from here). Output queued so far still goes out in clear,
+ * before the handshake; every input byte received so far and not yet
+ * consumed by the handler is discarded. handler->tls_ready follows. */
+void conn_start_tls(struct conn *c, struct tls_session *session);
 
 /* conn_close_after_flush - close once every queued byte is written. */
 void conn_close_after_flush(struct conn *c);

@@ -14,11 +14,21 @@
  * restarts when the session answers something (a command completed), with
  * the command or data duration, so a client trickling bytes cannot hold a
  * command open for longer than smtp.command_timeout.
+ *
+ * STARTTLS: the session queues 220 and wants STARTTLS; the 220 goes out in
+ * clear, conn_start_tls discards the buffered input (CVE-2011-0411) and
+ * runs the handshake under the command timer (a client that stops
+ * mid-handshake is closed when it fires); tls_ready then puts the session
+ * back before EHLO. Each worker has its own tls_config (mbedTLS ECC
+ * contexts are not thread-safe), all sharing one resumption state through
+ * a root config; after a reload the first connection on each worker
+ * builds a new one, and live sessions keep the old one by reference.
  */
 #include "smtp_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +38,10 @@
 #include "delivery.h"
 #include "log.h"
 #include "netaddr.h"
+#include "ratelimit.h"
+#include "smtp_auth.h"
 #include "smtp_session.h"
+#include "tls.h"
 
 /* Output queued in the connection beyond which input pauses until the
  * client reads its replies (a client that never reads cannot grow us). */
@@ -41,6 +54,7 @@ struct smtp_conn {
 	bool committing;
 	bool closed;                       /* conn gone while committing */
 	bool paused_for_output;
+	bool authenticating;               /* a password check is out */
 	enum smtp_timeout_class timer_class;
 };
 
@@ -49,7 +63,57 @@ struct smtp_server_worker {
 	size_t rcpt_cap;
 	char (*orcpts)[SMTP_ORCPT_TYPE_MAX + 2 + 3 * SMTP_ORCPT_MAX + 1];   /* "type;xtext" */
 	uint64_t messages, rejected_commits;
+	struct tls_config *tls;            /* NULL: no STARTTLS */
+	const struct config *tls_for;      /* the config tls was built from */
+	struct smtp_auth_worker *auth;     /* made on the first AUTH */
+	struct ratelimit *auth_failures;   /* per client address */
+	uint64_t auth_ok, auth_failed;
 };
+
+/* The resumption state every worker's tls_config shares: a root config
+ * never used for sessions, rebuilt (sharing the old one's state) once per
+ * reloaded config. Guarded by tls_root_lock; kept until exit. */
+static pthread_mutex_t tls_root_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tls_config *tls_root;
+static const struct config *tls_root_for;
+
+/* smtp_tls_refresh - make sw->tls match the worker's current config. */
+static void smtp_tls_refresh(struct worker *w)
+{
+	struct smtp_server_worker *sw = w->smtp;
+	const struct config *cfg = w->cfg;
+	char err[256];
+
+	if (sw->tls_for == cfg)
+		return;
+	sw->tls_for = cfg;
+	if (cfg->tls_cert_file[0] == '\0') {
+		sw->tls = tls_config_free(sw->tls);
+		return;
+	}
+	pthread_mutex_lock(&tls_root_lock);
+	if (tls_root_for != cfg) {
+		struct tls_config *root = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
+								tls_root, err, sizeof(err));
+		if (root != NULL) {
+			tls_config_free(tls_root);
+			tls_root = root;
+			tls_root_for = cfg;
+		}
+	}
+	struct tls_config *mine = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
+							tls_root, err, sizeof(err));
+	pthread_mutex_unlock(&tls_root_lock);
+	if (mine == NULL) {
+		/* The files changed after config_load checked them: keep
+		 * the certificate we have (if any). */
+		log_error("tls_config", "worker=%u cert=%s error=\"%s\"", w->id, cfg->tls_cert_file, err);
+		return;
+	}
+	tls_config_free(sw->tls);
+	sw->tls = mine;
+	log_debug("tls_config", "worker=%u cert=%s", w->id, cfg->tls_cert_file);
+}
 
 static bool smtp_is_local_domain(void *ctx, const char *domain)
 {
@@ -77,6 +141,138 @@ static void smtp_arm_phase_timer(struct smtp_conn *sc)
 
 static void smtp_commit_start(struct smtp_conn *sc);
 static void smtp_shutdown(struct conn *c);
+static void smtp_pump(struct smtp_conn *sc);
+static void smtp_auth_start(struct smtp_conn *sc);
+
+/* smtp_starttls - the 220 is queued in clear: switch the connection. */
+static void smtp_starttls(struct smtp_conn *sc)
+{
+	struct conn *c = sc->conn;
+	struct tls_config *cfg = c->w->smtp->tls;
+	struct tls_session *ts = cfg != NULL ? tls_session_new(cfg, TLS_VERIFY_NONE, NULL) : NULL;
+
+	if (ts == NULL) {
+		/* The 220 is out already: nothing else can be said in clear. */
+		log_warn("tls_failed", "client=%s error=\"no TLS session\"", c->peer_text);
+		conn_close_after_flush(c);
+		return;
+	}
+	conn_start_tls(c, ts);
+}
+
+static void smtp_auth_done(struct smtp_auth_request *r);
+
+/* smtp_auth_refuse - answer an AUTH without asking the helper. */
+static void smtp_auth_refuse(struct smtp_conn *sc, const char *user, const char *why, int result)
+{
+	char quser[300];
+
+	log_info("auth", "client=%s user=%s result=failed reason=%s", sc->conn->peer_text,
+		 log_quote(quser, sizeof(quser), user, strlen(user)), why);
+	smtp_session_auth_done(sc->session, result);
+	smtp_pump(sc);
+}
+
+/* smtp_auth_start - the session has credentials: check the address's
+ * failure budget, then hand them to the helper thread. Input waits. */
+static void smtp_auth_start(struct smtp_conn *sc)
+{
+	struct conn *c = sc->conn;
+	struct worker *w = c->w;
+	struct smtp_server_worker *sw = w->smtp;
+	const char *user, *password;
+
+	if (!smtp_session_auth_credentials(sc->session, &user, &password))
+		return;
+	if (sw->auth_failures == NULL) {
+		struct ratelimit_config rc = {
+			.burst = (unsigned)w->cfg->smtp_auth_max_failures,
+			.window_ms = w->cfg->smtp_auth_failure_window_ms,
+			.capacity = 4096,
+			.seed = (uint64_t)w->now_ms * 0x9e3779b97f4a7c15ull + w->id,
+		};
+		if (ratelimit_create(&rc, &sw->auth_failures) < 0)
+			log_panic("auth rate limit: bad config");
+	}
+	if (sw->auth == NULL)
+		sw->auth = smtp_auth_worker_new(w);
+	if (w->cfg->users == NULL || sw->auth == NULL) {
+		smtp_auth_refuse(sc, user, "unavailable", -EAGAIN);
+		return;
+	}
+	if (!ratelimit_allowed(sw->auth_failures, (const struct sockaddr *)&c->peer, w->now_ms)) {
+		smtp_auth_refuse(sc, user, "rate_limited", -EAGAIN);
+		return;
+	}
+	struct smtp_auth_request *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		log_fatal("out of memory");
+	r->db = w->cfg->users;
+	snprintf(r->user, sizeof(r->user), "%s", user);
+	snprintf(r->password, sizeof(r->password), "%s", password);
+	r->done = smtp_auth_done;
+	r->ctx = sc;
+	sc->authenticating = true;
+	conn_pause_input(c);
+	conn_hold(c);
+	smtp_auth_submit(sw->auth, r);
+}
+
+/* smtp_auth_done - the helper's verdict, back on the worker. */
+static void smtp_auth_done(struct smtp_auth_request *r)
+{
+	struct smtp_conn *sc = r->ctx;
+	struct conn *c = sc->conn;
+	struct worker *w = c->w;
+	char quser[300];
+
+	sc->authenticating = false;
+	log_quote(quser, sizeof(quser), r->user, strlen(r->user));
+	explicit_bzero(r->password, sizeof(r->password));
+	bool ok = r->ok;
+	free(r);
+	if (ok) {
+		w->smtp->auth_ok++;
+		ratelimit_succeeded(w->smtp->auth_failures, (const struct sockaddr *)&c->peer);
+	} else {
+		w->smtp->auth_failed++;
+		ratelimit_failed(w->smtp->auth_failures, (const struct sockaddr *)&c->peer, w->now_ms);
+	}
+	log_info("auth", "client=%s user=%s result=%s", c->peer_text, quser, ok ? "ok" : "failed");
+	if (sc->closed) {
+		smtp_session_free(sc->session);
+		free(sc);
+		conn_release(c);
+		return;
+	}
+	smtp_session_auth_done(sc->session, ok ? 0 : -EACCES);
+	smtp_pump(sc);
+	if (w->stopping)
+		smtp_shutdown(c);
+	else
+		conn_resume_input(c);
+	conn_release(c);
+}
+
+/* smtp_tls_ready - the handshake is over: log it, and the session starts
+ * again before EHLO (RFC 3207 4.2). */
+static void smtp_tls_ready(struct conn *c, bool ok)
+{
+	struct smtp_conn *sc = c->proto;
+	struct tls_info info;
+
+	if (!ok) {
+		log_info("tls_failed", "client=%s reason=\"%s\"", c->peer_text, tls_strerror(c->tls));
+		conn_close(c);
+		return;
+	}
+	tls_session_info(c->tls, &info);
+	log_info("tls", "client=%s protocol=%s cipher=%s resumed=%d", c->peer_text,
+		 info.protocol, info.cipher, info.resumed);
+	smtp_session_set_tls(sc->session, true);
+	smtp_arm_phase_timer(sc);
+	smtp_pump(sc);
+}
 
 /* smtp_pump - move replies to the connection and act on what the session
  * wants next. */
@@ -102,6 +298,14 @@ static void smtp_pump(struct smtp_conn *sc)
 		 * close may be at once (and disarms it). */
 		conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);
 		conn_close_after_flush(c);
+		break;
+	case SMTP_WANT_STARTTLS:
+		if (c->tls == NULL)
+			smtp_starttls(sc);
+		break;
+	case SMTP_WANT_AUTH:
+		if (!sc->authenticating)
+			smtp_auth_start(sc);
 		break;
 	case SMTP_WANT_READ:
 	case SMTP_WANT_FLUSH:
@@ -147,7 +351,7 @@ static void smtp_spool_message(struct worker *w, const struct smtp_message *m,
 	msg->arrival_usec = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 	msg->client_addr = m->peer_address;
 	msg->helo = m->helo;
-	msg->auth_user = "";
+	msg->auth_user = m->auth_user;
 	msg->sender = m->sender;
 	msg->size_param = m->params.has_size ? m->params.size : 0;
 	msg->body_type = m->params.body == SMTP_BODY_8BITMIME ? SPOOL_BODY_8BITMIME :
@@ -175,8 +379,9 @@ static void smtp_commit_finish(struct smtp_conn *sc, int result)
 	if (result == 0) {
 		w->smtp->messages++;
 		struct spool_message msg;
-		log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s", m->queue_id,
-			 m->sender, m->recipient_count, m->body_len, c->peer_text);
+		log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s%s%s", m->queue_id,
+			 m->sender, m->recipient_count, m->body_len, c->peer_text,
+			 m->auth_user[0] ? " auth=" : "", m->auth_user);
 		smtp_spool_message(w, m, &msg);
 		delivery_submit(w, &msg, NULL);
 	} else {
@@ -256,6 +461,10 @@ static void smtp_open(struct conn *c)
 		.is_local_domain = smtp_is_local_domain,
 		.new_queue_id = smtp_new_queue_id,
 	};
+	smtp_tls_refresh(w);
+	scfg.tls_available = w->smtp->tls != NULL;
+	scfg.auth_available = cfg->users != NULL;
+	scfg.auth_plaintext = cfg->smtp_auth_plaintext;
 	netaddr_format_ip((const struct sockaddr *)&c->peer, ip, sizeof(ip));
 	struct smtp_peer peer = {
 		.address = ip,
@@ -295,8 +504,14 @@ static void smtp_timeout(struct conn *c, enum worker_timer_class cls)
 {
 	struct smtp_conn *sc = c->proto;
 
-	if (sc->committing)
-		return;      /* our own disk is slow, not the client */
+	if (sc->committing || sc->authenticating)
+		return;      /* our own disk or CPU is slow, not the client */
+	if (c->tls_handshaking) {
+		/* Nothing can be said: no 421 in clear inside a handshake. */
+		log_info("timeout", "client=%s phase=tls_handshake", c->peer_text);
+		conn_close(c);
+		return;
+	}
 	if (c->close_when_drained) {
 		/* Our last reply has not gone out for a whole timeout: the
 		 * client does not read. */
@@ -318,7 +533,7 @@ static void smtp_shutdown(struct conn *c)
 	struct smtp_conn *sc = c->proto;
 	static const char bye[] = "421 4.3.2 Service shutting down\r\n";
 
-	if (sc->committing || sc->timer_class == SMTP_TIMEOUT_DATA)
+	if (sc->committing || sc->authenticating || sc->timer_class == SMTP_TIMEOUT_DATA)
 		return;
 	conn_write(c, bye, sizeof(bye) - 1);
 	conn_close_after_flush(c);
@@ -330,9 +545,10 @@ static void smtp_close(struct conn *c)
 
 	if (sc == NULL)
 		return;
-	if (sc->committing) {
-		/* The waiter is queued in the batch and holds c: free both in
-		 * smtp_commit_done. */
+	if (sc->committing || sc->authenticating) {
+		/* The waiter is queued in the batch (or the request is with
+		 * the helper) and holds c: free both in smtp_commit_done
+		 * (smtp_auth_done). */
 		sc->closed = true;
 		return;
 	}
@@ -348,6 +564,7 @@ const struct conn_handler smtp_server_handler = {
 	.drained = smtp_drained,
 	.shutdown = smtp_shutdown,
 	.close = smtp_close,
+	.tls_ready = smtp_tls_ready,
 };
 
 void smtp_server_worker_init(struct worker *w)
@@ -355,16 +572,22 @@ void smtp_server_worker_init(struct worker *w)
 	w->smtp = calloc(1, sizeof(*w->smtp));
 	if (w->smtp == NULL)
 		log_fatal("out of memory");
+	smtp_tls_refresh(w);
 }
 
 void smtp_server_worker_exit(struct worker *w)
 {
 	if (w->smtp == NULL)
 		return;
-	log_info("smtp_stats", "worker=%u messages=%llu commit_failures=%llu", w->id,
-		 (unsigned long long)w->smtp->messages, (unsigned long long)w->smtp->rejected_commits);
+	log_info("smtp_stats", "worker=%u messages=%llu commit_failures=%llu auth_ok=%llu auth_failed=%llu",
+		 w->id, (unsigned long long)w->smtp->messages,
+		 (unsigned long long)w->smtp->rejected_commits,
+		 (unsigned long long)w->smtp->auth_ok, (unsigned long long)w->smtp->auth_failed);
 	free(w->smtp->rcpts);
 	free(w->smtp->orcpts);
+	tls_config_free(w->smtp->tls);
+	smtp_auth_worker_free(w->smtp->auth);
+	ratelimit_free(w->smtp->auth_failures);
 	free(w->smtp);
 	w->smtp = NULL;
 }

@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "buf.h"
+#include "sasl.h"
 #include "smtp_data.h"
 
 enum smtp_state {
@@ -37,11 +38,15 @@ enum smtp_state {
 	SMTP_STATE_BDAT,	/* between BDAT chunks of one message */
 	SMTP_STATE_COMMIT,	/* message complete, waiting for the spool */
 	SMTP_STATE_CLOSING,	/* 221 or 421 sent; nothing more is read */
+	SMTP_STATE_STARTTLS,	/* 220 to STARTTLS sent; nothing more is read */
+	SMTP_STATE_AUTH,	/* 334 sent: the next line is a SASL response */
+	SMTP_STATE_AUTH_VERIFY,	/* credentials being checked; nothing is read */
 };
 
 static const char *const state_names[] = {
 	"init", "connected", "ready", "mail", "rcpt", "data", "bdat-chunk",
-	"bdat", "commit", "closing",
+	"bdat", "commit", "closing", "starttls",
+	"auth", "auth-verify",
 };
 
 /* Which client timeout runs in each state (RFC 5321 4.5.3.2). */
@@ -56,6 +61,9 @@ static const enum smtp_timeout_class state_timeouts[] = {
 	[SMTP_STATE_BDAT] = SMTP_TIMEOUT_COMMAND,
 	[SMTP_STATE_COMMIT] = SMTP_TIMEOUT_NONE,
 	[SMTP_STATE_CLOSING] = SMTP_TIMEOUT_NONE,
+	[SMTP_STATE_STARTTLS] = SMTP_TIMEOUT_COMMAND,	/* bounds the handshake */
+	[SMTP_STATE_AUTH] = SMTP_TIMEOUT_COMMAND,
+	[SMTP_STATE_AUTH_VERIFY] = SMTP_TIMEOUT_NONE,	/* our own work */
 };
 
 /* The Received header is short: bounded by line_max sized fields. */
@@ -74,6 +82,8 @@ struct smtp_session {
 	bool esmtp;			/* EHLO (not HELO) */
 	bool tls_active;		/* for STARTTLS: set by the TLS glue */
 	char *authenticated_user;	/* for AUTH: NULL when not */
+	struct sasl_session sasl;	/* the AUTH exchange in progress */
+	struct sasl_result sasl_result;	/* SASL_DONE: what to verify */
 	char *helo;
 	unsigned errors;
 	unsigned long queue_counter;	/* fallback queue ids */
@@ -214,8 +224,8 @@ static bool helo_store(struct smtp_session *s, const struct smtp_cmd_line *l, bo
 	return true;
 }
 
-/* cmd_ehlo - EHLO: the extensions we offer. STARTTLS and AUTH lines go here
- * when those modules exist (gated on tls_active / authenticated_user). */
+/* cmd_ehlo - EHLO: the extensions we offer. STARTTLS only while it can
+ * still be used (configured, not yet active). */
 static void cmd_ehlo(struct smtp_session *s, const struct smtp_cmd_line *l)
 {
 	if (!helo_store(s, l, true))
@@ -227,6 +237,11 @@ static void cmd_ehlo(struct smtp_session *s, const struct smtp_cmd_line *l)
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250-SMTPUTF8");
 	reply(s, "250-CHUNKING");
+	if (s->cfg.tls_available && !s->tls_active)
+		reply(s, "250-STARTTLS");
+	if (s->cfg.auth_available && (s->tls_active || s->cfg.auth_plaintext) &&
+	    s->authenticated_user == NULL)
+		reply(s, "250-AUTH PLAIN LOGIN");
 	reply(s, "250 DSN");
 }
 
@@ -356,10 +371,16 @@ static void received_header(struct smtp_session *s)
 	int rc;
 
 	format_date(now, date, sizeof(date));
-	rc = buf_append_printf(&s->body, "Received: from %s (%s [%s%s])\r\n"
-			     "\tby %s (ringmail) with %s id %s",
+	rc = buf_append_printf(&s->body, "Received: from %s (%s [%s%s])\r\n",
 			     s->helo ? s->helo : "unknown", s->peer_hostname, v6 ? "IPv6:" : "",
-			     s->peer_address, s->hostname, received_protocol(s), s->queue_id);
+			     s->peer_address);
+	/* A verified user name: no spaces or control octets (users.h). */
+	if (rc == 0 && s->authenticated_user != NULL)
+		rc = buf_append_printf(&s->body, "\t(Authenticated sender: %s)\r\n",
+				     s->authenticated_user);
+	if (rc == 0)
+		rc = buf_append_printf(&s->body, "\tby %s (ringmail) with %s id %s",
+				     s->hostname, received_protocol(s), s->queue_id);
 	if (rc == 0 && s->recipient_count == 1)
 		rc = buf_append_printf(&s->body, "\r\n\tfor <%s>; %s\r\n",
 				     s->recipients[0].address, date);
@@ -429,6 +450,7 @@ static void message_finish(struct smtp_session *s)
 	m->peer_address = s->peer_address;
 	m->peer_hostname = s->peer_hostname;
 	m->helo = s->helo ? s->helo : "";
+	m->auth_user = s->authenticated_user ? s->authenticated_user : "";
 	memcpy(m->sender, s->sender.mailbox, sizeof(m->sender));
 	m->params = s->mail;
 	m->recipients = s->recipients;
@@ -561,7 +583,104 @@ static void cmd_help(struct smtp_session *s, const struct smtp_cmd_line *l)
 	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
 }
 
-/* The command table. STARTTLS and AUTH have rows without a handler (502)
+/* cmd_starttls - RFC 3207: 220, then the glue discards every buffered
+ * input byte (CVE-2011-0411) and runs the handshake; nothing is read in
+ * between. A transaction in progress is forgotten (RFC 3207 4.2). */
+static void cmd_starttls(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	if (s->tls_active) {
+		reply_error(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!s->cfg.tls_available) {
+		reply_error(s, "454 4.7.0 TLS not available");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	transaction_reset(s);
+	enter_state(s, SMTP_STATE_STARTTLS);
+}
+
+/* auth_result - act on a SASL step: challenge, verify, or the error */
+static void auth_result(struct smtp_session *s, struct sasl_result r)
+{
+	switch (r.status) {
+	case SASL_NEED_MORE:
+		reply(s, "334 %s", r.challenge);
+		enter_state(s, SMTP_STATE_AUTH);
+		return;
+	case SASL_DONE:
+		s->sasl_result = r;
+		enter_state(s, SMTP_STATE_AUTH_VERIFY);
+		return;
+	case SASL_ERROR:
+		break;
+	}
+	sasl_reset(&s->sasl);
+	enter_state(s, SMTP_STATE_READY);
+	switch (r.error) {
+	case SASL_ERR_MECHANISM:
+		reply_error(s, "504 5.5.4 Unrecognized authentication type");
+		break;
+	case SASL_ERR_TOO_LONG:
+		reply_error(s, "500 5.5.6 Authentication exchange line is too long");
+		break;
+	case SASL_ERR_CANCELLED:
+		reply_error(s, "501 5.0.0 Authentication cancelled");
+		break;
+	case SASL_ERR_AUTHZID:
+		reply_error(s, "535 5.7.8 Authentication credentials invalid");
+		break;
+	default:
+		reply_error(s, "501 5.5.2 Cannot decode response");
+		break;
+	}
+}
+
+/* cmd_auth - RFC 4954: AUTH mechanism [initial-response]. Offered only
+ * under TLS unless auth_plaintext; never inside a transaction (the table
+ * allows READY only); once per session. */
+static void cmd_auth(struct smtp_session *s, const struct smtp_cmd_line *l)
+{
+	char mech[32], initial[SASL_LINE_MAX + 1];
+	const char *sp, *end = l->args + l->args_len;
+	size_t mlen;
+
+	if (!s->cfg.auth_available) {
+		reply_error(s, "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (s->authenticated_user != NULL) {
+		reply_error(s, "503 5.5.1 Error: already authenticated");
+		return;
+	}
+	if (!s->tls_active && !s->cfg.auth_plaintext) {
+		reply_error(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+		return;
+	}
+	sp = memchr(l->args, ' ', l->args_len);
+	mlen = sp ? (size_t)(sp - l->args) : l->args_len;
+	if (mlen == 0 || mlen >= sizeof(mech)) {
+		reply_error(s, "501 5.5.4 Syntax: AUTH mechanism");
+		return;
+	}
+	memcpy(mech, l->args, mlen);
+	mech[mlen] = 0;
+	if (sp != NULL) {
+		while (sp < end && *sp == ' ')
+			sp++;
+		size_t ilen = (size_t)(end - sp);
+		if (ilen > SASL_LINE_MAX) {
+			reply_error(s, "500 5.5.6 Authentication exchange line is too long");
+			return;
+		}
+		memcpy(initial, sp, ilen);
+		initial[ilen] = 0;
+	}
+	auth_result(s, sasl_start(&s->sasl, mech, sp != NULL ? initial : NULL));
+}
+
+/* The command table. AUTH has a row without a handler (502)
  * so that adding them is a matter of writing the handler. */
 static const struct smtp_command commands[] = {
 	{ "EHLO", ST_COMMANDS, SMTP_CMD_ENDS_GROUP | SMTP_CMD_BEFORE_TLS | SMTP_CMD_BEFORE_AUTH,
@@ -582,8 +701,9 @@ static const struct smtp_command commands[] = {
 	{ "VRFY", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, cmd_vrfy, NULL },
 	{ "HELP", ST_COMMANDS, SMTP_CMD_BEFORE_TLS, cmd_help, NULL },
 	{ "STARTTLS", ST_COMMANDS, SMTP_CMD_ENDS_GROUP | SMTP_CMD_NO_ARGS | SMTP_CMD_BEFORE_TLS,
-	  NULL, NULL },
-	{ "AUTH", ST(READY), SMTP_CMD_ENDS_GROUP | SMTP_CMD_BEFORE_AUTH, NULL, NULL },
+	  cmd_starttls, NULL },
+	{ "AUTH", ST(READY), SMTP_CMD_ENDS_GROUP | SMTP_CMD_BEFORE_AUTH, cmd_auth,
+	  "503 5.5.1 Error: MAIL transaction in progress" },
 	{ "EXPN", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, NULL, NULL },
 	{ "TURN", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, NULL, NULL },
 	{ "ETRN", ST_COMMANDS, SMTP_CMD_ENDS_GROUP, NULL, NULL },
@@ -658,7 +778,16 @@ static size_t line_feed(struct smtp_session *s, const char *in, size_t len)
 	s->line_len = 0;
 	if (s->line_overflow) {
 		s->line_overflow = false;
+		if (s->state == SMTP_STATE_AUTH) {
+			sasl_reset(&s->sasl);
+			enter_state(s, SMTP_STATE_READY);
+		}
 		reply_error(s, "500 5.5.6 Error: line too long");
+	} else if (s->state == SMTP_STATE_AUTH) {
+		n--;				/* LF */
+		if (n > 0 && s->line[n - 1] == '\r')
+			n--;
+		auth_result(s, sasl_step(&s->sasl, s->line, n));
 	} else {
 		n--;				/* LF */
 		if (n > 0 && s->line[n - 1] == '\r')
@@ -718,6 +847,8 @@ size_t smtp_session_feed(struct smtp_session *s, const char *in, size_t len)
 		switch (s->state) {
 		case SMTP_STATE_COMMIT:
 		case SMTP_STATE_CLOSING:
+		case SMTP_STATE_STARTTLS:
+		case SMTP_STATE_AUTH_VERIFY:
 			return used;
 		case SMTP_STATE_DATA:
 		case SMTP_STATE_BDAT_CHUNK:
@@ -781,6 +912,7 @@ struct smtp_session *smtp_session_free(struct smtp_session *s)
 	free(s->line);
 	free(s->helo);
 	free(s->authenticated_user);
+	sasl_reset(&s->sasl);
 	free(s->hostname);
 	free(s->peer_address);
 	free(s->peer_hostname);
@@ -815,6 +947,10 @@ enum smtp_session_want smtp_session_want(const struct smtp_session *s)
 		return s->out.len ? SMTP_WANT_FLUSH : SMTP_WANT_CLOSE;
 	if (s->state == SMTP_STATE_COMMIT)
 		return SMTP_WANT_COMMIT;
+	if (s->state == SMTP_STATE_STARTTLS)
+		return SMTP_WANT_STARTTLS;
+	if (s->state == SMTP_STATE_AUTH_VERIFY)
+		return SMTP_WANT_AUTH;
 	if (s->out.len >= s->cfg.output_max)
 		return SMTP_WANT_FLUSH;
 	return SMTP_WANT_READ;
@@ -858,9 +994,51 @@ enum smtp_timeout_class smtp_session_timeout_class(const struct smtp_session *s)
 	return state_timeouts[s->state];
 }
 
+/* smtp_session_set_tls - the handshake is done: back to "before EHLO"
+ * (RFC 3207 4.2: forget everything learnt from the client in clear) */
 void smtp_session_set_tls(struct smtp_session *s, bool active)
 {
 	s->tls_active = active;
+	if (!active || s->state == SMTP_STATE_CLOSING)
+		return;
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = false;
+	smtp_session_set_authenticated(s, NULL);
+	transaction_reset(s);
+	if (s->state != SMTP_STATE_INIT)
+		enter_state(s, SMTP_STATE_CONNECTED);
+}
+
+bool smtp_session_auth_credentials(const struct smtp_session *s, const char **user,
+				   const char **password)
+{
+	if (s->state != SMTP_STATE_AUTH_VERIFY)
+		return false;
+	*user = s->sasl_result.user;
+	*password = s->sasl_result.password;
+	return true;
+}
+
+/* smtp_session_auth_done - 235, 535 or 454; the password is wiped */
+void smtp_session_auth_done(struct smtp_session *s, int result)
+{
+	if (s->state != SMTP_STATE_AUTH_VERIFY) {	/* timed out meanwhile */
+		sasl_reset(&s->sasl);
+		return;
+	}
+	if (result == 0) {
+		smtp_session_set_authenticated(s, s->sasl_result.user);
+		reply(s, "235 2.7.0 Authentication successful");
+	} else if (result == -EACCES) {
+		reply_error(s, "535 5.7.8 Authentication credentials invalid");
+	} else {
+		reply(s, "454 4.7.0 Temporary authentication failure");
+	}
+	memset(&s->sasl_result, 0, sizeof(s->sasl_result));
+	sasl_reset(&s->sasl);
+	enter_state(s, SMTP_STATE_READY);
+	errors_check(s);
 }
 
 void smtp_session_set_authenticated(struct smtp_session *s, const char *user)

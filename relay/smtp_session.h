@@ -13,6 +13,10 @@
  *     COMMIT: spool smtp_session_message(s); later smtp_session_commit_done(s, err)
  *             and feed the kept input again
  *     CLOSE:  output is flushed; close the connection
+ *     AUTH:   verify smtp_session_auth_credentials (slow: off the loop),
+ *             then smtp_session_auth_done(s, result) and feed again
+ *     STARTTLS: send the output, drop all unread input, handshake, then
+ *             smtp_session_set_tls(s, true) (or close on failure)
  *   on a timer: smtp_session_timeout(s) (421 4.4.2, then CLOSE)
  *   s = smtp_session_free(s);
  *
@@ -53,6 +57,9 @@ struct smtp_session_config {
 	void (*new_queue_id)(void *ctx, char out[32]);
 	/* now - the time for the Received header. NULL: time(NULL). */
 	time_t (*now)(void *ctx);
+	bool tls_available;		/* offer STARTTLS (a certificate is configured) */
+	bool auth_available;		/* offer AUTH PLAIN LOGIN (users are configured) */
+	bool auth_plaintext;		/* ... also without TLS (else 538 5.7.11) */
 };
 
 struct smtp_peer {
@@ -67,6 +74,11 @@ enum smtp_session_want {
 	SMTP_WANT_FLUSH,	/* send the output before feeding more */
 	SMTP_WANT_COMMIT,	/* a message waits to be made durable */
 	SMTP_WANT_CLOSE,	/* close: nothing more to send or read */
+	SMTP_WANT_AUTH,		/* check smtp_session_auth_credentials(), then
+				 * smtp_session_auth_done() */
+	SMTP_WANT_STARTTLS,	/* 220 to STARTTLS is queued: send it in clear,
+				 * DISCARD all buffered input, run the TLS
+				 * handshake, then smtp_session_set_tls(s, true) */
 };
 
 enum smtp_timeout_class {
@@ -87,6 +99,7 @@ struct smtp_message {
 	const char *peer_address;
 	const char *peer_hostname;	/* "unknown" when not known */
 	const char *helo;		/* HELO/EHLO argument */
+	const char *auth_user;		/* AUTH user, "" when none */
 	char sender[SMTP_ADDRESS_PATH_MAX + 1];	/* "" for <> */
 	struct smtp_mail_params params;		/* SIZE, BODY, SMTPUTF8, RET, ENVID */
 	const struct smtp_recipient *recipients;
@@ -134,8 +147,20 @@ void smtp_session_timeout(struct smtp_session *s);
 enum smtp_timeout_class smtp_session_timeout_class(const struct smtp_session *s);
 
 /* Flags the worker or a future TLS/AUTH module sets on the session. */
-/* smtp_session_set_tls - TLS is now active (after the STARTTLS handshake) */
+/* smtp_session_set_tls - TLS is now active (after the STARTTLS handshake):
+ * the session forgets HELO/EHLO and any transaction (RFC 3207 4.2) and
+ * waits for a new EHLO; STARTTLS is no longer offered. */
 void smtp_session_set_tls(struct smtp_session *s, bool active);
+
+/* smtp_session_auth_credentials - in SMTP_WANT_AUTH: the user and
+ * password to check (valid until smtp_session_auth_done). false otherwise. */
+bool smtp_session_auth_credentials(const struct smtp_session *s, const char **user,
+				   const char **password);
+
+/* smtp_session_auth_done - the verdict: 0 (235, authenticated), -EACCES
+ * (535 5.7.8) or any other -errno (454 4.7.0, e.g. -EAGAIN when the
+ * client failed too often). The password is wiped either way. */
+void smtp_session_auth_done(struct smtp_session *s, int result);
 
 /* smtp_session_set_authenticated - user authenticated (NULL: none); an
  * authenticated client may relay */

@@ -2,7 +2,8 @@
  * fuzz_smtp_session - libFuzzer harness for the SMTP server state machine.
  *
  * Input layout: byte 0 picks the session options (trusted peer, small
- * limits); then repeatedly one length byte followed by that many octets of
+ * limits, TLS and AUTH offered: a handshake "succeeds" at once and drops
+ * the buffered input, password "pw" is right); then repeatedly one length byte followed by that many octets of
  * client input, so the fuzzer controls how the stream is split. Commits are
  * answered with success or -EIO depending on the input, output is drained
  * whenever the session asks, and the loop ends when the session closes.
@@ -78,6 +79,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	peer.trusted = data[0] & 1;
+	cfg.tls_available = (data[0] & 32) != 0;
+	cfg.auth_available = (data[0] & 64) != 0;
+	cfg.auth_plaintext = (data[0] & 128) != 0;
 	if (data[0] & 2) {
 		cfg.line_max = 64;
 		cfg.data_line_max = 80;
@@ -98,6 +102,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		if (want == SMTP_WANT_COMMIT) {
 			commit(s, (data[0] & 4) && (ids & 1) ? -EIO : 0);
+			continue;
+		}
+		if (want == SMTP_WANT_STARTTLS) {
+			/* The glue discards what was buffered in clear. */
+			pending = 0;
+			smtp_session_set_tls(s, true);
+			continue;
+		}
+		if (want == SMTP_WANT_AUTH) {
+			const char *user, *password;
+
+			if (!smtp_session_auth_credentials(s, &user, &password))
+				abort();
+			smtp_session_auth_done(s, strcmp(password, "pw") == 0 ? 0 : -EACCES);
 			continue;
 		}
 		if (pending == 0) {

@@ -61,6 +61,8 @@ struct transcript {
 	char orcpt[600];
 	unsigned notify;
 	bool closed;
+	bool starttls;		/* stopped at SMTP_WANT_STARTTLS */
+	char auth[300];		/* last credentials asked for: "user:password" */
 };
 
 static void collect(struct smtp_session *s, struct transcript *t)
@@ -90,6 +92,18 @@ static size_t drive(struct smtp_session *s, const char *in, size_t len, size_t c
 		if (want == SMTP_WANT_CLOSE) {
 			t->closed = true;
 			break;
+		}
+		if (want == SMTP_WANT_STARTTLS) {
+			t->starttls = true;
+			break;
+		}
+		if (want == SMTP_WANT_AUTH) {
+			const char *user, *password;
+
+			cr_assert(smtp_session_auth_credentials(s, &user, &password));
+			snprintf(t->auth, sizeof(t->auth), "%s:%s", user, password);
+			smtp_session_auth_done(s, strcmp(password, "secret") == 0 ? 0 : -EACCES);
+			continue;
 		}
 		if (want == SMTP_WANT_COMMIT) {
 			const struct smtp_message *m = smtp_session_message(s);
@@ -592,5 +606,179 @@ Test(smtp_session, dsn_parameters_reach_the_message)
 	cr_expect_str_eq(t.orcpt, "rfc822;u@local.org", "got %s", t.orcpt);
 	cr_expect_eq(t.notify, SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY);
 	cr_expect_eq(t.recipients, 2);
+	smtp_session_free(s);
+}
+
+/* STARTTLS (RFC 3207) */
+
+Test(smtp_session, starttls_not_configured)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	char codes[64];
+
+	RUN(s, "EHLO c\r\nSTARTTLS\r\nNOOP\r\n", 100, 0, &t);
+	cr_expect_null(strstr(t.out, "STARTTLS"), "EHLO offered STARTTLS without TLS: %s", t.out);
+	cr_expect_not_null(strstr(t.out, "454 4.7.0"), "got %s, want 454 4.7.0", t.out);
+	cr_expect(!t.starttls, "the session asked for a handshake without TLS");
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 454 250", "got %s, want 220 250 454 250", codes);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, starttls_discards_pipelined_input_and_resets)
+{
+	static const char in[] = "EHLO c\r\nMAIL FROM:<a@b.c>\r\nSTARTTLS\r\nRSET\r\nMAIL FROM:<x@y.z>\r\n";
+	size_t head = strlen("EHLO c\r\nMAIL FROM:<a@b.c>\r\nSTARTTLS\r\n");
+
+	for (size_t chunk = 1; chunk <= sizeof(in); chunk += 7) {
+		struct smtp_session_config cfg = test_config();
+		struct transcript t;
+		char codes[64];
+
+		cfg.tls_available = true;
+		struct smtp_session *s = session(&cfg, &untrusted, &t);
+		size_t used = RUN(s, in, chunk, 0, &t);
+		cr_expect_eq(used, head, "chunk %zu: consumed %zu, want %zu (nothing after STARTTLS)",
+			     chunk, used, head);
+		cr_expect(t.starttls, "chunk %zu: no SMTP_WANT_STARTTLS", chunk);
+		cr_expect_not_null(strstr(t.out, "250-STARTTLS\r\n"), "EHLO without STARTTLS: %s", t.out);
+		reply_codes(t.out, codes, sizeof(codes));
+		cr_expect_str_eq(codes, "220 250 250 220", "chunk %zu: got %s, want 220 250 250 220",
+				 chunk, codes);
+		cr_expect_eq(smtp_session_feed(s, "RSET\r\n", 6), 0, "read input before the handshake");
+
+		/* Handshake done: the session is back before EHLO. */
+		smtp_session_set_tls(s, true);
+		cr_expect_eq(smtp_session_want(s), SMTP_WANT_READ);
+		t.out_len = 0;
+		t.starttls = false;
+		RUN(s, "MAIL FROM:<a@b.c>\r\nEHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b.c>\r\n"
+		    "RCPT TO:<u@local.org>\r\nDATA\r\nhi\r\n.\r\n", 100, 0, &t);
+		cr_expect(!t.starttls, "STARTTLS accepted twice");
+		cr_expect_null(strstr(t.out, "STARTTLS"), "EHLO offered STARTTLS under TLS: %s", t.out);
+		reply_codes(t.out, codes, sizeof(codes));
+		cr_expect_str_eq(codes, "503 250 503 250 250 354 250",
+				 "chunk %zu: got %s, want 503 250 503 250 250 354 250", chunk, codes);
+		cr_expect_not_null(strstr(t.body, "with ESMTPS id"), "Received without ESMTPS: %.300s",
+				   t.body);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, starttls_timeout_during_handshake)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+
+	cfg.tls_available = true;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	RUN(s, "EHLO c\r\nSTARTTLS\r\n", 100, 0, &t);
+	cr_expect_eq(smtp_session_timeout_class(s), SMTP_TIMEOUT_COMMAND,
+		     "the handshake must run under the command timer");
+	smtp_session_timeout(s);
+	collect(s, &t);
+	cr_expect_eq(smtp_session_want(s), SMTP_WANT_CLOSE);
+	smtp_session_free(s);
+}
+
+/* AUTH (RFC 4954) */
+
+static struct smtp_session *auth_session(struct transcript *t, bool tls, bool plaintext)
+{
+	struct smtp_session_config cfg = test_config();
+
+	cfg.tls_available = true;
+	cfg.auth_available = true;
+	cfg.auth_plaintext = plaintext;
+	struct smtp_session *s = session(&cfg, &untrusted, t);
+	if (tls) {
+		RUN(s, "STARTTLS\r\n", 100, 0, t);
+		smtp_session_set_tls(s, true);
+		t->out_len = 0;
+		t->out[0] = 0;
+	}
+	return s;
+}
+
+Test(smtp_session, auth_requires_tls)
+{
+	struct transcript t;
+	struct smtp_session *s = auth_session(&t, false, false);
+	char codes[64];
+
+	/* AGFsaWNlAHNlY3JldA== is PLAIN for alice/secret */
+	RUN(s, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<a@b.c>\r\n"
+	    "RCPT TO:<x@remote.net>\r\n", 100, 0, &t);
+	cr_expect_null(strstr(t.out, "AUTH PLAIN"), "AUTH offered in clear: %s", t.out);
+	cr_expect_str_eq(t.auth, "", "credentials checked in clear");
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 538 250 554", "got %s, want 220 250 538 250 554", codes);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, auth_plain_and_login)
+{
+	static const struct {
+		const char *in;
+		const char *codes;
+		const char *auth;
+		bool relays;
+	} cases[] = {
+		{ "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", "250 235 250 250", "alice:secret", true },
+		{ "AUTH PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\n", "250 334 235 250 250", "alice:secret", true },
+		{ "AUTH LOGIN\r\nYWxpY2U=\r\nc2VjcmV0\r\n", "250 334 334 235 250 250",
+		  "alice:secret", true },
+		{ "AUTH login YWxpY2U=\r\nc2VjcmV0\r\n", "250 334 235 250 250", "alice:secret", true },
+		{ "AUTH PLAIN AGFsaWNlAHdyb25n\r\n", "250 535 250 554", "alice:wrong", false },
+		{ "AUTH PLAIN\r\n*\r\n", "250 334 501 250 554", "", false },
+		{ "AUTH PLAIN !!!!\r\n", "250 501 250 554", "", false },
+		{ "AUTH CRAM-MD5\r\n", "250 504 250 554", "", false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct transcript t;
+		struct smtp_session *s = auth_session(&t, true, false);
+		char in[512], codes[64];
+
+		snprintf(in, sizeof(in), "EHLO c\r\n%sMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\n",
+			 cases[i].in);
+		RUN(s, in, 7, 0, &t);
+		cr_expect_not_null(strstr(t.out, "250-AUTH PLAIN LOGIN\r\n"), "case %zu: no AUTH in EHLO", i);
+		reply_codes(t.out, codes, sizeof(codes));
+		cr_expect_str_eq(codes, cases[i].codes, "case %zu: got %s, want %s", i, codes, cases[i].codes);
+		cr_expect_str_eq(t.auth, cases[i].auth, "case %zu: got %s, want %s", i, t.auth, cases[i].auth);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, auth_received_and_twice)
+{
+	struct transcript t;
+	struct smtp_session *s = auth_session(&t, true, false);
+	char codes[64];
+
+	RUN(s, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nEHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"
+	    "MAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\nDATA\r\nhi\r\n.\r\n", 100, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "250 235 250 503 250 250 354 250", "got %s", codes);
+	cr_expect_null(strstr(strstr(t.out, "235 "), "AUTH PLAIN"), "AUTH offered after AUTH");
+	cr_expect_not_null(strstr(t.body, "(Authenticated sender: alice)\r\n"), "got %.300s", t.body);
+	cr_expect_not_null(strstr(t.body, "with ESMTPSA id"), "got %.300s", t.body);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, auth_plaintext_allowed)
+{
+	struct transcript t;
+	struct smtp_session *s = auth_session(&t, false, true);
+	char codes[64];
+
+	RUN(s, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<a@b.c>\r\n"
+	    "RCPT TO:<x@remote.net>\r\nDATA\r\nhi\r\n.\r\n", 100, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 235 250 250 354 250", "got %s", codes);
+	cr_expect_not_null(strstr(t.body, "with ESMTPA id"), "got %.300s", t.body);
 	smtp_session_free(s);
 }
