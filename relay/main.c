@@ -98,7 +98,7 @@ static int serve(struct config *cfg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	raise_fd_limit();
-	struct worker *workers = calloc(count, sizeof(*workers));
+	struct worker *workers = calloc(count + 1, sizeof(*workers));   /* + the local worker */
 	if (workers == NULL)
 		log_fatal("out of memory");
 	int rc = worker_start_all(workers, count, cfg);

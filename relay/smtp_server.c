@@ -27,6 +27,7 @@
 #include "commit.h"
 #include "delivery.h"
 #include "log.h"
+#include "mailbox.h"
 #include "netaddr.h"
 #include "smtp_session.h"
 
@@ -55,6 +56,12 @@ static bool smtp_is_local_domain(void *ctx, const char *domain)
 {
 	struct worker *w = ctx;
 	return config_is_local_domain(w->cfg, domain);
+}
+
+static bool smtp_local_rcpt_exists(void *ctx, const char *mailbox)
+{
+	struct worker *w = ctx;
+	return mailbox_exists(w->cfg->users, mailbox);
 }
 
 static void smtp_new_queue_id(void *ctx, char out[32])
@@ -254,6 +261,7 @@ static void smtp_open(struct conn *c)
 		.errors_max = (unsigned)cfg->smtp_max_errors,
 		.ctx = w,
 		.is_local_domain = smtp_is_local_domain,
+		.local_rcpt_exists = smtp_local_rcpt_exists,
 		.new_queue_id = smtp_new_queue_id,
 	};
 	netaddr_format_ip((const struct sockaddr *)&c->peer, ip, sizeof(ip));
