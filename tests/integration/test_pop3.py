@@ -31,6 +31,8 @@ def message(subject, lines=("hello",)):
 
 
 class Pop3(DaemonTestCase):
+    EXTRA = {}
+
     def setUp(self):
         super().setUp()
         self.root = os.path.join(self.tmp, "mail")
@@ -42,12 +44,15 @@ class Pop3(DaemonTestCase):
                                input=password + "\n", capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 0, r.stderr)
         self.pop_port = harness.free_port()
-        self.d = self.daemon(extra={
+        settings = {
             "local_domains": ["local.test"],
             "mailbox": {"root": self.root},
             "users": {"file": self.users_file},
             "pop3": {"listen": ["127.0.0.1:%d" % self.pop_port], "allow_plaintext": True},
-        })
+        }
+        for key, value in self.EXTRA.items():
+            settings[key].update(value)
+        self.d = self.daemon(extra=settings)
         harness.wait_port("127.0.0.1", self.pop_port)
 
     def tearDown(self):
@@ -55,14 +60,14 @@ class Pop3(DaemonTestCase):
             self.finish(self.d)
         super().tearDown()
 
-    def deliver(self, subject, rcpt="alice@local.test", lines=("hello",)):
-        """deliver - send one message and wait until it is in the Maildir."""
+    def deliver(self, subject, rcpt="alice@local.test", lines=("hello",), status="delivered"):
+        """deliver - send one message and wait for its local delivery line."""
         qid = send_smtplib(self.d, "sender@src.test", [rcpt], message(subject, lines))
         want = "event=delivery id=%s rcpt=<%s> domain=local.test mx=local" % (qid, rcpt)
         line = wait_for(lambda: [x for x in self.d.log_text().splitlines() if want in x])
         self.assertTrue(line, "no delivery line for %s\n%s" % (qid, self.d.log_text()[-2000:]))
-        self.assertIn("status=delivered", line[0])
-        return qid
+        self.assertIn("status=" + status, line[0])
+        return line[0]
 
     def login(self, user="alice"):
         p = poplib.POP3("127.0.0.1", self.pop_port, timeout=30)
@@ -208,6 +213,38 @@ class Pop3(DaemonTestCase):
         p = self.login()
         self.assertEqual(p.stat()[0], 0)
         p.quit()
+
+    def test_large_message_streams(self):
+        lines = ["line %06d %s" % (i, "x" * 60) for i in range(20000)]   # about 1.4 MB
+        lines[100] = ".a dot line"
+        self.deliver("large", lines=lines)
+        p = self.login()
+        _, got, octets = p.retr(1)
+        body = got[got.index(b"") + 1:]
+        self.assertEqual(body, [x.encode() for x in lines])
+        self.assertEqual(p.list(1).split()[2], str(octets).encode())
+        p.quit()
+
+
+class Pop3Quota(Pop3):
+    """Over mailbox.quota: the delivery is deferred with 4.2.2, not lost."""
+    EXTRA = {"mailbox": {"quota": 1024}}
+
+    def test_quota_defers(self):
+        self.deliver("fits")
+        line = self.deliver("too big", lines=["y" * 70] * 40, status="deferred")
+        self.assertIn("dsn=4.2.2", line)
+        p = self.login()
+        self.assertEqual(p.stat()[0], 1)
+        p.quit()
+
+
+def load_tests(loader, tests, pattern):
+    """Only Pop3Quota's own test runs in Pop3Quota."""
+    suite = unittest.TestSuite()
+    suite.addTests(loader.loadTestsFromTestCase(Pop3))
+    suite.addTest(Pop3Quota("test_quota_defers"))
+    return suite
 
 
 if __name__ == "__main__":
