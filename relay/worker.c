@@ -462,7 +462,9 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 
 	if (w->role == WORKER_ROLE_SMTP)
-		worker_pin(w);     /* the local worker blocks: let the scheduler place it */
+		worker_pin(w);
+	else
+		w->cpu = -1;       /* the local worker blocks: let the scheduler place it */
 	w->now_ms = monotonic_ms();
 	for (int i = 0; i < WORKER_TIMER_CLASSES; i++)
 		deadline_list_init(&w->timers[i], 0);

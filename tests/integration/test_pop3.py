@@ -11,6 +11,7 @@ available yet, so the daemon allows plaintext logins on loopback.
 import glob
 import os
 import poplib
+import signal
 import smtplib
 import stat
 import subprocess
@@ -172,6 +173,28 @@ class Pop3(DaemonTestCase):
             code, resp = s.rcpt("Alice+news@LOCAL.test")
             self.assertEqual(code, 250, resp)
             s.rset()
+
+    def test_sighup_reloads_users(self):
+        r = subprocess.run([os.path.join(harness.BIN, "ringmailctl"), "users", "add",
+                            "--file", self.users_file, "carol"],
+                           input="carol-pw\n", capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.d.send_signal(signal.SIGHUP)
+
+        def carol_accepted():
+            with smtplib.SMTP(self.d.host, self.d.port, timeout=30) as s:
+                s.ehlo("client.test")
+                s.mail("sender@src.test")
+                code, _ = s.rcpt("carol@local.test")
+                s.rset()
+                return code == 250
+        self.assertTrue(wait_for(carol_accepted, timeout=20), self.d.log_text()[-2000:])
+        self.deliver("for carol", rcpt="carol@local.test")
+        p = poplib.POP3("127.0.0.1", self.pop_port, timeout=30)
+        p.user("carol")
+        p.pass_("carol-pw")
+        self.assertEqual(p.stat()[0], 1)
+        p.quit()
 
     def test_curl(self):
         self.deliver("for curl", lines=("curl body line",))
