@@ -58,10 +58,12 @@ static bool smtp_is_local_domain(void *ctx, const char *domain)
 	return config_is_local_domain(w->cfg, domain);
 }
 
+/* smtp_local_rcpt_exists - a local recipient has a mailbox; <postmaster>
+ * without a domain is always accepted (RFC 5321 4.5.1). */
 static bool smtp_local_rcpt_exists(void *ctx, const char *mailbox)
 {
 	struct worker *w = ctx;
-	return mailbox_exists(w->cfg->users, mailbox);
+	return strchr(mailbox, '@') == NULL || mailbox_exists(w->cfg->users, mailbox);
 }
 
 static void smtp_new_queue_id(void *ctx, char out[32])
