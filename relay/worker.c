@@ -482,6 +482,7 @@ static void *worker_main(void *arg)
 	pthread_barrier_wait(&worker_ready);
 	if (atomic_load(&worker_start_error) != 0) {
 		w->exit_status = 1;
+		pop3_server_worker_exit(w);
 		delivery_worker_exit(w);
 		commit_worker_exit(w);
 		return NULL;
