@@ -483,8 +483,11 @@ static void *worker_main(void *arg)
 	if (atomic_load(&worker_start_error) != 0) {
 		w->exit_status = 1;
 		pop3_server_worker_exit(w);
+		smtp_server_worker_exit(w);
 		delivery_worker_exit(w);
 		commit_worker_exit(w);
+		free(w->buf_base);
+		free(w->buf_ring);
 		return NULL;
 	}
 	log_info("worker_start", "worker=%u role=%s cpu=%d listeners=%zu", w->id,
