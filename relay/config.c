@@ -70,7 +70,7 @@ static const struct config_key config_keys[] = {
 	{ "smtp.max_input_backlog", KIND_SIZE, OFF(smtp_max_input_backlog), 4096, 1LL << 30, "1M", "input buffered while a session waits for its commit; then reading pauses" },
 	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS; \"\" = STARTTLS not offered; re-read on SIGHUP" },
 	{ "tls.key_file", KIND_STRING, OFF(tls_key_file), 0, 0, "", "PEM private key (unencrypted) matching tls.cert_file" },
-	{ "users.file", KIND_STRING, OFF(users_file), 0, 0, "", "passwd-file of AUTH users (crypt(3) hashes, as Dovecot and mkpasswd write them); \"\" = no AUTH; re-read on SIGHUP" },
+	{ "users.file", KIND_STRING, OFF(users_file), 0, 0, "", "passwd-file of users (crypt(3) hashes, as Dovecot and mkpasswd write them) for SMTP AUTH, POP3 and local mailboxes; \"\" = no AUTH, no POP3 users, every local part is a mailbox; re-read on SIGHUP" },
 	{ "smtp.auth_plaintext", KIND_BOOL, OFF(smtp_auth_plaintext), 0, 0, "false", "offer AUTH without TLS too (else only after STARTTLS; 538 before)" },
 	{ "smtp.auth_max_failures", KIND_INT, OFF(smtp_auth_max_failures), 1, 10000, "5", "failed AUTH attempts a client address may make back to back" },
 	{ "smtp.auth_failure_window", KIND_DURATION, OFF(smtp_auth_failure_window_ms), 1000, 30 * DAY_MS, "5m", "time after which a client address regains all its AUTH attempts" },
@@ -104,6 +104,12 @@ static const struct config_key config_keys[] = {
 	{ "delivery.max_connections", KIND_INT, OFF(domain_default.max_connections), 1, 10000, "20", "concurrent connections per destination domain" },
 	{ "delivery.max_messages_per_connection", KIND_INT, OFF(domain_default.max_messages_per_connection), 1, 1000000, "1000", "transactions on one connection before it is closed" },
 	{ "delivery.max_recipients_per_transaction", KIND_INT, OFF(domain_default.max_recipients_per_transaction), 1, 100000, "100", "recipients in one MAIL transaction" },
+	{ "pop3.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "POP3 listen addresses on the local worker; empty = no POP3 endpoint" },
+	{ "pop3.allow_plaintext", KIND_BOOL, OFF(pop3_allow_plaintext), 0, 0, "false", "allow USER/PASS and AUTH PLAIN without TLS (there is no STLS yet)" },
+	{ "pop3.idle_timeout", KIND_DURATION, OFF(pop3_idle_timeout_ms), 1000, DAY_MS, "10m", "close a POP3 client that sends nothing this long (RFC 1939: at least 10m)" },
+	{ "pop3.command_timeout", KIND_DURATION, OFF(pop3_command_timeout_ms), 1000, DAY_MS, "1m", "before login, each POP3 command must complete within this" },
+	{ "mailbox.root", KIND_STRING, OFF(mailbox_root), 0, 0, "/var/mail/ringmail", "directory holding one Maildir per local user (must exist)" },
+	{ "mailbox.quota", KIND_SIZE, OFF(mailbox_quota), 0, 1LL << 50, "0", "bytes per local mailbox; 0 = no quota" },
 };
 
 /* Keys of each entry of the "domains" list; absent ones inherit delivery.* */
@@ -208,19 +214,34 @@ static bool normalise_domain(char *d)
 	return n > 0 && d[0] != '.' && d[n - 1] != '.' && strstr(d, "..") == NULL;
 }
 
+/* listen_list - the address array and count a listen-list key fills:
+ * "listen" (SMTP) or "pop3.listen". */
+static struct config_listen *listen_list(struct config *cfg, const struct config_key *key,
+					 size_t **count)
+{
+	if (strcmp(key->path, "pop3.listen") == 0) {
+		*count = &cfg->pop3_listen_count;
+		return cfg->pop3_listen;
+	}
+	*count = &cfg->listen_count;
+	return cfg->listen;
+}
+
 /* list_append_item - add one element of a list-valued key. */
 static int list_append_item(struct config *cfg, const struct config_key *key,
 			    const char *text, size_t index, struct config_error *e, int line)
 {
 	switch (key->kind) {
 	case KIND_LISTEN_LIST: {
-		if (cfg->listen_count >= CONFIG_MAX_LISTEN)
+		size_t *count;
+		struct config_listen *l = listen_list(cfg, key, &count);
+		if (*count >= CONFIG_MAX_LISTEN)
 			return config_fail(e, "line %d: %s: more than %d addresses", line, key->path, CONFIG_MAX_LISTEN);
-		struct config_listen *l = &cfg->listen[cfg->listen_count];
+		l += *count;
 		if (netaddr_parse_hostport(text, &l->addr, &l->addr_len) < 0)
 			return config_fail(e, "line %d: %s: \"%s\" is not ip:port or [ipv6]:port", line, key->path, text);
 		snprintf(l->text, sizeof(l->text), "%s", text);
-		cfg->listen_count++;
+		(*count)++;
 		return 0;
 	}
 	case KIND_CIDR_LIST:
@@ -247,9 +268,12 @@ static int list_append_item(struct config *cfg, const struct config_key *key,
 static void list_reset(struct config *cfg, const struct config_key *key, size_t n)
 {
 	switch (key->kind) {
-	case KIND_LISTEN_LIST:
-		cfg->listen_count = 0;
+	case KIND_LISTEN_LIST: {
+		size_t *count;
+		listen_list(cfg, key, &count);
+		*count = 0;
 		break;
+	}
 	case KIND_CIDR_LIST:
 		free(cfg->relay_networks);
 		cfg->relay_networks = xcalloc(n, sizeof(*cfg->relay_networks));
@@ -385,7 +409,10 @@ static int set_from_setting(void *base, const struct config *cfg_for_lists,
 			if (rc < 0)
 				return rc;
 		}
-		if (key->kind == KIND_LISTEN_LIST && cfg->listen_count < (size_t)key->min)
+		size_t *count = NULL;
+		if (key->kind == KIND_LISTEN_LIST)
+			listen_list(cfg, key, &count);
+		if (count != NULL && *count < (size_t)key->min)
 			return config_fail(e, "line %d: %s: needs at least one address", line, key->path);
 		return 0;
 	}

@@ -13,6 +13,8 @@
  * with a unit ("250ms", "30s", "5m", "2h", "5d") and are stored in
  * milliseconds; sizes as integers (bytes) or strings ("512k", "10M", "1G").
  * A loaded config is immutable: SIGHUP builds a new one and swaps the pointer.
+ * It owns the users db read from users.file (loaded with it, so a reload
+ * swaps both together and a bad users file fails the load like a bad key).
  * docs/CONFIGURATION.md documents every key; config_keys_dump() prints the
  * table it is checked against.
  */
@@ -129,6 +131,15 @@ struct config {
 	struct config_domain domain_default;
 	struct config_domain *domains;
 	size_t domain_count;
+
+	/* local mailboxes and POP3 (the local worker) */
+	struct config_listen pop3_listen[CONFIG_MAX_LISTEN];
+	size_t pop3_listen_count;         /* 0 = no POP3 endpoint */
+	bool pop3_allow_plaintext;        /* USER/PASS without TLS */
+	int64_t pop3_idle_timeout_ms;
+	int64_t pop3_command_timeout_ms;
+	char *mailbox_root;
+	int64_t mailbox_quota;            /* bytes per mailbox; 0 = none */
 
 	char *source_path;                /* the file it came from, or NULL */
 };

@@ -19,6 +19,11 @@
  * READY, up to its max_connections; a domain whose hosts all fail is
  * backed off as a whole (retry_domain_*) and then probed with one
  * connection.
+ *
+ * Local domains (local_domains) are owned by the local worker instead: it
+ * writes each recipient into its Maildir (mailbox.root) with blocking file
+ * I/O, which only that thread may do, and completes the item like any other
+ * (logged with mx=local, outcomes home, DSNs, retries in its own heap).
  */
 #include "delivery.h"
 
@@ -36,6 +41,8 @@
 #include "conn.h"
 #include "dns.h"
 #include "log.h"
+#include "mailbox.h"
+#include "maildir.h"
 #include "retry.h"
 #include "smtp_client.h"
 
@@ -167,6 +174,7 @@ struct delivery {
 static void domain_kick(struct delivery *dl, struct qdomain *d);
 static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *it,
 			  const struct rcpt_result *res, const char *mx, const char *ip);
+static void local_deliver_item(struct delivery *dl, struct qitem *it);
 
 static uint64_t rng_next(struct delivery *dl)
 {
@@ -422,6 +430,11 @@ static struct worker *domain_owner(struct worker *w, const char *domain)
 static void item_enqueue(struct delivery *dl, struct qitem *it)
 {
 	const struct qrcpt *r = &it->msg->rcpts[it->idx[0]];
+
+	if (dl->w->role == WORKER_ROLE_LOCAL) {
+		local_deliver_item(dl, it);
+		return;
+	}
 	struct qdomain *d = domain_get(dl, r->domain);
 
 	domain_push_ready(d, it);
@@ -431,7 +444,9 @@ static void item_enqueue(struct delivery *dl, struct qitem *it)
 
 static void item_dispatch(struct worker *w, struct qitem *it)
 {
-	struct worker *owner = domain_owner(w, it->msg->rcpts[it->idx[0]].domain);
+	const char *domain = it->msg->rcpts[it->idx[0]].domain;
+	struct worker *owner = config_is_local_domain(w->cfg, domain) ? worker_local(w)
+								       : domain_owner(w, domain);
 
 	if (owner == w)
 		item_enqueue(delivery_of(w), it);
@@ -737,6 +752,69 @@ static void item_fail_all(struct delivery *dl, struct qdomain *d, struct qitem *
 		snprintf(res[i].text, sizeof(res[i].text), "%s", text);
 	}
 	item_complete(dl, d, it, res, NULL, NULL);
+	free(res);
+}
+
+/* ---- local delivery (the local worker only) --------------------------- */
+
+/* local_result - fill one recipient's result of a local delivery. */
+static void local_result(struct rcpt_result *r, enum smtp_outcome outcome, int code,
+			 const char *status, const char *text)
+{
+	*r = (struct rcpt_result){ .outcome = outcome, .code = code, .local = true };
+	snprintf(r->status, sizeof(r->status), "%s", status);
+	snprintf(r->text, sizeof(r->text), "%s", text);
+}
+
+/* local_deliver_one - write the message into the recipient's Maildir, with
+ * Return-Path and Delivered-To prepended (RFC 5321 4.4). Blocks. */
+static void local_deliver_one(struct delivery *dl, const struct qmsg *m, const struct qrcpt *rc,
+			      struct rcpt_result *res)
+{
+	const struct config *cfg = dl->w->cfg;
+	char name[MAILBOX_NAME_MAX + 1];
+
+	if (!mailbox_exists(cfg->users, rc->addr) || mailbox_name(rc->addr, name, sizeof(name)) < 0) {
+		local_result(res, SMTP_OUTCOME_BOUNCED, 550, "5.1.1", "user unknown");
+		return;
+	}
+	struct buf b;
+	struct maildir_deliver_options opt = {
+		.quota = (uint64_t)cfg->mailbox_quota, .hostname = cfg->hostname,
+	};
+	int err;
+	buf_init(&b, m->body_len + 1024);     /* both paths are at most 256 octets */
+	if (buf_append_printf(&b, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", m->sender, rc->addr) < 0 ||
+	    buf_append(&b, m->body, m->body_len) < 0)
+		err = -ENOMEM;
+	else
+		err = maildir_deliver(cfg->mailbox_root, name, buf_data(&b), buf_len(&b), &opt, NULL, 0);
+	buf_free(&b);
+	if (err == 0) {
+		local_result(res, SMTP_OUTCOME_DELIVERED, 250, "2.0.0", "delivered to maildir");
+	} else if (err == -EDQUOT) {
+		local_result(res, SMTP_OUTCOME_DEFERRED, 452, "4.2.2", "mailbox full");
+	} else if (err == -EINVAL) {
+		local_result(res, SMTP_OUTCOME_BOUNCED, 550, "5.1.1", "user unknown");
+	} else {
+		char text[REPLY_TEXT_MAX];
+		snprintf(text, sizeof(text), "local delivery failed: %s", strerror(-err));
+		log_error("local_delivery_failed", "id=%s mailbox=%s root=%s error=\"%s\"", m->queue_id,
+			  name, cfg->mailbox_root, strerror(-err));
+		local_result(res, SMTP_OUTCOME_DEFERRED, 451, "4.3.0", text);
+	}
+}
+
+/* local_deliver_item - every recipient of the item, then the usual
+ * completion (log lines, outcomes home, DSN, retries). */
+static void local_deliver_item(struct delivery *dl, struct qitem *it)
+{
+	struct rcpt_result *res = xmalloc(it->count * sizeof(*res));
+
+	dl->stats.queued_items++;
+	for (uint32_t i = 0; i < it->count; i++)
+		local_deliver_one(dl, it->msg, &it->msg->rcpts[it->idx[i]], &res[i]);
+	item_complete(dl, NULL, it, res, "local", NULL);
 	free(res);
 }
 
@@ -1362,6 +1440,8 @@ void delivery_worker_start(struct worker *w)
 {
 	struct spool_shard_stats st;
 
+	if (w->role == WORKER_ROLE_LOCAL)
+		return;    /* no shard: its items come from the SMTP workers */
 	spool_shard_stats(commit_shard(w), &st);
 	if (st.live_messages == 0)
 		return;

@@ -60,8 +60,9 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 	}
 	const struct config *old = configs[*config_count - 1];
 	if (cfg->listen_count != old->listen_count || worker_count(cfg) != count ||
+	    cfg->pop3_listen_count != old->pop3_listen_count ||
 	    strcmp(cfg->spool_dir, old->spool_dir) != 0)
-		log_warn("reload", "note=\"listen, workers and spool.dir take effect only after a restart\"");
+		log_warn("reload", "note=\"listen, pop3.listen, workers and spool.dir take effect only after a restart\"");
 	configs[(*config_count)++] = cfg;
 	log_open(cfg->log_file, cfg->log_level);
 	worker_reload_all(workers, count, cfg);
@@ -98,7 +99,7 @@ static int serve(struct config *cfg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	raise_fd_limit();
-	struct worker *workers = calloc(count, sizeof(*workers));
+	struct worker *workers = calloc(count + 1, sizeof(*workers));   /* + the local worker */
 	if (workers == NULL)
 		log_fatal("out of memory");
 	int rc = worker_start_all(workers, count, cfg);

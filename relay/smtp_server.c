@@ -37,6 +37,7 @@
 #include "commit.h"
 #include "delivery.h"
 #include "log.h"
+#include "mailbox.h"
 #include "netaddr.h"
 #include "ratelimit.h"
 #include "smtp_auth.h"
@@ -119,6 +120,14 @@ static bool smtp_is_local_domain(void *ctx, const char *domain)
 {
 	struct worker *w = ctx;
 	return config_is_local_domain(w->cfg, domain);
+}
+
+/* smtp_local_rcpt_exists - a local recipient has a mailbox; <postmaster>
+ * without a domain is always accepted (RFC 5321 4.5.1). */
+static bool smtp_local_rcpt_exists(void *ctx, const char *mailbox)
+{
+	struct worker *w = ctx;
+	return strchr(mailbox, '@') == NULL || mailbox_exists(w->cfg->users, mailbox);
 }
 
 static void smtp_new_queue_id(void *ctx, char out[32])
@@ -459,6 +468,7 @@ static void smtp_open(struct conn *c)
 		.errors_max = (unsigned)cfg->smtp_max_errors,
 		.ctx = w,
 		.is_local_domain = smtp_is_local_domain,
+		.local_rcpt_exists = smtp_local_rcpt_exists,
 		.new_queue_id = smtp_new_queue_id,
 	};
 	smtp_tls_refresh(w);

@@ -329,6 +329,13 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_cmd_line *l)
 		reply(s, "554 5.7.1 <%s>: Relay access denied", to.mailbox);
 		return;
 	}
+	if (s->cfg.local_rcpt_exists != NULL &&
+	    smtp_address_is_local(&to, s->cfg.is_local_domain, s->cfg.ctx) &&
+	    !s->cfg.local_rcpt_exists(s->cfg.ctx, to.mailbox)) {
+		s->errors++;
+		reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", to.mailbox);
+		return;
+	}
 	recipient_add(s, &to, &params);
 	enter_state(s, SMTP_STATE_RCPT);
 	reply(s, "250 2.1.5 Ok");

@@ -52,6 +52,10 @@ struct smtp_session_config {
 	/* is_local_domain - whether mail for domain (lower case, no trailing
 	 * dot, "[1.2.3.4]" for literals) is delivered here. NULL: none is. */
 	bool (*is_local_domain)(void *ctx, const char *domain);
+	/* local_rcpt_exists - whether a recipient at a local domain (mailbox
+	 * as parsed: "local@domain") has a mailbox; no: 550 5.1.1 at RCPT.
+	 * NULL: every one has. */
+	bool (*local_rcpt_exists)(void *ctx, const char *mailbox);
 	/* new_queue_id - a fresh queue id (NUL-terminated) for a message whose
 	 * data phase starts. NULL: a per-session counter is used. */
 	void (*new_queue_id)(void *ctx, char out[32]);

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "commit.h"
 #include "delivery.h"
+#include "pop3_server.h"
 #include "smtp_server.h"
 
 #define BUFFER_GROUP 0
@@ -78,7 +79,7 @@ void worker_recycle_buffer(struct worker *w, unsigned bid)
 static void worker_timer_durations(struct worker *w)
 {
 	const struct config *cfg = w->cfg;
-	const int64_t ms[WORKER_TIMER_CLASSES] = {
+	const int64_t durations[WORKER_TIMER_CLASSES] = {
 		[WORKER_TIMER_SMTP_IDLE] = cfg->smtp_idle_timeout_ms,
 		[WORKER_TIMER_SMTP_COMMAND] = cfg->smtp_command_timeout_ms,
 		[WORKER_TIMER_SMTP_DATA] = cfg->smtp_data_timeout_ms,
@@ -88,7 +89,18 @@ static void worker_timer_durations(struct worker *w)
 		[WORKER_TIMER_OUT_COMMAND] = cfg->command_timeout_ms,
 		[WORKER_TIMER_OUT_DATA] = cfg->data_timeout_ms,
 		[WORKER_TIMER_OUT_IDLE] = cfg->connection_idle_timeout_ms,
+		[WORKER_TIMER_POP3_COMMAND] = cfg->pop3_command_timeout_ms,
 	};
+	int64_t local_idle[WORKER_TIMER_CLASSES];
+	const int64_t *ms = durations;
+
+	/* conn arms SMTP_IDLE for every inbound connection; on the local
+	 * worker those are POP3 clients. */
+	if (w->role == WORKER_ROLE_LOCAL) {
+		memcpy(local_idle, durations, sizeof(local_idle));
+		local_idle[WORKER_TIMER_SMTP_IDLE] = cfg->pop3_idle_timeout_ms;
+		ms = local_idle;
+	}
 
 	/* Through deadline_set_timeout: a reload that shortens a duration
 	 * must not leave older, later-expiring nodes ahead of new ones. */
@@ -186,9 +198,13 @@ static void worker_arm_accept(struct worker *w, size_t i)
 static void worker_refuse(struct worker *w, int fd)
 {
 	static const char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
+	static const char pop3_busy[] = "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
 	struct io_uring_sqe *sqe = worker_sqe(w);
 
-	io_uring_prep_send(sqe, fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
+	if (w->role == WORKER_ROLE_LOCAL)
+		io_uring_prep_send(sqe, fd, pop3_busy, sizeof(pop3_busy) - 1, MSG_NOSIGNAL);
+	else
+		io_uring_prep_send(sqe, fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
 	/* A hard link: the close must run even when the send fails (the
 	 * client already reset), or the socket leaks. */
 	sqe->flags |= IOSQE_IO_HARDLINK;
@@ -210,7 +226,8 @@ static void worker_accept_complete(struct worker *w, struct ring_op *op, const s
 			worker_refuse(w, cqe->res);
 		else {
 			w->accepted++;
-			conn_accept(w, cqe->res, &smtp_server_handler);
+			conn_accept(w, cqe->res, w->role == WORKER_ROLE_LOCAL ? &pop3_server_handler
+									: &smtp_server_handler);
 		}
 	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
 		log_warn("accept_error", "worker=%u error=\"%s\"", w->id, strerror(-cqe->res));
@@ -412,19 +429,24 @@ static int worker_setup(struct worker *w)
 	rc = delivery_worker_init(w);
 	if (rc < 0)
 		return rc;
-	rc = commit_worker_init(w);
-	if (rc < 0)
-		return rc;
+	if (w->role == WORKER_ROLE_SMTP) {
+		rc = commit_worker_init(w);
+		if (rc < 0)
+			return rc;
+	}
 	rc = worker_buffers_init(w);
 	if (rc < 0) {
 		log_error("buffer_ring", "worker=%u error=\"%s\"", w->id, strerror(-rc));
 		return rc;
 	}
-	for (size_t i = 0; i < w->cfg->listen_count; i++) {
-		int fd = worker_listen_socket(w->cfg, &w->cfg->listen[i]);
+	bool local = w->role == WORKER_ROLE_LOCAL;
+	const struct config_listen *listen = local ? w->cfg->pop3_listen : w->cfg->listen;
+	size_t listen_count = local ? w->cfg->pop3_listen_count : w->cfg->listen_count;
+	for (size_t i = 0; i < listen_count; i++) {
+		int fd = worker_listen_socket(w->cfg, &listen[i]);
 		if (fd < 0) {
 			log_error("listen", "worker=%u addr=%s error=\"%s\"", w->id,
-				  w->cfg->listen[i].text, strerror(-fd));
+				  listen[i].text, strerror(-fd));
 			return fd;
 		}
 		w->listen_fds[w->listen_count] = fd;
@@ -439,7 +461,10 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	worker_pin(w);
+	if (w->role == WORKER_ROLE_SMTP)
+		worker_pin(w);
+	else
+		w->cpu = -1;       /* the local worker blocks: let the scheduler place it */
 	w->now_ms = monotonic_ms();
 	for (int i = 0; i < WORKER_TIMER_CLASSES; i++)
 		deadline_list_init(&w->timers[i], 0);
@@ -448,6 +473,8 @@ static void *worker_main(void *arg)
 	w->wake_op.complete = worker_wake_complete;
 	mpsc_init(&w->inbox);
 	smtp_server_worker_init(w);
+	if (w->role == WORKER_ROLE_LOCAL)
+		pop3_server_worker_init(w);
 
 	int rc = worker_setup(w);
 	if (rc < 0)
@@ -455,17 +482,24 @@ static void *worker_main(void *arg)
 	pthread_barrier_wait(&worker_ready);
 	if (atomic_load(&worker_start_error) != 0) {
 		w->exit_status = 1;
+		pop3_server_worker_exit(w);
+		smtp_server_worker_exit(w);
 		delivery_worker_exit(w);
 		commit_worker_exit(w);
+		free(w->buf_base);
+		free(w->buf_ring);
 		return NULL;
 	}
-	log_info("worker_start", "worker=%u cpu=%d listeners=%zu", w->id, w->cpu, w->listen_count);
+	log_info("worker_start", "worker=%u role=%s cpu=%d listeners=%zu", w->id,
+		 w->role == WORKER_ROLE_LOCAL ? "local" : "smtp", w->cpu, w->listen_count);
 	delivery_worker_start(w);
 	worker_loop(w);
+	pop3_server_worker_exit(w);
 	smtp_server_worker_exit(w);
 	delivery_worker_exit(w);
 	commit_worker_exit(w);
-	log_info("worker_exit", "worker=%u accepted=%llu refused=%llu", w->id,
+	log_info("worker_exit", "worker=%u%s accepted=%llu refused=%llu", w->id,
+		 w->role == WORKER_ROLE_LOCAL ? " role=local" : "",
 		 (unsigned long long)w->accepted, (unsigned long long)w->rejected_busy);
 	io_uring_queue_exit(&w->ring);
 	free(w->buf_base);
@@ -480,11 +514,12 @@ int worker_start_all(struct worker *workers, unsigned count, const struct config
 	if (rc < 0)
 		return rc;
 	control_ring_ready = true;
-	pthread_barrier_init(&worker_ready, NULL, count + 1);
-	for (unsigned i = 0; i < count; i++) {
+	pthread_barrier_init(&worker_ready, NULL, count + 2);
+	for (unsigned i = 0; i <= count; i++) {
 		struct worker *w = &workers[i];
 		memset(w, 0, sizeof(*w));
 		w->id = i;
+		w->role = i == count ? WORKER_ROLE_LOCAL : WORKER_ROLE_SMTP;
 		w->count = count;
 		w->all = workers;
 		w->cfg = cfg;
@@ -498,7 +533,7 @@ int worker_start_all(struct worker *workers, unsigned count, const struct config
 
 void worker_stop_all(struct worker *workers, unsigned count)
 {
-	for (unsigned i = 0; i < count; i++) {
+	for (unsigned i = 0; i <= count; i++) {
 		atomic_store(&workers[i].stop_requested, true);
 		control_wake(&workers[i]);
 	}
@@ -506,7 +541,7 @@ void worker_stop_all(struct worker *workers, unsigned count)
 
 void worker_reload_all(struct worker *workers, unsigned count, const struct config *cfg)
 {
-	for (unsigned i = 0; i < count; i++) {
+	for (unsigned i = 0; i <= count; i++) {
 		atomic_store(&workers[i].pending_cfg, cfg);
 		control_wake(&workers[i]);
 	}
@@ -516,14 +551,14 @@ int worker_join_all(struct worker *workers, unsigned count)
 {
 	int status = 0;
 
-	for (unsigned i = 0; i < count; i++) {
+	for (unsigned i = 0; i <= count; i++) {
 		pthread_join(workers[i].thread, NULL);
 		if (workers[i].exit_status > status)
 			status = workers[i].exit_status;
 	}
 	/* Every thread is gone: free what was posted to a worker after it
 	 * stopped reading its inbox. */
-	for (unsigned i = 0; i < count; i++)
+	for (unsigned i = 0; i <= count; i++)
 		delivery_worker_drain(&workers[i]);
 	pthread_barrier_destroy(&worker_ready);
 	if (control_ring_ready) {

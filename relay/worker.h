@@ -11,6 +11,14 @@
  * the loop calls op->complete for each completion. A user_data of 0 means
  * "nobody cares" (cancels, closes, the sender's side of MSG_RING).
  *
+ * Roles: worker_start_all starts count SMTP workers (SMTP listeners, a spool
+ * shard each, a share of the destination domains) and one more, the local
+ * worker, at all[count]: it owns every local mailbox, so it runs the POP3
+ * listeners (pop3.listen) and performs the local (Maildir) deliveries. Its
+ * file I/O and password hashing block, which is acceptable on this thread
+ * only: no SMTP session or relay delivery ever waits for it. It has no spool
+ * shard (outcomes go home to the SMTP worker that spooled the message).
+ *
  * One loop pass: run before-sleep hooks (group commit), submit everything
  * and wait for at least one completion or the earliest timer, dispatch all
  * completions, expire timers, drain the inbox.
@@ -34,6 +42,12 @@ struct conn;
 struct commit;
 struct smtp_server_worker;
 struct delivery;
+struct pop3_server_worker;
+
+enum worker_role {
+	WORKER_ROLE_SMTP,                  /* SMTP listeners, spool shard, relay */
+	WORKER_ROLE_LOCAL,                 /* POP3 listeners, local deliveries */
+};
 
 typedef void ring_op_fn(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
 
@@ -49,7 +63,7 @@ struct worker_timer {
 };
 
 enum worker_timer_class {
-	WORKER_TIMER_SMTP_IDLE,
+	WORKER_TIMER_SMTP_IDLE,            /* inbound idle; pop3.idle_timeout on the local worker */
 	WORKER_TIMER_SMTP_COMMAND,
 	WORKER_TIMER_SMTP_DATA,
 	WORKER_TIMER_SHUTDOWN,
@@ -58,6 +72,7 @@ enum worker_timer_class {
 	WORKER_TIMER_OUT_COMMAND,          /* outbound: a command's reply */
 	WORKER_TIMER_OUT_DATA,             /* outbound: body and final reply */
 	WORKER_TIMER_OUT_IDLE,             /* outbound: pooled, unused */
+	WORKER_TIMER_POP3_COMMAND,         /* POP3: a command before login */
 	WORKER_TIMER_CLASSES
 };
 
@@ -71,8 +86,9 @@ struct worker_hook {
 
 struct worker {
 	unsigned id;
-	unsigned count;                    /* workers in the process */
-	struct worker *all;                /* the array of every worker */
+	enum worker_role role;
+	unsigned count;                    /* SMTP workers in the process */
+	struct worker *all;                /* every worker: count SMTP, then the local one */
 	pthread_t thread;
 	int cpu;
 	struct io_uring ring;
@@ -112,6 +128,7 @@ struct worker {
 	struct commit *commit;             /* spool shard and group commit */
 	struct smtp_server_worker *smtp;   /* SMTP server sessions */
 	struct delivery *delivery;         /* queues, pools, resolver */
+	struct pop3_server_worker *pop3;   /* POP3 sessions (local worker) */
 
 	_Atomic bool stop_requested;
 	bool stopping;
@@ -122,8 +139,10 @@ struct worker {
 	_Atomic uint64_t rejected_busy;
 };
 
-/* worker_start_all - create, pin and start count workers with cfg; returns
- * 0 once every worker is listening, or -errno (they are then stopped). */
+/* worker_start_all - create, pin and start count SMTP workers and the local
+ * worker with cfg; workers has count + 1 entries (the local one last).
+ * Returns 0 once every worker is listening, or -errno (then stop and join
+ * them). The other *_all functions take the same count and array. */
 int worker_start_all(struct worker *workers, unsigned count, const struct config *cfg);
 
 /* worker_stop_all - ask every worker to stop (from any thread). */
@@ -140,6 +159,12 @@ void worker_reload_all(struct worker *workers, unsigned count, const struct conf
 /* worker_post - queue node for target's inbox handler (from any thread) and
  * wake it. from is the calling worker, or NULL from a non-worker thread. */
 void worker_post(struct worker *from, struct worker *target, struct mpsc_node *node);
+
+/* worker_local - the local worker (mailboxes, POP3) of w's process. */
+static inline struct worker *worker_local(const struct worker *w)
+{
+	return &w->all[w->count];
+}
 
 /* worker_sqe - a free submission entry; submits to make room if needed. */
 struct io_uring_sqe *worker_sqe(struct worker *w);

@@ -660,3 +660,47 @@ Test(config, free_null)
 {
 	cr_expect_null(config_free(NULL));
 }
+
+Test(config, local_mailbox_and_pop3_keys)
+{
+	struct config *cfg;
+	char err[256];
+	char users[64];
+
+	cr_assert_eq(config_load(NULL, &cfg, err, sizeof(err)), 0, "defaults: %s", err);
+	EQ64(cfg->pop3_listen_count, 0);
+	cr_expect(!cfg->pop3_allow_plaintext, "pop3.allow_plaintext: got true, want false");
+	EQ64(cfg->pop3_idle_timeout_ms, 600000);
+	EQ64(cfg->pop3_command_timeout_ms, 60000);
+	EQSTR(cfg->mailbox_root, "/var/mail/ringmail");
+	EQ64(cfg->mailbox_quota, 0);
+	EQSTR(cfg->users_file, "");
+	cr_expect_null(cfg->users, "no users.file: got a users db");
+	EQ64(cfg->listen_count, 1);
+	config_free(cfg);
+
+	write_temp("alice:$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\n",
+		   users, sizeof(users));
+	char text[512];
+	snprintf(text, sizeof(text),
+		 "pop3 = { listen = [\"127.0.0.1:1110\", \"[::1]:1110\"]; allow_plaintext = true; idle_timeout = \"20m\"; };\n"
+		 "mailbox = { root = \"/srv/mail\"; quota = \"10M\"; };\nusers = { file = \"%s\"; };\n", users);
+	int rc = load_text(text, &cfg, err, sizeof(err));
+	cr_assert_eq(rc, 0, "got %d (%s), want 0", rc, err);
+	EQ64(cfg->pop3_listen_count, 2);
+	EQSTR(cfg->pop3_listen[1].text, "[::1]:1110");
+	EQ64(cfg->listen_count, 1);      /* the SMTP list is untouched */
+	cr_expect(cfg->pop3_allow_plaintext, "pop3.allow_plaintext: got false, want true");
+	EQ64(cfg->pop3_idle_timeout_ms, 1200000);
+	EQSTR(cfg->mailbox_root, "/srv/mail");
+	EQ64(cfg->mailbox_quota, 10 << 20);
+	cr_expect_not_null(cfg->users, "users.file set: no users db");
+	config_free(cfg);
+	unlink(users);
+
+	snprintf(text, sizeof(text), "\n\nusers = { file = \"%s\"; };\n", users);
+	rc = load_text(text, &cfg, err, sizeof(err));
+	cr_expect_eq(rc, -EINVAL, "missing users file: got %d, want -EINVAL", rc);
+	cr_expect(strstr(err, "line 3") != NULL && strstr(err, "users.file") != NULL,
+		  "got \"%s\", want line 3 and users.file", err);
+}

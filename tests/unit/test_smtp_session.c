@@ -782,3 +782,41 @@ Test(smtp_session, auth_plaintext_allowed)
 	cr_expect_not_null(strstr(t.body, "with ESMTPA id"), "got %.300s", t.body);
 	smtp_session_free(s);
 }
+
+static bool test_rcpt_exists(void *c, const char *mailbox)
+{
+	(void)c;
+	return strncmp(mailbox, "known@", 6) == 0;
+}
+
+Test(smtp_session, unknown_local_user_rejected_at_rcpt)
+{
+	static const struct {
+		const struct smtp_peer *peer;
+		const char *rcpt;
+		const char *want;
+	} cases[] = {
+		{ &untrusted, "<known@local.org>", "250 2.1.5" },
+		{ &untrusted, "<nobody@local.org>", "550 5.1.1" },
+		{ &trusted, "<nobody@LOCAL.org.>", "550 5.1.1" },
+		{ &trusted, "<nobody@remote.net>", "250 2.1.5" },    /* not local: not asked */
+		{ &untrusted, "<nobody@remote.net>", "554 5.7.1" },  /* the relay rule first */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct smtp_session_config cfg = test_config();
+		struct transcript t;
+		cfg.local_rcpt_exists = test_rcpt_exists;
+		struct smtp_session *s = session(&cfg, cases[i].peer, &t);
+		char in[512];
+		const char *last;
+
+		snprintf(in, sizeof(in), "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:%s\r\n", cases[i].rcpt);
+		RUN(s, in, 1000, 0, &t);
+		last = t.out + t.out_len - 2;
+		while (last > t.out && last[-1] != '\n')
+			last--;
+		cr_expect(strncmp(last, cases[i].want, strlen(cases[i].want)) == 0,
+			  "RCPT %s: got %s, want %s", cases[i].rcpt, last, cases[i].want);
+		smtp_session_free(s);
+	}
+}
