@@ -1360,13 +1360,15 @@ static void delivery_hook(struct worker *w, void *arg)
 		delivery_policies(dl, w->cfg);
 	while (dl->heap_len > 0 && dl->heap[0]->due_ms <= w->now_ms && !dl->stopping)
 		item_enqueue(dl, heap_pop(dl));
-	if (dl->heap_len > 0 && !dl->stopping)
-		wake_at(w, dl->heap[0]->due_ms);
 	int64_t t;
 	while ((t = dns_resolver_next_timeout_ms(dl->resolver, w->now_ms)) == 0)
 		dns_resolver_on_timer(dl->resolver, w->now_ms);
 	if (t > 0)
 		wake_at(w, w->now_ms + t);
+	/* Last: resolver callbacks above may have parked items (a DNS
+	 * failure defers them), and their retry must wake us. */
+	if (dl->heap_len > 0 && !dl->stopping)
+		wake_at(w, dl->heap[0]->due_ms);
 }
 
 /* ---- life cycle ------------------------------------------------------- */
