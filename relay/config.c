@@ -84,7 +84,7 @@ static const struct config_key config_keys[] = {
 	{ "dns.min_ttl", KIND_DURATION, OFF(dns_min_ttl_ms), 0, DAY_MS, "60s", "lower clamp of positive TTLs" },
 	{ "dns.max_ttl", KIND_DURATION, OFF(dns_max_ttl_ms), 1000, 30 * DAY_MS, "1d", "upper clamp of positive TTLs" },
 	{ "dns.negative_ttl", KIND_DURATION, OFF(dns_negative_ttl_ms), 0, DAY_MS, "5m", "upper clamp of negative caching (RFC 2308)" },
-	{ "dns.max_in_flight", KIND_INT, OFF(dns_max_in_flight), 1, 100000, "512", "concurrent queries per worker" },
+	{ "dns.max_in_flight", KIND_INT, OFF(dns_max_in_flight), 1, 100000, "64", "concurrent queries per worker" },
 	{ "dns.timeout", KIND_DURATION, OFF(dns_timeout_ms), 1000, 60000, "4s", "per-try query timeout" },
 	{ "dns.tries", KIND_INT, OFF(dns_tries), 1, 10, "3", "tries per query" },
 	{ "dns.ip_mode", KIND_IP_MODE, OFF(dns_ip_mode), 0, 0, "ipv4", "address families to deliver to: ipv4, ipv6 or both" },

@@ -112,7 +112,7 @@ Test(config, defaults_without_file)
 	EQ64(cfg->dns_min_ttl_ms, 60000);
 	EQ64(cfg->dns_max_ttl_ms, 86400000);
 	EQ64(cfg->dns_negative_ttl_ms, 300000);
-	EQ64(cfg->dns_max_in_flight, 512);
+	EQ64(cfg->dns_max_in_flight, 64);
 	EQ64(cfg->dns_timeout_ms, 4000);
 	EQ64(cfg->dns_tries, 3);
 	EQSTR(cfg->dns_ip_mode, "ipv4");
