@@ -181,6 +181,27 @@ class Listeners(DaemonTestCase):
         p.quit()
         self.assertIn("event=pop3_tls", self.d.log_text())
 
+    def test_stls_discards_plaintext_injection(self):
+        # CVE-2011-0411 class: USER pipelined in clear after STLS must not
+        # count once TLS is up, so PASS under TLS has no user.
+        c = RawClient("127.0.0.1", self.pop_port)
+        self.assertTrue(c.read_line().startswith(b"+OK"))
+        c.send(b"STLS\r\nUSER alice\r\n")
+        self.assertTrue(c.read_line().startswith(b"+OK"))
+        tls = client_context().wrap_socket(c.sock)
+        tls.sendall(b"PASS " + USERS["alice"].encode() + b"\r\n")
+        reply = tls.recv(4096)
+        self.assertTrue(reply.startswith(b"-ERR"), reply)
+        tls.sendall(b"USER alice\r\nPASS " + USERS["alice"].encode() + b"\r\n")
+        got = b""
+        while got.count(b"\r\n") < 2:
+            chunk = tls.recv(4096)
+            self.assertTrue(chunk, "closed after %r" % got)
+            got += chunk
+        self.assertEqual([x[:3] for x in got.split(b"\r\n")[:2]], [b"+OK", b"+OK"], got)
+        tls.sendall(b"QUIT\r\n")
+        tls.close()
+
     def test_poplib_pop3_ssl(self):
         self.deliver_local("over pop3s")
         p = poplib.POP3_SSL("127.0.0.1", self.pops_port, timeout=30, context=client_context())
