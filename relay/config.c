@@ -70,7 +70,7 @@ static const struct config_key config_keys[] = {
 	{ "smtp.command_timeout", KIND_DURATION, OFF(smtp_command_timeout_ms), 1000, DAY_MS, "5m", "a command must complete within this" },
 	{ "smtp.data_timeout", KIND_DURATION, OFF(smtp_data_timeout_ms), 1000, DAY_MS, "10m", "the whole DATA or BDAT phase must complete within this" },
 	{ "smtp.max_input_backlog", KIND_SIZE, OFF(smtp_max_input_backlog), 4096, 1LL << 30, "1M", "input buffered while a session waits for its commit; then reading pauses" },
-	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS; \"\" = STARTTLS not offered; re-read on SIGHUP" },
+	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS, POP3 STLS and the implicit-TLS listeners; \"\" = none of them; re-read on SIGHUP" },
 	{ "tls.key_file", KIND_STRING, OFF(tls_key_file), 0, 0, "", "PEM private key (unencrypted) matching tls.cert_file" },
 	{ "users.file", KIND_STRING, OFF(users_file), 0, 0, "", "passwd-file of users (crypt(3) hashes, as Dovecot and mkpasswd write them) for SMTP AUTH, POP3 and local mailboxes; \"\" = no AUTH, no POP3 users, every local part is a mailbox; re-read on SIGHUP" },
 	{ "smtp.auth_plaintext", KIND_BOOL, OFF(smtp_auth_plaintext), 0, 0, "false", "offer AUTH without TLS too (else only after STARTTLS; 538 before)" },
