@@ -236,6 +236,57 @@ class Listeners(DaemonTestCase):
         self.assertNotIn(b"-ERR", text, text[-3000:])
 
 
+class StalledHandshakes(Listeners):
+    """A client that connects to an implicit-TLS port (or sends STLS) and
+    then never finishes the handshake is closed by the command timer, with
+    nothing said in clear; the worker goes on serving others."""
+    TIMEOUTS = {"smtp": {"command_timeout": "1s"}, "pop3": {"command_timeout": "1s"}}
+
+    def daemon(self, extra=None, workers=2):
+        for key, value in self.TIMEOUTS.items():
+            extra.setdefault(key, {}).update(value)
+        return super().daemon(extra, workers)
+
+    def test_stalled_handshakes_are_closed(self):
+        stalled = []
+        for port in (self.smtps_port, self.pops_port):
+            c = RawClient("127.0.0.1", port)
+            c.send(b"\x16\x03\x01")        # the start of a record, then nothing
+            stalled.append(c)
+        c = RawClient("127.0.0.1", self.pop_port)
+        self.assertTrue(c.read_line().startswith(b"+OK"))
+        c.send(b"STLS\r\n")
+        self.assertTrue(c.read_line().startswith(b"+OK"))
+        stalled.append(c)
+        for c in stalled:
+            self.assertEqual(c.read_until_closed(timeout=60), b"")
+            c.close()
+        # Others are still served.
+        with smtplib.SMTP_SSL("127.0.0.1", self.smtps_port, timeout=30,
+                              context=client_context()) as s:
+            self.assertEqual(s.noop()[0], 250)
+        text = self.d.log_text()
+        self.assertIn("event=timeout", text)
+        self.assertIn("phase=tls_handshake", text)
+
+    def test_stop_during_handshake(self):
+        c = RawClient("127.0.0.1", self.smtps_port)
+        c2 = RawClient("127.0.0.1", self.pops_port)
+        self.finish(self.d)      # exit 0, nothing left behind
+        c.close()
+        c2.close()
+
+
+def load_tests(loader, tests, pattern):
+    """StalledHandshakes runs only its own tests."""
+    suite = unittest.TestSuite()
+    suite.addTests(loader.loadTestsFromTestCase(Listeners))
+    for name in ("test_stalled_handshakes_are_closed", "test_stop_during_handshake"):
+        suite.addTest(StalledHandshakes(name))
+    suite.addTests(loader.loadTestsFromTestCase(ImplicitTlsNeedsCertificate))
+    return suite
+
+
 class ImplicitTlsNeedsCertificate(unittest.TestCase):
     def test_config_error_names_key(self):
         tmp = tempfile.mkdtemp(prefix="ringmail-listeners-")
