@@ -54,6 +54,8 @@ static const struct config_key config_keys[] = {
 	{ "log.file", KIND_STRING, OFF(log_file), 0, 0, "-", "log file; \"-\" = stderr" },
 	{ "log.level", KIND_LOG_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error" },
 	{ "listen", KIND_LISTEN_LIST, 0, 1, CONFIG_MAX_LISTEN, "127.0.0.1:2525", "SMTP listen addresses, \"ip:port\" or \"[ipv6]:port\"" },
+	{ "smtps.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS SMTP listen addresses (RFC 8314, conventionally port 465); needs tls.cert_file; empty = none" },
+	{ "submission.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "submission listen addresses (RFC 6409, port 587): STARTTLS offered, AUTH required before MAIL (530 5.7.0); empty = none" },
 	{ "listen_backlog", KIND_INT, OFF(listen_backlog), 1, 65535, "4096", "listen(2) backlog per worker socket" },
 	{ "max_connections", KIND_INT, OFF(max_connections), 1, 1000000, "20000", "inbound connections per worker; beyond it new ones get 421" },
 	{ "ring.entries", KIND_INT, OFF(ring_entries), 64, 32768, "4096", "submission queue entries per worker ring" },
@@ -68,7 +70,7 @@ static const struct config_key config_keys[] = {
 	{ "smtp.command_timeout", KIND_DURATION, OFF(smtp_command_timeout_ms), 1000, DAY_MS, "5m", "a command must complete within this" },
 	{ "smtp.data_timeout", KIND_DURATION, OFF(smtp_data_timeout_ms), 1000, DAY_MS, "10m", "the whole DATA or BDAT phase must complete within this" },
 	{ "smtp.max_input_backlog", KIND_SIZE, OFF(smtp_max_input_backlog), 4096, 1LL << 30, "1M", "input buffered while a session waits for its commit; then reading pauses" },
-	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS; \"\" = STARTTLS not offered; re-read on SIGHUP" },
+	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS, POP3 STLS and the implicit-TLS listeners; \"\" = none of them; re-read on SIGHUP" },
 	{ "tls.key_file", KIND_STRING, OFF(tls_key_file), 0, 0, "", "PEM private key (unencrypted) matching tls.cert_file" },
 	{ "users.file", KIND_STRING, OFF(users_file), 0, 0, "", "passwd-file of users (crypt(3) hashes, as Dovecot and mkpasswd write them) for SMTP AUTH, POP3 and local mailboxes; \"\" = no AUTH, no POP3 users, every local part is a mailbox; re-read on SIGHUP" },
 	{ "smtp.auth_plaintext", KIND_BOOL, OFF(smtp_auth_plaintext), 0, 0, "false", "offer AUTH without TLS too (else only after STARTTLS; 538 before)" },
@@ -105,7 +107,8 @@ static const struct config_key config_keys[] = {
 	{ "delivery.max_messages_per_connection", KIND_INT, OFF(domain_default.max_messages_per_connection), 1, 1000000, "1000", "transactions on one connection before it is closed" },
 	{ "delivery.max_recipients_per_transaction", KIND_INT, OFF(domain_default.max_recipients_per_transaction), 1, 100000, "100", "recipients in one MAIL transaction" },
 	{ "pop3.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "POP3 listen addresses on the local worker; empty = no POP3 endpoint" },
-	{ "pop3.allow_plaintext", KIND_BOOL, OFF(pop3_allow_plaintext), 0, 0, "false", "allow USER/PASS and AUTH PLAIN without TLS (there is no STLS yet)" },
+	{ "pop3s.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS POP3 listen addresses (RFC 8314, conventionally port 995) on the local worker; needs tls.cert_file; empty = none" },
+	{ "pop3.allow_plaintext", KIND_BOOL, OFF(pop3_allow_plaintext), 0, 0, "false", "allow USER/PASS and AUTH PLAIN without TLS (else only after STLS or on pop3s.listen)" },
 	{ "pop3.idle_timeout", KIND_DURATION, OFF(pop3_idle_timeout_ms), 1000, DAY_MS, "10m", "close a POP3 client that sends nothing this long (RFC 1939: at least 10m)" },
 	{ "pop3.command_timeout", KIND_DURATION, OFF(pop3_command_timeout_ms), 1000, DAY_MS, "1m", "before login, each POP3 command must complete within this" },
 	{ "mailbox.root", KIND_STRING, OFF(mailbox_root), 0, 0, "/var/mail/ringmail", "directory holding one Maildir per local user (must exist)" },
@@ -214,16 +217,32 @@ static bool normalise_domain(char *d)
 	return n > 0 && d[0] != '.' && d[n - 1] != '.' && strstr(d, "..") == NULL;
 }
 
-/* listen_list - the address array and count a listen-list key fills:
- * "listen" (SMTP) or "pop3.listen". */
+/* listen_list - the address array, count and role a listen-list key
+ * fills: "listen" (SMTP), "smtps.listen", "submission.listen",
+ * "pop3.listen" or "pop3s.listen". */
 static struct config_listen *listen_list(struct config *cfg, const struct config_key *key,
-					 size_t **count)
+					 size_t **count, enum config_listen_role *role)
 {
-	if (strcmp(key->path, "pop3.listen") == 0) {
-		*count = &cfg->pop3_listen_count;
-		return cfg->pop3_listen;
+	static const struct {
+		const char *path;
+		enum config_listen_role role;
+		size_t array, count;
+	} lists[] = {
+		{ "smtps.listen", CONFIG_ROLE_SMTPS, OFF(smtps_listen), OFF(smtps_listen_count) },
+		{ "submission.listen", CONFIG_ROLE_SUBMISSION, OFF(submission_listen),
+		  OFF(submission_listen_count) },
+		{ "pop3.listen", CONFIG_ROLE_POP3, OFF(pop3_listen), OFF(pop3_listen_count) },
+		{ "pop3s.listen", CONFIG_ROLE_POP3S, OFF(pop3s_listen), OFF(pop3s_listen_count) },
+	};
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		if (strcmp(key->path, lists[i].path) == 0) {
+			*count = (size_t *)((char *)cfg + lists[i].count);
+			*role = lists[i].role;
+			return (struct config_listen *)((char *)cfg + lists[i].array);
+		}
 	}
 	*count = &cfg->listen_count;
+	*role = CONFIG_ROLE_SMTP;
 	return cfg->listen;
 }
 
@@ -234,13 +253,15 @@ static int list_append_item(struct config *cfg, const struct config_key *key,
 	switch (key->kind) {
 	case KIND_LISTEN_LIST: {
 		size_t *count;
-		struct config_listen *l = listen_list(cfg, key, &count);
+		enum config_listen_role role;
+		struct config_listen *l = listen_list(cfg, key, &count, &role);
 		if (*count >= CONFIG_MAX_LISTEN)
 			return config_fail(e, "line %d: %s: more than %d addresses", line, key->path, CONFIG_MAX_LISTEN);
 		l += *count;
 		if (netaddr_parse_hostport(text, &l->addr, &l->addr_len) < 0)
 			return config_fail(e, "line %d: %s: \"%s\" is not ip:port or [ipv6]:port", line, key->path, text);
 		snprintf(l->text, sizeof(l->text), "%s", text);
+		l->role = role;
 		(*count)++;
 		return 0;
 	}
@@ -270,7 +291,8 @@ static void list_reset(struct config *cfg, const struct config_key *key, size_t 
 	switch (key->kind) {
 	case KIND_LISTEN_LIST: {
 		size_t *count;
-		listen_list(cfg, key, &count);
+		enum config_listen_role role;
+		listen_list(cfg, key, &count, &role);
 		*count = 0;
 		break;
 	}
@@ -410,8 +432,9 @@ static int set_from_setting(void *base, const struct config *cfg_for_lists,
 				return rc;
 		}
 		size_t *count = NULL;
+		enum config_listen_role role;
 		if (key->kind == KIND_LISTEN_LIST)
-			listen_list(cfg, key, &count);
+			listen_list(cfg, key, &count, &role);
 		if (count != NULL && *count < (size_t)key->min)
 			return config_fail(e, "line %d: %s: needs at least one address", line, key->path);
 		return 0;
@@ -545,6 +568,27 @@ static int pair_line(config_t *file, const char *a, const char *b)
 	return line != 0 ? line : key_line(file, b);
 }
 
+/* config_check_listeners - a worker holds at most CONFIG_MAX_LISTEN
+ * sockets, and implicit-TLS listeners need a certificate. */
+static int config_check_listeners(const struct config *cfg, config_t *file, struct config_error *e)
+{
+	if (cfg->listen_count + cfg->smtps_listen_count + cfg->submission_listen_count > CONFIG_MAX_LISTEN)
+		return config_fail(e, "line %d: listen, smtps.listen and submission.listen: more than %d addresses together",
+				   pair_line(file, "smtps.listen", "submission.listen"), CONFIG_MAX_LISTEN);
+	if (cfg->pop3_listen_count + cfg->pop3s_listen_count > CONFIG_MAX_LISTEN)
+		return config_fail(e, "line %d: pop3.listen and pop3s.listen: more than %d addresses together",
+				   pair_line(file, "pop3.listen", "pop3s.listen"), CONFIG_MAX_LISTEN);
+	if (cfg->tls_cert_file[0] != '\0')
+		return 0;
+	if (cfg->smtps_listen_count > 0)
+		return config_fail(e, "line %d: smtps.listen needs tls.cert_file and tls.key_file",
+				   key_line(file, "smtps.listen"));
+	if (cfg->pop3s_listen_count > 0)
+		return config_fail(e, "line %d: pop3s.listen needs tls.cert_file and tls.key_file",
+				   key_line(file, "pop3s.listen"));
+	return 0;
+}
+
 /* config_check - relations between keys that no single key can check. */
 static int config_check(struct config *cfg, config_t *file, struct config_error *e)
 {
@@ -574,6 +618,9 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 					   pair_line(file, "tls.cert_file", "tls.key_file"), why);
 		tls_config_free(tc);
 	}
+	int rc = config_check_listeners(cfg, file, e);
+	if (rc < 0)
+		return rc;
 	if (cfg->users_file[0] != '\0') {
 		char why[512];
 		if (users_load(cfg->users_file, &cfg->users, why, sizeof(why)) < 0)

@@ -34,10 +34,22 @@
 
 struct users_db;
 
+/* What a listener serves: the worker picks the handler and the session
+ * flags from it. SMTPS and POP3S are implicit TLS (RFC 8314): the
+ * handshake comes first. SUBMISSION (RFC 6409) wants AUTH before MAIL. */
+enum config_listen_role {
+	CONFIG_ROLE_SMTP,                 /* listen */
+	CONFIG_ROLE_SMTPS,                /* smtps.listen (465) */
+	CONFIG_ROLE_SUBMISSION,           /* submission.listen (587) */
+	CONFIG_ROLE_POP3,                 /* pop3.listen */
+	CONFIG_ROLE_POP3S,                /* pop3s.listen (995) */
+};
+
 struct config_listen {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	char text[64];
+	enum config_listen_role role;
 };
 
 /* Per-destination-domain policy; the entry named "" holds the defaults. */
@@ -60,6 +72,10 @@ struct config {
 	/* listeners */
 	struct config_listen listen[CONFIG_MAX_LISTEN];
 	size_t listen_count;
+	struct config_listen smtps_listen[CONFIG_MAX_LISTEN];
+	size_t smtps_listen_count;        /* 0 = no implicit-TLS SMTP */
+	struct config_listen submission_listen[CONFIG_MAX_LISTEN];
+	size_t submission_listen_count;   /* 0 = no submission listener */
 	int64_t listen_backlog;
 
 	/* ring */
@@ -135,6 +151,8 @@ struct config {
 	/* local mailboxes and POP3 (the local worker) */
 	struct config_listen pop3_listen[CONFIG_MAX_LISTEN];
 	size_t pop3_listen_count;         /* 0 = no POP3 endpoint */
+	struct config_listen pop3s_listen[CONFIG_MAX_LISTEN];
+	size_t pop3s_listen_count;        /* 0 = no implicit-TLS POP3 */
 	bool pop3_allow_plaintext;        /* USER/PASS without TLS */
 	int64_t pop3_idle_timeout_ms;
 	int64_t pop3_command_timeout_ms;

@@ -11,6 +11,14 @@
  * restarts on every byte; before login the phase timer (POP3_COMMAND,
  * pop3.command_timeout) restarts with every response, so an
  * unauthenticated client cannot sit on a connection.
+ *
+ * TLS: STLS (RFC 2595) is offered when a certificate is configured. Its
+ * +OK goes out in clear, conn_start_tls discards the input buffered after
+ * it (like SMTP STARTTLS, CVE-2011-0411), the handshake runs under the
+ * command timer, and tls_ready restarts the session's AUTHORIZATION state
+ * under TLS. pop3s_server_handler (pop3s.listen, RFC 8314) starts the
+ * handshake at accept and greets only once it has succeeded. The TLS
+ * config is the worker's SMTP one (smtp_server_tls_config).
  */
 #include "pop3_server.h"
 
@@ -23,6 +31,8 @@
 #include "pop3_maildir.h"
 #include "pop3_session.h"
 #include "ratelimit.h"
+#include "smtp_server.h"
+#include "tls.h"
 #include "users.h"
 
 #define POP3_OUTPUT_QUEUE_MAX (256 * 1024)
@@ -37,6 +47,7 @@ struct pop3_conn {
 	struct conn *conn;
 	struct pop3_session *session;
 	bool paused;                       /* input paused until the output drains */
+	bool started;                      /* the greeting is queued */
 };
 
 struct pop3_server_worker {
@@ -91,6 +102,51 @@ static void pop3_arm_phase_timer(struct pop3_conn *pc)
 		worker_timer_disarm(&pc->conn->phase_timer);
 }
 
+static void pop3_pump(struct pop3_conn *pc);
+
+/* pop3_start_tls - switch the connection to TLS (after STLS's +OK went
+ * to the connection, or at accept on pop3s); the command timer bounds
+ * the handshake. false: no session could be made. */
+static bool pop3_start_tls(struct pop3_conn *pc)
+{
+	struct conn *c = pc->conn;
+	struct tls_config *tc = smtp_server_tls_config(c->w);
+	struct tls_session *ts = tc != NULL ? tls_session_new(tc, TLS_VERIFY_NONE, NULL) : NULL;
+
+	if (ts == NULL) {
+		log_warn("tls_failed", "client=%s error=\"no TLS session\"", c->peer_text);
+		return false;
+	}
+	conn_start_tls(c, ts);
+	conn_set_phase_timer(c, WORKER_TIMER_POP3_COMMAND);
+	return true;
+}
+
+/* pop3_tls_ready - the handshake is over: after STLS the session starts
+ * AUTHORIZATION afresh (RFC 2595 4); on pop3s it greets now. */
+static void pop3_tls_ready(struct conn *c, bool ok)
+{
+	struct pop3_conn *pc = c->proto;
+	struct tls_info info;
+
+	if (!ok) {
+		log_info("tls_failed", "client=%s reason=\"%s\"", c->peer_text, tls_strerror(c->tls));
+		conn_close(c);
+		return;
+	}
+	tls_session_info(c->tls, &info);
+	log_info("pop3_tls", "client=%s protocol=%s cipher=%s resumed=%d implicit=%d", c->peer_text,
+		 info.protocol, info.cipher, info.resumed, !pc->started);
+	if (pc->started) {
+		pop3_session_tls_started(pc->session);
+	} else {
+		pc->started = true;
+		pop3_session_start(pc->session);
+	}
+	pop3_arm_phase_timer(pc);
+	pop3_pump(pc);
+}
+
 /* pop3_pump - move output to the connection and act on what the session
  * wants next. */
 static void pop3_pump(struct pop3_conn *pc)
@@ -109,8 +165,14 @@ static void pop3_pump(struct pop3_conn *pc)
 	if (wrote)
 		pop3_arm_phase_timer(pc);
 	enum pop3_session_want want = pop3_session_want(pc->session);
-	if (want == POP3_WANT_CLOSE || want == POP3_WANT_STARTTLS) {
-		/* STARTTLS cannot happen (STLS is not offered); treat as close. */
+	if (want == POP3_WANT_STARTTLS) {
+		/* The +OK is in the connection once len is 0; it goes out
+		 * in clear ahead of the handshake. */
+		if (len == 0 && c->tls == NULL && !pop3_start_tls(pc))
+			conn_close_after_flush(c);
+		return;
+	}
+	if (want == POP3_WANT_CLOSE) {
 		if (len == 0) {
 			conn_set_phase_timer(c, WORKER_TIMER_POP3_COMMAND);   /* bounds the flush */
 			conn_close_after_flush(c);
@@ -123,7 +185,9 @@ static void pop3_pump(struct pop3_conn *pc)
 	}
 }
 
-static void pop3_open(struct conn *c)
+/* pop3_open_role - a new client: greet at once (pop3.listen), or after
+ * the implicit-TLS handshake (pop3s.listen). */
+static void pop3_open_role(struct conn *c, bool implicit_tls)
 {
 	struct worker *w = c->w;
 	const struct config *cfg = w->cfg;
@@ -133,7 +197,7 @@ static void pop3_open(struct conn *c)
 		log_fatal("out of memory");
 	struct pop3_session_config scfg = {
 		.hostname = cfg->hostname,
-		.tls_available = false,
+		.tls_available = smtp_server_tls_config(w) != NULL,
 		.plaintext_allowed = cfg->pop3_allow_plaintext,
 		.ctx = pc,
 		.authenticate = pop3_authenticate,
@@ -143,9 +207,27 @@ static void pop3_open(struct conn *c)
 	pc->session = pop3_session_new(&scfg);
 	c->proto = pc;
 	w->pop3->sessions++;
-	log_debug("pop3_connect", "worker=%u client=%s", w->id, c->peer_text);
+	log_debug("pop3_connect", "worker=%u client=%s implicit_tls=%d", w->id, c->peer_text,
+		  implicit_tls);
+	if (implicit_tls) {
+		pop3_session_set_tls(pc->session, true);
+		if (!pop3_start_tls(pc))
+			conn_close(c);
+		return;
+	}
+	pc->started = true;
 	pop3_session_start(pc->session);
 	pop3_pump(pc);
+}
+
+static void pop3_open(struct conn *c)
+{
+	pop3_open_role(c, false);
+}
+
+static void pop3s_open(struct conn *c)
+{
+	pop3_open_role(c, true);
 }
 
 static size_t pop3_input(struct conn *c, const char *data, size_t len)
@@ -177,6 +259,12 @@ static void pop3_timeout(struct conn *c, enum worker_timer_class cls)
 {
 	struct pop3_conn *pc = c->proto;
 
+	if (c->tls_handshaking) {
+		/* Nothing can be said inside a handshake. */
+		log_info("pop3_timeout", "client=%s phase=tls_handshake", c->peer_text);
+		conn_close(c);
+		return;
+	}
 	if (c->close_when_drained) {
 		conn_close(c);     /* the goodbye did not go out: the client does not read */
 		return;
@@ -197,6 +285,10 @@ static void pop3_shutdown(struct conn *c)
 	struct pop3_conn *pc = c->proto;
 	size_t len;
 
+	if (c->tls_handshaking) {
+		conn_close(c);     /* no text inside a handshake */
+		return;
+	}
 	pop3_session_output(pc->session, &len);
 	if (len == 0 && c->out[0].len + c->out[1].len == 0)
 		conn_write(c, bye, sizeof(bye) - 1);
@@ -221,6 +313,19 @@ const struct conn_handler pop3_server_handler = {
 	.drained = pop3_drained,
 	.shutdown = pop3_shutdown,
 	.close = pop3_close,
+	.tls_ready = pop3_tls_ready,
+};
+
+/* Implicit TLS (pop3s.listen): the handshake, then the greeting. */
+const struct conn_handler pop3s_server_handler = {
+	.name = "pop3s",
+	.open = pop3s_open,
+	.input = pop3_input,
+	.timeout = pop3_timeout,
+	.drained = pop3_drained,
+	.shutdown = pop3_shutdown,
+	.close = pop3_close,
+	.tls_ready = pop3_tls_ready,
 };
 
 void pop3_server_worker_init(struct worker *w)

@@ -10,8 +10,9 @@
  * only other POP3 sessions and local deliveries wait meanwhile (one hash per
  * login). A helper thread for the hashing is the next step if that matters.
  *
- * TLS: not yet (no STLS, no implicit-TLS listener): USER/PASS and AUTH PLAIN
- * work only when pop3.allow_plaintext is true.
+ * TLS: STLS is offered when tls.cert_file is set; pop3s.listen is implicit
+ * TLS (RFC 8314). USER/PASS and AUTH PLAIN work under TLS, and in clear
+ * only when pop3.allow_plaintext is true.
  */
 #ifndef RINGMAIL_POP3_SERVER_H
 #define RINGMAIL_POP3_SERVER_H
@@ -19,7 +20,10 @@
 #include "conn.h"
 #include "worker.h"
 
+/* pop3_server_handler: pop3.listen (STLS when TLS is configured);
+ * pop3s_server_handler: pop3s.listen (TLS handshake before the greeting). */
 extern const struct conn_handler pop3_server_handler;
+extern const struct conn_handler pop3s_server_handler;
 
 /* pop3_server_worker_init / _exit - per-worker state (on the worker thread). */
 void pop3_server_worker_init(struct worker *w);

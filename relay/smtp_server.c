@@ -23,6 +23,10 @@
  * contexts are not thread-safe), all sharing one resumption state through
  * a root config; after a reload the first connection on each worker
  * builds a new one, and live sessions keep the old one by reference.
+ *
+ * Roles: smtps_server_handler (implicit TLS, RFC 8314) starts the handshake
+ * at accept and queues the greeting only once it succeeds;
+ * submission_server_handler sets auth_required (530 5.7.0 before AUTH).
  */
 #include "smtp_server.h"
 
@@ -56,6 +60,8 @@ struct smtp_conn {
 	bool closed;                       /* conn gone while committing */
 	bool paused_for_output;
 	bool authenticating;               /* a password check is out */
+	bool implicit_tls;                 /* smtps: handshake before the greeting */
+	bool started;                      /* the greeting is queued */
 	enum smtp_timeout_class timer_class;
 };
 
@@ -264,7 +270,8 @@ static void smtp_auth_done(struct smtp_auth_request *r)
 }
 
 /* smtp_tls_ready - the handshake is over: log it, and the session starts
- * again before EHLO (RFC 3207 4.2). */
+ * again before EHLO (RFC 3207 4.2), or, on an implicit-TLS listener,
+ * starts with its greeting (RFC 8314 3.3). */
 static void smtp_tls_ready(struct conn *c, bool ok)
 {
 	struct smtp_conn *sc = c->proto;
@@ -276,9 +283,13 @@ static void smtp_tls_ready(struct conn *c, bool ok)
 		return;
 	}
 	tls_session_info(c->tls, &info);
-	log_info("tls", "client=%s protocol=%s cipher=%s resumed=%d", c->peer_text,
-		 info.protocol, info.cipher, info.resumed);
+	log_info("tls", "client=%s protocol=%s cipher=%s resumed=%d implicit=%d", c->peer_text,
+		 info.protocol, info.cipher, info.resumed, sc->implicit_tls);
 	smtp_session_set_tls(sc->session, true);
+	if (!sc->started) {
+		sc->started = true;
+		smtp_session_start(sc->session);
+	}
 	smtp_arm_phase_timer(sc);
 	smtp_pump(sc);
 }
@@ -450,7 +461,10 @@ static void smtp_commit_start(struct smtp_conn *sc)
 	conn_hold(c);
 }
 
-static void smtp_open(struct conn *c)
+/* smtp_open_role - a new client on a listener of the given role: plain
+ * SMTP greets at once; smtps first runs the handshake (under the command
+ * timer), submission wants AUTH before MAIL. */
+static void smtp_open_role(struct conn *c, enum config_listen_role role)
 {
 	struct smtp_conn *sc = calloc(1, sizeof(*sc));
 	struct worker *w = c->w;
@@ -475,6 +489,7 @@ static void smtp_open(struct conn *c)
 	scfg.tls_available = w->smtp->tls != NULL;
 	scfg.auth_available = cfg->users != NULL;
 	scfg.auth_plaintext = cfg->smtp_auth_plaintext;
+	scfg.auth_required = role == CONFIG_ROLE_SUBMISSION;
 	netaddr_format_ip((const struct sockaddr *)&c->peer, ip, sizeof(ip));
 	struct smtp_peer peer = {
 		.address = ip,
@@ -486,9 +501,39 @@ static void smtp_open(struct conn *c)
 	sc->conn = c;
 	sc->session = smtp_session_new(&scfg, &peer);
 	c->proto = sc;
-	log_debug("connect", "worker=%u client=%s trusted=%d", w->id, c->peer_text, peer.trusted);
+	log_debug("connect", "worker=%u client=%s trusted=%d role=%d", w->id, c->peer_text,
+		  peer.trusted, (int)role);
+	if (role == CONFIG_ROLE_SMTPS) {
+		struct tls_session *ts = w->smtp->tls != NULL
+			? tls_session_new(w->smtp->tls, TLS_VERIFY_NONE, NULL) : NULL;
+		sc->implicit_tls = true;
+		if (ts == NULL) {
+			log_warn("tls_failed", "client=%s error=\"no TLS session\"", c->peer_text);
+			conn_close(c);
+			return;
+		}
+		conn_start_tls(c, ts);
+		conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);   /* bounds the handshake */
+		return;
+	}
+	sc->started = true;
 	smtp_session_start(sc->session);
 	smtp_pump(sc);
+}
+
+static void smtp_open(struct conn *c)
+{
+	smtp_open_role(c, CONFIG_ROLE_SMTP);
+}
+
+static void smtps_open(struct conn *c)
+{
+	smtp_open_role(c, CONFIG_ROLE_SMTPS);
+}
+
+static void submission_open(struct conn *c)
+{
+	smtp_open_role(c, CONFIG_ROLE_SUBMISSION);
 }
 
 static size_t smtp_input(struct conn *c, const char *data, size_t len)
@@ -545,6 +590,10 @@ static void smtp_shutdown(struct conn *c)
 
 	if (sc->committing || sc->authenticating || sc->timer_class == SMTP_TIMEOUT_DATA)
 		return;
+	if (!sc->started) {
+		conn_close(c);     /* inside the implicit-TLS handshake: nothing to say */
+		return;
+	}
 	conn_write(c, bye, sizeof(bye) - 1);
 	conn_close_after_flush(c);
 }
@@ -576,6 +625,36 @@ const struct conn_handler smtp_server_handler = {
 	.close = smtp_close,
 	.tls_ready = smtp_tls_ready,
 };
+
+/* Implicit TLS (smtps.listen): the handshake, then the greeting. */
+const struct conn_handler smtps_server_handler = {
+	.name = "smtps",
+	.open = smtps_open,
+	.input = smtp_input,
+	.timeout = smtp_timeout,
+	.drained = smtp_drained,
+	.shutdown = smtp_shutdown,
+	.close = smtp_close,
+	.tls_ready = smtp_tls_ready,
+};
+
+/* Submission (submission.listen): AUTH before MAIL. */
+const struct conn_handler submission_server_handler = {
+	.name = "submission",
+	.open = submission_open,
+	.input = smtp_input,
+	.timeout = smtp_timeout,
+	.drained = smtp_drained,
+	.shutdown = smtp_shutdown,
+	.close = smtp_close,
+	.tls_ready = smtp_tls_ready,
+};
+
+struct tls_config *smtp_server_tls_config(struct worker *w)
+{
+	smtp_tls_refresh(w);
+	return w->smtp->tls;
+}
 
 void smtp_server_worker_init(struct worker *w)
 {

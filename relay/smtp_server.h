@@ -8,7 +8,18 @@
 #include "conn.h"
 #include "worker.h"
 
+struct tls_config;
+
+/* One handler per listener role (config_listen_role): plain SMTP, implicit
+ * TLS (handshake before the greeting) and submission (AUTH before MAIL). */
 extern const struct conn_handler smtp_server_handler;
+extern const struct conn_handler smtps_server_handler;
+extern const struct conn_handler submission_server_handler;
+
+/* smtp_server_tls_config - the worker's server TLS config for its current
+ * config (rebuilt after a reload), or NULL when no certificate is set.
+ * Owned by the worker's SMTP state; shared with the POP3 glue. */
+struct tls_config *smtp_server_tls_config(struct worker *w);
 
 /* smtp_server_worker_init / _exit - per-worker state (on the worker thread). */
 void smtp_server_worker_init(struct worker *w);

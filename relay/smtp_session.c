@@ -257,6 +257,10 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd_line *l)
 {
 	const char *err;
 
+	if (s->cfg.auth_required && s->authenticated_user == NULL) {
+		reply_error(s, "530 5.7.0 Authentication required");
+		return;
+	}
 	err = smtp_cmd_parse_mail(l->args, l->args_len, s->esmtp, &s->sender, &s->mail);
 	if (err != NULL) {
 		reply_error(s, err);

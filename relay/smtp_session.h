@@ -64,6 +64,8 @@ struct smtp_session_config {
 	bool tls_available;		/* offer STARTTLS (a certificate is configured) */
 	bool auth_available;		/* offer AUTH PLAIN LOGIN (users are configured) */
 	bool auth_plaintext;		/* ... also without TLS (else 538 5.7.11) */
+	bool auth_required;		/* submission (RFC 6409): MAIL before AUTH
+					 * gets 530 5.7.0, even from trusted peers */
 };
 
 struct smtp_peer {

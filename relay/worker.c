@@ -194,21 +194,43 @@ static void worker_arm_accept(struct worker *w, size_t i)
 	io_uring_sqe_set_data(sqe, &w->accept_ops[i]);
 }
 
-/* worker_refuse - too many connections: 421 and close, linked in the ring. */
-static void worker_refuse(struct worker *w, int fd)
+/* worker_handler - the protocol handler for a listener's role. */
+static const struct conn_handler *worker_handler(enum config_listen_role role)
+{
+	switch (role) {
+	case CONFIG_ROLE_SMTPS:
+		return &smtps_server_handler;
+	case CONFIG_ROLE_SUBMISSION:
+		return &submission_server_handler;
+	case CONFIG_ROLE_POP3:
+		return &pop3_server_handler;
+	case CONFIG_ROLE_POP3S:
+		return &pop3s_server_handler;
+	case CONFIG_ROLE_SMTP:
+	default:
+		return &smtp_server_handler;
+	}
+}
+
+/* worker_refuse - too many connections: 421 and close, linked in the ring.
+ * An implicit-TLS client expects a handshake, not text: just close. */
+static void worker_refuse(struct worker *w, int fd, enum config_listen_role role)
 {
 	static const char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
 	static const char pop3_busy[] = "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
-	struct io_uring_sqe *sqe = worker_sqe(w);
+	struct io_uring_sqe *sqe;
 
-	if (w->role == WORKER_ROLE_LOCAL)
-		io_uring_prep_send(sqe, fd, pop3_busy, sizeof(pop3_busy) - 1, MSG_NOSIGNAL);
-	else
-		io_uring_prep_send(sqe, fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
-	/* A hard link: the close must run even when the send fails (the
-	 * client already reset), or the socket leaks. */
-	sqe->flags |= IOSQE_IO_HARDLINK;
-	io_uring_sqe_set_data(sqe, NULL);
+	if (role != CONFIG_ROLE_SMTPS && role != CONFIG_ROLE_POP3S) {
+		sqe = worker_sqe(w);
+		if (role == CONFIG_ROLE_POP3)
+			io_uring_prep_send(sqe, fd, pop3_busy, sizeof(pop3_busy) - 1, MSG_NOSIGNAL);
+		else
+			io_uring_prep_send(sqe, fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
+		/* A hard link: the close must run even when the send fails
+		 * (the client already reset), or the socket leaks. */
+		sqe->flags |= IOSQE_IO_HARDLINK;
+		io_uring_sqe_set_data(sqe, NULL);
+	}
 	sqe = worker_sqe(w);
 	io_uring_prep_close(sqe, fd);
 	io_uring_sqe_set_data(sqe, NULL);
@@ -221,13 +243,12 @@ static void worker_accept_complete(struct worker *w, struct ring_op *op, const s
 
 	if (cqe->res >= 0) {
 		if (w->stopping)
-			worker_refuse(w, cqe->res);
+			worker_refuse(w, cqe->res, w->listen_roles[i]);
 		else if (w->conn_count >= (size_t)w->cfg->max_connections)
-			worker_refuse(w, cqe->res);
+			worker_refuse(w, cqe->res, w->listen_roles[i]);
 		else {
 			w->accepted++;
-			conn_accept(w, cqe->res, w->role == WORKER_ROLE_LOCAL ? &pop3_server_handler
-									: &smtp_server_handler);
+			conn_accept(w, cqe->res, worker_handler(w->listen_roles[i]));
 		}
 	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
 		log_warn("accept_error", "worker=%u error=\"%s\"", w->id, strerror(-cqe->res));
@@ -414,6 +435,45 @@ static void worker_pin(struct worker *w)
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
+/* worker_listen_all - a socket for every listener of the worker's role:
+ * SMTP workers take listen, smtps.listen and submission.listen, the local
+ * worker pop3.listen and pop3s.listen (config_load caps the sum). */
+static int worker_listen_all(struct worker *w)
+{
+	const struct config *cfg = w->cfg;
+	bool local = w->role == WORKER_ROLE_LOCAL;
+	const struct config_listen *lists[3] = {
+		local ? cfg->pop3_listen : cfg->listen,
+		local ? cfg->pop3s_listen : cfg->smtps_listen,
+		local ? NULL : cfg->submission_listen,
+	};
+	const size_t counts[3] = {
+		local ? cfg->pop3_listen_count : cfg->listen_count,
+		local ? cfg->pop3s_listen_count : cfg->smtps_listen_count,
+		local ? 0 : cfg->submission_listen_count,
+	};
+
+	for (size_t k = 0; k < 3; k++) {
+		for (size_t i = 0; i < counts[k]; i++) {
+			const struct config_listen *l = &lists[k][i];
+			if (w->listen_count == CONFIG_MAX_LISTEN)
+				return -EMFILE;      /* config_load prevents it */
+			int fd = worker_listen_socket(cfg, l);
+			if (fd < 0) {
+				log_error("listen", "worker=%u addr=%s error=\"%s\"", w->id,
+					  l->text, strerror(-fd));
+				return fd;
+			}
+			size_t n = w->listen_count++;
+			w->listen_fds[n] = fd;
+			w->listen_roles[n] = l->role;
+			w->accept_ops[n].complete = worker_accept_complete;
+			worker_arm_accept(w, n);
+		}
+	}
+	return 0;
+}
+
 /* worker_setup - everything a worker needs before its first pass; runs on
  * the worker's own thread (SINGLE_ISSUER binds the ring to it). */
 static int worker_setup(struct worker *w)
@@ -439,22 +499,7 @@ static int worker_setup(struct worker *w)
 		log_error("buffer_ring", "worker=%u error=\"%s\"", w->id, strerror(-rc));
 		return rc;
 	}
-	bool local = w->role == WORKER_ROLE_LOCAL;
-	const struct config_listen *listen = local ? w->cfg->pop3_listen : w->cfg->listen;
-	size_t listen_count = local ? w->cfg->pop3_listen_count : w->cfg->listen_count;
-	for (size_t i = 0; i < listen_count; i++) {
-		int fd = worker_listen_socket(w->cfg, &listen[i]);
-		if (fd < 0) {
-			log_error("listen", "worker=%u addr=%s error=\"%s\"", w->id,
-				  listen[i].text, strerror(-fd));
-			return fd;
-		}
-		w->listen_fds[w->listen_count] = fd;
-		w->accept_ops[w->listen_count].complete = worker_accept_complete;
-		w->listen_count++;
-		worker_arm_accept(w, i);
-	}
-	return 0;
+	return worker_listen_all(w);
 }
 
 static void *worker_main(void *arg)

@@ -107,6 +107,7 @@ struct worker {
 	int listen_fds[CONFIG_MAX_LISTEN];
 	struct ring_op accept_ops[CONFIG_MAX_LISTEN];
 	size_t listen_count;
+	enum config_listen_role listen_roles[CONFIG_MAX_LISTEN];
 	unsigned accept_paused;            /* bit per listener: waiting to re-arm */
 	int64_t accept_resume_ms;
 

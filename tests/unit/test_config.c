@@ -704,3 +704,49 @@ Test(config, local_mailbox_and_pop3_keys)
 	cr_expect(strstr(err, "line 3") != NULL && strstr(err, "users.file") != NULL,
 		  "got \"%s\", want line 3 and users.file", err);
 }
+
+Test(config, listener_roles)
+{
+	struct config *cfg;
+	char err[256];
+
+	cr_assert_eq(config_load(NULL, &cfg, err, sizeof(err)), 0, "defaults: %s", err);
+	EQ64(cfg->smtps_listen_count, 0);
+	EQ64(cfg->submission_listen_count, 0);
+	EQ64(cfg->pop3s_listen_count, 0);
+	EQ64(cfg->listen[0].role, CONFIG_ROLE_SMTP);
+	config_free(cfg);
+
+	int rc = load_text("listen = [\"127.0.0.1:25\"];\nsubmission = { listen = [\"127.0.0.1:587\", \"[::1]:587\"]; };\n"
+			   "pop3 = { listen = [\"127.0.0.1:110\"]; };\n", &cfg, err, sizeof(err));
+	cr_assert_eq(rc, 0, "got %d (%s), want 0", rc, err);
+	EQ64(cfg->listen_count, 1);
+	EQ64(cfg->listen[0].role, CONFIG_ROLE_SMTP);
+	EQ64(cfg->submission_listen_count, 2);
+	EQSTR(cfg->submission_listen[1].text, "[::1]:587");
+	EQ64(cfg->submission_listen[0].role, CONFIG_ROLE_SUBMISSION);
+	EQ64(cfg->submission_listen[1].role, CONFIG_ROLE_SUBMISSION);
+	EQ64(cfg->pop3_listen[0].role, CONFIG_ROLE_POP3);
+	config_free(cfg);
+
+	/* Implicit TLS without a certificate names the key and its line. */
+	static const struct {
+		const char *text, *key, *line;
+	} bad[] = {
+		{ "\nsmtps = { listen = [\"127.0.0.1:465\"]; };\n", "smtps.listen", "line 2" },
+		{ "\n\npop3s = { listen = [\"127.0.0.1:995\"]; };\n", "pop3s.listen", "line 3" },
+		{ "listen = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\", \"127.0.0.1:4\", \"127.0.0.1:5\","
+		  " \"127.0.0.1:6\", \"127.0.0.1:7\", \"127.0.0.1:8\", \"127.0.0.1:9\"];\n"
+		  "submission = { listen = [\"127.0.0.1:11\", \"127.0.0.1:12\", \"127.0.0.1:13\", \"127.0.0.1:14\","
+		  " \"127.0.0.1:15\", \"127.0.0.1:16\", \"127.0.0.1:17\", \"127.0.0.1:18\"]; };\n",
+		  "submission.listen", "line 2" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg = NULL;
+		rc = load_text(bad[i].text, &cfg, err, sizeof(err));
+		cr_expect_eq(rc, -EINVAL, "case %zu: got %d, want -EINVAL", i, rc);
+		cr_expect(strstr(err, bad[i].key) != NULL && strstr(err, bad[i].line) != NULL,
+			  "case %zu: got \"%s\", want %s and %s", i, err, bad[i].key, bad[i].line);
+		config_free(cfg);
+	}
+}

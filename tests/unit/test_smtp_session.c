@@ -783,6 +783,46 @@ Test(smtp_session, auth_plaintext_allowed)
 	smtp_session_free(s);
 }
 
+Test(smtp_session, auth_required_before_mail)
+{
+	static const struct {
+		bool tls;
+		const char *in;
+		const char *codes;
+	} cases[] = {
+		/* trusted peer, but the submission role still wants AUTH */
+		{ false, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\n", "220 250 530 503" },
+		{ true, "EHLO c\r\nMAIL FROM:<a@b.c>\r\n", "250 530" },
+		{ true, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHdyb25n\r\nMAIL FROM:<a@b.c>\r\n", "250 535 530" },
+		{ true, "EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<a@b.c>\r\n"
+		  "RCPT TO:<x@remote.net>\r\n", "250 235 250 250" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct smtp_session_config cfg = test_config();
+		struct transcript t;
+		char codes[64];
+
+		cfg.tls_available = true;
+		cfg.auth_available = true;
+		cfg.auth_required = true;
+		struct smtp_session *s = session(&cfg, &trusted, &t);
+		if (cases[i].tls) {
+			RUN(s, "STARTTLS\r\n", 100, 0, &t);
+			smtp_session_set_tls(s, true);
+			t.out_len = 0;
+			t.out[0] = 0;
+		}
+		RUN(s, cases[i].in, 5, 0, &t);
+		reply_codes(t.out, codes, sizeof(codes));
+		cr_expect_str_eq(codes, cases[i].codes, "case %zu: got %s, want %s", i, codes, cases[i].codes);
+		if (strcmp(cases[i].codes, "250 530") == 0)
+			cr_expect_not_null(strstr(t.out, "530 5.7.0 Authentication required\r\n"),
+					   "case %zu: got %s", i, t.out);
+		smtp_session_free(s);
+	}
+}
+
 static bool test_rcpt_exists(void *c, const char *mailbox)
 {
 	(void)c;
