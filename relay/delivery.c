@@ -20,6 +20,14 @@
  * backed off as a whole (retry_domain_*) and then probed with one
  * connection.
  *
+ * STARTTLS (RFC 3207) per the domain's delivery.tls policy: after the
+ * first EHLO of a connection, STARTTLS when offered (not under "none"),
+ * the handshake on the conn (one client tls_config per worker), then EHLO
+ * again. "may" goes on in clear when STARTTLS is not offered or refused,
+ * and after a failed handshake reconnects to the same address without it;
+ * "encrypt" and "verify" treat all of these as a failed host (QUIT, next
+ * MX, then deferral with 4.7.4 / 4.7.5): nothing is sent in clear.
+ *
  * Local domains (local_domains) are owned by the local worker instead: it
  * writes each recipient into its Maildir (mailbox.root) with blocking file
  * I/O, which only that thread may do, and completes the item like any other
