@@ -988,8 +988,8 @@ static void session_tls_failed(struct osession *s, const char *why)
  * true when the connection is not ready for mail yet. */
 static bool session_tls_gate(struct osession *s)
 {
-	if (s->established || s->tls_on || s->tls_policy == CONFIG_TLS_NONE)
-		return false;
+	if (s->established || s->tls_on || s->tls_policy == CONFIG_TLS_NONE || s->dl->stopping)
+		return false;     /* stopping: ev_ready quits, sending nothing */
 	if (!s->tls_tried && !s->tls_skip && smtp_client_has_ext(s->client, SMTP_EXT_STARTTLS) &&
 	    smtp_client_starttls(s->client) == 0) {
 		s->tls_tried = true;

@@ -76,8 +76,9 @@ class TLSReceiver(mailnet.Receiver):
 
 class BrokenTLS:
     """BrokenTLS - an SMTP server that offers STARTTLS, answers 220 and then
-    sends garbage (mode "garbage") or hangs up (mode "close"); without
-    STARTTLS it takes mail like any server and keeps it."""
+    sends garbage (mode "garbage") or hangs up (mode "close"), or refuses
+    it with 454 (mode "refuse"); without STARTTLS it takes mail like any
+    server and keeps it."""
 
     def __init__(self, ip, port, mode):
         self.mode = mode
@@ -88,6 +89,7 @@ class BrokenTLS:
         self.sock.settimeout(0.2)
         self.lock = threading.Lock()
         self.starttls = 0
+        self.connections = 0
         self.messages = []
         self.stop_event = threading.Event()
         self.threads = [threading.Thread(target=self._accept, daemon=True)]
@@ -101,6 +103,8 @@ class BrokenTLS:
                 continue
             except OSError:
                 return
+            with self.lock:
+                self.connections += 1
             t = threading.Thread(target=self._serve, args=(c,), daemon=True)
             self.threads.append(t)
             t.start()
@@ -140,6 +144,9 @@ class BrokenTLS:
                 elif verb == b"STAR":
                     with self.lock:
                         self.starttls += 1
+                    if self.mode == "refuse":
+                        c.sendall(b"454 4.7.0 TLS not available now\r\n")
+                        continue
                     c.sendall(b"220 2.0.0 go ahead\r\n")
                     if self.mode == "garbage":
                         c.sendall(b"this is not a TLS record at all\r\n" * 8)
@@ -295,6 +302,35 @@ class OutboundTLS(mailnet.NetTestCase, unittest.TestCase):
                 self.assertEqual(starttls, 1, "STARTTLS once, then in clear")
                 self.assertEqual([x["tls"] for x in lines], ["none"], lines)
                 self.assertEqual(lines[0]["attempt"], "1", lines)
+                srv.stop()
+                dns.stop()
+
+    def test_refused_starttls_goes_on_in_clear_under_may_and_defers_under_encrypt(self):
+        for policy in ("may", "encrypt"):
+            with self.subTest(policy=policy):
+                net = mailnet.Addresses(1)
+                zone = mailnet.mx_zone("tls.test", [(10, MX, net.ips[0])])
+                dns = self.started(mailnet.Dnsmasq(self.tmp, zone))
+                srv = self.started(BrokenTLS(net.ips[0], net.port, "refuse"))
+                d = self.relay(mailnet.relay_settings(net.port, dns.ns, tls=policy))
+                self.send(d, mid="refused-%s@client.test" % policy)
+                want = "delivered" if policy == "may" else "deferred"
+                lines = self.wait_log(d, lambda ls: any(x["status"] == want for x in ls),
+                                      60, "a %s line" % want)
+                text = self.stop_relay(d)
+                messages, starttls = srv.snapshot()
+                self.assertTrue(any("result=starttls_refused" in x
+                                    for x in mailnet.events(text, "delivery_connection")),
+                                text[-3000:])
+                if policy == "may":
+                    self.assertEqual(len(messages), 1, text[-3000:])
+                    self.assertEqual(starttls, 1)
+                    self.assertEqual(srv.connections, 1, "went on over the same connection")
+                    self.assertEqual([x["tls"] for x in lines], ["none"], lines)
+                else:
+                    self.assertEqual(messages, [], "mail went out in clear")
+                    self.assertEqual(lines[0]["dsn"], "4.7.4", lines[0])
+                    self.assertIn("STARTTLS refused", lines[0]["reply"])
                 srv.stop()
                 dns.stop()
 
