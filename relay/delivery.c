@@ -1112,6 +1112,11 @@ static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r
 	s->over = true;
 	/* A QUIT because TLS was required and not there fails the host. */
 	s->over_failed = failed || s->policy_failed;
+	if (failed && s->tls_phase) {
+		/* E.g. cleartext right behind the 220 to STARTTLS: a server
+		 * broken in STARTTLS, so under "may" try it again in clear. */
+		session_tls_failed(s, r && r->text ? r->text : "failed in STARTTLS");
+	}
 	if (s->reason_kept)
 		return;     /* TLS: last_error says it better, already logged */
 	if (failed) {

@@ -76,7 +76,8 @@ class TLSReceiver(mailnet.Receiver):
 
 class BrokenTLS:
     """BrokenTLS - an SMTP server that offers STARTTLS, answers 220 and then
-    sends garbage (mode "garbage") or hangs up (mode "close"), or refuses
+    sends garbage (mode "garbage") or hangs up (mode "close"), or sends
+    cleartext right behind the 220 (mode "inline"), or refuses
     it with 454 (mode "refuse"); without STARTTLS it takes mail like any
     server and keeps it."""
 
@@ -147,6 +148,9 @@ class BrokenTLS:
                     if self.mode == "refuse":
                         c.sendall(b"454 4.7.0 TLS not available now\r\n")
                         continue
+                    if self.mode == "inline":    # cleartext in the same segment
+                        c.sendall(b"220 2.0.0 go ahead\r\n250 2.0.0 injected\r\n")
+                        return
                     c.sendall(b"220 2.0.0 go ahead\r\n")
                     if self.mode == "garbage":
                         c.sendall(b"this is not a TLS record at all\r\n" * 8)
@@ -285,7 +289,7 @@ class OutboundTLS(mailnet.NetTestCase, unittest.TestCase):
                             for x in mailnet.events(text, "delivery_connection")), text[-3000:])
 
     def test_may_retries_in_clear_after_garbage_or_hang_up(self):
-        for mode in ("garbage", "close"):
+        for mode in ("garbage", "close", "inline"):
             with self.subTest(mode=mode):
                 net = mailnet.Addresses(1)
                 zone = mailnet.mx_zone("tls.test", [(10, MX, net.ips[0])])
