@@ -32,6 +32,7 @@ enum config_kind {
 	KIND_CIDR_LIST,
 	KIND_DOMAIN_LIST,   /* lower-cased strings */
 	KIND_IP_MODE,
+	KIND_TLS_POLICY,    /* enum config_tls_policy */
 };
 
 struct config_key {
@@ -106,6 +107,8 @@ static const struct config_key config_keys[] = {
 	{ "delivery.max_connections", KIND_INT, OFF(domain_default.max_connections), 1, 10000, "20", "concurrent connections per destination domain" },
 	{ "delivery.max_messages_per_connection", KIND_INT, OFF(domain_default.max_messages_per_connection), 1, 1000000, "1000", "transactions on one connection before it is closed" },
 	{ "delivery.max_recipients_per_transaction", KIND_INT, OFF(domain_default.max_recipients_per_transaction), 1, 100000, "100", "recipients in one MAIL transaction" },
+	{ "delivery.tls", KIND_TLS_POLICY, OFF(domain_default.tls), 0, 0, "may", "outbound STARTTLS: none; may (when offered; a failed handshake is retried in clear); encrypt (TLS or defer, any certificate); verify (TLS with a certificate from delivery.tls_ca_file naming the MX host, or defer)" },
+	{ "delivery.tls_ca_file", KIND_STRING, OFF(tls_ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt", "PEM CA bundle (file or directory) for outbound certificate checks; \"\" = none (\"verify\" then always fails)" },
 	{ "pop3.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "POP3 listen addresses on the local worker; empty = no POP3 endpoint" },
 	{ "pop3s.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS POP3 listen addresses (RFC 8314, conventionally port 995) on the local worker; needs tls.cert_file; empty = none" },
 	{ "pop3.allow_plaintext", KIND_BOOL, OFF(pop3_allow_plaintext), 0, 0, "false", "allow USER/PASS and AUTH PLAIN without TLS (else only after STLS or on pop3s.listen)" },
@@ -122,6 +125,7 @@ static const struct config_key config_domain_keys[] = {
 	{ "max_connections", KIND_INT, DOFF(max_connections), 1, 10000, NULL, "as delivery.max_connections" },
 	{ "max_messages_per_connection", KIND_INT, DOFF(max_messages_per_connection), 1, 1000000, NULL, "as delivery.max_messages_per_connection" },
 	{ "max_recipients_per_transaction", KIND_INT, DOFF(max_recipients_per_transaction), 1, 100000, NULL, "as delivery.max_recipients_per_transaction" },
+	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt or verify" },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -371,6 +375,14 @@ static int set_scalar_text(void *base, const struct config_key *key, const char 
 		free(*(char **)field);
 		*(char **)field = xstrdup(text);
 		return 0;
+	case KIND_TLS_POLICY:
+		for (int p = CONFIG_TLS_NONE; p <= CONFIG_TLS_VERIFY; p++) {
+			if (strcmp(text, config_tls_policy_name((enum config_tls_policy)p)) == 0) {
+				*(enum config_tls_policy *)field = (enum config_tls_policy)p;
+				return 0;
+			}
+		}
+		return config_fail(e, "line %d: %s: \"%s\" is not none, may, encrypt or verify", line, key->path, text);
 	default:
 		log_panic("set_scalar_text: kind %d", key->kind);
 	}
@@ -589,6 +601,17 @@ static int config_check_listeners(const struct config *cfg, config_t *file, stru
 	return 0;
 }
 
+/* config_uses_verify - does any destination policy say "verify"? */
+static bool config_uses_verify(const struct config *cfg)
+{
+	if (cfg->domain_default.tls == CONFIG_TLS_VERIFY)
+		return true;
+	for (size_t i = 0; i < cfg->domain_count; i++)
+		if (cfg->domains[i].tls == CONFIG_TLS_VERIFY)
+			return true;
+	return false;
+}
+
 /* config_check - relations between keys that no single key can check. */
 static int config_check(struct config *cfg, config_t *file, struct config_error *e)
 {
@@ -621,6 +644,16 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 	int rc = config_check_listeners(cfg, file, e);
 	if (rc < 0)
 		return rc;
+	if (cfg->tls_ca_file[0] != '\0' && config_uses_verify(cfg)) {
+		/* Like the server pair: a bad bundle fails the start, not
+		 * every delivery under "verify". */
+		char why[256];
+		struct tls_config *tc = tls_config_new_client(cfg->tls_ca_file, why, sizeof(why));
+		if (tc == NULL)
+			return config_fail(e, "line %d: delivery.tls_ca_file: %s",
+					   key_line(file, "delivery.tls_ca_file"), why);
+		tls_config_free(tc);
+	}
 	if (cfg->users_file[0] != '\0') {
 		char why[512];
 		if (users_load(cfg->users_file, &cfg->users, why, sizeof(why)) < 0)
@@ -736,11 +769,19 @@ bool config_is_relay_client(const struct config *cfg, const struct sockaddr *pee
 	return false;
 }
 
+const char *config_tls_policy_name(enum config_tls_policy policy)
+{
+	static const char *const names[] = { "none", "may", "encrypt", "verify" };
+
+	return (unsigned)policy < COUNT(names) ? names[policy] : "?";
+}
+
 void config_keys_dump(FILE *out)
 {
 	static const char *const kind_names[] = {
 		"integer", "duration", "size", "boolean", "string", "list of strings",
 		"log level", "list of ip:port", "list of networks", "list of domains", "ipv4|ipv6|both",
+		"tls policy",
 	};
 
 	for (size_t i = 0; i < COUNT(config_keys); i++)

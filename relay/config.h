@@ -52,6 +52,14 @@ struct config_listen {
 	enum config_listen_role role;
 };
 
+/* Outbound STARTTLS policy (RFC 3207, RFC 7435). */
+enum config_tls_policy {
+	CONFIG_TLS_NONE,      /* never STARTTLS */
+	CONFIG_TLS_MAY,       /* when offered; a failed handshake: retry in clear */
+	CONFIG_TLS_ENCRYPT,   /* TLS or nothing; any certificate */
+	CONFIG_TLS_VERIFY,    /* TLS with a certificate that verifies for the MX name */
+};
+
 /* Per-destination-domain policy; the entry named "" holds the defaults. */
 struct config_domain {
 	char *name;                       /* lower case, no trailing dot */
@@ -59,6 +67,7 @@ struct config_domain {
 	int64_t max_connections;
 	int64_t max_messages_per_connection;
 	int64_t max_recipients_per_transaction;
+	enum config_tls_policy tls;
 };
 
 struct config {
@@ -143,6 +152,7 @@ struct config {
 	int64_t queue_lifetime_ms;
 	int64_t domain_backoff_ms;
 	int64_t bounce_max_original_size;
+	char *tls_ca_file;                /* CA bundle/directory for "verify"; "" = none */
 
 	struct config_domain domain_default;
 	struct config_domain *domains;
@@ -178,6 +188,9 @@ bool config_is_local_domain(const struct config *cfg, const char *domain);
 
 /* config_is_relay_client - may this peer relay to any domain? */
 bool config_is_relay_client(const struct config *cfg, const struct sockaddr *peer);
+
+/* config_tls_policy_name - "none", "may", "encrypt" or "verify". */
+const char *config_tls_policy_name(enum config_tls_policy policy);
 
 /* config_keys_dump - print every key with its type and default. */
 void config_keys_dump(FILE *out);

@@ -200,6 +200,22 @@ void conn_start_tls(struct conn *c, struct tls_session *session)
 		c->tls_discard_input = true;
 	else
 		c->in.len = 0;
+	if (c->outbound) {
+		/* The client speaks first: queue the ClientHello now (the
+		 * receive path drives the rest). A session that cannot even
+		 * start is marked failed; the handler checks c->tls_failed. */
+		int rc;
+		do {
+			rc = tls_handshake(c->tls);
+			conn_tls_take_output(c);
+		} while (rc == TLS_WANT_WRITE);
+		if (rc != TLS_WANT_READ && rc < 0) {
+			c->tls_handshaking = false;
+			conn_tls_died(c, rc);
+		}
+		if (!c->in_input)
+			conn_send_next(c);
+	}
 }
 
 /* conn_tls_decrypt - every whole record into c->in (plaintext is no

@@ -112,7 +112,9 @@ void conn_write(struct conn *c, const void *data, size_t len);
 /* conn_start_tls - from now on the connection speaks TLS through session
  * (owned by c from here). Output queued so far still goes out in clear,
  * before the handshake; every input byte received so far and not yet
- * consumed by the handler is discarded. handler->tls_ready follows. */
+ * consumed by the handler is discarded. handler->tls_ready follows. On
+ * an outbound conn (a client session) the ClientHello is queued at once;
+ * if the session fails even that, c->tls_failed is set on return. */
 void conn_start_tls(struct conn *c, struct tls_session *session);
 
 /* conn_close_after_flush - close once every queued byte is written. */

@@ -20,6 +20,14 @@
  * backed off as a whole (retry_domain_*) and then probed with one
  * connection.
  *
+ * STARTTLS (RFC 3207) per the domain's delivery.tls policy: after the
+ * first EHLO of a connection, STARTTLS when offered (not under "none"),
+ * the handshake on the conn (one client tls_config per worker), then EHLO
+ * again. "may" goes on in clear when STARTTLS is not offered or refused,
+ * and after a failed handshake reconnects to the same address without it;
+ * "encrypt" and "verify" treat all of these as a failed host (QUIT, next
+ * MX, then deferral with 4.7.4 / 4.7.5): nothing is sent in clear.
+ *
  * Local domains (local_domains) are owned by the local worker instead: it
  * writes each recipient into its Maildir (mailbox.root) with blocking file
  * I/O, which only that thread may do, and completes the item like any other
@@ -45,6 +53,7 @@
 #include "maildir.h"
 #include "retry.h"
 #include "smtp_client.h"
+#include "tls.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define INITIAL_WINDOW 2
@@ -152,6 +161,18 @@ struct osession {
 	bool idle;
 	char ip[64];
 	char last_error[REPLY_TEXT_MAX];   /* why the last host failed */
+	char last_status[12];              /* its enhanced status; "" = 4.4.1 */
+	/* STARTTLS (per connection unless said otherwise) */
+	enum config_tls_policy tls_policy;
+	bool tls_tried;            /* STARTTLS sent on this connection */
+	bool tls_phase;            /* from STARTTLS until the handshake ended */
+	bool tls_on;               /* the handshake completed */
+	bool tls_abort;            /* the session could not start: abort in pump */
+	bool tls_skip;             /* this host failed TLS under "may": go clear */
+	bool tls_retry_plain;      /* reconnect to the same address without TLS */
+	bool policy_failed;        /* quit because the TLS policy was not met */
+	bool reason_kept;          /* last_error says why; closed keeps it */
+	char tls_desc[96];         /* "TLSv1.2/<cipher>" or "none", for the log */
 };
 
 struct delivery {
@@ -167,13 +188,16 @@ struct delivery {
 	struct retry_policy domain_retry;  /* a whole domain whose hosts all failed */
 	const struct config *policy_cfg;   /* the config the policies come from */
 	struct delivery_stats stats;
+	struct tls_config *tls_client;     /* made on first STARTTLS; per worker */
+	char *tls_client_ca;               /* the CA path it was made with */
 	uint64_t rng;
 	bool stopping;
 };
 
 static void domain_kick(struct delivery *dl, struct qdomain *d);
 static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *it,
-			  const struct rcpt_result *res, const char *mx, const char *ip);
+			  const struct rcpt_result *res, const char *mx, const char *ip,
+			  const char *tls);
 static void local_deliver_item(struct delivery *dl, struct qitem *it);
 
 static uint64_t rng_next(struct delivery *dl)
@@ -611,16 +635,18 @@ static const char *outcome_name(enum smtp_outcome o)
 	return o == SMTP_OUTCOME_DELIVERED ? "delivered" : o == SMTP_OUTCOME_DEFERRED ? "deferred" : "bounced";
 }
 
-/* log_delivery - one line per recipient per attempt. */
+/* log_delivery - one line per recipient per attempt; tls is what the
+ * connection used ("TLSv1.2/<cipher>", "none"), NULL without one. */
 static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t idx,
-			 const struct rcpt_result *r, const char *mx, const char *ip)
+			 const struct rcpt_result *r, const char *mx, const char *ip, const char *tls)
 {
 	char reply[2 * REPLY_TEXT_MAX + 3];
 	const struct qmsg *m = it->msg;
 
 	log_quote(reply, sizeof(reply), r->text, strlen(r->text));
-	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s status=%s code=%d dsn=%s delay=%.3f attempt=%u reply=%s",
+	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s tls=%s status=%s code=%d dsn=%s delay=%.3f attempt=%u reply=%s",
 		 m->queue_id, m->rcpts[idx].addr, m->rcpts[idx].domain, mx ? mx : "-", ip ? ip : "-",
+		 tls ? tls : "-",
 		 outcome_name(r->outcome), r->code, r->status[0] ? r->status : "-",
 		 (double)(wall_ms() - m->arrival_ms) / 1000.0, it->attempts + 1, reply);
 }
@@ -674,7 +700,8 @@ static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct
  * ones at home (with a DSN for bounces), park the deferred ones for a retry,
  * or bounce them when the queue lifetime is over. */
 static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *it,
-			  const struct rcpt_result *res_in, const char *mx, const char *ip)
+			  const struct rcpt_result *res_in, const char *mx, const char *ip,
+			  const char *tls)
 {
 	const struct config *cfg = dl->w->cfg;
 	struct rcpt_result *res = xmalloc(it->count * sizeof(*res));
@@ -692,7 +719,7 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 			res[i].outcome = SMTP_OUTCOME_BOUNCED;
 			res[i].local = true;
 		}
-		log_delivery(dl, it, it->idx[i], &res[i], mx, ip);
+		log_delivery(dl, it, it->idx[i], &res[i], mx, ip, tls);
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
 			deferred++;
 		else
@@ -751,7 +778,7 @@ static void item_fail_all(struct delivery *dl, struct qdomain *d, struct qitem *
 		snprintf(res[i].status, sizeof(res[i].status), "%s", status);
 		snprintf(res[i].text, sizeof(res[i].text), "%s", text);
 	}
-	item_complete(dl, d, it, res, NULL, NULL);
+	item_complete(dl, d, it, res, NULL, NULL, NULL);
 	free(res);
 }
 
@@ -814,7 +841,7 @@ static void local_deliver_item(struct delivery *dl, struct qitem *it)
 	dl->stats.queued_items++;
 	for (uint32_t i = 0; i < it->count; i++)
 		local_deliver_one(dl, it->msg, &it->msg->rcpts[it->idx[i]], &res[i]);
-	item_complete(dl, NULL, it, res, "local", NULL);
+	item_complete(dl, NULL, it, res, "local", NULL, NULL);
 	free(res);
 }
 
@@ -902,6 +929,90 @@ static bool session_begin(struct osession *s)
 	return false;
 }
 
+/* ---- outbound STARTTLS ------------------------------------------------ */
+
+/* delivery_tls_client - the worker's client TLS config (mbedTLS's curve
+ * tables are per thread, tls.h), made on first use and again when a reload
+ * changed the CA path; sessions keep the old one alive. A CA bundle that
+ * does not load leaves a config without CAs: "may" and "encrypt" still
+ * work, "verify" fails. NULL only if no config can be made at all. */
+static struct tls_config *delivery_tls_client(struct delivery *dl)
+{
+	const char *ca = dl->w->cfg->tls_ca_file;
+	char err[256];
+
+	if (dl->tls_client != NULL && strcmp(dl->tls_client_ca, ca) == 0)
+		return dl->tls_client;
+	dl->tls_client = tls_config_free(dl->tls_client);
+	free(dl->tls_client_ca);
+	dl->tls_client_ca = strdup(ca);
+	if (dl->tls_client_ca == NULL)
+		log_fatal("out of memory");
+	if (ca[0] != '\0') {
+		dl->tls_client = tls_config_new_client(ca, err, sizeof(err));
+		if (dl->tls_client == NULL)
+			log_warn("tls_client_ca", "worker=%u ca=%s error=\"%s\" verify=impossible",
+				 dl->w->id, ca, err);
+	}
+	if (dl->tls_client == NULL) {
+		dl->tls_client = tls_config_new_client(NULL, err, sizeof(err));
+		if (dl->tls_client == NULL)
+			log_error("tls_client", "worker=%u error=\"%s\"", dl->w->id, err);
+	}
+	return dl->tls_client;
+}
+
+/* session_tls_failed - STARTTLS or the handshake failed on this
+ * connection. Under "may" the same address is tried again in clear (once
+ * per host); otherwise the host failed, with a reason that says TLS. */
+static void session_tls_failed(struct osession *s, const char *why)
+{
+	const char *mx = session_mx(s) ? session_mx(s) : "-";
+	bool fallback = s->tls_policy == CONFIG_TLS_MAY && !s->tls_skip;
+	char quoted[REPLY_TEXT_MAX + 3];
+
+	s->tls_phase = false;
+	log_quote(quoted, sizeof(quoted), why, strlen(why));
+	log_info("delivery_connection", "domain=%s mx=%s ip=%s result=tls_failed policy=%s next=%s error=%s",
+		 s->d->name, mx, s->ip, config_tls_policy_name(s->tls_policy),
+		 fallback ? "retry_without_tls" : "next_host", quoted);
+	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: TLS failed: %s", mx, s->ip, why);
+	snprintf(s->last_status, sizeof(s->last_status), "4.7.5");
+	s->reason_kept = true;
+	s->tls_retry_plain = fallback;
+}
+
+/* session_tls_gate - on the first READY of a connection: start STARTTLS
+ * when the policy wants it and the server offers it; refuse to go on in
+ * clear under "encrypt" and "verify" (QUIT; the host failed). Returns
+ * true when the connection is not ready for mail yet. */
+static bool session_tls_gate(struct osession *s)
+{
+	if (s->established || s->tls_on || s->tls_policy == CONFIG_TLS_NONE || s->dl->stopping)
+		return false;     /* stopping: ev_ready quits, sending nothing */
+	if (!s->tls_tried && !s->tls_skip && smtp_client_has_ext(s->client, SMTP_EXT_STARTTLS) &&
+	    smtp_client_starttls(s->client) == 0) {
+		s->tls_tried = true;
+		s->tls_phase = true;
+		return true;
+	}
+	if (s->tls_policy == CONFIG_TLS_MAY)
+		return false;
+	if (!s->reason_kept) {
+		const char *mx = session_mx(s) ? session_mx(s) : "-";
+		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=tls_not_offered policy=%s",
+			 s->d->name, mx, s->ip, config_tls_policy_name(s->tls_policy));
+		snprintf(s->last_error, sizeof(s->last_error),
+			 "%s [%s]: TLS required but STARTTLS not offered", mx, s->ip);
+		snprintf(s->last_status, sizeof(s->last_status), "4.7.4");
+		s->reason_kept = true;
+	}
+	s->policy_failed = true;
+	s->quitting = true;
+	smtp_client_quit(s->client);
+	return true;
+}
+
 /* ---- smtp_client events (run inside feed/begin/abort) ----------------- */
 
 static void ev_rcpt(void *arg, size_t index, enum smtp_outcome outcome, const struct smtp_client_result *r)
@@ -923,7 +1034,8 @@ static void ev_txn_done(void *arg, const struct smtp_client_txn *txn)
 
 	s->item = NULL;
 	if (it != NULL)
-		item_complete(s->dl, s->d, it, s->results, session_mx(s), s->ip[0] ? s->ip : NULL);
+		item_complete(s->dl, s->d, it, s->results, session_mx(s), s->ip[0] ? s->ip : NULL,
+			      s->tls_desc);
 }
 
 static void ev_ready(void *arg)
@@ -932,6 +1044,8 @@ static void ev_ready(void *arg)
 	struct qdomain *d = s->d;
 	const struct config_domain *pol = config_domain_policy(s->dl->w->cfg, d->name);
 
+	if (session_tls_gate(s))
+		return;
 	if (!s->established) {
 		s->established = true;
 		retry_domain_succeeded(&d->backoff);
@@ -947,9 +1061,48 @@ static void ev_ready(void *arg)
 	/* else: idle; osession_pump puts it in the pool. */
 }
 
+/* ev_starttls - the reply to STARTTLS. On 220 the handshake starts at
+ * once (the ClientHello goes out with conn_start_tls); a refusal leaves the
+ * client READY, and ev_ready then goes on in clear or quits by policy. */
 static void ev_starttls(void *arg, bool ok, const struct smtp_client_result *r)
 {
-	/* STARTTLS is not requested yet (the TLS issue adds it). */
+	struct osession *s = arg;
+	const char *mx = session_mx(s);
+
+	if (!ok) {
+		char quoted[REPLY_TEXT_MAX + 3];
+		const char *text = r && r->text ? r->text : "";
+		s->tls_phase = false;
+		log_quote(quoted, sizeof(quoted), text, strlen(text));
+		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=starttls_refused code=%d reply=%s",
+			 s->d->name, mx ? mx : "-", s->ip, r ? r->code : 0, quoted);
+		if (s->tls_policy >= CONFIG_TLS_ENCRYPT) {
+			snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: STARTTLS refused: %d %s",
+				 mx ? mx : "-", s->ip, r ? r->code : 0, text);
+			snprintf(s->last_status, sizeof(s->last_status), "4.7.4");
+			s->reason_kept = true;
+		}
+		return;
+	}
+	struct tls_config *tc = delivery_tls_client(s->dl);
+	bool verify = s->tls_policy == CONFIG_TLS_VERIFY;
+	/* SNI and the certificate check want a name; "[ip]" is none. */
+	const char *name = mx != NULL && mx[0] != '[' ? mx : NULL;
+	struct tls_session *ts = tc == NULL ? NULL :
+		tls_session_new(tc, verify ? TLS_VERIFY_REQUIRED : TLS_VERIFY_NONE, name);
+
+	if (ts == NULL) {
+		session_tls_failed(s, tc == NULL ? "no TLS client configuration" :
+				      verify && name == NULL ? "no host name to verify" :
+				      "cannot start a TLS session");
+		s->tls_abort = true;     /* in osession_pump, after the feed */
+		return;
+	}
+	conn_start_tls(s->conn, ts);
+	if (s->conn->tls_failed) {
+		session_tls_failed(s, tls_strerror(ts));
+		s->tls_abort = true;
+	}
 }
 
 static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r)
@@ -957,11 +1110,21 @@ static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r
 	struct osession *s = arg;
 
 	s->over = true;
-	s->over_failed = failed;
-	if (failed)
+	/* A QUIT because TLS was required and not there fails the host. */
+	s->over_failed = failed || s->policy_failed;
+	if (failed && s->tls_phase) {
+		/* E.g. cleartext right behind the 220 to STARTTLS: a server
+		 * broken in STARTTLS, so under "may" try it again in clear. */
+		session_tls_failed(s, r && r->text ? r->text : "failed in STARTTLS");
+	}
+	if (s->reason_kept)
+		return;     /* TLS: last_error says it better, already logged */
+	if (failed) {
 		snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %d %s",
 			 session_mx(s) ? session_mx(s) : "-", s->ip, r ? r->code : 0,
 			 r && r->text ? r->text : "");
+		s->last_status[0] = '\0';
+	}
 	if (failed)
 		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=failed code=%d reply=\"%s\"",
 			 s->d->name, session_mx(s) ? session_mx(s) : "-", s->ip, r ? r->code : 0,
@@ -1021,18 +1184,21 @@ static bool osession_connect(struct osession *s)
 		if (++s->addr >= h->addr_count) {
 			s->host++;
 			s->addr = 0;
+			s->tls_skip = false;
 		}
 	}
 	return false;
 }
 
-/* domain_defer_ready - every ready item of d is deferred with text. */
-static void domain_defer_ready(struct delivery *dl, struct qdomain *d, const char *text)
+/* domain_defer_ready - every ready item of d is deferred with status
+ * (NULL: 4.4.1, no answer from host) and text. */
+static void domain_defer_ready(struct delivery *dl, struct qdomain *d, const char *status,
+			       const char *text)
 {
 	struct qitem *it;
 
 	while ((it = domain_pop_ready(d)) != NULL)
-		item_fail_all(dl, d, it, SMTP_OUTCOME_DEFERRED, 0, "4.4.1", text);
+		item_fail_all(dl, d, it, SMTP_OUTCOME_DEFERRED, 0, status ? status : "4.4.1", text);
 }
 
 /* osession_over - the connection ended. Before the session ever became
@@ -1058,9 +1224,15 @@ static void osession_over(struct osession *s, bool failed)
 		smtp_client_free(s->client);
 		s->client = NULL;
 		s->over = false;
-		if (++s->addr >= s->route->hosts[s->host].addr_count) {
+		if (s->tls_retry_plain) {
+			/* "may": TLS failed with this host, so the same
+			 * address again, in clear (RFC 7435 fallback). */
+			s->tls_retry_plain = false;
+			s->tls_skip = true;
+		} else if (++s->addr >= s->route->hosts[s->host].addr_count) {
 			s->host++;
 			s->addr = 0;
+			s->tls_skip = false;
 		}
 		if (osession_connect(s))
 			return;
@@ -1072,7 +1244,7 @@ static void osession_over(struct osession *s, bool failed)
 		char text[REPLY_TEXT_MAX + 40];
 		snprintf(text, sizeof(text), "no MX host reachable; last: %s",
 			 s->last_error[0] ? s->last_error : "connection failed");
-		domain_defer_ready(dl, d, text);
+		domain_defer_ready(dl, d, s->last_status[0] ? s->last_status : NULL, text);
 	}
 	osession_free(s);
 	domain_kick(dl, d);
@@ -1086,6 +1258,10 @@ static void osession_pump(struct osession *s)
 	const char *out;
 	size_t len;
 
+	if (s->tls_abort) {
+		s->tls_abort = false;
+		smtp_client_abort(s->client, "TLS failed");
+	}
 	while ((out = smtp_client_output(s->client, &len)) != NULL && len > 0) {
 		conn_write(c, out, len);
 		smtp_client_output_consumed(s->client, len);
@@ -1125,6 +1301,40 @@ static void out_open(struct conn *c)
 	};
 
 	s->client = smtp_client_new(&cfg);
+	s->tls_policy = config_domain_policy(s->dl->w->cfg, s->d->name)->tls;
+	s->tls_tried = s->tls_phase = s->tls_on = s->tls_abort = false;
+	s->policy_failed = s->reason_kept = false;
+	snprintf(s->tls_desc, sizeof(s->tls_desc), "none");
+	osession_pump(s);
+}
+
+/* out_tls_ready - the handshake after STARTTLS ended: EHLO again over TLS
+ * (RFC 3207 4.2), or the TLS failure path. */
+static void out_tls_ready(struct conn *c, bool ok)
+{
+	struct osession *s = c->proto;
+
+	if (s == NULL)
+		return;
+	if (!ok) {
+		session_tls_failed(s, tls_strerror(c->tls));
+		smtp_client_abort(s->client, "TLS handshake failed");
+		osession_pump(s);
+		return;
+	}
+	struct tls_info info;
+	const char *mx = session_mx(s);
+
+	tls_session_info(c->tls, &info);
+	s->tls_phase = false;
+	s->tls_on = true;
+	snprintf(s->tls_desc, sizeof(s->tls_desc), "%s/%s", info.protocol ? info.protocol : "?",
+		 info.cipher ? info.cipher : "?");
+	log_info("delivery_tls", "domain=%s mx=%s ip=%s policy=%s protocol=%s cipher=%s verified=%d resumed=%d",
+		 s->d->name, mx ? mx : "-", s->ip, config_tls_policy_name(s->tls_policy),
+		 info.protocol ? info.protocol : "?", info.cipher ? info.cipher : "?", info.verified,
+		 info.resumed);
+	smtp_client_restart_ehlo(s->client);
 	osession_pump(s);
 }
 
@@ -1138,6 +1348,7 @@ static void out_connect_failed(struct conn *c, int err)
 		 s->d->name, session_mx(s) ? session_mx(s) : "-", s->ip, strerror(-err));
 	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %s",
 		 session_mx(s) ? session_mx(s) : "-", s->ip, strerror(-err));
+	s->last_status[0] = '\0';
 	osession_over(s, true);
 }
 
@@ -1174,6 +1385,8 @@ static void out_timeout(struct conn *c, enum worker_timer_class cls)
 		osession_over(s, true);
 		return;
 	}
+	if (s->tls_phase)
+		session_tls_failed(s, "timeout in STARTTLS");
 	smtp_client_abort(s->client, cls == WORKER_TIMER_OUT_DATA ? "timeout sending the message"
 								  : "timeout waiting for the server");
 	osession_pump(s);
@@ -1186,15 +1399,20 @@ static void out_close(struct conn *c)
 
 	if (s == NULL)
 		return;
+	bool in_tls = s->tls_phase && !s->established;
+
 	c->proto = NULL;
 	s->conn = NULL;
+	if (in_tls)
+		session_tls_failed(s, "connection lost during STARTTLS");
 	if (s->client != NULL)
 		smtp_client_abort(s->client, "connection lost");
 	s->over = true;
 	s->over_failed = true;
-	/* Not a fallback moment: osession_over would connect anew from
-	 * inside a close. A session that was lost ends here. */
-	s->established = true;
+	/* Not a fallback moment, except in STARTTLS (nothing was sent yet):
+	 * a session that was lost with mail in flight ends here. */
+	if (!in_tls)
+		s->established = true;
 	osession_over(s, true);
 }
 
@@ -1226,6 +1444,7 @@ const struct conn_handler delivery_conn_handler = {
 	.timeout = out_timeout,
 	.shutdown = out_shutdown,
 	.close = out_close,
+	.tls_ready = out_tls_ready,
 };
 
 /* ---- scheduling ------------------------------------------------------- */
@@ -1254,7 +1473,7 @@ static void route_ready(const struct dns_route *route, void *arg)
 		if (!osession_connect(s)) {
 			osession_free(s);
 			if (d->active == 0)
-				domain_defer_ready(dl, d, "no MX host address could be connected to");
+				domain_defer_ready(dl, d, NULL, "no MX host address could be connected to");
 			break;
 		}
 	}
@@ -1495,6 +1714,9 @@ void delivery_worker_exit(struct worker *w)
 		 (unsigned long long)dl->stats.bounced, (unsigned long long)dl->stats.dsn_sent,
 		 (unsigned long long)dl->stats.connections, (unsigned long long)dl->stats.connect_failures);
 	dl->resolver = dns_resolver_free(dl->resolver);
+	dl->tls_client = tls_config_free(dl->tls_client);
+	free(dl->tls_client_ca);
+	dl->tls_client_ca = NULL;
 }
 
 void delivery_worker_drain(struct worker *w)
@@ -1510,6 +1732,8 @@ void delivery_worker_drain(struct worker *w)
 	if (dl == NULL)
 		return;
 	dns_resolver_free(dl->resolver);
+	tls_config_free(dl->tls_client);
+	free(dl->tls_client_ca);
 	free(dl);
 	w->delivery = NULL;
 }

@@ -750,3 +750,50 @@ Test(config, listener_roles)
 		config_free(cfg);
 	}
 }
+
+Test(config, outbound_tls_policy)
+{
+	struct config *cfg;
+	char err[256];
+
+	cr_assert_eq(config_load(NULL, &cfg, err, sizeof(err)), 0, "defaults: %s", err);
+	cr_expect_eq(cfg->domain_default.tls, CONFIG_TLS_MAY, "delivery.tls: got %s, want may",
+		     config_tls_policy_name(cfg->domain_default.tls));
+	EQSTR(cfg->tls_ca_file, "/etc/ssl/certs/ca-certificates.crt");
+	config_free(cfg);
+
+	int rc = load_text("delivery = { tls = \"encrypt\"; tls_ca_file = \"\"; };\n"
+			   "domains = ( { name = \"a.example\"; tls = \"none\"; },\n"
+			   "            { name = \"b.example\"; } );\n", &cfg, err, sizeof(err));
+	cr_assert_eq(rc, 0, "got %d (%s), want 0", rc, err);
+	static const struct { const char *domain; enum config_tls_policy want; } cases[] = {
+		{ "a.example", CONFIG_TLS_NONE },
+		{ "b.example", CONFIG_TLS_ENCRYPT },      /* inherits delivery.tls */
+		{ "other.example", CONFIG_TLS_ENCRYPT },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum config_tls_policy got = config_domain_policy(cfg, cases[i].domain)->tls;
+		cr_expect_eq(got, cases[i].want, "%s: got %s, want %s", cases[i].domain,
+			     config_tls_policy_name(got), config_tls_policy_name(cases[i].want));
+	}
+	EQSTR(cfg->tls_ca_file, "");
+	config_free(cfg);
+
+	static const struct { const char *text; const char *want; } bad[] = {
+		{ "\ndelivery = { tls = \"maybe\"; };\n", "line 2" },
+		{ "delivery = { tls = true; };\n", "delivery.tls" },
+		{ "domains = ( { name = \"x.example\";\n tls = \"strict\"; } );\n", "line 2" },
+		/* "verify" needs a CA bundle that loads */
+		{ "delivery = { tls = \"verify\";\n tls_ca_file = \"/nonexistent/ca.pem\"; };\n",
+		  "delivery.tls_ca_file" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rc = load_text(bad[i].text, &cfg, err, sizeof(err));
+		cr_expect_eq(rc, -EINVAL, "case %zu: got %d, want -EINVAL", i, rc);
+		cr_expect(strstr(err, bad[i].want) != NULL, "case %zu: got \"%s\", want %s", i, err, bad[i].want);
+	}
+	/* Under "may" a missing bundle is no error: verification is only reported. */
+	rc = load_text("delivery = { tls_ca_file = \"/nonexistent/ca.pem\"; };\n", &cfg, err, sizeof(err));
+	cr_expect_eq(rc, 0, "may with a missing CA file: got %d (%s), want 0", rc, err);
+	config_free(cfg);
+}
