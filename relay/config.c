@@ -53,6 +53,8 @@ static const struct config_key config_keys[] = {
 	{ "shutdown_timeout", KIND_DURATION, OFF(shutdown_timeout_ms), 0, DAY_MS, "10s", "how long SIGTERM lets sessions finish" },
 	{ "log.file", KIND_STRING, OFF(log_file), 0, 0, "-", "log file; \"-\" = stderr" },
 	{ "log.level", KIND_LOG_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error" },
+	{ "log.delivery_file", KIND_STRING, OFF(log_delivery_file), 0, 0, "", "JSON delivery log, one line per recipient per attempt; \"\" = delivery lines in the main log" },
+	{ "metrics.listen", KIND_LISTEN_LIST, 0, 0, 1, "", "Prometheus metrics HTTP endpoint on worker 0, e.g. \"127.0.0.1:9225\"; empty = off" },
 	{ "listen", KIND_LISTEN_LIST, 0, 1, CONFIG_MAX_LISTEN, "127.0.0.1:2525", "SMTP listen addresses, \"ip:port\" or \"[ipv6]:port\"" },
 	{ "listen_backlog", KIND_INT, OFF(listen_backlog), 1, 65535, "4096", "listen(2) backlog per worker socket" },
 	{ "max_connections", KIND_INT, OFF(max_connections), 1, 1000000, "20000", "inbound connections per worker; beyond it new ones get 421" },
@@ -215,10 +217,14 @@ static bool normalise_domain(char *d)
 }
 
 /* listen_list - the address array and count a listen-list key fills:
- * "listen" (SMTP) or "pop3.listen". */
+ * "listen" (SMTP), "pop3.listen" or "metrics.listen". */
 static struct config_listen *listen_list(struct config *cfg, const struct config_key *key,
 					 size_t **count)
 {
+	if (strcmp(key->path, "metrics.listen") == 0) {
+		*count = &cfg->metrics_listen_count;
+		return cfg->metrics_listen;
+	}
 	if (strcmp(key->path, "pop3.listen") == 0) {
 		*count = &cfg->pop3_listen_count;
 		return cfg->pop3_listen;

@@ -1,0 +1,58 @@
+/*
+ * delivery_log - the delivery log as JSON lines (log.delivery_file).
+ *
+ * One object per recipient per attempt, one write(2) per line, so lines
+ * from different workers never interleave:
+ *   {"ts":"2026-11-23T14:00:00.123Z","queue_id":"...","sender":"a@b",
+ *    "recipient":"c@d","domain":"d","mx":"mx.d","ip":"192.0.2.1","tls":"none",
+ *    "status":"delivered","code":250,"enhanced_code":"2.0.0",
+ *    "reply":"ok","delay":0.123,"attempt":1}
+ * Absent values (no MX host yet, no enhanced code) are JSON null.
+ * tls is "unknown" until the delivery engine reports it. The
+ * message-id is not logged: the queue does not keep the header.
+ *
+ *   delivery_log_open(path)   at start, on SIGHUP and SIGUSR1 (reopen)
+ *   delivery_log_enabled()    a file is configured
+ *   delivery_log_write(&e)    from any worker thread
+ *   delivery_log_format(...)  the pure part: one entry to one line
+ */
+#ifndef RINGMAIL_DELIVERY_LOG_H
+#define RINGMAIL_DELIVERY_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every pointer is borrowed; NULL means absent (null in JSON), except
+ * tls: NULL there is "unknown". The null sender <> is "". */
+struct delivery_log_entry {
+	int64_t ts_ms;                     /* wall clock, ms since the epoch */
+	const char *queue_id;
+	const char *sender;
+	const char *recipient;
+	const char *domain;
+	const char *mx;
+	const char *ip;
+	const char *tls;                   /* "none", "TLSv1.3" ...; NULL = unknown */
+	const char *status;                /* delivered, deferred, bounced */
+	int code;                          /* SMTP reply code; 0 = none */
+	const char *enhanced_code;
+	const char *reply;
+	double delay_s;                    /* since arrival */
+	unsigned attempt;                  /* 1 for the first */
+};
+
+/* delivery_log_open - write to path from now on; "" closes (then the
+ * caller logs delivery lines to the main log). Reopening swaps the file
+ * under concurrent writers without losing or mixing lines. 0 or -errno
+ * (the old file stays in use). */
+int delivery_log_open(const char *path);
+bool delivery_log_enabled(void);
+void delivery_log_write(const struct delivery_log_entry *e);
+
+/* delivery_log_format - e as one JSON line ending in '\n' into dst;
+ * strings are escaped and cut so that the line always fits (size >= 512).
+ * Returns the length. */
+size_t delivery_log_format(char *dst, size_t size, const struct delivery_log_entry *e);
+
+#endif
