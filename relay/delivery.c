@@ -624,8 +624,11 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 	const struct qmsg *m = it->msg;
 
 	if (delivery_log_enabled()) {
+		char msgid[256];
+		delivery_log_message_id(m->body, m->body_len, msgid, sizeof(msgid));
 		delivery_log_write(&(struct delivery_log_entry){
-			.ts_ms = wall_ms(), .queue_id = m->queue_id, .sender = m->sender,
+			.ts_ms = wall_ms(), .queue_id = m->queue_id, .message_id = msgid[0] ? msgid : NULL,
+			.sender = m->sender,
 			.recipient = m->rcpts[idx].addr, .domain = m->rcpts[idx].domain, .mx = mx, .ip = ip,
 			.status = outcome_name(r->outcome), .code = r->code, .enhanced_code = r->status[0] ? r->status : NULL,
 			.reply = r->text, .delay_s = (double)(wall_ms() - m->arrival_ms) / 1000.0,

@@ -8,11 +8,13 @@
  */
 #include "delivery_log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +42,36 @@ int delivery_log_open(const char *path)
 	int rc = dup2(fd, old) < 0 ? -errno : 0;
 	close(fd);
 	return rc;
+}
+
+void delivery_log_message_id(const char *msg, size_t len, char *out, size_t size)
+{
+	const char *p = msg, *end = msg + len;
+
+	out[0] = '\0';
+	while (p < end && *p != '\r' && *p != '\n') {       /* an empty line ends the header */
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *next = eol != NULL ? eol + 1 : end;
+		if ((size_t)(end - p) > 11 && strncasecmp(p, "Message-ID:", 11) == 0) {
+			/* The value may be folded onto the next line(s). */
+			const char *v = p + 11, *vend = next;
+			while (vend < end && (*vend == ' ' || *vend == '\t')) {
+				const char *e2 = memchr(vend, '\n', (size_t)(end - vend));
+				vend = e2 != NULL ? e2 + 1 : end;
+			}
+			const char *lt = memchr(v, '<', (size_t)(vend - v));
+			const char *gt = lt != NULL ? memchr(lt, '>', (size_t)(vend - lt)) : NULL;
+			if (lt == NULL || gt == NULL || (size_t)(gt - lt - 1) >= size)
+				return;
+			for (const char *c = lt + 1; c < gt; c++)
+				if (!isgraph((unsigned char)*c))
+					return;
+			memcpy(out, lt + 1, (size_t)(gt - lt - 1));
+			out[gt - lt - 1] = '\0';
+			return;
+		}
+		p = next;
+	}
 }
 
 bool delivery_log_enabled(void)
@@ -77,9 +109,9 @@ static void json_string(char *dst, size_t size, size_t *len, const char *s)
 /* delivery_log_format - one entry as one JSON line. */
 size_t delivery_log_format(char *dst, size_t size, const struct delivery_log_entry *e)
 {
-	static const char *const keys[] = { "queue_id", "sender", "recipient", "domain", "mx", "ip",
+	static const char *const keys[] = { "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip",
 					    "tls", "status", "enhanced_code", "reply" };
-	const char *vals[] = { e->queue_id, e->sender, e->recipient, e->domain, e->mx, e->ip,
+	const char *vals[] = { e->queue_id, e->message_id, e->sender, e->recipient, e->domain, e->mx, e->ip,
 			       e->tls != NULL ? e->tls : "unknown", e->status, e->enhanced_code, e->reply };
 	time_t sec = (time_t)(e->ts_ms / 1000);
 	struct tm tm;

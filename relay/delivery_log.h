@@ -3,13 +3,12 @@
  *
  * One object per recipient per attempt, one write(2) per line, so lines
  * from different workers never interleave:
- *   {"ts":"2026-11-23T14:00:00.123Z","queue_id":"...","sender":"a@b",
- *    "recipient":"c@d","domain":"d","mx":"mx.d","ip":"192.0.2.1","tls":"none",
- *    "status":"delivered","code":250,"enhanced_code":"2.0.0",
- *    "reply":"ok","delay":0.123,"attempt":1}
- * Absent values (no MX host yet, no enhanced code) are JSON null.
- * tls is "unknown" until the delivery engine reports it. The
- * message-id is not logged: the queue does not keep the header.
+ *   {"ts":"2026-11-23T14:00:00.123Z","queue_id":"...","message_id":"x@y",
+ *    "sender":"a@b","recipient":"c@d","domain":"d","mx":"mx.d",
+ *    "ip":"192.0.2.1","tls":"unknown","status":"delivered",
+ *    "enhanced_code":"2.0.0","reply":"ok","code":250,"delay":0.123,"attempt":1}
+ * Absent values (no MX host yet, no enhanced code, no Message-ID header)
+ * are JSON null. tls is "unknown" until the delivery engine reports it.
  *
  *   delivery_log_open(path)   at start, on SIGHUP and SIGUSR1 (reopen)
  *   delivery_log_enabled()    a file is configured
@@ -28,6 +27,7 @@
 struct delivery_log_entry {
 	int64_t ts_ms;                     /* wall clock, ms since the epoch */
 	const char *queue_id;
+	const char *message_id;            /* without <>; NULL = none */
 	const char *sender;
 	const char *recipient;
 	const char *domain;
@@ -49,6 +49,11 @@ struct delivery_log_entry {
 int delivery_log_open(const char *path);
 bool delivery_log_enabled(void);
 void delivery_log_write(const struct delivery_log_entry *e);
+
+/* delivery_log_message_id - the Message-ID of the message (header section
+ * of msg, len bytes) into out without the angle brackets; "" when there is
+ * none (or it does not fit out). Only the header section is read. */
+void delivery_log_message_id(const char *msg, size_t len, char *out, size_t size);
 
 /* delivery_log_format - e as one JSON line ending in '\n' into dst;
  * strings are escaped and cut so that the line always fits (size >= 512).

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from mailnet import Sink, wait_until  # noqa: E402
 
-DELIVERY_FIELDS = {"ts", "queue_id", "sender", "recipient", "domain", "mx", "ip", "tls",
+DELIVERY_FIELDS = {"ts", "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip", "tls",
                    "status", "code", "enhanced_code", "reply", "delay", "attempt"}
 
 
@@ -39,7 +39,8 @@ def send(d, n, rcpt_fmt="user%d@example.test"):
     s = smtplib.SMTP(d.host, d.port, timeout=30)
     for i in range(n):
         s.sendmail("sender@origin.test", [rcpt_fmt % i],
-                   "From: sender@origin.test\r\nSubject: ops %d\r\n\r\nbody %d\r\n" % (i, i))
+                   "From: sender@origin.test\r\nSubject: ops %d\r\nMessage-ID: <ops%d@origin.test>\r\n"
+                   "\r\nbody %d\r\n" % (i, i, i))
     s.quit()
 
 
@@ -139,6 +140,7 @@ class Ops(unittest.TestCase):
         self.assertEqual(ok["ip"], "127.0.0.1")
         self.assertEqual(ok["code"], 250)
         self.assertEqual(ok["attempt"], 1)
+        self.assertEqual(ok["message_id"], "ops0@origin.test")
         self.assertRegex(ok["queue_id"], r"\w+")
         self.assertIsInstance(ok["delay"], float)
         self.assertEqual(by_status["deferred"]["code"], 451)
