@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -34,6 +35,7 @@ struct commit {
 	unsigned outstanding;            /* completions still to come */
 	size_t inflight_records, next_records;
 	int64_t started_ms;
+	int64_t started_us;              /* CLOCK_MONOTONIC: latency histogram */
 	int64_t failed_until_ms;         /* after a failed batch: rest until then */
 	struct commit_stats stats;
 };
@@ -53,6 +55,13 @@ static void commit_add_waiter(struct commit *c, struct commit_waiter *waiter)
 	c->next_tail = &waiter->next;
 }
 
+static int64_t monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* commit_batch_end - both completions are in: tell every waiter. */
 static void commit_batch_end(struct worker *w, struct commit *c, int result)
 {
@@ -64,6 +73,10 @@ static void commit_batch_end(struct worker *w, struct commit *c, int result)
 	c->stats.records += c->inflight_records;
 	if (c->inflight_records > c->stats.max_batch)
 		c->stats.max_batch = c->inflight_records;
+	c->stats.batch_hist[commit_hist_bucket(c->inflight_records, 1, COMMIT_BATCH_BUCKETS)]++;
+	uint64_t us = (uint64_t)(monotonic_us() - c->started_us);
+	c->stats.sync_hist[commit_hist_bucket(us, 125, COMMIT_SYNC_BUCKETS)]++;
+	c->stats.sync_sum_us += us;
 	if (result < 0) {
 		c->failed_until_ms = w->now_ms + COMMIT_FAILURE_PAUSE_MS;
 		c->stats.failures++;
@@ -136,6 +149,7 @@ static void commit_flush(struct worker *w, void *arg)
 	c->write_len = f.len;
 	c->write_result = 0;
 	c->started_ms = w->now_ms;
+	c->started_us = monotonic_us();
 
 	struct io_uring_sqe *sqe = worker_sqe(w);
 	io_uring_prep_write(sqe, f.fd, f.data, (unsigned)f.len, f.offset);

@@ -28,12 +28,32 @@ struct commit_waiter {
 	void (*done)(struct commit_waiter *waiter, int result);
 };
 
+/* Histograms (per bucket, not cumulative): batch size in records, bucket
+ * i holding sizes up to 2^i, the last everything larger; commit latency
+ * (write + fdatasync, submit to completion), bucket i up to 125 us << i,
+ * the last everything slower. */
+#define COMMIT_BATCH_BUCKETS 10            /* <= 1, 2, 4 ... 256, +Inf */
+#define COMMIT_SYNC_BUCKETS 12             /* <= 125us, 250us ... 128ms, +Inf */
+
 struct commit_stats {
 	uint64_t batches;
 	uint64_t records;
 	uint64_t failures;
 	uint64_t max_batch;
+	uint64_t batch_hist[COMMIT_BATCH_BUCKETS];
+	uint64_t sync_hist[COMMIT_SYNC_BUCKETS];
+	uint64_t sync_sum_us;
 };
+
+/* commit_hist_bucket - the bucket of value in a histogram of n buckets
+ * whose bound i is base << i (the last bucket is unbounded). */
+static inline unsigned commit_hist_bucket(uint64_t value, uint64_t base, unsigned n)
+{
+	unsigned i = 0;
+	while (i + 1 < n && value > (base << i))
+		i++;
+	return i;
+}
 
 /* commit_worker_init - open this worker's shard (blocking; at start) and
  * hook the flush into the loop. Returns 0 or -errno. */

@@ -54,6 +54,8 @@ static const struct config_key config_keys[] = {
 	{ "shutdown_timeout", KIND_DURATION, OFF(shutdown_timeout_ms), 0, DAY_MS, "10s", "how long SIGTERM lets sessions finish" },
 	{ "log.file", KIND_STRING, OFF(log_file), 0, 0, "-", "log file; \"-\" = stderr" },
 	{ "log.level", KIND_LOG_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error" },
+	{ "log.delivery_file", KIND_STRING, OFF(log_delivery_file), 0, 0, "", "JSON delivery log, one line per recipient per attempt; \"\" = delivery lines in the main log" },
+	{ "metrics.listen", KIND_LISTEN_LIST, 0, 0, 1, "", "Prometheus metrics HTTP endpoint on worker 0, e.g. \"127.0.0.1:9225\"; empty = off" },
 	{ "listen", KIND_LISTEN_LIST, 0, 1, CONFIG_MAX_LISTEN, "127.0.0.1:2525", "SMTP listen addresses, \"ip:port\" or \"[ipv6]:port\"" },
 	{ "smtps.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS SMTP listen addresses (RFC 8314, conventionally port 465); needs tls.cert_file; empty = none" },
 	{ "submission.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "submission listen addresses (RFC 6409, port 587): STARTTLS offered, AUTH required before MAIL (530 5.7.0); empty = none" },
@@ -223,7 +225,7 @@ static bool normalise_domain(char *d)
 
 /* listen_list - the address array, count and role a listen-list key
  * fills: "listen" (SMTP), "smtps.listen", "submission.listen",
- * "pop3.listen" or "pop3s.listen". */
+ * "pop3.listen", "pop3s.listen" or "metrics.listen". */
 static struct config_listen *listen_list(struct config *cfg, const struct config_key *key,
 					 size_t **count, enum config_listen_role *role)
 {
@@ -237,6 +239,8 @@ static struct config_listen *listen_list(struct config *cfg, const struct config
 		  OFF(submission_listen_count) },
 		{ "pop3.listen", CONFIG_ROLE_POP3, OFF(pop3_listen), OFF(pop3_listen_count) },
 		{ "pop3s.listen", CONFIG_ROLE_POP3S, OFF(pop3s_listen), OFF(pop3s_listen_count) },
+		/* The role is not used: worker 0 serves metrics with its own handler. */
+		{ "metrics.listen", CONFIG_ROLE_SMTP, OFF(metrics_listen), OFF(metrics_listen_count) },
 	};
 	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
 		if (strcmp(key->path, lists[i].path) == 0) {

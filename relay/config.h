@@ -77,6 +77,7 @@ struct config {
 	int64_t shutdown_timeout_ms;
 	char *log_file;                   /* "-" = stderr */
 	enum log_level log_level;
+	char *log_delivery_file;          /* "" = delivery lines in the main log */
 
 	/* listeners */
 	struct config_listen listen[CONFIG_MAX_LISTEN];
@@ -163,6 +164,10 @@ struct config {
 	size_t pop3_listen_count;         /* 0 = no POP3 endpoint */
 	struct config_listen pop3s_listen[CONFIG_MAX_LISTEN];
 	size_t pop3s_listen_count;        /* 0 = no implicit-TLS POP3 */
+
+	/* metrics endpoint (worker 0) */
+	struct config_listen metrics_listen[CONFIG_MAX_LISTEN];   /* only [0] is used */
+	size_t metrics_listen_count;      /* 0 = no metrics endpoint */
 	bool pop3_allow_plaintext;        /* USER/PASS without TLS */
 	int64_t pop3_idle_timeout_ms;
 	int64_t pop3_command_timeout_ms;

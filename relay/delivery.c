@@ -47,6 +47,7 @@
 #include "buf.h"
 #include "commit.h"
 #include "conn.h"
+#include "delivery_log.h"
 #include "dns.h"
 #include "log.h"
 #include "mailbox.h"
@@ -190,6 +191,8 @@ struct delivery {
 	struct delivery_stats stats;
 	struct tls_config *tls_client;     /* made on first STARTTLS; per worker */
 	char *tls_client_ca;               /* the CA path it was made with */
+	size_t ready_total;        /* items in every domain's ready list (metrics) */
+	unsigned sessions_active;  /* outbound sessions (metrics) */
 	uint64_t rng;
 	bool stopping;
 };
@@ -367,6 +370,7 @@ static void domain_push_ready(struct qdomain *d, struct qitem *it)
 		d->ready_head = it;
 	d->ready_tail = it;
 	d->ready_count++;
+	d->dl->ready_total++;
 }
 
 static struct qitem *domain_pop_ready(struct qdomain *d)
@@ -379,6 +383,7 @@ static struct qitem *domain_pop_ready(struct qdomain *d)
 	if (d->ready_head == NULL)
 		d->ready_tail = NULL;
 	d->ready_count--;
+	d->dl->ready_total--;
 	it->next = NULL;
 	return it;
 }
@@ -643,6 +648,19 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 	char reply[2 * REPLY_TEXT_MAX + 3];
 	const struct qmsg *m = it->msg;
 
+	if (delivery_log_enabled()) {
+		char msgid[256];
+		delivery_log_message_id(m->body, m->body_len, msgid, sizeof(msgid));
+		delivery_log_write(&(struct delivery_log_entry){
+			.ts_ms = wall_ms(), .queue_id = m->queue_id, .message_id = msgid[0] ? msgid : NULL,
+			.sender = m->sender,
+			.recipient = m->rcpts[idx].addr, .domain = m->rcpts[idx].domain, .mx = mx, .ip = ip,
+			.tls = tls, .status = outcome_name(r->outcome), .code = r->code, .enhanced_code = r->status[0] ? r->status : NULL,
+			.reply = r->text, .delay_s = (double)(wall_ms() - m->arrival_ms) / 1000.0,
+			.attempt = it->attempts + 1,
+		});
+		return;
+	}
 	log_quote(reply, sizeof(reply), r->text, strlen(r->text));
 	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s tls=%s status=%s code=%d dsn=%s delay=%.3f attempt=%u reply=%s",
 		 m->queue_id, m->rcpts[idx].addr, m->rcpts[idx].domain, mx ? mx : "-", ip ? ip : "-",
@@ -1141,6 +1159,7 @@ static struct osession *osession_new(struct delivery *dl, struct qdomain *d, con
 	s->d = d;
 	s->route = dns_route_ref(route);
 	d->active++;
+	dl->sessions_active++;
 	return s;
 }
 
@@ -1160,6 +1179,7 @@ static void osession_free(struct osession *s)
 	free(s->rcpts);
 	free(s->results);
 	d->active--;
+	s->dl->sessions_active--;
 	free(s);
 }
 
@@ -1740,5 +1760,13 @@ void delivery_worker_drain(struct worker *w)
 
 void delivery_get_stats(const struct worker *w, struct delivery_stats *out)
 {
-	*out = ((const struct delivery *)w->delivery)->stats;
+	const struct delivery *dl = w->delivery;
+
+	*out = dl->stats;
+	out->queue_now = dl->ready_total + dl->heap_len;
+	out->sessions_now = dl->sessions_active;
+	if (dl->resolver != NULL)
+		dns_resolver_stats(dl->resolver, &out->dns);
+	else
+		memset(&out->dns, 0, sizeof(out->dns));
 }

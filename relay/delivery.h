@@ -19,6 +19,7 @@
 #ifndef RINGMAIL_DELIVERY_H
 #define RINGMAIL_DELIVERY_H
 
+#include "dns.h"
 #include "spool_record.h"
 #include "spool_shard.h"
 #include "worker.h"
@@ -37,6 +38,9 @@ struct delivery_stats {
 	uint64_t delivered, deferred, bounced, dsn_sent;
 	uint64_t connections, connect_failures;
 	uint64_t queued_items;
+	uint64_t queue_now;        /* ready + waiting for a retry, now */
+	uint64_t sessions_now;     /* outbound sessions open now */
+	struct dns_stats dns;
 };
 
 void delivery_get_stats(const struct worker *w, struct delivery_stats *out);

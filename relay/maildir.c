@@ -434,10 +434,18 @@ static void new_move(const char *dir)
 static int message_order(const void *a, const void *b)
 {
 	const struct maildir_message *x = a, *y = b;
-	unsigned long long tx = strtoull(x->name, NULL, 10), ty = strtoull(y->name, NULL, 10);
+	char *ex, *ey;
+	unsigned long long tx = strtoull(x->name, &ex, 10), ty = strtoull(y->name, &ey, 10);
 
 	if (tx != ty)
 		return tx < ty ? -1 : 1;
+	/* Same second: "M<usec>" is not zero-padded (M63617 comes after
+	 * M169036 as text), so compare it as a number. */
+	if (strncmp(ex, ".M", 2) == 0 && strncmp(ey, ".M", 2) == 0) {
+		unsigned long long ux = strtoull(ex + 2, NULL, 10), uy = strtoull(ey + 2, NULL, 10);
+		if (ux != uy)
+			return ux < uy ? -1 : 1;
+	}
 	return strcmp(x->name, y->name);
 }
 

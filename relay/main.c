@@ -4,7 +4,8 @@
  * The main thread loads the config, starts the workers and then only
  * handles signals: SIGTERM/SIGINT stop (sessions finish up to
  * shutdown_timeout, exit 0), SIGHUP reloads the config (a bad one is
- * logged and the old one kept), SIGUSR1 reopens the log file.
+ * logged and the old one kept), SIGUSR1 reopens the log files (main and
+ * delivery log). READY=1 goes to systemd once every worker listens.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,7 +17,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "delivery_log.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "worker.h"
 
 #define MAX_CONFIGS 64
@@ -42,6 +45,18 @@ static unsigned worker_count(const struct config *cfg)
 	return n > 0 ? (unsigned)n : 1;
 }
 
+/* logs_open - (re)open the main log and the delivery log (SIGHUP, SIGUSR1);
+ * a file that cannot be opened is logged and the old one kept. */
+static void logs_open(const struct config *cfg)
+{
+	int rc = log_open(cfg->log_file, cfg->log_level);
+	if (rc < 0)
+		log_error("log_open", "file=%s error=\"%s\"", cfg->log_file, strerror(-rc));
+	rc = delivery_log_open(cfg->log_delivery_file);
+	if (rc < 0)
+		log_error("log_open", "file=%s error=\"%s\"", cfg->log_delivery_file, strerror(-rc));
+}
+
 /* reload - SIGHUP: parse the file again; keep the old config on error.
  * Old configs stay allocated until exit: a worker may still read one. */
 static void reload(struct worker *workers, unsigned count, const char *path,
@@ -61,10 +76,11 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 	const struct config *old = configs[*config_count - 1];
 	if (cfg->listen_count != old->listen_count || worker_count(cfg) != count ||
 	    cfg->pop3_listen_count != old->pop3_listen_count ||
+	    cfg->metrics_listen_count != old->metrics_listen_count ||
 	    strcmp(cfg->spool_dir, old->spool_dir) != 0)
-		log_warn("reload", "note=\"listen, pop3.listen, workers and spool.dir take effect only after a restart\"");
+		log_warn("reload", "note=\"listen, pop3.listen, metrics.listen, workers and spool.dir take effect only after a restart\"");
 	configs[(*config_count)++] = cfg;
-	log_open(cfg->log_file, cfg->log_level);
+	logs_open(cfg);
 	worker_reload_all(workers, count, cfg);
 	log_info("reload", "result=ok");
 }
@@ -111,6 +127,9 @@ static int serve(struct config *cfg)
 		return 1;
 	}
 	log_info("ready", "version=%s workers=%u listen=%s", RINGMAIL_VERSION, count, cfg->listen[0].text);
+	rc = sdnotify_send("READY=1");
+	if (rc < 0)
+		log_warn("sd_notify", "error=\"%s\"", strerror(-rc));
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
@@ -119,9 +138,10 @@ static int serve(struct config *cfg)
 		if (sig == SIGHUP && cfg->source_path != NULL)
 			reload(workers, count, cfg->source_path, configs, &config_count);
 		else if (sig == SIGUSR1)
-			log_open(configs[config_count - 1]->log_file, configs[config_count - 1]->log_level);
+			logs_open(configs[config_count - 1]);
 	}
 	log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	sdnotify_send("STOPPING=1");
 	worker_stop_all(workers, count);
 	int status = worker_join_all(workers, count);
 	free(workers);
@@ -186,6 +206,12 @@ int main(int argc, char **argv)
 	int rc = log_open(cfg->log_file, cfg->log_level);
 	if (rc < 0) {
 		fprintf(stderr, "ringmaild: log.file %s: %s\n", cfg->log_file, strerror(-rc));
+		config_free(cfg);
+		return 1;
+	}
+	rc = delivery_log_open(cfg->log_delivery_file);
+	if (rc < 0) {
+		fprintf(stderr, "ringmaild: log.delivery_file %s: %s\n", cfg->log_delivery_file, strerror(-rc));
 		config_free(cfg);
 		return 1;
 	}

@@ -664,6 +664,17 @@ void smtp_server_worker_init(struct worker *w)
 	smtp_tls_refresh(w);
 }
 
+void smtp_server_get_stats(const struct worker *w, struct smtp_server_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (w->smtp == NULL)
+		return;
+	out->messages = w->smtp->messages;
+	out->rejected_commits = w->smtp->rejected_commits;
+	out->auth_ok = w->smtp->auth_ok;
+	out->auth_failed = w->smtp->auth_failed;
+}
+
 void smtp_server_worker_exit(struct worker *w)
 {
 	if (w->smtp == NULL)

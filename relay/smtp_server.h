@@ -5,6 +5,8 @@
 #ifndef RINGMAIL_SMTP_SERVER_H
 #define RINGMAIL_SMTP_SERVER_H
 
+#include <stdint.h>
+
 #include "conn.h"
 #include "worker.h"
 
@@ -24,5 +26,14 @@ struct tls_config *smtp_server_tls_config(struct worker *w);
 /* smtp_server_worker_init / _exit - per-worker state (on the worker thread). */
 void smtp_server_worker_init(struct worker *w);
 void smtp_server_worker_exit(struct worker *w);
+
+struct smtp_server_stats {
+	uint64_t messages;                 /* accepted (durable, 250 said) */
+	uint64_t rejected_commits;         /* the spool failed: 451 said */
+	uint64_t auth_ok, auth_failed;
+};
+
+/* smtp_server_get_stats - w's counters (worker thread only). */
+void smtp_server_get_stats(const struct worker *w, struct smtp_server_stats *out);
 
 #endif

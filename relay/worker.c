@@ -16,6 +16,7 @@
 #include "log.h"
 #include "commit.h"
 #include "delivery.h"
+#include "metrics.h"
 #include "pop3_server.h"
 #include "smtp_server.h"
 
@@ -499,7 +500,10 @@ static int worker_setup(struct worker *w)
 		log_error("buffer_ring", "worker=%u error=\"%s\"", w->id, strerror(-rc));
 		return rc;
 	}
-	return worker_listen_all(w);
+	rc = worker_listen_all(w);
+	if (rc < 0)
+		return rc;
+	return metrics_worker_init(w);
 }
 
 static void *worker_main(void *arg)
@@ -527,6 +531,7 @@ static void *worker_main(void *arg)
 	pthread_barrier_wait(&worker_ready);
 	if (atomic_load(&worker_start_error) != 0) {
 		w->exit_status = 1;
+		metrics_worker_exit(w);
 		pop3_server_worker_exit(w);
 		smtp_server_worker_exit(w);
 		delivery_worker_exit(w);
@@ -539,6 +544,7 @@ static void *worker_main(void *arg)
 		 w->role == WORKER_ROLE_LOCAL ? "local" : "smtp", w->cpu, w->listen_count);
 	delivery_worker_start(w);
 	worker_loop(w);
+	metrics_worker_exit(w);
 	pop3_server_worker_exit(w);
 	smtp_server_worker_exit(w);
 	delivery_worker_exit(w);
@@ -603,8 +609,10 @@ int worker_join_all(struct worker *workers, unsigned count)
 	}
 	/* Every thread is gone: free what was posted to a worker after it
 	 * stopped reading its inbox. */
-	for (unsigned i = 0; i <= count; i++)
+	for (unsigned i = 0; i <= count; i++) {
 		delivery_worker_drain(&workers[i]);
+		metrics_worker_drain(&workers[i]);
+	}
 	pthread_barrier_destroy(&worker_ready);
 	if (control_ring_ready) {
 		io_uring_queue_exit(&control_ring);

@@ -43,6 +43,7 @@ struct commit;
 struct smtp_server_worker;
 struct delivery;
 struct pop3_server_worker;
+struct metrics_worker;
 
 enum worker_role {
 	WORKER_ROLE_SMTP,                  /* SMTP listeners, spool shard, relay */
@@ -130,6 +131,7 @@ struct worker {
 	struct smtp_server_worker *smtp;   /* SMTP server sessions */
 	struct delivery *delivery;         /* queues, pools, resolver */
 	struct pop3_server_worker *pop3;   /* POP3 sessions (local worker) */
+	struct metrics_worker *metrics;    /* counter snapshot; freed by worker_join_all */
 
 	_Atomic bool stop_requested;
 	bool stopping;

@@ -312,3 +312,31 @@ Test(maildir, empty_mailbox_and_close_null)
 	cr_assert_null(maildir_close(NULL));
 	cr_assert_eq(maildir_open(root, "../kim", &box), -EINVAL);
 }
+
+Test(maildir, same_second_sorted_by_microseconds)
+{
+	static const char *const names[] = {   /* as written; usec not zero-padded */
+		"1795450001.M169036P1Q2.host,S=2,W=2", "1795450001.M63617P1Q1.host,S=2,W=2",
+		"1795450000.M999999P1Q9.host,S=2,W=2",
+	};
+	static const char *const want[] = {    /* the UIDL: up to the first ',' */
+		"1795450000.M999999P1Q9.host", "1795450001.M63617P1Q1.host", "1795450001.M169036P1Q2.host",
+	};
+	char path[512];
+	struct maildir_box *box;
+
+	deliver("erin", "x\n", NULL);          /* makes the directories */
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/erin/new/%s", root, names[i]);
+		FILE *f = fopen(path, "w");
+		cr_assert_not_null(f, "fopen %s", path);
+		fputs("a\n", f);
+		fclose(f);
+	}
+	cr_assert_eq(maildir_open(root, "erin", &box), 0);
+	cr_assert_eq(maildir_count(box), 4, "got %zu", maildir_count(box));
+	for (size_t i = 0; i < 3; i++)
+		cr_expect_str_eq(maildir_uidl(box, i), want[i], "message %zu: got %s, want %s", i,
+				 maildir_uidl(box, i), want[i]);
+	maildir_close(box);
+}

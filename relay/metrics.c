@@ -1,0 +1,469 @@
+/*
+ * metrics - snapshots and the Prometheus endpoint; see metrics.h.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "delivery.h"
+#include "log.h"
+#include "smtp_server.h"
+
+#define METRICS_MAX_BODY (1 << 20)
+
+/* A worker's slot and, on worker 0, the listener. Only v is read by other
+ * threads. */
+struct metrics_worker {
+	_Atomic uint64_t v[METRICS_COUNT];
+	int64_t next_publish_ms;
+	int listen_fd;                     /* worker 0 with metrics.listen; else -1 */
+	struct ring_op accept_op;
+};
+
+/* ---- rendering (pure) ------------------------------------------------- */
+
+enum metric_kind { KIND_COUNTER, KIND_GAUGE, KIND_GAUGE_MAX };
+
+static const struct metric_desc {
+	enum metrics_id id;
+	enum metric_kind kind;
+	const char *name;
+	const char *help;
+} metric_descs[] = {
+	{ METRICS_RECEIVED, KIND_COUNTER, "ringmail_received_total", "Messages accepted (durable in the spool, 250 said)." },
+	{ METRICS_REJECTED_COMMITS, KIND_COUNTER, "ringmail_rejected_commits_total", "Messages refused with 451 because the spool commit failed." },
+	{ METRICS_DELIVERED, KIND_COUNTER, "ringmail_delivered_total", "Recipients delivered." },
+	{ METRICS_DEFERRED, KIND_COUNTER, "ringmail_deferred_total", "Recipient delivery attempts deferred (temporary failures)." },
+	{ METRICS_BOUNCED, KIND_COUNTER, "ringmail_bounced_total", "Recipients bounced (permanent failure or expired)." },
+	{ METRICS_DSN, KIND_COUNTER, "ringmail_dsn_total", "Delivery status notifications generated." },
+	{ METRICS_CONN_ACCEPTED, KIND_COUNTER, "ringmail_inbound_connections_total", "Inbound connections accepted (SMTP, POP3, metrics)." },
+	{ METRICS_CONN_REFUSED, KIND_COUNTER, "ringmail_inbound_refused_total", "Inbound connections refused at max_connections." },
+	{ METRICS_CONN_OPENED, KIND_COUNTER, "ringmail_outbound_connections_total", "Outbound SMTP connections established." },
+	{ METRICS_CONN_FAILED, KIND_COUNTER, "ringmail_outbound_connect_failures_total", "Outbound SMTP connects that failed." },
+	{ METRICS_CONN_IN_NOW, KIND_GAUGE, "ringmail_inbound_connections", "Inbound connections open now." },
+	{ METRICS_CONN_OUT_NOW, KIND_GAUGE, "ringmail_outbound_sessions", "Outbound SMTP sessions open now (connecting, busy or idle)." },
+	{ METRICS_QUEUE_NOW, KIND_GAUGE, "ringmail_queue_items", "Queue items (a message's recipients for one domain) ready or waiting for a retry." },
+	{ METRICS_SPOOL_LIVE, KIND_GAUGE, "ringmail_spool_messages", "Messages in the spool with recipients not yet final." },
+	{ METRICS_SPOOL_SEGMENTS, KIND_GAUGE, "ringmail_spool_segments", "Spool segment files." },
+	{ METRICS_SPOOL_SEGMENT_BYTES, KIND_GAUGE, "ringmail_spool_current_segment_bytes", "Bytes in the segments being written (one per shard)." },
+	{ METRICS_COMMIT_BATCHES, KIND_COUNTER, "ringmail_commit_batches_total", "Group commit batches (one write and fdatasync each)." },
+	{ METRICS_COMMIT_RECORDS, KIND_COUNTER, "ringmail_commit_records_total", "Records made durable by group commits." },
+	{ METRICS_COMMIT_FAILURES, KIND_COUNTER, "ringmail_commit_failures_total", "Group commit batches that failed." },
+	{ METRICS_COMMIT_MAX_BATCH, KIND_GAUGE_MAX, "ringmail_commit_max_batch_records", "Largest group commit batch so far." },
+	{ METRICS_DNS_HITS, KIND_COUNTER, "ringmail_dns_cache_hits_total", "Routes answered from the DNS cache." },
+	{ METRICS_DNS_MISSES, KIND_COUNTER, "ringmail_dns_cache_misses_total", "Routes that started a lookup." },
+	{ METRICS_DNS_QUERIES, KIND_COUNTER, "ringmail_dns_queries_total", "DNS queries sent (MX, A, AAAA)." },
+	{ METRICS_DNS_FAILURES, KIND_COUNTER, "ringmail_dns_failures_total", "Route lookups that failed (temporarily or permanently)." },
+	{ METRICS_DNS_CACHE_ENTRIES, KIND_GAUGE, "ringmail_dns_cache_entries", "Entries in the DNS caches." },
+};
+
+/* metrics_sum - one metric over every worker. */
+static uint64_t metrics_sum(const struct metrics_values *workers, size_t n, size_t id, bool max)
+{
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = workers[i].v[id];
+		if (max)
+			total = v > total ? v : total;
+		else
+			total += v;
+	}
+	return total;
+}
+
+/* render_histogram - buckets (cumulative), _sum and _count. bound(i) is
+ * base << i in units of scale (e.g. 1e-6 for microseconds as seconds). */
+static int render_histogram(struct buf *out, const struct metrics_values *workers, size_t n,
+			    const char *name, const char *help, size_t first, unsigned buckets,
+			    uint64_t base, double scale, double sum)
+{
+	uint64_t cumulative = 0;
+	int rc = buf_append_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+
+	for (unsigned i = 0; i < buckets && rc == 0; i++) {
+		cumulative += metrics_sum(workers, n, first + i, false);
+		if (i + 1 < buckets)
+			rc = buf_append_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name,
+					       (double)(base << i) * scale, (unsigned long long)cumulative);
+		else
+			rc = buf_append_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+					       (unsigned long long)cumulative);
+	}
+	if (rc == 0)
+		rc = buf_append_printf(out, "%s_sum %.6f\n%s_count %llu\n", name, sum, name,
+				       (unsigned long long)cumulative);
+	return rc;
+}
+
+int metrics_render(struct buf *out, const struct metrics_values *workers, size_t n)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < sizeof(metric_descs) / sizeof(metric_descs[0]) && rc == 0; i++) {
+		const struct metric_desc *d = &metric_descs[i];
+		uint64_t v = metrics_sum(workers, n, d->id, d->kind == KIND_GAUGE_MAX);
+		rc = buf_append_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", d->name, d->help,
+				       d->name, d->kind == KIND_COUNTER ? "counter" : "gauge",
+				       d->name, (unsigned long long)v);
+	}
+	if (rc == 0)
+		rc = render_histogram(out, workers, n, "ringmail_commit_batch_records",
+				      "Records per group commit batch.", METRICS_COMMIT_BATCH_HIST,
+				      COMMIT_BATCH_BUCKETS, 1, 1.0,
+				      (double)metrics_sum(workers, n, METRICS_COMMIT_RECORDS, false));
+	if (rc == 0)
+		rc = render_histogram(out, workers, n, "ringmail_commit_sync_seconds",
+				      "Group commit latency: write and fdatasync, submit to completion.",
+				      METRICS_COMMIT_SYNC_HIST, COMMIT_SYNC_BUCKETS, 125, 1e-6,
+				      (double)metrics_sum(workers, n, METRICS_COMMIT_SYNC_SUM_US, false) / 1e6);
+	return rc;
+}
+
+/* ---- HTTP (pure) ------------------------------------------------------ */
+
+/* head_end - the length of the request head (through the empty line), or 0. */
+static size_t head_end(const char *data, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (data[i] != '\n')
+			continue;
+		if (data[i + 1] == '\n')
+			return i + 2;
+		if (data[i + 1] == '\r' && i + 2 < len && data[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
+
+int metrics_http_parse(const char *data, size_t len, struct metrics_request *req)
+{
+	size_t end = head_end(data, len < METRICS_MAX_REQUEST ? len : METRICS_MAX_REQUEST);
+
+	if (end == 0)
+		return len >= METRICS_MAX_REQUEST ? -EMSGSIZE : 0;
+	const char *nl = memchr(data, '\n', end);
+	size_t line_len = (size_t)(nl - data);
+	if (line_len > 0 && data[line_len - 1] == '\r')
+		line_len--;
+	const char *sp1 = memchr(data, ' ', line_len);
+	if (sp1 == NULL || sp1 == data)
+		return -EINVAL;
+	for (const char *p = data; p < sp1; p++)
+		if (*p < 'A' || *p > 'Z')
+			return -EINVAL;
+	const char *target = sp1 + 1;
+	const char *sp2 = memchr(target, ' ', line_len - (size_t)(target - data));
+	if (sp2 == NULL || sp2 == target || *target != '/')
+		return -EINVAL;
+	size_t vlen = line_len - (size_t)(sp2 + 1 - data);
+	if (vlen != 8 || (memcmp(sp2 + 1, "HTTP/1.0", 8) != 0 && memcmp(sp2 + 1, "HTTP/1.1", 8) != 0))
+		return -EINVAL;
+	req->method = (sp1 - data == 3 && memcmp(data, "GET", 3) == 0) ? METRICS_HTTP_GET : METRICS_HTTP_OTHER;
+	size_t plen = 0;
+	while (target + plen < sp2 && target[plen] != '?' && plen + 1 < sizeof(req->path))
+		plen++;
+	memcpy(req->path, target, plen);
+	req->path[plen] = '\0';
+	if (target + plen < sp2 && target[plen] != '?')
+		req->path[0] = '\0';       /* cut: it cannot be /metrics */
+	return (int)end;
+}
+
+int metrics_http_status(const struct metrics_request *req)
+{
+	if (strcmp(req->path, "/metrics") != 0)
+		return 404;
+	return req->method == METRICS_HTTP_GET ? 200 : 405;
+}
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 431: return "Request Header Fields Too Large";
+	default: return "Internal Server Error";
+	}
+}
+
+int metrics_http_response(struct buf *out, int status, const char *body, size_t body_len)
+{
+	char text[64];
+
+	if (body == NULL) {
+		snprintf(text, sizeof(text), "%d %s\n", status, status_text(status));
+		body = text;
+		body_len = strlen(text);
+	}
+	int rc = buf_append_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+				   "Connection: close\r\n\r\n", status, status_text(status),
+				   status == 200 ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8",
+				   body_len, status == 405 ? "Allow: GET\r\n" : "");
+	return rc < 0 ? rc : buf_append(out, body, body_len);
+}
+
+/* ---- snapshots (each worker's own thread) ----------------------------- */
+
+/* metrics_collect - w's counters now. */
+static void metrics_collect(struct worker *w, struct metrics_values *out)
+{
+	uint64_t *v = out->v;
+	struct smtp_server_stats smtp;
+
+	memset(out, 0, sizeof(*out));
+	smtp_server_get_stats(w, &smtp);
+	v[METRICS_RECEIVED] = smtp.messages;
+	v[METRICS_REJECTED_COMMITS] = smtp.rejected_commits;
+	v[METRICS_CONN_ACCEPTED] = atomic_load_explicit(&w->accepted, memory_order_relaxed);
+	v[METRICS_CONN_REFUSED] = atomic_load_explicit(&w->rejected_busy, memory_order_relaxed);
+	if (w->delivery != NULL) {
+		struct delivery_stats d;
+		delivery_get_stats(w, &d);
+		v[METRICS_DELIVERED] = d.delivered;
+		v[METRICS_DEFERRED] = d.deferred;
+		v[METRICS_BOUNCED] = d.bounced;
+		v[METRICS_DSN] = d.dsn_sent;
+		v[METRICS_CONN_OPENED] = d.connections;
+		v[METRICS_CONN_FAILED] = d.connect_failures;
+		v[METRICS_CONN_OUT_NOW] = d.sessions_now;
+		v[METRICS_QUEUE_NOW] = d.queue_now;
+		v[METRICS_DNS_HITS] = d.dns.hits;
+		v[METRICS_DNS_MISSES] = d.dns.misses;
+		v[METRICS_DNS_QUERIES] = d.dns.queries;
+		v[METRICS_DNS_FAILURES] = d.dns.failures;
+		v[METRICS_DNS_CACHE_ENTRIES] = d.dns.cache_entries;
+	}
+	/* conn_count holds outbound connections too; sessions that are still
+	 * resolving have none, so this may undercount inbound briefly. */
+	uint64_t conns = w->conn_count;
+	v[METRICS_CONN_IN_NOW] = conns > v[METRICS_CONN_OUT_NOW] ? conns - v[METRICS_CONN_OUT_NOW] : 0;
+	if (w->commit != NULL) {
+		struct commit_stats c;
+		struct spool_shard_stats s;
+		commit_get_stats(w, &c);
+		v[METRICS_COMMIT_BATCHES] = c.batches;
+		v[METRICS_COMMIT_RECORDS] = c.records;
+		v[METRICS_COMMIT_FAILURES] = c.failures;
+		v[METRICS_COMMIT_MAX_BATCH] = c.max_batch;
+		memcpy(&v[METRICS_COMMIT_BATCH_HIST], c.batch_hist, sizeof(c.batch_hist));
+		memcpy(&v[METRICS_COMMIT_SYNC_HIST], c.sync_hist, sizeof(c.sync_hist));
+		v[METRICS_COMMIT_SYNC_SUM_US] = c.sync_sum_us;
+		spool_shard_stats(commit_shard(w), &s);
+		v[METRICS_SPOOL_LIVE] = s.live_messages;
+		v[METRICS_SPOOL_SEGMENTS] = s.segments;
+		v[METRICS_SPOOL_SEGMENT_BYTES] = s.current_size;
+	}
+}
+
+static void metrics_publish(struct worker *w, struct metrics_worker *m)
+{
+	struct metrics_values v;
+
+	metrics_collect(w, &v);
+	for (size_t i = 0; i < METRICS_COUNT; i++)
+		atomic_store_explicit(&m->v[i], v.v[i], memory_order_relaxed);
+}
+
+/* metrics_snapshot - every worker's last published values (worker 0). */
+static void metrics_snapshot(struct worker *w, struct metrics_values *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct metrics_worker *m = w->all[i].metrics;
+		for (size_t k = 0; k < METRICS_COUNT; k++)
+			out[i].v[k] = m == NULL ? 0 : atomic_load_explicit(&m->v[k], memory_order_relaxed);
+	}
+}
+
+/* ---- the HTTP connection (worker 0) ---------------------------------- */
+
+static char metrics_answered;          /* c->proto once the reply is queued */
+
+static void metrics_open(struct conn *c)
+{
+	conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);
+}
+
+/* metrics_answer - the reply to a request head (or to a bad one: rc). */
+static void metrics_answer(struct conn *c, int rc, const struct metrics_request *req)
+{
+	struct worker *w = c->w;
+	int status = rc == -EMSGSIZE ? 431 : rc < 0 ? 400 : metrics_http_status(req);
+	struct buf body, out;
+
+	buf_init(&body, METRICS_MAX_BODY);
+	buf_init(&out, METRICS_MAX_BODY + 1024);
+	if (status == 200) {
+		size_t n = w->count + 1;
+		struct metrics_values *vals = calloc(n, sizeof(*vals));
+		if (vals == NULL)
+			log_fatal("out of memory");
+		metrics_publish(w, w->metrics);          /* our own part fresh */
+		metrics_snapshot(w, vals, n);
+		if (metrics_render(&body, vals, n) < 0)
+			status = 500;
+		free(vals);
+	}
+	if (metrics_http_response(&out, status, status == 200 ? buf_data(&body) : NULL,
+				  status == 200 ? buf_len(&body) : 0) == 0)
+		conn_write(c, buf_data(&out), buf_len(&out));
+	buf_free(&body);
+	buf_free(&out);
+	c->proto = &metrics_answered;
+	conn_close_after_flush(c);
+}
+
+static size_t metrics_input(struct conn *c, const char *data, size_t len)
+{
+	struct metrics_request req;
+
+	if (c->proto != NULL)
+		return len;                        /* answered: ignore the rest */
+	int rc = metrics_http_parse(data, len, &req);
+	if (rc == 0)
+		return 0;
+	metrics_answer(c, rc, &req);
+	return len;
+}
+
+static void metrics_timeout(struct conn *c, enum worker_timer_class cls)
+{
+	(void)cls;
+	conn_close(c);
+}
+
+static void metrics_shutdown(struct conn *c)
+{
+	if (c->proto == NULL)
+		conn_close(c);
+}
+
+static const struct conn_handler metrics_handler = {
+	.name = "metrics",
+	.open = metrics_open,
+	.input = metrics_input,
+	.timeout = metrics_timeout,
+	.shutdown = metrics_shutdown,
+};
+
+/* ---- the listener and the hook ---------------------------------------- */
+
+static void metrics_arm_accept(struct worker *w, struct metrics_worker *m)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_multishot_accept(sqe, m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, &m->accept_op);
+}
+
+static void metrics_accept_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct metrics_worker *m = (struct metrics_worker *)((char *)op - offsetof(struct metrics_worker, accept_op));
+
+	if (cqe->res >= 0) {
+		if (w->stopping || m->listen_fd < 0)
+			close(cqe->res);
+		else
+			conn_accept(w, cqe->res, &metrics_handler);
+	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
+		log_warn("metrics_accept", "error=\"%s\"", strerror(-cqe->res));
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopping && m->listen_fd >= 0 &&
+	    cqe->res != -ECANCELED && cqe->res != -EBADF)
+		metrics_arm_accept(w, m);
+}
+
+static void metrics_close_listener(struct worker *w, struct metrics_worker *m)
+{
+	if (m->listen_fd < 0)
+		return;
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_cancel(sqe, &m->accept_op, 0);
+	io_uring_sqe_set_data(sqe, NULL);
+	close(m->listen_fd);
+	m->listen_fd = -1;
+}
+
+/* metrics_hook - publish the snapshot when due; when something happened
+ * since (this pass exists), make sure we wake to publish it. */
+static void metrics_hook(struct worker *w, void *arg)
+{
+	struct metrics_worker *m = arg;
+
+	if (w->stopping)
+		metrics_close_listener(w, m);
+	if (w->now_ms >= m->next_publish_ms) {
+		metrics_publish(w, m);
+		m->next_publish_ms = w->now_ms + METRICS_PUBLISH_MS;
+	} else if (m->next_publish_ms < w->wake_at_ms) {
+		w->wake_at_ms = m->next_publish_ms;
+	}
+}
+
+static int metrics_listen(const struct config_listen *l)
+{
+	int one = 1;
+	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) < 0 || listen(fd, 64) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int metrics_worker_init(struct worker *w)
+{
+	struct metrics_worker *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		log_fatal("out of memory");
+	m->listen_fd = -1;
+	m->accept_op.complete = metrics_accept_complete;
+	w->metrics = m;
+	metrics_publish(w, m);
+	worker_add_hook(w, metrics_hook, m);
+	if (w->id != 0 || w->cfg->metrics_listen_count == 0)
+		return 0;
+	int fd = metrics_listen(&w->cfg->metrics_listen[0]);
+	if (fd < 0) {
+		log_error("listen", "worker=%u metrics=%s error=\"%s\"", w->id,
+			  w->cfg->metrics_listen[0].text, strerror(-fd));
+		return fd;
+	}
+	m->listen_fd = fd;
+	metrics_arm_accept(w, m);
+	log_info("metrics_listen", "addr=%s", w->cfg->metrics_listen[0].text);
+	return 0;
+}
+
+void metrics_worker_exit(struct worker *w)
+{
+	struct metrics_worker *m = w->metrics;
+
+	if (m != NULL && m->listen_fd >= 0) {
+		close(m->listen_fd);
+		m->listen_fd = -1;
+	}
+}
+
+void metrics_worker_drain(struct worker *w)
+{
+	free(w->metrics);
+	w->metrics = NULL;
+}

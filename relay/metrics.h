@@ -1,0 +1,107 @@
+/*
+ * metrics - the Prometheus endpoint (metrics.listen) and the per-worker
+ * counter snapshots it reads.
+ *
+ * Every worker copies its counters (SMTP server, delivery, group commit,
+ * spool shard, DNS, connections) into its own snapshot slot at most every
+ * METRICS_PUBLISH_MS, from a before-sleep hook on its own thread; a worker
+ * that did something since its last copy wakes once more to publish it.
+ * Each slot field is a relaxed _Atomic uint64_t written by one thread and
+ * read by the metrics connection on worker 0: no lock, no data race, and
+ * nothing on the message path but a periodic copy of ~60 words. A scrape
+ * therefore sees every worker as it was at most METRICS_PUBLISH_MS ago,
+ * and the fields of one worker may be up to one copy apart (fine for
+ * monotonic counters; histogram _count is derived from the buckets, so a
+ * histogram is always self-consistent).
+ *
+ * The HTTP side is deliberately tiny: HTTP/1.0 or 1.1, one request per
+ * connection, headers up to METRICS_MAX_REQUEST bytes, GET /metrics only
+ * (other paths 404, other methods 405), "Connection: close" on every reply.
+ *
+ * Pure parts (unit-tested): metrics_http_parse, metrics_http_response,
+ * metrics_render. Worker parts: metrics_worker_init / _exit on each worker
+ * thread (worker 0 also opens the listener), metrics_worker_drain after
+ * every worker thread has ended (frees the slot).
+ */
+#ifndef RINGMAIL_METRICS_H
+#define RINGMAIL_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "commit.h"
+#include "worker.h"
+
+#define METRICS_PUBLISH_MS 250
+#define METRICS_MAX_REQUEST 8192
+
+/* One value per metric per worker; histograms take a range of slots. */
+enum metrics_id {
+	METRICS_RECEIVED,                  /* messages accepted (250 after DATA) */
+	METRICS_REJECTED_COMMITS,          /* messages refused: the spool failed */
+	METRICS_DELIVERED,                 /* recipient outcomes, per attempt */
+	METRICS_DEFERRED,
+	METRICS_BOUNCED,
+	METRICS_DSN,                       /* delivery status notifications made */
+	METRICS_CONN_ACCEPTED,             /* inbound connections accepted */
+	METRICS_CONN_REFUSED,              /* inbound refused: max_connections */
+	METRICS_CONN_OPENED,               /* outbound connections made */
+	METRICS_CONN_FAILED,               /* outbound connects that failed */
+	METRICS_CONN_IN_NOW,               /* gauges */
+	METRICS_CONN_OUT_NOW,
+	METRICS_QUEUE_NOW,
+	METRICS_SPOOL_LIVE,
+	METRICS_SPOOL_SEGMENTS,
+	METRICS_SPOOL_SEGMENT_BYTES,       /* size of the segment being written */
+	METRICS_COMMIT_BATCHES,
+	METRICS_COMMIT_RECORDS,
+	METRICS_COMMIT_FAILURES,
+	METRICS_COMMIT_MAX_BATCH,          /* gauge; max over workers */
+	METRICS_COMMIT_BATCH_HIST,         /* COMMIT_BATCH_BUCKETS slots */
+	METRICS_COMMIT_SYNC_HIST = METRICS_COMMIT_BATCH_HIST + COMMIT_BATCH_BUCKETS,
+	METRICS_COMMIT_SYNC_SUM_US = METRICS_COMMIT_SYNC_HIST + COMMIT_SYNC_BUCKETS,
+	METRICS_DNS_HITS,
+	METRICS_DNS_MISSES,
+	METRICS_DNS_QUERIES,
+	METRICS_DNS_FAILURES,
+	METRICS_DNS_CACHE_ENTRIES,
+	METRICS_COUNT
+};
+
+/* A plain copy of one worker's slot. */
+struct metrics_values {
+	uint64_t v[METRICS_COUNT];
+};
+
+/* metrics_render - the Prometheus text format (0.0.4) of n workers'
+ * values, summed (max for the max batch), appended to out. 0 or -ENOBUFS. */
+int metrics_render(struct buf *out, const struct metrics_values *workers, size_t n);
+
+enum metrics_http_method { METRICS_HTTP_GET, METRICS_HTTP_OTHER };
+
+struct metrics_request {
+	enum metrics_http_method method;
+	char path[256];                    /* without the query string; cut */
+};
+
+/* metrics_http_parse - look for a complete request head (request line and
+ * headers up to an empty line) in data. Returns its length (> 0), 0 when
+ * more bytes are needed, -EMSGSIZE beyond METRICS_MAX_REQUEST, -EINVAL
+ * for a malformed request line or an HTTP version other than 1.x. */
+int metrics_http_parse(const char *data, size_t len, struct metrics_request *req);
+
+/* metrics_http_status - the status a parsed request gets: 200; 404 for
+ * a path other than /metrics; 405 for /metrics with a method but GET. */
+int metrics_http_status(const struct metrics_request *req);
+
+/* metrics_http_response - status line, headers (Content-Length,
+ * Connection: close) and body into out; body may be NULL for an error
+ * (then a one-line text body). 0 or -ENOBUFS. */
+int metrics_http_response(struct buf *out, int status, const char *body, size_t body_len);
+
+int metrics_worker_init(struct worker *w);
+void metrics_worker_exit(struct worker *w);
+void metrics_worker_drain(struct worker *w);
+
+#endif
