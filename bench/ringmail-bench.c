@@ -572,12 +572,13 @@ static int tls_input(struct bench_conn *conn, size_t n)
 				       conn->in.cap - conn->in.len);
 
 		wire_take(conn);
-		if (got == TLS_WANT_READ)
-			return 0;
+		if (got == TLS_WANT_READ || got == 0)
+			return 0;	/* 0: close_notify (after 221, say); the
+					 * replies decide, the socket's EOF follows */
 		if (got == TLS_WANT_WRITE)
 			continue;
-		if (got <= 0) {
-			conn_fail(conn, got == 0 ? "tls closed" : "tls read");
+		if (got < 0) {
+			conn_fail(conn, "tls read");
 			return -1;
 		}
 		conn->in.len += (size_t)got;
