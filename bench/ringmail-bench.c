@@ -683,6 +683,8 @@ static int replies_read(struct bench_conn *conn)
 			return -1;
 		if (conn->busy)
 			break;	/* we sent something: anything more is out of turn */
+		if (conn->phase == PHASE_DONE)
+			return -1;	/* failed inside (a TLS write error) */
 	}
 	if (bench_lines_pending(&conn->in) > conn->in.cap / 2) {
 		conn_fail(conn, "reply line too long");
