@@ -1116,6 +1116,24 @@ static void on_interrupt(int sig)
 	interrupted = 1;
 }
 
+/* conns_free - the connections, the TLS state and the tables, at exit. */
+static void conns_free(void)
+{
+	for (uint64_t i = 0; i < opt.connections; i++) {
+		bench_lines_free(&conns[i]->in);
+		tls_session_free(conns[i]->tls);
+		free(conns[i]->raw);
+		free(conns[i]->wire);
+		free(conns[i]->out);
+		free(conns[i]);
+	}
+	free(conns);
+	tls_saved_session_free(tls_saved);
+	tls_config_free(tls_cfg);
+	free(filler);
+	free(domain_cdf);
+}
+
 int main(int argc, char **argv)
 {
 	struct sigaction sa;
@@ -1177,19 +1195,7 @@ int main(int argc, char **argv)
 	}
 	results_print();
 	io_uring_queue_exit(&ring);
-	for (uint64_t i = 0; i < opt.connections; i++) {
-		bench_lines_free(&conns[i]->in);
-		tls_session_free(conns[i]->tls);
-		free(conns[i]->raw);
-		free(conns[i]->wire);
-		free(conns[i]->out);
-		free(conns[i]);
-	}
-	free(conns);
-	tls_saved_session_free(tls_saved);
-	tls_config_free(tls_cfg);
-	free(filler);
-	free(domain_cdf);
+	conns_free();
 	if (res.connection_errors != 0 || res.lost != 0)
 		return 1;
 	if (!opt.allow_rejects && (res.rejected_4xx != 0 || res.rejected_5xx != 0 ||
