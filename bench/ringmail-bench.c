@@ -6,8 +6,19 @@
  *                  [--domains K] [--domain-pattern 'd%d.test'] [--zipf S]
  *                  [--pipelining on|off] [--rate R] [--duration S] [--json]
  *                  [--messages-per-connection N] [--timeout S] [--seed N]
- *                  [--allow-rejects]
+ *                  [--allow-rejects] [--tls [--tls-reuse] [--handshake-only]]
  *
+ * --tls: STARTTLS after EHLO (the server must offer it), then EHLO again and
+ * mail as usual over TLS 1.2 (relay/tls.h, certificates not checked).
+ * --tls-reuse offers the first session's parameters again on every new
+ * connection (resumption). --handshake-only: every connection does EHLO
+ * (STARTTLS, handshake, EHLO) and QUIT, no mail; each such session counts
+ * as one "message", so --messages N makes N connections.
+ *
+ * TLS sits between the ring and the SMTP line logic: received ciphertext is
+ * fed to the session and the plaintext read out into the reply buffer; the
+ * plaintext output is encrypted whole into a ciphertext buffer, which the
+ * ring sends. SMTP code never sees the difference.
  * Closed loop by default: every connection sends its next message as soon as
  * the previous one is answered. With --rate, open loop: a 1 ms ticker hands
  * due messages to idle connections (messages that find no idle connection
@@ -23,6 +34,7 @@
  */
 #include "bench_common.h"
 #include "log.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -48,8 +60,9 @@ enum bench_op { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_RETRY, OP_TICK, OP_IGNORE }
 
 /* What the connection waits for. */
 enum bench_phase {
-	PHASE_CONNECT, PHASE_GREETING, PHASE_EHLO, PHASE_ENVELOPE, PHASE_BODY,
-	PHASE_RSET, PHASE_IDLE, PHASE_QUIT, PHASE_RETRY, PHASE_DONE
+	PHASE_CONNECT, PHASE_GREETING, PHASE_EHLO, PHASE_STARTTLS, PHASE_HANDSHAKE,
+	PHASE_ENVELOPE, PHASE_BODY, PHASE_RSET, PHASE_IDLE, PHASE_QUIT, PHASE_RETRY,
+	PHASE_DONE
 };
 
 struct bench_options {
@@ -64,12 +77,14 @@ struct bench_options {
 	const char *domain_pattern;
 	double zipf;
 	int pipelining, json, allow_rejects;
+	int tls, tls_reuse, handshake_only;
 };
 
 struct bench_results {
 	uint64_t attempted, sent, accepted, rejected_4xx, rejected_5xx, lost, bytes;
 	uint64_t rcpt_accepted, rcpt_4xx, rcpt_5xx;
 	uint64_t connections_opened, connection_errors, timeouts;
+	uint64_t tls_handshakes, tls_resumed;
 	struct bench_hist latency;
 };
 
@@ -82,6 +97,14 @@ struct bench_conn {
 	struct bench_lines in;
 	char *out;
 	size_t out_len, out_sent, out_cap;
+	/* TLS: the session (NULL in cleartext), received ciphertext, and the
+	 * ciphertext being written (wire[wire_sent..wire_len)). */
+	struct tls_session *tls;
+	int tls_up;			/* handshake done: out and in go through tls */
+	char *raw;
+	char *wire;
+	size_t wire_len, wire_sent, wire_cap;
+	uint64_t connect_us;
 	int pipelining;			/* we pipeline and the server offered it */
 	int connect_failures;		/* in a row; give up after BENCH_CONNECT_TRIES */
 	uint64_t conn_messages;
@@ -92,6 +115,7 @@ struct bench_conn {
 	int fail_class;			/* 4 or 5 once the message is lost to a reply */
 	unsigned rset_due;		/* replies still due in PHASE_RSET */
 	int offers_pipelining;		/* seen in the EHLO reply */
+	int offers_starttls;
 	int busy;			/* a request of ours is in the ring */
 	char first_rcpt[256];
 	char commands[BENCH_MAX_RCPTS * 64 + 256];	/* the envelope commands */
@@ -108,6 +132,8 @@ static struct bench_results res;
 static struct io_uring ring;
 static struct bench_rng rng;
 static struct bench_conn **conns;
+static struct tls_config *tls_cfg;
+static struct tls_saved_session *tls_saved;
 static uint64_t conns_done;
 static double *domain_cdf;
 static char *filler;
@@ -121,6 +147,8 @@ static void conn_next(struct bench_conn *conn);
 static void conn_fail(struct bench_conn *conn, const char *why);
 static void conn_connect(struct bench_conn *conn);
 static void conn_finish(struct bench_conn *conn);
+static void conn_recv(struct bench_conn *conn);
+static void conn_close(struct bench_conn *conn);
 
 /* usage - the flags, then exit 2. */
 static _Noreturn void usage(void)
@@ -130,7 +158,8 @@ static _Noreturn void usage(void)
 		"  [--messages N | --duration S] [--size BYTES | --size-dist B:P,B:P...]\n"
 		"  [--rcpts N] [--domains K] [--domain-pattern 'd%%d.test'] [--zipf S]\n"
 		"  [--pipelining on|off] [--rate MSGS_PER_S] [--messages-per-connection N]\n"
-		"  [--timeout S] [--seed N] [--json] [--allow-rejects] [--tls]\n");
+		"  [--timeout S] [--seed N] [--json] [--allow-rejects]\n"
+		"  [--tls [--tls-reuse] [--handshake-only]]\n");
 	exit(2);
 }
 
@@ -212,14 +241,69 @@ static void out_add(struct bench_conn *conn, const char *data, size_t len)
 	conn->out_len += len;
 }
 
-/* conn_send - write the queued output; the completion decides what next. */
+/* wire_take - move the session's pending ciphertext into wire at once (the
+ * pointer tls_pending_ciphertext gives dies with the next call). */
+static void wire_take(struct bench_conn *conn)
+{
+	size_t len;
+	const void *data = tls_pending_ciphertext(conn->tls, &len);
+
+	if (len == 0)
+		return;
+	if (conn->wire_len + len > conn->wire_cap) {
+		if (conn->wire_cap == 0)
+			conn->wire_cap = 4096;
+		while (conn->wire_len + len > conn->wire_cap)
+			conn->wire_cap *= 2;
+		conn->wire = realloc(conn->wire, conn->wire_cap);
+		if (conn->wire == NULL)
+			log_fatal("out of memory");
+	}
+	memcpy(conn->wire + conn->wire_len, data, len);
+	conn->wire_len += len;
+	tls_ciphertext_consumed(conn->tls, len);
+}
+
+/* tls_encrypt - all of out[out_sent..out_len) into wire. A write that says
+ * TLS_WANT_WRITE is retried with the same bytes once the output was taken.
+ * Returns 0 or the session's error. */
+static int tls_encrypt(struct bench_conn *conn)
+{
+	while (conn->out_sent < conn->out_len) {
+		ssize_t n = tls_write(conn->tls, conn->out + conn->out_sent,
+				      conn->out_len - conn->out_sent);
+
+		wire_take(conn);
+		if (n == TLS_WANT_WRITE)
+			continue;
+		if (n < 0)
+			return (int)n;
+		conn->out_sent += (size_t)n;
+	}
+	return 0;
+}
+
+/* conn_send - write the queued output (encrypted first under TLS); the
+ * completion decides what next. */
 static void conn_send(struct bench_conn *conn)
 {
+	const char *data = conn->out + conn->out_sent;
+	size_t len = conn->out_len - conn->out_sent;
+
+	if (conn->tls != NULL) {
+		if (conn->tls_up && tls_encrypt(conn) != 0) {
+			log_warn("tls_write", "conn=%d why=%s", conn->index,
+				 tls_strerror(conn->tls));
+			conn_fail(conn, "tls write");
+			return;
+		}
+		data = conn->wire + conn->wire_sent;
+		len = conn->wire_len - conn->wire_sent;
+	}
 	struct io_uring_sqe *sqe = bench_ring_sqe(&ring);
 
 	conn->busy = 1;
-	io_uring_prep_send(sqe, conn->fd, conn->out + conn->out_sent,
-			   conn->out_len - conn->out_sent, MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, conn->fd, data, len, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, USER_DATA(conn, OP_SEND));
 }
 
@@ -234,8 +318,11 @@ static void conn_recv(struct bench_conn *conn)
 	sqe = bench_ring_sqe(&ring);
 	conn->busy = 1;
 	bench_lines_compact(&conn->in);
-	io_uring_prep_recv(sqe, conn->fd, conn->in.buf + conn->in.len,
-			   conn->in.cap - conn->in.len, 0);
+	if (conn->tls != NULL)
+		io_uring_prep_recv(sqe, conn->fd, conn->raw, BENCH_INPUT_CAP, 0);
+	else
+		io_uring_prep_recv(sqe, conn->fd, conn->in.buf + conn->in.len,
+				   conn->in.cap - conn->in.len, 0);
 	io_uring_sqe_set_data64(sqe, USER_DATA(conn, OP_RECV));
 	sqe->flags |= IOSQE_IO_LINK;
 	sqe = bench_ring_sqe(&ring);
@@ -403,6 +490,105 @@ static void envelope_reply(struct bench_conn *conn, int code)
 		envelope_send(conn, conn->replies_seen);
 }
 
+/* tls_start - "220 Ready to start TLS": drop every cleartext byte still
+ * buffered (the header's STARTTLS rule) and send the ClientHello. */
+static int tls_start(struct bench_conn *conn)
+{
+	int r;
+
+	conn->in.start = conn->in.len = 0;
+	conn->tls = tls_session_new(tls_cfg, TLS_VERIFY_NONE, NULL);
+	if (conn->tls == NULL)
+		log_fatal("tls_session_new failed");
+	if (tls_saved != NULL && tls_session_resume(conn->tls, tls_saved) != 0)
+		log_warn("tls_resume", "conn=%d saved session refused", conn->index);
+	conn->wire_len = conn->wire_sent = 0;
+	conn->phase = PHASE_HANDSHAKE;
+	while ((r = tls_handshake(conn->tls)) == TLS_WANT_WRITE)
+		wire_take(conn);
+	wire_take(conn);
+	if (r != TLS_WANT_READ || conn->wire_len == 0) {
+		conn_fail(conn, "tls handshake start");
+		return -1;
+	}
+	conn_send(conn);
+	return 0;
+}
+
+/* tls_handshake_step - ciphertext arrived during the handshake: drive it,
+ * send what it says, and once done say EHLO again over TLS. */
+static void tls_handshake_step(struct bench_conn *conn)
+{
+	struct tls_info info;
+	int r;
+
+	while ((r = tls_handshake(conn->tls)) == TLS_WANT_WRITE)
+		wire_take(conn);
+	wire_take(conn);
+	if (r == TLS_WANT_READ) {
+		if (conn->wire_len > conn->wire_sent)
+			conn_send(conn);
+		else
+			conn_recv(conn);
+		return;
+	}
+	if (r != 0) {
+		log_warn("tls_handshake", "conn=%d why=%s", conn->index,
+			 tls_strerror(conn->tls));
+		conn_fail(conn, "tls handshake");
+		return;
+	}
+	conn->tls_up = 1;
+	res.tls_handshakes++;
+	tls_session_info(conn->tls, &info);
+	if (info.resumed)
+		res.tls_resumed++;
+	if (opt.tls_reuse && tls_saved == NULL)
+		tls_saved = tls_session_save(conn->tls);
+	/* RFC 3207: forget what the server said in cleartext; ask again. */
+	conn->offers_pipelining = 0;
+	conn->phase = PHASE_EHLO;
+	conn->out_len = conn->out_sent = 0;
+	out_add(conn, "EHLO ringmail-bench.test\r\n", 26);
+	conn_send(conn);	/* the client Finished may go out with it */
+}
+
+/* tls_input - n bytes of ciphertext arrived in raw: feed them and read the
+ * plaintext out into the reply buffer, until TLS_WANT_READ. Returns 0 when
+ * replies may be parsed, -1 when the connection was taken care of. */
+static int tls_input(struct bench_conn *conn, size_t n)
+{
+	if (tls_feed_ciphertext(conn->tls, conn->raw, n) != 0) {
+		conn_fail(conn, "tls input full");
+		return -1;
+	}
+	if (!conn->tls_up) {
+		tls_handshake_step(conn);
+		return -1;
+	}
+	bench_lines_compact(&conn->in);
+	for (;;) {
+		ssize_t got = tls_read(conn->tls, conn->in.buf + conn->in.len,
+				       conn->in.cap - conn->in.len);
+
+		wire_take(conn);
+		if (got == TLS_WANT_READ || got == 0)
+			return 0;	/* 0: close_notify (after 221, say); the
+					 * replies decide, the socket's EOF follows */
+		if (got == TLS_WANT_WRITE)
+			continue;
+		if (got < 0) {
+			conn_fail(conn, "tls read");
+			return -1;
+		}
+		conn->in.len += (size_t)got;
+		if (conn->in.len == conn->in.cap) {
+			conn_fail(conn, "reply line too long");
+			return -1;
+		}
+	}
+}
+
 /* session_reply - one complete reply (its last line's code) in any phase.
  * Returns 0, or -1 when the connection was failed. */
 static int session_reply(struct bench_conn *conn, int code)
@@ -427,10 +613,27 @@ static int session_reply(struct bench_conn *conn, int code)
 			conn_fail(conn, "ehlo");
 			return -1;
 		}
+		if (opt.tls && conn->tls == NULL) {
+			if (!conn->offers_starttls) {
+				conn_fail(conn, "STARTTLS not offered");
+				return -1;
+			}
+			conn->phase = PHASE_STARTTLS;
+			conn->out_len = conn->out_sent = 0;
+			out_add(conn, "STARTTLS\r\n", 10);
+			conn_send(conn);
+			return 0;
+		}
 		conn->connect_failures = 0;
 		conn->pipelining = opt.pipelining && conn->offers_pipelining;
 		conn->phase = PHASE_IDLE;
 		return 0;
+	case PHASE_STARTTLS:
+		if (code != 220) {
+			conn_fail(conn, "starttls");
+			return -1;
+		}
+		return tls_start(conn);
 	case PHASE_ENVELOPE:
 		envelope_reply(conn, code);
 		return 0;
@@ -443,8 +646,7 @@ static int session_reply(struct bench_conn *conn, int code)
 		return 0;
 	case PHASE_QUIT:
 		/* Reconnect only when --messages-per-connection sent us away. */
-		close(conn->fd);
-		conn->fd = -1;
+		conn_close(conn);
 		if (budget_left())
 			conn_connect(conn);
 		else
@@ -472,18 +674,34 @@ static int replies_read(struct bench_conn *conn)
 		if (conn->phase == PHASE_EHLO && len >= 14 &&
 		    strncasecmp(line + 4, "PIPELINING", 10) == 0)
 			conn->offers_pipelining = 1;
+		if (conn->phase == PHASE_EHLO && len >= 12 &&
+		    strncasecmp(line + 4, "STARTTLS", 8) == 0)
+			conn->offers_starttls = 1;
 		if (line[3] == '-')
 			continue;
 		if (session_reply(conn, code) != 0)
 			return -1;
 		if (conn->busy)
 			break;	/* we sent something: anything more is out of turn */
+		if (conn->phase == PHASE_DONE)
+			return -1;	/* failed inside (a TLS write error) */
 	}
 	if (bench_lines_pending(&conn->in) > conn->in.cap / 2) {
 		conn_fail(conn, "reply line too long");
 		return -1;
 	}
 	return 0;
+}
+
+/* conn_close - close the socket and drop the TLS session. */
+static void conn_close(struct bench_conn *conn)
+{
+	if (conn->fd >= 0)
+		close(conn->fd);
+	conn->fd = -1;
+	conn->tls = tls_session_free(conn->tls);
+	conn->tls_up = 0;
+	conn->wire_len = conn->wire_sent = 0;
 }
 
 /* conn_connect - open a socket and connect it through the ring. */
@@ -498,7 +716,9 @@ static void conn_connect(struct bench_conn *conn)
 	conn->phase = PHASE_CONNECT;
 	conn->in.start = conn->in.len = 0;
 	conn->offers_pipelining = 0;
+	conn->offers_starttls = 0;
 	conn->conn_messages = 0;
+	conn->connect_us = bench_mono_us();
 	res.connections_opened++;
 	struct io_uring_sqe *sqe = bench_ring_sqe(&ring);
 
@@ -510,9 +730,7 @@ static void conn_connect(struct bench_conn *conn)
 /* conn_finish - this connection has nothing more to do. */
 static void conn_finish(struct bench_conn *conn)
 {
-	if (conn->fd >= 0)
-		close(conn->fd);
-	conn->fd = -1;
+	conn_close(conn);
 	conn->phase = PHASE_DONE;
 	conns_done++;
 }
@@ -525,11 +743,11 @@ static void conn_fail(struct bench_conn *conn, const char *why)
 	if (conn->phase == PHASE_ENVELOPE || conn->phase == PHASE_BODY)
 		res.lost++;
 	if (conn->phase == PHASE_CONNECT || conn->phase == PHASE_GREETING ||
-	    conn->phase == PHASE_EHLO)
+	    conn->phase == PHASE_EHLO || conn->phase == PHASE_STARTTLS ||
+	    conn->phase == PHASE_HANDSHAKE)
 		conn->connect_failures++;
 	log_debug("connection_error", "conn=%d why=%s", conn->index, why);
-	close(conn->fd);
-	conn->fd = -1;
+	conn_close(conn);
 	if (!budget_left() || conn->connect_failures >= BENCH_CONNECT_TRIES) {
 		conn->phase = PHASE_DONE;
 		conns_done++;
@@ -548,6 +766,14 @@ static void conn_fail(struct bench_conn *conn, const char *why)
 /* conn_next - the connection is idle: start a message, wait, or quit. */
 static void conn_next(struct bench_conn *conn)
 {
+	if (opt.handshake_only && conn->conn_messages == 0) {
+		/* the session is the "message": connect to EHLO after TLS */
+		conn->conn_messages = 1;
+		res.attempted++;
+		res.accepted++;
+		end_us = bench_mono_us();
+		bench_hist_add(&res.latency, end_us - conn->connect_us);
+	}
 	if (opt.per_connection != 0 && conn->conn_messages >= opt.per_connection &&
 	    budget_left()) {
 		conn->phase = PHASE_QUIT;	/* QUIT, then reconnect */
@@ -571,10 +797,19 @@ static void on_send(struct bench_conn *conn, int result)
 		conn_fail(conn, "send");
 		return;
 	}
-	conn->out_sent += (size_t)result;
-	if (conn->out_sent < conn->out_len) {
-		conn_send(conn);
-		return;
+	if (conn->tls != NULL) {
+		conn->wire_sent += (size_t)result;
+		if (conn->wire_sent < conn->wire_len) {
+			conn_send(conn);
+			return;
+		}
+		conn->wire_len = conn->wire_sent = 0;
+	} else {
+		conn->out_sent += (size_t)result;
+		if (conn->out_sent < conn->out_len) {
+			conn_send(conn);
+			return;
+		}
 	}
 	if (conn->phase == PHASE_BODY) {
 		conn->dot_us = bench_mono_us();
@@ -595,7 +830,12 @@ static void on_recv(struct bench_conn *conn, int result)
 		conn_fail(conn, result == 0 ? "closed" : "recv");
 		return;
 	}
-	conn->in.len += (size_t)result;
+	if (conn->tls != NULL) {
+		if (tls_input(conn, (size_t)result) != 0)
+			return;
+	} else {
+		conn->in.len += (size_t)result;
+	}
 	if (replies_read(conn) != 0 || conn->busy)
 		return;
 	if (conn->phase == PHASE_IDLE)
@@ -681,7 +921,7 @@ static void results_print(void)
 		       "\"lost\":%llu},\"recipients\":{\"accepted\":%llu,\"rejected_4xx\":%llu,"
 		       "\"rejected_5xx\":%llu},\"connections_opened\":%llu,"
 		       "\"connection_errors\":%llu,\"timeouts\":%llu,\"bytes\":%llu,"
-		       "\"msgs_per_s\":%.1f,\"mb_per_s\":%.2f,\"latency_us\":%s}\n",
+		       "\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"msgs_per_s\":%.1f,\"mb_per_s\":%.2f,\"latency_us\":%s}\n",
 		       opt.target_text, (unsigned long long)opt.connections,
 		       opt.pipelining ? "true" : "false", elapsed,
 		       (unsigned long long)res.attempted, (unsigned long long)res.sent,
@@ -692,7 +932,8 @@ static void results_print(void)
 		       (unsigned long long)res.connections_opened,
 		       (unsigned long long)res.connection_errors,
 		       (unsigned long long)res.timeouts, (unsigned long long)res.bytes,
-		       rate, mbps, latency);
+		       (unsigned long long)res.tls_handshakes,
+		       (unsigned long long)res.tls_resumed, rate, mbps, latency);
 		return;
 	}
 	printf("target %s, %llu connections, pipelining %s\n", opt.target_text,
@@ -708,6 +949,10 @@ static void results_print(void)
 	printf("connections: opened %llu errors %llu timeouts %llu\n",
 	       (unsigned long long)res.connections_opened,
 	       (unsigned long long)res.connection_errors, (unsigned long long)res.timeouts);
+	if (opt.tls)
+		printf("tls: handshakes %llu resumed %llu\n",
+		       (unsigned long long)res.tls_handshakes,
+		       (unsigned long long)res.tls_resumed);
 	printf("elapsed %.3f s: %.1f msgs/s, %.2f MB/s\n", elapsed, rate, mbps);
 	printf("latency (dot to reply, us): p50 %llu p90 %llu p99 %llu p99.9 %llu max %llu\n",
 	       (unsigned long long)bench_hist_quantile(&res.latency, 0.5),
@@ -776,6 +1021,8 @@ static void options_parse(int argc, char **argv)
 		{ "pipelining", required_argument, NULL, 'P' },
 		{ "rate", required_argument, NULL, 'R' },
 		{ "tls", no_argument, NULL, 'T' },
+		{ "tls-reuse", no_argument, NULL, 'U' },
+		{ "handshake-only", no_argument, NULL, 'H' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "messages-per-connection", required_argument, NULL, 'M' },
 		{ "timeout", required_argument, NULL, 'o' },
@@ -806,9 +1053,9 @@ static void options_parse(int argc, char **argv)
 			opt.pipelining = strcmp(optarg, "on") == 0;
 			break;
 		case 'R': opt.rate = uint_arg(optarg); break;
-		case 'T':
-			fprintf(stderr, "ringmail-bench: --tls not supported yet\n");
-			exit(2);
+		case 'T': opt.tls = 1; break;
+		case 'U': opt.tls_reuse = 1; break;
+		case 'H': opt.handshake_only = 1; break;
 		case 'j': opt.json = 1; break;
 		case 'M': opt.per_connection = uint_arg(optarg); break;
 		case 'o': opt.timeout_s = uint_arg(optarg); break;
@@ -823,6 +1070,10 @@ static void options_parse(int argc, char **argv)
 		usage();
 	if (bench_addr_parse(opt.target_text, &opt.target, &opt.target_len) != 0)
 		usage();
+	if (opt.tls_reuse && !opt.tls)
+		usage();
+	if (opt.handshake_only)
+		opt.per_connection = 1;
 }
 
 /* tables_setup - the filler text and the Zipf CDF. */
@@ -865,6 +1116,24 @@ static void on_interrupt(int sig)
 	interrupted = 1;
 }
 
+/* conns_free - the connections, the TLS state and the tables, at exit. */
+static void conns_free(void)
+{
+	for (uint64_t i = 0; i < opt.connections; i++) {
+		bench_lines_free(&conns[i]->in);
+		tls_session_free(conns[i]->tls);
+		free(conns[i]->raw);
+		free(conns[i]->wire);
+		free(conns[i]->out);
+		free(conns[i]);
+	}
+	free(conns);
+	tls_saved_session_free(tls_saved);
+	tls_config_free(tls_cfg);
+	free(filler);
+	free(domain_cdf);
+}
+
 int main(int argc, char **argv)
 {
 	struct sigaction sa;
@@ -884,6 +1153,13 @@ int main(int argc, char **argv)
 	ret = bench_ring_init(&ring, 4096, NULL);
 	if (ret < 0)
 		log_fatal("io_uring_queue_init: %s", strerror(-ret));
+	if (opt.tls) {
+		char err[256];
+
+		tls_cfg = tls_config_new_client(NULL, err, sizeof(err));
+		if (tls_cfg == NULL)
+			log_fatal("tls: %s", err);
+	}
 	conns = calloc(opt.connections, sizeof(*conns));
 	if (conns == NULL)
 		log_fatal("out of memory");
@@ -897,7 +1173,8 @@ int main(int argc, char **argv)
 		conn->index = (int)i;
 		conn->out_cap = 4096;
 		conn->out = malloc(conn->out_cap);
-		if (conn->out == NULL || bench_lines_init(&conn->in, BENCH_INPUT_CAP) != 0)
+		conn->raw = opt.tls ? malloc(BENCH_INPUT_CAP) : NULL;
+		if (conn->out == NULL || (opt.tls && conn->raw == NULL) || bench_lines_init(&conn->in, BENCH_INPUT_CAP) != 0)
 			log_fatal("out of memory");
 		conns[i] = conn;
 		conn_connect(conn);
@@ -918,14 +1195,7 @@ int main(int argc, char **argv)
 	}
 	results_print();
 	io_uring_queue_exit(&ring);
-	for (uint64_t i = 0; i < opt.connections; i++) {
-		bench_lines_free(&conns[i]->in);
-		free(conns[i]->out);
-		free(conns[i]);
-	}
-	free(conns);
-	free(filler);
-	free(domain_cdf);
+	conns_free();
 	if (res.connection_errors != 0 || res.lost != 0)
 		return 1;
 	if (!opt.allow_rejects && (res.rejected_4xx != 0 || res.rejected_5xx != 0 ||

@@ -1,0 +1,100 @@
+"""test_bench_tls - ringmail-bench --tls (issue 6): STARTTLS injection into a
+ringmaild with a certificate, relaying to a ringmail-sink; every message must
+arrive. Also --handshake-only with --tls-reuse (resumed sessions counted).
+
+Certificates are made at test time with openssl. Every process is started
+here and stopped by PID. No timing asserts.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from test_bench_tools import BENCH, Sink  # noqa: E402
+from test_starttls import make_cert  # noqa: E402
+
+
+def run_bench(*args):
+    """run_bench - ringmail-bench --json; returns (exit status, report, stderr)."""
+    out = subprocess.run([BENCH, "--json"] + list(args), capture_output=True,
+                         text=True, timeout=300)
+    return out.returncode, json.loads(out.stdout), out.stderr
+
+
+class BenchTls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = tempfile.mkdtemp(prefix="ringmail-benchtls-")
+        cls.cert, cls.key = make_cert(cls.certs, "relay", "relay.test")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.sink = Sink(self.tmp.name)
+        self.daemon = harness.Ringmaild(workers=2, extra={
+            "tls": {"cert_file": self.cert, "key_file": self.key},
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % self.sink.port},
+        }).start()
+
+    def tearDown(self):
+        rc = self.daemon.stop()
+        self.sink.stop()
+        reports = self.daemon.sanitizer_reports()
+        shutil.rmtree(self.daemon.tmp, ignore_errors=True)
+        self.tmp.cleanup()
+        self.assertEqual(reports, [], "sanitizer reports in ringmaild's log")
+        self.assertEqual(rc, 0, "got ringmaild exit %s, want 0" % rc)
+
+    def target(self):
+        return "127.0.0.1:%d" % self.daemon.port
+
+    def test_tls_injection_all_arrive(self):
+        # 3 messages per connection: several handshakes on every connection
+        # slot, and sizes that take several TLS records.
+        status, report, err = run_bench(
+            "--target", self.target(), "--tls", "--connections", "5",
+            "--messages", "300", "--size-dist", "2000:0.8,40000:0.2",
+            "--messages-per-connection", "3")
+        self.assertEqual(status, 0, "got bench exit %d, want 0: %s %s" % (status, report, err))
+        accepted = report["messages"]["accepted"]
+        self.assertEqual(accepted, 300, "got %d accepted, want 300" % accepted)
+        self.assertGreaterEqual(report["tls_handshakes"], 100,
+                                "got %d handshakes, want >= 100" % report["tls_handshakes"])
+        self.assertEqual(report["tls_handshakes"], report["connections_opened"],
+                         "every connection did STARTTLS: %s" % report)
+        got = self.sink.wait_messages(300)
+        self.assertEqual(got, 300, "got sink count %d, want 300" % got)
+
+    def test_handshake_only_with_reuse(self):
+        status, report, err = run_bench(
+            "--target", self.target(), "--tls", "--tls-reuse", "--handshake-only",
+            "--connections", "4", "--messages", "60")
+        self.assertEqual(status, 0, "got bench exit %d, want 0: %s %s" % (status, report, err))
+        sessions = report["messages"]["accepted"]
+        self.assertGreaterEqual(sessions, 60, "got %d sessions, want >= 60" % sessions)
+        self.assertEqual(report["tls_handshakes"], sessions, report)
+        # the first handshakes are full; the rest offer the saved session
+        self.assertGreaterEqual(report["tls_resumed"], sessions - 4,
+                                "got %d resumed, want >= %d" % (report["tls_resumed"], sessions - 4))
+        self.assertEqual(report["messages"]["sent"], 0, "no mail in --handshake-only")
+
+    def test_tls_refused_without_starttls(self):
+        # the sink does not offer STARTTLS: every connection fails, exit 1
+        status, report, _ = run_bench("--target", "127.0.0.1:%d" % self.sink.port,
+                                      "--tls", "--connections", "1", "--messages", "2",
+                                      "--timeout", "5")
+        self.assertNotEqual(status, 0, "got exit 0, want nonzero without STARTTLS")
+        self.assertEqual(report["messages"]["accepted"], 0, report)
+        self.assertEqual(report["tls_handshakes"], 0, report)
+
+
+if __name__ == "__main__":
+    unittest.main()
