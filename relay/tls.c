@@ -214,8 +214,18 @@ static void tls_config_error(char *err, size_t errlen, const char *what,
 	snprintf(err, errlen, "%s %s: %s", what, path, text);
 }
 
+/* Key exchange curves, cheapest first: mbedTLS 2.28's default order puts
+ * the largest first, so a server chose P-521 even when a client offered
+ * X25519, and a full handshake cost several times what it must. P-521
+ * stays last for peers (and certificates) that need it. */
+static const mbedtls_ecp_group_id tls_curves[] = {
+	MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+	MBEDTLS_ECP_DP_SECP521R1, MBEDTLS_ECP_DP_NONE,
+};
+
 /* tls_conf_defaults - what every config shares: TLS 1.2 only, our RNG,
- * no renegotiation (the default, said again because it matters). */
+ * our curve order, no renegotiation (the default, said again because it
+ * matters). */
 static int tls_conf_defaults(mbedtls_ssl_config *conf, int endpoint,
 	const int *suites)
 {
@@ -230,6 +240,7 @@ static int tls_conf_defaults(mbedtls_ssl_config *conf, int endpoint,
 		MBEDTLS_SSL_MINOR_VERSION_3);
 	mbedtls_ssl_conf_rng(conf, tls_random, NULL);
 	mbedtls_ssl_conf_ciphersuites(conf, suites);
+	mbedtls_ssl_conf_curves(conf, tls_curves);
 	mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
 	return 0;
 }
