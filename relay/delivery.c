@@ -82,20 +82,38 @@ struct qmsg {
 	size_t body_len;
 };
 
-enum post_kind { POST_ITEM, POST_OUTCOME };
+/* Where an item is on its owner (queue_query's states for the operator). */
+enum qstate {
+	QSTATE_NEW,                /* on its way, or between two places */
+	QSTATE_READY,              /* in its domain's ready list */
+	QSTATE_RETRY,              /* in the retry heap */
+	QSTATE_ACTIVE,             /* in a transaction */
+	QSTATE_HELD,               /* held by the operator: in no list but its domain's */
+	QSTATE_COUNT
+};
 
-struct post {
-	struct mpsc_node node;
-	enum post_kind kind;
+/* An operator's action waiting for an active item's attempt to end. */
+enum qdoom { QDOOM_NONE, QDOOM_DELETE, QDOOM_BOUNCE, QDOOM_HOLD };
+
+/* A link in a domain's list of items; a cursor of a queue query is a
+ * marker link in the same list (see delivery_query_step). */
+struct qlink {
+	struct qlink *prev, *next;
+	bool marker;
 };
 
 struct qitem {
-	struct post post;
-	struct qitem *next;        /* in the domain's ready list */
+	struct worker_post post;
+	struct qlink link;         /* in d->items, from arrival at the owner */
+	struct qdomain *d;         /* the owner's domain; NULL before arrival */
+	struct qitem *next, *prev; /* in the domain's ready list */
 	struct qmsg *msg;
+	char *last_error;          /* the last deferral's reply, or NULL */
 	int64_t due_ms;            /* monotonic, while in the retry heap */
 	size_t heap_index;
 	unsigned attempts;
+	uint8_t state;             /* enum qstate */
+	uint8_t doom;              /* enum qdoom: on arrival, or when the attempt ends */
 	uint32_t count;
 	uint32_t idx[];
 };
@@ -107,7 +125,7 @@ struct outcome_entry {
 };
 
 struct qoutcome {
-	struct post post;
+	struct worker_post post;
 	struct qmsg *msg;          /* holds one reference */
 	char *dsn;                 /* a DSN to spool and send, or NULL */
 	size_t dsn_len;
@@ -121,6 +139,8 @@ struct qdomain {
 	struct delivery *dl;
 	struct qdomain *hash_next;
 	uint64_t hash;
+	struct qlink items;        /* every item of the domain on this worker */
+	size_t by_state[QSTATE_COUNT];
 	struct qitem *ready_head, *ready_tail;
 	size_t ready_count;
 	struct osession *idle_head;
@@ -137,6 +157,7 @@ struct rcpt_result {
 	enum smtp_outcome outcome;
 	int code;
 	bool local;
+	bool deleted;              /* by the operator: final, no DSN */
 	char status[12];
 	char text[REPLY_TEXT_MAX];
 };
@@ -181,8 +202,10 @@ struct delivery {
 	struct dns_resolver *resolver;
 	struct ring_op dns_poll_op;
 	bool dns_poll_armed;
-	struct qdomain **domains;
+	struct qdomain **domains;  /* hash table */
 	size_t domain_buckets, domain_count;
+	struct qdomain **domain_list;      /* the same, in creation order */
+	size_t domain_list_cap;
 	struct qitem **heap;       /* retry heap, earliest due first */
 	size_t heap_len, heap_cap;
 	struct retry_policy retry;         /* per item */
@@ -202,6 +225,8 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 			  const struct rcpt_result *res, const char *mx, const char *ip,
 			  const char *tls);
 static void local_deliver_item(struct delivery *dl, struct qitem *it);
+static void item_arrived(struct worker *w, struct worker_post *p);
+static void item_discard(struct worker_post *p);
 
 static uint64_t rng_next(struct delivery *dl)
 {
@@ -300,16 +325,48 @@ static struct qitem *qitem_new(struct qmsg *msg, uint32_t capacity)
 	struct qitem *it = xmalloc(sizeof(*it) + capacity * sizeof(uint32_t));
 
 	memset(it, 0, sizeof(*it));
-	it->post.kind = POST_ITEM;
+	it->post.handle = item_arrived;
+	it->post.discard = item_discard;
 	it->msg = msg;
 	it->heap_index = SIZE_MAX;
 	qmsg_ref(msg);
 	return it;
 }
 
+/* item_set_state - move it to state, keeping its domain's counts. */
+static void item_set_state(struct qitem *it, enum qstate state)
+{
+	if (it->d != NULL) {
+		it->d->by_state[it->state]--;
+		it->d->by_state[state]++;
+	}
+	it->state = (uint8_t)state;
+}
+
+static void link_insert_after(struct qlink *pos, struct qlink *l)
+{
+	l->prev = pos;
+	l->next = pos->next;
+	pos->next->prev = l;
+	pos->next = l;
+}
+
+static void link_remove(struct qlink *l)
+{
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	l->prev = l->next = l;
+}
+
+/* qitem_free - the item is done (or the worker stops): out of its domain. */
 static void qitem_free(struct qitem *it)
 {
+	if (it->d != NULL) {
+		it->d->by_state[it->state]--;
+		link_remove(&it->link);
+	}
 	qmsg_unref(it->msg);
+	free(it->last_error);
 	free(it);
 }
 
@@ -355,6 +412,14 @@ static struct qdomain *domain_get(struct delivery *dl, const char *name)
 	d->dl = dl;
 	d->hash = h;
 	d->window = INITIAL_WINDOW;
+	d->items.prev = d->items.next = &d->items;
+	if (dl->domain_count == dl->domain_list_cap) {
+		dl->domain_list_cap = dl->domain_list_cap ? dl->domain_list_cap * 2 : 256;
+		dl->domain_list = realloc(dl->domain_list, dl->domain_list_cap * sizeof(*dl->domain_list));
+		if (dl->domain_list == NULL)
+			log_fatal("out of memory");
+	}
+	dl->domain_list[dl->domain_count] = d;
 	d->hash_next = dl->domains[h % dl->domain_buckets];
 	dl->domains[h % dl->domain_buckets] = d;
 	dl->domain_count++;
@@ -364,6 +429,7 @@ static struct qdomain *domain_get(struct delivery *dl, const char *name)
 static void domain_push_ready(struct qdomain *d, struct qitem *it)
 {
 	it->next = NULL;
+	it->prev = d->ready_tail;
 	if (d->ready_tail)
 		d->ready_tail->next = it;
 	else
@@ -371,20 +437,32 @@ static void domain_push_ready(struct qdomain *d, struct qitem *it)
 	d->ready_tail = it;
 	d->ready_count++;
 	d->dl->ready_total++;
+	item_set_state(it, QSTATE_READY);
+}
+
+/* domain_remove_ready - take it out of d's ready list, wherever it is. */
+static void domain_remove_ready(struct qdomain *d, struct qitem *it)
+{
+	if (it->prev)
+		it->prev->next = it->next;
+	else
+		d->ready_head = it->next;
+	if (it->next)
+		it->next->prev = it->prev;
+	else
+		d->ready_tail = it->prev;
+	it->next = it->prev = NULL;
+	d->ready_count--;
+	d->dl->ready_total--;
+	item_set_state(it, QSTATE_NEW);
 }
 
 static struct qitem *domain_pop_ready(struct qdomain *d)
 {
 	struct qitem *it = d->ready_head;
 
-	if (it == NULL)
-		return NULL;
-	d->ready_head = it->next;
-	if (d->ready_head == NULL)
-		d->ready_tail = NULL;
-	d->ready_count--;
-	d->dl->ready_total--;
-	it->next = NULL;
+	if (it != NULL)
+		domain_remove_ready(d, it);
 	return it;
 }
 
@@ -399,6 +477,29 @@ static void heap_swap(struct delivery *dl, size_t a, size_t b)
 	dl->heap[b]->heap_index = b;
 }
 
+static void heap_sift_up(struct delivery *dl, size_t i)
+{
+	while (i > 0 && dl->heap[(i - 1) / 2]->due_ms > dl->heap[i]->due_ms) {
+		heap_swap(dl, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void heap_sift_down(struct delivery *dl, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < dl->heap_len && dl->heap[l]->due_ms < dl->heap[m]->due_ms)
+			m = l;
+		if (r < dl->heap_len && dl->heap[r]->due_ms < dl->heap[m]->due_ms)
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(dl, i, m);
+		i = m;
+	}
+}
+
 static void heap_push(struct delivery *dl, struct qitem *it)
 {
 	if (dl->heap_len == dl->heap_cap) {
@@ -410,34 +511,31 @@ static void heap_push(struct delivery *dl, struct qitem *it)
 	size_t i = dl->heap_len++;
 	dl->heap[i] = it;
 	it->heap_index = i;
-	while (i > 0 && dl->heap[(i - 1) / 2]->due_ms > dl->heap[i]->due_ms) {
-		heap_swap(dl, i, (i - 1) / 2);
-		i = (i - 1) / 2;
+	heap_sift_up(dl, i);
+	item_set_state(it, QSTATE_RETRY);
+}
+
+/* heap_remove - take it out of the retry heap, wherever it is. */
+static void heap_remove(struct delivery *dl, struct qitem *it)
+{
+	size_t i = it->heap_index;
+
+	dl->heap_len--;
+	if (i != dl->heap_len) {
+		dl->heap[i] = dl->heap[dl->heap_len];
+		dl->heap[i]->heap_index = i;
+		heap_sift_up(dl, i);
+		heap_sift_down(dl, dl->heap[i]->heap_index);
 	}
+	it->heap_index = SIZE_MAX;
+	item_set_state(it, QSTATE_NEW);
 }
 
 static struct qitem *heap_pop(struct delivery *dl)
 {
 	struct qitem *top = dl->heap[0];
 
-	dl->heap_len--;
-	if (dl->heap_len > 0) {
-		dl->heap[0] = dl->heap[dl->heap_len];
-		dl->heap[0]->heap_index = 0;
-		size_t i = 0;
-		for (;;) {
-			size_t l = 2 * i + 1, r = l + 1, m = i;
-			if (l < dl->heap_len && dl->heap[l]->due_ms < dl->heap[m]->due_ms)
-				m = l;
-			if (r < dl->heap_len && dl->heap[r]->due_ms < dl->heap[m]->due_ms)
-				m = r;
-			if (m == i)
-				break;
-			heap_swap(dl, i, m);
-			i = m;
-		}
-	}
-	top->heap_index = SIZE_MAX;
+	heap_remove(dl, top);
 	return top;
 }
 
@@ -455,20 +553,39 @@ static struct worker *domain_owner(struct worker *w, const char *domain)
 	return &w->all[domain_hash(domain) % w->count];
 }
 
-/* item_enqueue - on the domain's owner: into its ready list. */
+/* item_enqueue - on the domain's owner: into its domain's ready list (the
+ * local worker delivers at once). On arrival the item joins its domain's
+ * list; one that comes held from the spool (doom HOLD) waits there. */
 static void item_enqueue(struct delivery *dl, struct qitem *it)
 {
-	const struct qrcpt *r = &it->msg->rcpts[it->idx[0]];
-
+	if (it->d == NULL) {
+		struct qdomain *d = domain_get(dl, it->msg->rcpts[it->idx[0]].domain);
+		it->d = d;
+		d->by_state[it->state]++;
+		link_insert_after(d->items.prev, &it->link);
+		dl->stats.queued_items++;
+		if (it->doom == QDOOM_HOLD) {
+			it->doom = QDOOM_NONE;
+			item_set_state(it, QSTATE_HELD);
+			return;
+		}
+	}
 	if (dl->w->role == WORKER_ROLE_LOCAL) {
 		local_deliver_item(dl, it);
 		return;
 	}
-	struct qdomain *d = domain_get(dl, r->domain);
+	domain_push_ready(it->d, it);
+	domain_kick(dl, it->d);
+}
 
-	domain_push_ready(d, it);
-	dl->stats.queued_items++;
-	domain_kick(dl, d);
+static void item_arrived(struct worker *w, struct worker_post *p)
+{
+	item_enqueue(delivery_of(w), (struct qitem *)p);
+}
+
+static void item_discard(struct worker_post *p)
+{
+	qitem_free((struct qitem *)p);
 }
 
 static void item_dispatch(struct worker *w, struct qitem *it)
@@ -480,9 +597,11 @@ static void item_dispatch(struct worker *w, struct qitem *it)
 	if (owner == w)
 		item_enqueue(delivery_of(w), it);
 	else
-		worker_post(w, owner, &it->post.node);
+		worker_post(w, owner, &it->post);
 }
 
+/* delivery_submit - one item per domain (split at the domain's recipients
+ * per transaction), recipients held in the spool apart from the others. */
 void delivery_submit(struct worker *w, const struct spool_message *m,
 		     const struct spool_rcpt_state *state)
 {
@@ -496,13 +615,16 @@ void delivery_submit(struct worker *w, const struct spool_message *m,
 		if (taken[i] || (state != NULL && SPOOL_STATUS_IS_FINAL(state[i].status)))
 			continue;
 		const char *domain = q->rcpts[i].domain;
+		bool held = state != NULL && state[i].status == SPOOL_STATUS_HELD;
 		size_t limit = (size_t)config_domain_policy(w->cfg, domain)->max_recipients_per_transaction;
 		struct qitem *it = qitem_new(q, (uint32_t)(limit < q->rcpt_count ? limit : q->rcpt_count));
 		it->attempts = state != NULL ? state[i].attempts : 0;
+		it->doom = held ? QDOOM_HOLD : QDOOM_NONE;
 		for (size_t j = i; j < q->rcpt_count && it->count < limit; j++) {
 			if (taken[j] || (state != NULL && SPOOL_STATUS_IS_FINAL(state[j].status)))
 				continue;
-			if (strcasecmp(q->rcpts[j].domain, domain) != 0)
+			if (strcasecmp(q->rcpts[j].domain, domain) != 0 ||
+			    held != (state != NULL && state[j].status == SPOOL_STATUS_HELD))
 				continue;
 			taken[j] = true;
 			it->idx[it->count++] = (uint32_t)j;
@@ -565,6 +687,15 @@ static void dsn_commit_done(struct commit_waiter *waiter, int result)
 	free(dc);
 }
 
+static void outcome_discard(struct worker_post *p)
+{
+	struct qoutcome *o = (struct qoutcome *)p;
+
+	qmsg_unref(o->msg);
+	free(o->dsn);
+	free(o);
+}
+
 /* outcome_journal - at home: the bounce (if any) then the outcomes go into
  * the next batch, so a DSN is never lost to a crash between the two. */
 static void outcome_journal(struct worker *w, struct qoutcome *o)
@@ -606,22 +737,29 @@ static void outcome_journal(struct worker *w, struct qoutcome *o)
 			log_error("outcome_lost", "id=%s rcpt=%u error=\"%s\"", out.queue_id, out.rcpt_index,
 				  strerror(-rc));
 	}
-	qmsg_unref(o->msg);
-	free(o->dsn);
-	free(o);
+	outcome_discard(&o->post);
 }
 
-static void delivery_inbox(struct worker *w, struct mpsc_node *node)
+static void outcome_arrived(struct worker *w, struct worker_post *p)
 {
-	struct post *p = (struct post *)node;
-
-	if (p->kind == POST_ITEM)
-		item_enqueue(delivery_of(w), (struct qitem *)p);
-	else
-		outcome_journal(w, (struct qoutcome *)p);
+	outcome_journal(w, (struct qoutcome *)p);
 }
 
-/* outcome_send - hand final outcomes to the message's home worker. */
+
+/* outcome_new - room for count recipients' outcomes of it's message. */
+static struct qoutcome *outcome_new(const struct qitem *it, uint32_t count)
+{
+	struct qoutcome *o = xmalloc(sizeof(*o) + count * sizeof(o->e[0]));
+
+	memset(o, 0, sizeof(*o));
+	o->post.handle = outcome_arrived;
+	o->post.discard = outcome_discard;
+	o->msg = it->msg;
+	qmsg_ref(it->msg);
+	return o;
+}
+
+/* outcome_send - hand outcomes to the message's home worker. */
 static void outcome_send(struct delivery *dl, struct qoutcome *o)
 {
 	struct worker *w = dl->w;
@@ -630,14 +768,45 @@ static void outcome_send(struct delivery *dl, struct qoutcome *o)
 	if (home == w)
 		outcome_journal(w, o);
 	else
-		worker_post(w, home, &o->post.node);
+		worker_post(w, home, &o->post);
 }
 
 /* ---- outcomes of an attempt ------------------------------------------ */
 
-static const char *outcome_name(enum smtp_outcome o)
+/* item_journal_state - record a non-final state (held, or deferred again
+ * after a release) of every recipient of it at home, so it survives a
+ * restart. */
+static void item_journal_state(struct delivery *dl, struct qitem *it, enum spool_status status)
 {
-	return o == SMTP_OUTCOME_DELIVERED ? "delivered" : o == SMTP_OUTCOME_DEFERRED ? "deferred" : "bounced";
+	struct qoutcome *o = outcome_new(it, it->count);
+
+	for (uint32_t i = 0; i < it->count; i++)
+		o->e[o->count++] = (struct outcome_entry){ .idx = it->idx[i], .status = (uint8_t)status,
+							    .attempts = it->attempts };
+	outcome_send(dl, o);
+}
+
+/* item_hold - the operator holds it: out of scheduling until released. */
+static void item_hold(struct delivery *dl, struct qitem *it)
+{
+	item_set_state(it, QSTATE_HELD);
+	item_journal_state(dl, it, SPOOL_STATUS_HELD);
+}
+
+static const char *outcome_name(const struct rcpt_result *r)
+{
+	return r->deleted ? "deleted" : r->outcome == SMTP_OUTCOME_DELIVERED ? "delivered" :
+	       r->outcome == SMTP_OUTCOME_DEFERRED ? "deferred" : "bounced";
+}
+
+/* admin_result - what the operator's delete or bounce makes of a recipient. */
+static void admin_result(struct rcpt_result *r, enum qdoom doom)
+{
+	bool del = doom == QDOOM_DELETE;
+
+	*r = (struct rcpt_result){ .outcome = SMTP_OUTCOME_BOUNCED, .local = true, .deleted = del };
+	snprintf(r->status, sizeof(r->status), "5.0.0");
+	snprintf(r->text, sizeof(r->text), del ? "deleted by the operator" : "bounced by the operator");
 }
 
 /* log_delivery - one line per recipient per attempt; tls is what the
@@ -655,7 +824,7 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 			.ts_ms = wall_ms(), .queue_id = m->queue_id, .message_id = msgid[0] ? msgid : NULL,
 			.sender = m->sender,
 			.recipient = m->rcpts[idx].addr, .domain = m->rcpts[idx].domain, .mx = mx, .ip = ip,
-			.tls = tls, .status = outcome_name(r->outcome), .code = r->code, .enhanced_code = r->status[0] ? r->status : NULL,
+			.tls = tls, .status = outcome_name(r), .code = r->code, .enhanced_code = r->status[0] ? r->status : NULL,
 			.reply = r->text, .delay_s = (double)(wall_ms() - m->arrival_ms) / 1000.0,
 			.attempt = it->attempts + 1,
 		});
@@ -665,7 +834,7 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s tls=%s status=%s code=%d dsn=%s delay=%.3f attempt=%u reply=%s",
 		 m->queue_id, m->rcpts[idx].addr, m->rcpts[idx].domain, mx ? mx : "-", ip ? ip : "-",
 		 tls ? tls : "-",
-		 outcome_name(r->outcome), r->code, r->status[0] ? r->status : "-",
+		 outcome_name(r), r->code, r->status[0] ? r->status : "-",
 		 (double)(wall_ms() - m->arrival_ms) / 1000.0, it->attempts + 1, reply);
 }
 
@@ -681,7 +850,7 @@ static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct
 
 	for (uint32_t i = 0; i < it->count; i++) {
 		const struct qrcpt *r = &m->rcpts[it->idx[i]];
-		if (res[i].outcome != SMTP_OUTCOME_BOUNCED ||
+		if (res[i].outcome != SMTP_OUTCOME_BOUNCED || res[i].deleted ||
 		    !bounce_wanted(m->sender, r->notify, BOUNCE_FAILED))
 			continue;
 		br[n++] = (struct bounce_rcpt){
@@ -716,19 +885,24 @@ static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct
 
 /* item_complete - the results of one attempt at an item: journal the final
  * ones at home (with a DSN for bounces), park the deferred ones for a retry,
- * or bounce them when the queue lifetime is over. */
+ * or bounce them when the queue lifetime is over. An operator's delete,
+ * bounce or hold that waited for the attempt applies to what is left. */
 static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *it,
 			  const struct rcpt_result *res_in, const char *mx, const char *ip,
 			  const char *tls)
 {
-	const struct config *cfg = dl->w->cfg;
 	struct rcpt_result *res = xmalloc(it->count * sizeof(*res));
 	uint32_t deferred = 0, final = 0;
 	bool expired = retry_expired(&dl->retry, it->msg->arrival_ms, wall_ms());
+	const struct rcpt_result *last_deferral = NULL;
 
+	(void)d;
 	memcpy(res, res_in, it->count * sizeof(*res));
 	for (uint32_t i = 0; i < it->count; i++) {
-		if (res[i].outcome == SMTP_OUTCOME_DEFERRED && expired) {
+		if (res[i].outcome == SMTP_OUTCOME_DEFERRED &&
+		    (it->doom == QDOOM_DELETE || it->doom == QDOOM_BOUNCE)) {
+			admin_result(&res[i], (enum qdoom)it->doom);
+		} else if (res[i].outcome == SMTP_OUTCOME_DEFERRED && expired) {
 			char text[REPLY_TEXT_MAX];
 			/* 35 bytes of prefix + at most 164 of the old text fit. */
 			snprintf(text, sizeof(text), "delivery time expired; last error: %.164s", res[i].text);
@@ -738,20 +912,19 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 			res[i].local = true;
 		}
 		log_delivery(dl, it, it->idx[i], &res[i], mx, ip, tls);
-		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
+		if (res[i].outcome == SMTP_OUTCOME_DEFERRED) {
 			deferred++;
-		else
+			last_deferral = &res[i];
+		} else {
 			final++;
+		}
 		dl->stats.delivered += res[i].outcome == SMTP_OUTCOME_DELIVERED;
 		dl->stats.deferred += res[i].outcome == SMTP_OUTCOME_DEFERRED;
-		dl->stats.bounced += res[i].outcome == SMTP_OUTCOME_BOUNCED;
+		dl->stats.bounced += res[i].outcome == SMTP_OUTCOME_BOUNCED && !res[i].deleted;
+		dl->stats.deleted += res[i].deleted;
 	}
 	if (final > 0) {
-		struct qoutcome *o = xmalloc(sizeof(*o) + final * sizeof(o->e[0]));
-		memset(o, 0, sizeof(*o));
-		o->post.kind = POST_OUTCOME;
-		o->msg = it->msg;
-		qmsg_ref(it->msg);
+		struct qoutcome *o = outcome_new(it, final);
 		o->dsn = dsn_build(dl, it, res, mx, &o->dsn_len);
 		for (uint32_t i = 0; i < it->count; i++) {
 			if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
@@ -759,6 +932,7 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 			o->e[o->count++] = (struct outcome_entry){
 				.idx = it->idx[i],
 				.status = res[i].outcome == SMTP_OUTCOME_DELIVERED ? SPOOL_STATUS_DELIVERED :
+					  res[i].deleted ? SPOOL_STATUS_DELETED :
 					  res[i].local && strcmp(res[i].status, "4.4.7") == 0 ? SPOOL_STATUS_EXPIRED :
 					  SPOOL_STATUS_BOUNCED,
 				.attempts = it->attempts + 1,
@@ -772,6 +946,11 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 		return;
 	}
 	/* Keep only the deferred recipients in the item. */
+	char reason[REPLY_TEXT_MAX + 32];
+	snprintf(reason, sizeof(reason), "%d %s %s", last_deferral->code,
+		 last_deferral->status[0] ? last_deferral->status : "-", last_deferral->text);
+	free(it->last_error);
+	it->last_error = strdup(reason);
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < it->count; i++)
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
@@ -779,9 +958,12 @@ static void item_complete(struct delivery *dl, struct qdomain *d, struct qitem *
 	it->count = n;
 	it->attempts++;
 	free(res);
+	if (it->doom == QDOOM_HOLD) {
+		it->doom = QDOOM_NONE;
+		item_hold(dl, it);
+		return;
+	}
 	int64_t delay = retry_next_delay_ms(&dl->retry, it->attempts - 1, rng_next(dl));
-	(void)cfg;
-	(void)d;
 	item_retry_at(dl, it, dl->w->now_ms + delay);
 }
 
@@ -856,7 +1038,7 @@ static void local_deliver_item(struct delivery *dl, struct qitem *it)
 {
 	struct rcpt_result *res = xmalloc(it->count * sizeof(*res));
 
-	dl->stats.queued_items++;
+	item_set_state(it, QSTATE_ACTIVE);
 	for (uint32_t i = 0; i < it->count; i++)
 		local_deliver_one(dl, it->msg, &it->msg->rcpts[it->idx[i]], &res[i]);
 	item_complete(dl, NULL, it, res, "local", NULL, NULL);
@@ -932,6 +1114,7 @@ static bool session_begin(struct osession *s)
 			.body = m->body, .body_len = m->body_len,
 		};
 		s->item = it;
+		item_set_state(it, QSTATE_ACTIVE);
 		s->transactions++;
 		int rc = smtp_client_begin(s->client, &s->txn);
 		if (rc == 0)
@@ -1664,7 +1847,6 @@ int delivery_worker_init(struct worker *w)
 	int rc = delivery_resolver_new(dl, cfg);
 	if (rc < 0)
 		return rc;
-	w->inbox_handler = delivery_inbox;
 	worker_add_hook(w, delivery_hook, dl);
 	dns_poll_arm(dl);
 	return 0;
@@ -1690,20 +1872,6 @@ void delivery_worker_start(struct worker *w)
 	log_info("spool_requeue", "worker=%u messages=%zu result=%d", w->id, st.live_messages, rc);
 }
 
-static void free_post(struct mpsc_node *node)
-{
-	struct post *p = (struct post *)node;
-
-	if (p->kind == POST_ITEM) {
-		qitem_free((struct qitem *)p);
-	} else {
-		struct qoutcome *o = (struct qoutcome *)p;
-		qmsg_unref(o->msg);
-		free(o->dsn);
-		free(o);
-	}
-}
-
 void delivery_worker_exit(struct worker *w)
 {
 	struct delivery *dl = delivery_of(w);
@@ -1711,22 +1879,24 @@ void delivery_worker_exit(struct worker *w)
 	if (dl == NULL)
 		return;
 	dl->stopping = true;
-	for (size_t i = 0; i < dl->domain_buckets; i++) {
-		struct qdomain *d = dl->domains[i];
-		while (d != NULL) {
-			struct qdomain *next = d->hash_next;
-			struct qitem *it;
-			while ((it = domain_pop_ready(d)) != NULL)
-				qitem_free(it);
-			free(d);
-			d = next;
+	/* Every item on this worker is in its domain's list, whatever its
+	 * state; a query's cursor (a marker) belongs to the query. */
+	for (size_t i = 0; i < dl->domain_count; i++) {
+		struct qdomain *d = dl->domain_list[i];
+		struct qlink *l = d->items.next;
+		while (l != &d->items) {
+			struct qlink *next = l->next;
+			if (!l->marker)
+				qitem_free((struct qitem *)((char *)l - offsetof(struct qitem, link)));
+			l = next;
 		}
+		free(d);
 	}
 	free(dl->domains);
-	dl->domains = NULL;
-	dl->domain_buckets = dl->domain_count = 0;
-	while (dl->heap_len > 0)
-		qitem_free(heap_pop(dl));
+	free(dl->domain_list);
+	dl->domains = dl->domain_list = NULL;
+	dl->domain_buckets = dl->domain_count = dl->domain_list_cap = 0;
+	dl->ready_total = dl->heap_len = 0;
 	free(dl->heap);
 	dl->heap = NULL;
 	log_info("delivery_stats", "worker=%u delivered=%llu deferred=%llu bounced=%llu dsn=%llu connections=%llu connect_failures=%llu",
@@ -1742,13 +1912,7 @@ void delivery_worker_exit(struct worker *w)
 void delivery_worker_drain(struct worker *w)
 {
 	struct delivery *dl = delivery_of(w);
-	struct mpsc_node *node = mpsc_take_all(&w->inbox);
 
-	while (node != NULL) {
-		struct mpsc_node *next = node->next;
-		free_post(node);
-		node = next;
-	}
 	if (dl == NULL)
 		return;
 	dns_resolver_free(dl->resolver);

@@ -35,7 +35,7 @@ void delivery_submit(struct worker *w, const struct spool_message *msg,
 		     const struct spool_rcpt_state *state);
 
 struct delivery_stats {
-	uint64_t delivered, deferred, bounced, dsn_sent;
+	uint64_t delivered, deferred, bounced, deleted, dsn_sent;
 	uint64_t connections, connect_failures;
 	uint64_t queued_items;
 	uint64_t queue_now;        /* ready + waiting for a retry, now */

@@ -26,10 +26,10 @@
 static pthread_barrier_t worker_ready;
 static _Atomic int worker_start_error;
 
-/* The control ring lets a non-worker thread (main: signals) wake workers.
+/* The thread ring lets a non-worker thread (main: signals) wake workers.
  * Only the main thread uses it, so it needs no lock. */
-static struct io_uring control_ring;
-static bool control_ring_ready;
+static struct io_uring thread_ring;
+static bool thread_ring_ready;
 
 static int64_t monotonic_ms(void)
 {
@@ -308,9 +308,8 @@ static void worker_wake_complete(struct worker *w, struct ring_op *op, const str
 	struct mpsc_node *node = mpsc_take_all(&w->inbox);
 	while (node != NULL) {
 		struct mpsc_node *next = node->next;
-		if (w->inbox_handler == NULL)
-			log_panic("worker %u: message posted without an inbox handler", w->id);
-		w->inbox_handler(w, node);
+		struct worker_post *p = (struct worker_post *)node;
+		p->handle(w, p);
 		node = next;
 	}
 }
@@ -328,26 +327,26 @@ static void worker_wake(struct io_uring *ring, struct worker *target)
 	io_uring_sqe_set_data(sqe, NULL);
 }
 
-/* control_wake - wake a worker from the main thread, and reap the
+/* thread_wake - wake a worker from the main thread, and reap the
  * sender-side completions of earlier wake-ups. */
-static void control_wake(struct worker *target)
+static void thread_wake(struct worker *target)
 {
 	struct io_uring_cqe *cqe;
 
-	worker_wake(&control_ring, target);
-	io_uring_submit(&control_ring);
-	while (io_uring_peek_cqe(&control_ring, &cqe) == 0)
-		io_uring_cqe_seen(&control_ring, cqe);
+	worker_wake(&thread_ring, target);
+	io_uring_submit(&thread_ring);
+	while (io_uring_peek_cqe(&thread_ring, &cqe) == 0)
+		io_uring_cqe_seen(&thread_ring, cqe);
 }
 
-void worker_post(struct worker *from, struct worker *target, struct mpsc_node *node)
+void worker_post(struct worker *from, struct worker *target, struct worker_post *p)
 {
-	if (!mpsc_push(&target->inbox, node))
+	if (!mpsc_push(&target->inbox, &p->node))
 		return;           /* not empty: a wake-up is already on its way */
 	if (from != NULL)
 		worker_wake(&from->ring, target);   /* submitted with from's next pass */
 	else
-		control_wake(target);
+		thread_wake(target);
 }
 
 /* worker_next_timeout - time until the earliest timer, or -1 for none. */
@@ -560,11 +559,11 @@ static void *worker_main(void *arg)
 
 int worker_start_all(struct worker *workers, unsigned count, const struct config *cfg)
 {
-	int rc = io_uring_queue_init(64, &control_ring, 0);
+	int rc = io_uring_queue_init(64, &thread_ring, 0);
 
 	if (rc < 0)
 		return rc;
-	control_ring_ready = true;
+	thread_ring_ready = true;
 	pthread_barrier_init(&worker_ready, NULL, count + 2);
 	for (unsigned i = 0; i <= count; i++) {
 		struct worker *w = &workers[i];
@@ -586,7 +585,7 @@ void worker_stop_all(struct worker *workers, unsigned count)
 {
 	for (unsigned i = 0; i <= count; i++) {
 		atomic_store(&workers[i].stop_requested, true);
-		control_wake(&workers[i]);
+		thread_wake(&workers[i]);
 	}
 }
 
@@ -594,7 +593,7 @@ void worker_reload_all(struct worker *workers, unsigned count, const struct conf
 {
 	for (unsigned i = 0; i <= count; i++) {
 		atomic_store(&workers[i].pending_cfg, cfg);
-		control_wake(&workers[i]);
+		thread_wake(&workers[i]);
 	}
 }
 
@@ -610,13 +609,20 @@ int worker_join_all(struct worker *workers, unsigned count)
 	/* Every thread is gone: free what was posted to a worker after it
 	 * stopped reading its inbox. */
 	for (unsigned i = 0; i <= count; i++) {
+		struct mpsc_node *node = mpsc_take_all(&workers[i].inbox);
+		while (node != NULL) {
+			struct mpsc_node *next = node->next;
+			struct worker_post *p = (struct worker_post *)node;
+			p->discard(p);
+			node = next;
+		}
 		delivery_worker_drain(&workers[i]);
 		metrics_worker_drain(&workers[i]);
 	}
 	pthread_barrier_destroy(&worker_ready);
-	if (control_ring_ready) {
-		io_uring_queue_exit(&control_ring);
-		control_ring_ready = false;
+	if (thread_ring_ready) {
+		io_uring_queue_exit(&thread_ring);
+		thread_ring_ready = false;
 	}
 	return status;
 }

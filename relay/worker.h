@@ -50,6 +50,14 @@ enum worker_role {
 	WORKER_ROLE_LOCAL,                 /* POP3 listeners, local deliveries */
 };
 
+/* A message for a worker's inbox: handle runs on the target's thread, which
+ * then owns it; discard frees one the target never handled (it stopped). */
+struct worker_post {
+	struct mpsc_node node;             /* first: the inbox links these */
+	void (*handle)(struct worker *w, struct worker_post *p);
+	void (*discard)(struct worker_post *p);
+};
+
 typedef void ring_op_fn(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
 
 struct ring_op {
@@ -122,9 +130,8 @@ struct worker {
 	struct worker_hook hooks[WORKER_MAX_HOOKS];
 	unsigned hook_count;
 
-	struct mpsc inbox;
+	struct mpsc inbox;                 /* struct worker_post nodes */
 	struct ring_op wake_op;
-	void (*inbox_handler)(struct worker *w, struct mpsc_node *node);
 
 	/* per-worker state of the modules (their own types) */
 	struct commit *commit;             /* spool shard and group commit */
@@ -159,9 +166,9 @@ int worker_join_all(struct worker *workers, unsigned count);
  * still be reading it. */
 void worker_reload_all(struct worker *workers, unsigned count, const struct config *cfg);
 
-/* worker_post - queue node for target's inbox handler (from any thread) and
- * wake it. from is the calling worker, or NULL from a non-worker thread. */
-void worker_post(struct worker *from, struct worker *target, struct mpsc_node *node);
+/* worker_post - queue p for target (from any thread) and wake it; p->handle
+ * runs there. from is the calling worker, or NULL from a non-worker thread. */
+void worker_post(struct worker *from, struct worker *target, struct worker_post *p);
 
 /* worker_local - the local worker (mailboxes, POP3) of w's process. */
 static inline struct worker *worker_local(const struct worker *w)

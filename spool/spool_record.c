@@ -193,7 +193,7 @@ size_t spool_record_message_size(const struct spool_message *m)
 size_t spool_record_outcome_size(const struct spool_outcome *o)
 {
 	if (!queue_id_ok(o->queue_id) || o->status == SPOOL_STATUS_PENDING ||
-	    o->status > SPOOL_STATUS_DELETED)
+	    o->status > SPOOL_STATUS_HELD)
 		return 0;
 	return SPOOL_RECORD_HEADER + str_size(o->queue_id) + 4 + 1 + 4 + 8;
 }
@@ -399,7 +399,7 @@ static bool decode_outcome(struct reader *r, struct spool_outcome *o)
 	o->next_attempt = (int64_t)get_le(r, 8);
 	return !r->bad && r->off == r->len && queue_id_ok(o->queue_id) &&
 	       o->status != SPOOL_STATUS_PENDING &&
-	       o->status <= SPOOL_STATUS_DELETED;
+	       o->status <= SPOOL_STATUS_HELD;
 }
 
 ssize_t spool_record_decode_scratch(const uint8_t *buf, size_t len,
@@ -452,7 +452,7 @@ void spool_record_clear(struct spool_record *rec)
 const char *spool_status_name(uint8_t status)
 {
 	static const char *const names[] = { "pending", "deferred", "delivered",
-					     "bounced", "expired", "deleted" };
+					     "bounced", "expired", "deleted", "held" };
 
 	return status < sizeof(names) / sizeof(names[0]) ? names[status] : "unknown";
 }

@@ -56,7 +56,7 @@ enum spool_ret { SPOOL_RET_NONE, SPOOL_RET_FULL, SPOOL_RET_HDRS };
 #define SPOOL_NOTIFY_FAILURE 0x04
 #define SPOOL_NOTIFY_DELAY 0x08
 
-/* Recipient status; everything from DELIVERED on is final. */
+/* Recipient status; DELIVERED to DELETED are final. */
 enum spool_status {
 	SPOOL_STATUS_PENDING = 0,	/* never tried */
 	SPOOL_STATUS_DEFERRED = 1,	/* tried, retry later (not final) */
@@ -64,8 +64,9 @@ enum spool_status {
 	SPOOL_STATUS_BOUNCED = 3,
 	SPOOL_STATUS_EXPIRED = 4,	/* gave up after the queue lifetime */
 	SPOOL_STATUS_DELETED = 5,	/* removed by the operator */
+	SPOOL_STATUS_HELD = 6,		/* held by the operator (not final) */
 };
-#define SPOOL_STATUS_IS_FINAL(s) ((s) >= SPOOL_STATUS_DELIVERED)
+#define SPOOL_STATUS_IS_FINAL(s) ((s) >= SPOOL_STATUS_DELIVERED && (s) <= SPOOL_STATUS_DELETED)
 
 struct spool_rcpt {
 	const char *address;		/* never NULL; "" allowed */

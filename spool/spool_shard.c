@@ -190,12 +190,14 @@ static void shard_apply_outcome(struct spool_shard *s,
 	st->attempts = o->attempts;
 	st->next_attempt = o->next_attempt;
 	st->status = o->status;
-	if (!SPOOL_STATUS_IS_FINAL(o->status))
+	bool final = SPOOL_STATUS_IS_FINAL(o->status);
+	/* Deferrals are not deps: losing one only resets a retry timer.
+	 * A hold is one: losing it would let the message go. */
+	if (!final && o->status != SPOOL_STATUS_HELD)
 		return;
-	/* Deferrals are not deps: losing one only resets a retry timer. */
 	if (e->segment != seq)
 		segment_add_dep(shard_find_segment(s, seq), e->segment);
-	if (++e->final_count == e->rcpt_count)
+	if (final && ++e->final_count == e->rcpt_count)
 		shard_kill(s, e);
 }
 

@@ -134,7 +134,7 @@ Test(spool_record, message_defaults_and_scratch)
 
 Test(spool_record, outcome_round_trip_every_status)
 {
-	for (uint8_t st = SPOOL_STATUS_DEFERRED; st <= SPOOL_STATUS_DELETED; st++) {
+	for (uint8_t st = SPOOL_STATUS_DEFERRED; st <= SPOOL_STATUS_HELD; st++) {
 		struct spool_outcome o = { "0ABCDEFGHJK0100001", 7, st, 3,
 					   1763900000 };
 		uint8_t buf[128];

@@ -560,3 +560,30 @@ Test(spool_shard, dump_prints_one_line_per_live_message)
 	char *bad[] = { "dump", "/nonexistent/ringmail-spool", NULL };
 	cr_assert_eq(spool_dump_main(2, bad), 1);
 }
+
+Test(spool_shard, held_is_not_final_and_survives_collect_and_restart)
+{
+	struct spool_shard *s = open_shard(0, 1);
+	char a[32], b[32], pad[32];
+
+	append(s, a, 1);
+	append(s, b, 1);
+	cr_assert(flush(s));			/* segment 1: A, B */
+	outcome(s, a, 0, SPOOL_STATUS_HELD);
+	outcome(s, b, 0, SPOOL_STATUS_HELD);
+	cr_assert(flush(s));			/* segment 2: both held */
+	cr_assert_eq(live_count(s), 2, "held messages stay live");
+	outcome(s, b, 0, SPOOL_STATUS_DEFERRED);	/* released */
+	append(s, pad, 1);
+	cr_assert(flush(s));
+	spool_shard_collect(s);
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	cr_assert_eq(live_count(s), 3, "got %zu, want 3", live_count(s));
+	expect_live(s, a, SPOOL_STATUS_HELD);
+	expect_live(s, b, SPOOL_STATUS_DEFERRED);
+	outcome(s, a, 0, SPOOL_STATUS_DELETED);
+	cr_assert(flush(s));
+	expect_gone(s, a);
+	spool_shard_close(s);
+}
