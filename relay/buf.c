@@ -149,3 +149,26 @@ void buf_free(struct buf *b)
 	free(b->data);
 	buf_init(b, b->max);
 }
+
+int buf_append_json(struct buf *b, const char *s)
+{
+	if (s == NULL)
+		return buf_append_str(b, "null");
+	size_t start = b->len;
+	int rc = buf_append(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; rc == 0 && *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\') {
+			char esc[2] = { '\\', (char)*p };
+			rc = buf_append(b, esc, 2);
+		} else if (*p < 0x20 || *p == 0x7f) {
+			rc = buf_append_printf(b, "\\u%04x", *p);
+		} else {
+			rc = buf_append(b, p, 1);
+		}
+	}
+	if (rc == 0)
+		rc = buf_append(b, "\"", 1);
+	if (rc < 0)
+		b->len = start;      /* all or nothing, like every append */
+	return rc;
+}

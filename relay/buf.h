@@ -43,6 +43,10 @@ int buf_append_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int buf_append_vprintf(struct buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* buf_append_json - s as a JSON string ("null" for NULL): quotes,
+ * backslashes and control bytes escaped, other bytes as they are. */
+int buf_append_json(struct buf *b, const char *s);
+
 /* buf_consume - drop n bytes (at most buf_len) from the front. */
 void buf_consume(struct buf *b, size_t n);
 /* buf_reset - drop every byte, keep the storage. */

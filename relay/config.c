@@ -82,6 +82,8 @@ static const struct config_key config_keys[] = {
 	{ "relay_networks", KIND_CIDR_LIST, 0, 0, 0, "127.0.0.0/8,::1/128", "client networks allowed to relay to any domain" },
 	{ "local_domains", KIND_DOMAIN_LIST, 0, 0, 0, "", "domains delivered locally; accepted from anyone" },
 	{ "spool.dir", KIND_STRING, OFF(spool_dir), 0, 0, "/var/spool/ringmail", "spool directory" },
+	{ "control.socket", KIND_STRING, OFF(control_socket), 0, 0, "control.sock", "unix socket for ringmailctl's queue, domains, stats and reload commands, relative to spool.dir unless absolute; \"\" = none; needs a restart" },
+	{ "control.mode", KIND_STRING, OFF(control_mode_text), 0, 0, "0600", "permissions of control.socket (octal): who may run ringmailctl against the daemon" },
 	{ "spool.segment_size", KIND_SIZE, OFF(spool_segment_size), 1 << 20, 1LL << 34, "64M", "segment file size before rotation" },
 	{ "spool.sync", KIND_BOOL, OFF(spool_sync), 0, 0, "true", "fdatasync before 250; false breaks the durability promise (benchmarks only)" },
 	{ "dns.nameservers", KIND_STRING_LIST, 0, 0, 0, "", "\"ip:port\" list; empty = /etc/resolv.conf" },
@@ -663,6 +665,12 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		if (users_load(cfg->users_file, &cfg->users, why, sizeof(why)) < 0)
 			return config_fail(e, "line %d: users.file: %s", key_line(file, "users.file"), why);
 	}
+	char *end;
+	long mode = strtol(cfg->control_mode_text, &end, 8);
+	if (cfg->control_mode_text[0] == '\0' || *end != '\0' || mode < 0 || mode > 0777)
+		return config_fail(e, "line %d: control.mode: \"%s\" is not an octal mode (0000 to 0777)",
+				   key_line(file, "control.mode"), cfg->control_mode_text);
+	cfg->control_mode = (int)mode;
 	if (cfg->hostname[0] == '\0') {
 		char host[256] = "localhost";
 		gethostname(host, sizeof(host) - 1);
@@ -796,4 +804,17 @@ void config_keys_dump(FILE *out)
 	for (size_t i = 0; i < COUNT(config_domain_keys); i++)
 		fprintf(out, "domains[].%-32s %-18s %s\n", config_domain_keys[i].path,
 			kind_names[config_domain_keys[i].kind], config_domain_keys[i].help);
+}
+
+int config_control_path(const struct config *cfg, char *out, size_t size)
+{
+	int n;
+
+	if (cfg->control_socket[0] == '\0')
+		return -ENOENT;
+	if (cfg->control_socket[0] == '/')
+		n = snprintf(out, size, "%s", cfg->control_socket);
+	else
+		n = snprintf(out, size, "%s/%s", cfg->spool_dir, cfg->control_socket);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }

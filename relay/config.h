@@ -124,6 +124,9 @@ struct config {
 
 	/* spool */
 	char *spool_dir;
+	char *control_socket;             /* see config_control_path */
+	char *control_mode_text;
+	int control_mode;                 /* control_mode_text, checked */
 	int64_t spool_segment_size;
 	bool spool_sync;                  /* false only for benchmarks: no fdatasync */
 
@@ -199,5 +202,10 @@ const char *config_tls_policy_name(enum config_tls_policy policy);
 
 /* config_keys_dump - print every key with its type and default. */
 void config_keys_dump(FILE *out);
+
+/* config_control_path - the control socket's path (control.socket under
+ * spool.dir unless absolute) into out: 0, -ENOENT when there is none, or
+ * -ENAMETOOLONG. */
+int config_control_path(const struct config *cfg, char *out, size_t size);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control.h"
 #include "delivery_log.h"
 #include "log.h"
 #include "sdnotify.h"
@@ -67,10 +68,12 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 
 	if (*config_count == MAX_CONFIGS) {
 		log_error("reload", "result=refused reason=\"too many reloads; restart the daemon\"");
+		control_reload_done(workers, false, "too many reloads; restart the daemon");
 		return;
 	}
 	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
 		log_error("reload", "result=rejected error=\"%s\"", err);
+		control_reload_done(workers, false, err);
 		return;
 	}
 	const struct config *old = configs[*config_count - 1];
@@ -83,6 +86,7 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 	logs_open(cfg);
 	worker_reload_all(workers, count, cfg);
 	log_info("reload", "result=ok");
+	control_reload_done(workers, true, "reloaded");
 }
 
 /* raise_fd_limit - a relay holds thousands of sockets: take the hard limit. */

@@ -287,6 +287,29 @@ static void metrics_snapshot(struct worker *w, struct metrics_values *out, size_
 	}
 }
 
+int metrics_stats(struct worker *w, struct buf *out, bool json)
+{
+	size_t n = w->count + 1;
+	struct metrics_values *vals = calloc(n, sizeof(*vals));
+	int rc = json ? buf_append_str(out, "{") : 0;
+
+	if (vals == NULL)
+		log_fatal("out of memory");
+	metrics_publish(w, w->metrics);
+	metrics_snapshot(w, vals, n);
+	for (size_t i = 0; rc == 0 && i < sizeof(metric_descs) / sizeof(metric_descs[0]); i++) {
+		const struct metric_desc *d = &metric_descs[i];
+		const char *name = d->name + strlen("ringmail_");
+		unsigned long long v = metrics_sum(vals, n, d->id, d->kind == KIND_GAUGE_MAX);
+		rc = json ? buf_append_printf(out, "%s\"%s\":%llu", i ? "," : "", name, v)
+			  : buf_append_printf(out, "%-40s %llu\n", name, v);
+	}
+	if (rc == 0 && json)
+		rc = buf_append_str(out, "}\n");
+	free(vals);
+	return rc;
+}
+
 /* ---- the HTTP connection (worker 0) ---------------------------------- */
 
 static char metrics_answered;          /* c->proto once the reply is queued */

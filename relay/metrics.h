@@ -26,6 +26,7 @@
 #ifndef RINGMAIL_METRICS_H
 #define RINGMAIL_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,6 +100,11 @@ int metrics_http_status(const struct metrics_request *req);
  * Connection: close) and body into out; body may be NULL for an error
  * (then a one-line text body). 0 or -ENOBUFS. */
 int metrics_http_response(struct buf *out, int status, const char *body, size_t body_len);
+
+/* metrics_stats - ringmailctl stats on worker 0: every plain metric summed
+ * over the workers (the largest for a maximum), as aligned "name value"
+ * lines or one JSON object. 0 or -ENOBUFS. */
+int metrics_stats(struct worker *w, struct buf *out, bool json);
 
 int metrics_worker_init(struct worker *w);
 void metrics_worker_exit(struct worker *w);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "control.h"
 #include "log.h"
 #include "commit.h"
 #include "delivery.h"
@@ -502,6 +503,9 @@ static int worker_setup(struct worker *w)
 	rc = worker_listen_all(w);
 	if (rc < 0)
 		return rc;
+	rc = control_worker_init(w);
+	if (rc < 0)
+		return rc;
 	return metrics_worker_init(w);
 }
 
@@ -530,6 +534,7 @@ static void *worker_main(void *arg)
 	pthread_barrier_wait(&worker_ready);
 	if (atomic_load(&worker_start_error) != 0) {
 		w->exit_status = 1;
+		control_worker_exit(w);
 		metrics_worker_exit(w);
 		pop3_server_worker_exit(w);
 		smtp_server_worker_exit(w);
@@ -543,6 +548,7 @@ static void *worker_main(void *arg)
 		 w->role == WORKER_ROLE_LOCAL ? "local" : "smtp", w->cpu, w->listen_count);
 	delivery_worker_start(w);
 	worker_loop(w);
+	control_worker_exit(w);
 	metrics_worker_exit(w);
 	pop3_server_worker_exit(w);
 	smtp_server_worker_exit(w);

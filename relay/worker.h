@@ -44,6 +44,7 @@ struct smtp_server_worker;
 struct delivery;
 struct pop3_server_worker;
 struct metrics_worker;
+struct control_worker;
 
 enum worker_role {
 	WORKER_ROLE_SMTP,                  /* SMTP listeners, spool shard, relay */
@@ -139,6 +140,7 @@ struct worker {
 	struct delivery *delivery;         /* queues, pools, resolver */
 	struct pop3_server_worker *pop3;   /* POP3 sessions (local worker) */
 	struct metrics_worker *metrics;    /* counter snapshot; freed by worker_join_all */
+	struct control_worker *control;    /* worker 0: the control socket */
 
 	_Atomic bool stop_requested;
 	bool stopping;

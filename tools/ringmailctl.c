@@ -4,13 +4,13 @@
  *   ringmailctl resolve [options] DOMAIN...   what the relay would do for each domain
  *   ringmailctl spool dump [--json] DIR       every live message in a spool directory
  *   ringmailctl users add|passwd|del|verify|check [--file PATH] NAME   the passwd-file
- *
- * Commands that talk to a running daemon over its control socket come with
- * the operations issue.
+ *   ringmailctl queue|domains|stats|reload ...  the running daemon, over its
+ *                                           control socket (control_cli.h)
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "control_cli.h"
 #include "dns.h"
 #include "spool_dump.h"
 #include "users_cli.h"
@@ -34,6 +34,11 @@ static const struct command commands[] = {
 	{ "resolve", dns_resolve_main,
 	  "resolve [--nameserver ADDR:PORT] [--port N] [--ipv4|--ipv6|--both] DOMAIN..." },
 	{ "spool", run_spool, "spool dump [--json] SPOOL_DIR" },
+	{ "queue", control_cli_main,
+	  "queue list|show|summary|flush|delete|bounce|hold|release [ID] [--domain D] [--deferred|--held] [--json]" },
+	{ "domains", control_cli_main, "domains [--domain D] [--json]" },
+	{ "stats", control_cli_main, "stats [--json]" },
+	{ "reload", control_cli_main, "reload" },
 	{ "users", users_cli_main,
 	  "users add|passwd|del|verify [--file PATH] [--scheme S] NAME | users check [--file PATH]" },
 };

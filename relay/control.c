@@ -1,0 +1,680 @@
+/*
+ * control - the control socket; see control.h.
+ */
+#include "control.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "metrics.h"
+
+#define CONTROL_MAX_OUTPUT (64 << 20)  /* one answer, at most */
+
+/* ---- the request (pure) ----------------------------------------------- */
+
+static const struct {
+	const char *name;
+	enum queue_action action;
+	bool target;             /* needs an ID or domain=D */
+	bool changes;            /* flush and the other actions: no json, no filters */
+} queue_verbs[] = {
+	{ "list", QUEUE_LIST, false, false },
+	{ "show", QUEUE_SHOW, true, false },
+	{ "summary", QUEUE_SUMMARY, false, false },
+	{ "flush", QUEUE_FLUSH, false, true },
+	{ "delete", QUEUE_DELETE, true, true },
+	{ "bounce", QUEUE_BOUNCE, true, true },
+	{ "hold", QUEUE_HOLD, true, true },
+	{ "release", QUEUE_RELEASE, true, true },
+};
+
+static int parse_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int parse_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/* parse_word - one argument after the verb: domain=D, deferred, held, or
+ * (show and the actions) a queue ID. */
+static int parse_word(char *word, struct control_request *req, bool takes_id, char *err, size_t errlen)
+{
+	if (strncmp(word, "domain=", 7) == 0) {
+		const char *d = word + 7;
+		size_t len = strlen(d);
+		if (len == 0 || len >= sizeof(req->domain) || req->domain[0] != '\0')
+			return parse_fail(err, errlen, "bad domain: \"%s\"", word);
+		for (size_t i = 0; i <= len; i++)
+			req->domain[i] = (d[i] >= 'A' && d[i] <= 'Z') ? (char)(d[i] - 'A' + 'a') : d[i];
+		return 0;
+	}
+	if (strcmp(word, "deferred") == 0 && !req->held_only) {
+		req->deferred_only = true;
+		return 0;
+	}
+	if (strcmp(word, "held") == 0 && !req->deferred_only) {
+		req->held_only = true;
+		return 0;
+	}
+	if (takes_id && req->queue_id[0] == '\0' && strlen(word) < sizeof(req->queue_id)) {
+		for (const char *p = word; *p; p++)
+			if (*p <= ' ' || *p > '~')
+				return parse_fail(err, errlen, "bad queue ID: \"%s\"", word);
+		snprintf(req->queue_id, sizeof(req->queue_id), "%s", word);
+		return 0;
+	}
+	return parse_fail(err, errlen, "unexpected argument \"%s\"", word);
+}
+
+/* parse_queue - the words after "queue". */
+static int parse_queue(char **words, size_t n, struct control_request *req, char *err, size_t errlen)
+{
+	size_t v;
+
+	if (n == 0)
+		return parse_fail(err, errlen, "%s", "queue: missing command");
+	for (v = 0; v < sizeof(queue_verbs) / sizeof(queue_verbs[0]); v++)
+		if (strcmp(words[0], queue_verbs[v].name) == 0)
+			break;
+	if (v == sizeof(queue_verbs) / sizeof(queue_verbs[0]))
+		return parse_fail(err, errlen, "queue: unknown command \"%s\"", words[0]);
+	req->command = CONTROL_QUEUE;
+	req->action = queue_verbs[v].action;
+	for (size_t i = 1; i < n; i++) {
+		int rc = parse_word(words[i], req, queue_verbs[v].target, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	if (queue_verbs[v].changes && (req->json || req->deferred_only || req->held_only))
+		return parse_fail(err, errlen, "queue %s: takes only an ID or domain=D", words[0]);
+	if (req->action == QUEUE_SHOW && (req->queue_id[0] == '\0' || req->domain[0] != '\0'))
+		return parse_fail(err, errlen, "%s", "queue show: takes one queue ID");
+	if (queue_verbs[v].target && req->action != QUEUE_SHOW &&
+	    (req->queue_id[0] == '\0') == (req->domain[0] == '\0'))
+		return parse_fail(err, errlen, "queue %s: takes an ID or domain=D (one of them)", words[0]);
+	return 0;
+}
+
+int control_parse(const char *line, struct control_request *req, char *err, size_t errlen)
+{
+	char copy[CONTROL_MAX_LINE + 1];
+	char *words[16], *save = NULL;
+	size_t n = 0;
+
+	memset(req, 0, sizeof(*req));
+	if (strlen(line) > CONTROL_MAX_LINE)
+		return parse_fail(err, errlen, "%s", "request too long");
+	snprintf(copy, sizeof(copy), "%s", line);
+	for (char *w = strtok_r(copy, " \t\r", &save); w != NULL; w = strtok_r(NULL, " \t\r", &save)) {
+		if (n == sizeof(words) / sizeof(words[0]))
+			return parse_fail(err, errlen, "%s", "too many arguments");
+		words[n++] = w;
+	}
+	size_t i = 0;
+	if (n > 0 && strcmp(words[0], "json") == 0) {
+		req->json = true;
+		i = 1;
+	}
+	if (i == n)
+		return parse_fail(err, errlen, "%s", "empty request");
+	if (strcmp(words[i], "queue") == 0)
+		return parse_queue(words + i + 1, n - i - 1, req, err, errlen);
+	if (strcmp(words[i], "domains") == 0) {
+		req->command = CONTROL_DOMAINS;
+		req->action = QUEUE_DOMAINS;
+		for (size_t k = i + 1; k < n; k++)
+			if (strncmp(words[k], "domain=", 7) != 0 || parse_word(words[k], req, false, err, errlen) < 0)
+				return parse_fail(err, errlen, "domains: unexpected argument \"%s\"", words[k]);
+		return 0;
+	}
+	if (strcmp(words[i], "stats") == 0 || strcmp(words[i], "reload") == 0) {
+		req->command = words[i][0] == 's' ? CONTROL_STATS : CONTROL_RELOAD;
+		if (i + 1 != n)
+			return parse_fail(err, errlen, "%s: takes no arguments", words[i]);
+		if (req->command == CONTROL_RELOAD && req->json)
+			return parse_fail(err, errlen, "%s", "reload: no json output");
+		return 0;
+	}
+	return parse_fail(err, errlen, "unknown command \"%s\"", words[i]);
+}
+
+/* ---- sessions --------------------------------------------------------- */
+
+struct control_session;
+
+struct control_worker {
+	int listen_fd;
+	struct ring_op accept_op;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct control_session *reloading;     /* waiting for the reload's result */
+};
+
+struct control_session {
+	struct conn *c;                /* NULL once the connection is gone */
+	struct queue_query *q;         /* the query of this session, or NULL */
+	bool away;                     /* q is on another worker */
+	bool wait_drain;               /* the next step when the socket took the rows */
+	bool answered;                 /* a request was read */
+	struct control_session *next_reloading;
+};
+
+/* A reload's result, posted to worker 0 by the main thread. */
+struct reload_result {
+	struct worker_post post;
+	bool ok;
+	char text[512];
+};
+
+static void session_free(struct control_session *s)
+{
+	free(s);
+}
+
+/* query_free - everything a query owns; a cursor left on a worker that
+ * stopped (only at exit) is freed without unlinking. */
+static void query_free(struct queue_query *q)
+{
+	buf_free(&q->out);
+	queue_message_view_clear(&q->show);
+	free(q->spool_states);
+	for (size_t i = 0; i < q->row_count; i++)
+		free(q->rows[i].domain);
+	free(q->rows);
+	free(q->marker);
+	free(q);
+}
+
+/* session_end - the last line and close. */
+static void session_end(struct control_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void session_end(struct control_session *s, const char *fmt, ...)
+{
+	char line[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	strcat(line, "\n");
+	conn_write(s->c, line, strlen(line));
+	conn_close_after_flush(s->c);
+}
+
+/* For the log, and the last line of an action. */
+static const char *const action_names[] = {
+	[QUEUE_LIST] = "list", [QUEUE_SHOW] = "show", [QUEUE_SUMMARY] = "summary",
+	[QUEUE_DOMAINS] = "domains", [QUEUE_FLUSH] = "flush", [QUEUE_DELETE] = "delete",
+	[QUEUE_BOUNCE] = "bounce", [QUEUE_HOLD] = "hold", [QUEUE_RELEASE] = "release",
+};
+static const char *const action_done[] = {
+	[QUEUE_FLUSH] = "flushed", [QUEUE_DELETE] = "deleted", [QUEUE_BOUNCE] = "bounced",
+	[QUEUE_HOLD] = "held", [QUEUE_RELEASE] = "released",
+};
+
+/* query_finish - every worker walked: the rows made at the end, the last
+ * line. */
+static void query_finish(struct control_session *s, struct queue_query *q)
+{
+	int rc = 0;
+
+	if (q->action == QUEUE_SHOW && q->show.found) {
+		for (size_t i = 0; i < q->show.rcpt_count && i < q->spool_state_count; i++) {
+			struct queue_rcpt_view *r = &q->show.rcpts[i];
+			if (r->state == NULL) {
+				r->state = spool_status_name(q->spool_states[i].status);
+				r->attempts = q->spool_states[i].attempts;
+			}
+		}
+		rc = queue_format_message(&q->out, q->json, &q->show);
+	} else if (q->action == QUEUE_SUMMARY) {
+		rc = queue_format_summary(&q->out, q->json, q->rows, q->row_count);
+	}
+	conn_write(s->c, buf_data(&q->out), buf_len(&q->out));
+	if (rc < 0)
+		session_end(s, "-- error the answer is too large");
+	else if (q->action == QUEUE_SHOW && !q->show.found)
+		session_end(s, "-- error %s: not in the queue", q->queue_id);
+	else if (q->action >= QUEUE_FLUSH)
+		session_end(s, "-- ok %s %llu of %llu items", action_done[q->action],
+			    (unsigned long long)q->changed, (unsigned long long)q->matched);
+	else if (q->action == QUEUE_DOMAINS)
+		session_end(s, "-- ok %llu domains", (unsigned long long)q->matched);
+	else
+		session_end(s, "-- ok %llu items", (unsigned long long)q->matched);
+	query_free(q);
+	s->q = NULL;
+}
+
+static void query_visit(struct worker *w, struct worker_post *p);
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* query_drive - walk on: the next step where it is due, until one must
+ * wait (away, or for the socket to drain) or the walk is over. */
+static void query_drive(struct worker *w, struct control_session *s)
+{
+	struct queue_query *q = s->q;
+
+	for (;;) {
+		if (q->at_done && !q->cancel) {
+			q->at++;
+			q->at_started = q->at_done = false;
+		}
+		if (q->at_done || q->at > w->count) {
+			/* Over, or cancelled and the cursor dropped. */
+			if (s->c != NULL && !q->cancel) {
+				query_finish(s, q);
+				return;
+			}
+			query_free(q);
+			session_free(s);
+			return;
+		}
+		struct worker *target = &w->all[q->at];
+		if (target != w) {
+			s->away = true;
+			q->post.handle = query_visit;
+			worker_post(w, target, &q->post);
+			return;
+		}
+		delivery_query_step(w, q);
+		if (q->cancel)
+			continue;
+		if (buf_len(&q->out) > 0 && q->action != QUEUE_SHOW && q->action != QUEUE_SUMMARY) {
+			conn_write(s->c, buf_data(&q->out), buf_len(&q->out));
+			buf_reset(&q->out);
+			s->wait_drain = true;
+			return;
+		}
+	}
+}
+
+/* query_home - back from a step on another worker. */
+static void query_home(struct worker *w, struct worker_post *p)
+{
+	struct queue_query *q = (struct queue_query *)p;
+	struct control_session *s = q->owner;
+
+	s->away = false;
+	if (s->c == NULL) {
+		q->cancel = q->marker != NULL;
+		q->at_done = !q->cancel;
+		if (!q->cancel) {
+			query_free(q);
+			session_free(s);
+			return;
+		}
+	} else if (buf_len(&q->out) > 0 && q->action != QUEUE_SHOW && q->action != QUEUE_SUMMARY) {
+		conn_write(s->c, buf_data(&q->out), buf_len(&q->out));
+		buf_reset(&q->out);
+		s->wait_drain = true;
+		return;
+	}
+	query_drive(w, s);
+}
+
+/* query_visit - a step on this worker, then home. */
+static void query_visit(struct worker *w, struct worker_post *p)
+{
+	struct queue_query *q = (struct queue_query *)p;
+
+	delivery_query_step(w, q);
+	q->post.handle = query_home;
+	worker_post(w, &w->all[q->home], &q->post);
+}
+
+static void query_discard(struct worker_post *p)
+{
+	query_free((struct queue_query *)p);
+}
+
+/* query_start - a queue or domains request: the walk begins at worker 0. */
+static void query_start(struct worker *w, struct control_session *s, const struct control_request *req)
+{
+	struct queue_query *q = calloc(1, sizeof(*q));
+
+	if (q == NULL)
+		log_fatal("out of memory");
+	q->post.discard = query_discard;
+	q->action = req->action;
+	snprintf(q->queue_id, sizeof(q->queue_id), "%s", req->queue_id);
+	snprintf(q->domain, sizeof(q->domain), "%s", req->domain);
+	q->deferred_only = req->deferred_only;
+	q->held_only = req->held_only;
+	q->json = req->json;
+	q->home = w->id;
+	q->owner = s;
+	q->now_wall_ms = wall_ms();
+	buf_init(&q->out, CONTROL_MAX_OUTPUT);
+	s->q = q;
+	if (!req->json && req->action == QUEUE_LIST)
+		queue_format_list_header(&q->out);
+	else if (!req->json && req->action == QUEUE_DOMAINS)
+		queue_format_domains_header(&q->out);
+	if (buf_len(&q->out) > 0) {
+		conn_write(s->c, buf_data(&q->out), buf_len(&q->out));
+		buf_reset(&q->out);
+	}
+	log_info("control", "command=%s id=%s domain=%s", action_names[req->action],
+		 req->queue_id[0] ? req->queue_id : "-", req->domain[0] ? req->domain : "-");
+	query_drive(w, s);
+}
+
+/* session_reload - SIGHUP to ourselves; main's reload answers through
+ * control_reload_done. */
+static void session_reload(struct worker *w, struct control_session *s)
+{
+	if (w->cfg->source_path == NULL) {
+		session_end(s, "-- error the daemon runs without a configuration file: nothing to reload");
+		return;
+	}
+	s->next_reloading = w->control->reloading;
+	w->control->reloading = s;
+	log_info("control", "command=reload");
+	kill(getpid(), SIGHUP);
+}
+
+/* session_request - one request line. */
+static void session_request(struct worker *w, struct control_session *s, const char *line)
+{
+	struct control_request req;
+	char err[300];
+
+	s->answered = true;
+	if (control_parse(line, &req, err, sizeof(err)) < 0) {
+		session_end(s, "-- error %s", err);
+		return;
+	}
+	switch (req.command) {
+	case CONTROL_QUEUE:
+	case CONTROL_DOMAINS:
+		query_start(w, s, &req);
+		break;
+	case CONTROL_STATS: {
+		struct buf b;
+		buf_init(&b, 1 << 20);
+		int rc = metrics_stats(w, &b, req.json);
+		conn_write(s->c, buf_data(&b), buf_len(&b));
+		buf_free(&b);
+		if (rc < 0)
+			session_end(s, "-- error %s", strerror(-rc));
+		else
+			session_end(s, "-- ok");
+		break;
+	}
+	case CONTROL_RELOAD:
+		session_reload(w, s);
+		break;
+	}
+}
+
+/* ---- the connection --------------------------------------------------- */
+
+static void control_open(struct conn *c)
+{
+	struct control_session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		log_fatal("out of memory");
+	s->c = c;
+	c->proto = s;
+	conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);
+}
+
+static size_t control_input(struct conn *c, const char *data, size_t len)
+{
+	struct control_session *s = c->proto;
+	const char *nl;
+	char line[CONTROL_MAX_LINE + 1];
+
+	if (s == NULL || s->answered)
+		return len;                  /* one request per connection */
+	nl = memchr(data, '\n', len);
+	if (nl == NULL) {
+		if (len > CONTROL_MAX_LINE) {
+			s->answered = true;
+			session_end(s, "-- error request too long");
+			return len;
+		}
+		return 0;                    /* wait for the rest of the line */
+	}
+	size_t n = (size_t)(nl - data);
+	if (n > CONTROL_MAX_LINE) {
+		s->answered = true;
+		session_end(s, "-- error request too long");
+		return len;
+	}
+	memcpy(line, data, n);
+	line[n] = '\0';
+	worker_timer_disarm(&c->phase_timer);
+	session_request(c->w, s, line);
+	return len;
+}
+
+static void control_drained(struct conn *c)
+{
+	struct control_session *s = c->proto;
+
+	if (s != NULL && s->wait_drain) {
+		s->wait_drain = false;
+		query_drive(c->w, s);
+	}
+}
+
+static void control_timeout(struct conn *c, enum worker_timer_class cls)
+{
+	struct control_session *s = c->proto;
+
+	(void)cls;
+	if (s == NULL || !s->answered)
+		conn_close(c);               /* no request in time */
+	/* else: an answer is under way; it ends the connection itself */
+}
+
+static void control_shutdown(struct conn *c)
+{
+	conn_close(c);
+}
+
+/* reloading_remove - s no longer waits for a reload's result. */
+static void reloading_remove(struct control_worker *cw, struct control_session *s)
+{
+	if (cw == NULL)
+		return;
+	for (struct control_session **p = &cw->reloading; *p != NULL; p = &(*p)->next_reloading) {
+		if (*p == s) {
+			*p = s->next_reloading;
+			return;
+		}
+	}
+}
+
+static void control_close(struct conn *c)
+{
+	struct control_session *s = c->proto;
+
+	if (s == NULL)
+		return;
+	c->proto = NULL;
+	s->c = NULL;
+	reloading_remove(c->w->control, s);
+	if (s->away)
+		return;                      /* query_home finishes it */
+	if (s->q == NULL) {
+		session_free(s);
+		return;
+	}
+	s->wait_drain = false;
+	s->q->cancel = s->q->marker != NULL;
+	s->q->at_done = !s->q->cancel;
+	if (!s->q->cancel) {
+		query_free(s->q);
+		session_free(s);
+		return;
+	}
+	query_drive(c->w, s);
+}
+
+static const struct conn_handler control_handler = {
+	.name = "control",
+	.open = control_open,
+	.input = control_input,
+	.drained = control_drained,
+	.timeout = control_timeout,
+	.shutdown = control_shutdown,
+	.close = control_close,
+};
+
+/* ---- reload results ---------------------------------------------------- */
+
+static void reload_result_handle(struct worker *w, struct worker_post *p)
+{
+	struct reload_result *r = (struct reload_result *)p;
+	struct control_session *s;
+
+	while (w->control != NULL && (s = w->control->reloading) != NULL) {
+		w->control->reloading = s->next_reloading;
+		if (r->ok)
+			session_end(s, "-- ok %s", r->text);
+		else
+			session_end(s, "-- error %s", r->text);
+	}
+	free(r);
+}
+
+static void reload_result_discard(struct worker_post *p)
+{
+	free(p);
+}
+
+void control_reload_done(struct worker *workers, bool ok, const char *text)
+{
+	struct reload_result *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		log_fatal("out of memory");
+	r->post.handle = reload_result_handle;
+	r->post.discard = reload_result_discard;
+	r->ok = ok;
+	snprintf(r->text, sizeof(r->text), "%s", text);
+	worker_post(NULL, &workers[0], &r->post);
+}
+
+/* ---- the listener (worker 0) ------------------------------------------ */
+
+static void control_arm_accept(struct worker *w, struct control_worker *cw)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	io_uring_prep_multishot_accept(sqe, cw->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, &cw->accept_op);
+}
+
+static void control_accept_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct control_worker *cw = (struct control_worker *)((char *)op - offsetof(struct control_worker, accept_op));
+
+	if (cqe->res >= 0) {
+		if (w->stopping || cw->listen_fd < 0)
+			close(cqe->res);
+		else
+			conn_accept(w, cqe->res, &control_handler);
+	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
+		log_warn("control_accept", "error=\"%s\"", strerror(-cqe->res));
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopping && cw->listen_fd >= 0 &&
+	    cqe->res != -ECANCELED && cqe->res != -EBADF)
+		control_arm_accept(w, cw);
+}
+
+/* control_listen - bind the unix socket (replacing a stale one) with the
+ * configured mode. */
+static int control_listen(const char *path, int mode)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;      /* not ours to remove */
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || chmod(path, (mode_t)mode) < 0 ||
+	    listen(fd, 64) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int control_worker_init(struct worker *w)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int rc;
+
+	if (w->id != 0 || w->role != WORKER_ROLE_SMTP)
+		return 0;
+	rc = config_control_path(w->cfg, path, sizeof(path));
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0)
+		rc = control_listen(path, w->cfg->control_mode);
+	if (rc < 0) {
+		log_error("listen", "control=%s error=\"%s\"", w->cfg->control_socket, strerror(-rc));
+		return rc;
+	}
+	struct control_worker *cw = calloc(1, sizeof(*cw));
+	if (cw == NULL)
+		log_fatal("out of memory");
+	cw->listen_fd = rc;
+	cw->accept_op.complete = control_accept_complete;
+	snprintf(cw->path, sizeof(cw->path), "%s", path);
+	w->control = cw;
+	control_arm_accept(w, cw);
+	log_info("control_listen", "path=%s mode=%04o", path, (unsigned)w->cfg->control_mode);
+	return 0;
+}
+
+void control_worker_exit(struct worker *w)
+{
+	struct control_worker *cw = w->control;
+
+	if (cw == NULL)
+		return;
+	if (cw->listen_fd >= 0) {
+		close(cw->listen_fd);
+		unlink(cw->path);
+	}
+	free(cw);
+	w->control = NULL;
+}

@@ -1,0 +1,263 @@
+/*
+ * queue_format - text and JSON rows for the queue commands; see
+ * queue_format.h.
+ */
+#include "queue_format.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* iso_time - "2026-11-23T18:04:05Z", or "-" for 0. */
+static const char *iso_time(int64_t ms, char out[32])
+{
+	struct tm tm;
+	time_t sec = (time_t)(ms / 1000);
+
+	if (ms <= 0 || gmtime_r(&sec, &tm) == NULL)
+		return "-";
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return out;
+}
+
+/* json_time - the same as a JSON value: a string, or null. */
+static int json_time(struct buf *out, int64_t ms)
+{
+	char t[32];
+
+	return ms <= 0 ? buf_append_str(out, "null") : buf_append_json(out, iso_time(ms, t));
+}
+
+/* json_field - ,"name": then a string value (or null). */
+static int json_field(struct buf *out, const char *name, const char *value)
+{
+	int rc = buf_append_printf(out, ",\"%s\":", name);
+	return rc < 0 ? rc : buf_append_json(out, value);
+}
+
+int queue_format_list_header(struct buf *out)
+{
+	return buf_append_printf(out, "%-20s %-8s %9s %-20s %4s %-20s %-24s %5s %s\n", "QUEUE_ID", "STATE",
+				 "SIZE", "ARRIVAL", "TRY", "NEXT_ATTEMPT", "DOMAIN", "RCPTS", "SENDER");
+}
+
+int queue_format_item(struct buf *out, bool json, const struct queue_item_view *v)
+{
+	char a[32], n[32];
+	int rc;
+
+	if (!json) {
+		rc = buf_append_printf(out, "%-20s %-8s %9zu %-20s %4u %-20s %-24s %5zu <%s>\n", v->queue_id,
+				       v->state, v->size, iso_time(v->arrival_ms, a), v->attempts,
+				       iso_time(v->next_ms, n), v->domain, v->rcpt_count, v->sender);
+		if (rc == 0 && v->last_error != NULL)
+			rc = buf_append_printf(out, "%22s(%s)\n", "", v->last_error);
+		return rc;
+	}
+	rc = buf_append_str(out, "{\"queue_id\":");
+	if (rc == 0)
+		rc = buf_append_json(out, v->queue_id);
+	if (rc == 0)
+		rc = json_field(out, "state", v->state);
+	if (rc == 0)
+		rc = buf_append_printf(out, ",\"size\":%zu,\"attempts\":%u,\"arrival\":", v->size, v->attempts);
+	if (rc == 0)
+		rc = json_time(out, v->arrival_ms);
+	if (rc == 0)
+		rc = buf_append_str(out, ",\"next_attempt\":");
+	if (rc == 0)
+		rc = json_time(out, v->next_ms);
+	if (rc == 0)
+		rc = json_field(out, "domain", v->domain);
+	if (rc == 0)
+		rc = json_field(out, "sender", v->sender);
+	if (rc == 0)
+		rc = json_field(out, "last_error", v->last_error);
+	if (rc == 0)
+		rc = buf_append_str(out, ",\"recipients\":[");
+	for (size_t i = 0; rc == 0 && i < v->rcpt_count; i++) {
+		if (i > 0)
+			rc = buf_append_str(out, ",");
+		if (rc == 0)
+			rc = buf_append_json(out, v->rcpts[i]);
+	}
+	return rc == 0 ? buf_append_str(out, "]}\n") : rc;
+}
+
+/* message_text - the envelope, then a line per recipient. */
+static int message_text(struct buf *out, const struct queue_message_view *m)
+{
+	char t[32];
+	int rc = buf_append_printf(out, "queue_id:   %s\narrival:    %s\nsender:     <%s>\nsize:       %zu\n",
+				   m->queue_id, iso_time(m->arrival_ms, t), m->sender ? m->sender : "",
+				   m->size);
+
+	if (rc == 0 && m->envid != NULL)
+		rc = buf_append_printf(out, "envid:      %s\n", m->envid);
+	if (rc == 0)
+		rc = buf_append_printf(out, "recipients: %zu\n", m->rcpt_count);
+	for (size_t i = 0; rc == 0 && i < m->rcpt_count; i++) {
+		const struct queue_rcpt_view *r = &m->rcpts[i];
+		rc = buf_append_printf(out, "  <%s> %s attempts=%u", r->addr ? r->addr : "?",
+				       r->state ? r->state : "unknown", r->attempts);
+		if (rc == 0 && r->next_ms > 0)
+			rc = buf_append_printf(out, " next=%s", iso_time(r->next_ms, t));
+		if (rc == 0 && r->last_error != NULL)
+			rc = buf_append_printf(out, " last=(%s)", r->last_error);
+		if (rc == 0)
+			rc = buf_append_str(out, "\n");
+	}
+	return rc;
+}
+
+int queue_format_message(struct buf *out, bool json, const struct queue_message_view *m)
+{
+	if (!json)
+		return message_text(out, m);
+	int rc = buf_append_str(out, "{\"queue_id\":");
+	if (rc == 0)
+		rc = buf_append_json(out, m->queue_id);
+	if (rc == 0)
+		rc = json_field(out, "sender", m->sender ? m->sender : "");
+	if (rc == 0)
+		rc = json_field(out, "envid", m->envid);
+	if (rc == 0)
+		rc = buf_append_printf(out, ",\"size\":%zu,\"arrival\":", m->size);
+	if (rc == 0)
+		rc = json_time(out, m->arrival_ms);
+	if (rc == 0)
+		rc = buf_append_str(out, ",\"recipients\":[");
+	for (size_t i = 0; rc == 0 && i < m->rcpt_count; i++) {
+		const struct queue_rcpt_view *r = &m->rcpts[i];
+		rc = buf_append_str(out, i > 0 ? ",{\"address\":" : "{\"address\":");
+		if (rc == 0)
+			rc = buf_append_json(out, r->addr);
+		if (rc == 0)
+			rc = json_field(out, "state", r->state ? r->state : "unknown");
+		if (rc == 0)
+			rc = buf_append_printf(out, ",\"attempts\":%u,\"next_attempt\":", r->attempts);
+		if (rc == 0)
+			rc = json_time(out, r->next_ms);
+		if (rc == 0)
+			rc = json_field(out, "last_error", r->last_error);
+		if (rc == 0)
+			rc = buf_append_str(out, "}");
+	}
+	return rc == 0 ? buf_append_str(out, "]}\n") : rc;
+}
+
+void queue_message_view_clear(struct queue_message_view *m)
+{
+	for (size_t i = 0; i < m->rcpt_count; i++) {
+		free(m->rcpts[i].addr);
+		free(m->rcpts[i].last_error);
+	}
+	free(m->rcpts);
+	free(m->sender);
+	free(m->envid);
+	memset(m, 0, sizeof(*m));
+}
+
+size_t queue_age_bucket(int64_t age_ms)
+{
+	int64_t limit_min = 5;
+
+	for (size_t i = 0; i + 1 < QUEUE_AGE_BUCKETS; i++, limit_min *= 2)
+		if (age_ms < limit_min * 60000)
+			return i;
+	return QUEUE_AGE_BUCKETS - 1;
+}
+
+static int summary_cmp(const void *a, const void *b)
+{
+	const struct queue_summary_row *x = a, *y = b;
+
+	if (x->total != y->total)
+		return x->total > y->total ? -1 : 1;
+	return strcmp(x->domain, y->domain);
+}
+
+/* summary_row - one line: the domain, its total, its ages. */
+static int summary_row(struct buf *out, bool json, const char *domain, const uint64_t *total,
+		       const uint64_t *age)
+{
+	int rc;
+
+	if (!json) {
+		rc = buf_append_printf(out, "%-32s %7llu", domain, (unsigned long long)*total);
+		for (size_t i = 0; rc == 0 && i < QUEUE_AGE_BUCKETS; i++)
+			rc = buf_append_printf(out, " %6llu", (unsigned long long)age[i]);
+		return rc == 0 ? buf_append_str(out, "\n") : rc;
+	}
+	rc = buf_append_str(out, "{\"domain\":");
+	if (rc == 0)
+		rc = buf_append_json(out, domain);
+	if (rc == 0)
+		rc = buf_append_printf(out, ",\"total\":%llu,\"age_minutes\":{", (unsigned long long)*total);
+	int64_t limit = 5;
+	for (size_t i = 0; rc == 0 && i < QUEUE_AGE_BUCKETS; i++, limit *= 2) {
+		if (i + 1 < QUEUE_AGE_BUCKETS)
+			rc = buf_append_printf(out, "%s\"%lld\":%llu", i ? "," : "", (long long)limit,
+					       (unsigned long long)age[i]);
+		else
+			rc = buf_append_printf(out, ",\"%lld+\":%llu", (long long)limit / 2,
+					       (unsigned long long)age[i]);
+	}
+	return rc == 0 ? buf_append_str(out, "}}\n") : rc;
+}
+
+int queue_format_summary(struct buf *out, bool json, struct queue_summary_row *rows, size_t n)
+{
+	uint64_t total = 0, age[QUEUE_AGE_BUCKETS] = { 0 };
+	int rc = 0;
+
+	qsort(rows, n, sizeof(*rows), summary_cmp);
+	for (size_t i = 0; i < n; i++) {
+		total += rows[i].total;
+		for (size_t j = 0; j < QUEUE_AGE_BUCKETS; j++)
+			age[j] += rows[i].age[j];
+	}
+	if (!json) {
+		rc = buf_append_printf(out, "%-32s %7s", "", "T");
+		int64_t limit = 5;
+		for (size_t i = 0; rc == 0 && i + 1 < QUEUE_AGE_BUCKETS; i++, limit *= 2)
+			rc = buf_append_printf(out, " %6lld", (long long)limit);
+		if (rc == 0)
+			rc = buf_append_printf(out, " %5lld+\n", (long long)limit / 2);
+	}
+	if (rc == 0)
+		rc = summary_row(out, json, "TOTAL", &total, age);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = summary_row(out, json, rows[i].domain, &rows[i].total, rows[i].age);
+	return rc;
+}
+
+int queue_format_domains_header(struct buf *out)
+{
+	return buf_append_printf(out, "%-32s %7s %8s %6s %6s %5s %6s %8s %s\n", "DOMAIN", "READY", "DEFERRED",
+				 "ACTIVE", "HELD", "CONNS", "WINDOW", "FAILURES", "BACKOFF_UNTIL");
+}
+
+int queue_format_domain(struct buf *out, bool json, const struct queue_domain_view *v)
+{
+	char t[32];
+	int rc;
+
+	if (!json)
+		return buf_append_printf(out, "%-32s %7zu %8zu %6zu %6zu %5u %6u %8u %s\n", v->domain, v->ready,
+					 v->deferred, v->active, v->held, v->connections, v->window,
+					 v->failures, iso_time(v->backoff_until_ms, t));
+	rc = buf_append_str(out, "{\"domain\":");
+	if (rc == 0)
+		rc = buf_append_json(out, v->domain);
+	if (rc == 0)
+		rc = buf_append_printf(out, ",\"ready\":%zu,\"deferred\":%zu,\"active\":%zu,\"held\":%zu,"
+				       "\"connections\":%u,\"window\":%u,\"failures\":%u,\"backoff_until\":",
+				       v->ready, v->deferred, v->active, v->held, v->connections, v->window,
+				       v->failures);
+	if (rc == 0)
+		rc = json_time(out, v->backoff_until_ms);
+	return rc == 0 ? buf_append_str(out, "}\n") : rc;
+}

@@ -1,0 +1,93 @@
+/*
+ * queue_format - the rows of ringmailctl's queue and domains commands, as
+ * aligned text or as JSON lines (pure: views in, bytes appended to a buf).
+ *
+ *   queue list      queue_format_list_header, then queue_format_item per item
+ *   queue show      queue_format_message
+ *   queue summary   queue_format_summary (sorts the rows, adds TOTAL)
+ *   domains         queue_format_domains_header, queue_format_domain
+ *
+ * Times are wall-clock milliseconds, printed as UTC ISO 8601; 0 is "none".
+ * Text is for people (columns may grow past their width, never cut); JSON
+ * is one object per line for scripts. Every function returns 0 or -ENOBUFS
+ * from the buf.
+ */
+#ifndef RINGMAIL_QUEUE_FORMAT_H
+#define RINGMAIL_QUEUE_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/* One queue item: some recipients of a message, for one domain. */
+struct queue_item_view {
+	const char *queue_id, *sender, *domain;
+	const char *state;              /* ready, deferred, active, held */
+	int64_t arrival_ms;
+	size_t size;
+	const char *const *rcpts;       /* the item's recipients */
+	size_t rcpt_count;
+	unsigned attempts;
+	int64_t next_ms;                /* the next attempt; 0: not scheduled */
+	const char *last_error;         /* the last deferral's reply, or NULL */
+};
+
+int queue_format_list_header(struct buf *out);
+int queue_format_item(struct buf *out, bool json, const struct queue_item_view *v);
+
+/* One recipient of a shown message; strings owned by the view. */
+struct queue_rcpt_view {
+	char *addr;
+	const char *state;              /* static: a state or spool status name */
+	unsigned attempts;
+	int64_t next_ms;
+	char *last_error;
+};
+
+/* A message being shown, filled as its items are found on the workers. */
+struct queue_message_view {
+	bool found;
+	char queue_id[32];
+	char *sender, *envid;           /* envid NULL when not given */
+	int64_t arrival_ms;
+	size_t size;
+	size_t rcpt_count;
+	struct queue_rcpt_view *rcpts;  /* rcpt_count of them */
+};
+
+int queue_format_message(struct buf *out, bool json, const struct queue_message_view *m);
+
+/* queue_message_view_clear - free what the view owns; leaves it empty. */
+void queue_message_view_clear(struct queue_message_view *m);
+
+/* Ages in minutes, as Postfix's qshape: under 5, 10, 20, ... 1280, older. */
+#define QUEUE_AGE_BUCKETS 10
+
+struct queue_summary_row {
+	char *domain;                   /* owned */
+	uint64_t total;
+	uint64_t age[QUEUE_AGE_BUCKETS];
+};
+
+/* queue_age_bucket - the column of an item age_ms old. */
+size_t queue_age_bucket(int64_t age_ms);
+
+/* queue_format_summary - TOTAL first, then the rows by total, largest
+ * first (rows is sorted in place). */
+int queue_format_summary(struct buf *out, bool json, struct queue_summary_row *rows, size_t n);
+
+/* One destination domain on its owner. */
+struct queue_domain_view {
+	const char *domain;
+	size_t ready, deferred, active, held;
+	unsigned connections, window;
+	unsigned failures;              /* whole-domain backoff: hosts all failed */
+	int64_t backoff_until_ms;       /* 0: not backing off */
+};
+
+int queue_format_domains_header(struct buf *out);
+int queue_format_domain(struct buf *out, bool json, const struct queue_domain_view *v);
+
+#endif
