@@ -586,7 +586,10 @@ static void item_enqueue(struct delivery *dl, struct qitem *it)
 		}
 	}
 	if (dl->w->role == WORKER_ROLE_LOCAL) {
-		local_deliver_item(dl, it);
+		/* Stopping: an outcome might not reach a home that has left;
+		 * the spool still has the item for the next start. */
+		if (!dl->w->stopping)
+			local_deliver_item(dl, it);
 		return;
 	}
 	domain_push_ready(it->d, it);

@@ -28,6 +28,12 @@ static inline void mpsc_init(struct mpsc *q)
 	atomic_init(&q->head, NULL);
 }
 
+/* mpsc_empty - nothing queued right now (a push may come at any time). */
+static inline bool mpsc_empty(struct mpsc *q)
+{
+	return atomic_load_explicit(&q->head, memory_order_acquire) == NULL;
+}
+
 static inline bool mpsc_push(struct mpsc *q, struct mpsc_node *node)
 {
 	struct mpsc_node *old = atomic_load_explicit(&q->head, memory_order_relaxed);

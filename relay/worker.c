@@ -27,6 +27,11 @@
 static pthread_barrier_t worker_ready;
 static _Atomic int worker_start_error;
 
+/* Workers that may still produce work for others (outcomes, DSNs): a
+ * stopping worker leaves its loop only when this is 0, so an outcome posted
+ * home by the last transactions is journaled rather than dropped. */
+static _Atomic unsigned workers_busy;
+
 /* The thread ring lets a non-worker thread (main: signals) wake workers.
  * Only the main thread uses it, so it needs no lock. */
 static struct io_uring thread_ring;
@@ -392,11 +397,33 @@ static void worker_resume_accepts(struct worker *w)
 	w->accept_paused = 0;
 }
 
+/* worker_settled - stopping, and nothing left of our own: no connection,
+ * no commit. The first time, we stop counting as busy (the last worker to
+ * do so wakes the others); we leave once every worker has settled and our
+ * inbox and commits are empty. */
+static bool worker_settled(struct worker *w, bool *released)
+{
+	if (!w->stopping || w->conn_objects > 0 || commit_busy(w))
+		return false;
+	if (!*released) {
+		*released = true;
+		if (atomic_fetch_sub(&workers_busy, 1) == 1) {
+			for (unsigned i = 0; i <= w->count; i++)
+				if (&w->all[i] != w)
+					worker_wake(&w->ring, &w->all[i]);
+			io_uring_submit(&w->ring);
+		}
+	}
+	return atomic_load(&workers_busy) == 0 && mpsc_empty(&w->inbox);
+}
+
 /* worker_loop - one submit-and-wait per pass, with the earliest timer as
  * its timeout; then every completion, then the timers. */
 static void worker_loop(struct worker *w)
 {
-	while (!(w->stopping && w->conn_objects == 0 && !commit_busy(w))) {
+	bool released = false;
+
+	while (!worker_settled(w, &released)) {
 		struct io_uring_cqe *cqe;
 		struct __kernel_timespec ts;
 		unsigned head, seen = 0;
@@ -570,6 +597,7 @@ int worker_start_all(struct worker *workers, unsigned count, const struct config
 	if (rc < 0)
 		return rc;
 	thread_ring_ready = true;
+	atomic_store(&workers_busy, count + 1);
 	pthread_barrier_init(&worker_ready, NULL, count + 2);
 	for (unsigned i = 0; i <= count; i++) {
 		struct worker *w = &workers[i];
