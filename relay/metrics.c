@@ -41,7 +41,7 @@ static const struct metric_desc {
 	const char *help;
 } metric_descs[] = {
 	{ METRICS_RECEIVED, KIND_COUNTER, "ringmail_received_total", "Messages accepted (durable in the spool, 250 said)." },
-	{ METRICS_REJECTED_COMMITS, KIND_COUNTER, "ringmail_rejected_commits_total", "Messages refused with 451 because the spool commit failed." },
+	{ METRICS_REJECTED_COMMITS, KIND_COUNTER, "ringmail_rejected_commits_total", "Messages refused with 452 because the spool commit failed (also ringmail_rejected_total{reason=\"spool_failed\"})." },
 	{ METRICS_DELIVERED, KIND_COUNTER, "ringmail_delivered_total", "Recipients delivered." },
 	{ METRICS_DEFERRED, KIND_COUNTER, "ringmail_deferred_total", "Recipient delivery attempts deferred (temporary failures)." },
 	{ METRICS_BOUNCED, KIND_COUNTER, "ringmail_bounced_total", "Recipients bounced (permanent failure or expired)." },
@@ -82,6 +82,22 @@ static uint64_t metrics_sum(const struct metrics_values *workers, size_t n, size
 	return total;
 }
 
+/* render_rejected - ringmail_rejected_total, one line per enum smtp_reject
+ * (zeros included: a dashboard sees every series from the start). */
+static int render_rejected(struct buf *out, const struct metrics_values *workers, size_t n)
+{
+	static const char name[] = "ringmail_rejected_total";
+	int rc = buf_append_printf(out, "# HELP %s Inbound SMTP refusals (replies, disconnects, "
+				   "refused connections) by reason.\n# TYPE %s counter\n", name, name);
+
+	for (size_t i = 0; i < SMTP_REJECT_COUNT && rc == 0; i++)
+		rc = buf_append_printf(out, "%s{reason=\"%s\"} %llu\n", name,
+				       smtp_reject_name((enum smtp_reject)i),
+				       (unsigned long long)metrics_sum(workers, n, METRICS_REJECTED + i,
+								       false));
+	return rc;
+}
+
 /* render_histogram - buckets (cumulative), _sum and _count. bound(i) is
  * base << i in units of scale (e.g. 1e-6 for microseconds as seconds). */
 static int render_histogram(struct buf *out, const struct metrics_values *workers, size_t n,
@@ -117,6 +133,8 @@ int metrics_render(struct buf *out, const struct metrics_values *workers, size_t
 				       d->name, d->kind == KIND_COUNTER ? "counter" : "gauge",
 				       d->name, (unsigned long long)v);
 	}
+	if (rc == 0)
+		rc = render_rejected(out, workers, n);
 	if (rc == 0)
 		rc = render_histogram(out, workers, n, "ringmail_commit_batch_records",
 				      "Records per group commit batch.", METRICS_COMMIT_BATCH_HIST,
@@ -229,6 +247,8 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 	v[METRICS_REJECTED_COMMITS] = smtp.rejected_commits;
 	v[METRICS_CONN_ACCEPTED] = atomic_load_explicit(&w->accepted, memory_order_relaxed);
 	v[METRICS_CONN_REFUSED] = atomic_load_explicit(&w->rejected_busy, memory_order_relaxed);
+	memcpy(&v[METRICS_REJECTED], smtp.rejected, sizeof(smtp.rejected));
+	v[METRICS_REJECTED + SMTP_REJECT_BUSY] = w->rejected_busy_smtp;
 	if (w->delivery != NULL) {
 		struct delivery_stats d;
 		delivery_get_stats(w, &d);

@@ -3,12 +3,13 @@
  * counter snapshots it reads.
  *
  * Every worker copies its counters (SMTP server, delivery, group commit,
- * spool shard, DNS, connections) into its own snapshot slot at most every
+ * spool shard, DNS, connections, SMTP refusals by reason) into its own
+ * snapshot slot at most every
  * METRICS_PUBLISH_MS, from a before-sleep hook on its own thread; a worker
  * that did something since its last copy wakes once more to publish it.
  * Each slot field is a relaxed _Atomic uint64_t written by one thread and
  * read by the metrics connection on worker 0: no lock, no data race, and
- * nothing on the message path but a periodic copy of ~60 words. A scrape
+ * nothing on the message path but a periodic copy of ~80 words. A scrape
  * therefore sees every worker as it was at most METRICS_PUBLISH_MS ago,
  * and the fields of one worker may be up to one copy apart (fine for
  * monotonic counters; histogram _count is derived from the buckets, so a
@@ -32,6 +33,7 @@
 
 #include "buf.h"
 #include "commit.h"
+#include "smtp_session.h"
 #include "worker.h"
 
 #define METRICS_PUBLISH_MS 250
@@ -67,7 +69,9 @@ enum metrics_id {
 	METRICS_DNS_QUERIES,
 	METRICS_DNS_FAILURES,
 	METRICS_DNS_CACHE_ENTRIES,
-	METRICS_COUNT
+	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
+					    * enum smtp_reject */
+	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT
 };
 
 /* A plain copy of one worker's slot. */

@@ -226,20 +226,38 @@ bool smtp_data_done(const struct smtp_data *d)
 	return d->done;
 }
 
-/* smtp_data_verdict - the reply for the whole message, first problem wins */
-const char *smtp_data_verdict(const struct smtp_data *d)
+/* smtp_data_verdict_anomaly - the first problem, in the order the header
+ * gives: size, bare CR/LF, NUL, line length */
+unsigned smtp_data_verdict_anomaly(const struct smtp_data *d)
 {
 	unsigned a = d->anomalies;
 
 	if (d->bdat && d->check && d->state == DATA_CR)
 		a |= SMTP_DATA_BARE_CR;	/* content ended in a lone CR */
 	if (a & SMTP_DATA_TOO_BIG)
-		return "552 5.3.4 Error: message exceeds fixed maximum message size";
+		return SMTP_DATA_TOO_BIG;
 	if (a & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR))
-		return "550 5.6.11 Error: bare CR or LF in message content (SMTP smuggling defence)";
+		return SMTP_DATA_BARE_LF;
 	if (a & SMTP_DATA_NUL)
-		return "554 5.6.0 Error: NUL octet in message content";
+		return SMTP_DATA_NUL;
 	if (a & SMTP_DATA_LONG_LINE)
+		return SMTP_DATA_LONG_LINE;
+	return 0;
+}
+
+/* smtp_data_verdict - the reply for the whole message, first problem wins */
+const char *smtp_data_verdict(const struct smtp_data *d)
+{
+	switch (smtp_data_verdict_anomaly(d)) {
+	case SMTP_DATA_TOO_BIG:
+		return "552 5.3.4 Error: message exceeds fixed maximum message size";
+	case SMTP_DATA_BARE_LF:
+		return "550 5.6.11 Error: bare CR or LF in message content (SMTP smuggling defence)";
+	case SMTP_DATA_NUL:
+		return "554 5.6.0 Error: NUL octet in message content";
+	case SMTP_DATA_LONG_LINE:
 		return "554 5.6.0 Error: message line too long";
-	return NULL;
+	default:
+		return NULL;
+	}
 }

@@ -96,4 +96,9 @@ bool smtp_data_done(const struct smtp_data *d);
  * line (static, no CR LF) explaining the refusal. */
 const char *smtp_data_verdict(const struct smtp_data *d);
 
+/* smtp_data_verdict_anomaly - the one enum smtp_data_anomaly bit the
+ * verdict stands for (BARE_LF for either bare CR or LF), or 0 when the
+ * message may be accepted. */
+unsigned smtp_data_verdict_anomaly(const struct smtp_data *d);
+
 #endif

@@ -75,6 +75,7 @@ struct smtp_server_worker {
 	struct smtp_auth_worker *auth;     /* made on the first AUTH */
 	struct ratelimit *auth_failures;   /* per client address */
 	uint64_t auth_ok, auth_failed;
+	uint64_t rejected[SMTP_REJECT_COUNT];   /* every session's refusals (reject_counts) */
 };
 
 /* The resumption state every worker's tls_config shares: a root config
@@ -212,7 +213,7 @@ static void smtp_auth_start(struct smtp_conn *sc)
 	if (sw->auth == NULL)
 		sw->auth = smtp_auth_worker_new(w);
 	if (w->cfg->users == NULL || sw->auth == NULL) {
-		smtp_auth_refuse(sc, user, "unavailable", -EAGAIN);
+		smtp_auth_refuse(sc, user, "unavailable", -EIO);
 		return;
 	}
 	if (!ratelimit_allowed(sw->auth_failures, (const struct sockaddr *)&c->peer, w->now_ms)) {
@@ -484,6 +485,7 @@ static void smtp_open_role(struct conn *c, enum config_listen_role role)
 		.is_local_domain = smtp_is_local_domain,
 		.local_rcpt_exists = smtp_local_rcpt_exists,
 		.new_queue_id = smtp_new_queue_id,
+		.reject_counts = w->smtp->rejected,
 	};
 	smtp_tls_refresh(w);
 	scfg.tls_available = w->smtp->tls != NULL;
@@ -564,6 +566,7 @@ static void smtp_timeout(struct conn *c, enum worker_timer_class cls)
 	if (c->tls_handshaking) {
 		/* Nothing can be said: no 421 in clear inside a handshake. */
 		log_info("timeout", "client=%s phase=tls_handshake", c->peer_text);
+		c->w->smtp->rejected[SMTP_REJECT_COMMAND_TIMEOUT]++;
 		conn_close(c);
 		return;
 	}
@@ -673,6 +676,7 @@ void smtp_server_get_stats(const struct worker *w, struct smtp_server_stats *out
 	out->rejected_commits = w->smtp->rejected_commits;
 	out->auth_ok = w->smtp->auth_ok;
 	out->auth_failed = w->smtp->auth_failed;
+	memcpy(out->rejected, w->smtp->rejected, sizeof(out->rejected));
 }
 
 void smtp_server_worker_exit(struct worker *w)

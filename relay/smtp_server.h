@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "smtp_session.h"
 #include "worker.h"
 
 struct tls_config;
@@ -29,8 +30,10 @@ void smtp_server_worker_exit(struct worker *w);
 
 struct smtp_server_stats {
 	uint64_t messages;                 /* accepted (durable, 250 said) */
-	uint64_t rejected_commits;         /* the spool failed: 451 said */
+	uint64_t rejected_commits;         /* the spool failed: 452 said */
 	uint64_t auth_ok, auth_failed;
+	uint64_t rejected[SMTP_REJECT_COUNT];   /* refusals by reason; BUSY stays 0
+						 * (the worker counts refused connections) */
 };
 
 /* smtp_server_get_stats - w's counters (worker thread only). */

@@ -12,6 +12,9 @@
  * Errors: bad syntax, bad sequence, unknown commands, over-long lines, relay
  * denials and refused messages count towards errors_max; 452 replies (too
  * many recipients, spool failure) do not, as they are not the client's fault.
+ * Every refusal, counted towards errors_max or not, also adds one to
+ * cfg.reject_counts[enum smtp_reject] where it is decided, so the operator
+ * sees why clients are refused without anyone parsing reply text.
  */
 #include "smtp_session.h"
 
@@ -47,6 +50,28 @@ static const char *const state_names[] = {
 	"init", "connected", "ready", "mail", "rcpt", "data", "bdat-chunk",
 	"bdat", "commit", "closing", "starttls",
 	"auth", "auth-verify",
+};
+
+/* The metric labels of enum smtp_reject (documented in OPERATIONS.md). */
+static const char *const reject_names[SMTP_REJECT_COUNT] = {
+	[SMTP_REJECT_RELAY_DENIED] = "relay_denied",
+	[SMTP_REJECT_UNKNOWN_USER] = "unknown_user",
+	[SMTP_REJECT_TOO_MANY_RECIPIENTS] = "too_many_recipients",
+	[SMTP_REJECT_MESSAGE_TOO_LARGE] = "message_too_large",
+	[SMTP_REJECT_SYNTAX] = "syntax",
+	[SMTP_REJECT_PROTOCOL] = "protocol",
+	[SMTP_REJECT_AUTH_FAILED] = "auth_failed",
+	[SMTP_REJECT_AUTH_REQUIRED] = "auth_required",
+	[SMTP_REJECT_TLS_REQUIRED] = "tls_required",
+	[SMTP_REJECT_RATE_LIMITED] = "rate_limited",
+	[SMTP_REJECT_AUTH_UNAVAILABLE] = "auth_unavailable",
+	[SMTP_REJECT_SMUGGLING] = "smuggling",
+	[SMTP_REJECT_BAD_CONTENT] = "bad_content",
+	[SMTP_REJECT_SPOOL_FAILED] = "spool_failed",
+	[SMTP_REJECT_TOO_MANY_ERRORS] = "too_many_errors",
+	[SMTP_REJECT_COMMAND_TIMEOUT] = "command_timeout",
+	[SMTP_REJECT_DATA_TIMEOUT] = "data_timeout",
+	[SMTP_REJECT_BUSY] = "busy",
 };
 
 /* Which client timeout runs in each state (RFC 5321 4.5.3.2). */
@@ -105,6 +130,7 @@ struct smtp_session {
 	bool bdat_last;			/* the chunk being read is the last */
 	uint64_t discard_left;		/* BDAT chunk read without a transaction */
 	const char *discard_reply;	/* its reply, sent when it is read */
+	enum smtp_reject discard_why;	/* and the reason it counts as */
 	enum smtp_state discard_return;
 	struct smtp_message message;	/* valid in SMTP_STATE_COMMIT */
 };
@@ -158,10 +184,19 @@ reply(struct smtp_session *s, const char *fmt, ...)
 		log_panic("smtp reply: output backlog over its cap");
 }
 
-/* reply_error - a reply that counts towards errors_max */
-static void reply_error(struct smtp_session *s, const char *line)
+/* reject_count - one refusal for the operator's metrics (an array
+ * increment: this is on the path of every refused command) */
+static void reject_count(struct smtp_session *s, enum smtp_reject why)
+{
+	if (s->cfg.reject_counts != NULL)
+		s->cfg.reject_counts[why]++;
+}
+
+/* reply_error - a refusal that counts towards errors_max */
+static void reply_error(struct smtp_session *s, enum smtp_reject why, const char *line)
 {
 	s->errors++;
+	reject_count(s, why);
 	reply(s, "%s", line);
 }
 
@@ -211,7 +246,7 @@ static bool helo_valid(const struct smtp_cmd_line *l)
 static bool helo_store(struct smtp_session *s, const struct smtp_cmd_line *l, bool esmtp)
 {
 	if (!helo_valid(l)) {
-		reply_error(s, esmtp ? "501 5.5.4 Syntax: EHLO hostname"
+		reply_error(s, SMTP_REJECT_SYNTAX, esmtp ? "501 5.5.4 Syntax: EHLO hostname"
 			    : "501 5.5.4 Syntax: HELO hostname");
 		return false;
 	}
@@ -258,16 +293,16 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd_line *l)
 	const char *err;
 
 	if (s->cfg.auth_required && s->authenticated_user == NULL) {
-		reply_error(s, "530 5.7.0 Authentication required");
+		reply_error(s, SMTP_REJECT_AUTH_REQUIRED, "530 5.7.0 Authentication required");
 		return;
 	}
 	err = smtp_cmd_parse_mail(l->args, l->args_len, s->esmtp, &s->sender, &s->mail);
 	if (err != NULL) {
-		reply_error(s, err);
+		reply_error(s, SMTP_REJECT_SYNTAX, err);
 		return;
 	}
 	if (s->mail.has_size && s->mail.size > s->cfg.message_size_max) {
-		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+		reply_error(s, SMTP_REJECT_MESSAGE_TOO_LARGE, "552 5.3.4 Message size exceeds fixed limit");
 		return;
 	}
 	recipients_clear(s);
@@ -319,17 +354,19 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_cmd_line *l)
 	const char *err;
 
 	if (s->recipient_count >= s->cfg.recipients_max) {
+		reject_count(s, SMTP_REJECT_TOO_MANY_RECIPIENTS);
 		reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	err = smtp_cmd_parse_rcpt(l->args, l->args_len, s->esmtp, s->mail.smtputf8, &to, &params);
 	if (err != NULL) {
-		reply_error(s, err);
+		reply_error(s, SMTP_REJECT_SYNTAX, err);
 		return;
 	}
 	if (!smtp_address_relay_allowed(&to, client_trusted(s), s->cfg.is_local_domain,
 					s->cfg.ctx)) {
 		s->errors++;
+		reject_count(s, SMTP_REJECT_RELAY_DENIED);
 		reply(s, "554 5.7.1 <%s>: Relay access denied", to.mailbox);
 		return;
 	}
@@ -337,6 +374,7 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_cmd_line *l)
 	    smtp_address_is_local(&to, s->cfg.is_local_domain, s->cfg.ctx) &&
 	    !s->cfg.local_rcpt_exists(s->cfg.ctx, to.mailbox)) {
 		s->errors++;
+		reject_count(s, SMTP_REJECT_UNKNOWN_USER);
 		reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", to.mailbox);
 		return;
 	}
@@ -432,17 +470,30 @@ static void cmd_data(struct smtp_session *s, const struct smtp_cmd_line *l)
 	struct smtp_data_limits limits = data_limits(s);
 
 	if (s->state == SMTP_STATE_MAIL) {
-		reply_error(s, "554 5.5.1 Error: no valid recipients");
+		reply_error(s, SMTP_REJECT_PROTOCOL, "554 5.5.1 Error: no valid recipients");
 		return;
 	}
 	if (s->mail.body == SMTP_BODY_BINARYMIME) {
-		reply_error(s, "503 5.5.1 Error: BODY=BINARYMIME requires BDAT");
+		reply_error(s, SMTP_REJECT_PROTOCOL, "503 5.5.1 Error: BODY=BINARYMIME requires BDAT");
 		return;
 	}
 	message_begin(s);
 	smtp_data_begin_dot(&s->data, &limits, &s->body);
 	enter_state(s, SMTP_STATE_DATA);
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* verdict_reject - the reason a refused message counts as */
+static enum smtp_reject verdict_reject(const struct smtp_data *d)
+{
+	switch (smtp_data_verdict_anomaly(d)) {
+	case SMTP_DATA_TOO_BIG:
+		return SMTP_REJECT_MESSAGE_TOO_LARGE;
+	case SMTP_DATA_BARE_LF:
+		return SMTP_REJECT_SMUGGLING;
+	default:
+		return SMTP_REJECT_BAD_CONTENT;
+	}
 }
 
 /* message_finish - content complete: refuse it, or wait for the commit */
@@ -452,7 +503,7 @@ static void message_finish(struct smtp_session *s)
 	struct smtp_message *m = &s->message;
 
 	if (verdict != NULL) {
-		reply_error(s, verdict);
+		reply_error(s, verdict_reject(&s->data), verdict);
 		transaction_reset(s);
 		enter_state(s, state_after_transaction(s));
 		return;
@@ -500,10 +551,12 @@ static bool bdat_parse(const struct smtp_cmd_line *l, uint64_t *octets, bool *la
 
 /* bdat_discard - a chunk arrived outside a usable transaction: its octets
  * must still be read (they are not commands), then it gets its error */
-static void bdat_discard(struct smtp_session *s, uint64_t octets, const char *why)
+static void bdat_discard(struct smtp_session *s, uint64_t octets, enum smtp_reject why,
+			 const char *line)
 {
 	s->discard_left = octets;
-	s->discard_reply = why;
+	s->discard_reply = line;
+	s->discard_why = why;
 	s->discard_return = s->state;
 	enter_state(s, SMTP_STATE_BDAT_CHUNK);
 }
@@ -516,15 +569,15 @@ static void cmd_bdat(struct smtp_session *s, const struct smtp_cmd_line *l)
 	bool last;
 
 	if (!bdat_parse(l, &octets, &last)) {
-		reply_error(s, "501 5.5.4 Syntax: BDAT octets [LAST]");
+		reply_error(s, SMTP_REJECT_SYNTAX, "501 5.5.4 Syntax: BDAT octets [LAST]");
 		return;
 	}
 	if (s->state == SMTP_STATE_MAIL) {
-		bdat_discard(s, octets, "554 5.5.1 Error: no valid recipients");
+		bdat_discard(s, octets, SMTP_REJECT_PROTOCOL, "554 5.5.1 Error: no valid recipients");
 		return;
 	}
 	if (s->state != SMTP_STATE_RCPT && s->state != SMTP_STATE_BDAT) {
-		bdat_discard(s, octets, "503 5.5.1 Error: need MAIL and RCPT first");
+		bdat_discard(s, octets, SMTP_REJECT_PROTOCOL, "503 5.5.1 Error: need MAIL and RCPT first");
 		return;
 	}
 	if (s->state == SMTP_STATE_RCPT) {
@@ -542,7 +595,7 @@ static void cmd_bdat(struct smtp_session *s, const struct smtp_cmd_line *l)
 static void bdat_chunk_end(struct smtp_session *s)
 {
 	if (s->discard_reply != NULL) {
-		reply_error(s, s->discard_reply);
+		reply_error(s, s->discard_why, s->discard_reply);
 		s->discard_reply = NULL;
 		enter_state(s, s->discard_return);
 		return;
@@ -552,7 +605,7 @@ static void bdat_chunk_end(struct smtp_session *s)
 		return;
 	}
 	if (s->data.anomalies & SMTP_DATA_TOO_BIG) {
-		reply_error(s, "552 5.3.4 Error: message exceeds fixed maximum message size");
+		reply_error(s, SMTP_REJECT_MESSAGE_TOO_LARGE, "552 5.3.4 Error: message exceeds fixed maximum message size");
 		transaction_reset(s);
 		enter_state(s, state_after_transaction(s));
 		return;
@@ -584,7 +637,7 @@ static void cmd_quit(struct smtp_session *s, const struct smtp_cmd_line *l)
 static void cmd_vrfy(struct smtp_session *s, const struct smtp_cmd_line *l)
 {
 	if (l->args_len == 0)
-		reply_error(s, "501 5.5.4 Syntax: VRFY address");
+		reply_error(s, SMTP_REJECT_SYNTAX, "501 5.5.4 Syntax: VRFY address");
 	else
 		reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
@@ -600,11 +653,11 @@ static void cmd_help(struct smtp_session *s, const struct smtp_cmd_line *l)
 static void cmd_starttls(struct smtp_session *s, const struct smtp_cmd_line *l)
 {
 	if (s->tls_active) {
-		reply_error(s, "503 5.5.1 Error: TLS already active");
+		reply_error(s, SMTP_REJECT_PROTOCOL, "503 5.5.1 Error: TLS already active");
 		return;
 	}
 	if (!s->cfg.tls_available) {
-		reply_error(s, "454 4.7.0 TLS not available");
+		reply_error(s, SMTP_REJECT_PROTOCOL, "454 4.7.0 TLS not available");
 		return;
 	}
 	reply(s, "220 2.0.0 Ready to start TLS");
@@ -631,19 +684,19 @@ static void auth_result(struct smtp_session *s, struct sasl_result r)
 	enter_state(s, SMTP_STATE_READY);
 	switch (r.error) {
 	case SASL_ERR_MECHANISM:
-		reply_error(s, "504 5.5.4 Unrecognized authentication type");
+		reply_error(s, SMTP_REJECT_SYNTAX, "504 5.5.4 Unrecognized authentication type");
 		break;
 	case SASL_ERR_TOO_LONG:
-		reply_error(s, "500 5.5.6 Authentication exchange line is too long");
+		reply_error(s, SMTP_REJECT_SYNTAX, "500 5.5.6 Authentication exchange line is too long");
 		break;
 	case SASL_ERR_CANCELLED:
-		reply_error(s, "501 5.0.0 Authentication cancelled");
+		reply_error(s, SMTP_REJECT_PROTOCOL, "501 5.0.0 Authentication cancelled");
 		break;
 	case SASL_ERR_AUTHZID:
-		reply_error(s, "535 5.7.8 Authentication credentials invalid");
+		reply_error(s, SMTP_REJECT_AUTH_FAILED, "535 5.7.8 Authentication credentials invalid");
 		break;
 	default:
-		reply_error(s, "501 5.5.2 Cannot decode response");
+		reply_error(s, SMTP_REJECT_SYNTAX, "501 5.5.2 Cannot decode response");
 		break;
 	}
 }
@@ -658,21 +711,21 @@ static void cmd_auth(struct smtp_session *s, const struct smtp_cmd_line *l)
 	size_t mlen;
 
 	if (!s->cfg.auth_available) {
-		reply_error(s, "502 5.5.1 Error: command not implemented");
+		reply_error(s, SMTP_REJECT_PROTOCOL, "502 5.5.1 Error: command not implemented");
 		return;
 	}
 	if (s->authenticated_user != NULL) {
-		reply_error(s, "503 5.5.1 Error: already authenticated");
+		reply_error(s, SMTP_REJECT_PROTOCOL, "503 5.5.1 Error: already authenticated");
 		return;
 	}
 	if (!s->tls_active && !s->cfg.auth_plaintext) {
-		reply_error(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+		reply_error(s, SMTP_REJECT_TLS_REQUIRED, "538 5.7.11 Encryption required for requested authentication mechanism");
 		return;
 	}
 	sp = memchr(l->args, ' ', l->args_len);
 	mlen = sp ? (size_t)(sp - l->args) : l->args_len;
 	if (mlen == 0 || mlen >= sizeof(mech)) {
-		reply_error(s, "501 5.5.4 Syntax: AUTH mechanism");
+		reply_error(s, SMTP_REJECT_SYNTAX, "501 5.5.4 Syntax: AUTH mechanism");
 		return;
 	}
 	memcpy(mech, l->args, mlen);
@@ -682,7 +735,7 @@ static void cmd_auth(struct smtp_session *s, const struct smtp_cmd_line *l)
 			sp++;
 		size_t ilen = (size_t)(end - sp);
 		if (ilen > SASL_LINE_MAX) {
-			reply_error(s, "500 5.5.6 Authentication exchange line is too long");
+			reply_error(s, SMTP_REJECT_SYNTAX, "500 5.5.6 Authentication exchange line is too long");
 			return;
 		}
 		memcpy(initial, sp, ilen);
@@ -740,7 +793,7 @@ static void command_run(struct smtp_session *s, const char *line, size_t len)
 	struct smtp_cmd_line l;
 
 	if (memchr(line, '\0', len) != NULL || memchr(line, '\r', len) != NULL) {
-		reply_error(s, "500 5.5.2 Error: invalid character in command");
+		reply_error(s, SMTP_REJECT_SYNTAX, "500 5.5.2 Error: invalid character in command");
 		return;
 	}
 	smtp_cmd_split(line, len, &l);
@@ -748,13 +801,13 @@ static void command_run(struct smtp_session *s, const char *line, size_t len)
 		if (smtp_cmd_verb_is(&l, c->verb))
 			break;
 	if (c->verb == NULL)
-		reply_error(s, "500 5.5.2 Error: command not recognized");
+		reply_error(s, SMTP_REJECT_SYNTAX, "500 5.5.2 Error: command not recognized");
 	else if (c->run == NULL)
-		reply_error(s, "502 5.5.1 Error: command not implemented");
+		reply_error(s, SMTP_REJECT_PROTOCOL, "502 5.5.1 Error: command not implemented");
 	else if (!(c->states & (1u << s->state)))
-		reply_error(s, sequence_reply(s, c));
+		reply_error(s, SMTP_REJECT_PROTOCOL, sequence_reply(s, c));
 	else if ((c->flags & SMTP_CMD_NO_ARGS) && l.args_len > 0)
-		reply_error(s, "501 5.5.4 Syntax error: no arguments allowed");
+		reply_error(s, SMTP_REJECT_SYNTAX, "501 5.5.4 Syntax error: no arguments allowed");
 	else
 		c->run(s, &l);
 }
@@ -764,6 +817,7 @@ static void errors_check(struct smtp_session *s)
 {
 	if (s->errors < s->cfg.errors_max || s->state == SMTP_STATE_CLOSING)
 		return;
+	reject_count(s, SMTP_REJECT_TOO_MANY_ERRORS);
 	reply(s, "421 4.7.0 %s Error: too many errors", s->hostname);
 	enter_state(s, SMTP_STATE_CLOSING);
 }
@@ -793,7 +847,7 @@ static size_t line_feed(struct smtp_session *s, const char *in, size_t len)
 			sasl_reset(&s->sasl);
 			enter_state(s, SMTP_STATE_READY);
 		}
-		reply_error(s, "500 5.5.6 Error: line too long");
+		reply_error(s, SMTP_REJECT_SYNTAX, "500 5.5.6 Error: line too long");
 	} else if (s->state == SMTP_STATE_AUTH) {
 		n--;				/* LF */
 		if (n > 0 && s->line[n - 1] == '\r')
@@ -984,8 +1038,10 @@ void smtp_session_commit_done(struct smtp_session *s, int err)
 			  state_names[s->state]);
 	if (err == 0)
 		reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
-	else
+	else {
+		reject_count(s, SMTP_REJECT_SPOOL_FAILED);
 		reply(s, "452 4.3.1 Error: insufficient system storage");
+	}
 	transaction_reset(s);
 	enter_state(s, state_after_transaction(s));
 }
@@ -995,6 +1051,8 @@ void smtp_session_timeout(struct smtp_session *s)
 {
 	if (s->state == SMTP_STATE_CLOSING)
 		return;
+	reject_count(s, state_timeouts[s->state] == SMTP_TIMEOUT_DATA ? SMTP_REJECT_DATA_TIMEOUT
+		     : SMTP_REJECT_COMMAND_TIMEOUT);
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->hostname);
 	enter_state(s, SMTP_STATE_CLOSING);
 }
@@ -1042,8 +1100,10 @@ void smtp_session_auth_done(struct smtp_session *s, int result)
 		smtp_session_set_authenticated(s, s->sasl_result.user);
 		reply(s, "235 2.7.0 Authentication successful");
 	} else if (result == -EACCES) {
-		reply_error(s, "535 5.7.8 Authentication credentials invalid");
+		reply_error(s, SMTP_REJECT_AUTH_FAILED, "535 5.7.8 Authentication credentials invalid");
 	} else {
+		reject_count(s, result == -EAGAIN ? SMTP_REJECT_RATE_LIMITED
+			     : SMTP_REJECT_AUTH_UNAVAILABLE);
 		reply(s, "454 4.7.0 Temporary authentication failure");
 	}
 	memset(&s->sasl_result, 0, sizeof(s->sasl_result));
@@ -1058,4 +1118,12 @@ void smtp_session_set_authenticated(struct smtp_session *s, const char *user)
 	s->authenticated_user = NULL;
 	if (user != NULL && (s->authenticated_user = strdup(user)) == NULL)
 		log_fatal("smtp_session: out of memory");
+}
+
+/* smtp_reject_name - from the table; "" for a value outside the enum */
+const char *smtp_reject_name(enum smtp_reject why)
+{
+	if ((unsigned)why >= SMTP_REJECT_COUNT || reject_names[why] == NULL)
+		return "";
+	return reject_names[why];
 }

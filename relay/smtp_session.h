@@ -27,7 +27,7 @@
  * errors (421 4.7.0) or on timeout (421 4.4.2).
  *
  * Ownership: the session copies cfg->hostname and the peer strings; cfg
- * callbacks and ctx must outlive the session. smtp_session_message() points
+ * callbacks, ctx and reject_counts must outlive the session. smtp_session_message() points
  * into the session and is valid until smtp_session_commit_done().
  */
 #ifndef RINGMAIL_SMTP_SESSION_H
@@ -39,6 +39,36 @@
 #include <time.h>
 
 #include "smtp_cmd.h"
+
+/* Why the inbound server refused something: one count per refusing reply
+ * (or disconnect), for the operator's metrics (ringmail_rejected_total).
+ * The session counts all but BUSY (the worker refuses the connection). */
+enum smtp_reject {
+	SMTP_REJECT_RELAY_DENIED,	/* 554 5.7.1 RCPT elsewhere, untrusted */
+	SMTP_REJECT_UNKNOWN_USER,	/* 550 5.1.1 no such local mailbox */
+	SMTP_REJECT_TOO_MANY_RECIPIENTS, /* 452 4.5.3 over recipients_max */
+	SMTP_REJECT_MESSAGE_TOO_LARGE,	/* 552 5.3.4 SIZE=, DATA or BDAT */
+	SMTP_REJECT_SYNTAX,		/* 500/501/504/553/555: bad command,
+					 * address, parameter, over-long line */
+	SMTP_REJECT_PROTOCOL,		/* 502/503/554 5.5.1, 454 STARTTLS: a
+					 * command out of sequence or not offered */
+	SMTP_REJECT_AUTH_FAILED,	/* 535 5.7.8 credentials invalid */
+	SMTP_REJECT_AUTH_REQUIRED,	/* 530 5.7.0 MAIL before AUTH (submission) */
+	SMTP_REJECT_TLS_REQUIRED,	/* 538 5.7.11 AUTH in clear */
+	SMTP_REJECT_RATE_LIMITED,	/* 454 4.7.0 AUTH: too many failures */
+	SMTP_REJECT_AUTH_UNAVAILABLE,	/* 454 4.7.0 AUTH: the check could not run */
+	SMTP_REJECT_SMUGGLING,		/* 550 5.6.11 bare CR or LF in content */
+	SMTP_REJECT_BAD_CONTENT,	/* 554 5.6.0 NUL or over-long content line */
+	SMTP_REJECT_SPOOL_FAILED,	/* 452 4.3.1 the spool commit failed */
+	SMTP_REJECT_TOO_MANY_ERRORS,	/* 421 4.7.0 disconnect at errors_max */
+	SMTP_REJECT_COMMAND_TIMEOUT,	/* 421 4.4.2 disconnect waiting for a command */
+	SMTP_REJECT_DATA_TIMEOUT,	/* 421 4.4.2 disconnect inside DATA/BDAT */
+	SMTP_REJECT_BUSY,		/* 421 4.3.2 connection at max_connections */
+	SMTP_REJECT_COUNT
+};
+
+/* smtp_reject_name - the metric label ("relay_denied"); "" out of range */
+const char *smtp_reject_name(enum smtp_reject why);
 
 struct smtp_session_config {
 	const char *hostname;		/* for 220, EHLO and Received */
@@ -66,6 +96,10 @@ struct smtp_session_config {
 	bool auth_plaintext;		/* ... also without TLS (else 538 5.7.11) */
 	bool auth_required;		/* submission (RFC 6409): MAIL before AUTH
 					 * gets 530 5.7.0, even from trusted peers */
+	/* reject_counts - SMTP_REJECT_COUNT counters the session adds its
+	 * refusals to (indexed by enum smtp_reject), or NULL. Not owned; must
+	 * outlive the session; written only from the session's calls. */
+	uint64_t *reject_counts;
 };
 
 struct smtp_peer {
@@ -164,8 +198,9 @@ bool smtp_session_auth_credentials(const struct smtp_session *s, const char **us
 				   const char **password);
 
 /* smtp_session_auth_done - the verdict: 0 (235, authenticated), -EACCES
- * (535 5.7.8) or any other -errno (454 4.7.0, e.g. -EAGAIN when the
- * client failed too often). The password is wiped either way. */
+ * (535 5.7.8) or any other -errno (454 4.7.0): -EAGAIN when the client
+ * failed too often (counted as rate_limited), any other when the check
+ * could not run (auth_unavailable). The password is wiped either way. */
 void smtp_session_auth_done(struct smtp_session *s, int result);
 
 /* smtp_session_set_authenticated - user authenticated (NULL: none); an

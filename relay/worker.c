@@ -242,6 +242,8 @@ static void worker_refuse(struct worker *w, int fd, enum config_listen_role role
 	io_uring_prep_close(sqe, fd);
 	io_uring_sqe_set_data(sqe, NULL);
 	w->rejected_busy++;
+	if (role != CONFIG_ROLE_POP3 && role != CONFIG_ROLE_POP3S)
+		w->rejected_busy_smtp++;
 }
 
 static void worker_accept_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)

@@ -149,6 +149,7 @@ struct worker {
 	/* counters, read by other threads only for reporting */
 	_Atomic uint64_t accepted;
 	_Atomic uint64_t rejected_busy;
+	uint64_t rejected_busy_smtp;       /* of those, SMTP roles (this thread only) */
 };
 
 /* worker_start_all - create, pin and start count SMTP workers and the local

@@ -1,7 +1,9 @@
 """Operations: the Prometheus endpoint (counts match the delivery log;
-404, 405, 400), the JSON delivery log (one object per recipient per
+404, 405, 400; ringmail_rejected_total counts each refusal under its
+reason, exactly), the JSON delivery log (one object per recipient per
 attempt), SIGUSR1 reopening both logs after logrotate renamed them, and
 READY=1 to $NOTIFY_SOCKET (systemd Type=notify)."""
+import base64
 import json
 import os
 import re
@@ -11,10 +13,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
+from inbound_common import RawClient  # noqa: E402
 from mailnet import Sink, wait_until  # noqa: E402
 
 DELIVERY_FIELDS = {"ts", "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip", "tls",
@@ -167,6 +171,117 @@ class Ops(unittest.TestCase):
             self.assertIn("event=exit status=0", f.read())
         with open(self.mlog + ".1") as f:
             self.assertNotIn("event=exit", f.read())
+
+
+# ringmail_rejected_total's reasons, in the order they are rendered.
+REASONS = ["relay_denied", "unknown_user", "too_many_recipients", "message_too_large", "syntax",
+           "protocol", "auth_failed", "auth_required", "tls_required", "rate_limited",
+           "auth_unavailable", "smuggling", "bad_content", "spool_failed", "too_many_errors",
+           "command_timeout", "data_timeout", "busy"]
+REJECTED = re.compile(r'^ringmail_rejected_total\{reason="([a-z_]+)"\} (\d+)$', re.M)
+OUTSIDE = "127.0.0.2"           # not in relay_networks
+
+
+def rejected(body):
+    """rejected - [(reason, count)] of a scrape, in order."""
+    return [(m.group(1), int(m.group(2))) for m in REJECTED.finditer(body)]
+
+
+class Rejected(unittest.TestCase):
+    """Refusals provoked one by one from outside relay_networks, then the
+    exact count under each reason (and 0 under every other)."""
+
+    def daemon(self, workers, extra):
+        self.mport = harness.free_port()
+        users = os.path.join(self.tmp, "users")
+        r = subprocess.run([os.path.join(harness.BIN, "ringmailctl"), "users", "add", "--file", users,
+                            "alice"], input="right-password\n", capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        settings = {
+            "relay_networks": ["127.0.0.1/32"],
+            "local_domains": ["local.test"],
+            "users": {"file": users},
+            "mailbox": {"root": self.tmp},
+            "smtp": {"auth_plaintext": True, "max_recipients": 2, "max_message_size": "10k"},
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % harness.free_port()},
+            "metrics": {"listen": ["127.0.0.1:%d" % self.mport]},
+        }
+        settings.update(extra)
+        self.d = harness.Ringmaild(workers=workers, tmp=self.tmp, extra=settings).start()
+        harness.wait_port("127.0.0.1", self.mport, proc=self.d.proc)
+        return self.d
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ringmail-rejected-")
+        self.d = None
+
+    def tearDown(self):
+        if self.d is not None and self.d.proc is not None:
+            rc = self.d.stop()
+            self.assertEqual(rc, 0, self.d.log_text())
+            self.assertEqual(self.d.sanitizer_reports(), [], self.d.log_text())
+
+    def assert_rejected(self, want):
+        """assert_rejected - the scrape shows want (reason -> count), 0 for
+        every other reason, every reason once, one TYPE line."""
+        full = [(r, want.get(r, 0)) for r in REASONS]
+        body = wait_until(lambda: (lambda b: b if rejected(b) == full else None)(curl(self.mport)[1]), 30)
+        body = body or curl(self.mport)[1]
+        self.assertEqual(rejected(body), full, body)
+        self.assertEqual(body.count("# TYPE ringmail_rejected_total counter\n"), 1, body)
+        self.assertEqual(body.count("# HELP ringmail_rejected_total "), 1, body)
+        return body
+
+    def test_each_reason_counted_once(self):
+        d = self.daemon(2, {})
+        self.assert_rejected({})           # every series is there from the start, at 0
+        c = RawClient(d.host, d.port, source=OUTSIDE)
+        self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(c.cmd("EHLO outside.test")[0], 250)
+        self.assertEqual(c.cmd("FOO")[0], 500)
+        self.assertEqual(c.cmd("MAIL FROM:no-brackets")[0], 501)
+        bad = base64.b64encode(b"\0alice\0wrong-password").decode()
+        self.assertEqual(c.cmd("AUTH PLAIN " + bad)[0], 535)
+        self.assertEqual(c.cmd("MAIL FROM:<o@outside.test> SIZE=999999")[0], 552)
+        self.assertEqual(c.cmd("MAIL FROM:<o@outside.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<victim@remote.test>")[0], 554)
+        self.assertEqual(c.cmd("RCPT TO:<nobody@local.test>")[0], 550)
+        self.assertEqual(c.cmd("RCPT TO:<alice@local.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<Alice@local.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<alice@local.test>")[0], 452)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        code, text = c.cmd(b"Subject: smuggled\r\n\r\nx\nMAIL FROM:<a@b>\r\n.")
+        self.assertEqual(code, 550, text)
+        self.assertTrue(text[0].startswith("5.6.11"), text)
+        self.assertEqual(c.cmd("QUIT")[0], 221)
+        c.close()
+        body = self.assert_rejected({"syntax": 2, "auth_failed": 1, "message_too_large": 1,
+                                     "relay_denied": 1, "unknown_user": 1,
+                                     "too_many_recipients": 1, "smuggling": 1})
+        self.assertEqual(metric(body, "ringmail_received_total"), 0, body)
+        self.assertEqual(metric(body, "ringmail_rejected_commits_total"), 0, body)
+
+    def test_busy_and_too_many_errors(self):
+        d = self.daemon(1, {"max_connections": 1, "smtp": {"max_errors": 2}})
+        # Hold the one connection (once the harness's probe is gone).
+        holder, refused = None, 0
+        for _ in range(50):
+            holder = RawClient(d.host, d.port, source=OUTSIDE)
+            if holder.reply()[0] == 220:
+                break
+            refused += 1
+            holder.close()
+            time.sleep(0.1)
+        other = RawClient(d.host, d.port, source=OUTSIDE)
+        self.assertEqual(other.reply()[0], 421)
+        other.close()
+        self.assertEqual(holder.cmd("FOO")[0], 500)
+        self.assertEqual(holder.cmd("BAR")[0], 500)    # the second error: 421 follows
+        self.assertEqual(holder.reply()[0], 421)
+        holder.read_until_closed()
+        holder.close()
+        self.assert_rejected({"busy": refused + 1, "syntax": 2, "too_many_errors": 1})
 
 
 class Notify(unittest.TestCase):

@@ -200,6 +200,44 @@ Test(metrics, render_sums_workers)
 	buf_free(&b);
 }
 
+Test(metrics, render_rejected_by_reason)
+{
+	struct metrics_values v[2];
+	struct buf b;
+	char want[128];
+
+	memset(v, 0, sizeof(v));
+	v[0].v[METRICS_REJECTED + SMTP_REJECT_RELAY_DENIED] = 3;
+	v[1].v[METRICS_REJECTED + SMTP_REJECT_RELAY_DENIED] = 4;
+	v[1].v[METRICS_REJECTED + SMTP_REJECT_SMUGGLING] = 1;
+	v[0].v[METRICS_REJECTED + SMTP_REJECT_BUSY] = 2;
+	v[1].v[METRICS_REJECTED_COMMITS] = 5;          /* the old name stays */
+
+	buf_init(&b, 1 << 20);
+	cr_assert_eq(metrics_render(&b, v, 2), 0);
+	cr_assert_eq(buf_append(&b, "", 1), 0);
+	const char *t = buf_data(&b);
+	expect_line(t, "# TYPE ringmail_rejected_total counter");
+	expect_line(t, "ringmail_rejected_total{reason=\"relay_denied\"} 7");
+	expect_line(t, "ringmail_rejected_total{reason=\"smuggling\"} 1");
+	expect_line(t, "ringmail_rejected_total{reason=\"busy\"} 2");
+	expect_line(t, "ringmail_rejected_commits_total 5");
+	/* Every reason has its line, zeros included, and only one HELP/TYPE. */
+	for (int i = 0; i < SMTP_REJECT_COUNT; i++) {
+		snprintf(want, sizeof(want), "ringmail_rejected_total{reason=\"%s\"} ",
+			 smtp_reject_name((enum smtp_reject)i));
+		unsigned n = 0;
+		for (const char *p = strstr(t, want); p != NULL; p = strstr(p + 1, want))
+			n++;
+		cr_expect_eq(n, 1, "%s: got %u lines, want 1", want, n);
+	}
+	const char *help = strstr(t, "# TYPE ringmail_rejected_total ");
+	cr_expect(help != NULL && strstr(help + 1, "# TYPE ringmail_rejected_total ") == NULL,
+		  "want one TYPE line for ringmail_rejected_total");
+	expect_line(t, "ringmail_rejected_total{reason=\"unknown_user\"} 0");
+	buf_free(&b);
+}
+
 Test(metrics, render_fails_when_full)
 {
 	struct metrics_values v;

@@ -860,3 +860,146 @@ Test(smtp_session, unknown_local_user_rejected_at_rcpt)
 		smtp_session_free(s);
 	}
 }
+
+/* reject_string - the non-zero reasons as "name=count ..." in enum order */
+static void reject_string(const uint64_t *counts, char *out, size_t size)
+{
+	size_t n = 0;
+
+	out[0] = 0;
+	for (int i = 0; i < SMTP_REJECT_COUNT; i++)
+		if (counts[i] != 0)
+			n += (size_t)snprintf(out + n, size - n, "%s%s=%llu", n ? " " : "",
+					      smtp_reject_name((enum smtp_reject)i),
+					      (unsigned long long)counts[i]);
+}
+
+#define IN(str) str, sizeof(str) - 1
+
+Test(smtp_session, reject_reasons_counted)
+{
+	enum { TRUSTED = 1, AUTH = 2, AUTH_CLEAR = 4, SUBMISSION = 8, SMALL = 16, STRICT = 32 };
+	static const struct {
+		unsigned flags;
+		const char *in;
+		size_t len;                    /* of in: the content may hold a NUL */
+		int commit_err;
+		const char *want;
+	} cases[] = {
+		{ 0, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\n"), 0, "relay_denied=1" },
+		{ 0, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<nobody@local.org>\r\n"
+		  "RCPT TO:<known@local.org>\r\n"), 0, "unknown_user=1" },
+		{ TRUSTED | SMALL, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\n"
+		  "RCPT TO:<y@remote.net>\r\nRCPT TO:<z@remote.net>\r\n"), 0, "too_many_recipients=1" },
+		{ TRUSTED | SMALL, IN("EHLO c\r\nMAIL FROM:<a@b.c> SIZE=100000\r\n"), 0, "message_too_large=1" },
+		{ TRUSTED | SMALL, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\nDATA\r\n"
+		  "0123456789012345678901234567890123456789\r\n.\r\n"), 0, "message_too_large=1" },
+		{ TRUSTED | SMALL, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\n"
+		  "BDAT 40\r\n0123456789012345678901234567890123456789"), 0, "message_too_large=1" },
+		{ 0, IN("FOO\r\nEHLO c\r\nMAIL FROM:bad\r\nVRFY\r\nHELO\r\n"), 0, "syntax=4" },
+		{ 0, IN("EHLO c\r\nRCPT TO:<x@local.org>\r\nEXPN x\r\nBDAT 3\r\nabc"), 0, "protocol=3" },
+		{ TRUSTED, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nDATA\r\nQUIT\r\n"), 0, "protocol=1" },
+		{ AUTH | AUTH_CLEAR, IN("EHLO c\r\nAUTH PLAIN AGFsaWNlAHdyb25n\r\n"), 0, "auth_failed=1" },
+		{ AUTH | AUTH_CLEAR, IN("EHLO c\r\nAUTH CRAM-MD5\r\nAUTH PLAIN\r\n*\r\n"), 0,
+		  "syntax=1 protocol=1" },
+		{ AUTH | AUTH_CLEAR | SUBMISSION, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\n"), 0, "auth_required=1" },
+		{ AUTH, IN("EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"), 0, "tls_required=1" },
+		{ TRUSTED, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\nDATA\r\n"
+		  "a\nb\r\n.\r\n"), 0, "smuggling=1" },
+		{ TRUSTED, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\nDATA\r\n"
+		  "a\0b\r\n.\r\n"), 0, "bad_content=1" },
+		{ TRUSTED, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\nDATA\r\n"
+		  "hi\r\n.\r\n"), -EIO, "spool_failed=1" },
+		{ STRICT, IN("FOO\r\nBAR\r\nBAZ\r\n"), 0, "syntax=2 too_many_errors=1" },
+		{ TRUSTED, IN("EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\nDATA\r\n"
+		  "hi\r\n.\r\nQUIT\r\n"), 0, "" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct smtp_session_config cfg = test_config();
+		uint64_t counts[SMTP_REJECT_COUNT] = { 0 };
+		unsigned f = cases[i].flags;
+		struct transcript t;
+		char got[256];
+
+		cfg.local_rcpt_exists = test_rcpt_exists;
+		cfg.reject_counts = counts;
+		cfg.auth_available = (f & AUTH) != 0;
+		cfg.auth_plaintext = (f & AUTH_CLEAR) != 0;
+		cfg.auth_required = (f & SUBMISSION) != 0;
+		if (f & SMALL) {
+			cfg.recipients_max = 2;
+			cfg.message_size_max = 20;
+		}
+		if (f & STRICT)
+			cfg.errors_max = 2;
+		struct smtp_session *s = session(&cfg, (f & TRUSTED) ? &trusted : &untrusted, &t);
+		drive(s, cases[i].in, cases[i].len, 7, cases[i].commit_err, &t);
+		reject_string(counts, got, sizeof(got));
+		cr_expect_str_eq(got, cases[i].want, "case %zu: got \"%s\", want \"%s\"; transcript %s",
+				 i, got, cases[i].want, t.out);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, reject_reasons_auth_verdicts_and_timeouts)
+{
+	static const struct {
+		int auth_result;               /* 1: no AUTH, time out instead */
+		const char *after;             /* input before the timeout, or NULL */
+		const char *want;
+	} cases[] = {
+		{ -EACCES, NULL, "auth_failed=1" },
+		{ -EAGAIN, NULL, "rate_limited=1" },
+		{ -EIO, NULL, "auth_unavailable=1" },
+		{ 0, NULL, "" },
+		{ 1, "EHLO c\r\n", "command_timeout=1" },
+		{ 1, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\nDATA\r\nhalf", "data_timeout=1" },
+		{ 1, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@remote.net>\r\nBDAT 10\r\nhalf",
+		  "data_timeout=1" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct smtp_session_config cfg = test_config();
+		uint64_t counts[SMTP_REJECT_COUNT] = { 0 };
+		struct transcript t;
+		const char *user, *password;
+		char got[256];
+
+		cfg.reject_counts = counts;
+		cfg.auth_available = true;
+		cfg.auth_plaintext = true;
+		struct smtp_session *s = session(&cfg, &trusted, &t);
+		if (cases[i].auth_result != 1) {
+			static const char auth[] = "EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n";
+			smtp_session_feed(s, auth, sizeof(auth) - 1);
+			cr_assert_eq(smtp_session_want(s), SMTP_WANT_AUTH, "case %zu: not verifying", i);
+			cr_assert(smtp_session_auth_credentials(s, &user, &password));
+			smtp_session_auth_done(s, cases[i].auth_result);
+		} else {
+			RUN(s, cases[i].after, 1000, 0, &t);
+			smtp_session_timeout(s);
+			smtp_session_timeout(s);       /* already closing: not counted twice */
+		}
+		reject_string(counts, got, sizeof(got));
+		cr_expect_str_eq(got, cases[i].want, "case %zu: got \"%s\", want \"%s\"", i, got,
+				 cases[i].want);
+		smtp_session_free(s);
+	}
+}
+
+Test(smtp_session, reject_names_are_distinct_labels)
+{
+	for (int i = 0; i < SMTP_REJECT_COUNT; i++) {
+		const char *a = smtp_reject_name((enum smtp_reject)i);
+		cr_expect(a[0] != 0, "reason %d has no name", i);
+		for (const char *p = a; *p; p++)
+			cr_expect((*p >= 'a' && *p <= 'z') || *p == '_', "reason %d: bad label %s", i, a);
+		for (int k = 0; k < i; k++)
+			cr_expect_str_neq(a, smtp_reject_name((enum smtp_reject)k), "reasons %d and %d", k, i);
+	}
+	cr_expect_str_eq(smtp_reject_name(SMTP_REJECT_COUNT), "", "out of range: got %s",
+			 smtp_reject_name(SMTP_REJECT_COUNT));
+	cr_expect_str_eq(smtp_reject_name(SMTP_REJECT_RELAY_DENIED), "relay_denied", "got %s",
+			 smtp_reject_name(SMTP_REJECT_RELAY_DENIED));
+}
