@@ -324,6 +324,13 @@ int metrics_stats(struct worker *w, struct buf *out, bool json)
 		rc = json ? buf_append_printf(out, "%s\"%s\":%llu", i ? "," : "", name, v)
 			  : buf_append_printf(out, "%-40s %llu\n", name, v);
 	}
+	for (size_t i = 0; rc == 0 && i < SMTP_REJECT_COUNT; i++) {
+		char name[64];
+		unsigned long long v = metrics_sum(vals, n, METRICS_REJECTED + i, false);
+		snprintf(name, sizeof(name), "rejected_%s_total", smtp_reject_name((enum smtp_reject)i));
+		rc = json ? buf_append_printf(out, ",\"%s\":%llu", name, v)
+			  : buf_append_printf(out, "%-40s %llu\n", name, v);
+	}
 	if (rc == 0 && json)
 		rc = buf_append_str(out, "}\n");
 	free(vals);

@@ -146,6 +146,7 @@ class Ctl(unittest.TestCase):
         self.assertEqual(stats()["received_total"], 6)
         self.assertEqual(stats()["deferred_total"], 10)
         self.assertIn("received_total", self.ctl("stats").stdout)
+        self.assertEqual(stats()["rejected_relay_denied_total"], 0)
 
     def test_actions(self):
         self.send([["u%d@a.test" % i] for i in range(4)])
