@@ -2260,3 +2260,37 @@ void delivery_get_stats(const struct worker *w, struct delivery_stats *out)
 	else
 		memset(&out->dns, 0, sizeof(out->dns));
 }
+
+size_t delivery_queue_shape(struct worker *w, struct delivery_domain_count *top, size_t n,
+			    int64_t *oldest_ms)
+{
+	struct delivery *dl = delivery_of(w);
+	size_t count = 0;
+
+	*oldest_ms = 0;
+	for (size_t i = 0; dl != NULL && i < dl->domain_count; i++) {
+		const struct qdomain *d = dl->domain_list[i];
+		uint64_t items = 0;
+		/* Items join the list as they arrive: the first is the oldest
+		 * here, bar a spool's requeue order at start. */
+		for (const struct qlink *l = d->items.next; l != &d->items; l = l->next) {
+			if (l->marker)
+				continue;
+			const struct qitem *it = container_of(l, struct qitem, link);
+			if (*oldest_ms == 0 || it->msg->arrival_ms < *oldest_ms)
+				*oldest_ms = it->msg->arrival_ms;
+			break;
+		}
+		for (size_t k = 0; k < QSTATE_COUNT; k++)
+			items += d->by_state[k];
+		if (items == 0 || (count == n && items <= top[n - 1].items))
+			continue;
+		size_t j = count < n ? count++ : n - 1;     /* insertion, largest first */
+		while (j > 0 && top[j - 1].items < items) {
+			top[j] = top[j - 1];
+			j--;
+		}
+		top[j] = (struct delivery_domain_count){ d->name, items };
+	}
+	return count;
+}

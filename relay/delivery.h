@@ -45,4 +45,15 @@ struct delivery_stats {
 
 void delivery_get_stats(const struct worker *w, struct delivery_stats *out);
 
+struct delivery_domain_count {
+	const char *name;          /* the worker's; valid until its next pass */
+	uint64_t items;
+};
+
+/* delivery_queue_shape - on w's thread: up to n of w's domains with the
+ * most queue items, largest first (returns how many), and the arrival time
+ * (wall ms) of w's oldest item, 0 for none. Walks every domain of w. */
+size_t delivery_queue_shape(struct worker *w, struct delivery_domain_count *top, size_t n,
+			    int64_t *oldest_ms);
+
 #endif

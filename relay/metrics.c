@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -21,10 +22,22 @@
 
 #define METRICS_MAX_BODY (1 << 20)
 
-/* A worker's slot and, on worker 0, the listener. Only v is read by other
- * threads. */
+/* A worker's largest domain queues, published under a sequence count (odd
+ * while being written): a reader retries on a torn copy. Every field is
+ * atomic, so a torn read is only ever detected, never undefined. */
+struct metrics_top {
+	_Atomic unsigned seq;
+	struct {
+		_Atomic uint64_t items;
+		_Atomic uint64_t name[METRICS_DOMAIN_NAME / 8];
+	} e[METRICS_TOP_DOMAINS];
+};
+
+/* A worker's slot and, on worker 0, the listener. Only v and top are read
+ * by other threads. */
 struct metrics_worker {
 	_Atomic uint64_t v[METRICS_COUNT];
+	struct metrics_top top;
 	int64_t next_publish_ms;
 	int listen_fd;                     /* worker 0 with metrics.listen; else -1 */
 	struct ring_op accept_op;
@@ -65,6 +78,7 @@ static const struct metric_desc {
 	{ METRICS_DNS_QUERIES, KIND_COUNTER, "ringmail_dns_queries_total", "DNS queries sent (MX, A, AAAA)." },
 	{ METRICS_DNS_FAILURES, KIND_COUNTER, "ringmail_dns_failures_total", "Route lookups that failed (temporarily or permanently)." },
 	{ METRICS_DNS_CACHE_ENTRIES, KIND_GAUGE, "ringmail_dns_cache_entries", "Entries in the DNS caches." },
+	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
 /* metrics_sum - one metric over every worker. */
@@ -95,6 +109,46 @@ static int render_rejected(struct buf *out, const struct metrics_values *workers
 				       smtp_reject_name((enum smtp_reject)i),
 				       (unsigned long long)metrics_sum(workers, n, METRICS_REJECTED + i,
 								       false));
+	return rc;
+}
+
+static int domain_cmp(const void *a, const void *b)
+{
+	const struct metrics_domain *x = a, *y = b;
+
+	if (x->items != y->items)
+		return x->items > y->items ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* render_top_domains - ringmail_domain_queue_items for the largest queues
+ * over all workers. Each domain lives on one worker, so the top of the
+ * workers' tops is the top of all. */
+static int render_top_domains(struct buf *out, const struct metrics_values *workers, size_t n)
+{
+	static const char name[] = "ringmail_domain_queue_items";
+	struct metrics_domain *all = calloc(n * METRICS_TOP_DOMAINS + 1, sizeof(*all));
+	size_t count = 0;
+	int rc;
+
+	if (all == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < METRICS_TOP_DOMAINS && workers[i].top[k].items > 0; k++)
+			all[count++] = workers[i].top[k];
+	qsort(all, count, sizeof(*all), domain_cmp);
+	rc = buf_append_printf(out, "# HELP %s Queue items of the %d domains with the most.\n# TYPE %s gauge\n",
+			       name, METRICS_TOP_DOMAINS, name);
+	for (size_t i = 0; i < count && i < METRICS_TOP_DOMAINS && rc == 0; i++) {
+		rc = buf_append_printf(out, "%s{domain=\"", name);
+		/* Label values escape \\, \" and newline (text format 0.0.4). */
+		for (const char *p = all[i].name; *p && rc == 0; p++)
+			rc = *p == '\\' || *p == '"' ? buf_append_printf(out, "\\%c", *p) :
+			     *p == '\n' ? buf_append_str(out, "\\n") : buf_append(out, p, 1);
+		if (rc == 0)
+			rc = buf_append_printf(out, "\"} %llu\n", (unsigned long long)all[i].items);
+	}
+	free(all);
 	return rc;
 }
 
@@ -135,6 +189,8 @@ int metrics_render(struct buf *out, const struct metrics_values *workers, size_t
 	}
 	if (rc == 0)
 		rc = render_rejected(out, workers, n);
+	if (rc == 0)
+		rc = render_top_domains(out, workers, n);
 	if (rc == 0)
 		rc = render_histogram(out, workers, n, "ringmail_commit_batch_records",
 				      "Records per group commit batch.", METRICS_COMMIT_BATCH_HIST,
@@ -265,6 +321,18 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_DNS_QUERIES] = d.dns.queries;
 		v[METRICS_DNS_FAILURES] = d.dns.failures;
 		v[METRICS_DNS_CACHE_ENTRIES] = d.dns.cache_entries;
+
+		struct delivery_domain_count top[METRICS_TOP_DOMAINS];
+		int64_t oldest;
+		size_t k = delivery_queue_shape(w, top, METRICS_TOP_DOMAINS, &oldest);
+		for (size_t i = 0; i < k; i++) {
+			snprintf(out->top[i].name, sizeof(out->top[i].name), "%s", top[i].name);
+			out->top[i].items = top[i].items;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		v[METRICS_QUEUE_OLDEST_AGE] = oldest > 0 && now > oldest ? (uint64_t)(now - oldest) / 1000 : 0;
 	}
 	/* conn_count holds outbound connections too; sessions that are still
 	 * resolving have none, so this may undercount inbound briefly. */
@@ -295,6 +363,40 @@ static void metrics_publish(struct worker *w, struct metrics_worker *m)
 	metrics_collect(w, &v);
 	for (size_t i = 0; i < METRICS_COUNT; i++)
 		atomic_store_explicit(&m->v[i], v.v[i], memory_order_relaxed);
+	unsigned seq = atomic_load_explicit(&m->top.seq, memory_order_relaxed);
+	atomic_store_explicit(&m->top.seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	for (size_t i = 0; i < METRICS_TOP_DOMAINS; i++) {
+		uint64_t words[METRICS_DOMAIN_NAME / 8];
+		memcpy(words, v.top[i].name, sizeof(words));
+		atomic_store_explicit(&m->top.e[i].items, v.top[i].items, memory_order_relaxed);
+		for (size_t k = 0; k < METRICS_DOMAIN_NAME / 8; k++)
+			atomic_store_explicit(&m->top.e[i].name[k], words[k], memory_order_relaxed);
+	}
+	atomic_store_explicit(&m->top.seq, seq + 2, memory_order_release);
+}
+
+/* top_read - a consistent copy of m's top domains (empty after too many
+ * torn reads, which a writer publishing every 250 ms never causes). */
+static void top_read(const struct metrics_worker *m, struct metrics_domain *out)
+{
+	for (int tries = 0; tries < 1000; tries++) {
+		unsigned s1 = atomic_load_explicit(&m->top.seq, memory_order_acquire);
+		if (s1 & 1)
+			continue;
+		for (size_t i = 0; i < METRICS_TOP_DOMAINS; i++) {
+			uint64_t words[METRICS_DOMAIN_NAME / 8];
+			out[i].items = atomic_load_explicit(&m->top.e[i].items, memory_order_relaxed);
+			for (size_t k = 0; k < METRICS_DOMAIN_NAME / 8; k++)
+				words[k] = atomic_load_explicit(&m->top.e[i].name[k], memory_order_relaxed);
+			memcpy(out[i].name, words, sizeof(words));
+			out[i].name[METRICS_DOMAIN_NAME - 1] = '\0';
+		}
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&m->top.seq, memory_order_relaxed) == s1)
+			return;
+	}
+	memset(out, 0, METRICS_TOP_DOMAINS * sizeof(*out));
 }
 
 /* metrics_snapshot - every worker's last published values (worker 0). */
@@ -304,6 +406,10 @@ static void metrics_snapshot(struct worker *w, struct metrics_values *out, size_
 		const struct metrics_worker *m = w->all[i].metrics;
 		for (size_t k = 0; k < METRICS_COUNT; k++)
 			out[i].v[k] = m == NULL ? 0 : atomic_load_explicit(&m->v[k], memory_order_relaxed);
+		if (m != NULL)
+			top_read(m, out[i].top);
+		else
+			memset(out[i].top, 0, sizeof(out[i].top));
 	}
 }
 

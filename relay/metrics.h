@@ -69,14 +69,24 @@ enum metrics_id {
 	METRICS_DNS_QUERIES,
 	METRICS_DNS_FAILURES,
 	METRICS_DNS_CACHE_ENTRIES,
+	METRICS_QUEUE_OLDEST_AGE,          /* seconds; gauge, max over workers */
 	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
 	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT
 };
 
 /* A plain copy of one worker's slot. */
+#define METRICS_TOP_DOMAINS 10       /* per-domain series: the largest queues */
+#define METRICS_DOMAIN_NAME 256
+
+struct metrics_domain {
+	char name[METRICS_DOMAIN_NAME];
+	uint64_t items;                    /* 0: an unused slot */
+};
+
 struct metrics_values {
 	uint64_t v[METRICS_COUNT];
+	struct metrics_domain top[METRICS_TOP_DOMAINS];   /* the worker's, largest first */
 };
 
 /* metrics_render - the Prometheus text format (0.0.4) of n workers'

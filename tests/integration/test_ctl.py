@@ -43,6 +43,7 @@ class Ctl(unittest.TestCase):
         self.handler = Switch()
         self.rx = Receiver("127.0.0.1", harness.free_port(), self.handler).start()
         self.dlog = os.path.join(self.tmp, "delivery.json")
+        self.mport = harness.free_port()
         self.d = self.daemon()
         self.d.start()
         self.sock = os.path.join(self.tmp, "spool", "control.sock")
@@ -52,6 +53,7 @@ class Ctl(unittest.TestCase):
             "delivery": {"relayhost": "[127.0.0.1]:%d" % self.rx.port, "min_backoff": "10m",
                          "max_backoff": "20m", "idle_timeout": "1s"},
             "log": {"level": "info", "delivery_file": self.dlog},
+            "metrics": {"listen": ["127.0.0.1:%d" % self.mport]},
         }
         settings.update(extra)
         return harness.Ringmaild(workers=2, tmp=self.tmp, extra=settings)
@@ -146,6 +148,17 @@ class Ctl(unittest.TestCase):
         self.assertEqual(stats()["received_total"], 6)
         self.assertEqual(stats()["deferred_total"], 10)
         self.assertIn("received_total", self.ctl("stats").stdout)
+
+        # the same numbers in Prometheus: per-domain series and the oldest age
+        def scrape():
+            return subprocess.run(["curl", "-s", "http://127.0.0.1:%d/metrics" % self.mport],
+                                  capture_output=True, text=True, timeout=30, check=True).stdout
+        body = scrape()
+        self.assertIn('ringmail_domain_queue_items{domain="a.test"} 4\n', body)
+        self.assertIn('ringmail_domain_queue_items{domain="b.test"} 2\n', body)
+        self.assertIn("\nringmail_queue_items 6\n", body)
+        self.assertTrue(wait_until(lambda: "\nringmail_queue_oldest_age_seconds 0\n" not in scrape(), 10),
+                        "the oldest item ages")
         self.assertEqual(stats()["rejected_relay_denied_total"], 0)
 
     def test_actions(self):

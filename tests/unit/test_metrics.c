@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
@@ -262,4 +263,41 @@ Test(metrics, commit_hist_bucket)
 			     (unsigned long long)cases[i].value, (unsigned long long)cases[i].base,
 			     got, cases[i].want);
 	}
+}
+
+Test(metrics, render_top_domains_merges_workers)
+{
+	struct metrics_values w[2];
+	struct buf b;
+
+	memset(w, 0, sizeof(w));
+	/* worker 0 has 11 domains (one more than the top keeps) */
+	for (int i = 0; i < METRICS_TOP_DOMAINS; i++) {
+		snprintf(w[0].top[i].name, sizeof(w[0].top[i].name), "w0-%02d.test", i);
+		w[0].top[i].items = (uint64_t)(100 - i);
+	}
+	snprintf(w[1].top[0].name, sizeof(w[1].top[0].name), "big.test");
+	w[1].top[0].items = 500;
+	snprintf(w[1].top[1].name, sizeof(w[1].top[1].name), "q\"uo\\te.test");
+	w[1].top[1].items = 95;
+	w[0].v[METRICS_QUEUE_OLDEST_AGE] = 7;
+	w[1].v[METRICS_QUEUE_OLDEST_AGE] = 42;
+	buf_init(&b, 1 << 20);
+	cr_assert_eq(metrics_render(&b, w, 2), 0);
+	char *text = strndup(buf_data(&b), buf_len(&b));
+	cr_assert_not_null(strstr(text, "\nringmail_queue_oldest_age_seconds 42\n"), "max over workers:\n%s", text);
+	const char *first = strstr(text, "ringmail_domain_queue_items{domain=\"big.test\"} 500\n");
+	cr_assert_not_null(first, "%s", text);
+	cr_assert_not_null(strstr(text, "ringmail_domain_queue_items{domain=\"q\\\"uo\\\\te.test\"} 95\n"),
+			   "label escaped:\n%s", text);
+	/* ten series: big.test, w0-00..w0-04 (100..96), quote (95), w0-05..07 */
+	int series = 0;
+	for (const char *p = text; (p = strstr(p, "ringmail_domain_queue_items{")) != NULL; p++)
+		series++;
+	cr_assert_eq(series, METRICS_TOP_DOMAINS, "got %d series, want %d", series, METRICS_TOP_DOMAINS);
+	cr_assert_not_null(strstr(text, "{domain=\"w0-07.test\"} 93\n"), "%s", text);
+	cr_assert_null(strstr(text, "w0-08.test"), "the 11th largest is left out");
+	cr_assert(first < strstr(text, "w0-00.test"), "largest first");
+	free(text);
+	buf_free(&b);
 }
