@@ -2,7 +2,8 @@
 """test_delivery_crash - kill -9 ringmaild in the middle of delivery, start
 it again on the same spool, and check that every accepted message arrives
 at least once and that the duplicates (delivered, but the outcome not yet
-journaled at the kill) stay few.
+journaled at the kill) stay few; and that a SIGTERM in the middle of
+delivery, then a restart, delivers every message exactly once.
 
 2,000 messages to four domains are queued, then go to a slow ringmail-sink
 (--delay-ms, started after the last message is accepted) over
@@ -26,7 +27,9 @@ DUPLICATE_BOUND = 200
 
 
 class Crash(mailnet.NetTestCase, unittest.TestCase):
-    def test_kill9_mid_delivery_then_restart_delivers_all(self):
+    def queue_and_start(self):
+        """queue_and_start - N_MSGS queued, the sink started; (relay, sink,
+        extra, the Message-IDs)."""
         net = mailnet.Addresses(2)
         zone = []
         for k in range(1, N_DOMAINS + 1):
@@ -34,7 +37,7 @@ class Crash(mailnet.NetTestCase, unittest.TestCase):
         zone += ["host-record=mx0.crash.test,%s" % net.ips[0],
                  "host-record=mx1.crash.test,%s" % net.ips[1]]
         dns = self.started(mailnet.Dnsmasq(self.tmp, zone))
-        # The sink starts only once everything is queued, so the kill always
+        # The sink starts only once everything is queued, so the stop always
         # lands in the middle of delivery however fast the machine is: until
         # then the domains are refused and backed off (max_backoff 2s).
         sink = mailnet.Sink(self.tmp, net.ips, net.port, "--delay-ms", "10")
@@ -53,16 +56,23 @@ class Crash(mailnet.NetTestCase, unittest.TestCase):
                          mailnet.make_message(mid, "sender@client.test", [rcpt]), [], []))
         mailnet.submit(d.host, d.port, msgs, connections=8)
         sink.start()
+        return d, sink, extra, want
 
-        # Kill once a good part, but not all, has been delivered.
-        at_kill = mailnet.wait_until(
+    def stop_midway(self, d, sink, how):
+        """stop_midway - once a good part, but not all, has been delivered."""
+        at_stop = mailnet.wait_until(
             lambda: (lambda n: n if n >= N_MSGS // 4 else 0)(sink.stats()["messages"]), 120, 0.02)
-        d.kill9()
-        self.assertIsNotNone(at_kill, "delivery did not start")
-        print("\ncrash: killed with %d of %d delivered" % (at_kill, N_MSGS), flush=True)
-        self.assertLess(at_kill, N_MSGS - 100, "delivery finished before the kill: slow the sink down")
+        if how == "kill9":
+            d.kill9()
+        else:
+            self.stop_relay(d)
+        self.assertIsNotNone(at_stop, "delivery did not start")
+        print("\ncrash: %s with %d of %d delivered" % (how, at_stop, N_MSGS), flush=True)
+        self.assertLess(at_stop, N_MSGS - 100, "delivery finished before the stop: slow the sink down")
 
-        # Same spool and config, a fresh listening port.
+    def restart_and_count(self, d, sink, extra, want):
+        """restart_and_count - the same spool again until it drains; every
+        message must arrive; returns the number of duplicates."""
         d2 = harness.Ringmaild(workers=2, extra=extra, tmp=d.tmp)
         self.addCleanup(d2.stop)
         d2.start()
@@ -89,7 +99,20 @@ class Crash(mailnet.NetTestCase, unittest.TestCase):
         print("crash: %d duplicates (%d messages delivered twice or more); in flight at most "
               "%d transactions" % (duplicates, sum(v > 1 for v in seen.values()),
                                    N_DOMAINS * MAX_CONNECTIONS), flush=True)
-        self.assertLessEqual(duplicates, DUPLICATE_BOUND)
+        return duplicates
+
+    def test_kill9_mid_delivery_then_restart_delivers_all(self):
+        d, sink, extra, want = self.queue_and_start()
+        self.stop_midway(d, sink, "kill9")
+        self.assertLessEqual(self.restart_and_count(d, sink, extra, want), DUPLICATE_BOUND)
+
+    def test_sigterm_mid_delivery_then_restart_repeats_nothing(self):
+        """A graceful stop lets transactions finish and journals their
+        outcomes (every worker waits for the others' last outcomes), so
+        nothing is delivered twice."""
+        d, sink, extra, want = self.queue_and_start()
+        self.stop_midway(d, sink, "sigterm")
+        self.assertEqual(self.restart_and_count(d, sink, extra, want), 0)
 
 
 if __name__ == "__main__":
