@@ -154,6 +154,22 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 	return parse_fail(err, errlen, "unknown command \"%s\"", words[i]);
 }
 
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* ---- sessions --------------------------------------------------------- */
 
 struct control_session;
@@ -246,6 +262,10 @@ static void query_finish(struct control_session *s, struct queue_query *q)
 		rc = queue_format_summary(&q->out, q->json, q->rows, q->row_count);
 	}
 	conn_write(s->c, buf_data(&q->out), buf_len(&q->out));
+	log_info("control_done", "command=%s matched=%llu changed=%llu steps=%llu max_step_us=%llu elapsed_ms=%lld",
+		 action_names[q->action], (unsigned long long)q->matched, (unsigned long long)q->changed,
+		 (unsigned long long)q->steps, (unsigned long long)q->max_step_us,
+		 (long long)((mono_us() - q->started_us) / 1000));
 	if (rc < 0)
 		session_end(s, "-- error the answer is too large");
 	else if (q->action == QUEUE_SHOW && !q->show.found)
@@ -263,12 +283,17 @@ static void query_finish(struct control_session *s, struct queue_query *q)
 
 static void query_visit(struct worker *w, struct worker_post *p);
 
-static int64_t wall_ms(void)
+/* query_step - one step on w, timed: the log says how long the longest
+ * step held a worker. */
+static void query_step(struct worker *w, struct queue_query *q)
 {
-	struct timespec ts;
+	int64_t t0 = mono_us();
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	delivery_query_step(w, q);
+	uint64_t us = (uint64_t)(mono_us() - t0);
+	q->steps++;
+	if (us > q->max_step_us)
+		q->max_step_us = us;
 }
 
 /* query_drive - walk on: the next step where it is due, until one must
@@ -299,7 +324,7 @@ static void query_drive(struct worker *w, struct control_session *s)
 			worker_post(w, target, &q->post);
 			return;
 		}
-		delivery_query_step(w, q);
+		query_step(w, q);
 		if (q->cancel)
 			continue;
 		if (buf_len(&q->out) > 0 && q->action != QUEUE_SHOW && q->action != QUEUE_SUMMARY) {
@@ -340,7 +365,7 @@ static void query_visit(struct worker *w, struct worker_post *p)
 {
 	struct queue_query *q = (struct queue_query *)p;
 
-	delivery_query_step(w, q);
+	query_step(w, q);
 	q->post.handle = query_home;
 	worker_post(w, &w->all[q->home], &q->post);
 }
@@ -367,6 +392,7 @@ static void query_start(struct worker *w, struct control_session *s, const struc
 	q->home = w->id;
 	q->owner = s;
 	q->now_wall_ms = wall_ms();
+	q->started_us = mono_us();
 	buf_init(&q->out, CONTROL_MAX_OUTPUT);
 	s->q = q;
 	if (!req->json && req->action == QUEUE_LIST)

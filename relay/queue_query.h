@@ -69,6 +69,8 @@ struct queue_query {
 	struct buf out;              /* rows of the last step, for the client */
 	uint64_t matched;            /* items that matched */
 	uint64_t changed;            /* items acted on */
+	uint64_t steps, max_step_us; /* for the log: how the walk went */
+	int64_t started_us;
 	struct queue_message_view show;      /* QUEUE_SHOW: filled as found */
 	struct spool_rcpt_state *spool_states;   /* QUEUE_SHOW: from the home shard */
 	size_t spool_state_count;
