@@ -213,7 +213,8 @@ int queue_format_summary(struct buf *out, bool json, struct queue_summary_row *r
 	uint64_t total = 0, age[QUEUE_AGE_BUCKETS] = { 0 };
 	int rc = 0;
 
-	qsort(rows, n, sizeof(*rows), summary_cmp);
+	if (n > 1)      /* rows is NULL when no domain matched: qsort wants a pointer */
+		qsort(rows, n, sizeof(*rows), summary_cmp);
 	for (size_t i = 0; i < n; i++) {
 		total += rows[i].total;
 		for (size_t j = 0; j < QUEUE_AGE_BUCKETS; j++)
