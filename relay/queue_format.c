@@ -5,6 +5,7 @@
 #include "queue_format.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,38 @@ static const char *iso_time(int64_t ms, char out[32])
 		return "-";
 	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return out;
+}
+
+/* text_line - append a printf'd line of text, then make what it appended
+ * one line of printable bytes (its final newline kept). A peer's bytes get
+ * into rows: an SMTP reply joins its lines with "\n", an ENVID's xtext
+ * decodes to any byte. Raw, they would split a row, reach the operator's
+ * terminal as escapes, or start a line "-- ok" that ringmailctl takes for
+ * the end of the answer. Line breaks and tabs become spaces, other control
+ * bytes '?'; 8-bit bytes (UTF-8 addresses) stay. */
+static int text_line(struct buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int text_line(struct buf *out, const char *fmt, ...)
+{
+	size_t start = buf_len(out), end;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = buf_append_vprintf(out, fmt, ap);
+	va_end(ap);
+	if (rc < 0)
+		return rc;
+	end = buf_len(out);
+	if (end > start && out->data[out->head + end - 1] == '\n')
+		end--;
+	for (char *p = out->data + out->head + start; p < out->data + out->head + end; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '\t')
+			*p = ' ';
+		else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	}
+	return 0;
 }
 
 /* json_time - the same as a JSON value: a string, or null. */
@@ -49,11 +82,11 @@ int queue_format_item(struct buf *out, bool json, const struct queue_item_view *
 	int rc;
 
 	if (!json) {
-		rc = buf_append_printf(out, "%-20s %-8s %9zu %-20s %4u %-20s %-24s %5zu <%s>\n", v->queue_id,
-				       v->state, v->size, iso_time(v->arrival_ms, a), v->attempts,
-				       iso_time(v->next_ms, n), v->domain, v->rcpt_count, v->sender);
+		rc = text_line(out, "%-20s %-8s %9zu %-20s %4u %-20s %-24s %5zu <%s>\n", v->queue_id, v->state,
+			       v->size, iso_time(v->arrival_ms, a), v->attempts, iso_time(v->next_ms, n), v->domain,
+			       v->rcpt_count, v->sender);
 		if (rc == 0 && v->last_error != NULL)
-			rc = buf_append_printf(out, "%22s(%s)\n", "", v->last_error);
+			rc = text_line(out, "%22s(%s)\n", "", v->last_error);
 		return rc;
 	}
 	rc = buf_append_str(out, "{\"queue_id\":");
@@ -89,25 +122,28 @@ int queue_format_item(struct buf *out, bool json, const struct queue_item_view *
 /* message_text - the envelope, then a line per recipient. */
 static int message_text(struct buf *out, const struct queue_message_view *m)
 {
-	char t[32];
-	int rc = buf_append_printf(out, "queue_id:   %s\narrival:    %s\nsender:     <%s>\nsize:       %zu\n",
-				   m->queue_id, iso_time(m->arrival_ms, t), m->sender ? m->sender : "",
-				   m->size);
+	char t[32], next[64] = "";
+	int rc = text_line(out, "queue_id:   %s\n", m->queue_id);
 
-	if (rc == 0 && m->envid != NULL)
-		rc = buf_append_printf(out, "envid:      %s\n", m->envid);
 	if (rc == 0)
-		rc = buf_append_printf(out, "recipients: %zu\n", m->rcpt_count);
+		rc = text_line(out, "arrival:    %s\n", iso_time(m->arrival_ms, t));
+	if (rc == 0)
+		rc = text_line(out, "sender:     <%s>\n", m->sender ? m->sender : "");
+	if (rc == 0)
+		rc = text_line(out, "size:       %zu\n", m->size);
+	if (rc == 0 && m->envid != NULL)
+		rc = text_line(out, "envid:      %s\n", m->envid);
+	if (rc == 0)
+		rc = text_line(out, "recipients: %zu\n", m->rcpt_count);
 	for (size_t i = 0; rc == 0 && i < m->rcpt_count; i++) {
 		const struct queue_rcpt_view *r = &m->rcpts[i];
-		rc = buf_append_printf(out, "  <%s> %s attempts=%u", r->addr ? r->addr : "?",
-				       r->state ? r->state : "unknown", r->attempts);
-		if (rc == 0 && r->next_ms > 0)
-			rc = buf_append_printf(out, " next=%s", iso_time(r->next_ms, t));
-		if (rc == 0 && r->last_error != NULL)
-			rc = buf_append_printf(out, " last=(%s)", r->last_error);
-		if (rc == 0)
-			rc = buf_append_str(out, "\n");
+		if (r->next_ms > 0)
+			snprintf(next, sizeof(next), " next=%s", iso_time(r->next_ms, t));
+		else
+			next[0] = '\0';
+		rc = text_line(out, "  <%s> %s attempts=%u%s%s%s%s\n", r->addr ? r->addr : "?",
+			       r->state ? r->state : "unknown", r->attempts, next, r->last_error ? " last=(" : "",
+			       r->last_error ? r->last_error : "", r->last_error ? ")" : "");
 	}
 	return rc;
 }
@@ -213,7 +249,8 @@ int queue_format_summary(struct buf *out, bool json, struct queue_summary_row *r
 	uint64_t total = 0, age[QUEUE_AGE_BUCKETS] = { 0 };
 	int rc = 0;
 
-	qsort(rows, n, sizeof(*rows), summary_cmp);
+	if (n > 1)      /* rows is NULL when no domain matched: qsort wants a pointer */
+		qsort(rows, n, sizeof(*rows), summary_cmp);
 	for (size_t i = 0; i < n; i++) {
 		total += rows[i].total;
 		for (size_t j = 0; j < QUEUE_AGE_BUCKETS; j++)
@@ -246,9 +283,9 @@ int queue_format_domain(struct buf *out, bool json, const struct queue_domain_vi
 	int rc;
 
 	if (!json)
-		return buf_append_printf(out, "%-32s %7zu %8zu %6zu %6zu %5u %6u %8u %s\n", v->domain, v->ready,
-					 v->deferred, v->active, v->held, v->connections, v->window,
-					 v->failures, iso_time(v->backoff_until_ms, t));
+		return text_line(out, "%-32s %7zu %8zu %6zu %6zu %5u %6u %8u %s\n", v->domain, v->ready,
+				 v->deferred, v->active, v->held, v->connections, v->window, v->failures,
+				 iso_time(v->backoff_until_ms, t));
 	rc = buf_append_str(out, "{\"domain\":");
 	if (rc == 0)
 		rc = buf_append_json(out, v->domain);

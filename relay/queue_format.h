@@ -8,8 +8,10 @@
  *   domains         queue_format_domains_header, queue_format_domain
  *
  * Times are wall-clock milliseconds, printed as UTC ISO 8601; 0 is "none".
- * Text is for people (columns may grow past their width, never cut); JSON
- * is one object per line for scripts. Every function returns 0 or -ENOBUFS
+ * Text is for people (columns may grow past their width, never cut), a row
+ * one line whatever a peer put in it (line breaks and tabs in a field
+ * become spaces, other control bytes '?'); JSON is one object per line for
+ * scripts, every string escaped. Every function returns 0 or -ENOBUFS
  * from the buf.
  */
 #ifndef RINGMAIL_QUEUE_FORMAT_H

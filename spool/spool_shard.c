@@ -878,6 +878,15 @@ int spool_shard_foreach_live(struct spool_shard *s, spool_live_fn fn, void *ctx)
 	return rc;
 }
 
+const struct spool_rcpt_state *spool_shard_states(const struct spool_shard *s,
+						  const char *queue_id, size_t *n)
+{
+	const struct spool_entry *e = spool_index_find(&s->index, queue_id);
+
+	*n = e != NULL ? e->rcpt_count : 0;
+	return e != NULL ? e->state : NULL;
+}
+
 void spool_shard_stats(const struct spool_shard *s, struct spool_shard_stats *st)
 {
 	const struct spool_segment *cur = s->nsegs ? &s->segs[s->nsegs - 1] : NULL;

@@ -160,6 +160,12 @@ int spool_shard_read_message(struct spool_shard *shard, const char *queue_id,
 			     struct spool_loaded **out);
 struct spool_loaded *spool_loaded_free(struct spool_loaded *loaded);
 
+/* spool_shard_states - the recipient states of live message queue_id
+ * (*n of them), or NULL when the shard does not hold it. Borrowed: valid
+ * until the shard next changes. */
+const struct spool_rcpt_state *spool_shard_states(const struct spool_shard *shard,
+						  const char *queue_id, size_t *n);
+
 /* spool_shard_foreach_live - call fn for every committed live message, in
  * disk order (one read per segment). Returns 0, fn's non-zero value, or
  * -errno. fn may append to any shard but must not call flush_end, collect
