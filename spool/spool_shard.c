@@ -571,15 +571,6 @@ int spool_shard_append_recovered(struct spool_shard *s,
 	return rc;
 }
 
-const struct spool_rcpt_state *spool_shard_states(struct spool_shard *s, const char *queue_id,
-						  size_t *count)
-{
-	struct spool_entry *e = spool_index_find(&s->index, queue_id);
-
-	*count = e != NULL ? e->rcpt_count : 0;
-	return e != NULL ? e->state : NULL;
-}
-
 size_t spool_shard_pending(const struct spool_shard *s)
 {
 	return s->pending.len;

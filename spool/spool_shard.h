@@ -148,11 +148,6 @@ bool spool_shard_in_flight(const struct spool_shard *shard);
  * Blocking and rare. Returns the number removed or -errno. */
 int spool_shard_collect(struct spool_shard *shard);
 
-/* spool_shard_states - the recipients' states of a live message (count of
- * them), valid until the next commit or collect; NULL when not live here. */
-const struct spool_rcpt_state *spool_shard_states(struct spool_shard *shard, const char *queue_id,
-						  size_t *count);
-
 /* spool_shard_read_message - blocking pread + decode of a live message.
  * Returns 0, -ENOENT (unknown or dead) or -errno; *out owned by the caller,
  * released with spool_loaded_free(). */
