@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "pop3_server.h"
 #include "smtp_server.h"
+#include "vg.h"
 
 #define BUFFER_GROUP 0
 #define ACCEPT_PAUSE_MS 100
@@ -73,6 +74,7 @@ void worker_add_hook(struct worker *w, void (*fn)(struct worker *, void *), void
 
 void worker_recycle_buffer(struct worker *w, unsigned bid)
 {
+	vg_kernel_reclaims(worker_buffer(w, bid), w->buf_size);
 	io_uring_buf_ring_add(w->buf_ring, worker_buffer(w, bid), w->buf_size, (unsigned short)bid,
 			      io_uring_buf_ring_mask(w->buf_count), 0);
 	io_uring_buf_ring_advance(w->buf_ring, 1);
