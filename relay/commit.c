@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "vg.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -152,6 +153,7 @@ static void commit_flush(struct worker *w, void *arg)
 	c->started_us = monotonic_us();
 
 	struct io_uring_sqe *sqe = worker_sqe(w);
+	vg_kernel_reads(f.data, f.len);
 	io_uring_prep_write(sqe, f.fd, f.data, (unsigned)f.len, f.offset);
 	io_uring_sqe_set_data(sqe, &c->write_op);
 	c->outstanding = 1;

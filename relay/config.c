@@ -64,6 +64,7 @@ static const struct config_key config_keys[] = {
 	{ "ring.entries", KIND_INT, OFF(ring_entries), 64, 32768, "4096", "submission queue entries per worker ring" },
 	{ "ring.recv_buffer_size", KIND_SIZE, OFF(recv_buffer_size), 1024, 1 << 20, "16k", "size of each provided receive buffer" },
 	{ "ring.recv_buffers", KIND_INT, OFF(recv_buffer_count), 16, 32768, "1024", "provided receive buffers per worker (power of two)" },
+	{ "ring.poll_wait", KIND_BOOL, OFF(ring_poll_wait), 0, 0, "false", "debugging aid for valgrind (docs/RELIABILITY.md): a plain ring (no DEFER_TASKRUN) and the wait for completions in poll(2) on the ring fd, not inside io_uring_enter; a few more syscalls per pass; only at start" },
 	{ "smtp.max_command_line", KIND_SIZE, OFF(smtp_max_command_line), 512, 65536, "512", "command line limit, CRLF included (RFC 5321: 512)" },
 	{ "smtp.max_line", KIND_SIZE, OFF(smtp_max_line), 1000, 1 << 20, "1000", "text line limit in DATA, CRLF included (RFC 5321: 1000)" },
 	{ "smtp.max_message_size", KIND_SIZE, OFF(smtp_max_message_size), 1024, 1LL << 31, "50M", "message size limit, advertised in SIZE" },

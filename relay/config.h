@@ -92,6 +92,7 @@ struct config {
 	int64_t ring_entries;
 	int64_t recv_buffer_size;
 	int64_t recv_buffer_count;
+	bool ring_poll_wait;              /* wait in poll(2), for valgrind */
 	int64_t max_connections;          /* inbound, per worker */
 
 	/* smtp server */

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "netaddr.h"
 #include "tls.h"
+#include "vg.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -125,6 +126,7 @@ static void conn_send_next(struct conn *c)
 		}
 	}
 	struct io_uring_sqe *sqe = worker_sqe(c->w);
+	vg_kernel_reads(cur->data + c->sent, cur->len - c->sent);
 	io_uring_prep_send(sqe, c->fd, cur->data + c->sent, cur->len - c->sent, MSG_NOSIGNAL);
 	io_uring_sqe_set_data(sqe, &c->send_op);
 	c->send_inflight = true;
@@ -481,6 +483,7 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 		/* A buffer the kernel took is returned even when res <= 0. */
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		if (cqe->res > 0 && !c->closing) {
+			vg_kernel_wrote(worker_buffer(w, bid), (size_t)cqe->res);
 			if (c->tls != NULL)
 				conn_tls_input(c, worker_buffer(w, bid), (size_t)cqe->res);
 			else

@@ -80,9 +80,10 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 	if (cfg->listen_count != old->listen_count || worker_count(cfg) != count ||
 	    cfg->pop3_listen_count != old->pop3_listen_count ||
 	    cfg->metrics_listen_count != old->metrics_listen_count ||
+	    cfg->ring_poll_wait != old->ring_poll_wait ||
 	    strcmp(cfg->spool_dir, old->spool_dir) != 0 ||
 	    strcmp(cfg->control_socket, old->control_socket) != 0)
-		log_warn("reload", "note=\"listen, pop3.listen, metrics.listen, workers, spool.dir and control.socket take effect only after a restart\"");
+		log_warn("reload", "note=\"listen, pop3.listen, metrics.listen, workers, ring.poll_wait, spool.dir and control.socket take effect only after a restart\"");
 	configs[(*config_count)++] = cfg;
 	logs_open(cfg);
 	worker_reload_all(workers, count, cfg);

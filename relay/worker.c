@@ -4,8 +4,10 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 #include "metrics.h"
 #include "pop3_server.h"
 #include "smtp_server.h"
+#include "vg.h"
 
 #define BUFFER_GROUP 0
 #define ACCEPT_PAUSE_MS 100
@@ -77,6 +80,7 @@ void worker_add_hook(struct worker *w, void (*fn)(struct worker *, void *), void
 
 void worker_recycle_buffer(struct worker *w, unsigned bid)
 {
+	vg_kernel_reclaims(worker_buffer(w, bid), w->buf_size);
 	io_uring_buf_ring_add(w->buf_ring, worker_buffer(w, bid), w->buf_size, (unsigned short)bid,
 			      io_uring_buf_ring_mask(w->buf_count), 0);
 	io_uring_buf_ring_advance(w->buf_ring, 1);
@@ -116,7 +120,8 @@ static void worker_timer_durations(struct worker *w)
 }
 
 /* worker_ring_init - the ring with the newest flags the kernel takes:
- * SINGLE_ISSUER + DEFER_TASKRUN (6.1), else COOP_TASKRUN, else none.
+ * SINGLE_ISSUER + DEFER_TASKRUN (6.1), else COOP_TASKRUN, else none
+ * (always none with ring.poll_wait).
  * The CQ is four times the SQ so that multishot bursts do not overflow. */
 static int worker_ring_init(struct worker *w)
 {
@@ -126,8 +131,12 @@ static int worker_ring_init(struct worker *w)
 		0,
 	};
 	int rc = -EINVAL;
+	size_t n = sizeof(flag_sets) / sizeof(flag_sets[0]);
 
-	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+	/* poll_wait needs a plain ring: task work then interrupts poll(2);
+	 * with DEFER_TASKRUN nothing would wake a thread asleep in it. */
+	w->poll_wait = w->cfg->ring_poll_wait;     /* a reload cannot change the ring */
+	for (size_t i = w->poll_wait ? n - 1 : 0; i < n; i++) {
 		struct io_uring_params p;
 		memset(&p, 0, sizeof(p));
 		p.flags = flag_sets[i] | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
@@ -419,6 +428,25 @@ static bool worker_settled(struct worker *w, bool *released)
 	return atomic_load(&workers_busy) == 0 && mpsc_empty(&w->inbox);
 }
 
+/* worker_wait_poll - one pass's wait when ring.poll_wait is set: submit
+ * without waiting, then sleep in poll(2) on the ring fd. valgrind 3.19 runs
+ * io_uring_enter as a syscall that never blocks, so a thread asleep in it
+ * keeps valgrind's thread lock and starves every other thread; poll(2) is
+ * one valgrind knows may block. The ring has no task-run flags: task work
+ * interrupts the poll, runs, posts its completions and so wakes it.
+ * io_uring_get_events then moves any overflowed completions to the CQ. */
+static int worker_wait_poll(struct worker *w, int64_t wait_ms)
+{
+	struct pollfd p = { .fd = w->ring_fd, .events = POLLIN };
+	int rc = io_uring_submit(&w->ring);
+
+	if (rc < 0 || io_uring_cq_ready(&w->ring) > 0)
+		return rc;
+	if (poll(&p, 1, wait_ms > INT_MAX ? INT_MAX : (int)wait_ms) < 0 && errno != EINTR)
+		return -errno;
+	return io_uring_get_events(&w->ring);
+}
+
 /* worker_loop - one submit-and-wait per pass, with the earliest timer as
  * its timeout; then every completion, then the timers. */
 static void worker_loop(struct worker *w)
@@ -437,9 +465,10 @@ static void worker_loop(struct worker *w)
 		int64_t wait_ms = worker_next_timeout(w);
 		ts.tv_sec = wait_ms / 1000;
 		ts.tv_nsec = (wait_ms % 1000) * 1000000;
-		int rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, wait_ms >= 0 ? &ts : NULL, NULL);
+		int rc = w->poll_wait ? worker_wait_poll(w, wait_ms) :
+			io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, wait_ms >= 0 ? &ts : NULL, NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
-			log_fatal("worker %u: io_uring_submit_and_wait_timeout: %s", w->id, strerror(-rc));
+			log_fatal("worker %u: wait for completions: %s", w->id, strerror(-rc));
 		w->now_ms = monotonic_ms();
 		io_uring_for_each_cqe(&w->ring, head, cqe) {
 			struct ring_op *op = io_uring_cqe_get_data(cqe);

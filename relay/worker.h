@@ -103,6 +103,7 @@ struct worker {
 	int cpu;
 	struct io_uring ring;
 	int ring_fd;
+	bool poll_wait;                    /* ring.poll_wait as the ring was made */
 	int64_t now_ms;                    /* CLOCK_MONOTONIC, once per pass */
 	int64_t wake_at_ms;                /* hooks lower it: a timer of their own */
 
