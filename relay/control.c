@@ -175,8 +175,7 @@ static int64_t mono_us(void)
 struct control_session;
 
 struct control_worker {
-	int listen_fd;
-	struct ring_op accept_op;
+	struct worker_listener listener;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct control_session *reloading;     /* waiting for the reload's result */
 };
@@ -610,31 +609,6 @@ void control_reload_done(struct worker *workers, bool ok, const char *text)
 
 /* ---- the listener (worker 0) ------------------------------------------ */
 
-static void control_arm_accept(struct worker *w, struct control_worker *cw)
-{
-	struct io_uring_sqe *sqe = worker_sqe(w);
-
-	io_uring_prep_multishot_accept(sqe, cw->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data(sqe, &cw->accept_op);
-}
-
-static void control_accept_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
-{
-	struct control_worker *cw = (struct control_worker *)((char *)op - offsetof(struct control_worker, accept_op));
-
-	if (cqe->res >= 0) {
-		if (w->stopping || cw->listen_fd < 0)
-			close(cqe->res);
-		else
-			conn_accept(w, cqe->res, &control_handler);
-	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
-		log_warn("control_accept", "error=\"%s\"", strerror(-cqe->res));
-	}
-	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopping && cw->listen_fd >= 0 &&
-	    cqe->res != -ECANCELED && cqe->res != -EBADF)
-		control_arm_accept(w, cw);
-}
-
 /* control_listen - bind the unix socket (replacing a stale one) with the
  * configured mode. */
 static int control_listen(const char *path, int mode)
@@ -682,11 +656,9 @@ int control_worker_init(struct worker *w)
 	struct control_worker *cw = calloc(1, sizeof(*cw));
 	if (cw == NULL)
 		log_fatal("out of memory");
-	cw->listen_fd = rc;
-	cw->accept_op.complete = control_accept_complete;
 	snprintf(cw->path, sizeof(cw->path), "%s", path);
 	w->control = cw;
-	control_arm_accept(w, cw);
+	worker_listener_start(w, &cw->listener, rc, &control_handler, "control");
 	log_info("control_listen", "path=%s mode=%04o", path, (unsigned)w->cfg->control_mode);
 	return 0;
 }
@@ -697,8 +669,8 @@ void control_worker_exit(struct worker *w)
 
 	if (cw == NULL)
 		return;
-	if (cw->listen_fd >= 0) {
-		close(cw->listen_fd);
+	if (cw->listener.fd >= 0) {
+		close(cw->listener.fd);
 		unlink(cw->path);
 	}
 	free(cw);

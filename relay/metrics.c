@@ -39,8 +39,7 @@ struct metrics_worker {
 	_Atomic uint64_t v[METRICS_COUNT];
 	struct metrics_top top;
 	int64_t next_publish_ms;
-	int listen_fd;                     /* worker 0 with metrics.listen; else -1 */
-	struct ring_op accept_op;
+	struct worker_listener listener;   /* worker 0 with metrics.listen */
 };
 
 /* ---- rendering (pure) ------------------------------------------------- */
@@ -516,41 +515,6 @@ static const struct conn_handler metrics_handler = {
 
 /* ---- the listener and the hook ---------------------------------------- */
 
-static void metrics_arm_accept(struct worker *w, struct metrics_worker *m)
-{
-	struct io_uring_sqe *sqe = worker_sqe(w);
-	io_uring_prep_multishot_accept(sqe, m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data(sqe, &m->accept_op);
-}
-
-static void metrics_accept_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
-{
-	struct metrics_worker *m = (struct metrics_worker *)((char *)op - offsetof(struct metrics_worker, accept_op));
-
-	if (cqe->res >= 0) {
-		if (w->stopping || m->listen_fd < 0)
-			close(cqe->res);
-		else
-			conn_accept(w, cqe->res, &metrics_handler);
-	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
-		log_warn("metrics_accept", "error=\"%s\"", strerror(-cqe->res));
-	}
-	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopping && m->listen_fd >= 0 &&
-	    cqe->res != -ECANCELED && cqe->res != -EBADF)
-		metrics_arm_accept(w, m);
-}
-
-static void metrics_close_listener(struct worker *w, struct metrics_worker *m)
-{
-	if (m->listen_fd < 0)
-		return;
-	struct io_uring_sqe *sqe = worker_sqe(w);
-	io_uring_prep_cancel(sqe, &m->accept_op, 0);
-	io_uring_sqe_set_data(sqe, NULL);
-	close(m->listen_fd);
-	m->listen_fd = -1;
-}
-
 /* metrics_hook - publish the snapshot when due; when something happened
  * since (this pass exists), make sure we wake to publish it. */
 static void metrics_hook(struct worker *w, void *arg)
@@ -558,7 +522,7 @@ static void metrics_hook(struct worker *w, void *arg)
 	struct metrics_worker *m = arg;
 
 	if (w->stopping)
-		metrics_close_listener(w, m);
+		worker_listener_stop(w, &m->listener);
 	if (w->now_ms >= m->next_publish_ms) {
 		metrics_publish(w, m);
 		m->next_publish_ms = w->now_ms + METRICS_PUBLISH_MS;
@@ -589,8 +553,7 @@ int metrics_worker_init(struct worker *w)
 
 	if (m == NULL)
 		log_fatal("out of memory");
-	m->listen_fd = -1;
-	m->accept_op.complete = metrics_accept_complete;
+	m->listener.fd = -1;
 	w->metrics = m;
 	metrics_publish(w, m);
 	worker_add_hook(w, metrics_hook, m);
@@ -602,8 +565,7 @@ int metrics_worker_init(struct worker *w)
 			  w->cfg->metrics_listen[0].text, strerror(-fd));
 		return fd;
 	}
-	m->listen_fd = fd;
-	metrics_arm_accept(w, m);
+	worker_listener_start(w, &m->listener, fd, &metrics_handler, "metrics");
 	log_info("metrics_listen", "addr=%s", w->cfg->metrics_listen[0].text);
 	return 0;
 }
@@ -612,9 +574,9 @@ void metrics_worker_exit(struct worker *w)
 {
 	struct metrics_worker *m = w->metrics;
 
-	if (m != NULL && m->listen_fd >= 0) {
-		close(m->listen_fd);
-		m->listen_fd = -1;
+	if (m != NULL && m->listener.fd >= 0) {
+		close(m->listener.fd);
+		m->listener.fd = -1;
 	}
 }
 

@@ -289,6 +289,52 @@ static void worker_shutdown_fire(struct worker *w, struct worker_timer *t)
 		conn_close(w->conns);
 }
 
+static void listener_arm(struct worker *w, struct worker_listener *l)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, &l->accept_op);
+}
+
+static void listener_accept_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct worker_listener *l = (struct worker_listener *)((char *)op - offsetof(struct worker_listener, accept_op));
+
+	if (cqe->res >= 0) {
+		if (w->stopping || l->fd < 0)
+			close(cqe->res);
+		else
+			conn_accept(w, cqe->res, l->handler);
+	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
+		log_warn("accept", "listener=%s error=\"%s\"", l->name, strerror(-cqe->res));
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !w->stopping && l->fd >= 0 &&
+	    cqe->res != -ECANCELED && cqe->res != -EBADF)
+		listener_arm(w, l);
+}
+
+void worker_listener_start(struct worker *w, struct worker_listener *l, int fd,
+			   const struct conn_handler *handler, const char *name)
+{
+	l->fd = fd;
+	l->handler = handler;
+	l->name = name;
+	l->accept_op.complete = listener_accept_complete;
+	listener_arm(w, l);
+}
+
+void worker_listener_stop(struct worker *w, struct worker_listener *l)
+{
+	if (l->fd < 0)
+		return;
+	struct io_uring_sqe *sqe = worker_sqe(w);
+	io_uring_prep_cancel(sqe, &l->accept_op, 0);
+	io_uring_sqe_set_data(sqe, NULL);
+	close(l->fd);
+	l->fd = -1;
+}
+
 /* worker_begin_stop - stop accepting, let sessions finish until the
  * shutdown deadline. */
 static void worker_begin_stop(struct worker *w)

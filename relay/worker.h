@@ -86,6 +86,16 @@ enum worker_timer_class {
 	WORKER_TIMER_CLASSES
 };
 
+/* A side listener (metrics, control): a socket of worker 0's with a
+ * multishot accept that hands each connection to handler. fd < 0 when not
+ * listening. */
+struct worker_listener {
+	int fd;
+	struct ring_op accept_op;
+	const struct conn_handler *handler;
+	const char *name;                  /* for the log */
+};
+
 /* A hook run once per loop pass before the ring is entered. */
 struct worker_hook {
 	void (*run)(struct worker *w, void *arg);
@@ -189,6 +199,13 @@ void worker_timer_disarm(struct worker_timer *t);
 
 /* worker_add_hook - run fn(w, arg) before every sleep (worker thread only). */
 void worker_add_hook(struct worker *w, void (*fn)(struct worker *, void *), void *arg);
+
+/* worker_listener_start - accept on fd (listening, owned by l from now on)
+ * through the ring; worker_listener_stop - cancel the accept and close it
+ * (harmless when not listening). */
+void worker_listener_start(struct worker *w, struct worker_listener *l, int fd,
+			   const struct conn_handler *handler, const char *name);
+void worker_listener_stop(struct worker *w, struct worker_listener *l);
 
 /* worker_recycle_buffer - give a provided receive buffer back to the ring. */
 void worker_recycle_buffer(struct worker *w, unsigned bid);
