@@ -192,6 +192,19 @@ void conn_write(struct conn *c, const void *data, size_t len)
 		conn_send_next(c);
 }
 
+bool conn_start_server_tls(struct conn *c, struct tls_config *cfg, enum worker_timer_class timer)
+{
+	struct tls_session *ts = cfg != NULL ? tls_session_new(cfg, TLS_VERIFY_NONE, NULL) : NULL;
+
+	if (ts == NULL) {
+		log_warn("tls_failed", "client=%s error=\"no TLS session\"", c->peer_text);
+		return false;
+	}
+	conn_start_tls(c, ts);
+	conn_set_phase_timer(c, timer);
+	return true;
+}
+
 void conn_start_tls(struct conn *c, struct tls_session *session)
 {
 	c->tls = session;

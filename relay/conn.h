@@ -117,6 +117,14 @@ void conn_write(struct conn *c, const void *data, size_t len);
  * if the session fails even that, c->tls_failed is set on return. */
 void conn_start_tls(struct conn *c, struct tls_session *session);
 
+struct tls_config;
+
+/* conn_start_server_tls - the server side of conn_start_tls with a new
+ * session from cfg (no client certificate asked), and the phase timer of
+ * class timer to bound the handshake. false (logged) when no session could
+ * be made: the caller closes. */
+bool conn_start_server_tls(struct conn *c, struct tls_config *cfg, enum worker_timer_class timer);
+
 /* conn_close_after_flush - close once every queued byte is written. */
 void conn_close_after_flush(struct conn *c);
 

@@ -110,16 +110,8 @@ static void pop3_pump(struct pop3_conn *pc);
 static bool pop3_start_tls(struct pop3_conn *pc)
 {
 	struct conn *c = pc->conn;
-	struct tls_config *tc = smtp_server_tls_config(c->w);
-	struct tls_session *ts = tc != NULL ? tls_session_new(tc, TLS_VERIFY_NONE, NULL) : NULL;
 
-	if (ts == NULL) {
-		log_warn("tls_failed", "client=%s error=\"no TLS session\"", c->peer_text);
-		return false;
-	}
-	conn_start_tls(c, ts);
-	conn_set_phase_timer(c, WORKER_TIMER_POP3_COMMAND);
-	return true;
+	return conn_start_server_tls(c, smtp_server_tls_config(c->w), WORKER_TIMER_POP3_COMMAND);
 }
 
 /* pop3_tls_ready - the handshake is over: after STLS the session starts

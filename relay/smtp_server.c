@@ -164,16 +164,11 @@ static void smtp_auth_start(struct smtp_conn *sc);
 static void smtp_starttls(struct smtp_conn *sc)
 {
 	struct conn *c = sc->conn;
-	struct tls_config *cfg = c->w->smtp->tls;
-	struct tls_session *ts = cfg != NULL ? tls_session_new(cfg, TLS_VERIFY_NONE, NULL) : NULL;
 
-	if (ts == NULL) {
-		/* The 220 is out already: nothing else can be said in clear. */
-		log_warn("tls_failed", "client=%s error=\"no TLS session\"", c->peer_text);
+	/* Without a session: the 220 is out already, nothing else can be
+	 * said in clear. */
+	if (!conn_start_server_tls(c, c->w->smtp->tls, WORKER_TIMER_SMTP_COMMAND))
 		conn_close_after_flush(c);
-		return;
-	}
-	conn_start_tls(c, ts);
 }
 
 static void smtp_auth_done(struct smtp_auth_request *r);
@@ -506,16 +501,9 @@ static void smtp_open_role(struct conn *c, enum config_listen_role role)
 	log_debug("connect", "worker=%u client=%s trusted=%d role=%d", w->id, c->peer_text,
 		  peer.trusted, (int)role);
 	if (role == CONFIG_ROLE_SMTPS) {
-		struct tls_session *ts = w->smtp->tls != NULL
-			? tls_session_new(w->smtp->tls, TLS_VERIFY_NONE, NULL) : NULL;
 		sc->implicit_tls = true;
-		if (ts == NULL) {
-			log_warn("tls_failed", "client=%s error=\"no TLS session\"", c->peer_text);
+		if (!conn_start_server_tls(c, w->smtp->tls, WORKER_TIMER_SMTP_COMMAND))
 			conn_close(c);
-			return;
-		}
-		conn_start_tls(c, ts);
-		conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);   /* bounds the handshake */
 		return;
 	}
 	sc->started = true;
