@@ -464,6 +464,10 @@ int spool_shard_open(const char *spool_dir, unsigned worker_id,
 		spool_shard_close(s);
 		return rc;
 	}
+	/* What died before the last stop (or crash) goes now. */
+	int n = s->opt.read_only ? 0 : spool_shard_collect(s);
+	if (n < 0)
+		log_error("spool_collect_failed", "dir=%s error=%s", s->dir, strerror(-n));
 	int64_t now = now_usec() - QID_EPOCH_US;
 	if (now > s->qid_epoch)
 		s->qid_epoch = now;
@@ -583,18 +587,26 @@ bool spool_shard_in_flight(const struct spool_shard *s)
 
 /* --- group commit ---------------------------------------------------------- */
 
-/* shard_rotate - start a new current segment (blocking: creat + fsync). */
+/* shard_rotate - start a new current segment (blocking: creat + fsync),
+ * then collect the segments that died since the last rotation (blocking
+ * too: unlink + fsync of the directory; as rare as rotations). */
 static int shard_rotate(struct spool_shard *s)
 {
 	struct spool_segment *cur = shard_current(s);
 	int rc = shard_create_segment(s, cur ? cur->seq + 1 : 1);
 
-	if (rc < 0)
+	if (rc < 0) {
 		log_error("spool_rotate_failed", "dir=%s error=%s", s->dir,
 			  strerror(-rc));
-	else
-		s->rotate_next = false;
-	return rc;
+		return rc;
+	}
+	s->rotate_next = false;
+	int n = spool_shard_collect(s);
+	if (n < 0)
+		log_error("spool_collect_failed", "dir=%s error=%s", s->dir, strerror(-n));
+	else if (n > 0)
+		log_debug("spool_collect", "dir=%s segments=%d", s->dir, n);
+	return 0;
 }
 
 bool spool_shard_flush_begin(struct spool_shard *s, struct spool_flush *f)

@@ -587,3 +587,29 @@ Test(spool_shard, held_is_not_final_and_survives_collect_and_restart)
 	expect_gone(s, a);
 	spool_shard_close(s);
 }
+
+Test(spool_shard, rotation_collects_dead_segments)
+{
+	/* segment_size 1: every batch after the first in a segment rotates. */
+	struct spool_shard *s = open_shard(0, 1);
+	char a[32], b[32], c[32];
+
+	append(s, a, 1);
+	cr_assert(flush(s));			/* segment 1: A */
+	outcome(s, a, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));			/* segment 2: A final */
+	cr_assert(segment_exists(0, 1) && segment_exists(0, 2));
+	append(s, b, 1);
+	cr_assert(flush(s));			/* segment 3: B; the rotation collects */
+	cr_assert_not(segment_exists(0, 1), "A's segment is dead");
+	cr_assert_not(segment_exists(0, 2), "and then the one with its outcome");
+	cr_assert(segment_exists(0, 3));
+	append(s, c, 1);
+	cr_assert(flush(s));			/* segment 4: B still live in 3 */
+	cr_assert(segment_exists(0, 3), "a live message keeps its segment");
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	expect_live(s, b, SPOOL_STATUS_PENDING);
+	expect_live(s, c, SPOOL_STATUS_PENDING);
+	spool_shard_close(s);
+}
