@@ -31,6 +31,7 @@
 #define SEGMENT_SIZE_DEFAULT (64ull << 20)
 #define MAX_RECORD_DEFAULT ((size_t)128 << 20)
 #define MAX_PENDING_DEFAULT ((size_t)512 << 20)
+#define COMPACT_AGE 4			/* segments behind the current one */
 #define QID_EPOCH_US 1577836800000000ll	/* 2020-01-01T00:00:00Z */
 #define SCRATCH_RCPTS 32
 
@@ -45,6 +46,7 @@ struct spool_segment {
 	int fd;
 	uint64_t size;			/* committed bytes */
 	uint32_t live;			/* live messages stored here */
+	uint32_t messages;		/* message records ever stored here */
 	uint64_t *deps;			/* older segments it holds outcomes for */
 	size_t ndeps, capdeps;
 };
@@ -223,7 +225,9 @@ static void shard_apply(struct spool_shard *s, const struct spool_record *rec,
 	e->segment = seq;
 	e->offset = off;
 	e->length = rec->length;
-	shard_find_segment(s, seq)->live++;
+	struct spool_segment *g = shard_find_segment(s, seq);
+	g->live++;
+	g->messages++;
 }
 
 /* shard_note_queue_id - keep new ids above any id already on disk, so a
@@ -587,6 +591,81 @@ bool spool_shard_in_flight(const struct spool_shard *s)
 
 /* --- group commit ---------------------------------------------------------- */
 
+/* compact_wanted - an old segment mostly dead: at least COMPACT_AGE
+ * segments behind the current one, at most half of its messages live. */
+static bool compact_wanted(struct spool_shard *s, const struct spool_segment *g)
+{
+	return g->live > 0 && g->seq + COMPACT_AGE <= shard_current(s)->seq &&
+	       (uint64_t)g->live * 2 <= g->messages;
+}
+
+/* compact_copy - append e's message record as it is on disk, then an
+ * OUTCOME per recipient that is no longer pending, to b. */
+static int compact_copy(struct spool_shard *s, const struct spool_entry *e,
+			const struct spool_segment *g, struct spool_buf *b)
+{
+	int rc = buf_reserve(b, e->length, SIZE_MAX);
+
+	if (rc == 0)
+		rc = read_all(g->fd, b->p + b->len, e->length, e->offset);
+	if (rc < 0)
+		return rc;
+	b->len += e->length;
+	for (uint32_t i = 0; i < e->rcpt_count; i++) {
+		const struct spool_rcpt_state *st = &e->state[i];
+		if (st->status == SPOOL_STATUS_PENDING)
+			continue;
+		struct spool_outcome o = { e->queue_id, i, st->status, st->attempts, st->next_attempt };
+		size_t n = spool_record_outcome_size(&o);
+		if (buf_reserve(b, n, SIZE_MAX) < 0)
+			return -ENOBUFS;
+		ssize_t w = spool_record_encode_outcome(&o, b->p + b->len, n);
+		if (w < 0)
+			return (int)w;
+		b->len += (size_t)w;
+	}
+	return 0;
+}
+
+/* shard_compact - copy the live messages of mostly dead old segments into
+ * the batch about to be written, so those segments die and are collected.
+ * The copies (each a message record and its recipients' states) go in
+ * front of the batch's own records: states committed so far are in the
+ * copy, and the batch's outcomes then apply to the new copy, on disk as in
+ * the index. A copy wins over the original (shard_apply), and its segment
+ * must outlive the original's. Bounded to a quarter of a segment per
+ * rotation; blocking reads, as rare as rotations. */
+static void shard_compact(struct spool_shard *s)
+{
+	struct spool_buf b = { 0 };
+	size_t budget = s->opt.segment_size / 4, moved = 0;
+	bool any = false;
+
+	for (size_t i = 0; i + 1 < s->nsegs && !any; i++)
+		any = compact_wanted(s, &s->segs[i]);
+	if (!any || s->pending.len + budget > s->opt.max_pending)
+		return;
+	for (size_t k = 0; k < s->index.cap && (moved == 0 || b.len < budget); k++) {
+		const struct spool_entry *e = s->index.slots[k];
+		const struct spool_segment *g = e != NULL ? shard_find_segment(s, e->segment) : NULL;
+		if (g == NULL || g == shard_current(s) || !compact_wanted(s, g))
+			continue;
+		if (compact_copy(s, e, g, &b) < 0) {
+			log_error("spool_compact_failed", "dir=%s id=%s", s->dir, e->queue_id);
+			free(b.p);
+			return;
+		}
+		moved++;
+	}
+	if (moved > 0 && buf_reserve(&s->pending, b.len, SIZE_MAX) == 0) {
+		memmove(s->pending.p + b.len, s->pending.p, s->pending.len);
+		memcpy(s->pending.p, b.p, b.len);
+		s->pending.len += b.len;
+		log_info("spool_compact", "dir=%s messages=%zu bytes=%zu", s->dir, moved, b.len);
+	}
+	free(b.p);
+}
+
 /* shard_rotate - start a new current segment (blocking: creat + fsync),
  * then collect the segments that died since the last rotation (blocking
  * too: unlink + fsync of the directory; as rare as rotations). */
@@ -601,6 +680,7 @@ static int shard_rotate(struct spool_shard *s)
 		return rc;
 	}
 	s->rotate_next = false;
+	shard_compact(s);
 	int n = spool_shard_collect(s);
 	if (n < 0)
 		log_error("spool_collect_failed", "dir=%s error=%s", s->dir, strerror(-n));

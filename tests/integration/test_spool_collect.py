@@ -2,9 +2,13 @@
 delivered: 4,000 messages of 2 KB through 1 MiB segments (a rotation every
 few hundred messages per shard) to a sink, then more mail to rotate again;
 the spool keeps only the segments it still needs, and a restart finds
-nothing to deliver."""
+nothing to deliver. And compaction: 100 messages stuck in deferral among
+6,000 delivered ones are copied out of their old segments, which are then
+deleted; after a restart the 100 are still queued."""
 import glob
+import json
 import os
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -57,6 +61,54 @@ class Collect(unittest.TestCase):
         p = subprocess.run([os.path.join(harness.BIN, "ringmailctl"), "spool", "dump", spool],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual((p.returncode, p.stdout), (0, ""), p.stderr)
+
+    def test_stuck_messages_are_compacted_out_of_old_segments(self):
+        tmp = tempfile.mkdtemp(prefix="ringmail-compact-")
+        sink = Sink(tmp, ["127.0.0.1"], harness.free_port(), store=False).start()
+        self.addCleanup(sink.stop)
+        spool = os.path.join(tmp, "spool")
+        extra = {
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % sink.port, "min_backoff": "1h",
+                         "max_backoff": "2h"},
+            "spool": {"segment_size": "1M"},
+        }
+        d = harness.Ringmaild(workers=2, tmp=tmp, extra=extra)
+        d.start()
+
+        def ctl_items():
+            out = subprocess.run([os.path.join(harness.BIN, "ringmailctl"), "queue", "list", "--json",
+                                  "--socket", os.path.join(spool, "control.sock")],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+            return [json.loads(line) for line in out.splitlines()]
+
+        # the sink answers 451 to tempfail*@: these stay deferred
+        s = smtplib.SMTP(d.host, d.port, timeout=30)
+        for i in range(100):
+            s.sendmail("a@origin.test", ["tempfail%d@stuck.test" % i], "Subject: stuck %d\r\n\r\n%s"
+                       % (i, ("x" * 70 + "\r\n") * 28))
+        s.quit()
+        for _ in range(3):
+            subprocess.run([os.path.join(harness.BIN, "ringmail-bench"), "--target",
+                            "127.0.0.1:%d" % d.port, "--messages", "2000", "--connections", "4",
+                            "--size", "2000", "--domains", "10"],
+                           check=True, capture_output=True, timeout=300)
+        self.assertTrue(wait_until(lambda: sink.stats()["messages"] >= 6000, 120), sink.stats())
+        self.assertTrue(wait_until(lambda: len(ctl_items()) == 100, 30), len(ctl_items()))
+        self.assertIn("event=spool_compact", d.log_text())
+        left = segments(spool)
+        self.assertLessEqual(len(left), 8, left)
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(d.sanitizer_reports(), [], d.log_text())
+
+        d = harness.Ringmaild(workers=2, tmp=tmp, extra=extra)
+        d.start()
+        self.addCleanup(d.stop)
+        items = ctl_items()
+        self.assertEqual(len(items), 100)
+        self.assertEqual(sorted(it["recipients"][0] for it in items),
+                         sorted("tempfail%d@stuck.test" % i for i in range(100)))
+        print("\ncompact: %d segments left, 100 stuck messages kept" % len(left), flush=True)
+        self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":

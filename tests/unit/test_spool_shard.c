@@ -613,3 +613,93 @@ Test(spool_shard, rotation_collects_dead_segments)
 	expect_live(s, c, SPOOL_STATUS_PENDING);
 	spool_shard_close(s);
 }
+
+/* compact_setup - segment 1 holds A (2 recipients, the first delivered,
+ * the second held) and B, C, D (final): one of four live. Then batches
+ * rotate; the rotation that makes segment 5 finds segment 1 old enough
+ * (COMPACT_AGE 4) and mostly dead, and copies A in front of that batch,
+ * whose own records follow: a pad message and, with release, A's second
+ * recipient released (DEFERRED). */
+static void compact_setup(struct spool_shard *s, char a[32], bool release)
+{
+	char b[32], c[32], d[32], pad[32];
+
+	append(s, a, 2);
+	append(s, b, 1);
+	append(s, c, 1);
+	append(s, d, 1);
+	cr_assert(flush(s));				/* segment 1 */
+	outcome(s, a, 0, SPOOL_STATUS_DELIVERED);
+	outcome(s, a, 1, SPOOL_STATUS_HELD);
+	outcome(s, b, 0, SPOOL_STATUS_DELIVERED);
+	outcome(s, c, 0, SPOOL_STATUS_BOUNCED);
+	outcome(s, d, 0, SPOOL_STATUS_DELETED);
+	cr_assert(flush(s));				/* segment 2 */
+	for (int i = 0; i < 3; i++) {			/* segments 3, 4, 5 */
+		append(s, pad, 1);
+		outcome(s, pad, 0, SPOOL_STATUS_DELIVERED);
+		if (i == 2 && release)
+			outcome(s, a, 1, SPOOL_STATUS_DEFERRED);
+		cr_assert(flush(s));
+	}
+	cr_assert(segment_exists(0, 1), "the copy is not yet a reason to delete");
+}
+
+/* a_location - A's segment and its recipients' states, from disk. */
+static uint64_t a_location(struct spool_shard *s, const char *a, uint8_t *st0, uint8_t *st1)
+{
+	struct spool_loaded *l;
+
+	cr_assert_eq(spool_shard_read_message(s, a, &l), 0);
+	uint64_t seg = l->loc.segment;
+	*st0 = l->state[0].status;
+	*st1 = l->state[1].status;
+	spool_loaded_free(l);
+	return seg;
+}
+
+Test(spool_shard, compaction_moves_the_live_rest_of_an_old_segment)
+{
+	struct spool_shard *s = open_shard(0, 1);
+	char a[32], pad[32];
+	uint8_t st0, st1;
+
+	compact_setup(s, a, false);
+	cr_assert_eq(a_location(s, a, &st0, &st1), 5, "A's copy is in segment 5");
+	append(s, pad, 1);
+	cr_assert(flush(s));		/* segment 6: the rotation collects 1 */
+	cr_assert_not(segment_exists(0, 1), "segment 1 died with the copy");
+	/* the states went with the copy, in memory and after a restart */
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	cr_assert_eq(a_location(s, a, &st0, &st1), 5);
+	cr_assert_eq(st0, SPOOL_STATUS_DELIVERED);
+	cr_assert_eq(st1, SPOOL_STATUS_HELD, "got %s, want held", spool_status_name(st1));
+	/* later outcomes apply to the copy and kill it */
+	outcome(s, a, 1, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));
+	expect_gone(s, a);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, compaction_copy_and_original_recover_as_one)
+{
+	struct spool_shard *s = open_shard(0, 1);
+	char a[32];
+	uint8_t st0, st1;
+
+	/* The release is in the same batch as the copy, after it. */
+	compact_setup(s, a, true);
+	cr_assert_eq(a_location(s, a, &st0, &st1), 5);
+	cr_assert_eq(st1, SPOOL_STATUS_DEFERRED, "in memory: got %s", spool_status_name(st1));
+	/* a crash now: both copies on disk; the newest wins, with the states
+	 * it carried and the outcome that followed it */
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	cr_assert_not(segment_exists(0, 1), "the open collects the original's segment");
+	cr_assert_eq(a_location(s, a, &st0, &st1), 5);
+	cr_assert_eq(st0, SPOOL_STATUS_DELIVERED);
+	cr_assert_eq(st1, SPOOL_STATUS_DEFERRED, "after restart: got %s", spool_status_name(st1));
+	cr_assert_eq(live_count(s), 1, "only A: got %zu", live_count(s));
+	spool_shard_close(s);
+}
