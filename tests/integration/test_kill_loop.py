@@ -88,6 +88,9 @@ class KillLoop(DaemonTestCase):
         drained = wait_for(lambda: spool_messages(self.spool_dir(d)) == []
                            and sink.stats().get("messages", 0) >= len(acked), 120, 0.5)
         self.finish(d)
+        # The sink's stats file (which bounds stored()) is written on a
+        # timer; stopped, the sink writes its final count.
+        sink.stop()
         seen = collections.Counter()
         for _, data in sink.stored():
             ids = MID.findall(data)
