@@ -74,6 +74,7 @@ class Collect(unittest.TestCase):
         }
         d = harness.Ringmaild(workers=2, tmp=tmp, extra=extra)
         d.start()
+        self.addCleanup(d.stop)
 
         def ctl_items():
             out = subprocess.run([os.path.join(harness.BIN, "ringmailctl"), "queue", "list", "--json",
