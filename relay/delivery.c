@@ -1813,8 +1813,8 @@ static void delivery_hook(struct worker *w, void *arg)
 
 /* ---- the operator's queue queries (queue_query.h) --------------------- */
 
-#define QUERY_STEP_UNITS 4096          /* items or domains visited per step */
-#define QUERY_STEP_BYTES (64 * 1024)   /* rows per step, about */
+#define QUERY_STEP_UNITS 1024          /* items or domains visited per step */
+#define QUERY_STEP_BYTES (16 * 1024)   /* rows per step, about */
 
 static const char *const qstate_names[QSTATE_COUNT] = { "new", "ready", "deferred", "active", "held" };
 
