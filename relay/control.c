@@ -305,47 +305,33 @@ static void query_step(struct worker *w, struct queue_query *q)
 		q->max_step_us = us;
 }
 
-/* query_drive - walk on: the next step where it is due, until one must
- * wait (away, or for the socket to drain) or the walk is over. */
+/* query_drive - walk on: the next step to the worker it is due on, or
+ * the end. Every step goes through that worker's inbox, ours included, so
+ * between two steps every worker gets back to its ring. */
 static void query_drive(struct worker *w, struct control_session *s)
 {
 	struct queue_query *q = s->q;
 
-	for (;;) {
-		if (q->at_done && !q->cancel) {
-			q->at++;
-			q->at_started = q->at_done = false;
-		}
-		if (q->at_done || q->at > w->count) {
-			/* Over, or cancelled and the cursor dropped. */
-			if (s->c != NULL && !q->cancel) {
-				query_finish(s, q);
-				return;
-			}
-			query_free(q);
-			session_free(s);
-			return;
-		}
-		struct worker *target = &w->all[q->at];
-		if (target != w) {
-			s->away = true;
-			q->post.handle = query_visit;
-			worker_post(w, target, &q->post);
-			return;
-		}
-		query_step(w, q);
-		if (q->cancel)
-			continue;
-		if (buf_len(&q->out) > 0 && q->action != QUEUE_SHOW && q->action != QUEUE_SUMMARY) {
-			conn_write(s->c, buf_data(&q->out), buf_len(&q->out));
-			buf_reset(&q->out);
-			s->wait_drain = true;
-			return;
-		}
+	if (q->at_done && !q->cancel) {
+		q->at++;
+		q->at_started = q->at_done = false;
 	}
+	if (q->at_done || q->at > w->count) {
+		/* Over, or cancelled and the cursor dropped. */
+		if (s->c != NULL && !q->cancel) {
+			query_finish(s, q);
+			return;
+		}
+		query_free(q);
+		session_free(s);
+		return;
+	}
+	s->away = true;
+	q->post.handle = query_visit;
+	worker_post(w, &w->all[q->at], &q->post);
 }
 
-/* query_home - back from a step on another worker. */
+/* query_home - back from a step. */
 static void query_home(struct worker *w, struct worker_post *p)
 {
 	struct queue_query *q = (struct queue_query *)p;

@@ -62,48 +62,51 @@ static bool put(char *line, size_t size, const char *word)
 	return n >= 0 && (size_t)n < size - len;
 }
 
-/* relay_answer - rows to stdout, the last line judged. */
+/* status_line - the daemon's last line, "-- ok[ TEXT]" or "-- error TEXT"
+ * (without its newline): TEXT to stderr; the exit status. */
+static int status_line(const char *line)
+{
+	fflush(stdout);
+	if (strncmp(line + 3, "ok", 2) == 0) {
+		if (line[5] == ' ')
+			fprintf(stderr, "%s\n", line + 6);
+		return 0;
+	}
+	fprintf(stderr, "ringmailctl: %s\n", strncmp(line + 3, "error ", 6) == 0 ? line + 9 : line + 3);
+	return 1;
+}
+
+/* relay_answer - rows to stdout as they come, whole lines at a time; the
+ * last line judged. */
 static int relay_answer(int fd)
 {
-	char buf[65536], line[4096];
-	size_t used = 0;
-	bool long_line = false;
+	static char buf[1 << 17];
+	size_t have = 0;           /* bytes of buf not passed on: a partial line */
+	bool continued = false;    /* buf starts in the middle of a long row */
 	ssize_t n;
 
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		for (ssize_t i = 0; i < n; i++) {
-			if (used < sizeof(line) - 1)
-				line[used++] = buf[i];
-			else if (!long_line) {
-				/* A row longer than line: it is data, let it through. */
-				fwrite(line, 1, used, stdout);
-				used = 0;
-				long_line = true;
-				line[used++] = buf[i];
-			} else {
-				fputc(buf[i], stdout);
+	while ((n = read(fd, buf + have, sizeof(buf) - have)) > 0) {
+		size_t done = 0;
+		char *nl;
+		have += (size_t)n;
+		while ((nl = memchr(buf + done, '\n', have - done)) != NULL) {
+			char *line = buf + done;
+			if (!continued && nl - line >= 3 && memcmp(line, "-- ", 3) == 0) {
+				fwrite(buf, 1, done, stdout);
+				*nl = '\0';
+				return status_line(line);
 			}
-			if (buf[i] != '\n')
-				continue;
-			if (long_line) {
-				fwrite(line, 1, used, stdout);
-			} else if (used >= 3 && memcmp(line, "-- ", 3) == 0) {
-				line[used - 1] = '\0';
-				fflush(stdout);
-				if (strncmp(line + 3, "ok", 2) == 0) {
-					if (line[5] == ' ')
-						fprintf(stderr, "%s\n", line + 6);
-					return 0;
-				}
-				fprintf(stderr, "ringmailctl: %s\n",
-					strncmp(line + 3, "error ", 6) == 0 ? line + 9 : line + 3);
-				return 1;
-			} else {
-				fwrite(line, 1, used, stdout);
-			}
-			used = 0;
-			long_line = false;
+			continued = false;
+			done = (size_t)(nl + 1 - buf);
 		}
+		if (done == 0 && have == sizeof(buf)) {
+			/* A row longer than buf: data; pass on what there is. */
+			done = have;
+			continued = true;
+		}
+		fwrite(buf, 1, done, stdout);
+		memmove(buf, buf + done, have - done);
+		have -= done;
 	}
 	fflush(stdout);
 	fprintf(stderr, "ringmailctl: the daemon closed the connection without an answer\n");

@@ -539,8 +539,9 @@ static void heap_remove(struct delivery *dl, struct qitem *it)
 	if (i != dl->heap_len) {
 		dl->heap[i] = dl->heap[dl->heap_len];
 		dl->heap[i]->heap_index = i;
+		/* The last item, moved into the hole, goes up or down. */
 		heap_sift_up(dl, i);
-		heap_sift_down(dl, dl->heap[i]->heap_index);
+		heap_sift_down(dl, i);
 	}
 	it->heap_index = SIZE_MAX;
 	item_set_state(it, QSTATE_NEW);
