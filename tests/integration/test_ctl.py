@@ -311,6 +311,17 @@ class Ctl(unittest.TestCase):
         self.assertEqual(len(set(rows)), n)
         self.assertIn("%d items" % n, p.stderr)
 
+        # Clients that leave in the middle of a listing: their cursors are
+        # dropped (a leak or a dangling marker would show under ASan, or
+        # in the next listing).
+        for _ in range(5):
+            with socket.socket(socket.AF_UNIX) as c:
+                c.connect(self.sock)
+                c.sendall(b"queue list\n")
+                self.assertTrue(c.recv(4096))
+        p = self.ctl("queue", "list", "--json")
+        self.assertEqual(len(p.stdout.splitlines()), n)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
