@@ -32,6 +32,7 @@
 #define MAX_RECORD_DEFAULT ((size_t)128 << 20)
 #define MAX_PENDING_DEFAULT ((size_t)512 << 20)
 #define COMPACT_AGE 4			/* segments behind the current one */
+#define COMPACT_MAX_BYTES ((size_t)4 << 20)	/* copied per rotation, at most */
 #define QID_EPOCH_US 1577836800000000ll	/* 2020-01-01T00:00:00Z */
 #define SCRATCH_RCPTS 32
 
@@ -635,16 +636,19 @@ static int compact_copy(struct spool_shard *s, const struct spool_entry *e,
  * the index. A copy wins over the original (shard_apply), and its segment
  * must outlive the original's. Bounded to a quarter of a segment per
  * rotation; blocking reads, as rare as rotations. */
-static void shard_compact(struct spool_shard *s)
+static size_t shard_compact(struct spool_shard *s, size_t *bytes)
 {
 	struct spool_buf b = { 0 };
 	size_t budget = s->opt.segment_size / 4, moved = 0;
 	bool any = false;
 
+	*bytes = 0;
+	if (budget > COMPACT_MAX_BYTES)
+		budget = COMPACT_MAX_BYTES;
 	for (size_t i = 0; i + 1 < s->nsegs && !any; i++)
 		any = compact_wanted(s, &s->segs[i]);
 	if (!any || s->pending.len + budget > s->opt.max_pending)
-		return;
+		return 0;
 	for (size_t k = 0; k < s->index.cap && (moved == 0 || b.len < budget); k++) {
 		const struct spool_entry *e = s->index.slots[k];
 		const struct spool_segment *g = e != NULL ? shard_find_segment(s, e->segment) : NULL;
@@ -653,7 +657,7 @@ static void shard_compact(struct spool_shard *s)
 		if (compact_copy(s, e, g, &b) < 0) {
 			log_error("spool_compact_failed", "dir=%s id=%s", s->dir, e->queue_id);
 			free(b.p);
-			return;
+			return 0;
 		}
 		moved++;
 	}
@@ -661,9 +665,12 @@ static void shard_compact(struct spool_shard *s)
 		memmove(s->pending.p + b.len, s->pending.p, s->pending.len);
 		memcpy(s->pending.p, b.p, b.len);
 		s->pending.len += b.len;
-		log_info("spool_compact", "dir=%s messages=%zu bytes=%zu", s->dir, moved, b.len);
+		*bytes = b.len;
+	} else {
+		moved = 0;
 	}
 	free(b.p);
+	return moved;
 }
 
 /* shard_rotate - start a new current segment (blocking: creat + fsync),
@@ -671,6 +678,7 @@ static void shard_compact(struct spool_shard *s)
  * too: unlink + fsync of the directory; as rare as rotations). */
 static int shard_rotate(struct spool_shard *s)
 {
+	int64_t t0 = now_usec();
 	struct spool_segment *cur = shard_current(s);
 	int rc = shard_create_segment(s, cur ? cur->seq + 1 : 1);
 
@@ -680,12 +688,14 @@ static int shard_rotate(struct spool_shard *s)
 		return rc;
 	}
 	s->rotate_next = false;
-	shard_compact(s);
+	size_t bytes, moved = shard_compact(s, &bytes);
 	int n = spool_shard_collect(s);
 	if (n < 0)
 		log_error("spool_collect_failed", "dir=%s error=%s", s->dir, strerror(-n));
-	else if (n > 0)
-		log_debug("spool_collect", "dir=%s segments=%d", s->dir, n);
+	/* The time the worker was held: creat, fsyncs, compaction reads. */
+	log_info("spool_rotate", "dir=%s segment=%llu compacted=%zu compacted_bytes=%zu collected=%d ms=%.1f",
+		 s->dir, (unsigned long long)shard_current(s)->seq, moved, bytes, n < 0 ? 0 : n,
+		 (double)(now_usec() - t0) / 1000.0);
 	return 0;
 }
 
