@@ -57,6 +57,7 @@ enum metrics_id {
 	METRICS_SPOOL_LIVE,
 	METRICS_SPOOL_SEGMENTS,
 	METRICS_SPOOL_SEGMENT_BYTES,       /* size of the segment being written */
+	METRICS_SPOOL_BYTES,               /* every segment */
 	METRICS_COMMIT_BATCHES,
 	METRICS_COMMIT_RECORDS,
 	METRICS_COMMIT_FAILURES,

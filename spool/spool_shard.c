@@ -983,8 +983,12 @@ const struct spool_rcpt_state *spool_shard_states(const struct spool_shard *s,
 void spool_shard_stats(const struct spool_shard *s, struct spool_shard_stats *st)
 {
 	const struct spool_segment *cur = s->nsegs ? &s->segs[s->nsegs - 1] : NULL;
+	uint64_t total = 0;
 
+	for (size_t i = 0; i < s->nsegs; i++)
+		total += s->segs[i].size;
 	*st = (struct spool_shard_stats){
+		.total_size = total,
 		.live_messages = s->index.count,
 		.segments = s->nsegs,
 		.current_segment = cur ? cur->seq : 0,

@@ -174,6 +174,7 @@ struct spool_shard_stats {
 	size_t segments;
 	uint64_t current_segment;
 	uint64_t current_size;
+	uint64_t total_size;		/* committed bytes in every segment */
 	uint64_t truncated_bytes;	/* torn tail cut at open */
 	uint64_t corrupt_segments;	/* scans stopped early at open */
 };

@@ -160,6 +160,7 @@ class Ctl(unittest.TestCase):
         self.assertTrue(wait_until(lambda: "\nringmail_queue_oldest_age_seconds 0\n" not in scrape(), 10),
                         "the oldest item ages")
         self.assertEqual(stats()["rejected_relay_denied_total"], 0)
+        self.assertGreater(stats()["spool_bytes"], 6 * 100)
 
     def test_actions(self):
         self.send([["u%d@a.test" % i] for i in range(4)])
