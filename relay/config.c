@@ -108,6 +108,7 @@ static const struct config_key config_keys[] = {
 	{ "delivery.backoff_jitter", KIND_INT, OFF(backoff_jitter_percent), 0, 100, "20", "retry delay jitter, +- percent" },
 	{ "delivery.queue_lifetime", KIND_DURATION, OFF(queue_lifetime_ms), 0, 365 * DAY_MS, "5d", "bounce what is still undelivered after this" },
 	{ "delivery.domain_backoff", KIND_DURATION, OFF(domain_backoff_ms), 100, DAY_MS, "60s", "how long a domain whose hosts all failed rests before a probe" },
+	{ "delivery.domain_reap_interval", KIND_DURATION, OFF(domain_reap_interval_ms), 100, DAY_MS, "60s", "how often a worker forgets the destination domains it holds nothing for (no mail, connection, lookup or backoff)" },
 	{ "delivery.bounce_max_original", KIND_SIZE, OFF(bounce_max_original_size), 0, 1LL << 30, "1M", "bounces carry at most this much of the original" },
 	{ "delivery.max_connections", KIND_INT, OFF(domain_default.max_connections), 1, 10000, "20", "concurrent connections per destination domain" },
 	{ "delivery.max_messages_per_connection", KIND_INT, OFF(domain_default.max_messages_per_connection), 1, 1000000, "1000", "transactions on one connection before it is closed" },

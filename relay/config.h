@@ -156,6 +156,7 @@ struct config {
 	int64_t backoff_jitter_percent;
 	int64_t queue_lifetime_ms;
 	int64_t domain_backoff_ms;
+	int64_t domain_reap_interval_ms;
 	int64_t bounce_max_original_size;
 	char *tls_ca_file;                /* CA bundle/directory for "verify"; "" = none */
 

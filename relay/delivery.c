@@ -217,6 +217,8 @@ struct delivery {
 	struct tls_config *tls_client;     /* made on first STARTTLS; per worker */
 	char *tls_client_ca;               /* the CA path it was made with */
 	size_t ready_total;        /* items in every domain's ready list (metrics) */
+	unsigned walks;            /* queue queries with a cursor in domain_list */
+	int64_t next_reap_ms;
 	unsigned sessions_active;  /* outbound sessions (metrics) */
 	uint64_t rng;
 	bool stopping;
@@ -1789,6 +1791,47 @@ static void delivery_policies(struct delivery *dl, const struct config *cfg)
 	dl->policy_cfg = cfg;
 }
 
+/* domain_idle - nothing refers to d: no item (nor a query's marker), no
+ * session, no lookup, no backoff to remember. */
+static bool domain_idle(const struct qdomain *d)
+{
+	return d->items.next == &d->items && d->active == 0 && !d->resolving && d->want == 0 &&
+	       d->idle_head == NULL && d->ready_head == NULL && d->backoff.failures == 0;
+}
+
+/* domain_unhash - take d out of its hash chain. */
+static void domain_unhash(struct delivery *dl, struct qdomain *d)
+{
+	struct qdomain **p = &dl->domains[d->hash % dl->domain_buckets];
+
+	while (*p != d)
+		p = &(*p)->hash_next;
+	*p = d->hash_next;
+}
+
+/* domains_reap - forget the idle domains, so a relay that has written to
+ * millions of domains does not keep them all. Only between queue walks:
+ * their cursors are indexes into domain_list, which this compacts. */
+static void domains_reap(struct delivery *dl)
+{
+	size_t keep = 0, before = dl->domain_count;
+
+	for (size_t i = 0; i < dl->domain_count; i++) {
+		struct qdomain *d = dl->domain_list[i];
+		if (domain_idle(d)) {
+			domain_unhash(dl, d);
+			free(d);
+			continue;
+		}
+		d->index = keep;
+		dl->domain_list[keep++] = d;
+	}
+	dl->domain_count = keep;
+	dl->stats.domains_reaped += before - keep;
+	if (before > keep)
+		log_debug("domains_reaped", "worker=%u reaped=%zu kept=%zu", dl->w->id, before - keep, keep);
+}
+
 /* delivery_hook - before each sleep: due retries back to their domains,
  * resolver timers (new queries are sent from here), and the next wake-up. */
 static void delivery_hook(struct worker *w, void *arg)
@@ -1799,6 +1842,13 @@ static void delivery_hook(struct worker *w, void *arg)
 		dl->stopping = true;
 	if (dl->policy_cfg != w->cfg)
 		delivery_policies(dl, w->cfg);
+	if (w->now_ms >= dl->next_reap_ms) {
+		if (dl->walks == 0 && !dl->stopping)
+			domains_reap(dl);
+		dl->next_reap_ms = w->now_ms + w->cfg->domain_reap_interval_ms;
+	}
+	if (dl->domain_count > 0 && !dl->stopping)
+		wake_at(w, dl->next_reap_ms);     /* an idle worker reaps too */
 	while (dl->heap_len > 0 && dl->heap[0]->due_ms <= w->now_ms && !dl->stopping)
 		item_enqueue(dl, heap_pop(dl));
 	int64_t t;
@@ -2094,11 +2144,14 @@ void delivery_query_step(struct worker *w, struct queue_query *q)
 			free(q->marker);
 			q->marker = NULL;
 		}
+		if (dl != NULL && q->at_started)
+			dl->walks--;
 		q->at_done = true;
 		return;
 	}
 	if (!q->at_started) {
 		q->at_started = true;
+		dl->walks++;
 		q->domain_index = 0;
 		if (q->action == QUEUE_SHOW)
 			query_show_spool(w, q);
@@ -2118,6 +2171,8 @@ void delivery_query_step(struct worker *w, struct queue_query *q)
 		q->domain_index = q->domain[0] != '\0' ? dl->domain_count : q->domain_index + 1;
 	}
 	q->at_done = q->domain_index >= dl->domain_count;
+	if (q->at_done)
+		dl->walks--;
 }
 
 /* ---- life cycle ------------------------------------------------------- */
@@ -2255,6 +2310,7 @@ void delivery_get_stats(const struct worker *w, struct delivery_stats *out)
 
 	*out = dl->stats;
 	out->queue_now = dl->ready_total + dl->heap_len;
+	out->domains_now = dl->domain_count;
 	out->sessions_now = dl->sessions_active;
 	if (dl->resolver != NULL)
 		dns_resolver_stats(dl->resolver, &out->dns);

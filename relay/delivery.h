@@ -40,6 +40,8 @@ struct delivery_stats {
 	uint64_t queued_items;
 	uint64_t queue_now;        /* ready + waiting for a retry, now */
 	uint64_t sessions_now;     /* outbound sessions open now */
+	uint64_t domains_now;      /* destination domains held now */
+	uint64_t domains_reaped;   /* forgotten while idle */
 	struct dns_stats dns;
 };
 

@@ -78,6 +78,8 @@ static const struct metric_desc {
 	{ METRICS_DNS_QUERIES, KIND_COUNTER, "ringmail_dns_queries_total", "DNS queries sent (MX, A, AAAA)." },
 	{ METRICS_DNS_FAILURES, KIND_COUNTER, "ringmail_dns_failures_total", "Route lookups that failed (temporarily or permanently)." },
 	{ METRICS_DNS_CACHE_ENTRIES, KIND_GAUGE, "ringmail_dns_cache_entries", "Entries in the DNS caches." },
+	{ METRICS_DOMAINS_NOW, KIND_GAUGE, "ringmail_domains", "Destination domains the workers hold (with mail, connections, a lookup or a backoff, or not yet reaped)." },
+	{ METRICS_DOMAINS_REAPED, KIND_COUNTER, "ringmail_domains_reaped_total", "Idle destination domains forgotten (delivery.domain_reap_interval)." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
@@ -316,6 +318,8 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_CONN_FAILED] = d.connect_failures;
 		v[METRICS_CONN_OUT_NOW] = d.sessions_now;
 		v[METRICS_QUEUE_NOW] = d.queue_now;
+		v[METRICS_DOMAINS_NOW] = d.domains_now;
+		v[METRICS_DOMAINS_REAPED] = d.domains_reaped;
 		v[METRICS_DNS_HITS] = d.dns.hits;
 		v[METRICS_DNS_MISSES] = d.dns.misses;
 		v[METRICS_DNS_QUERIES] = d.dns.queries;

@@ -71,6 +71,8 @@ enum metrics_id {
 	METRICS_DNS_FAILURES,
 	METRICS_DNS_CACHE_ENTRIES,
 	METRICS_QUEUE_OLDEST_AGE,          /* seconds; gauge, max over workers */
+	METRICS_DOMAINS_NOW,               /* destination domains held */
+	METRICS_DOMAINS_REAPED,
 	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
 	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT

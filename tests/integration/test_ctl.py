@@ -258,6 +258,25 @@ class Ctl(unittest.TestCase):
         self.d.write_config()
         self.assertIn("reloaded", self.ctl("reload").stderr)
 
+    def test_idle_domains_are_reaped(self):
+        self.assertEqual(self.d.stop(), 0)
+        self.d = self.daemon(delivery={"relayhost": "[127.0.0.1]:%d" % self.rx.port, "idle_timeout": "1s",
+                                       "domain_reap_interval": "300ms"})
+        self.d.start()
+        self.handler.fail = False
+
+        def stats():
+            return json.loads(self.ctl("stats", "--json").stdout)
+        self.send([["u@r%d.test" % i] for i in range(5)])
+        self.assertTrue(wait_until(lambda: len(self.handler.snapshot()) == 5, 20))
+        # pooled connections close after 1 s idle; then the domains go
+        self.assertTrue(wait_until(lambda: stats()["domains_reaped_total"] == 5, 20), stats())
+        self.assertEqual(stats()["domains"], 0)
+        self.assertIn("0 domains", self.ctl("domains").stderr)
+        # a reaped domain comes back with its next message
+        self.send([["v@r1.test"]])
+        self.assertTrue(wait_until(lambda: len(self.handler.snapshot()) == 6, 20))
+
     def test_bad_requests(self):
         p = subprocess.run([CTL, "queue", "frobnicate", "--socket", self.sock], capture_output=True,
                            text=True, timeout=30)
