@@ -339,7 +339,9 @@ static void query_home(struct worker *w, struct worker_post *p)
 
 	s->away = false;
 	if (s->c == NULL) {
-		q->cancel = q->marker != NULL;
+		/* A walk begun on worker `at` ends there (its cursor, its
+		 * count of walks), marker or not. */
+		q->cancel = q->at_started && !q->at_done;
 		q->at_done = !q->cancel;
 		if (!q->cancel) {
 			query_free(q);
@@ -548,7 +550,7 @@ static void control_close(struct conn *c)
 		return;
 	}
 	s->wait_drain = false;
-	s->q->cancel = s->q->marker != NULL;
+	s->q->cancel = s->q->at_started && !s->q->at_done;
 	s->q->at_done = !s->q->cancel;
 	if (!s->q->cancel) {
 		query_free(s->q);

@@ -1683,6 +1683,8 @@ static void route_ready(const struct dns_route *route, void *arg)
 
 	d->resolving = false;
 	d->want = 0;
+	if (dl->stopping)
+		return;     /* a final outcome now might not reach its home: the spool keeps the items */
 	if (route->status != DNS_ROUTE_OK) {
 		enum smtp_outcome outcome = route->status == DNS_ROUTE_TEMPFAIL ? SMTP_OUTCOME_DEFERRED
 										 : SMTP_OUTCOME_BOUNCED;

@@ -48,6 +48,7 @@ struct spool_segment {
 	uint64_t size;			/* committed bytes */
 	uint32_t live;			/* live messages stored here */
 	uint32_t messages;		/* message records ever stored here */
+	bool corrupt;			/* unreadable past size: never deleted */
 	uint64_t *deps;			/* older segments it holds outcomes for */
 	size_t ndeps, capdeps;
 };
@@ -190,13 +191,15 @@ static void shard_apply_outcome(struct spool_shard *s,
 	struct spool_rcpt_state *st = &e->state[o->rcpt_index];
 	if (SPOOL_STATUS_IS_FINAL(st->status))
 		return;
+	bool was_held = st->status == SPOOL_STATUS_HELD;
 	st->attempts = o->attempts;
 	st->next_attempt = o->next_attempt;
 	st->status = o->status;
 	bool final = SPOOL_STATUS_IS_FINAL(o->status);
 	/* Deferrals are not deps: losing one only resets a retry timer.
-	 * A hold is one: losing it would let the message go. */
-	if (!final && o->status != SPOOL_STATUS_HELD)
+	 * A hold is one: losing it would let the message go; and so is what
+	 * ends a hold (a release): losing it would hold the message again. */
+	if (!final && o->status != SPOOL_STATUS_HELD && !was_held)
 		return;
 	if (e->segment != seq)
 		segment_add_dep(shard_find_segment(s, seq), e->segment);
@@ -320,9 +323,13 @@ static int shard_scan_segment(struct spool_shard *s, struct spool_segment *g,
 			return -errno;
 		s->truncated_bytes += size - g->size;
 	} else if (!last) {
+		/* What follows the damage may be acknowledged mail: the
+		 * file stays for the operator, whatever the readable part
+		 * says (collection skips it). */
 		log_error("spool_corrupt_segment", "dir=%s segment=%016" PRIx64
-			  " valid=%" PRIu64 " size=%" PRIu64, s->dir, g->seq,
+			  " valid=%" PRIu64 " size=%" PRIu64 " note=\"kept for salvage\"", s->dir, g->seq,
 			  g->size, size);
+		g->corrupt = true;
 		s->corrupt_segments++;
 	}
 	return 0;
@@ -800,7 +807,7 @@ void spool_shard_flush_end(struct spool_shard *s, int result)
 /* segment_deletable - no live message and every dep already gone. */
 static bool segment_deletable(struct spool_shard *s, struct spool_segment *g)
 {
-	if (g->live != 0 || g == shard_current(s))
+	if (g->live != 0 || g->corrupt || g == shard_current(s))
 		return false;
 	for (size_t i = 0; i < g->ndeps; i++)
 		if (shard_find_segment(s, g->deps[i]) != NULL)

@@ -703,3 +703,66 @@ Test(spool_shard, compaction_copy_and_original_recover_as_one)
 	cr_assert_eq(live_count(s), 1, "only A: got %zu", live_count(s));
 	spool_shard_close(s);
 }
+
+Test(spool_shard, a_release_outlives_the_hold_it_ends)
+{
+	/* Found in review: the release (DEFERRED after HELD) was no
+	 * dependency, so its segment could go while the hold's stayed, and a
+	 * restart held the message again. */
+	struct spool_shard *s = open_shard(0, 1);
+	char m[32], pad[32];
+
+	append(s, m, 1);
+	cr_assert(flush(s));				/* segment 1: M */
+	outcome(s, m, 0, SPOOL_STATUS_HELD);
+	cr_assert(flush(s));				/* segment 2: held */
+	outcome(s, m, 0, SPOOL_STATUS_DEFERRED);
+	append(s, pad, 1);
+	outcome(s, pad, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));				/* segment 3: released, pad dead */
+	append(s, pad, 1);
+	cr_assert(flush(s));				/* segment 4: the rotation collects */
+	cr_assert(segment_exists(0, 3), "the release must stay while M's segment does");
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	expect_live(s, m, SPOOL_STATUS_DEFERRED);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, a_corrupt_segment_is_kept_for_salvage)
+{
+	/* Found in review: a corrupt segment whose readable part was all dead
+	 * was collected, with the acknowledged messages past the damage. */
+	struct spool_shard *s = open_shard(0, 1);
+	char a[32], b[32], pad[32], path[512];
+	struct stat st;
+
+	append(s, a, 1);
+	outcome(s, a, 0, SPOOL_STATUS_DELIVERED);
+	append(s, b, 1);
+	cr_assert(flush(s));				/* segment 1: A (dead), B */
+	append(s, pad, 1);
+	cr_assert(flush(s));				/* segment 2 */
+	spool_shard_segment_path(s, 1, path, sizeof(path));
+	spool_shard_close(s);
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0);
+	fstat(fd, &st);
+	char c;
+	cr_assert_eq(pread(fd, &c, 1, st.st_size - 3), 1);   /* inside B */
+	c ^= 0x40;
+	cr_assert_eq(pwrite(fd, &c, 1, st.st_size - 3), 1);
+	close(fd);
+
+	s = open_shard(0, 1);
+	cr_assert(segment_exists(0, 1), "kept at open");
+	append(s, pad, 1);
+	cr_assert(flush(s));				/* a rotation: collection runs */
+	append(s, pad, 1);
+	cr_assert(flush(s));
+	cr_assert(segment_exists(0, 1), "kept at rotation");
+	struct spool_shard_stats sst;
+	spool_shard_stats(s, &sst);
+	cr_assert_eq(sst.corrupt_segments, 1);
+	spool_shard_close(s);
+}
