@@ -283,25 +283,25 @@ class Receiver:
             self.controller = None
 
 
-class Staller:
-    """Staller - accepts TCP connections and then says nothing (greet=False),
-    or greets and answers EHLO, then never answers again (greet=True)."""
+class LineServer:
+    """LineServer - a TCP listener on ip:port with a thread per connection:
+    subclasses define serve(c) (the connection, timeout 0.2 s; closed by the
+    subclass if it wants) and may use lines(c) to read CRLF lines until the
+    peer or stop() ends them. accepted holds every connection."""
 
-    def __init__(self, ip, port, greet=False):
+    def __init__(self, ip, port, backlog=64):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((ip, port))
-        self.sock.listen(64)
+        self.sock.listen(backlog)
         self.sock.settimeout(0.2)
-        self.greet = greet
         self.lock = threading.Lock()
         self.accepted = []
-        self.commands = []
         self.stop_event = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True)]
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
         self.threads[0].start()
 
-    def _run(self):
+    def _accept(self):
         while not self.stop_event.is_set():
             try:
                 c, _ = self.sock.accept()
@@ -311,36 +311,27 @@ class Staller:
                 return
             with self.lock:
                 self.accepted.append(c)
-            if self.greet:
-                t = threading.Thread(target=self._talk, args=(c,), daemon=True)
-                self.threads.append(t)
-                t.start()
+            c.settimeout(0.2)
+            t = threading.Thread(target=self.serve, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
 
-    def _talk(self, c):
-        c.settimeout(0.2)
+    def serve(self, c):
+        raise NotImplementedError
+
+    def lines(self, c):
         buf = b""
-        try:
-            c.sendall(b"220 stall.test ESMTP\r\n")
-            while not self.stop_event.is_set():
-                try:
-                    data = c.recv(4096)
-                except socket.timeout:
-                    continue
-                if not data:
-                    return
-                buf += data
-                while b"\r\n" in buf:
-                    line, _, buf = buf.partition(b"\r\n")
-                    with self.lock:
-                        self.commands.append(line)
-                    if line[:4].upper() in (b"EHLO", b"HELO"):
-                        c.sendall(b"250 stall.test\r\n")
-        except OSError:
-            return
-
-    def connections(self):
-        with self.lock:
-            return len(self.accepted)
+        while not self.stop_event.is_set():
+            try:
+                data = c.recv(4096)
+            except socket.timeout:
+                continue
+            if not data:
+                return
+            buf += data
+            while b"\r\n" in buf:
+                line, _, buf = buf.partition(b"\r\n")
+                yield line
 
     def stop(self):
         if self.sock is None:
@@ -352,6 +343,33 @@ class Staller:
         self.sock = None
         for c in self.accepted:
             c.close()
+
+
+class Staller(LineServer):
+    """Staller - accepts TCP connections and then says nothing (greet=False),
+    or greets and answers EHLO, then never answers again (greet=True)."""
+
+    def __init__(self, ip, port, greet=False):
+        self.greet = greet
+        self.commands = []
+        super().__init__(ip, port)
+
+    def serve(self, c):
+        if not self.greet:
+            return
+        try:
+            c.sendall(b"220 stall.test ESMTP\r\n")
+            for line in self.lines(c):
+                with self.lock:
+                    self.commands.append(line)
+                if line[:4].upper() in (b"EHLO", b"HELO"):
+                    c.sendall(b"250 stall.test\r\n")
+        except OSError:
+            return
+
+    def connections(self):
+        with self.lock:
+            return len(self.accepted)
 
 
 class Blackhole:

@@ -74,7 +74,7 @@ class TLSReceiver(mailnet.Receiver):
         self.ip, self.port = ip, port
 
 
-class BrokenTLS:
+class BrokenTLS(mailnet.LineServer):
     """BrokenTLS - an SMTP server that offers STARTTLS, answers 220 and then
     sends garbage (mode "garbage") or hangs up (mode "close"), or sends
     cleartext right behind the 220 (mode "inline"), or refuses
@@ -83,53 +83,20 @@ class BrokenTLS:
 
     def __init__(self, ip, port, mode):
         self.mode = mode
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, port))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.lock = threading.Lock()
         self.starttls = 0
-        self.connections = 0
         self.messages = []
-        self.stop_event = threading.Event()
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
+        super().__init__(ip, port, backlog=16)
 
-    def _accept(self):
-        while not self.stop_event.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
-            self.threads.append(t)
-            t.start()
+    @property
+    def connections(self):
+        with self.lock:
+            return len(self.accepted)
 
-    def _lines(self, c):
-        buf = b""
-        while not self.stop_event.is_set():
-            try:
-                data = c.recv(4096)
-            except socket.timeout:
-                continue
-            if not data:
-                return
-            buf += data
-            while b"\r\n" in buf:
-                line, _, buf = buf.partition(b"\r\n")
-                yield line
-
-    def _serve(self, c):
-        c.settimeout(0.2)
+    def serve(self, c):
         data = None
         try:
             c.sendall(b"220 broken.tls.test ESMTP\r\n")
-            for line in self._lines(c):
+            for line in self.lines(c):
                 if data is not None:
                     if line == b".":
                         with self.lock:
@@ -171,15 +138,6 @@ class BrokenTLS:
     def snapshot(self):
         with self.lock:
             return list(self.messages), self.starttls
-
-    def stop(self):
-        if self.sock is None:
-            return
-        self.stop_event.set()
-        for t in self.threads:
-            t.join()
-        self.sock.close()
-        self.sock = None
 
 
 class OutboundTLS(mailnet.NetTestCase, unittest.TestCase):
