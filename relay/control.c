@@ -635,7 +635,7 @@ static int control_listen(const char *path, int mode)
 	return fd;
 }
 
-int control_worker_init(struct worker *w)
+static int control_worker_init(struct worker *w)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int rc;
@@ -661,7 +661,7 @@ int control_worker_init(struct worker *w)
 	return 0;
 }
 
-void control_worker_exit(struct worker *w)
+static void control_worker_exit(struct worker *w)
 {
 	struct control_worker *cw = w->control;
 
@@ -674,3 +674,9 @@ void control_worker_exit(struct worker *w)
 	free(cw);
 	w->control = NULL;
 }
+
+const struct worker_module control_module = {
+	.name = "control",
+	.init = control_worker_init,
+	.exit = control_worker_exit,
+};

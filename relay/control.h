@@ -52,10 +52,9 @@ struct control_request {
  * -EINVAL with a message for the client in err. */
 int control_parse(const char *line, struct control_request *req, char *err, size_t errlen);
 
-/* control_worker_init - on worker 0 with a control socket: listen.
- * control_worker_exit - stop listening, remove the socket. */
-int control_worker_init(struct worker *w);
-void control_worker_exit(struct worker *w);
+/* control_module - on worker 0 with a control socket: init listens, exit
+ * stops listening and removes the socket. */
+extern const struct worker_module control_module;
 
 /* control_reload_done - from the main thread after a reload: tell the
  * clients waiting on `reload` (ok, or why not). */

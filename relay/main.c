@@ -16,12 +16,44 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "commit.h"
 #include "config.h"
 #include "control.h"
+#include "delivery.h"
 #include "delivery_log.h"
 #include "log.h"
+#include "metrics.h"
+#include "pop3_server.h"
 #include "sdnotify.h"
+#include "server_tls.h"
+#include "smtp_server.h"
 #include "worker.h"
+
+/* The daemon's modules, in the order their hooks run each pass: delivery
+ * before commit, so that outcomes appended by delivery's hook go into the
+ * same pass's batch. Exits run in reverse order. */
+static const struct worker_module *const modules[] = {
+	&server_tls_module,
+	&smtp_server_module,
+	&pop3_server_module,
+	&delivery_module,
+	&commit_module,
+	&control_module,
+	&metrics_module,
+	NULL,
+};
+
+/* Which protocol answers on each kind of listener. */
+static const struct worker_plan plan = {
+	.modules = modules,
+	.handlers = {
+		[CONFIG_ROLE_SMTP] = &smtp_server_handler,
+		[CONFIG_ROLE_SMTPS] = &smtps_server_handler,
+		[CONFIG_ROLE_SUBMISSION] = &submission_server_handler,
+		[CONFIG_ROLE_POP3] = &pop3_server_handler,
+		[CONFIG_ROLE_POP3S] = &pop3s_server_handler,
+	},
+};
 
 #define MAX_CONFIGS 64
 
@@ -124,7 +156,7 @@ static int serve(struct config *cfg)
 	struct worker *workers = calloc(count + 1, sizeof(*workers));   /* + the local worker */
 	if (workers == NULL)
 		log_fatal("out of memory");
-	int rc = worker_start_all(workers, count, cfg);
+	int rc = worker_start_all(workers, count, cfg, &plan);
 	if (rc < 0) {
 		worker_stop_all(workers, count);
 		worker_join_all(workers, count);

@@ -553,7 +553,7 @@ static int metrics_listen(const struct config_listen *l)
 	return fd;
 }
 
-int metrics_worker_init(struct worker *w)
+static int metrics_worker_init(struct worker *w)
 {
 	struct metrics_worker *m = calloc(1, sizeof(*m));
 
@@ -576,7 +576,7 @@ int metrics_worker_init(struct worker *w)
 	return 0;
 }
 
-void metrics_worker_exit(struct worker *w)
+static void metrics_worker_exit(struct worker *w)
 {
 	struct metrics_worker *m = w->metrics;
 
@@ -586,8 +586,15 @@ void metrics_worker_exit(struct worker *w)
 	}
 }
 
-void metrics_worker_drain(struct worker *w)
+static void metrics_worker_drain(struct worker *w)
 {
 	free(w->metrics);
 	w->metrics = NULL;
 }
+
+const struct worker_module metrics_module = {
+	.name = "metrics",
+	.init = metrics_worker_init,
+	.exit = metrics_worker_exit,
+	.drain = metrics_worker_drain,
+};

@@ -20,9 +20,9 @@
  * (other paths 404, other methods 405), "Connection: close" on every reply.
  *
  * Pure parts (unit-tested): metrics_http_parse, metrics_http_response,
- * metrics_render. Worker parts: metrics_worker_init / _exit on each worker
- * thread (worker 0 also opens the listener), metrics_worker_drain after
- * every worker thread has ended (frees the slot).
+ * metrics_render. Worker parts: metrics_module (init and exit on each
+ * worker thread, worker 0 also opens the listener; drain after every worker
+ * thread has ended frees the slot).
  */
 #ifndef RINGMAIL_METRICS_H
 #define RINGMAIL_METRICS_H
@@ -123,8 +123,6 @@ int metrics_http_response(struct buf *out, int status, const char *body, size_t 
  * lines or one JSON object. 0 or -ENOBUFS. */
 int metrics_stats(struct worker *w, struct buf *out, bool json);
 
-int metrics_worker_init(struct worker *w);
-void metrics_worker_exit(struct worker *w);
-void metrics_worker_drain(struct worker *w);
+extern const struct worker_module metrics_module;
 
 #endif

@@ -32,7 +32,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +43,7 @@
 #include "mailbox.h"
 #include "netaddr.h"
 #include "ratelimit.h"
+#include "server_tls.h"
 #include "smtp_auth.h"
 #include "smtp_session.h"
 #include "tls.h"
@@ -70,58 +70,11 @@ struct smtp_server_worker {
 	size_t rcpt_cap;
 	char (*orcpts)[SMTP_ORCPT_TYPE_MAX + 2 + 3 * SMTP_ORCPT_MAX + 1];   /* "type;xtext" */
 	uint64_t messages, rejected_commits;
-	struct tls_config *tls;            /* NULL: no STARTTLS */
-	const struct config *tls_for;      /* the config tls was built from */
 	struct smtp_auth_worker *auth;     /* made on the first AUTH */
 	struct ratelimit *auth_failures;   /* per client address */
 	uint64_t auth_ok, auth_failed;
 	uint64_t rejected[SMTP_REJECT_COUNT];   /* every session's refusals (reject_counts) */
 };
-
-/* The resumption state every worker's tls_config shares: a root config
- * never used for sessions, rebuilt (sharing the old one's state) once per
- * reloaded config. Guarded by tls_root_lock; kept until exit. */
-static pthread_mutex_t tls_root_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct tls_config *tls_root;
-static const struct config *tls_root_for;
-
-/* smtp_tls_refresh - make sw->tls match the worker's current config. */
-static void smtp_tls_refresh(struct worker *w)
-{
-	struct smtp_server_worker *sw = w->smtp;
-	const struct config *cfg = w->cfg;
-	char err[256];
-
-	if (sw->tls_for == cfg)
-		return;
-	sw->tls_for = cfg;
-	if (cfg->tls_cert_file[0] == '\0') {
-		sw->tls = tls_config_free(sw->tls);
-		return;
-	}
-	pthread_mutex_lock(&tls_root_lock);
-	if (tls_root_for != cfg) {
-		struct tls_config *root = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
-								tls_root, err, sizeof(err));
-		if (root != NULL) {
-			tls_config_free(tls_root);
-			tls_root = root;
-			tls_root_for = cfg;
-		}
-	}
-	struct tls_config *mine = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
-							tls_root, err, sizeof(err));
-	pthread_mutex_unlock(&tls_root_lock);
-	if (mine == NULL) {
-		/* The files changed after config_load checked them: keep
-		 * the certificate we have (if any). */
-		log_error("tls_config", "worker=%u cert=%s error=\"%s\"", w->id, cfg->tls_cert_file, err);
-		return;
-	}
-	tls_config_free(sw->tls);
-	sw->tls = mine;
-	log_debug("tls_config", "worker=%u cert=%s", w->id, cfg->tls_cert_file);
-}
 
 static bool smtp_is_local_domain(void *ctx, const char *domain)
 {
@@ -167,7 +120,7 @@ static void smtp_starttls(struct smtp_conn *sc)
 
 	/* Without a session: the 220 is out already, nothing else can be
 	 * said in clear. */
-	if (!conn_start_server_tls(c, c->w->smtp->tls, WORKER_TIMER_SMTP_COMMAND))
+	if (!conn_start_server_tls(c, server_tls_config(c->w), WORKER_TIMER_SMTP_COMMAND))
 		conn_close_after_flush(c);
 }
 
@@ -482,8 +435,7 @@ static void smtp_open_role(struct conn *c, enum config_listen_role role)
 		.new_queue_id = smtp_new_queue_id,
 		.reject_counts = w->smtp->rejected,
 	};
-	smtp_tls_refresh(w);
-	scfg.tls_available = w->smtp->tls != NULL;
+	scfg.tls_available = server_tls_config(w) != NULL;
 	scfg.auth_available = cfg->users != NULL;
 	scfg.auth_plaintext = cfg->smtp_auth_plaintext;
 	scfg.auth_required = role == CONFIG_ROLE_SUBMISSION;
@@ -502,7 +454,7 @@ static void smtp_open_role(struct conn *c, enum config_listen_role role)
 		  peer.trusted, (int)role);
 	if (role == CONFIG_ROLE_SMTPS) {
 		sc->implicit_tls = true;
-		if (!conn_start_server_tls(c, w->smtp->tls, WORKER_TIMER_SMTP_COMMAND))
+		if (!conn_start_server_tls(c, server_tls_config(w), WORKER_TIMER_SMTP_COMMAND))
 			conn_close(c);
 		return;
 	}
@@ -641,18 +593,12 @@ const struct conn_handler submission_server_handler = {
 	.tls_ready = smtp_tls_ready,
 };
 
-struct tls_config *smtp_server_tls_config(struct worker *w)
-{
-	smtp_tls_refresh(w);
-	return w->smtp->tls;
-}
-
-void smtp_server_worker_init(struct worker *w)
+static int smtp_server_worker_init(struct worker *w)
 {
 	w->smtp = calloc(1, sizeof(*w->smtp));
 	if (w->smtp == NULL)
 		log_fatal("out of memory");
-	smtp_tls_refresh(w);
+	return 0;
 }
 
 void smtp_server_get_stats(const struct worker *w, struct smtp_server_stats *out)
@@ -667,7 +613,7 @@ void smtp_server_get_stats(const struct worker *w, struct smtp_server_stats *out
 	memcpy(out->rejected, w->smtp->rejected, sizeof(out->rejected));
 }
 
-void smtp_server_worker_exit(struct worker *w)
+static void smtp_server_worker_exit(struct worker *w)
 {
 	if (w->smtp == NULL)
 		return;
@@ -677,9 +623,14 @@ void smtp_server_worker_exit(struct worker *w)
 		 (unsigned long long)w->smtp->auth_ok, (unsigned long long)w->smtp->auth_failed);
 	free(w->smtp->rcpts);
 	free(w->smtp->orcpts);
-	tls_config_free(w->smtp->tls);
 	smtp_auth_worker_free(w->smtp->auth);
 	ratelimit_free(w->smtp->auth_failures);
 	free(w->smtp);
 	w->smtp = NULL;
 }
+
+const struct worker_module smtp_server_module = {
+	.name = "smtpd",
+	.init = smtp_server_worker_init,
+	.exit = smtp_server_worker_exit,
+};

@@ -19,14 +19,9 @@ extern const struct conn_handler smtp_server_handler;
 extern const struct conn_handler smtps_server_handler;
 extern const struct conn_handler submission_server_handler;
 
-/* smtp_server_tls_config - the worker's server TLS config for its current
- * config (rebuilt after a reload), or NULL when no certificate is set.
- * Owned by the worker's SMTP state; shared with the POP3 glue. */
-struct tls_config *smtp_server_tls_config(struct worker *w);
-
-/* smtp_server_worker_init / _exit - per-worker state (on the worker thread). */
-void smtp_server_worker_init(struct worker *w);
-void smtp_server_worker_exit(struct worker *w);
+/* smtp_server_module - per-worker state of the SMTP server (every worker:
+ * the local one uses its TLS config for POP3). */
+extern const struct worker_module smtp_server_module;
 
 struct smtp_server_stats {
 	uint64_t messages;                 /* accepted (durable, 250 said) */

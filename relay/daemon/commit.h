@@ -55,12 +55,11 @@ static inline unsigned commit_hist_bucket(uint64_t value, uint64_t base, unsigne
 	return i;
 }
 
-/* commit_worker_init - open this worker's shard (blocking; at start) and
- * hook the flush into the loop. Returns 0 or -errno. */
-int commit_worker_init(struct worker *w);
-
-/* commit_worker_exit - close the shard; a batch in flight is forgotten. */
-void commit_worker_exit(struct worker *w);
+/* commit_module - on each SMTP worker: init opens the worker's shard
+ * (blocking; at start) and hooks the flush into the loop; busy while a
+ * batch is pending or in flight (the worker must not exit); exit closes the
+ * shard (a batch in flight is forgotten). */
+extern const struct worker_module commit_module;
 
 /* commit_message - append a message; waiter->done(result) once its batch
  * is durable or failed. Returns 0, or -errno when it could not even be
@@ -69,9 +68,6 @@ int commit_message(struct worker *w, const struct spool_message *msg, struct com
 
 /* commit_outcome - append a recipient outcome; waiter may be NULL. */
 int commit_outcome(struct worker *w, const struct spool_outcome *outcome, struct commit_waiter *waiter);
-
-/* commit_busy - a batch is pending or in flight (the worker must not exit). */
-bool commit_busy(const struct worker *w);
 
 /* commit_shard - the worker's shard (for queue ids and reads). */
 struct spool_shard *commit_shard(struct worker *w);

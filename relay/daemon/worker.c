@@ -15,13 +15,7 @@
 #include <unistd.h>
 
 #include "conn.h"
-#include "control.h"
 #include "log.h"
-#include "commit.h"
-#include "delivery.h"
-#include "metrics.h"
-#include "pop3_server.h"
-#include "smtp_server.h"
 #include "vg.h"
 
 #define BUFFER_GROUP 0
@@ -210,24 +204,6 @@ static void worker_arm_accept(struct worker *w, size_t i)
 	io_uring_sqe_set_data(sqe, &w->accept_ops[i]);
 }
 
-/* worker_handler - the protocol handler for a listener's role. */
-static const struct conn_handler *worker_handler(enum config_listen_role role)
-{
-	switch (role) {
-	case CONFIG_ROLE_SMTPS:
-		return &smtps_server_handler;
-	case CONFIG_ROLE_SUBMISSION:
-		return &submission_server_handler;
-	case CONFIG_ROLE_POP3:
-		return &pop3_server_handler;
-	case CONFIG_ROLE_POP3S:
-		return &pop3s_server_handler;
-	case CONFIG_ROLE_SMTP:
-	default:
-		return &smtp_server_handler;
-	}
-}
-
 /* worker_refuse - too many connections: 421 and close, linked in the ring.
  * An implicit-TLS client expects a handshake, not text: just close. */
 static void worker_refuse(struct worker *w, int fd, enum config_listen_role role)
@@ -266,7 +242,7 @@ static void worker_accept_complete(struct worker *w, struct ring_op *op, const s
 			worker_refuse(w, cqe->res, w->listen_roles[i]);
 		else {
 			w->accepted++;
-			conn_accept(w, cqe->res, worker_handler(w->listen_roles[i]));
+			conn_accept(w, cqe->res, w->plan->handlers[w->listen_roles[i]]);
 		}
 	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
 		log_warn("accept_error", "worker=%u error=\"%s\"", w->id, strerror(-cqe->res));
@@ -454,13 +430,34 @@ static void worker_resume_accepts(struct worker *w)
 	w->accept_paused = 0;
 }
 
+/* worker_modules_exit - every module's exit, last made first gone. */
+static void worker_modules_exit(struct worker *w)
+{
+	size_t n = 0;
+
+	while (w->plan->modules[n] != NULL)
+		n++;
+	while (n-- > 0)
+		if (w->plan->modules[n]->exit != NULL)
+			w->plan->modules[n]->exit(w);
+}
+
+/* worker_modules_busy - does a module still have work in flight? */
+static bool worker_modules_busy(const struct worker *w)
+{
+	for (const struct worker_module *const *m = w->plan->modules; *m != NULL; m++)
+		if ((*m)->busy != NULL && (*m)->busy(w))
+			return true;
+	return false;
+}
+
 /* worker_settled - stopping, and nothing left of our own: no connection,
  * no commit. The first time, we stop counting as busy (the last worker to
  * do so wakes the others); we leave once every worker has settled and our
  * inbox and commits are empty. */
 static bool worker_settled(struct worker *w, bool *released)
 {
-	if (!w->stopping || w->conn_objects > 0 || commit_busy(w))
+	if (!w->stopping || w->conn_objects > 0 || worker_modules_busy(w))
 		return false;
 	if (!*released) {
 		*released = true;
@@ -589,28 +586,22 @@ static int worker_setup(struct worker *w)
 		log_error("ring_init", "worker=%u error=\"%s\"", w->id, strerror(-rc));
 		return rc;
 	}
-	/* Delivery first: its hook may append outcomes that the commit hook
-	 * then flushes in the same pass. */
-	rc = delivery_worker_init(w);
-	if (rc < 0)
-		return rc;
-	if (w->role == WORKER_ROLE_SMTP) {
-		rc = commit_worker_init(w);
-		if (rc < 0)
-			return rc;
-	}
 	rc = worker_buffers_init(w);
 	if (rc < 0) {
 		log_error("buffer_ring", "worker=%u error=\"%s\"", w->id, strerror(-rc));
 		return rc;
 	}
-	rc = worker_listen_all(w);
-	if (rc < 0)
-		return rc;
-	rc = control_worker_init(w);
-	if (rc < 0)
-		return rc;
-	return metrics_worker_init(w);
+	for (const struct worker_module *const *m = w->plan->modules; *m != NULL; m++) {
+		if ((*m)->init == NULL)
+			continue;
+		rc = (*m)->init(w);
+		if (rc < 0) {
+			log_debug("module_init", "worker=%u module=%s error=\"%s\"", w->id, (*m)->name,
+				  strerror(-rc));
+			return rc;
+		}
+	}
+	return worker_listen_all(w);
 }
 
 static void *worker_main(void *arg)
@@ -628,9 +619,6 @@ static void *worker_main(void *arg)
 	w->shutdown_timer.fire = worker_shutdown_fire;
 	w->wake_op.complete = worker_wake_complete;
 	mpsc_init(&w->inbox);
-	smtp_server_worker_init(w);
-	if (w->role == WORKER_ROLE_LOCAL)
-		pop3_server_worker_init(w);
 
 	int rc = worker_setup(w);
 	if (rc < 0)
@@ -638,26 +626,18 @@ static void *worker_main(void *arg)
 	pthread_barrier_wait(&worker_ready);
 	if (atomic_load(&worker_start_error) != 0) {
 		w->exit_status = 1;
-		control_worker_exit(w);
-		metrics_worker_exit(w);
-		pop3_server_worker_exit(w);
-		smtp_server_worker_exit(w);
-		delivery_worker_exit(w);
-		commit_worker_exit(w);
+		worker_modules_exit(w);
 		free(w->buf_base);
 		free(w->buf_ring);
 		return NULL;
 	}
 	log_info("worker_start", "worker=%u role=%s cpu=%d listeners=%zu", w->id,
 		 w->role == WORKER_ROLE_LOCAL ? "local" : "smtp", w->cpu, w->listen_count);
-	delivery_worker_start(w);
+	for (const struct worker_module *const *m = w->plan->modules; *m != NULL; m++)
+		if ((*m)->start != NULL)
+			(*m)->start(w);
 	worker_loop(w);
-	control_worker_exit(w);
-	metrics_worker_exit(w);
-	pop3_server_worker_exit(w);
-	smtp_server_worker_exit(w);
-	delivery_worker_exit(w);
-	commit_worker_exit(w);
+	worker_modules_exit(w);
 	log_info("worker_exit", "worker=%u%s accepted=%llu refused=%llu", w->id,
 		 w->role == WORKER_ROLE_LOCAL ? " role=local" : "",
 		 (unsigned long long)w->accepted, (unsigned long long)w->rejected_busy);
@@ -667,7 +647,8 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-int worker_start_all(struct worker *workers, unsigned count, const struct config *cfg)
+int worker_start_all(struct worker *workers, unsigned count, const struct config *cfg,
+		     const struct worker_plan *plan)
 {
 	int rc = io_uring_queue_init(64, &thread_ring, 0);
 
@@ -684,6 +665,7 @@ int worker_start_all(struct worker *workers, unsigned count, const struct config
 		w->count = count;
 		w->all = workers;
 		w->cfg = cfg;
+		w->plan = plan;
 		rc = pthread_create(&w->thread, NULL, worker_main, w);
 		if (rc != 0)
 			log_fatal("pthread_create: %s", strerror(rc));
@@ -727,8 +709,9 @@ int worker_join_all(struct worker *workers, unsigned count)
 			p->discard(p);
 			node = next;
 		}
-		delivery_worker_drain(&workers[i]);
-		metrics_worker_drain(&workers[i]);
+		for (const struct worker_module *const *m = workers[i].plan->modules; *m != NULL; m++)
+			if ((*m)->drain != NULL)
+				(*m)->drain(&workers[i]);
 	}
 	pthread_barrier_destroy(&worker_ready);
 	if (thread_ring_ready) {

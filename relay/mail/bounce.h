@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "smtp_client.h"
+#include "smtp_dsn.h"
 
 enum bounce_action {
 	BOUNCE_FAILED,

@@ -45,12 +45,6 @@ enum smtp_body_type {
 	SMTP_BODY_BINARYMIME,
 };
 
-enum smtp_ret {
-	SMTP_RET_UNSPECIFIED = 0,
-	SMTP_RET_FULL,
-	SMTP_RET_HDRS,
-};
-
 #define SMTP_ENVID_MAX 100	/* RFC 3461 4.4 */
 #define SMTP_ORCPT_MAX 500	/* RFC 3461 4.2 */
 #define SMTP_ORCPT_TYPE_MAX 31
@@ -60,7 +54,7 @@ struct smtp_mail_params {
 	uint64_t size;			/* SIZE=; UINT64_MAX when it overflowed */
 	enum smtp_body_type body;
 	bool smtputf8;
-	enum smtp_ret ret;
+	enum smtp_dsn_ret ret;
 	bool has_envid;
 	char envid[SMTP_ENVID_MAX + 1];	/* xtext-decoded */
 };

@@ -87,21 +87,9 @@ enum smtp_client_ext {
 	SMTP_EXT_ENHANCEDSTATUSCODES = 1u << 7,
 };
 
-enum smtp_dsn_ret {
-	SMTP_RET_NONE,	/* not specified */
-	SMTP_RET_FULL,
-	SMTP_RET_HDRS,
-};
-
 enum smtp_txn_flags {
 	SMTP_TXN_8BIT = 1u << 0,	/* body has 8-bit bytes */
 	SMTP_TXN_SMTPUTF8 = 1u << 1,	/* envelope/headers need SMTPUTF8 */
-};
-
-enum smtp_outcome {
-	SMTP_OUTCOME_DELIVERED,
-	SMTP_OUTCOME_DEFERRED,
-	SMTP_OUTCOME_BOUNCED,
 };
 
 /* Longest address or DSN parameter value begin() accepts. */

@@ -10,11 +10,9 @@
  * the home shard's journal (and a bounce, if one is due, is spooled in the
  * same batch). Deferred recipients wait in the owner's retry heap.
  *
- *   delivery_worker_init(w)    at setup: resolver, hooks, inbox
- *   delivery_worker_start(w)   after every worker is up: requeue the spool
+ *   delivery_module            the worker module: init (resolver, hook),
+ *                              start (requeue the spool), exit, drain
  *   delivery_submit(w, msg, state)  a committed message (state NULL: all new)
- *   delivery_worker_exit(w)    on the worker thread, after its loop
- *   delivery_worker_drain(w)   after every worker thread has ended
  */
 #ifndef RINGMAIL_DELIVERY_H
 #define RINGMAIL_DELIVERY_H
@@ -24,10 +22,7 @@
 #include "spool_shard.h"
 #include "worker.h"
 
-int delivery_worker_init(struct worker *w);
-void delivery_worker_start(struct worker *w);
-void delivery_worker_exit(struct worker *w);
-void delivery_worker_drain(struct worker *w);
+extern const struct worker_module delivery_module;
 
 /* delivery_submit - queue a message that is durable in w's shard. msg is
  * copied; state (per recipient, may be NULL) skips final recipients. */

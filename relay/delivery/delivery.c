@@ -2216,7 +2216,7 @@ static int delivery_resolver_new(struct delivery *dl, const struct config *cfg)
 	return 0;
 }
 
-int delivery_worker_init(struct worker *w)
+static int delivery_worker_init(struct worker *w)
 {
 	struct delivery *dl = calloc(1, sizeof(*dl));
 	const struct config *cfg = w->cfg;
@@ -2243,7 +2243,7 @@ static int requeue_live(void *ctx, const struct spool_recovered *r)
 	return 0;
 }
 
-void delivery_worker_start(struct worker *w)
+static void delivery_worker_start(struct worker *w)
 {
 	struct spool_shard_stats st;
 
@@ -2256,7 +2256,7 @@ void delivery_worker_start(struct worker *w)
 	log_info("spool_requeue", "worker=%u messages=%zu result=%d", w->id, st.live_messages, rc);
 }
 
-void delivery_worker_exit(struct worker *w)
+static void delivery_worker_exit(struct worker *w)
 {
 	struct delivery *dl = delivery_of(w);
 
@@ -2293,7 +2293,7 @@ void delivery_worker_exit(struct worker *w)
 	dl->tls_client_ca = NULL;
 }
 
-void delivery_worker_drain(struct worker *w)
+static void delivery_worker_drain(struct worker *w)
 {
 	struct delivery *dl = delivery_of(w);
 
@@ -2353,3 +2353,11 @@ size_t delivery_queue_shape(struct worker *w, struct delivery_domain_count *top,
 	}
 	return count;
 }
+
+const struct worker_module delivery_module = {
+	.name = "delivery",
+	.init = delivery_worker_init,
+	.start = delivery_worker_start,
+	.exit = delivery_worker_exit,
+	.drain = delivery_worker_drain,
+};

@@ -43,6 +43,7 @@ enum config_listen_role {
 	CONFIG_ROLE_SUBMISSION,           /* submission.listen (587) */
 	CONFIG_ROLE_POP3,                 /* pop3.listen */
 	CONFIG_ROLE_POP3S,                /* pop3s.listen (995) */
+	CONFIG_ROLE_COUNT
 };
 
 struct config_listen {

@@ -166,11 +166,15 @@ static void commit_flush(struct worker *w, void *arg)
 	}
 }
 
-int commit_worker_init(struct worker *w)
+static int commit_worker_init(struct worker *w)
 {
 	struct commit *c = calloc(1, sizeof(*c));
 	struct spool_options opt;
 
+	if (w->role != WORKER_ROLE_SMTP) {
+		free(c);
+		return 0;          /* the local worker has no shard */
+	}
 	if (c == NULL)
 		log_fatal("out of memory");
 	memset(&opt, 0, sizeof(opt));
@@ -191,7 +195,7 @@ int commit_worker_init(struct worker *w)
 	return 0;
 }
 
-void commit_worker_exit(struct worker *w)
+static void commit_worker_exit(struct worker *w)
 {
 	struct commit *c = commit_of(w);
 
@@ -224,7 +228,7 @@ int commit_outcome(struct worker *w, const struct spool_outcome *outcome, struct
 	return 0;
 }
 
-bool commit_busy(const struct worker *w)
+static bool commit_busy(const struct worker *w)
 {
 	const struct commit *c = commit_of(w);
 
@@ -240,3 +244,10 @@ void commit_get_stats(const struct worker *w, struct commit_stats *out)
 {
 	*out = commit_of(w)->stats;
 }
+
+const struct worker_module commit_module = {
+	.name = "commit",
+	.init = commit_worker_init,
+	.busy = commit_busy,
+	.exit = commit_worker_exit,
+};

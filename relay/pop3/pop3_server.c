@@ -18,7 +18,7 @@
  * command timer, and tls_ready restarts the session's AUTHORIZATION state
  * under TLS. pop3s_server_handler (pop3s.listen, RFC 8314) starts the
  * handshake at accept and greets only once it has succeeded. The TLS
- * config is the worker's SMTP one (smtp_server_tls_config).
+ * config is the worker's SMTP one (server_tls_config).
  */
 #include "pop3_server.h"
 
@@ -31,7 +31,7 @@
 #include "pop3_maildir.h"
 #include "pop3_session.h"
 #include "ratelimit.h"
-#include "smtp_server.h"
+#include "server_tls.h"
 #include "tls.h"
 #include "users.h"
 
@@ -111,7 +111,7 @@ static bool pop3_start_tls(struct pop3_conn *pc)
 {
 	struct conn *c = pc->conn;
 
-	return conn_start_server_tls(c, smtp_server_tls_config(c->w), WORKER_TIMER_POP3_COMMAND);
+	return conn_start_server_tls(c, server_tls_config(c->w), WORKER_TIMER_POP3_COMMAND);
 }
 
 /* pop3_tls_ready - the handshake is over: after STLS the session starts
@@ -189,7 +189,7 @@ static void pop3_open_role(struct conn *c, bool implicit_tls)
 		log_fatal("out of memory");
 	struct pop3_session_config scfg = {
 		.hostname = cfg->hostname,
-		.tls_available = smtp_server_tls_config(w) != NULL,
+		.tls_available = server_tls_config(w) != NULL,
 		.plaintext_allowed = cfg->pop3_allow_plaintext,
 		.ctx = pc,
 		.authenticate = pop3_authenticate,
@@ -320,7 +320,7 @@ const struct conn_handler pop3s_server_handler = {
 	.tls_ready = pop3_tls_ready,
 };
 
-void pop3_server_worker_init(struct worker *w)
+static int pop3_server_worker_init(struct worker *w)
 {
 	struct ratelimit_config rc = {
 		.burst = POP3_AUTH_BURST,
@@ -329,14 +329,17 @@ void pop3_server_worker_init(struct worker *w)
 	};
 	struct timespec ts;
 
+	if (w->role != WORKER_ROLE_LOCAL)
+		return 0;          /* POP3 runs where the mailboxes are */
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rc.seed = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec;
 	w->pop3 = calloc(1, sizeof(*w->pop3));
 	if (w->pop3 == NULL || ratelimit_create(&rc, &w->pop3->limiter) < 0)
 		log_fatal("pop3: cannot create the login limiter");
+	return 0;
 }
 
-void pop3_server_worker_exit(struct worker *w)
+static void pop3_server_worker_exit(struct worker *w)
 {
 	if (w->pop3 == NULL)
 		return;
@@ -347,3 +350,9 @@ void pop3_server_worker_exit(struct worker *w)
 	free(w->pop3);
 	w->pop3 = NULL;
 }
+
+const struct worker_module pop3_server_module = {
+	.name = "pop3",
+	.init = pop3_server_worker_init,
+	.exit = pop3_server_worker_exit,
+};

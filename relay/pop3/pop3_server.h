@@ -25,8 +25,8 @@
 extern const struct conn_handler pop3_server_handler;
 extern const struct conn_handler pop3s_server_handler;
 
-/* pop3_server_worker_init / _exit - per-worker state (on the worker thread). */
-void pop3_server_worker_init(struct worker *w);
-void pop3_server_worker_exit(struct worker *w);
+/* pop3_server_module - per-worker state of the POP3 server (the local
+ * worker only). */
+extern const struct worker_module pop3_server_module;
 
 #endif

@@ -39,6 +39,7 @@
 struct worker;
 struct ring_op;
 struct conn;
+struct tls_config;
 struct commit;
 struct smtp_server_worker;
 struct delivery;
@@ -104,6 +105,33 @@ struct worker_hook {
 
 #define WORKER_MAX_HOOKS 4
 
+/* A module: one part of the daemon with per-worker state (SMTP server,
+ * delivery, commit, ...). Every entry may be NULL.
+ *   init   on the worker thread before its first pass, in table order
+ *          (the ring and receive buffers exist, the listeners not yet;
+ *          hooks run in the order they were added); < 0 aborts the start
+ *   start  on the worker thread once every worker is up
+ *   busy   while stopping: true while the module still has work of its
+ *          own in flight (a commit); the worker does not leave before
+ *   exit   on the worker thread after its loop, in reverse table order;
+ *          also after a failed start, so it must accept a half-made state
+ *   drain  on the main thread once every worker thread has ended */
+struct worker_module {
+	const char *name;
+	int (*init)(struct worker *w);
+	void (*start)(struct worker *w);
+	bool (*busy)(const struct worker *w);
+	void (*exit)(struct worker *w);
+	void (*drain)(struct worker *w);
+};
+
+/* What the daemon is made of (main.c): its modules, NULL-terminated, and
+ * the protocol handler of each listener role. worker.c names none. */
+struct worker_plan {
+	const struct worker_module *const *modules;
+	const struct conn_handler *handlers[CONFIG_ROLE_COUNT];
+};
+
 struct worker {
 	unsigned id;
 	enum worker_role role;
@@ -117,6 +145,9 @@ struct worker {
 	int64_t now_ms;                    /* CLOCK_MONOTONIC, once per pass */
 	int64_t wake_at_ms;                /* hooks lower it: a timer of their own */
 
+	const struct worker_plan *plan;
+	struct tls_config *server_tls;     /* server_tls.h */
+	const struct config *server_tls_for;
 	const struct config *cfg;          /* this worker's view; see worker_reload */
 	_Atomic(const struct config *) pending_cfg;
 
@@ -164,10 +195,12 @@ struct worker {
 };
 
 /* worker_start_all - create, pin and start count SMTP workers and the local
- * worker with cfg; workers has count + 1 entries (the local one last).
+ * worker with cfg and the modules and handlers of plan (which outlives
+ * them); workers has count + 1 entries (the local one last).
  * Returns 0 once every worker is listening, or -errno (then stop and join
  * them). The other *_all functions take the same count and array. */
-int worker_start_all(struct worker *workers, unsigned count, const struct config *cfg);
+int worker_start_all(struct worker *workers, unsigned count, const struct config *cfg,
+		     const struct worker_plan *plan);
 
 /* worker_stop_all - ask every worker to stop (from any thread). */
 void worker_stop_all(struct worker *workers, unsigned count);

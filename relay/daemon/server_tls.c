@@ -1,0 +1,70 @@
+/*
+ * server_tls - the worker's server-side TLS configuration; see server_tls.h.
+ */
+#include "server_tls.h"
+
+#include <pthread.h>
+
+#include "log.h"
+#include "tls.h"
+
+/* The resumption state every worker's tls_config shares: a root config
+ * never used for sessions, rebuilt (sharing the old one's state) once per
+ * reloaded config. Guarded by tls_root_lock; kept until exit. */
+static pthread_mutex_t tls_root_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tls_config *tls_root;
+static const struct config *tls_root_for;
+
+/* server_tls_refresh - make w->server_tls match the worker's current config. */
+static void server_tls_refresh(struct worker *w)
+{
+	const struct config *cfg = w->cfg;
+	char err[256];
+
+	if (w->server_tls_for == cfg)
+		return;
+	w->server_tls_for = cfg;
+	if (cfg->tls_cert_file[0] == '\0') {
+		w->server_tls = tls_config_free(w->server_tls);
+		return;
+	}
+	pthread_mutex_lock(&tls_root_lock);
+	if (tls_root_for != cfg) {
+		struct tls_config *root = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
+								tls_root, err, sizeof(err));
+		if (root != NULL) {
+			tls_config_free(tls_root);
+			tls_root = root;
+			tls_root_for = cfg;
+		}
+	}
+	struct tls_config *mine = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
+							tls_root, err, sizeof(err));
+	pthread_mutex_unlock(&tls_root_lock);
+	if (mine == NULL) {
+		/* The files changed after config_load checked them: keep
+		 * the certificate we have (if any). */
+		log_error("tls_config", "worker=%u cert=%s error=\"%s\"", w->id, cfg->tls_cert_file, err);
+		return;
+	}
+	tls_config_free(w->server_tls);
+	w->server_tls = mine;
+	log_debug("tls_config", "worker=%u cert=%s", w->id, cfg->tls_cert_file);
+}
+
+struct tls_config *server_tls_config(struct worker *w)
+{
+	server_tls_refresh(w);
+	return w->server_tls;
+}
+
+static void server_tls_exit(struct worker *w)
+{
+	w->server_tls = tls_config_free(w->server_tls);
+	w->server_tls_for = NULL;
+}
+
+const struct worker_module server_tls_module = {
+	.name = "server_tls",
+	.exit = server_tls_exit,
+};
