@@ -1,0 +1,780 @@
+/*
+ * mta_session - one outbound SMTP session of a domain: the pure protocol
+ * client (smtp_client) over a conn, through the addresses of the domain's
+ * route until one works, then serving the domain's items one transaction
+ * after another and waiting in the domain's pool between them.
+ *
+ * The session is an enum mta_state, entered only through mta_enter_state,
+ * which logs the step and arms the state's deadline from mta_deadline[].
+ * The protocol states (GREETING .. QUIT) follow the client's own after each
+ * input; the session adds the connect, the STARTTLS handshake, the pool
+ * (IDLE) and the end (CLOSED):
+ *
+ *   CONNECTING -> GREETING -> EHLO -> [STARTTLS -> EHLO] -> READY
+ *   READY -> ENVELOPE -> BODY -> READY       (a transaction; READY is left
+ *   READY -> IDLE -> READY                    in the same pass: the next
+ *   READY -> QUIT -> CLOSED                   item, the pool, or QUIT)
+ *   any -> CLOSED                             (421, failure, timeout, reset)
+ *
+ * A session that fails before its first READY moves on to the next address
+ * or MX host (sched_next_address; under "may" a TLS failure first retries
+ * the same address in clear); when none is left the domain backs off and
+ * its ready items are deferred. After the first READY, the end of the
+ * connection is the end of the session.
+ *
+ * STARTTLS follows tls_policy.h; the handshake runs on the conn with one
+ * client tls_config per worker (mbedTLS's curve tables are per thread).
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "smtp_client.h"
+#include "tls.h"
+#include "tls_policy.h"
+
+enum mta_state {
+	MTA_CONNECTING,            /* TCP connect in flight */
+	MTA_GREETING,              /* waiting for the 220 */
+	MTA_EHLO,                  /* EHLO or HELO sent (first, or again over TLS) */
+	MTA_STARTTLS,              /* STARTTLS sent, or its handshake running */
+	MTA_READY,                 /* between transactions: left in the same pass */
+	MTA_ENVELOPE,              /* MAIL, RCPT, DATA (or the RSET after a failed one) */
+	MTA_BODY,                  /* the body and its final reply */
+	MTA_IDLE,                  /* in the domain's pool, waiting for work */
+	MTA_QUIT,                  /* QUIT sent */
+	MTA_CLOSED,                /* the connection is over */
+	MTA_STATE_COUNT
+};
+
+static const char *const mta_state_names[MTA_STATE_COUNT] = {
+	"connecting", "greeting", "ehlo", "starttls", "ready", "envelope", "body", "idle",
+	"quit", "closed",
+};
+
+/* The deadline of each state (-1: none; READY never lasts). CLOSED's bounds
+ * the flush of the last bytes after the session let go of the conn. */
+static const int mta_deadline[MTA_STATE_COUNT] = {
+	[MTA_CONNECTING] = WORKER_TIMER_OUT_CONNECT,
+	[MTA_GREETING] = WORKER_TIMER_OUT_GREETING,
+	[MTA_EHLO] = WORKER_TIMER_OUT_COMMAND,
+	[MTA_STARTTLS] = WORKER_TIMER_OUT_COMMAND,
+	[MTA_READY] = -1,
+	[MTA_ENVELOPE] = WORKER_TIMER_OUT_COMMAND,
+	[MTA_BODY] = WORKER_TIMER_OUT_DATA,
+	[MTA_IDLE] = WORKER_TIMER_OUT_IDLE,
+	[MTA_QUIT] = WORKER_TIMER_OUT_COMMAND,
+	[MTA_CLOSED] = WORKER_TIMER_OUT_COMMAND,
+};
+
+/* STARTTLS on the current connection. */
+enum mta_tls {
+	MTA_TLS_CLEAR,             /* not tried (yet) */
+	MTA_TLS_TRIED,             /* STARTTLS sent: refused, or the handshake runs */
+	MTA_TLS_ON,                /* the handshake completed */
+};
+
+struct mta_session {
+	struct delivery *dl;
+	struct qdomain *d;
+	struct conn *conn;
+	struct smtp_client *client;
+	struct dns_route *route;
+	struct sched_cursor at;    /* which MX host and address */
+	enum mta_state state;
+	struct qitem *item;        /* the transaction in progress */
+	struct smtp_client_txn txn;
+	struct smtp_client_rcpt *rcpts;
+	struct rcpt_result *results;
+	size_t rcpt_cap;
+	unsigned transactions;
+	bool established;          /* reached READY once: no next address after this */
+	struct mta_session *idle_prev, *idle_next;
+	/* the current connection */
+	enum config_tls_policy tls_policy;
+	enum mta_tls tls;
+	bool failed;               /* the host failed (connect, reply, 421, TLS policy) */
+	bool explained;            /* last_error says why (TLS): later events keep it */
+	bool retry_clear;          /* a TLS failure under "may": this address again in clear */
+	const char *abort_reason;  /* set in a client callback, applied by mta_pump */
+	char ip[64];
+	char last_error[REPLY_TEXT_MAX];   /* why the last host failed */
+	char last_status[12];              /* its enhanced status; "" = 4.4.1 */
+	char tls_desc[96];         /* "TLSv1.2/<cipher>" or "none", for the log */
+};
+
+extern const struct conn_handler delivery_conn_handler;
+
+static const char *session_mx(const struct mta_session *s)
+{
+	return s->route && s->at.host < s->route->host_count ? s->route->hosts[s->at.host].name : NULL;
+}
+
+static const char *session_mx_text(const struct mta_session *s)
+{
+	return session_mx(s) ? session_mx(s) : "-";
+}
+
+/* mta_arm_deadline - (re)start the current state's deadline: on entry, and
+ * on every sign of progress within the state. */
+static void mta_arm_deadline(struct mta_session *s)
+{
+	int cls = mta_deadline[s->state];
+
+	if (cls >= 0 && s->conn != NULL)
+		worker_timer_arm(s->dl->w, &s->conn->phase_timer, (enum worker_timer_class)cls);
+}
+
+/* mta_enter_state - the one way a session changes state. */
+static void mta_enter_state(struct mta_session *s, enum mta_state next)
+{
+	log_debug("mta_state", "domain=%s ip=%s from=%s to=%s", s->d->name, s->ip,
+		  mta_state_names[s->state], mta_state_names[next]);
+	s->state = next;
+	mta_arm_deadline(s);
+}
+
+/* mta_state_of - the session state that follows the client's. */
+static enum mta_state mta_state_of(enum smtp_client_state cs)
+{
+	switch (cs) {
+	case SMTP_CLIENT_GREETING:
+		return MTA_GREETING;
+	case SMTP_CLIENT_EHLO:
+	case SMTP_CLIENT_HELO:
+		return MTA_EHLO;
+	case SMTP_CLIENT_STARTTLS:
+	case SMTP_CLIENT_TLS:
+		return MTA_STARTTLS;
+	case SMTP_CLIENT_READY:
+		return MTA_READY;
+	case SMTP_CLIENT_MAIL:
+	case SMTP_CLIENT_RCPT:
+	case SMTP_CLIENT_DATA:
+	case SMTP_CLIENT_RSET:
+		return MTA_ENVELOPE;
+	case SMTP_CLIENT_BODY:
+		return MTA_BODY;
+	case SMTP_CLIENT_QUIT:
+		return MTA_QUIT;
+	case SMTP_CLIENT_CLOSED:
+	case SMTP_CLIENT_FAILED:
+	default:
+		return MTA_CLOSED;
+	}
+}
+
+/* ---- the domain's pool -------------------------------------------------- */
+
+static void idle_remove(struct mta_session *s)
+{
+	if (s->state != MTA_IDLE)
+		return;
+	if (s->idle_prev)
+		s->idle_prev->idle_next = s->idle_next;
+	else
+		s->d->idle_head = s->idle_next;
+	if (s->idle_next)
+		s->idle_next->idle_prev = s->idle_prev;
+	s->idle_prev = s->idle_next = NULL;
+	mta_enter_state(s, MTA_READY);
+}
+
+static void idle_push(struct mta_session *s)
+{
+	s->idle_prev = NULL;
+	s->idle_next = s->d->idle_head;
+	if (s->idle_next)
+		s->idle_next->idle_prev = s;
+	s->d->idle_head = s;
+	mta_enter_state(s, MTA_IDLE);
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+/* mta_txn_prepare - the client's view of it, every result "no reply"
+ * until a reply says otherwise. */
+static void mta_txn_prepare(struct mta_session *s, struct qitem *it)
+{
+	const struct qmsg *m = it->msg;
+
+	if (it->count > s->rcpt_cap) {
+		s->rcpt_cap = it->count;
+		s->rcpts = realloc(s->rcpts, s->rcpt_cap * sizeof(*s->rcpts));
+		s->results = realloc(s->results, s->rcpt_cap * sizeof(*s->results));
+		if (s->rcpts == NULL || s->results == NULL)
+			log_fatal("out of memory");
+	}
+	for (uint32_t i = 0; i < it->count; i++) {
+		const struct qrcpt *r = &m->rcpts[it->idx[i]];
+		s->rcpts[i] = (struct smtp_client_rcpt){ r->addr, r->notify, r->orcpt };
+		rcpt_result_set(&s->results[i], SMTP_OUTCOME_DEFERRED, 0, true, "4.4.2", "no reply");
+	}
+	s->txn = (struct smtp_client_txn){
+		.sender = m->sender, .rcpts = s->rcpts, .nrcpts = it->count,
+		.flags = (m->eightbit ? SMTP_TXN_8BIT : 0) | (m->smtputf8 ? SMTP_TXN_SMTPUTF8 : 0),
+		.envid = m->envid,
+		.ret = m->ret == SPOOL_RET_HDRS ? SMTP_RET_HDRS : m->ret == SPOOL_RET_FULL ? SMTP_RET_FULL : SMTP_RET_NONE,
+		.body = m->body, .body_len = m->body_len,
+	};
+}
+
+/* mta_begin - start a transaction for it; true when one is under way
+ * (false: it ended at once and was completed). */
+static bool mta_begin(struct mta_session *s, struct qitem *it)
+{
+	mta_txn_prepare(s, it);
+	s->item = it;
+	item_set_state(it, QSTATE_ACTIVE);
+	s->transactions++;
+	int rc = smtp_client_begin(s->client, &s->txn);
+	if (rc == 0)
+		return true;
+	if (rc < 0) {
+		/* The envelope cannot be sent at all (bad address bytes). */
+		s->item = NULL;
+		item_fail_all(s->dl, it, SMTP_OUTCOME_BOUNCED, 0, "5.1.3", "address cannot be sent over SMTP");
+	}
+	/* rc == 1: ended at once; txn_done has run. */
+	return false;
+}
+
+/* mta_next - the client is READY: the next transaction, the pool (mta_pump
+ * puts it there) or QUIT, as sched_on_ready says. */
+static void mta_next(struct mta_session *s)
+{
+	struct qdomain *d = s->d;
+	unsigned max = (unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection;
+
+	for (;;) {
+		switch (sched_on_ready(s->dl->stopping, s->transactions, max, d->ready_head != NULL)) {
+		case SCHED_READY_QUIT:
+			smtp_client_quit(s->client);
+			return;
+		case SCHED_READY_IDLE:
+			return;
+		case SCHED_READY_BEGIN:
+			if (mta_begin(s, domain_pop_ready(d)))
+				return;
+			break;     /* ended at once: the next one */
+		}
+	}
+}
+
+/* ---- STARTTLS ----------------------------------------------------------- */
+
+/* mta_tls_client - the worker's client TLS config, made on first use and
+ * again when a reload changed the CA path; sessions keep the old one
+ * alive. A CA bundle that does not load leaves a config without CAs: "may"
+ * and "encrypt" still work, "verify" fails. NULL only if no config can be
+ * made at all. */
+static struct tls_config *mta_tls_client(struct delivery *dl)
+{
+	const char *ca = dl->w->cfg->tls_ca_file;
+	char err[256];
+
+	if (dl->tls_client != NULL && strcmp(dl->tls_client_ca, ca) == 0)
+		return dl->tls_client;
+	dl->tls_client = tls_config_free(dl->tls_client);
+	free(dl->tls_client_ca);
+	dl->tls_client_ca = strdup(ca);
+	if (dl->tls_client_ca == NULL)
+		log_fatal("out of memory");
+	if (ca[0] != '\0') {
+		dl->tls_client = tls_config_new_client(ca, err, sizeof(err));
+		if (dl->tls_client == NULL)
+			log_warn("tls_client_ca", "worker=%u ca=%s error=\"%s\" verify=impossible",
+				 dl->w->id, ca, err);
+	}
+	if (dl->tls_client == NULL) {
+		dl->tls_client = tls_config_new_client(NULL, err, sizeof(err));
+		if (dl->tls_client == NULL)
+			log_error("tls_client", "worker=%u error=\"%s\"", dl->w->id, err);
+	}
+	return dl->tls_client;
+}
+
+void mta_session_tls_free(struct delivery *dl)
+{
+	dl->tls_client = tls_config_free(dl->tls_client);
+	free(dl->tls_client_ca);
+	dl->tls_client_ca = NULL;
+}
+
+/* mta_explain - the host failed for a reason of ours (TLS); it stays the
+ * reason whatever the end of the connection says. */
+static void mta_explain(struct mta_session *s, const char *status, const char *what, const char *why)
+{
+	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %s%s", session_mx_text(s), s->ip,
+		 what, why);
+	snprintf(s->last_status, sizeof(s->last_status), "%s", status);
+	s->explained = true;
+}
+
+/* mta_tls_failed - STARTTLS or the handshake failed on this connection,
+ * which is over: under "may" the same address is tried again in clear
+ * (once per host); otherwise the host failed, with a reason that says TLS. */
+static void mta_tls_failed(struct mta_session *s, const char *why)
+{
+	bool fallback = tls_policy_retry_clear(s->tls_policy, s->at.clear_only);
+	char quoted[REPLY_TEXT_MAX + 3];
+
+	log_quote(quoted, sizeof(quoted), why, strlen(why));
+	log_info("delivery_connection", "domain=%s mx=%s ip=%s result=tls_failed policy=%s next=%s error=%s",
+		 s->d->name, session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
+		 fallback ? "retry_without_tls" : "next_host", quoted);
+	mta_explain(s, "4.7.5", "TLS failed: ", why);
+	s->retry_clear = fallback;
+	mta_enter_state(s, MTA_CLOSED);
+}
+
+/* mta_tls_gate - on the first READY of a connection: STARTTLS, go on in
+ * clear, or QUIT because the policy wants TLS the host does not give (the
+ * host failed). Returns true when the connection is not ready for mail. */
+static bool mta_tls_gate(struct mta_session *s)
+{
+	if (s->established || s->tls == MTA_TLS_ON || s->dl->stopping)
+		return false;     /* stopping: mta_next quits, sending nothing */
+	bool offered = smtp_client_has_ext(s->client, SMTP_EXT_STARTTLS);
+	switch (tls_policy_at_ready(s->tls_policy, offered, s->tls == MTA_TLS_TRIED, s->at.clear_only)) {
+	case TLS_STEP_CLEAR:
+		return false;
+	case TLS_STEP_START:
+		if (smtp_client_starttls(s->client) == 0) {
+			s->tls = MTA_TLS_TRIED;
+			return true;
+		}
+		if (!tls_policy_required(s->tls_policy))
+			return false;
+		break;
+	case TLS_STEP_REFUSE:
+		break;
+	}
+	if (!s->explained) {
+		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=tls_not_offered policy=%s",
+			 s->d->name, session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy));
+		mta_explain(s, "4.7.4", "TLS required but STARTTLS not offered", "");
+	}
+	s->failed = true;
+	smtp_client_quit(s->client);
+	return true;
+}
+
+/* ---- smtp_client events (run inside feed/begin/abort) ------------------- */
+
+static void ev_rcpt(void *arg, size_t index, enum smtp_outcome outcome, const struct smtp_client_result *r)
+{
+	struct mta_session *s = arg;
+
+	rcpt_result_set(&s->results[index], outcome, r->code, r->local, r->status ? r->status : "",
+			r->text ? r->text : "");
+}
+
+static void ev_txn_done(void *arg, const struct smtp_client_txn *txn)
+{
+	struct mta_session *s = arg;
+	struct qitem *it = s->item;
+
+	s->item = NULL;
+	if (it != NULL)
+		item_complete(s->dl, it, s->results, session_mx(s), s->ip[0] ? s->ip : NULL, s->tls_desc);
+}
+
+static void ev_ready(void *arg)
+{
+	struct mta_session *s = arg;
+	struct qdomain *d = s->d;
+
+	if (mta_tls_gate(s))
+		return;
+	if (!s->established) {
+		s->established = true;
+		retry_domain_succeeded(&d->backoff);
+		d->window = sched_window_grow(d->window,
+			(unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_connections);
+	}
+	mta_next(s);
+}
+
+/* ev_starttls - the reply to STARTTLS. On 220 the handshake starts at
+ * once (the ClientHello goes out with conn_start_tls); a refusal leaves the
+ * client READY, and ev_ready then goes on in clear or quits by policy. */
+static void ev_starttls(void *arg, bool ok, const struct smtp_client_result *r)
+{
+	struct mta_session *s = arg;
+	const char *mx = session_mx(s);
+
+	if (!ok) {
+		char quoted[REPLY_TEXT_MAX + 3], why[REPLY_TEXT_MAX];
+		const char *text = r && r->text ? r->text : "";
+		log_quote(quoted, sizeof(quoted), text, strlen(text));
+		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=starttls_refused code=%d reply=%s",
+			 s->d->name, session_mx_text(s), s->ip, r ? r->code : 0, quoted);
+		mta_enter_state(s, MTA_READY);
+		if (tls_policy_required(s->tls_policy)) {
+			snprintf(why, sizeof(why), "%d %s", r ? r->code : 0, text);
+			mta_explain(s, "4.7.4", "STARTTLS refused: ", why);
+		}
+		return;
+	}
+	struct tls_config *tc = mta_tls_client(s->dl);
+	bool verify = s->tls_policy == CONFIG_TLS_VERIFY;
+	/* SNI and the certificate check want a name; "[ip]" is none. */
+	const char *name = mx != NULL && mx[0] != '[' ? mx : NULL;
+	struct tls_session *ts = tc == NULL ? NULL :
+		tls_session_new(tc, verify ? TLS_VERIFY_REQUIRED : TLS_VERIFY_NONE, name);
+
+	if (ts == NULL) {
+		mta_tls_failed(s, tc == NULL ? "no TLS client configuration" :
+				  verify && name == NULL ? "no host name to verify" :
+				  "cannot start a TLS session");
+		s->abort_reason = "TLS failed";
+		return;
+	}
+	conn_start_tls(s->conn, ts);
+	if (s->conn->tls_failed) {
+		mta_tls_failed(s, tls_strerror(ts));
+		s->abort_reason = "TLS failed";
+	}
+}
+
+static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r)
+{
+	struct mta_session *s = arg;
+
+	s->failed |= failed;
+	if (failed && s->state == MTA_STARTTLS) {
+		/* E.g. cleartext right behind the 220 to STARTTLS: a server
+		 * broken in STARTTLS, so under "may" try it again in clear. */
+		mta_tls_failed(s, r && r->text ? r->text : "failed in STARTTLS");
+	}
+	if (s->explained || !failed)
+		return;     /* TLS: last_error says it better, already logged */
+	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %d %s", session_mx_text(s), s->ip,
+		 r ? r->code : 0, r && r->text ? r->text : "");
+	s->last_status[0] = '\0';
+	log_info("delivery_connection", "domain=%s mx=%s ip=%s result=failed code=%d reply=\"%s\"",
+		 s->d->name, session_mx_text(s), s->ip, r ? r->code : 0, r && r->text ? r->text : "");
+}
+
+/* ---- life of a session -------------------------------------------------- */
+
+static struct mta_session *mta_session_new(struct delivery *dl, struct qdomain *d,
+					   const struct dns_route *route)
+{
+	struct mta_session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		log_fatal("out of memory");
+	s->dl = dl;
+	s->d = d;
+	s->route = dns_route_ref(route);
+	s->state = MTA_CONNECTING;
+	d->active++;
+	dl->sessions_active++;
+	return s;
+}
+
+/* mta_session_free - the session is over for good. */
+static void mta_session_free(struct mta_session *s)
+{
+	struct qdomain *d = s->d;
+
+	idle_remove(s);
+	if (s->item != NULL) {
+		/* Defensive: a transaction the client never finished. */
+		item_fail_all(s->dl, s->item, SMTP_OUTCOME_DEFERRED, 0, "4.4.2", "connection lost");
+		s->item = NULL;
+	}
+	smtp_client_free(s->client);
+	dns_route_unref(s->route);
+	free(s->rcpts);
+	free(s->results);
+	d->active--;
+	s->dl->sessions_active--;
+	free(s);
+}
+
+/* mta_connect - connect to the route's address at s->at, or the first
+ * after it that takes a socket. */
+static bool mta_connect(struct mta_session *s)
+{
+	bool more = sched_first_address(&s->at, s->route);
+
+	for (; more; more = sched_next_address(&s->at, s->route, false)) {
+		union dns_addr *a = &s->route->hosts[s->at.host].addrs[s->at.addr];
+		socklen_t len = a->sa.sa_family == AF_INET6 ? sizeof(a->sin6) : sizeof(a->sin);
+		dns_addr_format(a, s->ip, sizeof(s->ip));
+		s->conn = conn_connect(s->dl->w, &a->sa, len, &delivery_conn_handler, s,
+				       WORKER_TIMER_OUT_CONNECT);
+		if (s->conn != NULL) {
+			s->dl->stats.connections++;
+			mta_enter_state(s, MTA_CONNECTING);
+			return true;
+		}
+	}
+	return false;
+}
+
+bool mta_session_open(struct delivery *dl, struct qdomain *d, const struct dns_route *route)
+{
+	struct mta_session *s = mta_session_new(dl, d, route);
+
+	if (mta_connect(s))
+		return true;
+	mta_session_free(s);
+	return false;
+}
+
+/* mta_route_failed - no address of the route worked: the whole domain
+ * backs off, and every waiting item had an attempt: counted, logged, and
+ * the queue lifetime runs out (a bounce) rather than parking forever. */
+static void mta_route_failed(struct mta_session *s)
+{
+	struct delivery *dl = s->dl;
+	struct qdomain *d = s->d;
+	char text[REPLY_TEXT_MAX + 40];
+
+	retry_domain_failed(&dl->domain_retry, &d->backoff, dl->w->now_ms, delivery_rng_next(dl));
+	log_warn("domain_backoff", "domain=%s failures=%u for_ms=%lld", d->name, d->backoff.failures,
+		 (long long)(d->backoff.until_ms - dl->w->now_ms));
+	snprintf(text, sizeof(text), "no MX host reachable; last: %s",
+		 s->last_error[0] ? s->last_error : "connection failed");
+	domain_defer_ready(dl, d, s->last_status[0] ? s->last_status : NULL, text);
+}
+
+/* mta_over - the connection ended. Before the session was ever READY, a
+ * failure moves on to the next address or MX host; when none is left, the
+ * whole domain backs off. */
+static void mta_over(struct mta_session *s)
+{
+	struct delivery *dl = s->dl;
+	struct qdomain *d = s->d;
+	struct conn *c = s->conn;
+
+	idle_remove(s);
+	/* Armed first (the flush is bounded by CLOSED's deadline): the close
+	 * may happen at once, and disarms it. */
+	mta_enter_state(s, MTA_CLOSED);
+	s->conn = NULL;
+	if (c != NULL) {
+		c->proto = NULL;
+		conn_close_after_flush(c);
+	}
+	if (s->failed && !s->established && !dl->stopping) {
+		bool retry_clear = s->retry_clear;
+		dl->stats.connect_failures++;
+		s->client = smtp_client_free(s->client);
+		s->retry_clear = false;
+		if (sched_next_address(&s->at, s->route, retry_clear) && mta_connect(s))
+			return;
+		mta_route_failed(s);
+	}
+	mta_session_free(s);
+	domain_kick(dl, d);
+}
+
+/* mta_pump - send what the client wrote, then follow its state: the end,
+ * the pool, or the deadline of where it is now. */
+static void mta_pump(struct mta_session *s)
+{
+	const char *out;
+	size_t len;
+
+	if (s->abort_reason != NULL) {
+		const char *why = s->abort_reason;
+		s->abort_reason = NULL;
+		smtp_client_abort(s->client, why);
+	}
+	while ((out = smtp_client_output(s->client, &len)) != NULL && len > 0) {
+		conn_write(s->conn, out, len);
+		smtp_client_output_consumed(s->client, len);
+	}
+	enum mta_state next = mta_state_of(smtp_client_state(s->client));
+	if (next == MTA_CLOSED || s->state == MTA_CLOSED) {
+		mta_over(s);
+	} else if (next == MTA_READY) {
+		if (s->state != MTA_IDLE) {
+			idle_push(s);
+			domain_kick(s->dl, s->d);   /* work may have arrived */
+		}
+	} else if (next != s->state) {
+		mta_enter_state(s, next);
+	} else {
+		mta_arm_deadline(s);       /* progress: the state's deadline again */
+	}
+}
+
+bool mta_session_take_work(struct qdomain *d)
+{
+	struct mta_session *s = d->idle_head;
+
+	if (s == NULL)
+		return false;
+	idle_remove(s);
+	mta_next(s);
+	mta_pump(s);
+	return true;
+}
+
+/* ---- the conn handler --------------------------------------------------- */
+
+static void out_open(struct conn *c)
+{
+	struct mta_session *s = c->proto;
+	struct smtp_client_config cfg = {
+		.helo_name = s->dl->w->cfg->hostname,
+		.events = { .arg = s, .rcpt = ev_rcpt, .txn_done = ev_txn_done, .ready = ev_ready,
+			    .starttls = ev_starttls, .closed = ev_closed },
+	};
+
+	s->client = smtp_client_new(&cfg);
+	s->tls_policy = config_domain_policy(s->dl->w->cfg, s->d->name)->tls;
+	s->tls = MTA_TLS_CLEAR;
+	s->failed = s->explained = false;
+	s->abort_reason = NULL;
+	snprintf(s->tls_desc, sizeof(s->tls_desc), "none");
+	mta_enter_state(s, MTA_GREETING);
+	mta_pump(s);
+}
+
+/* out_tls_ready - the handshake after STARTTLS ended: EHLO again over TLS
+ * (RFC 3207 4.2), or the TLS failure path. */
+static void out_tls_ready(struct conn *c, bool ok)
+{
+	struct mta_session *s = c->proto;
+	struct tls_info info;
+
+	if (s == NULL)
+		return;
+	if (!ok) {
+		mta_tls_failed(s, tls_strerror(c->tls));
+		smtp_client_abort(s->client, "TLS handshake failed");
+		mta_pump(s);
+		return;
+	}
+	tls_session_info(c->tls, &info);
+	s->tls = MTA_TLS_ON;
+	snprintf(s->tls_desc, sizeof(s->tls_desc), "%s/%s", info.protocol ? info.protocol : "?",
+		 info.cipher ? info.cipher : "?");
+	log_info("delivery_tls", "domain=%s mx=%s ip=%s policy=%s protocol=%s cipher=%s verified=%d resumed=%d",
+		 s->d->name, session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
+		 info.protocol ? info.protocol : "?", info.cipher ? info.cipher : "?", info.verified,
+		 info.resumed);
+	smtp_client_restart_ehlo(s->client);
+	mta_pump(s);
+}
+
+static void out_connect_failed(struct conn *c, int err)
+{
+	struct mta_session *s = c->proto;
+
+	if (s == NULL)
+		return;
+	log_info("delivery_connection", "domain=%s mx=%s ip=%s result=connect_failed error=\"%s\"",
+		 s->d->name, session_mx_text(s), s->ip, strerror(-err));
+	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %s", session_mx_text(s), s->ip,
+		 strerror(-err));
+	s->last_status[0] = '\0';
+	s->failed = true;
+	mta_over(s);
+}
+
+static size_t out_input(struct conn *c, const char *data, size_t len)
+{
+	struct mta_session *s = c->proto;
+
+	if (s == NULL)
+		return len;
+	idle_remove(s);
+	smtp_client_feed(s->client, data, len);
+	mta_pump(s);
+	return len;
+}
+
+static void out_timeout(struct conn *c, enum worker_timer_class cls)
+{
+	struct mta_session *s = c->proto;
+
+	if (s == NULL) {
+		conn_close(c);      /* the flush mta_over allowed is stuck */
+		return;
+	}
+	switch (s->state) {
+	case MTA_IDLE:
+		idle_remove(s);
+		smtp_client_quit(s->client);
+		mta_pump(s);
+		return;
+	case MTA_CONNECTING:
+		log_info("delivery_connection", "domain=%s ip=%s result=connect_timeout", s->d->name, s->ip);
+		s->failed = true;
+		mta_over(s);
+		return;
+	case MTA_STARTTLS:
+		mta_tls_failed(s, "timeout in STARTTLS");
+		break;
+	default:
+		break;
+	}
+	smtp_client_abort(s->client, s->state == MTA_BODY ? "timeout sending the message"
+							   : "timeout waiting for the server");
+	mta_pump(s);
+}
+
+/* out_close - the conn is going away under us (peer reset, worker stop). */
+static void out_close(struct conn *c)
+{
+	struct mta_session *s = c->proto;
+
+	if (s == NULL)
+		return;
+	bool in_tls = s->state == MTA_STARTTLS && !s->established;
+
+	c->proto = NULL;
+	s->conn = NULL;
+	if (in_tls)
+		mta_tls_failed(s, "connection lost during STARTTLS");
+	if (s->client != NULL)
+		smtp_client_abort(s->client, "connection lost");
+	s->failed = true;
+	/* Not a fallback moment, except in STARTTLS (nothing was sent yet):
+	 * a session that was lost with mail in flight ends here. */
+	if (!in_tls)
+		s->established = true;
+	mta_over(s);
+}
+
+static void out_shutdown(struct conn *c)
+{
+	struct mta_session *s = c->proto;
+
+	if (s == NULL)
+		return;
+	s->dl->stopping = true;
+	if (s->client == NULL) {
+		conn_close(c);
+	} else if (s->state == MTA_IDLE || smtp_client_state(s->client) == SMTP_CLIENT_READY) {
+		idle_remove(s);
+		smtp_client_quit(s->client);
+		mta_pump(s);
+	}
+	/* A transaction in progress finishes; mta_next then quits. */
+}
+
+const struct conn_handler delivery_conn_handler = {
+	.name = "smtp-out",
+	.open = out_open,
+	.connect_failed = out_connect_failed,
+	.input = out_input,
+	.timeout = out_timeout,
+	.shutdown = out_shutdown,
+	.close = out_close,
+	.tls_ready = out_tls_ready,
+};

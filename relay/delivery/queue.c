@@ -1,0 +1,502 @@
+/*
+ * queue - messages, items and domains on a worker, the ready lists, the
+ * retry heap, and the way in (delivery_submit); see queue.h.
+ */
+#include "queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+
+uint64_t delivery_rng_next(struct delivery *dl)
+{
+	/* xorshift64*: jitter and MIME boundaries, not secrets. */
+	dl->rng ^= dl->rng >> 12;
+	dl->rng ^= dl->rng << 25;
+	dl->rng ^= dl->rng >> 27;
+	return dl->rng * 0x2545F4914F6CDD1DULL;
+}
+
+int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL)
+		log_fatal("out of memory");
+	return p;
+}
+
+/* domain_hash - FNV-1a of the name in lower case. */
+static uint64_t domain_hash(const char *name)
+{
+	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+	for (const char *p = name; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c - 'A' + 'a');
+		h = (h ^ c) * 1099511628211ULL;
+	}
+	return h;
+}
+
+static void item_arrived(struct worker *w, struct worker_post *p);
+static void item_discard(struct worker_post *p);
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* qmsg_new - copy a spool message into one allocation. */
+static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
+{
+	size_t strings = strlen(m->sender) + 1 + (m->envid ? strlen(m->envid) : 0) + 1;
+	for (size_t i = 0; i < m->rcpt_count; i++)
+		strings += strlen(m->rcpts[i].address) + 1 +
+			   (m->rcpts[i].orcpt ? strlen(m->rcpts[i].orcpt) : 0) + 1;
+	size_t size = sizeof(struct qmsg) + m->rcpt_count * sizeof(struct qrcpt) + strings + m->body_len;
+	struct qmsg *q = xmalloc(size);
+	char *p = (char *)(q + 1) + m->rcpt_count * sizeof(struct qrcpt);
+
+	memset(q, 0, sizeof(*q));
+	atomic_init(&q->refs, 0);
+	q->home = home;
+	q->arrival_ms = m->arrival_usec / 1000;
+	snprintf(q->queue_id, sizeof(q->queue_id), "%s", m->queue_id);
+	q->rcpts = (struct qrcpt *)(q + 1);
+	q->rcpt_count = m->rcpt_count;
+#define COPY_STRING(dst, src) do { size_t n_ = strlen(src) + 1; memcpy(p, src, n_); dst = p; p += n_; } while (0)
+	COPY_STRING(q->sender, m->sender);
+	COPY_STRING(q->envid, m->envid ? m->envid : "");
+	if (q->envid[0] == '\0')
+		q->envid = NULL;
+	for (size_t i = 0; i < m->rcpt_count; i++) {
+		struct qrcpt *r = &q->rcpts[i];
+		COPY_STRING(r->addr, m->rcpts[i].address);
+		COPY_STRING(r->orcpt, m->rcpts[i].orcpt ? m->rcpts[i].orcpt : "");
+		if (r->orcpt[0] == '\0')
+			r->orcpt = NULL;
+		r->notify = m->rcpts[i].notify;
+		const char *at = strrchr(r->addr, '@');
+		r->domain = at ? at + 1 : "";
+	}
+#undef COPY_STRING
+	memcpy(p, m->body, m->body_len);
+	q->body = p;
+	q->body_len = m->body_len;
+	q->ret = m->ret;
+	q->smtputf8 = m->smtputf8;
+	q->eightbit = m->body_type == SPOOL_BODY_8BITMIME || m->body_type == SPOOL_BODY_BINARYMIME;
+	return q;
+}
+
+void qmsg_ref(struct qmsg *q)
+{
+	atomic_fetch_add_explicit(&q->refs, 1, memory_order_relaxed);
+}
+
+void qmsg_unref(struct qmsg *q)
+{
+	if (atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) == 1)
+		free(q);
+}
+
+static struct qitem *qitem_new(struct qmsg *msg, uint32_t capacity)
+{
+	struct qitem *it = xmalloc(sizeof(*it) + capacity * sizeof(uint32_t));
+
+	memset(it, 0, sizeof(*it));
+	it->post.handle = item_arrived;
+	it->post.discard = item_discard;
+	it->msg = msg;
+	it->heap_index = SIZE_MAX;
+	qmsg_ref(msg);
+	return it;
+}
+
+/* item_set_state - move it to state, keeping its domain's counts. */
+void item_set_state(struct qitem *it, enum qstate state)
+{
+	if (it->d != NULL) {
+		it->d->by_state[it->state]--;
+		it->d->by_state[state]++;
+	}
+	it->state = (uint8_t)state;
+}
+
+void link_insert_after(struct qlink *pos, struct qlink *l)
+{
+	l->prev = pos;
+	l->next = pos->next;
+	pos->next->prev = l;
+	pos->next = l;
+}
+
+void link_remove(struct qlink *l)
+{
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	l->prev = l->next = l;
+}
+
+/* qitem_free - the item is done (or the worker stops): out of its domain. */
+void qitem_free(struct qitem *it)
+{
+	if (it->d != NULL) {
+		it->d->by_state[it->state]--;
+		link_remove(&it->link);
+	}
+	qmsg_unref(it->msg);
+	free(it->last_error);
+	free(it);
+}
+
+/* ---- domains ----------------------------------------------------------- */
+
+/* domain_find - d of name on this worker, or NULL. */
+struct qdomain *domain_find(struct delivery *dl, const char *name)
+{
+	uint64_t h = domain_hash(name);
+
+	if (dl->domain_buckets > 0) {
+		for (struct qdomain *d = dl->domains[h % dl->domain_buckets]; d; d = d->hash_next)
+			if (d->hash == h && strcasecmp(d->name, name) == 0)
+				return d;
+	}
+	return NULL;
+}
+
+/* domain_get - d of name, made on first use. Domains stay until exit. */
+static struct qdomain *domain_get(struct delivery *dl, const char *name)
+{
+	uint64_t h = domain_hash(name);
+	struct qdomain *d = domain_find(dl, name);
+
+	if (d != NULL)
+		return d;
+	if (dl->domain_count >= dl->domain_buckets * 2) {
+		size_t nb = dl->domain_buckets ? dl->domain_buckets * 4 : 256;
+		struct qdomain **nt = calloc(nb, sizeof(*nt));
+		if (nt == NULL)
+			log_fatal("out of memory");
+		for (size_t i = 0; i < dl->domain_buckets; i++) {
+			struct qdomain *e = dl->domains[i];
+			while (e) {
+				struct qdomain *next = e->hash_next;
+				e->hash_next = nt[e->hash % nb];
+				nt[e->hash % nb] = e;
+				e = next;
+			}
+		}
+		free(dl->domains);
+		dl->domains = nt;
+		dl->domain_buckets = nb;
+	}
+	size_t len = strlen(name);
+	d = xmalloc(sizeof(*d) + len + 1);
+	memset(d, 0, sizeof(*d));
+	for (size_t i = 0; i <= len; i++)
+		d->name[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+	d->dl = dl;
+	d->hash = h;
+	d->window = INITIAL_WINDOW;
+	d->items.prev = d->items.next = &d->items;
+	if (dl->domain_count == dl->domain_list_cap) {
+		dl->domain_list_cap = dl->domain_list_cap ? dl->domain_list_cap * 2 : 256;
+		dl->domain_list = realloc(dl->domain_list, dl->domain_list_cap * sizeof(*dl->domain_list));
+		if (dl->domain_list == NULL)
+			log_fatal("out of memory");
+	}
+	d->index = dl->domain_count;
+	dl->domain_list[dl->domain_count] = d;
+	d->hash_next = dl->domains[h % dl->domain_buckets];
+	dl->domains[h % dl->domain_buckets] = d;
+	dl->domain_count++;
+	return d;
+}
+
+void domain_push_ready(struct qdomain *d, struct qitem *it)
+{
+	it->next = NULL;
+	it->prev = d->ready_tail;
+	if (d->ready_tail)
+		d->ready_tail->next = it;
+	else
+		d->ready_head = it;
+	d->ready_tail = it;
+	d->ready_count++;
+	d->dl->ready_total++;
+	item_set_state(it, QSTATE_READY);
+}
+
+/* domain_remove_ready - take it out of d's ready list, wherever it is. */
+void domain_remove_ready(struct qdomain *d, struct qitem *it)
+{
+	if (it->prev)
+		it->prev->next = it->next;
+	else
+		d->ready_head = it->next;
+	if (it->next)
+		it->next->prev = it->prev;
+	else
+		d->ready_tail = it->prev;
+	it->next = it->prev = NULL;
+	d->ready_count--;
+	d->dl->ready_total--;
+	item_set_state(it, QSTATE_NEW);
+}
+
+struct qitem *domain_pop_ready(struct qdomain *d)
+{
+	struct qitem *it = d->ready_head;
+
+	if (it != NULL)
+		domain_remove_ready(d, it);
+	return it;
+}
+
+/* ---- the retry heap ---------------------------------------------------- */
+
+static void heap_swap(struct delivery *dl, size_t a, size_t b)
+{
+	struct qitem *t = dl->heap[a];
+	dl->heap[a] = dl->heap[b];
+	dl->heap[b] = t;
+	dl->heap[a]->heap_index = a;
+	dl->heap[b]->heap_index = b;
+}
+
+static void heap_sift_up(struct delivery *dl, size_t i)
+{
+	while (i > 0 && dl->heap[(i - 1) / 2]->due_ms > dl->heap[i]->due_ms) {
+		heap_swap(dl, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void heap_sift_down(struct delivery *dl, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < dl->heap_len && dl->heap[l]->due_ms < dl->heap[m]->due_ms)
+			m = l;
+		if (r < dl->heap_len && dl->heap[r]->due_ms < dl->heap[m]->due_ms)
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(dl, i, m);
+		i = m;
+	}
+}
+
+static void heap_push(struct delivery *dl, struct qitem *it)
+{
+	if (dl->heap_len == dl->heap_cap) {
+		dl->heap_cap = dl->heap_cap ? dl->heap_cap * 2 : 1024;
+		dl->heap = realloc(dl->heap, dl->heap_cap * sizeof(*dl->heap));
+		if (dl->heap == NULL)
+			log_fatal("out of memory");
+	}
+	size_t i = dl->heap_len++;
+	dl->heap[i] = it;
+	it->heap_index = i;
+	heap_sift_up(dl, i);
+	item_set_state(it, QSTATE_RETRY);
+}
+
+/* heap_remove - take it out of the retry heap, wherever it is. */
+void heap_remove(struct delivery *dl, struct qitem *it)
+{
+	size_t i = it->heap_index;
+
+	dl->heap_len--;
+	if (i != dl->heap_len) {
+		dl->heap[i] = dl->heap[dl->heap_len];
+		dl->heap[i]->heap_index = i;
+		/* The last item, moved into the hole, goes up or down. */
+		heap_sift_up(dl, i);
+		heap_sift_down(dl, i);
+	}
+	it->heap_index = SIZE_MAX;
+	item_set_state(it, QSTATE_NEW);
+}
+
+struct qitem *heap_pop(struct delivery *dl)
+{
+	struct qitem *top = dl->heap[0];
+
+	heap_remove(dl, top);
+	return top;
+}
+
+/* item_retry_at - park an item until due_ms. */
+void item_retry_at(struct delivery *dl, struct qitem *it, int64_t due_ms)
+{
+	it->due_ms = due_ms;
+	heap_push(dl, it);
+}
+
+/* ---- posting between workers ----------------------------------------- */
+
+static struct worker *domain_owner(struct worker *w, const char *domain)
+{
+	return &w->all[domain_hash(domain) % w->count];
+}
+
+/* item_enqueue - on the domain's owner: into its domain's ready list (the
+ * local worker delivers at once). On arrival the item joins its domain's
+ * list; one that comes held from the spool (doom HOLD) waits there. */
+void item_enqueue(struct delivery *dl, struct qitem *it)
+{
+	if (it->d == NULL) {
+		struct qdomain *d = domain_get(dl, it->msg->rcpts[it->idx[0]].domain);
+		it->d = d;
+		d->by_state[it->state]++;
+		link_insert_after(d->items.prev, &it->link);
+		dl->stats.queued_items++;
+		if (it->doom == QDOOM_HOLD) {
+			it->doom = QDOOM_NONE;
+			item_set_state(it, QSTATE_HELD);
+			return;
+		}
+	}
+	if (dl->w->role == WORKER_ROLE_LOCAL) {
+		/* Stopping: an outcome might not reach a home that has left;
+		 * the spool still has the item for the next start. */
+		if (!dl->w->stopping)
+			local_deliver_item(dl, it);
+		return;
+	}
+	domain_push_ready(it->d, it);
+	domain_kick(dl, it->d);
+}
+
+static void item_arrived(struct worker *w, struct worker_post *p)
+{
+	item_enqueue(delivery_of(w), (struct qitem *)p);
+}
+
+static void item_discard(struct worker_post *p)
+{
+	qitem_free((struct qitem *)p);
+}
+
+static void item_dispatch(struct worker *w, struct qitem *it)
+{
+	const char *domain = it->msg->rcpts[it->idx[0]].domain;
+	struct worker *owner = config_is_local_domain(w->cfg, domain) ? worker_local(w)
+								       : domain_owner(w, domain);
+
+	if (owner == w)
+		item_enqueue(delivery_of(w), it);
+	else
+		worker_post(w, owner, &it->post);
+}
+
+/* delivery_submit - one item per domain (split at the domain's recipients
+ * per transaction), recipients held in the spool apart from the others. */
+void delivery_submit(struct worker *w, const struct spool_message *m,
+		     const struct spool_rcpt_state *state)
+{
+	struct qmsg *q = qmsg_new(w->id, m);
+	bool *taken = calloc(m->rcpt_count ? m->rcpt_count : 1, sizeof(bool));
+
+	if (taken == NULL)
+		log_fatal("out of memory");
+	qmsg_ref(q);    /* held while items are made */
+	for (size_t i = 0; i < q->rcpt_count; i++) {
+		if (taken[i] || (state != NULL && SPOOL_STATUS_IS_FINAL(state[i].status)))
+			continue;
+		const char *domain = q->rcpts[i].domain;
+		bool held = state != NULL && state[i].status == SPOOL_STATUS_HELD;
+		size_t limit = (size_t)config_domain_policy(w->cfg, domain)->max_recipients_per_transaction;
+		struct qitem *it = qitem_new(q, (uint32_t)(limit < q->rcpt_count ? limit : q->rcpt_count));
+		it->attempts = state != NULL ? state[i].attempts : 0;
+		it->doom = held ? QDOOM_HOLD : QDOOM_NONE;
+		for (size_t j = i; j < q->rcpt_count && it->count < limit; j++) {
+			if (taken[j] || (state != NULL && SPOOL_STATUS_IS_FINAL(state[j].status)))
+				continue;
+			if (strcasecmp(q->rcpts[j].domain, domain) != 0 ||
+			    held != (state != NULL && state[j].status == SPOOL_STATUS_HELD))
+				continue;
+			taken[j] = true;
+			it->idx[it->count++] = (uint32_t)j;
+		}
+		item_dispatch(w, it);
+	}
+	free(taken);
+	qmsg_unref(q);
+}
+
+/* domain_idle - nothing refers to d: no item (nor a query's marker), no
+ * session, no lookup, no backoff to remember. */
+static bool domain_idle(const struct qdomain *d)
+{
+	return d->items.next == &d->items && d->active == 0 && !d->resolving && d->want == 0 &&
+	       d->idle_head == NULL && d->ready_head == NULL && d->backoff.failures == 0;
+}
+
+/* domain_unhash - take d out of its hash chain. */
+static void domain_unhash(struct delivery *dl, struct qdomain *d)
+{
+	struct qdomain **p = &dl->domains[d->hash % dl->domain_buckets];
+
+	while (*p != d)
+		p = &(*p)->hash_next;
+	*p = d->hash_next;
+}
+
+/* domains_reap - forget the idle domains, so a relay that has written to
+ * millions of domains does not keep them all. Only between queue walks:
+ * their cursors are indexes into domain_list, which this compacts. */
+void domains_reap(struct delivery *dl)
+{
+	size_t keep = 0, before = dl->domain_count;
+
+	for (size_t i = 0; i < dl->domain_count; i++) {
+		struct qdomain *d = dl->domain_list[i];
+		if (domain_idle(d)) {
+			domain_unhash(dl, d);
+			free(d);
+			continue;
+		}
+		d->index = keep;
+		dl->domain_list[keep++] = d;
+	}
+	dl->domain_count = keep;
+	dl->stats.domains_reaped += before - keep;
+	if (before > keep)
+		log_debug("domains_reaped", "worker=%u reaped=%zu kept=%zu", dl->w->id, before - keep, keep);
+}
+
+/* domains_free - at exit: every domain and every item on this worker. */
+void domains_free(struct delivery *dl)
+{
+	/* Every item on this worker is in its domain's list, whatever its
+	 * state; a query's cursor (a marker) belongs to the query. */
+	for (size_t i = 0; i < dl->domain_count; i++) {
+		struct qdomain *d = dl->domain_list[i];
+		struct qlink *l = d->items.next;
+		while (l != &d->items) {
+			struct qlink *next = l->next;
+			if (!l->marker)
+				qitem_free(container_of(l, struct qitem, link));
+			l = next;
+		}
+		free(d);
+	}
+	free(dl->domains);
+	free(dl->domain_list);
+	dl->domains = dl->domain_list = NULL;
+	dl->domain_buckets = dl->domain_count = dl->domain_list_cap = 0;
+	dl->ready_total = dl->heap_len = 0;
+	free(dl->heap);
+	dl->heap = NULL;
+}

@@ -1,0 +1,240 @@
+/*
+ * queue - the outbound engine's data model, shared by the files of
+ * relay/delivery (not outside it: delivery.h is the public face).
+ *
+ *   qmsg     one accepted message: envelope, recipients and body, in one
+ *            allocation, immutable, shared by the workers delivering it
+ *            (atomic reference count: one per item or outcome in flight).
+ *   qitem    some recipients of one message for one domain, at most the
+ *            domain's recipients-per-transaction; the unit of scheduling.
+ *   qdomain  a destination domain on its owner: ready items, the retry
+ *            state of the whole domain, its connections.
+ *   delivery one worker's engine: its domains, retry heap, resolver,
+ *            policies and counters.
+ *
+ * Where an item is (enum qstate): on its way between workers (NEW), in its
+ * domain's ready list (READY), in the worker's retry heap (RETRY), in a
+ * transaction (ACTIVE), or held by the operator (HELD). From its arrival at
+ * the owner to its end it is also in its domain's item list, whatever its
+ * state: that list is what the operator's queries walk.
+ *
+ *   queue.c        messages, items, domains, the ready lists, the retry
+ *                  heap, and the way in: delivery_submit -> owner's inbox
+ *   outcome.c      the end of an attempt: log, outcomes home, DSNs, retry
+ *   mta_session.c  an outbound SMTP connection (state machine over a conn)
+ *   local.c        delivery into local Maildirs (the local worker)
+ *   delivery.c     the worker module: loop hook, resolver, domain_kick
+ *   queue_admin.c  the operator's queries (queue_query.h)
+ *   scheduler.c, tls_policy.c   the pure decisions the above apply
+ */
+#ifndef RINGMAIL_QUEUE_H
+#define RINGMAIL_QUEUE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "delivery.h"
+#include "retry.h"
+#include "scheduler.h"
+#include "smtp_dsn.h"
+
+#define INITIAL_WINDOW 2
+#define REPLY_TEXT_MAX 200
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+struct qrcpt {
+	const char *addr;
+	const char *domain;        /* after the last '@', lower case */
+	const char *orcpt;         /* NULL when not given */
+	uint8_t notify;            /* SPOOL_NOTIFY_* == SMTP_NOTIFY_* bits */
+};
+
+struct qmsg {
+	_Atomic int refs;
+	unsigned home;
+	int64_t arrival_ms;        /* wall clock */
+	char queue_id[32];
+	const char *sender;
+	const char *envid;         /* NULL when not given */
+	uint8_t ret;               /* enum spool_ret */
+	bool smtputf8, eightbit;
+	size_t rcpt_count;
+	struct qrcpt *rcpts;
+	const char *body;
+	size_t body_len;
+};
+
+/* Where an item is on its owner (queue_query's states for the operator). */
+enum qstate {
+	QSTATE_NEW,                /* on its way, or between two places */
+	QSTATE_READY,              /* in its domain's ready list */
+	QSTATE_RETRY,              /* in the retry heap */
+	QSTATE_ACTIVE,             /* in a transaction */
+	QSTATE_HELD,               /* held by the operator: in no list but its domain's */
+	QSTATE_COUNT
+};
+
+/* A link in a domain's list of items; a cursor of a queue query is a
+ * marker link in the same list (see delivery_query_step). */
+struct qlink {
+	struct qlink *prev, *next;
+	bool marker;
+};
+
+struct qitem {
+	struct worker_post post;
+	struct qlink link;         /* in d->items, from arrival at the owner */
+	struct qdomain *d;         /* the owner's domain; NULL before arrival */
+	struct qitem *next, *prev; /* in the domain's ready list */
+	struct qmsg *msg;
+	char *last_error;          /* the last deferral's reply, or NULL */
+	int64_t due_ms;            /* monotonic, while in the retry heap */
+	size_t heap_index;
+	unsigned attempts;
+	uint8_t state;             /* enum qstate */
+	uint8_t doom;              /* enum qdoom: on arrival, or when the attempt ends */
+	uint32_t count;
+	uint32_t idx[];
+};
+
+struct mta_session;
+
+struct qdomain {
+	struct delivery *dl;
+	struct qdomain *hash_next;
+	uint64_t hash;
+	size_t index;              /* in dl->domain_list */
+	struct qlink items;        /* every item of the domain on this worker */
+	size_t by_state[QSTATE_COUNT];
+	struct qitem *ready_head, *ready_tail;
+	size_t ready_count;
+	struct mta_session *idle_head;
+	unsigned active;           /* sessions: connecting, busy or idle */
+	unsigned window;
+	unsigned want;             /* connections wanted when the route comes */
+	bool resolving;
+	struct retry_domain_state backoff;
+	char name[];
+};
+
+/* The result of one recipient in one attempt. */
+struct rcpt_result {
+	enum smtp_outcome outcome;
+	int code;
+	bool local;
+	bool deleted;              /* by the operator: final, no DSN */
+	char status[12];
+	char text[REPLY_TEXT_MAX];
+};
+
+struct tls_config;
+struct dns_resolver;
+
+struct delivery {
+	struct worker *w;
+	struct dns_resolver *resolver;
+	struct ring_op dns_poll_op;
+	bool dns_poll_armed;
+	struct qdomain **domains;  /* hash table */
+	size_t domain_buckets, domain_count;
+	struct qdomain **domain_list;      /* the same, in creation order */
+	size_t domain_list_cap;
+	struct qitem **heap;       /* retry heap, earliest due first */
+	size_t heap_len, heap_cap;
+	struct retry_policy retry;         /* per item */
+	struct retry_policy domain_retry;  /* a whole domain whose hosts all failed */
+	const struct config *policy_cfg;   /* the config the policies come from */
+	struct delivery_stats stats;
+	struct tls_config *tls_client;     /* made on first STARTTLS; per worker */
+	char *tls_client_ca;               /* the CA path it was made with */
+	size_t ready_total;        /* items in every domain's ready list (metrics) */
+	unsigned walks;            /* queue queries with a cursor in domain_list */
+	int64_t next_reap_ms;
+	unsigned sessions_active;  /* outbound sessions (metrics) */
+	uint64_t rng;
+	bool stopping;
+};
+
+static inline struct delivery *delivery_of(struct worker *w)
+{
+	return w->delivery;
+}
+
+/* ---- queue.c ---- */
+
+void *xmalloc(size_t n);
+int64_t wall_ms(void);
+uint64_t delivery_rng_next(struct delivery *dl);
+void qmsg_ref(struct qmsg *q);
+void qmsg_unref(struct qmsg *q);
+void qitem_free(struct qitem *it);
+void item_set_state(struct qitem *it, enum qstate state);
+void link_insert_after(struct qlink *pos, struct qlink *l);
+void link_remove(struct qlink *l);
+
+struct qdomain *domain_find(struct delivery *dl, const char *name);
+void domain_push_ready(struct qdomain *d, struct qitem *it);
+void domain_remove_ready(struct qdomain *d, struct qitem *it);
+struct qitem *domain_pop_ready(struct qdomain *d);
+void domains_reap(struct delivery *dl);
+void domains_free(struct delivery *dl);
+
+void heap_remove(struct delivery *dl, struct qitem *it);
+struct qitem *heap_pop(struct delivery *dl);
+void item_retry_at(struct delivery *dl, struct qitem *it, int64_t due_ms);
+
+/* item_enqueue - on the domain's owner: into its domain's ready list and
+ * kick the domain (the local worker delivers at once). */
+void item_enqueue(struct delivery *dl, struct qitem *it);
+
+/* ---- outcome.c ---- */
+
+/* item_complete - the results of one attempt (res[i] for it->idx[i]):
+ * logged, final ones journaled at home with a DSN for bounces, deferred
+ * ones parked for a retry (or bounced when the queue lifetime is over). The
+ * item is freed or parked on return. mx, ip, tls may be NULL. */
+void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_result *res,
+		   const char *mx, const char *ip, const char *tls);
+/* item_fail_all - every recipient of the item gets the same result. */
+void item_fail_all(struct delivery *dl, struct qitem *it, enum smtp_outcome outcome, int code,
+		   const char *status, const char *text);
+/* item_hold - the operator holds it: out of scheduling until released. */
+void item_hold(struct delivery *dl, struct qitem *it);
+/* item_journal_state - a non-final state of every recipient, at home. */
+void item_journal_state(struct delivery *dl, struct qitem *it, enum spool_status status);
+/* item_admin_finish - the operator deletes or bounces a waiting item now. */
+void item_admin_finish(struct delivery *dl, struct qitem *it, enum qdoom doom);
+/* rcpt_result_set - fill one result. */
+void rcpt_result_set(struct rcpt_result *r, enum smtp_outcome outcome, int code, bool local,
+		     const char *status, const char *text);
+
+/* ---- local.c ---- */
+
+void local_deliver_item(struct delivery *dl, struct qitem *it);
+
+/* ---- mta_session.c ---- */
+
+struct dns_route;
+
+/* mta_session_open - a new session for d over route, connecting to its
+ * first address; false (nothing left behind) when no address could even
+ * be tried. */
+bool mta_session_open(struct delivery *dl, struct qdomain *d, const struct dns_route *route);
+/* mta_session_take_work - give the first idle session of d its next
+ * transaction; false when d has no idle session. */
+bool mta_session_take_work(struct qdomain *d);
+/* mta_session_tls_free - the worker's client TLS config, at exit. */
+void mta_session_tls_free(struct delivery *dl);
+
+/* ---- delivery.c ---- */
+
+/* domain_kick - give ready items to idle connections, and open new ones
+ * within the domain's window when items are left over. */
+void domain_kick(struct delivery *dl, struct qdomain *d);
+/* domain_defer_ready - every ready item of d is deferred. */
+void domain_defer_ready(struct delivery *dl, struct qdomain *d, const char *status, const char *text);
+
+#endif

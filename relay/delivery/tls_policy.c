@@ -1,0 +1,24 @@
+/*
+ * tls_policy - outbound STARTTLS decisions; see tls_policy.h.
+ */
+#include "tls_policy.h"
+
+enum tls_step tls_policy_at_ready(enum config_tls_policy policy, bool offered, bool tried,
+				  bool clear_only)
+{
+	if (policy == CONFIG_TLS_NONE)
+		return TLS_STEP_CLEAR;
+	if (offered && !tried && !clear_only)
+		return TLS_STEP_START;
+	return policy == CONFIG_TLS_MAY ? TLS_STEP_CLEAR : TLS_STEP_REFUSE;
+}
+
+bool tls_policy_retry_clear(enum config_tls_policy policy, bool clear_only)
+{
+	return policy == CONFIG_TLS_MAY && !clear_only;
+}
+
+bool tls_policy_required(enum config_tls_policy policy)
+{
+	return policy == CONFIG_TLS_ENCRYPT || policy == CONFIG_TLS_VERIFY;
+}

@@ -1,0 +1,41 @@
+/*
+ * tls_policy - outbound STARTTLS (RFC 3207) under a domain's delivery.tls
+ * policy, as pure decisions (table tests: tests/unit/test_tls_policy.c):
+ *
+ *   none     never STARTTLS.
+ *   may      STARTTLS when offered; go on in clear when it is not offered
+ *            or refused; after a failed handshake, the same address once
+ *            more in clear (RFC 7435's fallback; once per host).
+ *   encrypt  TLS or nothing, any certificate: not offered, refused or
+ *            failed is a failed host (QUIT, next MX, then deferral with
+ *            4.7.4 / 4.7.5): nothing is sent in clear.
+ *   verify   as encrypt, and the certificate must verify for the MX name.
+ */
+#ifndef RINGMAIL_TLS_POLICY_H
+#define RINGMAIL_TLS_POLICY_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+enum tls_step {
+	TLS_STEP_START,            /* send STARTTLS */
+	TLS_STEP_CLEAR,            /* go on without TLS */
+	TLS_STEP_REFUSE,           /* QUIT: this host cannot be used (4.7.4) */
+};
+
+/* tls_policy_at_ready - a connection is READY before its first
+ * transaction. offered: the server lists STARTTLS; tried: STARTTLS was
+ * already sent on this connection (and refused); clear_only: this address
+ * is being retried in clear after a TLS failure. */
+enum tls_step tls_policy_at_ready(enum config_tls_policy policy, bool offered, bool tried,
+				  bool clear_only);
+
+/* tls_policy_retry_clear - STARTTLS or its handshake failed on an address:
+ * try the same address again in clear? */
+bool tls_policy_retry_clear(enum config_tls_policy policy, bool clear_only);
+
+/* tls_policy_required - does the policy forbid mail in clear? */
+bool tls_policy_required(enum config_tls_policy policy);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * test_tls_policy - outbound STARTTLS decisions under each policy.
+ */
+#include <criterion/criterion.h>
+
+#include "tls_policy.h"
+
+static const char *const policy_names[] = { "none", "may", "encrypt", "verify" };
+static const char *const step_names[] = { "start", "clear", "refuse" };
+
+Test(tls_policy, at_ready)
+{
+	static const struct {
+		enum config_tls_policy policy;
+		bool offered, tried, clear_only;
+		enum tls_step want;
+	} cases[] = {
+		/* none: never, offered or not */
+		{ CONFIG_TLS_NONE, true, false, false, TLS_STEP_CLEAR },
+		{ CONFIG_TLS_NONE, false, false, false, TLS_STEP_CLEAR },
+		/* may: when offered; otherwise, refused or in the clear retry, clear */
+		{ CONFIG_TLS_MAY, true, false, false, TLS_STEP_START },
+		{ CONFIG_TLS_MAY, false, false, false, TLS_STEP_CLEAR },
+		{ CONFIG_TLS_MAY, true, true, false, TLS_STEP_CLEAR },
+		{ CONFIG_TLS_MAY, true, false, true, TLS_STEP_CLEAR },
+		/* encrypt and verify: TLS or nothing */
+		{ CONFIG_TLS_ENCRYPT, true, false, false, TLS_STEP_START },
+		{ CONFIG_TLS_ENCRYPT, false, false, false, TLS_STEP_REFUSE },
+		{ CONFIG_TLS_ENCRYPT, true, true, false, TLS_STEP_REFUSE },
+		{ CONFIG_TLS_VERIFY, true, false, false, TLS_STEP_START },
+		{ CONFIG_TLS_VERIFY, false, false, false, TLS_STEP_REFUSE },
+		{ CONFIG_TLS_VERIFY, true, true, false, TLS_STEP_REFUSE },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum tls_step got = tls_policy_at_ready(cases[i].policy, cases[i].offered, cases[i].tried,
+							cases[i].clear_only);
+		cr_expect_eq(got, cases[i].want, "%s offered=%d tried=%d clear_only=%d: got %s, want %s",
+			     policy_names[cases[i].policy], cases[i].offered, cases[i].tried,
+			     cases[i].clear_only, step_names[got], step_names[cases[i].want]);
+	}
+}
+
+Test(tls_policy, retry_in_clear_only_under_may_once)
+{
+	static const struct {
+		enum config_tls_policy policy;
+		bool clear_only, want;
+	} cases[] = {
+		{ CONFIG_TLS_NONE, false, false },
+		{ CONFIG_TLS_MAY, false, true },
+		{ CONFIG_TLS_MAY, true, false },
+		{ CONFIG_TLS_ENCRYPT, false, false },
+		{ CONFIG_TLS_VERIFY, false, false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bool got = tls_policy_retry_clear(cases[i].policy, cases[i].clear_only);
+		cr_expect_eq(got, cases[i].want, "%s clear_only=%d: got %d, want %d",
+			     policy_names[cases[i].policy], cases[i].clear_only, got, cases[i].want);
+	}
+}
+
+Test(tls_policy, required)
+{
+	cr_expect_not(tls_policy_required(CONFIG_TLS_NONE));
+	cr_expect_not(tls_policy_required(CONFIG_TLS_MAY));
+	cr_expect(tls_policy_required(CONFIG_TLS_ENCRYPT));
+	cr_expect(tls_policy_required(CONFIG_TLS_VERIFY));
+}
