@@ -9,7 +9,7 @@
  *                  [--allow-rejects] [--tls [--tls-reuse] [--handshake-only]]
  *
  * --tls: STARTTLS after EHLO (the server must offer it), then EHLO again and
- * mail as usual over TLS 1.2 (relay/tls.h, certificates not checked).
+ * mail as usual over TLS 1.2 (relay/daemon/tls.h, certificates not checked).
  * --tls-reuse offers the first session's parameters again on every new
  * connection (resumption). --handshake-only: every connection does EHLO
  * (STARTTLS, handshake, EHLO) and QUIT, no mail; each such session counts

@@ -1,5 +1,5 @@
 /*
- * ringmail-tls-echo - a test server for relay/tls.c: echoes every line it
+ * ringmail-tls-echo - a test server for relay/daemon/tls.c: echoes every line it
  * receives over TLS, one connection at a time, with blocking sockets. It
  * shows the memory-bio contract with real peers (openssl s_client).
  *
