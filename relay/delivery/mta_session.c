@@ -348,6 +348,7 @@ static bool mta_tls_gate(struct mta_session *s)
 	case TLS_STEP_START:
 		if (smtp_client_starttls(s->client) == 0) {
 			s->tls = MTA_TLS_TRIED;
+			mta_enter_state(s, MTA_STARTTLS);
 			return true;
 		}
 		if (!tls_policy_required(s->tls_policy))
