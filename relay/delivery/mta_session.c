@@ -715,6 +715,9 @@ static void out_timeout(struct conn *c, enum worker_timer_class cls)
 		return;
 	case MTA_CONNECTING:
 		log_info("delivery_connection", "domain=%s ip=%s result=connect_timeout", s->d->name, s->ip);
+		snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: connection timed out",
+			 session_mx_text(s), s->ip);
+		s->last_status[0] = '\0';
 		s->failed = true;
 		mta_over(s);
 		return;
@@ -744,11 +747,10 @@ static void out_close(struct conn *c)
 		mta_tls_failed(s, "connection lost during STARTTLS");
 	if (s->client != NULL)
 		smtp_client_abort(s->client, "connection lost");
+	/* Before the first READY nothing was sent: the next address (or, in
+	 * STARTTLS under "may", this one in clear), as for any failed host.
+	 * After it, mail may have been in flight: the session ends here. */
 	s->failed = true;
-	/* Not a fallback moment, except in STARTTLS (nothing was sent yet):
-	 * a session that was lost with mail in flight ends here. */
-	if (!in_tls)
-		s->established = true;
 	mta_over(s);
 }
 

@@ -1228,14 +1228,10 @@ Test(mta_session, connection_lost_while_idle)
 	expect_connects(1);
 }
 
-/* The peer closes (EOF or reset) before the first READY: mta_session.c's
- * header says such a session moves on to the next address, and when none
- * is left the domain backs off. out_close marks every loss outside
- * STARTTLS "established" (meant for mail in flight), so the session just
- * ends: no next address, no backoff, and domain_kick reopens the same
- * first address at once. Disabled until mta_session.c is fixed; see the
- * report of the commit that added it. */
-Test(mta_session, connection_lost_in_greeting_moves_to_the_next_address, .disabled = true)
+/* The peer closes (EOF or reset) before the first READY: the session moves
+ * on to the next address, and when none is left the domain backs off. (It
+ * used to end at once, and domain_kick reopened the same first address.) */
+Test(mta_session, connection_lost_in_greeting_moves_to_the_next_address)
 {
 	add_item(1);
 	struct fake_conn *fc = start(1, two_addrs);
@@ -1250,11 +1246,10 @@ Test(mta_session, connection_lost_in_greeting_moves_to_the_next_address, .disabl
 	cr_assert_eq(d->backoff.failures, 1, "backoff failures: got %u, want 1", d->backoff.failures);
 }
 
-/* A connect timeout does not say why the host failed: last_error and
- * last_status keep the previous host's reason, and the deferral blames it
- * (here a TLS failure of mx1, 4.7.5, for a route whose last host, mx2,
- * timed out). Disabled until mta_session.c is fixed. */
-Test(mta_session, connect_timeout_is_the_last_error, .disabled = true)
+/* A connect timeout is the reason the host failed: the deferral names the
+ * last host that timed out, not an earlier host's TLS failure (it used to
+ * keep the previous reason, here mx1's 4.7.5). */
+Test(mta_session, connect_timeout_is_the_last_error)
 {
 	static const size_t one_each[] = { 1, 1 };
 
