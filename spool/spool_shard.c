@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "spool_index.h"
+#include "xalloc.h"
 
 #define SEGMENT_SIZE_DEFAULT (64ull << 20)
 #define MAX_RECORD_DEFAULT ((size_t)128 << 20)
@@ -135,10 +136,7 @@ static struct spool_segment *shard_push_segment(struct spool_shard *s,
 {
 	if (s->nsegs == s->capsegs) {
 		size_t cap = s->capsegs ? s->capsegs * 2 : 16;
-		struct spool_segment *v = realloc(s->segs, cap * sizeof(*v));
-		if (v == NULL)
-			log_fatal("spool: out of memory for segments");
-		s->segs = v;
+		s->segs = xreallocarray(s->segs, cap, sizeof(*s->segs));
 		s->capsegs = cap;
 	}
 	struct spool_segment *g = &s->segs[s->nsegs++];
@@ -156,10 +154,7 @@ static void segment_add_dep(struct spool_segment *g, uint64_t dep)
 			return;
 	if (g->ndeps == g->capdeps) {
 		size_t cap = g->capdeps ? g->capdeps * 2 : 4;
-		uint64_t *v = realloc(g->deps, cap * sizeof(*v));
-		if (v == NULL)
-			log_fatal("spool: out of memory for segment deps");
-		g->deps = v;
+		g->deps = xreallocarray(g->deps, cap, sizeof(*g->deps));
 		g->capdeps = cap;
 	}
 	g->deps[g->ndeps++] = dep;
@@ -367,10 +362,7 @@ static int shard_list_segments(struct spool_shard *s, uint64_t **out,
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
-			uint64_t *nv = realloc(v, cap * sizeof(*v));
-			if (nv == NULL)
-				log_fatal("spool: out of memory listing segments");
-			v = nv;
+			v = xreallocarray(v, cap, sizeof(*v));
 		}
 		v[n++] = seq;
 	}
@@ -820,10 +812,8 @@ static int shard_collect_round(struct spool_shard *s)
 {
 	size_t keep = 0;
 	int removed = 0;
-	bool *dead = calloc(s->nsegs ? s->nsegs : 1, sizeof(*dead));
+	bool *dead = xcalloc(s->nsegs, sizeof(*dead));
 
-	if (dead == NULL)
-		log_fatal("spool: out of memory collecting");
 	for (size_t i = 0; i < s->nsegs; i++)
 		dead[i] = segment_deletable(s, &s->segs[i]);
 	for (size_t i = 0; i < s->nsegs; i++) {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "xalloc.h"
 
 void buf_init(struct buf *b, size_t max)
 {
@@ -39,10 +39,7 @@ int buf_reserve(struct buf *b, size_t n)
 		cap = cap > b->max / 2 ? b->max : cap * 2;
 	if (cap > b->max)
 		cap = b->max;
-	char *p = realloc(b->data, cap);
-	if (p == NULL)
-		log_fatal("buf_reserve: out of memory (%zu bytes)", cap);
-	b->data = p;
+	b->data = xrealloc(b->data, cap);
 	b->cap = cap;
 	return 0;
 }
@@ -88,9 +85,7 @@ int buf_append_vprintf(struct buf *b, const char *fmt, va_list ap)
 	int err = buf_reserve(b, (size_t)n + 1);
 	if (err == -ENOBUFS && (size_t)n <= buf_room(b)) {
 		/* The NUL does not fit under the cap: format into a temporary. */
-		char *tmp = malloc((size_t)n + 1);
-		if (tmp == NULL)
-			log_fatal("buf_append_vprintf: out of memory");
+		char *tmp = xmalloc((size_t)n + 1);
 		vsnprintf(tmp, (size_t)n + 1, fmt, ap2);
 		err = buf_append(b, tmp, (size_t)n);
 		free(tmp);

@@ -14,8 +14,7 @@
 #include "netaddr.h"
 #include "tls.h"
 #include "vg.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#include "xalloc.h"
 
 static void conn_recv_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
 static void conn_send_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
@@ -29,9 +28,7 @@ static void bytes_append(struct conn_bytes *b, const void *data, size_t len)
 		size_t cap = b->cap ? b->cap : 512;
 		while (cap < b->len + len)
 			cap *= 2;
-		b->data = realloc(b->data, cap);
-		if (b->data == NULL)
-			log_fatal("out of memory");
+		b->data = xrealloc(b->data, cap);
 		b->cap = cap;
 	}
 	memcpy(b->data + b->len, data, len);
@@ -390,11 +387,9 @@ static void conn_phase_fire(struct worker *w, struct worker_timer *t)
 /* conn_new - a connection on fd, linked into the worker's list. */
 static struct conn *conn_new(struct worker *w, int fd, const struct conn_handler *handler, void *proto)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = xcalloc(1, sizeof(*c));
 	int one = 1;
 
-	if (c == NULL)
-		log_fatal("out of memory");
 	c->w = w;
 	c->fd = fd;
 	c->refs = 2;  /* the open connection, and the caller while it runs */

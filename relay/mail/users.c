@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 #define USERS_FILE_MAX (64u << 20)  /* a bigger passwd-file is a mistake */
 
@@ -73,26 +74,6 @@ static const struct {
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
-
-/* xcalloc - calloc, fatal when memory runs out (the house rule). */
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size ? size : 1);
-
-	if (p == NULL)
-		log_fatal("users: out of memory");
-	return p;
-}
-
-/* xstrndup - strndup, fatal when memory runs out. */
-static char *xstrndup(const char *s, size_t len)
-{
-	char *p = strndup(s, len);
-
-	if (p == NULL)
-		log_fatal("users: out of memory");
-	return p;
-}
 
 /* name_valid - 1..USERS_NAME_MAX bytes, no ':', space, control or DEL.
  * Bytes >= 0x80 are allowed: names may be UTF-8. */
@@ -279,9 +260,7 @@ int users_parse(const char *name, const char *text, size_t len, struct users_db 
 			continue;
 		if (db->count == capacity) {
 			capacity *= 2;
-			db->entries = reallocarray(db->entries, capacity, sizeof(db->entries[0]));
-			if (db->entries == NULL)
-				log_fatal("users: out of memory");
+			db->entries = xreallocarray(db->entries, capacity, sizeof(db->entries[0]));
 		}
 		struct users_entry *e = &db->entries[db->count];
 		const char *reason = parse_entry(line, line_len, e);
@@ -325,10 +304,7 @@ static int read_file(int fd, char **text, size_t *len)
 				return -EFBIG;
 			}
 			cap *= 2;
-			char *bigger = realloc(*text, cap);
-			if (bigger == NULL)
-				log_fatal("users: out of memory");
-			*text = bigger;
+			*text = xrealloc(*text, cap);
 		}
 		ssize_t n = read(fd, *text + used, cap - used);
 		if (n < 0 && errno == EINTR)
@@ -483,10 +459,7 @@ static void out_append(struct text_out *o, const char *s, size_t n)
 		size_t cap = o->cap ? o->cap : 256;
 		while (cap < o->len + n)
 			cap *= 2;
-		char *bigger = realloc(o->data, cap);
-		if (bigger == NULL)
-			log_fatal("users: out of memory");
-		o->data = bigger;
+		o->data = xrealloc(o->data, cap);
 		o->cap = cap;
 	}
 	memcpy(o->data + o->len, s, n);

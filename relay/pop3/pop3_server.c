@@ -34,6 +34,7 @@
 #include "server_tls.h"
 #include "tls.h"
 #include "users.h"
+#include "xalloc.h"
 
 #define POP3_OUTPUT_QUEUE_MAX (256 * 1024)
 
@@ -183,10 +184,8 @@ static void pop3_open_role(struct conn *c, bool implicit_tls)
 {
 	struct worker *w = c->w;
 	const struct config *cfg = w->cfg;
-	struct pop3_conn *pc = calloc(1, sizeof(*pc));
+	struct pop3_conn *pc = xcalloc(1, sizeof(*pc));
 
-	if (pc == NULL)
-		log_fatal("out of memory");
 	struct pop3_session_config scfg = {
 		.hostname = cfg->hostname,
 		.tls_available = server_tls_config(w) != NULL,
@@ -333,8 +332,8 @@ static int pop3_server_worker_init(struct worker *w)
 		return 0;          /* POP3 runs where the mailboxes are */
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rc.seed = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec;
-	w->pop3 = calloc(1, sizeof(*w->pop3));
-	if (w->pop3 == NULL || ratelimit_create(&rc, &w->pop3->limiter) < 0)
+	w->pop3 = xcalloc(1, sizeof(*w->pop3));
+	if (ratelimit_create(&rc, &w->pop3->limiter) < 0)
 		log_fatal("pop3: cannot create the login limiter");
 	return 0;
 }

@@ -29,6 +29,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "xalloc.h"
 
 enum pop3_state {
 	POP3_STATE_INIT,		/* before pop3_session_start */
@@ -267,9 +268,8 @@ static void mailbox_open(struct pop3_session *s, const char *user)
 		return;
 	}
 	s->count = s->ops->count(s->box);
-	if ((s->deleted = calloc(s->count + 1, sizeof(bool))) == NULL
-	    || (s->login = strdup(user)) == NULL)
-		log_fatal("pop3_session: out of memory");
+	s->deleted = xcalloc(s->count + 1, sizeof(bool));
+	s->login = xstrdup(user);
 	log_info("pop3_login", "user=%s messages=%zu tls=%s", user, s->count,
 		 s->tls_active ? "yes" : "no");
 	enter_state(s, POP3_STATE_TRANSACTION);
@@ -320,8 +320,7 @@ static void cmd_user(struct pop3_session *s, char *args)
 		reply_error(s, "-ERR Invalid user name.");
 		return;
 	}
-	if ((s->user = strdup(args)) == NULL)
-		log_fatal("pop3_session: out of memory");
+	s->user = xstrdup(args);
 	reply(s, "+OK");
 }
 
@@ -403,8 +402,7 @@ static void auth_plain_response(struct pop3_session *s, const char *b64)
 		reply_error(s, "-ERR [AUTH] Authentication aborted by client.");
 		return;
 	}
-	if ((plain = malloc(len / 4 * 3 + 2)) == NULL)
-		log_fatal("pop3_session: out of memory");
+	plain = xmalloc(len / 4 * 3 + 2);
 	n = strcmp(b64, "=") == 0 ? (plain[0] = 0, 0) : base64_decode(b64, len, plain);
 	if (n < 0) {
 		reply_error(s, "-ERR [AUTH] Invalid base64 data in response.");
@@ -892,10 +890,8 @@ size_t pop3_session_feed(struct pop3_session *s, const char *in, size_t len)
 /* pop3_session_new - allocate; fill in defaults for zero limits */
 struct pop3_session *pop3_session_new(const struct pop3_session_config *cfg)
 {
-	struct pop3_session *s = calloc(1, sizeof(*s));
+	struct pop3_session *s = xcalloc(1, sizeof(*s));
 
-	if (s == NULL)
-		log_fatal("pop3_session: out of memory");
 	s->cfg = *cfg;
 	if (!s->cfg.line_max)
 		s->cfg.line_max = 255;
@@ -911,11 +907,9 @@ struct pop3_session *pop3_session_new(const struct pop3_session_config *cfg)
 		s->cfg.output_max = 64 * 1024;
 	s->line_cap = s->cfg.line_max > s->cfg.sasl_line_max ? s->cfg.line_max
 							     : s->cfg.sasl_line_max;
-	s->hostname = strdup(cfg->hostname ? cfg->hostname : "localhost");
-	s->line = malloc(s->line_cap + 1);
-	s->chunk = malloc(CHUNK_SIZE);
-	if (!s->hostname || !s->line || !s->chunk)
-		log_fatal("pop3_session: out of memory");
+	s->hostname = xstrdup(cfg->hostname ? cfg->hostname : "localhost");
+	s->line = xmalloc(s->line_cap + 1);
+	s->chunk = xmalloc(CHUNK_SIZE);
 	s->cfg.hostname = s->hostname;
 	buf_init(&s->out, s->cfg.output_max + OUTPUT_SLACK);
 	return s;
