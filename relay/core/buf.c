@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "xalloc.h"
 
 void buf_init(struct buf *b, size_t max)
@@ -112,6 +113,41 @@ int buf_append_printf(struct buf *b, const char *fmt, ...)
 	return err;
 }
 
+/* buf_prepend - into the consumed space at the front when it fits (a
+ * FIFO that gives a byte back), else move the live bytes up by n. */
+int buf_prepend(struct buf *b, const void *p, size_t n)
+{
+	int err;
+
+	if (n == 0)
+		return 0;
+	if (b->head >= n) {
+		if (n > b->max - b->len)
+			return -ENOBUFS;
+		b->head -= n;
+	} else {
+		if ((err = buf_reserve(b, n)) < 0)
+			return err;
+		memmove(b->data + b->head + n, b->data + b->head, b->len);
+	}
+	memcpy(b->data + b->head, p, n);
+	b->len += n;
+	return 0;
+}
+
+void buf_produce(struct buf *b, size_t n)
+{
+	if (n > b->cap - (b->head + b->len))
+		log_panic("buf_produce: %zu bytes beyond the reserved room", n);
+	b->len += n;
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+	if (len < b->len)
+		b->len = len;
+}
+
 void buf_consume(struct buf *b, size_t n)
 {
 	if (n >= b->len) {
@@ -164,6 +200,6 @@ int buf_append_json(struct buf *b, const char *s)
 	if (rc == 0)
 		rc = buf_append(b, "\"", 1);
 	if (rc < 0)
-		b->len = start;      /* all or nothing, like every append */
+		buf_truncate(b, start);      /* all or nothing, like every append */
 	return rc;
 }

@@ -40,12 +40,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "buf.h"
 #include "worker.h"
-
-struct conn_bytes {
-	char *data;
-	size_t len, cap;
-};
 
 struct tls_session;
 
@@ -86,14 +82,26 @@ struct conn {
 	struct ring_op recv_op, send_op;
 	struct worker_timer idle_timer, phase_timer;
 
-	struct conn_bytes in;          /* unconsumed input */
-	struct conn_bytes out[2];      /* out[sending] is in the kernel's hands */
+	/* Buffers (no struct buf cap of their own, CONN_BUF_MAX: input stops
+	 * being read past the handler's input cap, output is bounded by the
+	 * handlers, see conn_output_queued). out[sending] is in the kernel's
+	 * hands: only appended to once it is the other one again. */
+	struct buf in;                 /* unconsumed input */
+	struct buf out[2];
 	unsigned sending;
 	size_t sent;                   /* bytes of out[sending] already written */
 
 	struct tls_session *tls;       /* owned; NULL = cleartext */
-	struct conn_bytes tls_plain;   /* plaintext not yet taken by tls_write */
+	struct buf tls_plain;          /* plaintext not yet taken by tls_write */
 };
+
+/* conn_output_queued - bytes queued for output and not yet known to be
+ * written (the buffer being sent counts whole until it is done): what a
+ * handler checks against its output cap before producing more. */
+static inline size_t conn_output_queued(const struct conn *c)
+{
+	return buf_len(&c->out[0]) + buf_len(&c->out[1]);
+}
 
 /* conn_accept - wrap an accepted socket and call handler->open. */
 void conn_accept(struct worker *w, int fd, const struct conn_handler *handler);

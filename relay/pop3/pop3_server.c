@@ -150,7 +150,7 @@ static void pop3_pump(struct pop3_conn *pc)
 	const char *out;
 
 	while ((out = pop3_session_output(pc->session, &len), len > 0) &&
-	       c->out[0].len + c->out[1].len < POP3_OUTPUT_QUEUE_MAX) {
+	       conn_output_queued(c) < POP3_OUTPUT_QUEUE_MAX) {
 		conn_write(c, out, len);
 		pop3_session_output_consumed(pc->session, len);
 		wrote = true;
@@ -281,7 +281,7 @@ static void pop3_shutdown(struct conn *c)
 		return;
 	}
 	pop3_session_output(pc->session, &len);
-	if (len == 0 && c->out[0].len + c->out[1].len == 0)
+	if (len == 0 && conn_output_queued(c) == 0)
 		conn_write(c, bye, sizeof(bye) - 1);
 	conn_close_after_flush(c);
 }

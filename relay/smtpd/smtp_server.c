@@ -280,7 +280,7 @@ static void smtp_pump(struct smtp_conn *sc)
 		break;
 	}
 	if (!c->closing && !sc->committing &&
-	    c->out[0].len + c->out[1].len > SMTP_OUTPUT_BACKLOG_MAX) {
+	    conn_output_queued(c) > SMTP_OUTPUT_BACKLOG_MAX) {
 		sc->paused_for_output = true;
 		conn_pause_input(c);
 	}
