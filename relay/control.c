@@ -565,6 +565,8 @@ static const struct conn_handler control_handler = {
 	.timeout = control_timeout,
 	.shutdown = control_shutdown,
 	.close = control_close,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,   /* smtp.idle_timeout: no key of its own */
+	.input_cap = NULL,                      /* CONN_INPUT_CAP_DEFAULT */
 };
 
 /* ---- reload results ---------------------------------------------------- */

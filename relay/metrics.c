@@ -514,6 +514,8 @@ static const struct conn_handler metrics_handler = {
 	.input = metrics_input,
 	.timeout = metrics_timeout,
 	.shutdown = metrics_shutdown,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,   /* smtp.idle_timeout: no key of its own */
+	.input_cap = NULL,                      /* CONN_INPUT_CAP_DEFAULT */
 };
 
 /* ---- the listener and the hook ---------------------------------------- */

@@ -60,6 +60,14 @@ static void conn_unref(struct conn *c)
 	free(c);
 }
 
+/* conn_input_cap - the handler's cap on input kept while paused. */
+static size_t conn_input_cap(const struct conn *c)
+{
+	if (c->handler->input_cap == NULL)
+		return CONN_INPUT_CAP_DEFAULT;
+	return c->handler->input_cap(c->w);
+}
+
 /* conn_arm_recv - a multishot receive from the worker's buffer group. */
 static void conn_arm_recv(struct conn *c)
 {
@@ -358,7 +366,7 @@ static void conn_feed(struct conn *c)
 static void conn_idle_fire(struct worker *w, struct worker_timer *t)
 {
 	struct conn *c = container_of(t, struct conn, idle_timer);
-	c->handler->timeout(c, WORKER_TIMER_SMTP_IDLE);
+	c->handler->timeout(c, c->handler->idle_timer);
 }
 
 static void conn_phase_fire(struct worker *w, struct worker_timer *t)
@@ -420,7 +428,7 @@ void conn_accept(struct worker *w, int fd, const struct conn_handler *handler)
 		c->peer.ss_family = AF_UNSPEC;
 	else
 		netaddr_format((struct sockaddr *)&c->peer, c->peer_text, sizeof(c->peer_text));
-	worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
+	worker_timer_arm(w, &c->idle_timer, c->handler->idle_timer);
 	conn_start(c);
 	conn_unref(c);
 }
@@ -485,7 +493,7 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 			else
 				bytes_append(&c->in, worker_buffer(w, bid), (size_t)cqe->res);
 			if (!c->outbound && !c->closing)
-				worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
+				worker_timer_arm(w, &c->idle_timer, c->handler->idle_timer);
 			if (c->tls_failed && !c->closing)
 				conn_close(c);
 			if (!c->input_paused && !c->in_input && !c->closing)
@@ -503,7 +511,7 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 		} else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
 			log_debug("recv_error", "peer=%s error=%d", c->peer_text, -cqe->res);
 			conn_close(c);
-		} else if (c->input_paused && buf_len(&c->in) >= (size_t)w->cfg->smtp_max_input_backlog) {
+		} else if (c->input_paused && buf_len(&c->in) >= conn_input_cap(c)) {
 			/* Paused with a full backlog: reading waits until
 			 * conn_resume_input(). A multishot receive would go on
 			 * filling c->in, so end it; its last completion

@@ -28,8 +28,12 @@
  * cancels them and the memory goes when the last completion arrives, so the
  * ring never writes into freed memory (STYLE rule 8).
  *
- * Buffers: input kept while the handler is paused is capped at
- * smtp.max_input_backlog, beyond which reading stops until it drains.
+ * Handler settings: idle_timer (inbound: the idle timer's class, e.g.
+ * SMTP_IDLE or POP3_IDLE) and input_cap (below).
+ *
+ * Buffers: input kept while the handler is paused is capped by the
+ * handler's input_cap (SMTP: smtp.max_input_backlog), beyond which
+ * reading stops until it drains.
  * Output is double-buffered: the kernel reads one buffer while the handler
  * appends to the other, so appending never moves bytes under a send.
  */
@@ -55,7 +59,20 @@ struct conn_handler {
 	void (*shutdown)(struct conn *c);
 	void (*close)(struct conn *c);
 	void (*tls_ready)(struct conn *c, bool ok);
+	/* idle_timer - the class of an accepted connection's idle timer,
+	 * restarted by every byte received; its expiry reaches timeout()
+	 * with this class. Unused on outbound conns (they have none). */
+	enum worker_timer_class idle_timer;
+	/* input_cap - how many bytes of unconsumed input to keep while the
+	 * handler has paused input; past that, reading stops until
+	 * conn_resume_input(). Asked at each receive while paused, so a
+	 * reloaded config applies. NULL: CONN_INPUT_CAP_DEFAULT. */
+	size_t (*input_cap)(const struct worker *w);
 };
+
+/* The input cap of a handler without input_cap: ample for line protocols
+ * whose commands are short (POP3, control, metrics requests). */
+#define CONN_INPUT_CAP_DEFAULT ((size_t)64 << 10)
 
 struct conn {
 	struct worker *w;

@@ -7,7 +7,7 @@
  * (drained). Input is paused while the session wants its output flushed,
  * and the bytes it did not take are fed again once it wants to read.
  *
- * Timers: the connection's idle timer (pop3.idle_timeout on this worker)
+ * Timers: the connection's idle timer (POP3_IDLE, pop3.idle_timeout)
  * restarts on every byte; before login the phase timer (POP3_COMMAND,
  * pop3.command_timeout) restarts with every response, so an
  * unauthenticated client cannot sit on a connection.
@@ -262,7 +262,7 @@ static void pop3_timeout(struct conn *c, enum worker_timer_class cls)
 	}
 	log_info("pop3_timeout", "client=%s user=%s phase=%s", c->peer_text,
 		 pop3_session_user(pc->session) ? pop3_session_user(pc->session) : "-",
-		 cls == WORKER_TIMER_SMTP_IDLE ? "idle" : "command");
+		 cls == WORKER_TIMER_POP3_IDLE ? "idle" : "command");
 	pop3_session_timeout(pc->session);   /* deletes nothing */
 	pop3_pump(pc);
 	conn_close_after_flush(c);
@@ -305,6 +305,8 @@ const struct conn_handler pop3_server_handler = {
 	.shutdown = pop3_shutdown,
 	.close = pop3_close,
 	.tls_ready = pop3_tls_ready,
+	.idle_timer = WORKER_TIMER_POP3_IDLE,
+	.input_cap = NULL,          /* CONN_INPUT_CAP_DEFAULT: commands are short */
 };
 
 /* Implicit TLS (pop3s.listen): the handshake, then the greeting. */
@@ -317,6 +319,8 @@ const struct conn_handler pop3s_server_handler = {
 	.shutdown = pop3_shutdown,
 	.close = pop3_close,
 	.tls_ready = pop3_tls_ready,
+	.idle_timer = WORKER_TIMER_POP3_IDLE,
+	.input_cap = NULL,          /* CONN_INPUT_CAP_DEFAULT: commands are short */
 };
 
 static int pop3_server_worker_init(struct worker *w)

@@ -553,6 +553,13 @@ static void smtp_close(struct conn *c)
 	free(sc);
 }
 
+/* smtp_input_cap - what a client may pipeline while its message is being
+ * committed (smtp.max_input_backlog). */
+static size_t smtp_input_cap(const struct worker *w)
+{
+	return (size_t)w->cfg->smtp_max_input_backlog;
+}
+
 const struct conn_handler smtp_server_handler = {
 	.name = "smtp",
 	.open = smtp_open,
@@ -562,6 +569,8 @@ const struct conn_handler smtp_server_handler = {
 	.shutdown = smtp_shutdown,
 	.close = smtp_close,
 	.tls_ready = smtp_tls_ready,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,
+	.input_cap = smtp_input_cap,
 };
 
 /* Implicit TLS (smtps.listen): the handshake, then the greeting. */
@@ -574,6 +583,8 @@ const struct conn_handler smtps_server_handler = {
 	.shutdown = smtp_shutdown,
 	.close = smtp_close,
 	.tls_ready = smtp_tls_ready,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,
+	.input_cap = smtp_input_cap,
 };
 
 /* Submission (submission.listen): AUTH before MAIL. */
@@ -586,6 +597,8 @@ const struct conn_handler submission_server_handler = {
 	.shutdown = smtp_shutdown,
 	.close = smtp_close,
 	.tls_ready = smtp_tls_ready,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,
+	.input_cap = smtp_input_cap,
 };
 
 static int smtp_server_worker_init(struct worker *w)
