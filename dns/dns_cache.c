@@ -10,6 +10,7 @@
 
 #include "dns_internal.h"
 #include "log.h"
+#include "xalloc.h"
 
 struct dns_cache {
 	struct dns_cache_entry **buckets;
@@ -36,14 +37,10 @@ static uint32_t cache_hash(const char *key)
 /* dns_cache_new - an empty cache holding at most max_entries routes. */
 struct dns_cache *dns_cache_new(size_t max_entries)
 {
-	struct dns_cache *cache = calloc(1, sizeof(*cache));
+	struct dns_cache *cache = xcalloc(1, sizeof(*cache));
 
-	if (cache == NULL)
-		log_fatal("dns_cache_new: out of memory");
 	cache->bucket_count = 64;
-	cache->buckets = calloc(cache->bucket_count, sizeof(*cache->buckets));
-	if (cache->buckets == NULL)
-		log_fatal("dns_cache_new: out of memory");
+	cache->buckets = xcalloc(cache->bucket_count, sizeof(*cache->buckets));
 	cache->max_entries = max_entries ? max_entries : 1;
 	return cache;
 }
@@ -102,10 +99,8 @@ static void lru_push_front(struct dns_cache *cache, struct dns_cache_entry *e)
 static void cache_grow(struct dns_cache *cache)
 {
 	size_t count = cache->bucket_count * 2;
-	struct dns_cache_entry **buckets = calloc(count, sizeof(*buckets));
+	struct dns_cache_entry **buckets = xcalloc(count, sizeof(*buckets));
 
-	if (buckets == NULL)
-		log_fatal("dns_cache: out of memory");
 	for (size_t i = 0; i < cache->bucket_count; i++) {
 		struct dns_cache_entry *e = cache->buckets[i], *next;
 
@@ -164,10 +159,9 @@ struct dns_cache_entry *dns_cache_find(struct dns_cache *cache, const char *key,
 struct dns_cache_entry *dns_cache_add_pending(struct dns_cache *cache,
 	const char *key, void *job)
 {
-	struct dns_cache_entry *e = calloc(1, sizeof(*e));
+	struct dns_cache_entry *e = xcalloc(1, sizeof(*e));
 
-	if (e == NULL || (e->key = strdup(key)) == NULL)
-		log_fatal("dns_cache: out of memory");
+	e->key = xstrdup(key);
 	if (job == NULL)
 		log_panic("dns_cache_add_pending: no job");
 	e->hash = cache_hash(key);

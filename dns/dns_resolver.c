@@ -25,6 +25,7 @@
 
 #include "dns_internal.h"
 #include "log.h"
+#include "xalloc.h"
 
 struct dns_waiter {
 	dns_route_cb cb;
@@ -190,9 +191,7 @@ static int resolver_setup_udns(struct dns_resolver *r, const struct dns_options 
 static int resolver_copy_routes(struct dns_resolver *r, const struct dns_options *o,
 	char *err, size_t errlen)
 {
-	r->routes = calloc(o->static_route_count + 1, sizeof(*r->routes));
-	if (r->routes == NULL)
-		log_fatal("dns_resolver_new: out of memory");
+	r->routes = xcalloc(o->static_route_count + 1, sizeof(*r->routes));
 	for (size_t i = 0; i < o->static_route_count; i++) {
 		const struct dns_static_route *s = &o->static_routes[i];
 
@@ -200,12 +199,12 @@ static int resolver_copy_routes(struct dns_resolver *r, const struct dns_options
 			snprintf(err, errlen, "static route %zu incomplete", i);
 			return -EINVAL;
 		}
-		r->routes[i].domain = strdup(s->domain);
-		r->routes[i].target = strdup(s->target);
+		r->routes[i].domain = xstrdup(s->domain);
+		r->routes[i].target = xstrdup(s->target);
 	}
 	r->opts.static_routes = r->routes;
 	if (o->relayhost && o->relayhost[0])
-		r->relayhost = strdup(o->relayhost);
+		r->relayhost = xstrdup(o->relayhost);
 	r->opts.relayhost = r->relayhost;
 	r->opts.nameservers = NULL;
 	r->opts.nameserver_count = 0;
@@ -216,11 +215,9 @@ static int resolver_copy_routes(struct dns_resolver *r, const struct dns_options
 struct dns_resolver *dns_resolver_new(const struct dns_options *opts,
 	char *err, size_t errlen)
 {
-	struct dns_resolver *r = calloc(1, sizeof(*r));
+	struct dns_resolver *r = xcalloc(1, sizeof(*r));
 	struct timespec ts;
 
-	if (r == NULL)
-		log_fatal("dns_resolver_new: out of memory");
 	r->opts = *opts;
 	r->timer_at_ms = -1;
 	if (r->opts.cache_max_entries == 0) r->opts.cache_max_entries = 10000;
@@ -412,10 +409,8 @@ static void job_submit(struct dns_job *job, enum dns_query_kind kind,
 	const char *name, size_t host)
 {
 	struct dns_resolver *r = job->r;
-	struct dns_pending_query *q = calloc(1, sizeof(*q));
+	struct dns_pending_query *q = xcalloc(1, sizeof(*q));
 
-	if (q == NULL)
-		log_fatal("dns: out of memory");
 	q->job = job;
 	q->kind = kind;
 	q->host = host;
@@ -522,9 +517,7 @@ static void udns_mx_cb(struct dns_ctx *ctx, struct dns_rr_mx *result, void *data
 	struct dns_mx_record *records = NULL;
 
 	if (result && a.kind == DNS_ANSWER_OK) {
-		records = calloc((size_t)result->dnsmx_nrr + 1, sizeof(*records));
-		if (records == NULL)
-			log_fatal("dns: out of memory");
+		records = xcalloc((size_t)result->dnsmx_nrr + 1, sizeof(*records));
 		for (int i = 0; i < result->dnsmx_nrr; i++) {
 			records[i].preference = result->dnsmx_mx[i].priority;
 			records[i].name = result->dnsmx_mx[i].name;
@@ -598,8 +591,7 @@ static void resolver_join(struct dns_resolver *r, const char *key, const char *n
 		cb(e->route, arg);
 		return;
 	}
-	if ((w = calloc(1, sizeof(*w))) == NULL)
-		log_fatal("dns: out of memory");
+	w = xcalloc(1, sizeof(*w));
 	w->cb = cb;
 	w->arg = arg;
 	if (e != NULL) {
@@ -610,8 +602,7 @@ static void resolver_join(struct dns_resolver *r, const char *key, const char *n
 		return;
 	}
 	r->stats.misses++;
-	if ((job = calloc(1, sizeof(*job))) == NULL)
-		log_fatal("dns: out of memory");
+	job = xcalloc(1, sizeof(*job));
 	job->r = r;
 	snprintf(job->name, sizeof(job->name), "%s", name);
 	job->host_only = host_only;

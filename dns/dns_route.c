@@ -18,6 +18,7 @@
 
 #include "dns_internal.h"
 #include "log.h"
+#include "xalloc.h"
 
 /* dns_rng_next - xorshift64*; tests seed it to make shuffles repeatable. */
 uint64_t dns_rng_next(uint64_t *state)
@@ -34,10 +35,8 @@ uint64_t dns_rng_next(uint64_t *state)
 /* dns_route_new - an empty OK route with one reference. */
 struct dns_route *dns_route_new(void)
 {
-	struct dns_route *route = calloc(1, sizeof(*route));
+	struct dns_route *route = xcalloc(1, sizeof(*route));
 
-	if (route == NULL)
-		log_fatal("dns_route_new: out of memory");
 	route->refs = 1;
 	route->status = DNS_ROUTE_OK;
 	route->ttl_s = UINT32_MAX;
@@ -118,17 +117,12 @@ struct dns_route *dns_route_unref(struct dns_route *route)
 size_t dns_route_add_host(struct dns_route *route, const char *name,
 	int preference, uint16_t port)
 {
-	struct dns_host *hosts = realloc(route->hosts,
-		(route->host_count + 1) * sizeof(*hosts));
 	struct dns_host *h;
 
-	if (hosts == NULL)
-		log_fatal("dns_route_add_host: out of memory");
-	route->hosts = hosts;
-	h = &hosts[route->host_count];
+	route->hosts = xreallocarray(route->hosts, route->host_count + 1, sizeof(*h));
+	h = &route->hosts[route->host_count];
 	memset(h, 0, sizeof(*h));
-	if ((h->name = strdup(name)) == NULL)
-		log_fatal("dns_route_add_host: out of memory");
+	h->name = xstrdup(name);
 	h->preference = preference;
 	h->port = port;
 	return route->host_count++;
@@ -200,9 +194,7 @@ struct dns_route *dns_route_from_mx(const char *domain,
 		return route;
 	}
 	route->ttl_s = answer->ttl_s;
-	mx = calloc(answer->count, sizeof(*mx));
-	if (mx == NULL)
-		log_fatal("dns_route_from_mx: out of memory");
+	mx = xcalloc(answer->count, sizeof(*mx));
 	for (size_t i = 0; i < answer->count; i++)
 		if (!mx_is_null(&answer->records[i]))	/* "." among real MX: skip it */
 			mx[n++] = answer->records[i];
@@ -245,9 +237,7 @@ int dns_route_add_addrs(struct dns_route *route, size_t host,
 		return 1;
 	if (answer->kind != DNS_ANSWER_OK || answer->count == 0)
 		return 0;
-	addrs = realloc(h->addrs, (h->addr_count + answer->count) * sizeof(*addrs));
-	if (addrs == NULL)
-		log_fatal("dns_route_add_addrs: out of memory");
+	addrs = xreallocarray(h->addrs, h->addr_count + answer->count, sizeof(*addrs));
 	at = h->addr_count;
 	if (answer->family == AF_INET6) {
 		memmove(addrs + answer->count, addrs, h->addr_count * sizeof(*addrs));
@@ -362,9 +352,7 @@ struct dns_route *dns_route_literal(const char *text, uint16_t port, int allow_p
 		addr.sin6.sin6_port = htons(port);
 	else
 		addr.sin.sin_port = htons(port);
-	route->hosts[h].addrs = malloc(sizeof(addr));
-	if (route->hosts[h].addrs == NULL)
-		log_fatal("dns_route_literal: out of memory");
+	route->hosts[h].addrs = xmalloc(sizeof(addr));
 	route->hosts[h].addrs[0] = addr;
 	route->hosts[h].addr_count = 1;
 	return route;

@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "log.h"
 #include "metrics.h"
+#include "xalloc.h"
 
 #define CONTROL_MAX_OUTPUT (64 << 20)  /* one answer, at most */
 
@@ -375,10 +376,8 @@ static void query_discard(struct worker_post *p)
 /* query_start - a queue or domains request: the walk begins at worker 0. */
 static void query_start(struct worker *w, struct control_session *s, const struct control_request *req)
 {
-	struct queue_query *q = calloc(1, sizeof(*q));
+	struct queue_query *q = xcalloc(1, sizeof(*q));
 
-	if (q == NULL)
-		log_fatal("out of memory");
 	q->post.discard = query_discard;
 	q->action = req->action;
 	snprintf(q->queue_id, sizeof(q->queue_id), "%s", req->queue_id);
@@ -457,10 +456,8 @@ static void session_request(struct worker *w, struct control_session *s, const c
 
 static void control_open(struct conn *c)
 {
-	struct control_session *s = calloc(1, sizeof(*s));
+	struct control_session *s = xcalloc(1, sizeof(*s));
 
-	if (s == NULL)
-		log_fatal("out of memory");
 	s->c = c;
 	c->proto = s;
 	conn_set_phase_timer(c, WORKER_TIMER_SMTP_COMMAND);
@@ -568,6 +565,8 @@ static const struct conn_handler control_handler = {
 	.timeout = control_timeout,
 	.shutdown = control_shutdown,
 	.close = control_close,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,   /* smtp.idle_timeout: no key of its own */
+	.input_cap = NULL,                      /* CONN_INPUT_CAP_DEFAULT */
 };
 
 /* ---- reload results ---------------------------------------------------- */
@@ -594,10 +593,8 @@ static void reload_result_discard(struct worker_post *p)
 
 void control_reload_done(struct worker *workers, bool ok, const char *text)
 {
-	struct reload_result *r = calloc(1, sizeof(*r));
+	struct reload_result *r = xcalloc(1, sizeof(*r));
 
-	if (r == NULL)
-		log_fatal("out of memory");
 	r->post.handle = reload_result_handle;
 	r->post.discard = reload_result_discard;
 	r->ok = ok;
@@ -651,9 +648,7 @@ static int control_worker_init(struct worker *w)
 		log_error("listen", "control=%s error=\"%s\"", w->cfg->control_socket, strerror(-rc));
 		return rc;
 	}
-	struct control_worker *cw = calloc(1, sizeof(*cw));
-	if (cw == NULL)
-		log_fatal("out of memory");
+	struct control_worker *cw = xcalloc(1, sizeof(*cw));
 	snprintf(cw->path, sizeof(cw->path), "%s", path);
 	w->control = cw;
 	worker_listener_start(w, &cw->listener, rc, &control_handler, "control");

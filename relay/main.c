@@ -28,6 +28,7 @@
 #include "server_tls.h"
 #include "smtp_server.h"
 #include "worker.h"
+#include "xalloc.h"
 
 /* The daemon's modules, in the order their hooks run each pass: delivery
  * before commit, so that outcomes appended by delivery's hook go into the
@@ -153,9 +154,7 @@ static int serve(struct config *cfg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	raise_fd_limit();
-	struct worker *workers = calloc(count + 1, sizeof(*workers));   /* + the local worker */
-	if (workers == NULL)
-		log_fatal("out of memory");
+	struct worker *workers = xcalloc(count + 1, sizeof(*workers));   /* + the local worker */
 	int rc = worker_start_all(workers, count, cfg, &plan);
 	if (rc < 0) {
 		worker_stop_all(workers, count);

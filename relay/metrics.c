@@ -19,6 +19,7 @@
 #include "delivery.h"
 #include "log.h"
 #include "smtp_server.h"
+#include "xalloc.h"
 
 #define METRICS_MAX_BODY (1 << 20)
 
@@ -421,11 +422,9 @@ static void metrics_snapshot(struct worker *w, struct metrics_values *out, size_
 int metrics_stats(struct worker *w, struct buf *out, bool json)
 {
 	size_t n = w->count + 1;
-	struct metrics_values *vals = calloc(n, sizeof(*vals));
+	struct metrics_values *vals = xcalloc(n, sizeof(*vals));
 	int rc = json ? buf_append_str(out, "{") : 0;
 
-	if (vals == NULL)
-		log_fatal("out of memory");
 	metrics_publish(w, w->metrics);
 	metrics_snapshot(w, vals, n);
 	for (size_t i = 0; rc == 0 && i < sizeof(metric_descs) / sizeof(metric_descs[0]); i++) {
@@ -468,9 +467,7 @@ static void metrics_answer(struct conn *c, int rc, const struct metrics_request 
 	buf_init(&out, METRICS_MAX_BODY + 1024);
 	if (status == 200) {
 		size_t n = w->count + 1;
-		struct metrics_values *vals = calloc(n, sizeof(*vals));
-		if (vals == NULL)
-			log_fatal("out of memory");
+		struct metrics_values *vals = xcalloc(n, sizeof(*vals));
 		metrics_publish(w, w->metrics);          /* our own part fresh */
 		metrics_snapshot(w, vals, n);
 		if (metrics_render(&body, vals, n) < 0)
@@ -517,6 +514,8 @@ static const struct conn_handler metrics_handler = {
 	.input = metrics_input,
 	.timeout = metrics_timeout,
 	.shutdown = metrics_shutdown,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,   /* smtp.idle_timeout: no key of its own */
+	.input_cap = NULL,                      /* CONN_INPUT_CAP_DEFAULT */
 };
 
 /* ---- the listener and the hook ---------------------------------------- */
@@ -555,10 +554,8 @@ static int metrics_listen(const struct config_listen *l)
 
 static int metrics_worker_init(struct worker *w)
 {
-	struct metrics_worker *m = calloc(1, sizeof(*m));
+	struct metrics_worker *m = xcalloc(1, sizeof(*m));
 
-	if (m == NULL)
-		log_fatal("out of memory");
 	m->listener.fd = -1;
 	w->metrics = m;
 	metrics_publish(w, m);

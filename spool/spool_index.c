@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 /* index_hash - FNV-1a of the id, mixed so low bits spread well. */
 static uint64_t index_hash(const char *s)
@@ -58,10 +59,8 @@ static void index_place(struct spool_entry **slots, size_t cap,
 static void index_grow(struct spool_index *ix)
 {
 	size_t cap = ix->cap ? ix->cap * 2 : 1024;
-	struct spool_entry **slots = calloc(cap, sizeof(*slots));
+	struct spool_entry **slots = xcalloc(cap, sizeof(*slots));
 
-	if (slots == NULL)
-		log_fatal("spool index: out of memory growing to %zu slots", cap);
 	for (size_t i = 0; i < ix->cap; i++)
 		if (ix->slots[i] != NULL)
 			index_place(slots, cap, ix->slots[i]);
@@ -76,10 +75,8 @@ struct spool_entry *spool_index_insert(struct spool_index *ix,
 {
 	if ((ix->count + 1) * 10 > ix->cap * 7)
 		index_grow(ix);
-	struct spool_entry *e = calloc(1, sizeof(*e) +
+	struct spool_entry *e = xcalloc(1, sizeof(*e) +
 				       rcpt_count * sizeof(e->state[0]));
-	if (e == NULL)
-		log_fatal("spool index: out of memory");
 	e->hash = index_hash(queue_id);
 	e->rcpt_count = rcpt_count;
 	snprintf(e->queue_id, sizeof(e->queue_id), "%s", queue_id);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 struct recover_count {
 	spool_live_fn fn;
@@ -58,10 +59,7 @@ int spool_list_shards(const char *spool_dir, unsigned **ids)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
-			unsigned *nv = realloc(v, cap * sizeof(*v));
-			if (nv == NULL)
-				log_fatal("spool: out of memory listing shards");
-			v = nv;
+			v = xreallocarray(v, cap, sizeof(*v));
 		}
 		v[n++] = id;
 	}

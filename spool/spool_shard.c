@@ -25,8 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "spool_index.h"
+#include "xalloc.h"
 
 #define SEGMENT_SIZE_DEFAULT (64ull << 20)
 #define MAX_RECORD_DEFAULT ((size_t)128 << 20)
@@ -35,12 +37,11 @@
 #define COMPACT_MAX_BYTES ((size_t)4 << 20)	/* copied per rotation, at most */
 #define QID_EPOCH_US 1577836800000000ll	/* 2020-01-01T00:00:00Z */
 #define SCRATCH_RCPTS 32
-
-/* A growable byte buffer; invariant len <= cap, cap capped by the owner. */
-struct spool_buf {
-	uint8_t *p;
-	size_t len, cap;
-};
+/* The cap of the shard's struct bufs: none of their own. Appends to the
+ * pending batch are capped at max_pending by shard_reserve(); the scan and
+ * compaction images are as large as what they read from disk; a failed
+ * batch's outcomes must go into the next one whatever its size. */
+#define SHARD_BUF_MAX SIZE_MAX
 
 struct spool_segment {
 	uint64_t seq;
@@ -61,7 +62,7 @@ struct spool_shard {
 	struct spool_segment *segs;	/* sorted by seq; last = current */
 	size_t nsegs, capsegs;
 	struct spool_index index;
-	struct spool_buf pending, inflight;
+	struct buf pending, inflight;	/* capped by shard_reserve() */
 	bool in_flight;
 	uint64_t inflight_seq, inflight_off;
 	bool rotate_next;		/* truncate failed: leave that segment */
@@ -73,24 +74,6 @@ struct spool_shard {
 static const char qid_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /* --- small helpers -------------------------------------------------------- */
-
-/* buf_reserve - room for n more bytes, growing geometrically up to cap. */
-static int buf_reserve(struct spool_buf *b, size_t n, size_t cap)
-{
-	if (b->cap - b->len >= n)
-		return 0;
-	if (n > cap || b->len > cap - n)
-		return -ENOBUFS;
-	size_t want = b->cap ? b->cap : 64 * 1024;
-	while (want < b->len + n)
-		want *= 2;
-	uint8_t *p = realloc(b->p, want);
-	if (p == NULL)
-		log_fatal("spool: out of memory for a %zu byte batch", want);
-	b->p = p;
-	b->cap = want;
-	return 0;
-}
 
 static int64_t now_usec(void)
 {
@@ -135,10 +118,7 @@ static struct spool_segment *shard_push_segment(struct spool_shard *s,
 {
 	if (s->nsegs == s->capsegs) {
 		size_t cap = s->capsegs ? s->capsegs * 2 : 16;
-		struct spool_segment *v = realloc(s->segs, cap * sizeof(*v));
-		if (v == NULL)
-			log_fatal("spool: out of memory for segments");
-		s->segs = v;
+		s->segs = xreallocarray(s->segs, cap, sizeof(*s->segs));
 		s->capsegs = cap;
 	}
 	struct spool_segment *g = &s->segs[s->nsegs++];
@@ -156,10 +136,7 @@ static void segment_add_dep(struct spool_segment *g, uint64_t dep)
 			return;
 	if (g->ndeps == g->capdeps) {
 		size_t cap = g->capdeps ? g->capdeps * 2 : 4;
-		uint64_t *v = realloc(g->deps, cap * sizeof(*v));
-		if (v == NULL)
-			log_fatal("spool: out of memory for segment deps");
-		g->deps = v;
+		g->deps = xreallocarray(g->deps, cap, sizeof(*g->deps));
 		g->capdeps = cap;
 	}
 	g->deps[g->ndeps++] = dep;
@@ -299,20 +276,20 @@ static uint64_t shard_scan_bytes(struct spool_shard *s, uint64_t seq,
 /* shard_scan_segment - read segment g whole and apply it; cut a torn tail
  * when g is the last segment and we may write. */
 static int shard_scan_segment(struct spool_shard *s, struct spool_segment *g,
-			      struct spool_buf *img, bool last)
+			      struct buf *img, bool last)
 {
 	struct stat st;
 
 	if (fstat(g->fd, &st) < 0)
 		return -errno;
 	uint64_t size = (uint64_t)st.st_size;
-	img->len = 0;
-	if (buf_reserve(img, size, SIZE_MAX) < 0)
+	buf_reset(img);
+	if (buf_reserve(img, (size_t)size) < 0)
 		return -ENOMEM;
-	int rc = read_all(g->fd, img->p, size, 0);
+	int rc = read_all(g->fd, (uint8_t *)buf_tail(img), size, 0);
 	if (rc < 0)
 		return rc;
-	g->size = shard_scan_bytes(s, g->seq, img->p, size);
+	g->size = shard_scan_bytes(s, g->seq, (const uint8_t *)buf_tail(img), size);
 	if (g->size == size)
 		return 0;
 	if (last && !s->opt.read_only) {
@@ -367,10 +344,7 @@ static int shard_list_segments(struct spool_shard *s, uint64_t **out,
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
-			uint64_t *nv = realloc(v, cap * sizeof(*v));
-			if (nv == NULL)
-				log_fatal("spool: out of memory listing segments");
-			v = nv;
+			v = xreallocarray(v, cap, sizeof(*v));
 		}
 		v[n++] = seq;
 	}
@@ -406,8 +380,10 @@ static int shard_load(struct spool_shard *s)
 {
 	uint64_t *seqs = NULL;
 	size_t n = 0;
-	struct spool_buf img = { 0 };
+	struct buf img;
 	int rc = shard_list_segments(s, &seqs, &n);
+
+	buf_init(&img, SHARD_BUF_MAX);
 
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char path[PATH_MAX + 32];
@@ -421,7 +397,7 @@ static int shard_load(struct spool_shard *s)
 		rc = shard_scan_segment(s, shard_push_segment(s, seqs[i], fd),
 					&img, i + 1 == n);
 	}
-	free(img.p);
+	buf_free(&img);
 	free(seqs);
 	if (rc == 0 && s->nsegs == 0 && !s->opt.read_only)
 		rc = shard_create_segment(s, 1);
@@ -469,6 +445,8 @@ int spool_shard_open(const char *spool_dir, unsigned worker_id,
 		s->opt.max_record = MAX_RECORD_DEFAULT;
 	if (s->opt.max_pending == 0)
 		s->opt.max_pending = MAX_PENDING_DEFAULT;
+	buf_init(&s->pending, SHARD_BUF_MAX);
+	buf_init(&s->inflight, SHARD_BUF_MAX);
 	int rc = shard_open_dir(s, spool_dir);
 	if (rc == 0)
 		rc = shard_load(s);
@@ -497,8 +475,8 @@ struct spool_shard *spool_shard_close(struct spool_shard *s)
 	}
 	free(s->segs);
 	spool_index_free(&s->index);
-	free(s->pending.p);
-	free(s->inflight.p);
+	buf_free(&s->pending);
+	buf_free(&s->inflight);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	free(s);
@@ -525,14 +503,17 @@ void spool_shard_new_queue_id(struct spool_shard *s, char out[32])
 			out[--pos] = qid_alphabet[parts[p] & 31];
 }
 
-/* shard_reserve - room for an n-byte record in the pending batch. */
+/* shard_reserve - room for an n-byte record in the pending batch, which
+ * never grows past max_pending through an append. */
 static int shard_reserve(struct spool_shard *s, size_t n)
 {
 	if (s->opt.read_only)
 		return -EROFS;
 	if (n > s->opt.max_record)
 		return -EFBIG;
-	return buf_reserve(&s->pending, n, s->opt.max_pending);
+	if (n > s->opt.max_pending || buf_len(&s->pending) > s->opt.max_pending - n)
+		return -ENOBUFS;
+	return buf_reserve(&s->pending, n);
 }
 
 int spool_shard_append_message(struct spool_shard *s,
@@ -545,11 +526,10 @@ int spool_shard_append_message(struct spool_shard *s,
 	int rc = shard_reserve(s, n);
 	if (rc < 0)
 		return rc;
-	ssize_t w = spool_record_encode_message(msg, s->pending.p + s->pending.len,
-						n);
+	ssize_t w = spool_record_encode_message(msg, (uint8_t *)buf_tail(&s->pending), n);
 	if (w < 0)
 		return (int)w;
-	s->pending.len += (size_t)w;
+	buf_produce(&s->pending, (size_t)w);
 	return 0;
 }
 
@@ -563,10 +543,10 @@ int spool_shard_append_outcome(struct spool_shard *s,
 	int rc = shard_reserve(s, n);
 	if (rc < 0)
 		return rc;
-	ssize_t w = spool_record_encode_outcome(o, s->pending.p + s->pending.len, n);
+	ssize_t w = spool_record_encode_outcome(o, (uint8_t *)buf_tail(&s->pending), n);
 	if (w < 0)
 		return (int)w;
-	s->pending.len += (size_t)w;
+	buf_produce(&s->pending, (size_t)w);
 	return 0;
 }
 
@@ -589,7 +569,7 @@ int spool_shard_append_recovered(struct spool_shard *s,
 
 size_t spool_shard_pending(const struct spool_shard *s)
 {
-	return s->pending.len;
+	return buf_len(&s->pending);
 }
 
 bool spool_shard_in_flight(const struct spool_shard *s)
@@ -610,27 +590,27 @@ static bool compact_wanted(struct spool_shard *s, const struct spool_segment *g)
 /* compact_copy - append e's message record as it is on disk, then an
  * OUTCOME per recipient that is no longer pending, to b. */
 static int compact_copy(struct spool_shard *s, const struct spool_entry *e,
-			const struct spool_segment *g, struct spool_buf *b)
+			const struct spool_segment *g, struct buf *b)
 {
-	int rc = buf_reserve(b, e->length, SIZE_MAX);
+	int rc = buf_reserve(b, e->length);
 
 	if (rc == 0)
-		rc = read_all(g->fd, b->p + b->len, e->length, e->offset);
+		rc = read_all(g->fd, (uint8_t *)buf_tail(b), e->length, e->offset);
 	if (rc < 0)
 		return rc;
-	b->len += e->length;
+	buf_produce(b, e->length);
 	for (uint32_t i = 0; i < e->rcpt_count; i++) {
 		const struct spool_rcpt_state *st = &e->state[i];
 		if (st->status == SPOOL_STATUS_PENDING)
 			continue;
 		struct spool_outcome o = { e->queue_id, i, st->status, st->attempts, st->next_attempt };
 		size_t n = spool_record_outcome_size(&o);
-		if (buf_reserve(b, n, SIZE_MAX) < 0)
+		if (buf_reserve(b, n) < 0)
 			return -ENOBUFS;
-		ssize_t w = spool_record_encode_outcome(&o, b->p + b->len, n);
+		ssize_t w = spool_record_encode_outcome(&o, (uint8_t *)buf_tail(b), n);
 		if (w < 0)
 			return (int)w;
-		b->len += (size_t)w;
+		buf_produce(b, (size_t)w);
 	}
 	return 0;
 }
@@ -645,38 +625,35 @@ static int compact_copy(struct spool_shard *s, const struct spool_entry *e,
  * rotation; blocking reads, as rare as rotations. */
 static size_t shard_compact(struct spool_shard *s, size_t *bytes)
 {
-	struct spool_buf b = { 0 };
+	struct buf b;
 	size_t budget = s->opt.segment_size / 4, moved = 0;
 	bool any = false;
 
 	*bytes = 0;
+	buf_init(&b, SHARD_BUF_MAX);
 	if (budget > COMPACT_MAX_BYTES)
 		budget = COMPACT_MAX_BYTES;
 	for (size_t i = 0; i + 1 < s->nsegs && !any; i++)
 		any = compact_wanted(s, &s->segs[i]);
-	if (!any || s->pending.len + budget > s->opt.max_pending)
+	if (!any || buf_len(&s->pending) + budget > s->opt.max_pending)
 		return 0;
-	for (size_t k = 0; k < s->index.cap && (moved == 0 || b.len < budget); k++) {
+	for (size_t k = 0; k < s->index.cap && (moved == 0 || buf_len(&b) < budget); k++) {
 		const struct spool_entry *e = s->index.slots[k];
 		const struct spool_segment *g = e != NULL ? shard_find_segment(s, e->segment) : NULL;
 		if (g == NULL || g == shard_current(s) || !compact_wanted(s, g))
 			continue;
 		if (compact_copy(s, e, g, &b) < 0) {
 			log_error("spool_compact_failed", "dir=%s id=%s", s->dir, e->queue_id);
-			free(b.p);
+			buf_free(&b);
 			return 0;
 		}
 		moved++;
 	}
-	if (moved > 0 && buf_reserve(&s->pending, b.len, SIZE_MAX) == 0) {
-		memmove(s->pending.p + b.len, s->pending.p, s->pending.len);
-		memcpy(s->pending.p, b.p, b.len);
-		s->pending.len += b.len;
-		*bytes = b.len;
-	} else {
+	if (moved > 0 && buf_prepend(&s->pending, buf_data(&b), buf_len(&b)) == 0)
+		*bytes = buf_len(&b);
+	else
 		moved = 0;
-	}
-	free(b.p);
+	buf_free(&b);
 	return moved;
 }
 
@@ -708,24 +685,26 @@ static int shard_rotate(struct spool_shard *s)
 
 bool spool_shard_flush_begin(struct spool_shard *s, struct spool_flush *f)
 {
-	if (s->in_flight || s->pending.len == 0 || s->opt.read_only)
+	if (s->in_flight || buf_len(&s->pending) == 0 || s->opt.read_only)
 		return false;
 	struct spool_segment *cur = shard_current(s);
 	if (s->rotate_next ||
-	    (cur->size > 0 && cur->size + s->pending.len > s->opt.segment_size)) {
+	    (cur->size > 0 && cur->size + buf_len(&s->pending) > s->opt.segment_size)) {
 		if (shard_rotate(s) < 0)
 			return false;
 		cur = shard_current(s);
 	}
-	struct spool_buf t = s->inflight;
+	/* Swap: the filled batch goes to the ring, the empty one fills. */
+	struct buf t = s->inflight;
 	s->inflight = s->pending;
 	s->pending = t;
-	s->pending.len = 0;
+	buf_reset(&s->pending);
 	s->in_flight = true;
 	s->inflight_seq = cur->seq;
 	s->inflight_off = cur->size;
 	*f = (struct spool_flush){ .fd = cur->fd, .offset = cur->size,
-				   .data = s->inflight.p, .len = s->inflight.len,
+				   .data = (const uint8_t *)buf_data(&s->inflight),
+				   .len = buf_len(&s->inflight),
 				   .sync = !s->opt.no_sync, .segment = cur->seq };
 	return true;
 }
@@ -736,10 +715,12 @@ static void shard_commit(struct spool_shard *s)
 	struct spool_rcpt scratch[SCRATCH_RCPTS];
 	size_t off = 0;
 
-	while (off < s->inflight.len) {
+	const uint8_t *p = (const uint8_t *)buf_data(&s->inflight);
+	size_t len = buf_len(&s->inflight);
+
+	while (off < len) {
 		struct spool_record rec;
-		ssize_t n = spool_record_decode_scratch(s->inflight.p + off,
-							s->inflight.len - off,
+		ssize_t n = spool_record_decode_scratch(p + off, len - off,
 							&rec, false, scratch,
 							SCRATCH_RCPTS);
 		if (n < 0)
@@ -748,34 +729,28 @@ static void shard_commit(struct spool_shard *s)
 		spool_record_clear(&rec);
 		off += (size_t)n;
 	}
-	shard_current(s)->size += s->inflight.len;
+	shard_current(s)->size += len;
 }
 
 /* shard_requeue_outcomes - a failed batch's outcomes go first into the
  * next batch; its messages are dropped (their sessions get 452). */
 static void shard_requeue_outcomes(struct spool_shard *s)
 {
-	struct spool_buf keep = s->inflight;
-	size_t off = 0, kept = 0;
+	const uint8_t *p = (const uint8_t *)buf_data(&s->inflight);
+	size_t len = buf_len(&s->inflight), off = 0;
+	struct buf keep;
 
-	while (off < keep.len) {
-		size_t n = (size_t)spool_record_peek(keep.p + off, keep.len - off);
-		if (keep.p[off + 4] == SPOOL_RECORD_OUTCOME) {
-			memmove(keep.p + kept, keep.p + off, n);
-			kept += n;
-		}
+	buf_init(&keep, SHARD_BUF_MAX);
+	while (off < len) {
+		size_t n = (size_t)spool_record_peek(p + off, len - off);
+		if (p[off + 4] == SPOOL_RECORD_OUTCOME)
+			buf_append(&keep, p + off, n);
 		off += n;
 	}
-	if (kept == 0)
-		return;
-	keep.len = kept;
-	if (s->pending.len) {
-		buf_reserve(&keep, s->pending.len, SIZE_MAX);
-		memcpy(keep.p + keep.len, s->pending.p, s->pending.len);
-		keep.len += s->pending.len;
-	}
-	s->inflight = s->pending;
-	s->pending = keep;
+	/* Cannot fail: neither buffer is capped (SHARD_BUF_MAX). */
+	if (buf_len(&keep) > 0)
+		buf_prepend(&s->pending, buf_data(&keep), buf_len(&keep));
+	buf_free(&keep);
 }
 
 void spool_shard_flush_end(struct spool_shard *s, int result)
@@ -785,12 +760,12 @@ void spool_shard_flush_end(struct spool_shard *s, int result)
 	s->in_flight = false;
 	if (result == 0) {
 		shard_commit(s);
-		s->inflight.len = 0;
+		buf_reset(&s->inflight);
 		return;
 	}
 	struct spool_segment *cur = shard_current(s);
 	log_error("spool_flush_failed", "dir=%s segment=%016" PRIx64
-		  " bytes=%zu error=%s", s->dir, cur->seq, s->inflight.len,
+		  " bytes=%zu error=%s", s->dir, cur->seq, buf_len(&s->inflight),
 		  strerror(-result));
 	/* No partial or unacknowledged record may stay in the segment. */
 	if (ftruncate(cur->fd, (off_t)s->inflight_off) < 0) {
@@ -799,7 +774,7 @@ void spool_shard_flush_end(struct spool_shard *s, int result)
 		s->rotate_next = true;
 	}
 	shard_requeue_outcomes(s);
-	s->inflight.len = 0;
+	buf_reset(&s->inflight);
 }
 
 /* --- segment deletion ------------------------------------------------------ */
@@ -820,10 +795,8 @@ static int shard_collect_round(struct spool_shard *s)
 {
 	size_t keep = 0;
 	int removed = 0;
-	bool *dead = calloc(s->nsegs ? s->nsegs : 1, sizeof(*dead));
+	bool *dead = xcalloc(s->nsegs, sizeof(*dead));
 
-	if (dead == NULL)
-		log_fatal("spool: out of memory collecting");
 	for (size_t i = 0; i < s->nsegs; i++)
 		dead[i] = segment_deletable(s, &s->segs[i]);
 	for (size_t i = 0; i < s->nsegs; i++) {
@@ -926,7 +899,7 @@ static int cmp_entry_location(const void *a, const void *b)
 /* shard_visit_run - read the byte range holding v[0..n) (one segment) in
  * one pread and hand each message to fn. */
 static int shard_visit_run(struct spool_shard *s, struct spool_entry **v,
-			   size_t n, struct spool_buf *img, spool_live_fn fn,
+			   size_t n, struct buf *img, spool_live_fn fn,
 			   void *ctx)
 {
 	struct spool_segment *g = shard_find_segment(s, v[0]->segment);
@@ -934,13 +907,14 @@ static int shard_visit_run(struct spool_shard *s, struct spool_entry **v,
 	uint64_t end = v[n - 1]->offset + v[n - 1]->length;
 	struct spool_rcpt scratch[SCRATCH_RCPTS];
 
-	img->len = 0;
-	if (buf_reserve(img, end - base, SIZE_MAX) < 0)
+	buf_reset(img);
+	if (buf_reserve(img, end - base) < 0)
 		return -ENOMEM;
-	int rc = read_all(g->fd, img->p, end - base, base);
+	const uint8_t *p = (const uint8_t *)buf_tail(img);
+	int rc = read_all(g->fd, (uint8_t *)buf_tail(img), end - base, base);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct spool_record rec;
-		if (spool_record_decode_scratch(img->p + (v[i]->offset - base),
+		if (spool_record_decode_scratch(p + (v[i]->offset - base),
 						v[i]->length, &rec, true, scratch,
 						SCRATCH_RCPTS) < 0)
 			return -EBADMSG;	/* changed under us */
@@ -959,11 +933,12 @@ int spool_shard_foreach_live(struct spool_shard *s, spool_live_fn fn, void *ctx)
 {
 	size_t n = 0;
 	struct spool_entry **v = malloc((s->index.count + 1) * sizeof(*v));
-	struct spool_buf img = { 0 };
+	struct buf img;
 	int rc = 0;
 
 	if (v == NULL)
 		return -ENOMEM;
+	buf_init(&img, SHARD_BUF_MAX);
 	for (size_t i = 0; i < s->index.cap; i++)
 		if (s->index.slots[i] != NULL)
 			v[n++] = s->index.slots[i];
@@ -973,7 +948,7 @@ int spool_shard_foreach_live(struct spool_shard *s, spool_live_fn fn, void *ctx)
 			;
 		rc = shard_visit_run(s, v + i, j - i, &img, fn, ctx);
 	}
-	free(img.p);
+	buf_free(&img);
 	free(v);
 	return rc;
 }

@@ -30,7 +30,12 @@
  * the current one, holds no live message (one with a non-final recipient),
  * and every older segment whose messages it holds final outcomes for is
  * already deleted (otherwise those messages would come back after a crash
- * without their outcomes). Compaction of mostly-dead segments is not done.
+ * without their outcomes). Mostly-dead segments are compacted: at each
+ * rotation, the live messages of segments at least four behind the current
+ * one and at most half live are copied, with their recipients' states, in
+ * front of the batch being written (about a quarter of a segment, at most
+ * about 4 MiB, per rotation); the copy supersedes the original, whose segment can
+ * then die and be collected.
  *
  * Not thread-safe: one shard belongs to one worker thread.
  */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 void buf_init(struct buf *b, size_t max)
 {
@@ -39,10 +40,7 @@ int buf_reserve(struct buf *b, size_t n)
 		cap = cap > b->max / 2 ? b->max : cap * 2;
 	if (cap > b->max)
 		cap = b->max;
-	char *p = realloc(b->data, cap);
-	if (p == NULL)
-		log_fatal("buf_reserve: out of memory (%zu bytes)", cap);
-	b->data = p;
+	b->data = xrealloc(b->data, cap);
 	b->cap = cap;
 	return 0;
 }
@@ -88,9 +86,7 @@ int buf_append_vprintf(struct buf *b, const char *fmt, va_list ap)
 	int err = buf_reserve(b, (size_t)n + 1);
 	if (err == -ENOBUFS && (size_t)n <= buf_room(b)) {
 		/* The NUL does not fit under the cap: format into a temporary. */
-		char *tmp = malloc((size_t)n + 1);
-		if (tmp == NULL)
-			log_fatal("buf_append_vprintf: out of memory");
+		char *tmp = xmalloc((size_t)n + 1);
 		vsnprintf(tmp, (size_t)n + 1, fmt, ap2);
 		err = buf_append(b, tmp, (size_t)n);
 		free(tmp);
@@ -115,6 +111,41 @@ int buf_append_printf(struct buf *b, const char *fmt, ...)
 	int err = buf_append_vprintf(b, fmt, ap);
 	va_end(ap);
 	return err;
+}
+
+/* buf_prepend - into the consumed space at the front when it fits (a
+ * FIFO that gives a byte back), else move the live bytes up by n. */
+int buf_prepend(struct buf *b, const void *p, size_t n)
+{
+	int err;
+
+	if (n == 0)
+		return 0;
+	if (b->head >= n) {
+		if (n > b->max - b->len)
+			return -ENOBUFS;
+		b->head -= n;
+	} else {
+		if ((err = buf_reserve(b, n)) < 0)
+			return err;
+		memmove(b->data + b->head + n, b->data + b->head, b->len);
+	}
+	memcpy(b->data + b->head, p, n);
+	b->len += n;
+	return 0;
+}
+
+void buf_produce(struct buf *b, size_t n)
+{
+	if (n > b->cap - (b->head + b->len))
+		log_panic("buf_produce: %zu bytes beyond the reserved room", n);
+	b->len += n;
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+	if (len < b->len)
+		b->len = len;
 }
 
 void buf_consume(struct buf *b, size_t n)
@@ -169,6 +200,6 @@ int buf_append_json(struct buf *b, const char *s)
 	if (rc == 0)
 		rc = buf_append(b, "\"", 1);
 	if (rc < 0)
-		b->len = start;      /* all or nothing, like every append */
+		buf_truncate(b, start);      /* all or nothing, like every append */
 	return rc;
 }

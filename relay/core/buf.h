@@ -7,6 +7,13 @@
  *   write(fd, buf_data(&b), buf_len(&b)); buf_consume(&b, written);
  *   buf_free(&b);
  *
+ * To fill the buffer in place (an encoder, read(2)) instead of copying:
+ *
+ *   if (buf_reserve(&b, n) == 0) {
+ *       ssize_t got = read(fd, buf_tail(&b), n);
+ *       if (got > 0) buf_produce(&b, got);
+ *   }
+ *
  * Invariant: the live bytes are data[head .. head+len), 0 <= head+len <= cap
  * <= max. Consuming from the front only moves head; the bytes are moved back
  * to the start when more room is needed, so a buffer used as a FIFO does not
@@ -43,12 +50,21 @@ int buf_append_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int buf_append_vprintf(struct buf *b, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* buf_prepend - copy n bytes in front of the live bytes (p must not point
+ * into b); 0 or -ENOBUFS. Moves the live bytes unless the consumed space
+ * in front is large enough. */
+int buf_prepend(struct buf *b, const void *p, size_t n);
 /* buf_append_json - s as a JSON string ("null" for NULL): quotes,
  * backslashes and control bytes escaped, other bytes as they are. */
 int buf_append_json(struct buf *b, const char *s);
 
+/* buf_produce - the n bytes written at buf_tail() become live; n must be
+ * within what the last buf_reserve() made room for (checked: panics). */
+void buf_produce(struct buf *b, size_t n);
 /* buf_consume - drop n bytes (at most buf_len) from the front. */
 void buf_consume(struct buf *b, size_t n);
+/* buf_truncate - keep only the first len bytes (len at most buf_len). */
+void buf_truncate(struct buf *b, size_t len);
 /* buf_reset - drop every byte, keep the storage. */
 void buf_reset(struct buf *b);
 /* buf_clear - drop every byte; keep the storage only if it is at most keep
@@ -67,6 +83,13 @@ static inline const char *buf_data(const struct buf *b)
 static inline size_t buf_len(const struct buf *b)
 {
 	return b->len;
+}
+
+/* buf_tail - where the next byte goes: room for what buf_reserve() made
+ * (NULL if it never ran); valid until the next change. */
+static inline char *buf_tail(struct buf *b)
+{
+	return b->data != NULL ? b->data + b->head + b->len : NULL;
 }
 
 /* buf_room - how many more bytes could be appended before hitting the cap. */

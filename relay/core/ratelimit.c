@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 #define NONE UINT32_MAX
 #define BURST_MAX 10000u
@@ -50,16 +51,12 @@ int ratelimit_create(const struct ratelimit_config *cfg, struct ratelimit **out)
 	    cfg->window_ms > WINDOW_MAX_MS || cfg->capacity < 1 || cfg->capacity > CAPACITY_MAX ||
 	    cfg->ipv6_prefix > 128)
 		return -EINVAL;
-	struct ratelimit *rl = calloc(1, sizeof(*rl));
+	struct ratelimit *rl = xcalloc(1, sizeof(*rl));
 	uint32_t buckets = 1;
 	while (buckets < cfg->capacity)
 		buckets <<= 1;
-	if (rl != NULL) {
-		rl->entries = calloc(cfg->capacity, sizeof(rl->entries[0]));
-		rl->buckets = malloc(buckets * sizeof(rl->buckets[0]));
-	}
-	if (rl == NULL || rl->entries == NULL || rl->buckets == NULL)
-		log_fatal("ratelimit: out of memory");
+	rl->entries = xcalloc(cfg->capacity, sizeof(rl->entries[0]));
+	rl->buckets = xreallocarray(NULL, buckets, sizeof(rl->buckets[0]));
 	rl->cfg = *cfg;
 	if (rl->cfg.ipv6_prefix == 0)
 		rl->cfg.ipv6_prefix = 64;

@@ -18,8 +18,7 @@
 
 #include "log.h"
 #include "vg.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#include "xalloc.h"
 
 /* After a failed batch, the next waits this long (the outcomes of the failed
  * one are queued again, so without a pause a full disk would spin the loop). */
@@ -168,15 +167,11 @@ static void commit_flush(struct worker *w, void *arg)
 
 static int commit_worker_init(struct worker *w)
 {
-	struct commit *c = calloc(1, sizeof(*c));
 	struct spool_options opt;
 
-	if (w->role != WORKER_ROLE_SMTP) {
-		free(c);
+	if (w->role != WORKER_ROLE_SMTP)
 		return 0;          /* the local worker has no shard */
-	}
-	if (c == NULL)
-		log_fatal("out of memory");
+	struct commit *c = xcalloc(1, sizeof(*c));
 	memset(&opt, 0, sizeof(opt));
 	opt.segment_size = (uint64_t)w->cfg->spool_segment_size;
 	opt.no_sync = !w->cfg->spool_sync;

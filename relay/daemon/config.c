@@ -19,6 +19,7 @@
 
 #include "tls.h"
 #include "users.h"
+#include "xalloc.h"
 
 enum config_kind {
 	KIND_INT,
@@ -151,22 +152,6 @@ config_fail(struct config_error *e, const char *fmt, ...)
 	vsnprintf(e->buf, e->len, fmt, ap);
 	va_end(ap);
 	return -EINVAL;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
-	if (p == NULL)
-		log_fatal("out of memory");
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-	if (p == NULL)
-		log_fatal("out of memory");
-	return p;
 }
 
 /* parse_scaled - "<digits><unit>" with unit from the table (or none). */

@@ -1,5 +1,6 @@
 /*
- * conn - inbound connection I/O over the worker's ring; see conn.h.
+ * conn - connection I/O over the worker's ring, for accepted (inbound) and
+ * connected (outbound) sockets alike; see conn.h.
  */
 #include "conn.h"
 
@@ -14,51 +15,32 @@
 #include "netaddr.h"
 #include "tls.h"
 #include "vg.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#include "xalloc.h"
 
 static void conn_recv_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
 static void conn_send_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
 static void conn_feed(struct conn *c);
 static void conn_finish_if_done(struct conn *c);
 
-/* bytes_append - append to a growable buffer (geometric growth). */
-static void bytes_append(struct conn_bytes *b, const void *data, size_t len)
+/* No struct buf cap for a connection's buffers (see struct conn), and the
+ * most an empty one keeps: idle connections hold at most a few hundred
+ * bytes each. */
+#define CONN_BUF_MAX SIZE_MAX
+#define CONN_BUF_KEEP 1024
+
+/* bytes_append - append to one of c's buffers; they have no cap of their
+ * own, so an append cannot fail (out of memory is fatal in buf). */
+static void bytes_append(struct buf *b, const void *data, size_t len)
 {
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap : 512;
-		while (cap < b->len + len)
-			cap *= 2;
-		b->data = realloc(b->data, cap);
-		if (b->data == NULL)
-			log_fatal("out of memory");
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
+	if (buf_append(b, data, len) < 0)
+		log_panic("conn: append of %zu bytes to an uncapped buffer failed", len);
 }
 
-/* bytes_consume - drop n bytes from the front. */
-static void bytes_consume(struct conn_bytes *b, size_t n)
+/* bytes_trim - release an empty buffer's memory unless it is small. */
+static void bytes_trim(struct buf *b)
 {
-	memmove(b->data, b->data + n, b->len - n);
-	b->len -= n;
-}
-
-/* bytes_release - give the memory back: idle connections cost no buffers. */
-static void bytes_release(struct conn_bytes *b)
-{
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
-}
-
-/* bytes_trim - release an empty buffer's memory unless it is small:
- * idle connections keep at most a few hundred bytes. */
-static void bytes_trim(struct conn_bytes *b)
-{
-	if (b->len == 0 && b->cap > 1024)
-		bytes_release(b);
+	if (buf_len(b) == 0)
+		buf_clear(b, CONN_BUF_KEEP);
 }
 
 static void conn_unref(struct conn *c)
@@ -69,13 +51,21 @@ static void conn_unref(struct conn *c)
 	struct io_uring_sqe *sqe = worker_sqe(w);
 	io_uring_prep_close(sqe, c->fd);
 	io_uring_sqe_set_data(sqe, NULL);
-	bytes_release(&c->in);
-	bytes_release(&c->out[0]);
-	bytes_release(&c->out[1]);
-	bytes_release(&c->tls_plain);
+	buf_free(&c->in);
+	buf_free(&c->out[0]);
+	buf_free(&c->out[1]);
+	buf_free(&c->tls_plain);
 	c->tls = tls_session_free(c->tls);
 	w->conn_objects--;
 	free(c);
+}
+
+/* conn_input_cap - the handler's cap on input kept while paused. */
+static size_t conn_input_cap(const struct conn *c)
+{
+	if (c->handler->input_cap == NULL)
+		return CONN_INPUT_CAP_DEFAULT;
+	return c->handler->input_cap(c->w);
 }
 
 /* conn_arm_recv - a multishot receive from the worker's buffer group. */
@@ -97,7 +87,7 @@ static void conn_arm_recv(struct conn *c)
 static void conn_finish_if_done(struct conn *c)
 {
 	if (c->peer_eof && !c->input_paused && !c->send_inflight &&
-	    c->out[0].len == 0 && c->out[1].len == 0)
+	    conn_output_queued(c) == 0)
 		conn_close(c);
 }
 
@@ -106,13 +96,13 @@ static void conn_send_next(struct conn *c)
 {
 	if (c->send_inflight || c->closing)
 		return;
-	struct conn_bytes *cur = &c->out[c->sending];
-	if (c->sent == cur->len) {
-		cur->len = 0;
+	struct buf *cur = &c->out[c->sending];
+	if (c->sent == buf_len(cur)) {
+		buf_reset(cur);
 		c->sent = 0;
 		c->sending ^= 1;
 		cur = &c->out[c->sending];
-		if (cur->len == 0) {
+		if (buf_len(cur) == 0) {
 			/* Nothing left: large buffers go back while idle. */
 			bytes_trim(&c->out[0]);
 			bytes_trim(&c->out[1]);
@@ -126,8 +116,8 @@ static void conn_send_next(struct conn *c)
 		}
 	}
 	struct io_uring_sqe *sqe = worker_sqe(c->w);
-	vg_kernel_reads(cur->data + c->sent, cur->len - c->sent);
-	io_uring_prep_send(sqe, c->fd, cur->data + c->sent, cur->len - c->sent, MSG_NOSIGNAL);
+	vg_kernel_reads(buf_data(cur) + c->sent, buf_len(cur) - c->sent);
+	io_uring_prep_send(sqe, c->fd, buf_data(cur) + c->sent, buf_len(cur) - c->sent, MSG_NOSIGNAL);
 	io_uring_sqe_set_data(sqe, &c->send_op);
 	c->send_inflight = true;
 	c->refs++;
@@ -154,7 +144,7 @@ static void conn_tls_died(struct conn *c, int err)
 		log_info("tls_error", "peer=%s error=\"%s\" reason=\"%s\"", c->peer_text,
 			 strerror(-err), tls_strerror(c->tls));
 	c->tls_failed = true;
-	c->tls_plain.len = 0;
+	buf_reset(&c->tls_plain);
 }
 
 /* conn_tls_encrypt - hand queued plaintext to the session. The bytes
@@ -162,11 +152,11 @@ static void conn_tls_died(struct conn *c, int err)
  * same bytes again, as tls.h requires. */
 static void conn_tls_encrypt(struct conn *c)
 {
-	while (c->tls_plain.len > 0 && !c->tls_failed) {
-		ssize_t n = tls_write(c->tls, c->tls_plain.data, c->tls_plain.len);
+	while (buf_len(&c->tls_plain) > 0 && !c->tls_failed) {
+		ssize_t n = tls_write(c->tls, buf_data(&c->tls_plain), buf_len(&c->tls_plain));
 		conn_tls_take_output(c);
 		if (n > 0)
-			bytes_consume(&c->tls_plain, (size_t)n);
+			buf_consume(&c->tls_plain, (size_t)n);
 		else if (n == TLS_WANT_READ)
 			return;     /* handshake not done yet */
 		else if (n != TLS_WANT_WRITE)
@@ -214,7 +204,7 @@ void conn_start_tls(struct conn *c, struct tls_session *session)
 	if (c->in_input)
 		c->tls_discard_input = true;
 	else
-		c->in.len = 0;
+		buf_reset(&c->in);
 	if (c->outbound) {
 		/* The client speaks first: queue the ClientHello now (the
 		 * receive path drives the rest). A session that cannot even
@@ -334,7 +324,7 @@ void conn_resume_input(struct conn *c)
 		return;
 	c->input_paused = false;
 	c->refs++;    /* the handler may close c while it is fed */
-	if (c->in.len > 0 && !c->in_input)
+	if (buf_len(&c->in) > 0 && !c->in_input)
 		conn_feed(c);
 	if (!c->peer_eof)
 		conn_arm_recv(c);
@@ -354,20 +344,19 @@ void conn_set_phase_timer(struct conn *c, enum worker_timer_class cls)
 static void conn_feed(struct conn *c)
 {
 	c->in_input = true;
-	while (c->in.len > 0 && !c->input_paused && !c->closing) {
-		size_t n = c->handler->input(c, c->in.data, c->in.len);
+	while (buf_len(&c->in) > 0 && !c->input_paused && !c->closing) {
+		size_t n = c->handler->input(c, buf_data(&c->in), buf_len(&c->in));
 		if (c->tls_discard_input) {
 			c->tls_discard_input = false;
-			c->in.len = 0;    /* see conn_start_tls */
+			buf_reset(&c->in);    /* see conn_start_tls */
 			break;
 		}
 		if (n == 0)
 			break;
-		bytes_consume(&c->in, n);
+		buf_consume(&c->in, n);
 	}
 	c->in_input = false;
-	if (c->in.len == 0)
-		bytes_trim(&c->in);
+	bytes_trim(&c->in);
 	if (!c->closing)
 		conn_send_next(c);
 	if (!c->closing)
@@ -377,7 +366,7 @@ static void conn_feed(struct conn *c)
 static void conn_idle_fire(struct worker *w, struct worker_timer *t)
 {
 	struct conn *c = container_of(t, struct conn, idle_timer);
-	c->handler->timeout(c, WORKER_TIMER_SMTP_IDLE);
+	c->handler->timeout(c, c->handler->idle_timer);
 }
 
 static void conn_phase_fire(struct worker *w, struct worker_timer *t)
@@ -390,11 +379,13 @@ static void conn_phase_fire(struct worker *w, struct worker_timer *t)
 /* conn_new - a connection on fd, linked into the worker's list. */
 static struct conn *conn_new(struct worker *w, int fd, const struct conn_handler *handler, void *proto)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = xcalloc(1, sizeof(*c));
 	int one = 1;
 
-	if (c == NULL)
-		log_fatal("out of memory");
+	buf_init(&c->in, CONN_BUF_MAX);
+	buf_init(&c->out[0], CONN_BUF_MAX);
+	buf_init(&c->out[1], CONN_BUF_MAX);
+	buf_init(&c->tls_plain, CONN_BUF_MAX);
 	c->w = w;
 	c->fd = fd;
 	c->refs = 2;  /* the open connection, and the caller while it runs */
@@ -437,7 +428,7 @@ void conn_accept(struct worker *w, int fd, const struct conn_handler *handler)
 		c->peer.ss_family = AF_UNSPEC;
 	else
 		netaddr_format((struct sockaddr *)&c->peer, c->peer_text, sizeof(c->peer_text));
-	worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
+	worker_timer_arm(w, &c->idle_timer, c->handler->idle_timer);
 	conn_start(c);
 	conn_unref(c);
 }
@@ -502,7 +493,7 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 			else
 				bytes_append(&c->in, worker_buffer(w, bid), (size_t)cqe->res);
 			if (!c->outbound && !c->closing)
-				worker_timer_arm(w, &c->idle_timer, WORKER_TIMER_SMTP_IDLE);
+				worker_timer_arm(w, &c->idle_timer, c->handler->idle_timer);
 			if (c->tls_failed && !c->closing)
 				conn_close(c);
 			if (!c->input_paused && !c->in_input && !c->closing)
@@ -520,7 +511,7 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 		} else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
 			log_debug("recv_error", "peer=%s error=%d", c->peer_text, -cqe->res);
 			conn_close(c);
-		} else if (c->input_paused && c->in.len >= (size_t)w->cfg->smtp_max_input_backlog) {
+		} else if (c->input_paused && buf_len(&c->in) >= conn_input_cap(c)) {
 			/* Paused with a full backlog: reading waits until
 			 * conn_resume_input(). A multishot receive would go on
 			 * filling c->in, so end it; its last completion

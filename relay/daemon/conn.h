@@ -28,8 +28,12 @@
  * cancels them and the memory goes when the last completion arrives, so the
  * ring never writes into freed memory (STYLE rule 8).
  *
- * Buffers: input kept while the handler is paused is capped at
- * smtp.max_input_backlog, beyond which reading stops until it drains.
+ * Handler settings: idle_timer (inbound: the idle timer's class, e.g.
+ * SMTP_IDLE or POP3_IDLE) and input_cap (below).
+ *
+ * Buffers: input kept while the handler is paused is capped by the
+ * handler's input_cap (SMTP: smtp.max_input_backlog), beyond which
+ * reading stops until it drains.
  * Output is double-buffered: the kernel reads one buffer while the handler
  * appends to the other, so appending never moves bytes under a send.
  */
@@ -40,12 +44,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "buf.h"
 #include "worker.h"
-
-struct conn_bytes {
-	char *data;
-	size_t len, cap;
-};
 
 struct tls_session;
 
@@ -59,7 +59,20 @@ struct conn_handler {
 	void (*shutdown)(struct conn *c);
 	void (*close)(struct conn *c);
 	void (*tls_ready)(struct conn *c, bool ok);
+	/* idle_timer - the class of an accepted connection's idle timer,
+	 * restarted by every byte received; its expiry reaches timeout()
+	 * with this class. Unused on outbound conns (they have none). */
+	enum worker_timer_class idle_timer;
+	/* input_cap - how many bytes of unconsumed input to keep while the
+	 * handler has paused input; past that, reading stops until
+	 * conn_resume_input(). Asked at each receive while paused, so a
+	 * reloaded config applies. NULL: CONN_INPUT_CAP_DEFAULT. */
+	size_t (*input_cap)(const struct worker *w);
 };
+
+/* The input cap of a handler without input_cap: ample for line protocols
+ * whose commands are short (POP3, control, metrics requests). */
+#define CONN_INPUT_CAP_DEFAULT ((size_t)64 << 10)
 
 struct conn {
 	struct worker *w;
@@ -86,14 +99,26 @@ struct conn {
 	struct ring_op recv_op, send_op;
 	struct worker_timer idle_timer, phase_timer;
 
-	struct conn_bytes in;          /* unconsumed input */
-	struct conn_bytes out[2];      /* out[sending] is in the kernel's hands */
+	/* Buffers (no struct buf cap of their own, CONN_BUF_MAX: input stops
+	 * being read past the handler's input cap, output is bounded by the
+	 * handlers, see conn_output_queued). out[sending] is in the kernel's
+	 * hands: only appended to once it is the other one again. */
+	struct buf in;                 /* unconsumed input */
+	struct buf out[2];
 	unsigned sending;
 	size_t sent;                   /* bytes of out[sending] already written */
 
 	struct tls_session *tls;       /* owned; NULL = cleartext */
-	struct conn_bytes tls_plain;   /* plaintext not yet taken by tls_write */
+	struct buf tls_plain;          /* plaintext not yet taken by tls_write */
 };
+
+/* conn_output_queued - bytes queued for output and not yet known to be
+ * written (the buffer being sent counts whole until it is done): what a
+ * handler checks against its output cap before producing more. */
+static inline size_t conn_output_queued(const struct conn *c)
+{
+	return buf_len(&c->out[0]) + buf_len(&c->out[1]);
+}
 
 /* conn_accept - wrap an accepted socket and call handler->open. */
 void conn_accept(struct worker *w, int fd, const struct conn_handler *handler);

@@ -44,6 +44,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "xalloc.h"
 
 #if !defined(MBEDTLS_THREADING_C)
 #error "tls.c shares session caches and ticket keys between workers: mbedTLS must be built with MBEDTLS_THREADING_C"
@@ -193,15 +194,6 @@ static int tls_is_alloc_failure(int r)
 	return 0;
 }
 
-static void *tls_alloc(size_t n)
-{
-	void *p = calloc(1, n);
-
-	if (p == NULL)
-		log_fatal("tls: out of memory (%zu bytes)", n);
-	return p;
-}
-
 /* tls_config_error - "path: mbedTLS's words" into err. */
 static void tls_config_error(char *err, size_t errlen, const char *what,
 	const char *path, int r)
@@ -247,7 +239,7 @@ static int tls_conf_defaults(mbedtls_ssl_config *conf, int endpoint,
 
 static struct tls_config *tls_config_alloc(int is_server)
 {
-	struct tls_config *cfg = tls_alloc(sizeof *cfg);
+	struct tls_config *cfg = xcalloc(1, sizeof *cfg);
 
 	atomic_init(&cfg->refs, 1);
 	cfg->is_server = is_server;
@@ -261,7 +253,7 @@ static struct tls_config *tls_config_alloc(int is_server)
 /* tls_resumption_new - a fresh session cache and ticket key. */
 static struct tls_resumption *tls_resumption_new(void)
 {
-	struct tls_resumption *res = tls_alloc(sizeof *res);
+	struct tls_resumption *res = xcalloc(1, sizeof *res);
 	int r;
 
 	atomic_init(&res->refs, 1);
@@ -463,7 +455,7 @@ struct tls_session *tls_session_new(struct tls_config *cfg,
 			return NULL;
 		conf = &cfg->conf_required;
 	}
-	s = tls_alloc(sizeof *s);
+	s = xcalloc(1, sizeof *s);
 	mbedtls_ssl_init(&s->ssl);
 	buf_init(&s->in, TLS_INPUT_MAX);
 	buf_init(&s->out, TLS_OUTPUT_MAX);
@@ -476,8 +468,7 @@ struct tls_session *tls_session_new(struct tls_config *cfg,
 			free(s);
 			return NULL;
 		}
-		if ((s->hostname = strdup(hostname)) == NULL)
-			log_fatal("tls: out of memory");
+		s->hostname = xstrdup(hostname);
 	}
 	mbedtls_ssl_set_bio(&s->ssl, s, tls_bio_send, tls_bio_recv, NULL);
 	atomic_fetch_add(&cfg->refs, 1);
@@ -702,15 +693,15 @@ struct tls_saved_session *tls_session_save(const struct tls_session *s)
 
 	if (s->cfg->is_server || !s->handshake_done || s->error != 0)
 		return NULL;
-	saved = tls_alloc(sizeof *saved);
+	saved = xcalloc(1, sizeof *saved);
 	mbedtls_ssl_session_init(&saved->session);
 	if ((r = mbedtls_ssl_get_session(&s->ssl, &saved->session)) != 0) {
 		if (tls_is_alloc_failure(r))
 			log_fatal("tls: out of memory saving a session");
 		return tls_saved_session_free(saved);
 	}
-	if (s->hostname != NULL && (saved->hostname = strdup(s->hostname)) == NULL)
-		log_fatal("tls: out of memory");
+	if (s->hostname != NULL)
+		saved->hostname = xstrdup(s->hostname);
 	saved->verified = tls_peer_verified(s);
 	return saved;
 }

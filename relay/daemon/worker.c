@@ -95,22 +95,13 @@ static void worker_timer_durations(struct worker *w)
 		[WORKER_TIMER_OUT_DATA] = cfg->data_timeout_ms,
 		[WORKER_TIMER_OUT_IDLE] = cfg->connection_idle_timeout_ms,
 		[WORKER_TIMER_POP3_COMMAND] = cfg->pop3_command_timeout_ms,
+		[WORKER_TIMER_POP3_IDLE] = cfg->pop3_idle_timeout_ms,
 	};
-	int64_t local_idle[WORKER_TIMER_CLASSES];
-	const int64_t *ms = durations;
-
-	/* conn arms SMTP_IDLE for every inbound connection; on the local
-	 * worker those are POP3 clients. */
-	if (w->role == WORKER_ROLE_LOCAL) {
-		memcpy(local_idle, durations, sizeof(local_idle));
-		local_idle[WORKER_TIMER_SMTP_IDLE] = cfg->pop3_idle_timeout_ms;
-		ms = local_idle;
-	}
 
 	/* Through deadline_set_timeout: a reload that shortens a duration
 	 * must not leave older, later-expiring nodes ahead of new ones. */
 	for (int i = 0; i < WORKER_TIMER_CLASSES; i++)
-		deadline_set_timeout(&w->timers[i], ms[i], w->now_ms);
+		deadline_set_timeout(&w->timers[i], durations[i], w->now_ms);
 }
 
 /* worker_ring_init - the ring with the newest flags the kernel takes:

@@ -74,7 +74,7 @@ struct worker_timer {
 };
 
 enum worker_timer_class {
-	WORKER_TIMER_SMTP_IDLE,            /* inbound idle; pop3.idle_timeout on the local worker */
+	WORKER_TIMER_SMTP_IDLE,            /* SMTP (and control, metrics) client idle */
 	WORKER_TIMER_SMTP_COMMAND,
 	WORKER_TIMER_SMTP_DATA,
 	WORKER_TIMER_SHUTDOWN,
@@ -84,6 +84,7 @@ enum worker_timer_class {
 	WORKER_TIMER_OUT_DATA,             /* outbound: body and final reply */
 	WORKER_TIMER_OUT_IDLE,             /* outbound: pooled, unused */
 	WORKER_TIMER_POP3_COMMAND,         /* POP3: a command before login */
+	WORKER_TIMER_POP3_IDLE,            /* POP3 client idle */
 	WORKER_TIMER_CLASSES
 };
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 #define MAILDIR_LOCK_NAME "ringmail-pop3.lock"
 /* RFC 1939 7: a unique-id is 1 to 70 octets in 0x21..0x7E. */
@@ -191,12 +192,10 @@ static int write_all(int fd, const char *p, size_t n)
 /* write_converted - the content with every CRLF turned into LF */
 static int write_converted(int fd, const char *data, size_t len)
 {
-	char *stage = malloc(STAGE_SIZE);
+	char *stage = xmalloc(STAGE_SIZE);
 	size_t i, k = 0;
 	int err = 0;
 
-	if (stage == NULL)
-		log_fatal("maildir: out of memory");
 	for (i = 0; i < len && err == 0; i++) {
 		if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n')
 			continue;
@@ -356,7 +355,7 @@ static char *uidl_make(const char *name)
 	size_t len = strcspn(name, ":,"), i;
 	uint64_t h = 0xcbf29ce484222325ull;
 	bool ok = len > 0 && len <= UIDL_MAX;
-	char hex[24], *u;
+	char hex[24];
 
 	for (i = 0; i < len; i++) {
 		if ((unsigned char)name[i] < 0x21 || (unsigned char)name[i] > 0x7e)
@@ -364,14 +363,9 @@ static char *uidl_make(const char *name)
 		h = (h ^ (unsigned char)name[i]) * 0x100000001b3ull;
 	}
 	if (ok)
-		u = strndup(name, len);
-	else {
-		snprintf(hex, sizeof(hex), "H%016llx", (unsigned long long)h);
-		u = strdup(hex);
-	}
-	if (u == NULL)
-		log_fatal("maildir: out of memory");
-	return u;
+		return xstrndup(name, len);
+	snprintf(hex, sizeof(hex), "H%016llx", (unsigned long long)h);
+	return xstrdup(hex);
 }
 
 /* box_add - append one message of cur/ to the snapshot */
@@ -393,14 +387,11 @@ static void box_add(struct maildir_box *box, int dirfd_, const char *name)
 	}
 	if (box->count == box->cap) {
 		box->cap = box->cap ? box->cap * 2 : 16;
-		box->messages = realloc(box->messages, box->cap * sizeof(*m));
-		if (box->messages == NULL)
-			log_fatal("maildir: out of memory");
+		box->messages = xreallocarray(box->messages, box->cap, sizeof(*m));
 	}
 	m = &box->messages[box->count++];
 	memset(m, 0, sizeof(*m));
-	if ((m->name = strdup(name)) == NULL)
-		log_fatal("maildir: out of memory");
+	m->name = xstrdup(name);
 	m->uidl = uidl_make(name);
 	m->size = size;
 }
@@ -497,8 +488,8 @@ int maildir_open(const char *root, const char *user, struct maildir_box **boxp)
 		return -EINVAL;
 	if ((err = dirs_create(root, user, dir, sizeof(dir))) < 0)
 		return err;
-	if ((box = calloc(1, sizeof(*box))) == NULL || (box->dir = strdup(dir)) == NULL)
-		log_fatal("maildir: out of memory");
+	box = xcalloc(1, sizeof(*box));
+	box->dir = xstrdup(dir);
 	box->lock_fd = box->read_fd = -1;
 	if ((err = box_lock(box)) < 0 || (err = box_scan(box)) < 0) {
 		maildir_close(box);

@@ -21,7 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
+#include "xalloc.h"
 
 #define USERS_FILE_MAX (64u << 20)  /* a bigger passwd-file is a mistake */
 
@@ -73,26 +75,6 @@ static const struct {
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
-
-/* xcalloc - calloc, fatal when memory runs out (the house rule). */
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size ? size : 1);
-
-	if (p == NULL)
-		log_fatal("users: out of memory");
-	return p;
-}
-
-/* xstrndup - strndup, fatal when memory runs out. */
-static char *xstrndup(const char *s, size_t len)
-{
-	char *p = strndup(s, len);
-
-	if (p == NULL)
-		log_fatal("users: out of memory");
-	return p;
-}
 
 /* name_valid - 1..USERS_NAME_MAX bytes, no ':', space, control or DEL.
  * Bytes >= 0x80 are allowed: names may be UTF-8. */
@@ -279,9 +261,7 @@ int users_parse(const char *name, const char *text, size_t len, struct users_db 
 			continue;
 		if (db->count == capacity) {
 			capacity *= 2;
-			db->entries = reallocarray(db->entries, capacity, sizeof(db->entries[0]));
-			if (db->entries == NULL)
-				log_fatal("users: out of memory");
+			db->entries = xreallocarray(db->entries, capacity, sizeof(db->entries[0]));
 		}
 		struct users_entry *e = &db->entries[db->count];
 		const char *reason = parse_entry(line, line_len, e);
@@ -325,10 +305,7 @@ static int read_file(int fd, char **text, size_t *len)
 				return -EFBIG;
 			}
 			cap *= 2;
-			char *bigger = realloc(*text, cap);
-			if (bigger == NULL)
-				log_fatal("users: out of memory");
-			*text = bigger;
+			*text = xrealloc(*text, cap);
 		}
 		ssize_t n = read(fd, *text + used, cap - used);
 		if (n < 0 && errno == EINTR)
@@ -471,28 +448,6 @@ int users_hash_password(const char *password, const char *scheme, char *out, siz
  * an operator must be able to fix one user in a file with another bad line.
  */
 
-struct text_out {
-	char *data;
-	size_t len, cap;
-};
-
-/* out_append - n more bytes at the end of o, growing it. */
-static void out_append(struct text_out *o, const char *s, size_t n)
-{
-	if (o->len + n > o->cap) {
-		size_t cap = o->cap ? o->cap : 256;
-		while (cap < o->len + n)
-			cap *= 2;
-		char *bigger = realloc(o->data, cap);
-		if (bigger == NULL)
-			log_fatal("users: out of memory");
-		o->data = bigger;
-		o->cap = cap;
-	}
-	memcpy(o->data + o->len, s, n);
-	o->len += n;
-}
-
 /* line_user_is - is this line an entry of user? */
 static bool line_user_is(const char *line, size_t len, const char *user)
 {
@@ -503,20 +458,22 @@ static bool line_user_is(const char *line, size_t len, const char *user)
 
 /* edit_lines - copy text to out with user's line replaced by user:hash
  * (keeping what follows the password field) or removed (hash NULL).
- * Sets *found. A new user is appended by the caller. */
-static void edit_lines(const char *text, size_t len, const char *user, const char *hash,
-		       struct text_out *out, bool *found)
+ * Sets *found. A new user is appended by the caller. 0, or -EFBIG when
+ * the result would exceed out's cap (USERS_FILE_MAX: no reader takes it). */
+static int edit_lines(const char *text, size_t len, const char *user, const char *hash,
+		      struct buf *out, bool *found)
 {
 	size_t pos = 0;
+	int rc = 0;
 
 	*found = false;
-	while (pos < len) {
+	while (rc == 0 && pos < len) {
 		const char *line = text + pos;
 		const char *nl = memchr(line, '\n', len - pos);
 		size_t line_len = nl ? (size_t)(nl + 1 - line) : len - pos;
 		pos += line_len;
 		if (!line_user_is(line, line_len, user)) {
-			out_append(out, line, line_len);
+			rc = buf_append(out, line, line_len);
 			continue;
 		}
 		if (hash != NULL && !*found) {
@@ -524,13 +481,13 @@ static void edit_lines(const char *text, size_t len, const char *user, const cha
 			const char *rest = field;
 			while (rest < line + line_len && *rest != ':' && *rest != '\r' && *rest != '\n')
 				rest++;
-			out_append(out, user, strlen(user));
-			out_append(out, ":", 1);
-			out_append(out, hash, strlen(hash));
-			out_append(out, rest, (size_t)(line + line_len - rest));
+			rc = buf_append_printf(out, "%s:%s", user, hash);
+			if (rc == 0)
+				rc = buf_append(out, rest, (size_t)(line + line_len - rest));
 		}
 		*found = true;
 	}
+	return rc < 0 ? -EFBIG : 0;
 }
 
 /* write_atomically - data into a temporary file next to path, fsync, give
@@ -622,11 +579,11 @@ static int read_existing(const char *path, char **text, size_t *len, struct stat
 static int users_file_edit(const char *path, const char *user, const char *hash,
 			   enum users_set_mode mode)
 {
-	struct text_out out = { 0 };
+	struct buf out;
 	struct stat st;
 	char *text;
 	size_t len;
-	bool exists, found;
+	bool exists, found = false;
 
 	if (!name_valid(user, strlen(user)))
 		return -EINVAL;
@@ -639,10 +596,12 @@ static int users_file_edit(const char *path, const char *user, const char *hash,
 		free(real);
 		return dirfd;
 	}
+	buf_init(&out, USERS_FILE_MAX);
 	int rc = read_existing(path, &text, &len, &st, &exists);
+	if (rc == 0)
+		rc = edit_lines(text, len, user, hash, &out, &found);
 	if (rc < 0)
 		goto done;
-	edit_lines(text, len, user, hash, &out, &found);
 	if (hash == NULL && !found)
 		rc = -ENOENT;
 	else if (hash != NULL && found && mode == USERS_SET_NEW)
@@ -652,17 +611,17 @@ static int users_file_edit(const char *path, const char *user, const char *hash,
 	if (rc < 0)
 		goto done;
 	if (hash != NULL && !found) {
-		if (out.len > 0 && out.data[out.len - 1] != '\n')
-			out_append(&out, "\n", 1);
-		out_append(&out, user, strlen(user));
-		out_append(&out, ":", 1);
-		out_append(&out, hash, strlen(hash));
-		out_append(&out, "\n", 1);
+		size_t n = buf_len(&out);
+		bool open_line = n > 0 && buf_data(&out)[n - 1] != '\n';
+		if (buf_append_printf(&out, "%s%s:%s\n", open_line ? "\n" : "", user, hash) < 0) {
+			rc = -EFBIG;
+			goto done;
+		}
 	}
-	rc = write_atomically(dirfd, path, exists ? &st : NULL, out.data ? out.data : "", out.len);
+	rc = write_atomically(dirfd, path, exists ? &st : NULL, buf_data(&out), buf_len(&out));
 done:
 	free(text);
-	free(out.data);
+	buf_free(&out);
 	free(real);
 	close(dirfd);
 	return rc;

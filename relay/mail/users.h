@@ -96,7 +96,8 @@ enum users_set_mode {
  * if needed. An existing line keeps its fields after the password; a new
  * user is appended. Every other line, comments included, is kept byte for
  * byte (a later duplicate line of the same user is dropped). Returns 0,
- * -EINVAL (bad name or hash), -EEXIST/-ENOENT (see mode) or -errno. */
+ * -EINVAL (bad name or hash), -EEXIST/-ENOENT (see mode), -EFBIG (the
+ * file is, or would become, larger than the loader accepts) or -errno. */
 int users_file_set(const char *path, const char *user, const char *hash, enum users_set_mode mode);
 
 /* users_file_delete - remove every line of user. Returns 0, -ENOENT (no such

@@ -7,7 +7,7 @@
  * (drained). Input is paused while the session wants its output flushed,
  * and the bytes it did not take are fed again once it wants to read.
  *
- * Timers: the connection's idle timer (pop3.idle_timeout on this worker)
+ * Timers: the connection's idle timer (POP3_IDLE, pop3.idle_timeout)
  * restarts on every byte; before login the phase timer (POP3_COMMAND,
  * pop3.command_timeout) restarts with every response, so an
  * unauthenticated client cannot sit on a connection.
@@ -34,6 +34,7 @@
 #include "server_tls.h"
 #include "tls.h"
 #include "users.h"
+#include "xalloc.h"
 
 #define POP3_OUTPUT_QUEUE_MAX (256 * 1024)
 
@@ -149,7 +150,7 @@ static void pop3_pump(struct pop3_conn *pc)
 	const char *out;
 
 	while ((out = pop3_session_output(pc->session, &len), len > 0) &&
-	       c->out[0].len + c->out[1].len < POP3_OUTPUT_QUEUE_MAX) {
+	       conn_output_queued(c) < POP3_OUTPUT_QUEUE_MAX) {
 		conn_write(c, out, len);
 		pop3_session_output_consumed(pc->session, len);
 		wrote = true;
@@ -183,10 +184,8 @@ static void pop3_open_role(struct conn *c, bool implicit_tls)
 {
 	struct worker *w = c->w;
 	const struct config *cfg = w->cfg;
-	struct pop3_conn *pc = calloc(1, sizeof(*pc));
+	struct pop3_conn *pc = xcalloc(1, sizeof(*pc));
 
-	if (pc == NULL)
-		log_fatal("out of memory");
 	struct pop3_session_config scfg = {
 		.hostname = cfg->hostname,
 		.tls_available = server_tls_config(w) != NULL,
@@ -263,7 +262,7 @@ static void pop3_timeout(struct conn *c, enum worker_timer_class cls)
 	}
 	log_info("pop3_timeout", "client=%s user=%s phase=%s", c->peer_text,
 		 pop3_session_user(pc->session) ? pop3_session_user(pc->session) : "-",
-		 cls == WORKER_TIMER_SMTP_IDLE ? "idle" : "command");
+		 cls == WORKER_TIMER_POP3_IDLE ? "idle" : "command");
 	pop3_session_timeout(pc->session);   /* deletes nothing */
 	pop3_pump(pc);
 	conn_close_after_flush(c);
@@ -282,7 +281,7 @@ static void pop3_shutdown(struct conn *c)
 		return;
 	}
 	pop3_session_output(pc->session, &len);
-	if (len == 0 && c->out[0].len + c->out[1].len == 0)
+	if (len == 0 && conn_output_queued(c) == 0)
 		conn_write(c, bye, sizeof(bye) - 1);
 	conn_close_after_flush(c);
 }
@@ -306,6 +305,8 @@ const struct conn_handler pop3_server_handler = {
 	.shutdown = pop3_shutdown,
 	.close = pop3_close,
 	.tls_ready = pop3_tls_ready,
+	.idle_timer = WORKER_TIMER_POP3_IDLE,
+	.input_cap = NULL,          /* CONN_INPUT_CAP_DEFAULT: commands are short */
 };
 
 /* Implicit TLS (pop3s.listen): the handshake, then the greeting. */
@@ -318,6 +319,8 @@ const struct conn_handler pop3s_server_handler = {
 	.shutdown = pop3_shutdown,
 	.close = pop3_close,
 	.tls_ready = pop3_tls_ready,
+	.idle_timer = WORKER_TIMER_POP3_IDLE,
+	.input_cap = NULL,          /* CONN_INPUT_CAP_DEFAULT: commands are short */
 };
 
 static int pop3_server_worker_init(struct worker *w)
@@ -333,8 +336,8 @@ static int pop3_server_worker_init(struct worker *w)
 		return 0;          /* POP3 runs where the mailboxes are */
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rc.seed = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)ts.tv_sec;
-	w->pop3 = calloc(1, sizeof(*w->pop3));
-	if (w->pop3 == NULL || ratelimit_create(&rc, &w->pop3->limiter) < 0)
+	w->pop3 = xcalloc(1, sizeof(*w->pop3));
+	if (ratelimit_create(&rc, &w->pop3->limiter) < 0)
 		log_fatal("pop3: cannot create the login limiter");
 	return 0;
 }

@@ -29,6 +29,8 @@
 
 #include "buf.h"
 #include "log.h"
+#include "sasl.h"
+#include "xalloc.h"
 
 enum pop3_state {
 	POP3_STATE_INIT,		/* before pop3_session_start */
@@ -267,9 +269,8 @@ static void mailbox_open(struct pop3_session *s, const char *user)
 		return;
 	}
 	s->count = s->ops->count(s->box);
-	if ((s->deleted = calloc(s->count + 1, sizeof(bool))) == NULL
-	    || (s->login = strdup(user)) == NULL)
-		log_fatal("pop3_session: out of memory");
+	s->deleted = xcalloc(s->count + 1, sizeof(bool));
+	s->login = xstrdup(user);
 	log_info("pop3_login", "user=%s messages=%zu tls=%s", user, s->count,
 		 s->tls_active ? "yes" : "no");
 	enter_state(s, POP3_STATE_TRANSACTION);
@@ -320,8 +321,7 @@ static void cmd_user(struct pop3_session *s, char *args)
 		reply_error(s, "-ERR Invalid user name.");
 		return;
 	}
-	if ((s->user = strdup(args)) == NULL)
-		log_fatal("pop3_session: out of memory");
+	s->user = xstrdup(args);
 	reply(s, "+OK");
 }
 
@@ -348,78 +348,37 @@ static void cmd_apop(struct pop3_session *s, char *args)
 	reply(s, "-ERR APOP is not supported.");
 }
 
-/* base64_value - the 6-bit value of a base64 letter, or -1 */
-static int base64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	return c == '/' ? 63 : -1;
-}
-
-/* base64_decode - strict RFC 4648 decoding (padding required); the output
- * is NUL-terminated; returns its length or -1 */
-static ssize_t base64_decode(const char *in, size_t len, char *out)
-{
-	size_t i, o = 0, pad = 0;
-	int v[4], k;
-
-	if (len % 4 != 0)
-		return -1;
-	for (i = 0; i < len; i += 4) {
-		for (k = 0; k < 4; k++) {
-			if (in[i + k] == '=' && i + 4 == len && k >= 2) {
-				v[k] = 0;
-				pad++;
-			} else if (pad > 0 || (v[k] = base64_value(in[i + k])) < 0) {
-				return -1;
-			}
-		}
-		out[o++] = (char)(v[0] << 2 | v[1] >> 4);
-		if (pad < 2)
-			out[o++] = (char)((v[1] & 15) << 4 | v[2] >> 2);
-		if (pad < 1)
-			out[o++] = (char)((v[2] & 3) << 6 | v[3]);
-	}
-	out[o] = 0;
-	return (ssize_t)o;
-}
-
-/* auth_plain_response - RFC 4616 message: [authzid] NUL authcid NUL passwd.
- * "*" cancels; "=" is an empty initial response (RFC 5034 4). An authzid
- * other than the user would be proxy authorization, which we refuse. */
+/* auth_plain_response - an RFC 4616 message, decoded by sasl.c. "*"
+ * cancels, also as an initial response (sasl would call it bad base64);
+ * "=" is an empty response (RFC 5034 4), which sasl finds malformed. An
+ * authzid other than the user would be proxy authorization: refused. Only
+ * bad base64 and a cancel are not counted as failed attempts. */
 static void auth_plain_response(struct pop3_session *s, const char *b64)
 {
-	size_t len = strlen(b64);
-	char *plain, *authcid, *passwd;
-	ssize_t n;
+	struct sasl_session sasl;
+	struct sasl_result r;
 
 	if (strcmp(b64, "*") == 0) {
 		reply_error(s, "-ERR [AUTH] Authentication aborted by client.");
 		return;
 	}
-	if ((plain = malloc(len / 4 * 3 + 2)) == NULL)
-		log_fatal("pop3_session: out of memory");
-	n = strcmp(b64, "=") == 0 ? (plain[0] = 0, 0) : base64_decode(b64, len, plain);
-	if (n < 0) {
+	r = sasl_start(&sasl, "PLAIN", b64);
+	switch (r.status == SASL_DONE ? SASL_ERR_NONE : r.error) {
+	case SASL_ERR_NONE:
+		login(s, r.user, r.password);
+		break;
+	case SASL_ERR_BASE64:
 		reply_error(s, "-ERR [AUTH] Invalid base64 data in response.");
-	} else if ((authcid = memchr(plain, 0, (size_t)n)) == NULL
-		   || (passwd = memchr(authcid + 1, 0, (size_t)(plain + n - authcid - 1))) == NULL
-		   || memchr(passwd + 1, 0, (size_t)(plain + n - passwd - 1)) != NULL
-		   || authcid[1] == 0) {
-		auth_failed(s, "-ERR [AUTH] Invalid AUTH PLAIN response.");
-	} else if (plain[0] != 0 && strcmp(plain, authcid + 1) != 0) {
+		break;
+	case SASL_ERR_AUTHZID:
+	case SASL_ERR_TOO_LONG:   /* longer than any user or password we keep */
 		auth_failed(s, "-ERR [AUTH] Authentication failed.");
-	} else {
-		login(s, authcid + 1, passwd + 1);
+		break;
+	default:
+		auth_failed(s, "-ERR [AUTH] Invalid AUTH PLAIN response.");
+		break;
 	}
-	explicit_bzero(plain, len / 4 * 3 + 2);
-	free(plain);
+	sasl_reset(&sasl);     /* wipes the password */
 }
 
 /* cmd_auth - AUTH alone lists the mechanisms (clients from before CAPA ask
@@ -892,10 +851,8 @@ size_t pop3_session_feed(struct pop3_session *s, const char *in, size_t len)
 /* pop3_session_new - allocate; fill in defaults for zero limits */
 struct pop3_session *pop3_session_new(const struct pop3_session_config *cfg)
 {
-	struct pop3_session *s = calloc(1, sizeof(*s));
+	struct pop3_session *s = xcalloc(1, sizeof(*s));
 
-	if (s == NULL)
-		log_fatal("pop3_session: out of memory");
 	s->cfg = *cfg;
 	if (!s->cfg.line_max)
 		s->cfg.line_max = 255;
@@ -911,11 +868,9 @@ struct pop3_session *pop3_session_new(const struct pop3_session_config *cfg)
 		s->cfg.output_max = 64 * 1024;
 	s->line_cap = s->cfg.line_max > s->cfg.sasl_line_max ? s->cfg.line_max
 							     : s->cfg.sasl_line_max;
-	s->hostname = strdup(cfg->hostname ? cfg->hostname : "localhost");
-	s->line = malloc(s->line_cap + 1);
-	s->chunk = malloc(CHUNK_SIZE);
-	if (!s->hostname || !s->line || !s->chunk)
-		log_fatal("pop3_session: out of memory");
+	s->hostname = xstrdup(cfg->hostname ? cfg->hostname : "localhost");
+	s->line = xmalloc(s->line_cap + 1);
+	s->chunk = xmalloc(CHUNK_SIZE);
 	s->cfg.hostname = s->hostname;
 	buf_init(&s->out, s->cfg.output_max + OUTPUT_SLACK);
 	return s;

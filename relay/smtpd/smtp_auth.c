@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "users.h"
+#include "xalloc.h"
 
 struct smtp_auth_worker {
 	struct worker *w;
@@ -100,10 +101,8 @@ static void auth_poll_complete(struct worker *w, struct ring_op *op, const struc
 
 struct smtp_auth_worker *smtp_auth_worker_new(struct worker *w)
 {
-	struct smtp_auth_worker *aw = calloc(1, sizeof(*aw));
+	struct smtp_auth_worker *aw = xcalloc(1, sizeof(*aw));
 
-	if (aw == NULL)
-		log_fatal("out of memory");
 	aw->w = w;
 	aw->poll_op.complete = auth_poll_complete;
 	mpsc_init(&aw->results);

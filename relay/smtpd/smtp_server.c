@@ -47,6 +47,7 @@
 #include "smtp_auth.h"
 #include "smtp_session.h"
 #include "tls.h"
+#include "xalloc.h"
 
 /* Output queued in the connection beyond which input pauses until the
  * client reads its replies (a client that never reads cannot grow us). */
@@ -168,9 +169,7 @@ static void smtp_auth_start(struct smtp_conn *sc)
 		smtp_auth_refuse(sc, user, "rate_limited", -EAGAIN);
 		return;
 	}
-	struct smtp_auth_request *r = calloc(1, sizeof(*r));
-	if (r == NULL)
-		log_fatal("out of memory");
+	struct smtp_auth_request *r = xcalloc(1, sizeof(*r));
 	r->db = w->cfg->users;
 	snprintf(r->user, sizeof(r->user), "%s", user);
 	snprintf(r->password, sizeof(r->password), "%s", password);
@@ -281,7 +280,7 @@ static void smtp_pump(struct smtp_conn *sc)
 		break;
 	}
 	if (!c->closing && !sc->committing &&
-	    c->out[0].len + c->out[1].len > SMTP_OUTPUT_BACKLOG_MAX) {
+	    conn_output_queued(c) > SMTP_OUTPUT_BACKLOG_MAX) {
 		sc->paused_for_output = true;
 		conn_pause_input(c);
 	}
@@ -296,10 +295,8 @@ static void smtp_spool_message(struct worker *w, const struct smtp_message *m,
 
 	if (m->recipient_count > sw->rcpt_cap) {
 		sw->rcpt_cap = m->recipient_count;
-		sw->rcpts = realloc(sw->rcpts, sw->rcpt_cap * sizeof(*sw->rcpts));
-		sw->orcpts = realloc(sw->orcpts, sw->rcpt_cap * sizeof(*sw->orcpts));
-		if (sw->rcpts == NULL || sw->orcpts == NULL)
-			log_fatal("out of memory");
+		sw->rcpts = xreallocarray(sw->rcpts, sw->rcpt_cap, sizeof(*sw->rcpts));
+		sw->orcpts = xreallocarray(sw->orcpts, sw->rcpt_cap, sizeof(*sw->orcpts));
 	}
 	for (size_t i = 0; i < m->recipient_count; i++) {
 		const struct smtp_recipient *r = &m->recipients[i];
@@ -415,13 +412,11 @@ static void smtp_commit_start(struct smtp_conn *sc)
  * timer), submission wants AUTH before MAIL. */
 static void smtp_open_role(struct conn *c, enum config_listen_role role)
 {
-	struct smtp_conn *sc = calloc(1, sizeof(*sc));
+	struct smtp_conn *sc = xcalloc(1, sizeof(*sc));
 	struct worker *w = c->w;
 	const struct config *cfg = w->cfg;
 	char ip[64];
 
-	if (sc == NULL)
-		log_fatal("out of memory");
 	struct smtp_session_config scfg = {
 		.hostname = cfg->hostname,
 		.line_max = (size_t)cfg->smtp_max_command_line,
@@ -558,6 +553,13 @@ static void smtp_close(struct conn *c)
 	free(sc);
 }
 
+/* smtp_input_cap - what a client may pipeline while its message is being
+ * committed (smtp.max_input_backlog). */
+static size_t smtp_input_cap(const struct worker *w)
+{
+	return (size_t)w->cfg->smtp_max_input_backlog;
+}
+
 const struct conn_handler smtp_server_handler = {
 	.name = "smtp",
 	.open = smtp_open,
@@ -567,6 +569,8 @@ const struct conn_handler smtp_server_handler = {
 	.shutdown = smtp_shutdown,
 	.close = smtp_close,
 	.tls_ready = smtp_tls_ready,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,
+	.input_cap = smtp_input_cap,
 };
 
 /* Implicit TLS (smtps.listen): the handshake, then the greeting. */
@@ -579,6 +583,8 @@ const struct conn_handler smtps_server_handler = {
 	.shutdown = smtp_shutdown,
 	.close = smtp_close,
 	.tls_ready = smtp_tls_ready,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,
+	.input_cap = smtp_input_cap,
 };
 
 /* Submission (submission.listen): AUTH before MAIL. */
@@ -591,13 +597,13 @@ const struct conn_handler submission_server_handler = {
 	.shutdown = smtp_shutdown,
 	.close = smtp_close,
 	.tls_ready = smtp_tls_ready,
+	.idle_timer = WORKER_TIMER_SMTP_IDLE,
+	.input_cap = smtp_input_cap,
 };
 
 static int smtp_server_worker_init(struct worker *w)
 {
-	w->smtp = calloc(1, sizeof(*w->smtp));
-	if (w->smtp == NULL)
-		log_fatal("out of memory");
+	w->smtp = xcalloc(1, sizeof(*w->smtp));
 	return 0;
 }
 

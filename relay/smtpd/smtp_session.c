@@ -29,6 +29,7 @@
 #include "buf.h"
 #include "sasl.h"
 #include "smtp_data.h"
+#include "xalloc.h"
 
 enum smtp_state {
 	SMTP_STATE_INIT,	/* before smtp_session_start */
@@ -251,8 +252,7 @@ static bool helo_store(struct smtp_session *s, const struct smtp_cmd_line *l, bo
 		return false;
 	}
 	free(s->helo);
-	if ((s->helo = strndup(l->args, l->args_len)) == NULL)
-		log_fatal("smtp_session: out of memory");
+	s->helo = xstrndup(l->args, l->args_len);
 	s->esmtp = esmtp;
 	transaction_reset(s);
 	enter_state(s, SMTP_STATE_READY);
@@ -319,19 +319,17 @@ static void recipient_add(struct smtp_session *s, const struct smtp_address *a,
 	if (s->recipient_count == s->recipient_cap) {
 		size_t cap = s->recipient_cap ? s->recipient_cap * 2 : 4;
 
-		r = realloc(s->recipients, cap * sizeof(*r));
-		if (r == NULL)
-			log_fatal("smtp_session: out of memory");
-		s->recipients = r;
+		s->recipients = xreallocarray(s->recipients, cap, sizeof(*r));
 		s->recipient_cap = cap;
 	}
 	r = &s->recipients[s->recipient_count++];
 	memcpy(r->address, a->mailbox, sizeof(r->address));
 	r->notify = p->notify;
 	r->orcpt_type = r->orcpt = NULL;
-	if (p->has_orcpt && ((r->orcpt_type = strdup(p->orcpt_type)) == NULL
-			     || (r->orcpt = strdup(p->orcpt)) == NULL))
-		log_fatal("smtp_session: out of memory");
+	if (p->has_orcpt) {
+		r->orcpt_type = xstrdup(p->orcpt_type);
+		r->orcpt = xstrdup(p->orcpt);
+	}
 }
 
 /* recipients_clear - forget the recipients (ORCPT strings are owned) */
@@ -932,10 +930,8 @@ size_t smtp_session_feed(struct smtp_session *s, const char *in, size_t len)
 struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
 				      const struct smtp_peer *peer)
 {
-	struct smtp_session *s = calloc(1, sizeof(*s));
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
 
-	if (s == NULL)
-		log_fatal("smtp_session: out of memory");
 	s->cfg = *cfg;
 	if (!s->cfg.line_max)
 		s->cfg.line_max = 512;
@@ -951,12 +947,10 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
 		s->cfg.errors_max = 20;
 	if (!s->cfg.output_max)
 		s->cfg.output_max = 64 * 1024;
-	s->hostname = strdup(cfg->hostname ? cfg->hostname : "localhost");
-	s->peer_address = strdup(peer->address ? peer->address : "unknown");
-	s->peer_hostname = strdup(peer->hostname ? peer->hostname : "unknown");
-	s->line = malloc(s->cfg.line_max);
-	if (!s->hostname || !s->peer_address || !s->peer_hostname || !s->line)
-		log_fatal("smtp_session: out of memory");
+	s->hostname = xstrdup(cfg->hostname ? cfg->hostname : "localhost");
+	s->peer_address = xstrdup(peer->address ? peer->address : "unknown");
+	s->peer_hostname = xstrdup(peer->hostname ? peer->hostname : "unknown");
+	s->line = xmalloc(s->cfg.line_max);
 	s->cfg.hostname = s->hostname;
 	s->peer_port = peer->port;
 	s->peer_trusted = peer->trusted;
@@ -1116,8 +1110,8 @@ void smtp_session_set_authenticated(struct smtp_session *s, const char *user)
 {
 	free(s->authenticated_user);
 	s->authenticated_user = NULL;
-	if (user != NULL && (s->authenticated_user = strdup(user)) == NULL)
-		log_fatal("smtp_session: out of memory");
+	if (user != NULL)
+		s->authenticated_user = xstrdup(user);
 }
 
 /* smtp_reject_name - from the table; "" for a value outside the enum */

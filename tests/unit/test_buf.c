@@ -157,3 +157,71 @@ Test(buf, append_json_all_or_nothing)
 	cr_expect_eq(buf_len(&b), 3, "got len %zu after a failed null, want 3", buf_len(&b));
 	buf_free(&b);
 }
+
+Test(buf, reserve_tail_produce)
+{
+	struct buf b;
+
+	buf_init(&b, 64);
+	cr_assert_eq(buf_tail(&b), NULL);
+	cr_assert_eq(buf_reserve(&b, 5), 0);
+	memcpy(buf_tail(&b), "hello", 5);
+	buf_produce(&b, 5);
+	cr_assert_eq(buf_len(&b), 5);
+	cr_assert(memcmp(buf_data(&b), "hello", 5) == 0);
+	/* After a consume the tail follows the live bytes. */
+	buf_consume(&b, 2);
+	cr_assert_eq(buf_reserve(&b, 3), 0);
+	cr_assert_eq(buf_tail(&b), buf_data(&b) + buf_len(&b));
+	memcpy(buf_tail(&b), "abc", 3);
+	buf_produce(&b, 3);
+	cr_assert(memcmp(buf_data(&b), "lloabc", 6) == 0, "got %.*s", (int)buf_len(&b), buf_data(&b));
+	/* Reserve never goes past the cap. */
+	cr_assert_eq(buf_reserve(&b, 59), -ENOBUFS);
+	cr_assert_eq(buf_reserve(&b, 58), 0);
+	cr_assert_eq(buf_len(&b), 6, "reserve changed len to %zu", buf_len(&b));
+	buf_free(&b);
+}
+
+Test(buf, truncate)
+{
+	struct buf b;
+
+	buf_init(&b, 64);
+	cr_assert_eq(buf_append_str(&b, "0123456789"), 0);
+	buf_consume(&b, 2);
+	buf_truncate(&b, 3);
+	cr_assert_eq(buf_len(&b), 3);
+	cr_assert(memcmp(buf_data(&b), "234", 3) == 0);
+	buf_truncate(&b, 10);   /* longer than what is there: no change */
+	cr_assert_eq(buf_len(&b), 3);
+	cr_assert_eq(buf_append_str(&b, "x"), 0);
+	cr_assert(memcmp(buf_data(&b), "234x", 4) == 0);
+	buf_free(&b);
+}
+
+Test(buf, prepend)
+{
+	struct buf b;
+
+	buf_init(&b, 16);
+	/* Into an empty buffer. */
+	cr_assert_eq(buf_prepend(&b, "def", 3), 0);
+	cr_assert(memcmp(buf_data(&b), "def", 3) == 0);
+	/* In front of live bytes: they move up. */
+	cr_assert_eq(buf_prepend(&b, "abc", 3), 0);
+	cr_assert_eq(buf_len(&b), 6);
+	cr_assert(memcmp(buf_data(&b), "abcdef", 6) == 0, "got %.*s", (int)buf_len(&b), buf_data(&b));
+	/* Into the consumed space at the front. */
+	buf_consume(&b, 4);
+	cr_assert_eq(buf_prepend(&b, "XY", 2), 0);
+	cr_assert(memcmp(buf_data(&b), "XYef", 4) == 0, "got %.*s", (int)buf_len(&b), buf_data(&b));
+	/* The cap counts live bytes, wherever they go. */
+	cr_assert_eq(buf_append_str(&b, "0123456789"), 0);
+	cr_assert_eq(buf_prepend(&b, "123", 3), -ENOBUFS);
+	cr_assert_eq(buf_len(&b), 14, "a failed prepend changed len to %zu", buf_len(&b));
+	cr_assert_eq(buf_prepend(&b, "12", 2), 0);
+	cr_assert(memcmp(buf_data(&b), "12XYef0123456789", 16) == 0);
+	cr_assert_eq(buf_prepend(&b, "", 0), 0);
+	buf_free(&b);
+}

@@ -450,6 +450,9 @@ static const struct auth_case auth_cases[] = {
 	{ "AUTH PLAIN\r\nAGFsaWNlAHdyb25n\r\n", "+ \r\n-ERR [AUTH] Authentication failed.\r\n" },
 	{ "AUTH PLAIN AGFsaWNl\r\n", "-ERR [AUTH] Invalid AUTH PLAIN response.\r\n" },
 	{ "AUTH PLAIN =\r\n", "-ERR [AUTH] Invalid AUTH PLAIN response.\r\n" },
+	/* An empty password is malformed (RFC 4616: passwd = 1*SAFE). */
+	{ "AUTH PLAIN AGFsaWNlAA==\r\n", "-ERR [AUTH] Invalid AUTH PLAIN response.\r\n" },
+	{ "AUTH PLAIN *\r\n", "-ERR [AUTH] Authentication aborted by client.\r\n" },
 	{ "AUTH PLAIN AGFsaWNlAHNlY3JldA=\r\n", "-ERR [AUTH] Invalid base64 data in response.\r\n" },
 	{ "AUTH PLAIN A!FsaWNlAHNlY3JldA==\r\n", "-ERR [AUTH] Invalid base64 data in response.\r\n" },
 	{ "AUTH PLAIN\r\n*\r\nSTAT\r\n",
