@@ -189,12 +189,10 @@ static void delivery_hook(struct worker *w, void *arg)
 
 static int delivery_resolver_new(struct delivery *dl, const struct config *cfg)
 {
-	struct dns_static_route *routes = calloc(cfg->domain_count + 1, sizeof(*routes));
+	struct dns_static_route *routes = xcalloc(cfg->domain_count + 1, sizeof(*routes));
 	size_t nroutes = 0;
 	char err[256];
 
-	if (routes == NULL)
-		log_fatal("out of memory");
 	for (size_t i = 0; i < cfg->domain_count; i++)
 		if (cfg->domains[i].route != NULL && cfg->domains[i].route[0] != '\0')
 			routes[nroutes++] = (struct dns_static_route){ cfg->domains[i].name, cfg->domains[i].route };
@@ -226,11 +224,9 @@ static int delivery_resolver_new(struct delivery *dl, const struct config *cfg)
 
 static int delivery_worker_init(struct worker *w)
 {
-	struct delivery *dl = calloc(1, sizeof(*dl));
+	struct delivery *dl = xcalloc(1, sizeof(*dl));
 	const struct config *cfg = w->cfg;
 
-	if (dl == NULL)
-		log_fatal("out of memory");
 	dl->w = w;
 	dl->rng = (uint64_t)wall_ms() * 2654435761u + w->id + 1;
 	delivery_policies(dl, cfg);

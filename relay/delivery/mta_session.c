@@ -206,10 +206,8 @@ static void mta_txn_prepare(struct mta_session *s, struct qitem *it)
 
 	if (it->count > s->rcpt_cap) {
 		s->rcpt_cap = it->count;
-		s->rcpts = realloc(s->rcpts, s->rcpt_cap * sizeof(*s->rcpts));
-		s->results = realloc(s->results, s->rcpt_cap * sizeof(*s->results));
-		if (s->rcpts == NULL || s->results == NULL)
-			log_fatal("out of memory");
+		s->rcpts = xreallocarray(s->rcpts, s->rcpt_cap, sizeof(*s->rcpts));
+		s->results = xreallocarray(s->results, s->rcpt_cap, sizeof(*s->results));
 	}
 	for (uint32_t i = 0; i < it->count; i++) {
 		const struct qrcpt *r = &m->rcpts[it->idx[i]];
@@ -283,9 +281,7 @@ static struct tls_config *mta_tls_client(struct delivery *dl)
 		return dl->tls_client;
 	dl->tls_client = tls_config_free(dl->tls_client);
 	free(dl->tls_client_ca);
-	dl->tls_client_ca = strdup(ca);
-	if (dl->tls_client_ca == NULL)
-		log_fatal("out of memory");
+	dl->tls_client_ca = xstrdup(ca);
 	if (ca[0] != '\0') {
 		dl->tls_client = tls_config_new_client(ca, err, sizeof(err));
 		if (dl->tls_client == NULL)
@@ -469,10 +465,8 @@ static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r
 static struct mta_session *mta_session_new(struct delivery *dl, struct qdomain *d,
 					   const struct dns_route *route)
 {
-	struct mta_session *s = calloc(1, sizeof(*s));
+	struct mta_session *s = xcalloc(1, sizeof(*s));
 
-	if (s == NULL)
-		log_fatal("out of memory");
 	s->dl = dl;
 	s->d = d;
 	s->route = dns_route_ref(route);

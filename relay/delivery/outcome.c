@@ -108,12 +108,10 @@ static void outcome_journal(struct worker *w, struct qoutcome *o)
 		dc->w = w;
 		dc->waiter.done = dsn_commit_done;
 		spool_shard_new_queue_id(commit_shard(w), dc->queue_id);
-		dc->recipient = strdup(o->msg->sender);
+		dc->recipient = xstrdup(o->msg->sender);
 		dc->body = o->dsn;
 		dc->body_len = o->dsn_len;
 		o->dsn = NULL;
-		if (dc->recipient == NULL)
-			log_fatal("out of memory");
 		dsn_spool_message(dc, &msg, &rcpt);
 		int rc = commit_message(w, &msg, &dc->waiter);
 		if (rc < 0) {

@@ -28,14 +28,6 @@ int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (p == NULL)
-		log_fatal("out of memory");
-	return p;
-}
-
 /* domain_hash - FNV-1a of the name in lower case. */
 static uint64_t domain_hash(const char *name)
 {
@@ -183,9 +175,7 @@ static struct qdomain *domain_get(struct delivery *dl, const char *name)
 		return d;
 	if (dl->domain_count >= dl->domain_buckets * 2) {
 		size_t nb = dl->domain_buckets ? dl->domain_buckets * 4 : 256;
-		struct qdomain **nt = calloc(nb, sizeof(*nt));
-		if (nt == NULL)
-			log_fatal("out of memory");
+		struct qdomain **nt = xcalloc(nb, sizeof(*nt));
 		for (size_t i = 0; i < dl->domain_buckets; i++) {
 			struct qdomain *e = dl->domains[i];
 			while (e) {
@@ -210,9 +200,7 @@ static struct qdomain *domain_get(struct delivery *dl, const char *name)
 	d->items.prev = d->items.next = &d->items;
 	if (dl->domain_count == dl->domain_list_cap) {
 		dl->domain_list_cap = dl->domain_list_cap ? dl->domain_list_cap * 2 : 256;
-		dl->domain_list = realloc(dl->domain_list, dl->domain_list_cap * sizeof(*dl->domain_list));
-		if (dl->domain_list == NULL)
-			log_fatal("out of memory");
+		dl->domain_list = xreallocarray(dl->domain_list, dl->domain_list_cap, sizeof(*dl->domain_list));
 	}
 	d->index = dl->domain_count;
 	dl->domain_list[dl->domain_count] = d;
@@ -300,9 +288,7 @@ static void heap_push(struct delivery *dl, struct qitem *it)
 {
 	if (dl->heap_len == dl->heap_cap) {
 		dl->heap_cap = dl->heap_cap ? dl->heap_cap * 2 : 1024;
-		dl->heap = realloc(dl->heap, dl->heap_cap * sizeof(*dl->heap));
-		if (dl->heap == NULL)
-			log_fatal("out of memory");
+		dl->heap = xreallocarray(dl->heap, dl->heap_cap, sizeof(*dl->heap));
 	}
 	size_t i = dl->heap_len++;
 	dl->heap[i] = it;
@@ -406,10 +392,8 @@ void delivery_submit(struct worker *w, const struct spool_message *m,
 		     const struct spool_rcpt_state *state)
 {
 	struct qmsg *q = qmsg_new(w->id, m);
-	bool *taken = calloc(m->rcpt_count ? m->rcpt_count : 1, sizeof(bool));
+	bool *taken = xcalloc(m->rcpt_count, sizeof(bool));
 
-	if (taken == NULL)
-		log_fatal("out of memory");
 	qmsg_ref(q);    /* held while items are made */
 	for (size_t i = 0; i < q->rcpt_count; i++) {
 		if (taken[i] || (state != NULL && SPOOL_STATUS_IS_FINAL(state[i].status)))

@@ -39,11 +39,10 @@
 #include "retry.h"
 #include "scheduler.h"
 #include "smtp_dsn.h"
+#include "xalloc.h"
 
 #define INITIAL_WINDOW 2
 #define REPLY_TEXT_MAX 200
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 struct qrcpt {
 	const char *addr;
@@ -165,7 +164,6 @@ static inline struct delivery *delivery_of(struct worker *w)
 
 /* ---- queue.c ---- */
 
-void *xmalloc(size_t n);
 int64_t wall_ms(void);
 uint64_t delivery_rng_next(struct delivery *dl);
 void qmsg_ref(struct qmsg *q);

@@ -62,17 +62,14 @@ static void query_show_item(const struct delivery *dl, struct queue_query *q, co
 	if (!m->found) {
 		m->found = true;
 		snprintf(m->queue_id, sizeof(m->queue_id), "%s", msg->queue_id);
-		m->sender = strdup(msg->sender);
-		m->envid = msg->envid ? strdup(msg->envid) : NULL;
+		m->sender = xstrdup(msg->sender);
+		m->envid = msg->envid ? xstrdup(msg->envid) : NULL;
 		m->arrival_ms = msg->arrival_ms;
 		m->size = msg->body_len;
 		m->rcpt_count = msg->rcpt_count;
-		m->rcpts = calloc(msg->rcpt_count ? msg->rcpt_count : 1, sizeof(*m->rcpts));
-		if (m->sender == NULL || m->rcpts == NULL)
-			log_fatal("out of memory");
+		m->rcpts = xcalloc(msg->rcpt_count, sizeof(*m->rcpts));
 		for (size_t i = 0; i < msg->rcpt_count; i++)
-			if ((m->rcpts[i].addr = strdup(msg->rcpts[i].addr)) == NULL)
-				log_fatal("out of memory");
+			m->rcpts[i].addr = xstrdup(msg->rcpts[i].addr);
 	}
 	for (uint32_t i = 0; i < it->count && it->idx[i] < m->rcpt_count; i++) {
 		struct queue_rcpt_view *r = &m->rcpts[it->idx[i]];
@@ -80,7 +77,7 @@ static void query_show_item(const struct delivery *dl, struct queue_query *q, co
 		r->attempts = it->attempts;
 		r->next_ms = item_next_wall_ms(dl, q, it);
 		free(r->last_error);
-		r->last_error = it->last_error ? strdup(it->last_error) : NULL;
+		r->last_error = it->last_error ? xstrdup(it->last_error) : NULL;
 	}
 }
 
@@ -118,13 +115,10 @@ static void query_summary_begin(struct queue_query *q, const struct qdomain *d)
 {
 	if (q->row_count == q->row_cap) {
 		q->row_cap = q->row_cap ? q->row_cap * 2 : 64;
-		q->rows = realloc(q->rows, q->row_cap * sizeof(*q->rows));
-		if (q->rows == NULL)
-			log_fatal("out of memory");
+		q->rows = xreallocarray(q->rows, q->row_cap, sizeof(*q->rows));
 	}
 	memset(&q->rows[q->row_count], 0, sizeof(q->rows[0]));
-	if ((q->rows[q->row_count].domain = strdup(d->name)) == NULL)
-		log_fatal("out of memory");
+	q->rows[q->row_count].domain = xstrdup(d->name);
 	q->row_count++;
 }
 

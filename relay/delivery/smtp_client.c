@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "xalloc.h"
 
 enum pending_kind {
 	PENDING_EHLO,
@@ -100,14 +101,10 @@ static void enter_state(struct smtp_client *c, enum smtp_client_state s)
 
 struct smtp_client *smtp_client_new(const struct smtp_client_config *config)
 {
-	struct smtp_client *c = calloc(1, sizeof(*c));
+	struct smtp_client *c = xcalloc(1, sizeof(*c));
 
-	if (c == NULL)
-		log_fatal("smtp_client_new: out of memory");
 	c->config = *config;
-	c->helo_name = strdup(config->helo_name != NULL ? config->helo_name : "localhost");
-	if (c->helo_name == NULL)
-		log_fatal("smtp_client_new: out of memory");
+	c->helo_name = xstrdup(config->helo_name != NULL ? config->helo_name : "localhost");
 	c->config.helo_name = c->helo_name;
 	if (c->config.max_output == 0)
 		c->config.max_output = 4u << 20;
@@ -157,10 +154,7 @@ static void pending_push(struct smtp_client *c, enum pending_kind kind, size_t i
 		c->pending_head = c->pending_tail = 0;
 	if (c->pending_tail == c->pending_cap) {
 		size_t cap = c->pending_cap ? c->pending_cap * 2 : 16;
-		struct pending *p = realloc(c->pending, cap * sizeof(*p));
-		if (p == NULL)
-			log_fatal("smtp_client: out of memory");
-		c->pending = p;
+		c->pending = xreallocarray(c->pending, cap, sizeof(*c->pending));
 		c->pending_cap = cap;
 	}
 	c->pending[c->pending_tail++] = (struct pending){ kind, index };
@@ -784,10 +778,7 @@ static bool txn_valid(const struct smtp_client_txn *t)
 static void txn_reset(struct smtp_client *c, const struct smtp_client_txn *t)
 {
 	if (c->rcpt_state_cap < t->nrcpts) {
-		unsigned char *p = realloc(c->rcpt_state, t->nrcpts);
-		if (p == NULL)
-			log_fatal("smtp_client: out of memory");
-		c->rcpt_state = p;
+		c->rcpt_state = xrealloc(c->rcpt_state, t->nrcpts);
 		c->rcpt_state_cap = t->nrcpts;
 	}
 	memset(c->rcpt_state, RCPT_OPEN, t->nrcpts);
