@@ -157,6 +157,9 @@ struct config {
 	int64_t backoff_jitter_percent;
 	int64_t queue_lifetime_ms;
 	int64_t domain_backoff_ms;
+	int64_t max_connections_per_address;  /* outbound, whole relay (split among workers) */
+	int64_t max_connections_total;        /* outbound, whole relay (split among workers) */
+	int64_t address_backoff_ms;           /* an MX address after a failed connect or greeting */
 	int64_t domain_reap_interval_ms;
 	int64_t bounce_max_original_size;
 	char *tls_ca_file;                /* CA bundle/directory for "verify"; "" = none */

@@ -29,6 +29,7 @@
 #include "log.h"
 
 static void route_ready(const struct dns_route *route, void *arg);
+static void domain_dispatch(struct delivery *dl, struct qdomain *d, unsigned want);
 
 /* ---- scheduling ------------------------------------------------------- */
 
@@ -63,17 +64,84 @@ static void route_ready(const struct dns_route *route, void *arg)
 			item_fail_all(dl, it, outcome, route->smtp_code, route->enhanced, route->text);
 		return;
 	}
-	for (unsigned i = 0; i < want && !dl->stopping; i++) {
-		if (!mta_session_open(dl, d, route)) {
+	if (d->route != route) {
+		dns_route_unref(d->route);
+		d->route = dns_route_ref(route);
+	}
+	domain_dispatch(dl, d, want);
+}
+
+/* first_usable_dest - the first address of route that does not rest. */
+static struct qdest *first_usable_dest(struct delivery *dl, const struct dns_route *route)
+{
+	for (size_t h = 0; h < route->host_count; h++) {
+		for (size_t a = 0; a < route->hosts[h].addr_count; a++) {
+			struct qdest *dest = dest_get(dl, &route->hosts[h].addrs[a]);
+			if (!dest_backed_off(dl, dest))
+				return dest;
+		}
+	}
+	return NULL;
+}
+
+/* domain_dispatch - up to want more sessions for d: a pooled one at its
+ * first usable address (any domain's: connection reuse), else a new one
+ * within the address's window and the worker's cap; when the address is
+ * full, d waits in its round robin. */
+static void domain_dispatch(struct delivery *dl, struct qdomain *d, unsigned want)
+{
+	const struct dns_route *route = d->route;
+
+	if (domain_park_resting(dl, d, route))
+		return;
+	for (unsigned i = 0; i < want && d->ready_head != NULL && !dl->stopping; i++) {
+		struct qdest *dest = first_usable_dest(dl, route), *full = NULL;
+		if (dest != NULL && mta_session_reuse(dest, d))
+			continue;
+		switch (mta_session_open(dl, d, route, &full)) {
+		case MTA_OPENED:
+			continue;
+		case MTA_WAIT:
+			dest_wait(full, d);
+			return;
+		case MTA_NO_ADDRESS:
 			if (d->active == 0)
 				domain_defer_ready(dl, d, NULL, "no MX host address could be connected to");
-			break;
+			return;
 		}
 	}
 }
 
-/* domain_kick - give ready items to idle connections, and open new ones
- * within the domain's window (sched_domain_kick) when items are left over. */
+/* How many timeouts in a row an address may have before they count as the
+ * host's failure rather than a blip (or our own pile-up). */
+#define DEST_BLIP_FAILURES 3
+
+bool domain_park_resting(struct delivery *dl, struct qdomain *d, const struct dns_route *route)
+{
+	int64_t until = 0;
+	struct qitem *it;
+
+	for (size_t h = 0; h < route->host_count; h++) {
+		for (size_t a = 0; a < route->hosts[h].addr_count; a++) {
+			struct qdest *dest = dest_get(dl, &route->hosts[h].addrs[a]);
+			if (!dest_backed_off(dl, dest) || dest->failures >= DEST_BLIP_FAILURES)
+				return false;
+			if (until == 0 || dest->until_ms < until)
+				until = dest->until_ms;
+		}
+	}
+	if (until == 0 || d->ready_head == NULL)
+		return false;
+	log_info("domain_waits", "domain=%s reason=addresses_resting for_ms=%lld", d->name,
+		 (long long)(until - dl->w->now_ms));
+	while ((it = domain_pop_ready(d)) != NULL)
+		item_retry_at(dl, it, until);
+	return true;
+}
+
+/* domain_kick - more sessions for d's ready items, within its window
+ * (sched_domain_kick): its route first (a cache hit answers at once), then
+ * domain_dispatch. */
 void domain_kick(struct delivery *dl, struct qdomain *d)
 {
 	struct worker *w = dl->w;
@@ -81,8 +149,6 @@ void domain_kick(struct delivery *dl, struct qdomain *d)
 
 	if (dl->stopping)
 		return;
-	while (d->ready_head != NULL && mta_session_take_work(d))
-		;
 	struct sched_domain_view v = {
 		.ready = d->ready_count, .active = d->active, .window = d->window,
 		.max_connections = (unsigned)config_domain_policy(w->cfg, d->name)->max_connections,
@@ -152,6 +218,10 @@ static void delivery_policies(struct delivery *dl, const struct config *cfg)
 	dl->domain_retry.base_ms = cfg->domain_backoff_ms;
 	if (dl->domain_retry.max_ms < dl->domain_retry.base_ms)
 		dl->domain_retry.max_ms = dl->domain_retry.base_ms;
+	/* Each worker owns its domains' connections: the relay's limits are
+	 * split, so the sum over workers stays within them. */
+	dl->max_per_address = sched_share((unsigned)cfg->max_connections_per_address, dl->w->count);
+	dl->max_total = sched_share((unsigned)cfg->max_connections_total, dl->w->count);
 	dl->policy_cfg = cfg;
 }
 
@@ -166,8 +236,10 @@ static void delivery_hook(struct worker *w, void *arg)
 	if (dl->policy_cfg != w->cfg)
 		delivery_policies(dl, w->cfg);
 	if (w->now_ms >= dl->next_reap_ms) {
-		if (dl->walks == 0 && !dl->stopping)
+		if (dl->walks == 0 && !dl->stopping) {
 			domains_reap(dl);
+			dests_reap(dl);
+		}
 		dl->next_reap_ms = w->now_ms + w->cfg->domain_reap_interval_ms;
 	}
 	if (dl->domain_count > 0 && !dl->stopping)
@@ -268,6 +340,7 @@ static void delivery_worker_exit(struct worker *w)
 		return;
 	dl->stopping = true;
 	domains_free(dl);
+	dests_free(dl);
 	log_info("delivery_stats", "worker=%u delivered=%llu deferred=%llu bounced=%llu dsn=%llu connections=%llu connect_failures=%llu",
 		 w->id, (unsigned long long)dl->stats.delivered, (unsigned long long)dl->stats.deferred,
 		 (unsigned long long)dl->stats.bounced, (unsigned long long)dl->stats.dsn_sent,
@@ -296,6 +369,9 @@ void delivery_get_stats(const struct worker *w, struct delivery_stats *out)
 	out->queue_now = dl->ready_total + dl->heap_len;
 	out->domains_now = dl->domain_count;
 	out->sessions_now = dl->sessions_active;
+	out->addresses_now = dl->dest_count;
+	out->domains_waiting_now = dl->domains_waiting;
+	out->connections_cap = dl->max_total;
 	if (dl->resolver != NULL)
 		dns_resolver_stats(dl->resolver, &out->dns);
 	else

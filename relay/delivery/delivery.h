@@ -32,6 +32,10 @@ void delivery_submit(struct worker *w, const struct spool_message *msg,
 struct delivery_stats {
 	uint64_t delivered, deferred, bounced, deleted, dsn_sent;
 	uint64_t connections, connect_failures;
+	uint64_t reused;           /* idle sessions that took another domain's mail */
+	uint64_t addresses_now;    /* destination addresses held now */
+	uint64_t domains_waiting_now;   /* domains waiting for a connection (address full or cap) */
+	uint64_t connections_cap;  /* this worker's share of delivery.max_connections_total */
 	uint64_t queued_items;
 	uint64_t queue_now;        /* ready + waiting for a retry, now */
 	uint64_t sessions_now;     /* outbound sessions open now */

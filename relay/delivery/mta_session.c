@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 #include "conn.h"
@@ -38,6 +39,10 @@
 #include "smtp_client.h"
 #include "tls.h"
 #include "tls_policy.h"
+
+/* How far into an address's round robin a session looks for a domain it
+ * may carry (TLS policy, MX name): all alike in practice. */
+#define WAITERS_SCANNED 32
 
 enum mta_state {
 	MTA_CONNECTING,            /* TCP connect in flight */
@@ -82,7 +87,8 @@ enum mta_tls {
 
 struct mta_session {
 	struct delivery *dl;
-	struct qdomain *d;
+	struct qdomain *d;         /* the domain served now; NULL while pooled */
+	struct qdest *dest;        /* the address connected (or connecting) to */
 	struct conn *conn;
 	struct smtp_client *client;
 	struct dns_route *route;
@@ -102,6 +108,7 @@ struct mta_session {
 	bool failed;               /* the host failed (connect, reply, 421, TLS policy) */
 	bool explained;            /* last_error says why (TLS): later events keep it */
 	bool retry_clear;          /* a TLS failure under "may": this address again in clear */
+	bool timed_out;            /* in connect or greeting: the address rests (pile-up?) */
 	const char *abort_reason;  /* set in a client callback, applied by mta_pump */
 	char ip[64];
 	char last_error[REPLY_TEXT_MAX];   /* why the last host failed */
@@ -111,6 +118,8 @@ struct mta_session {
 
 extern const struct conn_handler delivery_conn_handler;
 
+static void mta_pump(struct mta_session *s);
+
 static const char *session_mx(const struct mta_session *s)
 {
 	return s->route && s->at.host < s->route->host_count ? s->route->hosts[s->at.host].name : NULL;
@@ -119,6 +128,25 @@ static const char *session_mx(const struct mta_session *s)
 static const char *session_mx_text(const struct mta_session *s)
 {
 	return session_mx(s) ? session_mx(s) : "-";
+}
+
+/* domain_name - the domain the session serves; "-" while it is pooled. */
+static const char *domain_name(const struct mta_session *s)
+{
+	return s->d != NULL ? s->d->name : "-";
+}
+
+/* mta_assign - the session serves d from now on (NULL: nobody, pooled);
+ * a domain counts the sessions serving it against its own window. */
+static void mta_assign(struct mta_session *s, struct qdomain *d)
+{
+	if (s->d == d)
+		return;
+	if (s->d != NULL)
+		s->d->active--;
+	s->d = d;
+	if (d != NULL)
+		d->active++;
 }
 
 /* mta_arm_deadline - (re)start the current state's deadline: on entry, and
@@ -134,7 +162,7 @@ static void mta_arm_deadline(struct mta_session *s)
 /* mta_enter_state - the one way a session changes state. */
 static void mta_enter_state(struct mta_session *s, enum mta_state next)
 {
-	log_debug("mta_state", "domain=%s ip=%s from=%s to=%s", s->d->name, s->ip,
+	log_debug("mta_state", "domain=%s ip=%s from=%s to=%s", domain_name(s), s->ip,
 		  mta_state_names[s->state], mta_state_names[next]);
 	s->state = next;
 	mta_arm_deadline(s);
@@ -179,7 +207,7 @@ static void idle_remove(struct mta_session *s)
 	if (s->idle_prev)
 		s->idle_prev->idle_next = s->idle_next;
 	else
-		s->d->idle_head = s->idle_next;
+		s->dest->idle_head = s->idle_next;
 	if (s->idle_next)
 		s->idle_next->idle_prev = s->idle_prev;
 	s->idle_prev = s->idle_next = NULL;
@@ -189,10 +217,10 @@ static void idle_remove(struct mta_session *s)
 static void idle_push(struct mta_session *s)
 {
 	s->idle_prev = NULL;
-	s->idle_next = s->d->idle_head;
+	s->idle_next = s->dest->idle_head;
 	if (s->idle_next)
 		s->idle_next->idle_prev = s;
-	s->d->idle_head = s;
+	s->dest->idle_head = s;
 	mta_enter_state(s, MTA_IDLE);
 }
 
@@ -243,25 +271,84 @@ static bool mta_begin(struct mta_session *s, struct qitem *it)
 	return false;
 }
 
-/* mta_next - the client is READY: the next transaction, the pool (mta_pump
- * puts it there) or QUIT, as sched_on_ready says. */
+/* mta_compatible - may this session carry d's mail? The same TLS policy
+ * and, under "verify", the same MX name (the certificate was checked for
+ * it): Postfix's connection cache keys on the same. */
+static bool mta_compatible(const struct mta_session *s, const struct qdomain *d)
+{
+	enum config_tls_policy policy = config_domain_policy(s->dl->w->cfg, d->name)->tls;
+
+	if (policy != s->tls_policy)
+		return false;
+	if (policy != CONFIG_TLS_VERIFY)
+		return true;
+	const char *mx = session_mx(s), *theirs = dest_mx_name(s->dest, d->route);
+	return mx != NULL && theirs != NULL && strcasecmp(mx, theirs) == 0;
+}
+
+/* mta_pop_compatible - the first domain waiting at the session's address
+ * (among the first few: the rest wait for a session of their own kind)
+ * whose mail this session may carry, out of the round robin. */
+static struct qdomain *mta_pop_compatible(struct mta_session *s)
+{
+	unsigned n = 0;
+
+	for (struct qdomain *d = s->dest->wait_head; d != NULL && n < WAITERS_SCANNED;
+	     d = d->wait_next, n++) {
+		if (mta_compatible(s, d)) {
+			dest_unwait(d);
+			return d;
+		}
+	}
+	return NULL;
+}
+
+/* mta_go_idle - nothing to carry: into the pool (mta_pump puts it there),
+ * or QUIT when the connection has done its share for the domain it served
+ * or domains wait for the slot it holds. */
+static void mta_go_idle(struct mta_session *s)
+{
+	const struct qdomain *d = s->d;
+	bool spent = d != NULL && s->transactions >=
+		(unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection;
+
+	mta_assign(s, NULL);
+	if (spent || s->dl->stopping || s->dest->wait_head != NULL || s->dl->anywhere.wait_head != NULL)
+		smtp_client_quit(s->client);
+}
+
+/* mta_next - the client is READY: the next transaction (the next domain
+ * waiting at the address first, then the session's own: sched_next_work),
+ * the pool, or QUIT (sched_on_ready). */
 static void mta_next(struct mta_session *s)
 {
-	struct qdomain *d = s->d;
-	unsigned max = (unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection;
-
 	for (;;) {
-		switch (sched_on_ready(s->dl->stopping, s->transactions, max, d->ready_head != NULL)) {
-		case SCHED_READY_QUIT:
+		struct qdomain *d = s->d;
+		bool own = d != NULL && d->ready_head != NULL;
+		if (sched_next_work(own, s->dest->wait_head != NULL) == SCHED_WORK_NEXT) {
+			struct qdomain *next = mta_pop_compatible(s);
+			if (next != NULL) {
+				if (own)
+					dest_wait(s->dest, d);     /* its turn comes again */
+				mta_assign(s, next);
+				d = next;
+			}
+		}
+		if (d == NULL || d->ready_head == NULL) {
+			if (d == s->d && !own) {
+				mta_go_idle(s);
+				return;
+			}
+			continue;     /* a waiter whose items went elsewhere */
+		}
+		unsigned max = (unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection;
+		if (sched_on_ready(s->dl->stopping, s->transactions, max, true) == SCHED_READY_QUIT) {
 			smtp_client_quit(s->client);
 			return;
-		case SCHED_READY_IDLE:
-			return;
-		case SCHED_READY_BEGIN:
-			if (mta_begin(s, domain_pop_ready(d)))
-				return;
-			break;     /* ended at once: the next one */
 		}
+		if (mta_begin(s, domain_pop_ready(d)))
+			return;
+		/* ended at once: the next one */
 	}
 }
 
@@ -323,7 +410,7 @@ static void mta_tls_failed(struct mta_session *s, const char *why)
 
 	log_quote(quoted, sizeof(quoted), why, strlen(why));
 	log_info("delivery_connection", "domain=%s mx=%s ip=%s result=tls_failed policy=%s next=%s error=%s",
-		 s->d->name, session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
+		 domain_name(s), session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
 		 fallback ? "retry_without_tls" : "next_host", quoted);
 	mta_explain(s, "4.7.5", "TLS failed: ", why);
 	s->retry_clear = fallback;
@@ -355,7 +442,7 @@ static bool mta_tls_gate(struct mta_session *s)
 	}
 	if (!s->explained) {
 		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=tls_not_offered policy=%s",
-			 s->d->name, session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy));
+			 domain_name(s), session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy));
 		mta_explain(s, "4.7.4", "TLS required but STARTTLS not offered", "");
 	}
 	s->failed = true;
@@ -392,6 +479,7 @@ static void ev_ready(void *arg)
 		return;
 	if (!s->established) {
 		s->established = true;
+		dest_succeeded(s->dl, s->dest);
 		retry_domain_succeeded(&d->backoff);
 		d->window = sched_window_grow(d->window,
 			(unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_connections);
@@ -412,7 +500,7 @@ static void ev_starttls(void *arg, bool ok, const struct smtp_client_result *r)
 		const char *text = r && r->text ? r->text : "";
 		log_quote(quoted, sizeof(quoted), text, strlen(text));
 		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=starttls_refused code=%d reply=%s",
-			 s->d->name, session_mx_text(s), s->ip, r ? r->code : 0, quoted);
+			 domain_name(s), session_mx_text(s), s->ip, r ? r->code : 0, quoted);
 		mta_enter_state(s, MTA_READY);
 		if (tls_policy_required(s->tls_policy)) {
 			snprintf(why, sizeof(why), "%d %s", r ? r->code : 0, text);
@@ -457,7 +545,7 @@ static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r
 		 r ? r->code : 0, r && r->text ? r->text : "");
 	s->last_status[0] = '\0';
 	log_info("delivery_connection", "domain=%s mx=%s ip=%s result=failed code=%d reply=\"%s\"",
-		 s->d->name, session_mx_text(s), s->ip, r ? r->code : 0, r && r->text ? r->text : "");
+		 domain_name(s), session_mx_text(s), s->ip, r ? r->code : 0, r && r->text ? r->text : "");
 }
 
 /* ---- life of a session -------------------------------------------------- */
@@ -468,74 +556,132 @@ static struct mta_session *mta_session_new(struct delivery *dl, struct qdomain *
 	struct mta_session *s = xcalloc(1, sizeof(*s));
 
 	s->dl = dl;
-	s->d = d;
 	s->route = dns_route_ref(route);
 	s->state = MTA_CONNECTING;
-	d->active++;
+	mta_assign(s, d);
 	dl->sessions_active++;
 	return s;
 }
 
-/* mta_session_free - the session is over for good. */
+/* mta_leave_dest - the session no longer holds a connection to its
+ * address; returns the address (NULL: none), whose waiters may go now. */
+static struct qdest *mta_leave_dest(struct mta_session *s)
+{
+	struct qdest *dest = s->dest;
+
+	if (dest != NULL)
+		dest->active--;
+	s->dest = NULL;
+	return dest;
+}
+
+/* mta_session_free - the session is over for good: its slot at the
+ * address goes to the next domain waiting there. */
 static void mta_session_free(struct mta_session *s)
 {
-	struct qdomain *d = s->d;
+	struct delivery *dl = s->dl;
 
 	idle_remove(s);
 	if (s->item != NULL) {
 		/* Defensive: a transaction the client never finished. */
-		item_fail_all(s->dl, s->item, SMTP_OUTCOME_DEFERRED, 0, "4.4.2", "connection lost");
+		item_fail_all(dl, s->item, SMTP_OUTCOME_DEFERRED, 0, "4.4.2", "connection lost");
 		s->item = NULL;
 	}
 	smtp_client_free(s->client);
 	dns_route_unref(s->route);
 	free(s->rcpts);
 	free(s->results);
-	d->active--;
-	s->dl->sessions_active--;
+	mta_assign(s, NULL);
+	struct qdest *dest = mta_leave_dest(s);
+	dl->sessions_active--;
 	free(s);
+	if (dest != NULL && !dl->stopping)
+		dest_wake(dl, dest);
 }
 
-/* mta_connect - connect to the route's address at s->at, or the first
- * after it that takes a socket. */
-static bool mta_connect(struct mta_session *s)
+/* mta_connect - connect to the route's address at s->at or, when that one
+ * rests after failures, the first after it that does not (or that takes a
+ * socket). MTA_WAIT, with the place to wait in *full, when the address to
+ * use is full or the worker's cap is reached. */
+static enum mta_open mta_connect(struct mta_session *s, struct qdest **full)
 {
+	struct delivery *dl = s->dl;
 	bool more = sched_first_address(&s->at, s->route);
 
 	for (; more; more = sched_next_address(&s->at, s->route, false)) {
 		union dns_addr *a = &s->route->hosts[s->at.host].addrs[s->at.addr];
-		socklen_t len = a->sa.sa_family == AF_INET6 ? sizeof(a->sin6) : sizeof(a->sin);
-		dns_addr_format(a, s->ip, sizeof(s->ip));
-		s->conn = conn_connect(s->dl->w, &a->sa, len, &delivery_conn_handler, s,
-				       WORKER_TIMER_OUT_CONNECT);
-		if (s->conn != NULL) {
-			s->dl->stats.connections++;
-			mta_enter_state(s, MTA_CONNECTING);
-			return true;
+		struct qdest *dest = dest_get(dl, a);
+		struct sched_dest_view v = {
+			.active = dest->active, .window = dest->window, .max_per_address = dl->max_per_address,
+			.worker_active = dl->sessions_active - 1, .max_total = dl->max_total,
+			.backed_off = dest_backed_off(dl, dest),
+		};
+		switch (sched_dest_admit(&v)) {
+		case SCHED_DEST_SKIP:
+			continue;
+		case SCHED_DEST_WAIT:
+			*full = dest;
+			return MTA_WAIT;
+		case SCHED_DEST_WAIT_ANY:
+			*full = &dl->anywhere;
+			return MTA_WAIT;
+		case SCHED_DEST_OPEN:
+			break;
 		}
+		socklen_t len = a->sa.sa_family == AF_INET6 ? sizeof(a->sin6) : sizeof(a->sin);
+		snprintf(s->ip, sizeof(s->ip), "%s", dest->text);
+		s->conn = conn_connect(dl->w, &a->sa, len, &delivery_conn_handler, s, WORKER_TIMER_OUT_CONNECT);
+		if (s->conn != NULL) {
+			s->dest = dest;
+			dest->active++;
+			dl->stats.connections++;
+			mta_enter_state(s, MTA_CONNECTING);
+			return MTA_OPENED;
+		}
+	}
+	return MTA_NO_ADDRESS;
+}
+
+enum mta_open mta_session_open(struct delivery *dl, struct qdomain *d, const struct dns_route *route,
+			       struct qdest **full)
+{
+	struct mta_session *s = mta_session_new(dl, d, route);
+	enum mta_open r = mta_connect(s, full);
+
+	if (r != MTA_OPENED)
+		mta_session_free(s);
+	return r;
+}
+
+bool mta_session_reuse(struct qdest *dest, struct qdomain *d)
+{
+	for (struct mta_session *s = dest->idle_head; s != NULL; s = s->idle_next) {
+		if (!mta_compatible(s, d))
+			continue;
+		idle_remove(s);
+		mta_assign(s, d);
+		s->dl->stats.reused++;
+		mta_next(s);
+		mta_pump(s);
+		return true;
 	}
 	return false;
 }
 
-bool mta_session_open(struct delivery *dl, struct qdomain *d, const struct dns_route *route)
-{
-	struct mta_session *s = mta_session_new(dl, d, route);
-
-	if (mta_connect(s))
-		return true;
-	mta_session_free(s);
-	return false;
-}
-
-/* mta_route_failed - no address of the route worked: the whole domain
- * backs off, and every waiting item had an attempt: counted, logged, and
- * the queue lifetime runs out (a bounce) rather than parking forever. */
+/* mta_route_failed - no address of the route worked. When every one of
+ * them rests after a failed connect or greeting, the first times (our own
+ * pile-up, or a blip), the ready items wait for the first to come back,
+ * with no attempt counted; otherwise the whole domain backs off, and every
+ * waiting item had an attempt: counted, logged, and the queue lifetime
+ * runs out (a bounce) rather than parking forever. */
 static void mta_route_failed(struct mta_session *s)
 {
 	struct delivery *dl = s->dl;
 	struct qdomain *d = s->d;
 	char text[REPLY_TEXT_MAX + 40];
 
+	if (domain_park_resting(dl, d, s->route))
+		return;
 	retry_domain_failed(&dl->domain_retry, &d->backoff, dl->w->now_ms, delivery_rng_next(dl));
 	log_warn("domain_backoff", "domain=%s failures=%u for_ms=%lld", d->name, d->backoff.failures,
 		 (long long)(d->backoff.until_ms - dl->w->now_ms));
@@ -544,9 +690,33 @@ static void mta_route_failed(struct mta_session *s)
 	domain_defer_ready(dl, d, s->last_status[0] ? s->last_status : NULL, text);
 }
 
+/* mta_next_address - the connection failed before READY: the next address
+ * (or this one in clear), or the route is used up. false: the session ends. */
+static bool mta_next_address(struct mta_session *s)
+{
+	struct delivery *dl = s->dl;
+	bool retry_clear = s->retry_clear;
+	struct qdest *full = NULL, *left;
+
+	dl->stats.connect_failures++;
+	s->client = smtp_client_free(s->client);
+	s->retry_clear = false;
+	left = mta_leave_dest(s);
+	enum mta_open r = sched_next_address(&s->at, s->route, retry_clear) ? mta_connect(s, &full)
+									    : MTA_NO_ADDRESS;
+	if (r == MTA_WAIT)
+		dest_wait(full, s->d);
+	else if (r == MTA_NO_ADDRESS)
+		mta_route_failed(s);
+	if (left != NULL)
+		dest_wake(dl, left);
+	return r == MTA_OPENED;
+}
+
 /* mta_over - the connection ended. Before the session was ever READY, a
- * failure moves on to the next address or MX host; when none is left, the
- * whole domain backs off. */
+ * failure moves on to the next address or MX host (a failed connect or
+ * greeting also rests the address); when none is left, the domain waits
+ * or backs off (mta_route_failed). */
 static void mta_over(struct mta_session *s)
 {
 	struct delivery *dl = s->dl;
@@ -562,17 +732,14 @@ static void mta_over(struct mta_session *s)
 		c->proto = NULL;
 		conn_close_after_flush(c);
 	}
-	if (s->failed && !s->established && !dl->stopping) {
-		bool retry_clear = s->retry_clear;
-		dl->stats.connect_failures++;
-		s->client = smtp_client_free(s->client);
-		s->retry_clear = false;
-		if (sched_next_address(&s->at, s->route, retry_clear) && mta_connect(s))
-			return;
-		mta_route_failed(s);
-	}
+	if (s->timed_out && s->dest != NULL && !dl->stopping)
+		dest_failed(dl, s->dest);
+	s->timed_out = false;
+	if (s->failed && !s->established && !dl->stopping && mta_next_address(s))
+		return;
 	mta_session_free(s);
-	domain_kick(dl, d);
+	if (d != NULL)
+		domain_kick(dl, d);
 }
 
 /* mta_pump - send what the client wrote, then follow its state: the end,
@@ -596,26 +763,14 @@ static void mta_pump(struct mta_session *s)
 		mta_over(s);
 	} else if (next == MTA_READY) {
 		if (s->state != MTA_IDLE) {
+			mta_assign(s, NULL);
 			idle_push(s);
-			domain_kick(s->dl, s->d);   /* work may have arrived */
 		}
 	} else if (next != s->state) {
 		mta_enter_state(s, next);
 	} else {
 		mta_arm_deadline(s);       /* progress: the state's deadline again */
 	}
-}
-
-bool mta_session_take_work(struct qdomain *d)
-{
-	struct mta_session *s = d->idle_head;
-
-	if (s == NULL)
-		return false;
-	idle_remove(s);
-	mta_next(s);
-	mta_pump(s);
-	return true;
 }
 
 /* ---- the conn handler --------------------------------------------------- */
@@ -659,7 +814,7 @@ static void out_tls_ready(struct conn *c, bool ok)
 	snprintf(s->tls_desc, sizeof(s->tls_desc), "%s/%s", info.protocol ? info.protocol : "?",
 		 info.cipher ? info.cipher : "?");
 	log_info("delivery_tls", "domain=%s mx=%s ip=%s policy=%s protocol=%s cipher=%s verified=%d resumed=%d",
-		 s->d->name, session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
+		 domain_name(s), session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
 		 info.protocol ? info.protocol : "?", info.cipher ? info.cipher : "?", info.verified,
 		 info.resumed);
 	smtp_client_restart_ehlo(s->client);
@@ -673,7 +828,7 @@ static void out_connect_failed(struct conn *c, int err)
 	if (s == NULL)
 		return;
 	log_info("delivery_connection", "domain=%s mx=%s ip=%s result=connect_failed error=\"%s\"",
-		 s->d->name, session_mx_text(s), s->ip, strerror(-err));
+		 domain_name(s), session_mx_text(s), s->ip, strerror(-err));
 	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %s", session_mx_text(s), s->ip,
 		 strerror(-err));
 	s->last_status[0] = '\0';
@@ -708,13 +863,17 @@ static void out_timeout(struct conn *c, enum worker_timer_class cls)
 		mta_pump(s);
 		return;
 	case MTA_CONNECTING:
-		log_info("delivery_connection", "domain=%s ip=%s result=connect_timeout", s->d->name, s->ip);
+		log_info("delivery_connection", "domain=%s ip=%s result=connect_timeout", domain_name(s), s->ip);
 		snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: connection timed out",
 			 session_mx_text(s), s->ip);
 		s->last_status[0] = '\0';
 		s->failed = true;
+		s->timed_out = true;
 		mta_over(s);
 		return;
+	case MTA_GREETING:
+		s->timed_out = true;
+		break;
 	case MTA_STARTTLS:
 		mta_tls_failed(s, "timeout in STARTTLS");
 		break;

@@ -424,7 +424,7 @@ void delivery_submit(struct worker *w, const struct spool_message *m,
 static bool domain_idle(const struct qdomain *d)
 {
 	return d->items.next == &d->items && d->active == 0 && !d->resolving && d->want == 0 &&
-	       d->idle_head == NULL && d->ready_head == NULL && d->backoff.failures == 0;
+	       d->wait_on == NULL && d->ready_head == NULL && d->backoff.failures == 0;
 }
 
 /* domain_unhash - take d out of its hash chain. */
@@ -448,6 +448,7 @@ void domains_reap(struct delivery *dl)
 		struct qdomain *d = dl->domain_list[i];
 		if (domain_idle(d)) {
 			domain_unhash(dl, d);
+			dns_route_unref(d->route);
 			free(d);
 			continue;
 		}
@@ -474,6 +475,7 @@ void domains_free(struct delivery *dl)
 				qitem_free(container_of(l, struct qitem, link));
 			l = next;
 		}
+		dns_route_unref(d->route);
 		free(d);
 	}
 	free(dl->domains);

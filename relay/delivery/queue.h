@@ -9,8 +9,13 @@
  *            domain's recipients-per-transaction; the unit of scheduling.
  *   qdomain  a destination domain on its owner: ready items, the retry
  *            state of the whole domain, its connections.
- *   delivery one worker's engine: its domains, retry heap, resolver,
- *            policies and counters.
+ *   qdest    a destination address (MX IP and port) on this worker: its
+ *            sessions (busy and pooled), the domains waiting for one in
+ *            round robin, its window and backoff. Sessions belong to an
+ *            address, not a domain: one carries transactions of every
+ *            domain routed to its address (Postfix's connection cache).
+ *   delivery one worker's engine: its domains, addresses, retry heap,
+ *            resolver, policies and counters.
  *
  * Where an item is (enum qstate): on its way between workers (NEW), in its
  * domain's ready list (READY), in the worker's retry heap (RETRY), in a
@@ -23,6 +28,7 @@
  *   outcome.c      the end of an attempt: log, outcomes home, DSNs, retry
  *   mta_session.c  an outbound SMTP connection (state machine over a conn)
  *   local.c        delivery into local Maildirs (the local worker)
+ *   dest.c         destination addresses: table, round robin, backoff
  *   delivery.c     the worker module: loop hook, resolver, domain_kick
  *   queue_admin.c  the operator's queries (queue_query.h)
  *   scheduler.c, tls_policy.c   the pure decisions the above apply
@@ -36,6 +42,7 @@
 #include <stdint.h>
 
 #include "delivery.h"
+#include "dns.h"
 #include "retry.h"
 #include "scheduler.h"
 #include "smtp_dsn.h"
@@ -100,6 +107,21 @@ struct qitem {
 };
 
 struct mta_session;
+struct qdomain;
+
+struct qdest {
+	struct qdest *hash_next;
+	uint64_t hash;
+	union dns_addr addr;       /* with the port */
+	unsigned active;           /* sessions connecting or connected to it */
+	unsigned window;           /* grows on READY, halves on a failure */
+	unsigned failures;         /* connect or greeting failures in a row */
+	int64_t until_ms;          /* backed off until (monotonic); 0: not */
+	struct mta_session *idle_head;     /* pooled, for any domain routed here */
+	struct qdomain *wait_head, *wait_tail;   /* domains waiting, round robin */
+	size_t waiting;
+	char text[64];             /* "ip:port" */
+};
 
 struct qdomain {
 	struct delivery *dl;
@@ -110,8 +132,10 @@ struct qdomain {
 	size_t by_state[QSTATE_COUNT];
 	struct qitem *ready_head, *ready_tail;
 	size_t ready_count;
-	struct mta_session *idle_head;
-	unsigned active;           /* sessions: connecting, busy or idle */
+	struct dns_route *route;   /* the last one resolved (a reference), or NULL */
+	struct qdest *wait_on;     /* the address (or dl->anywhere) it waits for */
+	struct qdomain *wait_prev, *wait_next;
+	unsigned active;           /* sessions serving it: connecting, busy or idle */
 	unsigned window;
 	unsigned want;             /* connections wanted when the route comes */
 	bool resolving;
@@ -141,6 +165,12 @@ struct delivery {
 	size_t domain_buckets, domain_count;
 	struct qdomain **domain_list;      /* the same, in creation order */
 	size_t domain_list_cap;
+	struct qdest **dests;      /* hash table of destination addresses */
+	size_t dest_buckets, dest_count;
+	struct qdest anywhere;     /* domains waiting for the worker's cap */
+	size_t domains_waiting;    /* in an address's round robin, or anywhere's */
+	unsigned max_per_address;  /* this worker's shares of the relay's limits */
+	unsigned max_total;
 	struct qitem **heap;       /* retry heap, earliest due first */
 	size_t heap_len, heap_cap;
 	struct retry_policy retry;         /* per item */
@@ -209,6 +239,31 @@ void item_admin_finish(struct delivery *dl, struct qitem *it, enum qdoom doom);
 void rcpt_result_set(struct rcpt_result *r, enum smtp_outcome outcome, int code, bool local,
 		     const char *status, const char *text);
 
+/* ---- dest.c ---- */
+
+/* dest_get - the address's entry, made on first use. */
+struct qdest *dest_get(struct delivery *dl, const union dns_addr *addr);
+/* dest_backed_off - is it resting after connection failures? */
+bool dest_backed_off(const struct delivery *dl, const struct qdest *dest);
+/* dest_wait - d waits at dest (or &dl->anywhere) for a connection; a
+ * domain waits in one place at a time. dest_unwait - it stops waiting. */
+void dest_wait(struct qdest *dest, struct qdomain *d);
+void dest_unwait(struct qdomain *d);
+/* dest_pop_waiter - the first domain waiting at dest, out of its list. */
+struct qdomain *dest_pop_waiter(struct qdest *dest);
+/* dest_wake - a connection to dest ended: kick the first domain waiting
+ * there, else the first waiting for the worker's cap. */
+void dest_wake(struct delivery *dl, struct qdest *dest);
+/* dest_succeeded / dest_failed - a connection reached READY / failed at
+ * connect or greeting: the window and backoff. */
+void dest_succeeded(struct delivery *dl, struct qdest *dest);
+void dest_failed(struct delivery *dl, struct qdest *dest);
+/* dest_mx_name - the MX host name under which route reaches dest, or NULL. */
+const char *dest_mx_name(const struct qdest *dest, const struct dns_route *route);
+/* dests_reap, dests_free - forget unused addresses; all of them at exit. */
+void dests_reap(struct delivery *dl);
+void dests_free(struct delivery *dl);
+
 /* ---- local.c ---- */
 
 void local_deliver_item(struct delivery *dl, struct qitem *it);
@@ -217,13 +272,22 @@ void local_deliver_item(struct delivery *dl, struct qitem *it);
 
 struct dns_route;
 
+enum mta_open {
+	MTA_OPENED,                /* connecting */
+	MTA_WAIT,                  /* the address is full, or the worker's cap reached */
+	MTA_NO_ADDRESS,            /* no address could even be tried */
+};
+
 /* mta_session_open - a new session for d over route, connecting to its
- * first address; false (nothing left behind) when no address could even
- * be tried. */
-bool mta_session_open(struct delivery *dl, struct qdomain *d, const struct dns_route *route);
-/* mta_session_take_work - give the first idle session of d its next
- * transaction; false when d has no idle session. */
-bool mta_session_take_work(struct qdomain *d);
+ * first address that does not rest; on MTA_WAIT *full is where d should
+ * wait (an address, or &dl->anywhere). Nothing is left behind unless
+ * MTA_OPENED. */
+enum mta_open mta_session_open(struct delivery *dl, struct qdomain *d, const struct dns_route *route,
+			       struct qdest **full);
+/* mta_session_reuse - an idle session at dest that can carry d's mail
+ * (same TLS policy; same MX name under "verify") takes d's next item;
+ * false when dest has none. */
+bool mta_session_reuse(struct qdest *dest, struct qdomain *d);
 /* mta_session_tls_free - the worker's client TLS config, at exit. */
 void mta_session_tls_free(struct delivery *dl);
 
@@ -232,6 +296,10 @@ void mta_session_tls_free(struct delivery *dl);
 /* domain_kick - give ready items to idle connections, and open new ones
  * within the domain's window when items are left over. */
 void domain_kick(struct delivery *dl, struct qdomain *d);
+/* domain_park_resting - every address of route rests after timeouts (the
+ * first few in a row): d's ready items wait for the first to come back,
+ * no attempt counted; true when parked. */
+bool domain_park_resting(struct delivery *dl, struct qdomain *d, const struct dns_route *route);
 /* domain_defer_ready - every ready item of d is deferred. */
 void domain_defer_ready(struct delivery *dl, struct qdomain *d, const char *status, const char *text);
 

@@ -91,3 +91,43 @@ enum sched_after sched_after_attempt(unsigned deferred, enum qdoom doom)
 		return SCHED_AFTER_DONE;
 	return doom == QDOOM_HOLD ? SCHED_AFTER_HOLD : SCHED_AFTER_RETRY;
 }
+
+unsigned sched_share(unsigned limit, unsigned workers)
+{
+	unsigned share = workers > 0 ? limit / workers : limit;
+
+	return share > 0 ? share : 1;
+}
+
+enum sched_dest_action sched_dest_admit(const struct sched_dest_view *v)
+{
+	if (v->backed_off)
+		return SCHED_DEST_SKIP;
+	unsigned limit = v->window < v->max_per_address ? v->window : v->max_per_address;
+	if (v->active >= limit)
+		return SCHED_DEST_WAIT;
+	if (v->worker_active >= v->max_total)
+		return SCHED_DEST_WAIT_ANY;
+	return SCHED_DEST_OPEN;
+}
+
+enum sched_work sched_next_work(bool own, bool waiting)
+{
+	/* Others first: a domain with a thousand items must not keep the
+	 * connection while one with a single item waits for it. */
+	if (waiting)
+		return SCHED_WORK_NEXT;
+	return own ? SCHED_WORK_OWN : SCHED_WORK_NONE;
+}
+
+struct sched_dest_failure sched_dest_failed(unsigned window, unsigned failures, int64_t base_ms,
+					    int64_t max_ms)
+{
+	struct sched_dest_failure f = { window / 2 > 0 ? window / 2 : 1, base_ms };
+
+	for (unsigned i = 1; i < failures && f.backoff_ms < max_ms; i++)
+		f.backoff_ms *= 2;
+	if (f.backoff_ms > max_ms)
+		f.backoff_ms = max_ms;
+	return f;
+}

@@ -18,12 +18,26 @@
  *                          and the queue lifetime
  *   sched_final_status     the spool status of a final result
  *   sched_after_attempt    recipients still deferred: retry, hold or done
+ *
+ * Destination addresses (issue 25: many domains, few MX hosts): every MX
+ * address has its own window and limit, and the worker a cap on all its
+ * outbound connections; a domain that finds its address full waits in the
+ * address's round robin, and a session that finishes a transaction serves
+ * the next waiting domain before its own again (connection reuse).
+ *
+ *   sched_share            a relay-wide limit -> this worker's share
+ *   sched_dest_admit       a domain wants a new connection to an address
+ *   sched_next_work        a READY session: own domain, the next waiting
+ *                          one, or nothing
+ *   sched_dest_failed      an address failed at connect or greeting:
+ *                          its window and backoff
  */
 #ifndef RINGMAIL_SCHEDULER_H
 #define RINGMAIL_SCHEDULER_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dns.h"
 #include "smtp_dsn.h"
@@ -104,5 +118,50 @@ enum sched_after {
 };
 
 enum sched_after sched_after_attempt(unsigned deferred, enum qdoom doom);
+
+/* sched_share - a limit for the whole relay, split among workers (each
+ * owns its domains' connections): never 0, and never more in all than the
+ * limit while it is at least the number of workers. */
+unsigned sched_share(unsigned limit, unsigned workers);
+
+/* What a worker knows of a destination address a domain wants a new
+ * connection to. */
+struct sched_dest_view {
+	unsigned active;           /* sessions to it on this worker */
+	unsigned window;           /* its window (grows on READY, halves on failure) */
+	unsigned max_per_address;  /* this worker's share of the per-address limit */
+	unsigned worker_active;    /* every outbound session of this worker */
+	unsigned max_total;        /* this worker's share of the total cap */
+	bool backed_off;           /* resting after connection failures */
+};
+
+enum sched_dest_action {
+	SCHED_DEST_OPEN,           /* open a connection to it */
+	SCHED_DEST_WAIT,           /* full: wait in its round robin */
+	SCHED_DEST_WAIT_ANY,       /* the worker's cap: wait for any connection to end */
+	SCHED_DEST_SKIP,           /* backed off: try the next address */
+};
+
+enum sched_dest_action sched_dest_admit(const struct sched_dest_view *v);
+
+enum sched_work {
+	SCHED_WORK_OWN,            /* the session's domain again */
+	SCHED_WORK_NEXT,           /* the next domain waiting at the address (round robin) */
+	SCHED_WORK_NONE,           /* nothing: idle (or QUIT, as sched_on_ready says) */
+};
+
+/* sched_next_work - a session is READY: own says its domain has items
+ * ready, waiting that another domain waits at the session's address. */
+enum sched_work sched_next_work(bool own, bool waiting);
+
+/* An address's state after a connection to it failed before the greeting
+ * was over (refused, timed out, reset, a 4xx/5xx greeting). */
+struct sched_dest_failure {
+	unsigned window;           /* halved, at least 1 */
+	int64_t backoff_ms;        /* base doubling per failure in a row, capped */
+};
+
+struct sched_dest_failure sched_dest_failed(unsigned window, unsigned failures, int64_t base_ms,
+					    int64_t max_ms);
 
 #endif

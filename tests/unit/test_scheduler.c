@@ -186,3 +186,81 @@ Test(scheduler, after_attempt)
 	cr_expect_eq(sched_after_attempt(2, QDOOM_NONE), SCHED_AFTER_RETRY);
 	cr_expect_eq(sched_after_attempt(2, QDOOM_HOLD), SCHED_AFTER_HOLD);
 }
+
+Test(scheduler, share_of_a_relay_limit)
+{
+	static const unsigned cases[][3] = {   /* limit, workers, want */
+		{ 300, 2, 150 }, { 20, 2, 10 }, { 21, 2, 10 }, { 1, 2, 1 }, { 20, 0, 20 }, { 5, 8, 1 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned got = sched_share(cases[i][0], cases[i][1]);
+		cr_expect_eq(got, cases[i][2], "limit %u workers %u: got %u, want %u", cases[i][0],
+			     cases[i][1], got, cases[i][2]);
+	}
+}
+
+Test(scheduler, dest_admit)
+{
+	static const char *const names[] = { "open", "wait", "wait for any", "skip" };
+	static const struct {
+		struct sched_dest_view v;
+		enum sched_dest_action want;
+		const char *why;
+	} cases[] = {
+		{ { 0, 2, 10, 0, 150, false }, SCHED_DEST_OPEN, "a new address" },
+		{ { 1, 2, 10, 5, 150, false }, SCHED_DEST_OPEN, "within the window" },
+		{ { 2, 2, 10, 5, 150, false }, SCHED_DEST_WAIT, "the window is full" },
+		{ { 10, 30, 10, 50, 150, false }, SCHED_DEST_WAIT, "the per-address limit" },
+		{ { 3, 8, 10, 150, 150, false }, SCHED_DEST_WAIT_ANY, "the worker's cap" },
+		{ { 8, 8, 10, 150, 150, false }, SCHED_DEST_WAIT, "the address first: its sessions serve it" },
+		{ { 0, 8, 10, 0, 150, true }, SCHED_DEST_SKIP, "resting" },
+		{ { 0, 1, 10, 0, 150, false }, SCHED_DEST_OPEN, "a halved window still opens one" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum sched_dest_action got = sched_dest_admit(&cases[i].v);
+		cr_expect_eq(got, cases[i].want, "%s: got %s, want %s", cases[i].why, names[got],
+			     names[cases[i].want]);
+	}
+}
+
+Test(scheduler, next_work_is_fair)
+{
+	static const char *const names[] = { "own", "next", "none" };
+	static const struct {
+		bool own, waiting;
+		enum sched_work want;
+	} cases[] = {
+		{ true, false, SCHED_WORK_OWN },
+		{ true, true, SCHED_WORK_NEXT },     /* round robin: others first */
+		{ false, true, SCHED_WORK_NEXT },
+		{ false, false, SCHED_WORK_NONE },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum sched_work got = sched_next_work(cases[i].own, cases[i].waiting);
+		cr_expect_eq(got, cases[i].want, "own=%d waiting=%d: got %s, want %s", cases[i].own,
+			     cases[i].waiting, names[got], names[cases[i].want]);
+	}
+}
+
+Test(scheduler, dest_failure_halves_and_backs_off)
+{
+	static const struct {
+		unsigned window, failures;
+		unsigned want_window;
+		int64_t want_ms;
+	} cases[] = {
+		{ 20, 1, 10, 5000 }, { 10, 2, 5, 10000 }, { 5, 3, 2, 20000 }, { 2, 4, 1, 40000 },
+		{ 1, 5, 1, 60000 }, { 1, 40, 1, 60000 },   /* capped, and no overflow */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sched_dest_failure f = sched_dest_failed(cases[i].window, cases[i].failures, 5000, 60000);
+		cr_expect(f.window == cases[i].want_window && f.backoff_ms == cases[i].want_ms,
+			  "window %u failures %u: got %u/%lld, want %u/%lld", cases[i].window,
+			  cases[i].failures, f.window, (long long)f.backoff_ms, cases[i].want_window,
+			  (long long)cases[i].want_ms);
+	}
+}
