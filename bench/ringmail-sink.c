@@ -68,7 +68,7 @@ struct sink_options {
 };
 
 struct sink_stats {
-	uint64_t sessions, active, transactions, messages, recipients, bytes;
+	uint64_t sessions, active, max_active, transactions, messages, recipients, bytes;
 	uint64_t rejected_mail, rejected_rcpt_4xx, rejected_rcpt_5xx, rejected_data;
 	uint64_t rejected_connections, disconnects, closed_421;
 	struct bench_hist latency;
@@ -200,14 +200,15 @@ static void stats_write(void)
 	}
 	bench_hist_json(&stats.latency, latency, sizeof(latency));
 	size_t n = (size_t)snprintf(json, json_size,
-		"{\"sessions\":%llu,\"active_sessions\":%llu,\"transactions\":%llu,"
+		"{\"sessions\":%llu,\"active_sessions\":%llu,\"max_active_sessions\":%llu,"
+		"\"transactions\":%llu,"
 		"\"messages\":%llu,\"recipients\":%llu,\"bytes\":%llu,"
 		"\"rejected_mail\":%llu,\"rejected_rcpt_4xx\":%llu,\"rejected_rcpt_5xx\":%llu,"
 		"\"rejected_data\":%llu,\"rejected_connections\":%llu,"
 		"\"disconnects_injected\":%llu,\"closed_421\":%llu,"
 		"\"uptime_ms\":%llu,\"latency_us\":%s",
 		(unsigned long long)stats.sessions, (unsigned long long)stats.active,
-		(unsigned long long)stats.transactions, (unsigned long long)stats.messages,
+		(unsigned long long)stats.max_active, (unsigned long long)stats.transactions, (unsigned long long)stats.messages,
 		(unsigned long long)stats.recipients, (unsigned long long)stats.bytes,
 		(unsigned long long)stats.rejected_mail,
 		(unsigned long long)stats.rejected_rcpt_4xx,
@@ -823,6 +824,8 @@ static void conn_open(int fd)
 	peers[conn->peer_slot].count++;
 	stats.sessions++;
 	stats.active++;
+	if (stats.active > stats.max_active)
+		stats.max_active = stats.active;
 	if (opt.stall) {
 		conn_recv(conn);
 		return;

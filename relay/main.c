@@ -32,7 +32,10 @@
 
 /* The daemon's modules, in the order their hooks run each pass: delivery
  * before commit, so that outcomes appended by delivery's hook go into the
- * same pass's batch. Exits run in reverse order. */
+ * same pass's batch. Exits run in reverse order: control's before
+ * delivery's (a query's cursor lives in delivery's lists), server_tls's
+ * last (every TLS session is gone by then); no exit calls into another
+ * module, so commit's going before delivery's is harmless. */
 static const struct worker_module *const modules[] = {
 	&server_tls_module,
 	&smtp_server_module,

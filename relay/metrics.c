@@ -81,6 +81,10 @@ static const struct metric_desc {
 	{ METRICS_DNS_CACHE_ENTRIES, KIND_GAUGE, "ringmail_dns_cache_entries", "Entries in the DNS caches." },
 	{ METRICS_DOMAINS_NOW, KIND_GAUGE, "ringmail_domains", "Destination domains the workers hold (with mail, connections, a lookup or a backoff, or not yet reaped)." },
 	{ METRICS_DOMAINS_REAPED, KIND_COUNTER, "ringmail_domains_reaped_total", "Idle destination domains forgotten (delivery.domain_reap_interval)." },
+	{ METRICS_CONN_REUSED, KIND_COUNTER, "ringmail_outbound_sessions_reused_total", "Idle outbound sessions that carried another domain's mail to the same MX address." },
+	{ METRICS_ADDRESSES_NOW, KIND_GAUGE, "ringmail_destination_addresses", "MX addresses (IP and port) the workers hold sessions, waiting domains or a backoff for." },
+	{ METRICS_DOMAINS_WAITING_NOW, KIND_GAUGE, "ringmail_domains_waiting", "Domains waiting for an outbound connection (their MX address full, or the total cap reached)." },
+	{ METRICS_CONN_OUT_CAP, KIND_GAUGE, "ringmail_outbound_sessions_limit", "Outbound sessions allowed in all (delivery.max_connections_total, as the workers share it)." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
@@ -321,6 +325,10 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_QUEUE_NOW] = d.queue_now;
 		v[METRICS_DOMAINS_NOW] = d.domains_now;
 		v[METRICS_DOMAINS_REAPED] = d.domains_reaped;
+		v[METRICS_CONN_REUSED] = d.reused;
+		v[METRICS_ADDRESSES_NOW] = d.addresses_now;
+		v[METRICS_DOMAINS_WAITING_NOW] = d.domains_waiting_now;
+		v[METRICS_CONN_OUT_CAP] = d.connections_cap;
 		v[METRICS_DNS_HITS] = d.dns.hits;
 		v[METRICS_DNS_MISSES] = d.dns.misses;
 		v[METRICS_DNS_QUERIES] = d.dns.queries;

@@ -73,6 +73,10 @@ enum metrics_id {
 	METRICS_QUEUE_OLDEST_AGE,          /* seconds; gauge, max over workers */
 	METRICS_DOMAINS_NOW,               /* destination domains held */
 	METRICS_DOMAINS_REAPED,
+	METRICS_CONN_REUSED,               /* idle sessions taken by another domain */
+	METRICS_ADDRESSES_NOW,             /* destination addresses held */
+	METRICS_DOMAINS_WAITING_NOW,       /* waiting for a connection (address full, cap) */
+	METRICS_CONN_OUT_CAP,              /* the workers' shares of the total cap */
 	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
 	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT

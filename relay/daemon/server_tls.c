@@ -58,6 +58,14 @@ struct tls_config *server_tls_config(struct worker *w)
 	return w->server_tls;
 }
 
+/* server_tls_init - load the certificate at start, so that a key that no
+ * longer loads is said at once, not at the first client's handshake. */
+static int server_tls_init(struct worker *w)
+{
+	server_tls_refresh(w);
+	return 0;
+}
+
 static void server_tls_exit(struct worker *w)
 {
 	w->server_tls = tls_config_free(w->server_tls);
@@ -66,5 +74,6 @@ static void server_tls_exit(struct worker *w)
 
 const struct worker_module server_tls_module = {
 	.name = "server_tls",
+	.init = server_tls_init,
 	.exit = server_tls_exit,
 };

@@ -371,7 +371,7 @@ void delivery_get_stats(const struct worker *w, struct delivery_stats *out)
 	out->sessions_now = dl->sessions_active;
 	out->addresses_now = dl->dest_count;
 	out->domains_waiting_now = dl->domains_waiting;
-	out->connections_cap = dl->max_total;
+	out->connections_cap = dl->w->role == WORKER_ROLE_SMTP ? dl->max_total : 0;
 	if (dl->resolver != NULL)
 		dns_resolver_stats(dl->resolver, &out->dns);
 	else

@@ -18,7 +18,7 @@
  * command timer, and tls_ready restarts the session's AUTHORIZATION state
  * under TLS. pop3s_server_handler (pop3s.listen, RFC 8314) starts the
  * handshake at accept and greets only once it has succeeded. The TLS
- * config is the worker's SMTP one (server_tls_config).
+ * config is the worker's own (server_tls_config), the certificate SMTP uses too.
  */
 #include "pop3_server.h"
 

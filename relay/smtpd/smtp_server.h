@@ -20,7 +20,7 @@ extern const struct conn_handler smtps_server_handler;
 extern const struct conn_handler submission_server_handler;
 
 /* smtp_server_module - per-worker state of the SMTP server (every worker:
- * the local one uses its TLS config for POP3). */
+ * the local one has no SMTP listener). */
 extern const struct worker_module smtp_server_module;
 
 struct smtp_server_stats {

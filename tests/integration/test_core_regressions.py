@@ -341,7 +341,7 @@ class CoreRegressions(unittest.TestCase):
             self.assert_clean_stop(d)
 
     def test_outbound_data_timeout_closes_a_stalled_connection(self):
-        """delivery.c: after a data timeout the session was over and its
+        """delivery/mta_session.c: after a data timeout the session was over and its
         conn was closed "after the flush", but the server reads nothing, so
         the flush never ended, and a timer on a conn without session did
         nothing: the connection (and its fd) stayed until shutdown."""
@@ -373,7 +373,7 @@ class CoreRegressions(unittest.TestCase):
             fake.stop()
 
     def test_connect_refused_leaves_no_timer_behind(self):
-        """delivery.c: the timer that bounds a closing conn's flush must be
+        """delivery/mta_session.c: the timer that bounds a closing conn's flush must be
         armed before the close, which may happen at once (connect refused)
         and then frees the conn: armed after, it fired on freed memory."""
         dead = harness.free_port()

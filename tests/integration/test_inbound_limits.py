@@ -1,5 +1,5 @@
 """test_inbound_limits - inbound SMTP limits (issue 3): command line length,
-recipients, message size, the smuggling defence of relay/smtp_data.h,
+recipients, message size, the smuggling defence of relay/mail/smtp_data.h,
 client timeouts, and a full spool disk that must cost a 452 and nothing else.
 
 No timing asserts: timeouts are only checked to happen, with generous

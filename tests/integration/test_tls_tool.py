@@ -1,4 +1,4 @@
-"""relay/tls.c against real peers: ringmail-tls-echo (blocking sockets over
+"""relay/daemon/tls.c against real peers: ringmail-tls-echo (blocking sockets over
 the memory-bio interface) talks to openssl s_client and Python's ssl module:
 implicit TLS, resumption with a saved session, STARTTLS, and the plaintext
 injection case (commands pipelined after STARTTLS are discarded)."""

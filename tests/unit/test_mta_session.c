@@ -32,7 +32,7 @@
 #include "tls.h"
 #include "tls_policy.h"
 
-/* Defined in mta_session.c, declared by no header (delivery.c has its own). */
+/* Defined in mta_session.c, declared by no header. */
 extern const struct conn_handler delivery_conn_handler;
 
 #define DOMAIN "example.test"
