@@ -187,7 +187,14 @@ static int resolver_setup_udns(struct dns_resolver *r, const struct dns_options 
 	return 0;
 }
 
-/* resolver_copy_routes - the options' strings are the caller's: copy them. */
+static int route_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct dns_static_route *)a)->domain,
+		      ((const struct dns_static_route *)b)->domain);
+}
+
+/* resolver_copy_routes - the options' strings are the caller's: copy them,
+ * domains in lower case, sorted. */
 static int resolver_copy_routes(struct dns_resolver *r, const struct dns_options *o,
 	char *err, size_t errlen)
 {
@@ -199,9 +206,16 @@ static int resolver_copy_routes(struct dns_resolver *r, const struct dns_options
 			snprintf(err, errlen, "static route %zu incomplete", i);
 			return -EINVAL;
 		}
-		r->routes[i].domain = xstrdup(s->domain);
+		char *d = xstrdup(s->domain);
+		for (char *c = d; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+		r->routes[i].domain = d;
 		r->routes[i].target = xstrdup(s->target);
 	}
+	/* Sorted, so that a lookup is a binary search even with tens of
+	 * thousands of routes (resolver_static_target). */
+	qsort(r->routes, o->static_route_count, sizeof(*r->routes), route_cmp);
 	r->opts.static_routes = r->routes;
 	if (o->relayhost && o->relayhost[0])
 		r->relayhost = xstrdup(o->relayhost);
@@ -559,23 +573,27 @@ static void udns_a6_cb(struct dns_ctx *ctx, struct dns_rr_a6 *result, void *data
 	free(result);
 }
 
-/* resolver_static_target - the static route or relayhost for domain. */
+/* resolver_route_find - the route for exactly key (lower case), or NULL. */
+static const char *resolver_route_find(const struct dns_resolver *r, const char *key)
+{
+	struct dns_static_route k = { key, NULL };
+	const struct dns_static_route *hit = bsearch(&k, r->routes, r->opts.static_route_count,
+						     sizeof(*r->routes), route_cmp);
+
+	return hit != NULL ? hit->target : NULL;
+}
+
+/* resolver_static_target - the static route or relayhost for domain (a
+ * normalised, lower-case name). As in transport(5), the most specific
+ * wins: "a.example.com" itself, then ".example.com", then ".com". */
 static const char *resolver_static_target(const struct dns_resolver *r,
 	const char *domain)
 {
-	size_t dlen = strlen(domain);
+	const char *target = resolver_route_find(r, domain);
 
-	for (size_t i = 0; i < r->opts.static_route_count; i++) {
-		const char *d = r->routes[i].domain;
-		size_t len = strlen(d);
-
-		if (strcasecmp(d, domain) == 0)
-			return r->routes[i].target;
-		/* ".example.com" matches every subdomain, as in transport(5) */
-		if (d[0] == '.' && dlen > len && strcasecmp(domain + dlen - len, d) == 0)
-			return r->routes[i].target;
-	}
-	return r->relayhost;
+	for (const char *p = strchr(domain, '.'); target == NULL && p != NULL; p = strchr(p + 1, '.'))
+		target = resolver_route_find(r, p);
+	return target != NULL ? target : r->relayhost;
 }
 
 /* resolver_join - add a waiter to the job of key, creating it if needed. */

@@ -490,6 +490,12 @@ static bool is_group_prefix(const char *prefix)
 	return false;
 }
 
+static int domain_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const struct config_domain *const *)a)->name,
+		      (*(const struct config_domain *const *)b)->name);
+}
+
 /* load_domains - the "domains" list: one group per destination domain. */
 static int load_domains(struct config *cfg, config_setting_t *list, struct config_error *e)
 {
@@ -526,9 +532,19 @@ static int load_domains(struct config *cfg, config_setting_t *list, struct confi
 		if (!normalise_domain(d->name))
 			return config_fail(e, "line %d: domains: entry %d: \"%s\" is not a domain name",
 					   gline, i + 1, d->name);
-		for (int k = 0; k < i; k++)
-			if (strcmp(cfg->domains[k].name, d->name) == 0)
-				return config_fail(e, "line %d: domains: \"%s\" appears twice", gline, d->name);
+		d->line = gline;
+	}
+	/* An index sorted by name: config_domain_policy is a binary search
+	 * (relays with thousands of entries look one up for every message). */
+	cfg->domain_index = xcalloc(cfg->domain_count, sizeof(*cfg->domain_index));
+	for (size_t i = 0; i < cfg->domain_count; i++)
+		cfg->domain_index[i] = &cfg->domains[i];
+	qsort(cfg->domain_index, cfg->domain_count, sizeof(*cfg->domain_index), domain_cmp);
+	for (size_t i = 1; i < cfg->domain_count; i++) {
+		const struct config_domain *a = cfg->domain_index[i - 1], *b = cfg->domain_index[i];
+		if (strcmp(a->name, b->name) == 0)
+			return config_fail(e, "line %d: domains: \"%s\" appears twice",
+					   a->line > b->line ? a->line : b->line, b->name);
 	}
 	return 0;
 }
@@ -731,6 +747,7 @@ struct config *config_free(struct config *cfg)
 	free(cfg->dns_nameservers);
 	free(cfg->relay_networks);
 	free(cfg->domains);
+	free(cfg->domain_index);
 	free(cfg->source_path);
 	free(cfg);
 	return NULL;
@@ -747,11 +764,38 @@ static bool domain_equal(const char *name, const char *domain)
 	return strlen(name) == n && strncasecmp(name, domain, n) == 0;
 }
 
+/* domain_order - a normalised name against a domain as a peer wrote it
+ * (any case, maybe a trailing dot), in strcmp's order of lower-case names. */
+static int domain_order(const char *name, const char *domain)
+{
+	size_t n = strlen(domain);
+
+	if (n > 0 && domain[n - 1] == '.')
+		n--;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char a = (unsigned char)name[i], b = (unsigned char)domain[i];
+		if (b >= 'A' && b <= 'Z')
+			b = (unsigned char)(b - 'A' + 'a');
+		if (a != b)
+			return a < b ? -1 : 1;     /* a == '\0' sorts first too */
+	}
+	return name[n] == '\0' ? 0 : 1;
+}
+
 const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain)
 {
-	for (size_t i = 0; i < cfg->domain_count; i++)
-		if (domain_equal(cfg->domains[i].name, domain))
-			return &cfg->domains[i];
+	size_t lo = 0, hi = cfg->domain_count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = domain_order(cfg->domain_index[mid]->name, domain);
+		if (c == 0)
+			return cfg->domain_index[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return &cfg->domain_default;
 }
 

@@ -69,6 +69,7 @@ struct config_domain {
 	int64_t max_messages_per_connection;
 	int64_t max_recipients_per_transaction;
 	enum config_tls_policy tls;
+	int line;                         /* in the file, for errors */
 };
 
 struct config {
@@ -165,8 +166,9 @@ struct config {
 	char *tls_ca_file;                /* CA bundle/directory for "verify"; "" = none */
 
 	struct config_domain domain_default;
-	struct config_domain *domains;
+	struct config_domain *domains;    /* in the file's order */
 	size_t domain_count;
+	struct config_domain **domain_index;   /* the same, sorted by name */
 
 	/* local mailboxes and POP3 (the local worker) */
 	struct config_listen pop3_listen[CONFIG_MAX_LISTEN];

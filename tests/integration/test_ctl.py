@@ -260,6 +260,9 @@ class Ctl(unittest.TestCase):
 
     def test_idle_domains_are_reaped(self):
         self.assertEqual(self.d.stop(), 0)
+        # A new metrics port: the stopped daemon's listener may outlive it
+        # for a moment (io_uring releases files after the process exits).
+        self.mport = harness.free_port()
         self.d = self.daemon(delivery={"relayhost": "[127.0.0.1]:%d" % self.rx.port, "idle_timeout": "1s",
                                        "domain_reap_interval": "300ms"})
         self.d.start()

@@ -307,6 +307,49 @@ Test(dns_mx, static_routes_and_relayhost)
 	dns_resolver_free(r);
 }
 
+/* Thousands of static routes: each found by binary search, the most
+ * specific winning whatever the order they were given in (transport(5)). */
+Test(dns_mx, static_routes_many_and_most_specific)
+{
+	enum { N = 5000 };
+	struct dns_static_route *routes = calloc(N + 2, sizeof(*routes));
+	static char names[N][32], targets[N][32];
+
+	cr_assert_not_null(routes);
+	routes[0] = (struct dns_static_route){ ".EXAMPLE.test", "[192.0.2.1]:2001" };
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "d%d.example.test", N - i);
+		snprintf(targets[i], sizeof(targets[i]), "[192.0.2.2]:%d", 10000 + N - i);
+		routes[i + 1] = (struct dns_static_route){ names[i], targets[i] };
+	}
+	routes[N + 1] = (struct dns_static_route){ ".test", "[192.0.2.3]:2003" };
+	struct dns_options o = { .static_routes = routes, .static_route_count = N + 2 };
+	struct fake_dns f;
+	struct dns_resolver *r = fake_resolver(&f, &o);
+	static const struct { const char *domain; int port; } cases[] = {
+		{ "d1.example.test", 10001 },          /* exact beats ".example.test" */
+		{ "D4999.Example.Test.", 14999 },      /* any case, a trailing dot */
+		{ "d5000.example.test", 15000 },
+		{ "x.d7.example.test", 2001 },         /* no ".d7...": the parent's */
+		{ "d5001.example.test", 2001 },        /* not listed: ".example.test" */
+		{ "example.test", 2003 },              /* ".example.test" is for subdomains only */
+		{ "other.test", 2003 },
+	};
+
+	cr_assert_not_null(r);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fake_result res = { 0 };
+		dns_resolve_route(r, cases[i].domain, fake_done, &res, 0);
+		cr_assert_eq(res.calls, 1, "%s: no route at once", cases[i].domain);
+		cr_expect_eq(res.route->hosts[0].port, cases[i].port, "%s: got port %u, want %d",
+			     cases[i].domain, res.route->hosts[0].port, cases[i].port);
+		dns_route_unref(res.route);
+	}
+	cr_expect_eq(f.count, 0, "literal routes sent %zu queries", f.count);
+	dns_resolver_free(r);
+	free(routes);
+}
+
 struct name_case {
 	const char *in;
 	const char *want;	/* NULL = -EINVAL */
