@@ -144,6 +144,13 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 				return parse_fail(err, errlen, "domains: unexpected argument \"%s\"", words[k]);
 		return 0;
 	}
+	if (strcmp(words[i], "addresses") == 0) {
+		req->command = CONTROL_DOMAINS;
+		req->action = QUEUE_ADDRESSES;
+		if (i + 1 != n)
+			return parse_fail(err, errlen, "%s", "addresses: takes no arguments");
+		return 0;
+	}
 	if (strcmp(words[i], "stats") == 0 || strcmp(words[i], "reload") == 0) {
 		req->command = words[i][0] == 's' ? CONTROL_STATS : CONTROL_RELOAD;
 		if (i + 1 != n)
@@ -235,7 +242,8 @@ static void session_end(struct control_session *s, const char *fmt, ...)
 /* For the log, and the last line of an action. */
 static const char *const action_names[] = {
 	[QUEUE_LIST] = "list", [QUEUE_SHOW] = "show", [QUEUE_SUMMARY] = "summary",
-	[QUEUE_DOMAINS] = "domains", [QUEUE_FLUSH] = "flush", [QUEUE_DELETE] = "delete",
+	[QUEUE_DOMAINS] = "domains", [QUEUE_ADDRESSES] = "addresses", [QUEUE_FLUSH] = "flush",
+	[QUEUE_DELETE] = "delete",
 	[QUEUE_BOUNCE] = "bounce", [QUEUE_HOLD] = "hold", [QUEUE_RELEASE] = "release",
 };
 static const char *const action_done[] = {
@@ -275,6 +283,8 @@ static void query_finish(struct control_session *s, struct queue_query *q)
 			    (unsigned long long)q->changed, (unsigned long long)q->matched);
 	else if (q->action == QUEUE_DOMAINS)
 		session_end(s, "-- ok %llu domains", (unsigned long long)q->matched);
+	else if (q->action == QUEUE_ADDRESSES)
+		session_end(s, "-- ok %llu addresses", (unsigned long long)q->matched);
 	else
 		session_end(s, "-- ok %llu items", (unsigned long long)q->matched);
 	query_free(q);
@@ -395,6 +405,8 @@ static void query_start(struct worker *w, struct control_session *s, const struc
 		queue_format_list_header(&q->out);
 	else if (!req->json && req->action == QUEUE_DOMAINS)
 		queue_format_domains_header(&q->out);
+	else if (!req->json && req->action == QUEUE_ADDRESSES)
+		queue_format_addresses_header(&q->out);
 	if (buf_len(&q->out) > 0) {
 		conn_write(s->c, buf_data(&q->out), buf_len(&q->out));
 		buf_reset(&q->out);

@@ -37,6 +37,7 @@ static const struct command commands[] = {
 	{ "queue", control_cli_main,
 	  "queue list|show|summary|flush|delete|bounce|hold|release [ID] [--domain D] [--deferred|--held] [--json]" },
 	{ "domains", control_cli_main, "domains [--domain D] [--json]" },
+	{ "addresses", control_cli_main, "addresses [--json]" },
 	{ "stats", control_cli_main, "stats [--json]" },
 	{ "reload", control_cli_main, "reload" },
 	{ "users", users_cli_main,

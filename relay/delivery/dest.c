@@ -11,6 +11,7 @@
  */
 #include "queue.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,7 +81,10 @@ struct qdest *dest_get(struct delivery *dl, const union dns_addr *addr)
 	e->hash = h;
 	e->addr = *addr;
 	e->window = INITIAL_WINDOW;
-	dns_addr_format(addr, e->text, sizeof(e->text));
+	char ip[INET6_ADDRSTRLEN];
+	dns_addr_format(addr, ip, sizeof(ip));
+	snprintf(e->text, sizeof(e->text), addr->sa.sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+		 (unsigned)ntohs(addr->sin.sin_port));
 	e->hash_next = dl->dests[h % dl->dest_buckets];
 	dl->dests[h % dl->dest_buckets] = e;
 	dl->dest_count++;

@@ -1,8 +1,12 @@
 /*
- * mta_session - one outbound SMTP session of a domain: the pure protocol
- * client (smtp_client) over a conn, through the addresses of the domain's
- * route until one works, then serving the domain's items one transaction
- * after another and waiting in the domain's pool between them.
+ * mta_session - one outbound SMTP session: the pure protocol client
+ * (smtp_client) over a conn, opened for a domain and walking that domain's
+ * route until an address works; then it belongs to the address (qdest,
+ * dest.c), carrying one transaction after another for the domains routed
+ * there (the next one waiting at the address first: sched_next_work) and
+ * waiting in the address's pool between them. A session may carry another
+ * domain's mail when its TLS policy (and, under "verify", MX name) is the
+ * same (mta_compatible).
  *
  * The session is an enum mta_state, entered only through mta_enter_state,
  * which logs the step and arms the state's deadline from mta_deadline[].
@@ -18,9 +22,12 @@
  *
  * A session that fails before its first READY moves on to the next address
  * or MX host (sched_next_address; under "may" a TLS failure first retries
- * the same address in clear); when none is left the domain backs off and
- * its ready items are deferred. After the first READY, the end of the
- * connection is the end of the session.
+ * the same address in clear; addresses that rest are passed over, a full
+ * one makes the domain wait there); when none is left the domain backs off
+ * and its ready items are deferred (or, when every address rests after a
+ * timeout or two, they wait for the first to come back). A connect or
+ * greeting timeout rests the address (dest_failed). After the first READY,
+ * the end of the connection is the end of the session.
  *
  * STARTTLS follows tls_policy.h; the handshake runs on the conn with one
  * client tls_config per worker (mbedTLS's curve tables are per thread).
@@ -222,6 +229,15 @@ static void idle_push(struct mta_session *s)
 		s->idle_next->idle_prev = s;
 	s->dest->idle_head = s;
 	mta_enter_state(s, MTA_IDLE);
+}
+
+unsigned mta_session_count_idle(const struct qdest *dest)
+{
+	unsigned n = 0;
+
+	for (const struct mta_session *s = dest->idle_head; s != NULL; s = s->idle_next)
+		n++;
+	return n;
 }
 
 /* ---- transactions ------------------------------------------------------- */
@@ -629,7 +645,7 @@ static enum mta_open mta_connect(struct mta_session *s, struct qdest **full)
 			break;
 		}
 		socklen_t len = a->sa.sa_family == AF_INET6 ? sizeof(a->sin6) : sizeof(a->sin);
-		snprintf(s->ip, sizeof(s->ip), "%s", dest->text);
+		dns_addr_format(a, s->ip, sizeof(s->ip));
 		s->conn = conn_connect(dl->w, &a->sa, len, &delivery_conn_handler, s, WORKER_TIMER_OUT_CONNECT);
 		if (s->conn != NULL) {
 			s->dest = dest;

@@ -288,6 +288,8 @@ enum mta_open mta_session_open(struct delivery *dl, struct qdomain *d, const str
  * (same TLS policy; same MX name under "verify") takes d's next item;
  * false when dest has none. */
 bool mta_session_reuse(struct qdest *dest, struct qdomain *d);
+/* mta_session_count_idle - sessions in dest's pool. */
+unsigned mta_session_count_idle(const struct qdest *dest);
 /* mta_session_tls_free - the worker's client TLS config, at exit. */
 void mta_session_tls_free(struct delivery *dl);
 

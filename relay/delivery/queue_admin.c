@@ -144,6 +144,24 @@ static void query_domain_row(const struct delivery *dl, struct queue_query *q, c
 	});
 }
 
+/* query_address_rows - addresses: a row per MX address this worker holds. */
+static void query_address_rows(const struct delivery *dl, struct queue_query *q)
+{
+	for (size_t i = 0; i < dl->dest_buckets; i++) {
+		for (const struct qdest *e = dl->dests[i]; e != NULL; e = e->hash_next) {
+			unsigned idle = mta_session_count_idle(e);
+			bool resting = dest_backed_off(dl, e);
+			q->matched++;
+			queue_format_address(&q->out, q->json, &(struct queue_address_view){
+				.address = e->text, .worker = dl->w->id, .connections = e->active,
+				.idle = idle, .window = e->window, .limit = dl->max_per_address,
+				.waiting = e->waiting, .failures = e->failures,
+				.backoff_until_ms = resting ? q->now_wall_ms + (e->until_ms - dl->w->now_ms) : 0,
+			});
+		}
+	}
+}
+
 /* item_unschedule - take a waiting item out of the ready list or the
  * retry heap; false for one that is not waiting (active, held). */
 static bool item_unschedule(struct delivery *dl, struct qitem *it)
@@ -289,6 +307,12 @@ void delivery_query_step(struct worker *w, struct queue_query *q)
 		if (q->domain[0] != '\0') {
 			struct qdomain *d = domain_find(dl, q->domain);
 			q->domain_index = d != NULL ? d->index : dl->domain_count;
+		}
+		if (q->action == QUEUE_ADDRESSES) {
+			/* A worker holds a few MX addresses, not millions of
+			 * items: one step lists them all. */
+			query_address_rows(dl, q);
+			q->domain_index = dl->domain_count;
 		}
 	}
 	while (q->domain_index < dl->domain_count && units < QUERY_STEP_UNITS &&

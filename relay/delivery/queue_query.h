@@ -37,6 +37,7 @@ enum queue_action {
 	QUEUE_SHOW,          /* one message: envelope and every recipient */
 	QUEUE_SUMMARY,       /* items per domain and age (qshape) */
 	QUEUE_DOMAINS,       /* per domain: items, connections, backoff */
+	QUEUE_ADDRESSES,     /* per MX address and worker: sessions, window, waiting domains */
 	QUEUE_FLUSH,         /* items waiting for a retry: now; backoff off */
 	QUEUE_DELETE,        /* recipients deleted, no DSN */
 	QUEUE_BOUNCE,        /* recipients bounced with a DSN */

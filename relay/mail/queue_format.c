@@ -298,3 +298,31 @@ int queue_format_domain(struct buf *out, bool json, const struct queue_domain_vi
 		rc = json_time(out, v->backoff_until_ms);
 	return rc == 0 ? buf_append_str(out, "}\n") : rc;
 }
+
+int queue_format_addresses_header(struct buf *out)
+{
+	return buf_append_printf(out, "%-40s %6s %5s %4s %6s %5s %7s %8s %s\n", "ADDRESS", "WORKER", "CONNS",
+				 "IDLE", "WINDOW", "LIMIT", "WAITING", "FAILURES", "BACKOFF_UNTIL");
+}
+
+int queue_format_address(struct buf *out, bool json, const struct queue_address_view *v)
+{
+	char t[32];
+	int rc;
+
+	if (!json)
+		return text_line(out, "%-40s %6u %5u %4u %6u %5u %7zu %8u %s\n", v->address, v->worker,
+				 v->connections, v->idle, v->window, v->limit, v->waiting, v->failures,
+				 iso_time(v->backoff_until_ms, t));
+	rc = buf_append_str(out, "{\"address\":");
+	if (rc == 0)
+		rc = buf_append_json(out, v->address);
+	if (rc == 0)
+		rc = buf_append_printf(out, ",\"worker\":%u,\"connections\":%u,\"idle\":%u,\"window\":%u,"
+				       "\"limit\":%u,\"waiting\":%zu,\"failures\":%u,\"backoff_until\":",
+				       v->worker, v->connections, v->idle, v->window, v->limit, v->waiting,
+				       v->failures);
+	if (rc == 0)
+		rc = json_time(out, v->backoff_until_ms);
+	return rc == 0 ? buf_append_str(out, "}\n") : rc;
+}

@@ -6,6 +6,7 @@
  *   queue show      queue_format_message
  *   queue summary   queue_format_summary (sorts the rows, adds TOTAL)
  *   domains         queue_format_domains_header, queue_format_domain
+ *   addresses       queue_format_addresses_header, queue_format_address
  *
  * Times are wall-clock milliseconds, printed as UTC ISO 8601; 0 is "none".
  * Text is for people (columns may grow past their width, never cut), a row
@@ -91,5 +92,19 @@ struct queue_domain_view {
 
 int queue_format_domains_header(struct buf *out);
 int queue_format_domain(struct buf *out, bool json, const struct queue_domain_view *v);
+
+/* One MX address (IP and port) as a worker sees it: its sessions (idle
+ * ones included), its window and limit, the domains waiting for it. */
+struct queue_address_view {
+	const char *address;            /* "ip:port" */
+	unsigned worker;
+	unsigned connections, idle, window, limit;
+	size_t waiting;                 /* domains in its round robin */
+	unsigned failures;              /* connect or greeting timeouts in a row */
+	int64_t backoff_until_ms;       /* 0: not resting */
+};
+
+int queue_format_addresses_header(struct buf *out);
+int queue_format_address(struct buf *out, bool json, const struct queue_address_view *v);
 
 #endif

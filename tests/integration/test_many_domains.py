@@ -73,6 +73,21 @@ class ManyDomains(mailnet.NetTestCase, unittest.TestCase):
                          "peaks per address %s\n" % (distinct, sessions, peaks))
         deferred = [x for x in mailnet.deliveries(log) if x["status"] != "delivered"]
         self.assertEqual(deferred, [], deferred[:5])
+
+        # ringmailctl addresses: each worker holds the four addresses, with
+        # its share (10) of the limit, none over it, no domain left waiting.
+        ctl = subprocess.run([os.path.join(harness.BIN, "ringmailctl"), "addresses", "--json",
+                              "--socket", os.path.join(d.tmp, "spool", "control.sock")],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(ctl.returncode, 0, ctl.stdout + ctl.stderr)
+        rows = [json.loads(line) for line in ctl.stdout.splitlines()]
+        self.assertEqual(sorted({r["address"] for r in rows}),
+                         sorted("%s:%d" % (ip, self.addrs.port) for ip in self.addrs.ips), rows)
+        for r in rows:
+            self.assertEqual(r["limit"], PER_ADDRESS // 2, r)
+            self.assertLessEqual(r["connections"], r["limit"], r)
+            self.assertEqual(r["waiting"], 0, r)
+        self.assertIn("8 addresses", ctl.stderr)
         text = self.stop_relay(d)
         self.assertIn("event=delivery_stats", text)
 

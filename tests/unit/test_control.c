@@ -30,6 +30,7 @@ static const char *action_name(enum queue_action a)
 	case QUEUE_SHOW: return "show";
 	case QUEUE_SUMMARY: return "summary";
 	case QUEUE_DOMAINS: return "domains";
+	case QUEUE_ADDRESSES: return "addresses";
 	case QUEUE_FLUSH: return "flush";
 	case QUEUE_DELETE: return "delete";
 	case QUEUE_BOUNCE: return "bounce";
@@ -80,6 +81,8 @@ static const struct accept_case accept_cases[] = {
 	{ "json domains", CONTROL_DOMAINS, QUEUE_DOMAINS, "", "", false, false, true },
 	{ "domains domain=MX.Example", CONTROL_DOMAINS, QUEUE_DOMAINS, "", "mx.example", false, false, false },
 	{ "json domains domain=mx.example", CONTROL_DOMAINS, QUEUE_DOMAINS, "", "mx.example", false, false, true },
+	{ "addresses", CONTROL_DOMAINS, QUEUE_ADDRESSES, "", "", false, false, false },
+	{ "json addresses", CONTROL_DOMAINS, QUEUE_ADDRESSES, "", "", false, false, true },
 	{ "stats", CONTROL_STATS, QUEUE_LIST, "", "", false, false, false },
 	{ "json stats", CONTROL_STATS, QUEUE_LIST, "", "", false, false, true },
 	{ "stats\r", CONTROL_STATS, QUEUE_LIST, "", "", false, false, false },
@@ -165,6 +168,7 @@ static const struct refuse_case refuse_cases[] = {
 	{ "domains domain=", "domains: unexpected argument \"domain=\"" },
 	{ "domains domain=a.example domain=b.example", "domains: unexpected argument \"domain=b.example\"" },
 	{ "domains deferred", "domains: unexpected argument \"deferred\"" },
+	{ "addresses domain=a.example", "addresses: takes no arguments" },
 	{ "domains " ID, "domains: unexpected argument \"" ID "\"" },
 	/* words that fit nowhere */
 	{ "queue list " ID, "unexpected argument \"" ID "\"" },

@@ -455,6 +455,32 @@ Test(queue_format, domains)
 	buf_free(&b);
 }
 
+Test(queue_format, addresses)
+{
+	struct buf b;
+	const struct queue_address_view busy = { "192.0.2.10:25", 0, 10, 2, 10, 10, 37, 0, 0 };
+	const struct queue_address_view resting = { "[2001:db8::1]:25", 1, 0, 0, 1, 10, 0, 2, T1_MS };
+
+	buf_init(&b, 4096);
+	expect_buf("addresses header", queue_format_addresses_header(&b), &b,
+		   "ADDRESS                                  WORKER CONNS IDLE WINDOW LIMIT WAITING FAILURES BACKOFF_UNTIL\n");
+	buf_reset(&b);
+	expect_buf("busy address", queue_format_address(&b, false, &busy), &b,
+		   "192.0.2.10:25                                 0    10    2     10    10      37        0 -\n");
+	buf_reset(&b);
+	expect_buf("resting address", queue_format_address(&b, false, &resting), &b,
+		   "[2001:db8::1]:25                              1     0    0      1    10       0        2 " T1 "\n");
+	buf_reset(&b);
+	expect_buf("busy address json", queue_format_address(&b, true, &busy), &b,
+		   "{\"address\":\"192.0.2.10:25\",\"worker\":0,\"connections\":10,\"idle\":2,\"window\":10,"
+		   "\"limit\":10,\"waiting\":37,\"failures\":0,\"backoff_until\":null}\n");
+	buf_reset(&b);
+	expect_buf("resting address json", queue_format_address(&b, true, &resting), &b,
+		   "{\"address\":\"[2001:db8::1]:25\",\"worker\":1,\"connections\":0,\"idle\":0,\"window\":1,"
+		   "\"limit\":10,\"waiting\":0,\"failures\":2,\"backoff_until\":\"" T1 "\"}\n");
+	buf_free(&b);
+}
+
 /* format_one - run formatter number which into b. */
 static int format_one(int which, struct buf *b)
 {
