@@ -36,6 +36,7 @@
 extern const struct conn_handler delivery_conn_handler;
 
 #define DOMAIN "example.test"
+#define OTHER "other.test"           /* a second domain hosted at the same MX */
 #define MAX_CONNS 16
 #define MAX_DONE 16
 #define MAX_ITEMS 16
@@ -261,9 +262,13 @@ void tls_session_info(const struct tls_session *s, struct tls_info *info)
 
 /* ---- fakes: config ------------------------------------------------------ */
 
+static struct config_domain other_policy;   /* OTHER's, for the reuse tests */
+
 const struct config_domain *config_domain_policy(const struct config *c, const char *domain)
 {
 	cr_assert_eq(c, &cfg);
+	if (strcmp(domain, OTHER) == 0)
+		return &other_policy;
 	cr_assert_str_eq(domain, DOMAIN);
 	return &policy;
 }
@@ -1307,4 +1312,170 @@ Test(mta_session, connect_timeout_is_the_last_error)
 			   "text: got \"%s\", want the last host's (192.0.2.21) reason", fx.defer_text);
 	cr_assert_str_neq(fx.defer_status, "4.7.5", "status: got \"%s\", want not 4.7.5 (mx2 did no TLS)",
 			  fx.defer_status);
+}
+
+/* ---- 8. addresses: limits, round robin, reuse, rest (issue 25) ----------- */
+
+static struct qrcpt other_rcpts[] = { { "x1@" OTHER, OTHER, NULL, 0 } };
+static struct qmsg other_msg;
+
+#define ENVELOPE_OTHER "MAIL FROM:<s@o.test> SIZE=22\r\nRCPT TO:<x1@" OTHER ">\r\nDATA\r\n"
+
+/* other_domain - OTHER, with one ready item of one recipient, routed
+ * through the same route as DOMAIN (its MX shares the address). */
+static struct qdomain *other_domain(struct qitem **item)
+{
+	struct qdomain *od = calloc(1, sizeof(*od) + sizeof(OTHER));
+	struct qitem *it = calloc(1, sizeof(*it) + sizeof(uint32_t));
+
+	cr_assert(od != NULL && it != NULL);
+	other_policy = policy;
+	other_msg = msg;
+	other_msg.rcpts = other_rcpts;
+	other_msg.rcpt_count = 1;
+	od->dl = &dl;
+	od->window = INITIAL_WINDOW;
+	od->items.next = od->items.prev = &od->items;
+	memcpy(od->name, OTHER, sizeof(OTHER));
+	od->route = dns_route_ref(route);
+	it->d = od;
+	it->msg = &other_msg;
+	it->count = 1;
+	it->state = QSTATE_READY;
+	od->ready_head = od->ready_tail = it;
+	od->ready_count = 1;
+	cr_assert_lt(fx.nitems, MAX_ITEMS);
+	fx.items[fx.nitems++] = it;
+	*item = it;
+	return od;
+}
+
+static void other_free(struct qdomain *od)
+{
+	cr_expect_eq(od->active, 0, "sessions still serving " OTHER ": %u", od->active);
+	dest_unwait(od);
+	dns_route_unref(od->route);
+	free(od);
+}
+
+static struct qdest *first_dest(void)
+{
+	return dest_get(&dl, &route->hosts[0].addrs[0]);
+}
+
+/* A session that finishes a transaction serves the domain waiting at its
+ * address before its own next item: round robin, one connection. */
+Test(mta_session, the_next_waiting_domain_goes_first)
+{
+	struct qitem *first = add_item(1), *third = add_item(1), *second;
+	struct fake_conn *fc = start(1, one_addr);
+	struct qdomain *od = other_domain(&second);
+
+	greet(fc, EHLO_PIPE);
+	expect_sent(fc, ENVELOPE_1);
+	dest_wait(first_dest(), od);
+	cr_assert_eq(dl.domains_waiting, 1);
+	server(fc, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n");
+	expect_sent(fc, SENT_BODY);
+	server(fc, "250 2.0.0 queued\r\n");
+	/* OTHER's turn; DOMAIN waits at the address with its second item. */
+	expect_sent(fc, ENVELOPE_OTHER);
+	cr_assert_null(od->wait_on, OTHER " still waiting");
+	cr_assert_eq(d->wait_on, first_dest(), DOMAIN " is not waiting at the address");
+	cr_assert_eq(od->active, 1);
+	cr_assert_eq(d->active, 0);
+	server(fc, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n");
+	expect_sent(fc, SENT_BODY);
+	server(fc, "250 2.0.0 queued\r\n");
+	deliver_one(fc, ENVELOPE_1);
+	cr_assert_eq(fx.ndone, 3, "completions: got %zu, want 3", fx.ndone);
+	cr_assert(fx.done[0].it == first && fx.done[1].it == second && fx.done[2].it == third,
+		  "order: want " DOMAIN ", " OTHER ", " DOMAIN);
+	cr_assert_eq(dl.domains_waiting, 0);
+	expect_state("idle");
+	cr_assert_eq(fx.nconns, 1, "connections: got %zu, want 1", fx.nconns);
+	other_free(od);
+}
+
+/* An idle session at the address takes another domain's mail when the TLS
+ * policy is the same, and not when it differs. */
+Test(mta_session, an_idle_session_is_reused_by_another_domain)
+{
+	struct qitem *it;
+	struct fake_conn *fc = start(1, one_addr);
+
+	greet(fc, EHLO_PIPE);
+	expect_state("idle");
+	struct qdomain *od = other_domain(&it);
+	other_policy.tls = CONFIG_TLS_MAY;
+	cr_assert_not(mta_session_reuse(first_dest(), od), "reused across TLS policies");
+	other_policy.tls = policy.tls;
+	cr_assert(mta_session_reuse(first_dest(), od), "not reused");
+	expect_sent(fc, ENVELOPE_OTHER);
+	server(fc, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n");
+	expect_sent(fc, SENT_BODY);
+	server(fc, "250 2.0.0 queued\r\n");
+	cr_assert_eq(fx.ndone, 1);
+	cr_assert_eq(fx.done[0].it, it);
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+	expect_state("idle");
+	cr_assert_eq(od->active, 0, "a pooled session serves nobody");
+	other_free(od);
+}
+
+/* The address's limit: a second session waits at the address; the first
+ * one's end wakes it. */
+Test(mta_session, a_full_address_makes_the_domain_wait)
+{
+	struct qitem *it;
+	struct qdest *full = NULL;
+
+	dl.max_per_address = 1;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+	struct qdomain *od = other_domain(&it);
+	cr_assert_eq(mta_session_open(&dl, od, route, &full), MTA_WAIT);
+	cr_assert_eq(full, first_dest(), "waits elsewhere than the full address");
+	expect_connects(1);
+	dest_wait(full, od);
+	unsigned kicks = fx.kicks;
+	fc->c.handler->close(&fc->c);     /* the session ends */
+	cr_assert_null(od->wait_on, "the waiter was not woken");
+	cr_assert_gt(fx.kicks, kicks, "nobody kicked");
+	cr_assert_eq(first_dest()->active, 0);
+	other_free(od);
+}
+
+/* The worker's cap: a new address, but every session of the worker in use. */
+Test(mta_session, the_worker_cap_makes_the_domain_wait_anywhere)
+{
+	struct qdest *full = NULL;
+
+	dl.max_total = 1;
+	add_item(1);
+	start(2, (const size_t[]){ 1, 1 });
+	cr_assert_eq(mta_session_open(&dl, d, route, &full), MTA_WAIT);
+	cr_assert_eq(full, &dl.anywhere, "not the worker-wide wait");
+}
+
+/* A connect timeout rests the address and halves its window; the session
+ * goes on at the next address, and a later session passes the resting one. */
+Test(mta_session, a_connect_timeout_rests_the_address)
+{
+	add_item(1);
+	route = make_route(1, two_addrs);
+	cr_assert(open_session());
+	struct qdest *a = first_dest();
+	a->window = 8;
+	struct fake_conn *fc = last_conn();
+	fc->c.handler->timeout(&fc->c, WORKER_TIMER_OUT_CONNECT);
+	cr_assert_eq(a->failures, 1);
+	cr_assert_eq(a->window, 4, "window: got %u, want 4", a->window);
+	cr_assert_eq(a->until_ms, w.now_ms + cfg.address_backoff_ms);
+	cr_assert(dest_backed_off(&dl, a));
+	expect_connects(2);
+	expect_connect_ip(1, "192.0.2.12");
+	cr_assert(open_session());
+	expect_connects(3);
+	expect_connect_ip(2, "192.0.2.12");     /* .11 rests: passed over */
 }
