@@ -127,9 +127,18 @@ extern const struct conn_handler delivery_conn_handler;
 
 static void mta_pump(struct mta_session *s);
 
+/* session_mx - the MX host name of the address, as the domain served now
+ * calls it (a reused session may have been opened for another domain), or
+ * as the route it was opened for does. */
 static const char *session_mx(const struct mta_session *s)
 {
-	return s->route && s->at.host < s->route->host_count ? s->route->hosts[s->at.host].name : NULL;
+	const char *name = NULL;
+
+	if (s->d != NULL && s->dest != NULL && s->d->route != s->route)
+		name = dest_mx_name(s->dest, s->d->route);
+	if (name == NULL && s->route != NULL && s->at.host < s->route->host_count)
+		name = s->route->hosts[s->at.host].name;
+	return name;
 }
 
 static const char *session_mx_text(const struct mta_session *s)

@@ -38,7 +38,9 @@ static void check_request(const struct control_request *r)
 			abort();
 	if (r->deferred_only && r->held_only)
 		abort();
-	if (r->command == CONTROL_DOMAINS && r->action != QUEUE_DOMAINS)
+	if (r->command == CONTROL_DOMAINS && r->action != QUEUE_DOMAINS && r->action != QUEUE_ADDRESSES)
+		abort();
+	if (r->action == QUEUE_ADDRESSES && (r->command != CONTROL_DOMAINS || r->domain[0] != '\0'))
 		abort();
 	if (r->command == CONTROL_QUEUE && r->action == QUEUE_SHOW && r->queue_id[0] == '\0')
 		abort();
