@@ -73,6 +73,9 @@ enum metrics_id {
 	METRICS_QUEUE_OLDEST_AGE,          /* seconds; gauge, max over workers */
 	METRICS_DOMAINS_NOW,               /* destination domains held */
 	METRICS_DOMAINS_REAPED,
+	METRICS_DKIM_SIGNED_RSA,           /* DKIM signatures made, rsa-sha256 */
+	METRICS_DKIM_SIGNED_ED25519,       /* ed25519-sha256 */
+	METRICS_DKIM_FAILURES,             /* signatures that could not be made */
 	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
 	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT
