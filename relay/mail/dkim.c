@@ -131,8 +131,6 @@ int dkim_header_canon(struct buf *out, const char *field, size_t len)
 {
 	const char *colon = memchr(field, ':', len);
 	size_t name_end = colon != NULL ? (size_t)(colon - field) : len;
-	while (name_end > 0 && is_wsp(field[name_end - 1]))
-		name_end--;
 	if (buf_reserve(out, len + 3) < 0)
 		return -ENOBUFS;
 	/* Never longer than the field plus ":\r\n", so one reservation holds. */
@@ -144,6 +142,10 @@ int dkim_header_canon(struct buf *out, const char *field, size_t len)
 			continue;
 		o[k++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
 	}
+	/* Whitespace before the colon goes ("B :"), counted after the line
+	 * ends are dropped so that the result is a fixed point. */
+	while (k > 0 && is_wsp(o[k - 1]))
+		k--;
 	o[k++] = ':';
 	bool space = false, text = false;
 	for (size_t i = colon != NULL ? (size_t)(colon - field) + 1 : len; i < len; i++) {
