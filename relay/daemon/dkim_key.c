@@ -16,6 +16,7 @@
 #include <mbedtls/rsa.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,10 +38,21 @@ static const uint8_t ed25519_pkcs8_prefix[16] = {
 
 struct dkim_key {
 	enum dkim_algorithm algorithm;
-	mbedtls_pk_context pk;                          /* RSA */
+	mbedtls_pk_context pk;                          /* RSA: copy 0 */
+	mbedtls_pk_context *copies;                     /* RSA: 1 .. copy_count-1 */
+	unsigned copy_count;
 	uint8_t ed_secret[crypto_sign_SECRETKEYBYTES];  /* Ed25519: seed + public */
 	uint8_t ed_public[crypto_sign_PUBLICKEYBYTES];
 };
+
+/* mbedTLS holds an RSA context's mutex for the whole private operation,
+ * so one context signs on one thread at a time: an RSA key is parsed once
+ * per online CPU (at most this many) and each signing thread uses its own
+ * copy, so the helper pool scales instead of queueing on one lock. */
+#define DKIM_KEY_MAX_COPIES 64
+
+static atomic_uint next_thread_slot;
+static __thread unsigned thread_slot = UINT32_MAX;
 
 /* Each thread's generator for RSA blinding and key generation. */
 static __thread struct {
@@ -98,6 +110,23 @@ static bool parse_ed25519(const char *pem, struct dkim_key *k)
 	return ok;
 }
 
+/* rsa_copies - the extra parsed copies of an RSA key (see above). */
+static int rsa_copies(struct dkim_key *k, const char *pem, char *err, size_t errlen)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = cpus < 1 ? 1 : cpus > DKIM_KEY_MAX_COPIES ? DKIM_KEY_MAX_COPIES : (unsigned)cpus;
+
+	k->copies = xcalloc(n, sizeof(*k->copies));
+	k->copy_count = 1;
+	for (unsigned i = 1; i < n; i++) {
+		mbedtls_pk_init(&k->copies[i]);
+		k->copy_count = i + 1;
+		if (mbedtls_pk_parse_key(&k->copies[i], (const unsigned char *)pem, strlen(pem) + 1, NULL, 0) != 0)
+			return key_fail(err, errlen, -EIO, "the key parsed once but not twice");
+	}
+	return 0;
+}
+
 int dkim_key_parse(const char *pem, struct dkim_key **out, char *err, size_t errlen)
 {
 	struct dkim_key *k = xcalloc(1, sizeof(*k));
@@ -128,6 +157,7 @@ int dkim_key_parse(const char *pem, struct dkim_key **out, char *err, size_t err
 				      "an RSA key of %s bits: RFC 8301 wants 1024 to 8192 (2048 recommended)", bits);
 		} else {
 			k->algorithm = DKIM_RSA_SHA256;
+			rc = rsa_copies(k, pem, err, errlen);
 		}
 	}
 	if (rc < 0) {
@@ -187,6 +217,9 @@ struct dkim_key *dkim_key_free(struct dkim_key *k)
 	if (k == NULL)
 		return NULL;
 	mbedtls_pk_free(&k->pk);
+	for (unsigned i = 1; i < k->copy_count; i++)
+		mbedtls_pk_free(&k->copies[i]);
+	free(k->copies);
 	sodium_memzero(k->ed_secret, sizeof(k->ed_secret));
 	free(k);
 	return NULL;
@@ -216,7 +249,11 @@ int dkim_key_sign(void *key, const uint8_t digest[DKIM_HASH_LEN], uint8_t *sig, 
 	mbedtls_ctr_drbg_context *drbg = rng();
 	if (drbg == NULL || mbedtls_pk_get_len(&k->pk) > DKIM_SIGNATURE_MAX)
 		return -EIO;
-	if (mbedtls_pk_sign(&k->pk, MBEDTLS_MD_SHA256, digest, DKIM_HASH_LEN, sig, sig_len,
+	if (thread_slot == UINT32_MAX)
+		thread_slot = atomic_fetch_add(&next_thread_slot, 1);
+	unsigned copy = thread_slot % k->copy_count;
+	mbedtls_pk_context *pk = copy == 0 ? &k->pk : &k->copies[copy];
+	if (mbedtls_pk_sign(pk, MBEDTLS_MD_SHA256, digest, DKIM_HASH_LEN, sig, sig_len,
 			    mbedtls_ctr_drbg_random, drbg) != 0)
 		return -EIO;
 	return 0;

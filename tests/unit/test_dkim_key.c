@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <mbedtls/base64.h>
+#include <pthread.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
@@ -227,4 +228,50 @@ Test(dkim_key, load_from_files)
 	cr_expect(strstr(err, path) != NULL, "got \"%s\"", err);
 	unlink(path);
 	cr_expect_null(dkim_key_free(NULL));
+}
+
+struct sign_thread {
+	struct dkim_key *key;
+	uint8_t digest[DKIM_HASH_LEN];
+	uint8_t sig[DKIM_SIGNATURE_MAX];
+	size_t sig_len;
+	int rc;
+};
+
+static void *sign_many(void *arg)
+{
+	struct sign_thread *t = arg;
+
+	for (int i = 0; i < 20 && t->rc == 0; i++) {
+		t->sig_len = sizeof(t->sig);
+		t->rc = dkim_key_sign(t->key, t->digest, t->sig, &t->sig_len);
+	}
+	return NULL;
+}
+
+/* Threads sign with one key at once (each on its own RSA copy): every
+ * signature verifies. */
+Test(dkim_key, concurrent_rsa_signatures_verify)
+{
+	struct buf pem;
+	struct dkim_key *k = NULL;
+	char err[256];
+	struct sign_thread t[4];
+	pthread_t tid[4];
+
+	buf_init(&pem, 64 * 1024);
+	cr_assert_eq(dkim_key_generate(DKIM_RSA_SHA256, 1024, &pem, &k, err, sizeof(err)), 0, "%s", err);
+	for (int i = 0; i < 4; i++) {
+		memset(&t[i], 0, sizeof(t[i]));
+		t[i].key = k;
+		t[i].digest[0] = (uint8_t)i;
+		cr_assert_eq(pthread_create(&tid[i], NULL, sign_many, &t[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(tid[i], NULL);
+		cr_expect_eq(t[i].rc, 0);
+		cr_expect_eq(verify_rsa(k, t[i].digest, t[i].sig, t[i].sig_len), 0, "thread %d's signature", i);
+	}
+	buf_free(&pem);
+	dkim_key_free(k);
 }
