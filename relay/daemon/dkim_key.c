@@ -151,10 +151,9 @@ int dkim_key_parse(const char *pem, struct dkim_key **out, char *err, size_t err
 				      mbedtls_pk_get_name(&k->pk));
 		} else if (mbedtls_pk_get_bitlen(&k->pk) < DKIM_RSA_MIN_BITS ||
 			   mbedtls_pk_get_bitlen(&k->pk) > DKIM_RSA_MAX_BITS) {
-			char bits[64];
-			snprintf(bits, sizeof(bits), "%zu", mbedtls_pk_get_bitlen(&k->pk));
 			rc = key_fail(err, errlen, -EINVAL,
-				      "an RSA key of %s bits: RFC 8301 wants 1024 to 8192 (2048 recommended)", bits);
+				      "an RSA key of %zu bits: RFC 8301 wants 1024 to 8192 (2048 recommended)",
+				      mbedtls_pk_get_bitlen(&k->pk));
 		} else {
 			k->algorithm = DKIM_RSA_SHA256;
 			rc = rsa_copies(k, pem, err, errlen);
