@@ -223,13 +223,16 @@ size_t dkim_select(const struct dkim_header *h, const char *const *names, size_t
 			if (used[i] || !dkim_field_is(&h->fields[i], names[k]))
 				continue;
 			/* From the bottom up: a verifier pairs the first
-			 * name with the last instance (RFC 6376 5.4.2). */
+			 * name with the last instance (RFC 6376 5.4.2). A
+			 * name that does not fit in h_tag is not picked
+			 * either, so the two always agree. */
+			if (buf_append_printf(h_tag, "%s%s", buf_len(h_tag) ? ":" : "", names[k]) < 0)
+				break;
 			used[i] = true;
 			picked[n++] = &h->fields[i];
-			buf_append_printf(h_tag, "%s%s", buf_len(h_tag) ? ":" : "", names[k]);
 		}
 		if (strcmp(names[k], "from") == 0)
-			buf_append_printf(h_tag, "%s%s", buf_len(h_tag) ? ":" : "", "from");
+			(void)buf_append_printf(h_tag, "%s%s", buf_len(h_tag) ? ":" : "", "from");
 	}
 	free(used);
 	return n;

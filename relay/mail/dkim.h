@@ -98,7 +98,8 @@ bool dkim_field_is(const struct dkim_field *f, const char *name);
  * order), every instance present, from the bottom up; "from" once more
  * than it is present (over-signing: a From added later breaks the
  * signature). Appends the h= value to h_tag, writes the chosen fields to
- * picked (room for h->count) and returns how many. */
+ * picked (room for h->count) and returns how many; instances that do not
+ * fit in h_tag's cap are left out of both. */
 size_t dkim_select(const struct dkim_header *h, const char *const *names, size_t name_count,
 		   struct buf *h_tag, const struct dkim_field **picked);
 

@@ -394,3 +394,21 @@ Test(dkim_sign, signer_failure_leaves_out_unchanged)
 	buf_free(&out);
 	dkim_header_free(&h);
 }
+
+Test(dkim_select, h_tag_cap_keeps_tag_and_fields_in_step)
+{
+	const char *msg = "To: a\r\nTo: b\r\nTo: c\r\nTo: d\r\n\r\n";
+	const char *const names[] = { "to" };
+	struct dkim_header h;
+	const struct dkim_field *picked[8];
+	struct buf tag;
+
+	dkim_header_parse(msg, strlen(msg), &h);
+	buf_init(&tag, 8);            /* room for "to:to:to" (8), not a fourth */
+	size_t n = dkim_select(&h, names, 1, &tag, picked);
+	cr_expect_eq(n, 3);
+	cr_expect(buf_len(&tag) == 8 && memcmp(buf_data(&tag), "to:to:to", 8) == 0, "got %.*s",
+		  (int)buf_len(&tag), buf_data(&tag));
+	buf_free(&tag);
+	dkim_header_free(&h);
+}
