@@ -85,6 +85,9 @@ static const struct metric_desc {
 	{ METRICS_ADDRESSES_NOW, KIND_GAUGE, "ringmail_destination_addresses", "MX addresses (IP and port) the workers hold sessions, waiting domains or a backoff for." },
 	{ METRICS_DOMAINS_WAITING_NOW, KIND_GAUGE, "ringmail_domains_waiting", "Domains waiting for an outbound connection (their MX address full, or the total cap reached)." },
 	{ METRICS_CONN_OUT_CAP, KIND_GAUGE, "ringmail_outbound_sessions_limit", "Outbound sessions allowed in all (delivery.max_connections_total, as the workers share it)." },
+	{ METRICS_DKIM_SIGNED_RSA, KIND_COUNTER, "ringmail_dkim_signed_rsa_total", "DKIM signatures made with RSA-SHA256 keys (a dual-signed message counts once here and once for Ed25519)." },
+	{ METRICS_DKIM_SIGNED_ED25519, KIND_COUNTER, "ringmail_dkim_signed_ed25519_total", "DKIM signatures made with Ed25519-SHA256 keys." },
+	{ METRICS_DKIM_FAILURES, KIND_COUNTER, "ringmail_dkim_failures_total", "DKIM signatures that could not be made (the message went on without them)." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
@@ -308,6 +311,9 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 	smtp_server_get_stats(w, &smtp);
 	v[METRICS_RECEIVED] = smtp.messages;
 	v[METRICS_REJECTED_COMMITS] = smtp.rejected_commits;
+	v[METRICS_DKIM_SIGNED_RSA] = smtp.dkim_signed[DKIM_RSA_SHA256];
+	v[METRICS_DKIM_SIGNED_ED25519] = smtp.dkim_signed[DKIM_ED25519_SHA256];
+	v[METRICS_DKIM_FAILURES] = smtp.dkim_failures;
 	v[METRICS_CONN_ACCEPTED] = atomic_load_explicit(&w->accepted, memory_order_relaxed);
 	v[METRICS_CONN_REFUSED] = atomic_load_explicit(&w->rejected_busy, memory_order_relaxed);
 	memcpy(&v[METRICS_REJECTED], smtp.rejected, sizeof(smtp.rejected));

@@ -77,6 +77,9 @@ enum metrics_id {
 	METRICS_ADDRESSES_NOW,             /* destination addresses held */
 	METRICS_DOMAINS_WAITING_NOW,       /* waiting for a connection (address full, cap) */
 	METRICS_CONN_OUT_CAP,              /* the workers' shares of the total cap */
+	METRICS_DKIM_SIGNED_RSA,           /* DKIM signatures made, rsa-sha256 */
+	METRICS_DKIM_SIGNED_ED25519,       /* ed25519-sha256 */
+	METRICS_DKIM_FAILURES,             /* signatures that could not be made */
 	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
 	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT

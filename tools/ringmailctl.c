@@ -4,6 +4,7 @@
  *   ringmailctl resolve [options] DOMAIN...   what the relay would do for each domain
  *   ringmailctl spool dump [--json] DIR       every live message in a spool directory
  *   ringmailctl users add|passwd|del|verify|check [--file PATH] NAME   the passwd-file
+ *   ringmailctl dkim keygen --domain D --selector S ... --out FILE   a DKIM key and its record
  *   ringmailctl queue|domains|stats|reload ...  the running daemon, over its
  *                                           control socket (control_cli.h)
  */
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "control_cli.h"
+#include "dkim_cli.h"
 #include "dns.h"
 #include "spool_dump.h"
 #include "users_cli.h"
@@ -42,6 +44,8 @@ static const struct command commands[] = {
 	{ "reload", control_cli_main, "reload" },
 	{ "users", users_cli_main,
 	  "users add|passwd|del|verify [--file PATH] [--scheme S] NAME | users check [--file PATH]" },
+	{ "dkim", dkim_cli_main,
+	  "dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] --out FILE" },
 };
 
 static void usage(FILE *out)

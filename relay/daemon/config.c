@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "dkim_key.h"
 #include "tls.h"
 #include "users.h"
 #include "xalloc.h"
@@ -34,6 +35,7 @@ enum config_kind {
 	KIND_DOMAIN_LIST,   /* lower-cased strings */
 	KIND_IP_MODE,
 	KIND_TLS_POLICY,    /* enum config_tls_policy */
+	KIND_HEADER_LIST,   /* header field names, lower-cased */
 };
 
 struct config_key {
@@ -48,6 +50,8 @@ struct config_key {
 #define OFF(field) offsetof(struct config, field)
 #define DOFF(field) offsetof(struct config_domain, field)
 #define DAY_MS (86400LL * 1000)
+#define CONFIG_DKIM_DEFAULT_HEADERS "From,Reply-To,Subject,Date,To,Cc,Message-ID,MIME-Version,Content-Type," \
+	"Content-Transfer-Encoding,In-Reply-To,References,List-Id,List-Unsubscribe,List-Unsubscribe-Post,Feedback-ID"
 
 static const struct config_key config_keys[] = {
 	{ "workers", KIND_INT, OFF(workers), 0, 256, "0", "worker threads; 0 = one per online CPU" },
@@ -126,6 +130,16 @@ static const struct config_key config_keys[] = {
 	{ "pop3.command_timeout", KIND_DURATION, OFF(pop3_command_timeout_ms), 1000, DAY_MS, "1m", "before login, each POP3 command must complete within this" },
 	{ "mailbox.root", KIND_STRING, OFF(mailbox_root), 0, 0, "/var/mail/ringmail", "directory holding one Maildir per local user (must exist)" },
 	{ "mailbox.quota", KIND_SIZE, OFF(mailbox_quota), 0, 1LL << 50, "0", "bytes per local mailbox; 0 = no quota" },
+	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
+	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
+};
+
+/* Keys of each entry of the "dkim.sign" list; all three are required. */
+#define SOFF(field) offsetof(struct config_dkim_signer, field)
+static const struct config_key config_dkim_sign_keys[] = {
+	{ "domain", KIND_STRING, SOFF(domain), 0, 0, NULL, "signing domain (d=): mail whose From domain is this or below it is signed" },
+	{ "selector", KIND_STRING, SOFF(selector), 0, 0, NULL, "selector (s=): the key is published at SELECTOR._domainkey.DOMAIN" },
+	{ "key_file", KIND_STRING, SOFF(key_file), 0, 0, NULL, "PEM private key, RSA (1024 to 8192 bits) or Ed25519; the algorithm follows the key; re-read on SIGHUP" },
 };
 
 /* Keys of each entry of the "domains" list; absent ones inherit delivery.* */
@@ -215,6 +229,21 @@ static bool normalise_domain(char *d)
 	return n > 0 && d[0] != '.' && d[n - 1] != '.' && strstr(d, "..") == NULL;
 }
 
+/* normalise_header_name - lower case in place; false unless it is a
+ * field name (RFC 5322 ftext: printable ASCII but the colon). */
+static bool normalise_header_name(char *name)
+{
+	if (name[0] == '\0')
+		return false;
+	for (char *p = name; *p; p++) {
+		if (*p < 33 || *p > 126 || *p == ':')
+			return false;
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	}
+	return true;
+}
+
 /* listen_list - the address array, count and role a listen-list key
  * fills: "listen" (SMTP), "smtps.listen", "submission.listen",
  * "pop3.listen", "pop3s.listen" or "metrics.listen". */
@@ -280,6 +309,12 @@ static int list_append_item(struct config *cfg, const struct config_key *key,
 		cfg->dns_nameservers[index] = xstrdup(text);
 		cfg->dns_nameserver_count = index + 1;
 		return 0;
+	case KIND_HEADER_LIST:
+		cfg->dkim_headers[index] = xstrdup(text);
+		cfg->dkim_header_count = index + 1;
+		if (!normalise_header_name(cfg->dkim_headers[index]))
+			return config_fail(e, "line %d: %s: \"%s\" is not a header field name", line, key->path, text);
+		return 0;
 	default:
 		log_panic("list_append_item: kind %d", key->kind);
 	}
@@ -315,6 +350,13 @@ static void list_reset(struct config *cfg, const struct config_key *key, size_t 
 		cfg->dns_nameservers = xcalloc(n, sizeof(char *));
 		cfg->dns_nameserver_count = 0;
 		break;
+	case KIND_HEADER_LIST:
+		for (size_t i = 0; i < cfg->dkim_header_count; i++)
+			free(cfg->dkim_headers[i]);
+		free(cfg->dkim_headers);
+		cfg->dkim_headers = xcalloc(n, sizeof(char *));
+		cfg->dkim_header_count = 0;
+		break;
 	default:
 		log_panic("list_reset: kind %d", key->kind);
 	}
@@ -323,7 +365,7 @@ static void list_reset(struct config *cfg, const struct config_key *key, size_t 
 static bool kind_is_list(enum config_kind kind)
 {
 	return kind == KIND_LISTEN_LIST || kind == KIND_CIDR_LIST ||
-	       kind == KIND_DOMAIN_LIST || kind == KIND_STRING_LIST;
+	       kind == KIND_DOMAIN_LIST || kind == KIND_STRING_LIST || kind == KIND_HEADER_LIST;
 }
 
 /* set_scalar_text - set a scalar key from its text form (defaults, and
@@ -549,6 +591,80 @@ static int load_domains(struct config *cfg, config_setting_t *list, struct confi
 	return 0;
 }
 
+/* plausible_selector - a selector is a sub-domain (RFC 6376 3.1):
+ * letters, digits, hyphens, dots between non-empty labels. */
+static bool plausible_selector(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 63 || s[0] == '.' || s[n - 1] == '.' || strstr(s, "..") != NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '.'))
+			return false;
+	return true;
+}
+
+/* load_dkim_signer - the settings of one dkim.sign entry, then its key. */
+static int load_dkim_signer(struct config *cfg, config_setting_t *group, int i, struct config_error *e)
+{
+	struct config_dkim_signer *d = &cfg->dkim_signers[i];
+	int gline = config_setting_source_line(group);
+	char why[512];
+
+	if (config_setting_type(group) != CONFIG_TYPE_GROUP)
+		return config_fail(e, "line %d: dkim.sign: element %d is not a group", gline, i + 1);
+	for (int j = 0; j < config_setting_length(group); j++) {
+		config_setting_t *s = config_setting_get_elem(group, (unsigned)j);
+		const struct config_key *key = find_key(config_dkim_sign_keys, COUNT(config_dkim_sign_keys),
+							config_setting_name(s));
+		if (key == NULL)
+			return config_fail(e, "line %d: dkim.sign: unknown key \"%s\"",
+					   config_setting_source_line(s), config_setting_name(s));
+		int rc = set_from_setting(d, cfg, key, s, e);
+		if (rc < 0)
+			return rc;
+	}
+	for (size_t k = 0; k < COUNT(config_dkim_sign_keys); k++)
+		if (*(char **)((char *)d + config_dkim_sign_keys[k].offset) == NULL)
+			return config_fail(e, "line %d: dkim.sign: entry %d has no %s", gline, i + 1,
+					   config_dkim_sign_keys[k].path);
+	if (!normalise_domain(d->domain))
+		return config_fail(e, "line %d: dkim.sign: entry %d: \"%s\" is not a domain name",
+				   gline, i + 1, d->domain);
+	if (!plausible_selector(d->selector))
+		return config_fail(e, "line %d: dkim.sign: entry %d: \"%s\" is not a selector",
+				   gline, i + 1, d->selector);
+	for (int k = 0; k < i; k++)
+		if (strcmp(cfg->dkim_signers[k].domain, d->domain) == 0 &&
+		    strcmp(cfg->dkim_signers[k].selector, d->selector) == 0)
+			return config_fail(e, "line %d: dkim.sign: %s with selector %s appears twice",
+					   gline, d->domain, d->selector);
+	if (dkim_key_load(d->key_file, &d->key, why, sizeof(why)) < 0)
+		return config_fail(e, "line %d: dkim.sign: key_file of %s/%s: %s", gline, d->domain,
+				   d->selector, why);
+	return 0;
+}
+
+/* load_dkim_sign - the "dkim.sign" list: one group per signing key. */
+static int load_dkim_sign(struct config *cfg, config_setting_t *list, struct config_error *e)
+{
+	int line = config_setting_source_line(list);
+
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return config_fail(e, "line %d: dkim.sign: expects a list of groups: ( { domain = \"example.com\"; selector = \"s1\"; key_file = \"...\"; } )", line);
+	int n = config_setting_length(list);
+	cfg->dkim_signers = xcalloc((size_t)n, sizeof(*cfg->dkim_signers));
+	for (int i = 0; i < n; i++) {
+		cfg->dkim_signer_count = (size_t)i + 1;
+		int rc = load_dkim_signer(cfg, config_setting_get_elem(list, (unsigned)i), i, e);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* load_group - check and apply every setting of a group of the file. */
 static int load_group(struct config *cfg, config_setting_t *group, const char *prefix,
 		      struct config_error *e)
@@ -562,8 +678,8 @@ static int load_group(struct config *cfg, config_setting_t *group, const char *p
 		const struct config_key *key = find_key(config_keys, COUNT(config_keys), path);
 		if (key != NULL) {
 			rc = set_from_setting(cfg, cfg, key, s, e);
-		} else if (strcmp(path, "domains") == 0) {
-			rc = 0;   /* after the defaults they inherit */
+		} else if (strcmp(path, "domains") == 0 || strcmp(path, "dkim.sign") == 0) {
+			rc = 0;   /* lists of groups, loaded after the rest */
 		} else if (config_setting_type(s) == CONFIG_TYPE_GROUP && is_group_prefix(path)) {
 			rc = load_group(cfg, s, path, e);
 		} else {
@@ -671,6 +787,12 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		if (users_load(cfg->users_file, &cfg->users, why, sizeof(why)) < 0)
 			return config_fail(e, "line %d: users.file: %s", key_line(file, "users.file"), why);
 	}
+	bool signs_from = false;
+	for (size_t i = 0; i < cfg->dkim_header_count; i++)
+		signs_from |= strcmp(cfg->dkim_headers[i], "from") == 0;
+	if (!signs_from)
+		return config_fail(e, "line %d: dkim.headers: must include From (RFC 6376 5.4)",
+				   key_line(file, "dkim.headers"));
 	char *end;
 	long mode = strtol(cfg->control_mode_text, &end, 8);
 	if (cfg->control_mode_text[0] == '\0' || *end != '\0' || mode < 0 || mode > 0777)
@@ -710,6 +832,9 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 			config_setting_t *domains = config_lookup(&file, "domains");
 			if (rc == 0 && domains != NULL)
 				rc = load_domains(cfg, domains, &e);
+			config_setting_t *dkim_sign = config_lookup(&file, "dkim.sign");
+			if (rc == 0 && dkim_sign != NULL)
+				rc = load_dkim_sign(cfg, dkim_sign, &e);
 			if (rc == 0)
 				rc = config_check(cfg, &file, &e);
 		}
@@ -743,6 +868,16 @@ struct config *config_free(struct config *cfg)
 		free(cfg->domains[i].name);
 		free(cfg->domains[i].route);
 	}
+	for (size_t i = 0; i < cfg->dkim_signer_count; i++) {
+		free(cfg->dkim_signers[i].domain);
+		free(cfg->dkim_signers[i].selector);
+		free(cfg->dkim_signers[i].key_file);
+		dkim_key_free(cfg->dkim_signers[i].key);
+	}
+	free(cfg->dkim_signers);
+	for (size_t i = 0; i < cfg->dkim_header_count; i++)
+		free(cfg->dkim_headers[i]);
+	free(cfg->dkim_headers);
 	free(cfg->local_domains);
 	free(cfg->dns_nameservers);
 	free(cfg->relay_networks);
@@ -827,7 +962,7 @@ void config_keys_dump(FILE *out)
 	static const char *const kind_names[] = {
 		"integer", "duration", "size", "boolean", "string", "list of strings",
 		"log level", "list of ip:port", "list of networks", "list of domains", "ipv4|ipv6|both",
-		"tls policy",
+		"tls policy", "list of header names",
 	};
 
 	for (size_t i = 0; i < COUNT(config_keys); i++)
@@ -838,6 +973,9 @@ void config_keys_dump(FILE *out)
 	for (size_t i = 0; i < COUNT(config_domain_keys); i++)
 		fprintf(out, "domains[].%-32s %-18s %s\n", config_domain_keys[i].path,
 			kind_names[config_domain_keys[i].kind], config_domain_keys[i].help);
+	for (size_t i = 0; i < COUNT(config_dkim_sign_keys); i++)
+		fprintf(out, "dkim.sign[].%-30s %-18s %s\n", config_dkim_sign_keys[i].path,
+			kind_names[config_dkim_sign_keys[i].kind], config_dkim_sign_keys[i].help);
 }
 
 int config_control_path(const struct config *cfg, char *out, size_t size)

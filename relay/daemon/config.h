@@ -33,6 +33,16 @@
 #define CONFIG_MAX_LISTEN 16
 
 struct users_db;
+struct dkim_key;
+
+/* One dkim.sign entry: mail whose From domain is domain or below it is
+ * signed with key under selector. The key is loaded with the config. */
+struct config_dkim_signer {
+	char *domain;                     /* d=, lower case, no trailing dot */
+	char *selector;                   /* s= */
+	char *key_file;
+	struct dkim_key *key;             /* owned; its algorithm is the a= */
+};
 
 /* What a listener serves: the worker picks the handler and the session
  * flags from it. SMTPS and POP3S are implicit TLS (RFC 8314): the
@@ -184,6 +194,13 @@ struct config {
 	int64_t pop3_command_timeout_ms;
 	char *mailbox_root;
 	int64_t mailbox_quota;            /* bytes per mailbox; 0 = none */
+
+	/* DKIM signing at reception (relay/smtpd/smtp_dkim.c) */
+	struct config_dkim_signer *dkim_signers;
+	size_t dkim_signer_count;         /* 0 = nothing is signed */
+	char **dkim_headers;              /* h= candidates, lower case, "from" among them */
+	size_t dkim_header_count;
+	int64_t dkim_expire_ms;           /* x= = t= + this; 0 = no x= */
 
 	char *source_path;                /* the file it came from, or NULL */
 };

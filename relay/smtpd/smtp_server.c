@@ -24,6 +24,12 @@
  * a root config; after a reload the first connection on each worker
  * builds a new one, and live sessions keep the old one by reference.
  *
+ * DKIM: a message from a trusted client (relay_networks or AUTH) is
+ * signed before its commit when dkim.sign has keys for its From domain:
+ * the session is paused at end of data anyway, so the message goes to
+ * the "dkim" helper pool (smtp_dkim.c) and the signed copy is what is
+ * committed and handed to delivery. The worker never signs on its loop.
+ *
  * Roles: smtps_server_handler (implicit TLS, RFC 8314) starts the handshake
  * at accept and queues the greeting only once it succeeds;
  * submission_server_handler sets auth_required (530 5.7.0 before AUTH).
@@ -45,6 +51,7 @@
 #include "ratelimit.h"
 #include "server_tls.h"
 #include "smtp_auth.h"
+#include "smtp_dkim.h"
 #include "smtp_session.h"
 #include "tls.h"
 #include "xalloc.h"
@@ -61,6 +68,9 @@ struct smtp_conn {
 	bool closed;                       /* conn gone while committing */
 	bool paused_for_output;
 	bool authenticating;               /* a password check is out */
+	bool signing;                      /* the message is with the DKIM helpers */
+	bool trusted;                      /* relay_networks: its mail is signed */
+	struct smtp_dkim_job *dkim;        /* the signed message, until committed */
 	bool implicit_tls;                 /* smtps: handshake before the greeting */
 	bool started;                      /* the greeting is queued */
 	enum smtp_timeout_class timer_class;
@@ -71,11 +81,22 @@ struct smtp_server_worker {
 	size_t rcpt_cap;
 	char (*orcpts)[SMTP_ORCPT_TYPE_MAX + 2 + 3 * SMTP_ORCPT_MAX + 1];   /* "type;xtext" */
 	uint64_t messages, rejected_commits;
-	struct smtp_auth_worker *auth;     /* made on the first AUTH */
+	struct helper_worker *helpers;     /* made on the first AUTH or signature */
 	struct ratelimit *auth_failures;   /* per client address */
 	uint64_t auth_ok, auth_failed;
+	uint64_t dkim_signed[DKIM_ALGORITHM_COUNT];   /* signatures made, per algorithm */
+	uint64_t dkim_failures;            /* signatures that could not be made */
 	uint64_t rejected[SMTP_REJECT_COUNT];   /* every session's refusals (reject_counts) */
 };
+
+/* smtp_helpers - the worker's end of the helper pools, made on first use;
+ * NULL (logged) without an eventfd. */
+static struct helper_worker *smtp_helpers(struct worker *w)
+{
+	if (w->smtp->helpers == NULL)
+		w->smtp->helpers = helper_worker_new(w);
+	return w->smtp->helpers;
+}
 
 static bool smtp_is_local_domain(void *ctx, const char *domain)
 {
@@ -110,6 +131,7 @@ static void smtp_arm_phase_timer(struct smtp_conn *sc)
 }
 
 static void smtp_commit_start(struct smtp_conn *sc);
+static void smtp_sign_start(struct smtp_conn *sc);
 static void smtp_shutdown(struct conn *c);
 static void smtp_pump(struct smtp_conn *sc);
 static void smtp_auth_start(struct smtp_conn *sc);
@@ -159,9 +181,7 @@ static void smtp_auth_start(struct smtp_conn *sc)
 		if (ratelimit_create(&rc, &sw->auth_failures) < 0)
 			log_panic("auth rate limit: bad config");
 	}
-	if (sw->auth == NULL)
-		sw->auth = smtp_auth_worker_new(w);
-	if (w->cfg->users == NULL || sw->auth == NULL) {
+	if (w->cfg->users == NULL || smtp_helpers(w) == NULL) {
 		smtp_auth_refuse(sc, user, "unavailable", -EIO);
 		return;
 	}
@@ -178,7 +198,7 @@ static void smtp_auth_start(struct smtp_conn *sc)
 	sc->authenticating = true;
 	conn_pause_input(c);
 	conn_hold(c);
-	smtp_auth_submit(sw->auth, r);
+	smtp_auth_submit(sw->helpers, r);
 }
 
 /* smtp_auth_done - the helper's verdict, back on the worker. */
@@ -257,8 +277,8 @@ static void smtp_pump(struct smtp_conn *sc)
 	}
 	switch (smtp_session_want(sc->session)) {
 	case SMTP_WANT_COMMIT:
-		if (!sc->committing)
-			smtp_commit_start(sc);
+		if (!sc->committing && !sc->signing)
+			smtp_sign_start(sc);
 		break;
 	case SMTP_WANT_CLOSE:
 		/* CLOSING has no phase timer of its own: this one bounds the
@@ -286,9 +306,10 @@ static void smtp_pump(struct smtp_conn *sc)
 	}
 }
 
-/* smtp_spool_message - the session's message as a spool record. */
+/* smtp_spool_message - the session's message as a spool record; the
+ * signed copy instead of the received body when there is one. */
 static void smtp_spool_message(struct worker *w, const struct smtp_message *m,
-			       struct spool_message *msg)
+			       const struct smtp_dkim_job *dkim, struct spool_message *msg)
 {
 	struct smtp_server_worker *sw = w->smtp;
 	struct timespec now;
@@ -331,6 +352,10 @@ static void smtp_spool_message(struct worker *w, const struct smtp_message *m,
 	msg->rcpts = sw->rcpts;
 	msg->body = (const uint8_t *)m->body;
 	msg->body_len = m->body_len;
+	if (dkim != NULL) {
+		msg->body = (const uint8_t *)buf_data(&dkim->message);
+		msg->body_len = buf_len(&dkim->message);
+	}
 }
 
 /* smtp_commit_finish - the batch holding our message is durable (0) or
@@ -345,16 +370,18 @@ static void smtp_commit_finish(struct smtp_conn *sc, int result)
 	if (result == 0) {
 		w->smtp->messages++;
 		struct spool_message msg;
-		log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s%s%s", m->queue_id,
-			 m->sender, m->recipient_count, m->body_len, c->peer_text,
-			 m->auth_user[0] ? " auth=" : "", m->auth_user);
-		smtp_spool_message(w, m, &msg);
+		smtp_spool_message(w, m, sc->dkim, &msg);
+		log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s%s%s%s%s", m->queue_id,
+			 m->sender, m->recipient_count, msg.body_len, c->peer_text,
+			 m->auth_user[0] ? " auth=" : "", m->auth_user,
+			 sc->dkim != NULL ? " dkim=" : "", sc->dkim != NULL ? sc->dkim->signed_text : "");
 		delivery_submit(w, &msg, NULL);
 	} else {
 		w->smtp->rejected_commits++;
 		log_warn("queue_failed", "id=%s client=%s error=\"%s\"", m->queue_id, c->peer_text,
 			 strerror(-result));
 	}
+	sc->dkim = smtp_dkim_job_free(sc->dkim);
 	smtp_session_commit_done(sc->session, result);
 	smtp_pump(sc);
 	if (w->stopping)
@@ -374,11 +401,13 @@ static void smtp_commit_done(struct commit_waiter *waiter, int result)
 		if (result == 0) {
 			struct spool_message msg;
 			c->w->smtp->messages++;
-			smtp_spool_message(c->w, smtp_session_message(sc->session), &msg);
-			log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s client_gone=1",
-				 msg.queue_id, msg.sender, msg.rcpt_count, msg.body_len, c->peer_text);
+			smtp_spool_message(c->w, smtp_session_message(sc->session), sc->dkim, &msg);
+			log_info("queued", "id=%s from=<%s> nrcpt=%zu size=%zu client=%s client_gone=1%s%s",
+				 msg.queue_id, msg.sender, msg.rcpt_count, msg.body_len, c->peer_text,
+				 sc->dkim != NULL ? " dkim=" : "", sc->dkim != NULL ? sc->dkim->signed_text : "");
 			delivery_submit(c->w, &msg, NULL);
 		}
+		smtp_dkim_job_free(sc->dkim);
 		smtp_session_free(sc->session);
 		free(sc);
 		conn_release(c);
@@ -395,7 +424,7 @@ static void smtp_commit_start(struct smtp_conn *sc)
 	struct conn *c = sc->conn;
 	struct spool_message msg;
 
-	smtp_spool_message(c->w, smtp_session_message(sc->session), &msg);
+	smtp_spool_message(c->w, smtp_session_message(sc->session), sc->dkim, &msg);
 	sc->committing = true;
 	conn_pause_input(c);
 	sc->waiter.done = smtp_commit_done;
@@ -405,6 +434,67 @@ static void smtp_commit_start(struct smtp_conn *sc)
 		return;
 	}
 	conn_hold(c);
+}
+
+static void smtp_sign_done(struct smtp_dkim_job *j);
+
+/* smtp_sign_start - end of data: a trusted client's message goes to the
+ * DKIM helpers first when the config signs anything; every other message
+ * straight into the next commit batch. Input stays paused meanwhile. */
+static void smtp_sign_start(struct smtp_conn *sc)
+{
+	struct conn *c = sc->conn;
+	struct worker *w = c->w;
+	const struct smtp_message *m = smtp_session_message(sc->session);
+
+	if (!smtp_dkim_enabled(w->cfg) || !(sc->trusted || m->auth_user[0] != '\0')) {
+		smtp_commit_start(sc);
+		return;
+	}
+	struct helper_worker *hw = smtp_helpers(w);
+	if (hw == NULL) {
+		w->smtp->dkim_failures++;
+		log_warn("dkim_failed", "id=%s client=%s error=\"no helper queue\"", m->queue_id, c->peer_text);
+		smtp_commit_start(sc);
+		return;
+	}
+	sc->signing = true;
+	conn_pause_input(c);
+	conn_hold(c);
+	smtp_dkim_submit(hw, smtp_dkim_job_new(w->cfg, m->body, m->body_len, smtp_sign_done, sc));
+}
+
+/* smtp_sign_done - the helper is done with the message: commit the
+ * signed copy (or, when nothing could be signed, the message as it is). */
+static void smtp_sign_done(struct smtp_dkim_job *j)
+{
+	struct smtp_conn *sc = j->ctx;
+	struct conn *c = sc->conn;
+	struct worker *w = c->w;
+
+	sc->signing = false;
+	for (int a = 0; a < DKIM_ALGORITHM_COUNT; a++)
+		w->smtp->dkim_signed[a] += j->signed_count[a];
+	w->smtp->dkim_failures += j->failures;
+	if (j->failures > 0)
+		log_warn("dkim_failed", "id=%s client=%s failures=%u signed=%s error=\"%s\"",
+			 smtp_session_message(sc->session)->queue_id, c->peer_text, j->failures,
+			 j->signed_text[0] ? j->signed_text : "none",
+			 j->result < 0 ? strerror(-j->result) : "a key did not sign");
+	if (sc->closed) {
+		/* Gone before its 250: nothing was promised, nothing is kept. */
+		smtp_dkim_job_free(j);
+		smtp_session_free(sc->session);
+		free(sc);
+		conn_release(c);
+		return;
+	}
+	if (j->result == 0)
+		sc->dkim = j;
+	else
+		smtp_dkim_job_free(j);
+	smtp_commit_start(sc);
+	conn_release(c);
 }
 
 /* smtp_open_role - a new client on a listener of the given role: plain
@@ -443,6 +533,7 @@ static void smtp_open_role(struct conn *c, enum config_listen_role role)
 		.trusted = config_is_relay_client(cfg, (const struct sockaddr *)&c->peer),
 	};
 	sc->conn = c;
+	sc->trusted = peer.trusted;
 	sc->session = smtp_session_new(&scfg, &peer);
 	c->proto = sc;
 	log_debug("connect", "worker=%u client=%s trusted=%d role=%d", w->id, c->peer_text,
@@ -496,7 +587,7 @@ static void smtp_timeout(struct conn *c, enum worker_timer_class cls)
 {
 	struct smtp_conn *sc = c->proto;
 
-	if (sc->committing || sc->authenticating)
+	if (sc->committing || sc->authenticating || sc->signing)
 		return;      /* our own disk or CPU is slow, not the client */
 	if (c->tls_handshaking) {
 		/* Nothing can be said: no 421 in clear inside a handshake. */
@@ -526,7 +617,7 @@ static void smtp_shutdown(struct conn *c)
 	struct smtp_conn *sc = c->proto;
 	static const char bye[] = "421 4.3.2 Service shutting down\r\n";
 
-	if (sc->committing || sc->authenticating || sc->timer_class == SMTP_TIMEOUT_DATA)
+	if (sc->committing || sc->authenticating || sc->signing || sc->timer_class == SMTP_TIMEOUT_DATA)
 		return;
 	if (!sc->started) {
 		conn_close(c);     /* inside the implicit-TLS handshake: nothing to say */
@@ -542,10 +633,10 @@ static void smtp_close(struct conn *c)
 
 	if (sc == NULL)
 		return;
-	if (sc->committing || sc->authenticating) {
+	if (sc->committing || sc->authenticating || sc->signing) {
 		/* The waiter is queued in the batch (or the request is with
-		 * the helper) and holds c: free both in smtp_commit_done
-		 * (smtp_auth_done). */
+		 * a helper) and holds c: free both in smtp_commit_done
+		 * (smtp_auth_done, smtp_sign_done). */
 		sc->closed = true;
 		return;
 	}
@@ -616,6 +707,8 @@ void smtp_server_get_stats(const struct worker *w, struct smtp_server_stats *out
 	out->rejected_commits = w->smtp->rejected_commits;
 	out->auth_ok = w->smtp->auth_ok;
 	out->auth_failed = w->smtp->auth_failed;
+	memcpy(out->dkim_signed, w->smtp->dkim_signed, sizeof(out->dkim_signed));
+	out->dkim_failures = w->smtp->dkim_failures;
 	memcpy(out->rejected, w->smtp->rejected, sizeof(out->rejected));
 }
 
@@ -629,7 +722,7 @@ static void smtp_server_worker_exit(struct worker *w)
 		 (unsigned long long)w->smtp->auth_ok, (unsigned long long)w->smtp->auth_failed);
 	free(w->smtp->rcpts);
 	free(w->smtp->orcpts);
-	smtp_auth_worker_free(w->smtp->auth);
+	helper_worker_free(w->smtp->helpers);
 	ratelimit_free(w->smtp->auth_failures);
 	free(w->smtp);
 	w->smtp = NULL;

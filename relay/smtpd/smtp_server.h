@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "dkim.h"
 #include "smtp_session.h"
 #include "worker.h"
 
@@ -27,6 +28,8 @@ struct smtp_server_stats {
 	uint64_t messages;                 /* accepted (durable, 250 said) */
 	uint64_t rejected_commits;         /* the spool failed: 452 said */
 	uint64_t auth_ok, auth_failed;
+	uint64_t dkim_signed[DKIM_ALGORITHM_COUNT];   /* signatures made, per algorithm */
+	uint64_t dkim_failures;            /* signatures that could not be made */
 	uint64_t rejected[SMTP_REJECT_COUNT];   /* refusals by reason; BUSY stays 0
 						 * (the worker counts refused connections) */
 };

@@ -57,6 +57,9 @@ def libconfig_value(v):
         return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+        # A list of groups is a libconfig list, not an array.
+        return "( " + ", ".join(libconfig_value(x) for x in v) + " )"
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(libconfig_value(x) for x in v) + "]"
     if isinstance(v, dict):

@@ -468,6 +468,19 @@ static const struct error_case error_cases[] = {
 	  "line 3", "ring.recv_buffers" },
 	{ "input backlog below buffer size", "ring = {\n  recv_buffer_size = \"64k\";\n};\nsmtp = {\n  max_input_backlog = \"32k\";\n};\n",
 	  "line 5", "smtp.max_input_backlog" },
+	{ "dkim.headers without From", "workers = 1;\ndkim = {\n  headers = [\"Subject\", \"To\"];\n};\n",
+	  "line 3", "dkim.headers" },
+	{ "dkim.headers bad name", "dkim = {\n  headers = [\"From\", \"Sub ject\"];\n};\n", "line 2", "dkim.headers" },
+	{ "dkim.sign unknown key", "dkim = {\n  sign = (\n    { domain = \"a.test\"; selector = \"s\";\n"
+	  "      key_file = \"/nonexistent\"; algorithm = \"rsa\"; }\n  );\n};\n", "line 4", "algorithm" },
+	{ "dkim.sign without key_file", "dkim = {\n  sign = (\n    { domain = \"a.test\"; selector = \"s\"; }\n  );\n};\n",
+	  "line 3", "key_file" },
+	{ "dkim.sign bad selector", "dkim = {\n  sign = (\n\n    { domain = \"a.test\"; selector = \"s_1\"; key_file = \"/x\"; }\n  );\n};\n",
+	  "line 4", "s_1" },
+	{ "dkim.sign unreadable key", "dkim = {\n  sign = (\n    { domain = \"a.test\"; selector = \"s\";\n"
+	  "      key_file = \"/nonexistent/k.pem\"; }\n  );\n};\n", "line 3", "/nonexistent/k.pem" },
+	{ "dkim.sign not a list", "dkim = {\n  sign = { domain = \"a.test\"; };\n};\n", "line 2", "dkim.sign" },
+	{ "dkim.expire bad", "dkim = {\n  expire = \"soon\";\n};\n", "line 2", "dkim.expire" },
 	{ "syntax error", "workers = 1;\nhostname = \"x\";\nlisten = ;\n", "line 3", "/tmp/ringmail-test-config-" },
 	{ "unterminated group", "workers = 1;\nsmtp = {\n  max_errors = 3;\n", "line 4", "/tmp/ringmail-test-config-" },
 };
@@ -645,7 +658,7 @@ Test(config, keys_dump_lists_every_key)
 	static const char *const keys[] = {
 		"workers", "log.level", "listen", "ring.recv_buffers", "smtp.max_input_backlog",
 		"relay_networks", "spool.sync", "dns.ip_mode", "delivery.max_recipients_per_transaction",
-		"domains[].route",
+		"domains[].route", "dkim.headers", "dkim.expire", "dkim.sign[].key_file",
 	};
 
 	cr_assert_not_null(out);
@@ -795,5 +808,39 @@ Test(config, outbound_tls_policy)
 	/* Under "may" a missing bundle is no error: verification is only reported. */
 	rc = load_text("delivery = { tls_ca_file = \"/nonexistent/ca.pem\"; };\n", &cfg, err, sizeof(err));
 	cr_expect_eq(rc, 0, "may with a missing CA file: got %d (%s), want 0", rc, err);
+	config_free(cfg);
+}
+
+/* A key file that is not a key: the error names the key_file and line. */
+Test(config, dkim_sign_bad_key_names_file_and_line)
+{
+	char key[64], text[512], err[512];
+	struct config *cfg = NULL;
+
+	write_temp("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n", key, sizeof(key));
+	snprintf(text, sizeof(text), "dkim = {\n  sign = (\n    { domain = \"a.test\"; selector = \"s\"; key_file = \"%s\"; },\n"
+		 "    { domain = \"b.test\"; selector = \"s\";\n      key_file = \"%s\"; }\n  );\n};\n", key, key);
+	cr_expect_eq(load_text(text, &cfg, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "line 3") != NULL && strstr(err, key) != NULL, "got \"%s\"", err);
+	unlink(key);
+}
+
+Test(config, dkim_defaults)
+{
+	struct config *cfg = NULL;
+	char err[256];
+
+	cr_assert_eq(config_load(NULL, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(cfg->dkim_signer_count, 0);
+	cr_expect_eq(cfg->dkim_expire_ms, 0);
+	cr_assert_eq(cfg->dkim_header_count, 16);
+	cr_expect_str_eq(cfg->dkim_headers[0], "from");
+	cr_expect_str_eq(cfg->dkim_headers[15], "feedback-id");
+	config_free(cfg);
+	cr_assert_eq(load_text("dkim = { headers = [\"FROM\", \"X-Campaign\"]; expire = \"7d\"; };\n",
+			       &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg->dkim_header_count, 2);
+	cr_expect_str_eq(cfg->dkim_headers[1], "x-campaign");
+	cr_expect_eq(cfg->dkim_expire_ms, 7 * 86400000LL);
 	config_free(cfg);
 }

@@ -160,6 +160,9 @@ Test(metrics, render_sums_workers)
 	v[0].v[METRICS_COMMIT_SYNC_HIST + 2] = 1;
 	v[1].v[METRICS_COMMIT_SYNC_HIST + COMMIT_SYNC_BUCKETS - 1] = 1;
 	v[0].v[METRICS_COMMIT_SYNC_SUM_US] = 400;
+	v[0].v[METRICS_DKIM_SIGNED_ED25519] = 5;
+	v[1].v[METRICS_DKIM_SIGNED_ED25519] = 2;
+	v[1].v[METRICS_DKIM_FAILURES] = 1;
 	v[1].v[METRICS_COMMIT_SYNC_SUM_US] = 1000000;
 
 	buf_init(&b, 1 << 20);
@@ -188,12 +191,15 @@ Test(metrics, render_sums_workers)
 	expect_line(t, "ringmail_commit_sync_seconds_bucket{le=\"+Inf\"} 3");
 	expect_line(t, "ringmail_commit_sync_seconds_sum 1.000400");
 	expect_line(t, "ringmail_commit_sync_seconds_count 3");
+	expect_line(t, "ringmail_dkim_signed_ed25519_total 7");
+	expect_line(t, "ringmail_dkim_signed_rsa_total 0");
+	expect_line(t, "ringmail_dkim_failures_total 1");
 	/* Every sample line names a metric that has a TYPE line. */
 	for (const char *p = t; *p != '\0'; p = strchr(p, '\n') + 1) {
 		if (*p == '#')
 			continue;
 		char name[128], type_line[160];
-		cr_assert_eq(sscanf(p, "%127[a-z_]", name), 1);
+		cr_assert_eq(sscanf(p, "%127[a-z0-9_]", name), 1);
 		snprintf(type_line, sizeof(type_line), "# TYPE %s ", name);
 		cr_expect(line(t, type_line) != NULL || strstr(name, "_bucket") || strstr(name, "_sum") ||
 			  strstr(name, "_count"), "no TYPE for %s", name);

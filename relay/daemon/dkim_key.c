@@ -1,0 +1,352 @@
+/*
+ * dkim_key - DKIM private keys through mbedTLS (RSA) and libsodium
+ * (Ed25519); see dkim_key.h.
+ */
+#include "dkim_key.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <mbedtls/base64.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/pem.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/rsa.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "xalloc.h"
+
+/* A key file is small: an RSA-8192 PEM is about 6.5 KiB. */
+#define DKIM_KEY_FILE_MAX (64 * 1024)
+
+/* The DER of an Ed25519 PKCS#8 private key (RFC 8410) up to the seed:
+ * SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING {
+ * OCTET STRING (32) } }. */
+static const uint8_t ed25519_pkcs8_prefix[16] = {
+	0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06,
+	0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+};
+
+struct dkim_key {
+	enum dkim_algorithm algorithm;
+	mbedtls_pk_context pk;                          /* RSA: copy 0 */
+	mbedtls_pk_context *copies;                     /* RSA: 1 .. copy_count-1 */
+	unsigned copy_count;
+	uint8_t ed_secret[crypto_sign_SECRETKEYBYTES];  /* Ed25519: seed + public */
+	uint8_t ed_public[crypto_sign_PUBLICKEYBYTES];
+};
+
+/* mbedTLS holds an RSA context's mutex for the whole private operation,
+ * so one context signs on one thread at a time: an RSA key is parsed once
+ * per online CPU (at most this many) and each signing thread uses its own
+ * copy, so the helper pool scales instead of queueing on one lock. */
+#define DKIM_KEY_MAX_COPIES 64
+
+static atomic_uint next_thread_slot;
+static __thread unsigned thread_slot = UINT32_MAX;
+
+/* Each thread's generator for RSA blinding and key generation. */
+static __thread struct {
+	bool ready;
+	mbedtls_entropy_context entropy;
+	mbedtls_ctr_drbg_context drbg;
+} thread_rng;
+
+/* rng - this thread's seeded generator, or NULL. */
+static mbedtls_ctr_drbg_context *rng(void)
+{
+	static const char personal[] = "ringmail-dkim";
+
+	if (!thread_rng.ready) {
+		mbedtls_entropy_init(&thread_rng.entropy);
+		mbedtls_ctr_drbg_init(&thread_rng.drbg);
+		if (mbedtls_ctr_drbg_seed(&thread_rng.drbg, mbedtls_entropy_func, &thread_rng.entropy,
+					  (const unsigned char *)personal, sizeof(personal) - 1) != 0)
+			return NULL;
+		thread_rng.ready = true;
+	}
+	return &thread_rng.drbg;
+}
+
+/* key_fail - the reason into err; returns rc. */
+static int __attribute__((format(printf, 4, 5)))
+key_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* parse_ed25519 - a PKCS#8 PEM holding an Ed25519 seed; false if the PEM
+ * is something else (then mbedTLS gets to try). */
+static bool parse_ed25519(const char *pem, struct dkim_key *k)
+{
+	mbedtls_pem_context ctx;
+	size_t used;
+	bool ok = false;
+
+	mbedtls_pem_init(&ctx);
+	if (mbedtls_pem_read_buffer(&ctx, "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----",
+				    (const unsigned char *)pem, NULL, 0, &used) == 0 &&
+	    ctx.buflen == sizeof(ed25519_pkcs8_prefix) + crypto_sign_SEEDBYTES &&
+	    memcmp(ctx.buf, ed25519_pkcs8_prefix, sizeof(ed25519_pkcs8_prefix)) == 0) {
+		crypto_sign_seed_keypair(k->ed_public, k->ed_secret, ctx.buf + sizeof(ed25519_pkcs8_prefix));
+		k->algorithm = DKIM_ED25519_SHA256;
+		ok = true;
+	}
+	mbedtls_pem_free(&ctx);
+	return ok;
+}
+
+/* rsa_copies - the extra parsed copies of an RSA key (see above). */
+static int rsa_copies(struct dkim_key *k, const char *pem, char *err, size_t errlen)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = cpus < 1 ? 1 : cpus > DKIM_KEY_MAX_COPIES ? DKIM_KEY_MAX_COPIES : (unsigned)cpus;
+
+	k->copies = xcalloc(n, sizeof(*k->copies));
+	k->copy_count = 1;
+	for (unsigned i = 1; i < n; i++) {
+		mbedtls_pk_init(&k->copies[i]);
+		k->copy_count = i + 1;
+		if (mbedtls_pk_parse_key(&k->copies[i], (const unsigned char *)pem, strlen(pem) + 1, NULL, 0) != 0)
+			return key_fail(err, errlen, -EIO, "the key parsed once but not twice");
+	}
+	return 0;
+}
+
+int dkim_key_parse(const char *pem, struct dkim_key **out, char *err, size_t errlen)
+{
+	struct dkim_key *k = xcalloc(1, sizeof(*k));
+	int rc = 0;
+
+	*out = NULL;
+	if (sodium_init() < 0) {
+		free(k);
+		return key_fail(err, errlen, -EIO, "libsodium does not initialise");
+	}
+	mbedtls_pk_init(&k->pk);
+	if (strstr(pem, "ENCRYPTED PRIVATE KEY") != NULL) {
+		rc = key_fail(err, errlen, -EINVAL, "an encrypted key (write it without a passphrase)");
+	} else if (!parse_ed25519(pem, k)) {
+		int mrc = mbedtls_pk_parse_key(&k->pk, (const unsigned char *)pem, strlen(pem) + 1, NULL, 0);
+		if (mrc != 0) {
+			char why[128];
+			mbedtls_strerror(mrc, why, sizeof(why));
+			rc = key_fail(err, errlen, -EINVAL, "not a PEM private key (%s)", why);
+		} else if (mbedtls_pk_get_type(&k->pk) != MBEDTLS_PK_RSA) {
+			rc = key_fail(err, errlen, -EINVAL, "a %s key: DKIM signs with RSA or Ed25519",
+				      mbedtls_pk_get_name(&k->pk));
+		} else if (mbedtls_pk_get_bitlen(&k->pk) < DKIM_RSA_MIN_BITS ||
+			   mbedtls_pk_get_bitlen(&k->pk) > DKIM_RSA_MAX_BITS) {
+			rc = key_fail(err, errlen, -EINVAL,
+				      "an RSA key of %zu bits: RFC 8301 wants 1024 to 8192 (2048 recommended)",
+				      mbedtls_pk_get_bitlen(&k->pk));
+		} else {
+			k->algorithm = DKIM_RSA_SHA256;
+			rc = rsa_copies(k, pem, err, errlen);
+		}
+	}
+	if (rc < 0) {
+		dkim_key_free(k);
+		return rc;
+	}
+	*out = k;
+	return 0;
+}
+
+int dkim_key_load(const char *path, struct dkim_key **out, char *err, size_t errlen)
+{
+	char *text = xmalloc(DKIM_KEY_FILE_MAX + 1);
+	size_t len = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc;
+
+	*out = NULL;
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		free(text);
+		return rc;
+	}
+	for (;;) {
+		ssize_t n = read(fd, text + len, DKIM_KEY_FILE_MAX + 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : 0;
+			break;
+		}
+		len += (size_t)n;
+		if (len > DKIM_KEY_FILE_MAX) {
+			rc = -EFBIG;
+			break;
+		}
+	}
+	close(fd);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path,
+			 rc == -EFBIG ? "larger than 64 KiB, not a key" : strerror(-rc));
+	} else {
+		char why[200];
+		text[len] = '\0';
+		rc = dkim_key_parse(text, out, why, sizeof(why));
+		if (rc < 0)
+			snprintf(err, errlen, "%s: %s", path, why);
+	}
+	sodium_memzero(text, len);
+	free(text);
+	return rc;
+}
+
+struct dkim_key *dkim_key_free(struct dkim_key *k)
+{
+	if (k == NULL)
+		return NULL;
+	mbedtls_pk_free(&k->pk);
+	for (unsigned i = 1; i < k->copy_count; i++)
+		mbedtls_pk_free(&k->copies[i]);
+	free(k->copies);
+	sodium_memzero(k->ed_secret, sizeof(k->ed_secret));
+	free(k);
+	return NULL;
+}
+
+enum dkim_algorithm dkim_key_algorithm(const struct dkim_key *k)
+{
+	return k->algorithm;
+}
+
+unsigned dkim_key_bits(const struct dkim_key *k)
+{
+	return k->algorithm == DKIM_RSA_SHA256 ? (unsigned)mbedtls_pk_get_bitlen(&k->pk) : 256;
+}
+
+int dkim_key_sign(void *key, const uint8_t digest[DKIM_HASH_LEN], uint8_t *sig, size_t *sig_len)
+{
+	struct dkim_key *k = key;
+
+	if (k->algorithm == DKIM_ED25519_SHA256) {
+		unsigned long long n = 0;
+		if (crypto_sign_detached(sig, &n, digest, DKIM_HASH_LEN, k->ed_secret) != 0)
+			return -EIO;
+		*sig_len = (size_t)n;
+		return 0;
+	}
+	mbedtls_ctr_drbg_context *drbg = rng();
+	if (drbg == NULL || mbedtls_pk_get_len(&k->pk) > DKIM_SIGNATURE_MAX)
+		return -EIO;
+	if (thread_slot == UINT32_MAX)
+		thread_slot = atomic_fetch_add(&next_thread_slot, 1);
+	unsigned copy = thread_slot % k->copy_count;
+	mbedtls_pk_context *pk = copy == 0 ? &k->pk : &k->copies[copy];
+	if (mbedtls_pk_sign(pk, MBEDTLS_MD_SHA256, digest, DKIM_HASH_LEN, sig, sig_len,
+			    mbedtls_ctr_drbg_random, drbg) != 0)
+		return -EIO;
+	return 0;
+}
+
+static int append_base64(struct buf *out, const uint8_t *p, size_t n)
+{
+	size_t need = 0;
+
+	mbedtls_base64_encode(NULL, 0, &need, p, n);
+	if (buf_reserve(out, need) < 0)
+		return -ENOBUFS;
+	if (mbedtls_base64_encode((unsigned char *)buf_tail(out), need, &need, p, n) != 0)
+		return -ENOBUFS;
+	buf_produce(out, need);
+	return 0;
+}
+
+int dkim_key_public(const struct dkim_key *k, struct buf *out)
+{
+	uint8_t der[2 * DKIM_SIGNATURE_MAX + 64];
+
+	if (k->algorithm == DKIM_ED25519_SHA256)
+		return append_base64(out, k->ed_public, sizeof(k->ed_public));
+	/* The DER is written at the end of the buffer. */
+	int n = mbedtls_pk_write_pubkey_der((mbedtls_pk_context *)&k->pk, der, sizeof(der));
+	if (n < 0)
+		return -ENOBUFS;
+	return append_base64(out, der + sizeof(der) - (size_t)n, (size_t)n);
+}
+
+/* generate_rsa - a PKCS#1 PEM ("BEGIN RSA PRIVATE KEY", as openssl
+ * genrsa writes) of a new key. */
+static int generate_rsa(unsigned bits, struct buf *pem, char *err, size_t errlen)
+{
+	mbedtls_pk_context pk;
+	mbedtls_ctr_drbg_context *drbg = rng();
+	unsigned char *text = xmalloc(16 * 1024);
+	int rc = 0;
+
+	mbedtls_pk_init(&pk);
+	if (drbg == NULL ||
+	    mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA)) != 0 ||
+	    mbedtls_rsa_gen_key(mbedtls_pk_rsa(pk), mbedtls_ctr_drbg_random, drbg, bits, 65537) != 0 ||
+	    mbedtls_pk_write_key_pem(&pk, text, 16 * 1024) != 0)
+		rc = key_fail(err, errlen, -EIO, "RSA key generation failed");
+	else if (buf_append_str(pem, (const char *)text) < 0)
+		rc = key_fail(err, errlen, -ENOBUFS, "no room for the PEM");
+	mbedtls_platform_zeroize(text, 16 * 1024);
+	free(text);
+	mbedtls_pk_free(&pk);
+	return rc;
+}
+
+/* generate_ed25519 - a PKCS#8 PEM, as openssl genpkey writes. */
+static int generate_ed25519(struct buf *pem, char *err, size_t errlen)
+{
+	uint8_t der[sizeof(ed25519_pkcs8_prefix) + crypto_sign_SEEDBYTES];
+	char b64[128];
+	size_t n = 0;
+	int rc = 0;
+
+	memcpy(der, ed25519_pkcs8_prefix, sizeof(ed25519_pkcs8_prefix));
+	randombytes_buf(der + sizeof(ed25519_pkcs8_prefix), crypto_sign_SEEDBYTES);
+	if (mbedtls_base64_encode((unsigned char *)b64, sizeof(b64), &n, der, sizeof(der)) != 0 ||
+	    buf_append_printf(pem, "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n", b64) < 0)
+		rc = key_fail(err, errlen, -ENOBUFS, "no room for the PEM");
+	sodium_memzero(der, sizeof(der));
+	sodium_memzero(b64, sizeof(b64));
+	return rc;
+}
+
+int dkim_key_generate(enum dkim_algorithm alg, unsigned bits, struct buf *pem,
+		      struct dkim_key **out, char *err, size_t errlen)
+{
+	size_t start = buf_len(pem);
+	int rc;
+
+	*out = NULL;
+	if (sodium_init() < 0)
+		return key_fail(err, errlen, -EIO, "libsodium does not initialise");
+	if (alg == DKIM_RSA_SHA256) {
+		if (bits < DKIM_RSA_MIN_BITS || bits > DKIM_RSA_MAX_BITS)
+			return key_fail(err, errlen, -EINVAL, "RSA bits must be 1024 to 8192 (RFC 8301)");
+		rc = generate_rsa(bits, pem, err, errlen);
+	} else {
+		rc = generate_ed25519(pem, err, errlen);
+	}
+	if (rc == 0) {
+		/* Parsed back: what was written is what will be loaded. */
+		char *copy = xstrndup(buf_data(pem) + start, buf_len(pem) - start);
+		rc = dkim_key_parse(copy, out, err, errlen);
+		sodium_memzero(copy, strlen(copy));
+		free(copy);
+	}
+	return rc;
+}
