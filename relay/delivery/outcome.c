@@ -224,15 +224,16 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 	const struct qmsg *m = it->msg;
 
 	if (delivery_log_enabled()) {
-		char msgid[256];
+		char msgid[256], dkim[512];
 		delivery_log_message_id(m->body, m->body_len, msgid, sizeof(msgid));
+		delivery_log_dkim(m->body, m->body_len, dkim, sizeof(dkim));
 		delivery_log_write(&(struct delivery_log_entry){
 			.ts_ms = wall_ms(), .queue_id = m->queue_id, .message_id = msgid[0] ? msgid : NULL,
 			.sender = m->sender,
 			.recipient = m->rcpts[idx].addr, .domain = m->rcpts[idx].domain, .mx = mx, .ip = ip,
 			.tls = tls, .status = outcome_name(r), .code = r->code, .enhanced_code = r->status[0] ? r->status : NULL,
 			.reply = r->text, .delay_s = (double)(wall_ms() - m->arrival_ms) / 1000.0,
-			.attempt = it->attempts + 1,
+			.attempt = it->attempts + 1, .dkim = dkim[0] ? dkim : NULL,
 		});
 		return;
 	}

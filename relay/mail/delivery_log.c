@@ -74,6 +74,61 @@ void delivery_log_message_id(const char *msg, size_t len, char *out, size_t size
 	}
 }
 
+/* dkim_tag - the value of tag name (e.g. "d") in a DKIM-Signature value
+ * [v, end), whitespace (and folding) stripped, into out; false if absent. */
+static bool dkim_tag(const char *v, const char *end, const char *name, char *out, size_t size)
+{
+	size_t nlen = strlen(name);
+
+	while (v < end) {
+		const char *semi = memchr(v, ';', (size_t)(end - v));
+		const char *tend = semi != NULL ? semi : end;
+		while (v < tend && isspace((unsigned char)*v))
+			v++;
+		if ((size_t)(tend - v) > nlen && strncmp(v, name, nlen) == 0) {
+			const char *p = v + nlen;
+			while (p < tend && isspace((unsigned char)*p))
+				p++;
+			if (p < tend && *p == '=') {
+				size_t n = 0;
+				for (p++; p < tend && n + 1 < size; p++)
+					if (isgraph((unsigned char)*p) && *p != ',')
+						out[n++] = *p;
+				out[n] = '\0';
+				return n > 0;
+			}
+		}
+		v = semi != NULL ? semi + 1 : end;
+	}
+	return false;
+}
+
+void delivery_log_dkim(const char *msg, size_t len, char *out, size_t size)
+{
+	const char *p = msg, *end = msg + len;
+	size_t used = 0;
+
+	out[0] = '\0';
+	while (p < end && *p != '\r' && *p != '\n') {       /* an empty line ends the header */
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *next = eol != NULL ? eol + 1 : end;
+		while (next < end && (*next == ' ' || *next == '\t')) {     /* folded */
+			eol = memchr(next, '\n', (size_t)(end - next));
+			next = eol != NULL ? eol + 1 : end;
+		}
+		char d[256], s[64], pair[330];
+		if ((size_t)(end - p) > 15 && strncasecmp(p, "DKIM-Signature:", 15) == 0 &&
+		    dkim_tag(p + 15, next, "d", d, sizeof(d)) && dkim_tag(p + 15, next, "s", s, sizeof(s))) {
+			int n = snprintf(pair, sizeof(pair), "%s%s/%s", used ? "," : "", d, s);
+			if (n < 0 || used + (size_t)n >= size)
+				return;
+			memcpy(out + used, pair, (size_t)n + 1);
+			used += (size_t)n;
+		}
+		p = next;
+	}
+}
+
 bool delivery_log_enabled(void)
 {
 	return atomic_load_explicit(&delivery_log_fd, memory_order_relaxed) >= 0;
@@ -110,9 +165,10 @@ static void json_string(char *dst, size_t size, size_t *len, const char *s)
 size_t delivery_log_format(char *dst, size_t size, const struct delivery_log_entry *e)
 {
 	static const char *const keys[] = { "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip",
-					    "tls", "status", "enhanced_code", "reply" };
+					    "tls", "status", "enhanced_code", "reply", "dkim" };
 	const char *vals[] = { e->queue_id, e->message_id, e->sender, e->recipient, e->domain, e->mx, e->ip,
-			       e->tls != NULL ? e->tls : "unknown", e->status, e->enhanced_code, e->reply };
+			       e->tls != NULL ? e->tls : "unknown", e->status, e->enhanced_code, e->reply,
+			       e->dkim };
 	time_t sec = (time_t)(e->ts_ms / 1000);
 	struct tm tm;
 	size_t n;

@@ -40,6 +40,7 @@ struct delivery_log_entry {
 	const char *reply;
 	double delay_s;                    /* since arrival */
 	unsigned attempt;                  /* 1 for the first */
+	const char *dkim;                  /* "d/s,d/s": its DKIM signatures; NULL = none */
 };
 
 /* delivery_log_open - write to path from now on; "" closes (then the
@@ -54,6 +55,11 @@ void delivery_log_write(const struct delivery_log_entry *e);
  * of msg, len bytes) into out without the angle brackets; "" when there is
  * none (or it does not fit out). Only the header section is read. */
 void delivery_log_message_id(const char *msg, size_t len, char *out, size_t size);
+
+/* delivery_log_dkim - the signing domain and selector of every
+ * DKIM-Signature field of the message's header, "d/s,d/s" in their order,
+ * into out (size >= 1; cut at a whole pair); "" when there is none. */
+void delivery_log_dkim(const char *msg, size_t len, char *out, size_t size);
 
 /* delivery_log_format - e as one JSON line ending in '\n' into dst;
  * strings are escaped and cut so that the line always fits (size >= 512).

@@ -15,6 +15,7 @@ static struct delivery_log_entry sample(void)
 		.recipient = "c@d.example", .domain = "d.example", .mx = "mx.d.example",
 		.ip = "192.0.2.1", .tls = "none", .status = "delivered", .code = 250,
 		.enhanced_code = "2.0.0", .reply = "ok queued", .delay_s = 1.5, .attempt = 2,
+		.dkim = "example.com/s1,example.com/s2",
 	};
 }
 
@@ -26,7 +27,8 @@ Test(delivery_log, format_all_fields)
 	const char *want = "{\"ts\":\"2026-11-23T14:00:00.123Z\",\"queue_id\":\"0001ABC\",\"message_id\":\"m1@x\",\"sender\":\"a@b.example\","
 			   "\"recipient\":\"c@d.example\",\"domain\":\"d.example\",\"mx\":\"mx.d.example\","
 			   "\"ip\":\"192.0.2.1\",\"tls\":\"none\",\"status\":\"delivered\",\"enhanced_code\":\"2.0.0\","
-			   "\"reply\":\"ok queued\",\"code\":250,\"delay\":1.500,\"attempt\":2}\n";
+			   "\"reply\":\"ok queued\",\"dkim\":\"example.com/s1,example.com/s2\","
+			   "\"code\":250,\"delay\":1.500,\"attempt\":2}\n";
 
 	cr_expect_eq(n, strlen(want), "got length %zu, want %zu", n, strlen(want));
 	cr_expect(strncmp(line, want, n) == 0, "got %.*s, want %s", (int)n, line, want);
@@ -44,11 +46,13 @@ Test(delivery_log, nulls_escapes_and_unknown_tls)
 	e.tls = NULL;
 	e.enhanced_code = NULL;
 	e.reply = "say \"no\"\\\r\n\x01";
+	e.dkim = NULL;
 	size_t n = delivery_log_format(line, sizeof(line), &e);
 	line[n] = '\0';
 	cr_expect(strstr(line, "\"message_id\":null,\"sender\":\"\",") != NULL, "null sender: got %s", line);
 	cr_expect(strstr(line, "\"mx\":null,\"ip\":null,\"tls\":\"unknown\",") != NULL, "got %s", line);
 	cr_expect(strstr(line, "\"enhanced_code\":null,") != NULL, "got %s", line);
+	cr_expect(strstr(line, "\"dkim\":null,\"code\"") != NULL, "unsigned: got %s", line);
 	cr_expect(strstr(line, "\"reply\":\"say \\\"no\\\"\\\\\\u000d\\u000a\\u0001\",") != NULL,
 		  "escapes: got %s", line);
 	cr_expect(strchr(line, '\n') == line + n - 1, "one line ending in \\n: got %s", line);
@@ -71,7 +75,7 @@ Test(delivery_log, long_values_are_cut_to_fit)
 		  "the tail survives: got %s", line);
 	/* An escape is never cut in half: the value is whole \" pairs. */
 	const char *v = strstr(line, "\"reply\":\"");
-	const char *end = strstr(line, "\",\"code\":");
+	const char *end = strstr(line, "\",\"dkim\":");
 	cr_assert(v != NULL && end != NULL, "got %s", line);
 	v += strlen("\"reply\":\"");
 	cr_expect((end - v) % 2 == 0 && end - v >= 2, "got %s", line);
@@ -107,4 +111,25 @@ Test(delivery_log, message_id_table)
 		cr_expect_str_eq(out, msgid_cases[i].want, "case %zu: got \"%s\", want \"%s\"", i, out,
 				 msgid_cases[i].want);
 	}
+}
+
+Test(delivery_log, dkim_signers_table)
+{
+	static const struct { const char *msg, *want; } cases[] = {
+		{ "From: a@b\r\nSubject: x\r\n\r\nbody\r\n", "" },
+		{ "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=s2026r;\r\n\tbh=abc; b=xyz\r\n"
+		  "dkim-signature: v=1; a=ed25519-sha256; s = s2026e ; d=mail.example.com;\r\n b=q\r\n"
+		  "From: a@example.com\r\n\r\n", "example.com/s2026r,mail.example.com/s2026e" },
+		{ "DKIM-Signature: v=1; d=example.com; b=no-selector\r\n\r\n", "" },
+		{ "Subject: x\r\n\r\nDKIM-Signature: v=1; d=body.example; s=s\r\n", "" },  /* in the body */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[512];
+		delivery_log_dkim(cases[i].msg, strlen(cases[i].msg), out, sizeof(out));
+		cr_expect_str_eq(out, cases[i].want, "case %zu: got \"%s\", want \"%s\"", i, out, cases[i].want);
+	}
+	char small[20];
+	delivery_log_dkim(cases[1].msg, strlen(cases[1].msg), small, sizeof(small));
+	cr_expect_str_eq(small, "example.com/s2026r", "cut at a whole pair: got \"%s\"", small);
 }
