@@ -19,6 +19,7 @@ Mail from an authenticated client outside relay_networks is signed; mail
 from outside to a local domain is not.
 """
 import base64
+import json
 import os
 import re
 import smtplib
@@ -209,6 +210,7 @@ class Dkim(NetTestCase, unittest.TestCase):
             "users": {"file": users},
             "smtp": {"auth_plaintext": True},
             "mailbox": {"root": self.mailroot},
+            "log": {"level": "info", "delivery_file": os.path.join(self.tmp, "delivery.json")},
             "dkim": {"sign": [
                 {"domain": "example.test", "selector": "s2026r", "key_file": rsa},
                 {"domain": "example.test", "selector": "s2026e", "key_file": ed},
@@ -276,6 +278,11 @@ class Dkim(NetTestCase, unittest.TestCase):
             self.assert_verifies(msg, subject)
             delivered[subject] = msg
         self.assertGreater(len(delivered["large"]), 1024 * 1024)
+        # The JSON delivery log names the signers of each message.
+        with open(os.path.join(self.tmp, "delivery.json")) as f:
+            dlog = [json.loads(line) for line in f]
+        self.assertEqual({x["dkim"] for x in dlog if x["status"] == "delivered"},
+                         {"example.test/s2026r,example.test/s2026e"}, dlog)
 
         # A changed body breaks both signatures for python3-dkim.
         tampered = delivered["plain"].replace(b"Hello.", b"Hellp.")

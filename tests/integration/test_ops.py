@@ -22,7 +22,7 @@ from inbound_common import RawClient  # noqa: E402
 from mailnet import Sink, wait_until  # noqa: E402
 
 DELIVERY_FIELDS = {"ts", "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip", "tls",
-                   "status", "code", "enhanced_code", "reply", "delay", "attempt"}
+                   "status", "code", "enhanced_code", "reply", "delay", "attempt", "dkim"}
 
 
 def curl(port, path="/metrics", method="GET"):
@@ -145,6 +145,7 @@ class Ops(unittest.TestCase):
         self.assertEqual(ok["code"], 250)
         self.assertEqual(ok["attempt"], 1)
         self.assertEqual(ok["message_id"], "ops0@origin.test")
+        self.assertIsNone(ok["dkim"], "an unsigned message")
         self.assertRegex(ok["queue_id"], r"\w+")
         self.assertIsInstance(ok["delay"], float)
         self.assertEqual(by_status["deferred"]["code"], 451)
