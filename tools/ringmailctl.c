@@ -5,10 +5,16 @@
  *   ringmailctl spool dump [--json] DIR       every live message in a spool directory
  *   ringmailctl users add|passwd|del|verify|check [--file PATH] NAME   the passwd-file
  *   ringmailctl dkim keygen --domain D --selector S ... --out FILE   a DKIM key and its record
- *   ringmailctl queue|domains|stats|reload ...  the running daemon, over its
- *                                           control socket (control_cli.h)
+ *   ringmailctl queue|domains|addresses|stats|reload ...  the running daemon,
+ *                                           over its control socket (control_cli.h)
+ *
+ * Global options (--socket PATH, --config FILE: where the daemon's control
+ * socket is) may come before the command or after it; they concern only
+ * the daemon's commands.
  */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "control_cli.h"
@@ -22,6 +28,7 @@ struct command {
 	const char *name;
 	int (*run)(int argc, char **argv);
 	const char *usage;
+	bool daemon;               /* over the control socket: takes the global options */
 };
 
 static int run_spool(int argc, char **argv)
@@ -33,42 +40,108 @@ static int run_spool(int argc, char **argv)
 }
 
 static const struct command commands[] = {
-	{ "resolve", dns_resolve_main,
-	  "resolve [--nameserver ADDR:PORT] [--port N] [--ipv4|--ipv6|--both] DOMAIN..." },
-	{ "spool", run_spool, "spool dump [--json] SPOOL_DIR" },
 	{ "queue", control_cli_main,
-	  "queue list|show|summary|flush|delete|bounce|hold|release [ID] [--domain D] [--deferred|--held] [--json]" },
-	{ "domains", control_cli_main, "domains [--domain D] [--json]" },
-	{ "addresses", control_cli_main, "addresses [--json]" },
-	{ "stats", control_cli_main, "stats [--json]" },
-	{ "reload", control_cli_main, "reload" },
+	  "queue list|show|summary|flush|delete|bounce|hold|release [ID] [--domain D] [--deferred|--held] [--json]",
+	  true },
+	{ "domains", control_cli_main, "domains [--domain D] [--json]", true },
+	{ "addresses", control_cli_main, "addresses [--json]", true },
+	{ "stats", control_cli_main, "stats [--json]", true },
+	{ "reload", control_cli_main, "reload", true },
+	{ "resolve", dns_resolve_main,
+	  "resolve [--nameserver ADDR[:PORT]]... [--port N] [--ipv4|--ipv6|--both] [--timeout S] [--tries N]\n"
+	  "                      [--route DOMAIN=TARGET]... [--relayhost TARGET] DOMAIN...", false },
+	{ "spool", run_spool, "spool dump [--json] SPOOL_DIR", false },
 	{ "users", users_cli_main,
-	  "users add|passwd|del|verify [--file PATH] [--scheme S] NAME | users check [--file PATH]" },
+	  "users add|passwd|del|verify [--file PATH] [--scheme S] NAME | users check [--file PATH]", false },
 	{ "dkim", dkim_cli_main,
-	  "dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] --out FILE" },
+	  "dkim keygen --domain D --selector S [--algorithm rsa|ed25519] [--bits N] --out FILE", false },
 };
+
+#define GLOBAL_MAX 4               /* --socket P --config F */
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: ringmailctl COMMAND [ARGS]\n");
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	fprintf(out, "usage: ringmailctl [GLOBAL OPTIONS] COMMAND [ARGS]\n"
+		"\nglobal options (before or after the command; for the daemon's commands):\n"
+		"  --socket PATH   the daemon's control socket\n"
+		"  --config FILE   find it as control.socket in FILE (default "
+		"/etc/ringmail/ringmail.conf, else the built-in default)\n"
+		"  --help, --version\n"
+		"\nthe running daemon, over its control socket:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (i > 0 && commands[i - 1].daemon && !commands[i].daemon)
+			fprintf(out, "\nwithout the daemon:\n");
 		fprintf(out, "  ringmailctl %s\n", commands[i].usage);
+	}
+}
+
+/* global_option - is argv[i] a global option? *width: 2 for "--socket P",
+ * 1 for "--socket=P". */
+static bool global_option(char **argv, int argc, int i, int *width)
+{
+	static const char *const names[] = { "--socket", "--config" };
+
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		size_t n = strlen(names[k]);
+		if (strncmp(argv[i], names[k], n) != 0)
+			continue;
+		if (argv[i][n] == '=') {
+			*width = 1;
+			return true;
+		}
+		if (argv[i][n] == '\0' && i + 1 < argc) {
+			*width = 2;
+			return true;
+		}
+	}
+	return false;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
+	char *globals[GLOBAL_MAX];
+	int nglobals = 0, first = 1, width;
+
+	/* Global options before the command go after it, where the
+	 * command's own parser (getopt) takes them. */
+	while (first < argc && global_option(argv, argc, first, &width)) {
+		if (nglobals + width > GLOBAL_MAX) {
+			fprintf(stderr, "ringmailctl: --socket and --config, once each\n");
+			return 2;
+		}
+		for (int k = 0; k < width; k++)
+			globals[nglobals++] = argv[first + k];
+		first += width;
 	}
-	if (strcmp(argv[1], "--version") == 0) {
+	if (first >= argc || strcmp(argv[first], "--help") == 0 || strcmp(argv[first], "-h") == 0) {
+		usage(first >= argc ? stderr : stdout);
+		return first >= argc ? 2 : 0;
+	}
+	if (strcmp(argv[first], "--version") == 0) {
 		printf("ringmailctl %s\n", ringmail_version());
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
-			return commands[i].run(argc - 1, argv + 1);
-	fprintf(stderr, "ringmailctl: unknown command \"%s\"\n", argv[1]);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (strcmp(argv[first], commands[i].name) != 0)
+			continue;
+		if (nglobals > 0 && !commands[i].daemon) {
+			fprintf(stderr, "ringmailctl: %s does not talk to the daemon: no --socket or --config\n",
+				commands[i].name);
+			return 2;
+		}
+		int n = argc - first;
+		char **args = calloc((size_t)(n + nglobals + 1), sizeof(*args));
+		if (args == NULL) {
+			fprintf(stderr, "ringmailctl: out of memory\n");
+			return 1;
+		}
+		memcpy(args, argv + first, (size_t)n * sizeof(*args));
+		memcpy(args + n, globals, (size_t)nglobals * sizeof(*args));
+		int rc = commands[i].run(n + nglobals, args);
+		free(args);
+		return rc;
+	}
+	fprintf(stderr, "ringmailctl: unknown command \"%s\"\n", argv[first]);
 	usage(stderr);
 	return 2;
 }

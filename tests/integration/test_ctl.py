@@ -162,6 +162,21 @@ class Ctl(unittest.TestCase):
         self.assertEqual(stats()["rejected_relay_denied_total"], 0)
         self.assertGreater(stats()["spool_bytes"], 6 * 100)
 
+    def test_global_options_before_or_after_and_help(self):
+        for args in (["--socket", self.sock, "stats"], ["--socket=" + self.sock, "domains"],
+                     ["stats", "--socket", self.sock]):
+            p = subprocess.run([CTL, *args], capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, "%s: %s%s" % (args, p.stdout, p.stderr))
+        p = subprocess.run([CTL, "--socket", self.sock, "resolve", "example.test"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("does not talk to the daemon", p.stderr)
+        p = subprocess.run([CTL, "--help"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0)
+        for want in ("--socket PATH", "--config FILE", "addresses", "--relayhost TARGET",
+                     "--tries N", "dkim keygen"):
+            self.assertIn(want, p.stdout)
+
     def test_actions(self):
         self.send([["u%d@a.test" % i] for i in range(4)])
         self.wait_deferred(4)
