@@ -6,6 +6,10 @@
  * shutdown_timeout, exit 0), SIGHUP reloads the config (a bad one is
  * logged and the old one kept), SIGUSR1 reopens the log files (main and
  * delivery log). READY=1 goes to systemd once every worker listens.
+ *
+ * Before any of that it makes sure it is alone: the spool directory is
+ * locked (a second daemon on it exits 1 naming the holder's PID) and each
+ * listen address is probed (one that another process listens on: exit 1).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +25,7 @@
 #include "control.h"
 #include "delivery.h"
 #include "delivery_log.h"
+#include "instance.h"
 #include "log.h"
 #include "metrics.h"
 #include "pop3_server.h"
@@ -138,6 +143,45 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* claim_instance - lock the spool and probe the listen addresses before
+ * anything is written to the spool or the log: a second daemon on the same
+ * spool or address would deliver the same messages twice or silently share
+ * the port (SO_REUSEPORT admits any process of the same user). Returns the
+ * lock fd to keep open, or -1 after printing why. */
+static int claim_instance(const struct config *cfg)
+{
+	long holder;
+	int fd = instance_lock_spool(cfg->spool_dir, &holder);
+
+	if (fd == -EWOULDBLOCK) {
+		if (holder > 0)
+			fprintf(stderr, "ringmaild: spool.dir %s is in use by another ringmaild (pid %ld)\n",
+				cfg->spool_dir, holder);
+		else
+			fprintf(stderr, "ringmaild: spool.dir %s is in use by another ringmaild (pid unknown)\n",
+				cfg->spool_dir);
+		return -1;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "ringmaild: spool.dir %s: cannot lock %s: %s\n", cfg->spool_dir,
+			INSTANCE_LOCK_FILE, strerror(-fd));
+		return -1;
+	}
+	struct instance_listen_busy busy;
+	int rc = instance_probe_listeners(cfg, &busy);
+	if (rc == -EADDRINUSE) {
+		fprintf(stderr, "ringmaild: %s %s is in use by another process\n", busy.key,
+			busy.addr->text);
+	} else if (rc < 0) {
+		fprintf(stderr, "ringmaild: %s %s: %s\n", busy.key, busy.addr->text, strerror(-rc));
+	}
+	if (rc < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* serve - start the workers and handle signals until told to stop. */
 static int serve(struct config *cfg)
 {
@@ -243,6 +287,11 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 0;
 	}
+	int lock_fd = claim_instance(cfg);
+	if (lock_fd < 0) {
+		config_free(cfg);
+		return 1;
+	}
 	int rc = log_open(cfg->log_file, cfg->log_level);
 	if (rc < 0) {
 		fprintf(stderr, "ringmaild: log.file %s: %s\n", cfg->log_file, strerror(-rc));
@@ -255,5 +304,7 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
-	return serve(cfg);
+	int status = serve(cfg);
+	close(lock_fd);    /* releases the spool lock; exit would too */
+	return status;
 }

@@ -52,6 +52,25 @@ def wait_port(host, port, timeout=10.0, proc=None):
     raise RuntimeError("nothing listens on %s:%d" % (host, port))
 
 
+def wait_port_free(host, port, timeout=10.0):
+    """Wait until a plain bind (SO_REUSEADDR, no SO_REUSEPORT) of host:port
+    succeeds: a daemon that has exited keeps its listeners for a few
+    milliseconds while the kernel tears down its io_uring ring, and a
+    client (or wait_port) that connects meanwhile reaches the dead one.
+    False if it is still bound after timeout (someone else holds it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+                return True
+            except OSError:
+                pass
+        time.sleep(0.01)
+    return False
+
+
 def libconfig_value(v):
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -133,6 +152,7 @@ class Ringmaild:
             rc = self.proc.wait()
         self.log.close()
         self.proc = None
+        wait_port_free(self.host, self.port)
         return rc
 
     def kill9(self):
@@ -140,6 +160,7 @@ class Ringmaild:
         self.proc.wait()
         self.log.close()
         self.proc = None
+        wait_port_free(self.host, self.port)
 
     def log_text(self):
         with open(self.log_path, "rb") as f:
