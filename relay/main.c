@@ -251,6 +251,7 @@ int main(int argc, char **argv)
 	struct config *cfg;
 	int opt;
 
+	metrics_process_started();
 	while ((opt = getopt_long(argc, argv, "c:hV", options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

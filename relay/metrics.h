@@ -20,7 +20,7 @@
  * (other paths 404, other methods 405), "Connection: close" on every reply.
  *
  * Pure parts (unit-tested): metrics_http_parse, metrics_http_response,
- * metrics_render. Worker parts: metrics_module (init and exit on each
+ * metrics_render, metrics_render_process. Worker parts: metrics_module (init and exit on each
  * worker thread, worker 0 also opens the listener; drain after every worker
  * thread has ended frees the slot).
  */
@@ -102,6 +102,30 @@ struct metrics_values {
 /* metrics_render - the Prometheus text format (0.0.4) of n workers'
  * values, summed (max for the max batch), appended to out. 0 or -ENOBUFS. */
 int metrics_render(struct buf *out, const struct metrics_values *workers, size_t n);
+
+/* The process as a whole, not summed over workers: read at scrape time. */
+struct metrics_process {
+	const char *version;               /* static; ringmail_build_info's label */
+	double start_time_seconds;         /* wall clock (Unix time) at start */
+	int64_t resident_bytes;            /* -1: unknown (its metric is left out) */
+	int64_t open_fds;                  /* -1: unknown (left out) */
+};
+
+/* metrics_render_process - ringmail_build_info{version} 1 and the
+ * process_* gauges of the Prometheus client conventions, appended to out.
+ * 0 or -ENOBUFS. Pure. */
+int metrics_render_process(struct buf *out, const struct metrics_process *p);
+
+/* metrics_process_started - note the wall clock as the process start. Call
+ * once from main() before any thread is started (no lock: the threads
+ * created later see it). */
+void metrics_process_started(void);
+
+/* metrics_process_read - the version, the noted start and, from procfs,
+ * the resident set size and the number of open descriptors (-1 each when
+ * procfs cannot be read). Blocking reads of /proc/self, made on worker 0
+ * only when a scrape asks. */
+void metrics_process_read(struct metrics_process *p);
 
 enum metrics_http_method { METRICS_HTTP_GET, METRICS_HTTP_OTHER };
 

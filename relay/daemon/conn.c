@@ -170,8 +170,8 @@ void conn_write(struct conn *c, const void *data, size_t len)
 	if (c->closing || len == 0)
 		return;
 	if (c->tls != NULL) {
-		if (c->tls_failed)
-			return;
+		if (c->tls_failed || c->tls_close_queued)
+			return;     /* nothing may follow close_notify */
 		bytes_append(&c->tls_plain, data, len);
 		if (!c->tls_handshaking)
 			conn_tls_encrypt(c);
@@ -278,9 +278,35 @@ static void conn_tls_input(struct conn *c, const void *data, size_t len)
 	conn_tls_decrypt(c);
 }
 
+/* conn_tls_close_notify - queue the close_notify alert (RFC 5246 7.2.1)
+ * behind every record already queued, so that the peer can tell the end of
+ * the session from a truncation. Not inside a handshake or after a
+ * failure (nothing to protect), nor while plaintext still waits for the
+ * session (the alert must come last). We do not wait for the peer's own
+ * close_notify: the RFC lets the closing side close at once. */
+static void conn_tls_close_notify(struct conn *c)
+{
+	int rc;
+
+	if (c->tls == NULL || c->tls_failed || c->tls_handshaking || c->tls_close_queued ||
+	    buf_len(&c->tls_plain) > 0)
+		return;
+	c->tls_close_queued = true;
+	do {
+		rc = tls_close_notify(c->tls);
+		conn_tls_take_output(c);
+	} while (rc == TLS_WANT_WRITE);
+	if (rc < 0)
+		log_info("tls_close_notify", "peer=%s error=\"%s\" reason=\"%s\"", c->peer_text,
+			 strerror(-rc), tls_strerror(c->tls));
+}
+
 void conn_close_after_flush(struct conn *c)
 {
+	if (c->closing)
+		return;
 	c->close_when_drained = true;
+	conn_tls_close_notify(c);
 	conn_pause_input(c);
 	if (!c->send_inflight && !c->in_input)
 		conn_send_next(c);

@@ -91,6 +91,7 @@ struct conn {
 	bool tls_handshaking;          /* conn_start_tls ran, handshake not over */
 	bool tls_discard_input;        /* drop c->in once the handler returns */
 	bool tls_failed;               /* the session died: close on next input */
+	bool tls_close_queued;         /* close_notify queued: no more output */
 	struct sockaddr_storage peer;
 	char peer_text[64];            /* "ip:port" for logs */
 	const struct conn_handler *handler;
@@ -150,7 +151,9 @@ struct tls_config;
  * be made: the caller closes. */
 bool conn_start_server_tls(struct conn *c, struct tls_config *cfg, enum worker_timer_class timer);
 
-/* conn_close_after_flush - close once every queued byte is written. */
+/* conn_close_after_flush - close once every queued byte is written. On a
+ * TLS connection past its handshake, a close_notify alert is queued last
+ * (RFC 5246 7.2.1); conn_write is ignored from then on. */
 void conn_close_after_flush(struct conn *c);
 
 /* conn_close - close now; queued output is dropped. */

@@ -137,7 +137,7 @@ static int append_header_block(const struct bounce_input *in, struct buf *out,
 		"Subject: %s\r\n"
 		"Date: %s\r\n"
 		"Message-ID: <%lld.%016llx@%s>\r\n"
-		"Auto-Submitted: auto-replied\r\n"
+		"Auto-Submitted: auto-generated\r\n"
 		"MIME-Version: 1.0\r\n"
 		"Content-Type: multipart/report; report-type=delivery-status;\r\n"
 		"\tboundary=\"%s\"\r\n"

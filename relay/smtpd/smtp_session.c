@@ -598,6 +598,15 @@ static void bdat_chunk_end(struct smtp_session *s)
 		enter_state(s, s->discard_return);
 		return;
 	}
+	if (s->bdat_last && s->data.size == 0) {
+		/* BDAT 0 LAST with no content before it: RFC 3030 allows the
+		 * command, but a zero-length message has not even the header
+		 * RFC 5322 requires, so it is refused rather than queued */
+		reply_error(s, SMTP_REJECT_BAD_CONTENT, "554 5.6.0 Error: empty message");
+		transaction_reset(s);
+		enter_state(s, state_after_transaction(s));
+		return;
+	}
 	if (s->bdat_last) {
 		message_finish(s);
 		return;

@@ -58,7 +58,8 @@ enum smtp_reject {
 	SMTP_REJECT_RATE_LIMITED,	/* 454 4.7.0 AUTH: too many failures */
 	SMTP_REJECT_AUTH_UNAVAILABLE,	/* 454 4.7.0 AUTH: the check could not run */
 	SMTP_REJECT_SMUGGLING,		/* 550 5.6.11 bare CR or LF in content */
-	SMTP_REJECT_BAD_CONTENT,	/* 554 5.6.0 NUL or over-long content line */
+	SMTP_REJECT_BAD_CONTENT,	/* 554 5.6.0 NUL or over-long content line,
+					 * or an empty BDAT message */
 	SMTP_REJECT_SPOOL_FAILED,	/* 452 4.3.1 the spool commit failed */
 	SMTP_REJECT_TOO_MANY_ERRORS,	/* 421 4.7.0 disconnect at errors_max */
 	SMTP_REJECT_COMMAND_TIMEOUT,	/* 421 4.4.2 disconnect waiting for a command */

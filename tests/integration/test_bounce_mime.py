@@ -39,7 +39,7 @@ class BounceMime(unittest.TestCase):
         self.assertEqual(msg.get_param("report-type"), "delivery-status")
         self.assertTrue(str(msg["From"]).endswith("MAILER-DAEMON@relay.example.com>"), msg["From"])
         self.assertEqual(str(msg["To"]), "alice@example.org")
-        self.assertEqual(str(msg["Auto-Submitted"]), "auto-replied")
+        self.assertEqual(str(msg["Auto-Submitted"]), "auto-generated")
         self.assertIsNotNone(msg["Date"].datetime, "Date does not parse")
         self.assertIn("@relay.example.com>", str(msg["Message-ID"]))
         self.assertEqual(msg.defects, [], f"defects: {msg.defects}")

@@ -13,6 +13,7 @@ import os
 import poplib
 import shutil
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -23,7 +24,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from inbound_common import (DaemonTestCase, RawClient, queue_id_of,  # noqa: E402
                             send_smtplib, wait_for)
-from test_starttls import client_context, make_cert  # noqa: E402
+from test_starttls import (client_context, make_cert,  # noqa: E402
+                           read_until_close_notify, strict_eof_wrap)
 
 USERS = {"alice": "alice-pw"}
 
@@ -211,6 +213,20 @@ class Listeners(DaemonTestCase):
         self.assertEqual(p.stat()[0], 1)
         self.assertIn(b"Subject: over pop3s", p.retr(1)[1])
         p.quit()
+
+    def test_close_notify_after_quit(self):
+        # RFC 5246 7.2.1 on the implicit-TLS ports: after the goodbye the
+        # server sends close_notify before it closes (SMTPS 221, POP3S +OK).
+        tls = strict_eof_wrap(socket.create_connection(("127.0.0.1", self.smtps_port), timeout=30))
+        tls.sendall(b"EHLO close.test\r\nQUIT\r\n")
+        got = read_until_close_notify(self, tls)
+        self.assertTrue(got.startswith(b"220 ") and got.endswith(b"221 2.0.0 Bye\r\n"), got)
+        tls.close()
+        tls = strict_eof_wrap(socket.create_connection(("127.0.0.1", self.pops_port), timeout=30))
+        tls.sendall(b"QUIT\r\n")
+        got = read_until_close_notify(self, tls)
+        self.assertTrue(got.startswith(b"+OK") and got.count(b"\r\n+OK") == 1, got)
+        tls.close()
 
     def test_curl_pop3s(self):
         self.deliver_local("curl pop3s")

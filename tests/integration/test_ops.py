@@ -67,6 +67,7 @@ class Ops(unittest.TestCase):
             "metrics": {"listen": ["127.0.0.1:%d" % self.mport]},
             "log": {"level": "info", "file": self.mlog, "delivery_file": self.dlog},
         })
+        self.started = time.time()
         self.d.start()
         harness.wait_port("127.0.0.1", self.mport, proc=self.d.proc)
 
@@ -106,6 +107,27 @@ class Ops(unittest.TestCase):
                               capture_output=True, timeout=30, check=True).stdout.decode()
         self.assertIn("text/plain; version=0.0.4", head)
         self.assertIn("Connection: close", head)
+
+    def test_process_metrics(self):
+        started = self.started
+        code, body = curl(self.mport)
+        self.assertEqual(code, 200, body)
+        version = subprocess.run([os.path.join(harness.BIN, "ringmaild"), "--version"],
+                                 capture_output=True, timeout=30, check=True).stdout.decode().split()[-1]
+        self.assertIn('\nringmail_build_info{version="%s"} 1\n' % version, body)
+        self.assertIn("# TYPE process_start_time_seconds gauge", body)
+        start = metric(body, "process_start_time_seconds")
+        self.assertIsNotNone(start, body)
+        self.assertTrue(started - 1 <= start <= time.time(), (started, start))
+        rss = metric(body, "process_resident_memory_bytes")
+        self.assertIsNotNone(rss, body)
+        self.assertGreater(rss, 1 << 20, body)
+        fds = metric(body, "process_open_fds")
+        self.assertIsNotNone(fds, body)
+        # The daemon's own count (the scrape's socket included) against ours.
+        self.assertLess(abs(fds - len(os.listdir("/proc/%d/fd" % self.d.proc.pid))), 8, body)
+        # The start time does not move between scrapes.
+        self.assertEqual(metric(curl(self.mport)[1], "process_start_time_seconds"), start)
 
     def test_other_paths_and_methods(self):
         self.assertEqual(curl(self.mport, "/")[0], 404)

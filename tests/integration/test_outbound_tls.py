@@ -140,6 +140,76 @@ class BrokenTLS(mailnet.LineServer):
             return list(self.messages), self.starttls
 
 
+class CloseNotifyReceiver(mailnet.LineServer):
+    """CloseNotifyReceiver - a STARTTLS receiver on Python's ssl that notes
+    how each TLS session ended after its 221: "close_notify" (the client's
+    alert came, RFC 5246 7.2.1) or "eof" (a bare EOF). OpenSSL 3's
+    OP_IGNORE_UNEXPECTED_EOF and suppress_ragged_eofs are off, else both
+    would read as b""."""
+
+    def __init__(self, ip, port, ctx):
+        ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+        self.ctx = ctx
+        self.ends = []
+        self.messages = 0
+        super().__init__(ip, port, backlog=16)
+
+    @staticmethod
+    def read_line(s, state):
+        while b"\r\n" not in state[0]:
+            chunk = s.recv(4096)
+            if not chunk:
+                return None
+            state[0] += chunk
+        line, _, state[0] = state[0].partition(b"\r\n")
+        return line
+
+    def serve(self, c):
+        c.settimeout(30)
+        s, state, data = c, [b""], None
+        try:
+            s.sendall(b"220 %s ESMTP\r\n" % MX.encode())
+            while True:
+                line = self.read_line(s, state)
+                if line is None:
+                    return
+                if data is not None:
+                    if line == b".":
+                        data = None
+                        with self.lock:
+                            self.messages += 1
+                        s.sendall(b"250 2.0.0 stored\r\n")
+                    continue
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    s.sendall(b"250-%s\r\n250-PIPELINING\r\n%s" % (
+                        MX.encode(), b"250 STARTTLS\r\n" if s is c else b"250 8BITMIME\r\n"))
+                elif verb == b"STAR" and s is c:
+                    s.sendall(b"220 2.0.0 go ahead\r\n")
+                    s, state = self.ctx.wrap_socket(c, server_side=True,
+                                                    suppress_ragged_eofs=False), [b""]
+                elif verb == b"DATA":
+                    data = []
+                    s.sendall(b"354 go on\r\n")
+                elif verb == b"QUIT":
+                    s.sendall(b"221 2.0.0 bye\r\n")
+                    try:
+                        end = "close_notify" if s.recv(4096) == b"" else "data"
+                    except ssl.SSLError:
+                        end = "eof"
+                    with self.lock:
+                        self.ends.append(end)
+                    return
+                else:
+                    s.sendall(b"250 2.0.0 ok\r\n")
+        except OSError:
+            return
+        finally:
+            if s is not c:
+                s.close()
+            c.close()
+
+
 class OutboundTLS(mailnet.NetTestCase, unittest.TestCase):
     def setUp(self):
         super().setUp()
@@ -181,6 +251,18 @@ class OutboundTLS(mailnet.NetTestCase, unittest.TestCase):
         self.assertEqual(lines[0]["mx"], MX)
         self.assertEqual(len(mailnet.events(text, "delivery_tls")), 1, text[-3000:])
         return text
+
+    def test_close_notify_after_quit(self):
+        # The pooled session is closed after delivery.idle_timeout with QUIT;
+        # after the 221 ringmaild ends the TLS session with close_notify.
+        rcv = self.started(CloseNotifyReceiver(self.net.ips[0], self.net.port, self.server_ctx()))
+        d = self.relay_for("encrypt")
+        self.send(d)
+        self.wait_log(d, lambda ls: any(x["status"] == "delivered" for x in ls), 60, "a delivery")
+        ended = mailnet.wait_until(lambda: list(rcv.ends) or None, 30)
+        text = self.stop_relay(d)
+        self.assertEqual(rcv.messages, 1, text[-3000:])
+        self.assertEqual(ended, ["close_notify"], text[-3000:])
 
     def test_may_delivers_over_tls(self):
         text = self.delivered_over_tls("may")

@@ -44,6 +44,33 @@ def client_context():
     return ctx
 
 
+def strict_eof_wrap(sock):
+    """strict_eof_wrap - a TLS client socket on which an EOF without the
+    server's close_notify raises ssl.SSLError (UNEXPECTED_EOF_WHILE_READING).
+    Python's defaults hide exactly that: OpenSSL 3's OP_IGNORE_UNEXPECTED_EOF
+    and suppress_ragged_eofs both make a bare EOF read as b""."""
+    ctx = client_context()
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    tls = ctx.wrap_socket(sock, server_hostname="relay.test", suppress_ragged_eofs=False)
+    tls.settimeout(30)
+    return tls
+
+
+def read_until_close_notify(test, tls):
+    """read_until_close_notify - everything the server sends until it ends
+    the TLS session with close_notify (RFC 5246 7.2.1); fails the test on a
+    bare EOF."""
+    got = b""
+    while True:
+        try:
+            chunk = tls.recv(65536)
+        except ssl.SSLError as e:
+            test.fail("EOF without close_notify after %r: %s" % (got[-300:], e))
+        if not chunk:
+            return got
+        got += chunk
+
+
 def s_client_starttls(port, script, extra=()):
     """s_client_starttls - openssl s_client -starttls smtp, feeding script
     (the handshake summary is in the output); -ign_eof: it runs until
@@ -99,6 +126,26 @@ class StartTls(DaemonTestCase):
         self.assertNotIn(b"STARTTLS", after)
         self.finish(d)
         self.assertRegex(d.log_text(), r"event=tls client=\S+ protocol=TLSv1\.2 cipher=\S+")
+
+    def test_close_notify_after_quit(self):
+        # RFC 5246 7.2.1: the server ends the TLS session with close_notify
+        # before closing, so its EOF is not a truncation: Python's ssl then
+        # reads b"" instead of raising SSLEOFError, and s_client reports no
+        # unexpected EOF.
+        d = self.tls_daemon()
+        c = RawClient(d.host, d.port)
+        c.reply()
+        c.cmd("EHLO close.test")
+        self.assertEqual(c.cmd("STARTTLS")[0], 220)
+        tls = strict_eof_wrap(c.sock)
+        tls.sendall(b"EHLO close.test\r\nQUIT\r\n")
+        got = read_until_close_notify(self, tls)
+        self.assertTrue(got.endswith(b"221 2.0.0 Bye\r\n"), got)
+        tls.close()
+        out = s_client_starttls(d.port, b"EHLO sclient.test\nQUIT\n")
+        self.assertIn(b"221 2.0.0", out, out[-3000:])
+        self.assertNotIn(b"unexpected eof", out.lower(), out[-400:])
+        self.finish(d)
 
     def test_smtplib_starttls_and_send(self):
         d = self.tls_daemon()

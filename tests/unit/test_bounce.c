@@ -55,7 +55,7 @@ Test(bounce, structure_and_fields)
 		"Subject: Undelivered Mail Returned to Sender\r\n",
 		"Date: Tue, 14 Nov 2023 22:13:21 +0000\r\n",
 		"Message-ID: <1700000001.000000000000002a@relay.test>\r\n",
-		"Auto-Submitted: auto-replied\r\n",
+		"Auto-Submitted: auto-generated\r\n",
 		"MIME-Version: 1.0\r\n",
 		"Content-Type: multipart/report; report-type=delivery-status;\r\n"
 		"\tboundary=\"=_ringmail_000000000000002a\"\r\n",

@@ -307,3 +307,58 @@ Test(metrics, render_top_domains_merges_workers)
 	free(text);
 	buf_free(&b);
 }
+
+Test(metrics, render_process)
+{
+	struct metrics_process p = {
+		.version = "1.2.3",
+		.start_time_seconds = 1700000000.25,
+		.resident_bytes = 12345678,
+		.open_fds = 42,
+	};
+	struct buf b;
+
+	buf_init(&b, 1 << 16);
+	cr_assert_eq(metrics_render_process(&b, &p), 0);
+	cr_assert_eq(buf_append(&b, "", 1), 0);
+	const char *t = buf_data(&b);
+	expect_line(t, "# TYPE ringmail_build_info gauge");
+	expect_line(t, "ringmail_build_info{version=\"1.2.3\"} 1");
+	expect_line(t, "# TYPE process_start_time_seconds gauge");
+	expect_line(t, "process_start_time_seconds 1700000000.250");
+	expect_line(t, "# TYPE process_resident_memory_bytes gauge");
+	expect_line(t, "process_resident_memory_bytes 12345678");
+	expect_line(t, "# TYPE process_open_fds gauge");
+	expect_line(t, "process_open_fds 42");
+	buf_free(&b);
+
+	/* unknown values (a procfs read failed) leave their metric out; a
+	 * label value is escaped */
+	p.version = "x\"y\\z";
+	p.resident_bytes = -1;
+	p.open_fds = -1;
+	buf_init(&b, 1 << 16);
+	cr_assert_eq(metrics_render_process(&b, &p), 0);
+	cr_assert_eq(buf_append(&b, "", 1), 0);
+	t = buf_data(&b);
+	expect_line(t, "ringmail_build_info{version=\"x\\\"y\\\\z\"} 1");
+	cr_expect(strstr(t, "process_resident_memory_bytes") == NULL, "got %s", t);
+	cr_expect(strstr(t, "process_open_fds") == NULL, "got %s", t);
+	buf_free(&b);
+
+	buf_init(&b, 32);
+	cr_expect_eq(metrics_render_process(&b, &p), -ENOBUFS);
+	buf_free(&b);
+}
+
+Test(metrics, process_read_sees_this_process)
+{
+	struct metrics_process p;
+
+	metrics_process_started();
+	metrics_process_read(&p);
+	cr_expect_str_eq(p.version, RINGMAIL_VERSION);
+	cr_expect(p.start_time_seconds > 1.5e9, "got %f", p.start_time_seconds);
+	cr_expect(p.resident_bytes > 0, "got %lld", (long long)p.resident_bytes);
+	cr_expect(p.open_fds >= 3, "got %lld", (long long)p.open_fds);
+}

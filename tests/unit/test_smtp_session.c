@@ -520,6 +520,37 @@ Test(smtp_session, bdat_without_transaction_is_read_and_refused)
 	smtp_session_free(s);
 }
 
+Test(smtp_session, bdat_empty_message_refused)
+{
+	struct smtp_session_config cfg = test_config();
+	uint64_t counts[SMTP_REJECT_COUNT] = { 0 };
+	struct transcript t;
+	struct smtp_session *s;
+	char codes[128];
+
+	cfg.reject_counts = counts;
+	s = session(&cfg, &untrusted, &t);
+
+	/* BDAT 0 LAST with nothing before it (and a 0-octet chunk before it)
+	 * is a zero-length message: refused, and the session goes on with a new
+	 * transaction; a last empty chunk after data still ends the message */
+	RUN(s, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<u@local.org>\r\nBDAT 0 LAST\r\n"
+	       "RCPT TO:<u@local.org>\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<u@local.org>\r\n"
+	       "BDAT 0\r\nBDAT 0 LAST\r\n"
+	       "MAIL FROM:<a@b.c>\r\nRCPT TO:<u@local.org>\r\nBDAT 5\r\nhelloBDAT 0 LAST\r\n",
+	    1000, 0, &t);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 250 250 554 503 250 250 250 554 250 250 250 250",
+			 "got %s", codes);
+	cr_expect(strstr(t.out, "554 5.6.0 Error: empty message\r\n") != NULL, "got %s", t.out);
+	cr_expect_eq(t.commits, 1);
+	cr_expect(t.body_len - t.header_len == 5
+		  && memcmp(t.body + t.header_len, "hello", 5) == 0,
+		  "got content %.*s", (int)(t.body_len - t.header_len), t.body + t.header_len);
+	cr_expect_eq(counts[SMTP_REJECT_BAD_CONTENT], 2, "got %llu", (unsigned long long)counts[SMTP_REJECT_BAD_CONTENT]);
+	smtp_session_free(s);
+}
+
 Test(smtp_session, bdat_too_big)
 {
 	struct smtp_session_config cfg = test_config();
