@@ -349,7 +349,7 @@ static void mta_next(struct mta_session *s)
 {
 	for (;;) {
 		struct qdomain *d = s->d;
-		bool own = d != NULL && d->ready_head != NULL;
+		bool own = d != NULL && d->ready_head != NULL, switched = false;
 		if (sched_next_work(own, s->dest->wait_head != NULL) == SCHED_WORK_NEXT) {
 			struct qdomain *next = mta_pop_compatible(s);
 			if (next != NULL) {
@@ -357,14 +357,15 @@ static void mta_next(struct mta_session *s)
 					dest_wait(s->dest, d);     /* its turn comes again */
 				mta_assign(s, next);
 				d = next;
+				switched = true;
 			}
 		}
 		if (d == NULL || d->ready_head == NULL) {
-			if (d == s->d && !own) {
+			if (!switched) {
 				mta_go_idle(s);
 				return;
 			}
-			continue;     /* a waiter whose items went elsewhere */
+			continue;     /* a waiter whose items went elsewhere: the next one */
 		}
 		unsigned max = (unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection;
 		if (sched_on_ready(s->dl->stopping, s->transactions, max, true) == SCHED_READY_QUIT) {

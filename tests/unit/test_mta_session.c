@@ -269,6 +269,8 @@ const struct config_domain *config_domain_policy(const struct config *c, const c
 	cr_assert_eq(c, &cfg);
 	if (strcmp(domain, OTHER) == 0)
 		return &other_policy;
+	if (strcmp(domain, "empty.test") == 0)
+		return &policy;
 	cr_assert_str_eq(domain, DOMAIN);
 	return &policy;
 }
@@ -1478,4 +1480,41 @@ Test(mta_session, a_connect_timeout_rests_the_address)
 	cr_assert(open_session());
 	expect_connects(3);
 	expect_connect_ip(2, "192.0.2.12");     /* .11 rests: passed over */
+}
+
+/* A domain still in the round robin whose items another session took is
+ * skipped: the session serves the next waiter, and neither idles nor
+ * quits while a domain with mail waits (a session quit there and was
+ * replaced, in test_delivery's bulk run). */
+Test(mta_session, a_waiter_without_mail_is_skipped)
+{
+	struct qitem *second;
+	struct fake_conn *fc = start(1, one_addr);
+	struct qdomain *od = other_domain(&second);
+	struct qdomain *empty = calloc(1, sizeof(*empty) + sizeof("empty.test"));
+
+	cr_assert_not_null(empty);
+	empty->dl = &dl;
+	empty->items.next = empty->items.prev = &empty->items;
+	memcpy(empty->name, "empty.test", sizeof("empty.test"));
+	add_item(1);
+	greet(fc, EHLO_PIPE);
+	expect_sent(fc, ENVELOPE_1);
+	dest_wait(first_dest(), empty);       /* waits, but its mail went elsewhere */
+	dest_wait(first_dest(), od);
+	server(fc, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n");
+	expect_sent(fc, SENT_BODY);
+	server(fc, "250 2.0.0 queued\r\n");
+	expect_sent(fc, ENVELOPE_OTHER);        /* not QUIT */
+	cr_assert_null(empty->wait_on);
+	cr_assert_null(od->wait_on);
+	server(fc, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n");
+	expect_sent(fc, SENT_BODY);
+	server(fc, "250 2.0.0 queued\r\n");
+	cr_assert_eq(fx.ndone, 2);
+	cr_assert_eq(fx.done[1].it, second);
+	expect_state("idle");
+	cr_assert_eq(empty->active, 0);
+	free(empty);
+	other_free(od);
 }
