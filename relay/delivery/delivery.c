@@ -71,13 +71,15 @@ static void route_ready(const struct dns_route *route, void *arg)
 	domain_dispatch(dl, d, want);
 }
 
-/* first_usable_dest - the first address of route that does not rest. */
-static struct qdest *first_usable_dest(struct delivery *dl, const struct dns_route *route)
+/* first_usable_dest - the entry of the first address of route that does
+ * not rest, where an idle session may wait; NULL when that address was
+ * never used (no pool) or every one rests. Looking makes no entry. */
+static struct qdest *first_usable_dest(const struct delivery *dl, const struct dns_route *route)
 {
 	for (size_t h = 0; h < route->host_count; h++) {
 		for (size_t a = 0; a < route->hosts[h].addr_count; a++) {
-			struct qdest *dest = dest_get(dl, &route->hosts[h].addrs[a]);
-			if (!dest_backed_off(dl, dest))
+			struct qdest *dest = dest_find(dl, &route->hosts[h].addrs[a]);
+			if (dest == NULL || !dest_backed_off(dl, dest))
 				return dest;
 		}
 	}
@@ -123,8 +125,8 @@ bool domain_park_resting(struct delivery *dl, struct qdomain *d, const struct dn
 
 	for (size_t h = 0; h < route->host_count; h++) {
 		for (size_t a = 0; a < route->hosts[h].addr_count; a++) {
-			struct qdest *dest = dest_get(dl, &route->hosts[h].addrs[a]);
-			if (!dest_backed_off(dl, dest) || dest->failures >= DEST_BLIP_FAILURES)
+			const struct qdest *dest = dest_find(dl, &route->hosts[h].addrs[a]);
+			if (dest == NULL || !dest_backed_off(dl, dest) || dest->failures >= DEST_BLIP_FAILURES)
 				return false;
 			if (until == 0 || dest->until_ms < until)
 				until = dest->until_ms;

@@ -67,14 +67,28 @@ static void dests_grow(struct delivery *dl)
 	dl->dest_buckets = nb;
 }
 
-struct qdest *dest_get(struct delivery *dl, const union dns_addr *addr)
+/* dest_lookup - the entry of addr, whose hash is h, or NULL. */
+static struct qdest *dest_lookup(const struct delivery *dl, const union dns_addr *addr, uint64_t h)
 {
-	uint64_t h = dest_hash(addr);
-
 	if (dl->dest_buckets > 0)
 		for (struct qdest *e = dl->dests[h % dl->dest_buckets]; e; e = e->hash_next)
 			if (e->hash == h && dest_same(&e->addr, addr))
 				return e;
+	return NULL;
+}
+
+struct qdest *dest_find(const struct delivery *dl, const union dns_addr *addr)
+{
+	return dest_lookup(dl, addr, dest_hash(addr));
+}
+
+struct qdest *dest_get(struct delivery *dl, const union dns_addr *addr)
+{
+	uint64_t h = dest_hash(addr);
+	struct qdest *found = dest_lookup(dl, addr, h);
+
+	if (found != NULL)
+		return found;
 	if (dl->dest_count >= dl->dest_buckets * 2)
 		dests_grow(dl);
 	struct qdest *e = xcalloc(1, sizeof(*e));

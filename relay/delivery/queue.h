@@ -241,8 +241,11 @@ void rcpt_result_set(struct rcpt_result *r, enum smtp_outcome outcome, int code,
 
 /* ---- dest.c ---- */
 
-/* dest_get - the address's entry, made on first use. */
+/* dest_get - the address's entry, made on first use; dest_find - the
+ * entry if there is one (an address never used has no state: it does not
+ * rest and has no pool). */
 struct qdest *dest_get(struct delivery *dl, const union dns_addr *addr);
+struct qdest *dest_find(const struct delivery *dl, const union dns_addr *addr);
 /* dest_backed_off - is it resting after connection failures? */
 bool dest_backed_off(const struct delivery *dl, const struct qdest *dest);
 /* dest_wait - d waits at dest (or &dl->anywhere) for a connection; a
