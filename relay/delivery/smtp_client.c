@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "mime_downgrade.h"
 #include "xalloc.h"
 
 enum pending_kind {
@@ -63,6 +64,11 @@ struct smtp_client {
 	bool in_body;			/* body bytes still to stage */
 	bool at_line_start;		/* dot-stuffing state across chunks */
 	size_t body_off;
+	/* The body as it goes out: the txn's, or its 7-bit form in converted
+	 * when the server lacks 8BITMIME (RFC 6152 3; mime_downgrade.h). */
+	const char *body;
+	size_t body_len;
+	struct buf converted;
 };
 
 static const char *const state_names[] = {
@@ -125,6 +131,7 @@ struct smtp_client *smtp_client_free(struct smtp_client *c)
 	if (c == NULL)
 		return NULL;
 	buf_free(&c->out);
+	buf_free(&c->converted);
 	free(c->pending);
 	free(c->rcpt_state);
 	free(c->helo_name);
@@ -260,6 +267,9 @@ static void txn_finish(struct smtp_client *c, bool rset, bool announce_ready)
 	rcpts_final(c, RCPT_FINAL, SMTP_OUTCOME_DEFERRED, &internal);
 	c->txn = NULL;
 	c->in_body = false;
+	c->body = NULL;
+	c->body_len = 0;
+	buf_free(&c->converted);
 	if (rset && send_cmd(c, PENDING_RSET, 0, "RSET\r\n") == 0)
 		enter_state(c, SMTP_CLIENT_RSET);
 	else
@@ -423,16 +433,16 @@ static void body_start(struct smtp_client *c)
 	enter_state(c, SMTP_CLIENT_BODY);
 }
 
-static bool body_ends_crlf(const struct smtp_client_txn *t)
+static bool body_ends_crlf(const struct smtp_client *c)
 {
-	return t->body_len == 0 || (t->body_len >= 2 &&
-		t->body[t->body_len - 2] == '\r' && t->body[t->body_len - 1] == '\n');
+	return c->body_len == 0 || (c->body_len >= 2 &&
+		c->body[c->body_len - 2] == '\r' && c->body[c->body_len - 1] == '\n');
 }
 
 /* wire_size - the message's size on the wire (without dot-stuffing). */
-static uint64_t wire_size(const struct smtp_client_txn *t)
+static uint64_t wire_size(const struct smtp_client *c)
 {
-	return (uint64_t)t->body_len + (body_ends_crlf(t) ? 0 : 2);
+	return (uint64_t)c->body_len + (body_ends_crlf(c) ? 0 : 2);
 }
 
 /* txn_advance - the FIFO ran empty inside a transaction: send the next
@@ -456,7 +466,7 @@ static void txn_advance(struct smtp_client *c)
 	c->data_sent = true;
 	if (c->bdat) {
 		(void)send_cmd(c, PENDING_DATA_END, 0, "BDAT %llu LAST\r\n",
-			       (unsigned long long)wire_size(t));
+			       (unsigned long long)wire_size(c));
 		body_start(c);
 	} else {
 		(void)send_cmd(c, PENDING_DATA, 0, "DATA\r\n");
@@ -672,12 +682,11 @@ int smtp_client_feed(struct smtp_client *c, const char *in, size_t len)
  * start of a line (RFC 5321 4.5.2); then the terminator. */
 static int body_stage_data(struct smtp_client *c, size_t budget)
 {
-	const struct smtp_client_txn *t = c->txn;
-	size_t end = t->body_len - c->body_off > budget ? c->body_off + budget : t->body_len;
+	size_t end = c->body_len - c->body_off > budget ? c->body_off + budget : c->body_len;
 	int err;
 
 	while (c->body_off < end) {
-		const char *p = t->body + c->body_off;
+		const char *p = c->body + c->body_off;
 		if (c->at_line_start && *p == '.' && (err = buf_append(&c->out, ".", 1)) < 0)
 			return err;
 		const char *nl = memchr(p, '\n', end - c->body_off);
@@ -687,9 +696,9 @@ static int body_stage_data(struct smtp_client *c, size_t budget)
 		c->body_off += seg;
 		c->at_line_start = nl != NULL;
 	}
-	if (c->body_off < t->body_len)
+	if (c->body_off < c->body_len)
 		return 0;
-	if (!body_ends_crlf(t) && (err = buf_append(&c->out, "\r\n", 2)) < 0)
+	if (!body_ends_crlf(c) && (err = buf_append(&c->out, "\r\n", 2)) < 0)
 		return err;
 	if ((err = buf_append(&c->out, ".\r\n", 3)) < 0)
 		return err;
@@ -701,18 +710,17 @@ static int body_stage_data(struct smtp_client *c, size_t budget)
  * we add to a body that lacks one. */
 static int body_stage_bdat(struct smtp_client *c, size_t budget)
 {
-	const struct smtp_client_txn *t = c->txn;
-	size_t n = t->body_len - c->body_off;
+	size_t n = c->body_len - c->body_off;
 	int err;
 
 	if (n > budget)
 		n = budget;
-	if ((err = buf_append(&c->out, t->body + c->body_off, n)) < 0)
+	if ((err = buf_append(&c->out, c->body + c->body_off, n)) < 0)
 		return err;
 	c->body_off += n;
-	if (c->body_off < t->body_len)
+	if (c->body_off < c->body_len)
 		return 0;
-	if (!body_ends_crlf(t) && (err = buf_append(&c->out, "\r\n", 2)) < 0)
+	if (!body_ends_crlf(c) && (err = buf_append(&c->out, "\r\n", 2)) < 0)
 		return err;
 	c->in_body = false;
 	return 0;
@@ -787,6 +795,28 @@ static void txn_reset(struct smtp_client *c, const struct smtp_client_txn *t)
 	c->mail_ok = c->mail_failed = c->data_sent = c->in_body = false;
 	c->bdat = smtp_client_has_ext(c, SMTP_EXT_CHUNKING);
 	c->body_off = 0;
+	c->body = t->body;
+	c->body_len = t->body_len;
+	buf_free(&c->converted);
+}
+
+/* txn_downgrade - RFC 6152 3: the server lacks 8BITMIME and the body has
+ * 8-bit bytes: send its 7-bit form (8bit parts as quoted-printable), as
+ * Postfix does. Returns false with *why set when it cannot be converted. */
+static bool txn_downgrade(struct smtp_client *c, const char **why)
+{
+	if (smtp_client_has_ext(c, SMTP_EXT_8BITMIME) || !mime_has_8bit(c->body, c->body_len))
+		return true;
+	/* Quoted-printable at most triples a byte, plus soft breaks. */
+	buf_init(&c->converted, 4 * c->body_len + 4096);
+	if (mime_downgrade(c->body, c->body_len, &c->converted, why) < 0) {
+		buf_free(&c->converted);
+		return false;
+	}
+	c->body = buf_data(&c->converted);
+	c->body_len = buf_len(&c->converted);
+	log_debug("smtp_client_downgrade", "from=%zu to=%zu", c->txn->body_len, c->body_len);
+	return true;
 }
 
 /* txn_refuse_local - end the transaction before sending anything. */
@@ -806,7 +836,7 @@ static int send_mail(struct smtp_client *c, const struct smtp_client_txn *t)
 	char size[32] = "";
 
 	if (smtp_client_has_ext(c, SMTP_EXT_SIZE))
-		snprintf(size, sizeof(size), " SIZE=%llu", (unsigned long long)wire_size(t));
+		snprintf(size, sizeof(size), " SIZE=%llu", (unsigned long long)wire_size(c));
 	return send_cmd(c, PENDING_MAIL, 0, "MAIL FROM:<%s>%s%s%s%s%s%s%s\r\n", t->sender, size,
 			(t->flags & SMTP_TXN_8BIT) && smtp_client_has_ext(c, SMTP_EXT_8BITMIME)
 				? " BODY=8BITMIME" : "",
@@ -829,7 +859,12 @@ int smtp_client_begin(struct smtp_client *c, const struct smtp_client_txn *t)
 				 "remote server does not support SMTPUTF8, message needs it");
 		return 1;
 	}
-	if (c->size_limit > 0 && wire_size(t) > c->size_limit) {
+	const char *why = NULL;
+	if (!txn_downgrade(c, &why)) {
+		txn_refuse_local(c, 554, "5.6.3", why);
+		return 1;
+	}
+	if (c->size_limit > 0 && wire_size(c) > c->size_limit) {
 		txn_refuse_local(c, 552, "5.3.4",
 				 "message size exceeds the remote server's SIZE limit");
 		return 1;

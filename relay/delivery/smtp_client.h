@@ -22,9 +22,12 @@
  *
  * Parameters: SIZE=<n> when SIZE is offered (and a message larger than the
  * server's announced limit fails at once with 552 5.3.4, nothing is sent);
- * BODY=8BITMIME when the message needs it and 8BITMIME is offered (if it is
- * not offered the message is sent as is, as Postfix does: nearly every
- * server takes 8-bit data anyway, and downgrading is not our job); SMTPUTF8
+ * BODY=8BITMIME when the message needs it and 8BITMIME is offered. If it is
+ * not offered and the body has 8-bit bytes, the body goes out in its 7-bit
+ * form, as Postfix does (RFC 6152 3: 8bit MIME parts re-encoded as
+ * quoted-printable, mime_downgrade.h; SIZE and BDAT count the converted
+ * bytes); a body that cannot be converted (8-bit inside a message/rfc822
+ * part, say) fails every recipient at once with 554 5.6.3. SMTPUTF8
  * when the message needs it (if the server does not offer SMTPUTF8 every
  * recipient fails at once with 553 5.6.7, RFC 6531 section 3.2, nothing is
  * sent); RET, ENVID, NOTIFY and ORCPT only when DSN is offered.

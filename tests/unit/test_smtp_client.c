@@ -451,6 +451,77 @@ Test(smtp_client, no_8bitmime_sends_as_is_and_no_dsn_params)
 	expect_out("MAIL FROM:<s@o.test>\r\nRCPT TO:<r1@d.test>\r\nDATA\r\n");
 }
 
+/* RFC 6152 3: no 8BITMIME, 8-bit body: the 7-bit form goes out, and SIZE
+ * and BDAT count its bytes. */
+Test(smtp_client, no_8bitmime_converts_8bit_body_to_quoted_printable)
+{
+	static const char eight[] = "Subject: x\r\n\r\n.caf\xc3\xa9\r\n";
+	struct smtp_client_txn t = txn_of(1);
+
+	t.body = eight;
+	t.body_len = sizeof(eight) - 1;
+	t.flags = SMTP_TXN_8BIT;
+	connect_with("250-mx.test\r\n250-PIPELINING\r\n250 SIZE 1000\r\n");
+	cr_assert_eq(smtp_client_begin(c, &t), 0);
+	expect_out("MAIL FROM:<s@o.test> SIZE=90\r\nRCPT TO:<r1@d.test>\r\nDATA\r\n");
+	feed("250 ok\r\n250 ok\r\n354 go\r\n");
+	expect_out("Subject: x\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+		   "MIME-Version: 1.0\r\n\r\n..caf=C3=A9\r\n.\r\n");
+	feed("250 2.0.0 ok\r\n");
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+	/* The next transaction, 7-bit, goes as it is. */
+	struct smtp_client_txn t2 = txn_of(1);
+	cr_assert_eq(smtp_client_begin(c, &t2), 0);
+	feed("250 ok\r\n250 ok\r\n354 go\r\n");
+	expect_out("MAIL FROM:<s@o.test> SIZE=22\r\nRCPT TO:<r1@d.test>\r\nDATA\r\n"
+		   "Subject: hi\r\n\r\nhello\r\n.\r\n");
+}
+
+Test(smtp_client, no_8bitmime_converted_body_over_bdat)
+{
+	static const char eight[] = "Subject: x\r\n\r\n\xe9\r\n";
+	struct smtp_client_txn t = txn_of(1);
+
+	t.body = eight;
+	t.body_len = sizeof(eight) - 1;
+	connect_with("250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n");
+	cr_assert_eq(smtp_client_begin(c, &t), 0);
+	expect_out("MAIL FROM:<s@o.test>\r\nRCPT TO:<r1@d.test>\r\n");
+	feed("250 ok\r\n250 ok\r\n");
+	expect_out("BDAT 83 LAST\r\nSubject: x\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+		   "MIME-Version: 1.0\r\n\r\n=E9\r\n");
+}
+
+Test(smtp_client, no_8bitmime_unconvertible_body_bounces)
+{
+	static const char eight[] = "Content-Type: message/rfc822\r\n\r\nSubject: y\r\n\r\n\xe9\r\n";
+	struct smtp_client_txn t = txn_of(1);
+
+	t.body = eight;
+	t.body_len = sizeof(eight) - 1;
+	t.flags = SMTP_TXN_8BIT;
+	connect_with("250-mx.test\r\n250 PIPELINING\r\n");
+	cr_assert_eq(smtp_client_begin(c, &t), 1);
+	expect_rcpt(0, 0, SMTP_OUTCOME_BOUNCED, 554, "5.6.3");
+	expect_out("");
+	expect_state(SMTP_CLIENT_READY);
+}
+
+Test(smtp_client, with_8bitmime_body_goes_as_is)
+{
+	static const char eight[] = "Subject: x\r\n\r\n\xe9\r\n";
+	struct smtp_client_txn t = txn_of(1);
+
+	t.body = eight;
+	t.body_len = sizeof(eight) - 1;
+	t.flags = SMTP_TXN_8BIT;
+	connect_with("250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+	cr_assert_eq(smtp_client_begin(c, &t), 0);
+	feed("250 ok\r\n250 ok\r\n354 go\r\n");
+	expect_out("MAIL FROM:<s@o.test> BODY=8BITMIME\r\nRCPT TO:<r1@d.test>\r\nDATA\r\n"
+		   "Subject: x\r\n\r\n\xe9\r\n.\r\n");
+}
+
 Test(smtp_client, size_limit_exceeded)
 {
 	struct smtp_client_txn t = txn_of(1);
