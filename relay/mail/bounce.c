@@ -24,7 +24,7 @@ bool bounce_wanted(const char *sender, unsigned notify, enum bounce_action actio
 	if (notify & SMTP_NOTIFY_NEVER)
 		return false;
 	if (notify == 0)	/* RFC 3461 4.1: FAILURE, and DELAY at our discretion */
-		return action != BOUNCE_DELIVERED;
+		return action == BOUNCE_FAILED || action == BOUNCE_DELAYED;
 	switch (action) {
 	case BOUNCE_FAILED:
 		return (notify & SMTP_NOTIFY_FAILURE) != 0;
@@ -76,9 +76,61 @@ static int append_text(struct buf *out, const char *s, size_t col, const char *f
 	return err;
 }
 
+/* utf8_seq_len - the length of the valid UTF-8 sequence at s (RFC 3629),
+ * 0 when it is not one. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+	size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+
+	if (s[0] >= 0xf5)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+	    (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* append_utf8_address - RFC 6533 3: an address as utf-8-addr-unitext:
+ * UTF-8 and printable ASCII as they are, '+', '=', '\\', blanks and
+ * controls as \x{HEX} (EmbeddedUnicodeChar), invalid bytes as '?'. */
+static int append_utf8_address(struct buf *out, const char *addr)
+{
+	const unsigned char *s = (const unsigned char *)addr;
+	int err = 0;
+
+	while (s != NULL && *s != '\0' && err == 0) {
+		size_t n = *s >= 0x80 ? utf8_seq_len(s) : 1;
+		if (*s >= 0x80 && n > 0) {
+			err = buf_append(out, s, n);
+			s += n;
+			continue;
+		}
+		if (*s >= 0x80)
+			err = buf_append(out, "?", 1);
+		else if (*s <= 0x20 || *s == 0x7f || *s == '+' || *s == '=' || *s == '\\')
+			err = buf_append_printf(out, "\\x{%02X}", *s);
+		else
+			err = buf_append(out, s, 1);
+		s++;
+	}
+	return err;
+}
+
+/* append_address - an address in the report: 7-bit text, or under RFC
+ * 6533 its UTF-8 form. */
+static int append_address(const struct bounce_input *in, struct buf *out, const char *addr,
+			  size_t col, const char *fold)
+{
+	return in->smtputf8 ? append_utf8_address(out, addr) : append_text(out, addr, col, fold);
+}
+
 static const char *action_name(enum bounce_action a)
 {
-	return a == BOUNCE_FAILED ? "failed" : a == BOUNCE_DELAYED ? "delayed" : "delivered";
+	return a == BOUNCE_FAILED ? "failed" : a == BOUNCE_DELAYED ? "delayed" :
+	       a == BOUNCE_RELAYED ? "relayed" : "delivered";
 }
 
 static const char *default_status(enum bounce_action a)
@@ -131,7 +183,7 @@ static int append_header_block(const struct bounce_input *in, struct buf *out,
 		"From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
 		"To: <", in->hostname);
 	if (err == 0)
-		err = append_text(out, in->sender, 6, " ");
+		err = append_address(in, out, in->sender, 6, " ");
 	if (err == 0)
 		err = buf_append_printf(out, ">\r\n"
 		"Subject: %s\r\n"
@@ -139,14 +191,15 @@ static int append_header_block(const struct bounce_input *in, struct buf *out,
 		"Message-ID: <%lld.%016llx@%s>\r\n"
 		"Auto-Submitted: auto-generated\r\n"
 		"MIME-Version: 1.0\r\n"
-		"Content-Type: multipart/report; report-type=delivery-status;\r\n"
+		"Content-Type: multipart/report; report-type=%s;\r\n"
 		"\tboundary=\"%s\"\r\n"
 		"Content-Transfer-Encoding: 8bit\r\n"
 		"\r\n"
 		"This is a MIME-encapsulated message.\r\n"
 		"\r\n",
 		subjects[worst], date, (long long)(in->now_ms / 1000),
-		(unsigned long long)in->unique, in->hostname, boundary);
+		(unsigned long long)in->unique, in->hostname,
+		in->smtputf8 ? "global-delivery-status" : "delivery-status", boundary);
 	return err;
 }
 
@@ -159,20 +212,21 @@ static int append_human(const struct bounce_input *in, struct buf *out,
 		"be delivered to one or more recipients. It's attached below.\r\n",
 		"Your message could not be delivered yet to one or more recipients.\r\n"
 		"It will be retried; you do not need to send it again.\r\n",
-		"Your message was successfully delivered to the recipients below.\r\n",
+		"Your message was successfully delivered to the recipients below\r\n"
+		"(\"relayed\": handed to a mail system that sends no further notices).\r\n",
 	};
 	int err = buf_append_printf(out, "--%s\r\n"
 		"Content-Description: Notification\r\n"
-		"Content-Type: text/plain; charset=us-ascii\r\n"
+		"Content-Type: text/plain; charset=%s\r\n"
 		"\r\n"
 		"This is the mail system at host %s.\r\n\r\n%s\r\n",
-		boundary, in->hostname, intros[worst]);
+		boundary, in->smtputf8 ? "utf-8" : "us-ascii", in->hostname, intros[worst]);
 
 	for (size_t i = 0; i < in->nrcpts && err == 0; i++) {
 		const struct bounce_rcpt *r = &in->rcpts[i];
 		err = buf_append_str(out, "<");
 		if (err == 0)
-			err = append_text(out, r->addr, 1, "\r\n    ");
+			err = append_address(in, out, r->addr, 1, "\r\n    ");
 		if (err == 0)
 			err = buf_append_printf(out, ">: %s", action_name(r->action));
 		if (err == 0 && r->remote_mta != NULL) {
@@ -209,15 +263,23 @@ static int append_field_text(struct buf *out, const char *name, const char *pref
 }
 
 /* append_rcpt_fields - one per-recipient block of the delivery-status. */
-static int append_rcpt_fields(struct buf *out, const struct bounce_rcpt *r)
+static int append_rcpt_fields(const struct bounce_input *in, struct buf *out,
+			      const struct bounce_rcpt *r)
 {
 	char date[64];
 	int err = buf_append_str(out, "\r\n");
 
 	if (err == 0 && r->orcpt != NULL)
 		err = append_field_text(out, "Original-Recipient", "", r->orcpt);
-	if (err == 0)
+	if (err == 0 && in->smtputf8) {
+		err = buf_append_str(out, "Final-Recipient: utf-8; ");
+		if (err == 0)
+			err = append_utf8_address(out, r->addr);
+		if (err == 0)
+			err = buf_append_str(out, "\r\n");
+	} else if (err == 0) {
 		err = append_field_text(out, "Final-Recipient", "rfc822; ", r->addr);
+	}
 	if (err == 0)
 		err = buf_append_printf(out, "Action: %s\r\nStatus: ", action_name(r->action));
 	if (err == 0)
@@ -254,9 +316,9 @@ static int append_status(const struct bounce_input *in, struct buf *out,
 	char date[64];
 	int err = buf_append_printf(out, "--%s\r\n"
 		"Content-Description: Delivery report\r\n"
-		"Content-Type: message/delivery-status\r\n"
+		"Content-Type: message/%sdelivery-status\r\n"
 		"\r\n"
-		"Reporting-MTA: dns; %s\r\n", boundary, in->hostname);
+		"Reporting-MTA: dns; %s\r\n", boundary, in->smtputf8 ? "global-" : "", in->hostname);
 
 	if (err == 0 && in->envid != NULL)
 		err = append_field_text(out, "Original-Envelope-Id", "", in->envid);
@@ -265,7 +327,7 @@ static int append_status(const struct bounce_input *in, struct buf *out,
 		err = buf_append_printf(out, "Arrival-Date: %s\r\n", date);
 	}
 	for (size_t i = 0; i < in->nrcpts && err == 0; i++)
-		err = append_rcpt_fields(out, &in->rcpts[i]);
+		err = append_rcpt_fields(in, out, &in->rcpts[i]);
 	if (err == 0)
 		err = buf_append_str(out, "\r\n");
 	return err;
@@ -273,18 +335,21 @@ static int append_status(const struct bounce_input *in, struct buf *out,
 
 /* append_original - part 3: the message, or only its header. */
 static int append_original(const struct bounce_input *in, struct buf *out,
-			   const char *boundary)
+			   const char *boundary, enum bounce_action worst)
 {
 	size_t max = in->max_original > 0 ? in->max_original : BOUNCE_MAX_ORIGINAL_DEFAULT;
-	bool full = in->ret != SMTP_RET_HDRS && in->message_len <= max;
+	bool failed = worst == BOUNCE_FAILED;
+	bool full = (failed ? in->ret != SMTP_RET_HDRS : in->ret == SMTP_RET_FULL) &&
+		    in->message_len <= max;
 	size_t len = full ? in->message_len : headers_len(in->message, in->message_len);
+	const char *type = full ? (in->smtputf8 ? "message/global" : "message/rfc822")
+				: (in->smtputf8 ? "message/global-headers" : "text/rfc822-headers");
 	int err = buf_append_printf(out, "--%s\r\n"
-		"Content-Description: %s\r\n"
+		"Content-Description: %s%s\r\n"
 		"Content-Type: %s\r\n"
 		"%s"
 		"\r\n", boundary,
-		full ? "Undelivered Message" : "Undelivered Message Headers",
-		full ? "message/rfc822" : "text/rfc822-headers",
+		failed ? "Undelivered Message" : "Message", full ? "" : " Headers", type,
 		full ? "Content-Transfer-Encoding: 8bit\r\n" : "");
 
 	if (err == 0)
@@ -320,7 +385,7 @@ int bounce_build(const struct bounce_input *in, struct buf *out)
 	if (err == 0)
 		err = append_status(in, out, boundary);
 	if (err == 0)
-		err = append_original(in, out, boundary);
+		err = append_original(in, out, boundary, worst);
 	if (err < 0)
 		out->len = saved_len;
 	return err;

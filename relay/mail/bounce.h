@@ -14,7 +14,17 @@
  * the message/delivery-status, and the original: message/rfc822 (RET=FULL
  * or unspecified, when it is at most max_original bytes) or
  * text/rfc822-headers (RET=HDRS, or a larger original). Server texts are
- * made 7-bit and folded; the original is included as stored.
+ * made 7-bit and folded; the original is included as stored. A report
+ * with no failure in it (delays, successes) carries only the original's
+ * header unless RET=FULL (RFC 3461 4.3 leaves it to us; Postfix does so).
+ *
+ * RFC 6533: when the original was SMTPUTF8 (smtputf8 set) the report is a
+ * global one: report-type=global-delivery-status, the status part
+ * message/global-delivery-status with "utf-8; <address>" recipient fields
+ * (UTF-8 as is; '+', '=', '\\', blanks and controls as \x{HEX}; bytes
+ * that are not UTF-8 as '?'), the original as message/global or
+ * message/global-headers, and the human part in UTF-8. The To: line then
+ * holds the sender's address as is: queue such a DSN with SMTPUTF8.
  * The DSN must be sent with the null sender, so that it never bounces back.
  *
  * Ownership: bounce_build() only reads the input and appends to out.
@@ -33,6 +43,7 @@ enum bounce_action {
 	BOUNCE_FAILED,
 	BOUNCE_DELAYED,
 	BOUNCE_DELIVERED,
+	BOUNCE_RELAYED,		/* to a next hop without DSN (RFC 3461 5.2.2) */
 };
 
 struct bounce_rcpt {
@@ -60,6 +71,7 @@ struct bounce_input {
 	const char *message;		/* the original as stored (CRLF) */
 	size_t message_len;
 	size_t max_original;		/* 0: 10 MiB */
+	bool smtputf8;			/* the original was SMTPUTF8: RFC 6533 */
 };
 
 /* bounce_wanted - should a DSN for action go to sender, given the

@@ -145,6 +145,67 @@ Test(bounce, delayed_subject_and_retry_until)
 	expect_has(s, "Will-Retry-Until: ");
 }
 
+/* RFC 3461 5.2.2 and 5.2.3: success notices; a report without failures
+ * carries only the original's header unless RET=FULL. */
+Test(bounce, success_delivered_and_relayed)
+{
+	struct bounce_rcpt r[] = {
+		{ .addr = "r@d.test", .action = BOUNCE_DELIVERED, .remote_mta = "local",
+		  .code = 250, .status = "2.0.0", .diagnostic = "delivered to maildir" },
+		{ .addr = "s@e.test", .action = BOUNCE_RELAYED, .remote_mta = "mx.e.test",
+		  .code = 250, .status = "2.0.0", .diagnostic = "queued" },
+	};
+	struct bounce_input in = input();
+	in.rcpts = r;
+	in.nrcpts = 2;
+	const char *s = build(&in);
+
+	expect_has(s, "Subject: Successful Mail Delivery Report\r\n");
+	expect_has(s, "Final-Recipient: rfc822; r@d.test\r\nAction: delivered\r\nStatus: 2.0.0\r\n");
+	expect_has(s, "Final-Recipient: rfc822; s@e.test\r\nAction: relayed\r\nStatus: 2.0.0\r\n");
+	expect_has(s, "Content-Type: text/rfc822-headers\r\n");
+	cr_expect(strstr(s, "body line one") == NULL, "a success report carries the body:\n%s", s);
+	in.ret = SMTP_RET_FULL;
+	s = build(&in);
+	expect_has(s, "Content-Type: message/rfc822\r\n");
+	expect_has(s, "body line one");
+}
+
+/* RFC 6533: an SMTPUTF8 original gets a global report that keeps the
+ * addresses readable. */
+Test(bounce, smtputf8_global_report)
+{
+	struct bounce_rcpt r = { .addr = "j\xc3\xb6rg+x=y@b\xc3\xbc" "cher.test", .action = BOUNCE_FAILED,
+		.status = "5.1.1", .remote_mta = "mx.test", .code = 550, .diagnostic = "no" };
+	struct bounce_input in = input();
+	in.rcpts = &r;
+	in.sender = "\xc3\xa9mile@o.test";
+	in.smtputf8 = true;
+	const char *s = build(&in);
+
+	expect_has(s, "To: <\xc3\xa9mile@o.test>\r\n");
+	expect_has(s, "Content-Type: multipart/report; report-type=global-delivery-status;\r\n");
+	expect_has(s, "Content-Type: message/global-delivery-status\r\n");
+	expect_has(s, "Final-Recipient: utf-8; j\xc3\xb6rg\\x{2B}x\\x{3D}y@b\xc3\xbc" "cher.test\r\n");
+	expect_has(s, "<j\xc3\xb6rg\\x{2B}x\\x{3D}y@b\xc3\xbc" "cher.test>: failed");
+	expect_has(s, "Content-Type: text/plain; charset=utf-8\r\n");
+	expect_has(s, "Content-Type: message/global\r\n");
+	cr_expect(strstr(s, "rfc822; ") == NULL, "an rfc822 address type in a global report");
+	in.ret = SMTP_RET_HDRS;
+	s = build(&in);
+	expect_has(s, "Content-Type: message/global-headers\r\n");
+	/* Not UTF-8, or a control: never raw in the report. */
+	r.addr = "a\xff" "\x01" "b@c.test";
+	s = build(&in);
+	expect_has(s, "Final-Recipient: utf-8; a?\\x{01}b@c.test\r\n");
+	/* Without SMTPUTF8 nothing changes: 7-bit rfc822 type. */
+	in.smtputf8 = false;
+	r.addr = "j\xc3\xb6rg@d.test";
+	s = build(&in);
+	expect_has(s, "Final-Recipient: rfc822; j??rg@d.test\r\n");
+	expect_has(s, "report-type=delivery-status;");
+}
+
 Test(bounce, bad_input_and_cap)
 {
 	struct bounce_input in = input();
@@ -182,6 +243,9 @@ Test(bounce, notify_rules)
 		{ "a@b", SMTP_NOTIFY_DELAY, BOUNCE_DELAYED, true },
 		{ "a@b", SMTP_NOTIFY_DELAY, BOUNCE_FAILED, false },
 		{ "a@b", SMTP_NOTIFY_SUCCESS, BOUNCE_DELIVERED, true },
+		{ "a@b", SMTP_NOTIFY_SUCCESS, BOUNCE_RELAYED, true },
+		{ "a@b", 0, BOUNCE_RELAYED, false },
+		{ "a@b", SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY, BOUNCE_RELAYED, false },
 		{ "a@b", SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE, BOUNCE_FAILED, true },
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
