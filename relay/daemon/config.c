@@ -118,6 +118,7 @@ static const struct config_key config_keys[] = {
 	{ "delivery.address_backoff", KIND_DURATION, OFF(address_backoff_ms), 100, DAY_MS, "5s", "an MX address whose connect or greeting failed rests this long (doubling on each failure in a row, up to delivery.domain_backoff); its window halves" },
 	{ "delivery.domain_reap_interval", KIND_DURATION, OFF(domain_reap_interval_ms), 100, DAY_MS, "60s", "how often a worker forgets the destination domains it holds nothing for (no mail, connection, lookup or backoff)" },
 	{ "delivery.bounce_max_original", KIND_SIZE, OFF(bounce_max_original_size), 0, 1LL << 30, "1M", "bounces carry at most this much of the original" },
+	{ "delivery.delay_warning_time", KIND_DURATION, OFF(delay_warning_time_ms), 0, 365 * DAY_MS, "0", "send one \"delayed\" DSN (RFC 3464) to the sender of mail still undelivered this long after arrival, for recipients whose NOTIFY has DELAY or is unspecified; 0 = never (Postfix's delay_warning_time; 4h is its usual setting)" },
 	{ "delivery.max_connections", KIND_INT, OFF(domain_default.max_connections), 1, 10000, "20", "concurrent connections per destination domain" },
 	{ "delivery.max_messages_per_connection", KIND_INT, OFF(domain_default.max_messages_per_connection), 1, 1000000, "1000", "transactions on one connection before it is closed" },
 	{ "delivery.max_recipients_per_transaction", KIND_INT, OFF(domain_default.max_recipients_per_transaction), 1, 100000, "100", "recipients in one MAIL transaction" },

@@ -173,6 +173,7 @@ struct config {
 	int64_t address_backoff_ms;           /* an MX address after a failed connect or greeting */
 	int64_t domain_reap_interval_ms;
 	int64_t bounce_max_original_size;
+	int64_t delay_warning_time_ms;    /* NOTIFY=DELAY notice after this in the queue; 0 = never */
 	char *tls_ca_file;                /* CA bundle/directory for "verify"; "" = none */
 
 	struct config_domain domain_default;

@@ -484,6 +484,8 @@ static void ev_rcpt(void *arg, size_t index, enum smtp_outcome outcome, const st
 
 	rcpt_result_set(&s->results[index], outcome, r->code, r->local, r->status ? r->status : "",
 			r->text ? r->text : "");
+	s->results[index].success = smtp_client_has_ext(s->client, SMTP_EXT_DSN)
+		? RCPT_SUCCESS_PASSED_ON : RCPT_SUCCESS_RELAYED;
 }
 
 static void ev_txn_done(void *arg, const struct smtp_client_txn *txn)

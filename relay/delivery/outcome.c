@@ -16,6 +16,7 @@
 #include "commit.h"
 #include "delivery_log.h"
 #include "log.h"
+#include "mime_downgrade.h"
 #include "scheduler.h"
 
 struct outcome_entry {
@@ -30,6 +31,7 @@ struct qoutcome {
 	struct qmsg *msg;          /* holds one reference */
 	char *dsn;                 /* a DSN to spool and send, or NULL */
 	size_t dsn_len;
+	bool dsn_smtputf8;         /* it has UTF-8 headers (RFC 6533) */
 	uint32_t count;
 	struct outcome_entry e[];
 };
@@ -42,6 +44,7 @@ struct dsn_commit {
 	char *recipient;
 	char *body;
 	size_t body_len;
+	bool smtputf8;
 };
 
 static void dsn_spool_message(struct dsn_commit *dc, struct spool_message *msg, struct spool_rcpt *rcpt)
@@ -62,6 +65,10 @@ static void dsn_spool_message(struct dsn_commit *dc, struct spool_message *msg, 
 	msg->rcpts = rcpt;
 	msg->body = (const uint8_t *)dc->body;
 	msg->body_len = dc->body_len;
+	/* An 8-bit original makes an 8-bit DSN; a global one needs SMTPUTF8. */
+	msg->smtputf8 = dc->smtputf8;
+	if (dc->smtputf8 || mime_has_8bit(dc->body, dc->body_len))
+		msg->body_type = SPOOL_BODY_8BITMIME;
 }
 
 static void dsn_commit_done(struct commit_waiter *waiter, int result)
@@ -111,6 +118,7 @@ static void outcome_journal(struct worker *w, struct qoutcome *o)
 		dc->recipient = xstrdup(o->msg->sender);
 		dc->body = o->dsn;
 		dc->body_len = o->dsn_len;
+		dc->smtputf8 = o->dsn_smtputf8;
 		o->dsn = NULL;
 		dsn_spool_message(dc, &msg, &rcpt);
 		int rc = commit_message(w, &msg, &dc->waiter);
@@ -245,26 +253,52 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 		 (double)(wall_ms() - m->arrival_ms) / 1000.0, it->attempts + 1, reply);
 }
 
-/* dsn_build - an RFC 3464 report for the bounced recipients whose NOTIFY
- * wants one; NULL when none does (or the sender is <>). */
+/* dsn_action - the report a recipient's result calls for, if any: a
+ * failure; a success (RFC 3461 5.2: "delivered" here, "relayed" to a next
+ * hop without DSN, none when the next hop took NOTIFY along); with delay
+ * set, a deferral. */
+static bool dsn_action(const struct rcpt_result *res, bool delay, enum bounce_action *action)
+{
+	if (res->deleted)
+		return false;
+	if (delay) {
+		*action = BOUNCE_DELAYED;
+		return res->outcome == SMTP_OUTCOME_DEFERRED;
+	}
+	if (res->outcome == SMTP_OUTCOME_BOUNCED) {
+		*action = BOUNCE_FAILED;
+		return true;
+	}
+	if (res->outcome != SMTP_OUTCOME_DELIVERED || res->success == RCPT_SUCCESS_PASSED_ON)
+		return false;
+	*action = res->success == RCPT_SUCCESS_RELAYED ? BOUNCE_RELAYED : BOUNCE_DELIVERED;
+	return true;
+}
+
+/* dsn_build - an RFC 3464 report for the recipients whose result and
+ * NOTIFY want one (failures and successes in one report; with delay set,
+ * the deferred ones as "delayed"); NULL when none does (or the sender is
+ * <>). */
 static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct rcpt_result *res,
-		       const char *mx, size_t *len)
+		       const char *mx, bool delay, size_t *len)
 {
 	const struct qmsg *m = it->msg;
 	struct bounce_rcpt *br = xmalloc(it->count * sizeof(*br));
 	size_t n = 0;
 	int64_t now = wall_ms();
+	enum bounce_action action;
 
 	for (uint32_t i = 0; i < it->count; i++) {
 		const struct qrcpt *r = &m->rcpts[it->idx[i]];
-		if (res[i].outcome != SMTP_OUTCOME_BOUNCED || res[i].deleted ||
-		    !bounce_wanted(m->sender, r->notify, BOUNCE_FAILED))
+		if (!dsn_action(&res[i], delay, &action) || !bounce_wanted(m->sender, r->notify, action))
 			continue;
 		br[n++] = (struct bounce_rcpt){
-			.addr = r->addr, .orcpt = r->orcpt, .action = BOUNCE_FAILED,
+			.addr = r->addr, .orcpt = r->orcpt, .action = action,
 			.status = res[i].status[0] ? res[i].status : NULL,
 			.remote_mta = res[i].local ? NULL : mx, .code = res[i].local ? 0 : res[i].code,
 			.diagnostic = res[i].text, .last_attempt_ms = now,
+			.retry_until_ms = delay && dl->w->cfg->queue_lifetime_ms > 0
+				? m->arrival_ms + dl->w->cfg->queue_lifetime_ms : 0,
 		};
 	}
 	char *out = NULL;
@@ -277,6 +311,7 @@ static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct
 			.arrival_ms = m->arrival_ms, .now_ms = now, .unique = delivery_rng_next(dl),
 			.rcpts = br, .nrcpts = n, .message = m->body, .message_len = m->body_len,
 			.max_original = (size_t)dl->w->cfg->bounce_max_original_size,
+			.smtputf8 = m->smtputf8,
 		};
 		if (bounce_build(&in, &b) == 0) {
 			*len = buf_len(&b);
@@ -310,7 +345,8 @@ static void outcomes_home(struct delivery *dl, const struct qitem *it, const str
 {
 	struct qoutcome *o = outcome_new(it, final);
 
-	o->dsn = dsn_build(dl, it, res, mx, &o->dsn_len);
+	o->dsn = dsn_build(dl, it, res, mx, false, &o->dsn_len);
+	o->dsn_smtputf8 = it->msg->smtputf8;
 	for (uint32_t i = 0; i < it->count; i++) {
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
 			continue;
@@ -321,6 +357,31 @@ static void outcomes_home(struct delivery *dl, const struct qitem *it, const str
 			.attempts = it->attempts + 1,
 		};
 	}
+	outcome_send(dl, o);
+}
+
+/* delay_notice - NOTIFY=DELAY (RFC 3461 4.1): once an item has waited
+ * delivery.delay_warning_time since arrival, one "delayed" report for its
+ * deferred recipients that want it, spooled at home like a bounce. The
+ * mark is in memory: a restart may send one more. */
+static void delay_notice(struct delivery *dl, struct qitem *it, const struct rcpt_result *res,
+			 const char *mx)
+{
+	int64_t after = dl->w->cfg->delay_warning_time_ms;
+
+	if (after <= 0 || it->delay_warned || wall_ms() - it->msg->arrival_ms < after)
+		return;
+	it->delay_warned = true;
+	size_t len = 0;
+	char *dsn = dsn_build(dl, it, res, mx, true, &len);
+	if (dsn == NULL)
+		return;
+	struct qoutcome *o = outcome_new(it, 0);
+	o->dsn = dsn;
+	o->dsn_len = len;
+	o->dsn_smtputf8 = it->msg->smtputf8;
+	log_info("delay_notice", "id=%s after=%.0fs", it->msg->queue_id,
+		 (double)(wall_ms() - it->msg->arrival_ms) / 1000.0);
 	outcome_send(dl, o);
 }
 
@@ -379,6 +440,8 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 	}
 	if (deferred < it->count)
 		outcomes_home(dl, it, res, it->count - deferred, mx);
+	if (deferred > 0 && sched_after_attempt(deferred, (enum qdoom)it->doom) == SCHED_AFTER_RETRY)
+		delay_notice(dl, it, res, mx);
 	if (deferred > 0)
 		item_keep_deferred(it, res, last_deferral);
 	free(res);

@@ -102,6 +102,7 @@ struct qitem {
 	unsigned attempts;
 	uint8_t state;             /* enum qstate */
 	uint8_t doom;              /* enum qdoom: on arrival, or when the attempt ends */
+	bool delay_warned;         /* its NOTIFY=DELAY notice went (in memory only) */
 	uint32_t count;
 	uint32_t idx[];
 };
@@ -143,12 +144,22 @@ struct qdomain {
 	char name[];
 };
 
+/* What a 2xx means for NOTIFY=SUCCESS (RFC 3461 5.2): delivered here (a
+ * mailbox); relayed to a next hop without DSN (we report "relayed"); or
+ * handed to one that has DSN and took NOTIFY along (it reports, not us). */
+enum rcpt_success {
+	RCPT_SUCCESS_DELIVERED,
+	RCPT_SUCCESS_RELAYED,
+	RCPT_SUCCESS_PASSED_ON,
+};
+
 /* The result of one recipient in one attempt. */
 struct rcpt_result {
 	enum smtp_outcome outcome;
 	int code;
 	bool local;
 	bool deleted;              /* by the operator: final, no DSN */
+	uint8_t success;           /* enum rcpt_success: for NOTIFY=SUCCESS */
 	char status[12];
 	char text[REPLY_TEXT_MAX];
 };
