@@ -82,6 +82,7 @@ static const struct config_key config_keys[] = {
 	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS, POP3 STLS and the implicit-TLS listeners; \"\" = none of them; re-read on SIGHUP" },
 	{ "tls.key_file", KIND_STRING, OFF(tls_key_file), 0, 0, "", "PEM private key (unencrypted) matching tls.cert_file" },
 	{ "users.file", KIND_STRING, OFF(users_file), 0, 0, "", "passwd-file of users (crypt(3) hashes, as Dovecot and mkpasswd write them) for SMTP AUTH, POP3 and local mailboxes; \"\" = no AUTH, no POP3 users, every local part is a mailbox; re-read on SIGHUP" },
+	{ "smtp.add_missing_headers", KIND_BOOL, OFF(smtp_add_missing_headers), 0, 0, "true", "add Message-ID and Date to mail from relay_networks or authenticated clients that lacks them (before DKIM signing), as Postfix does for its own clients" },
 	{ "smtp.auth_plaintext", KIND_BOOL, OFF(smtp_auth_plaintext), 0, 0, "false", "offer AUTH without TLS too (else only after STARTTLS; 538 before)" },
 	{ "smtp.auth_max_failures", KIND_INT, OFF(smtp_auth_max_failures), 1, 10000, "5", "failed AUTH attempts a client address may make back to back" },
 	{ "smtp.auth_failure_window", KIND_DURATION, OFF(smtp_auth_failure_window_ms), 1000, 30 * DAY_MS, "5m", "time after which a client address regains all its AUTH attempts" },

@@ -126,6 +126,7 @@ struct config {
 	char *users_file;                 /* passwd-file; "" = no AUTH */
 	struct users_db *users;           /* loaded from users_file, or NULL */
 	bool smtp_auth_plaintext;         /* offer AUTH without TLS too */
+	bool smtp_add_missing_headers;    /* Message-ID, Date for trusted clients' mail */
 	int64_t smtp_auth_max_failures;   /* per client address, back to back */
 	int64_t smtp_auth_failure_window_ms;  /* to regain all of them */
 

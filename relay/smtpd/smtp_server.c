@@ -524,6 +524,7 @@ static void smtp_open_role(struct conn *c, enum config_listen_role role)
 	scfg.auth_available = cfg->users != NULL;
 	scfg.auth_plaintext = cfg->smtp_auth_plaintext;
 	scfg.auth_required = role == CONFIG_ROLE_SUBMISSION;
+	scfg.add_missing_headers = cfg->smtp_add_missing_headers;
 	netaddr_format_ip((const struct sockaddr *)&c->peer, ip, sizeof(ip));
 	struct smtp_peer peer = {
 		.address = ip,

@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "buf.h"
+#include "header_fields.h"
 #include "sasl.h"
 #include "smtp_data.h"
 #include "xalloc.h"
@@ -494,6 +495,39 @@ static enum smtp_reject verdict_reject(const struct smtp_data *d)
 	}
 }
 
+/* add_missing_headers - submission hygiene (RFC 5322 3.6: Date and
+ * Message-ID are expected; RFC 6409 8.3 lets a submission server add
+ * them): for a relay_networks or authenticated client's message, the ones
+ * it lacks go right below our Received header (a message at the size cap
+ * gets them too: they are ours, not the client's). */
+static void add_missing_headers(struct smtp_session *s)
+{
+	const char *client = buf_data(&s->body) + s->header_len;
+	size_t client_len = s->body.len - s->header_len;
+	char fields[RECEIVED_HEADER_MAX], date[64];
+	size_t n = 0;
+
+	if (!s->cfg.add_missing_headers || !client_trusted(s))
+		return;
+	time_t now = s->cfg.now ? s->cfg.now(s->cfg.ctx) : time(NULL);
+	if (!header_fields_has(client, client_len, "Message-ID"))
+		n += (size_t)snprintf(fields + n, sizeof(fields) - n, "Message-ID: <%lld.%s@%s>\r\n",
+				      (long long)now, s->queue_id, s->hostname);
+	if (!header_fields_has(client, client_len, "Date")) {
+		format_date(now, date, sizeof(date));
+		n += (size_t)snprintf(fields + n, sizeof(fields) - n, "Date: %s\r\n", date);
+	}
+	if (n == 0 || n >= sizeof(fields))
+		return;
+	size_t old_len = s->body.len;
+	s->body.max += n;	/* room beyond the size cap; message_begin resets it */
+	if (buf_append(&s->body, fields, n) < 0)
+		log_panic("smtp_session: no room for the added header fields");
+	char *d = s->body.data + s->body.head;
+	memmove(d + s->header_len + n, d + s->header_len, old_len - s->header_len);
+	memcpy(d + s->header_len, fields, n);
+}
+
 /* message_finish - content complete: refuse it, or wait for the commit */
 static void message_finish(struct smtp_session *s)
 {
@@ -506,6 +540,7 @@ static void message_finish(struct smtp_session *s)
 		enter_state(s, state_after_transaction(s));
 		return;
 	}
+	add_missing_headers(s);
 	memcpy(m->queue_id, s->queue_id, sizeof(m->queue_id));
 	m->peer_address = s->peer_address;
 	m->peer_hostname = s->peer_hostname;

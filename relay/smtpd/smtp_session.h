@@ -97,6 +97,9 @@ struct smtp_session_config {
 	bool auth_plaintext;		/* ... also without TLS (else 538 5.7.11) */
 	bool auth_required;		/* submission (RFC 6409): MAIL before AUTH
 					 * gets 530 5.7.0, even from trusted peers */
+	bool add_missing_headers;	/* a trusted or authenticated client's message
+					 * without Message-ID or Date gets them, right
+					 * below the Received header */
 	/* reject_counts - SMTP_REJECT_COUNT counters the session adds its
 	 * refusals to (indexed by enum smtp_reject), or NULL. Not owned; must
 	 * outlive the session; written only from the session's calls. */

@@ -1034,3 +1034,42 @@ Test(smtp_session, reject_names_are_distinct_labels)
 	cr_expect_str_eq(smtp_reject_name(SMTP_REJECT_RELAY_DENIED), "relay_denied", "got %s",
 			 smtp_reject_name(SMTP_REJECT_RELAY_DENIED));
 }
+
+/* Submission hygiene: a trusted client's message without Message-ID and
+ * Date gets both below the Received header; one that has them, an
+ * untrusted client's, or the key off: nothing added. */
+static void hygiene_case(bool add, const struct smtp_peer *peer, const char *content,
+			 const char *want_added)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	char in[1024];
+
+	cfg.add_missing_headers = add;
+	struct smtp_session *s = session(&cfg, peer, &t);
+	snprintf(in, sizeof(in), "EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<user@local.org>\r\n"
+		 "DATA\r\n%s.\r\nQUIT\r\n", content);
+	RUN(s, in, 4096, 0, &t);
+	cr_assert_eq(t.commits, 1);
+	size_t added = strlen(want_added);
+	cr_expect(t.body_len - t.header_len == added + strlen(content) &&
+		  memcmp(t.body + t.header_len, want_added, added) == 0 &&
+		  memcmp(t.body + t.header_len + added, content, strlen(content)) == 0,
+		  "got content %.*s, want %s%s", (int)(t.body_len - t.header_len),
+		  t.body + t.header_len, want_added, content);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, missing_message_id_and_date_added_for_trusted_clients)
+{
+	hygiene_case(true, &trusted, "Subject: bare\r\n\r\nhi\r\n",
+		     "Message-ID: <1795444341.QID1@mx.test>\r\nDate: Mon, 23 Nov 2026 14:32:21 +0000\r\n");
+	hygiene_case(true, &trusted, "Subject: x\r\nDate: Sun, 1 Nov 2026 00:00:00 +0000\r\n\r\nhi\r\n",
+		     "Message-ID: <1795444341.QID1@mx.test>\r\n");
+	hygiene_case(true, &trusted, "Message-Id: <m@x>\r\nDATE: Sun, 1 Nov 2026 00:00:00 +0000\r\n\r\nhi\r\n", "");
+	hygiene_case(true, &untrusted, "Subject: bare\r\n\r\nhi\r\n", "");
+	hygiene_case(false, &trusted, "Subject: bare\r\n\r\nhi\r\n", "");
+	/* The fields in the body are not the header's. */
+	hygiene_case(true, &trusted, "Subject: x\r\n\r\nMessage-ID: <no@x>\r\n",
+		     "Message-ID: <1795444341.QID1@mx.test>\r\nDate: Mon, 23 Nov 2026 14:32:21 +0000\r\n");
+}
