@@ -37,6 +37,10 @@
 #include "smtp_server.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +52,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "netaddr.h"
-#include "ratelimit.h"
+#include "ratelimit_shared.h"
 #include "server_tls.h"
 #include "smtp_auth.h"
 #include "smtp_dkim.h"
@@ -82,7 +86,6 @@ struct smtp_server_worker {
 	char (*orcpts)[SMTP_ORCPT_TYPE_MAX + 2 + 3 * SMTP_ORCPT_MAX + 1];   /* "type;xtext" */
 	uint64_t messages, rejected_commits;
 	struct helper_worker *helpers;     /* made on the first AUTH or signature */
-	struct ratelimit *auth_failures;   /* per client address */
 	uint64_t auth_ok, auth_failed;
 	uint64_t dkim_signed[DKIM_ALGORITHM_COUNT];   /* signatures made, per algorithm */
 	uint64_t dkim_failures;            /* signatures that could not be made */
@@ -160,6 +163,31 @@ static void smtp_auth_refuse(struct smtp_conn *sc, const char *user, const char 
 	smtp_pump(sc);
 }
 
+/* The AUTH failure budgets of client addresses, one table for every
+ * worker (smtp.auth_max_failures holds per address, not per worker):
+ * lock-free slots, set up once; static, so never freed while a worker
+ * might still read it. */
+#define AUTH_LIMITER_SLOTS (1u << 16)
+static _Atomic int64_t auth_limiter_slots[AUTH_LIMITER_SLOTS];
+static struct ratelimit_shared auth_limiter_table;
+static pthread_once_t auth_limiter_once = PTHREAD_ONCE_INIT;
+
+static void auth_limiter_init(void)
+{
+	uint64_t seed;
+
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+		seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+	ratelimit_shared_init(&auth_limiter_table, auth_limiter_slots, AUTH_LIMITER_SLOTS, seed, 64);
+}
+
+/* auth_limiter - the shared table (pthread_once costs one load once set). */
+static struct ratelimit_shared *auth_limiter(void)
+{
+	pthread_once(&auth_limiter_once, auth_limiter_init);
+	return &auth_limiter_table;
+}
+
 /* smtp_auth_start - the session has credentials: check the address's
  * failure budget, then hand them to the helper thread. Input waits. */
 static void smtp_auth_start(struct smtp_conn *sc)
@@ -171,21 +199,13 @@ static void smtp_auth_start(struct smtp_conn *sc)
 
 	if (!smtp_session_auth_credentials(sc->session, &user, &password))
 		return;
-	if (sw->auth_failures == NULL) {
-		struct ratelimit_config rc = {
-			.burst = (unsigned)w->cfg->smtp_auth_max_failures,
-			.window_ms = w->cfg->smtp_auth_failure_window_ms,
-			.capacity = 4096,
-			.seed = (uint64_t)w->now_ms * 0x9e3779b97f4a7c15ull + w->id,
-		};
-		if (ratelimit_create(&rc, &sw->auth_failures) < 0)
-			log_panic("auth rate limit: bad config");
-	}
 	if (w->cfg->users == NULL || smtp_helpers(w) == NULL) {
 		smtp_auth_refuse(sc, user, "unavailable", -EIO);
 		return;
 	}
-	if (!ratelimit_allowed(sw->auth_failures, (const struct sockaddr *)&c->peer, w->now_ms)) {
+	if (!ratelimit_shared_take(auth_limiter(), (const struct sockaddr *)&c->peer,
+				   (unsigned)w->cfg->smtp_auth_max_failures,
+				   w->cfg->smtp_auth_failure_window_ms, w->now_ms)) {
 		smtp_auth_refuse(sc, user, "rate_limited", -EAGAIN);
 		return;
 	}
@@ -216,10 +236,9 @@ static void smtp_auth_done(struct smtp_auth_request *r)
 	free(r);
 	if (ok) {
 		w->smtp->auth_ok++;
-		ratelimit_succeeded(w->smtp->auth_failures, (const struct sockaddr *)&c->peer);
+		ratelimit_shared_forgive(auth_limiter(), (const struct sockaddr *)&c->peer);
 	} else {
-		w->smtp->auth_failed++;
-		ratelimit_failed(w->smtp->auth_failures, (const struct sockaddr *)&c->peer, w->now_ms);
+		w->smtp->auth_failed++;   /* the try was paid for in smtp_auth_start */
 	}
 	log_info("auth", "client=%s user=%s result=%s", c->peer_text, quser, ok ? "ok" : "failed");
 	if (sc->closed) {
@@ -724,7 +743,6 @@ static void smtp_server_worker_exit(struct worker *w)
 	free(w->smtp->rcpts);
 	free(w->smtp->orcpts);
 	helper_worker_free(w->smtp->helpers);
-	ratelimit_free(w->smtp->auth_failures);
 	free(w->smtp);
 	w->smtp = NULL;
 }

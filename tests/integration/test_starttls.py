@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -417,6 +418,38 @@ class Auth(DaemonTestCase):
             self.assertEqual(s.rcpt("x@elsewhere.test")[0], 554)
         self.finish(d)
         self.assertIn("reason=rate_limited", d.log_text())
+
+    def test_rate_limit_holds_across_workers(self):
+        # Issue 26: the budget was per worker; 16 wrong passwords from one
+        # address over connections spread on 4 workers got 10 checks.
+        settings = {"users": {"file": self.users}, "relay_networks": [],
+                    "smtp": {"auth_plaintext": True, "auth_max_failures": 5,
+                             "auth_failure_window": "1h"}}
+        d = self.daemon(settings, workers=4)
+        wrong = "PLAIN " + base64.b64encode(b"\0bob\0not it").decode()
+        codes, lock = [], threading.Lock()
+
+        def attempt():
+            with smtplib.SMTP(d.host, d.port, timeout=60) as s:
+                s.ehlo("client.test")
+                code, _ = s.docmd("AUTH", wrong)
+                with lock:
+                    codes.append(code)
+        threads = [threading.Thread(target=attempt) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with smtplib.SMTP(d.host, d.port, timeout=60) as s:
+            s.ehlo("client.test")
+            right = "PLAIN " + base64.b64encode(b"\0bob\0bob pw").decode()
+            self.assertEqual(s.docmd("AUTH", right)[0], 454, "budget spent: refused unchecked")
+        self.finish(d)
+        self.assertEqual(sorted(codes), [454] * 11 + [535] * 5, codes)
+        log = d.log_text()
+        checked = [l for l in log.splitlines() if " event=auth " in l and "result=failed" in l
+                   and "reason=" not in l]
+        self.assertEqual(len(checked), 5, "password checks: %d" % len(checked))
 
     def test_auth_before_tls(self):
         d = self.auth_daemon()
