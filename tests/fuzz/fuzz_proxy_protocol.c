@@ -13,6 +13,7 @@
  * address has the family its length says.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
