@@ -16,7 +16,8 @@ a good v2 header (with TLVs), v2 LOCAL (keeps the socket's peer); a bad
 header, plain SMTP on a proxied port, an oversized v2 header, a header cut
 short by the client's close and one never sent are closed without a
 greeting, logged and counted in the metrics, and nothing is queued. The
-listener without proxy protocol still serves SMTP as before. HAProxy is
+listener without proxy protocol still serves SMTP as before. A proxied
+POP3 listener logs a failed login under the header's client. HAProxy is
 started by the test and stopped by its PID. No timing asserts.
 """
 import os
@@ -109,6 +110,9 @@ class ProxyProtocol(DaemonTestCase):
         self.v2_port = harness.free_port()       # ringmaild, PROXY v2 expected (either works)
         self.smtps_port = harness.free_port()    # ringmaild smtps, PROXY expected
         self.metrics_port = harness.free_port()
+        self.pop3_port = harness.free_port()     # ringmaild POP3, PROXY expected
+        mail_root = os.path.join(self.tmp, "mail")
+        os.mkdir(mail_root)
         self.direct_port = harness.free_port()   # ringmaild, no proxy protocol
         settings = {
             "delivery": closed_delivery(),
@@ -117,8 +121,12 @@ class ProxyProtocol(DaemonTestCase):
             "tls": {"cert_file": self.cert, "key_file": self.key},
             "relay_networks": [CLIENT + "/32", "192.0.2.0/24"],
             "metrics": {"listen": ["127.0.0.1:%d" % self.metrics_port]},
+            "local_domains": ["local.test"],
+            "mailbox": {"root": mail_root},
+            "pop3": {"listen": ["127.0.0.1:%d" % self.pop3_port], "allow_plaintext": True},
             "proxy_protocol": {
-                "listeners": ["127.0.0.1:%d" % p for p in (self.v1_port, self.v2_port, self.smtps_port)],
+                "listeners": ["127.0.0.1:%d" % p for p in (self.v1_port, self.v2_port, self.smtps_port,
+                                                           self.pop3_port)],
                 "timeout": "1s",
             },
         }
@@ -126,7 +134,7 @@ class ProxyProtocol(DaemonTestCase):
                                    tmp=tempfile.mkdtemp(dir=self.tmp)).start()
         self.daemons.append(self.d)
         harness.wait_port("127.0.0.1", self.metrics_port)
-        for port in (self.v1_port, self.v2_port, self.smtps_port):
+        for port in (self.v1_port, self.v2_port, self.smtps_port, self.pop3_port):
             self.wait_proxied(port)
 
     def tearDown(self):
@@ -391,6 +399,25 @@ backend be_tls
         finally:
             sock.close()
         self.assert_client(qid, "192.0.2.12")
+
+    def test_pop3_listener(self):
+        """POP3 shares the accept path: the header's client is the one a
+        failed login is logged (and rate limited) for; a bad header closes."""
+        c = RawClient("127.0.0.1", self.pop3_port, source=STRANGER)
+        try:
+            c.send(b"PROXY TCP4 192.0.2.30 127.0.0.1 41000 110\r\n")
+            self.assertTrue(c.read_line().startswith(b"+OK"))
+            c.send(b"USER nobody\r\n")
+            self.assertTrue(c.read_line().startswith(b"+OK"))
+            c.send(b"PASS wrong\r\n")
+            self.assertTrue(c.read_line().startswith(b"-ERR"))
+            c.send(b"QUIT\r\n")
+            self.assertTrue(c.read_line().startswith(b"+OK"))
+        finally:
+            c.close()
+        self.assertTrue(wait_for(lambda: "client=192.0.2.30:41000 user=nobody result=failed"
+                                 in self.d.log_text()), self.d.log_text()[-2000:])
+        self.assert_closed_without_greeting(b"USER nobody\r\n", port=self.pop3_port)
 
     def test_bad_headers_closed_nothing_queued(self):
         bad = [
