@@ -124,6 +124,31 @@ static int render_rejected(struct buf *out, const struct metrics_values *workers
 	return rc;
 }
 
+/* The result label of ringmail_proxy_headers_total, by enum
+ * worker_proxy_result. */
+static const char *const proxy_result_names[WORKER_PROXY_RESULTS] = {
+	[WORKER_PROXY_OK] = "ok",
+	[WORKER_PROXY_KEPT_PEER] = "kept_peer",
+	[WORKER_PROXY_BAD] = "bad",
+	[WORKER_PROXY_TIMEOUT] = "timeout",
+};
+
+/* render_proxy_headers - ringmail_proxy_headers_total, one line per
+ * result (zeros included, as for the refusals). */
+static int render_proxy_headers(struct buf *out, const struct metrics_values *workers, size_t n)
+{
+	static const char name[] = "ringmail_proxy_headers_total";
+	int rc = buf_append_printf(out, "# HELP %s PROXY protocol headers on proxy_protocol.listeners by "
+				   "result: ok (client address taken), kept_peer (LOCAL, UNKNOWN), bad and "
+				   "timeout (connection closed).\n# TYPE %s counter\n", name, name);
+
+	for (size_t i = 0; i < WORKER_PROXY_RESULTS && rc == 0; i++)
+		rc = buf_append_printf(out, "%s{result=\"%s\"} %llu\n", name, proxy_result_names[i],
+				       (unsigned long long)metrics_sum(workers, n, METRICS_PROXY_HEADERS + i,
+								       false));
+	return rc;
+}
+
 /* append_label_value - a label value, escaping \\, \" and newline as the
  * text format 0.0.4 asks. */
 static int append_label_value(struct buf *out, const char *value)
@@ -211,6 +236,8 @@ int metrics_render(struct buf *out, const struct metrics_values *workers, size_t
 	}
 	if (rc == 0)
 		rc = render_rejected(out, workers, n);
+	if (rc == 0)
+		rc = render_proxy_headers(out, workers, n);
 	if (rc == 0)
 		rc = render_top_domains(out, workers, n);
 	if (rc == 0)
@@ -353,6 +380,8 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 	v[METRICS_CONN_REFUSED] = atomic_load_explicit(&w->rejected_busy, memory_order_relaxed);
 	memcpy(&v[METRICS_REJECTED], smtp.rejected, sizeof(smtp.rejected));
 	v[METRICS_REJECTED + SMTP_REJECT_BUSY] = w->rejected_busy_smtp;
+	for (size_t i = 0; i < WORKER_PROXY_RESULTS; i++)
+		v[METRICS_PROXY_HEADERS + i] = w->proxy_headers[i];
 	if (w->delivery != NULL) {
 		struct delivery_stats d;
 		delivery_get_stats(w, &d);
@@ -487,6 +516,13 @@ int metrics_stats(struct worker *w, struct buf *out, bool json)
 		char name[64];
 		unsigned long long v = metrics_sum(vals, n, METRICS_REJECTED + i, false);
 		snprintf(name, sizeof(name), "rejected_%s_total", smtp_reject_name((enum smtp_reject)i));
+		rc = json ? buf_append_printf(out, ",\"%s\":%llu", name, v)
+			  : buf_append_printf(out, "%-40s %llu\n", name, v);
+	}
+	for (size_t i = 0; rc == 0 && i < WORKER_PROXY_RESULTS; i++) {
+		char name[64];
+		unsigned long long v = metrics_sum(vals, n, METRICS_PROXY_HEADERS + i, false);
+		snprintf(name, sizeof(name), "proxy_headers_%s_total", proxy_result_names[i]);
 		rc = json ? buf_append_printf(out, ",\"%s\":%llu", name, v)
 			  : buf_append_printf(out, "%-40s %llu\n", name, v);
 	}

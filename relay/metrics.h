@@ -80,7 +80,10 @@ enum metrics_id {
 	METRICS_DKIM_SIGNED_RSA,           /* DKIM signatures made, rsa-sha256 */
 	METRICS_DKIM_SIGNED_ED25519,       /* ed25519-sha256 */
 	METRICS_DKIM_FAILURES,             /* signatures that could not be made */
-	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
+	METRICS_PROXY_HEADERS,             /* WORKER_PROXY_RESULTS slots, one per
+					    * enum worker_proxy_result */
+	METRICS_REJECTED = METRICS_PROXY_HEADERS + WORKER_PROXY_RESULTS,
+					   /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
 	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT
 };

@@ -64,6 +64,9 @@ static const struct config_key config_keys[] = {
 	{ "listen", KIND_LISTEN_LIST, 0, 1, CONFIG_MAX_LISTEN, "127.0.0.1:2525", "SMTP listen addresses, \"ip:port\" or \"[ipv6]:port\"" },
 	{ "smtps.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS SMTP listen addresses (RFC 8314, conventionally port 465); needs tls.cert_file; empty = none" },
 	{ "submission.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "submission listen addresses (RFC 6409, port 587): STARTTLS offered, AUTH required before MAIL (530 5.7.0); empty = none" },
+	{ "proxy_protocol.listeners", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "listeners (addresses exactly as in listen, smtps.listen, submission.listen, pop3.listen or pop3s.listen) that expect a PROXY protocol v1 or v2 header (HAProxy's) before the client's first byte, and take the client's address from it; a connection without a valid header is closed; empty = none; needs a restart" },
+	{ "proxy_protocol.timeout", KIND_DURATION, OFF(proxy_protocol_timeout_ms), 100, 300000, "5s", "the whole PROXY protocol header must arrive within this after the connection is accepted" },
+	{ "proxy_protocol.max_header_size", KIND_SIZE, OFF(proxy_protocol_max_header_size), 232, 65551, "4k", "longest PROXY protocol v2 header accepted, TLVs included (v1 is at most 107 bytes)" },
 	{ "listen_backlog", KIND_INT, OFF(listen_backlog), 1, 65535, "4096", "listen(2) backlog per worker socket" },
 	{ "max_connections", KIND_INT, OFF(max_connections), 1, 1000000, "20000", "inbound connections per worker; beyond it new ones get 421" },
 	{ "ring.entries", KIND_INT, OFF(ring_entries), 64, 32768, "4096", "submission queue entries per worker ring" },
@@ -262,6 +265,9 @@ static struct config_listen *listen_list(struct config *cfg, const struct config
 		  OFF(submission_listen_count) },
 		{ "pop3.listen", CONFIG_ROLE_POP3, OFF(pop3_listen), OFF(pop3_listen_count) },
 		{ "pop3s.listen", CONFIG_ROLE_POP3S, OFF(pop3s_listen), OFF(pop3s_listen_count) },
+		/* The role is not used: these name listeners of the other lists. */
+		{ "proxy_protocol.listeners", CONFIG_ROLE_SMTP, OFF(proxy_protocol_listeners),
+		  OFF(proxy_protocol_listener_count) },
 		/* The role is not used: worker 0 serves metrics with its own handler. */
 		{ "metrics.listen", CONFIG_ROLE_SMTP, OFF(metrics_listen), OFF(metrics_listen_count) },
 	};
@@ -293,6 +299,7 @@ static int list_append_item(struct config *cfg, const struct config_key *key,
 			return config_fail(e, "line %d: %s: \"%s\" is not ip:port or [ipv6]:port", line, key->path, text);
 		snprintf(l->text, sizeof(l->text), "%s", text);
 		l->role = role;
+		l->proxy_protocol = false;
 		(*count)++;
 		return 0;
 	}
@@ -731,6 +738,40 @@ static int config_check_listeners(const struct config *cfg, config_t *file, stru
 	return 0;
 }
 
+/* listen_same - do two listeners name the same address and port? */
+static bool listen_same(const struct config_listen *a, const struct config_listen *b)
+{
+	return a->addr_len == b->addr_len && memcmp(&a->addr, &b->addr, a->addr_len) == 0;
+}
+
+/* config_mark_proxy_protocol - flag every listener that
+ * proxy_protocol.listeners names; each entry must name one. */
+static int config_mark_proxy_protocol(struct config *cfg, config_t *file, struct config_error *e)
+{
+	struct config_listen *lists[] = { cfg->listen, cfg->smtps_listen, cfg->submission_listen,
+					  cfg->pop3_listen, cfg->pop3s_listen };
+	const size_t counts[] = { cfg->listen_count, cfg->smtps_listen_count, cfg->submission_listen_count,
+				  cfg->pop3_listen_count, cfg->pop3s_listen_count };
+
+	for (size_t p = 0; p < cfg->proxy_protocol_listener_count; p++) {
+		const struct config_listen *want = &cfg->proxy_protocol_listeners[p];
+		bool found = false;
+		for (size_t k = 0; k < COUNT(lists); k++) {
+			for (size_t i = 0; i < counts[k]; i++) {
+				if (listen_same(&lists[k][i], want)) {
+					lists[k][i].proxy_protocol = true;
+					found = true;
+				}
+			}
+		}
+		if (!found)
+			return config_fail(e, "line %d: proxy_protocol.listeners: \"%s\" is not in listen, smtps.listen, "
+					   "submission.listen, pop3.listen or pop3s.listen",
+					   key_line(file, "proxy_protocol.listeners"), want->text);
+	}
+	return 0;
+}
+
 /* config_uses_verify - does any destination policy say "verify"? */
 static bool config_uses_verify(const struct config *cfg)
 {
@@ -772,6 +813,9 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		tls_config_free(tc);
 	}
 	int rc = config_check_listeners(cfg, file, e);
+	if (rc < 0)
+		return rc;
+	rc = config_mark_proxy_protocol(cfg, file, e);
 	if (rc < 0)
 		return rc;
 	if (cfg->tls_ca_file[0] != '\0' && config_uses_verify(cfg)) {

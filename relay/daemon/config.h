@@ -61,6 +61,7 @@ struct config_listen {
 	socklen_t addr_len;
 	char text[64];
 	enum config_listen_role role;
+	bool proxy_protocol;              /* named in proxy_protocol.listeners */
 };
 
 /* Outbound STARTTLS policy (RFC 3207, RFC 7435). */
@@ -99,6 +100,13 @@ struct config {
 	struct config_listen submission_listen[CONFIG_MAX_LISTEN];
 	size_t submission_listen_count;   /* 0 = no submission listener */
 	int64_t listen_backlog;
+
+	/* PROXY protocol (HAProxy's v1 and v2) before the client's bytes on
+	 * the listeners named here; config_load marks them (proxy_protocol). */
+	struct config_listen proxy_protocol_listeners[CONFIG_MAX_LISTEN];
+	size_t proxy_protocol_listener_count;
+	int64_t proxy_protocol_timeout_ms;
+	int64_t proxy_protocol_max_header_size;
 
 	/* ring */
 	int64_t ring_entries;

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "proxy_protocol.h"
 #include "tls.h"
 #include "vg.h"
 #include "xalloc.h"
@@ -21,6 +22,8 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 static void conn_send_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe);
 static void conn_feed(struct conn *c);
 static void conn_finish_if_done(struct conn *c);
+static void conn_proxy_input(struct conn *c);
+static void conn_proxy_fail(struct conn *c, enum worker_proxy_result result, const char *reason);
 
 /* No struct buf cap for a connection's buffers (see struct conn), and the
  * most an empty one keeps: idle connections hold at most a few hundred
@@ -94,7 +97,7 @@ static void conn_finish_if_done(struct conn *c)
 /* conn_send_next - start a send if output waits and none is in flight. */
 static void conn_send_next(struct conn *c)
 {
-	if (c->send_inflight || c->closing)
+	if (c->send_inflight || c->closing || c->proxy_pending)
 		return;
 	struct buf *cur = &c->out[c->sending];
 	if (c->sent == buf_len(cur)) {
@@ -333,7 +336,7 @@ void conn_close(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->conn_count--;
-	if (c->handler->close != NULL)
+	if (c->handler->close != NULL && !c->proxy_pending)
 		c->handler->close(c);
 	c->proto = NULL;
 	conn_unref(c);
@@ -369,6 +372,10 @@ void conn_set_phase_timer(struct conn *c, enum worker_timer_class cls)
 /* conn_feed - hand buffered input to the handler until it stops taking. */
 static void conn_feed(struct conn *c)
 {
+	if (c->proxy_pending) {
+		conn_proxy_input(c);
+		return;
+	}
 	c->in_input = true;
 	while (buf_len(&c->in) > 0 && !c->input_paused && !c->closing) {
 		size_t n = c->handler->input(c, buf_data(&c->in), buf_len(&c->in));
@@ -392,12 +399,19 @@ static void conn_feed(struct conn *c)
 static void conn_idle_fire(struct worker *w, struct worker_timer *t)
 {
 	struct conn *c = container_of(t, struct conn, idle_timer);
-	c->handler->timeout(c, c->handler->idle_timer);
+	if (c->proxy_pending)
+		conn_proxy_fail(c, WORKER_PROXY_TIMEOUT, "idle before the end of the header");
+	else
+		c->handler->timeout(c, c->handler->idle_timer);
 }
 
 static void conn_phase_fire(struct worker *w, struct worker_timer *t)
 {
 	struct conn *c = container_of(t, struct conn, phase_timer);
+	if (c->proxy_pending) {
+		conn_proxy_fail(c, WORKER_PROXY_TIMEOUT, "no complete header within proxy_protocol.timeout");
+		return;
+	}
 	/* Not from t->node.list: popping the timer has cleared it. */
 	c->handler->timeout(c, (enum worker_timer_class)t->cls);
 }
@@ -443,20 +457,118 @@ static void conn_start(struct conn *c)
 	}
 }
 
-void conn_accept(struct worker *w, int fd, const struct conn_handler *handler)
+/* conn_get_peer - the accepted socket's peer address into c. */
+static void conn_get_peer(struct conn *c)
 {
-	struct conn *c = conn_new(w, fd, handler, NULL);
 	socklen_t len = sizeof(c->peer);
 
 	/* Answered from the socket without blocking; multishot accept has no
 	 * per-connection address buffer. */
-	if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0)
+	if (getpeername(c->fd, (struct sockaddr *)&c->peer, &len) < 0)
 		c->peer.ss_family = AF_UNSPEC;
 	else
 		netaddr_format((struct sockaddr *)&c->peer, c->peer_text, sizeof(c->peer_text));
+}
+
+void conn_accept(struct worker *w, int fd, const struct conn_handler *handler)
+{
+	struct conn *c = conn_new(w, fd, handler, NULL);
+
+	conn_get_peer(c);
 	worker_timer_arm(w, &c->idle_timer, c->handler->idle_timer);
 	conn_start(c);
 	conn_unref(c);
+}
+
+void conn_accept_proxied(struct worker *w, int fd, const struct conn_handler *handler)
+{
+	struct conn *c = conn_new(w, fd, handler, NULL);
+
+	conn_get_peer(c);
+	c->proxy_pending = true;
+	worker_timer_arm(w, &c->phase_timer, WORKER_TIMER_PROXY_HEADER);
+	conn_arm_recv(c);
+	conn_unref(c);
+}
+
+/* conn_proxy_fail - no usable PROXY header: the balancer (or whoever
+ * connected) is logged, the result counted, the connection closed without
+ * a word; the handler never heard of it. */
+static void conn_proxy_fail(struct conn *c, enum worker_proxy_result result, const char *reason)
+{
+	log_info("proxy_header", "peer=%s result=%s reason=\"%s\" received=%zu", c->peer_text,
+		 result == WORKER_PROXY_TIMEOUT ? "timeout" : "bad", reason, buf_len(&c->in));
+	c->w->proxy_headers[result]++;
+	conn_close(c);
+}
+
+/* conn_proxy_start - the header is consumed: open the handler as
+ * conn_accept does, then give it what followed the header. Those bytes
+ * are kept aside across open, which may start TLS (implicit-TLS
+ * listeners) and so discard c->in; they are then the ClientHello. */
+static void conn_proxy_start(struct conn *c)
+{
+	size_t rest = buf_len(&c->in);
+	char *early = NULL;
+
+	if (rest > 0) {
+		early = xmalloc(rest);
+		memcpy(early, buf_data(&c->in), rest);
+		buf_reset(&c->in);
+	}
+	c->refs++;    /* open or the early bytes may close c */
+	worker_timer_arm(c->w, &c->idle_timer, c->handler->idle_timer);
+	conn_start(c);
+	if (early != NULL && !c->closing) {
+		if (c->tls != NULL) {
+			conn_tls_input(c, early, rest);
+			if (c->tls_failed && !c->closing)
+				conn_close(c);
+		} else {
+			bytes_append(&c->in, early, rest);
+		}
+		if (!c->closing && !c->input_paused)
+			conn_feed(c);
+		else if (!c->closing)
+			conn_send_next(c);
+	}
+	free(early);
+	conn_unref(c);
+}
+
+/* conn_proxy_input - bytes arrived while the PROXY header is awaited:
+ * parse what is buffered (the header is small: parsing again from the
+ * start is cheaper than keeping state). */
+static void conn_proxy_input(struct conn *c)
+{
+	struct proxy_protocol_header h;
+	const char *reason = "";
+	int n = proxy_protocol_parse(buf_data(&c->in), buf_len(&c->in),
+				     (size_t)c->w->cfg->proxy_protocol_max_header_size, &h, &reason);
+
+	if (n == 0) {
+		if (c->peer_eof)
+			conn_proxy_fail(c, WORKER_PROXY_BAD, "closed before the end of the header");
+		return;
+	}
+	if (n < 0) {
+		conn_proxy_fail(c, WORKER_PROXY_BAD, reason);
+		return;
+	}
+	char balancer[sizeof(c->peer_text)];
+	memcpy(balancer, c->peer_text, sizeof(balancer));
+	if (h.has_source) {
+		memset(&c->peer, 0, sizeof(c->peer));
+		memcpy(&c->peer, &h.source, h.address_len);
+		netaddr_format((struct sockaddr *)&c->peer, c->peer_text, sizeof(c->peer_text));
+	}
+	c->w->proxy_headers[h.has_source ? WORKER_PROXY_OK : WORKER_PROXY_KEPT_PEER]++;
+	log_debug("proxy_header", "peer=%s client=%s result=ok version=%d command=%s tlvs=%u", balancer,
+		  c->peer_text, h.version, proxy_protocol_command_name(h.command), h.tlv_count);
+	buf_consume(&c->in, (size_t)n);
+	c->proxy_pending = false;
+	worker_timer_disarm(&c->phase_timer);
+	conn_proxy_start(c);
 }
 
 static void conn_connect_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
@@ -533,7 +645,10 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 		if (cqe->res == 0) {
 			/* Half-closed: what was sent before still gets its replies. */
 			c->peer_eof = true;
-			conn_finish_if_done(c);
+			if (c->proxy_pending)
+				conn_proxy_fail(c, WORKER_PROXY_BAD, "closed before the end of the header");
+			else
+				conn_finish_if_done(c);
 		} else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
 			log_debug("recv_error", "peer=%s error=%d", c->peer_text, -cqe->res);
 			conn_close(c);
@@ -588,7 +703,10 @@ void conn_shutdown_all(struct worker *w)
 
 	while (c != NULL) {
 		struct conn *next = c->next;
-		c->handler->shutdown(c);
+		if (c->proxy_pending)
+			conn_close(c);     /* no session to wind down yet */
+		else
+			c->handler->shutdown(c);
 		c = next;
 	}
 }

@@ -24,6 +24,15 @@
  * in c->tls_plain until the session accepts it (after the handshake).
  * Input buffered in clear when TLS starts is discarded (CVE-2011-0411).
  *
+ * PROXY protocol: conn_accept_proxied first reads a PROXY protocol header
+ * (relay/core/proxy_protocol.h) through the same receive path, under the
+ * phase timer of class WORKER_TIMER_PROXY_HEADER, before the handler hears
+ * of the connection at all; then c->peer is the client the header names
+ * and handler->open runs as after conn_accept. The bytes after the header
+ * are the client's (ciphertext if open started TLS). A bad, missing,
+ * oversized or late header closes the connection, logged and counted in
+ * w->proxy_headers; the handler never sees it (no open, no close).
+ *
  * Lifetime: every request in the ring holds a reference; conn_close()
  * cancels them and the memory goes when the last completion arrives, so the
  * ring never writes into freed memory (STYLE rule 8).
@@ -87,6 +96,7 @@ struct conn {
 	bool in_input;                 /* handler input is on the stack */
 	bool peer_eof;                 /* the peer sent FIN: read no more */
 	bool outbound;                 /* we connected; no inbound idle timer */
+	bool proxy_pending;            /* waiting for the PROXY header: no handler yet */
 	bool connecting;
 	bool tls_handshaking;          /* conn_start_tls ran, handshake not over */
 	bool tls_discard_input;        /* drop c->in once the handler returns */
@@ -123,6 +133,10 @@ static inline size_t conn_output_queued(const struct conn *c)
 
 /* conn_accept - wrap an accepted socket and call handler->open. */
 void conn_accept(struct worker *w, int fd, const struct conn_handler *handler);
+
+/* conn_accept_proxied - conn_accept on a listener of
+ * proxy_protocol.listeners: read the PROXY header first (see above). */
+void conn_accept_proxied(struct worker *w, int fd, const struct conn_handler *handler);
 
 /* conn_connect - start connecting to addr through the ring, with the
  * phase timer of class connect_timer as the deadline. handler->open runs

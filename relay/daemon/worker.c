@@ -96,6 +96,7 @@ static void worker_timer_durations(struct worker *w)
 		[WORKER_TIMER_OUT_IDLE] = cfg->connection_idle_timeout_ms,
 		[WORKER_TIMER_POP3_COMMAND] = cfg->pop3_command_timeout_ms,
 		[WORKER_TIMER_POP3_IDLE] = cfg->pop3_idle_timeout_ms,
+		[WORKER_TIMER_PROXY_HEADER] = cfg->proxy_protocol_timeout_ms,
 	};
 
 	/* Through deadline_set_timeout: a reload that shortens a duration
@@ -233,7 +234,10 @@ static void worker_accept_complete(struct worker *w, struct ring_op *op, const s
 			worker_refuse(w, cqe->res, w->listen_roles[i]);
 		else {
 			w->accepted++;
-			conn_accept(w, cqe->res, w->plan->handlers[w->listen_roles[i]]);
+			if (w->listen_proxy[i])
+				conn_accept_proxied(w, cqe->res, w->plan->handlers[w->listen_roles[i]]);
+			else
+				conn_accept(w, cqe->res, w->plan->handlers[w->listen_roles[i]]);
 		}
 	} else if (cqe->res != -ECANCELED && cqe->res != -EBADF) {
 		log_warn("accept_error", "worker=%u error=\"%s\"", w->id, strerror(-cqe->res));
@@ -560,6 +564,7 @@ static int worker_listen_all(struct worker *w)
 			size_t n = w->listen_count++;
 			w->listen_fds[n] = fd;
 			w->listen_roles[n] = l->role;
+			w->listen_proxy[n] = l->proxy_protocol;
 			w->accept_ops[n].complete = worker_accept_complete;
 			worker_arm_accept(w, n);
 		}

@@ -47,6 +47,18 @@ struct pop3_server_worker;
 struct metrics_worker;
 struct control_worker;
 
+/* What became of PROXY protocol headers (conn_accept_proxied), counted per
+ * worker: a client address taken, the socket's peer kept (v2 LOCAL, v1
+ * UNKNOWN, AF_UNSPEC), closed for a bad or missing header, or for one that
+ * did not arrive within proxy_protocol.timeout. */
+enum worker_proxy_result {
+	WORKER_PROXY_OK,
+	WORKER_PROXY_KEPT_PEER,
+	WORKER_PROXY_BAD,
+	WORKER_PROXY_TIMEOUT,
+	WORKER_PROXY_RESULTS
+};
+
 enum worker_role {
 	WORKER_ROLE_SMTP,                  /* SMTP listeners, spool shard, relay */
 	WORKER_ROLE_LOCAL,                 /* POP3 listeners, local deliveries */
@@ -85,6 +97,7 @@ enum worker_timer_class {
 	WORKER_TIMER_OUT_IDLE,             /* outbound: pooled, unused */
 	WORKER_TIMER_POP3_COMMAND,         /* POP3: a command before login */
 	WORKER_TIMER_POP3_IDLE,            /* POP3 client idle */
+	WORKER_TIMER_PROXY_HEADER,         /* inbound: the PROXY protocol header */
 	WORKER_TIMER_CLASSES
 };
 
@@ -161,6 +174,7 @@ struct worker {
 	struct ring_op accept_ops[CONFIG_MAX_LISTEN];
 	size_t listen_count;
 	enum config_listen_role listen_roles[CONFIG_MAX_LISTEN];
+	bool listen_proxy[CONFIG_MAX_LISTEN];  /* expects a PROXY protocol header */
 	unsigned accept_paused;            /* bit per listener: waiting to re-arm */
 	int64_t accept_resume_ms;
 
@@ -193,6 +207,7 @@ struct worker {
 	_Atomic uint64_t accepted;
 	_Atomic uint64_t rejected_busy;
 	uint64_t rejected_busy_smtp;       /* of those, SMTP roles (this thread only) */
+	uint64_t proxy_headers[WORKER_PROXY_RESULTS];   /* this thread only */
 };
 
 /* worker_start_all - create, pin and start count SMTP workers and the local

@@ -844,3 +844,54 @@ Test(config, dkim_defaults)
 	cr_expect_eq(cfg->dkim_expire_ms, 7 * 86400000LL);
 	config_free(cfg);
 }
+
+/* proxy_protocol.listeners marks the listeners it names, in any listen
+ * list, by address (not by spelling); an address that is no listener is
+ * an error naming the key and its line; the limits have ranges. */
+Test(config, proxy_protocol_listeners)
+{
+	struct config *cfg;
+	char err[256];
+
+	cr_assert_eq(config_load(NULL, &cfg, err, sizeof(err)), 0, "defaults: %s", err);
+	EQ64(cfg->proxy_protocol_listener_count, 0);
+	EQ64(cfg->proxy_protocol_timeout_ms, 5000);
+	EQ64(cfg->proxy_protocol_max_header_size, 4096);
+	cr_expect_not(cfg->listen[0].proxy_protocol);
+	config_free(cfg);
+
+	int rc = load_text("listen = [\"127.0.0.1:25\", \"127.0.0.1:2525\"];\n"
+			   "submission = { listen = [\"[::1]:587\"]; };\n"
+			   "pop3 = { listen = [\"127.0.0.1:110\"]; };\n"
+			   "proxy_protocol = {\n  listeners = [\"127.0.0.1:025\", \"[0:0::1]:587\", \"127.0.0.1:110\"];\n"
+			   "  timeout = \"250ms\";\n  max_header_size = \"1k\";\n};\n", &cfg, err, sizeof(err));
+	cr_assert_eq(rc, 0, "got %d (%s), want 0", rc, err);
+	cr_expect(cfg->listen[0].proxy_protocol);
+	cr_expect_not(cfg->listen[1].proxy_protocol);
+	cr_expect(cfg->submission_listen[0].proxy_protocol);
+	cr_expect(cfg->pop3_listen[0].proxy_protocol);
+	EQ64(cfg->proxy_protocol_timeout_ms, 250);
+	EQ64(cfg->proxy_protocol_max_header_size, 1024);
+	config_free(cfg);
+
+	static const struct {
+		const char *text, *key, *line;
+	} bad[] = {
+		{ "listen = [\"127.0.0.1:25\"];\n\nproxy_protocol = {\n  listeners = [\"127.0.0.1:26\"];\n};\n",
+		  "proxy_protocol.listeners", "line 4" },
+		{ "metrics = { listen = [\"127.0.0.1:9225\"]; };\nproxy_protocol = { listeners = [\"127.0.0.1:9225\"]; };\n",
+		  "proxy_protocol.listeners", "line 2" },
+		{ "proxy_protocol = { listeners = [\"localhost:25\"]; };\n", "proxy_protocol.listeners", "line 1" },
+		{ "\nproxy_protocol = { timeout = \"10m\"; };\n", "proxy_protocol.timeout", "line 2" },
+		{ "proxy_protocol = { max_header_size = 100; };\n", "proxy_protocol.max_header_size", "line 1" },
+		{ "proxy_protocol = { max_header_size = \"1M\"; };\n", "proxy_protocol.max_header_size", "line 1" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg = NULL;
+		rc = load_text(bad[i].text, &cfg, err, sizeof(err));
+		cr_expect_eq(rc, -EINVAL, "case %zu: got %d, want -EINVAL", i, rc);
+		cr_expect(strstr(err, bad[i].key) != NULL && strstr(err, bad[i].line) != NULL,
+			  "case %zu: got \"%s\", want %s and %s", i, err, bad[i].key, bad[i].line);
+		config_free(cfg);
+	}
+}
