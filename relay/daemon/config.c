@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "dkim_key.h"
+#include "nexthop.h"
 #include "tls.h"
 #include "users.h"
 #include "xalloc.h"
@@ -102,7 +103,7 @@ static const struct config_key config_keys[] = {
 	{ "dns.tries", KIND_INT, OFF(dns_tries), 1, 10, "3", "tries per query" },
 	{ "dns.ip_mode", KIND_IP_MODE, OFF(dns_ip_mode), 0, 0, "ipv4", "address families to deliver to: ipv4, ipv6 or both" },
 	{ "delivery.port", KIND_INT, OFF(delivery_port), 1, 65535, "25", "destination port for MX hosts" },
-	{ "delivery.relayhost", KIND_STRING, OFF(relayhost), 0, 0, "", "send everything to this \"host[:port]\" instead of MX" },
+	{ "delivery.relayhost", KIND_STRING, OFF(relayhost), 0, 0, "", "send everything to this next hop instead of MX: \"host[:port]\" (its MX, then its address), \"[host]:port\" (no MX lookup), \"ip:port\" or \"[ipv6]:port\" (no DNS); \"\" = none" },
 	{ "delivery.connect_timeout", KIND_DURATION, OFF(connect_timeout_ms), 100, DAY_MS, "30s", "TCP connect deadline" },
 	{ "delivery.greeting_timeout", KIND_DURATION, OFF(greeting_timeout_ms), 100, DAY_MS, "60s", "deadline for the 220 greeting" },
 	{ "delivery.command_timeout", KIND_DURATION, OFF(command_timeout_ms), 100, DAY_MS, "5m", "deadline for each command reply" },
@@ -145,7 +146,7 @@ static const struct config_key config_dkim_sign_keys[] = {
 /* Keys of each entry of the "domains" list; absent ones inherit delivery.* */
 static const struct config_key config_domain_keys[] = {
 	{ "name", KIND_STRING, DOFF(name), 0, 0, NULL, "the destination domain" },
-	{ "route", KIND_STRING, DOFF(route), 0, 0, NULL, "\"host[:port]\" to use instead of MX" },
+	{ "route", KIND_STRING, DOFF(route), 0, 0, NULL, "next hop to use instead of MX, written as delivery.relayhost" },
 	{ "max_connections", KIND_INT, DOFF(max_connections), 1, 10000, NULL, "as delivery.max_connections" },
 	{ "max_messages_per_connection", KIND_INT, DOFF(max_messages_per_connection), 1, 1000000, NULL, "as delivery.max_messages_per_connection" },
 	{ "max_recipients_per_transaction", KIND_INT, DOFF(max_recipients_per_transaction), 1, 100000, NULL, "as delivery.max_recipients_per_transaction" },
@@ -532,6 +533,20 @@ static bool is_group_prefix(const char *prefix)
 	return false;
 }
 
+/* config_check_next_hop - a relayhost or route must parse (nexthop.h):
+ * "10.0.0.5:25" or "[relay]:587" are fine, "relay:99999" is not, and the
+ * error names the key and line instead of every message failing later. */
+static int config_check_next_hop(const char *text, const char *key, int line, struct config_error *e)
+{
+	struct nexthop hop;
+	char why[160];
+
+	if (nexthop_parse(text, &hop, why, sizeof(why)) < 0)
+		return config_fail(e, "line %d: %s: %s (want \"host[:port]\", \"[host]:port\", \"ip:port\" or \"[ipv6]:port\")",
+				   line, key, why);
+	return 0;
+}
+
 static int domain_cmp(const void *a, const void *b)
 {
 	return strcmp((*(const struct config_domain *const *)a)->name,
@@ -575,6 +590,13 @@ static int load_domains(struct config *cfg, config_setting_t *list, struct confi
 			return config_fail(e, "line %d: domains: entry %d: \"%s\" is not a domain name",
 					   gline, i + 1, d->name);
 		d->line = gline;
+		if (d->route != NULL) {
+			config_setting_t *rs = config_setting_get_member(group, "route");
+			int rc = config_check_next_hop(d->route, "domains[].route",
+						       rs != NULL ? (int)config_setting_source_line(rs) : gline, e);
+			if (rc < 0)
+				return rc;
+		}
 	}
 	/* An index sorted by name: config_domain_policy is a binary search
 	 * (relays with thousands of entries look one up for every message). */
@@ -771,6 +793,10 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 	}
 	int rc = config_check_listeners(cfg, file, e);
 	if (rc < 0)
+		return rc;
+	if (cfg->relayhost[0] != '\0' &&
+	    (rc = config_check_next_hop(cfg->relayhost, "delivery.relayhost",
+					key_line(file, "delivery.relayhost"), e)) < 0)
 		return rc;
 	if (cfg->tls_ca_file[0] != '\0' && config_uses_verify(cfg)) {
 		/* Like the server pair: a bad bundle fails the start, not

@@ -460,6 +460,12 @@ static const struct error_case error_cases[] = {
 	  "line 3", "max_connections" },
 	{ "duplicate domain", "domains = (\n  { name = \"a.example\"; },\n  { name = \"A.Example.\"; }\n);\n",
 	  "line 3", "a.example" },
+	/* issue 17: a next hop that cannot work is refused here, not at delivery */
+	{ "relayhost bad port", "delivery = {\n\n  relayhost = \"smtp.example.com:99999\";\n};\n", "line 3", "delivery.relayhost" },
+	{ "relayhost bad ip", "delivery = {\n  relayhost = \"10.0.0.256:25\";\n};\n", "line 2", "not an IPv4" },
+	{ "relayhost ipv6 without brackets", "delivery = {\n  relayhost = \"::1:25:x\";\n};\n", "line 2", "brackets" },
+	{ "relayhost unclosed bracket", "delivery = {\n  relayhost = \"[relay.example:587\";\n};\n", "line 2", "delivery.relayhost" },
+	{ "route bad", "domains = (\n  { name = \"a.example\";\n    route = \"relay example\"; }\n);\n", "line 3", "domains[].route" },
 	{ "min_ttl > max_ttl", "dns = {\n  min_ttl = \"2h\";\n  max_ttl = \"1h\";\n};\n", "line 2", "dns.min_ttl" },
 	{ "max_ttl below default min_ttl", "dns = {\n\n  max_ttl = \"30s\";\n};\n", "line 3", "dns.max_ttl" },
 	{ "min_backoff > max_backoff", "delivery = {\n  min_backoff = \"2h\";\n  max_backoff = \"1h\";\n};\n",
