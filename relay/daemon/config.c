@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "auth_file.h"
 #include "dkim_key.h"
 #include "nexthop.h"
 #include "tls.h"
@@ -122,7 +123,8 @@ static const struct config_key config_keys[] = {
 	{ "delivery.max_connections", KIND_INT, OFF(domain_default.max_connections), 1, 10000, "20", "concurrent connections per destination domain" },
 	{ "delivery.max_messages_per_connection", KIND_INT, OFF(domain_default.max_messages_per_connection), 1, 1000000, "1000", "transactions on one connection before it is closed" },
 	{ "delivery.max_recipients_per_transaction", KIND_INT, OFF(domain_default.max_recipients_per_transaction), 1, 100000, "100", "recipients in one MAIL transaction" },
-	{ "delivery.tls", KIND_TLS_POLICY, OFF(domain_default.tls), 0, 0, "may", "outbound STARTTLS: none; may (when offered; a failed handshake is retried in clear); encrypt (TLS or defer, any certificate); verify (TLS with a certificate from delivery.tls_ca_file naming the MX host, or defer)" },
+	{ "delivery.tls", KIND_TLS_POLICY, OFF(domain_default.tls), 0, 0, "may", "outbound STARTTLS: none; may (when offered; a failed handshake is retried in clear); encrypt (TLS or defer, any certificate); verify (TLS with a certificate from delivery.tls_ca_file naming the MX host, or defer); implicit (RFC 8314, port 465: TLS from the first byte, any certificate, or defer)" },
+	{ "delivery.auth_file", KIND_STRING, OFF(auth_file), 0, 0, "", "SMTP AUTH credentials for next hops, one \"NEXTHOP USER:PASSWORD\" per line, NEXTHOP exactly as in delivery.relayhost or a route; must not be readable by group or others; re-read on SIGHUP; \"\" = no AUTH" },
 	{ "delivery.tls_ca_file", KIND_STRING, OFF(tls_ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt", "PEM CA bundle (file or directory) for outbound certificate checks; \"\" = none (\"verify\" then always fails)" },
 	{ "pop3.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "POP3 listen addresses on the local worker; empty = no POP3 endpoint" },
 	{ "pop3s.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS POP3 listen addresses (RFC 8314, conventionally port 995) on the local worker; needs tls.cert_file; empty = none" },
@@ -150,7 +152,7 @@ static const struct config_key config_domain_keys[] = {
 	{ "max_connections", KIND_INT, DOFF(max_connections), 1, 10000, NULL, "as delivery.max_connections" },
 	{ "max_messages_per_connection", KIND_INT, DOFF(max_messages_per_connection), 1, 1000000, NULL, "as delivery.max_messages_per_connection" },
 	{ "max_recipients_per_transaction", KIND_INT, DOFF(max_recipients_per_transaction), 1, 100000, NULL, "as delivery.max_recipients_per_transaction" },
-	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt or verify" },
+	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt, verify or implicit" },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -415,13 +417,13 @@ static int set_scalar_text(void *base, const struct config_key *key, const char 
 		*(char **)field = xstrdup(text);
 		return 0;
 	case KIND_TLS_POLICY:
-		for (int p = CONFIG_TLS_NONE; p <= CONFIG_TLS_VERIFY; p++) {
+		for (int p = CONFIG_TLS_NONE; p <= CONFIG_TLS_IMPLICIT; p++) {
 			if (strcmp(text, config_tls_policy_name((enum config_tls_policy)p)) == 0) {
 				*(enum config_tls_policy *)field = (enum config_tls_policy)p;
 				return 0;
 			}
 		}
-		return config_fail(e, "line %d: %s: \"%s\" is not none, may, encrypt or verify", line, key->path, text);
+		return config_fail(e, "line %d: %s: \"%s\" is not none, may, encrypt, verify or implicit", line, key->path, text);
 	default:
 		log_panic("set_scalar_text: kind %d", key->kind);
 	}
@@ -808,6 +810,11 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 					   key_line(file, "delivery.tls_ca_file"), why);
 		tls_config_free(tc);
 	}
+	if (cfg->auth_file[0] != '\0') {
+		char why[512];
+		if (auth_file_load(cfg->auth_file, &cfg->auth, why, sizeof(why)) < 0)
+			return config_fail(e, "line %d: delivery.auth_file: %s", key_line(file, "delivery.auth_file"), why);
+	}
 	if (cfg->users_file[0] != '\0') {
 		char why[512];
 		if (users_load(cfg->users_file, &cfg->users, why, sizeof(why)) < 0)
@@ -886,6 +893,7 @@ struct config *config_free(struct config *cfg)
 			free(*(char **)((char *)cfg + key->offset));
 	}
 	users_free(cfg->users);
+	auth_file_free(cfg->auth);
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
 		free(cfg->local_domains[i]);
 	for (size_t i = 0; i < cfg->dns_nameserver_count; i++)
@@ -978,7 +986,7 @@ bool config_is_relay_client(const struct config *cfg, const struct sockaddr *pee
 
 const char *config_tls_policy_name(enum config_tls_policy policy)
 {
-	static const char *const names[] = { "none", "may", "encrypt", "verify" };
+	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit" };
 
 	return (unsigned)policy < COUNT(names) ? names[policy] : "?";
 }

@@ -33,6 +33,7 @@
 #define CONFIG_MAX_LISTEN 16
 
 struct users_db;
+struct auth_file;
 struct dkim_key;
 
 /* One dkim.sign entry: mail whose From domain is domain or below it is
@@ -69,6 +70,7 @@ enum config_tls_policy {
 	CONFIG_TLS_MAY,       /* when offered; a failed handshake: retry in clear */
 	CONFIG_TLS_ENCRYPT,   /* TLS or nothing; any certificate */
 	CONFIG_TLS_VERIFY,    /* TLS with a certificate that verifies for the MX name */
+	CONFIG_TLS_IMPLICIT,  /* RFC 8314 (port 465): the handshake first, then the greeting; any certificate */
 };
 
 /* Per-destination-domain policy; the entry named "" holds the defaults. */
@@ -174,6 +176,8 @@ struct config {
 	int64_t domain_reap_interval_ms;
 	int64_t bounce_max_original_size;
 	char *tls_ca_file;                /* CA bundle/directory for "verify"; "" = none */
+	char *auth_file;                  /* next hops' SMTP AUTH credentials; "" = none */
+	struct auth_file *auth;           /* auth_file, loaded; NULL = none (owned) */
 
 	struct config_domain domain_default;
 	struct config_domain *domains;    /* in the file's order */
@@ -222,7 +226,7 @@ bool config_is_local_domain(const struct config *cfg, const char *domain);
 /* config_is_relay_client - may this peer relay to any domain? */
 bool config_is_relay_client(const struct config *cfg, const struct sockaddr *peer);
 
-/* config_tls_policy_name - "none", "may", "encrypt" or "verify". */
+/* config_tls_policy_name - "none", "may", "encrypt", "verify" or "implicit". */
 const char *config_tls_policy_name(enum config_tls_policy policy);
 
 /* config_keys_dump - print every key with its type and default. */

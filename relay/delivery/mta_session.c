@@ -513,13 +513,40 @@ static void ev_ready(void *arg)
 	mta_next(s);
 }
 
+/* mta_tls_begin - start the handshake on the connection (after the 220
+ * to STARTTLS, or at once under "implicit"). The ClientHello goes out
+ * with conn_start_tls; a failure is the TLS failure path. */
+static void mta_tls_begin(struct mta_session *s)
+{
+	const char *mx = session_mx(s);
+	struct tls_config *tc = mta_tls_client(s->dl);
+	bool verify = s->tls_policy == CONFIG_TLS_VERIFY;
+	/* SNI and the certificate check want a name; "[ip]" is none. */
+	const char *name = mx != NULL && mx[0] != '[' ? mx : NULL;
+	struct tls_session *ts = tc == NULL ? NULL :
+		tls_session_new(tc, verify ? TLS_VERIFY_REQUIRED : TLS_VERIFY_NONE, name);
+
+	s->tls = MTA_TLS_TRIED;
+	if (ts == NULL) {
+		mta_tls_failed(s, tc == NULL ? "no TLS client configuration" :
+				  verify && name == NULL ? "no host name to verify" :
+				  "cannot start a TLS session");
+		s->abort_reason = "TLS failed";
+		return;
+	}
+	conn_start_tls(s->conn, ts);
+	if (s->conn->tls_failed) {
+		mta_tls_failed(s, tls_strerror(ts));
+		s->abort_reason = "TLS failed";
+	}
+}
+
 /* ev_starttls - the reply to STARTTLS. On 220 the handshake starts at
  * once (the ClientHello goes out with conn_start_tls); a refusal leaves the
  * client READY, and ev_ready then goes on in clear or quits by policy. */
 static void ev_starttls(void *arg, bool ok, const struct smtp_client_result *r)
 {
 	struct mta_session *s = arg;
-	const char *mx = session_mx(s);
 
 	if (!ok) {
 		char quoted[REPLY_TEXT_MAX + 3], why[REPLY_TEXT_MAX];
@@ -534,25 +561,7 @@ static void ev_starttls(void *arg, bool ok, const struct smtp_client_result *r)
 		}
 		return;
 	}
-	struct tls_config *tc = mta_tls_client(s->dl);
-	bool verify = s->tls_policy == CONFIG_TLS_VERIFY;
-	/* SNI and the certificate check want a name; "[ip]" is none. */
-	const char *name = mx != NULL && mx[0] != '[' ? mx : NULL;
-	struct tls_session *ts = tc == NULL ? NULL :
-		tls_session_new(tc, verify ? TLS_VERIFY_REQUIRED : TLS_VERIFY_NONE, name);
-
-	if (ts == NULL) {
-		mta_tls_failed(s, tc == NULL ? "no TLS client configuration" :
-				  verify && name == NULL ? "no host name to verify" :
-				  "cannot start a TLS session");
-		s->abort_reason = "TLS failed";
-		return;
-	}
-	conn_start_tls(s->conn, ts);
-	if (s->conn->tls_failed) {
-		mta_tls_failed(s, tls_strerror(ts));
-		s->abort_reason = "TLS failed";
-	}
+	mta_tls_begin(s);
 }
 
 static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r)
@@ -817,6 +826,8 @@ static void out_open(struct conn *c)
 	s->abort_reason = NULL;
 	snprintf(s->tls_desc, sizeof(s->tls_desc), "none");
 	mta_enter_state(s, MTA_GREETING);
+	if (s->tls_policy == CONFIG_TLS_IMPLICIT)
+		mta_tls_begin(s);     /* RFC 8314: the handshake, then the greeting */
 	mta_pump(s);
 }
 
@@ -843,7 +854,10 @@ static void out_tls_ready(struct conn *c, bool ok)
 		 domain_name(s), session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
 		 info.protocol ? info.protocol : "?", info.cipher ? info.cipher : "?", info.verified,
 		 info.resumed);
-	smtp_client_restart_ehlo(s->client);
+	/* Under "implicit" the greeting comes next, over TLS; after
+	 * STARTTLS, EHLO again. */
+	if (smtp_client_state(s->client) == SMTP_CLIENT_TLS)
+		smtp_client_restart_ehlo(s->client);
 	mta_pump(s);
 }
 
