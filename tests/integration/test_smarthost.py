@@ -1,0 +1,298 @@
+#!/usr/bin/python3
+"""test_smarthost - relaying through an authenticating next hop (issue 17).
+
+The relay under test ("relay") hands every message to a next hop:
+
+- a second ringmaild ("upstream") with a submission listener (STARTTLS,
+  AUTH required before MAIL) and an implicit-TLS listener (smtps, no relay
+  without AUTH: its relay_networks is empty), which passes what it
+  accepts on to an aiosmtpd receiver;
+- a fake hop that offers AUTH but no STARTTLS and records every byte it
+  receives, to prove the credentials never go out in clear;
+- the aiosmtpd receiver directly, by a bare-IP relayhost and a bare-IP
+  route;
+- a relayhost that does not resolve (dnsmasq answers NXDOMAIN);
+- sender routes (delivery.sender_routes) that choose between two receivers.
+
+Certificates are made with openssl, the upstream's users file with
+ringmailctl, the auth file is written mode 0600. Every process is stopped
+by PID; the daemons must exit 0 without sanitizer reports. No timing
+asserts: waits poll the logs and the receivers.
+"""
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+import mailnet  # noqa: E402
+from inbound_common import DaemonTestCase, send_smtplib, wait_for  # noqa: E402
+from test_starttls import make_cert  # noqa: E402
+
+USER, PASSWORD = "alice", "alice-pw-42"
+RINGMAILD = os.path.join(harness.BIN, "ringmaild")
+
+
+def message(subject):
+    return ("From: app@src.test\r\nTo: bob@dest.test\r\nSubject: %s\r\n\r\nhello %s\r\n"
+            % (subject, subject)).encode()
+
+
+class NoTLSHop(mailnet.LineServer):
+    """NoTLSHop - an SMTP server that offers AUTH PLAIN LOGIN but not
+    STARTTLS, answers 250 to everything and keeps every byte it got."""
+
+    def __init__(self, ip, port):
+        self.received = bytearray()
+        super().__init__(ip, port, backlog=16)
+
+    def serve(self, c):
+        c.sendall(b"220 notls.test ESMTP\r\n")
+        for line in self.lines(c):
+            with self.lock:
+                self.received += line + b"\r\n"
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                c.sendall(b"250-notls.test\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n")
+            elif verb == b"QUIT":
+                c.sendall(b"221 bye\r\n")
+                c.close()
+                return
+            else:
+                c.sendall(b"250 ok\r\n")
+
+    def bytes(self):
+        with self.lock:
+            return bytes(self.received)
+
+
+class Smarthost(DaemonTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = tempfile.mkdtemp(prefix="ringmail-smarthost-")
+        cls.cert, cls.key = make_cert(cls.certs, "up", "upstream.test")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def setUp(self):
+        super().setUp()
+        self.receivers = []
+        self.servers = []
+
+    def tearDown(self):
+        for r in self.receivers:
+            r.stop()
+        for s in self.servers:
+            s.stop()
+        super().tearDown()
+
+    # --- helpers ----------------------------------------------------------
+
+    def receiver(self):
+        r = mailnet.Receiver("127.0.0.1", harness.free_port()).start()
+        self.receivers.append(r)
+        return r
+
+    def upstream(self, final):
+        """upstream - a ringmaild with submission (587-like) and smtps
+        (465-like) listeners that relays to final only for AUTH clients."""
+        users = os.path.join(self.tmp, "upstream-users")
+        r = subprocess.run([os.path.join(harness.BIN, "ringmailctl"), "users", "add",
+                            "--file", users, USER], input=PASSWORD + "\n",
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.sub_port = harness.free_port()
+        self.smtps_port = harness.free_port()
+        up = self.daemon(extra={
+            "tls": {"cert_file": self.cert, "key_file": self.key},
+            "users": {"file": users},
+            "relay_networks": [],
+            "submission": {"listen": ["127.0.0.1:%d" % self.sub_port]},
+            "smtps": {"listen": ["127.0.0.1:%d" % self.smtps_port]},
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % final.port, "min_backoff": "1s",
+                         "max_backoff": "2s"},
+        })
+        harness.wait_port("127.0.0.1", self.sub_port)
+        harness.wait_port("127.0.0.1", self.smtps_port)
+        return up
+
+    def auth_file(self, lines, mode=0o600):
+        path = os.path.join(self.tmp, "auth-%d" % len(os.listdir(self.tmp)))
+        with open(path, "w") as f:
+            f.write("# next hop credentials\n" + "".join(x + "\n" for x in lines))
+        os.chmod(path, mode)
+        return path
+
+    def relay(self, delivery, extra=None):
+        settings = {"delivery": dict({"min_backoff": "1h", "max_backoff": "2h"}, **delivery)}
+        settings.update(extra or {})
+        return self.daemon(extra=settings)
+
+    def wait_delivery(self, d, qid, status):
+        """wait_delivery - the first delivery line of qid, which must have status."""
+        want = "event=delivery id=%s " % qid
+        lines = wait_for(lambda: [x for x in d.log_text().splitlines() if want in x], timeout=60)
+        self.assertTrue(lines, "no delivery line for %s\n%s" % (qid, d.log_text()[-3000:]))
+        self.assertIn("status=%s " % status, lines[0], lines[0])
+        return lines[0]
+
+    def wait_received(self, receiver, subject):
+        got = wait_for(lambda: [m for m in receiver.handler.snapshot()
+                                if ("Subject: %s" % subject).encode() in m.content], timeout=60)
+        self.assertTrue(got, "%s never reached the receiver" % subject)
+        return got[0]
+
+    # --- through a second ringmaild, with AUTH -------------------------------
+
+    def test_587_starttls_auth_through_ringmaild(self):
+        final = self.receiver()
+        up = self.upstream(final)
+        hop = "127.0.0.1:%d" % self.sub_port          # a bare IP: never looked up
+        relay = self.relay({"relayhost": hop,
+                            "auth_file": self.auth_file(["%s %s:%s" % (hop, USER, PASSWORD)])})
+        qid = send_smtplib(relay, "app@src.test", ["bob@dest.test"], message("via 587"))
+        line = self.wait_delivery(relay, qid, "delivered")
+        self.assertIn("tls=TLSv1.2", line)
+        got = self.wait_received(final, "via 587")
+        self.assertEqual(got.rcpts, ["bob@dest.test"])
+        self.assertTrue([x for x in up.log_text().splitlines()
+                         if "event=auth " in x and 'user="%s"' % USER in x and "result=ok" in x],
+                        "the upstream saw no AUTH\n%s" % up.log_text()[-2000:])
+        self.assertIn("event=delivery_auth", relay.log_text())
+        for d in (relay, up):
+            self.assertNotIn(PASSWORD, d.log_text())
+        self.finish(relay)
+        self.finish(up)
+
+    def test_465_implicit_tls_auth_through_ringmaild(self):
+        final = self.receiver()
+        up = self.upstream(final)
+        hop = "[127.0.0.1]:%d" % self.smtps_port
+        relay = self.relay({"relayhost": hop, "tls": "implicit",
+                            "auth_file": self.auth_file(["%s %s:%s" % (hop, USER, PASSWORD)])})
+        qid = send_smtplib(relay, "app@src.test", ["bob@dest.test"], message("via 465"))
+        line = self.wait_delivery(relay, qid, "delivered")
+        self.assertIn("tls=TLSv1.2", line)
+        self.wait_received(final, "via 465")
+        up_log = up.log_text()
+        self.assertIn("implicit=1", up_log)
+        self.assertTrue([x for x in up_log.splitlines()
+                         if "event=auth " in x and 'user="%s"' % USER in x and "result=ok" in x],
+                        "the upstream saw no AUTH on its smtps listener\n%s" % up_log[-2000:])
+        self.assertNotIn(PASSWORD, relay.log_text())
+        self.finish(relay)
+        self.finish(up)
+
+    def test_wrong_password_defers_not_bounces(self):
+        final = self.receiver()
+        up = self.upstream(final)
+        hop = "[127.0.0.1]:%d" % self.sub_port
+        relay = self.relay({"relayhost": hop,
+                            "auth_file": self.auth_file(["%s %s:%s" % (hop, USER, "wrong-pw")])})
+        qid = send_smtplib(relay, "app@src.test", ["bob@dest.test"], message("wrong pw"))
+        line = self.wait_delivery(relay, qid, "deferred")
+        self.assertIn("dsn=4.7.0", line)
+        self.assertIn("535", line)
+        log = relay.log_text()
+        loud = [x for x in log.splitlines() if "event=delivery_auth" in x and "level=error" in x]
+        self.assertEqual(len(loud), 1, "want one loud line per hop:\n%s" % "\n".join(loud))
+        self.assertNotIn("wrong-pw", log)
+        self.assertNotIn("status=bounced", log)
+        self.assertEqual(final.handler.snapshot(), [])
+        self.finish(relay)
+        self.finish(up)
+
+    # --- a hop without STARTTLS never sees the credentials -------------------
+
+    def test_hop_without_starttls_never_gets_credentials(self):
+        port = harness.free_port()
+        hop_server = NoTLSHop("127.0.0.1", port)
+        self.servers.append(hop_server)
+        hop = "[127.0.0.1]:%d" % port
+        relay = self.relay({"relayhost": hop,
+                            "auth_file": self.auth_file(["%s %s:%s" % (hop, USER, PASSWORD)])})
+        qid = send_smtplib(relay, "app@src.test", ["bob@dest.test"], message("no tls"))
+        line = self.wait_delivery(relay, qid, "deferred")
+        self.assertIn("dsn=4.7.4", line)
+        seen = hop_server.bytes()
+        self.assertIn(b"EHLO", seen)
+        for secret in (PASSWORD.encode(), b"AUTH",
+                       base64.b64encode(b"\0" + USER.encode() + b"\0" + PASSWORD.encode()),
+                       base64.b64encode(PASSWORD.encode()), base64.b64encode(USER.encode())):
+            self.assertNotIn(secret, seen, "credentials sent in clear: %r" % seen)
+        self.assertNotIn(b"MAIL FROM", seen)
+        self.finish(relay)
+
+    # --- next hops written as IP literals, and one that does not resolve -----
+
+    def test_bare_ip_relayhost_and_route_deliver(self):
+        a, b = self.receiver(), self.receiver()
+        relay = self.relay({"relayhost": "127.0.0.1:%d" % a.port},
+                           {"domains": [{"name": "routed.test", "route": "127.0.0.1:%d" % b.port}],
+                            "dns": {"nameservers": ["127.0.0.1:%d" % harness.free_port()],
+                                    "timeout": "1s", "tries": 1}})
+        q1 = send_smtplib(relay, "app@src.test", ["x@dest.test"], message("bare relayhost"))
+        q2 = send_smtplib(relay, "app@src.test", ["y@routed.test"], message("bare route"))
+        self.wait_delivery(relay, q1, "delivered")
+        self.wait_delivery(relay, q2, "delivered")
+        self.assertEqual(self.wait_received(a, "bare relayhost").rcpts, ["x@dest.test"])
+        self.assertEqual(self.wait_received(b, "bare route").rcpts, ["y@routed.test"])
+        self.finish(relay)
+
+    def test_unresolvable_relayhost_defers(self):
+        dns = mailnet.Dnsmasq(self.tmp, ["host-record=known.test,127.0.0.1"]).start()
+        try:
+            relay = self.relay({"relayhost": "[nowhere.test]:2525"},
+                               {"dns": {"nameservers": [dns.ns]}})
+            qid = send_smtplib(relay, "app@src.test", ["bob@dest.test"], message("nowhere"))
+            line = self.wait_delivery(relay, qid, "deferred")
+            self.assertIn("dsn=4.4.4", line)
+            relay2 = self.relay({"relayhost": "nowhere.test:2525"},
+                                {"dns": {"nameservers": [dns.ns]}})
+            qid = send_smtplib(relay2, "app@src.test", ["bob@dest.test"], message("nowhere mx"))
+            line = self.wait_delivery(relay2, qid, "deferred")
+            self.assertIn("dsn=4.4.4", line)
+            for d in (relay, relay2):
+                self.assertNotIn("status=bounced", d.log_text())
+                self.finish(d)
+        finally:
+            dns.stop()
+
+    # --- the configuration check -------------------------------------------
+
+    def check_config(self, settings):
+        path = os.path.join(self.tmp, "check-%d.conf" % len(os.listdir(self.tmp)))
+        with open(path, "w") as f:
+            f.write(harness.render_config(settings))
+        return subprocess.run([RINGMAILD, "--check-config", path], capture_output=True,
+                              text=True, timeout=60)
+
+    def test_check_config_rejects_bad_next_hops_and_open_auth_files(self):
+        base = {"spool": {"dir": os.path.join(self.tmp, "spool-check")}}
+        for bad, why in (("10.0.0.256:25", "not an IPv4"), ("relay.test:99999", "bad port"),
+                         ("::1:25:x", "brackets"), ("[relay.test", "without ']'")):
+            r = self.check_config(dict(base, delivery={"relayhost": bad}))
+            self.assertNotEqual(r.returncode, 0, "%s accepted" % bad)
+            self.assertIn("delivery.relayhost", r.stderr + r.stdout)
+            self.assertIn(why, r.stderr + r.stdout)
+        r = self.check_config(dict(base, domains=[{"name": "a.test", "route": "a b"}]))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("domains[].route", r.stderr + r.stdout)
+        r = self.check_config(dict(base, delivery={"relayhost": "10.0.0.5:25"}))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        open_file = self.auth_file(["10.0.0.5:25 u:%s" % PASSWORD], mode=0o644)
+        r = self.check_config(dict(base, delivery={"relayhost": "10.0.0.5:25", "auth_file": open_file}))
+        self.assertNotEqual(r.returncode, 0, "an auth file others may read was accepted")
+        self.assertIn("delivery.auth_file", r.stderr + r.stdout)
+        self.assertIn("readable by group or others", r.stderr + r.stdout)
+        self.assertNotIn(PASSWORD, r.stderr + r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
