@@ -22,9 +22,11 @@ asserts: waits poll the logs and the receivers.
 import base64
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -70,6 +72,201 @@ class NoTLSHop(mailnet.LineServer):
             return bytes(self.received)
 
 
+POSTFIX = "/usr/sbin/postfix"
+DOVECOT = "/usr/sbin/dovecot"
+
+POSTFIX_MASTER_CF = """\
+{sub}       inet  n       -       n       -       -       smtpd
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_tls_auth_only=yes
+{smtps}     inet  n       -       n       -       -       smtpd
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_sasl_auth_enable=yes
+pickup    unix  n       -       n       60      1       pickup
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+def children_of(pid):
+    """children_of - PIDs whose parent is pid."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+class DovecotAuth:
+    """DovecotAuth - Dovecot with no mail protocols, only its auth service
+    on a loopback TCP port for Postfix's SASL (smtpd_sasl_type = dovecot);
+    users in a passwd-file. Runs in the foreground, stopped by PID."""
+
+    def __init__(self, tmp, users):
+        self.dir = os.path.join(tmp, "dovecot")
+        os.makedirs(os.path.join(self.dir, "run"))
+        os.makedirs(os.path.join(self.dir, "state"))
+        self.port = harness.free_port()
+        passwd = os.path.join(self.dir, "users")
+        with open(passwd, "w") as f:
+            for user, password in users.items():
+                f.write("%s:{PLAIN}%s\n" % (user, password))
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        with open(self.conf, "w") as f:
+            f.write("base_dir = %s/run\nstate_dir = %s/state\nlog_path = %s/dovecot.log\n"
+                    "protocols =\nssl = no\ndisable_plaintext_auth = no\n"
+                    "auth_mechanisms = plain login\n"
+                    "passdb {\n  driver = passwd-file\n  args = %s\n}\n"
+                    "userdb {\n  driver = static\n  args = uid=nobody gid=nogroup home=%s\n}\n"
+                    "service auth {\n  inet_listener {\n    address = 127.0.0.1\n    port = %d\n  }\n}\n"
+                    % (self.dir, self.dir, self.dir, passwd, self.dir, self.port))
+        self.proc = None
+
+    def start(self):
+        self.out = open(os.path.join(self.dir, "stdout"), "wb")
+        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf], stdout=self.out,
+                                     stderr=subprocess.STDOUT)
+        harness.wait_port("127.0.0.1", self.port, proc=self.proc)
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            self.out.close()
+            self.proc = None
+
+
+class PostfixUpstream:
+    """PostfixUpstream - a private Postfix with a submission service (STARTTLS
+    required, then SASL through Dovecot) and an smtps service (implicit TLS),
+    relaying only for authenticated clients, to relayhost final_port.
+    Stopped with "postfix stop", then by PID if anything is left."""
+
+    def __init__(self, tmp, cert, key, sasl_port, final_port):
+        self.dir = os.path.join(tmp, "postfix")
+        self.etc = os.path.join(self.dir, "etc")
+        self.queue = os.path.join(self.dir, "queue")
+        self.data = os.path.join(self.dir, "data")
+        for d in (self.etc, self.queue, self.data):
+            os.makedirs(d, exist_ok=True)
+        shutil.chown(self.data, "postfix", "postfix")
+        for d in (tmp, self.dir):
+            os.chmod(d, 0o755)
+        self.sub_port, self.smtps_port = harness.free_port(), harness.free_port()
+        self.maillog = os.path.join(self.dir, "maillog")
+        main = {
+            "compatibility_level": "3.6", "queue_directory": self.queue,
+            "data_directory": self.data, "mail_owner": "postfix", "setgid_group": "postdrop",
+            "myhostname": "postfix.upstream.test", "inet_interfaces": "127.0.0.1",
+            "inet_protocols": "ipv4", "mydestination": "", "local_recipient_maps": "",
+            "relay_domains": "", "mynetworks": "192.0.2.1/32",
+            "smtpd_relay_restrictions": "permit_sasl_authenticated, reject",
+            "smtpd_sasl_type": "dovecot", "smtpd_sasl_path": "inet:127.0.0.1:%d" % sasl_port,
+            "smtpd_tls_cert_file": cert, "smtpd_tls_key_file": key,
+            "smtpd_tls_loglevel": "1", "smtpd_sasl_authenticated_header": "yes",
+            "relayhost": "[127.0.0.1]:%d" % final_port, "smtp_tls_security_level": "none",
+            "alias_maps": "", "alias_database": "", "smtpd_peername_lookup": "no",
+            "biff": "no", "append_dot_mydomain": "no", "smtputf8_enable": "no",
+            "minimal_backoff_time": "1s", "maximal_backoff_time": "2s", "queue_run_delay": "1s",
+            "maillog_file": self.maillog, "maillog_file_prefixes": self.dir,
+            "notify_classes": "",
+        }
+        with open(os.path.join(self.etc, "main.cf"), "w") as f:
+            for k, v in main.items():
+                f.write("%s = %s\n" % (k, v))
+        with open(os.path.join(self.etc, "master.cf"), "w") as f:
+            f.write(POSTFIX_MASTER_CF.format(sub="127.0.0.1:%d" % self.sub_port,
+                                             smtps="127.0.0.1:%d" % self.smtps_port))
+        self.master = None
+        self.known = set()
+        self.started = False
+
+    def postfix(self, *args):
+        p = subprocess.run([POSTFIX, "-c", self.etc] + list(args), capture_output=True,
+                           text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError("postfix %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
+
+    def start(self):
+        self.postfix("check")
+        self.started = True
+        self.postfix("start")
+        pidfile = os.path.join(self.queue, "pid", "master.pid")
+        deadline = time.monotonic() + 20
+        while self.master is None and time.monotonic() < deadline:
+            try:
+                with open(pidfile) as f:
+                    self.master = int(f.read().strip())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        if self.master is None:
+            raise RuntimeError("postfix did not start")
+        self.known.add(self.master)
+        harness.wait_port("127.0.0.1", self.sub_port)
+        harness.wait_port("127.0.0.1", self.smtps_port)
+        return self
+
+    def log_text(self):
+        try:
+            with open(self.maillog, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if not self.started:
+            return
+        if self.master is not None:
+            self.known.update(children_of(self.master))
+        try:
+            self.postfix("stop")
+        except RuntimeError:
+            pass
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(os.path.exists("/proc/%d" % p)
+                                                  for p in self.known):
+            time.sleep(0.1)
+        for p in self.known:
+            if os.path.exists("/proc/%d" % p):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.started = False
+
+
 class Smarthost(DaemonTestCase):
     @classmethod
     def setUpClass(cls):
@@ -88,7 +285,7 @@ class Smarthost(DaemonTestCase):
     def tearDown(self):
         for r in self.receivers:
             r.stop()
-        for s in self.servers:
+        for s in reversed(self.servers):
             s.stop()
         super().tearDown()
 
@@ -207,6 +404,51 @@ class Smarthost(DaemonTestCase):
         self.assertEqual(final.handler.snapshot(), [])
         self.finish(relay)
         self.finish(up)
+
+    # --- through Postfix with Dovecot SASL -----------------------------------
+
+    def postfix_upstream(self, final):
+        dovecot = DovecotAuth(self.tmp, {USER: PASSWORD}).start()
+        self.servers.append(dovecot)
+        pf = PostfixUpstream(self.tmp, self.cert, self.key, dovecot.port, final.port)
+        self.servers.append(pf)
+        return pf.start()
+
+    def postfix_case(self, port_attr, tls, subject, password=PASSWORD):
+        final = self.receiver()
+        pf = self.postfix_upstream(final)
+        hop = "[127.0.0.1]:%d" % getattr(pf, port_attr)
+        delivery = {"relayhost": hop,
+                    "auth_file": self.auth_file(["%s %s:%s" % (hop, USER, password)])}
+        if tls:
+            delivery["tls"] = tls
+        relay = self.relay(delivery)
+        qid = send_smtplib(relay, "app@src.test", ["bob@dest.test"], message(subject))
+        return final, pf, relay, qid
+
+    def test_587_starttls_auth_through_postfix(self):
+        final, pf, relay, qid = self.postfix_case("sub_port", None, "postfix 587")
+        line = self.wait_delivery(relay, qid, "delivered")
+        self.assertIn("tls=TLSv1.2", line)
+        self.wait_received(final, "postfix 587")
+        self.assertIn("sasl_method=PLAIN, sasl_username=%s" % USER, pf.log_text())
+        self.finish(relay)
+
+    def test_465_implicit_tls_auth_through_postfix(self):
+        final, pf, relay, qid = self.postfix_case("smtps_port", "implicit", "postfix 465")
+        self.wait_delivery(relay, qid, "delivered")
+        self.wait_received(final, "postfix 465")
+        self.assertIn("sasl_username=%s" % USER, pf.log_text())
+        self.finish(relay)
+
+    def test_wrong_password_through_postfix_defers(self):
+        final, pf, relay, qid = self.postfix_case("sub_port", None, "postfix wrong", "nope")
+        line = self.wait_delivery(relay, qid, "deferred")
+        self.assertIn("535", line)
+        self.assertIn("dsn=4.7.0", line)
+        self.assertNotIn("status=bounced", relay.log_text())
+        self.assertEqual(final.handler.snapshot(), [])
+        self.finish(relay)
 
     # --- a hop without STARTTLS never sees the credentials -------------------
 
