@@ -155,6 +155,13 @@ static const struct config_key config_domain_keys[] = {
 	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt, verify or implicit" },
 };
 
+/* Keys of each entry of "delivery.sender_routes"; both are required. */
+#define ROFF(field) offsetof(struct config_sender_route, field)
+static const struct config_key config_sender_route_keys[] = {
+	{ "sender", KIND_STRING, ROFF(sender), 0, 0, NULL, "a sender address (user@example.com), domain (example.com) or parent domain (.example.com, its subdomains)" },
+	{ "route", KIND_STRING, ROFF(route), 0, 0, NULL, "the next hop for that sender's mail, written as delivery.relayhost; checked before any recipient domain's route" },
+};
+
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 struct config_error {
@@ -588,7 +595,10 @@ static int load_domains(struct config *cfg, config_setting_t *list, struct confi
 		}
 		if (d->name == NULL || d->name[0] == '\0')
 			return config_fail(e, "line %d: domains: entry %d has no name", gline, i + 1);
-		if (!normalise_domain(d->name))
+		/* ".example.com" names the subdomains of example.com (a parent
+		 * domain route, as in transport(5)). */
+		if (!normalise_domain(d->name + (d->name[0] == '.')) ||
+		    (d->name[0] == '.' && d->name[1] == '\0'))
 			return config_fail(e, "line %d: domains: entry %d: \"%s\" is not a domain name",
 					   gline, i + 1, d->name);
 		d->line = gline;
@@ -689,6 +699,56 @@ static int load_dkim_sign(struct config *cfg, config_setting_t *list, struct con
 	return 0;
 }
 
+/* load_sender_routes - the "delivery.sender_routes" list. */
+static int load_sender_routes(struct config *cfg, config_setting_t *list, struct config_error *e)
+{
+	int line = config_setting_source_line(list);
+
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return config_fail(e, "line %d: delivery.sender_routes: expects a list of groups: ( { sender = \"example.com\"; route = \"[smtp.example.net]:587\"; } )", line);
+	int n = config_setting_length(list);
+	cfg->sender_routes = xcalloc((size_t)n, sizeof(*cfg->sender_routes));
+	for (int i = 0; i < n; i++) {
+		config_setting_t *group = config_setting_get_elem(list, (unsigned)i);
+		struct config_sender_route *r = &cfg->sender_routes[i];
+		int gline = config_setting_source_line(group);
+
+		cfg->sender_route_count = (size_t)i + 1;
+		r->line = gline;
+		if (config_setting_type(group) != CONFIG_TYPE_GROUP)
+			return config_fail(e, "line %d: delivery.sender_routes: element %d is not a group", gline, i + 1);
+		for (int j = 0; j < config_setting_length(group); j++) {
+			config_setting_t *s = config_setting_get_elem(group, (unsigned)j);
+			const struct config_key *key = find_key(config_sender_route_keys,
+								COUNT(config_sender_route_keys), config_setting_name(s));
+			if (key == NULL)
+				return config_fail(e, "line %d: delivery.sender_routes: unknown key \"%s\"",
+						   config_setting_source_line(s), config_setting_name(s));
+			int rc = set_from_setting(r, cfg, key, s, e);
+			if (rc < 0)
+				return rc;
+		}
+		if (r->sender == NULL || r->route == NULL)
+			return config_fail(e, "line %d: delivery.sender_routes: entry %d needs sender and route", gline, i + 1);
+		char *domain = strrchr(r->sender, '@');
+		char *name = domain != NULL ? domain + 1 : r->sender + (r->sender[0] == '.');
+		if ((domain != NULL && (domain == r->sender || r->sender[0] == '.')) || !normalise_domain(name) ||
+		    (r->sender[0] == '.' && r->sender[1] == '\0'))
+			return config_fail(e, "line %d: delivery.sender_routes: entry %d: \"%s\" is not an address or domain",
+					   gline, i + 1, r->sender);
+		for (char *c = r->sender; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+		int rc = config_check_next_hop(r->route, "delivery.sender_routes[].route", gline, e);
+		if (rc < 0)
+			return rc;
+		for (int k = 0; k < i; k++)
+			if (strcmp(cfg->sender_routes[k].sender, r->sender) == 0)
+				return config_fail(e, "line %d: delivery.sender_routes: \"%s\" appears twice", gline, r->sender);
+	}
+	return 0;
+}
+
 /* load_group - check and apply every setting of a group of the file. */
 static int load_group(struct config *cfg, config_setting_t *group, const char *prefix,
 		      struct config_error *e)
@@ -702,7 +762,8 @@ static int load_group(struct config *cfg, config_setting_t *group, const char *p
 		const struct config_key *key = find_key(config_keys, COUNT(config_keys), path);
 		if (key != NULL) {
 			rc = set_from_setting(cfg, cfg, key, s, e);
-		} else if (strcmp(path, "domains") == 0 || strcmp(path, "dkim.sign") == 0) {
+		} else if (strcmp(path, "domains") == 0 || strcmp(path, "dkim.sign") == 0 ||
+			   strcmp(path, "delivery.sender_routes") == 0) {
 			rc = 0;   /* lists of groups, loaded after the rest */
 		} else if (config_setting_type(s) == CONFIG_TYPE_GROUP && is_group_prefix(path)) {
 			rc = load_group(cfg, s, path, e);
@@ -865,6 +926,9 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 			config_setting_t *domains = config_lookup(&file, "domains");
 			if (rc == 0 && domains != NULL)
 				rc = load_domains(cfg, domains, &e);
+			config_setting_t *sender_routes = config_lookup(&file, "delivery.sender_routes");
+			if (rc == 0 && sender_routes != NULL)
+				rc = load_sender_routes(cfg, sender_routes, &e);
 			config_setting_t *dkim_sign = config_lookup(&file, "dkim.sign");
 			if (rc == 0 && dkim_sign != NULL)
 				rc = load_dkim_sign(cfg, dkim_sign, &e);
@@ -902,6 +966,11 @@ struct config *config_free(struct config *cfg)
 		free(cfg->domains[i].name);
 		free(cfg->domains[i].route);
 	}
+	for (size_t i = 0; i < cfg->sender_route_count; i++) {
+		free(cfg->sender_routes[i].sender);
+		free(cfg->sender_routes[i].route);
+	}
+	free(cfg->sender_routes);
 	for (size_t i = 0; i < cfg->dkim_signer_count; i++) {
 		free(cfg->dkim_signers[i].domain);
 		free(cfg->dkim_signers[i].selector);
@@ -951,13 +1020,15 @@ static int domain_order(const char *name, const char *domain)
 	return name[n] == '\0' ? 0 : 1;
 }
 
-const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain)
+/* domain_index_find - the entry named exactly name (as a peer wrote it),
+ * or NULL. */
+static const struct config_domain *domain_index_find(const struct config *cfg, const char *name)
 {
 	size_t lo = 0, hi = cfg->domain_count;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = domain_order(cfg->domain_index[mid]->name, domain);
+		int c = domain_order(cfg->domain_index[mid]->name, name);
 		if (c == 0)
 			return cfg->domain_index[mid];
 		if (c < 0)
@@ -965,7 +1036,54 @@ const struct config_domain *config_domain_policy(const struct config *cfg, const
 		else
 			hi = mid;
 	}
-	return &cfg->domain_default;
+	return NULL;
+}
+
+/* config_domain_policy - the domain's own entry, else the nearest parent
+ * entry (".example.com" covers a.example.com and b.a.example.com, not
+ * example.com itself), else the defaults; as the resolver picks routes. */
+const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain)
+{
+	const struct config_domain *d = domain_index_find(cfg, domain);
+
+	for (const char *p = strchr(domain, '.'); d == NULL && p != NULL && p[1] != '\0'; p = strchr(p + 1, '.'))
+		d = domain_index_find(cfg, p);
+	return d != NULL ? d : &cfg->domain_default;
+}
+
+const char *config_sender_next_hop(const struct config *cfg, const char *sender)
+{
+	const char *at = sender != NULL ? strrchr(sender, '@') : NULL;
+	const char *best = NULL;
+	size_t best_len = 0;
+
+	if (at == NULL || cfg->sender_route_count == 0)
+		return NULL;
+	/* Most specific wins: the address, the domain, then the longest
+	 * parent; a few entries, so a scan. */
+	for (size_t i = 0; i < cfg->sender_route_count; i++) {
+		const struct config_sender_route *r = &cfg->sender_routes[i];
+		size_t n = strlen(r->sender), rank;
+		if (strchr(r->sender, '@') != NULL) {
+			if (strcasecmp(r->sender, sender) != 0)
+				continue;
+			rank = SIZE_MAX;
+		} else if (r->sender[0] == '.') {
+			size_t dl = strlen(at + 1);
+			if (dl <= n || strcasecmp(at + 1 + dl - n, r->sender) != 0)
+				continue;
+			rank = n;
+		} else {
+			if (strcasecmp(at + 1, r->sender) != 0)
+				continue;
+			rank = SIZE_MAX - 1;
+		}
+		if (best == NULL || rank > best_len) {
+			best = r->route;
+			best_len = rank;
+		}
+	}
+	return best;
 }
 
 bool config_is_local_domain(const struct config *cfg, const char *domain)
@@ -1007,6 +1125,9 @@ void config_keys_dump(FILE *out)
 	for (size_t i = 0; i < COUNT(config_domain_keys); i++)
 		fprintf(out, "domains[].%-32s %-18s %s\n", config_domain_keys[i].path,
 			kind_names[config_domain_keys[i].kind], config_domain_keys[i].help);
+	for (size_t i = 0; i < COUNT(config_sender_route_keys); i++)
+		fprintf(out, "delivery.sender_routes[].%-17s %-18s %s\n", config_sender_route_keys[i].path,
+			kind_names[config_sender_route_keys[i].kind], config_sender_route_keys[i].help);
 	for (size_t i = 0; i < COUNT(config_dkim_sign_keys); i++)
 		fprintf(out, "dkim.sign[].%-30s %-18s %s\n", config_dkim_sign_keys[i].path,
 			kind_names[config_dkim_sign_keys[i].kind], config_dkim_sign_keys[i].help);

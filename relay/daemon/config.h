@@ -84,6 +84,15 @@ struct config_domain {
 	int line;                         /* in the file, for errors */
 };
 
+/* delivery.sender_routes: mail from sender goes to route (a next hop),
+ * before any recipient domain's route (Postfix's
+ * sender_dependent_relayhost_maps). */
+struct config_sender_route {
+	char *sender;                     /* "user@example.com", "example.com" or ".example.com"; lower case */
+	char *route;                      /* next hop, as delivery.relayhost */
+	int line;
+};
+
 struct config {
 	/* process */
 	int64_t workers;                  /* 0 = one per online CPU */
@@ -179,6 +188,9 @@ struct config {
 	char *auth_file;                  /* next hops' SMTP AUTH credentials; "" = none */
 	struct auth_file *auth;           /* auth_file, loaded; NULL = none (owned) */
 
+	struct config_sender_route *sender_routes;   /* in the file's order */
+	size_t sender_route_count;
+
 	struct config_domain domain_default;
 	struct config_domain *domains;    /* in the file's order */
 	size_t domain_count;
@@ -219,6 +231,11 @@ struct config *config_free(struct config *cfg);
 /* config_domain_policy - the policy for a destination domain: its own
  * entry, or the defaults. Never NULL. */
 const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain);
+
+/* config_sender_next_hop - the next hop of delivery.sender_routes for a
+ * sender address: its own entry, else its domain's, else the nearest
+ * parent's (".example.com"); NULL when none applies (or sender is ""). */
+const char *config_sender_next_hop(const struct config *cfg, const char *sender);
 
 /* config_is_local_domain - is mail for this domain delivered locally? */
 bool config_is_local_domain(const struct config *cfg, const char *domain);
