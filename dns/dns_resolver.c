@@ -656,15 +656,46 @@ static void resolve_now(struct dns_route *route, dns_route_cb cb, void *arg)
 	dns_route_unref(route);
 }
 
+/* resolve_target - a next hop (relayhost, route, sender route): an IP
+ * is answered at once, a name is looked up (MX first unless bracketed). */
+static void resolve_target(struct dns_resolver *r, const char *target, dns_route_cb cb, void *arg)
+{
+	char key[300];
+	struct nexthop hop;
+	uint16_t port;
+
+	if (nexthop_parse(target, &hop, NULL, 0) < 0) {
+		/* --check-config refuses these; only a caller of the library
+		 * that skipped the check gets here. */
+		resolve_now(dns_route_failure(DNS_ROUTE_TEMPFAIL, 451, "4.3.5",
+			"bad static route %s", target), cb, arg);
+		return;
+	}
+	port = hop.port != 0 ? hop.port : r->opts.port;
+	if (hop.kind == NEXTHOP_ADDR) {
+		resolve_now(dns_route_address(&hop, port), cb, arg);
+		return;
+	}
+	/* "=host:port" looks up addresses only, "~host:port" MX first: two
+	 * keys, since the same host may be written both ways. */
+	snprintf(key, sizeof(key), "%c%s:%u", hop.kind == NEXTHOP_HOST ? '=' : '~', hop.host, port);
+	resolver_join(r, key, hop.host, hop.kind == NEXTHOP_HOST ? 1 : 0, port, cb, arg);
+}
+
+void dns_resolve_next_hop(struct dns_resolver *r, const char *target,
+	dns_route_cb cb, void *arg, int64_t now_ms)
+{
+	r->now_ms = now_ms;
+	resolve_target(r, target, cb, arg);
+}
+
 /* dns_resolve_route - literal, static route, or MX; see dns.h. */
 void dns_resolve_route(struct dns_resolver *r, const char *domain,
 	dns_route_cb cb, void *arg, int64_t now_ms)
 {
-	char name[256], key[300];
+	char name[256];
 	const char *target;
 	struct dns_route *route;
-	struct nexthop hop;
-	uint16_t port;
 
 	r->now_ms = now_ms;
 	if (domain[0] == '[') {
@@ -685,20 +716,5 @@ void dns_resolve_route(struct dns_resolver *r, const char *domain,
 		resolver_join(r, name, name, 0, r->opts.port, cb, arg);
 		return;
 	}
-	if (nexthop_parse(target, &hop, NULL, 0) < 0) {
-		/* --check-config refuses these; only a caller of the library
-		 * that skipped the check gets here. */
-		resolve_now(dns_route_failure(DNS_ROUTE_TEMPFAIL, 451, "4.3.5",
-			"bad static route %s", target), cb, arg);
-		return;
-	}
-	port = hop.port != 0 ? hop.port : r->opts.port;
-	if (hop.kind == NEXTHOP_ADDR) {
-		resolve_now(dns_route_address(&hop, port), cb, arg);
-		return;
-	}
-	/* "=host:port" looks up addresses only, "~host:port" MX first: two
-	 * keys, since the same host may be written both ways. */
-	snprintf(key, sizeof(key), "%c%s:%u", hop.kind == NEXTHOP_HOST ? '=' : '~', hop.host, port);
-	resolver_join(r, key, hop.host, hop.kind == NEXTHOP_HOST ? 1 : 0, port, cb, arg);
+	resolve_target(r, target, cb, arg);
 }

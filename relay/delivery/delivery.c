@@ -177,7 +177,10 @@ void domain_kick(struct delivery *dl, struct qdomain *d)
 	}
 	d->resolving = true;
 	d->want = k.open;
-	dns_resolve_route(dl->resolver, d->name, route_ready, d, w->now_ms);
+	if (d->hop != NULL)
+		dns_resolve_next_hop(dl->resolver, d->hop, route_ready, d, w->now_ms);
+	else
+		dns_resolve_route(dl->resolver, d->name, route_ready, d, w->now_ms);
 }
 
 /* ---- the resolver in the ring ---------------------------------------- */

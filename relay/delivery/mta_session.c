@@ -226,11 +226,14 @@ static enum mta_state mta_state_of(enum smtp_client_state cs)
 
 /* ---- the next hop and its credentials ----------------------------------- */
 
-/* mta_hop_of - the next hop of domain as written in the config (its route,
- * else delivery.relayhost), or NULL when mail goes to the MX hosts. */
-static const char *mta_hop_of(const struct config *cfg, const char *domain)
+/* mta_hop_of - the next hop of d as written in the config (its sender
+ * route, its route, else delivery.relayhost), or NULL when mail goes to
+ * the MX hosts. */
+static const char *mta_hop_of(const struct config *cfg, const struct qdomain *d)
 {
-	const char *route = config_domain_policy(cfg, domain)->route;
+	if (d->hop != NULL)
+		return d->hop;
+	const char *route = config_domain_policy(cfg, d->name)->route;
 
 	if (route != NULL && route[0] != '\0')
 		return route;
@@ -239,12 +242,12 @@ static const char *mta_hop_of(const struct config *cfg, const char *domain)
 
 /* mta_policy_of - domain's TLS policy; a next hop with credentials gets
  * at least "encrypt": a password never goes out in clear. */
-static enum config_tls_policy mta_policy_of(const struct config *cfg, const char *domain)
+static enum config_tls_policy mta_policy_of(const struct config *cfg, const struct qdomain *d)
 {
-	enum config_tls_policy p = config_domain_policy(cfg, domain)->tls;
+	enum config_tls_policy p = config_domain_policy(cfg, d->name)->tls;
 
 	if ((p == CONFIG_TLS_NONE || p == CONFIG_TLS_MAY) &&
-	    auth_file_find(cfg->auth, mta_hop_of(cfg, domain)) != NULL)
+	    auth_file_find(cfg->auth, mta_hop_of(cfg, d)) != NULL)
 		return CONFIG_TLS_ENCRYPT;
 	return p;
 }
@@ -264,9 +267,9 @@ static void wipe_free(char **p)
 }
 
 /* mta_auth_setup - the connection's next hop and its credentials. */
-static void mta_auth_setup(struct mta_session *s, const struct config *cfg, const char *domain)
+static void mta_auth_setup(struct mta_session *s, const struct config *cfg, const struct qdomain *d)
 {
-	const char *hop = mta_hop_of(cfg, domain);
+	const char *hop = mta_hop_of(cfg, d);
 	const struct auth_cred *cred = auth_file_find(cfg->auth, hop);
 
 	free(s->hop);
@@ -368,9 +371,9 @@ static bool mta_begin(struct mta_session *s, struct qitem *it)
 static bool mta_compatible(const struct mta_session *s, const struct qdomain *d)
 {
 	const struct config *cfg = s->dl->w->cfg;
-	enum config_tls_policy policy = mta_policy_of(cfg, d->name);
+	enum config_tls_policy policy = mta_policy_of(cfg, d);
 
-	if (policy != s->tls_policy || !same_text(mta_hop_of(cfg, d->name), s->hop))
+	if (policy != s->tls_policy || !same_text(mta_hop_of(cfg, d), s->hop))
 		return false;     /* another next hop may log in as someone else */
 	if (policy != CONFIG_TLS_VERIFY)
 		return true;
@@ -980,8 +983,8 @@ static void out_open(struct conn *c)
 	};
 
 	s->client = smtp_client_new(&cfg);
-	mta_auth_setup(s, s->dl->w->cfg, s->d->name);
-	s->tls_policy = mta_policy_of(s->dl->w->cfg, s->d->name);
+	mta_auth_setup(s, s->dl->w->cfg, s->d);
+	s->tls_policy = mta_policy_of(s->dl->w->cfg, s->d);
 	s->tls = MTA_TLS_CLEAR;
 	s->failed = s->explained = false;
 	s->abort_reason = NULL;

@@ -506,6 +506,29 @@ class Smarthost(DaemonTestCase):
         finally:
             dns.stop()
 
+    # --- sender routes choose the hop ------------------------------------------
+
+    def test_sender_routes_pick_the_hop(self):
+        default, tenant, parent, boss = (self.receiver() for _ in range(4))
+        relay = self.relay(
+            {"relayhost": "[127.0.0.1]:%d" % default.port,
+             "sender_routes": [
+                 {"sender": "tenant-a.test", "route": "127.0.0.1:%d" % tenant.port},
+                 {"sender": ".tenants.test", "route": "[127.0.0.1]:%d" % parent.port},
+                 {"sender": "boss@tenant-a.test", "route": "127.0.0.1:%d" % boss.port}]},
+            {"domains": [{"name": ".dest.test", "route": "[127.0.0.1]:%d" % default.port}]})
+        cases = (("app@tenant-a.test", tenant, "s tenant"), ("x@eu.tenants.test", parent, "s parent"),
+                 ("boss@Tenant-A.test", boss, "s boss"), ("app@other.test", default, "s default"))
+        for sender, want, subject in cases:
+            qid = send_smtplib(relay, sender, ["bob@sub.dest.test"], message(subject))
+            self.wait_delivery(relay, qid, "delivered")
+            got = self.wait_received(want, subject)
+            self.assertEqual(got.sender.lower(), sender.lower())
+        for r in (default, tenant, parent, boss):
+            self.assertEqual(len(r.handler.snapshot()), 1,
+                             "receiver %d got %d messages" % (r.port, len(r.handler.snapshot())))
+        self.finish(relay)
+
     # --- the configuration check -------------------------------------------
 
     def check_config(self, settings):

@@ -513,6 +513,8 @@ static void world_fini(void)
 		free(fx.conns[i]);
 	for (size_t i = 0; i < fx.nitems; i++)
 		free(fx.items[i]);
+	if (d != NULL)
+		free(d->hop);
 	free(d);
 	d = NULL;
 	memset(&fx, 0, sizeof(fx));
@@ -1712,4 +1714,35 @@ Test(mta_session, implicit_tls_failure_is_a_failed_host)
 	cr_assert_str_eq(fx.defer_status, "4.7.5");
 	cr_assert_eq(fx.ndone, 0);
 	cr_assert_eq(fx.conns[0]->out_len, 0, "bytes sent in clear under implicit");
+}
+
+/* A sender route's hop (qdomain.hop) wins over the relayhost: its
+ * credentials are used, and a session for it carries no mail of the same
+ * domain routed elsewhere. */
+Test(mta_session, sender_route_hop_logs_in_with_its_credentials)
+{
+	with_credentials();
+	cfg.relayhost = "[plain.relay.test]:25";     /* no credentials */
+	d->hop = strdup(HOP);
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	greet(fc, EHLO_AUTH_TLS);
+	tls_up(fc, EHLO_AUTH);
+	expect_sent(fc, AUTH_LINE);
+	server(fc, "235 ok\r\n");
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+	expect_state("idle");
+	struct qdomain *plain = calloc(1, sizeof(*plain) + sizeof(DOMAIN));
+	cr_assert_not_null(plain);
+	memcpy(plain->name, DOMAIN, sizeof(DOMAIN));
+	plain->dl = &dl;
+	plain->items.next = plain->items.prev = &plain->items;
+	struct qdest *dest = NULL;
+	for (size_t i = 0; i < dl.dest_buckets && dest == NULL; i++)
+		dest = dl.dests[i];
+	cr_assert_not_null(dest);
+	cr_assert_not(mta_session_reuse(dest, plain), "a session of another hop was reused");
+	free(plain);
 }
