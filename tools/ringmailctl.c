@@ -50,10 +50,16 @@ static int run_resolve(int argc, char **argv)
 		"--route", "--relayhost",
 	};
 
-	for (int i = 1; i < argc; i++)
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--offline") == 0) {
+			/* no daemon at all: the defaults (/etc/resolv.conf, MX) */
+			memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
+			return dns_resolve_main(argc - 1, argv);
+		}
 		for (size_t k = 0; k < sizeof(offline) / sizeof(offline[0]); k++)
 			if (strcmp(argv[i], offline[k]) == 0)
 				return dns_resolve_main(argc, argv);
+	}
 	return control_cli_main(argc, argv);
 }
 
@@ -67,7 +73,7 @@ static const struct command commands[] = {
 	{ "reload", control_cli_main, "reload", true },
 	{ "resolve", run_resolve,
 	  "resolve DOMAIN [--sender ADDR]   (the daemon's relayhost, routes, sender routes, nameservers)\n"
-	  "  ringmailctl resolve [--nameserver ADDR[:PORT]]... [--port N] [--ipv4|--ipv6|--both] [--timeout S] [--tries N]\n"
+	  "  ringmailctl resolve [--offline] [--nameserver ADDR[:PORT]]... [--port N] [--ipv4|--ipv6|--both] [--timeout S] [--tries N]\n"
 	  "                      [--route DOMAIN=TARGET]... [--relayhost TARGET] DOMAIN...   (offline)", true },
 	{ "spool", run_spool, "spool dump [--json] SPOOL_DIR", false },
 	{ "users", users_cli_main,
