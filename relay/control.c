@@ -159,6 +159,9 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 		if (i + 1 >= n || strchr(words[i + 1], '=') != NULL || strlen(words[i + 1]) >= sizeof(req->domain))
 			return parse_fail(err, errlen, "%s", "resolve: want DOMAIN [sender=ADDR]");
 		snprintf(req->domain, sizeof(req->domain), "%s", words[i + 1]);
+		for (char *c = req->domain; *c; c++)     /* the request's promise: lower case */
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
 		for (size_t k = i + 2; k < n; k++) {
 			if (strncmp(words[k], "sender=", 7) != 0 || strlen(words[k] + 7) >= sizeof(req->sender))
 				return parse_fail(err, errlen, "resolve: unexpected argument \"%s\"", words[k]);
