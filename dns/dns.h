@@ -140,6 +140,12 @@ void dns_resolver_on_timer(struct dns_resolver *r, int64_t now_ms);
 void dns_resolve_route(struct dns_resolver *r, const char *domain,
 	dns_route_cb cb, void *arg, int64_t now_ms);
 
+/* dns_resolve_next_hop - where mail for a next hop goes ("host[:port]",
+ * "[host]:port", "ip:port", "[ipv6]:port"; a sender route): as for a
+ * domain with that static route. */
+void dns_resolve_next_hop(struct dns_resolver *r, const char *target,
+	dns_route_cb cb, void *arg, int64_t now_ms);
+
 void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out);
 
 struct dns_route *dns_route_ref(const struct dns_route *route);

@@ -103,6 +103,13 @@ void dns_route_finish(struct dns_route *route, const char *domain,
 /* dns_route_literal - "[1.2.3.4]" or "[IPv6:::1]" (optionally ":port"
  * after the bracket when allow_port) to a route; NULL if not a literal. */
 struct dns_route *dns_route_literal(const char *text, uint16_t port, int allow_port);
+/* dns_route_address - a one-host route "[ip]" to a next hop that is an
+ * IP literal (nexthop.h), at port. */
+struct nexthop;
+struct dns_route *dns_route_address(const struct nexthop *hop, uint16_t port);
+/* dns_route_next_hop_failure - turn a permanent failure of a next hop's
+ * lookup into a temporary one (451 4.4.4). */
+void dns_route_next_hop_failure(struct dns_route *route, const char *host);
 /* dns_route_target_parse - split "host[:port]" into host and port.
  * Returns 0 or -EINVAL. */
 int dns_route_target_parse(const char *target, char *host, size_t hostlen,

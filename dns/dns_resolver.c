@@ -25,6 +25,7 @@
 
 #include "dns_internal.h"
 #include "log.h"
+#include "nexthop.h"
 #include "xalloc.h"
 
 struct dns_waiter {
@@ -38,6 +39,7 @@ struct dns_job {
 	struct dns_cache_entry *entry;
 	char name[256];			/* domain, or static host */
 	int host_only;			/* static route: no MX query */
+	int next_hop;			/* a relayhost or route: never bounces */
 	uint16_t port;
 	struct dns_waiter *waiters, **waiters_tail;
 	struct dns_route *route;
@@ -382,6 +384,8 @@ static void job_finish(struct dns_job *job)
 	int64_t keep_ms;
 
 	dns_route_finish(route, job->name, job->implicit, job->any_tempfail);
+	if (job->next_hop)
+		dns_route_next_hop_failure(route, job->name);
 	keep_ms = route_cache_ms(r, route);
 	if (route->status != DNS_ROUTE_OK)
 		r->stats.failures++;
@@ -624,6 +628,7 @@ static void resolver_join(struct dns_resolver *r, const char *key, const char *n
 	job->r = r;
 	snprintf(job->name, sizeof(job->name), "%s", name);
 	job->host_only = host_only;
+	job->next_hop = key[0] == '=' || key[0] == '~';
 	job->port = port;
 	job->waiters = w;
 	job->waiters_tail = &w->next;
@@ -651,14 +656,46 @@ static void resolve_now(struct dns_route *route, dns_route_cb cb, void *arg)
 	dns_route_unref(route);
 }
 
+/* resolve_target - a next hop (relayhost, route, sender route): an IP
+ * is answered at once, a name is looked up (MX first unless bracketed). */
+static void resolve_target(struct dns_resolver *r, const char *target, dns_route_cb cb, void *arg)
+{
+	char key[300];
+	struct nexthop hop;
+	uint16_t port;
+
+	if (nexthop_parse(target, &hop, NULL, 0) < 0) {
+		/* --check-config refuses these; only a caller of the library
+		 * that skipped the check gets here. */
+		resolve_now(dns_route_failure(DNS_ROUTE_TEMPFAIL, 451, "4.3.5",
+			"bad static route %s", target), cb, arg);
+		return;
+	}
+	port = hop.port != 0 ? hop.port : r->opts.port;
+	if (hop.kind == NEXTHOP_ADDR) {
+		resolve_now(dns_route_address(&hop, port), cb, arg);
+		return;
+	}
+	/* "=host:port" looks up addresses only, "~host:port" MX first: two
+	 * keys, since the same host may be written both ways. */
+	snprintf(key, sizeof(key), "%c%s:%u", hop.kind == NEXTHOP_HOST ? '=' : '~', hop.host, port);
+	resolver_join(r, key, hop.host, hop.kind == NEXTHOP_HOST ? 1 : 0, port, cb, arg);
+}
+
+void dns_resolve_next_hop(struct dns_resolver *r, const char *target,
+	dns_route_cb cb, void *arg, int64_t now_ms)
+{
+	r->now_ms = now_ms;
+	resolve_target(r, target, cb, arg);
+}
+
 /* dns_resolve_route - literal, static route, or MX; see dns.h. */
 void dns_resolve_route(struct dns_resolver *r, const char *domain,
 	dns_route_cb cb, void *arg, int64_t now_ms)
 {
-	char name[256], key[300];
+	char name[256];
 	const char *target;
 	struct dns_route *route;
-	uint16_t port;
 
 	r->now_ms = now_ms;
 	if (domain[0] == '[') {
@@ -679,19 +716,5 @@ void dns_resolve_route(struct dns_resolver *r, const char *domain,
 		resolver_join(r, name, name, 0, r->opts.port, cb, arg);
 		return;
 	}
-	if (target[0] == '[') {
-		route = dns_route_literal(target, r->opts.port, 1);
-		if (route == NULL)
-			route = dns_route_failure(DNS_ROUTE_TEMPFAIL, 451, "4.3.5",
-				"bad static route %s", target);
-		resolve_now(route, cb, arg);
-		return;
-	}
-	if (dns_route_target_parse(target, name, sizeof(name), &port, r->opts.port) < 0) {
-		resolve_now(dns_route_failure(DNS_ROUTE_TEMPFAIL, 451, "4.3.5",
-			"bad static route %s", target), cb, arg);
-		return;
-	}
-	snprintf(key, sizeof(key), "=%s:%u", name, port);
-	resolver_join(r, key, name, 1, port, cb, arg);
+	resolve_target(r, target, cb, arg);
 }

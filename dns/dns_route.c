@@ -18,6 +18,7 @@
 
 #include "dns_internal.h"
 #include "log.h"
+#include "nexthop.h"
 #include "xalloc.h"
 
 /* dns_rng_next - xorshift64*; tests seed it to make shuffles repeatable. */
@@ -422,4 +423,47 @@ char *dns_addr_format(const union dns_addr *addr, char *buf, size_t size)
 	if (inet_ntop(addr->sa.sa_family, raw, buf, (socklen_t)size) == NULL)
 		snprintf(buf, size, "?");
 	return buf;
+}
+
+/* dns_route_address - the route to a next hop that is an IP literal: one
+ * host "[ip]" with the address, no DNS (issue 17: "10.0.0.5:25" used to
+ * be looked up as a host name and bounced). */
+struct dns_route *dns_route_address(const struct nexthop *hop, uint16_t port)
+{
+	struct dns_route *route = dns_route_new();
+	union dns_addr addr;
+	char name[NEXTHOP_NAME_MAX + 2];
+	size_t h;
+
+	memset(&addr, 0, sizeof(addr));
+	if (hop->family == AF_INET6) {
+		addr.sin6.sin6_family = AF_INET6;
+		addr.sin6.sin6_port = htons(port);
+		addr.sin6.sin6_addr = hop->addr.v6;
+	} else {
+		addr.sin.sin_family = AF_INET;
+		addr.sin.sin_port = htons(port);
+		addr.sin.sin_addr = hop->addr.v4;
+	}
+	snprintf(name, sizeof(name), "[%s]", hop->host);
+	route->ttl_s = 0;
+	h = dns_route_add_host(route, name, 0, port);
+	route->hosts[h].addrs = xmalloc(sizeof(addr));
+	route->hosts[h].addrs[0] = addr;
+	route->hosts[h].addr_count = 1;
+	return route;
+}
+
+/* dns_route_next_hop_failure - a relayhost or route that does not resolve
+ * is our configuration or the DNS, never the recipient's fault: defer
+ * (4.4.4) and retry, as Postfix does, instead of bouncing. */
+void dns_route_next_hop_failure(struct dns_route *route, const char *host)
+{
+	char text[sizeof(route->text)];
+
+	if (route->status != DNS_ROUTE_PERMFAIL)
+		return;
+	snprintf(text, sizeof(text), "%s", route->text);
+	route_fail(route, DNS_ROUTE_TEMPFAIL, 451, "4.4.4", "next hop %s cannot be resolved: %s",
+		   host, text);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "delivery.h"
 #include "log.h"
 #include "metrics.h"
 #include "xalloc.h"
@@ -151,6 +152,23 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 			return parse_fail(err, errlen, "%s", "addresses: takes no arguments");
 		return 0;
 	}
+	if (strcmp(words[i], "resolve") == 0) {
+		req->command = CONTROL_RESOLVE;
+		if (req->json)
+			return parse_fail(err, errlen, "%s", "resolve: no json output");
+		if (i + 1 >= n || strchr(words[i + 1], '=') != NULL || strlen(words[i + 1]) >= sizeof(req->domain))
+			return parse_fail(err, errlen, "%s", "resolve: want DOMAIN [sender=ADDR]");
+		snprintf(req->domain, sizeof(req->domain), "%s", words[i + 1]);
+		for (char *c = req->domain; *c; c++)     /* the request's promise: lower case */
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+		for (size_t k = i + 2; k < n; k++) {
+			if (strncmp(words[k], "sender=", 7) != 0 || strlen(words[k] + 7) >= sizeof(req->sender))
+				return parse_fail(err, errlen, "resolve: unexpected argument \"%s\"", words[k]);
+			snprintf(req->sender, sizeof(req->sender), "%s", words[k] + 7);
+		}
+		return 0;
+	}
 	if (strcmp(words[i], "stats") == 0 || strcmp(words[i], "reload") == 0) {
 		req->command = words[i][0] == 's' ? CONTROL_STATS : CONTROL_RELOAD;
 		if (i + 1 != n)
@@ -194,6 +212,7 @@ struct control_session {
 	bool away;                     /* q is on another worker */
 	bool wait_drain;               /* the next step when the socket took the rows */
 	bool answered;                 /* a request was read */
+	bool resolving;                /* the resolver holds s: freed by its answer */
 	struct control_session *next_reloading;
 };
 
@@ -430,6 +449,60 @@ static void session_reload(struct worker *w, struct control_session *s)
 	kill(getpid(), SIGHUP);
 }
 
+/* resolve_answer - the route for a resolve request: its hosts and
+ * addresses, then the last line. A session whose client left meanwhile
+ * only ends here. */
+static void resolve_answer(const struct dns_route *route, void *arg)
+{
+	struct control_session *s = arg;
+	char line[700], addr[64];
+
+	s->resolving = false;
+	if (s->c == NULL) {
+		session_free(s);
+		return;
+	}
+	if (route->status != DNS_ROUTE_OK) {
+		session_end(s, "-- error %s %d %s %s", dns_route_status_name(route->status), route->smtp_code,
+			    route->enhanced, route->text);
+		return;
+	}
+	for (size_t i = 0; i < route->host_count; i++) {
+		const struct dns_host *h = &route->hosts[i];
+		int n = snprintf(line, sizeof(line), "  mx %d %s port %u:", h->preference, h->name, h->port);
+		for (size_t j = 0; j < h->addr_count && n < (int)sizeof(line) - 70; j++)
+			n += snprintf(line + n, sizeof(line) - (size_t)n, " %s", dns_addr_format(&h->addrs[j], addr, sizeof(addr)));
+		snprintf(line + n, sizeof(line) - (size_t)n, "\n");
+		conn_write(s->c, line, strlen(line));
+	}
+	session_end(s, "-- ok ttl=%u", route->ttl_s);
+}
+
+/* session_resolve - what the running daemon would do with mail for a
+ * domain (and sender): the rule, the next hop, the nameservers, then the
+ * route from worker 0's resolver (its cache, or a lookup). */
+static void session_resolve(struct worker *w, struct control_session *s, const struct control_request *req)
+{
+	const struct config *cfg = w->cfg;
+	const char *via, *hop;
+	char line[900];
+	int n;
+
+	via = delivery_next_hop(w, req->domain, req->sender, &hop);
+	n = snprintf(line, sizeof(line), "%s%s%s via=%s next_hop=%s nameservers=", req->domain,
+		     req->sender[0] ? " sender=" : "", req->sender, via, hop != NULL ? hop : "-");
+	for (size_t i = 0; i < cfg->dns_nameserver_count && n < (int)sizeof(line) - 80; i++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%s%s", i ? "," : "", cfg->dns_nameservers[i]);
+	snprintf(line + n, sizeof(line) - (size_t)n, "%s\n", cfg->dns_nameserver_count ? "" : "resolv.conf");
+	conn_write(s->c, line, strlen(line));
+	log_info("control", "command=resolve domain=%s", req->domain);
+	s->resolving = true;
+	if (!delivery_resolve(w, req->domain, req->sender, resolve_answer, s)) {
+		s->resolving = false;
+		session_end(s, strcmp(via, "local") == 0 ? "-- ok local delivery" : "-- error no resolver on this worker");
+	}
+}
+
 /* session_request - one request line. */
 static void session_request(struct worker *w, struct control_session *s, const char *line)
 {
@@ -460,6 +533,9 @@ static void session_request(struct worker *w, struct control_session *s, const c
 	}
 	case CONTROL_RELOAD:
 		session_reload(w, s);
+		break;
+	case CONTROL_RESOLVE:
+		session_resolve(w, s, &req);
 		break;
 	}
 }
@@ -552,6 +628,8 @@ static void control_close(struct conn *c)
 	c->proto = NULL;
 	s->c = NULL;
 	reloading_remove(c->w->control, s);
+	if (s->resolving)
+		return;                      /* resolve_answer frees it */
 	if (s->away)
 		return;                      /* query_home finishes it */
 	if (s->q == NULL) {

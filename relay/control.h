@@ -14,6 +14,8 @@
  *   [json] domains [domain=D]                         per domain: items, connections, backoff
  *   [json] stats                                      the metrics, summed
  *   reload                                            SIGHUP, and its result
+ *   resolve DOMAIN [sender=ADDR]                      the next hop and its route, as
+ *                                                     the running configuration decides
  *
  * The answer is rows (aligned text, or one JSON object per line after
  * "json"), then one last line: "-- ok[ TEXT]" or "-- error TEXT".
@@ -38,13 +40,14 @@
 
 #define CONTROL_MAX_LINE 1024
 
-enum control_command { CONTROL_QUEUE, CONTROL_DOMAINS, CONTROL_STATS, CONTROL_RELOAD };
+enum control_command { CONTROL_QUEUE, CONTROL_DOMAINS, CONTROL_STATS, CONTROL_RELOAD, CONTROL_RESOLVE };
 
 struct control_request {
 	enum control_command command;
 	enum queue_action action;           /* CONTROL_QUEUE; QUEUE_DOMAINS for domains */
 	char queue_id[32];
 	char domain[256];                   /* lower case */
+	char sender[320];                   /* CONTROL_RESOLVE: "" = any */
 	bool deferred_only, held_only, json;
 };
 

@@ -39,6 +39,30 @@ static int run_spool(int argc, char **argv)
 	return 2;
 }
 
+/* run_resolve - "resolve DOMAIN [--sender ADDR]" asks the running daemon
+ * (its relayhost, routes, sender routes, nameservers and cache); with any
+ * of the resolver's own options it is the offline tool, which knows only
+ * what its options say. */
+static int run_resolve(int argc, char **argv)
+{
+	static const char *const offline[] = {
+		"--nameserver", "--port", "--ipv4", "--ipv6", "--both", "--timeout", "--tries",
+		"--route", "--relayhost",
+	};
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--offline") == 0) {
+			/* no daemon at all: the defaults (/etc/resolv.conf, MX) */
+			memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
+			return dns_resolve_main(argc - 1, argv);
+		}
+		for (size_t k = 0; k < sizeof(offline) / sizeof(offline[0]); k++)
+			if (strcmp(argv[i], offline[k]) == 0)
+				return dns_resolve_main(argc, argv);
+	}
+	return control_cli_main(argc, argv);
+}
+
 static const struct command commands[] = {
 	{ "queue", control_cli_main,
 	  "queue list|show|summary|flush|delete|bounce|hold|release [ID] [--domain D] [--deferred|--held] [--json]",
@@ -47,9 +71,10 @@ static const struct command commands[] = {
 	{ "addresses", control_cli_main, "addresses [--json]", true },
 	{ "stats", control_cli_main, "stats [--json]", true },
 	{ "reload", control_cli_main, "reload", true },
-	{ "resolve", dns_resolve_main,
-	  "resolve [--nameserver ADDR[:PORT]]... [--port N] [--ipv4|--ipv6|--both] [--timeout S] [--tries N]\n"
-	  "                      [--route DOMAIN=TARGET]... [--relayhost TARGET] DOMAIN...", false },
+	{ "resolve", run_resolve,
+	  "resolve DOMAIN [--sender ADDR]   (the daemon's relayhost, routes, sender routes, nameservers)\n"
+	  "  ringmailctl resolve [--offline] [--nameserver ADDR[:PORT]]... [--port N] [--ipv4|--ipv6|--both] [--timeout S] [--tries N]\n"
+	  "                      [--route DOMAIN=TARGET]... [--relayhost TARGET] DOMAIN...   (offline)", true },
 	{ "spool", run_spool, "spool dump [--json] SPOOL_DIR", false },
 	{ "users", users_cli_main,
 	  "users add|passwd|del|verify [--file PATH] [--scheme S] NAME | users check [--file PATH]", false },

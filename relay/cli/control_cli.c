@@ -157,10 +157,11 @@ int control_cli_main(int argc, char **argv)
 		{ "deferred", no_argument, NULL, 'D' },
 		{ "held", no_argument, NULL, 'H' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "sender", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *sock = NULL, *cfg_path = NULL, *domain = NULL;
+	const char *sock = NULL, *cfg_path = NULL, *domain = NULL, *sender = NULL;
 	bool deferred = false, held = false, json = false;
 	char line[CONTROL_MAX_LINE + 1] = "", word[300], path[256];
 	int opt;
@@ -174,6 +175,7 @@ int control_cli_main(int argc, char **argv)
 		case 'D': deferred = true; break;
 		case 'H': held = true; break;
 		case 'j': json = true; break;
+		case 'S': sender = optarg; break;
 		default: return usage();
 		}
 	}
@@ -191,6 +193,11 @@ int control_cli_main(int argc, char **argv)
 	if (domain != NULL) {
 		snprintf(word, sizeof(word), "domain=%s", domain);
 		if (strchr(domain, ' ') != NULL || !put(line, sizeof(line), word))
+			return usage();
+	}
+	if (sender != NULL) {
+		snprintf(word, sizeof(word), "sender=%s", sender);
+		if (strchr(sender, ' ') != NULL || !put(line, sizeof(line), word))
 			return usage();
 	}
 	if ((deferred && !put(line, sizeof(line), "deferred")) || (held && !put(line, sizeof(line), "held")))

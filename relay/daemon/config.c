@@ -17,7 +17,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "auth_file.h"
 #include "dkim_key.h"
+#include "nexthop.h"
 #include "tls.h"
 #include "users.h"
 #include "xalloc.h"
@@ -106,7 +108,7 @@ static const struct config_key config_keys[] = {
 	{ "dns.tries", KIND_INT, OFF(dns_tries), 1, 10, "3", "tries per query" },
 	{ "dns.ip_mode", KIND_IP_MODE, OFF(dns_ip_mode), 0, 0, "ipv4", "address families to deliver to: ipv4, ipv6 or both" },
 	{ "delivery.port", KIND_INT, OFF(delivery_port), 1, 65535, "25", "destination port for MX hosts" },
-	{ "delivery.relayhost", KIND_STRING, OFF(relayhost), 0, 0, "", "send everything to this \"host[:port]\" instead of MX" },
+	{ "delivery.relayhost", KIND_STRING, OFF(relayhost), 0, 0, "", "send everything to this next hop instead of MX: \"host[:port]\" (its MX, then its address), \"[host]:port\" (no MX lookup), \"ip:port\" or \"[ipv6]:port\" (no DNS); \"\" = none" },
 	{ "delivery.connect_timeout", KIND_DURATION, OFF(connect_timeout_ms), 100, DAY_MS, "30s", "TCP connect deadline" },
 	{ "delivery.greeting_timeout", KIND_DURATION, OFF(greeting_timeout_ms), 100, DAY_MS, "60s", "deadline for the 220 greeting" },
 	{ "delivery.command_timeout", KIND_DURATION, OFF(command_timeout_ms), 100, DAY_MS, "5m", "deadline for each command reply" },
@@ -126,7 +128,8 @@ static const struct config_key config_keys[] = {
 	{ "delivery.max_connections", KIND_INT, OFF(domain_default.max_connections), 1, 10000, "20", "concurrent connections per destination domain" },
 	{ "delivery.max_messages_per_connection", KIND_INT, OFF(domain_default.max_messages_per_connection), 1, 1000000, "1000", "transactions on one connection before it is closed" },
 	{ "delivery.max_recipients_per_transaction", KIND_INT, OFF(domain_default.max_recipients_per_transaction), 1, 100000, "100", "recipients in one MAIL transaction" },
-	{ "delivery.tls", KIND_TLS_POLICY, OFF(domain_default.tls), 0, 0, "may", "outbound STARTTLS: none; may (when offered; a failed handshake is retried in clear); encrypt (TLS or defer, any certificate); verify (TLS with a certificate from delivery.tls_ca_file naming the MX host, or defer)" },
+	{ "delivery.tls", KIND_TLS_POLICY, OFF(domain_default.tls), 0, 0, "may", "outbound STARTTLS: none; may (when offered; a failed handshake is retried in clear); encrypt (TLS or defer, any certificate); verify (TLS with a certificate from delivery.tls_ca_file naming the MX host, or defer); implicit (RFC 8314, port 465: TLS from the first byte, any certificate, or defer)" },
+	{ "delivery.auth_file", KIND_STRING, OFF(auth_file), 0, 0, "", "SMTP AUTH credentials for next hops, one \"NEXTHOP USER:PASSWORD\" per line, NEXTHOP exactly as in delivery.relayhost or a route; must not be readable by group or others; re-read on SIGHUP; \"\" = no AUTH" },
 	{ "delivery.tls_ca_file", KIND_STRING, OFF(tls_ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt", "PEM CA bundle (file or directory) for outbound certificate checks; \"\" = none (\"verify\" then always fails)" },
 	{ "pop3.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "POP3 listen addresses on the local worker; empty = no POP3 endpoint" },
 	{ "pop3s.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS POP3 listen addresses (RFC 8314, conventionally port 995) on the local worker; needs tls.cert_file; empty = none" },
@@ -150,11 +153,18 @@ static const struct config_key config_dkim_sign_keys[] = {
 /* Keys of each entry of the "domains" list; absent ones inherit delivery.* */
 static const struct config_key config_domain_keys[] = {
 	{ "name", KIND_STRING, DOFF(name), 0, 0, NULL, "the destination domain" },
-	{ "route", KIND_STRING, DOFF(route), 0, 0, NULL, "\"host[:port]\" to use instead of MX" },
+	{ "route", KIND_STRING, DOFF(route), 0, 0, NULL, "next hop to use instead of MX, written as delivery.relayhost" },
 	{ "max_connections", KIND_INT, DOFF(max_connections), 1, 10000, NULL, "as delivery.max_connections" },
 	{ "max_messages_per_connection", KIND_INT, DOFF(max_messages_per_connection), 1, 1000000, NULL, "as delivery.max_messages_per_connection" },
 	{ "max_recipients_per_transaction", KIND_INT, DOFF(max_recipients_per_transaction), 1, 100000, NULL, "as delivery.max_recipients_per_transaction" },
-	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt or verify" },
+	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt, verify or implicit" },
+};
+
+/* Keys of each entry of "delivery.sender_routes"; both are required. */
+#define ROFF(field) offsetof(struct config_sender_route, field)
+static const struct config_key config_sender_route_keys[] = {
+	{ "sender", KIND_STRING, ROFF(sender), 0, 0, NULL, "a sender address (user@example.com), domain (example.com) or parent domain (.example.com, its subdomains)" },
+	{ "route", KIND_STRING, ROFF(route), 0, 0, NULL, "the next hop for that sender's mail, written as delivery.relayhost; checked before any recipient domain's route" },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -423,13 +433,13 @@ static int set_scalar_text(void *base, const struct config_key *key, const char 
 		*(char **)field = xstrdup(text);
 		return 0;
 	case KIND_TLS_POLICY:
-		for (int p = CONFIG_TLS_NONE; p <= CONFIG_TLS_VERIFY; p++) {
+		for (int p = CONFIG_TLS_NONE; p <= CONFIG_TLS_IMPLICIT; p++) {
 			if (strcmp(text, config_tls_policy_name((enum config_tls_policy)p)) == 0) {
 				*(enum config_tls_policy *)field = (enum config_tls_policy)p;
 				return 0;
 			}
 		}
-		return config_fail(e, "line %d: %s: \"%s\" is not none, may, encrypt or verify", line, key->path, text);
+		return config_fail(e, "line %d: %s: \"%s\" is not none, may, encrypt, verify or implicit", line, key->path, text);
 	default:
 		log_panic("set_scalar_text: kind %d", key->kind);
 	}
@@ -541,6 +551,20 @@ static bool is_group_prefix(const char *prefix)
 	return false;
 }
 
+/* config_check_next_hop - a relayhost or route must parse (nexthop.h):
+ * "10.0.0.5:25" or "[relay]:587" are fine, "relay:99999" is not, and the
+ * error names the key and line instead of every message failing later. */
+static int config_check_next_hop(const char *text, const char *key, int line, struct config_error *e)
+{
+	struct nexthop hop;
+	char why[160];
+
+	if (nexthop_parse(text, &hop, why, sizeof(why)) < 0)
+		return config_fail(e, "line %d: %s: %s (want \"host[:port]\", \"[host]:port\", \"ip:port\" or \"[ipv6]:port\")",
+				   line, key, why);
+	return 0;
+}
+
 static int domain_cmp(const void *a, const void *b)
 {
 	return strcmp((*(const struct config_domain *const *)a)->name,
@@ -580,10 +604,20 @@ static int load_domains(struct config *cfg, config_setting_t *list, struct confi
 		}
 		if (d->name == NULL || d->name[0] == '\0')
 			return config_fail(e, "line %d: domains: entry %d has no name", gline, i + 1);
-		if (!normalise_domain(d->name))
+		/* ".example.com" names the subdomains of example.com (a parent
+		 * domain route, as in transport(5)). */
+		if (!normalise_domain(d->name + (d->name[0] == '.')) ||
+		    (d->name[0] == '.' && d->name[1] == '\0'))
 			return config_fail(e, "line %d: domains: entry %d: \"%s\" is not a domain name",
 					   gline, i + 1, d->name);
 		d->line = gline;
+		if (d->route != NULL) {
+			config_setting_t *rs = config_setting_get_member(group, "route");
+			int rc = config_check_next_hop(d->route, "domains[].route",
+						       rs != NULL ? (int)config_setting_source_line(rs) : gline, e);
+			if (rc < 0)
+				return rc;
+		}
 	}
 	/* An index sorted by name: config_domain_policy is a binary search
 	 * (relays with thousands of entries look one up for every message). */
@@ -674,6 +708,56 @@ static int load_dkim_sign(struct config *cfg, config_setting_t *list, struct con
 	return 0;
 }
 
+/* load_sender_routes - the "delivery.sender_routes" list. */
+static int load_sender_routes(struct config *cfg, config_setting_t *list, struct config_error *e)
+{
+	int line = config_setting_source_line(list);
+
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return config_fail(e, "line %d: delivery.sender_routes: expects a list of groups: ( { sender = \"example.com\"; route = \"[smtp.example.net]:587\"; } )", line);
+	int n = config_setting_length(list);
+	cfg->sender_routes = xcalloc((size_t)n, sizeof(*cfg->sender_routes));
+	for (int i = 0; i < n; i++) {
+		config_setting_t *group = config_setting_get_elem(list, (unsigned)i);
+		struct config_sender_route *r = &cfg->sender_routes[i];
+		int gline = config_setting_source_line(group);
+
+		cfg->sender_route_count = (size_t)i + 1;
+		r->line = gline;
+		if (config_setting_type(group) != CONFIG_TYPE_GROUP)
+			return config_fail(e, "line %d: delivery.sender_routes: element %d is not a group", gline, i + 1);
+		for (int j = 0; j < config_setting_length(group); j++) {
+			config_setting_t *s = config_setting_get_elem(group, (unsigned)j);
+			const struct config_key *key = find_key(config_sender_route_keys,
+								COUNT(config_sender_route_keys), config_setting_name(s));
+			if (key == NULL)
+				return config_fail(e, "line %d: delivery.sender_routes: unknown key \"%s\"",
+						   config_setting_source_line(s), config_setting_name(s));
+			int rc = set_from_setting(r, cfg, key, s, e);
+			if (rc < 0)
+				return rc;
+		}
+		if (r->sender == NULL || r->route == NULL)
+			return config_fail(e, "line %d: delivery.sender_routes: entry %d needs sender and route", gline, i + 1);
+		char *domain = strrchr(r->sender, '@');
+		char *name = domain != NULL ? domain + 1 : r->sender + (r->sender[0] == '.');
+		if ((domain != NULL && (domain == r->sender || r->sender[0] == '.')) || !normalise_domain(name) ||
+		    (r->sender[0] == '.' && r->sender[1] == '\0'))
+			return config_fail(e, "line %d: delivery.sender_routes: entry %d: \"%s\" is not an address or domain",
+					   gline, i + 1, r->sender);
+		for (char *c = r->sender; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+		int rc = config_check_next_hop(r->route, "delivery.sender_routes[].route", gline, e);
+		if (rc < 0)
+			return rc;
+		for (int k = 0; k < i; k++)
+			if (strcmp(cfg->sender_routes[k].sender, r->sender) == 0)
+				return config_fail(e, "line %d: delivery.sender_routes: \"%s\" appears twice", gline, r->sender);
+	}
+	return 0;
+}
+
 /* load_group - check and apply every setting of a group of the file. */
 static int load_group(struct config *cfg, config_setting_t *group, const char *prefix,
 		      struct config_error *e)
@@ -687,7 +771,8 @@ static int load_group(struct config *cfg, config_setting_t *group, const char *p
 		const struct config_key *key = find_key(config_keys, COUNT(config_keys), path);
 		if (key != NULL) {
 			rc = set_from_setting(cfg, cfg, key, s, e);
-		} else if (strcmp(path, "domains") == 0 || strcmp(path, "dkim.sign") == 0) {
+		} else if (strcmp(path, "domains") == 0 || strcmp(path, "dkim.sign") == 0 ||
+			   strcmp(path, "delivery.sender_routes") == 0) {
 			rc = 0;   /* lists of groups, loaded after the rest */
 		} else if (config_setting_type(s) == CONFIG_TYPE_GROUP && is_group_prefix(path)) {
 			rc = load_group(cfg, s, path, e);
@@ -818,6 +903,10 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 	rc = config_mark_proxy_protocol(cfg, file, e);
 	if (rc < 0)
 		return rc;
+	if (cfg->relayhost[0] != '\0' &&
+	    (rc = config_check_next_hop(cfg->relayhost, "delivery.relayhost",
+					key_line(file, "delivery.relayhost"), e)) < 0)
+		return rc;
 	if (cfg->tls_ca_file[0] != '\0' && config_uses_verify(cfg)) {
 		/* Like the server pair: a bad bundle fails the start, not
 		 * every delivery under "verify". */
@@ -827,6 +916,11 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 			return config_fail(e, "line %d: delivery.tls_ca_file: %s",
 					   key_line(file, "delivery.tls_ca_file"), why);
 		tls_config_free(tc);
+	}
+	if (cfg->auth_file[0] != '\0') {
+		char why[512];
+		if (auth_file_load(cfg->auth_file, &cfg->auth, why, sizeof(why)) < 0)
+			return config_fail(e, "line %d: delivery.auth_file: %s", key_line(file, "delivery.auth_file"), why);
 	}
 	if (cfg->users_file[0] != '\0') {
 		char why[512];
@@ -878,6 +972,9 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 			config_setting_t *domains = config_lookup(&file, "domains");
 			if (rc == 0 && domains != NULL)
 				rc = load_domains(cfg, domains, &e);
+			config_setting_t *sender_routes = config_lookup(&file, "delivery.sender_routes");
+			if (rc == 0 && sender_routes != NULL)
+				rc = load_sender_routes(cfg, sender_routes, &e);
 			config_setting_t *dkim_sign = config_lookup(&file, "dkim.sign");
 			if (rc == 0 && dkim_sign != NULL)
 				rc = load_dkim_sign(cfg, dkim_sign, &e);
@@ -906,6 +1003,7 @@ struct config *config_free(struct config *cfg)
 			free(*(char **)((char *)cfg + key->offset));
 	}
 	users_free(cfg->users);
+	auth_file_free(cfg->auth);
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
 		free(cfg->local_domains[i]);
 	for (size_t i = 0; i < cfg->dns_nameserver_count; i++)
@@ -914,6 +1012,11 @@ struct config *config_free(struct config *cfg)
 		free(cfg->domains[i].name);
 		free(cfg->domains[i].route);
 	}
+	for (size_t i = 0; i < cfg->sender_route_count; i++) {
+		free(cfg->sender_routes[i].sender);
+		free(cfg->sender_routes[i].route);
+	}
+	free(cfg->sender_routes);
 	for (size_t i = 0; i < cfg->dkim_signer_count; i++) {
 		free(cfg->dkim_signers[i].domain);
 		free(cfg->dkim_signers[i].selector);
@@ -963,13 +1066,15 @@ static int domain_order(const char *name, const char *domain)
 	return name[n] == '\0' ? 0 : 1;
 }
 
-const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain)
+/* domain_index_find - the entry named exactly name (as a peer wrote it),
+ * or NULL. */
+static const struct config_domain *domain_index_find(const struct config *cfg, const char *name)
 {
 	size_t lo = 0, hi = cfg->domain_count;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = domain_order(cfg->domain_index[mid]->name, domain);
+		int c = domain_order(cfg->domain_index[mid]->name, name);
 		if (c == 0)
 			return cfg->domain_index[mid];
 		if (c < 0)
@@ -977,7 +1082,54 @@ const struct config_domain *config_domain_policy(const struct config *cfg, const
 		else
 			hi = mid;
 	}
-	return &cfg->domain_default;
+	return NULL;
+}
+
+/* config_domain_policy - the domain's own entry, else the nearest parent
+ * entry (".example.com" covers a.example.com and b.a.example.com, not
+ * example.com itself), else the defaults; as the resolver picks routes. */
+const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain)
+{
+	const struct config_domain *d = domain_index_find(cfg, domain);
+
+	for (const char *p = strchr(domain, '.'); d == NULL && p != NULL && p[1] != '\0'; p = strchr(p + 1, '.'))
+		d = domain_index_find(cfg, p);
+	return d != NULL ? d : &cfg->domain_default;
+}
+
+const char *config_sender_next_hop(const struct config *cfg, const char *sender)
+{
+	const char *at = sender != NULL ? strrchr(sender, '@') : NULL;
+	const char *best = NULL;
+	size_t best_len = 0;
+
+	if (at == NULL || cfg->sender_route_count == 0)
+		return NULL;
+	/* Most specific wins: the address, the domain, then the longest
+	 * parent; a few entries, so a scan. */
+	for (size_t i = 0; i < cfg->sender_route_count; i++) {
+		const struct config_sender_route *r = &cfg->sender_routes[i];
+		size_t n = strlen(r->sender), rank;
+		if (strchr(r->sender, '@') != NULL) {
+			if (strcasecmp(r->sender, sender) != 0)
+				continue;
+			rank = SIZE_MAX;
+		} else if (r->sender[0] == '.') {
+			size_t dl = strlen(at + 1);
+			if (dl <= n || strcasecmp(at + 1 + dl - n, r->sender) != 0)
+				continue;
+			rank = n;
+		} else {
+			if (strcasecmp(at + 1, r->sender) != 0)
+				continue;
+			rank = SIZE_MAX - 1;
+		}
+		if (best == NULL || rank > best_len) {
+			best = r->route;
+			best_len = rank;
+		}
+	}
+	return best;
 }
 
 bool config_is_local_domain(const struct config *cfg, const char *domain)
@@ -998,7 +1150,7 @@ bool config_is_relay_client(const struct config *cfg, const struct sockaddr *pee
 
 const char *config_tls_policy_name(enum config_tls_policy policy)
 {
-	static const char *const names[] = { "none", "may", "encrypt", "verify" };
+	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit" };
 
 	return (unsigned)policy < COUNT(names) ? names[policy] : "?";
 }
@@ -1019,6 +1171,9 @@ void config_keys_dump(FILE *out)
 	for (size_t i = 0; i < COUNT(config_domain_keys); i++)
 		fprintf(out, "domains[].%-32s %-18s %s\n", config_domain_keys[i].path,
 			kind_names[config_domain_keys[i].kind], config_domain_keys[i].help);
+	for (size_t i = 0; i < COUNT(config_sender_route_keys); i++)
+		fprintf(out, "delivery.sender_routes[].%-17s %-18s %s\n", config_sender_route_keys[i].path,
+			kind_names[config_sender_route_keys[i].kind], config_sender_route_keys[i].help);
 	for (size_t i = 0; i < COUNT(config_dkim_sign_keys); i++)
 		fprintf(out, "dkim.sign[].%-30s %-18s %s\n", config_dkim_sign_keys[i].path,
 			kind_names[config_dkim_sign_keys[i].kind], config_dkim_sign_keys[i].help);

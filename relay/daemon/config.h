@@ -33,6 +33,7 @@
 #define CONFIG_MAX_LISTEN 16
 
 struct users_db;
+struct auth_file;
 struct dkim_key;
 
 /* One dkim.sign entry: mail whose From domain is domain or below it is
@@ -70,6 +71,7 @@ enum config_tls_policy {
 	CONFIG_TLS_MAY,       /* when offered; a failed handshake: retry in clear */
 	CONFIG_TLS_ENCRYPT,   /* TLS or nothing; any certificate */
 	CONFIG_TLS_VERIFY,    /* TLS with a certificate that verifies for the MX name */
+	CONFIG_TLS_IMPLICIT,  /* RFC 8314 (port 465): the handshake first, then the greeting; any certificate */
 };
 
 /* Per-destination-domain policy; the entry named "" holds the defaults. */
@@ -81,6 +83,15 @@ struct config_domain {
 	int64_t max_recipients_per_transaction;
 	enum config_tls_policy tls;
 	int line;                         /* in the file, for errors */
+};
+
+/* delivery.sender_routes: mail from sender goes to route (a next hop),
+ * before any recipient domain's route (Postfix's
+ * sender_dependent_relayhost_maps). */
+struct config_sender_route {
+	char *sender;                     /* "user@example.com", "example.com" or ".example.com"; lower case */
+	char *route;                      /* next hop, as delivery.relayhost */
+	int line;
 };
 
 struct config {
@@ -184,6 +195,11 @@ struct config {
 	int64_t bounce_max_original_size;
 	int64_t delay_warning_time_ms;    /* NOTIFY=DELAY notice after this in the queue; 0 = never */
 	char *tls_ca_file;                /* CA bundle/directory for "verify"; "" = none */
+	char *auth_file;                  /* next hops' SMTP AUTH credentials; "" = none */
+	struct auth_file *auth;           /* auth_file, loaded; NULL = none (owned) */
+
+	struct config_sender_route *sender_routes;   /* in the file's order */
+	size_t sender_route_count;
 
 	struct config_domain domain_default;
 	struct config_domain *domains;    /* in the file's order */
@@ -226,13 +242,18 @@ struct config *config_free(struct config *cfg);
  * entry, or the defaults. Never NULL. */
 const struct config_domain *config_domain_policy(const struct config *cfg, const char *domain);
 
+/* config_sender_next_hop - the next hop of delivery.sender_routes for a
+ * sender address: its own entry, else its domain's, else the nearest
+ * parent's (".example.com"); NULL when none applies (or sender is ""). */
+const char *config_sender_next_hop(const struct config *cfg, const char *sender);
+
 /* config_is_local_domain - is mail for this domain delivered locally? */
 bool config_is_local_domain(const struct config *cfg, const char *domain);
 
 /* config_is_relay_client - may this peer relay to any domain? */
 bool config_is_relay_client(const struct config *cfg, const struct sockaddr *peer);
 
-/* config_tls_policy_name - "none", "may", "encrypt" or "verify". */
+/* config_tls_policy_name - "none", "may", "encrypt", "verify" or "implicit". */
 const char *config_tls_policy_name(enum config_tls_policy policy);
 
 /* config_keys_dump - print every key with its type and default. */

@@ -177,7 +177,10 @@ void domain_kick(struct delivery *dl, struct qdomain *d)
 	}
 	d->resolving = true;
 	d->want = k.open;
-	dns_resolve_route(dl->resolver, d->name, route_ready, d, w->now_ms);
+	if (d->hop != NULL)
+		dns_resolve_next_hop(dl->resolver, d->hop, route_ready, d, w->now_ms);
+	else
+		dns_resolve_route(dl->resolver, d->name, route_ready, d, w->now_ms);
 }
 
 /* ---- the resolver in the ring ---------------------------------------- */
@@ -422,3 +425,40 @@ const struct worker_module delivery_module = {
 	.drain = delivery_worker_drain,
 };
 
+
+const char *delivery_next_hop(struct worker *w, const char *domain, const char *sender, const char **hop)
+{
+	const struct config *cfg = w->cfg;
+	const char *route = config_domain_policy(cfg, domain)->route;
+
+	*hop = NULL;
+	if (config_is_local_domain(cfg, domain))
+		return "local";
+	if ((*hop = config_sender_next_hop(cfg, sender)) != NULL)
+		return "sender route";
+	if (route != NULL && route[0] != '\0') {
+		*hop = route;
+		return "route";
+	}
+	if (cfg->relayhost[0] != '\0') {
+		*hop = cfg->relayhost;
+		return "relayhost";
+	}
+	return "mx";
+}
+
+bool delivery_resolve(struct worker *w, const char *domain, const char *sender,
+		      dns_route_cb cb, void *arg)
+{
+	const char *hop, *via = delivery_next_hop(w, domain, sender, &hop);
+
+	if (strcmp(via, "local") == 0 || w->delivery == NULL || w->delivery->resolver == NULL)
+		return false;
+	/* A sender route is resolved by itself; everything else as the
+	 * delivery does (the resolver knows the routes and relayhost). */
+	if (strcmp(via, "sender route") == 0)
+		dns_resolve_next_hop(w->delivery->resolver, hop, cb, arg, w->now_ms);
+	else
+		dns_resolve_route(w->delivery->resolver, domain, cb, arg, w->now_ms);
+	return true;
+}

@@ -46,6 +46,17 @@ struct delivery_stats {
 
 void delivery_get_stats(const struct worker *w, struct delivery_stats *out);
 
+/* delivery_next_hop - where w's delivery would send mail for domain from
+ * sender ("" or NULL: any), under w's running configuration: returns the
+ * rule that chose it ("local", "sender route", "route", "relayhost" or
+ * "mx") and sets *hop to the next hop as configured (NULL for mx, local). */
+const char *delivery_next_hop(struct worker *w, const char *domain, const char *sender, const char **hop);
+/* delivery_resolve - look that route up in w's resolver (its cache, or a
+ * lookup): cb gets it, maybe at once, maybe later (arg must live until
+ * then). false (cb never called): local delivery, or no resolver. */
+bool delivery_resolve(struct worker *w, const char *domain, const char *sender,
+		      dns_route_cb cb, void *arg);
+
 struct delivery_domain_count {
 	const char *name;          /* the worker's; valid until its next pass */
 	uint64_t items;

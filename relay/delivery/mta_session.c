@@ -40,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth_file.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
@@ -56,6 +57,7 @@ enum mta_state {
 	MTA_GREETING,              /* waiting for the 220 */
 	MTA_EHLO,                  /* EHLO or HELO sent (first, or again over TLS) */
 	MTA_STARTTLS,              /* STARTTLS sent, or its handshake running */
+	MTA_AUTH,                  /* AUTH sent to a next hop with credentials */
 	MTA_READY,                 /* between transactions: left in the same pass */
 	MTA_ENVELOPE,              /* MAIL, RCPT, DATA (or the RSET after a failed one) */
 	MTA_BODY,                  /* the body and its final reply */
@@ -66,7 +68,7 @@ enum mta_state {
 };
 
 static const char *const mta_state_names[MTA_STATE_COUNT] = {
-	"connecting", "greeting", "ehlo", "starttls", "ready", "envelope", "body", "idle",
+	"connecting", "greeting", "ehlo", "starttls", "auth", "ready", "envelope", "body", "idle",
 	"quit", "closed",
 };
 
@@ -77,6 +79,7 @@ static const int mta_deadline[MTA_STATE_COUNT] = {
 	[MTA_GREETING] = WORKER_TIMER_OUT_GREETING,
 	[MTA_EHLO] = WORKER_TIMER_OUT_COMMAND,
 	[MTA_STARTTLS] = WORKER_TIMER_OUT_COMMAND,
+	[MTA_AUTH] = WORKER_TIMER_OUT_COMMAND,
 	[MTA_READY] = -1,
 	[MTA_ENVELOPE] = WORKER_TIMER_OUT_COMMAND,
 	[MTA_BODY] = WORKER_TIMER_OUT_DATA,
@@ -121,6 +124,11 @@ struct mta_session {
 	char last_error[REPLY_TEXT_MAX];   /* why the last host failed */
 	char last_status[12];              /* its enhanced status; "" = 4.4.1 */
 	char tls_desc[96];         /* "TLSv1.2/<cipher>" or "none", for the log */
+	/* SMTP AUTH to the next hop (delivery.auth_file), copied at the open:
+	 * a reload may free the config they came from. */
+	char *hop;                 /* the next hop as configured; NULL = MX */
+	char *auth_user, *auth_password;   /* NULL = no AUTH */
+	bool authenticated;        /* 235 on this connection */
 };
 
 extern const struct conn_handler delivery_conn_handler;
@@ -196,6 +204,8 @@ static enum mta_state mta_state_of(enum smtp_client_state cs)
 	case SMTP_CLIENT_STARTTLS:
 	case SMTP_CLIENT_TLS:
 		return MTA_STARTTLS;
+	case SMTP_CLIENT_AUTH:
+		return MTA_AUTH;
 	case SMTP_CLIENT_READY:
 		return MTA_READY;
 	case SMTP_CLIENT_MAIL:
@@ -212,6 +222,65 @@ static enum mta_state mta_state_of(enum smtp_client_state cs)
 	default:
 		return MTA_CLOSED;
 	}
+}
+
+/* ---- the next hop and its credentials ----------------------------------- */
+
+/* mta_hop_of - the next hop of d as written in the config (its sender
+ * route, its route, else delivery.relayhost), or NULL when mail goes to
+ * the MX hosts. */
+static const char *mta_hop_of(const struct config *cfg, const struct qdomain *d)
+{
+	if (d->hop != NULL)
+		return d->hop;
+	const char *route = config_domain_policy(cfg, d->name)->route;
+
+	if (route != NULL && route[0] != '\0')
+		return route;
+	return cfg->relayhost != NULL && cfg->relayhost[0] != '\0' ? cfg->relayhost : NULL;
+}
+
+/* mta_policy_of - domain's TLS policy; a next hop with credentials gets
+ * at least "encrypt": a password never goes out in clear. */
+static enum config_tls_policy mta_policy_of(const struct config *cfg, const struct qdomain *d)
+{
+	enum config_tls_policy p = config_domain_policy(cfg, d->name)->tls;
+
+	if ((p == CONFIG_TLS_NONE || p == CONFIG_TLS_MAY) &&
+	    auth_file_find(cfg->auth, mta_hop_of(cfg, d)) != NULL)
+		return CONFIG_TLS_ENCRYPT;
+	return p;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void wipe_free(char **p)
+{
+	if (*p != NULL) {
+		explicit_bzero(*p, strlen(*p));
+		free(*p);
+		*p = NULL;
+	}
+}
+
+/* mta_auth_setup - the connection's next hop and its credentials. */
+static void mta_auth_setup(struct mta_session *s, const struct config *cfg, const struct qdomain *d)
+{
+	const char *hop = mta_hop_of(cfg, d);
+	const struct auth_cred *cred = auth_file_find(cfg->auth, hop);
+
+	free(s->hop);
+	wipe_free(&s->auth_user);
+	wipe_free(&s->auth_password);
+	s->hop = hop != NULL ? xstrdup(hop) : NULL;
+	if (cred != NULL) {
+		s->auth_user = xstrdup(cred->user);
+		s->auth_password = xstrdup(cred->password);
+	}
+	s->authenticated = false;
 }
 
 /* ---- the domain's pool -------------------------------------------------- */
@@ -301,10 +370,11 @@ static bool mta_begin(struct mta_session *s, struct qitem *it)
  * it): Postfix's connection cache keys on the same. */
 static bool mta_compatible(const struct mta_session *s, const struct qdomain *d)
 {
-	enum config_tls_policy policy = config_domain_policy(s->dl->w->cfg, d->name)->tls;
+	const struct config *cfg = s->dl->w->cfg;
+	enum config_tls_policy policy = mta_policy_of(cfg, d);
 
-	if (policy != s->tls_policy)
-		return false;
+	if (policy != s->tls_policy || !same_text(mta_hop_of(cfg, d), s->hop))
+		return false;     /* another next hop may log in as someone else */
 	if (policy != CONFIG_TLS_VERIFY)
 		return true;
 	const char *mx = session_mx(s), *theirs = dest_mx_name(s->dest, d->route);
@@ -411,6 +481,11 @@ static struct tls_config *mta_tls_client(struct delivery *dl)
 
 void mta_session_tls_free(struct delivery *dl)
 {
+	for (size_t i = 0; i < dl->auth_failed_count; i++)
+		free(dl->auth_failed_hops[i]);
+	free(dl->auth_failed_hops);
+	dl->auth_failed_hops = NULL;
+	dl->auth_failed_count = 0;
 	dl->tls_client = tls_config_free(dl->tls_client);
 	free(dl->tls_client_ca);
 	dl->tls_client_ca = NULL;
@@ -476,6 +551,91 @@ static bool mta_tls_gate(struct mta_session *s)
 	return true;
 }
 
+/* ---- SMTP AUTH to a next hop -------------------------------------------- */
+
+/* auth_failure_known - was this hop's AUTH failure logged loudly on this
+ * worker already? Remembers it (or, on success, forgets it). */
+static bool auth_failure_known(struct delivery *dl, const char *hop, bool failed)
+{
+	for (size_t i = 0; i < dl->auth_failed_count; i++) {
+		if (strcmp(dl->auth_failed_hops[i], hop) != 0)
+			continue;
+		if (!failed) {
+			free(dl->auth_failed_hops[i]);
+			dl->auth_failed_hops[i] = dl->auth_failed_hops[--dl->auth_failed_count];
+		}
+		return true;
+	}
+	if (failed) {
+		dl->auth_failed_hops = xreallocarray(dl->auth_failed_hops, dl->auth_failed_count + 1,
+						     sizeof(*dl->auth_failed_hops));
+		dl->auth_failed_hops[dl->auth_failed_count++] = xstrdup(hop);
+	}
+	return false;
+}
+
+/* mta_auth_gate - after TLS, before the first transaction: log in to a
+ * next hop that has credentials. Never in clear: the policy is at least
+ * "encrypt" (mta_policy_of), and this checks again. Returns true when the
+ * connection is not ready for mail yet. */
+static bool mta_auth_gate(struct mta_session *s)
+{
+	if (s->established || s->authenticated || s->auth_user == NULL || s->dl->stopping)
+		return false;
+	if (s->tls != MTA_TLS_ON) {
+		/* Cannot happen (the TLS gate quits first); if it ever does,
+		 * the host fails rather than see a password in clear. */
+		log_error("delivery_auth", "domain=%s hop=%s ip=%s result=refused reason=\"no TLS\"",
+			  domain_name(s), s->hop, s->ip);
+		mta_explain(s, "4.7.4", "TLS required for AUTH", "");
+		s->failed = true;
+		smtp_client_quit(s->client);
+		return true;
+	}
+	if (!smtp_client_has_ext(s->client, SMTP_EXT_AUTH)) {
+		/* As Postfix: a hop that does not ask for a login gets the
+		 * mail without one (it may know us by address). */
+		log_warn("delivery_auth", "domain=%s hop=%s mx=%s ip=%s result=not_offered action=send_without_auth",
+			 domain_name(s), s->hop, session_mx_text(s), s->ip);
+		return false;
+	}
+	if (smtp_client_auth(s->client, s->auth_user, s->auth_password) != 0)
+		return false;     /* over-long credentials: config_check's business */
+	mta_enter_state(s, MTA_AUTH);
+	return true;
+}
+
+/* ev_auth - the hop's answer to AUTH. A refusal (535 and the like) is our
+ * configuration, not the recipients': the host failed with 4.7.0, so the
+ * mail is deferred and retried, and an operator hears it loudly once per
+ * hop (then quietly until it works again). */
+static void ev_auth(void *arg, bool ok, const struct smtp_client_result *r)
+{
+	struct mta_session *s = arg;
+	char quoted[REPLY_TEXT_MAX + 3], why[REPLY_TEXT_MAX];
+	const char *text = r != NULL && r->text != NULL ? r->text : "";
+
+	if (ok) {
+		s->authenticated = true;
+		auth_failure_known(s->dl, s->hop, false);
+		log_info("delivery_auth", "domain=%s hop=%s mx=%s ip=%s user=%s result=ok", domain_name(s), s->hop,
+			 session_mx_text(s), s->ip, s->auth_user);
+		return;
+	}
+	log_quote(quoted, sizeof(quoted), text, strlen(text));
+	if (!auth_failure_known(s->dl, s->hop, true))
+		log_error("delivery_auth", "domain=%s hop=%s mx=%s ip=%s user=%s result=failed code=%d reply=%s "
+			  "action=defer hint=\"check delivery.auth_file\"", domain_name(s), s->hop,
+			  session_mx_text(s), s->ip, s->auth_user, r != NULL ? r->code : 0, quoted);
+	else
+		log_info("delivery_auth", "domain=%s hop=%s mx=%s ip=%s result=failed code=%d", domain_name(s),
+			 s->hop, session_mx_text(s), s->ip, r != NULL ? r->code : 0);
+	snprintf(why, sizeof(why), "%d %s", r != NULL ? r->code : 0, text);
+	mta_explain(s, "4.7.0", "authentication to the next hop failed: ", why);
+	s->failed = true;
+	smtp_client_quit(s->client);
+}
+
 /* ---- smtp_client events (run inside feed/begin/abort) ------------------- */
 
 static void ev_rcpt(void *arg, size_t index, enum smtp_outcome outcome, const struct smtp_client_result *r)
@@ -503,7 +663,7 @@ static void ev_ready(void *arg)
 	struct mta_session *s = arg;
 	struct qdomain *d = s->d;
 
-	if (mta_tls_gate(s))
+	if (mta_tls_gate(s) || mta_auth_gate(s))
 		return;
 	if (!s->established) {
 		s->established = true;
@@ -515,13 +675,40 @@ static void ev_ready(void *arg)
 	mta_next(s);
 }
 
+/* mta_tls_begin - start the handshake on the connection (after the 220
+ * to STARTTLS, or at once under "implicit"). The ClientHello goes out
+ * with conn_start_tls; a failure is the TLS failure path. */
+static void mta_tls_begin(struct mta_session *s)
+{
+	const char *mx = session_mx(s);
+	struct tls_config *tc = mta_tls_client(s->dl);
+	bool verify = s->tls_policy == CONFIG_TLS_VERIFY;
+	/* SNI and the certificate check want a name; "[ip]" is none. */
+	const char *name = mx != NULL && mx[0] != '[' ? mx : NULL;
+	struct tls_session *ts = tc == NULL ? NULL :
+		tls_session_new(tc, verify ? TLS_VERIFY_REQUIRED : TLS_VERIFY_NONE, name);
+
+	s->tls = MTA_TLS_TRIED;
+	if (ts == NULL) {
+		mta_tls_failed(s, tc == NULL ? "no TLS client configuration" :
+				  verify && name == NULL ? "no host name to verify" :
+				  "cannot start a TLS session");
+		s->abort_reason = "TLS failed";
+		return;
+	}
+	conn_start_tls(s->conn, ts);
+	if (s->conn->tls_failed) {
+		mta_tls_failed(s, tls_strerror(ts));
+		s->abort_reason = "TLS failed";
+	}
+}
+
 /* ev_starttls - the reply to STARTTLS. On 220 the handshake starts at
  * once (the ClientHello goes out with conn_start_tls); a refusal leaves the
  * client READY, and ev_ready then goes on in clear or quits by policy. */
 static void ev_starttls(void *arg, bool ok, const struct smtp_client_result *r)
 {
 	struct mta_session *s = arg;
-	const char *mx = session_mx(s);
 
 	if (!ok) {
 		char quoted[REPLY_TEXT_MAX + 3], why[REPLY_TEXT_MAX];
@@ -536,25 +723,7 @@ static void ev_starttls(void *arg, bool ok, const struct smtp_client_result *r)
 		}
 		return;
 	}
-	struct tls_config *tc = mta_tls_client(s->dl);
-	bool verify = s->tls_policy == CONFIG_TLS_VERIFY;
-	/* SNI and the certificate check want a name; "[ip]" is none. */
-	const char *name = mx != NULL && mx[0] != '[' ? mx : NULL;
-	struct tls_session *ts = tc == NULL ? NULL :
-		tls_session_new(tc, verify ? TLS_VERIFY_REQUIRED : TLS_VERIFY_NONE, name);
-
-	if (ts == NULL) {
-		mta_tls_failed(s, tc == NULL ? "no TLS client configuration" :
-				  verify && name == NULL ? "no host name to verify" :
-				  "cannot start a TLS session");
-		s->abort_reason = "TLS failed";
-		return;
-	}
-	conn_start_tls(s->conn, ts);
-	if (s->conn->tls_failed) {
-		mta_tls_failed(s, tls_strerror(ts));
-		s->abort_reason = "TLS failed";
-	}
+	mta_tls_begin(s);
 }
 
 static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r)
@@ -617,6 +786,9 @@ static void mta_session_free(struct mta_session *s)
 	}
 	smtp_client_free(s->client);
 	dns_route_unref(s->route);
+	free(s->hop);
+	wipe_free(&s->auth_user);
+	wipe_free(&s->auth_password);
 	free(s->rcpts);
 	free(s->results);
 	mta_assign(s, NULL);
@@ -809,16 +981,19 @@ static void out_open(struct conn *c)
 	struct smtp_client_config cfg = {
 		.helo_name = s->dl->w->cfg->hostname,
 		.events = { .arg = s, .rcpt = ev_rcpt, .txn_done = ev_txn_done, .ready = ev_ready,
-			    .starttls = ev_starttls, .closed = ev_closed },
+			    .starttls = ev_starttls, .closed = ev_closed, .auth = ev_auth },
 	};
 
 	s->client = smtp_client_new(&cfg);
-	s->tls_policy = config_domain_policy(s->dl->w->cfg, s->d->name)->tls;
+	mta_auth_setup(s, s->dl->w->cfg, s->d);
+	s->tls_policy = mta_policy_of(s->dl->w->cfg, s->d);
 	s->tls = MTA_TLS_CLEAR;
 	s->failed = s->explained = false;
 	s->abort_reason = NULL;
 	snprintf(s->tls_desc, sizeof(s->tls_desc), "none");
 	mta_enter_state(s, MTA_GREETING);
+	if (s->tls_policy == CONFIG_TLS_IMPLICIT)
+		mta_tls_begin(s);     /* RFC 8314: the handshake, then the greeting */
 	mta_pump(s);
 }
 
@@ -845,7 +1020,10 @@ static void out_tls_ready(struct conn *c, bool ok)
 		 domain_name(s), session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
 		 info.protocol ? info.protocol : "?", info.cipher ? info.cipher : "?", info.verified,
 		 info.resumed);
-	smtp_client_restart_ehlo(s->client);
+	/* Under "implicit" the greeting comes next, over TLS; after
+	 * STARTTLS, EHLO again. */
+	if (smtp_client_state(s->client) == SMTP_CLIENT_TLS)
+		smtp_client_restart_ehlo(s->client);
 	mta_pump(s);
 }
 

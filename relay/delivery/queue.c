@@ -152,24 +152,32 @@ void qitem_free(struct qitem *it)
 
 /* ---- domains ----------------------------------------------------------- */
 
-/* domain_find - d of name on this worker, or NULL. */
-struct qdomain *domain_find(struct delivery *dl, const char *name)
+/* domain_find_hop - d of name and sender-route hop on this worker, or
+ * NULL. Every hop of a domain hashes alike (the domain's). */
+struct qdomain *domain_find_hop(struct delivery *dl, const char *name, const char *hop)
 {
 	uint64_t h = domain_hash(name);
 
 	if (dl->domain_buckets > 0) {
 		for (struct qdomain *d = dl->domains[h % dl->domain_buckets]; d; d = d->hash_next)
-			if (d->hash == h && strcasecmp(d->name, name) == 0)
+			if (d->hash == h && strcasecmp(d->name, name) == 0 &&
+			    (d->hop == hop || (d->hop != NULL && hop != NULL && strcmp(d->hop, hop) == 0)))
 				return d;
 	}
 	return NULL;
 }
 
-/* domain_get - d of name, made on first use. Domains stay until exit. */
-static struct qdomain *domain_get(struct delivery *dl, const char *name)
+/* domain_find - d of name on this worker (its own route), or NULL. */
+struct qdomain *domain_find(struct delivery *dl, const char *name)
+{
+	return domain_find_hop(dl, name, NULL);
+}
+
+/* domain_get - d of name and hop, made on first use. */
+static struct qdomain *domain_get(struct delivery *dl, const char *name, const char *hop)
 {
 	uint64_t h = domain_hash(name);
-	struct qdomain *d = domain_find(dl, name);
+	struct qdomain *d = domain_find_hop(dl, name, hop);
 
 	if (d != NULL)
 		return d;
@@ -196,6 +204,7 @@ static struct qdomain *domain_get(struct delivery *dl, const char *name)
 		d->name[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
 	d->dl = dl;
 	d->hash = h;
+	d->hop = hop != NULL ? xstrdup(hop) : NULL;
 	d->window = INITIAL_WINDOW;
 	d->items.prev = d->items.next = &d->items;
 	if (dl->domain_count == dl->domain_list_cap) {
@@ -342,7 +351,11 @@ static struct worker *domain_owner(struct worker *w, const char *domain)
 void item_enqueue(struct delivery *dl, struct qitem *it)
 {
 	if (it->d == NULL) {
-		struct qdomain *d = domain_get(dl, it->msg->rcpts[it->idx[0]].domain);
+		/* A sender route (delivery.sender_routes) comes before the
+		 * recipient domain's: such mail queues apart, under its hop. */
+		struct qdomain *d = domain_get(dl, it->msg->rcpts[it->idx[0]].domain,
+					       dl->w->role == WORKER_ROLE_LOCAL ? NULL :
+					       config_sender_next_hop(dl->w->cfg, it->msg->sender));
 		it->d = d;
 		d->by_state[it->state]++;
 		link_insert_after(d->items.prev, &it->link);
@@ -449,6 +462,7 @@ void domains_reap(struct delivery *dl)
 		if (domain_idle(d)) {
 			domain_unhash(dl, d);
 			dns_route_unref(d->route);
+			free(d->hop);
 			free(d);
 			continue;
 		}
@@ -476,6 +490,7 @@ void domains_free(struct delivery *dl)
 			l = next;
 		}
 		dns_route_unref(d->route);
+		free(d->hop);
 		free(d);
 	}
 	free(dl->domains);

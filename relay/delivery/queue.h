@@ -141,6 +141,9 @@ struct qdomain {
 	unsigned want;             /* connections wanted when the route comes */
 	bool resolving;
 	struct retry_domain_state backoff;
+	char *hop;                 /* a sender route's next hop (owned), or NULL:
+				    * the domain's own route; the same domain
+				    * with another hop is another qdomain */
 	char name[];
 };
 
@@ -190,6 +193,8 @@ struct delivery {
 	struct delivery_stats stats;
 	struct tls_config *tls_client;     /* made on first STARTTLS; per worker */
 	char *tls_client_ca;               /* the CA path it was made with */
+	char **auth_failed_hops;           /* next hops whose AUTH failure was logged loudly */
+	size_t auth_failed_count;
 	size_t ready_total;        /* items in every domain's ready list (metrics) */
 	unsigned walks;            /* queue queries with a cursor in domain_list */
 	int64_t next_reap_ms;
@@ -215,6 +220,9 @@ void link_insert_after(struct qlink *pos, struct qlink *l);
 void link_remove(struct qlink *l);
 
 struct qdomain *domain_find(struct delivery *dl, const char *name);
+/* domain_find_hop - the qdomain of name whose mail goes to sender-route
+ * hop (NULL: the domain's own route), or NULL. */
+struct qdomain *domain_find_hop(struct delivery *dl, const char *name, const char *hop);
 void domain_push_ready(struct qdomain *d, struct qitem *it);
 void domain_remove_ready(struct qdomain *d, struct qitem *it);
 struct qitem *domain_pop_ready(struct qdomain *d);

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <mbedtls/base64.h>
+
 #include "buf.h"
 #include "log.h"
 #include "mime_downgrade.h"
@@ -35,6 +37,16 @@ enum pending_kind {
 	PENDING_DOT_ABORT,	/* "." sent after an unwanted 354 */
 	PENDING_RSET,
 	PENDING_QUIT,
+	PENDING_AUTH,		/* index: enum auth_step */
+};
+
+/* Where an AUTH dialog is; the pending entry's index. */
+enum auth_step {
+	AUTH_STEP_PLAIN,	/* "AUTH PLAIN <initial response>" sent: want 235 */
+	AUTH_STEP_LOGIN,	/* "AUTH LOGIN" sent: want 334 (user name) */
+	AUTH_STEP_USER,		/* user name sent: want 334 (password) */
+	AUTH_STEP_PASSWORD,	/* password sent: want 235 */
+	AUTH_STEP_CANCEL,	/* "*" sent after an unexpected 334: any reply fails */
 };
 
 struct pending {
@@ -51,6 +63,8 @@ struct smtp_client {
 	struct smtp_reply_parser parser;
 	struct buf out;			/* commands and staged body, capped */
 	unsigned ext;
+	unsigned auth_mechs;		/* enum smtp_client_auth_mech */
+	char *auth_user, *auth_password;	/* during AUTH only */
 	uint64_t size_limit;
 	struct pending *pending;	/* FIFO: [pending_head, pending_tail) */
 	size_t pending_head, pending_tail, pending_cap;
@@ -73,7 +87,7 @@ struct smtp_client {
 
 static const char *const state_names[] = {
 	"greeting", "ehlo", "helo", "starttls", "tls", "ready", "mail", "rcpt",
-	"data", "body", "rset", "quit", "closed", "failed",
+	"data", "body", "rset", "quit", "closed", "failed", "auth",
 };
 
 const char *smtp_client_state_name(enum smtp_client_state state)
@@ -90,6 +104,7 @@ static const int64_t state_timeouts[] = {
 	[SMTP_CLIENT_MAIL] = 300000, [SMTP_CLIENT_RCPT] = 300000,
 	[SMTP_CLIENT_DATA] = 120000, [SMTP_CLIENT_BODY] = 600000,
 	[SMTP_CLIENT_RSET] = 300000, [SMTP_CLIENT_QUIT] = 60000,
+	[SMTP_CLIENT_AUTH] = 300000,
 };
 
 int64_t smtp_client_timeout_ms(const struct smtp_client *c)
@@ -126,10 +141,27 @@ struct smtp_client *smtp_client_new(const struct smtp_client_config *config)
 	return c;
 }
 
+/* auth_wipe - forget the credentials, and any command bytes still
+ * holding them. */
+static void auth_wipe(struct smtp_client *c)
+{
+	if (c->auth_user != NULL) {
+		explicit_bzero(c->auth_user, strlen(c->auth_user));
+		free(c->auth_user);
+		c->auth_user = NULL;
+	}
+	if (c->auth_password != NULL) {
+		explicit_bzero(c->auth_password, strlen(c->auth_password));
+		free(c->auth_password);
+		c->auth_password = NULL;
+	}
+}
+
 struct smtp_client *smtp_client_free(struct smtp_client *c)
 {
 	if (c == NULL)
 		return NULL;
+	auth_wipe(c);
 	buf_free(&c->out);
 	buf_free(&c->converted);
 	free(c->pending);
@@ -288,6 +320,7 @@ static void conn_close(struct smtp_client *c, bool failed,
 	const struct smtp_client_txn *txn = c->txn;
 
 	rcpts_final(c, RCPT_FINAL, SMTP_OUTCOME_DEFERRED, res);
+	auth_wipe(c);
 	c->txn = NULL;
 	c->in_body = false;
 	c->pending_head = c->pending_tail = 0;
@@ -323,6 +356,27 @@ static void protocol_fail(struct smtp_client *c, const char *why)
 	conn_close(c, true, &res, false);
 }
 
+/* ext_parse_auth - "AUTH PLAIN LOGIN ..." (or the old "AUTH=LOGIN"):
+ * the mechanisms we speak. */
+static void ext_parse_auth(struct smtp_client *c, const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		while (i < n && (s[i] == ' ' || s[i] == '='))
+			i++;
+		size_t start = i;
+		while (i < n && s[i] != ' ')
+			i++;
+		if (i - start == 5 && strncasecmp(s + start, "PLAIN", 5) == 0)
+			c->auth_mechs |= SMTP_AUTH_PLAIN;
+		else if (i - start == 5 && strncasecmp(s + start, "LOGIN", 5) == 0)
+			c->auth_mechs |= SMTP_AUTH_LOGIN;
+	}
+	if (c->auth_mechs != 0)
+		c->ext |= SMTP_EXT_AUTH;
+}
+
 /* ext_parse_line - one "KEYWORD params" line of the EHLO reply. */
 static void ext_parse_line(struct smtp_client *c, const char *s, size_t n)
 {
@@ -335,8 +389,12 @@ static void ext_parse_line(struct smtp_client *c, const char *s, size_t n)
 	};
 	size_t kw = 0;
 
-	while (kw < n && s[kw] != ' ')
+	while (kw < n && s[kw] != ' ' && s[kw] != '=')
 		kw++;
+	if (kw == 4 && strncasecmp(s, "AUTH", 4) == 0) {
+		ext_parse_auth(c, s + kw, n - kw);
+		return;
+	}
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		if (strlen(table[i].name) != kw || strncasecmp(s, table[i].name, kw) != 0)
 			continue;
@@ -364,6 +422,7 @@ static void ext_parse(struct smtp_client *c, const struct smtp_reply *r)
 	const char *nl = memchr(s, '\n', (size_t)(end - s));
 
 	c->ext = 0;
+	c->auth_mechs = 0;
 	c->size_limit = 0;
 	while (nl != NULL) {
 		s = nl + 1;
@@ -405,6 +464,7 @@ static void on_handshake(struct smtp_client *c, enum pending_kind kind,
 			return;
 		}
 		c->ext = 0;
+		c->auth_mechs = 0;
 		c->size_limit = 0;
 		enter_state(c, SMTP_CLIENT_READY);
 		fire_ready(c);
@@ -581,6 +641,59 @@ static void on_early_reply(struct smtp_client *c, const struct smtp_reply *r)
 	protocol_fail(c, "reply before end of data");
 }
 
+/* send_base64 - one line of base64 of len bytes of data (an AUTH
+ * argument or response), after prefix. */
+static int send_base64(struct smtp_client *c, enum auth_step step, const char *prefix,
+		       const unsigned char *data, size_t len)
+{
+	unsigned char b64[4 * (SMTP_CLIENT_PARAM_MAX * 2 + 2) / 3 + 8];
+	size_t olen = 0;
+
+	if (mbedtls_base64_encode(b64, sizeof(b64), &olen, data, len) != 0)
+		return -ENOBUFS;
+	int rc = send_cmd(c, PENDING_AUTH, step, "%s%s\r\n", prefix, (const char *)b64);
+	explicit_bzero(b64, sizeof(b64));
+	return rc;
+}
+
+/* auth_done - the dialog is over: wipe, READY, and tell the engine. */
+static void auth_done(struct smtp_client *c, bool ok, const struct smtp_reply *r)
+{
+	char status[SMTP_REPLY_ENHANCED_MAX];
+	struct smtp_client_result res = result_from_reply(r, status);
+
+	auth_wipe(c);
+	enter_state(c, SMTP_CLIENT_READY);
+	if (c->config.events.auth != NULL)
+		c->config.events.auth(c->config.events.arg, ok, &res);
+	if (ok)
+		fire_ready(c);
+}
+
+/* on_auth_reply - RFC 4954: 235 is success, 334 asks for the next
+ * response (LOGIN: the user name, then the password), anything else
+ * (535, 454, 5xx) fails. A 334 where none is due is answered with "*",
+ * which cancels the exchange (RFC 4954 4). */
+static void on_auth_reply(struct smtp_client *c, enum auth_step step, const struct smtp_reply *r)
+{
+	bool more = r->code == 334;
+
+	if (step == AUTH_STEP_LOGIN && more) {
+		send_base64(c, AUTH_STEP_USER, "", (const unsigned char *)c->auth_user, strlen(c->auth_user));
+		return;
+	}
+	if (step == AUTH_STEP_USER && more) {
+		send_base64(c, AUTH_STEP_PASSWORD, "", (const unsigned char *)c->auth_password,
+			    strlen(c->auth_password));
+		return;
+	}
+	if (more && step != AUTH_STEP_CANCEL) {
+		(void)send_cmd(c, PENDING_AUTH, AUTH_STEP_CANCEL, "*\r\n");
+		return;
+	}
+	auth_done(c, r->code == 235 && step != AUTH_STEP_CANCEL, r);
+}
+
 /* handle_reply - dispatch one complete reply. */
 static void handle_reply(struct smtp_client *c, const struct smtp_reply *r)
 {
@@ -640,6 +753,9 @@ static void handle_reply(struct smtp_client *c, const struct smtp_reply *r)
 		conn_close(c, false, &res, false);
 		break;
 	}
+	case PENDING_AUTH:
+		on_auth_reply(c, (enum auth_step)p.index, r);
+		break;
 	}
 }
 
@@ -921,11 +1037,59 @@ int smtp_client_restart_ehlo(struct smtp_client *c)
 	buf_reset(&c->out);
 	c->pending_head = c->pending_tail = 0;
 	c->ext = 0;
+	c->auth_mechs = 0;
 	c->size_limit = 0;
 	smtp_reply_parser_init(&c->parser, c->config.max_reply_line,
 			       c->config.max_reply_lines);
 	send_ehlo(c);
 	return 0;
+}
+
+static bool credential_ok(const char *s)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	return n > 0 && n <= SMTP_CLIENT_PARAM_MAX && strpbrk(s, "\r\n") == NULL;
+}
+
+int smtp_client_auth(struct smtp_client *c, const char *user, const char *password)
+{
+	unsigned char plain[2 * SMTP_CLIENT_PARAM_MAX + 2];
+	size_t ulen, plen;
+	int rc;
+
+	if (c->state != SMTP_CLIENT_READY)
+		return -EBUSY;
+	if (!credential_ok(user) || !credential_ok(password))
+		return -EINVAL;
+	if (!(c->auth_mechs & (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN)))
+		return -ENOTSUP;
+	c->auth_user = xstrdup(user);
+	c->auth_password = xstrdup(password);
+	if (c->auth_mechs & SMTP_AUTH_PLAIN) {
+		/* authzid (empty) NUL authcid NUL passwd (RFC 4616) */
+		ulen = strlen(user);
+		plen = strlen(password);
+		plain[0] = '\0';
+		memcpy(plain + 1, user, ulen);
+		plain[1 + ulen] = '\0';
+		memcpy(plain + 2 + ulen, password, plen);
+		rc = send_base64(c, AUTH_STEP_PLAIN, "AUTH PLAIN ", plain, ulen + plen + 2);
+		explicit_bzero(plain, sizeof(plain));
+	} else {
+		rc = send_cmd(c, PENDING_AUTH, AUTH_STEP_LOGIN, "AUTH LOGIN\r\n");
+	}
+	if (rc < 0) {
+		auth_wipe(c);
+		return rc;
+	}
+	enter_state(c, SMTP_CLIENT_AUTH);
+	return 0;
+}
+
+unsigned smtp_client_auth_mechs(const struct smtp_client *c)
+{
+	return c->auth_mechs;
 }
 
 void smtp_client_abort(struct smtp_client *c, const char *reason)

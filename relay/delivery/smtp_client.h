@@ -76,6 +76,13 @@ enum smtp_client_state {
 	SMTP_CLIENT_QUIT,	/* QUIT sent */
 	SMTP_CLIENT_CLOSED,	/* QUIT answered or 421: done, close the socket */
 	SMTP_CLIENT_FAILED,	/* connection-level failure: close, next MX */
+	SMTP_CLIENT_AUTH,	/* AUTH sent (RFC 4954), waiting for 235 or 334 */
+};
+
+/* SASL mechanisms the server lists in its AUTH extension. */
+enum smtp_client_auth_mech {
+	SMTP_AUTH_PLAIN = 1u << 0,
+	SMTP_AUTH_LOGIN = 1u << 1,
 };
 
 /* Extensions from the EHLO reply. */
@@ -88,6 +95,7 @@ enum smtp_client_ext {
 	SMTP_EXT_DSN = 1u << 5,
 	SMTP_EXT_STARTTLS = 1u << 6,
 	SMTP_EXT_ENHANCEDSTATUSCODES = 1u << 7,
+	SMTP_EXT_AUTH = 1u << 8,	/* with at least one mechanism we speak */
 };
 
 enum smtp_txn_flags {
@@ -136,6 +144,10 @@ struct smtp_client_events {
 	void (*starttls)(void *arg, bool ok, const struct smtp_client_result *result);
 	/* The connection is over: failed = connection-level failure. */
 	void (*closed)(void *arg, bool failed, const struct smtp_client_result *result);
+	/* The answer to AUTH: ok (235, the client is READY again and the ready
+	 * event follows) or not (the client is READY, no ready event: the
+	 * engine decides, e.g. smtp_client_quit). */
+	void (*auth)(void *arg, bool ok, const struct smtp_client_result *result);
 };
 
 struct smtp_client_config {
@@ -184,6 +196,17 @@ int smtp_client_starttls(struct smtp_client *c);
 /* smtp_client_restart_ehlo - after the TLS handshake: forget extensions,
  * pending input and output, and send EHLO again (RFC 3207 4.2). */
 int smtp_client_restart_ehlo(struct smtp_client *c);
+
+/* smtp_client_auth - log in (RFC 4954) with PLAIN (an initial response)
+ * when offered, else LOGIN; only in READY (-EBUSY), -ENOTSUP when the
+ * server offers neither, -EINVAL for a user or password with a NUL, CR or
+ * LF or over SMTP_CLIENT_PARAM_MAX. The credentials are copied and wiped
+ * once the dialog is over; the auth event gives the outcome. Only the
+ * engine knows whether the connection is encrypted: it must not call this
+ * in clear. */
+int smtp_client_auth(struct smtp_client *c, const char *user, const char *password);
+/* smtp_client_auth_mechs - enum smtp_client_auth_mech bits offered. */
+unsigned smtp_client_auth_mechs(const struct smtp_client *c);
 
 /* smtp_client_abort - the engine lost the connection or timed out: defer
  * every open recipient with reason (code 0, status 4.4.2), fire txn_done

@@ -10,6 +10,10 @@
  *            failed is a failed host (QUIT, next MX, then deferral with
  *            4.7.4 / 4.7.5): nothing is sent in clear.
  *   verify   as encrypt, and the certificate must verify for the MX name.
+ *   implicit RFC 8314: the handshake right after the connect, before the
+ *            greeting (port 465); never STARTTLS; a failed handshake is a
+ *            failed host, as under encrypt. mta_session starts it; at
+ *            READY the connection is already TLS.
  */
 #ifndef RINGMAIL_TLS_POLICY_H
 #define RINGMAIL_TLS_POLICY_H

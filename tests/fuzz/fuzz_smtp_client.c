@@ -37,6 +37,7 @@ struct state {
 	unsigned seen[3];
 	int txns;
 	bool closed;
+	bool want_auth, auth_tried;
 };
 
 static void on_rcpt(void *arg, size_t i, enum smtp_outcome o,
@@ -60,9 +61,24 @@ static void on_txn_done(void *arg, const struct smtp_client_txn *t)
 static void on_ready(void *arg)
 {
 	struct state *s = arg;
+	if (s->want_auth && !s->auth_tried) {
+		/* AUTH first (PLAIN or LOGIN, whatever the server lists). */
+		s->auth_tried = true;
+		if (smtp_client_auth(s->c, "fuzz-user", "fuzz:pass") == 0)
+			return;
+	}
 	if (s->txns < 4)
 		(void)smtp_client_begin(s->c, &txn);
 	else
+		(void)smtp_client_quit(s->c);
+}
+
+static void on_auth(void *arg, bool ok, const struct smtp_client_result *res)
+{
+	struct state *s = arg;
+	if (!s->auth_tried || smtp_client_state(s->c) != SMTP_CLIENT_READY || res->text == NULL)
+		abort();
+	if (!ok)
 		(void)smtp_client_quit(s->c);
 }
 
@@ -80,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct state st = { 0 };
 	struct smtp_client_config cfg = {
 		.helo_name = "fuzz.test",
-		.events = { &st, on_rcpt, on_txn_done, on_ready, NULL, on_closed },
+		.events = { &st, on_rcpt, on_txn_done, on_ready, NULL, on_closed, on_auth },
 	};
 	size_t off = 1, len;
 
@@ -91,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	size_t frag = (data[0] & 31) + 1;
+	st.want_auth = (data[0] & 128) != 0;
 	st.c = smtp_client_new(&cfg);
 	while (off < size) {
 		size_t n = size - off < frag ? size - off : frag;

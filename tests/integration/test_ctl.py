@@ -167,7 +167,12 @@ class Ctl(unittest.TestCase):
                      ["stats", "--socket", self.sock]):
             p = subprocess.run([CTL, *args], capture_output=True, text=True, timeout=60)
             self.assertEqual(p.returncode, 0, "%s: %s%s" % (args, p.stdout, p.stderr))
+        # resolve asks the daemon now (issue 17); users still does not.
         p = subprocess.run([CTL, "--socket", self.sock, "resolve", "example.test"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("example.test via=", p.stdout)
+        p = subprocess.run([CTL, "--socket", self.sock, "users", "check"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn("does not talk to the daemon", p.stderr)

@@ -460,6 +460,12 @@ static const struct error_case error_cases[] = {
 	  "line 3", "max_connections" },
 	{ "duplicate domain", "domains = (\n  { name = \"a.example\"; },\n  { name = \"A.Example.\"; }\n);\n",
 	  "line 3", "a.example" },
+	/* issue 17: a next hop that cannot work is refused here, not at delivery */
+	{ "relayhost bad port", "delivery = {\n\n  relayhost = \"smtp.example.com:99999\";\n};\n", "line 3", "delivery.relayhost" },
+	{ "relayhost bad ip", "delivery = {\n  relayhost = \"10.0.0.256:25\";\n};\n", "line 2", "not an IPv4" },
+	{ "relayhost ipv6 without brackets", "delivery = {\n  relayhost = \"::1:25:x\";\n};\n", "line 2", "brackets" },
+	{ "relayhost unclosed bracket", "delivery = {\n  relayhost = \"[relay.example:587\";\n};\n", "line 2", "delivery.relayhost" },
+	{ "route bad", "domains = (\n  { name = \"a.example\";\n    route = \"relay example\"; }\n);\n", "line 3", "domains[].route" },
 	{ "min_ttl > max_ttl", "dns = {\n  min_ttl = \"2h\";\n  max_ttl = \"1h\";\n};\n", "line 2", "dns.min_ttl" },
 	{ "max_ttl below default min_ttl", "dns = {\n\n  max_ttl = \"30s\";\n};\n", "line 3", "dns.max_ttl" },
 	{ "min_backoff > max_backoff", "delivery = {\n  min_backoff = \"2h\";\n  max_backoff = \"1h\";\n};\n",
@@ -658,7 +664,7 @@ Test(config, keys_dump_lists_every_key)
 	static const char *const keys[] = {
 		"workers", "log.level", "listen", "ring.recv_buffers", "smtp.max_input_backlog",
 		"relay_networks", "spool.sync", "dns.ip_mode", "delivery.max_recipients_per_transaction",
-		"domains[].route", "dkim.headers", "dkim.expire", "dkim.sign[].key_file",
+		"domains[].route", "delivery.sender_routes[].route", "delivery.auth_file", "dkim.headers", "dkim.expire", "dkim.sign[].key_file",
 	};
 
 	cr_assert_not_null(out);
@@ -893,5 +899,51 @@ Test(config, proxy_protocol_listeners)
 		cr_expect(strstr(err, bad[i].key) != NULL && strstr(err, bad[i].line) != NULL,
 			  "case %zu: got \"%s\", want %s and %s", i, err, bad[i].key, bad[i].line);
 		config_free(cfg);
+	}
+}
+
+/* issue 17: parent-domain entries and sender routes. */
+Test(config, parent_domain_entries_and_sender_routes)
+{
+	static const char text[] =
+		"domains = (\n"
+		"  { name = \".example.test\"; route = \"[10.0.0.1]:25\"; tls = \"encrypt\"; },\n"
+		"  { name = \"b.example.test\"; route = \"10.0.0.2:25\"; }\n"
+		");\n"
+		"delivery = {\n"
+		"  sender_routes = (\n"
+		"    { sender = \"Tenant-A.test\"; route = \"[smtp.a.test]:587\"; },\n"
+		"    { sender = \".tenants.test\"; route = \"[smtp.parent.test]:587\"; },\n"
+		"    { sender = \"boss@tenant-a.test\"; route = \"10.9.9.9:465\"; }\n"
+		"  );\n"
+		"};\n";
+	struct config *cfg;
+	char err[256];
+
+	cr_assert_eq(load_text(text, &cfg, err, sizeof(err)), 0, "%s", err);
+	EQSTR(config_domain_policy(cfg, "a.example.test")->route, "[10.0.0.1]:25");
+	cr_expect_eq(config_domain_policy(cfg, "x.a.Example.test.")->tls, CONFIG_TLS_ENCRYPT);
+	EQSTR(config_domain_policy(cfg, "b.example.test")->route, "10.0.0.2:25");
+	cr_expect(config_domain_policy(cfg, "example.test") == &cfg->domain_default,
+		  "\".example.test\" covers subdomains only");
+	EQSTR(config_sender_next_hop(cfg, "app@tenant-a.test"), "[smtp.a.test]:587");
+	EQSTR(config_sender_next_hop(cfg, "Boss@Tenant-A.test"), "10.9.9.9:465");
+	EQSTR(config_sender_next_hop(cfg, "x@eu.tenants.test"), "[smtp.parent.test]:587");
+	cr_expect_null(config_sender_next_hop(cfg, "x@tenants.test"));
+	cr_expect_null(config_sender_next_hop(cfg, "x@other.test"));
+	cr_expect_null(config_sender_next_hop(cfg, ""));
+	config_free(cfg);
+
+	static const char *const bad[] = {
+		"delivery = { sender_routes = ( { sender = \"a.test\"; } ); };\n",
+		"delivery = { sender_routes = ( { sender = \"a..test\"; route = \"x\"; } ); };\n",
+		"delivery = { sender_routes = ( { sender = \"a.test\"; route = \"10.0.0.256\"; } ); };\n",
+		"delivery = { sender_routes = ( { sender = \"a.test\"; route = \"x\"; colour = 1; } ); };\n",
+		"delivery = { sender_routes = ( { sender = \"a.test\"; route = \"x\"; },\n { sender = \"A.test\"; route = \"y\"; } ); };\n",
+		"domains = ( { name = \".\"; } );\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_expect_eq(load_text(bad[i], &cfg, err, sizeof(err)), -EINVAL, "accepted: %s", bad[i]);
+		cr_expect(strstr(err, "line ") != NULL, "no line in \"%s\"", err);
 	}
 }

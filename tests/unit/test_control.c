@@ -19,6 +19,7 @@ static const char *command_name(enum control_command c)
 	case CONTROL_DOMAINS: return "domains";
 	case CONTROL_STATS: return "stats";
 	case CONTROL_RELOAD: return "reload";
+	case CONTROL_RESOLVE: return "resolve";
 	}
 	return "?";
 }
@@ -274,4 +275,24 @@ Test(control_parse, short_error_buffer)
 	cr_assert_eq(control_parse("frobnicate", &req, err, 8), -EINVAL);
 	cr_expect_str_eq(err, "unknown", "got \"%s\", want \"unknown\"", err);
 	cr_expect_eq(err[8], 'z', "wrote past errlen: got 0x%02x, want 'z'", (unsigned char)err[8]);
+}
+
+/* issue 17: resolve DOMAIN [sender=ADDR] */
+Test(control, parse_resolve)
+{
+	struct control_request req;
+	char err[300];
+
+	cr_assert_eq(control_parse("resolve example.com sender=app@tenant.test", &req, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(req.command, CONTROL_RESOLVE, "got %s", command_name(req.command));
+	cr_expect_str_eq(req.domain, "example.com");
+	cr_expect_str_eq(req.sender, "app@tenant.test");
+	cr_assert_eq(control_parse("resolve Example.COM", &req, err, sizeof(err)), 0, "%s", err);
+	cr_expect_str_eq(req.sender, "");
+	cr_expect_str_eq(req.domain, "example.com", "found by fuzz_control: domains are lower case");
+	static const char *const bad[] = {
+		"resolve", "resolve sender=a@b", "resolve a.test extra", "json resolve a.test",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(control_parse(bad[i], &req, err, sizeof(err)), -EINVAL, "accepted \"%s\"", bad[i]);
 }

@@ -274,8 +274,8 @@ Test(dns_mx, static_routes_and_relayhost)
 {
 	static const struct dns_static_route routes[] = {
 		{ "lit.test", "[192.0.2.50]:2600" },
-		{ "host.test", "relay.example:2700" },
-		{ ".sub.test", "relay.example:2700" },
+		{ "host.test", "[relay.example]:2700" },
+		{ ".sub.test", "[relay.example]:2700" },
 	};
 	struct dns_options o = { .static_routes = routes, .static_route_count = 3,
 		.relayhost = "smart.example" };
@@ -296,14 +296,84 @@ Test(dns_mx, static_routes_and_relayhost)
 	cr_assert_eq(h1.calls + h2.calls, 2);
 	cr_expect_eq(h2.route->hosts[0].port, 2700);
 	dns_resolve_route(r, "elsewhere.test", fake_done, &other, 0);
-	cr_expect_not_null(fake_find(&f, DNS_QUERY_A, "smart.example"),
-		"relayhost should be looked up for unrouted domains");
+	/* An unbracketed next hop is looked up as Postfix does: MX first. */
+	cr_expect_not_null(fake_find(&f, DNS_QUERY_MX, "smart.example"),
+		"relayhost should be looked up (MX) for unrouted domains");
+	fake_answer_mx(&f, "smart.example", DNS_ANSWER_NODATA, 0, NULL, 0, 0);
 	fake_answer_a(&f, "smart.example", DNS_ANSWER_OK, 60, "192.0.2.70", 0);
 	cr_expect_eq(other.route->hosts[0].port, 25);
 	dns_route_unref(lit.route);
 	dns_route_unref(h1.route);
 	dns_route_unref(h2.route);
 	dns_route_unref(other.route);
+	dns_resolver_free(r);
+}
+
+/* issue 17: next hops written every way; an IP is never looked up, and
+ * a next hop that does not resolve defers (4.4.4) instead of bouncing. */
+Test(dns_mx, next_hop_forms_and_failures)
+{
+	static const struct dns_static_route routes[] = {
+		{ "ip.test", "10.0.0.5:2525" },
+		{ "ip6.test", "[::1]:2526" },
+		{ "mx.test", "relay.example:587" },
+		{ "nx.test", "[nowhere.example]:25" },
+		{ "nxmx.test", "nowhere.example" },
+	};
+	struct dns_options o = { .static_routes = routes, .static_route_count = 5,
+		.relayhost = "192.0.2.9" };
+	struct fake_dns f;
+	struct dns_resolver *r = fake_resolver(&f, &o);
+	struct fake_result ip = { 0 }, ip6 = { 0 }, mx = { 0 }, nx = { 0 }, nxmx = { 0 }, rh = { 0 };
+	static const struct dns_mx_record mxr[] = { { 10, "mx1.relay.example" } };
+	char buf[64];
+
+	cr_assert_not_null(r);
+	dns_resolve_route(r, "ip.test", fake_done, &ip, 0);
+	dns_resolve_route(r, "ip6.test", fake_done, &ip6, 0);
+	dns_resolve_route(r, "any.where", fake_done, &rh, 0);
+	cr_expect_eq(f.count, 0, "IP next hops sent %zu queries", f.count);
+	cr_assert_eq(ip.calls + ip6.calls + rh.calls, 3);
+	cr_expect_str_eq(ip.route->hosts[0].name, "[10.0.0.5]");
+	cr_expect_str_eq(dns_addr_format(&ip.route->hosts[0].addrs[0], buf, sizeof(buf)), "10.0.0.5");
+	cr_expect_eq(ntohs(ip.route->hosts[0].addrs[0].sin.sin_port), 2525);
+	cr_expect_str_eq(dns_addr_format(&ip6.route->hosts[0].addrs[0], buf, sizeof(buf)), "::1");
+	cr_expect_eq(ip6.route->hosts[0].port, 2526);
+	cr_expect_str_eq(dns_addr_format(&rh.route->hosts[0].addrs[0], buf, sizeof(buf)), "192.0.2.9");
+	cr_expect_eq(rh.route->hosts[0].port, 25);
+
+	dns_resolve_route(r, "mx.test", fake_done, &mx, 0);
+	cr_assert_eq(fake_answer_mx(&f, "relay.example", DNS_ANSWER_OK, 60, mxr, 1, 0), 0);
+	cr_assert_eq(fake_answer_a(&f, "mx1.relay.example", DNS_ANSWER_OK, 60, "192.0.2.61", 0), 0);
+	cr_assert_eq(mx.calls, 1);
+	cr_expect_str_eq(mx.route->hosts[0].name, "mx1.relay.example");
+	cr_expect_eq(mx.route->hosts[0].port, 587);
+
+	dns_resolve_route(r, "nx.test", fake_done, &nx, 0);
+	cr_expect_eq(fake_count_kind(&f, DNS_QUERY_MX), 1, "[host] must skip MX");
+	cr_assert_eq(fake_answer_a(&f, "nowhere.example", DNS_ANSWER_NXDOMAIN, 0, NULL, 0), 0);
+	cr_assert_eq(nx.calls, 1);
+	cr_expect_eq(nx.route->status, DNS_ROUTE_TEMPFAIL, "got %s, want tempfail",
+		     dns_route_status_name(nx.route->status));
+	cr_expect_str_eq(nx.route->enhanced, "4.4.4");
+	dns_resolve_route(r, "nxmx.test", fake_done, &nxmx, 0);
+	cr_assert_eq(fake_answer_mx(&f, "nowhere.example", DNS_ANSWER_NXDOMAIN, 0, NULL, 0, 0), 0);
+	cr_assert_eq(nxmx.calls, 1);
+	cr_expect_eq(nxmx.route->status, DNS_ROUTE_TEMPFAIL);
+	cr_expect_eq(nxmx.route->smtp_code, 451);
+	cr_expect_str_eq(nxmx.route->enhanced, "4.4.4");
+	cr_expect(strstr(nxmx.route->text, "next hop nowhere.example") != NULL, "%s", nxmx.route->text);
+	/* Temporary: not cached, the next message asks again. */
+	struct fake_result again = { 0 };
+	dns_resolve_route(r, "nxmx.test", fake_done, &again, 0);
+	cr_expect_eq(again.calls, 0, "a failed next hop must not be cached");
+	cr_expect_not_null(fake_find(&f, DNS_QUERY_MX, "nowhere.example"));
+	dns_route_unref(ip.route);
+	dns_route_unref(ip6.route);
+	dns_route_unref(rh.route);
+	dns_route_unref(mx.route);
+	dns_route_unref(nx.route);
+	dns_route_unref(nxmx.route);
 	dns_resolver_free(r);
 }
 

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth_file.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
@@ -277,7 +278,7 @@ const struct config_domain *config_domain_policy(const struct config *c, const c
 
 const char *config_tls_policy_name(enum config_tls_policy p)
 {
-	static const char *const names[] = { "none", "may", "encrypt", "verify" };
+	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit" };
 	return names[p];
 }
 
@@ -512,9 +513,12 @@ static void world_fini(void)
 		free(fx.conns[i]);
 	for (size_t i = 0; i < fx.nitems; i++)
 		free(fx.items[i]);
+	if (d != NULL)
+		free(d->hop);
 	free(d);
 	d = NULL;
 	memset(&fx, 0, sizeof(fx));
+	cfg.auth = auth_file_free(cfg.auth);
 }
 
 TestSuite(mta_session, .init = world_init, .fini = world_fini);
@@ -1517,4 +1521,228 @@ Test(mta_session, a_waiter_without_mail_is_skipped)
 	cr_assert_eq(empty->active, 0);
 	free(empty);
 	other_free(od);
+}
+
+/* ---- 9. a next hop with SMTP AUTH (delivery.auth_file) ------------------ */
+
+#define HOP "[relay.provider.test]:587"
+#define EHLO_AUTH_TLS "250-mx1." DOMAIN " hello\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 AUTH LOGIN PLAIN\r\n"
+#define EHLO_AUTH "250-mx1." DOMAIN " hello\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n"
+/* base64("\0apikey\0s3cr3t") */
+#define AUTH_LINE "AUTH PLAIN AGFwaWtleQBzM2NyM3Q=\r\n"
+
+/* with_credentials - relayhost HOP, and credentials for it. */
+static void with_credentials(void)
+{
+	static const char text[] = HOP " apikey:s3cr3t\n";
+	char err[128];
+
+	cfg.relayhost = HOP;
+	cr_assert_eq(auth_file_parse(text, strlen(text), &cfg.auth, err, sizeof(err)), 0, "%s", err);
+}
+
+/* tls_up - STARTTLS offered, sent, accepted, handshake done, EHLO again. */
+static void tls_up(struct fake_conn *fc, const char *ehlo_over_tls)
+{
+	expect_sent(fc, "STARTTLS\r\n");
+	server(fc, "220 2.0.0 go ahead\r\n");
+	fc->c.handler->tls_ready(&fc->c, true);
+	expect_sent(fc, "EHLO relay.test\r\n");
+	server(fc, ehlo_over_tls);
+}
+
+Test(mta_session, auth_plain_after_starttls_then_mail)
+{
+	with_credentials();
+	policy.tls = CONFIG_TLS_MAY;     /* raised to encrypt: a password goes */
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	greet(fc, EHLO_AUTH_TLS);
+	tls_up(fc, EHLO_AUTH);
+	expect_sent(fc, AUTH_LINE);
+	expect_state("auth");
+	expect_timer(fc, WORKER_TIMER_OUT_COMMAND);
+	cr_assert_eq(fx.ndone, 0);
+	server(fc, "235 2.7.0 Authentication successful\r\n");
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+	cr_assert_str_eq(fx.done[0].tls, "TLSv1.2/FAKE-AES-GCM");
+	cr_assert_str_eq(fx.path, "connecting greeting ehlo starttls ehlo auth envelope body idle",
+			 "path: got \"%s\"", fx.path);
+	/* A reused connection does not log in again. */
+	add_item(1);
+	cr_assert(take_work());
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	const char *first = strstr(fc->out, AUTH_LINE);
+	cr_assert_not_null(first);
+	cr_assert_null(strstr(first + 1, "AUTH"), "AUTH sent twice: %s", fc->out);
+}
+
+Test(mta_session, auth_login_when_only_login_is_offered)
+{
+	with_credentials();
+	policy.tls = CONFIG_TLS_ENCRYPT;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	greet(fc, EHLO_AUTH_TLS);
+	tls_up(fc, "250-mx1." DOMAIN "\r\n250-PIPELINING\r\n250 AUTH=LOGIN\r\n");
+	expect_sent(fc, "AUTH LOGIN\r\n");
+	server(fc, "334 VXNlcm5hbWU6\r\n");
+	expect_sent(fc, "YXBpa2V5\r\n");
+	server(fc, "334 UGFzc3dvcmQ6\r\n");
+	expect_sent(fc, "czNjcjN0\r\n");
+	expect_state("auth");
+	server(fc, "235 ok\r\n");
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+}
+
+/* The hop offers no STARTTLS: the credentials never leave, the host fails
+ * (4.7.4) and the mail is deferred. */
+Test(mta_session, auth_never_in_clear)
+{
+	with_credentials();
+	policy.tls = CONFIG_TLS_NONE;    /* raised to encrypt as well */
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	greet(fc, EHLO_AUTH);
+	expect_sent(fc, "QUIT\r\n");
+	server(fc, "221 bye\r\n");
+	cr_assert_null(strstr(fc->out, "AUTH"), "credentials sent in clear: %s", fc->out);
+	cr_assert_null(strstr(fc->out, "AGFwaWtleQBzM2NyM3Q"), "credentials sent in clear");
+	cr_assert_eq(fx.defers, 1);
+	cr_assert_str_eq(fx.defer_status, "4.7.4");
+	cr_assert_eq(fx.ndone, 0, "an item completed (bounced?)");
+}
+
+/* 535: our configuration, not the recipient: every address of the hop
+ * is tried, then the domain's mail is deferred with 4.7.0. */
+Test(mta_session, auth_535_defers_and_quits)
+{
+	with_credentials();
+	add_item(1);
+	struct fake_conn *fc = start(1, two_addrs);
+
+	for (int i = 0; i < 2; i++) {
+		if (i > 0)
+			fc = opened();
+		greet(fc, EHLO_AUTH_TLS);
+		tls_up(fc, EHLO_AUTH);
+		expect_sent(fc, AUTH_LINE);
+		server(fc, "535 5.7.8 Authentication credentials invalid\r\n");
+		expect_sent(fc, "QUIT\r\n");
+		expect_state("quit");
+		server(fc, "221 bye\r\n");
+		cr_assert(fc->flush_closed);
+		cr_assert_null(strstr(fc->out, "MAIL FROM"), "mail sent after a failed AUTH");
+	}
+	expect_connects(2);
+	cr_assert_eq(fx.defers, 1);
+	cr_assert_str_eq(fx.defer_status, "4.7.0", "status: got %s", fx.defer_status);
+	cr_assert_not_null(strstr(fx.defer_text, "authentication to the next hop failed: 535"),
+			   "text: got \"%s\"", fx.defer_text);
+	cr_assert_eq(fx.ndone, 0, "an item completed (bounced?)");
+	cr_assert_eq(dl.auth_failed_count, 1, "the hop is remembered as failing");
+}
+
+/* No credentials for another next hop: no AUTH, policy untouched. */
+Test(mta_session, no_credentials_no_auth)
+{
+	with_credentials();
+	cfg.relayhost = "[other.provider.test]:587";
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	greet(fc, EHLO_AUTH);
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	cr_assert_null(strstr(fc->out, "AUTH"));
+}
+
+/* ---- 10. implicit TLS (RFC 8314) ---------------------------------------- */
+
+Test(mta_session, implicit_tls_handshake_before_greeting)
+{
+	policy.tls = CONFIG_TLS_IMPLICIT;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	cr_assert_eq(fc->start_tls, 1, "no handshake at connect");
+	expect_state("greeting");
+	expect_timer(fc, WORKER_TIMER_OUT_GREETING);
+	expect_sent(fc, "");
+	fc->c.handler->tls_ready(&fc->c, true);
+	expect_sent(fc, "");      /* the server speaks first, over TLS */
+	greet(fc, EHLO_TLS);      /* STARTTLS offered: never sent under implicit */
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+	cr_assert_str_eq(fx.done[0].tls, "TLSv1.2/FAKE-AES-GCM");
+	cr_assert_eq(fc->start_tls, 1);
+	cr_assert_null(strstr(fc->out, "STARTTLS"));
+}
+
+Test(mta_session, implicit_tls_with_auth)
+{
+	with_credentials();
+	policy.tls = CONFIG_TLS_IMPLICIT;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	fc->c.handler->tls_ready(&fc->c, true);
+	greet(fc, EHLO_AUTH);
+	expect_sent(fc, AUTH_LINE);
+	server(fc, "235 ok\r\n");
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+}
+
+Test(mta_session, implicit_tls_failure_is_a_failed_host)
+{
+	policy.tls = CONFIG_TLS_IMPLICIT;
+	add_item(1);
+	struct fake_conn *fc = start(1, two_addrs);
+
+	fc->c.handler->tls_ready(&fc->c, false);
+	cr_assert(fc->flush_closed);
+	expect_connects(2);
+	fc = opened();
+	cr_assert_eq(fc->start_tls, 1);
+	fc->c.handler->tls_ready(&fc->c, false);
+	cr_assert_eq(fx.defers, 1);
+	cr_assert_str_eq(fx.defer_status, "4.7.5");
+	cr_assert_eq(fx.ndone, 0);
+	cr_assert_eq(fx.conns[0]->out_len, 0, "bytes sent in clear under implicit");
+}
+
+/* A sender route's hop (qdomain.hop) wins over the relayhost: its
+ * credentials are used, and a session for it carries no mail of the same
+ * domain routed elsewhere. */
+Test(mta_session, sender_route_hop_logs_in_with_its_credentials)
+{
+	with_credentials();
+	cfg.relayhost = "[plain.relay.test]:25";     /* no credentials */
+	d->hop = strdup(HOP);
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	greet(fc, EHLO_AUTH_TLS);
+	tls_up(fc, EHLO_AUTH);
+	expect_sent(fc, AUTH_LINE);
+	server(fc, "235 ok\r\n");
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+	expect_state("idle");
+	struct qdomain *plain = calloc(1, sizeof(*plain) + sizeof(DOMAIN));
+	cr_assert_not_null(plain);
+	memcpy(plain->name, DOMAIN, sizeof(DOMAIN));
+	plain->dl = &dl;
+	plain->items.next = plain->items.prev = &plain->items;
+	struct qdest *dest = NULL;
+	for (size_t i = 0; i < dl.dest_buckets && dest == NULL; i++)
+		dest = dl.dests[i];
+	cr_assert_not_null(dest);
+	cr_assert_not(mta_session_reuse(dest, plain), "a session of another hop was reused");
+	free(plain);
 }

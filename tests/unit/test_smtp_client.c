@@ -722,3 +722,113 @@ Test(smtp_client, large_body_streams_in_chunks)
 	feed("250 ok\r\n");
 	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
 }
+
+/* ---- AUTH (RFC 4954) ---------------------------------------------------- */
+
+static int auth_ok, auth_failed, auth_code;
+
+static void on_auth(void *arg, bool ok, const struct smtp_client_result *res)
+{
+	if (ok)
+		auth_ok++;
+	else
+		auth_failed++;
+	auth_code = res->code;
+}
+
+static void connect_auth(const char *ehlo_reply)
+{
+	struct smtp_client_config cfg = {
+		.helo_name = "relay.test",
+		.events = { &rec, on_rcpt, on_txn_done, on_ready, on_starttls, on_closed, on_auth },
+	};
+	memset(&rec, 0, sizeof(rec));
+	auth_ok = auth_failed = auth_code = 0;
+	c = smtp_client_new(&cfg);
+	feed("220 mx.test ESMTP\r\n");
+	expect_out("EHLO relay.test\r\n");
+	feed(ehlo_reply);
+	expect_state(SMTP_CLIENT_READY);
+}
+
+Test(smtp_client, auth_plain_with_initial_response, .fini = teardown)
+{
+	connect_auth("250-mx.test\r\n250-AUTH LOGIN PLAIN CRAM-MD5\r\n250 PIPELINING\r\n");
+	cr_assert(smtp_client_has_ext(c, SMTP_EXT_AUTH));
+	cr_assert_eq(smtp_client_auth_mechs(c), SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN);
+	cr_assert_eq(smtp_client_auth(c, "alice", "s3cr3t"), 0);
+	expect_state(SMTP_CLIENT_AUTH);
+	/* base64("\0alice\0s3cr3t") */
+	expect_out("AUTH PLAIN AGFsaWNlAHMzY3IzdA==\r\n");
+	int ready = rec.ready;
+	feed("235 2.7.0 Authentication successful\r\n");
+	expect_state(SMTP_CLIENT_READY);
+	cr_assert_eq(auth_ok, 1);
+	cr_assert_eq(rec.ready, ready + 1, "ready after 235");
+}
+
+Test(smtp_client, auth_login_when_plain_is_not_offered, .fini = teardown)
+{
+	connect_auth("250-mx.test\r\n250 AUTH=LOGIN\r\n");
+	cr_assert_eq(smtp_client_auth_mechs(c), SMTP_AUTH_LOGIN);
+	cr_assert_eq(smtp_client_auth(c, "alice", "s3cr3t"), 0);
+	expect_out("AUTH LOGIN\r\n");
+	feed("334 VXNlcm5hbWU6\r\n");
+	expect_out("YWxpY2U=\r\n");
+	feed("334 UGFzc3dvcmQ6\r\n");
+	expect_out("czNjcjN0\r\n");
+	feed("235 2.7.0 ok\r\n");
+	cr_assert_eq(auth_ok, 1);
+	expect_state(SMTP_CLIENT_READY);
+}
+
+Test(smtp_client, auth_535_fails_without_ready, .fini = teardown)
+{
+	connect_auth("250-mx.test\r\n250 AUTH PLAIN\r\n");
+	int ready = rec.ready;
+	cr_assert_eq(smtp_client_auth(c, "alice", "wrong"), 0);
+	drain();
+	feed("535 5.7.8 Authentication credentials invalid\r\n");
+	cr_assert_eq(auth_failed, 1);
+	cr_assert_eq(auth_code, 535);
+	cr_assert_eq(rec.ready, ready, "no ready event after a failed AUTH");
+	expect_state(SMTP_CLIENT_READY);
+	cr_assert_eq(smtp_client_quit(c), 0);
+	expect_out("QUIT\r\n");
+}
+
+Test(smtp_client, auth_unexpected_334_is_cancelled, .fini = teardown)
+{
+	connect_auth("250-mx.test\r\n250 AUTH PLAIN\r\n");
+	cr_assert_eq(smtp_client_auth(c, "alice", "x"), 0);
+	drain();
+	feed("334 \r\n");
+	expect_out("*\r\n");
+	feed("501 5.7.0 cancelled\r\n");
+	cr_assert_eq(auth_failed, 1);
+	expect_state(SMTP_CLIENT_READY);
+}
+
+Test(smtp_client, auth_refused_before_sending, .fini = teardown)
+{
+	connect_auth("250-mx.test\r\n250 AUTH CRAM-MD5\r\n");
+	cr_assert_not(smtp_client_has_ext(c, SMTP_EXT_AUTH));
+	cr_assert_eq(smtp_client_auth(c, "alice", "x"), -ENOTSUP);
+	c = smtp_client_free(c);
+	connect_auth("250-mx.test\r\n250 AUTH PLAIN\r\n");
+	cr_assert_eq(smtp_client_auth(c, "ali\r\nce", "x"), -EINVAL);
+	cr_assert_eq(smtp_client_auth(c, "alice", ""), -EINVAL);
+	expect_out("");
+	expect_state(SMTP_CLIENT_READY);
+}
+
+Test(smtp_client, auth_421_closes, .fini = teardown)
+{
+	connect_auth("250-mx.test\r\n250 AUTH PLAIN\r\n");
+	cr_assert_eq(smtp_client_auth(c, "alice", "x"), 0);
+	drain();
+	feed("421 4.3.2 bye\r\n");
+	cr_assert_eq(rec.closed, 1);
+	cr_assert(rec.closed_failed);
+	expect_state(SMTP_CLIENT_FAILED);
+}
