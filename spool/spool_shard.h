@@ -90,6 +90,7 @@ struct spool_recovered {
 	struct spool_location loc;
 	const struct spool_message *msg;
 	const struct spool_rcpt_state *state;	/* msg->rcpt_count entries */
+	const char *reply;		/* the last deferral's reply, or NULL */
 };
 /* Return 0 to go on, anything else to stop (returned to the caller). */
 typedef int (*spool_live_fn)(void *ctx, const struct spool_recovered *r);

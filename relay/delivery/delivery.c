@@ -317,7 +317,7 @@ static int delivery_worker_init(struct worker *w)
 static int requeue_live(void *ctx, const struct spool_recovered *r)
 {
 	struct worker *w = ctx;
-	delivery_submit(w, r->msg, r->state);
+	delivery_submit_recovered(w, r);
 	return 0;
 }
 

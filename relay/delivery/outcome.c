@@ -20,16 +20,19 @@
 
 struct outcome_entry {
 	uint32_t idx;
-	uint8_t status;            /* enum spool_status, final */
+	uint8_t status;            /* enum spool_status */
 	uint32_t attempts;
+	int64_t next_attempt;      /* unix s, for DEFERRED */
 };
 
-/* Final outcomes of an item, posted home to be journaled. */
+/* Outcomes of an item (final ones, or deferrals with their retry state),
+ * posted home to be journaled. */
 struct qoutcome {
 	struct worker_post post;
 	struct qmsg *msg;          /* holds one reference */
 	char *dsn;                 /* a DSN to spool and send, or NULL */
 	size_t dsn_len;
+	char *reply;               /* a deferral's last reply, or NULL */
 	uint32_t count;
 	struct outcome_entry e[];
 };
@@ -92,6 +95,7 @@ static void outcome_discard(struct worker_post *p)
 
 	qmsg_unref(o->msg);
 	free(o->dsn);
+	free(o->reply);
 	free(o);
 }
 
@@ -128,6 +132,8 @@ static void outcome_journal(struct worker *w, struct qoutcome *o)
 			.rcpt_index = o->e[i].idx,
 			.status = o->e[i].status,
 			.attempts = o->e[i].attempts,
+			.next_attempt = o->e[i].next_attempt,
+			.reply = o->reply,
 		};
 		int rc = commit_outcome(w, &out, NULL);
 		if (rc < 0)
@@ -324,6 +330,26 @@ static void outcomes_home(struct delivery *dl, const struct qitem *it, const str
 	outcome_send(dl, o);
 }
 
+/* item_journal_deferral - the item is parked until due_ms (monotonic):
+ * its recipients' attempts, next attempt and last reply go home too, so a
+ * restart resumes the backoff instead of trying everything at once. The
+ * next attempt is rounded up to the second: never earlier than planned. */
+static void item_journal_deferral(struct delivery *dl, struct qitem *it, int64_t due_ms)
+{
+	struct qoutcome *o = outcome_new(it, it->count);
+	int64_t at_ms = wall_ms() + (due_ms - dl->w->now_ms);
+	int64_t next = (at_ms + 999) / 1000;
+
+	if (it->last_error != NULL)
+		o->reply = xstrndup(it->last_error, SPOOL_REPLY_MAX);
+	for (uint32_t i = 0; i < it->count; i++)
+		o->e[o->count++] = (struct outcome_entry){
+			.idx = it->idx[i], .status = SPOOL_STATUS_DEFERRED,
+			.attempts = it->attempts, .next_attempt = next,
+		};
+	outcome_send(dl, o);
+}
+
 /* item_keep_deferred - only the deferred recipients stay in the item, with
  * the last deferral's reply for the operator. */
 static void item_keep_deferred(struct qitem *it, const struct rcpt_result *res,
@@ -390,10 +416,13 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 		it->doom = QDOOM_NONE;
 		item_hold(dl, it);
 		break;
-	case SCHED_AFTER_RETRY:
-		item_retry_at(dl, it, dl->w->now_ms +
-			      retry_next_delay_ms(&dl->retry, it->attempts - 1, delivery_rng_next(dl)));
+	case SCHED_AFTER_RETRY: {
+		int64_t due = dl->w->now_ms +
+			      retry_next_delay_ms(&dl->retry, it->attempts - 1, delivery_rng_next(dl));
+		item_journal_deferral(dl, it, due);
+		item_retry_at(dl, it, due);
 		break;
+	}
 	}
 }
 

@@ -352,6 +352,13 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 			item_set_state(it, QSTATE_HELD);
 			return;
 		}
+		/* From the spool, deferred before a restart: its backoff goes on. */
+		int64_t wait = it->resume_wall_ms - wall_ms();
+		it->resume_wall_ms = 0;
+		if (wait > 0) {
+			item_retry_at(dl, it, dl->w->now_ms + wait);
+			return;
+		}
 	}
 	if (dl->w->role == WORKER_ROLE_LOCAL) {
 		/* Stopping: an outcome might not reach a home that has left;
@@ -386,10 +393,27 @@ static void item_dispatch(struct worker *w, struct qitem *it)
 		worker_post(w, owner, &it->post);
 }
 
-/* delivery_submit - one item per domain (split at the domain's recipients
- * per transaction), recipients held in the spool apart from the others. */
-void delivery_submit(struct worker *w, const struct spool_message *m,
-		     const struct spool_rcpt_state *state)
+/* item_resume - an item made from the spool takes its recipients' retry
+ * state: the most attempts and the latest next attempt of them, so none
+ * is tried earlier than its backoff said, and the last reply. */
+static void item_resume(struct qitem *it, const struct spool_rcpt_state *state, const char *reply)
+{
+	for (uint32_t k = 0; k < it->count; k++) {
+		const struct spool_rcpt_state *st = &state[it->idx[k]];
+		if (st->attempts > it->attempts)
+			it->attempts = st->attempts;
+		if (st->status == SPOOL_STATUS_DEFERRED && st->next_attempt * 1000 > it->resume_wall_ms)
+			it->resume_wall_ms = st->next_attempt * 1000;
+	}
+	if (reply != NULL && it->attempts > 0)
+		it->last_error = xstrdup(reply);
+}
+
+/* submit - one item per domain (split at the domain's recipients per
+ * transaction), recipients held in the spool apart from the others;
+ * reply is the last deferral's from the spool (or NULL). */
+static void submit(struct worker *w, const struct spool_message *m,
+		   const struct spool_rcpt_state *state, const char *reply)
 {
 	struct qmsg *q = qmsg_new(w->id, m);
 	bool *taken = xcalloc(m->rcpt_count, sizeof(bool));
@@ -402,7 +426,6 @@ void delivery_submit(struct worker *w, const struct spool_message *m,
 		bool held = state != NULL && state[i].status == SPOOL_STATUS_HELD;
 		size_t limit = (size_t)config_domain_policy(w->cfg, domain)->max_recipients_per_transaction;
 		struct qitem *it = qitem_new(q, (uint32_t)(limit < q->rcpt_count ? limit : q->rcpt_count));
-		it->attempts = state != NULL ? state[i].attempts : 0;
 		it->doom = held ? QDOOM_HOLD : QDOOM_NONE;
 		for (size_t j = i; j < q->rcpt_count && it->count < limit; j++) {
 			if (taken[j] || (state != NULL && SPOOL_STATUS_IS_FINAL(state[j].status)))
@@ -413,10 +436,25 @@ void delivery_submit(struct worker *w, const struct spool_message *m,
 			taken[j] = true;
 			it->idx[it->count++] = (uint32_t)j;
 		}
+		if (state != NULL)
+			item_resume(it, state, reply);
 		item_dispatch(w, it);
 	}
 	free(taken);
 	qmsg_unref(q);
+}
+
+/* delivery_submit - a message durable in w's shard, all recipients new
+ * (state NULL) or as the spool has them. */
+void delivery_submit(struct worker *w, const struct spool_message *m,
+		     const struct spool_rcpt_state *state)
+{
+	submit(w, m, state, NULL);
+}
+
+void delivery_submit_recovered(struct worker *w, const struct spool_recovered *r)
+{
+	submit(w, r->msg, r->state, r->reply);
 }
 
 /* domain_idle - nothing refers to d: no item (nor a query's marker), no

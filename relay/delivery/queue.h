@@ -98,6 +98,7 @@ struct qitem {
 	struct qmsg *msg;
 	char *last_error;          /* the last deferral's reply, or NULL */
 	int64_t due_ms;            /* monotonic, while in the retry heap */
+	int64_t resume_wall_ms;    /* from the spool: not tried before (wall ms); 0: now */
 	size_t heap_index;
 	unsigned attempts;
 	uint8_t state;             /* enum qstate */
