@@ -130,6 +130,7 @@ static const struct config_key config_keys[] = {
 	{ "pop3.command_timeout", KIND_DURATION, OFF(pop3_command_timeout_ms), 1000, DAY_MS, "1m", "before login, each POP3 command must complete within this" },
 	{ "mailbox.root", KIND_STRING, OFF(mailbox_root), 0, 0, "/var/mail/ringmail", "directory holding one Maildir per local user (must exist)" },
 	{ "mailbox.quota", KIND_SIZE, OFF(mailbox_quota), 0, 1LL << 50, "0", "bytes per local mailbox; 0 = no quota" },
+	{ "mailbox.delivery_window", KIND_INT, OFF(mailbox_delivery_window), 1, 100000, "16", "local deliveries whose outcomes are not yet in the spool, at most: a crash delivers at most these again" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 };

@@ -194,6 +194,7 @@ struct config {
 	int64_t pop3_command_timeout_ms;
 	char *mailbox_root;
 	int64_t mailbox_quota;            /* bytes per mailbox; 0 = none */
+	int64_t mailbox_delivery_window;  /* local deliveries not yet journaled, at most */
 
 	/* DKIM signing at reception (relay/smtpd/smtp_dkim.c) */
 	struct config_dkim_signer *dkim_signers;

@@ -248,6 +248,8 @@ static void delivery_hook(struct worker *w, void *arg)
 		wake_at(w, dl->next_reap_ms);     /* an idle worker reaps too */
 	while (dl->heap_len > 0 && dl->heap[0]->due_ms <= w->now_ms && !dl->stopping)
 		item_enqueue(dl, heap_pop(dl));
+	if (w->role == WORKER_ROLE_LOCAL)
+		local_run(dl);
 	int64_t t;
 	while ((t = dns_resolver_next_timeout_ms(dl->resolver, w->now_ms)) == 0)
 		dns_resolver_on_timer(dl->resolver, w->now_ms);

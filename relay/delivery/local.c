@@ -4,6 +4,12 @@
  * blocking file I/O, which only that thread may do, and the item completes
  * like any other (logged with mx=local, outcomes home, DSNs, retries in
  * the local worker's own heap).
+ *
+ * A crash between a Maildir write and the commit of its DELIVERED outcome
+ * at home delivers the message again. local_run bounds that window: at
+ * most mailbox.delivery_window delivered items wait for their outcomes to
+ * be durable (the home acknowledges each after its batch commits,
+ * outcome.c), and ready items wait in their domain's list meanwhile.
  */
 #include "queue.h"
 
@@ -75,4 +81,21 @@ void local_deliver_item(struct delivery *dl, struct qitem *it)
 		local_deliver_one(dl, it->msg, &it->msg->rcpts[it->idx[i]], &res[i]);
 	item_complete(dl, it, res, "local", NULL, NULL);
 	free(res);
+}
+
+void local_run(struct delivery *dl)
+{
+	struct worker *w = dl->w;
+	unsigned window = (unsigned)w->cfg->mailbox_delivery_window;
+
+	if (dl->stopping || w->stopping)
+		return;    /* an outcome might not reach a home that has left: the spool keeps the item */
+	while (dl->ready_total > 0 && dl->local_unjournaled < window && dl->domain_count > 0) {
+		struct qdomain *d = dl->domain_list[dl->local_turn++ % dl->domain_count];
+		struct qitem *it = domain_pop_ready(d);
+		if (it != NULL)
+			local_deliver_item(dl, it);
+	}
+	if (dl->ready_total > 0 && dl->local_unjournaled < window)
+		w->wake_at_ms = w->now_ms;
 }

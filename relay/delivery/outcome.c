@@ -33,6 +33,8 @@ struct qoutcome {
 	char *dsn;                 /* a DSN to spool and send, or NULL */
 	size_t dsn_len;
 	char *reply;               /* a deferral's last reply, or NULL */
+	struct worker *ack_to;     /* the local worker, told when these are durable; or NULL */
+	struct commit_waiter waiter;       /* at home, for ack_to */
 	uint32_t count;
 	struct outcome_entry e[];
 };
@@ -99,6 +101,30 @@ static void outcome_discard(struct worker_post *p)
 	free(o);
 }
 
+/* outcome_acked - on the local worker: a delivered item's outcomes are
+ * durable, one more may go (local_run). */
+static void outcome_acked(struct worker *w, struct worker_post *p)
+{
+	struct delivery *dl = delivery_of(w);
+
+	if (dl != NULL && dl->local_unjournaled > 0)
+		dl->local_unjournaled--;
+	outcome_discard(p);
+}
+
+/* outcome_ack - at home: the batch holding o's outcomes ended (a failed
+ * one puts them in the next batch: they are on their way all the same);
+ * the object itself goes back to the local worker as the news. */
+static void outcome_ack(struct commit_waiter *waiter, int result)
+{
+	struct qoutcome *o = container_of(waiter, struct qoutcome, waiter);
+	struct worker *home = &o->ack_to->all[o->msg->home];
+
+	(void)result;
+	o->post.handle = outcome_acked;
+	worker_post(home, o->ack_to, &o->post);
+}
+
 /* outcome_journal - at home: the bounce (if any) then the outcomes go into
  * the next batch, so a DSN is never lost to a crash between the two. */
 static void outcome_journal(struct worker *w, struct qoutcome *o)
@@ -126,6 +152,7 @@ static void outcome_journal(struct worker *w, struct qoutcome *o)
 			free(dc);
 		}
 	}
+	bool waiting = false;
 	for (uint32_t i = 0; i < o->count; i++) {
 		struct spool_outcome out = {
 			.queue_id = o->msg->queue_id,
@@ -135,12 +162,22 @@ static void outcome_journal(struct worker *w, struct qoutcome *o)
 			.next_attempt = o->e[i].next_attempt,
 			.reply = o->reply,
 		};
-		int rc = commit_outcome(w, &out, NULL);
+		bool last = i + 1 == o->count && o->ack_to != NULL;
+		if (last)
+			o->waiter.done = outcome_ack;
+		int rc = commit_outcome(w, &out, last ? &o->waiter : NULL);
 		if (rc < 0)
 			log_error("outcome_lost", "id=%s rcpt=%u error=\"%s\"", out.queue_id, out.rcpt_index,
 				  strerror(-rc));
+		else if (last)
+			waiting = true;
 	}
-	outcome_discard(&o->post);
+	if (waiting)
+		return;       /* outcome_ack has it */
+	if (o->ack_to != NULL)
+		outcome_ack(&o->waiter, 0);
+	else
+		outcome_discard(&o->post);
 }
 
 static void outcome_arrived(struct worker *w, struct worker_post *p)
@@ -317,6 +354,12 @@ static void outcomes_home(struct delivery *dl, const struct qitem *it, const str
 	struct qoutcome *o = outcome_new(it, final);
 
 	o->dsn = dsn_build(dl, it, res, mx, &o->dsn_len);
+	if (dl->w->role == WORKER_ROLE_LOCAL) {
+		/* Delivered into a mailbox: counts against the window until
+		 * the outcomes are durable (local_run). */
+		o->ack_to = dl->w;
+		dl->local_unjournaled++;
+	}
 	for (uint32_t i = 0; i < it->count; i++) {
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
 			continue;

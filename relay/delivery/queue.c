@@ -336,8 +336,8 @@ static struct worker *domain_owner(struct worker *w, const char *domain)
 	return &w->all[domain_hash(domain) % w->count];
 }
 
-/* item_enqueue - on the domain's owner: into its domain's ready list (the
- * local worker delivers at once). On arrival the item joins its domain's
+/* item_enqueue - on the domain's owner: into its domain's ready list (on
+ * the local worker local_run takes it from there). On arrival the item joins its domain's
  * list; one that comes held from the spool (doom HOLD) waits there. */
 void item_enqueue(struct delivery *dl, struct qitem *it)
 {
@@ -360,14 +360,9 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 			return;
 		}
 	}
-	if (dl->w->role == WORKER_ROLE_LOCAL) {
-		/* Stopping: an outcome might not reach a home that has left;
-		 * the spool still has the item for the next start. */
-		if (!dl->w->stopping)
-			local_deliver_item(dl, it);
-		return;
-	}
 	domain_push_ready(it->d, it);
+	if (dl->w->role == WORKER_ROLE_LOCAL)
+		return;      /* local_run delivers it, within the window */
 	domain_kick(dl, it->d);
 }
 

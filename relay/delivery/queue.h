@@ -185,6 +185,8 @@ struct delivery {
 	int64_t next_reap_ms;
 	unsigned sessions_active;  /* outbound sessions (metrics) */
 	uint64_t rng;
+	unsigned local_unjournaled;  /* local worker: items delivered, outcomes not yet durable */
+	size_t local_turn;         /* local worker: the next domain to serve, round robin */
 	bool stopping;
 };
 
@@ -271,6 +273,11 @@ void dests_free(struct delivery *dl);
 /* ---- local.c ---- */
 
 void local_deliver_item(struct delivery *dl, struct qitem *it);
+/* local_run - on the local worker, before each sleep: deliver ready items
+ * round robin over its domains while fewer than mailbox.delivery_window
+ * delivered items wait for their outcomes to be durable at home; wake at
+ * once if more could go. */
+void local_run(struct delivery *dl);
 
 /* ---- mta_session.c ---- */
 
