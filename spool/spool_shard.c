@@ -959,6 +959,20 @@ int spool_shard_foreach_live(struct spool_shard *s, spool_live_fn fn, void *ctx)
 	return rc;
 }
 
+int spool_shard_locate(const struct spool_shard *s, const char *queue_id,
+		       int *fd, uint64_t *offset, uint32_t *length)
+{
+	const struct spool_entry *e = spool_index_find(&s->index, queue_id);
+	const struct spool_segment *g = e ? shard_find_segment((struct spool_shard *)s, e->segment) : NULL;
+
+	if (g == NULL)
+		return -ENOENT;
+	*fd = g->fd;
+	*offset = e->offset;
+	*length = e->length;
+	return 0;
+}
+
 const struct spool_rcpt_state *spool_shard_states(const struct spool_shard *s,
 						  const char *queue_id, size_t *n)
 {

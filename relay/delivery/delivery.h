@@ -47,6 +47,7 @@ struct delivery_stats {
 	uint64_t sessions_now;     /* outbound sessions open now */
 	uint64_t domains_now;      /* destination domains held now */
 	uint64_t domains_reaped;   /* forgotten while idle */
+	uint64_t body_loads;       /* bodies read back from the spool */
 	struct dns_stats dns;
 };
 

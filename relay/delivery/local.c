@@ -33,8 +33,8 @@ static void local_result(struct rcpt_result *r, enum smtp_outcome outcome, int c
 
 /* local_deliver_one - write the message into the recipient's Maildir, with
  * Return-Path and Delivered-To prepended (RFC 5321 4.4). Blocks. */
-static void local_deliver_one(struct delivery *dl, const struct qmsg *m, const struct qrcpt *rc,
-			      struct rcpt_result *res)
+static void local_deliver_one(struct delivery *dl, const struct qmsg *m, const char *body,
+			      const struct qrcpt *rc, struct rcpt_result *res)
 {
 	const struct config *cfg = dl->w->cfg;
 	char name[MAILBOX_NAME_MAX + 1];
@@ -50,7 +50,7 @@ static void local_deliver_one(struct delivery *dl, const struct qmsg *m, const s
 	int err;
 	buf_init(&b, m->body_len + 1024);     /* both paths are at most 256 octets */
 	if (buf_append_printf(&b, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", m->sender, rc->addr) < 0 ||
-	    buf_append(&b, m->body, m->body_len) < 0)
+	    buf_append(&b, body, m->body_len) < 0)
 		err = -ENOMEM;
 	else
 		err = maildir_deliver(cfg->mailbox_root, name, buf_data(&b), buf_len(&b), &opt, NULL, 0);
@@ -78,7 +78,7 @@ void local_deliver_item(struct delivery *dl, struct qitem *it)
 
 	item_set_state(it, QSTATE_ACTIVE);
 	for (uint32_t i = 0; i < it->count; i++)
-		local_deliver_one(dl, it->msg, &it->msg->rcpts[it->idx[i]], &res[i]);
+		local_deliver_one(dl, it->msg, item_body(it), &it->msg->rcpts[it->idx[i]], &res[i]);
 	item_complete(dl, it, res, "local", NULL, NULL);
 	free(res);
 }

@@ -229,6 +229,7 @@ void item_journal_state(struct delivery *dl, struct qitem *it, enum spool_status
 /* item_hold - the operator holds it: out of scheduling until released. */
 void item_hold(struct delivery *dl, struct qitem *it)
 {
+	item_drop_body(it);
 	item_set_state(it, QSTATE_HELD);
 	item_journal_state(dl, it, SPOOL_STATUS_HELD);
 }
@@ -268,8 +269,14 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 
 	if (delivery_log_enabled()) {
 		char msgid[256], dkim[512];
-		delivery_log_message_id(m->body, m->body_len, msgid, sizeof(msgid));
-		delivery_log_dkim(m->body, m->body_len, dkim, sizeof(dkim));
+		/* An operator's verdict on a waiting item has no body at hand. */
+		const char *body = item_body(it);
+		size_t body_len = body != NULL ? m->body_len : 0;
+		msgid[0] = dkim[0] = '\0';
+		if (body != NULL) {
+			delivery_log_message_id(body, body_len, msgid, sizeof(msgid));
+			delivery_log_dkim(body, body_len, dkim, sizeof(dkim));
+		}
 		delivery_log_write(&(struct delivery_log_entry){
 			.ts_ms = wall_ms(), .queue_id = m->queue_id, .message_id = msgid[0] ? msgid : NULL,
 			.sender = m->sender,
@@ -318,7 +325,8 @@ static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct
 			.hostname = dl->w->cfg->hostname, .sender = m->sender, .envid = m->envid,
 			.ret = m->ret == SPOOL_RET_HDRS ? SMTP_RET_HDRS : m->ret == SPOOL_RET_FULL ? SMTP_RET_FULL : SMTP_RET_NONE,
 			.arrival_ms = m->arrival_ms, .now_ms = now, .unique = delivery_rng_next(dl),
-			.rcpts = br, .nrcpts = n, .message = m->body, .message_len = m->body_len,
+			.rcpts = br, .nrcpts = n, .message = item_body(it) ? item_body(it) : "",
+			.message_len = item_body(it) ? m->body_len : 0,
 			.max_original = (size_t)dl->w->cfg->bounce_max_original_size,
 		};
 		if (bounce_build(&in, &b) == 0) {

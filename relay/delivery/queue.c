@@ -46,14 +46,15 @@ static void item_discard(struct worker_post *p);
 
 /* ---- messages ---------------------------------------------------------- */
 
-/* qmsg_new - copy a spool message into one allocation. */
+/* qmsg_new - copy a spool message's envelope into one allocation (not
+ * its body: see body.c). */
 static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 {
 	size_t strings = strlen(m->sender) + 1 + (m->envid ? strlen(m->envid) : 0) + 1;
 	for (size_t i = 0; i < m->rcpt_count; i++)
 		strings += strlen(m->rcpts[i].address) + 1 +
 			   (m->rcpts[i].orcpt ? strlen(m->rcpts[i].orcpt) : 0) + 1;
-	size_t size = sizeof(struct qmsg) + m->rcpt_count * sizeof(struct qrcpt) + strings + m->body_len;
+	size_t size = sizeof(struct qmsg) + m->rcpt_count * sizeof(struct qrcpt) + strings;
 	struct qmsg *q = xmalloc(size);
 	char *p = (char *)(q + 1) + m->rcpt_count * sizeof(struct qrcpt);
 
@@ -80,8 +81,6 @@ static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 		r->domain = at ? at + 1 : "";
 	}
 #undef COPY_STRING
-	memcpy(p, m->body, m->body_len);
-	q->body = p;
 	q->body_len = m->body_len;
 	q->ret = m->ret;
 	q->smtputf8 = m->smtputf8;
@@ -145,6 +144,7 @@ void qitem_free(struct qitem *it)
 		it->d->by_state[it->state]--;
 		link_remove(&it->link);
 	}
+	item_drop_body(it);
 	qmsg_unref(it->msg);
 	free(it->last_error);
 	free(it);
@@ -322,9 +322,11 @@ struct qitem *heap_pop(struct delivery *dl)
 	return top;
 }
 
-/* item_retry_at - park an item until due_ms. */
+/* item_retry_at - park an item until due_ms; its body goes back to the
+ * spool meanwhile. */
 void item_retry_at(struct delivery *dl, struct qitem *it, int64_t due_ms)
 {
+	item_drop_body(it);
 	it->due_ms = due_ms;
 	heap_push(dl, it);
 }
@@ -347,6 +349,8 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 		d->by_state[it->state]++;
 		link_insert_after(d->items.prev, &it->link);
 		dl->stats.queued_items++;
+		if (it->body != NULL)
+			dl->body_bytes += it->body->len;
 		if (it->doom == QDOOM_HOLD) {
 			it->doom = QDOOM_NONE;
 			item_set_state(it, QSTATE_HELD);
@@ -355,10 +359,23 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 		/* From the spool, deferred before a restart: its backoff goes on. */
 		int64_t wait = it->resume_wall_ms - wall_ms();
 		it->resume_wall_ms = 0;
-		if (wait > 0) {
-			item_retry_at(dl, it, dl->w->now_ms + wait);
+		if (wait > 0 || it->body == NULL) {
+			/* Without its body (from the spool) it waits in the
+			 * heap like a due retry: loads stay within the cache. */
+			item_retry_at(dl, it, dl->w->now_ms + (wait > 0 ? wait : 0));
 			return;
 		}
+	}
+	if (it->body == NULL) {
+		if (retry_domain_blocked(&it->d->backoff, dl->w->now_ms)) {
+			/* No use reading it back for a domain that rests. */
+			item_retry_at(dl, it, it->d->backoff.until_ms);
+		} else if (!body_room(dl)) {
+			item_retry_at(dl, it, dl->w->now_ms);
+		} else {
+			item_load_body(dl, it);
+		}
+		return;
 	}
 	domain_push_ready(it->d, it);
 	if (dl->w->role == WORKER_ROLE_LOCAL)
@@ -408,9 +425,10 @@ static void item_resume(struct qitem *it, const struct spool_rcpt_state *state, 
  * transaction), recipients held in the spool apart from the others;
  * reply is the last deferral's from the spool (or NULL). */
 static void submit(struct worker *w, const struct spool_message *m,
-		   const struct spool_rcpt_state *state, const char *reply)
+		   const struct spool_rcpt_state *state, const char *reply, bool with_body)
 {
 	struct qmsg *q = qmsg_new(w->id, m);
+	struct qbody *body = with_body ? qbody_copy(m->body, m->body_len) : NULL;
 	bool *taken = xcalloc(m->rcpt_count, sizeof(bool));
 
 	qmsg_ref(q);    /* held while items are made */
@@ -433,9 +451,14 @@ static void submit(struct worker *w, const struct spool_message *m,
 		}
 		if (state != NULL)
 			item_resume(it, state, reply);
+		if (body != NULL) {
+			qbody_ref(body);
+			it->body = body;
+		}
 		item_dispatch(w, it);
 	}
 	free(taken);
+	qbody_unref(body);
 	qmsg_unref(q);
 }
 
@@ -444,12 +467,12 @@ static void submit(struct worker *w, const struct spool_message *m,
 void delivery_submit(struct worker *w, const struct spool_message *m,
 		     const struct spool_rcpt_state *state)
 {
-	submit(w, m, state, NULL);
+	submit(w, m, state, NULL, true);
 }
 
 void delivery_submit_recovered(struct worker *w, const struct spool_recovered *r)
 {
-	submit(w, r->msg, r->state, r->reply);
+	submit(w, r->msg, r->state, r->reply, false);
 }
 
 /* domain_idle - nothing refers to d: no item (nor a query's marker), no
