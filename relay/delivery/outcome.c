@@ -403,7 +403,7 @@ static void item_journal_deferral(struct delivery *dl, struct qitem *it, int64_t
 
 /* item_keep_deferred - only the deferred recipients stay in the item, with
  * the last deferral's reply for the operator. */
-static void item_keep_deferred(struct qitem *it, const struct rcpt_result *res,
+static void item_keep_deferred(struct delivery *dl, struct qitem *it, const struct rcpt_result *res,
 			       const struct rcpt_result *last_deferral)
 {
 	char reason[REPLY_TEXT_MAX + 32];
@@ -411,8 +411,8 @@ static void item_keep_deferred(struct qitem *it, const struct rcpt_result *res,
 
 	snprintf(reason, sizeof(reason), "%d %s %s", last_deferral->code,
 		 last_deferral->status[0] ? last_deferral->status : "-", last_deferral->text);
-	free(it->last_error);
-	it->last_error = strdup(reason);
+	reply_release(dl, it->last_error);
+	it->last_error = reply_intern(dl, reason);
 	for (uint32_t i = 0; i < it->count; i++)
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
 			it->idx[n++] = it->idx[i];
@@ -457,7 +457,7 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 	if (deferred < it->count)
 		outcomes_home(dl, it, res, it->count - deferred, mx);
 	if (deferred > 0)
-		item_keep_deferred(it, res, last_deferral);
+		item_keep_deferred(dl, it, res, last_deferral);
 	free(res);
 	switch (sched_after_attempt(deferred, (enum qdoom)it->doom)) {
 	case SCHED_AFTER_DONE:

@@ -137,12 +137,81 @@ void link_remove(struct qlink *l)
 	l->prev = l->next = l;
 }
 
+/* ---- interned replies -------------------------------------------------- */
+
+struct qreply {
+	struct qreply *next;
+	uint64_t hash;
+	uint32_t refs;
+	char text[];
+};
+
+static void reply_grow(struct delivery *dl)
+{
+	size_t nb = dl->reply_buckets ? dl->reply_buckets * 2 : 64;
+	struct qreply **t = xcalloc(nb, sizeof(*t));
+
+	for (size_t i = 0; i < dl->reply_buckets; i++) {
+		struct qreply *r = dl->replies[i];
+		while (r != NULL) {
+			struct qreply *next = r->next;
+			r->next = t[r->hash & (nb - 1)];
+			t[r->hash & (nb - 1)] = r;
+			r = next;
+		}
+	}
+	free(dl->replies);
+	dl->replies = t;
+	dl->reply_buckets = nb;
+}
+
+char *reply_intern(struct delivery *dl, const char *text)
+{
+	uint64_t h = domain_hash(text) * 31 + strlen(text);
+
+	for (struct qreply *r = dl->reply_buckets ? dl->replies[h & (dl->reply_buckets - 1)] : NULL;
+	     r != NULL; r = r->next) {
+		if (r->hash == h && strcmp(r->text, text) == 0) {
+			r->refs++;
+			return r->text;
+		}
+	}
+	if (dl->reply_count >= dl->reply_buckets)
+		reply_grow(dl);
+	size_t len = strlen(text);
+	struct qreply *r = xmalloc(sizeof(*r) + len + 1);
+	memcpy(r->text, text, len + 1);
+	r->hash = h;
+	r->refs = 1;
+	r->next = dl->replies[h & (dl->reply_buckets - 1)];
+	dl->replies[h & (dl->reply_buckets - 1)] = r;
+	dl->reply_count++;
+	return r->text;
+}
+
+char *reply_release(struct delivery *dl, char *text)
+{
+	if (text == NULL)
+		return NULL;
+	struct qreply *r = container_of(text, struct qreply, text);
+	if (--r->refs > 0)
+		return NULL;
+	struct qreply **p = &dl->replies[r->hash & (dl->reply_buckets - 1)];
+	while (*p != r)
+		p = &(*p)->next;
+	*p = r->next;
+	dl->reply_count--;
+	free(r);
+	return NULL;
+}
+
 /* qitem_free - the item is done (or the worker stops): out of its domain. */
 void qitem_free(struct qitem *it)
 {
 	if (it->d != NULL) {
 		it->d->by_state[it->state]--;
 		link_remove(&it->link);
+		it->last_error = reply_release(it->d->dl, it->last_error);
 	}
 	item_drop_body(it);
 	qmsg_unref(it->msg);
@@ -349,6 +418,11 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 		d->by_state[it->state]++;
 		link_insert_after(d->items.prev, &it->link);
 		dl->stats.queued_items++;
+		if (it->last_error != NULL) {
+			char *own = it->last_error;
+			it->last_error = reply_intern(dl, own);
+			free(own);
+		}
 		if (it->body != NULL)
 			dl->body_bytes += it->body->len;
 		if (it->doom == QDOOM_HOLD) {
@@ -534,6 +608,17 @@ void domains_free(struct delivery *dl)
 		dns_route_unref(d->route);
 		free(d);
 	}
+	for (size_t i = 0; i < dl->reply_buckets; i++) {
+		struct qreply *r = dl->replies[i];
+		while (r != NULL) {
+			struct qreply *next = r->next;
+			free(r);
+			r = next;
+		}
+	}
+	free(dl->replies);
+	dl->replies = NULL;
+	dl->reply_buckets = dl->reply_count = 0;
 	free(dl->domains);
 	free(dl->domain_list);
 	dl->domains = dl->domain_list = NULL;

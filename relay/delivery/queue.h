@@ -108,7 +108,8 @@ struct qitem {
 	struct qitem *next, *prev; /* in the domain's ready list */
 	struct qmsg *msg;
 	struct qbody *body;        /* while READY, ACTIVE or loading; NULL while it waits */
-	char *last_error;          /* the last deferral's reply, or NULL */
+	char *last_error;          /* the last deferral's reply, or NULL: malloc'd before
+				    * arrival at the owner, then interned there (reply_intern) */
 	int64_t due_ms;            /* monotonic, while in the retry heap */
 	int64_t resume_wall_ms;    /* from the spool: not tried before (wall ms); 0: now */
 	size_t heap_index;
@@ -200,6 +201,8 @@ struct delivery {
 	size_t body_bytes;         /* bodies held by this worker's items */
 	size_t load_bytes;         /* bodies being read (estimated) */
 	unsigned reads_in_flight;  /* as a home: body reads in the ring */
+	struct qreply **replies;   /* interned last replies of items (queue.c) */
+	size_t reply_buckets, reply_count;
 	unsigned local_unjournaled;  /* local worker: items delivered, outcomes not yet durable */
 	size_t local_turn;         /* local worker: the next domain to serve, round robin */
 	bool stopping;
@@ -235,6 +238,12 @@ void item_retry_at(struct delivery *dl, struct qitem *it, int64_t due_ms);
 /* item_enqueue - on the domain's owner: into its domain's ready list and
  * kick the domain (the local worker delivers at once). */
 void item_enqueue(struct delivery *dl, struct qitem *it);
+
+/* reply_intern - the worker's shared copy of text (one reference): a
+ * destination that is down gives all its mail the same reply.
+ * reply_release - drop one reference (NULL is fine); returns NULL. */
+char *reply_intern(struct delivery *dl, const char *text);
+char *reply_release(struct delivery *dl, char *text);
 
 /* ---- body.c ---- */
 
