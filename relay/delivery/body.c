@@ -159,6 +159,11 @@ static void body_load_start(struct worker *home, struct body_load *req)
 	struct io_uring_sqe *sqe = worker_sqe(home);
 	io_uring_prep_read(sqe, fd, req->body->buf, length, offset);
 	io_uring_sqe_set_data(sqe, &req->op);
+	/* Submitted now: the fd is the shard's, and a rotation in this
+	 * pass's hooks could collect the segment and close it (its number
+	 * then reused) before the loop's own submit. Once submitted, the
+	 * read holds the file. */
+	io_uring_submit(&home->ring);
 	dl->reads_in_flight++;
 }
 

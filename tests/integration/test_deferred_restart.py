@@ -9,7 +9,8 @@ reply, nothing is tried before the backoff is over (counted by the
 receiver, which sees every RCPT), and the next attempt is logged as
 attempt 2. Then the relay is killed (kill -9) once the second deferral is
 in the spool, started again, and the third attempt, delivered, is attempt 3,
-again not before its backoff. The waits checked are lower bounds (never
+again not before its backoff, and with its body as sent (read back from
+the spool: waiting mail keeps no body in memory). The waits checked are lower bounds (never
 early), which a slow machine cannot break.
 """
 import datetime
@@ -139,7 +140,11 @@ class DeferredRestart(unittest.TestCase):
             self.assertGreaterEqual(ts, t2 + BACKOFF - 1,
                                     "%s retried %.1fs after its deferral" % (rcpt, ts - t2))
         self.assertEqual(self.attempts_seen(), [3] * N)
-        self.assertEqual(len(self.handler.snapshot()), N)
+        got = self.handler.snapshot()
+        self.assertEqual(len(got), N)
+        # The bodies were read back from the spool after each restart.
+        for m in got:
+            self.assertTrue(m.content.endswith(b"Subject: deferred\r\n\r\nbody\r\n"), m.content[-200:])
         self.assertTrue(wait_until(lambda: self.spooled_attempts(d) == [], 30))
         self.assertEqual(d.stop(), 0, d.log_text()[-4000:])
         self.assertEqual(d.sanitizer_reports(), [])
