@@ -57,7 +57,9 @@ def delivery_lines(text):
     return out
 
 
-class DeferredRestart(unittest.TestCase):
+class Fixture(unittest.TestCase):
+    """A receiver that answers 451 while its switch is on; helpers."""
+
     def setUp(self):
         harness.raise_fd_limit()
         self.tmp = tempfile.mkdtemp(prefix="ringmail-deferred-")
@@ -98,6 +100,8 @@ class DeferredRestart(unittest.TestCase):
             out += [r["attempts"] for r in json.loads(line)["recipients"]]
         return sorted(out)
 
+
+class DeferredRestart(Fixture):
     def test_backoff_and_attempts_survive_restarts(self):
         d = self.daemon()
         s = __import__("smtplib").SMTP(d.host, d.port, timeout=30)
@@ -146,6 +150,43 @@ class DeferredRestart(unittest.TestCase):
         for m in got:
             self.assertTrue(m.content.endswith(b"Subject: deferred\r\n\r\nbody\r\n"), m.content[-200:])
         self.assertTrue(wait_until(lambda: self.spooled_attempts(d) == [], 30))
+        self.assertEqual(d.stop(), 0, d.log_text()[-4000:])
+        self.assertEqual(d.sanitizer_reports(), [])
+
+
+class SmallBodyCache(Fixture):
+    """600 deferred messages of 4 KB through spool.body_cache_size = 1M (a
+    share of 512 KiB per worker, about 125 bodies): after a flush every one
+    is read back from the spool as room frees up, and arrives intact."""
+
+    def test_flush_through_a_small_cache(self):
+        n = 600
+        d = harness.Ringmaild(workers=2, tmp=self.tmp, extra={
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % self.rx.port, "min_backoff": "1h",
+                         "max_backoff": "2h", "idle_timeout": "1s"},
+            "spool": {"body_cache_size": "1M"},
+        })
+        self.addCleanup(d.stop)
+        d.start()
+        bodies = {}
+        s = __import__("smtplib").SMTP(d.host, d.port, timeout=30)
+        for i in range(n):
+            body = ("Subject: cache %d\r\n\r\n" % i + ("line %d of a body\r\n" % i) * 200).encode()
+            bodies["c%d@far.test" % i] = body
+            s.sendmail("sender@origin.test", ["c%d@far.test" % i], body)
+        s.quit()
+        ok = wait_until(lambda: len([x for x in delivery_lines(d.log_text()) if x[2] == "deferred"]) == n,
+                        120, 0.2)
+        self.assertTrue(ok, d.log_text()[-3000:])
+        self.handler.fail = False
+        sock = os.path.join(self.tmp, "spool", "control.sock")
+        subprocess.run([CTL, "queue", "flush", "--socket", sock], check=True, capture_output=True,
+                       timeout=60)
+        self.assertTrue(wait_until(lambda: len(self.handler.snapshot()) >= n, 120, 0.2),
+                        "%d of %d delivered" % (len(self.handler.snapshot()), n))
+        for m in self.handler.snapshot():
+            self.assertEqual(len(m.rcpts), 1)
+            self.assertTrue(m.content.endswith(bodies[m.rcpts[0]]), m.rcpts[0])
         self.assertEqual(d.stop(), 0, d.log_text()[-4000:])
         self.assertEqual(d.sanitizer_reports(), [])
 
