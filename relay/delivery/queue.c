@@ -107,7 +107,7 @@ static struct qitem *qitem_new(struct qmsg *msg, uint32_t capacity)
 	it->post.handle = item_arrived;
 	it->post.discard = item_discard;
 	it->msg = msg;
-	it->heap_index = SIZE_MAX;
+	it->heap_index = UINT32_MAX;
 	qmsg_ref(msg);
 	return it;
 }
@@ -326,8 +326,8 @@ static void heap_swap(struct delivery *dl, size_t a, size_t b)
 	struct qitem *t = dl->heap[a];
 	dl->heap[a] = dl->heap[b];
 	dl->heap[b] = t;
-	dl->heap[a]->heap_index = a;
-	dl->heap[b]->heap_index = b;
+	dl->heap[a]->heap_index = (uint32_t)a;
+	dl->heap[b]->heap_index = (uint32_t)b;
 }
 
 static void heap_sift_up(struct delivery *dl, size_t i)
@@ -361,7 +361,7 @@ static void heap_push(struct delivery *dl, struct qitem *it)
 	}
 	size_t i = dl->heap_len++;
 	dl->heap[i] = it;
-	it->heap_index = i;
+	it->heap_index = (uint32_t)i;
 	heap_sift_up(dl, i);
 	item_set_state(it, QSTATE_RETRY);
 }
@@ -374,12 +374,12 @@ void heap_remove(struct delivery *dl, struct qitem *it)
 	dl->heap_len--;
 	if (i != dl->heap_len) {
 		dl->heap[i] = dl->heap[dl->heap_len];
-		dl->heap[i]->heap_index = i;
+		dl->heap[i]->heap_index = (uint32_t)i;
 		/* The last item, moved into the hole, goes up or down. */
 		heap_sift_up(dl, i);
 		heap_sift_down(dl, i);
 	}
-	it->heap_index = SIZE_MAX;
+	it->heap_index = UINT32_MAX;
 	item_set_state(it, QSTATE_NEW);
 }
 
@@ -431,8 +431,8 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 			return;
 		}
 		/* From the spool, deferred before a restart: its backoff goes on. */
-		int64_t wait = it->resume_wall_ms - wall_ms();
-		it->resume_wall_ms = 0;
+		int64_t wait = it->due_ms - wall_ms();    /* see due_ms */
+		it->due_ms = 0;
 		if (wait > 0 || it->body == NULL) {
 			/* Without its body (from the spool) it waits in the
 			 * heap like a due retry: loads stay within the cache. */
@@ -488,8 +488,8 @@ static void item_resume(struct qitem *it, const struct spool_rcpt_state *state, 
 		const struct spool_rcpt_state *st = &state[it->idx[k]];
 		if (st->attempts > it->attempts)
 			it->attempts = st->attempts;
-		if (st->status == SPOOL_STATUS_DEFERRED && st->next_attempt * 1000 > it->resume_wall_ms)
-			it->resume_wall_ms = st->next_attempt * 1000;
+		if (st->status == SPOOL_STATUS_DEFERRED && st->next_attempt * 1000 > it->due_ms)
+			it->due_ms = st->next_attempt * 1000;    /* wall, until arrival */
 	}
 	if (reply != NULL && it->attempts > 0)
 		it->last_error = xstrdup(reply);

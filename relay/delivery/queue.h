@@ -110,9 +110,10 @@ struct qitem {
 	struct qbody *body;        /* while READY, ACTIVE or loading; NULL while it waits */
 	char *last_error;          /* the last deferral's reply, or NULL: malloc'd before
 				    * arrival at the owner, then interned there (reply_intern) */
-	int64_t due_ms;            /* monotonic, while in the retry heap */
-	int64_t resume_wall_ms;    /* from the spool: not tried before (wall ms); 0: now */
-	size_t heap_index;
+	int64_t due_ms;            /* monotonic, while in the retry heap; before its
+				    * arrival at the owner, wall ms of the next attempt
+				    * it resumes from the spool (0: now) */
+	uint32_t heap_index;       /* UINT32_MAX when not in the heap */
 	unsigned attempts;
 	uint8_t state;             /* enum qstate */
 	uint8_t doom;              /* enum qdoom: on arrival, or when the attempt ends */
