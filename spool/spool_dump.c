@@ -52,7 +52,12 @@ static void dump_json(FILE *out, const struct spool_recovered *r)
 			spool_status_name(r->state[i].status),
 			r->state[i].attempts, r->state[i].next_attempt);
 	}
-	fputs("]}\n", out);
+	fputc(']', out);
+	if (r->reply != NULL) {
+		fputs(",\"last_reply\":", out);
+		dump_json_string(out, r->reply);
+	}
+	fputs("}\n", out);
 }
 
 static void dump_text(FILE *out, const struct spool_recovered *r)
@@ -68,7 +73,12 @@ static void dump_text(FILE *out, const struct spool_recovered *r)
 		const char *a = m->rcpts[i].address;
 		fprintf(out, " rcpt=%s status=%s", log_quote(q, sizeof(q), a,
 			strlen(a)), spool_status_name(r->state[i].status));
+		if (r->state[i].attempts > 0)
+			fprintf(out, " attempts=%u next_attempt=%" PRId64, r->state[i].attempts,
+				r->state[i].next_attempt);
 	}
+	if (r->reply != NULL)
+		fprintf(out, " last_reply=%s", log_quote(q, sizeof(q), r->reply, strlen(r->reply)));
 	fputc('\n', out);
 }
 

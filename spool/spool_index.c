@@ -85,6 +85,73 @@ struct spool_entry *spool_index_insert(struct spool_index *ix,
 	return e;
 }
 
+/* reply_grow - double the reply table (start at 64 buckets). */
+static void reply_grow(struct spool_index *ix)
+{
+	size_t nb = ix->reply_buckets ? ix->reply_buckets * 2 : 64;
+	struct spool_reply **t = xcalloc(nb, sizeof(*t));
+
+	for (size_t i = 0; i < ix->reply_buckets; i++) {
+		struct spool_reply *r = ix->replies[i];
+		while (r != NULL) {
+			struct spool_reply *next = r->next;
+			r->next = t[r->hash & (nb - 1)];
+			t[r->hash & (nb - 1)] = r;
+			r = next;
+		}
+	}
+	free(ix->replies);
+	ix->replies = t;
+	ix->reply_buckets = nb;
+}
+
+/* reply_intern - a reference to the shared copy of text. */
+static struct spool_reply *reply_intern(struct spool_index *ix, const char *text)
+{
+	uint64_t h = index_hash(text);
+
+	for (struct spool_reply *r = ix->reply_buckets ? ix->replies[h & (ix->reply_buckets - 1)] : NULL;
+	     r != NULL; r = r->next) {
+		if (r->hash == h && strcmp(r->text, text) == 0) {
+			r->refs++;
+			return r;
+		}
+	}
+	if (ix->reply_count >= ix->reply_buckets)
+		reply_grow(ix);
+	size_t len = strlen(text);
+	struct spool_reply *r = xmalloc(sizeof(*r) + len + 1);
+	memcpy(r->text, text, len + 1);
+	r->hash = h;
+	r->refs = 1;
+	r->next = ix->replies[h & (ix->reply_buckets - 1)];
+	ix->replies[h & (ix->reply_buckets - 1)] = r;
+	ix->reply_count++;
+	return r;
+}
+
+/* reply_release - drop one reference; the last frees it. */
+static void reply_release(struct spool_index *ix, struct spool_reply *r)
+{
+	if (r == NULL || --r->refs > 0)
+		return;
+	struct spool_reply **p = &ix->replies[r->hash & (ix->reply_buckets - 1)];
+	while (*p != r)
+		p = &(*p)->next;
+	*p = r->next;
+	ix->reply_count--;
+	free(r);
+}
+
+void spool_index_set_reply(struct spool_index *ix, struct spool_entry *e,
+			   const char *text)
+{
+	if (e->reply != NULL && text != NULL && strcmp(e->reply->text, text) == 0)
+		return;
+	reply_release(ix, e->reply);
+	e->reply = text != NULL && text[0] != '\0' ? reply_intern(ix, text) : NULL;
+}
+
 void spool_index_remove(struct spool_index *ix, struct spool_entry *e)
 {
 	size_t mask = ix->cap - 1;
@@ -110,6 +177,7 @@ void spool_index_remove(struct spool_index *ix, struct spool_entry *e)
 		}
 	}
 	ix->count--;
+	reply_release(ix, e->reply);
 	free(e);
 }
 
@@ -120,5 +188,14 @@ void spool_index_free(struct spool_index *ix)
 	for (size_t i = 0; i < ix->cap; i++)
 		free(ix->slots[i]);
 	free(ix->slots);
+	for (size_t i = 0; i < ix->reply_buckets; i++) {
+		struct spool_reply *r = ix->replies[i];
+		while (r != NULL) {
+			struct spool_reply *next = r->next;
+			free(r);
+			r = next;
+		}
+	}
+	free(ix->replies);
 	memset(ix, 0, sizeof(*ix));
 }

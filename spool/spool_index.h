@@ -16,8 +16,18 @@
 #include "spool_record.h"
 #include "spool_shard.h"
 
+/* A last reply shared by every entry that has it (a destination that is
+ * down gives thousands of messages the same one): interned, counted. */
+struct spool_reply {
+	struct spool_reply *next;	/* hash chain */
+	uint64_t hash;
+	uint32_t refs;
+	char text[];
+};
+
 struct spool_entry {
 	uint64_t hash;
+	struct spool_reply *reply;	/* the last deferral's reply, or NULL */
 	uint64_t segment;
 	uint64_t offset;
 	uint32_t length;
@@ -31,6 +41,8 @@ struct spool_index {
 	struct spool_entry **slots;	/* cap slots, NULL = empty */
 	size_t cap;			/* power of two, or 0 */
 	size_t count;
+	struct spool_reply **replies;	/* interned replies, chained */
+	size_t reply_buckets, reply_count;
 };
 
 /* spool_index_find - the entry of queue_id or NULL. */
@@ -45,6 +57,10 @@ struct spool_entry *spool_index_insert(struct spool_index *ix,
 
 /* spool_index_remove - unlink and free e (which must be in ix). */
 void spool_index_remove(struct spool_index *ix, struct spool_entry *e);
+
+/* spool_index_set_reply - e's last reply becomes text (NULL or "": none). */
+void spool_index_set_reply(struct spool_index *ix, struct spool_entry *e,
+			   const char *text);
 
 /* spool_index_free - free every entry and the table. */
 void spool_index_free(struct spool_index *ix);

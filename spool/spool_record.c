@@ -195,7 +195,14 @@ size_t spool_record_outcome_size(const struct spool_outcome *o)
 	if (!queue_id_ok(o->queue_id) || o->status == SPOOL_STATUS_PENDING ||
 	    o->status > SPOOL_STATUS_HELD)
 		return 0;
-	return SPOOL_RECORD_HEADER + str_size(o->queue_id) + 4 + 1 + 4 + 8;
+	size_t n = SPOOL_RECORD_HEADER + str_size(o->queue_id) + 4 + 1 + 4 + 8;
+	if (o->reply != NULL && o->reply[0] != '\0') {
+		size_t r = str_size(o->reply);
+		if (r == 0 || r > SPOOL_REPLY_MAX + 3)
+			return 0;
+		n += r;
+	}
+	return n;
 }
 
 /* seal - write the header in front of a payload of n bytes and its CRC. */
@@ -263,6 +270,8 @@ ssize_t spool_record_encode_outcome(const struct spool_outcome *o,
 	put_u8(&w, o->status);
 	put_u32(&w, o->attempts);
 	put_u64(&w, (uint64_t)o->next_attempt);
+	if (o->reply != NULL && o->reply[0] != '\0')
+		put_str(&w, o->reply);
 	seal(buf, SPOOL_RECORD_OUTCOME, total);
 	return (ssize_t)total;
 }
@@ -397,6 +406,9 @@ static bool decode_outcome(struct reader *r, struct spool_outcome *o)
 	o->status = get_u8(r);
 	o->attempts = (uint32_t)get_le(r, 4);
 	o->next_attempt = (int64_t)get_le(r, 8);
+	o->reply = NULL;
+	if (!r->bad && r->off < r->len)
+		o->reply = get_str(r);	/* optional: the last reply */
 	return !r->bad && r->off == r->len && queue_id_ok(o->queue_id) &&
 	       o->status != SPOOL_STATUS_PENDING &&
 	       o->status <= SPOOL_STATUS_HELD;

@@ -93,14 +93,19 @@ struct spool_message {
 	size_t body_len;
 };
 
-/* A recipient's state change. attempts and next_attempt matter for DEFERRED. */
+/* A recipient's state change. attempts, next_attempt and reply matter for
+ * DEFERRED. reply (the last deferral's reply, at most SPOOL_REPLY_MAX
+ * bytes) is an optional trailing string: NULL or "" writes none, and a
+ * record without one decodes with reply NULL. */
 struct spool_outcome {
 	const char *queue_id;
 	uint32_t rcpt_index;
 	uint8_t status;			/* enum spool_status, not PENDING */
 	uint32_t attempts;		/* delivery attempts so far */
 	int64_t next_attempt;		/* unix seconds of the next try */
+	const char *reply;		/* last reply, or NULL */
 };
+#define SPOOL_REPLY_MAX 1024
 
 struct spool_record {
 	enum spool_record_type type;

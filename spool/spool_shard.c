@@ -172,6 +172,8 @@ static void shard_apply_outcome(struct spool_shard *s,
 	st->attempts = o->attempts;
 	st->next_attempt = o->next_attempt;
 	st->status = o->status;
+	if (o->reply != NULL && o->reply[0] != '\0')
+		spool_index_set_reply(&s->index, e, o->reply);
 	bool final = SPOOL_STATUS_IS_FINAL(o->status);
 	/* Deferrals are not deps: losing one only resets a retry timer.
 	 * A hold is one: losing it would let the message go; and so is what
@@ -561,7 +563,8 @@ int spool_shard_append_recovered(struct spool_shard *s,
 			continue;
 		struct spool_outcome o = { r->msg->queue_id, (uint32_t)i,
 					   st->status, st->attempts,
-					   st->next_attempt };
+					   st->next_attempt,
+					   SPOOL_STATUS_IS_FINAL(st->status) ? NULL : r->reply };
 		rc = spool_shard_append_outcome(s, &o);
 	}
 	return rc;
@@ -603,7 +606,9 @@ static int compact_copy(struct spool_shard *s, const struct spool_entry *e,
 		const struct spool_rcpt_state *st = &e->state[i];
 		if (st->status == SPOOL_STATUS_PENDING)
 			continue;
-		struct spool_outcome o = { e->queue_id, i, st->status, st->attempts, st->next_attempt };
+		struct spool_outcome o = { e->queue_id, i, st->status, st->attempts, st->next_attempt,
+					   SPOOL_STATUS_IS_FINAL(st->status) || e->reply == NULL ? NULL
+												   : e->reply->text };
 		size_t n = spool_record_outcome_size(&o);
 		if (buf_reserve(b, n) < 0)
 			return -ENOBUFS;
@@ -922,6 +927,7 @@ static int shard_visit_run(struct spool_shard *s, struct spool_entry **v,
 			.worker_id = s->worker_id,
 			.loc = { v[i]->segment, v[i]->offset, v[i]->length },
 			.msg = &rec.message, .state = v[i]->state,
+			.reply = v[i]->reply != NULL ? v[i]->reply->text : NULL,
 		};
 		rc = fn(ctx, &r);
 		spool_record_clear(&rec);
@@ -951,6 +957,20 @@ int spool_shard_foreach_live(struct spool_shard *s, spool_live_fn fn, void *ctx)
 	buf_free(&img);
 	free(v);
 	return rc;
+}
+
+int spool_shard_locate(const struct spool_shard *s, const char *queue_id,
+		       int *fd, uint64_t *offset, uint32_t *length)
+{
+	const struct spool_entry *e = spool_index_find(&s->index, queue_id);
+	const struct spool_segment *g = e ? shard_find_segment((struct spool_shard *)s, e->segment) : NULL;
+
+	if (g == NULL)
+		return -ENOENT;
+	*fd = g->fd;
+	*offset = e->offset;
+	*length = e->length;
+	return 0;
 }
 
 const struct spool_rcpt_state *spool_shard_states(const struct spool_shard *s,

@@ -90,6 +90,7 @@ struct spool_recovered {
 	struct spool_location loc;
 	const struct spool_message *msg;
 	const struct spool_rcpt_state *state;	/* msg->rcpt_count entries */
+	const char *reply;		/* the last deferral's reply, or NULL */
 };
 /* Return 0 to go on, anything else to stop (returned to the caller). */
 typedef int (*spool_live_fn)(void *ctx, const struct spool_recovered *r);
@@ -159,6 +160,14 @@ int spool_shard_collect(struct spool_shard *shard);
 int spool_shard_read_message(struct spool_shard *shard, const char *queue_id,
 			     struct spool_loaded **out);
 struct spool_loaded *spool_loaded_free(struct spool_loaded *loaded);
+
+/* spool_shard_locate - where live message queue_id's record is now (a
+ * compaction may have moved it): an fd of its segment (the shard's; valid
+ * until the segment is collected at a later rotation: a read submitted to
+ * io_uring before then holds its own reference), offset and length.
+ * Returns 0 or -ENOENT (unknown or dead). */
+int spool_shard_locate(const struct spool_shard *shard, const char *queue_id,
+		       int *fd, uint64_t *offset, uint32_t *length);
 
 /* spool_shard_states - the recipient states of live message queue_id
  * (*n of them), or NULL when the shard does not hold it. Borrowed: valid

@@ -97,6 +97,7 @@ static const struct config_key config_keys[] = {
 	{ "control.socket", KIND_STRING, OFF(control_socket), 0, 0, "control.sock", "unix socket for ringmailctl's queue, domains, stats and reload commands, relative to spool.dir unless absolute; \"\" = none; needs a restart" },
 	{ "control.mode", KIND_STRING, OFF(control_mode_text), 0, 0, "0600", "permissions of control.socket (octal): who may run ringmailctl against the daemon" },
 	{ "spool.segment_size", KIND_SIZE, OFF(spool_segment_size), 1 << 20, 1LL << 34, "64M", "segment file size before rotation" },
+	{ "spool.body_cache_size", KIND_SIZE, OFF(spool_body_cache_size), 1 << 20, 1LL << 40, "256M", "bytes of message bodies the delivery workers hold at once, shared out between them: bodies of waiting mail stay in the spool and are read back when a retry is due" },
 	{ "spool.sync", KIND_BOOL, OFF(spool_sync), 0, 0, "true", "fdatasync before 250; false breaks the durability promise (benchmarks only)" },
 	{ "dns.nameservers", KIND_STRING_LIST, 0, 0, 0, "", "\"ip:port\" list; empty = /etc/resolv.conf" },
 	{ "dns.cache_size", KIND_INT, OFF(dns_cache_size), 16, 10000000, "100000", "cached domains per worker" },
@@ -138,6 +139,7 @@ static const struct config_key config_keys[] = {
 	{ "pop3.command_timeout", KIND_DURATION, OFF(pop3_command_timeout_ms), 1000, DAY_MS, "1m", "before login, each POP3 command must complete within this" },
 	{ "mailbox.root", KIND_STRING, OFF(mailbox_root), 0, 0, "/var/mail/ringmail", "directory holding one Maildir per local user (must exist)" },
 	{ "mailbox.quota", KIND_SIZE, OFF(mailbox_quota), 0, 1LL << 50, "0", "bytes per local mailbox; 0 = no quota" },
+	{ "mailbox.delivery_window", KIND_INT, OFF(mailbox_delivery_window), 1, 100000, "16", "local deliveries whose outcomes are not yet in the spool, at most: a crash delivers at most these again" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 };

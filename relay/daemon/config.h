@@ -161,6 +161,7 @@ struct config {
 	char *control_mode_text;
 	int control_mode;                 /* control_mode_text, checked */
 	int64_t spool_segment_size;
+	int64_t spool_body_cache_size;    /* bodies held by delivery workers, all of them */
 	bool spool_sync;                  /* false only for benchmarks: no fdatasync */
 
 	/* dns */
@@ -220,6 +221,7 @@ struct config {
 	int64_t pop3_command_timeout_ms;
 	char *mailbox_root;
 	int64_t mailbox_quota;            /* bytes per mailbox; 0 = none */
+	int64_t mailbox_delivery_window;  /* local deliveries not yet journaled, at most */
 
 	/* DKIM signing at reception (relay/smtpd/smtp_dkim.c) */
 	struct config_dkim_signer *dkim_signers;

@@ -249,8 +249,12 @@ static void delivery_hook(struct worker *w, void *arg)
 	}
 	if (dl->domain_count > 0 && !dl->stopping)
 		wake_at(w, dl->next_reap_ms);     /* an idle worker reaps too */
-	while (dl->heap_len > 0 && dl->heap[0]->due_ms <= w->now_ms && !dl->stopping)
+	/* Due retries go while there is room for their bodies; the rest
+	 * wait in the heap until bodies are dropped (a completion wakes us). */
+	while (dl->heap_len > 0 && dl->heap[0]->due_ms <= w->now_ms && !dl->stopping && body_room(dl))
 		item_enqueue(dl, heap_pop(dl));
+	if (w->role == WORKER_ROLE_LOCAL)
+		local_run(dl);
 	int64_t t;
 	while ((t = dns_resolver_next_timeout_ms(dl->resolver, w->now_ms)) == 0)
 		dns_resolver_on_timer(dl->resolver, w->now_ms);
@@ -258,7 +262,7 @@ static void delivery_hook(struct worker *w, void *arg)
 		wake_at(w, w->now_ms + t);
 	/* Last: resolver callbacks above may have parked items (a DNS
 	 * failure defers them), and their retry must wake us. */
-	if (dl->heap_len > 0 && !dl->stopping)
+	if (dl->heap_len > 0 && !dl->stopping && (dl->heap[0]->due_ms > w->now_ms || body_room(dl)))
 		wake_at(w, dl->heap[0]->due_ms);
 }
 
@@ -320,7 +324,7 @@ static int delivery_worker_init(struct worker *w)
 static int requeue_live(void *ctx, const struct spool_recovered *r)
 {
 	struct worker *w = ctx;
-	delivery_submit(w, r->msg, r->state);
+	delivery_submit_recovered(w, r);
 	return 0;
 }
 
@@ -417,10 +421,20 @@ size_t delivery_queue_shape(struct worker *w, struct delivery_domain_count *top,
 	return count;
 }
 
+/* delivery_worker_busy - a body read is in the ring: its buffer must
+ * outlive it. */
+static bool delivery_worker_busy(const struct worker *w)
+{
+	const struct delivery *dl = w->delivery;
+
+	return dl != NULL && dl->reads_in_flight > 0;
+}
+
 const struct worker_module delivery_module = {
 	.name = "delivery",
 	.init = delivery_worker_init,
 	.start = delivery_worker_start,
+	.busy = delivery_worker_busy,
 	.exit = delivery_worker_exit,
 	.drain = delivery_worker_drain,
 };

@@ -29,6 +29,12 @@ extern const struct worker_module delivery_module;
 void delivery_submit(struct worker *w, const struct spool_message *msg,
 		     const struct spool_rcpt_state *state);
 
+/* delivery_submit_recovered - queue a message found in w's shard at
+ * start: as delivery_submit with r's states, and each item resumes its
+ * backoff (not tried before its recipients' next attempt, attempts and
+ * last reply as they were). */
+void delivery_submit_recovered(struct worker *w, const struct spool_recovered *r);
+
 struct delivery_stats {
 	uint64_t delivered, deferred, bounced, deleted, dsn_sent;
 	uint64_t connections, connect_failures;
@@ -41,6 +47,7 @@ struct delivery_stats {
 	uint64_t sessions_now;     /* outbound sessions open now */
 	uint64_t domains_now;      /* destination domains held now */
 	uint64_t domains_reaped;   /* forgotten while idle */
+	uint64_t body_loads;       /* bodies read back from the spool */
 	struct dns_stats dns;
 };
 

@@ -4,6 +4,12 @@
  * blocking file I/O, which only that thread may do, and the item completes
  * like any other (logged with mx=local, outcomes home, DSNs, retries in
  * the local worker's own heap).
+ *
+ * A crash between a Maildir write and the commit of its DELIVERED outcome
+ * at home delivers the message again. local_run bounds that window: at
+ * most mailbox.delivery_window delivered items wait for their outcomes to
+ * be durable (the home acknowledges each after its batch commits,
+ * outcome.c), and ready items wait in their domain's list meanwhile.
  */
 #include "queue.h"
 
@@ -27,8 +33,8 @@ static void local_result(struct rcpt_result *r, enum smtp_outcome outcome, int c
 
 /* local_deliver_one - write the message into the recipient's Maildir, with
  * Return-Path and Delivered-To prepended (RFC 5321 4.4). Blocks. */
-static void local_deliver_one(struct delivery *dl, const struct qmsg *m, const struct qrcpt *rc,
-			      struct rcpt_result *res)
+static void local_deliver_one(struct delivery *dl, const struct qmsg *m, const char *body,
+			      const struct qrcpt *rc, struct rcpt_result *res)
 {
 	const struct config *cfg = dl->w->cfg;
 	char name[MAILBOX_NAME_MAX + 1];
@@ -44,7 +50,7 @@ static void local_deliver_one(struct delivery *dl, const struct qmsg *m, const s
 	int err;
 	buf_init(&b, m->body_len + 1024);     /* both paths are at most 256 octets */
 	if (buf_append_printf(&b, "Return-Path: <%s>\r\nDelivered-To: %s\r\n", m->sender, rc->addr) < 0 ||
-	    buf_append(&b, m->body, m->body_len) < 0)
+	    buf_append(&b, body, m->body_len) < 0)
 		err = -ENOMEM;
 	else
 		err = maildir_deliver(cfg->mailbox_root, name, buf_data(&b), buf_len(&b), &opt, NULL, 0);
@@ -72,7 +78,24 @@ void local_deliver_item(struct delivery *dl, struct qitem *it)
 
 	item_set_state(it, QSTATE_ACTIVE);
 	for (uint32_t i = 0; i < it->count; i++)
-		local_deliver_one(dl, it->msg, &it->msg->rcpts[it->idx[i]], &res[i]);
+		local_deliver_one(dl, it->msg, item_body(it), &it->msg->rcpts[it->idx[i]], &res[i]);
 	item_complete(dl, it, res, "local", NULL, NULL);
 	free(res);
+}
+
+void local_run(struct delivery *dl)
+{
+	struct worker *w = dl->w;
+	unsigned window = (unsigned)w->cfg->mailbox_delivery_window;
+
+	if (dl->stopping || w->stopping)
+		return;    /* an outcome might not reach a home that has left: the spool keeps the item */
+	while (dl->ready_total > 0 && dl->local_unjournaled < window && dl->domain_count > 0) {
+		struct qdomain *d = dl->domain_list[dl->local_turn++ % dl->domain_count];
+		struct qitem *it = domain_pop_ready(d);
+		if (it != NULL)
+			local_deliver_item(dl, it);
+	}
+	if (dl->ready_total > 0 && dl->local_unjournaled < window)
+		w->wake_at_ms = w->now_ms;
 }

@@ -341,7 +341,7 @@ static void mta_txn_prepare(struct mta_session *s, struct qitem *it)
 		.flags = (m->eightbit ? SMTP_TXN_8BIT : 0) | (m->smtputf8 ? SMTP_TXN_SMTPUTF8 : 0),
 		.envid = m->envid,
 		.ret = m->ret == SPOOL_RET_HDRS ? SMTP_RET_HDRS : m->ret == SPOOL_RET_FULL ? SMTP_RET_FULL : SMTP_RET_NONE,
-		.body = m->body, .body_len = m->body_len,
+		.body = item_body(it), .body_len = m->body_len,
 	};
 }
 

@@ -21,17 +21,22 @@
 
 struct outcome_entry {
 	uint32_t idx;
-	uint8_t status;            /* enum spool_status, final */
+	uint8_t status;            /* enum spool_status */
 	uint32_t attempts;
+	int64_t next_attempt;      /* unix s, for DEFERRED */
 };
 
-/* Final outcomes of an item, posted home to be journaled. */
+/* Outcomes of an item (final ones, or deferrals with their retry state),
+ * posted home to be journaled. */
 struct qoutcome {
 	struct worker_post post;
 	struct qmsg *msg;          /* holds one reference */
 	char *dsn;                 /* a DSN to spool and send, or NULL */
 	size_t dsn_len;
 	bool dsn_smtputf8;         /* it has UTF-8 headers (RFC 6533) */
+	char *reply;               /* a deferral's last reply, or NULL */
+	struct worker *ack_to;     /* the local worker, told when these are durable; or NULL */
+	struct commit_waiter waiter;       /* at home, for ack_to */
 	uint32_t count;
 	struct outcome_entry e[];
 };
@@ -99,7 +104,32 @@ static void outcome_discard(struct worker_post *p)
 
 	qmsg_unref(o->msg);
 	free(o->dsn);
+	free(o->reply);
 	free(o);
+}
+
+/* outcome_acked - on the local worker: a delivered item's outcomes are
+ * durable, one more may go (local_run). */
+static void outcome_acked(struct worker *w, struct worker_post *p)
+{
+	struct delivery *dl = delivery_of(w);
+
+	if (dl != NULL && dl->local_unjournaled > 0)
+		dl->local_unjournaled--;
+	outcome_discard(p);
+}
+
+/* outcome_ack - at home: the batch holding o's outcomes ended (a failed
+ * one puts them in the next batch: they are on their way all the same);
+ * the object itself goes back to the local worker as the news. */
+static void outcome_ack(struct commit_waiter *waiter, int result)
+{
+	struct qoutcome *o = container_of(waiter, struct qoutcome, waiter);
+	struct worker *home = &o->ack_to->all[o->msg->home];
+
+	(void)result;
+	o->post.handle = outcome_acked;
+	worker_post(home, o->ack_to, &o->post);
 }
 
 /* outcome_journal - at home: the bounce (if any) then the outcomes go into
@@ -130,19 +160,32 @@ static void outcome_journal(struct worker *w, struct qoutcome *o)
 			free(dc);
 		}
 	}
+	bool waiting = false;
 	for (uint32_t i = 0; i < o->count; i++) {
 		struct spool_outcome out = {
 			.queue_id = o->msg->queue_id,
 			.rcpt_index = o->e[i].idx,
 			.status = o->e[i].status,
 			.attempts = o->e[i].attempts,
+			.next_attempt = o->e[i].next_attempt,
+			.reply = o->reply,
 		};
-		int rc = commit_outcome(w, &out, NULL);
+		bool last = i + 1 == o->count && o->ack_to != NULL;
+		if (last)
+			o->waiter.done = outcome_ack;
+		int rc = commit_outcome(w, &out, last ? &o->waiter : NULL);
 		if (rc < 0)
 			log_error("outcome_lost", "id=%s rcpt=%u error=\"%s\"", out.queue_id, out.rcpt_index,
 				  strerror(-rc));
+		else if (last)
+			waiting = true;
 	}
-	outcome_discard(&o->post);
+	if (waiting)
+		return;       /* outcome_ack has it */
+	if (o->ack_to != NULL)
+		outcome_ack(&o->waiter, 0);
+	else
+		outcome_discard(&o->post);
 }
 
 static void outcome_arrived(struct worker *w, struct worker_post *p)
@@ -194,6 +237,7 @@ void item_journal_state(struct delivery *dl, struct qitem *it, enum spool_status
 /* item_hold - the operator holds it: out of scheduling until released. */
 void item_hold(struct delivery *dl, struct qitem *it)
 {
+	item_drop_body(it);
 	item_set_state(it, QSTATE_HELD);
 	item_journal_state(dl, it, SPOOL_STATUS_HELD);
 }
@@ -233,8 +277,14 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 
 	if (delivery_log_enabled()) {
 		char msgid[256], dkim[512];
-		delivery_log_message_id(m->body, m->body_len, msgid, sizeof(msgid));
-		delivery_log_dkim(m->body, m->body_len, dkim, sizeof(dkim));
+		/* An operator's verdict on a waiting item has no body at hand. */
+		const char *body = item_body(it);
+		size_t body_len = body != NULL ? m->body_len : 0;
+		msgid[0] = dkim[0] = '\0';
+		if (body != NULL) {
+			delivery_log_message_id(body, body_len, msgid, sizeof(msgid));
+			delivery_log_dkim(body, body_len, dkim, sizeof(dkim));
+		}
 		delivery_log_write(&(struct delivery_log_entry){
 			.ts_ms = wall_ms(), .queue_id = m->queue_id, .message_id = msgid[0] ? msgid : NULL,
 			.sender = m->sender,
@@ -309,7 +359,8 @@ static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct
 			.hostname = dl->w->cfg->hostname, .sender = m->sender, .envid = m->envid,
 			.ret = m->ret == SPOOL_RET_HDRS ? SMTP_RET_HDRS : m->ret == SPOOL_RET_FULL ? SMTP_RET_FULL : SMTP_RET_NONE,
 			.arrival_ms = m->arrival_ms, .now_ms = now, .unique = delivery_rng_next(dl),
-			.rcpts = br, .nrcpts = n, .message = m->body, .message_len = m->body_len,
+			.rcpts = br, .nrcpts = n, .message = item_body(it) ? item_body(it) : "",
+			.message_len = item_body(it) ? m->body_len : 0,
 			.max_original = (size_t)dl->w->cfg->bounce_max_original_size,
 			.smtputf8 = m->smtputf8,
 		};
@@ -347,6 +398,12 @@ static void outcomes_home(struct delivery *dl, const struct qitem *it, const str
 
 	o->dsn = dsn_build(dl, it, res, mx, false, &o->dsn_len);
 	o->dsn_smtputf8 = it->msg->smtputf8;
+	if (dl->w->role == WORKER_ROLE_LOCAL) {
+		/* Delivered into a mailbox: counts against the window until
+		 * the outcomes are durable (local_run). */
+		o->ack_to = dl->w;
+		dl->local_unjournaled++;
+	}
 	for (uint32_t i = 0; i < it->count; i++) {
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
 			continue;
@@ -385,9 +442,29 @@ static void delay_notice(struct delivery *dl, struct qitem *it, const struct rcp
 	outcome_send(dl, o);
 }
 
+/* item_journal_deferral - the item is parked until due_ms (monotonic):
+ * its recipients' attempts, next attempt and last reply go home too, so a
+ * restart resumes the backoff instead of trying everything at once. The
+ * next attempt is rounded up to the second: never earlier than planned. */
+static void item_journal_deferral(struct delivery *dl, struct qitem *it, int64_t due_ms)
+{
+	struct qoutcome *o = outcome_new(it, it->count);
+	int64_t at_ms = wall_ms() + (due_ms - dl->w->now_ms);
+	int64_t next = (at_ms + 999) / 1000;
+
+	if (it->last_error != NULL)
+		o->reply = xstrndup(it->last_error, SPOOL_REPLY_MAX);
+	for (uint32_t i = 0; i < it->count; i++)
+		o->e[o->count++] = (struct outcome_entry){
+			.idx = it->idx[i], .status = SPOOL_STATUS_DEFERRED,
+			.attempts = it->attempts, .next_attempt = next,
+		};
+	outcome_send(dl, o);
+}
+
 /* item_keep_deferred - only the deferred recipients stay in the item, with
  * the last deferral's reply for the operator. */
-static void item_keep_deferred(struct qitem *it, const struct rcpt_result *res,
+static void item_keep_deferred(struct delivery *dl, struct qitem *it, const struct rcpt_result *res,
 			       const struct rcpt_result *last_deferral)
 {
 	char reason[REPLY_TEXT_MAX + 32];
@@ -395,8 +472,8 @@ static void item_keep_deferred(struct qitem *it, const struct rcpt_result *res,
 
 	snprintf(reason, sizeof(reason), "%d %s %s", last_deferral->code,
 		 last_deferral->status[0] ? last_deferral->status : "-", last_deferral->text);
-	free(it->last_error);
-	it->last_error = strdup(reason);
+	reply_release(dl, it->last_error);
+	it->last_error = reply_intern(dl, reason);
 	for (uint32_t i = 0; i < it->count; i++)
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED)
 			it->idx[n++] = it->idx[i];
@@ -443,7 +520,7 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 	if (deferred > 0 && sched_after_attempt(deferred, (enum qdoom)it->doom) == SCHED_AFTER_RETRY)
 		delay_notice(dl, it, res, mx);
 	if (deferred > 0)
-		item_keep_deferred(it, res, last_deferral);
+		item_keep_deferred(dl, it, res, last_deferral);
 	free(res);
 	switch (sched_after_attempt(deferred, (enum qdoom)it->doom)) {
 	case SCHED_AFTER_DONE:
@@ -453,10 +530,13 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 		it->doom = QDOOM_NONE;
 		item_hold(dl, it);
 		break;
-	case SCHED_AFTER_RETRY:
-		item_retry_at(dl, it, dl->w->now_ms +
-			      retry_next_delay_ms(&dl->retry, it->attempts - 1, delivery_rng_next(dl)));
+	case SCHED_AFTER_RETRY: {
+		int64_t due = dl->w->now_ms +
+			      retry_next_delay_ms(&dl->retry, it->attempts - 1, delivery_rng_next(dl));
+		item_journal_deferral(dl, it, due);
+		item_retry_at(dl, it, due);
 		break;
+	}
 	}
 }
 

@@ -46,14 +46,15 @@ static void item_discard(struct worker_post *p);
 
 /* ---- messages ---------------------------------------------------------- */
 
-/* qmsg_new - copy a spool message into one allocation. */
+/* qmsg_new - copy a spool message's envelope into one allocation (not
+ * its body: see body.c). */
 static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 {
 	size_t strings = strlen(m->sender) + 1 + (m->envid ? strlen(m->envid) : 0) + 1;
 	for (size_t i = 0; i < m->rcpt_count; i++)
 		strings += strlen(m->rcpts[i].address) + 1 +
 			   (m->rcpts[i].orcpt ? strlen(m->rcpts[i].orcpt) : 0) + 1;
-	size_t size = sizeof(struct qmsg) + m->rcpt_count * sizeof(struct qrcpt) + strings + m->body_len;
+	size_t size = sizeof(struct qmsg) + m->rcpt_count * sizeof(struct qrcpt) + strings;
 	struct qmsg *q = xmalloc(size);
 	char *p = (char *)(q + 1) + m->rcpt_count * sizeof(struct qrcpt);
 
@@ -80,8 +81,6 @@ static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 		r->domain = at ? at + 1 : "";
 	}
 #undef COPY_STRING
-	memcpy(p, m->body, m->body_len);
-	q->body = p;
 	q->body_len = m->body_len;
 	q->ret = m->ret;
 	q->smtputf8 = m->smtputf8;
@@ -108,7 +107,7 @@ static struct qitem *qitem_new(struct qmsg *msg, uint32_t capacity)
 	it->post.handle = item_arrived;
 	it->post.discard = item_discard;
 	it->msg = msg;
-	it->heap_index = SIZE_MAX;
+	it->heap_index = UINT32_MAX;
 	qmsg_ref(msg);
 	return it;
 }
@@ -138,13 +137,83 @@ void link_remove(struct qlink *l)
 	l->prev = l->next = l;
 }
 
+/* ---- interned replies -------------------------------------------------- */
+
+struct qreply {
+	struct qreply *next;
+	uint64_t hash;
+	uint32_t refs;
+	char text[];
+};
+
+static void reply_grow(struct delivery *dl)
+{
+	size_t nb = dl->reply_buckets ? dl->reply_buckets * 2 : 64;
+	struct qreply **t = xcalloc(nb, sizeof(*t));
+
+	for (size_t i = 0; i < dl->reply_buckets; i++) {
+		struct qreply *r = dl->replies[i];
+		while (r != NULL) {
+			struct qreply *next = r->next;
+			r->next = t[r->hash & (nb - 1)];
+			t[r->hash & (nb - 1)] = r;
+			r = next;
+		}
+	}
+	free(dl->replies);
+	dl->replies = t;
+	dl->reply_buckets = nb;
+}
+
+char *reply_intern(struct delivery *dl, const char *text)
+{
+	uint64_t h = domain_hash(text) * 31 + strlen(text);
+
+	for (struct qreply *r = dl->reply_buckets ? dl->replies[h & (dl->reply_buckets - 1)] : NULL;
+	     r != NULL; r = r->next) {
+		if (r->hash == h && strcmp(r->text, text) == 0) {
+			r->refs++;
+			return r->text;
+		}
+	}
+	if (dl->reply_count >= dl->reply_buckets)
+		reply_grow(dl);
+	size_t len = strlen(text);
+	struct qreply *r = xmalloc(sizeof(*r) + len + 1);
+	memcpy(r->text, text, len + 1);
+	r->hash = h;
+	r->refs = 1;
+	r->next = dl->replies[h & (dl->reply_buckets - 1)];
+	dl->replies[h & (dl->reply_buckets - 1)] = r;
+	dl->reply_count++;
+	return r->text;
+}
+
+char *reply_release(struct delivery *dl, char *text)
+{
+	if (text == NULL)
+		return NULL;
+	struct qreply *r = container_of(text, struct qreply, text);
+	if (--r->refs > 0)
+		return NULL;
+	struct qreply **p = &dl->replies[r->hash & (dl->reply_buckets - 1)];
+	while (*p != r)
+		p = &(*p)->next;
+	*p = r->next;
+	dl->reply_count--;
+	free(r);
+	return NULL;
+}
+
 /* qitem_free - the item is done (or the worker stops): out of its domain. */
 void qitem_free(struct qitem *it)
 {
 	if (it->d != NULL) {
 		it->d->by_state[it->state]--;
 		link_remove(&it->link);
+		it->last_error = reply_release(it->d->dl, it->last_error);
 	}
+	item_drop_body(it);
 	qmsg_unref(it->msg);
 	free(it->last_error);
 	free(it);
@@ -266,8 +335,8 @@ static void heap_swap(struct delivery *dl, size_t a, size_t b)
 	struct qitem *t = dl->heap[a];
 	dl->heap[a] = dl->heap[b];
 	dl->heap[b] = t;
-	dl->heap[a]->heap_index = a;
-	dl->heap[b]->heap_index = b;
+	dl->heap[a]->heap_index = (uint32_t)a;
+	dl->heap[b]->heap_index = (uint32_t)b;
 }
 
 static void heap_sift_up(struct delivery *dl, size_t i)
@@ -301,7 +370,7 @@ static void heap_push(struct delivery *dl, struct qitem *it)
 	}
 	size_t i = dl->heap_len++;
 	dl->heap[i] = it;
-	it->heap_index = i;
+	it->heap_index = (uint32_t)i;
 	heap_sift_up(dl, i);
 	item_set_state(it, QSTATE_RETRY);
 }
@@ -314,12 +383,12 @@ void heap_remove(struct delivery *dl, struct qitem *it)
 	dl->heap_len--;
 	if (i != dl->heap_len) {
 		dl->heap[i] = dl->heap[dl->heap_len];
-		dl->heap[i]->heap_index = i;
+		dl->heap[i]->heap_index = (uint32_t)i;
 		/* The last item, moved into the hole, goes up or down. */
 		heap_sift_up(dl, i);
 		heap_sift_down(dl, i);
 	}
-	it->heap_index = SIZE_MAX;
+	it->heap_index = UINT32_MAX;
 	item_set_state(it, QSTATE_NEW);
 }
 
@@ -331,9 +400,11 @@ struct qitem *heap_pop(struct delivery *dl)
 	return top;
 }
 
-/* item_retry_at - park an item until due_ms. */
+/* item_retry_at - park an item until due_ms; its body goes back to the
+ * spool meanwhile. */
 void item_retry_at(struct delivery *dl, struct qitem *it, int64_t due_ms)
 {
+	item_drop_body(it);
 	it->due_ms = due_ms;
 	heap_push(dl, it);
 }
@@ -345,8 +416,8 @@ static struct worker *domain_owner(struct worker *w, const char *domain)
 	return &w->all[domain_hash(domain) % w->count];
 }
 
-/* item_enqueue - on the domain's owner: into its domain's ready list (the
- * local worker delivers at once). On arrival the item joins its domain's
+/* item_enqueue - on the domain's owner: into its domain's ready list (on
+ * the local worker local_run takes it from there). On arrival the item joins its domain's
  * list; one that comes held from the spool (doom HOLD) waits there. */
 void item_enqueue(struct delivery *dl, struct qitem *it)
 {
@@ -360,20 +431,42 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 		d->by_state[it->state]++;
 		link_insert_after(d->items.prev, &it->link);
 		dl->stats.queued_items++;
+		if (it->last_error != NULL) {
+			char *own = it->last_error;
+			it->last_error = reply_intern(dl, own);
+			free(own);
+		}
+		if (it->body != NULL)
+			dl->body_bytes += it->body->len;
 		if (it->doom == QDOOM_HOLD) {
 			it->doom = QDOOM_NONE;
 			item_set_state(it, QSTATE_HELD);
 			return;
 		}
+		/* From the spool, deferred before a restart: its backoff goes on. */
+		int64_t wait = it->due_ms - wall_ms();    /* see due_ms */
+		it->due_ms = 0;
+		if (wait > 0 || it->body == NULL) {
+			/* Without its body (from the spool) it waits in the
+			 * heap like a due retry: loads stay within the cache. */
+			item_retry_at(dl, it, dl->w->now_ms + (wait > 0 ? wait : 0));
+			return;
+		}
 	}
-	if (dl->w->role == WORKER_ROLE_LOCAL) {
-		/* Stopping: an outcome might not reach a home that has left;
-		 * the spool still has the item for the next start. */
-		if (!dl->w->stopping)
-			local_deliver_item(dl, it);
+	if (it->body == NULL) {
+		if (retry_domain_blocked(&it->d->backoff, dl->w->now_ms)) {
+			/* No use reading it back for a domain that rests. */
+			item_retry_at(dl, it, it->d->backoff.until_ms);
+		} else if (!body_room(dl)) {
+			item_retry_at(dl, it, dl->w->now_ms);
+		} else {
+			item_load_body(dl, it);
+		}
 		return;
 	}
 	domain_push_ready(it->d, it);
+	if (dl->w->role == WORKER_ROLE_LOCAL)
+		return;      /* local_run delivers it, within the window */
 	domain_kick(dl, it->d);
 }
 
@@ -399,12 +492,30 @@ static void item_dispatch(struct worker *w, struct qitem *it)
 		worker_post(w, owner, &it->post);
 }
 
-/* delivery_submit - one item per domain (split at the domain's recipients
- * per transaction), recipients held in the spool apart from the others. */
-void delivery_submit(struct worker *w, const struct spool_message *m,
-		     const struct spool_rcpt_state *state)
+/* item_resume - an item made from the spool takes its recipients' retry
+ * state: the most attempts and the latest next attempt of them, so none
+ * is tried earlier than its backoff said, and the last reply. */
+static void item_resume(struct qitem *it, const struct spool_rcpt_state *state, const char *reply)
+{
+	for (uint32_t k = 0; k < it->count; k++) {
+		const struct spool_rcpt_state *st = &state[it->idx[k]];
+		if (st->attempts > it->attempts)
+			it->attempts = st->attempts;
+		if (st->status == SPOOL_STATUS_DEFERRED && st->next_attempt * 1000 > it->due_ms)
+			it->due_ms = st->next_attempt * 1000;    /* wall, until arrival */
+	}
+	if (reply != NULL && it->attempts > 0)
+		it->last_error = xstrdup(reply);
+}
+
+/* submit - one item per domain (split at the domain's recipients per
+ * transaction), recipients held in the spool apart from the others;
+ * reply is the last deferral's from the spool (or NULL). */
+static void submit(struct worker *w, const struct spool_message *m,
+		   const struct spool_rcpt_state *state, const char *reply, bool with_body)
 {
 	struct qmsg *q = qmsg_new(w->id, m);
+	struct qbody *body = with_body ? qbody_copy(m->body, m->body_len) : NULL;
 	bool *taken = xcalloc(m->rcpt_count, sizeof(bool));
 
 	qmsg_ref(q);    /* held while items are made */
@@ -415,7 +526,6 @@ void delivery_submit(struct worker *w, const struct spool_message *m,
 		bool held = state != NULL && state[i].status == SPOOL_STATUS_HELD;
 		size_t limit = (size_t)config_domain_policy(w->cfg, domain)->max_recipients_per_transaction;
 		struct qitem *it = qitem_new(q, (uint32_t)(limit < q->rcpt_count ? limit : q->rcpt_count));
-		it->attempts = state != NULL ? state[i].attempts : 0;
 		it->doom = held ? QDOOM_HOLD : QDOOM_NONE;
 		for (size_t j = i; j < q->rcpt_count && it->count < limit; j++) {
 			if (taken[j] || (state != NULL && SPOOL_STATUS_IS_FINAL(state[j].status)))
@@ -426,10 +536,30 @@ void delivery_submit(struct worker *w, const struct spool_message *m,
 			taken[j] = true;
 			it->idx[it->count++] = (uint32_t)j;
 		}
+		if (state != NULL)
+			item_resume(it, state, reply);
+		if (body != NULL) {
+			qbody_ref(body);
+			it->body = body;
+		}
 		item_dispatch(w, it);
 	}
 	free(taken);
+	qbody_unref(body);
 	qmsg_unref(q);
+}
+
+/* delivery_submit - a message durable in w's shard, all recipients new
+ * (state NULL) or as the spool has them. */
+void delivery_submit(struct worker *w, const struct spool_message *m,
+		     const struct spool_rcpt_state *state)
+{
+	submit(w, m, state, NULL, true);
+}
+
+void delivery_submit_recovered(struct worker *w, const struct spool_recovered *r)
+{
+	submit(w, r->msg, r->state, r->reply, false);
 }
 
 /* domain_idle - nothing refers to d: no item (nor a query's marker), no
@@ -493,6 +623,17 @@ void domains_free(struct delivery *dl)
 		free(d->hop);
 		free(d);
 	}
+	for (size_t i = 0; i < dl->reply_buckets; i++) {
+		struct qreply *r = dl->replies[i];
+		while (r != NULL) {
+			struct qreply *next = r->next;
+			free(r);
+			r = next;
+		}
+	}
+	free(dl->replies);
+	dl->replies = NULL;
+	dl->reply_buckets = dl->reply_count = 0;
 	free(dl->domains);
 	free(dl->domain_list);
 	dl->domains = dl->domain_list = NULL;

@@ -5,6 +5,9 @@
  *   qmsg     one accepted message: envelope, recipients and body, in one
  *            allocation, immutable, shared by the workers delivering it
  *            (atomic reference count: one per item or outcome in flight).
+ *   qbody    a message's body, reference counted: held by an item only
+ *            while it needs it (body.c); the rest of the time it stays in
+ *            the spool.
  *   qitem    some recipients of one message for one domain, at most the
  *            domain's recipients-per-transaction; the unit of scheduling.
  *   qdomain  a destination domain on its owner: ready items, the retry
@@ -69,8 +72,16 @@ struct qmsg {
 	bool smtputf8, eightbit;
 	size_t rcpt_count;
 	struct qrcpt *rcpts;
-	const char *body;
-	size_t body_len;
+	size_t body_len;           /* the body itself is in the spool, or in an item's qbody */
+};
+
+/* A body read from the spool (or copied at reception): data points into
+ * buf, after the record's envelope when it was read back. */
+struct qbody {
+	_Atomic int refs;
+	size_t len;
+	const char *data;
+	char buf[];
 };
 
 /* Where an item is on its owner (queue_query's states for the operator). */
@@ -96,9 +107,13 @@ struct qitem {
 	struct qdomain *d;         /* the owner's domain; NULL before arrival */
 	struct qitem *next, *prev; /* in the domain's ready list */
 	struct qmsg *msg;
-	char *last_error;          /* the last deferral's reply, or NULL */
-	int64_t due_ms;            /* monotonic, while in the retry heap */
-	size_t heap_index;
+	struct qbody *body;        /* while READY, ACTIVE or loading; NULL while it waits */
+	char *last_error;          /* the last deferral's reply, or NULL: malloc'd before
+				    * arrival at the owner, then interned there (reply_intern) */
+	int64_t due_ms;            /* monotonic, while in the retry heap; before its
+				    * arrival at the owner, wall ms of the next attempt
+				    * it resumes from the spool (0: now) */
+	uint32_t heap_index;       /* UINT32_MAX when not in the heap */
 	unsigned attempts;
 	uint8_t state;             /* enum qstate */
 	uint8_t doom;              /* enum qdoom: on arrival, or when the attempt ends */
@@ -200,6 +215,13 @@ struct delivery {
 	int64_t next_reap_ms;
 	unsigned sessions_active;  /* outbound sessions (metrics) */
 	uint64_t rng;
+	size_t body_bytes;         /* bodies held by this worker's items */
+	size_t load_bytes;         /* bodies being read (estimated) */
+	unsigned reads_in_flight;  /* as a home: body reads in the ring */
+	struct qreply **replies;   /* interned last replies of items (queue.c) */
+	size_t reply_buckets, reply_count;
+	unsigned local_unjournaled;  /* local worker: items delivered, outcomes not yet durable */
+	size_t local_turn;         /* local worker: the next domain to serve, round robin */
 	bool stopping;
 };
 
@@ -236,6 +258,31 @@ void item_retry_at(struct delivery *dl, struct qitem *it, int64_t due_ms);
 /* item_enqueue - on the domain's owner: into its domain's ready list and
  * kick the domain (the local worker delivers at once). */
 void item_enqueue(struct delivery *dl, struct qitem *it);
+
+/* reply_intern - the worker's shared copy of text (one reference): a
+ * destination that is down gives all its mail the same reply.
+ * reply_release - drop one reference (NULL is fine); returns NULL. */
+char *reply_intern(struct delivery *dl, const char *text);
+char *reply_release(struct delivery *dl, char *text);
+
+/* ---- body.c ---- */
+
+struct qbody *qbody_copy(const void *data, size_t len);
+void qbody_ref(struct qbody *b);
+struct qbody *qbody_unref(struct qbody *b);    /* accepts NULL; returns NULL */
+/* item_body - the item's body while it has one (READY, ACTIVE), else NULL. */
+static inline const char *item_body(const struct qitem *it)
+{
+	return it->body != NULL ? it->body->data : NULL;
+}
+/* body_room - may this worker hold (or load) one more body? */
+bool body_room(const struct delivery *dl);
+/* item_drop_body - the item waits: its body goes back to the spool. */
+void item_drop_body(struct qitem *it);
+/* item_load_body - ask the message's home for the body; the item is
+ * ACTIVE meanwhile and goes to item_enqueue (or the operator's delete,
+ * bounce or hold that came meanwhile) when it has it. */
+void item_load_body(struct delivery *dl, struct qitem *it);
 
 /* ---- outcome.c ---- */
 
@@ -289,6 +336,11 @@ void dests_free(struct delivery *dl);
 /* ---- local.c ---- */
 
 void local_deliver_item(struct delivery *dl, struct qitem *it);
+/* local_run - on the local worker, before each sleep: deliver ready items
+ * round robin over its domains while fewer than mailbox.delivery_window
+ * delivered items wait for their outcomes to be durable at home; wake at
+ * once if more could go. */
+void local_run(struct delivery *dl);
 
 /* ---- mta_session.c ---- */
 

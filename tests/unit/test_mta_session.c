@@ -377,6 +377,7 @@ static struct qrcpt rcpts[] = {
 	{ "r3@" DOMAIN, DOMAIN, NULL, 0 },
 };
 static struct qmsg msg;
+static struct qbody msg_body;
 
 /* add_item - an item of n recipients of msg, at the end of d's ready list. */
 static struct qitem *add_item(uint32_t n)
@@ -388,6 +389,7 @@ static struct qitem *add_item(uint32_t n)
 	fx.items[fx.nitems++] = it;
 	it->d = d;
 	it->msg = &msg;
+	it->body = &msg_body;
 	it->count = n;
 	for (uint32_t i = 0; i < n; i++)
 		it->idx[i] = i;
@@ -441,7 +443,9 @@ static void world_init(void)
 		.max_messages_per_connection = 100, .max_recipients_per_transaction = 50,
 		.tls = CONFIG_TLS_NONE };
 	msg = (struct qmsg){ .queue_id = "Q1", .sender = "s@o.test", .rcpt_count = 3,
-		.rcpts = rcpts, .body = body, .body_len = sizeof(body) - 1 };
+		.rcpts = rcpts, .body_len = sizeof(body) - 1 };
+	msg_body.len = sizeof(body) - 1;
+	msg_body.data = body;
 	w.cfg = &cfg;
 	w.now_ms = 1000000;
 	w.delivery = &dl;
@@ -1346,6 +1350,7 @@ static struct qdomain *other_domain(struct qitem **item)
 	od->route = dns_route_ref(route);
 	it->d = od;
 	it->msg = &other_msg;
+	it->body = &msg_body;
 	it->count = 1;
 	it->state = QSTATE_READY;
 	od->ready_head = od->ready_tail = it;

@@ -264,3 +264,34 @@ Test(spool_record, hostile_bytes_never_crash)
 	free(buf);
 	free(good);
 }
+
+Test(spool_record, outcome_reply_round_trip_and_old_form)
+{
+	struct spool_outcome o = { "0ABCDEFGHJK0100001", 2, SPOOL_STATUS_DEFERRED, 4,
+				   1763900000, "451 4.7.1 try again later" };
+	uint8_t buf[256];
+	struct spool_record rec;
+	ssize_t w = spool_record_encode_outcome(&o, buf, sizeof(buf));
+
+	cr_assert_eq(w, (ssize_t)spool_record_outcome_size(&o));
+	cr_assert_eq(spool_record_decode(buf, (size_t)w, &rec), w);
+	cr_assert_str_eq(rec.outcome.reply, o.reply, "got %s", rec.outcome.reply);
+	cr_assert_eq(rec.outcome.attempts, 4);
+	cr_assert_eq(rec.outcome.next_attempt, 1763900000);
+	spool_record_clear(&rec);
+	/* "" and NULL write the old form, which decodes with no reply */
+	o.reply = "";
+	ssize_t w2 = spool_record_encode_outcome(&o, buf, sizeof(buf));
+	o.reply = NULL;
+	cr_assert_eq(w2, (ssize_t)spool_record_outcome_size(&o));
+	cr_assert_lt(w2, w);
+	cr_assert_eq(spool_record_decode(buf, (size_t)w2, &rec), w2);
+	cr_assert_null(rec.outcome.reply);
+	spool_record_clear(&rec);
+	/* too long: unencodable, the caller cuts it */
+	char big[SPOOL_REPLY_MAX + 2];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	o.reply = big;
+	cr_assert_eq(spool_record_outcome_size(&o), 0);
+}

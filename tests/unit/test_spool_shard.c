@@ -766,3 +766,46 @@ Test(spool_shard, a_corrupt_segment_is_kept_for_salvage)
 	cr_assert_eq(sst.corrupt_segments, 1);
 	spool_shard_close(s);
 }
+
+static int collect_reply(void *ctx, const struct spool_recovered *r)
+{
+	char *out = ctx;
+
+	snprintf(out, 128, "%s %u %lld", r->reply ? r->reply : "(none)", r->state[0].attempts,
+		 (long long)r->state[0].next_attempt);
+	return 0;
+}
+
+Test(spool_shard, deferral_reply_survives_restart_and_compaction)
+{
+	struct spool_shard *s = open_shard(0, 1);
+	char a[32], b[32], pad[32], got[128];
+
+	append(s, a, 1);
+	append(s, b, 1);
+	cr_assert(flush(s));				/* segment 1 */
+	struct spool_outcome o = { a, 0, SPOOL_STATUS_DEFERRED, 2, 1900000000, "451 4.7.1 later" };
+	cr_assert_eq(spool_shard_append_outcome(s, &o), 0);
+	outcome(s, b, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));				/* segment 2 */
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	cr_assert_eq(spool_shard_foreach_live(s, collect_reply, got), 0);
+	cr_assert_str_eq(got, "451 4.7.1 later 2 1900000000", "got %s", got);
+	/* a later deferral without a reply keeps the last one */
+	o.attempts = 3;
+	o.reply = NULL;
+	cr_assert_eq(spool_shard_append_outcome(s, &o), 0);
+	cr_assert(flush(s));
+	for (int i = 0; i < 4; i++) {			/* rotate until A is copied */
+		append(s, pad, 1);
+		outcome(s, pad, 0, SPOOL_STATUS_DELIVERED);
+		cr_assert(flush(s));
+	}
+	cr_assert_not(segment_exists(0, 1), "A was compacted out of segment 1");
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	cr_assert_eq(spool_shard_foreach_live(s, collect_reply, got), 0);
+	cr_assert_str_eq(got, "451 4.7.1 later 3 1900000000", "after compaction: got %s", got);
+	spool_shard_close(s);
+}
