@@ -124,6 +124,24 @@ static int render_rejected(struct buf *out, const struct metrics_values *workers
 	return rc;
 }
 
+/* render_categories - ringmail_bounce_category_total by outcome (bounced,
+ * deferred) and category, zeros included. */
+static int render_categories(struct buf *out, const struct metrics_values *workers, size_t n)
+{
+	static const char name[] = "ringmail_bounce_category_total";
+	static const char *const outcomes[2] = { "bounced", "deferred" };
+	int rc = buf_append_printf(out, "# HELP %s Bounced and deferred recipients by bounce "
+				   "category (share/bounce-patterns.txt).\n# TYPE %s counter\n", name, name);
+
+	for (size_t o = 0; o < 2 && rc == 0; o++)
+		for (size_t k = 0; k < BOUNCE_CAT_COUNT && rc == 0; k++)
+			rc = buf_append_printf(out, "%s{outcome=\"%s\",category=\"%s\"} %llu\n", name,
+					       outcomes[o], bounce_category_name((enum bounce_category)k),
+					       (unsigned long long)metrics_sum(workers, n,
+							METRICS_CATEGORY + o * BOUNCE_CAT_COUNT + k, false));
+	return rc;
+}
+
 /* append_label_value - a label value, escaping \\, \" and newline as the
  * text format 0.0.4 asks. */
 static int append_label_value(struct buf *out, const char *value)
@@ -211,6 +229,8 @@ int metrics_render(struct buf *out, const struct metrics_values *workers, size_t
 	}
 	if (rc == 0)
 		rc = render_rejected(out, workers, n);
+	if (rc == 0)
+		rc = render_categories(out, workers, n);
 	if (rc == 0)
 		rc = render_top_domains(out, workers, n);
 	if (rc == 0)
@@ -375,6 +395,9 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_DNS_QUERIES] = d.dns.queries;
 		v[METRICS_DNS_FAILURES] = d.dns.failures;
 		v[METRICS_DNS_CACHE_ENTRIES] = d.dns.cache_entries;
+		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));
+		memcpy(&v[METRICS_CATEGORY + BOUNCE_CAT_COUNT], d.deferred_by_category,
+		       sizeof(d.deferred_by_category));
 
 		struct delivery_domain_count top[METRICS_TOP_DOMAINS];
 		int64_t oldest;

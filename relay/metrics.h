@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bounce_class.h"
 #include "buf.h"
 #include "commit.h"
 #include "smtp_session.h"
@@ -82,7 +83,9 @@ enum metrics_id {
 	METRICS_DKIM_FAILURES,             /* signatures that could not be made */
 	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
-	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT
+	METRICS_CATEGORY = METRICS_REJECTED + SMTP_REJECT_COUNT,   /* bounced then deferred
+					    * recipients, BOUNCE_CAT_COUNT slots each */
+	METRICS_COUNT = METRICS_CATEGORY + 2 * BOUNCE_CAT_COUNT
 };
 
 /* A plain copy of one worker's slot. */

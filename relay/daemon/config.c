@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "bounce_class.h"
 #include "dkim_key.h"
 #include "tls.h"
 #include "users.h"
@@ -130,6 +131,7 @@ static const struct config_key config_keys[] = {
 	{ "pop3.command_timeout", KIND_DURATION, OFF(pop3_command_timeout_ms), 1000, DAY_MS, "1m", "before login, each POP3 command must complete within this" },
 	{ "mailbox.root", KIND_STRING, OFF(mailbox_root), 0, 0, "/var/mail/ringmail", "directory holding one Maildir per local user (must exist)" },
 	{ "mailbox.quota", KIND_SIZE, OFF(mailbox_quota), 0, 1LL << 50, "0", "bytes per local mailbox; 0 = no quota" },
+	{ "bounce.patterns_file", KIND_STRING, OFF(bounce_patterns_file), 0, 0, "", "extra bounce classification rules (the format of share/bounce-patterns.txt), tried before the built-in table; \"\" = the built-in table only; re-read on SIGHUP" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 };
@@ -729,6 +731,41 @@ static int config_check_listeners(const struct config *cfg, config_t *file, stru
 	return 0;
 }
 
+/* config_load_bounce_patterns - the classifier: bounce.patterns_file's
+ * rules, then the built-in table. */
+static int config_load_bounce_patterns(struct config *cfg, config_t *file, struct config_error *e)
+{
+	cfg->bounce_classifier = bounce_classifier_new();
+	if (cfg->bounce_patterns_file[0] != '\0') {
+		FILE *f = fopen(cfg->bounce_patterns_file, "r");
+		if (f == NULL)
+			return config_fail(e, "line %d: bounce.patterns_file: %s: %s",
+					   key_line(file, "bounce.patterns_file"), cfg->bounce_patterns_file,
+					   strerror(errno));
+		char *text = NULL;
+		size_t len = 0, cap = 0, n;
+		do {
+			if (len + 4096 > cap)
+				text = xrealloc(text, cap = cap * 2 + 8192);
+			n = fread(text + len, 1, cap - len, f);
+			len += n;
+		} while (n > 0 && len < (16u << 20));
+		fclose(f);
+		char why[512];
+		int rc = bounce_classifier_load(cfg->bounce_classifier, text, len, cfg->bounce_patterns_file,
+						why, sizeof(why));
+		free(text);
+		if (rc < 0)
+			return config_fail(e, "line %d: bounce.patterns_file: %s",
+					   key_line(file, "bounce.patterns_file"), why);
+	}
+	char why[512];
+	if (bounce_classifier_load(cfg->bounce_classifier, bounce_patterns_builtin,
+				   bounce_patterns_builtin_len, "built-in bounce-patterns.txt", why, sizeof(why)) < 0)
+		return config_fail(e, "%s", why);
+	return 0;
+}
+
 /* config_uses_verify - does any destination policy say "verify"? */
 static bool config_uses_verify(const struct config *cfg)
 {
@@ -787,6 +824,8 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		if (users_load(cfg->users_file, &cfg->users, why, sizeof(why)) < 0)
 			return config_fail(e, "line %d: users.file: %s", key_line(file, "users.file"), why);
 	}
+	if (config_load_bounce_patterns(cfg, file, e) < 0)
+		return -EINVAL;
 	bool signs_from = false;
 	for (size_t i = 0; i < cfg->dkim_header_count; i++)
 		signs_from |= strcmp(cfg->dkim_headers[i], "from") == 0;
@@ -860,6 +899,7 @@ struct config *config_free(struct config *cfg)
 			free(*(char **)((char *)cfg + key->offset));
 	}
 	users_free(cfg->users);
+	bounce_classifier_free(cfg->bounce_classifier);
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
 		free(cfg->local_domains[i]);
 	for (size_t i = 0; i < cfg->dns_nameserver_count; i++)

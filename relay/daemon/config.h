@@ -33,6 +33,7 @@
 #define CONFIG_MAX_LISTEN 16
 
 struct users_db;
+struct bounce_classifier;
 struct dkim_key;
 
 /* One dkim.sign entry: mail whose From domain is domain or below it is
@@ -201,6 +202,10 @@ struct config {
 	char **dkim_headers;              /* h= candidates, lower case, "from" among them */
 	size_t dkim_header_count;
 	int64_t dkim_expire_ms;           /* x= = t= + this; 0 = no x= */
+
+	/* bounce classification and suppression (relay/mail/bounce_class.h) */
+	char *bounce_patterns_file;       /* extra rules, tried first; "" = none */
+	struct bounce_classifier *bounce_classifier;   /* those, then the built-in table; owned */
 
 	char *source_path;                /* the file it came from, or NULL */
 };

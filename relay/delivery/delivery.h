@@ -17,6 +17,7 @@
 #ifndef RINGMAIL_DELIVERY_H
 #define RINGMAIL_DELIVERY_H
 
+#include "bounce_class.h"
 #include "dns.h"
 #include "spool_record.h"
 #include "spool_shard.h"
@@ -41,6 +42,8 @@ struct delivery_stats {
 	uint64_t sessions_now;     /* outbound sessions open now */
 	uint64_t domains_now;      /* destination domains held now */
 	uint64_t domains_reaped;   /* forgotten while idle */
+	uint64_t bounced_by_category[BOUNCE_CAT_COUNT];    /* enum bounce_category */
+	uint64_t deferred_by_category[BOUNCE_CAT_COUNT];
 	struct dns_stats dns;
 };
 

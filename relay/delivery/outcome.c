@@ -215,6 +215,29 @@ static void admin_result(struct rcpt_result *r, enum qdoom doom)
 	snprintf(r->text, sizeof(r->text), del ? "deleted by the operator" : "bounced by the operator");
 }
 
+/* result_category - the bounce category's name for the logs and DSNs;
+ * NULL for a delivered recipient or one the operator deleted. */
+static const char *result_category(const struct rcpt_result *r)
+{
+	if (r->outcome == SMTP_OUTCOME_DELIVERED || r->deleted)
+		return NULL;
+	return bounce_category_name((enum bounce_category)r->category);
+}
+
+/* result_classify - the category of a bounced or deferred result, from
+ * the config's table (relay/mail/bounce_class.h), counted in the stats. */
+static void result_classify(struct delivery *dl, struct rcpt_result *r)
+{
+	if (r->outcome == SMTP_OUTCOME_DELIVERED || r->deleted)
+		return;
+	enum bounce_category k = bounce_classify(dl->w->cfg->bounce_classifier, r->code, r->status, r->text);
+	r->category = (uint8_t)k;
+	if (r->outcome == SMTP_OUTCOME_BOUNCED)
+		dl->stats.bounced_by_category[k]++;
+	else
+		dl->stats.deferred_by_category[k]++;
+}
+
 /* log_delivery - one line per recipient per attempt; tls is what the
  * connection used ("TLSv1.2/<cipher>", "none"), NULL without one. */
 static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t idx,
@@ -234,14 +257,16 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 			.tls = tls, .status = outcome_name(r), .code = r->code, .enhanced_code = r->status[0] ? r->status : NULL,
 			.reply = r->text, .delay_s = (double)(wall_ms() - m->arrival_ms) / 1000.0,
 			.attempt = it->attempts + 1, .dkim = dkim[0] ? dkim : NULL,
+			.category = result_category(r),
 		});
 		return;
 	}
 	log_quote(reply, sizeof(reply), r->text, strlen(r->text));
-	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s tls=%s status=%s code=%d dsn=%s delay=%.3f attempt=%u reply=%s",
+	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s tls=%s status=%s code=%d dsn=%s category=%s delay=%.3f attempt=%u reply=%s",
 		 m->queue_id, m->rcpts[idx].addr, m->rcpts[idx].domain, mx ? mx : "-", ip ? ip : "-",
 		 tls ? tls : "-",
 		 outcome_name(r), r->code, r->status[0] ? r->status : "-",
+		 result_category(r) ? result_category(r) : "-",
 		 (double)(wall_ms() - m->arrival_ms) / 1000.0, it->attempts + 1, reply);
 }
 
@@ -265,6 +290,7 @@ static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct
 			.status = res[i].status[0] ? res[i].status : NULL,
 			.remote_mta = res[i].local ? NULL : mx, .code = res[i].local ? 0 : res[i].code,
 			.diagnostic = res[i].text, .last_attempt_ms = now,
+			.category = result_category(&res[i]),
 		};
 	}
 	char *out = NULL;
@@ -367,6 +393,7 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 		case SCHED_RCPT_AS_IS:
 			break;
 		}
+		result_classify(dl, &res[i]);
 		log_delivery(dl, it, it->idx[i], &res[i], mx, ip, tls);
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED) {
 			deferred++;

@@ -149,6 +149,7 @@ struct rcpt_result {
 	int code;
 	bool local;
 	bool deleted;              /* by the operator: final, no DSN */
+	uint8_t category;          /* enum bounce_category; item_complete sets it */
 	char status[12];
 	char text[REPLY_TEXT_MAX];
 };
