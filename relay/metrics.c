@@ -90,6 +90,8 @@ static const struct metric_desc {
 	{ METRICS_DKIM_SIGNED_RSA, KIND_COUNTER, "ringmail_dkim_signed_rsa_total", "DKIM signatures made with RSA-SHA256 keys (a dual-signed message counts once here and once for Ed25519)." },
 	{ METRICS_DKIM_SIGNED_ED25519, KIND_COUNTER, "ringmail_dkim_signed_ed25519_total", "DKIM signatures made with Ed25519-SHA256 keys." },
 	{ METRICS_DKIM_FAILURES, KIND_COUNTER, "ringmail_dkim_failures_total", "DKIM signatures that could not be made (the message went on without them)." },
+	{ METRICS_SUPPRESSION_ADDED, KIND_COUNTER, "ringmail_suppression_added_total", "Recipients put on the suppression list by their hard bounces (suppression.categories)." },
+	{ METRICS_SUPPRESSION_BOUNCED, KIND_COUNTER, "ringmail_suppression_bounced_total", "Queued recipients bounced at delivery because they are on the suppression list (refusals at RCPT are ringmail_rejected_total{reason=\"suppressed\"})." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
@@ -395,6 +397,8 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_DNS_QUERIES] = d.dns.queries;
 		v[METRICS_DNS_FAILURES] = d.dns.failures;
 		v[METRICS_DNS_CACHE_ENTRIES] = d.dns.cache_entries;
+		v[METRICS_SUPPRESSION_ADDED] = d.suppressed_added;
+		v[METRICS_SUPPRESSION_BOUNCED] = d.suppressed_bounced;
 		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));
 		memcpy(&v[METRICS_CATEGORY + BOUNCE_CAT_COUNT], d.deferred_by_category,
 		       sizeof(d.deferred_by_category));

@@ -81,6 +81,8 @@ enum metrics_id {
 	METRICS_DKIM_SIGNED_RSA,           /* DKIM signatures made, rsa-sha256 */
 	METRICS_DKIM_SIGNED_ED25519,       /* ed25519-sha256 */
 	METRICS_DKIM_FAILURES,             /* signatures that could not be made */
+	METRICS_SUPPRESSION_ADDED,         /* recipients put on the list by bounces */
+	METRICS_SUPPRESSION_BOUNCED,       /* suppressed recipients bounced at delivery */
 	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
 	METRICS_CATEGORY = METRICS_REJECTED + SMTP_REJECT_COUNT,   /* bounced then deferred

@@ -132,6 +132,9 @@ static const struct config_key config_keys[] = {
 	{ "mailbox.root", KIND_STRING, OFF(mailbox_root), 0, 0, "/var/mail/ringmail", "directory holding one Maildir per local user (must exist)" },
 	{ "mailbox.quota", KIND_SIZE, OFF(mailbox_quota), 0, 1LL << 50, "0", "bytes per local mailbox; 0 = no quota" },
 	{ "bounce.patterns_file", KIND_STRING, OFF(bounce_patterns_file), 0, 0, "", "extra bounce classification rules (the format of share/bounce-patterns.txt), tried before the built-in table; \"\" = the built-in table only; re-read on SIGHUP" },
+	{ "suppression.check", KIND_STRING, OFF(suppression_check_text), 0, 0, "injection", "where recipients on the suppression list are refused: injection (550 5.7.1 at RCPT), delivery (bounced with 5.7.1 when their turn comes, also mail queued before the entry), both, or none (the list is kept and fed, not checked)" },
+	{ "suppression.categories", KIND_STRING, OFF(suppression_categories_text), 0, 0, "invalid_recipient", "bounce categories whose hard bounces (a 5xx from the receiver) put the recipient on the suppression list, comma-separated; \"\" = none" },
+	{ "suppression.expire", KIND_DURATION, OFF(suppression_expire_ms), 0, 3650 * DAY_MS, "0", "how long an entry made by a bounce lasts; 0 = until removed" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 };
@@ -766,6 +769,34 @@ static int config_load_bounce_patterns(struct config *cfg, config_t *file, struc
 	return 0;
 }
 
+/* config_check_suppression - suppression.check and .categories as bits. */
+static int config_check_suppression(struct config *cfg, config_t *file, struct config_error *e)
+{
+	static const struct { const char *name; unsigned bits; } checks[] = {
+		{ "injection", CONFIG_SUPPRESS_INJECTION }, { "delivery", CONFIG_SUPPRESS_DELIVERY },
+		{ "both", CONFIG_SUPPRESS_INJECTION | CONFIG_SUPPRESS_DELIVERY }, { "none", 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < COUNT(checks) && strcmp(cfg->suppression_check_text, checks[i].name) != 0; i++)
+		;
+	if (i == COUNT(checks))
+		return config_fail(e, "line %d: suppression.check: \"%s\" is not injection, delivery, both or none",
+				   key_line(file, "suppression.check"), cfg->suppression_check_text);
+	cfg->suppression_check = checks[i].bits;
+	cfg->suppression_categories = 0;
+	char copy[512], *save = NULL;
+	snprintf(copy, sizeof(copy), "%s", cfg->suppression_categories_text);
+	for (char *w = strtok_r(copy, ", ", &save); w != NULL; w = strtok_r(NULL, ", ", &save)) {
+		int k = bounce_category_parse(w);
+		if (k < 0)
+			return config_fail(e, "line %d: suppression.categories: \"%s\" is not a bounce category (invalid_recipient, mailbox_full, policy, authentication, rate_limit, dns, tls, connection, message_too_large, other)",
+					   key_line(file, "suppression.categories"), w);
+		cfg->suppression_categories |= 1u << k;
+	}
+	return 0;
+}
+
 /* config_uses_verify - does any destination policy say "verify"? */
 static bool config_uses_verify(const struct config *cfg)
 {
@@ -825,6 +856,8 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 			return config_fail(e, "line %d: users.file: %s", key_line(file, "users.file"), why);
 	}
 	if (config_load_bounce_patterns(cfg, file, e) < 0)
+		return -EINVAL;
+	if (config_check_suppression(cfg, file, e) < 0)
 		return -EINVAL;
 	bool signs_from = false;
 	for (size_t i = 0; i < cfg->dkim_header_count; i++)

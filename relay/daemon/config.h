@@ -83,6 +83,10 @@ struct config_domain {
 	int line;                         /* in the file, for errors */
 };
 
+/* Where suppressed recipients are refused (suppression.check). */
+#define CONFIG_SUPPRESS_INJECTION 1u      /* 550 5.7.1 at RCPT */
+#define CONFIG_SUPPRESS_DELIVERY 2u       /* bounced 5.7.1 when their turn comes */
+
 struct config {
 	/* process */
 	int64_t workers;                  /* 0 = one per online CPU */
@@ -206,6 +210,11 @@ struct config {
 	/* bounce classification and suppression (relay/mail/bounce_class.h) */
 	char *bounce_patterns_file;       /* extra rules, tried first; "" = none */
 	struct bounce_classifier *bounce_classifier;   /* those, then the built-in table; owned */
+	char *suppression_check_text;     /* "injection", "delivery", "both", "none" */
+	unsigned suppression_check;       /* CONFIG_SUPPRESS_* bits, from the text */
+	char *suppression_categories_text;   /* comma-separated bounce categories */
+	unsigned suppression_categories;  /* bit per enum bounce_category */
+	int64_t suppression_expire_ms;    /* of an automatic entry; 0 = never */
 
 	char *source_path;                /* the file it came from, or NULL */
 };

@@ -44,6 +44,8 @@ struct delivery_stats {
 	uint64_t domains_reaped;   /* forgotten while idle */
 	uint64_t bounced_by_category[BOUNCE_CAT_COUNT];    /* enum bounce_category */
 	uint64_t deferred_by_category[BOUNCE_CAT_COUNT];
+	uint64_t suppressed_added;         /* recipients put on the suppression list by bounces */
+	uint64_t suppressed_bounced;       /* recipients bounced at delivery as suppressed */
 	struct dns_stats dns;
 };
 

@@ -17,6 +17,7 @@
 #include "delivery_log.h"
 #include "log.h"
 #include "scheduler.h"
+#include "suppress.h"
 
 struct outcome_entry {
 	uint32_t idx;
@@ -238,6 +239,30 @@ static void result_classify(struct delivery *dl, struct rcpt_result *r)
 		dl->stats.deferred_by_category[k]++;
 }
 
+/* suppress_feed - a hard bounce from the receiver in one of
+ * suppression.categories puts the recipient on the suppression list. */
+static void suppress_feed(struct delivery *dl, const struct qitem *it, uint32_t idx,
+			  const struct rcpt_result *r, struct suppress_batch **batch)
+{
+	const struct config *cfg = dl->w->cfg;
+
+	if (r->outcome != SMTP_OUTCOME_BOUNCED || r->deleted || r->local || r->code < 500 ||
+	    r->code > 599 || (cfg->suppression_categories & (1u << r->category)) == 0)
+		return;
+	char reason[2 * REPLY_TEXT_MAX];
+	int64_t now = wall_ms() / 1000;
+	const char *addr = it->msg->rcpts[idx].addr;
+
+	snprintf(reason, sizeof(reason), "%d %s %s", r->code, r->status[0] ? r->status : "-", r->text);
+	if (*batch == NULL)
+		*batch = suppress_batch_new();
+	suppress_batch_add(*batch, addr, now,
+			   cfg->suppression_expire_ms > 0 ? now + cfg->suppression_expire_ms / 1000 : 0, reason);
+	dl->stats.suppressed_added++;
+	log_info("suppression_add", "id=%s rcpt=<%s> category=%s source=bounce", it->msg->queue_id, addr,
+		 bounce_category_name((enum bounce_category)r->category));
+}
+
 /* log_delivery - one line per recipient per attempt; tls is what the
  * connection used ("TLSv1.2/<cipher>", "none"), NULL without one. */
 static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t idx,
@@ -380,6 +405,7 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 	uint32_t deferred = 0;
 	bool expired = retry_expired(&dl->retry, it->msg->arrival_ms, wall_ms());
 	const struct rcpt_result *last_deferral = NULL;
+	struct suppress_batch *suppress = NULL;
 
 	memcpy(res, res_in, it->count * sizeof(*res));
 	for (uint32_t i = 0; i < it->count; i++) {
@@ -394,6 +420,7 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 			break;
 		}
 		result_classify(dl, &res[i]);
+		suppress_feed(dl, it, it->idx[i], &res[i], &suppress);
 		log_delivery(dl, it, it->idx[i], &res[i], mx, ip, tls);
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED) {
 			deferred++;
@@ -404,6 +431,8 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 		dl->stats.bounced += res[i].outcome == SMTP_OUTCOME_BOUNCED && !res[i].deleted;
 		dl->stats.deleted += res[i].deleted;
 	}
+	if (suppress != NULL)
+		suppress_submit(dl->w, suppress, NULL, NULL);
 	if (deferred < it->count)
 		outcomes_home(dl, it, res, it->count - deferred, mx);
 	if (deferred > 0)

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "suppress.h"
 
 uint64_t delivery_rng_next(struct delivery *dl)
 {
@@ -336,6 +337,45 @@ static struct worker *domain_owner(struct worker *w, const char *domain)
 	return &w->all[domain_hash(domain) % w->count];
 }
 
+/* item_drop_suppressed - with suppression.check at delivery: the
+ * recipients of it on the suppression list bounce now (550 5.7.1), in an
+ * item of their own; true when none is left in it (it is gone then). */
+static bool item_drop_suppressed(struct delivery *dl, struct qitem *it)
+{
+	uint32_t hits = 0;
+
+	if ((dl->w->cfg->suppression_check & CONFIG_SUPPRESS_DELIVERY) == 0)
+		return false;
+	for (uint32_t i = 0; i < it->count; i++)
+		hits += suppress_find(dl->w, it->msg->rcpts[it->idx[i]].addr) != NULL;
+	if (hits == 0)
+		return false;
+	struct qitem *gone = hits == it->count ? it : qitem_new(it->msg, hits);
+	if (gone != it) {
+		uint32_t kept = 0;
+		gone->attempts = it->attempts;
+		for (uint32_t i = 0; i < it->count; i++) {
+			if (suppress_find(dl->w, it->msg->rcpts[it->idx[i]].addr) != NULL)
+				gone->idx[gone->count++] = it->idx[i];
+			else
+				it->idx[kept++] = it->idx[i];
+		}
+		it->count = kept;
+	}
+	struct rcpt_result *res = xcalloc(gone->count, sizeof(*res));
+	for (uint32_t i = 0; i < gone->count; i++) {
+		const struct suppression_entry *hit = suppress_find(dl->w, it->msg->rcpts[gone->idx[i]].addr);
+		char text[REPLY_TEXT_MAX];
+		snprintf(text, sizeof(text), "Recipient address suppressed: %s",
+			 hit != NULL && hit->reason[0] ? hit->reason : "on the suppression list");
+		rcpt_result_set(&res[i], SMTP_OUTCOME_BOUNCED, 550, true, "5.7.1", text);
+	}
+	dl->stats.suppressed_bounced += gone->count;
+	item_complete(dl, gone, res, NULL, NULL, NULL);
+	free(res);
+	return gone == it;
+}
+
 /* item_enqueue - on the domain's owner: into its domain's ready list (the
  * local worker delivers at once). On arrival the item joins its domain's
  * list; one that comes held from the spool (doom HOLD) waits there. */
@@ -353,6 +393,8 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 			return;
 		}
 	}
+	if (it->doom == QDOOM_NONE && item_drop_suppressed(dl, it))
+		return;
 	if (dl->w->role == WORKER_ROLE_LOCAL) {
 		/* Stopping: an outcome might not reach a home that has left;
 		 * the spool still has the item for the next start. */
