@@ -136,6 +136,11 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 		return parse_fail(err, errlen, "%s", "empty request");
 	if (strcmp(words[i], "queue") == 0)
 		return parse_queue(words + i + 1, n - i - 1, req, err, errlen);
+	if (strcmp(words[i], "suppression") == 0) {
+		req->command = CONTROL_SUPPRESSION;
+		const char *rest = strstr(line, "suppression") + strlen("suppression");
+		return control_suppression_parse(rest, req->json, &req->suppression, err, errlen);
+	}
 	if (strcmp(words[i], "domains") == 0) {
 		req->command = CONTROL_DOMAINS;
 		req->action = QUEUE_DOMAINS;
@@ -194,6 +199,7 @@ struct control_session {
 	bool away;                     /* q is on another worker */
 	bool wait_drain;               /* the next step when the socket took the rows */
 	bool answered;                 /* a request was read */
+	struct control_suppression *sup;   /* a suppression command, or NULL */
 	struct control_session *next_reloading;
 };
 
@@ -461,6 +467,9 @@ static void session_request(struct worker *w, struct control_session *s, const c
 	case CONTROL_RELOAD:
 		session_reload(w, s);
 		break;
+	case CONTROL_SUPPRESSION:
+		s->sup = control_suppression_start(w, s->c, &req.suppression, req.json);
+		break;
 	}
 }
 
@@ -481,6 +490,8 @@ static size_t control_input(struct conn *c, const char *data, size_t len)
 	const char *nl;
 	char line[CONTROL_MAX_LINE + 1];
 
+	if (s != NULL && s->sup != NULL)
+		return control_suppression_input(s->sup, data, len);   /* an import's lines */
 	if (s == NULL || s->answered)
 		return len;                  /* one request per connection */
 	nl = memchr(data, '\n', len);
@@ -502,6 +513,8 @@ static size_t control_input(struct conn *c, const char *data, size_t len)
 	line[n] = '\0';
 	worker_timer_disarm(&c->phase_timer);
 	session_request(c->w, s, line);
+	if (s->sup != NULL && n + 1 < len)
+		return n + 1 + control_suppression_input(s->sup, nl + 1, len - n - 1);
 	return len;
 }
 
@@ -509,6 +522,8 @@ static void control_drained(struct conn *c)
 {
 	struct control_session *s = c->proto;
 
+	if (s != NULL && s->sup != NULL)
+		control_suppression_drained(s->sup);
 	if (s != NULL && s->wait_drain) {
 		s->wait_drain = false;
 		query_drive(c->w, s);
@@ -552,6 +567,7 @@ static void control_close(struct conn *c)
 	c->proto = NULL;
 	s->c = NULL;
 	reloading_remove(c->w->control, s);
+	s->sup = control_suppression_detach(s->sup);
 	if (s->away)
 		return;                      /* query_home finishes it */
 	if (s->q == NULL) {

@@ -14,6 +14,8 @@
  *   [json] domains [domain=D]                         per domain: items, connections, backoff
  *   [json] stats                                      the metrics, summed
  *   reload                                            SIGHUP, and its result
+ *   [json] suppression list|export|add|remove|import  the suppression list
+ *                                                     (control_suppression.h)
  *
  * The answer is rows (aligned text, or one JSON object per line after
  * "json"), then one last line: "-- ok[ TEXT]" or "-- error TEXT".
@@ -33,12 +35,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "control_suppression.h"
 #include "queue_query.h"
 #include "worker.h"
 
 #define CONTROL_MAX_LINE 1024
 
-enum control_command { CONTROL_QUEUE, CONTROL_DOMAINS, CONTROL_STATS, CONTROL_RELOAD };
+enum control_command { CONTROL_QUEUE, CONTROL_DOMAINS, CONTROL_STATS, CONTROL_RELOAD,
+		       CONTROL_SUPPRESSION };
 
 struct control_request {
 	enum control_command command;
@@ -46,6 +50,7 @@ struct control_request {
 	char queue_id[32];
 	char domain[256];                   /* lower case */
 	bool deferred_only, held_only, json;
+	struct control_suppression_request suppression;   /* CONTROL_SUPPRESSION */
 };
 
 /* control_parse - one request line (without its newline). Returns 0, or

@@ -21,6 +21,7 @@
 #include "dkim_cli.h"
 #include "dns.h"
 #include "spool_dump.h"
+#include "suppression_cli.h"
 #include "users_cli.h"
 #include "version.h"
 
@@ -47,6 +48,9 @@ static const struct command commands[] = {
 	{ "addresses", control_cli_main, "addresses [--json]", true },
 	{ "stats", control_cli_main, "stats [--json]", true },
 	{ "reload", control_cli_main, "reload", true },
+	{ "suppression", suppression_cli_main,
+	  "suppression list [ADDRESS] [--json] | add ADDRESS [--expire D] [--reason T] | remove ADDRESS\n"
+	  "                      | export [FILE] | import FILE|-", true },
 	{ "resolve", dns_resolve_main,
 	  "resolve [--nameserver ADDR[:PORT]]... [--port N] [--ipv4|--ipv6|--both] [--timeout S] [--tries N]\n"
 	  "                      [--route DOMAIN=TARGET]... [--relayhost TARGET] DOMAIN...", false },
