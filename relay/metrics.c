@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "delivery.h"
 #include "log.h"
+#include "shaping.h"
 #include "smtp_server.h"
 #include "version.h"
 #include "xalloc.h"
@@ -92,6 +93,10 @@ static const struct metric_desc {
 	{ METRICS_DKIM_FAILURES, KIND_COUNTER, "ringmail_dkim_failures_total", "DKIM signatures that could not be made (the message went on without them)." },
 	{ METRICS_SUPPRESSION_ADDED, KIND_COUNTER, "ringmail_suppression_added_total", "Recipients put on the suppression list by their hard bounces (suppression.categories)." },
 	{ METRICS_SUPPRESSION_BOUNCED, KIND_COUNTER, "ringmail_suppression_bounced_total", "Queued recipients bounced at delivery because they are on the suppression list (refusals at RCPT are ringmail_rejected_total{reason=\"suppressed\"})." },
+	{ METRICS_SHAPING_SUSPEND, KIND_COUNTER, "ringmail_shaping_suspensions_total", "Sites or domains suspended by a shaping response rule (shaping.file)." },
+	{ METRICS_SHAPING_BOUNCE, KIND_COUNTER, "ringmail_shaping_bounced_total", "Temporary failures bounced at once by a shaping response rule." },
+	{ METRICS_SHAPING_SUPPRESS, KIND_COUNTER, "ringmail_shaping_suppressed_total", "Recipients put on the suppression list by a shaping response rule." },
+	{ METRICS_SHAPING_PARKED, KIND_COUNTER, "ringmail_shaping_parked_total", "Queue items held back because their site or domain was suspended." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
@@ -397,6 +402,10 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_DNS_QUERIES] = d.dns.queries;
 		v[METRICS_DNS_FAILURES] = d.dns.failures;
 		v[METRICS_DNS_CACHE_ENTRIES] = d.dns.cache_entries;
+		v[METRICS_SHAPING_SUSPEND] = d.shaping_actions[SHAPING_SUSPEND];
+		v[METRICS_SHAPING_BOUNCE] = d.shaping_actions[SHAPING_BOUNCE];
+		v[METRICS_SHAPING_SUPPRESS] = d.shaping_actions[SHAPING_SUPPRESS];
+		v[METRICS_SHAPING_PARKED] = d.shaping_parked;
 		v[METRICS_SUPPRESSION_ADDED] = d.suppressed_added;
 		v[METRICS_SUPPRESSION_BOUNCED] = d.suppressed_bounced;
 		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));

@@ -83,6 +83,10 @@ enum metrics_id {
 	METRICS_DKIM_FAILURES,             /* signatures that could not be made */
 	METRICS_SUPPRESSION_ADDED,         /* recipients put on the list by bounces */
 	METRICS_SUPPRESSION_BOUNCED,       /* suppressed recipients bounced at delivery */
+	METRICS_SHAPING_SUSPEND,           /* response rules that acted, by action */
+	METRICS_SHAPING_BOUNCE,
+	METRICS_SHAPING_SUPPRESS,
+	METRICS_SHAPING_PARKED,            /* items parked for a suspension */
 	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
 	METRICS_CATEGORY = METRICS_REJECTED + SMTP_REJECT_COUNT,   /* bounced then deferred

@@ -48,6 +48,7 @@ static const struct command commands[] = {
 	{ "addresses", control_cli_main, "addresses [--json]", true },
 	{ "stats", control_cli_main, "stats [--json]", true },
 	{ "reload", control_cli_main, "reload", true },
+	{ "shaping", control_cli_main, "shaping status [--json] | shaping resume SITE", true },
 	{ "suppression", suppression_cli_main,
 	  "suppression list [ADDRESS] [--json] | add ADDRESS [--expire D] [--reason T] | remove ADDRESS\n"
 	  "                      | export [FILE] | import FILE|-", true },

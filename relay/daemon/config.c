@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bounce_class.h"
+#include "config_shaping.h"
 #include "dkim_key.h"
 #include "tls.h"
 #include "users.h"
@@ -135,6 +136,7 @@ static const struct config_key config_keys[] = {
 	{ "suppression.check", KIND_STRING, OFF(suppression_check_text), 0, 0, "injection", "where recipients on the suppression list are refused: injection (550 5.7.1 at RCPT), delivery (bounced with 5.7.1 when their turn comes, also mail queued before the entry), both, or none (the list is kept and fed, not checked)" },
 	{ "suppression.categories", KIND_STRING, OFF(suppression_categories_text), 0, 0, "invalid_recipient", "bounce categories whose hard bounces (a 5xx from the receiver) put the recipient on the suppression list, comma-separated; \"\" = none" },
 	{ "suppression.expire", KIND_DURATION, OFF(suppression_expire_ms), 0, 3650 * DAY_MS, "0", "how long an entry made by a bounce lasts; 0 = until removed" },
+	{ "shaping.file", KIND_STRING, OFF(shaping_file), 0, 0, "", "traffic shaping file: sites (domains grouped by MX host suffix) and response rules (suspend, bounce, suppress on a receiver's reply); docs/SHAPING.md; \"\" = none; re-read on SIGHUP" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 };
@@ -859,6 +861,11 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		return -EINVAL;
 	if (config_check_suppression(cfg, file, e) < 0)
 		return -EINVAL;
+	if (cfg->shaping_file[0] != '\0') {
+		char why[512];
+		if (config_shaping_load(cfg->shaping_file, &cfg->shaping, why, sizeof(why)) < 0)
+			return config_fail(e, "line %d: shaping.file: %s", key_line(file, "shaping.file"), why);
+	}
 	bool signs_from = false;
 	for (size_t i = 0; i < cfg->dkim_header_count; i++)
 		signs_from |= strcmp(cfg->dkim_headers[i], "from") == 0;
@@ -933,6 +940,7 @@ struct config *config_free(struct config *cfg)
 	}
 	users_free(cfg->users);
 	bounce_classifier_free(cfg->bounce_classifier);
+	shaping_rules_free(cfg->shaping);
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
 		free(cfg->local_domains[i]);
 	for (size_t i = 0; i < cfg->dns_nameserver_count; i++)

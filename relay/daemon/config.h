@@ -34,6 +34,7 @@
 
 struct users_db;
 struct bounce_classifier;
+struct shaping_rules;
 struct dkim_key;
 
 /* One dkim.sign entry: mail whose From domain is domain or below it is
@@ -215,6 +216,10 @@ struct config {
 	char *suppression_categories_text;   /* comma-separated bounce categories */
 	unsigned suppression_categories;  /* bit per enum bounce_category */
 	int64_t suppression_expire_ms;    /* of an automatic entry; 0 = never */
+
+	/* traffic shaping (relay/daemon/config_shaping.h, docs/SHAPING.md) */
+	char *shaping_file;               /* "" = no sites, no response rules */
+	struct shaping_rules *shaping;    /* loaded from it, or NULL; owned */
 
 	char *source_path;                /* the file it came from, or NULL */
 };

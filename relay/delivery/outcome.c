@@ -419,6 +419,7 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 		case SCHED_RCPT_AS_IS:
 			break;
 		}
+		shaping_on_result(dl, it, it->idx[i], &res[i], &suppress);
 		result_classify(dl, &res[i]);
 		suppress_feed(dl, it, it->idx[i], &res[i], &suppress);
 		log_delivery(dl, it, it->idx[i], &res[i], mx, ip, tls);

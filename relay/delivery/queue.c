@@ -393,6 +393,7 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 			return;
 		}
 	}
+	it->parked = false;
 	if (it->doom == QDOOM_NONE && item_drop_suppressed(dl, it))
 		return;
 	if (dl->w->role == WORKER_ROLE_LOCAL) {
@@ -466,7 +467,8 @@ void delivery_submit(struct worker *w, const struct spool_message *m,
 static bool domain_idle(const struct qdomain *d)
 {
 	return d->items.next == &d->items && d->active == 0 && !d->resolving && d->want == 0 &&
-	       d->wait_on == NULL && d->ready_head == NULL && d->backoff.failures == 0;
+	       d->wait_on == NULL && d->ready_head == NULL && d->backoff.failures == 0 &&
+	       d->suspended_until_ms <= d->dl->w->now_ms;
 }
 
 /* domain_unhash - take d out of its hash chain. */

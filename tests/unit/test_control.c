@@ -20,6 +20,7 @@ static const char *command_name(enum control_command c)
 	case CONTROL_STATS: return "stats";
 	case CONTROL_RELOAD: return "reload";
 	case CONTROL_SUPPRESSION: return "suppression";
+	case CONTROL_SHAPING: return "shaping";
 	}
 	return "?";
 }
