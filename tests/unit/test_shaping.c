@@ -192,3 +192,23 @@ Test(shaping, state_suspend_and_resume)
 	cr_expect(!shaping_state_resume((unsigned)slot, 1000));
 	cr_expect_eq(shaping_state_suspensions((unsigned)slot), 1);
 }
+
+/* The example shipped in share/ loads. */
+Test(shaping, shipped_example_loads)
+{
+	struct shaping_rules *r;
+	char err[512];
+
+	cr_assert_eq(config_shaping_load(SOURCE_DIR "/share/shaping.example.conf", &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(shaping_site_count(r), 5);
+	const char *gmail[] = { "gmail-smtp-in.l.google.com" };
+	cr_expect_str_eq(shaping_site_at(r, (size_t)shaping_site_of(r, gmail, 1))->name, "google");
+	struct shaping_matcher *m = shaping_matcher_new(r);
+	const struct shaping_response *hit = shaping_match(r, m, 421, "4.7.0",
+		"[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints");
+	cr_assert_not_null(hit);
+	cr_expect_eq(hit->action, SHAPING_SUSPEND);
+	cr_expect_eq(hit->duration_ms, 30 * 60000);
+	shaping_matcher_free(m);
+	shaping_rules_free(r);
+}
