@@ -113,12 +113,16 @@ static int relay_answer(int fd)
 	return 1;
 }
 
-/* send_all - the whole buffer to fd; false (said) on failure. */
+/* send_all - the whole buffer to fd; false (said) on failure. A daemon
+ * that stopped reading (it refused an import's line) has its answer
+ * waiting: EPIPE is not said, the caller reads the answer. */
 static bool send_all(int fd, const char *path, const char *p, size_t len)
 {
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 		if (n <= 0) {
+			if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+				return false;
 			fprintf(stderr, "ringmailctl: %s: %s\n", path, strerror(errno));
 			return false;
 		}
@@ -175,7 +179,7 @@ static int control_request(const char *path, const char *line, FILE *body)
 		}
 		off += (size_t)n;
 	}
-	if (body != NULL && !send_body(fd, path, body)) {
+	if (body != NULL && !send_body(fd, path, body) && errno != EPIPE && errno != ECONNRESET) {
 		close(fd);
 		return 1;
 	}

@@ -22,7 +22,7 @@ from inbound_common import RawClient  # noqa: E402
 from mailnet import Sink, wait_until  # noqa: E402
 
 DELIVERY_FIELDS = {"ts", "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip", "tls",
-                   "status", "code", "enhanced_code", "reply", "delay", "attempt", "dkim"}
+                   "status", "code", "enhanced_code", "reply", "delay", "attempt", "dkim", "category"}
 
 
 def curl(port, path="/metrics", method="GET"):
