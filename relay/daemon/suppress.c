@@ -50,6 +50,7 @@ struct suppress_slot {
 	struct suppression_snapshot *snap;
 	struct helper_worker *hw;
 	unsigned jobs_out;
+	bool exited;                       /* past exit: snapshots arriving now are dropped */
 };
 static struct suppress_slot slots[SUPPRESS_MAX_WORKERS];
 
@@ -277,7 +278,9 @@ static void snapshot_arrived(struct worker *w, struct worker_post *p)
 	struct snapshot_post *sp = (struct snapshot_post *)p;
 	struct suppress_slot *slot = &slots[w->id];
 
-	if (slot->snap == NULL || suppression_snapshot_version(sp->snap) > suppression_snapshot_version(slot->snap)) {
+	if (slot->exited) {
+		suppression_snapshot_unref(sp->snap);
+	} else if (slot->snap == NULL || suppression_snapshot_version(sp->snap) > suppression_snapshot_version(slot->snap)) {
 		suppression_snapshot_unref(slot->snap);
 		slot->snap = sp->snap;
 	} else {
@@ -427,6 +430,7 @@ static void suppress_exit(struct worker *w)
 	struct suppress_slot *slot = &slots[w->id];
 
 	slot->snap = suppression_snapshot_unref(slot->snap);
+	slot->exited = true;
 	if (slot->jobs_out == 0)
 		slot->hw = helper_worker_free(slot->hw);
 }
