@@ -229,7 +229,8 @@ const struct suppression_entry *suppression_snapshot_find(const struct suppressi
 /* csv_field - text as one CSV field at dst + *n, quoted when it must be. */
 static void csv_field(char *dst, size_t size, size_t *n, const char *text)
 {
-	bool quote = strpbrk(text, ",\"") != NULL || text[0] == ' ';
+	size_t len = strlen(text);
+	bool quote = strpbrk(text, ",\"") != NULL || text[0] == ' ' || (len > 0 && text[len - 1] == ' ');
 
 	if (quote && *n + 1 < size)
 		dst[(*n)++] = '"';

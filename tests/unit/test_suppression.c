@@ -76,6 +76,7 @@ Test(suppression, csv_round_trip_and_quoting)
 		{ "c@d.test", 5, 4102444800LL, "said \"no\", twice" },
 		{ "e@f.test", 0, 0, "" },
 		{ "g@h.test", 1, 2, " leading blank" },
+		{ "i@j.test", 1, 2, "trailing blank " },
 	};
 	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
 		char line[SUPPRESSION_LINE_MAX];
