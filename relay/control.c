@@ -19,6 +19,7 @@
 #include "delivery.h"
 #include "log.h"
 #include "metrics.h"
+#include "shaping_state.h"
 #include "xalloc.h"
 
 #define CONTROL_MAX_OUTPUT (64 << 20)  /* one answer, at most */
@@ -137,6 +138,22 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 		return parse_fail(err, errlen, "%s", "empty request");
 	if (strcmp(words[i], "queue") == 0)
 		return parse_queue(words + i + 1, n - i - 1, req, err, errlen);
+	if (strcmp(words[i], "shaping") == 0) {
+		req->command = CONTROL_SHAPING;
+		if (n == i + 2 && strcmp(words[i + 1], "status") == 0)
+			return 0;
+		if (n == i + 3 && strcmp(words[i + 1], "resume") == 0 && !req->json &&
+		    strlen(words[i + 2]) < sizeof(req->site)) {
+			snprintf(req->site, sizeof(req->site), "%s", words[i + 2]);
+			return 0;
+		}
+		return parse_fail(err, errlen, "%s", "shaping: status, or resume SITE");
+	}
+	if (strcmp(words[i], "suppression") == 0) {
+		req->command = CONTROL_SUPPRESSION;
+		const char *rest = strstr(line, "suppression") + strlen("suppression");
+		return control_suppression_parse(rest, req->json, &req->suppression, err, errlen);
+	}
 	if (strcmp(words[i], "domains") == 0) {
 		req->command = CONTROL_DOMAINS;
 		req->action = QUEUE_DOMAINS;
@@ -213,6 +230,7 @@ struct control_session {
 	bool wait_drain;               /* the next step when the socket took the rows */
 	bool answered;                 /* a request was read */
 	bool resolving;                /* the resolver holds s: freed by its answer */
+	struct control_suppression *sup;   /* a suppression command, or NULL */
 	struct control_session *next_reloading;
 };
 
@@ -503,6 +521,51 @@ static void session_resolve(struct worker *w, struct control_session *s, const s
 	}
 }
 
+/* session_shaping - shaping status (every site of the config, and any
+ * other still suspended from an earlier one) or resume SITE. */
+static void session_shaping(struct worker *w, struct control_session *s, const struct control_request *req)
+{
+	struct buf b;
+	int64_t now = w->now_ms;
+
+	if (req->site[0] != '\0') {
+		size_t k;
+		for (k = 0; k < shaping_state_count() && strcmp(shaping_state_name((unsigned)k), req->site) != 0; k++)
+			;
+		if (k == shaping_state_count()) {
+			session_end(s, "-- error no site named %s", req->site);
+			return;
+		}
+		bool was = shaping_state_resume((unsigned)k, now);
+		shaping_resume(w, (unsigned)k);
+		log_info("shaping_action", "action=resume site=%s source=operator was_suspended=%s", req->site,
+			 was ? "yes" : "no");
+		session_end(s, "-- ok %s resumed%s", req->site, was ? "" : " (it was not suspended)");
+		return;
+	}
+	buf_init(&b, 1 << 20);
+	if (!req->json)
+		buf_append_printf(&b, "%-24s %-10s %12s %12s\n", "SITE", "STATE", "REMAINING_S", "SUSPENSIONS");
+	for (size_t k = 0; k < shaping_state_count(); k++) {
+		const char *name = shaping_state_name((unsigned)k);
+		int64_t until = shaping_state_until((unsigned)k);
+		bool suspended = until > now;
+		if (shaping_site_find(w->cfg->shaping, name) < 0 && !suspended)
+			continue;    /* a site of an older config, idle */
+		long long remaining = suspended ? (long long)((until - now + 999) / 1000) : 0;
+		unsigned long long count = (unsigned long long)shaping_state_suspensions((unsigned)k);
+		if (req->json)
+			buf_append_printf(&b, "{\"site\":\"%s\",\"state\":\"%s\",\"remaining_s\":%lld,\"suspensions\":%llu}\n",
+					  name, suspended ? "suspended" : "active", remaining, count);
+		else
+			buf_append_printf(&b, "%-24s %-10s %12lld %12llu\n", name, suspended ? "suspended" : "active",
+					  remaining, count);
+	}
+	conn_write(s->c, buf_data(&b), buf_len(&b));
+	buf_free(&b);
+	session_end(s, "-- ok");
+}
+
 /* session_request - one request line. */
 static void session_request(struct worker *w, struct control_session *s, const char *line)
 {
@@ -537,6 +600,12 @@ static void session_request(struct worker *w, struct control_session *s, const c
 	case CONTROL_RESOLVE:
 		session_resolve(w, s, &req);
 		break;
+	case CONTROL_SUPPRESSION:
+		s->sup = control_suppression_start(w, s->c, &req.suppression, req.json);
+		break;
+	case CONTROL_SHAPING:
+		session_shaping(w, s, &req);
+		break;
 	}
 }
 
@@ -557,6 +626,8 @@ static size_t control_input(struct conn *c, const char *data, size_t len)
 	const char *nl;
 	char line[CONTROL_MAX_LINE + 1];
 
+	if (s != NULL && s->sup != NULL)
+		return control_suppression_input(s->sup, data, len);   /* an import's lines */
 	if (s == NULL || s->answered)
 		return len;                  /* one request per connection */
 	nl = memchr(data, '\n', len);
@@ -578,6 +649,8 @@ static size_t control_input(struct conn *c, const char *data, size_t len)
 	line[n] = '\0';
 	worker_timer_disarm(&c->phase_timer);
 	session_request(c->w, s, line);
+	if (s->sup != NULL && n + 1 < len)
+		return n + 1 + control_suppression_input(s->sup, nl + 1, len - n - 1);
 	return len;
 }
 
@@ -585,6 +658,8 @@ static void control_drained(struct conn *c)
 {
 	struct control_session *s = c->proto;
 
+	if (s != NULL && s->sup != NULL)
+		control_suppression_drained(s->sup);
 	if (s != NULL && s->wait_drain) {
 		s->wait_drain = false;
 		query_drive(c->w, s);
@@ -628,6 +703,7 @@ static void control_close(struct conn *c)
 	c->proto = NULL;
 	s->c = NULL;
 	reloading_remove(c->w->control, s);
+	s->sup = control_suppression_detach(s->sup);
 	if (s->resolving)
 		return;                      /* resolve_answer frees it */
 	if (s->away)

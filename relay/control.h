@@ -16,6 +16,10 @@
  *   reload                                            SIGHUP, and its result
  *   resolve DOMAIN [sender=ADDR]                      the next hop and its route, as
  *                                                     the running configuration decides
+ *   [json] suppression list|export|add|remove|import  the suppression list
+ *                                                     (control_suppression.h)
+ *   [json] shaping status                             sites: suspended or not
+ *   shaping resume SITE                               end a site's suspension now
  *
  * The answer is rows (aligned text, or one JSON object per line after
  * "json"), then one last line: "-- ok[ TEXT]" or "-- error TEXT".
@@ -35,12 +39,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "control_suppression.h"
 #include "queue_query.h"
 #include "worker.h"
 
 #define CONTROL_MAX_LINE 1024
 
-enum control_command { CONTROL_QUEUE, CONTROL_DOMAINS, CONTROL_STATS, CONTROL_RELOAD, CONTROL_RESOLVE };
+enum control_command { CONTROL_QUEUE, CONTROL_DOMAINS, CONTROL_STATS, CONTROL_RELOAD, CONTROL_RESOLVE,
+		       CONTROL_SUPPRESSION, CONTROL_SHAPING };
 
 struct control_request {
 	enum control_command command;
@@ -49,6 +55,8 @@ struct control_request {
 	char domain[256];                   /* lower case */
 	char sender[320];                   /* CONTROL_RESOLVE: "" = any */
 	bool deferred_only, held_only, json;
+	struct control_suppression_request suppression;   /* CONTROL_SUPPRESSION */
+	char site[64];                      /* CONTROL_SHAPING: resume SITE; "" = status */
 };
 
 /* control_parse - one request line (without its newline). Returns 0, or

@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "pop3_server.h"
 #include "sdnotify.h"
+#include "suppress.h"
 #include "server_tls.h"
 #include "smtp_server.h"
 #include "worker.h"
@@ -45,6 +46,7 @@ static const struct worker_module *const modules[] = {
 	&server_tls_module,
 	&smtp_server_module,
 	&pop3_server_module,
+	&suppress_module,
 	&delivery_module,
 	&commit_module,
 	&control_module,
@@ -201,6 +203,12 @@ static int serve(struct config *cfg)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	raise_fd_limit();
+	char err[512];
+	if (suppress_open(cfg->spool_dir, err, sizeof(err)) < 0) {
+		log_error("suppression_load", "error=\"%s\"", err);
+		config_free(cfg);
+		return 1;
+	}
 	struct worker *workers = xcalloc(count + 1, sizeof(*workers));   /* + the local worker */
 	int rc = worker_start_all(workers, count, cfg, &plan);
 	if (rc < 0) {

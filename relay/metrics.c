@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "delivery.h"
 #include "log.h"
+#include "shaping.h"
 #include "smtp_server.h"
 #include "version.h"
 #include "xalloc.h"
@@ -90,6 +91,12 @@ static const struct metric_desc {
 	{ METRICS_DKIM_SIGNED_RSA, KIND_COUNTER, "ringmail_dkim_signed_rsa_total", "DKIM signatures made with RSA-SHA256 keys (a dual-signed message counts once here and once for Ed25519)." },
 	{ METRICS_DKIM_SIGNED_ED25519, KIND_COUNTER, "ringmail_dkim_signed_ed25519_total", "DKIM signatures made with Ed25519-SHA256 keys." },
 	{ METRICS_DKIM_FAILURES, KIND_COUNTER, "ringmail_dkim_failures_total", "DKIM signatures that could not be made (the message went on without them)." },
+	{ METRICS_SUPPRESSION_ADDED, KIND_COUNTER, "ringmail_suppression_added_total", "Recipients put on the suppression list by their hard bounces (suppression.categories)." },
+	{ METRICS_SUPPRESSION_BOUNCED, KIND_COUNTER, "ringmail_suppression_bounced_total", "Queued recipients bounced at delivery because they are on the suppression list (refusals at RCPT are ringmail_rejected_total{reason=\"suppressed\"})." },
+	{ METRICS_SHAPING_SUSPEND, KIND_COUNTER, "ringmail_shaping_suspensions_total", "Sites or domains suspended by a shaping response rule (shaping.file)." },
+	{ METRICS_SHAPING_BOUNCE, KIND_COUNTER, "ringmail_shaping_bounced_total", "Temporary failures bounced at once by a shaping response rule." },
+	{ METRICS_SHAPING_SUPPRESS, KIND_COUNTER, "ringmail_shaping_suppressed_total", "Recipients put on the suppression list by a shaping response rule." },
+	{ METRICS_SHAPING_PARKED, KIND_COUNTER, "ringmail_shaping_parked_total", "Queue items held back because their site or domain was suspended." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
@@ -146,6 +153,24 @@ static int render_proxy_headers(struct buf *out, const struct metrics_values *wo
 		rc = buf_append_printf(out, "%s{result=\"%s\"} %llu\n", name, proxy_result_names[i],
 				       (unsigned long long)metrics_sum(workers, n, METRICS_PROXY_HEADERS + i,
 								       false));
+	return rc;
+}
+
+/* render_categories - ringmail_bounce_category_total by outcome (bounced,
+ * deferred) and category, zeros included. */
+static int render_categories(struct buf *out, const struct metrics_values *workers, size_t n)
+{
+	static const char name[] = "ringmail_bounce_category_total";
+	static const char *const outcomes[2] = { "bounced", "deferred" };
+	int rc = buf_append_printf(out, "# HELP %s Bounced and deferred recipients by bounce "
+				   "category (share/bounce-patterns.txt).\n# TYPE %s counter\n", name, name);
+
+	for (size_t o = 0; o < 2 && rc == 0; o++)
+		for (size_t k = 0; k < BOUNCE_CAT_COUNT && rc == 0; k++)
+			rc = buf_append_printf(out, "%s{outcome=\"%s\",category=\"%s\"} %llu\n", name,
+					       outcomes[o], bounce_category_name((enum bounce_category)k),
+					       (unsigned long long)metrics_sum(workers, n,
+							METRICS_CATEGORY + o * BOUNCE_CAT_COUNT + k, false));
 	return rc;
 }
 
@@ -238,6 +263,8 @@ int metrics_render(struct buf *out, const struct metrics_values *workers, size_t
 		rc = render_rejected(out, workers, n);
 	if (rc == 0)
 		rc = render_proxy_headers(out, workers, n);
+	if (rc == 0)
+		rc = render_categories(out, workers, n);
 	if (rc == 0)
 		rc = render_top_domains(out, workers, n);
 	if (rc == 0)
@@ -404,6 +431,15 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_DNS_QUERIES] = d.dns.queries;
 		v[METRICS_DNS_FAILURES] = d.dns.failures;
 		v[METRICS_DNS_CACHE_ENTRIES] = d.dns.cache_entries;
+		v[METRICS_SHAPING_SUSPEND] = d.shaping_actions[SHAPING_SUSPEND];
+		v[METRICS_SHAPING_BOUNCE] = d.shaping_actions[SHAPING_BOUNCE];
+		v[METRICS_SHAPING_SUPPRESS] = d.shaping_actions[SHAPING_SUPPRESS];
+		v[METRICS_SHAPING_PARKED] = d.shaping_parked;
+		v[METRICS_SUPPRESSION_ADDED] = d.suppressed_added;
+		v[METRICS_SUPPRESSION_BOUNCED] = d.suppressed_bounced;
+		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));
+		memcpy(&v[METRICS_CATEGORY + BOUNCE_CAT_COUNT], d.deferred_by_category,
+		       sizeof(d.deferred_by_category));
 
 		struct delivery_domain_count top[METRICS_TOP_DOMAINS];
 		int64_t oldest;

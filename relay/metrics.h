@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bounce_class.h"
 #include "buf.h"
 #include "commit.h"
 #include "smtp_session.h"
@@ -80,12 +81,20 @@ enum metrics_id {
 	METRICS_DKIM_SIGNED_RSA,           /* DKIM signatures made, rsa-sha256 */
 	METRICS_DKIM_SIGNED_ED25519,       /* ed25519-sha256 */
 	METRICS_DKIM_FAILURES,             /* signatures that could not be made */
+	METRICS_SUPPRESSION_ADDED,         /* recipients put on the list by bounces */
+	METRICS_SUPPRESSION_BOUNCED,       /* suppressed recipients bounced at delivery */
+	METRICS_SHAPING_SUSPEND,           /* response rules that acted, by action */
+	METRICS_SHAPING_BOUNCE,
+	METRICS_SHAPING_SUPPRESS,
+	METRICS_SHAPING_PARKED,            /* items parked for a suspension */
 	METRICS_PROXY_HEADERS,             /* WORKER_PROXY_RESULTS slots, one per
 					    * enum worker_proxy_result */
 	METRICS_REJECTED = METRICS_PROXY_HEADERS + WORKER_PROXY_RESULTS,
 					   /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
-	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT
+	METRICS_CATEGORY = METRICS_REJECTED + SMTP_REJECT_COUNT,   /* bounced then deferred
+					    * recipients, BOUNCE_CAT_COUNT slots each */
+	METRICS_COUNT = METRICS_CATEGORY + 2 * BOUNCE_CAT_COUNT
 };
 
 /* A plain copy of one worker's slot. */

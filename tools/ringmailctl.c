@@ -21,6 +21,7 @@
 #include "dkim_cli.h"
 #include "dns.h"
 #include "spool_dump.h"
+#include "suppression_cli.h"
 #include "users_cli.h"
 #include "version.h"
 
@@ -75,6 +76,10 @@ static const struct command commands[] = {
 	  "resolve DOMAIN [--sender ADDR]   (the daemon's relayhost, routes, sender routes, nameservers)\n"
 	  "  ringmailctl resolve [--offline] [--nameserver ADDR[:PORT]]... [--port N] [--ipv4|--ipv6|--both] [--timeout S] [--tries N]\n"
 	  "                      [--route DOMAIN=TARGET]... [--relayhost TARGET] DOMAIN...   (offline)", true },
+	{ "shaping", control_cli_main, "shaping status [--json] | shaping resume SITE", true },
+	{ "suppression", suppression_cli_main,
+	  "suppression list [ADDRESS] [--json] | add ADDRESS [--expire D] [--reason T] | remove ADDRESS\n"
+	  "                      | export [FILE] | import FILE|-", true },
 	{ "spool", run_spool, "spool dump [--json] SPOOL_DIR", false },
 	{ "users", users_cli_main,
 	  "users add|passwd|del|verify [--file PATH] [--scheme S] NAME | users check [--file PATH]", false },

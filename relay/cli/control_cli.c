@@ -113,8 +113,44 @@ static int relay_answer(int fd)
 	return 1;
 }
 
-/* control_request - send line to the daemon, relay its answer. */
-static int control_request(const char *path, const char *line)
+/* send_all - the whole buffer to fd; false (said) on failure. A daemon
+ * that stopped reading (it refused an import's line) has its answer
+ * waiting: EPIPE is not said, the caller reads the answer. */
+static bool send_all(int fd, const char *path, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n <= 0) {
+			if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+				return false;
+			fprintf(stderr, "ringmailctl: %s: %s\n", path, strerror(errno));
+			return false;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* send_body - body's lines after the request, then the "." that ends
+ * them (a line "." of the body itself cannot occur in CSV). */
+static bool send_body(int fd, const char *path, FILE *body)
+{
+	char chunk[1 << 16];
+	size_t n;
+	bool newline = true;
+
+	while ((n = fread(chunk, 1, sizeof(chunk), body)) > 0) {
+		if (!send_all(fd, path, chunk, n))
+			return false;
+		newline = chunk[n - 1] == '\n';
+	}
+	return send_all(fd, path, newline ? ".\n" : "\n.\n", newline ? 2 : 3);
+}
+
+/* control_request - send line (and body's lines, unless NULL) to the
+ * daemon, relay its answer. */
+static int control_request(const char *path, const char *line, FILE *body)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -143,9 +179,23 @@ static int control_request(const char *path, const char *line)
 		}
 		off += (size_t)n;
 	}
+	if (body != NULL && !send_body(fd, path, body) && errno != EPIPE && errno != ECONNRESET) {
+		close(fd);
+		return 1;
+	}
 	int rc = relay_answer(fd);
 	close(fd);
 	return rc;
+}
+
+int control_cli_socket(const char *sock, const char *cfg_path, char *out, size_t size)
+{
+	return socket_path(sock, cfg_path, out, size);
+}
+
+int control_cli_send(const char *path, const char *line, FILE *body)
+{
+	return control_request(path, line, body);
 }
 
 int control_cli_main(int argc, char **argv)
@@ -212,5 +262,5 @@ int control_cli_main(int argc, char **argv)
 	}
 	if (socket_path(sock, cfg_path, path, sizeof(path)) < 0)
 		return 1;
-	return control_request(path, line);
+	return control_request(path, line, NULL);
 }

@@ -27,4 +27,16 @@
  * or "reload". */
 int control_cli_main(int argc, char **argv);
 
+#include <stddef.h>
+#include <stdio.h>
+
+/* control_cli_socket - the control socket's path: sock, else the one
+ * cfg_path's config names (as the daemon finds it). 0, or -1 (said). */
+int control_cli_socket(const char *sock, const char *cfg_path, char *out, size_t size);
+
+/* control_cli_send - one request line (and body's lines then ".", unless
+ * body is NULL) to the daemon at path; its rows to stdout, its last line
+ * judged. The exit status: 0 ok, 1 not. */
+int control_cli_send(const char *path, const char *line, FILE *body);
+
 #endif

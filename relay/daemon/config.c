@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "auth_file.h"
+#include "bounce_class.h"
+#include "config_shaping.h"
 #include "dkim_key.h"
 #include "nexthop.h"
 #include "tls.h"
@@ -140,6 +142,11 @@ static const struct config_key config_keys[] = {
 	{ "mailbox.root", KIND_STRING, OFF(mailbox_root), 0, 0, "/var/mail/ringmail", "directory holding one Maildir per local user (must exist)" },
 	{ "mailbox.quota", KIND_SIZE, OFF(mailbox_quota), 0, 1LL << 50, "0", "bytes per local mailbox; 0 = no quota" },
 	{ "mailbox.delivery_window", KIND_INT, OFF(mailbox_delivery_window), 1, 100000, "16", "local deliveries whose outcomes are not yet in the spool, at most: a crash delivers at most these again" },
+	{ "bounce.patterns_file", KIND_STRING, OFF(bounce_patterns_file), 0, 0, "", "extra bounce classification rules (the format of share/bounce-patterns.txt), tried before the built-in table; \"\" = the built-in table only; re-read on SIGHUP" },
+	{ "suppression.check", KIND_STRING, OFF(suppression_check_text), 0, 0, "injection", "where recipients on the suppression list are refused: injection (550 5.7.1 at RCPT), delivery (bounced with 5.7.1 when their turn comes, also mail queued before the entry), both, or none (the list is kept and fed, not checked)" },
+	{ "suppression.categories", KIND_STRING, OFF(suppression_categories_text), 0, 0, "invalid_recipient", "bounce categories whose hard bounces (a 5xx from the receiver) put the recipient on the suppression list, comma-separated; \"\" = none" },
+	{ "suppression.expire", KIND_DURATION, OFF(suppression_expire_ms), 0, 3650 * DAY_MS, "0", "how long an entry made by a bounce lasts; 0 = until removed" },
+	{ "shaping.file", KIND_STRING, OFF(shaping_file), 0, 0, "", "traffic shaping file: sites (domains grouped by MX host suffix) and response rules (suspend, bounce, suppress on a receiver's reply); docs/SHAPING.md; \"\" = none; re-read on SIGHUP" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 };
@@ -859,6 +866,69 @@ static int config_mark_proxy_protocol(struct config *cfg, config_t *file, struct
 	return 0;
 }
 
+/* config_load_bounce_patterns - the classifier: bounce.patterns_file's
+ * rules, then the built-in table. */
+static int config_load_bounce_patterns(struct config *cfg, config_t *file, struct config_error *e)
+{
+	cfg->bounce_classifier = bounce_classifier_new();
+	if (cfg->bounce_patterns_file[0] != '\0') {
+		FILE *f = fopen(cfg->bounce_patterns_file, "r");
+		if (f == NULL)
+			return config_fail(e, "line %d: bounce.patterns_file: %s: %s",
+					   key_line(file, "bounce.patterns_file"), cfg->bounce_patterns_file,
+					   strerror(errno));
+		char *text = NULL;
+		size_t len = 0, cap = 0, n;
+		do {
+			if (len + 4096 > cap)
+				text = xrealloc(text, cap = cap * 2 + 8192);
+			n = fread(text + len, 1, cap - len, f);
+			len += n;
+		} while (n > 0 && len < (16u << 20));
+		fclose(f);
+		char why[512];
+		int rc = bounce_classifier_load(cfg->bounce_classifier, text, len, cfg->bounce_patterns_file,
+						why, sizeof(why));
+		free(text);
+		if (rc < 0)
+			return config_fail(e, "line %d: bounce.patterns_file: %s",
+					   key_line(file, "bounce.patterns_file"), why);
+	}
+	char why[512];
+	if (bounce_classifier_load(cfg->bounce_classifier, bounce_patterns_builtin,
+				   bounce_patterns_builtin_len, "built-in bounce-patterns.txt", why, sizeof(why)) < 0)
+		return config_fail(e, "%s", why);
+	return 0;
+}
+
+/* config_check_suppression - suppression.check and .categories as bits. */
+static int config_check_suppression(struct config *cfg, config_t *file, struct config_error *e)
+{
+	static const struct { const char *name; unsigned bits; } checks[] = {
+		{ "injection", CONFIG_SUPPRESS_INJECTION }, { "delivery", CONFIG_SUPPRESS_DELIVERY },
+		{ "both", CONFIG_SUPPRESS_INJECTION | CONFIG_SUPPRESS_DELIVERY }, { "none", 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < COUNT(checks) && strcmp(cfg->suppression_check_text, checks[i].name) != 0; i++)
+		;
+	if (i == COUNT(checks))
+		return config_fail(e, "line %d: suppression.check: \"%s\" is not injection, delivery, both or none",
+				   key_line(file, "suppression.check"), cfg->suppression_check_text);
+	cfg->suppression_check = checks[i].bits;
+	cfg->suppression_categories = 0;
+	char copy[512], *save = NULL;
+	snprintf(copy, sizeof(copy), "%s", cfg->suppression_categories_text);
+	for (char *w = strtok_r(copy, ", ", &save); w != NULL; w = strtok_r(NULL, ", ", &save)) {
+		int k = bounce_category_parse(w);
+		if (k < 0)
+			return config_fail(e, "line %d: suppression.categories: \"%s\" is not a bounce category (invalid_recipient, mailbox_full, policy, authentication, rate_limit, dns, tls, connection, message_too_large, other)",
+					   key_line(file, "suppression.categories"), w);
+		cfg->suppression_categories |= 1u << k;
+	}
+	return 0;
+}
+
 /* config_uses_verify - does any destination policy say "verify"? */
 static bool config_uses_verify(const struct config *cfg)
 {
@@ -928,6 +998,15 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		char why[512];
 		if (users_load(cfg->users_file, &cfg->users, why, sizeof(why)) < 0)
 			return config_fail(e, "line %d: users.file: %s", key_line(file, "users.file"), why);
+	}
+	if (config_load_bounce_patterns(cfg, file, e) < 0)
+		return -EINVAL;
+	if (config_check_suppression(cfg, file, e) < 0)
+		return -EINVAL;
+	if (cfg->shaping_file[0] != '\0') {
+		char why[512];
+		if (config_shaping_load(cfg->shaping_file, &cfg->shaping, why, sizeof(why)) < 0)
+			return config_fail(e, "line %d: shaping.file: %s", key_line(file, "shaping.file"), why);
 	}
 	bool signs_from = false;
 	for (size_t i = 0; i < cfg->dkim_header_count; i++)
@@ -1006,6 +1085,8 @@ struct config *config_free(struct config *cfg)
 	}
 	users_free(cfg->users);
 	auth_file_free(cfg->auth);
+	bounce_classifier_free(cfg->bounce_classifier);
+	shaping_rules_free(cfg->shaping);
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
 		free(cfg->local_domains[i]);
 	for (size_t i = 0; i < cfg->dns_nameserver_count; i++)

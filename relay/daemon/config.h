@@ -34,6 +34,8 @@
 
 struct users_db;
 struct auth_file;
+struct bounce_classifier;
+struct shaping_rules;
 struct dkim_key;
 
 /* One dkim.sign entry: mail whose From domain is domain or below it is
@@ -93,6 +95,9 @@ struct config_sender_route {
 	char *route;                      /* next hop, as delivery.relayhost */
 	int line;
 };
+/* Where suppressed recipients are refused (suppression.check). */
+#define CONFIG_SUPPRESS_INJECTION 1u      /* 550 5.7.1 at RCPT */
+#define CONFIG_SUPPRESS_DELIVERY 2u       /* bounced 5.7.1 when their turn comes */
 
 struct config {
 	/* process */
@@ -229,6 +234,19 @@ struct config {
 	char **dkim_headers;              /* h= candidates, lower case, "from" among them */
 	size_t dkim_header_count;
 	int64_t dkim_expire_ms;           /* x= = t= + this; 0 = no x= */
+
+	/* bounce classification and suppression (relay/mail/bounce_class.h) */
+	char *bounce_patterns_file;       /* extra rules, tried first; "" = none */
+	struct bounce_classifier *bounce_classifier;   /* those, then the built-in table; owned */
+	char *suppression_check_text;     /* "injection", "delivery", "both", "none" */
+	unsigned suppression_check;       /* CONFIG_SUPPRESS_* bits, from the text */
+	char *suppression_categories_text;   /* comma-separated bounce categories */
+	unsigned suppression_categories;  /* bit per enum bounce_category */
+	int64_t suppression_expire_ms;    /* of an automatic entry; 0 = never */
+
+	/* traffic shaping (relay/daemon/config_shaping.h, docs/SHAPING.md) */
+	char *shaping_file;               /* "" = no sites, no response rules */
+	struct shaping_rules *shaping;    /* loaded from it, or NULL; owned */
 
 	char *source_path;                /* the file it came from, or NULL */
 };

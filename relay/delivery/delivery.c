@@ -94,7 +94,7 @@ static void domain_dispatch(struct delivery *dl, struct qdomain *d, unsigned wan
 {
 	const struct dns_route *route = d->route;
 
-	if (domain_park_resting(dl, d, route))
+	if (shaping_domain_parked(dl, d) || domain_park_resting(dl, d, route))
 		return;
 	for (unsigned i = 0; i < want && d->ready_head != NULL && !dl->stopping; i++) {
 		struct qdest *dest = first_usable_dest(dl, route), *full = NULL;
@@ -356,6 +356,7 @@ static void delivery_worker_exit(struct worker *w)
 		 (unsigned long long)dl->stats.connections, (unsigned long long)dl->stats.connect_failures);
 	dl->resolver = dns_resolver_free(dl->resolver);
 	mta_session_tls_free(dl);
+	shaping_delivery_free(dl);
 }
 
 static void delivery_worker_drain(struct worker *w)

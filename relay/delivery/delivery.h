@@ -17,6 +17,7 @@
 #ifndef RINGMAIL_DELIVERY_H
 #define RINGMAIL_DELIVERY_H
 
+#include "bounce_class.h"
 #include "dns.h"
 #include "spool_record.h"
 #include "spool_shard.h"
@@ -48,8 +49,18 @@ struct delivery_stats {
 	uint64_t domains_now;      /* destination domains held now */
 	uint64_t domains_reaped;   /* forgotten while idle */
 	uint64_t body_loads;       /* bodies read back from the spool */
+	uint64_t bounced_by_category[BOUNCE_CAT_COUNT];    /* enum bounce_category */
+	uint64_t deferred_by_category[BOUNCE_CAT_COUNT];
+	uint64_t suppressed_added;         /* recipients put on the suppression list by bounces */
+	uint64_t suppressed_bounced;       /* recipients bounced at delivery as suppressed */
+	uint64_t shaping_actions[3];       /* enum shaping_action: rules that acted */
+	uint64_t shaping_parked;           /* items parked while their site or domain was suspended */
 	struct dns_stats dns;
 };
+
+/* shaping_resume - on w's thread, after shaping_state_resume(slot): every
+ * worker puts the items it parked for the site back in their domains now. */
+void shaping_resume(struct worker *w, unsigned slot);
 
 void delivery_get_stats(const struct worker *w, struct delivery_stats *out);
 

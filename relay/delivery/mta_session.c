@@ -438,6 +438,11 @@ static void mta_next(struct mta_session *s)
 			continue;     /* a waiter whose items went elsewhere: the next one */
 		}
 		unsigned max = (unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection;
+		if (shaping_domain_parked(s->dl, d)) {
+			/* Suspended meanwhile: its items wait, this connection ends. */
+			smtp_client_quit(s->client);
+			return;
+		}
 		if (sched_on_ready(s->dl->stopping, s->transactions, max, true) == SCHED_READY_QUIT) {
 			smtp_client_quit(s->client);
 			return;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "mime_downgrade.h"
 #include "scheduler.h"
+#include "suppress.h"
 
 struct outcome_entry {
 	uint32_t idx;
@@ -267,6 +268,53 @@ static void admin_result(struct rcpt_result *r, enum qdoom doom)
 	snprintf(r->text, sizeof(r->text), del ? "deleted by the operator" : "bounced by the operator");
 }
 
+/* result_category - the bounce category's name for the logs and DSNs;
+ * NULL for a delivered recipient or one the operator deleted. */
+static const char *result_category(const struct rcpt_result *r)
+{
+	if (r->outcome == SMTP_OUTCOME_DELIVERED || r->deleted)
+		return NULL;
+	return bounce_category_name((enum bounce_category)r->category);
+}
+
+/* result_classify - the category of a bounced or deferred result, from
+ * the config's table (relay/mail/bounce_class.h), counted in the stats. */
+static void result_classify(struct delivery *dl, struct rcpt_result *r)
+{
+	if (r->outcome == SMTP_OUTCOME_DELIVERED || r->deleted)
+		return;
+	enum bounce_category k = bounce_classify(dl->w->cfg->bounce_classifier, r->code, r->status, r->text);
+	r->category = (uint8_t)k;
+	if (r->outcome == SMTP_OUTCOME_BOUNCED)
+		dl->stats.bounced_by_category[k]++;
+	else
+		dl->stats.deferred_by_category[k]++;
+}
+
+/* suppress_feed - a hard bounce from the receiver in one of
+ * suppression.categories puts the recipient on the suppression list. */
+static void suppress_feed(struct delivery *dl, const struct qitem *it, uint32_t idx,
+			  const struct rcpt_result *r, struct suppress_batch **batch)
+{
+	const struct config *cfg = dl->w->cfg;
+
+	if (r->outcome != SMTP_OUTCOME_BOUNCED || r->deleted || r->local || r->code < 500 ||
+	    r->code > 599 || (cfg->suppression_categories & (1u << r->category)) == 0)
+		return;
+	char reason[2 * REPLY_TEXT_MAX];
+	int64_t now = wall_ms() / 1000;
+	const char *addr = it->msg->rcpts[idx].addr;
+
+	snprintf(reason, sizeof(reason), "%d %s %s", r->code, r->status[0] ? r->status : "-", r->text);
+	if (*batch == NULL)
+		*batch = suppress_batch_new();
+	suppress_batch_add(*batch, addr, now,
+			   cfg->suppression_expire_ms > 0 ? now + cfg->suppression_expire_ms / 1000 : 0, reason);
+	dl->stats.suppressed_added++;
+	log_info("suppression_add", "id=%s rcpt=<%s> category=%s source=bounce", it->msg->queue_id, addr,
+		 bounce_category_name((enum bounce_category)r->category));
+}
+
 /* log_delivery - one line per recipient per attempt; tls is what the
  * connection used ("TLSv1.2/<cipher>", "none"), NULL without one. */
 static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t idx,
@@ -292,14 +340,16 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 			.tls = tls, .status = outcome_name(r), .code = r->code, .enhanced_code = r->status[0] ? r->status : NULL,
 			.reply = r->text, .delay_s = (double)(wall_ms() - m->arrival_ms) / 1000.0,
 			.attempt = it->attempts + 1, .dkim = dkim[0] ? dkim : NULL,
+			.category = result_category(r),
 		});
 		return;
 	}
 	log_quote(reply, sizeof(reply), r->text, strlen(r->text));
-	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s tls=%s status=%s code=%d dsn=%s delay=%.3f attempt=%u reply=%s",
+	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s tls=%s status=%s code=%d dsn=%s category=%s delay=%.3f attempt=%u reply=%s",
 		 m->queue_id, m->rcpts[idx].addr, m->rcpts[idx].domain, mx ? mx : "-", ip ? ip : "-",
 		 tls ? tls : "-",
 		 outcome_name(r), r->code, r->status[0] ? r->status : "-",
+		 result_category(r) ? result_category(r) : "-",
 		 (double)(wall_ms() - m->arrival_ms) / 1000.0, it->attempts + 1, reply);
 }
 
@@ -349,6 +399,7 @@ static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct
 			.diagnostic = res[i].text, .last_attempt_ms = now,
 			.retry_until_ms = delay && dl->w->cfg->queue_lifetime_ms > 0
 				? m->arrival_ms + dl->w->cfg->queue_lifetime_ms : 0,
+			.category = result_category(&res[i]),
 		};
 	}
 	char *out = NULL;
@@ -492,6 +543,7 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 	uint32_t deferred = 0;
 	bool expired = retry_expired(&dl->retry, it->msg->arrival_ms, wall_ms());
 	const struct rcpt_result *last_deferral = NULL;
+	struct suppress_batch *suppress = NULL;
 
 	memcpy(res, res_in, it->count * sizeof(*res));
 	for (uint32_t i = 0; i < it->count; i++) {
@@ -505,6 +557,9 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 		case SCHED_RCPT_AS_IS:
 			break;
 		}
+		shaping_on_result(dl, it, it->idx[i], &res[i], &suppress);
+		result_classify(dl, &res[i]);
+		suppress_feed(dl, it, it->idx[i], &res[i], &suppress);
 		log_delivery(dl, it, it->idx[i], &res[i], mx, ip, tls);
 		if (res[i].outcome == SMTP_OUTCOME_DEFERRED) {
 			deferred++;
@@ -515,6 +570,8 @@ void item_complete(struct delivery *dl, struct qitem *it, const struct rcpt_resu
 		dl->stats.bounced += res[i].outcome == SMTP_OUTCOME_BOUNCED && !res[i].deleted;
 		dl->stats.deleted += res[i].deleted;
 	}
+	if (suppress != NULL)
+		suppress_submit(dl->w, suppress, NULL, NULL);
 	if (deferred < it->count)
 		outcomes_home(dl, it, res, it->count - deferred, mx);
 	if (deferred > 0 && sched_after_attempt(deferred, (enum qdoom)it->doom) == SCHED_AFTER_RETRY)

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "suppress.h"
 
 uint64_t delivery_rng_next(struct delivery *dl)
 {
@@ -416,6 +417,45 @@ static struct worker *domain_owner(struct worker *w, const char *domain)
 	return &w->all[domain_hash(domain) % w->count];
 }
 
+/* item_drop_suppressed - with suppression.check at delivery: the
+ * recipients of it on the suppression list bounce now (550 5.7.1), in an
+ * item of their own; true when none is left in it (it is gone then). */
+static bool item_drop_suppressed(struct delivery *dl, struct qitem *it)
+{
+	uint32_t hits = 0;
+
+	if ((dl->w->cfg->suppression_check & CONFIG_SUPPRESS_DELIVERY) == 0)
+		return false;
+	for (uint32_t i = 0; i < it->count; i++)
+		hits += suppress_find(dl->w, it->msg->rcpts[it->idx[i]].addr) != NULL;
+	if (hits == 0)
+		return false;
+	struct qitem *gone = hits == it->count ? it : qitem_new(it->msg, hits);
+	if (gone != it) {
+		uint32_t kept = 0;
+		gone->attempts = it->attempts;
+		for (uint32_t i = 0; i < it->count; i++) {
+			if (suppress_find(dl->w, it->msg->rcpts[it->idx[i]].addr) != NULL)
+				gone->idx[gone->count++] = it->idx[i];
+			else
+				it->idx[kept++] = it->idx[i];
+		}
+		it->count = kept;
+	}
+	struct rcpt_result *res = xcalloc(gone->count, sizeof(*res));
+	for (uint32_t i = 0; i < gone->count; i++) {
+		const struct suppression_entry *hit = suppress_find(dl->w, it->msg->rcpts[gone->idx[i]].addr);
+		char text[REPLY_TEXT_MAX];
+		snprintf(text, sizeof(text), "Recipient address suppressed: %s",
+			 hit != NULL && hit->reason[0] ? hit->reason : "on the suppression list");
+		rcpt_result_set(&res[i], SMTP_OUTCOME_BOUNCED, 550, true, "5.7.1", text);
+	}
+	dl->stats.suppressed_bounced += gone->count;
+	item_complete(dl, gone, res, NULL, NULL, NULL);
+	free(res);
+	return gone == it;
+}
+
 /* item_enqueue - on the domain's owner: into its domain's ready list (on
  * the local worker local_run takes it from there). On arrival the item joins its domain's
  * list; one that comes held from the spool (doom HOLD) waits there. */
@@ -453,6 +493,9 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 			return;
 		}
 	}
+	it->parked = false;
+	if (it->doom == QDOOM_NONE && item_drop_suppressed(dl, it))
+		return;
 	if (it->body == NULL) {
 		if (retry_domain_blocked(&it->d->backoff, dl->w->now_ms)) {
 			/* No use reading it back for a domain that rests. */
@@ -567,7 +610,8 @@ void delivery_submit_recovered(struct worker *w, const struct spool_recovered *r
 static bool domain_idle(const struct qdomain *d)
 {
 	return d->items.next == &d->items && d->active == 0 && !d->resolving && d->want == 0 &&
-	       d->wait_on == NULL && d->ready_head == NULL && d->backoff.failures == 0;
+	       d->wait_on == NULL && d->ready_head == NULL && d->backoff.failures == 0 &&
+	       d->suspended_until_ms <= d->dl->w->now_ms;
 }
 
 /* domain_unhash - take d out of its hash chain. */

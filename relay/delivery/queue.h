@@ -118,6 +118,7 @@ struct qitem {
 	uint8_t state;             /* enum qstate */
 	uint8_t doom;              /* enum qdoom: on arrival, or when the attempt ends */
 	bool delay_warned;         /* its NOTIFY=DELAY notice went (in memory only) */
+	bool parked;               /* in the heap for a shaping suspension, not a retry */
 	uint32_t count;
 	uint32_t idx[];
 };
@@ -159,6 +160,7 @@ struct qdomain {
 	char *hop;                 /* a sender route's next hop (owned), or NULL:
 				    * the domain's own route; the same domain
 				    * with another hop is another qdomain */
+	int64_t suspended_until_ms;        /* a shaping rule suspended the domain (monotonic) */
 	char name[];
 };
 
@@ -178,6 +180,7 @@ struct rcpt_result {
 	bool local;
 	bool deleted;              /* by the operator: final, no DSN */
 	uint8_t success;           /* enum rcpt_success: for NOTIFY=SUCCESS */
+	uint8_t category;          /* enum bounce_category; item_complete sets it */
 	char status[12];
 	char text[REPLY_TEXT_MAX];
 };
@@ -223,6 +226,8 @@ struct delivery {
 	unsigned local_unjournaled;  /* local worker: items delivered, outcomes not yet durable */
 	size_t local_turn;         /* local worker: the next domain to serve, round robin */
 	bool stopping;
+	struct shaping_matcher *shaping_matcher;   /* the config's response rules, for this thread */
+	const struct config *shaping_cfg;          /* the config it was compiled from */
 };
 
 static inline struct delivery *delivery_of(struct worker *w)
@@ -366,6 +371,21 @@ bool mta_session_reuse(struct qdest *dest, struct qdomain *d);
 unsigned mta_session_count_idle(const struct qdest *dest);
 /* mta_session_tls_free - the worker's client TLS config, at exit. */
 void mta_session_tls_free(struct delivery *dl);
+
+/* ---- shaping_delivery.c ---- */
+
+struct suppress_batch;
+
+/* shaping_domain_parked - d (or its site) is suspended by a response rule:
+ * its ready items wait in the heap until the suspension ends (no attempt
+ * counted); true when it is. */
+bool shaping_domain_parked(struct delivery *dl, struct qdomain *d);
+/* shaping_on_result - the response rules on one recipient's reply (the
+ * message's recipient idx) from the receiver: suspend, bounce now (changes r), or add to *suppress. */
+void shaping_on_result(struct delivery *dl, const struct qitem *it, uint32_t idx, struct rcpt_result *r,
+		       struct suppress_batch **suppress);
+/* shaping_delivery_free - the worker's matcher, at exit. */
+void shaping_delivery_free(struct delivery *dl);
 
 /* ---- delivery.c ---- */
 

@@ -243,6 +243,8 @@ static int append_human(const struct bounce_input *in, struct buf *out,
 			if (err == 0)
 				err = append_text(out, r->diagnostic, 14, "\r\n    ");
 		}
+		if (err == 0 && r->category != NULL)
+			err = buf_append_printf(out, "\r\n    (category: %s)", r->category);
 		if (err == 0)
 			err = buf_append_str(out, "\r\n\r\n");
 	}
@@ -298,6 +300,8 @@ static int append_rcpt_fields(const struct bounce_input *in, struct buf *out,
 			snprintf(prefix, sizeof(prefix), "X-ringmail; ");
 		err = append_field_text(out, "Diagnostic-Code", prefix, r->diagnostic);
 	}
+	if (err == 0 && r->category != NULL)
+		err = buf_append_printf(out, "X-Ringmail-Bounce-Category: %s\r\n", r->category);
 	if (err == 0 && r->last_attempt_ms > 0) {
 		bounce_date(r->last_attempt_ms, date, sizeof(date));
 		err = buf_append_printf(out, "Last-Attempt-Date: %s\r\n", date);

@@ -54,6 +54,7 @@ struct bounce_rcpt {
 	const char *remote_mta;		/* host that answered, or NULL */
 	int code;			/* SMTP reply code; 0: a local decision */
 	const char *diagnostic;		/* reply text or local reason, or NULL */
+	const char *category;		/* bounce_category_name(), or NULL: omit */
 	int64_t last_attempt_ms;	/* 0: omit */
 	int64_t retry_until_ms;		/* for delayed: Will-Retry-Until; 0: omit */
 };

@@ -6,7 +6,10 @@
  *   {"ts":"2026-11-23T14:00:00.123Z","queue_id":"...","message_id":"x@y",
  *    "sender":"a@b","recipient":"c@d","domain":"d","mx":"mx.d",
  *    "ip":"192.0.2.1","tls":"unknown","status":"delivered",
- *    "enhanced_code":"2.0.0","reply":"ok","code":250,"delay":0.123,"attempt":1}
+ *    "enhanced_code":"2.0.0","reply":"ok","dkim":null,"category":null,
+ *    "code":250,"delay":0.123,"attempt":1}
+ * category is the bounce class (relay/mail/bounce_class.h) of a bounced or
+ * deferred recipient, null for a delivered one.
  * Absent values (no MX host yet, no enhanced code, no Message-ID header)
  * are JSON null. tls is the connection's "TLSv1.2/<cipher>", "none", or "unknown".
  *
@@ -41,6 +44,8 @@ struct delivery_log_entry {
 	double delay_s;                    /* since arrival */
 	unsigned attempt;                  /* 1 for the first */
 	const char *dkim;                  /* "d/s,d/s": its DKIM signatures; NULL = none */
+	const char *category;              /* bounce_category_name() of a bounce or
+					    * deferral; NULL (delivered) = none */
 };
 
 /* delivery_log_open - write to path from now on; "" closes (then the

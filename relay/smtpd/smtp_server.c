@@ -57,6 +57,7 @@
 #include "smtp_auth.h"
 #include "smtp_dkim.h"
 #include "smtp_session.h"
+#include "suppress.h"
 #include "tls.h"
 #include "xalloc.h"
 
@@ -113,6 +114,15 @@ static bool smtp_local_rcpt_exists(void *ctx, const char *mailbox)
 {
 	struct worker *w = ctx;
 	return strchr(mailbox, '@') == NULL || mailbox_exists(w->cfg->users, mailbox);
+}
+
+/* smtp_rcpt_suppressed - the reason of the recipient's suppression entry
+ * in this worker's snapshot, or NULL. */
+static const char *smtp_rcpt_suppressed(void *ctx, const char *mailbox)
+{
+	const struct suppression_entry *e = suppress_find(ctx, mailbox);
+
+	return e != NULL ? e->reason : NULL;
 }
 
 static void smtp_new_queue_id(void *ctx, char out[32])
@@ -536,6 +546,7 @@ static void smtp_open_role(struct conn *c, enum config_listen_role role)
 		.ctx = w,
 		.is_local_domain = smtp_is_local_domain,
 		.local_rcpt_exists = smtp_local_rcpt_exists,
+		.rcpt_suppressed = cfg->suppression_check & CONFIG_SUPPRESS_INJECTION ? smtp_rcpt_suppressed : NULL,
 		.new_queue_id = smtp_new_queue_id,
 		.reject_counts = w->smtp->rejected,
 	};

@@ -74,6 +74,7 @@ static const char *const reject_names[SMTP_REJECT_COUNT] = {
 	[SMTP_REJECT_COMMAND_TIMEOUT] = "command_timeout",
 	[SMTP_REJECT_DATA_TIMEOUT] = "data_timeout",
 	[SMTP_REJECT_BUSY] = "busy",
+	[SMTP_REJECT_SUPPRESSED] = "suppressed",
 };
 
 /* Which client timeout runs in each state (RFC 5321 4.5.3.2). */
@@ -375,6 +376,14 @@ static void cmd_rcpt(struct smtp_session *s, const struct smtp_cmd_line *l)
 		s->errors++;
 		reject_count(s, SMTP_REJECT_UNKNOWN_USER);
 		reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown", to.mailbox);
+		return;
+	}
+	const char *why = s->cfg.rcpt_suppressed != NULL ? s->cfg.rcpt_suppressed(s->cfg.ctx, to.mailbox) : NULL;
+	if (why != NULL) {
+		s->errors++;
+		reject_count(s, SMTP_REJECT_SUPPRESSED);
+		reply(s, "550 5.7.1 <%s>: Recipient address suppressed: %.200s", to.mailbox,
+		      why[0] != '\0' ? why : "on the suppression list");
 		return;
 	}
 	recipient_add(s, &to, &params);

@@ -65,6 +65,7 @@ enum smtp_reject {
 	SMTP_REJECT_COMMAND_TIMEOUT,	/* 421 4.4.2 disconnect waiting for a command */
 	SMTP_REJECT_DATA_TIMEOUT,	/* 421 4.4.2 disconnect inside DATA/BDAT */
 	SMTP_REJECT_BUSY,		/* 421 4.3.2 connection at max_connections */
+	SMTP_REJECT_SUPPRESSED,		/* 550 5.7.1 RCPT on the suppression list */
 	SMTP_REJECT_COUNT
 };
 
@@ -87,6 +88,10 @@ struct smtp_session_config {
 	 * as parsed: "local@domain") has a mailbox; no: 550 5.1.1 at RCPT.
 	 * NULL: every one has. */
 	bool (*local_rcpt_exists)(void *ctx, const char *mailbox);
+	/* rcpt_suppressed - why the recipient (mailbox as parsed) is on the
+	 * suppression list (one line of printable text; 550 5.7.1 at RCPT),
+	 * or NULL when it is not. NULL: no list is checked. */
+	const char *(*rcpt_suppressed)(void *ctx, const char *mailbox);
 	/* new_queue_id - a fresh queue id (NUL-terminated) for a message whose
 	 * data phase starts. NULL: a per-session counter is used. */
 	void (*new_queue_id)(void *ctx, char out[32]);

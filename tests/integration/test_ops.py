@@ -22,7 +22,7 @@ from inbound_common import RawClient  # noqa: E402
 from mailnet import Sink, wait_until  # noqa: E402
 
 DELIVERY_FIELDS = {"ts", "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip", "tls",
-                   "status", "code", "enhanced_code", "reply", "delay", "attempt", "dkim"}
+                   "status", "code", "enhanced_code", "reply", "delay", "attempt", "dkim", "category"}
 
 
 def curl(port, path="/metrics", method="GET"):
@@ -200,7 +200,7 @@ class Ops(unittest.TestCase):
 REASONS = ["relay_denied", "unknown_user", "too_many_recipients", "message_too_large", "syntax",
            "protocol", "auth_failed", "auth_required", "tls_required", "rate_limited",
            "auth_unavailable", "smuggling", "bad_content", "spool_failed", "too_many_errors",
-           "command_timeout", "data_timeout", "busy"]
+           "command_timeout", "data_timeout", "busy", "suppressed"]
 REJECTED = re.compile(r'^ringmail_rejected_total\{reason="([a-z_]+)"\} (\d+)$', re.M)
 OUTSIDE = "127.0.0.2"           # not in relay_networks
 

@@ -253,3 +253,19 @@ Test(bounce, notify_rules)
 		cr_expect_eq(got, t[i].want, "case %zu: got %d, want %d", i, got, t[i].want);
 	}
 }
+
+Test(bounce, category_in_text_and_fields)
+{
+	struct bounce_rcpt r = one_rcpt[0];
+	struct bounce_input in = input();
+
+	r.category = "invalid_recipient";
+	in.rcpts = &r;
+	const char *s = build(&in);
+	expect_has(s, "\r\n    (category: invalid_recipient)\r\n");
+	expect_has(s, "Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n really\r\n"
+		   "X-Ringmail-Bounce-Category: invalid_recipient\r\n");
+	in.rcpts = one_rcpt;
+	s = build(&in);
+	cr_expect(strstr(s, "category") == NULL, "no category unless given");
+}

@@ -3,6 +3,7 @@
  * must name the key and the line), and the policy look-ups.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bounce_class.h"
 #include "config.h"
 
 /* write_temp - put text in a new file under /tmp; the caller unlinks it. */
@@ -487,6 +489,7 @@ static const struct error_case error_cases[] = {
 	  "      key_file = \"/nonexistent/k.pem\"; }\n  );\n};\n", "line 3", "/nonexistent/k.pem" },
 	{ "dkim.sign not a list", "dkim = {\n  sign = { domain = \"a.test\"; };\n};\n", "line 2", "dkim.sign" },
 	{ "dkim.expire bad", "dkim = {\n  expire = \"soon\";\n};\n", "line 2", "dkim.expire" },
+	{ "bounce.patterns_file missing", "bounce = {\n  patterns_file = \"/nonexistent/p.txt\";\n};\n", "line 2", "bounce.patterns_file" },
 	{ "syntax error", "workers = 1;\nhostname = \"x\";\nlisten = ;\n", "line 3", "/tmp/ringmail-test-config-" },
 	{ "unterminated group", "workers = 1;\nsmtp = {\n  max_errors = 3;\n", "line 4", "/tmp/ringmail-test-config-" },
 };
@@ -510,6 +513,35 @@ Test(config, every_error_names_key_and_line)
 		cr_expect(strstr(err, c->want_key) != NULL, "%s: got \"%s\", want it to name %s",
 			  c->name, err, c->want_key);
 	}
+}
+
+/* bounce.patterns_file: its rules come first, a bad line names file and line. */
+Test(config, bounce_patterns_file)
+{
+	char path[] = "/tmp/ringmail-test-patterns-XXXXXX";
+	int fd = mkstemp(path);
+	static const char rules[] = "# ours\npolicy 550 5.1.1 closed account\n";
+	struct config *cfg;
+	char err[512], text[256];
+
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, rules, strlen(rules)), (ssize_t)strlen(rules));
+	close(fd);
+	snprintf(text, sizeof(text), "bounce = {\n  patterns_file = \"%s\";\n};\n", path);
+	cr_assert_eq(load_text(text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(bounce_classify(cfg->bounce_classifier, 550, "5.1.1", "Closed account"), BOUNCE_CAT_POLICY);
+	cr_expect_eq(bounce_classify(cfg->bounce_classifier, 550, "5.1.1", "no such user"),
+		     BOUNCE_CAT_INVALID_RECIPIENT);
+	config_free(cfg);
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, "policy 550 5.1.1\nspam * *\n", 27), 27);
+	close(fd);
+	cr_expect_eq(load_text(text, &cfg, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "line 2: bounce.patterns_file:") != NULL && strstr(err, " line 2: unknown category") != NULL,
+		  "got %s", err);
+	unlink(path);
 }
 
 Test(config, missing_file)

@@ -20,6 +20,8 @@ static const char *command_name(enum control_command c)
 	case CONTROL_STATS: return "stats";
 	case CONTROL_RELOAD: return "reload";
 	case CONTROL_RESOLVE: return "resolve";
+	case CONTROL_SUPPRESSION: return "suppression";
+	case CONTROL_SHAPING: return "shaping";
 	}
 	return "?";
 }
@@ -295,4 +297,59 @@ Test(control, parse_resolve)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_expect_eq(control_parse(bad[i], &req, err, sizeof(err)), -EINVAL, "accepted \"%s\"", bad[i]);
+}
+
+/* The suppression commands: what each line makes, and what is refused. */
+Test(control, suppression_requests)
+{
+	static const struct {
+		const char *line;
+		int verb;
+		const char *address;
+		long long expires;
+		const char *reason;
+		bool json;
+	} ok[] = {
+		{ "suppression list", SUPPRESSION_LIST, "", 0, "", false },
+		{ "json suppression list", SUPPRESSION_LIST, "", 0, "", true },
+		{ "suppression list A@b.example", SUPPRESSION_LIST, "A@b.example", 0, "", false },
+		{ "suppression export", SUPPRESSION_EXPORT, "", 0, "", false },
+		{ "suppression import", SUPPRESSION_IMPORT, "", 0, "", false },
+		{ "suppression remove a@b.example", SUPPRESSION_REMOVE, "a@b.example", 0, "", false },
+		{ "suppression add a@b.example 0", SUPPRESSION_ADD, "a@b.example", 0, "", false },
+		{ "suppression add a@b.example 1900000000 complained,  twice", SUPPRESSION_ADD, "a@b.example",
+		  1900000000LL, "complained,  twice", false },
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct control_request req;
+		char err[300] = "";
+		cr_assert_eq(control_parse(ok[i].line, &req, err, sizeof(err)), 0, "%s: %s", ok[i].line, err);
+		cr_expect_eq(req.command, CONTROL_SUPPRESSION, "%s", ok[i].line);
+		cr_expect_eq((int)req.suppression.verb, ok[i].verb, "%s", ok[i].line);
+		cr_expect_str_eq(req.suppression.address, ok[i].address, "%s", ok[i].line);
+		cr_expect_eq(req.suppression.expires_s, ok[i].expires, "%s", ok[i].line);
+		cr_expect_str_eq(req.suppression.reason, ok[i].reason, "%s", ok[i].line);
+		cr_expect_eq(req.json, ok[i].json, "%s", ok[i].line);
+	}
+	static const struct {
+		const char *line;
+		const char *want;
+	} bad[] = {
+		{ "suppression", "suppression: missing command" },
+		{ "suppression drop a@b", "suppression: unknown command" },
+		{ "suppression remove", "suppression: remove takes an address" },
+		{ "suppression remove nobody", "suppression: bad address" },
+		{ "suppression add a@b.example", "suppression: add takes ADDRESS EXPIRES [REASON]" },
+		{ "suppression add a@b.example soon", "suppression: EXPIRES is seconds" },
+		{ "suppression export a@b.example", "suppression: export and import take no arguments" },
+		{ "json suppression export", "suppression: only list has json output" },
+		{ "suppression list a@b.example c@d.example", "suppression: unexpected argument" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct control_request req;
+		char err[300] = "";
+		cr_expect_eq(control_parse(bad[i].line, &req, err, sizeof(err)), -EINVAL, "%s", bad[i].line);
+		cr_expect(strncmp(err, bad[i].want, strlen(bad[i].want)) == 0, "%s: got \"%s\", want \"%s\"",
+			  bad[i].line, err, bad[i].want);
+	}
 }

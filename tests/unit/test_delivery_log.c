@@ -27,7 +27,7 @@ Test(delivery_log, format_all_fields)
 	const char *want = "{\"ts\":\"2026-11-23T14:00:00.123Z\",\"queue_id\":\"0001ABC\",\"message_id\":\"m1@x\",\"sender\":\"a@b.example\","
 			   "\"recipient\":\"c@d.example\",\"domain\":\"d.example\",\"mx\":\"mx.d.example\","
 			   "\"ip\":\"192.0.2.1\",\"tls\":\"none\",\"status\":\"delivered\",\"enhanced_code\":\"2.0.0\","
-			   "\"reply\":\"ok queued\",\"dkim\":\"example.com/s1,example.com/s2\","
+			   "\"reply\":\"ok queued\",\"dkim\":\"example.com/s1,example.com/s2\",\"category\":null,"
 			   "\"code\":250,\"delay\":1.500,\"attempt\":2}\n";
 
 	cr_expect_eq(n, strlen(want), "got length %zu, want %zu", n, strlen(want));
@@ -52,10 +52,24 @@ Test(delivery_log, nulls_escapes_and_unknown_tls)
 	cr_expect(strstr(line, "\"message_id\":null,\"sender\":\"\",") != NULL, "null sender: got %s", line);
 	cr_expect(strstr(line, "\"mx\":null,\"ip\":null,\"tls\":\"unknown\",") != NULL, "got %s", line);
 	cr_expect(strstr(line, "\"enhanced_code\":null,") != NULL, "got %s", line);
-	cr_expect(strstr(line, "\"dkim\":null,\"code\"") != NULL, "unsigned: got %s", line);
+	cr_expect(strstr(line, "\"dkim\":null,\"category\":null,\"code\"") != NULL, "unsigned: got %s", line);
 	cr_expect(strstr(line, "\"reply\":\"say \\\"no\\\"\\\\\\u000d\\u000a\\u0001\",") != NULL,
 		  "escapes: got %s", line);
 	cr_expect(strchr(line, '\n') == line + n - 1, "one line ending in \\n: got %s", line);
+}
+
+Test(delivery_log, category_of_a_bounce)
+{
+	struct delivery_log_entry e = sample();
+	char line[4096];
+
+	e.status = "bounced";
+	e.code = 550;
+	e.enhanced_code = "5.1.1";
+	e.category = "invalid_recipient";
+	size_t n = delivery_log_format(line, sizeof(line), &e);
+	line[n] = '\0';
+	cr_expect(strstr(line, ",\"category\":\"invalid_recipient\",\"code\":550,") != NULL, "got %s", line);
 }
 
 Test(delivery_log, long_values_are_cut_to_fit)

@@ -356,6 +356,14 @@ void domain_kick(struct delivery *x, struct qdomain *qd)
 	fx.kicks++;
 }
 
+/* No shaping rules in these tests: never suspended. */
+bool shaping_domain_parked(struct delivery *x, struct qdomain *qd)
+{
+	(void)x;
+	(void)qd;
+	return false;
+}
+
 bool domain_park_resting(struct delivery *x, struct qdomain *qd, const struct dns_route *r)
 {
 	return false;     /* delivery.c's; the timeouts here are a host's, not a blip */

@@ -905,6 +905,50 @@ static void reject_string(const uint64_t *counts, char *out, size_t size)
 					      (unsigned long long)counts[i]);
 }
 
+static const char *test_rcpt_suppressed(void *arg, const char *mailbox)
+{
+	(void)arg;
+	if (strcmp(mailbox, "gone@remote.net") == 0)
+		return "550 5.1.1 user unknown (bounce 2026-12-04)";
+	if (strcmp(mailbox, "quiet@remote.net") == 0)
+		return "";
+	return NULL;
+}
+
+/* A suppressed recipient gets 550 5.7.1 with the reason; the others of
+ * the same transaction go on; the refusal is counted as "suppressed". */
+Test(smtp_session, suppressed_rcpt_refused_with_reason)
+{
+	static const struct {
+		const char *rcpt;
+		const char *want;
+	} cases[] = {
+		{ "<gone@remote.net>", "550 5.7.1 <gone@remote.net>: Recipient address suppressed: 550 5.1.1 user unknown (bounce 2026-12-04)\r\n" },
+		{ "<quiet@remote.net>", "550 5.7.1 <quiet@remote.net>: Recipient address suppressed: on the suppression list\r\n" },
+		{ "<other@remote.net>", "250 2.1.5 Ok\r\n" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct smtp_session_config cfg = test_config();
+		uint64_t counts[SMTP_REJECT_COUNT] = { 0 };
+		struct transcript t;
+		char in[512], got[256];
+
+		cfg.rcpt_suppressed = test_rcpt_suppressed;
+		cfg.reject_counts = counts;
+		struct smtp_session *s = session(&cfg, &trusted, &t);
+		snprintf(in, sizeof(in), "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:%s\r\n", cases[i].rcpt);
+		RUN(s, in, 1000, 0, &t);
+		const char *last = t.out + t.out_len - 2;
+		while (last > t.out && last[-1] != '\n')
+			last--;
+		cr_expect_str_eq(last, cases[i].want, "RCPT %s: got %s, want %s", cases[i].rcpt, last, cases[i].want);
+		reject_string(counts, got, sizeof(got));
+		cr_expect_str_eq(got, i < 2 ? "suppressed=1" : "", "RCPT %s: counted %s", cases[i].rcpt, got);
+		smtp_session_free(s);
+	}
+}
+
+
 #define IN(str) str, sizeof(str) - 1
 
 Test(smtp_session, reject_reasons_counted)

@@ -1,0 +1,214 @@
+/*
+ * test_shaping - the site matcher, the response rule matcher and the
+ * shaping file loader.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config_shaping.h"
+#include "shaping.h"
+#include "shaping_state.h"
+
+Test(shaping, sites_by_mx_suffix)
+{
+	struct shaping_rules *r = shaping_rules_new();
+	const char *google[] = { ".google.com", "googlemail.com." };
+	const char *ms[] = { ".outlook.com", ".protection.outlook.com" };
+
+	cr_assert_eq(shaping_site_add(r, "gmail", google, 2), 0);
+	cr_assert_eq(shaping_site_add(r, "microsoft", ms, 2), 0);
+	cr_expect_eq(shaping_site_add(r, "gmail", ms, 1), -EINVAL, "a name twice");
+	cr_expect_eq(shaping_site_add(r, "bad name", ms, 1), -EINVAL);
+	cr_expect_eq(shaping_site_add(r, "empty", NULL, 0), -EINVAL);
+	const char *odd[] = { "exa mple.com" };
+	cr_expect_eq(shaping_site_add(r, "odd", odd, 1), -EINVAL);
+	static const struct {
+		const char *mx[2];
+		size_t n;
+		int want;
+	} cases[] = {
+		{ { "aspmx.l.google.com" }, 1, 0 },
+		{ { "ALT1.ASPMX.L.GOOGLE.COM." }, 1, 0 },
+		{ { "google.com" }, 1, -1 },                 /* ".google.com": only below it */
+		{ { "googlemail.com" }, 1, 0 },              /* "googlemail.com": itself too */
+		{ { "mx.googlemail.com" }, 1, 0 },
+		{ { "notgooglemail.com" }, 1, -1 },          /* a label boundary, not a substring */
+		{ { "example-com.mail.protection.outlook.com" }, 1, 1 },
+		{ { "mx.example.net", "backup.outlook.com" }, 2, 1 },   /* any MX host counts */
+		{ { "mx.example.net" }, 1, -1 },
+		{ { "[192.0.2.1]" }, 1, -1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int got = shaping_site_of(r, cases[i].mx, cases[i].n);
+		cr_expect_eq(got, cases[i].want, "case %zu (%s): got %d, want %d", i, cases[i].mx[0], got, cases[i].want);
+	}
+	cr_expect_eq(shaping_site_find(r, "microsoft"), 1);
+	cr_expect_eq(shaping_site_find(r, "yahoo"), -1);
+	cr_expect_eq(shaping_site_of(NULL, cases[0].mx, 1), -1);
+	shaping_rules_free(r);
+}
+
+static void add(struct shaping_rules *r, const char *code, const char *status, const char *text,
+		enum shaping_action action, int line)
+{
+	struct shaping_response x = { .action = action, .duration_ms = 60000, .line = line, .text = text };
+	char err[256];
+
+	snprintf(x.reply, sizeof(x.reply), "%s", code);
+	snprintf(x.status, sizeof(x.status), "%s", status);
+	cr_assert_eq(shaping_response_add(r, &x, err, sizeof(err)), 0, "%s", err);
+}
+
+Test(shaping, response_rules_first_match)
+{
+	struct shaping_rules *r = shaping_rules_new();
+
+	add(r, "421", "4.7.28", NULL, SHAPING_SUSPEND, 1);
+	add(r, "4xx", "x.7.*", "^(try again|rate) (later|limit)", SHAPING_SUSPEND, 2);
+	add(r, "5xx", "5.7.1", "spamhaus|complain", SHAPING_SUPPRESS, 3);
+	add(r, "*", "*", "mailbox.*moved", SHAPING_BOUNCE, 4);
+	struct shaping_matcher *m = shaping_matcher_new(r);
+	static const struct {
+		int code;
+		const char *status, *text;
+		int want_line;                          /* 0: none */
+	} cases[] = {
+		{ 421, "4.7.28", "anything", 1 },
+		{ 421, "4.7.0", "Try again later", 2 },
+		{ 451, "4.7.1", "rate limit exceeded", 2 },
+		{ 451, "4.7.1", "please try again later", 0 },   /* anchored at the start */
+		{ 451, "4.4.1", "try again later", 0 },          /* x.7.* */
+		{ 421, NULL, "try again later", 0 },             /* a status pattern needs a status */
+		{ 550, "5.7.1", "listed at SPAMHAUS", 3 },
+		{ 550, "5.7.10", "listed at spamhaus", 0 },
+		{ 0, NULL, "Mailbox has MOVED", 4 },             /* "*": ours too */
+		{ 250, "2.0.0", "ok", 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct shaping_response *hit = shaping_match(r, m, cases[i].code, cases[i].status, cases[i].text);
+		int got = hit != NULL ? hit->line : 0;
+		cr_expect_eq(got, cases[i].want_line, "case %zu: %d %s %s: got rule %d, want %d", i, cases[i].code,
+			     cases[i].status ? cases[i].status : "-", cases[i].text, got, cases[i].want_line);
+	}
+	/* Without the thread's matcher, text rules never match. */
+	cr_expect_eq(shaping_match(r, NULL, 421, "4.7.0", "Try again later"), NULL);
+	shaping_matcher_free(m);
+	shaping_rules_free(r);
+}
+
+Test(shaping, bad_rules_refused)
+{
+	static const struct {
+		const char *code, *status, *text;
+		enum shaping_action action;
+		int64_t duration;
+		const char *want;
+	} bad[] = {
+		{ "42", "*", NULL, SHAPING_BOUNCE, 0, "code \"42\"" },
+		{ "621", "*", NULL, SHAPING_BOUNCE, 0, "code \"621\"" },
+		{ "*", "4.7", NULL, SHAPING_BOUNCE, 0, "enhanced \"4.7\"" },
+		{ "*", "3.1.1", NULL, SHAPING_BOUNCE, 0, "enhanced \"3.1.1\"" },
+		{ "*", "*", "(unclosed", SHAPING_BOUNCE, 0, "text \"(unclosed\"" },
+		{ "*", "*", NULL, SHAPING_SUSPEND, 0, "suspend needs a duration" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct shaping_rules *r = shaping_rules_new();
+		struct shaping_response x = { .action = bad[i].action, .duration_ms = bad[i].duration, .text = bad[i].text };
+		char err[256] = "";
+		snprintf(x.reply, sizeof(x.reply), "%s", bad[i].code);
+		snprintf(x.status, sizeof(x.status), "%s", bad[i].status);
+		cr_expect_eq(shaping_response_add(r, &x, err, sizeof(err)), -EINVAL, "case %zu", i);
+		cr_expect(strncmp(err, bad[i].want, strlen(bad[i].want)) == 0, "case %zu: got %s", i, err);
+		cr_expect_eq(shaping_response_count(r), 0);
+		shaping_rules_free(r);
+	}
+}
+
+static int load(const char *text, struct shaping_rules **out, char *err, size_t errlen)
+{
+	char path[] = "/tmp/ringmail-test-shaping-XXXXXX";
+	int fd = mkstemp(path);
+
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	int rc = config_shaping_load(path, out, err, errlen);
+	unlink(path);
+	return rc;
+}
+
+Test(shaping, file_loads_and_names_bad_lines)
+{
+	struct shaping_rules *r;
+	char err[512];
+
+	cr_assert_eq(load("sites = (\n { name = \"gmail\"; mx = [ \".google.com\" ]; },\n"
+			  " { name = \"yahoo\"; mx = [ \".yahoodns.net\" ]; }\n);\n"
+			  "responses = (\n { code = \"421\"; enhanced = \"4.7.28\"; action = \"suspend\"; duration = \"10m\"; },\n"
+			  " { code = \"5xx\"; text = \"blocked\"; action = \"suppress\"; scope = \"domain\"; }\n);\n",
+			  &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(shaping_site_count(r), 2);
+	cr_expect_eq(shaping_response_count(r), 2);
+	cr_expect_eq(shaping_response_at(r, 0)->duration_ms, 600000);
+	cr_expect_eq(shaping_response_at(r, 0)->line, 6);
+	cr_expect_eq(shaping_response_at(r, 1)->scope, SHAPING_SCOPE_DOMAIN);
+	cr_expect_str_eq(shaping_state_name(shaping_site_at(r, 1)->slot), "yahoo");
+	shaping_rules_free(r);
+
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+		{ "speed = 1;\n", "line 1: unknown key speed" },
+		{ "sites = (\n { name = \"x\"; }\n);\n", "line 2: sites: each needs" },
+		{ "sites = (\n { name = \"x\"; mx = [ \".a\" ]; color = \"red\"; }\n);\n", "line 2: sites: unknown key" },
+		{ "responses = (\n { action = \"explode\"; }\n);\n", "line 2: responses: action is" },
+		{ "responses = (\n { action = \"suspend\"; duration = \"soon\"; }\n);\n", "line 2: responses: duration" },
+		{ "responses = (\n { action = \"suspend\"; }\n);\n", "line 2: responses: suspend needs a duration" },
+		{ "responses = (\n {\n action = \"bounce\"; text = \"[\"; }\n);\n", "line 2: responses: text" },
+		{ "responses = (\n { action = \"bounce\"; scope = \"planet\"; }\n);\n", "line 2: responses: scope" },
+		{ "sites = ;\n", "line 1: syntax error" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = (struct shaping_rules *)&r;
+		cr_expect_eq(load(bad[i].text, &r, err, sizeof(err)), -EINVAL, "case %zu", i);
+		cr_expect_null(r);
+		cr_expect(strstr(err, bad[i].want) != NULL, "case %zu: got \"%s\", want \"%s\"", i, err, bad[i].want);
+	}
+}
+
+Test(shaping, state_suspend_and_resume)
+{
+	int slot = shaping_state_slot("state-test");
+	cr_assert(slot >= 0);
+	cr_expect_eq(shaping_state_slot("state-test"), slot, "one slot per name");
+	cr_expect(shaping_state_suspend((unsigned)slot, 5000));
+	cr_expect(!shaping_state_suspend((unsigned)slot, 4000), "never shortened");
+	cr_expect_eq(shaping_state_until((unsigned)slot), 5000);
+	cr_expect(shaping_state_resume((unsigned)slot, 1000));
+	cr_expect_eq(shaping_state_until((unsigned)slot), 0);
+	cr_expect(!shaping_state_resume((unsigned)slot, 1000));
+	cr_expect_eq(shaping_state_suspensions((unsigned)slot), 1);
+}
+
+/* The example shipped in share/ loads. */
+Test(shaping, shipped_example_loads)
+{
+	struct shaping_rules *r;
+	char err[512];
+
+	cr_assert_eq(config_shaping_load(SOURCE_DIR "/share/shaping.example.conf", &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(shaping_site_count(r), 5);
+	const char *gmail[] = { "gmail-smtp-in.l.google.com" };
+	cr_expect_str_eq(shaping_site_at(r, (size_t)shaping_site_of(r, gmail, 1))->name, "google");
+	struct shaping_matcher *m = shaping_matcher_new(r);
+	const struct shaping_response *hit = shaping_match(r, m, 421, "4.7.0",
+		"[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints");
+	cr_assert_not_null(hit);
+	cr_expect_eq(hit->action, SHAPING_SUSPEND);
+	cr_expect_eq(hit->duration_ms, 30 * 60000);
+	shaping_matcher_free(m);
+	shaping_rules_free(r);
+}
