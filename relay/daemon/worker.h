@@ -46,6 +46,7 @@ struct delivery;
 struct pop3_server_worker;
 struct metrics_worker;
 struct control_worker;
+struct http_server_worker;
 
 enum worker_role {
 	WORKER_ROLE_SMTP,                  /* SMTP listeners, spool shard, relay */
@@ -85,6 +86,8 @@ enum worker_timer_class {
 	WORKER_TIMER_OUT_IDLE,             /* outbound: pooled, unused */
 	WORKER_TIMER_POP3_COMMAND,         /* POP3: a command before login */
 	WORKER_TIMER_POP3_IDLE,            /* POP3 client idle */
+	WORKER_TIMER_HTTP_IDLE,            /* HTTP client idle between requests */
+	WORKER_TIMER_HTTP_REQUEST,         /* HTTP: one request in, its answer out */
 	WORKER_TIMER_CLASSES
 };
 
@@ -184,6 +187,7 @@ struct worker {
 	struct pop3_server_worker *pop3;   /* POP3 sessions (local worker) */
 	struct metrics_worker *metrics;    /* counter snapshot; freed by worker_join_all */
 	struct control_worker *control;    /* worker 0: the control socket */
+	struct http_server_worker *http;   /* HTTP API sessions (SMTP workers) */
 
 	_Atomic bool stop_requested;
 	bool stopping;
