@@ -152,14 +152,16 @@ static int build_content(struct http_inject *j, struct inject_msg *m, const stru
 	const struct inject_request *q = j->q;
 	size_t own_count = r != NULL ? r->sub_count : 0;
 	const struct inject_substitution *own = r != NULL ? r->subs : NULL;
+	struct buf content;              /* capped at exactly the message limit */
 	int rc;
 
+	buf_init(&content, (size_t)cfg->smtp_max_message_size);
 	if (q->raw) {
 		struct buf text;
-		buf_init(&text, m->body.max);
+		buf_init(&text, (size_t)cfg->smtp_max_message_size);
 		rc = inject_substitute(q->raw_content, q->raw_len, own, own_count, q->subs, q->sub_count, &text);
 		if (rc == 0)
-			rc = inject_message_normalize(buf_data(&text), buf_len(&text), (size_t)cfg->smtp_max_line, &m->body);
+			rc = inject_message_normalize(buf_data(&text), buf_len(&text), (size_t)cfg->smtp_max_line, &content);
 		buf_free(&text);
 	} else {
 		struct buf to;
@@ -167,9 +169,12 @@ static int build_content(struct http_inject *j, struct inject_msg *m, const stru
 		format_to(j, m, &to);
 		buf_append(&to, "", 1);      /* a C string for mime_build */
 		struct mime_build_params p = { cfg->hostname, j->arrival_usec / 1000000, m->queue_id, buf_data(&to) };
-		rc = mime_build(&q->content, &p, own, own_count, q->subs, q->sub_count, &m->body);
+		rc = mime_build(&q->content, &p, own, own_count, q->subs, q->sub_count, &content);
 		buf_free(&to);
 	}
+	if (rc == 0 && buf_append(&m->body, buf_data(&content), buf_len(&content)) < 0)
+		rc = -ENOBUFS;
+	buf_free(&content);
 	if (rc == -ENOBUFS)
 		inject_answer_error(j, 413, "the message exceeds smtp.max_message_size");
 	else if (rc == -E2BIG)
@@ -376,6 +381,18 @@ static int inject_check(struct http_inject *j, const char *body, size_t len)
 	return 0;
 }
 
+/* inject_queue_all - every message on its way. The guard reference
+ * keeps a message that fails at once from finishing the job while
+ * others are still to start. */
+static void inject_queue_all(struct http_inject *j)
+{
+	j->pending++;
+	for (size_t k = 0; k < j->msg_count; k++)
+		message_start(j, &j->msgs[k]);
+	if (--j->pending == 0)
+		inject_finish(j);
+}
+
 struct http_inject *http_inject_start(struct worker *w, const struct http_inject_client *who,
 				      const char *body, size_t len,
 				      void (*done)(struct http_inject *j, void *ctx), void *ctx)
@@ -393,22 +410,15 @@ struct http_inject *http_inject_start(struct worker *w, const struct http_inject
 	snprintf(j->token, sizeof(j->token), "%s", who->token_name);
 	clock_gettime(CLOCK_REALTIME, &now);
 	j->arrival_usec = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-	if (inject_check(j, body, len) != 0)
-		return j;
-	if (j->accepted_count == 0) {
-		inject_finish(j);      /* 422, with every recipient's reason */
-		return j;
-	}
-	if (make_messages(j) != 0)
-		return j;
-	/* The guard reference: a message that fails at once must not
-	 * finish the job while others are still to start. */
+	/* Whatever finishes before we return answers through the return
+	 * value, never through done. */
 	j->starting = true;
-	j->pending++;
-	for (size_t k = 0; k < j->msg_count; k++)
-		message_start(j, &j->msgs[k]);
-	if (--j->pending == 0)
-		inject_finish(j);
+	if (inject_check(j, body, len) == 0) {
+		if (j->accepted_count == 0)
+			inject_finish(j);      /* 422, with every recipient's reason */
+		else if (make_messages(j) == 0)
+			inject_queue_all(j);
+	}
 	j->starting = false;
 	return j;
 }

@@ -185,7 +185,9 @@ static bool text_is_7bit(const char *s, size_t len)
 	return memmem(s, len, "=_rm_", 5) == NULL;
 }
 
-/* put_text_7bit - the text with line ends made CRLF, ending in CRLF. */
+/* put_text_7bit - the text with line ends made CRLF, then one CRLF more:
+ * the one a following boundary delimiter takes as its own (RFC 2046
+ * 5.1.1), so that a text ending in a line break keeps it. */
 static void put_text_7bit(struct out *o, const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -196,12 +198,12 @@ static void put_text_7bit(struct out *o, const char *s, size_t len)
 		else
 			put(o, &s[i], 1);
 	}
-	if (len > 0 && s[len - 1] != '\n')
-		puts_(o, "\r\n");
+	puts_(o, "\r\n");
 }
 
 /* put_text_qp - quoted-printable (RFC 2045 6.7): line breaks of the text
- * (LF, CRLF) are hard breaks, soft breaks keep lines within 76. */
+ * (LF, CRLF) are hard breaks, soft breaks keep lines within 76; the
+ * final CRLF is the delimiter's, as in put_text_7bit. */
 static void put_text_qp(struct out *o, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -234,8 +236,7 @@ static void put_text_qp(struct out *o, const char *s, size_t len)
 		put(o, enc, n);
 		col += n;
 	}
-	if (len > 0 && s[len - 1] != '\n')
-		puts_(o, "\r\n");
+	puts_(o, "\r\n");
 }
 
 static void put_base64(struct out *o, const char *data, size_t len)
