@@ -18,6 +18,7 @@
 
 #include "conn.h"
 #include "delivery.h"
+#include "http_server.h"
 #include "log.h"
 #include "smtp_server.h"
 #include "version.h"
@@ -90,6 +91,15 @@ static const struct metric_desc {
 	{ METRICS_DKIM_SIGNED_RSA, KIND_COUNTER, "ringmail_dkim_signed_rsa_total", "DKIM signatures made with RSA-SHA256 keys (a dual-signed message counts once here and once for Ed25519)." },
 	{ METRICS_DKIM_SIGNED_ED25519, KIND_COUNTER, "ringmail_dkim_signed_ed25519_total", "DKIM signatures made with Ed25519-SHA256 keys." },
 	{ METRICS_DKIM_FAILURES, KIND_COUNTER, "ringmail_dkim_failures_total", "DKIM signatures that could not be made (the message went on without them)." },
+	{ METRICS_HTTP_REQUESTS, KIND_COUNTER, "ringmail_http_requests_total", "Complete HTTP API requests (http.listen)." },
+	{ METRICS_HTTP_2XX, KIND_COUNTER, "ringmail_http_responses_2xx_total", "HTTP API answers with a 2xx status." },
+	{ METRICS_HTTP_4XX, KIND_COUNTER, "ringmail_http_responses_4xx_total", "HTTP API answers with a 4xx status (bad requests, tokens, limits)." },
+	{ METRICS_HTTP_5XX, KIND_COUNTER, "ringmail_http_responses_5xx_total", "HTTP API answers with a 5xx status (the spool failed)." },
+	{ METRICS_HTTP_UNAUTHORIZED, KIND_COUNTER, "ringmail_http_unauthorized_total", "HTTP API requests without a valid bearer token (401)." },
+	{ METRICS_HTTP_FORBIDDEN, KIND_COUNTER, "ringmail_http_forbidden_total", "HTTP API requests with a token not allowed to inject (403)." },
+	{ METRICS_HTTP_MESSAGES, KIND_COUNTER, "ringmail_http_injected_messages_total", "Messages injected over HTTP and made durable (also in the delivery counters, not in ringmail_received_total)." },
+	{ METRICS_HTTP_RECIPIENTS, KIND_COUNTER, "ringmail_http_injected_recipients_total", "Recipients of the messages injected over HTTP." },
+	{ METRICS_HTTP_FAILED_RECIPIENTS, KIND_COUNTER, "ringmail_http_failed_recipients_total", "Recipients refused in HTTP injections (bad address, no such mailbox, spool failure)." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
@@ -336,6 +346,23 @@ int metrics_http_response(struct buf *out, int status, const char *body, size_t 
 
 /* ---- snapshots (each worker's own thread) ----------------------------- */
 
+/* metrics_collect_http - the HTTP API's counters of w. */
+static void metrics_collect_http(const struct worker *w, uint64_t *v)
+{
+	struct http_server_stats h;
+
+	http_server_get_stats(w, &h);
+	v[METRICS_HTTP_REQUESTS] = h.requests;
+	v[METRICS_HTTP_2XX] = h.responses[HTTP_STATUS_2XX];
+	v[METRICS_HTTP_4XX] = h.responses[HTTP_STATUS_4XX];
+	v[METRICS_HTTP_5XX] = h.responses[HTTP_STATUS_5XX];
+	v[METRICS_HTTP_UNAUTHORIZED] = h.unauthorized;
+	v[METRICS_HTTP_FORBIDDEN] = h.forbidden;
+	v[METRICS_HTTP_MESSAGES] = h.injected_messages;
+	v[METRICS_HTTP_RECIPIENTS] = h.injected_recipients;
+	v[METRICS_HTTP_FAILED_RECIPIENTS] = h.failed_recipients;
+}
+
 /* metrics_collect - w's counters now. */
 static void metrics_collect(struct worker *w, struct metrics_values *out)
 {
@@ -352,6 +379,7 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 	v[METRICS_CONN_ACCEPTED] = atomic_load_explicit(&w->accepted, memory_order_relaxed);
 	v[METRICS_CONN_REFUSED] = atomic_load_explicit(&w->rejected_busy, memory_order_relaxed);
 	memcpy(&v[METRICS_REJECTED], smtp.rejected, sizeof(smtp.rejected));
+	metrics_collect_http(w, v);
 	v[METRICS_REJECTED + SMTP_REJECT_BUSY] = w->rejected_busy_smtp;
 	if (w->delivery != NULL) {
 		struct delivery_stats d;

@@ -80,6 +80,15 @@ enum metrics_id {
 	METRICS_DKIM_SIGNED_RSA,           /* DKIM signatures made, rsa-sha256 */
 	METRICS_DKIM_SIGNED_ED25519,       /* ed25519-sha256 */
 	METRICS_DKIM_FAILURES,             /* signatures that could not be made */
+	METRICS_HTTP_REQUESTS,             /* HTTP API: complete requests */
+	METRICS_HTTP_2XX,                  /* answers by class */
+	METRICS_HTTP_4XX,
+	METRICS_HTTP_5XX,
+	METRICS_HTTP_UNAUTHORIZED,         /* 401: no or unknown token */
+	METRICS_HTTP_FORBIDDEN,            /* 403: a token without "inject" */
+	METRICS_HTTP_MESSAGES,             /* injected messages made durable */
+	METRICS_HTTP_RECIPIENTS,           /* their recipients */
+	METRICS_HTTP_FAILED_RECIPIENTS,    /* recipients refused in a request */
 	METRICS_REJECTED,                  /* SMTP_REJECT_COUNT slots, one per
 					    * enum smtp_reject */
 	METRICS_COUNT = METRICS_REJECTED + SMTP_REJECT_COUNT

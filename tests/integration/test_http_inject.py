@@ -108,8 +108,10 @@ class HttpInject(DaemonTestCase):
         self.finish(d)
 
     def test_errors_are_json_and_queue_nothing(self):
+        mport = harness.free_port()
         d = self.http_daemon(delivery=closed_delivery(), http_extra={"max_body_size": "4k"},
-                             more={"smtp": {"max_message_size": "2k"}})
+                             more={"smtp": {"max_message_size": "2k"},
+                                   "metrics": {"listen": ["127.0.0.1:%d" % mport]}})
         good = {"envelope_sender": "s@src.test", "recipients": [{"email": "r@dest.test"}],
                 "content": "Subject: x\r\n\r\nbody\r\n"}
         c = self.conn()
@@ -163,6 +165,17 @@ class HttpInject(DaemonTestCase):
         status, reply, _ = self.post(self.conn(), good)
         self.assertEqual(status, 200, reply)
         self.assertEqual(len(spool_messages(self.spool_dir(d))), 1)
+        # The metrics count what happened (published once a second or so).
+        def metric(name):
+            text = subprocess.run(["curl", "-s", "http://127.0.0.1:%d/metrics" % mport],
+                                  capture_output=True, timeout=30).stdout.decode()
+            m = re.search(r"^%s (\d+)$" % name, text, re.M)
+            return int(m.group(1)) if m else -1
+        self.assertTrue(wait_for(lambda: metric("ringmail_http_injected_messages_total") == 1, 20))
+        self.assertEqual(metric("ringmail_http_unauthorized_total"), 2)
+        self.assertEqual(metric("ringmail_http_forbidden_total"), 1)
+        self.assertEqual(metric("ringmail_http_injected_recipients_total"), 1)
+        self.assertGreaterEqual(metric("ringmail_http_responses_4xx_total"), 14)
         self.finish(d)
 
     def test_keep_alive_and_pipelining(self):
