@@ -32,6 +32,16 @@ static int dup_string(json_t *v, const char *field, char **out, char *why, size_
 	return 0;
 }
 
+/* one_line - may s go into a header field? No control octets (CR and
+ * LF would start a field of the client's making). */
+static int one_line(const char *s, const char *field, char *why, size_t whylen)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 32 || *p == 127)
+			FAIL("%s: must not contain control characters (CR, LF, ...)", field);
+	return 0;
+}
+
 /* optional_string - like dup_string, but absent or null leaves *out NULL. */
 static int optional_string(json_t *obj, const char *key, const char *field, char **out,
 			   char *why, size_t whylen)
@@ -97,7 +107,8 @@ static int parse_recipient(json_t *v, size_t i, struct inject_recipient *r, char
 	if (dup_string(email, field, &r->email, why, whylen) < 0)
 		return -EINVAL;
 	snprintf(field, sizeof(field), "recipients[%zu].name", i);
-	if (optional_string(v, "name", field, &r->name, why, whylen) < 0)
+	if (optional_string(v, "name", field, &r->name, why, whylen) < 0 ||
+	    (r->name != NULL && one_line(r->name, field, why, whylen) < 0))
 		return -EINVAL;
 	snprintf(field, sizeof(field), "recipients[%zu].substitutions", i);
 	return parse_substitutions(json_object_get(v, "substitutions"), field, &r->subs, &r->sub_count,
@@ -111,18 +122,23 @@ static int parse_address(json_t *v, const char *field, struct inject_address *a,
 
 	if (v == NULL || json_is_null(v))
 		return 0;
-	if (json_is_string(v))
-		return dup_string(v, field, &a->email, why, whylen);
+	if (json_is_string(v)) {
+		if (dup_string(v, field, &a->email, why, whylen) < 0)
+			return -EINVAL;
+		return one_line(a->email, field, why, whylen);
+	}
 	if (!json_is_object(v))
 		FAIL("%s: expects an address string or {\"email\", \"name\"}", field);
 	json_t *email = json_object_get(v, "email");
 	if (email == NULL)
 		FAIL("%s.email: missing", field);
 	snprintf(sub, sizeof(sub), "%s.email", field);
-	if (dup_string(email, sub, &a->email, why, whylen) < 0)
+	if (dup_string(email, sub, &a->email, why, whylen) < 0 || one_line(a->email, sub, why, whylen) < 0)
 		return -EINVAL;
 	snprintf(sub, sizeof(sub), "%s.name", field);
-	return optional_string(v, "name", sub, &a->name, why, whylen);
+	if (optional_string(v, "name", sub, &a->name, why, whylen) < 0)
+		return -EINVAL;
+	return a->name != NULL ? one_line(a->name, sub, why, whylen) : 0;
 }
 
 static int parse_attachment(json_t *v, size_t i, struct inject_attachment *a, char *why, size_t whylen)
@@ -152,11 +168,20 @@ static int parse_attachment(json_t *v, size_t i, struct inject_attachment *a, ch
 		return -EINVAL;
 	if (a->content_type == NULL)
 		a->content_type = xstrdup("application/octet-stream");
+	if (strchr(a->content_type, '/') == NULL || strpbrk(a->content_type, " \t\";") != NULL ||
+	    one_line(a->content_type, field, why, whylen) < 0)
+		FAIL("%s: expects a media type such as \"application/pdf\"", field);
 	snprintf(field, sizeof(field), "content.attachments[%zu].file_name", i);
-	if (optional_string(v, "file_name", field, &a->file_name, why, whylen) < 0)
+	if (optional_string(v, "file_name", field, &a->file_name, why, whylen) < 0 ||
+	    (a->file_name != NULL && one_line(a->file_name, field, why, whylen) < 0))
 		return -EINVAL;
 	snprintf(field, sizeof(field), "content.attachments[%zu].content_id", i);
-	return optional_string(v, "content_id", field, &a->content_id, why, whylen);
+	if (optional_string(v, "content_id", field, &a->content_id, why, whylen) < 0)
+		return -EINVAL;
+	if (a->content_id != NULL && (strpbrk(a->content_id, "<> \t") != NULL ||
+				      one_line(a->content_id, field, why, whylen) < 0))
+		FAIL("%s: expects an id without <, >, spaces or control characters", field);
+	return 0;
 }
 
 static int parse_headers(json_t *obj, struct inject_content *c, char *why, size_t whylen)

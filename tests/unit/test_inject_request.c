@@ -102,6 +102,13 @@ Test(inject_request, refusals_name_the_field)
 		  "\"from\":\"f@x\",\"headers\":{\"X-A\":\"1\\nBcc: x\"}}}", "content.headers.X-A: must not contain CR or LF" },
 		{ "{\"envelope_sender\":\"s@x\",\"recipients\":[{\"email\":\"a@b\"}],\"content\":{\"text_body\":\"t\","
 		  "\"from\":\"f@x\",\"headers\":{\"Bad Name\":\"1\"}}}", "content.headers.Bad Name: not a header field name" },
+		{ "{\"envelope_sender\":\"s@x\",\"recipients\":[{\"email\":\"a@b\"}],\"content\":{\"text_body\":\"t\","
+		  "\"from\":{\"email\":\"f@n\\nBcc: x\"}}}", "content.from.email: must not contain control characters" },
+		{ "{\"envelope_sender\":\"s@x\",\"recipients\":[{\"email\":\"a@b\",\"name\":\"A\\r\\nB\"}],"
+		  "\"content\":\"x: y\"}", "recipients[0].name: must not contain control characters" },
+		{ "{\"envelope_sender\":\"s@x\",\"recipients\":[{\"email\":\"a@b\"}],\"content\":{\"text_body\":\"t\","
+		  "\"from\":\"f@x\",\"attachments\":[{\"data\":\"AAEC\",\"content_type\":\"text/plain; x=\\\"y\"}]}}",
+		  "content_type: expects a media type" },
 		{ "{\"envelope_sender\":\"s@x\",\"recipients\":[{\"email\":\"a@b\",\"substitutions\":{\"k\":[1]}}],"
 		  "\"content\":\"x: y\"}", "recipients[0].substitutions.k: expects a string, number or boolean" },
 		{ "{\"envelope_sender\":\"s@x\",\"envelope_sender\":\"t@x\",\"recipients\":[{\"email\":\"a@b\"}],"
