@@ -116,7 +116,20 @@ static int parse_recipient(json_t *v, size_t i, struct inject_recipient *r, char
 }
 
 /* parse_address - "addr" or {"email", "name"}. */
+static int parse_address_fields(json_t *v, const char *field, struct inject_address *a, char *why, size_t whylen);
+
+/* parse_address - an address field; the address at most 254 octets
+ * (RFC 5321 4.5.3.1.3), so that its header line stays foldable. */
 static int parse_address(json_t *v, const char *field, struct inject_address *a, char *why, size_t whylen)
+{
+	if (parse_address_fields(v, field, a, why, whylen) < 0)
+		return -EINVAL;
+	if (a->email != NULL && strlen(a->email) > 254)
+		FAIL("%s: the address is longer than 254 octets", field);
+	return 0;
+}
+
+static int parse_address_fields(json_t *v, const char *field, struct inject_address *a, char *why, size_t whylen)
 {
 	char sub[64];
 
@@ -168,17 +181,19 @@ static int parse_attachment(json_t *v, size_t i, struct inject_attachment *a, ch
 		return -EINVAL;
 	if (a->content_type == NULL)
 		a->content_type = xstrdup("application/octet-stream");
-	if (strchr(a->content_type, '/') == NULL || strpbrk(a->content_type, " \t\";") != NULL ||
+	if (strlen(a->content_type) > 200 || strchr(a->content_type, '/') == NULL || strpbrk(a->content_type, " \t\";") != NULL ||
 	    one_line(a->content_type, field, why, whylen) < 0)
 		FAIL("%s: expects a media type such as \"application/pdf\"", field);
 	snprintf(field, sizeof(field), "content.attachments[%zu].file_name", i);
 	if (optional_string(v, "file_name", field, &a->file_name, why, whylen) < 0 ||
 	    (a->file_name != NULL && one_line(a->file_name, field, why, whylen) < 0))
 		return -EINVAL;
+	if (a->file_name != NULL && strlen(a->file_name) > 200)
+		FAIL("%s: longer than 200 octets", field);
 	snprintf(field, sizeof(field), "content.attachments[%zu].content_id", i);
 	if (optional_string(v, "content_id", field, &a->content_id, why, whylen) < 0)
 		return -EINVAL;
-	if (a->content_id != NULL && (strpbrk(a->content_id, "<> \t") != NULL ||
+	if (a->content_id != NULL && (strlen(a->content_id) > 200 || strpbrk(a->content_id, "<> \t") != NULL ||
 				      one_line(a->content_id, field, why, whylen) < 0))
 		FAIL("%s: expects an id without <, >, spaces or control characters", field);
 	return 0;
@@ -197,8 +212,8 @@ static int parse_headers(json_t *obj, struct inject_content *c, char *why, size_
 	json_object_foreach(obj, key, v) {
 		char field[200];
 		snprintf(field, sizeof(field), "content.headers.%s", key);
-		if (key[0] == '\0')
-			FAIL("content.headers: a header name is empty");
+		if (key[0] == '\0' || strlen(key) > 76)
+			FAIL("content.headers: a header name is empty or longer than 76 octets");
 		for (const char *p = key; *p; p++)
 			if (*p < 33 || *p > 126 || *p == ':')
 				FAIL("%s: not a header field name", field);

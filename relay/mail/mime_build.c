@@ -57,12 +57,25 @@ static size_t utf8_back(const char *s, size_t n, size_t len)
 	return n;
 }
 
+/* has_long_word - a run of more than 70 octets without a space: folding
+ * could not keep its line within 78 (or even 998) octets. */
+static bool has_long_word(const char *s)
+{
+	size_t run = 0;
+	for (; *s; s++) {
+		run = *s == ' ' ? 0 : run + 1;
+		if (run > 70)
+			return true;
+	}
+	return false;
+}
+
 int mime_encode_word(const char *value, struct buf *out)
 {
 	struct out o = { out, 0 };
 	size_t len = strlen(value);
 
-	if (is_printable_ascii(value))
+	if (is_printable_ascii(value) && !has_long_word(value))
 		return buf_append(out, value, len) < 0 ? -ENOBUFS : 0;
 	for (size_t i = 0; i < len;) {
 		size_t n = len - i < WORD_BYTES ? len - i : WORD_BYTES;
@@ -96,7 +109,7 @@ int mime_format_address(const char *name, const char *email, struct buf *out)
 		puts_(&o, email);
 		return o.err;
 	}
-	if (!is_printable_ascii(name)) {
+	if (!is_printable_ascii(name) || has_long_word(name)) {
 		if (mime_encode_word(name, out) < 0)
 			return -ENOBUFS;
 	} else if (needs_quoting(name)) {

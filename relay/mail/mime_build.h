@@ -46,7 +46,8 @@ int mime_build(const struct inject_content *c, const struct mime_build_params *p
 	       const struct inject_substitution *common, size_t common_count, struct buf *out);
 
 /* mime_encode_word - value as a header value: as it is when printable
- * ASCII, else RFC 2047 encoded words of at most 75 octets separated by
+ * ASCII without a run of over 70 octets free of spaces, else RFC 2047
+ * encoded words of at most 75 octets separated by
  * CRLF SP. Appends to out. */
 int mime_encode_word(const char *value, struct buf *out);
 
