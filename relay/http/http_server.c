@@ -128,7 +128,8 @@ static void http_respond(struct http_conn *hc, int status, const char *extra, co
 	st->responses[status < 300 ? HTTP_STATUS_2XX : status < 500 ? HTTP_STATUS_4XX : HTTP_STATUS_5XX]++;
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s%s\r\n",
-			 status, status_text(status), len, keep_alive ? "" : "Connection: close\r\n",
+			 /* keep-alive said out loud: HTTP/1.0 clients (ab) need it */
+			 status, status_text(status), len, keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n",
 			 extra != NULL ? extra : "");
 	conn_write(c, head, (size_t)n);
 	conn_write(c, body, len);
