@@ -25,6 +25,7 @@
 #include "control.h"
 #include "delivery.h"
 #include "delivery_log.h"
+#include "http_server.h"
 #include "instance.h"
 #include "log.h"
 #include "metrics.h"
@@ -47,6 +48,7 @@ static const struct worker_module *const modules[] = {
 	&smtp_server_module,
 	&pop3_server_module,
 	&suppress_module,
+	&http_server_module,
 	&delivery_module,
 	&commit_module,
 	&control_module,
@@ -63,6 +65,7 @@ static const struct worker_plan plan = {
 		[CONFIG_ROLE_SUBMISSION] = &submission_server_handler,
 		[CONFIG_ROLE_POP3] = &pop3_server_handler,
 		[CONFIG_ROLE_POP3S] = &pop3s_server_handler,
+		[CONFIG_ROLE_HTTP] = &http_server_handler,
 	},
 };
 
@@ -123,10 +126,11 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 	if (cfg->listen_count != old->listen_count || worker_count(cfg) != count ||
 	    cfg->pop3_listen_count != old->pop3_listen_count ||
 	    cfg->metrics_listen_count != old->metrics_listen_count ||
+	    cfg->http_listen_count != old->http_listen_count ||
 	    cfg->ring_poll_wait != old->ring_poll_wait ||
 	    strcmp(cfg->spool_dir, old->spool_dir) != 0 ||
 	    strcmp(cfg->control_socket, old->control_socket) != 0)
-		log_warn("reload", "note=\"listen, pop3.listen, metrics.listen, workers, ring.poll_wait, spool.dir and control.socket take effect only after a restart\"");
+		log_warn("reload", "note=\"listen, pop3.listen, metrics.listen, http.listen, workers, ring.poll_wait, spool.dir and control.socket take effect only after a restart\"");
 	configs[(*config_count)++] = cfg;
 	logs_open(cfg);
 	worker_reload_all(workers, count, cfg);

@@ -18,6 +18,7 @@
 
 #include "conn.h"
 #include "delivery.h"
+#include "http_server.h"
 #include "log.h"
 #include "shaping.h"
 #include "smtp_server.h"
@@ -97,6 +98,15 @@ static const struct metric_desc {
 	{ METRICS_SHAPING_BOUNCE, KIND_COUNTER, "ringmail_shaping_bounced_total", "Temporary failures bounced at once by a shaping response rule." },
 	{ METRICS_SHAPING_SUPPRESS, KIND_COUNTER, "ringmail_shaping_suppressed_total", "Recipients put on the suppression list by a shaping response rule." },
 	{ METRICS_SHAPING_PARKED, KIND_COUNTER, "ringmail_shaping_parked_total", "Queue items held back because their site or domain was suspended." },
+	{ METRICS_HTTP_REQUESTS, KIND_COUNTER, "ringmail_http_requests_total", "Complete HTTP API requests (http.listen)." },
+	{ METRICS_HTTP_2XX, KIND_COUNTER, "ringmail_http_responses_2xx_total", "HTTP API answers with a 2xx status." },
+	{ METRICS_HTTP_4XX, KIND_COUNTER, "ringmail_http_responses_4xx_total", "HTTP API answers with a 4xx status (bad requests, tokens, limits)." },
+	{ METRICS_HTTP_5XX, KIND_COUNTER, "ringmail_http_responses_5xx_total", "HTTP API answers with a 5xx status (the spool failed)." },
+	{ METRICS_HTTP_UNAUTHORIZED, KIND_COUNTER, "ringmail_http_unauthorized_total", "HTTP API requests without a valid bearer token (401)." },
+	{ METRICS_HTTP_FORBIDDEN, KIND_COUNTER, "ringmail_http_forbidden_total", "HTTP API requests with a token not allowed to inject (403)." },
+	{ METRICS_HTTP_MESSAGES, KIND_COUNTER, "ringmail_http_injected_messages_total", "Messages injected over HTTP and made durable (also in the delivery counters, not in ringmail_received_total)." },
+	{ METRICS_HTTP_RECIPIENTS, KIND_COUNTER, "ringmail_http_injected_recipients_total", "Recipients of the messages injected over HTTP." },
+	{ METRICS_HTTP_FAILED_RECIPIENTS, KIND_COUNTER, "ringmail_http_failed_recipients_total", "Recipients refused in HTTP injections (bad address, no such mailbox, spool failure)." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
@@ -390,6 +400,23 @@ int metrics_http_response(struct buf *out, int status, const char *body, size_t 
 
 /* ---- snapshots (each worker's own thread) ----------------------------- */
 
+/* metrics_collect_http - the HTTP API's counters of w. */
+static void metrics_collect_http(const struct worker *w, uint64_t *v)
+{
+	struct http_server_stats h;
+
+	http_server_get_stats(w, &h);
+	v[METRICS_HTTP_REQUESTS] = h.requests;
+	v[METRICS_HTTP_2XX] = h.responses[HTTP_STATUS_2XX];
+	v[METRICS_HTTP_4XX] = h.responses[HTTP_STATUS_4XX];
+	v[METRICS_HTTP_5XX] = h.responses[HTTP_STATUS_5XX];
+	v[METRICS_HTTP_UNAUTHORIZED] = h.unauthorized;
+	v[METRICS_HTTP_FORBIDDEN] = h.forbidden;
+	v[METRICS_HTTP_MESSAGES] = h.injected_messages;
+	v[METRICS_HTTP_RECIPIENTS] = h.injected_recipients;
+	v[METRICS_HTTP_FAILED_RECIPIENTS] = h.failed_recipients;
+}
+
 /* metrics_collect - w's counters now. */
 static void metrics_collect(struct worker *w, struct metrics_values *out)
 {
@@ -406,6 +433,7 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 	v[METRICS_CONN_ACCEPTED] = atomic_load_explicit(&w->accepted, memory_order_relaxed);
 	v[METRICS_CONN_REFUSED] = atomic_load_explicit(&w->rejected_busy, memory_order_relaxed);
 	memcpy(&v[METRICS_REJECTED], smtp.rejected, sizeof(smtp.rejected));
+	metrics_collect_http(w, v);
 	v[METRICS_REJECTED + SMTP_REJECT_BUSY] = w->rejected_busy_smtp;
 	for (size_t i = 0; i < WORKER_PROXY_RESULTS; i++)
 		v[METRICS_PROXY_HEADERS + i] = w->proxy_headers[i];

@@ -87,6 +87,15 @@ enum metrics_id {
 	METRICS_SHAPING_BOUNCE,
 	METRICS_SHAPING_SUPPRESS,
 	METRICS_SHAPING_PARKED,            /* items parked for a suspension */
+	METRICS_HTTP_REQUESTS,             /* HTTP API: complete requests */
+	METRICS_HTTP_2XX,                  /* answers by class */
+	METRICS_HTTP_4XX,
+	METRICS_HTTP_5XX,
+	METRICS_HTTP_UNAUTHORIZED,         /* 401: no or unknown token */
+	METRICS_HTTP_FORBIDDEN,            /* 403: a token without "inject" */
+	METRICS_HTTP_MESSAGES,             /* injected messages made durable */
+	METRICS_HTTP_RECIPIENTS,           /* their recipients */
+	METRICS_HTTP_FAILED_RECIPIENTS,    /* recipients refused in a request */
 	METRICS_PROXY_HEADERS,             /* WORKER_PROXY_RESULTS slots, one per
 					    * enum worker_proxy_result */
 	METRICS_REJECTED = METRICS_PROXY_HEADERS + WORKER_PROXY_RESULTS,

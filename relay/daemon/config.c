@@ -22,6 +22,7 @@
 #include "config_shaping.h"
 #include "dkim_key.h"
 #include "nexthop.h"
+#include "http_tokens.h"
 #include "tls.h"
 #include "users.h"
 #include "xalloc.h"
@@ -149,6 +150,13 @@ static const struct config_key config_keys[] = {
 	{ "shaping.file", KIND_STRING, OFF(shaping_file), 0, 0, "", "traffic shaping file: sites (domains grouped by MX host suffix) and response rules (suspend, bounce, suppress on a receiver's reply); docs/SHAPING.md; \"\" = none; re-read on SIGHUP" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
+	/* The HTTP API (relay/http, docs/HTTP.md). */
+	{ "http.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "HTTP API listen addresses on every SMTP worker (POST /api/inject/v1); needs http.token_file; empty = no HTTP API" },
+	{ "http.token_file", KIND_STRING, OFF(http_token_file), 0, 0, "", "bearer tokens of the HTTP API, one \"name:sha256-hex:permissions\" per line (docs/HTTP.md); re-read on SIGHUP" },
+	{ "http.max_header_size", KIND_SIZE, OFF(http_max_header_size), 1024, 1 << 20, "16k", "request line and header fields of one HTTP request; larger: 431" },
+	{ "http.max_body_size", KIND_SIZE, OFF(http_max_body_size), 1024, 1LL << 31, "70M", "body of one HTTP request (the JSON, base64 attachments included); larger: 413" },
+	{ "http.idle_timeout", KIND_DURATION, OFF(http_idle_timeout_ms), 1000, DAY_MS, "60s", "close an HTTP connection that sends nothing this long between requests" },
+	{ "http.request_timeout", KIND_DURATION, OFF(http_request_timeout_ms), 1000, DAY_MS, "60s", "an HTTP request's head and body must arrive within this, and its answer be read within it" },
 };
 
 /* Keys of each entry of the "dkim.sign" list; all three are required. */
@@ -287,6 +295,7 @@ static struct config_listen *listen_list(struct config *cfg, const struct config
 		/* The role is not used: these name listeners of the other lists. */
 		{ "proxy_protocol.listeners", CONFIG_ROLE_SMTP, OFF(proxy_protocol_listeners),
 		  OFF(proxy_protocol_listener_count) },
+		{ "http.listen", CONFIG_ROLE_HTTP, OFF(http_listen), OFF(http_listen_count) },
 		/* The role is not used: worker 0 serves metrics with its own handler. */
 		{ "metrics.listen", CONFIG_ROLE_SMTP, OFF(metrics_listen), OFF(metrics_listen_count) },
 	};
@@ -818,6 +827,10 @@ static int config_check_listeners(const struct config *cfg, config_t *file, stru
 	if (cfg->listen_count + cfg->smtps_listen_count + cfg->submission_listen_count > CONFIG_MAX_LISTEN)
 		return config_fail(e, "line %d: listen, smtps.listen and submission.listen: more than %d addresses together",
 				   pair_line(file, "smtps.listen", "submission.listen"), CONFIG_MAX_LISTEN);
+	if (cfg->listen_count + cfg->smtps_listen_count + cfg->submission_listen_count +
+	    cfg->http_listen_count > CONFIG_MAX_LISTEN)
+		return config_fail(e, "line %d: http.listen: more than %d addresses together with listen, smtps.listen and submission.listen",
+				   key_line(file, "http.listen"), CONFIG_MAX_LISTEN);
 	if (cfg->pop3_listen_count + cfg->pop3s_listen_count > CONFIG_MAX_LISTEN)
 		return config_fail(e, "line %d: pop3.listen and pop3s.listen: more than %d addresses together",
 				   pair_line(file, "pop3.listen", "pop3s.listen"), CONFIG_MAX_LISTEN);
@@ -929,6 +942,21 @@ static int config_check_suppression(struct config *cfg, config_t *file, struct c
 	return 0;
 }
 
+/* config_check_http - the HTTP API needs its tokens: load them with the
+ * config, so a reload re-reads the file and a bad one keeps the old. */
+static int config_check_http(struct config *cfg, config_t *file, struct config_error *e)
+{
+	if (cfg->http_listen_count > 0 && cfg->http_token_file[0] == '\0')
+		return config_fail(e, "line %d: http.listen needs http.token_file (every request carries a bearer token)",
+				   key_line(file, "http.listen"));
+	if (cfg->http_token_file[0] == '\0')
+		return 0;
+	char why[512];
+	if (http_tokens_load(cfg->http_token_file, &cfg->http_tokens, why, sizeof(why)) < 0)
+		return config_fail(e, "line %d: http.token_file: %s", key_line(file, "http.token_file"), why);
+	return 0;
+}
+
 /* config_uses_verify - does any destination policy say "verify"? */
 static bool config_uses_verify(const struct config *cfg)
 {
@@ -1008,6 +1036,9 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		if (config_shaping_load(cfg->shaping_file, &cfg->shaping, why, sizeof(why)) < 0)
 			return config_fail(e, "line %d: shaping.file: %s", key_line(file, "shaping.file"), why);
 	}
+	int http_rc = config_check_http(cfg, file, e);
+	if (http_rc < 0)
+		return http_rc;
 	bool signs_from = false;
 	for (size_t i = 0; i < cfg->dkim_header_count; i++)
 		signs_from |= strcmp(cfg->dkim_headers[i], "from") == 0;
@@ -1087,6 +1118,7 @@ struct config *config_free(struct config *cfg)
 	auth_file_free(cfg->auth);
 	bounce_classifier_free(cfg->bounce_classifier);
 	shaping_rules_free(cfg->shaping);
+	http_tokens_free(cfg->http_tokens);
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
 		free(cfg->local_domains[i]);
 	for (size_t i = 0; i < cfg->dns_nameserver_count; i++)

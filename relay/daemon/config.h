@@ -37,6 +37,7 @@ struct auth_file;
 struct bounce_classifier;
 struct shaping_rules;
 struct dkim_key;
+struct http_tokens;
 
 /* One dkim.sign entry: mail whose From domain is domain or below it is
  * signed with key under selector. The key is loaded with the config. */
@@ -56,6 +57,7 @@ enum config_listen_role {
 	CONFIG_ROLE_SUBMISSION,           /* submission.listen (587) */
 	CONFIG_ROLE_POP3,                 /* pop3.listen */
 	CONFIG_ROLE_POP3S,                /* pop3s.listen (995) */
+	CONFIG_ROLE_HTTP,                 /* http.listen (the HTTP API) */
 	CONFIG_ROLE_COUNT
 };
 
@@ -247,6 +249,15 @@ struct config {
 	/* traffic shaping (relay/daemon/config_shaping.h, docs/SHAPING.md) */
 	char *shaping_file;               /* "" = no sites, no response rules */
 	struct shaping_rules *shaping;    /* loaded from it, or NULL; owned */
+	/* HTTP API on the SMTP workers (relay/http) */
+	struct config_listen http_listen[CONFIG_MAX_LISTEN];
+	size_t http_listen_count;         /* 0 = no HTTP API */
+	char *http_token_file;            /* hashed bearer tokens (http_tokens.h) */
+	struct http_tokens *http_tokens;  /* loaded from http_token_file, or NULL */
+	int64_t http_max_header_size;
+	int64_t http_max_body_size;
+	int64_t http_idle_timeout_ms;     /* between requests on a kept-alive connection */
+	int64_t http_request_timeout_ms;  /* a request's head and body must arrive within */
 
 	char *source_path;                /* the file it came from, or NULL */
 };

@@ -97,6 +97,8 @@ static void worker_timer_durations(struct worker *w)
 		[WORKER_TIMER_POP3_COMMAND] = cfg->pop3_command_timeout_ms,
 		[WORKER_TIMER_POP3_IDLE] = cfg->pop3_idle_timeout_ms,
 		[WORKER_TIMER_PROXY_HEADER] = cfg->proxy_protocol_timeout_ms,
+		[WORKER_TIMER_HTTP_IDLE] = cfg->http_idle_timeout_ms,
+		[WORKER_TIMER_HTTP_REQUEST] = cfg->http_request_timeout_ms,
 	};
 
 	/* Through deadline_set_timeout: a reload that shortens a duration
@@ -202,11 +204,16 @@ static void worker_refuse(struct worker *w, int fd, enum config_listen_role role
 {
 	static const char busy[] = "421 4.3.2 Too many connections, try again later\r\n";
 	static const char pop3_busy[] = "-ERR [SYS/TEMP] Too many connections, try again later\r\n";
+	static const char http_busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+		"Content-Length: 49\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+		"{\"error\":\"too many connections, try again later\"}";
 	struct io_uring_sqe *sqe;
 
 	if (role != CONFIG_ROLE_SMTPS && role != CONFIG_ROLE_POP3S) {
 		sqe = worker_sqe(w);
-		if (role == CONFIG_ROLE_POP3)
+		if (role == CONFIG_ROLE_HTTP)
+			io_uring_prep_send(sqe, fd, http_busy, sizeof(http_busy) - 1, MSG_NOSIGNAL);
+		else if (role == CONFIG_ROLE_POP3)
 			io_uring_prep_send(sqe, fd, pop3_busy, sizeof(pop3_busy) - 1, MSG_NOSIGNAL);
 		else
 			io_uring_prep_send(sqe, fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
@@ -219,7 +226,7 @@ static void worker_refuse(struct worker *w, int fd, enum config_listen_role role
 	io_uring_prep_close(sqe, fd);
 	io_uring_sqe_set_data(sqe, NULL);
 	w->rejected_busy++;
-	if (role != CONFIG_ROLE_POP3 && role != CONFIG_ROLE_POP3S)
+	if (role != CONFIG_ROLE_POP3 && role != CONFIG_ROLE_POP3S && role != CONFIG_ROLE_HTTP)
 		w->rejected_busy_smtp++;
 }
 
@@ -533,24 +540,27 @@ static void worker_pin(struct worker *w)
 }
 
 /* worker_listen_all - a socket for every listener of the worker's role:
- * SMTP workers take listen, smtps.listen and submission.listen, the local
- * worker pop3.listen and pop3s.listen (config_load caps the sum). */
+ * SMTP workers take listen, smtps.listen, submission.listen and
+ * http.listen, the local worker pop3.listen and pop3s.listen (config_load
+ * caps the sum). */
 static int worker_listen_all(struct worker *w)
 {
 	const struct config *cfg = w->cfg;
 	bool local = w->role == WORKER_ROLE_LOCAL;
-	const struct config_listen *lists[3] = {
+	const struct config_listen *lists[4] = {
 		local ? cfg->pop3_listen : cfg->listen,
 		local ? cfg->pop3s_listen : cfg->smtps_listen,
 		local ? NULL : cfg->submission_listen,
+		local ? NULL : cfg->http_listen,
 	};
-	const size_t counts[3] = {
+	const size_t counts[4] = {
 		local ? cfg->pop3_listen_count : cfg->listen_count,
 		local ? cfg->pop3s_listen_count : cfg->smtps_listen_count,
 		local ? 0 : cfg->submission_listen_count,
+		local ? 0 : cfg->http_listen_count,
 	};
 
-	for (size_t k = 0; k < 3; k++) {
+	for (size_t k = 0; k < 4; k++) {
 		for (size_t i = 0; i < counts[k]; i++) {
 			const struct config_listen *l = &lists[k][i];
 			if (w->listen_count == CONFIG_MAX_LISTEN)

@@ -46,6 +46,7 @@ struct delivery;
 struct pop3_server_worker;
 struct metrics_worker;
 struct control_worker;
+struct http_server_worker;
 
 /* What became of PROXY protocol headers (conn_accept_proxied), counted per
  * worker: a client address taken, the socket's peer kept (v2 LOCAL, v1
@@ -98,6 +99,8 @@ enum worker_timer_class {
 	WORKER_TIMER_POP3_COMMAND,         /* POP3: a command before login */
 	WORKER_TIMER_POP3_IDLE,            /* POP3 client idle */
 	WORKER_TIMER_PROXY_HEADER,         /* inbound: the PROXY protocol header */
+	WORKER_TIMER_HTTP_IDLE,            /* HTTP client idle between requests */
+	WORKER_TIMER_HTTP_REQUEST,         /* HTTP: one request in, its answer out */
 	WORKER_TIMER_CLASSES
 };
 
@@ -198,6 +201,7 @@ struct worker {
 	struct pop3_server_worker *pop3;   /* POP3 sessions (local worker) */
 	struct metrics_worker *metrics;    /* counter snapshot; freed by worker_join_all */
 	struct control_worker *control;    /* worker 0: the control socket */
+	struct http_server_worker *http;   /* HTTP API sessions (SMTP workers) */
 
 	_Atomic bool stop_requested;
 	bool stopping;
