@@ -202,6 +202,11 @@ struct config {
 	size_t dkim_header_count;
 	int64_t dkim_expire_ms;           /* x= = t= + this; 0 = no x= */
 
+	/* least privilege (relay/daemon/privilege.c, landlock.c, seccomp_filter.c) */
+	char *user;                       /* run-as user; "" = ringmail when root */
+	bool security_landlock;           /* confine file access (best effort) */
+	bool security_seccomp;            /* syscall allowlist */
+
 	char *source_path;                /* the file it came from, or NULL */
 };
 
