@@ -134,7 +134,7 @@ static const struct config_key config_keys[] = {
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 	/* least privilege */
 	{ "user", KIND_STRING, OFF(user), 0, 0, "", "user to run as once listeners, spool lock and logs are open (started as root); \"\" = ringmail, and started as root without a ringmail user ringmaild refuses to run unless this is \"root\"; needs a restart" },
-	{ "security.landlock", KIND_BOOL, OFF(security_landlock), 0, 0, "true", "confine file access with Landlock to the spool, mailbox root, log and control socket directories and the files reloads read (best effort: kernels before 5.13 have none); needs a restart" },
+	{ "security.landlock", KIND_BOOL, OFF(security_landlock), 0, 0, "true", "confine file access with Landlock to the spool, mailbox root, log and control socket directories and the files reloads read (best effort: kernels before 5.19 run unconfined, the log says so); needs a restart" },
 	{ "security.seccomp", KIND_BOOL, OFF(security_seccomp), 0, 0, "true", "a seccomp filter: syscalls the daemon does not use (execve, ptrace ...) kill it; needs a restart" },
 };
 

@@ -7,11 +7,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* user_lookup - getpwnam into out; 0, -ENOENT or -errno. */
@@ -153,11 +155,31 @@ int privilege_chown_path(const char *path, const struct privilege_user *u)
 	return rc < 0 ? rc : 0;
 }
 
+/* capabilities_clear - a daemon started unprivileged with
+ * CAP_NET_BIND_SERVICE (the systemd unit's AmbientCapabilities) needs it
+ * only until its listeners are open: clear the ambient set, then the
+ * permitted and effective ones. Raw capset: all-zero sets need no libcap. */
+static int capabilities_clear(void)
+{
+	struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	memset(data, 0, sizeof(data));
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	if (syscall(SYS_capset, &header, data) < 0)
+		return -errno;
+	return 0;
+}
+
 int privilege_drop(const struct privilege_user *u, char *err, size_t errlen)
 {
 	uid_t ruid, euid, suid;
 	gid_t rgid, egid, sgid;
 
+	if (!u->change && u->uid != 0 && capabilities_clear() < 0) {
+		snprintf(err, errlen, "cannot drop capabilities: %s", strerror(errno));
+		return -1;
+	}
 	if (!u->change)
 		return 0;
 	if (setgroups(0, NULL) < 0 || setresgid(u->gid, u->gid, u->gid) < 0 ||

@@ -47,7 +47,9 @@ int privilege_chown_tree(const char *path, const struct privilege_user *u);
  * same way; no-op for "" and "-", and unless u->change. 0 or -errno. */
 int privilege_chown_path(const char *path, const struct privilege_user *u);
 
-/* privilege_drop - setgroups(0), setresgid, setresuid to the user, then
+/* privilege_drop - started unprivileged (u->change false, not root):
+ * clear every capability (CAP_NET_BIND_SERVICE from systemd). As root:
+ * setgroups(0), setresgid, setresuid to the user, then
  * check with getresuid/getresgid that real, effective and saved ids are
  * all the user's and that going back to root fails. 0, or -1 with err
  * filled in (the caller exits: a half-dropped daemon must not serve). */

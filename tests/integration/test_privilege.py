@@ -33,7 +33,8 @@ def status_ids(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("Uid", "Gid", "Groups", "NoNewPrivs", "Seccomp", "CapEff", "CapPrm"):
+            if key in ("Uid", "Gid", "Groups", "NoNewPrivs", "Seccomp", "CapEff", "CapPrm",
+                       "CapAmb"):
                 ids[key] = value.split()
     return ids
 
@@ -171,6 +172,33 @@ class Privilege(unittest.TestCase):
         text = d.log_text()
         self.assertIn("event=privilege user=ringmail", text)
         self.assertEqual(d.stop(), 0, text[-2000:])
+
+    @unittest.skipIf(shutil.which("setpriv") is None, "setpriv (util-linux) is missing")
+    def test_started_as_ringmail_with_net_bind_service_like_the_unit(self):
+        # What the systemd unit does: User=ringmail and only
+        # CAP_NET_BIND_SERVICE (AmbientCapabilities); ringmaild binds the
+        # low port, then clears the capability.
+        host, port = low_port_address()
+        d = self.daemon(host=host, port=port)
+        d.write_config()
+        d.log = open(d.log_path, "ab")
+        d.proc = subprocess.Popen(
+            ["setpriv", "--reuid=ringmail", "--regid=ringmail", "--clear-groups",
+             "--inh-caps=-all,+net_bind_service", "--ambient-caps=-all,+net_bind_service",
+             "--bounding-set=-all,+net_bind_service",
+             os.path.join(harness.BIN, "ringmaild"), "-c", d.config_path],
+            stdout=d.log, stderr=subprocess.STDOUT)
+        harness.wait_port(host, port, proc=d.proc)
+        ids = status_ids(d.proc.pid)
+        self.assertEqual(ids["Uid"], [str(self.user.pw_uid)] * 4, ids)
+        self.assertEqual(ids["CapEff"], ["0000000000000000"], ids)
+        self.assertEqual(ids["CapPrm"], ["0000000000000000"], ids)
+        self.assertEqual(ids["CapAmb"], ["0000000000000000"], ids)
+        self.assertEqual(ids["Seccomp"], ["2"], ids)
+        with smtplib.SMTP(host, port, timeout=15) as c:
+            self.assertEqual(c.ehlo("client.test")[0], 250)
+        self.assertNotIn("event=privilege", d.log_text())   # nothing to switch
+        self.assertEqual(d.stop(), 0, d.log_text()[-2000:])
 
     def test_explicit_root_stays_root(self):
         d = self.daemon({"user": "root"}).start()
