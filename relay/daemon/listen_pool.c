@@ -13,17 +13,22 @@
 
 #include "xalloc.h"
 
+/* Only bind needs privileges: a pooled socket listens when its worker
+ * takes it, so that until the workers are up a client is refused, as
+ * before there was a pool, instead of waiting in a backlog nobody reads. */
 struct pooled {
 	const struct config_listen *listen;
 	unsigned worker;
-	int fd;                 /* -1 once taken */
+	int backlog;
+	int fd;                 /* bound, not listening; -1 once taken */
 };
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pooled *pool;
 static size_t pool_count, pool_cap;
 
-int listen_pool_socket(const struct config_listen *l, int backlog, bool reuseport)
+/* socket_bind - a TCP socket bound to l, not yet listening. fd or -errno. */
+static int socket_bind(const struct config_listen *l, bool reuseport)
 {
 	int one = 1;
 	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -37,7 +42,7 @@ int listen_pool_socket(const struct config_listen *l, int backlog, bool reusepor
 	}
 	if (l->addr.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) < 0 || listen(fd, backlog) < 0) {
+	if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) < 0) {
 		int err = -errno;
 		close(fd);
 		return err;
@@ -45,10 +50,28 @@ int listen_pool_socket(const struct config_listen *l, int backlog, bool reusepor
 	return fd;
 }
 
+/* socket_listen - listen on fd, closing it on failure. fd or -errno. */
+static int socket_listen(int fd, int backlog)
+{
+	if (listen(fd, backlog) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int listen_pool_socket(const struct config_listen *l, int backlog, bool reuseport)
+{
+	int fd = socket_bind(l, reuseport);
+
+	return fd < 0 ? fd : socket_listen(fd, backlog);
+}
+
 /* pool_add - open l for worker and keep it. 0 or -errno. */
 static int pool_add(const struct config_listen *l, unsigned worker, int backlog, bool reuseport)
 {
-	int fd = listen_pool_socket(l, backlog, reuseport);
+	int fd = socket_bind(l, reuseport);
 
 	if (fd < 0)
 		return fd;
@@ -56,7 +79,7 @@ static int pool_add(const struct config_listen *l, unsigned worker, int backlog,
 		pool_cap = pool_cap ? pool_cap * 2 : 16;
 		pool = xrealloc(pool, pool_cap * sizeof(*pool));
 	}
-	pool[pool_count++] = (struct pooled){ l, worker, fd };
+	pool[pool_count++] = (struct pooled){ l, worker, backlog, fd };
 	return 0;
 }
 
@@ -96,18 +119,19 @@ int listen_pool_open(const struct config *cfg, unsigned smtp_workers, const stru
 
 int listen_pool_take(const struct config_listen *l, unsigned worker)
 {
-	int fd = -ENOENT;
+	int fd = -ENOENT, backlog = 0;
 
 	pthread_mutex_lock(&pool_lock);
 	for (size_t i = 0; i < pool_count; i++) {
 		if (pool[i].listen == l && pool[i].worker == worker && pool[i].fd >= 0) {
 			fd = pool[i].fd;
+			backlog = pool[i].backlog;
 			pool[i].fd = -1;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&pool_lock);
-	return fd;
+	return fd < 0 ? fd : socket_listen(fd, backlog);
 }
 
 void listen_pool_close_all(void)

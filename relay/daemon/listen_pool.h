@@ -11,7 +11,10 @@
  * Each SMTP worker has its own SO_REUSEPORT socket per address of listen,
  * smtps.listen and submission.listen; the local worker (id smtp_workers)
  * those of pop3.listen and pop3s.listen; worker 0 metrics.listen[0].
- * Entries are keyed by the config_listen's address, so only the config
+ * The pool only binds (what needs the privilege); a socket starts
+ * listening when its worker takes it, so a client that comes before the
+ * workers are up is refused rather than left waiting. Entries are keyed
+ * by the config_listen's address, so only the config
  * passed to listen_pool_open finds them (listeners change only on restart).
  */
 #ifndef RINGMAIL_LISTEN_POOL_H
@@ -30,8 +33,9 @@ int listen_pool_socket(const struct config_listen *l, int backlog, bool reusepor
  * stays open). */
 int listen_pool_open(const struct config *cfg, unsigned smtp_workers, const struct config_listen **failed);
 
-/* listen_pool_take - the pooled socket of l for worker, now the caller's;
- * -ENOENT when there is none. Thread-safe. */
+/* listen_pool_take - the pooled socket of l for worker, now listening
+ * and the caller's; -ENOENT when there is none, -errno when listen
+ * fails. Thread-safe. */
 int listen_pool_take(const struct config_listen *l, unsigned worker);
 
 /* listen_pool_close_all - close the sockets nobody took. */
