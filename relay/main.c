@@ -236,6 +236,10 @@ static int confine(const struct config *cfg)
 		fprintf(stderr, "ringmaild: %s\n", err);
 		return -1;
 	}
+	if (privilege_check_readable(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ringmaild: %s\n", err);
+		return -1;
+	}
 	return 0;
 }
 

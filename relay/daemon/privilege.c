@@ -16,6 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "config.h"
+
 /* user_lookup - getpwnam into out; 0, -ENOENT or -errno. */
 static int user_lookup(const char *name, struct privilege_user *out)
 {
@@ -203,5 +205,34 @@ int privilege_drop(const struct privilege_user *u, char *err, size_t errlen)
 	 * default after setuid); and it may no longer be ptraced by the
 	 * user either: what it read as root must not leak that way. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	return 0;
+}
+
+/* check_one - open path for reading; 0 or -1 with err naming key. */
+static int check_one(const char *key, const char *path, char *err, size_t errlen)
+{
+	if (path == NULL || path[0] == '\0')
+		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s %s: %s as uid %ld (it is read again on SIGHUP; "
+			 "see docs/OPERATIONS.md, \"Privileges\")", key, path, strerror(errno),
+			 (long)geteuid());
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int privilege_check_readable(const struct config *cfg, char *err, size_t errlen)
+{
+	if (check_one("config file", cfg->source_path, err, errlen) < 0 ||
+	    check_one("tls.cert_file", cfg->tls_cert_file, err, errlen) < 0 ||
+	    check_one("tls.key_file", cfg->tls_key_file, err, errlen) < 0 ||
+	    check_one("users.file", cfg->users_file, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < cfg->dkim_signer_count; i++)
+		if (check_one("dkim.sign[].key_file", cfg->dkim_signers[i].key_file, err, errlen) < 0)
+			return -1;
 	return 0;
 }

@@ -55,4 +55,14 @@ int privilege_chown_path(const char *path, const struct privilege_user *u);
  * filled in (the caller exits: a half-dropped daemon must not serve). */
 int privilege_drop(const struct privilege_user *u, char *err, size_t errlen);
 
+struct config;
+
+/* privilege_check_readable - open each file cfg will read again later (the
+ * config file, tls.cert_file, tls.key_file, users.file, DKIM keys) as the
+ * user we now are, under whatever confinement is on: a file only root
+ * could read would otherwise fail later, in a worker, quietly (a listener
+ * without STARTTLS) or at the next reload. 0, or -1 with err naming the
+ * key and the file. */
+int privilege_check_readable(const struct config *cfg, char *err, size_t errlen);
+
 #endif

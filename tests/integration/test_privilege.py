@@ -214,6 +214,20 @@ class Privilege(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn('user "no-such-user-ringmail": no such user', r.stderr)
 
+    def test_key_only_root_can_read_is_refused_at_start(self):
+        # Loaded as root it would work until the workers (or the next
+        # reload) read it as ringmail: refuse at once, naming it.
+        etc = tempfile.mkdtemp(dir=self.tmp)
+        cert, key = make_cert(etc, "a", "relay.test", self.user)
+        d = self.daemon({"tls": {"cert_file": cert, "key_file": key}})
+        d.write_config()
+        os.chown(key, 0, 0)
+        os.chmod(key, 0o600)
+        r = subprocess.run([os.path.join(harness.BIN, "ringmaild"), "-c", d.config_path],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("tls.key_file %s: Permission denied" % key, r.stderr)
+
     def test_landlock_refuses_a_write_outside_with_eacces(self):
         outside = self.probe_path()
         d = self.daemon(testhooks={"RINGMAIL_TESTHOOK_WRITE": outside}).start()
