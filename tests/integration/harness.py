@@ -177,6 +177,10 @@ class Ringmaild:
             "spool": {"dir": os.path.join(self.tmp, "spool")},
             "log": {"level": "info"},
         }
+        if os.geteuid() == 0 and daemon_user() is None:
+            # No ringmail user (tools/setup makes it): ringmaild refuses to
+            # run as root unless told to.
+            self.settings["user"] = "root"
         for key, value in (extra or {}).items():
             if isinstance(value, dict) and isinstance(self.settings.get(key), dict):
                 self.settings[key].update(value)
