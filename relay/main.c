@@ -27,15 +27,22 @@
 #include "delivery_log.h"
 #include "http_server.h"
 #include "instance.h"
+#include "landlock.h"
+#include "listen_pool.h"
 #include "log.h"
 #include "metrics.h"
 #include "pop3_server.h"
+#include "privilege.h"
 #include "sdnotify.h"
 #include "suppress.h"
+#include "seccomp_filter.h"
 #include "server_tls.h"
 #include "smtp_server.h"
 #include "worker.h"
 #include "xalloc.h"
+#ifdef RINGMAIL_TEST_HOOKS
+#include "testhook.h"
+#endif
 
 /* The daemon's modules, in the order their hooks run each pass: delivery
  * before commit, so that outcomes appended by delivery's hook go into the
@@ -53,6 +60,9 @@ static const struct worker_module *const modules[] = {
 	&commit_module,
 	&control_module,
 	&metrics_module,
+#ifdef RINGMAIL_TEST_HOOKS
+	&testhook_module,      /* ringmaild-testhooks only, never installed */
+#endif
 	NULL,
 };
 
@@ -188,6 +198,57 @@ static int claim_instance(const struct config *cfg)
 	return fd;
 }
 
+/* confine - as root: open the listeners, give the spool, the mailbox root
+ * and the log files to the run-as user and become that user; then, root
+ * or not, Landlock and seccomp. Runs before any thread exists, so every
+ * worker and helper thread inherits all of it. 0, or -1 after printing why
+ * (see docs/OPERATIONS.md, "Privileges"). */
+static int confine(const struct config *cfg)
+{
+	struct privilege_user user;
+	const struct config_listen *failed = NULL;
+	char err[512];
+
+	if (privilege_resolve(cfg->user, &user, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ringmaild: %s\n", err);
+		return -1;
+	}
+	int rc = listen_pool_open(cfg, worker_count(cfg), &failed);
+	if (rc < 0) {
+		fprintf(stderr, "ringmaild: listen %s: %s\n", failed ? failed->text : "?", strerror(-rc));
+		return -1;
+	}
+	const char *trees[] = { cfg->spool_dir, cfg->mailbox_root };
+	for (size_t i = 0; i < 2; i++) {
+		rc = privilege_chown_tree(trees[i], &user);
+		if (rc > 0)
+			log_warn("privilege", "dir=%s skipped=%d note=\"files with several links are left to their owner\"", trees[i], rc);
+		else if (rc < 0)
+			log_warn("privilege", "dir=%s error=\"chown: %s\"", trees[i], strerror(-rc));
+	}
+	privilege_chown_path(cfg->log_file, &user);
+	privilege_chown_path(cfg->log_delivery_file, &user);
+	if (privilege_drop(&user, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ringmaild: %s\n", err);
+		return -1;
+	}
+	if (user.change)
+		log_info("privilege", "user=%s uid=%ld gid=%ld", user.name, (long)user.uid, (long)user.gid);
+	if (cfg->security_landlock && landlock_confine(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ringmaild: %s\n", err);
+		return -1;
+	}
+	if (cfg->security_seccomp && seccomp_filter_load(err, sizeof(err)) < 0) {
+		fprintf(stderr, "ringmaild: %s\n", err);
+		return -1;
+	}
+	if (privilege_check_readable(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "ringmaild: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* serve - start the workers and handle signals until told to stop. */
 static int serve(struct config *cfg)
 {
@@ -317,7 +378,13 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	if (confine(cfg) < 0) {
+		listen_pool_close_all();
+		config_free(cfg);
+		return 1;
+	}
 	int status = serve(cfg);
+	listen_pool_close_all();
 	close(lock_fd);    /* releases the spool lock; exit would too */
 	return status;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "listen_pool.h"
 #include "delivery.h"
 #include "http_server.h"
 #include "log.h"
@@ -743,20 +744,12 @@ static void metrics_hook(struct worker *w, void *arg)
 	}
 }
 
+/* metrics_listen - the pooled socket (see listen_pool.h) or a new one. */
 static int metrics_listen(const struct config_listen *l)
 {
-	int one = 1;
-	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = listen_pool_take(l, 0);
 
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) < 0 || listen(fd, 64) < 0) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
+	return fd != -ENOENT ? fd : listen_pool_socket(l, 64, false);
 }
 
 static int metrics_worker_init(struct worker *w)

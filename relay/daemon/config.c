@@ -157,6 +157,10 @@ static const struct config_key config_keys[] = {
 	{ "http.max_body_size", KIND_SIZE, OFF(http_max_body_size), 1024, 1LL << 31, "70M", "body of one HTTP request (the JSON, base64 attachments included); larger: 413" },
 	{ "http.idle_timeout", KIND_DURATION, OFF(http_idle_timeout_ms), 1000, DAY_MS, "60s", "close an HTTP connection that sends nothing this long between requests" },
 	{ "http.request_timeout", KIND_DURATION, OFF(http_request_timeout_ms), 1000, DAY_MS, "60s", "an HTTP request's head and body must arrive within this, and its answer be read within it" },
+	/* least privilege */
+	{ "user", KIND_STRING, OFF(user), 0, 0, "", "user to run as once listeners, spool lock and logs are open (started as root); \"\" = ringmail, and started as root without a ringmail user ringmaild refuses to run unless this is \"root\"; needs a restart" },
+	{ "security.landlock", KIND_BOOL, OFF(security_landlock), 0, 0, "true", "confine file access with Landlock to the spool, mailbox root, log and control socket directories and the files reloads read (best effort: kernels before 5.19 run unconfined, the log says so); needs a restart" },
+	{ "security.seccomp", KIND_BOOL, OFF(security_seccomp), 0, 0, "true", "a seccomp filter: syscalls the daemon does not use (execve, ptrace ...) kill it; needs a restart" },
 };
 
 /* Keys of each entry of the "dkim.sign" list; all three are required. */

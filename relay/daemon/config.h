@@ -258,6 +258,10 @@ struct config {
 	int64_t http_max_body_size;
 	int64_t http_idle_timeout_ms;     /* between requests on a kept-alive connection */
 	int64_t http_request_timeout_ms;  /* a request's head and body must arrive within */
+	/* least privilege (relay/daemon/privilege.c, landlock.c, seccomp_filter.c) */
+	char *user;                       /* run-as user; "" = ringmail when root */
+	bool security_landlock;           /* confine file access (best effort) */
+	bool security_seccomp;            /* syscall allowlist */
 
 	char *source_path;                /* the file it came from, or NULL */
 };

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "listen_pool.h"
 #include "log.h"
 #include "vg.h"
 
@@ -169,26 +170,16 @@ static int worker_buffers_init(struct worker *w)
 }
 
 /* worker_listen_socket - a SO_REUSEPORT listener: every worker binds the
- * same address and the kernel spreads connections over them. */
-static int worker_listen_socket(const struct config *cfg, const struct config_listen *l)
+ * same address and the kernel spreads connections over them. The main
+ * thread opened it before dropping privileges (listen_pool), unless it
+ * did not. */
+static int worker_listen_socket(const struct worker *w, const struct config_listen *l)
 {
-	int one = 1;
-	int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = listen_pool_take(l, w->id);
 
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (l->addr.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&l->addr, l->addr_len) < 0 ||
-	    listen(fd, (int)cfg->listen_backlog) < 0) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
+	if (fd != -ENOENT)
+		return fd;
+	return listen_pool_socket(l, (int)w->cfg->listen_backlog, true);
 }
 
 static void worker_arm_accept(struct worker *w, size_t i)
@@ -565,7 +556,7 @@ static int worker_listen_all(struct worker *w)
 			const struct config_listen *l = &lists[k][i];
 			if (w->listen_count == CONFIG_MAX_LISTEN)
 				return -EMFILE;      /* config_load prevents it */
-			int fd = worker_listen_socket(cfg, l);
+			int fd = worker_listen_socket(w, l);
 			if (fd < 0) {
 				log_error("listen", "worker=%u addr=%s error=\"%s\"", w->id,
 					  l->text, strerror(-fd));

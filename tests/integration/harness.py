@@ -5,6 +5,7 @@ The daemon's log is kept in its temporary directory and checked for
 sanitizer reports when it stops.
 """
 import os
+import pwd
 import resource
 import signal
 import socket
@@ -71,6 +72,66 @@ def wait_port_free(host, port, timeout=10.0):
     return False
 
 
+def daemon_user():
+    """(uid, gid) of the user a ringmaild started by root runs as (the
+    ringmail user, see docs/OPERATIONS.md "Privileges"), or None when the
+    tests do not run as root or there is no such user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pw = pwd.getpwnam("ringmail")
+    except KeyError:
+        return None
+    return pw.pw_uid, pw.pw_gid
+
+
+def give_to_daemon(path):
+    """Let the unprivileged daemon use a directory the test made (mkdtemp
+    makes it 0700 root): its spool, log and mailboxes live there, and it
+    re-reads the config, certificates and users file from there."""
+    user = daemon_user()
+    if user is not None and os.path.exists(path):
+        os.chown(path, *user)
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def give_settings_to_daemon(settings):
+    """Every absolute path in settings under the temporary directory (the
+    certificates, keys, users files and maildirs tests make with mkdtemp,
+    0700 root, and openssl's 0600 keys) becomes the daemon user's, with the
+    directories above it up to the temporary directory: the unprivileged
+    daemon opens them at start and again on SIGHUP, as an installation's
+    files must be readable by the ringmail user (docs/OPERATIONS.md)."""
+    user = daemon_user()
+    if user is None:
+        return
+    top = os.path.realpath(tempfile.gettempdir())
+    for value in _strings(settings):
+        if not value.startswith("/"):
+            continue
+        path = os.path.realpath(value)
+        while path.startswith(top + os.sep):
+            try:
+                st = os.lstat(path)
+                # root:ringmail is how an installation shares a secret
+                # with the daemon: leave it so.
+                if st.st_uid == 0 and st.st_gid != user[1]:
+                    os.chown(path, *user, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            path = os.path.dirname(path)
+
+
 def libconfig_value(v):
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -103,6 +164,7 @@ class Ringmaild:
 
     def __init__(self, workers=2, host="127.0.0.1", port=None, extra=None, tmp=None):
         self.tmp = tmp or tempfile.mkdtemp(prefix="ringmail-test-")
+        give_to_daemon(self.tmp)
         self.host = host
         self.port = port or free_port(host)
         self.config_path = os.path.join(self.tmp, "ringmail.conf")
@@ -115,24 +177,31 @@ class Ringmaild:
             "spool": {"dir": os.path.join(self.tmp, "spool")},
             "log": {"level": "info"},
         }
+        if os.geteuid() == 0 and daemon_user() is None:
+            # No ringmail user (tools/setup makes it): ringmaild refuses to
+            # run as root unless told to.
+            self.settings["user"] = "root"
         for key, value in (extra or {}).items():
             if isinstance(value, dict) and isinstance(self.settings.get(key), dict):
                 self.settings[key].update(value)
             else:
                 self.settings[key] = value
         self.proc = None
+        self.program = "ringmaild"     # ringmaild-testhooks for the confinement probes
+        self.env = None                # the daemon's environment; None = ours
 
     def write_config(self):
         with open(self.config_path, "w") as f:
             f.write(render_config(self.settings))
+        give_settings_to_daemon(self.settings)
 
     def start(self):
         raise_fd_limit()
         self.write_config()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, "ringmaild"), "-c", self.config_path],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [os.path.join(BIN, self.program), "-c", self.config_path],
+            stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         wait_port(self.host, self.port, proc=self.proc)
         return self
 

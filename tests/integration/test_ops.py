@@ -313,6 +313,7 @@ class Notify(unittest.TestCase):
         path = os.path.join(tmp, "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(path)
+        harness.give_to_daemon(path)     # as systemd's: the daemon may write it
         sock.settimeout(30)
         os.environ["NOTIFY_SOCKET"] = path
         try:
