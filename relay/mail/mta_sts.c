@@ -5,6 +5,8 @@
 #include "mta_sts.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 static bool is_alpha(unsigned char c)
@@ -344,4 +346,74 @@ int mta_sts_record_select(const char *const *txts, const size_t *lens, size_t n,
 			memcpy(id, one, sizeof(one));
 	}
 	return found == 0 ? 0 : rc;
+}
+
+static const char cache_magic[] = "ringmail-mta-sts 1\n";
+
+size_t mta_sts_cache_header(char *out, size_t size, const char *id, int64_t fetched_s)
+{
+	int n = snprintf(out, size, "%sid: %s\nfetched: %" PRId64 "\n\n", cache_magic, id, fetched_s);
+	return n < 0 || (size_t)n >= size ? 0 : (size_t)n;
+}
+
+/* cache_line - "KEY: value\n" at *pos; the value's span. */
+static bool cache_line(const char *text, size_t len, size_t *pos, const char *key, const char **v,
+		       size_t *vlen)
+{
+	size_t klen = strlen(key);
+	const char *nl = memchr(text + *pos, '\n', len - *pos);
+	if (nl == NULL || len - *pos < klen || memcmp(text + *pos, key, klen) != 0)
+		return false;
+	*v = text + *pos + klen;
+	*vlen = (size_t)(nl - *v);
+	*pos = (size_t)(nl - text) + 1;
+	return true;
+}
+
+int mta_sts_cache_parse(const char *text, size_t len, struct mta_sts_cached *out, const char **why)
+{
+	size_t mlen = sizeof(cache_magic) - 1, pos = mlen, vlen;
+	const char *v;
+	memset(out, 0, sizeof(*out));
+	if (len < mlen || memcmp(text, cache_magic, mlen) != 0)
+		return fail(why, "not a ringmail MTA-STS cache file");
+	if (!cache_line(text, len, &pos, "id: ", &v, &vlen) || vlen == 0 || vlen > MTA_STS_ID_MAX)
+		return fail(why, "cache file: bad id line");
+	for (size_t i = 0; i < vlen; i++)
+		if (!is_alpha((unsigned char)v[i]) && !is_digit((unsigned char)v[i]))
+			return fail(why, "cache file: bad id line");
+	memcpy(out->id, v, vlen);
+	if (!cache_line(text, len, &pos, "fetched: ", &v, &vlen) || vlen == 0 || vlen > 18)
+		return fail(why, "cache file: bad fetched line");
+	for (size_t i = 0; i < vlen; i++) {
+		if (!is_digit((unsigned char)v[i]))
+			return fail(why, "cache file: bad fetched line");
+		out->fetched_s = out->fetched_s * 10 + (v[i] - '0');
+	}
+	if (pos >= len || text[pos] != '\n')
+		return fail(why, "cache file: no blank line after the header");
+	pos++;
+	return mta_sts_policy_parse(text + pos, len - pos, &out->policy, why);
+}
+
+bool mta_sts_cache_valid(const struct mta_sts_cached *c, int64_t now_s)
+{
+	return c != NULL && now_s < c->fetched_s + (int64_t)c->policy.max_age_s;
+}
+
+enum mta_sts_action mta_sts_decide(const struct mta_sts_cached *c, enum mta_sts_txt_state txt,
+				   const char *id, int64_t now_s, int64_t refresh_before_s, bool *refresh)
+{
+	bool valid = mta_sts_cache_valid(c, now_s);
+	if (refresh != NULL)
+		*refresh = false;
+	if (txt == MTA_STS_TXT_ID && (!valid || strcmp(c->id, id) != 0))
+		return MTA_STS_FETCH;      /* new or changed policy (RFC 8461 5.1) */
+	if (!valid)
+		return MTA_STS_NO_POLICY;
+	/* Still valid: a TXT record gone or unreachable does not remove it,
+	 * else an attacker who strips DNS answers strips the policy. */
+	if (refresh != NULL)
+		*refresh = c->fetched_s + (int64_t)c->policy.max_age_s - now_s <= refresh_before_s;
+	return MTA_STS_USE_CACHED;
 }

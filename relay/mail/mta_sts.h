@@ -88,4 +88,52 @@ int mta_sts_record_select(const char *const *txts, const size_t *lens, size_t n,
  * policy's mx names and to vet a recipient domain before it becomes a URL. */
 bool mta_sts_domain_valid(const char *name, size_t len);
 
+/*
+ * The cache. A policy is kept, durably (one file per domain under the
+ * spool directory, written by the daemon), as its id from the TXT record,
+ * the time it was fetched and its text; it is valid until fetched_s +
+ * max_age. RFC 8461 section 5: a cached, unexpired policy applies even
+ * when DNS or HTTPS fail (that is what defeats a stripping attacker); a
+ * new id in the TXT record means fetch again (keeping the old policy if
+ * that fails); a policy near its end is refreshed in the background.
+ *
+ * The file: "ringmail-mta-sts 1\nid: ID\nfetched: SECONDS\n\n" + policy.
+ */
+struct mta_sts_cached {
+	char id[MTA_STS_ID_MAX + 1];
+	int64_t fetched_s;                 /* seconds since the epoch */
+	struct mta_sts_policy policy;
+};
+
+#define MTA_STS_CACHE_HEADER_MAX 96
+
+/* mta_sts_cache_format - the file's header into out (size at least
+ * MTA_STS_CACHE_HEADER_MAX); its length. The policy text follows it. */
+size_t mta_sts_cache_header(char *out, size_t size, const char *id, int64_t fetched_s);
+
+/* mta_sts_cache_parse - a whole cache file into *out; -EINVAL with why. */
+int mta_sts_cache_parse(const char *text, size_t len, struct mta_sts_cached *out, const char **why);
+
+/* mta_sts_cache_valid - is the cached policy unexpired at now_s? */
+bool mta_sts_cache_valid(const struct mta_sts_cached *c, int64_t now_s);
+
+enum mta_sts_txt_state {
+	MTA_STS_TXT_NONE,                  /* no STS record (NXDOMAIN, none, or not exactly one valid) */
+	MTA_STS_TXT_ID,                    /* one, with an id */
+	MTA_STS_TXT_TEMPFAIL,              /* DNS failed: we do not know */
+};
+
+enum mta_sts_action {
+	MTA_STS_NO_POLICY,                 /* deliver as if the domain had none */
+	MTA_STS_USE_CACHED,                /* apply the cached policy */
+	MTA_STS_FETCH,                     /* fetch; on failure use the cached one if valid, else none */
+};
+
+/* mta_sts_decide - what to do for a delivery to a domain. c: its cached
+ * policy or NULL; txt/id: the TXT lookup; refresh_before_s: refresh a
+ * policy that expires within this many seconds. *refresh (may be NULL) is
+ * set when a USE_CACHED should also start a background fetch. */
+enum mta_sts_action mta_sts_decide(const struct mta_sts_cached *c, enum mta_sts_txt_state txt,
+				   const char *id, int64_t now_s, int64_t refresh_before_s, bool *refresh);
+
 #endif

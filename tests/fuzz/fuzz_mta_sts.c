@@ -1,6 +1,6 @@
 /*
  * fuzz_mta_sts - libFuzzer harness for the MTA-STS policy parser, the
- * _mta-sts TXT record parser and MX matching (what an untrusted HTTPS
+ * _mta-sts TXT record parser, the cache file parser and MX matching (what an untrusted HTTPS
  * server and DNS answer feed ringmaild).
  *
  *   tools/fuzz run 20 mta_sts
@@ -79,7 +79,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size == 0)
 		return 0;
 	const char *text = (const char *)data + 1;
-	if (data[0] & 1)
+	if (data[0] & 2) {
+		struct mta_sts_cached c;
+		const char *why = NULL;
+		if (mta_sts_cache_parse(text, size - 1, &c, &why) < 0 && why == NULL)
+			abort();
+	} else if (data[0] & 1)
 		check_record(text, size - 1);
 	else
 		check_policy(text, size - 1);

@@ -264,3 +264,66 @@ Test(mta_sts, domain_valid)
 	cr_expect(!mta_sts_domain_valid("a.b-", 4));
 	cr_expect(!mta_sts_domain_valid("a.b..", 5), "found by the fuzzer");
 }
+
+Test(mta_sts, cache_file_round_trip)
+{
+	const char *policy = "version: STSv1\nmode: enforce\nmx: *.example.com\nmax_age: 86400\n";
+	char file[1024];
+	size_t n = mta_sts_cache_header(file, sizeof(file), "20240101T1", 1700000000);
+	cr_assert_gt(n, 0);
+	strcpy(file + n, policy);
+	struct mta_sts_cached c;
+	const char *why = NULL;
+	cr_assert_eq(mta_sts_cache_parse(file, strlen(file), &c, &why), 0, "%s", why ? why : "-");
+	cr_expect_str_eq(c.id, "20240101T1");
+	cr_expect_eq(c.fetched_s, 1700000000);
+	cr_expect_eq(c.policy.mode, MTA_STS_MODE_ENFORCE);
+	cr_expect(mta_sts_cache_valid(&c, 1700000000 + 86399));
+	cr_expect(!mta_sts_cache_valid(&c, 1700000000 + 86400));
+	cr_expect(!mta_sts_cache_valid(NULL, 0));
+
+	static const char *bad[] = {
+		"",
+		"ringmail-mta-sts 2\nid: a\nfetched: 1\n\nversion: STSv1\nmode: none\nmax_age: 1\n",
+		"ringmail-mta-sts 1\nid: a-b\nfetched: 1\n\nversion: STSv1\nmode: none\nmax_age: 1\n",
+		"ringmail-mta-sts 1\nid: a\nfetched: x\n\nversion: STSv1\nmode: none\nmax_age: 1\n",
+		"ringmail-mta-sts 1\nid: a\nfetched: 1\nversion: STSv1\nmode: none\nmax_age: 1\n",
+		"ringmail-mta-sts 1\nid: a\nfetched: 1\n\nversion: STSv1\nmode: none\n",
+		"ringmail-mta-sts 1\nfetched: 1\nid: a\n\nversion: STSv1\nmode: none\nmax_age: 1\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(mta_sts_cache_parse(bad[i], strlen(bad[i]), &c, &why), -EINVAL, "case %zu", i);
+}
+
+Test(mta_sts, decide)
+{
+	struct mta_sts_cached c = {.id = "A", .fetched_s = 1000};
+	c.policy.max_age_s = 1000;             /* valid until 2000 */
+	static const struct {
+		bool cached;
+		enum mta_sts_txt_state txt;
+		const char *id;
+		int64_t now;
+		enum mta_sts_action want;
+		bool want_refresh;
+	} cases[] = {
+		{false, MTA_STS_TXT_NONE, NULL, 1500, MTA_STS_NO_POLICY, false},
+		{false, MTA_STS_TXT_TEMPFAIL, NULL, 1500, MTA_STS_NO_POLICY, false},
+		{false, MTA_STS_TXT_ID, "A", 1500, MTA_STS_FETCH, false},
+		{true, MTA_STS_TXT_ID, "A", 1500, MTA_STS_USE_CACHED, false},
+		{true, MTA_STS_TXT_ID, "B", 1500, MTA_STS_FETCH, false},      /* id changed */
+		{true, MTA_STS_TXT_NONE, NULL, 1500, MTA_STS_USE_CACHED, false},      /* record stripped */
+		{true, MTA_STS_TXT_TEMPFAIL, NULL, 1500, MTA_STS_USE_CACHED, false},
+		{true, MTA_STS_TXT_ID, "A", 1950, MTA_STS_USE_CACHED, true},  /* near its end */
+		{true, MTA_STS_TXT_NONE, NULL, 1950, MTA_STS_USE_CACHED, true},
+		{true, MTA_STS_TXT_ID, "A", 2000, MTA_STS_FETCH, false},      /* expired */
+		{true, MTA_STS_TXT_NONE, NULL, 2000, MTA_STS_NO_POLICY, false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bool refresh = true;
+		enum mta_sts_action got = mta_sts_decide(cases[i].cached ? &c : NULL, cases[i].txt, cases[i].id,
+							 cases[i].now, 100, &refresh);
+		cr_expect_eq(got, cases[i].want, "case %zu: got %d, want %d", i, got, cases[i].want);
+		cr_expect_eq(refresh, cases[i].want_refresh, "case %zu: refresh got %d", i, refresh);
+	}
+}
