@@ -155,6 +155,19 @@ const char *dns_route_status_name(enum dns_route_status status);
 /* dns_addr_format - "1.2.3.4" or "::1" (no port) into buf; returns buf. */
 char *dns_addr_format(const union dns_addr *addr, char *buf, size_t size);
 
+/* dns_lookup_txt - the TXT records at name (for MTA-STS: _mta-sts.DOMAIN),
+ * not cached (the caller caches what it derives from them). cb is called
+ * once: DNS_ROUTE_OK with n records (each record's strings joined, as RFC
+ * 8461 3.1 and udns do; txts[i] is lens[i] bytes and NUL-terminated, and
+ * borrowed for the call), DNS_ROUTE_PERMFAIL with n = 0 for NXDOMAIN or no
+ * TXT record, DNS_ROUTE_TEMPFAIL when DNS failed. Never synchronous for a
+ * valid name; a name that is not one gets PERMFAIL at once. Cancelled
+ * without a call by dns_resolver_free(). */
+typedef void (*dns_txt_cb)(enum dns_route_status status, const char *const *txts,
+	const size_t *lens, size_t n, void *arg);
+void dns_lookup_txt(struct dns_resolver *r, const char *name, dns_txt_cb cb, void *arg,
+	int64_t now_ms);
+
 /* The CLI, see dns_cli.c. */
 int dns_resolve_main(int argc, char **argv);
 

@@ -74,6 +74,7 @@ struct dns_resolver {
 	struct dns_stats stats;
 	dns_query_hook hook;
 	void *hook_arg;
+	struct dns_txt_lookup *txt_lookups;	/* running, for free */
 };
 
 static pthread_once_t udns_once = PTHREAD_ONCE_INIT;
@@ -277,12 +278,15 @@ static void job_free(struct dns_job *job)
 
 /* dns_resolver_free - dns_free() drops udns queries without callbacks;
  * jobs (running or queued) are freed without calling their waiters. */
+static void dns_txt_lookups_free(struct dns_resolver *r);
+
 struct dns_resolver *dns_resolver_free(struct dns_resolver *r)
 {
 	if (r == NULL)
 		return NULL;
 	if (r->ctx)
 		dns_free(r->ctx);
+	dns_txt_lookups_free(r);
 	while (r->jobs != NULL) {
 		struct dns_job *job = r->jobs;
 
@@ -717,4 +721,84 @@ void dns_resolve_route(struct dns_resolver *r, const char *domain,
 		return;
 	}
 	resolve_target(r, target, cb, arg);
+}
+
+/* ---- TXT lookups (MTA-STS discovery) ---- */
+
+struct dns_txt_lookup {
+	struct dns_resolver *r;
+	dns_txt_cb cb;
+	void *arg;
+	struct dns_txt_lookup *prev, *next;
+};
+
+static void txt_unlink(struct dns_txt_lookup *t)
+{
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		t->r->txt_lookups = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+}
+
+/* dns_txt_lookups_free - dns_free() dropped their udns queries silently. */
+static void dns_txt_lookups_free(struct dns_resolver *r)
+{
+	while (r->txt_lookups != NULL) {
+		struct dns_txt_lookup *t = r->txt_lookups;
+		r->txt_lookups = t->next;
+		free(t);
+	}
+}
+
+#define DNS_TXT_MAX_RECORDS 32
+
+static void udns_txt_cb(struct dns_ctx *ctx, struct dns_rr_txt *result, void *data)
+{
+	struct dns_txt_lookup *t = data;
+	enum dns_answer_kind kind = udns_kind(ctx, result);
+	const char *txts[DNS_TXT_MAX_RECORDS];
+	size_t lens[DNS_TXT_MAX_RECORDS], n = 0;
+	enum dns_route_status status = DNS_ROUTE_OK;
+
+	txt_unlink(t);
+	if (kind == DNS_ANSWER_TEMPFAIL)
+		status = DNS_ROUTE_TEMPFAIL;
+	else if (kind != DNS_ANSWER_OK)
+		status = DNS_ROUTE_PERMFAIL;
+	for (int i = 0; result != NULL && kind == DNS_ANSWER_OK && i < result->dnstxt_nrr &&
+	     n < DNS_TXT_MAX_RECORDS; i++) {
+		txts[n] = (const char *)result->dnstxt_txt[i].txt;   /* udns NUL-terminates */
+		lens[n++] = (size_t)result->dnstxt_txt[i].len;
+	}
+	t->cb(status, txts, lens, n, t->arg);
+	free(result);
+	free(t);
+}
+
+void dns_lookup_txt(struct dns_resolver *r, const char *name, dns_txt_cb cb, void *arg,
+	int64_t now_ms)
+{
+	char norm[256];
+
+	r->now_ms = now_ms;
+	if (dns_domain_normalize(name, norm, sizeof(norm)) != 0) {
+		cb(DNS_ROUTE_PERMFAIL, NULL, NULL, 0, arg);
+		return;
+	}
+	struct dns_txt_lookup *t = xcalloc(1, sizeof(*t));
+	t->r = r;
+	t->cb = cb;
+	t->arg = arg;
+	t->next = r->txt_lookups;
+	if (t->next != NULL)
+		t->next->prev = t;
+	r->txt_lookups = t;
+	r->stats.queries++;
+	if (dns_submit_txt(r->ctx, norm, DNS_C_IN, DNS_NOSRCH, udns_txt_cb, t) == NULL) {
+		txt_unlink(t);
+		free(t);
+		cb(DNS_ROUTE_TEMPFAIL, NULL, NULL, 0, arg);
+	}
 }
