@@ -49,7 +49,7 @@ static bool content_type_ok(const char *ct)
 
 /* fetch_setup - the options that make this an RFC 8461 fetch. */
 static void fetch_setup(CURL *c, const struct mta_sts_fetch_opts *o, const char *url, struct sink *s,
-			char *curl_err, struct curl_slist *connect_to)
+			char *curl_err, struct curl_slist *connect_to, struct curl_slist *resolve)
 {
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
@@ -69,6 +69,17 @@ static void fetch_setup(CURL *c, const struct mta_sts_fetch_opts *o, const char 
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "ringmail MTA-STS");
 	if (connect_to != NULL)
 		curl_easy_setopt(c, CURLOPT_CONNECT_TO, connect_to);
+	if (resolve != NULL)
+		curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+}
+
+/* slist - a NULL-terminated array as libcurl's list (NULL when empty). */
+static struct curl_slist *slist(const char *const *items)
+{
+	struct curl_slist *l = NULL;
+	for (const char *const *e = items; e != NULL && *e != NULL; e++)
+		l = curl_slist_append(l, *e);
+	return l;
 }
 
 int mta_sts_fetch(const struct mta_sts_fetch_opts *o, const char *domain, char *body, size_t cap,
@@ -84,17 +95,16 @@ int mta_sts_fetch(const struct mta_sts_fetch_opts *o, const char *domain, char *
 	snprintf(url, sizeof(url), "https://mta-sts.%s/.well-known/mta-sts.txt", domain);
 
 	struct sink s = {.body = body, .limit = o->max_bytes < cap ? o->max_bytes : cap};
-	struct curl_slist *connect_to = NULL;
-	for (const char *const *e = o->connect_to; e != NULL && *e != NULL; e++)
-		connect_to = curl_slist_append(connect_to, *e);
+	struct curl_slist *connect_to = slist(o->connect_to), *resolve = slist(o->resolve);
 	char curl_err[CURL_ERROR_SIZE] = "";
 	CURL *c = curl_easy_init();
 	if (c == NULL) {
 		curl_slist_free_all(connect_to);
+		curl_slist_free_all(resolve);
 		snprintf(err, errlen, "curl_easy_init failed");
 		return -EIO;
 	}
-	fetch_setup(c, o, url, &s, curl_err, connect_to);
+	fetch_setup(c, o, url, &s, curl_err, connect_to, resolve);
 	CURLcode rc = curl_easy_perform(c);
 	long status = 0;
 	char *ct = NULL;
@@ -118,5 +128,6 @@ int mta_sts_fetch(const struct mta_sts_fetch_opts *o, const char *domain, char *
 	}
 	curl_easy_cleanup(c);
 	curl_slist_free_all(connect_to);
+	curl_slist_free_all(resolve);
 	return ret;
 }

@@ -23,6 +23,12 @@
  * mta-sts.DOMAIN:443 at a loopback server; name and certificate checks
  * still use mta-sts.DOMAIN.
  *
+ * resolve (NULL for none) is CURLOPT_RESOLVE, "HOST:PORT:ADDRESS[,ADDRESS]"
+ * entries: the daemon resolves mta-sts.DOMAIN with its own resolver on the
+ * worker (dns.h) and passes the addresses here, so libcurl never calls
+ * getaddrinfo (which would read /etc/nsswitch.conf and load NSS modules
+ * under Landlock and seccomp, and start a resolver thread per fetch).
+ *
  * Returns 0 with *len bytes in body, -EINVAL for a bad domain, -ENOENT for
  * an HTTP answer other than 200 (the domain has no policy there),
  * -EMSGSIZE for an oversized body, -EPROTO for a wrong Content-Type, -EIO
@@ -39,6 +45,7 @@ struct mta_sts_fetch_opts {
 	size_t max_bytes;
 	const char *ca_file;               /* NULL: libcurl's built-in default */
 	const char *const *connect_to;     /* NULL-terminated, or NULL */
+	const char *const *resolve;        /* NULL-terminated, or NULL */
 };
 
 /* mta_sts_fetch_global_init - curl_global_init; 0 or -EIO. */

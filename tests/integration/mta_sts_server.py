@@ -2,11 +2,11 @@
 for the tests of ringmail's MTA-STS fetch (tests/unit/test_mta_sts_fetch.c)
 and enforcement (tests/integration/test_mta_sts.py).
 
-    /usr/bin/python3 mta_sts_server.py CERT KEY IP POLICY_DIR
+    /usr/bin/python3 mta_sts_server.py CERT KEY IP POLICY_DIR [PORT]
 
 POLICY_DIR/<host> is the body served for Host: <host> (the file's first
 line may be "#status 404" or "#type text/html" or "#location URL" to
-answer otherwise). The chosen port is printed on stdout, then the server
+answer otherwise). The port (chosen when PORT is absent or 0) is printed on stdout, then the server
 runs until killed. Every request's host is appended to POLICY_DIR/.log.
 """
 import http.server
@@ -50,7 +50,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def main():
     cert, key, ip, policy_dir = sys.argv[1:5]
-    server = http.server.ThreadingHTTPServer((ip, 0), Handler)
+    port = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    server = http.server.ThreadingHTTPServer((ip, port), Handler)
     server.policy_dir = policy_dir
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)

@@ -41,6 +41,33 @@ static void put(const char *name, const char *text)
 	fclose(f);
 }
 
+/* spawn_server - mta_sts_server.py on ip:port_arg; its port into port. */
+static pid_t spawn_server(const char *ip, const char *port_arg, char *port)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		char script[512], cert[256], key[256], policies[256];
+		snprintf(script, sizeof(script), "%s/tests/integration/mta_sts_server.py", SOURCE_DIR);
+		snprintf(cert, sizeof(cert), "%s/server.pem", dir);
+		snprintf(key, sizeof(key), "%s/server.key", dir);
+		snprintf(policies, sizeof(policies), "%s/policies", dir);
+		dup2(fds[1], 1);
+		close(fds[0]);
+		execl("/usr/bin/python3", "python3", script, cert, key, ip, policies, port_arg, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	FILE *f = fdopen(fds[0], "r");
+	port[0] = '\0';
+	cr_assert_not_null(fgets(port, 16, f), "the HTTPS server on %s printed its port", ip);
+	fclose(f);
+	port[strcspn(port, "\n")] = '\0';
+	return pid;
+}
+
 static void start(void)
 {
 	cr_assert_not_null(mkdtemp(dir));
@@ -66,27 +93,8 @@ static void start(void)
 	put("mta-sts.big.test", big);
 	free(big);
 
-	int fds[2];
-	cr_assert_eq(pipe(fds), 0);
-	server = fork();
-	cr_assert(server >= 0);
-	if (server == 0) {
-		char script[512], cert[256], key[256], policies[256];
-		snprintf(script, sizeof(script), "%s/tests/integration/mta_sts_server.py", SOURCE_DIR);
-		snprintf(cert, sizeof(cert), "%s/server.pem", dir);
-		snprintf(key, sizeof(key), "%s/server.key", dir);
-		snprintf(policies, sizeof(policies), "%s/policies", dir);
-		dup2(fds[1], 1);
-		close(fds[0]);
-		execl("/usr/bin/python3", "python3", script, cert, key, "127.0.0.1", policies, (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	char port[16] = "";
-	FILE *f = fdopen(fds[0], "r");
-	cr_assert_not_null(fgets(port, sizeof(port), f), "the HTTPS server printed its port");
-	fclose(f);
-	port[strcspn(port, "\n")] = '\0';
+	char port[16];
+	server = spawn_server("127.0.0.1", "0", port);
 	snprintf(connect_to, sizeof(connect_to), "::127.0.0.1:%s", port);
 }
 
@@ -170,4 +178,30 @@ Test(mta_sts_fetch, a_silent_server_times_out)
 	cr_expect_eq(rc, -EIO, "got %d (%s)", rc, err);
 	cr_expect(strstr(err, "imeout") != NULL || strstr(err, "timed out") != NULL, "got \"%s\"", err);
 	close(s);
+}
+
+Test(mta_sts_fetch, port_443_with_addresses_given_no_getaddrinfo)
+{
+	/* How the daemon fetches: the real URL (port 443) and the address
+	 * from its own resolver through CURLOPT_RESOLVE. Binding 443 needs
+	 * root; another 127.0.0.x keeps clear of anything else on 443. */
+	if (geteuid() != 0)
+		cr_skip_test("binding port 443 needs root");
+	char ip[32], port[16], resolve[96];
+	snprintf(ip, sizeof(ip), "127.0.%d.%d", 100 + getpid() % 100, 2 + getpid() % 250);
+	pid_t pid = spawn_server(ip, "443", port);
+	cr_expect_str_eq(port, "443");
+	snprintf(resolve, sizeof(resolve), "mta-sts.good.test:443:%s", ip);
+	char ca_path[256];
+	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", dir);
+	const char *list[] = {resolve, NULL};
+	struct mta_sts_fetch_opts o = {.timeout_ms = 10000, .max_bytes = 65536, .ca_file = ca_path, .resolve = list};
+	static char body[MTA_STS_POLICY_MAX];
+	char err[256] = "";
+	size_t len = 0;
+	int rc = mta_sts_fetch(&o, "good.test", body, sizeof(body), &len, err, sizeof(err));
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	cr_expect_eq(rc, 0, "got %d (%s)", rc, err);
+	cr_expect(len > 0 && memcmp(body, "version: STSv1", 14) == 0);
 }
