@@ -633,6 +633,7 @@ static int load_domains(struct config *cfg, config_setting_t *list, struct confi
 			return config_fail(e, "line %d: domains: entry %d: \"%s\" is not a domain name",
 					   gline, i + 1, d->name);
 		d->line = gline;
+		d->tls_set = config_setting_get_member(group, "tls") != NULL;
 		if (d->route != NULL) {
 			config_setting_t *rs = config_setting_get_member(group, "route");
 			int rc = config_check_next_hop(d->route, "domains[].route",

@@ -86,6 +86,7 @@ struct config_domain {
 	int64_t max_messages_per_connection;
 	int64_t max_recipients_per_transaction;
 	enum config_tls_policy tls;
+	bool tls_set;                     /* domains[].tls given: it wins over MTA-STS */
 	int line;                         /* in the file, for errors */
 };
 

@@ -817,15 +817,18 @@ Test(config, outbound_tls_policy)
 			   "domains = ( { name = \"a.example\"; tls = \"none\"; },\n"
 			   "            { name = \"b.example\"; } );\n", &cfg, err, sizeof(err));
 	cr_assert_eq(rc, 0, "got %d (%s), want 0", rc, err);
-	static const struct { const char *domain; enum config_tls_policy want; } cases[] = {
-		{ "a.example", CONFIG_TLS_NONE },
-		{ "b.example", CONFIG_TLS_ENCRYPT },      /* inherits delivery.tls */
-		{ "other.example", CONFIG_TLS_ENCRYPT },
+	static const struct { const char *domain; enum config_tls_policy want; bool set; } cases[] = {
+		{ "a.example", CONFIG_TLS_NONE, true },
+		{ "b.example", CONFIG_TLS_ENCRYPT, false },      /* inherits delivery.tls */
+		{ "other.example", CONFIG_TLS_ENCRYPT, false },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		enum config_tls_policy got = config_domain_policy(cfg, cases[i].domain)->tls;
 		cr_expect_eq(got, cases[i].want, "%s: got %s, want %s", cases[i].domain,
 			     config_tls_policy_name(got), config_tls_policy_name(cases[i].want));
+		/* only a domain's own tls key wins over MTA-STS */
+		cr_expect_eq(config_domain_policy(cfg, cases[i].domain)->tls_set, cases[i].set,
+			     "%s: tls_set", cases[i].domain);
 	}
 	EQSTR(cfg->tls_ca_file, "");
 	config_free(cfg);
