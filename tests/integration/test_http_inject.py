@@ -171,10 +171,14 @@ class HttpInject(DaemonTestCase):
                                   capture_output=True, timeout=30).stdout.decode()
             m = re.search(r"^%s (\d+)$" % name, text, re.M)
             return int(m.group(1)) if m else -1
-        self.assertTrue(wait_for(lambda: metric("ringmail_http_injected_messages_total") == 1, 20))
-        self.assertEqual(metric("ringmail_http_unauthorized_total"), 2)
-        self.assertEqual(metric("ringmail_http_forbidden_total"), 1)
-        self.assertEqual(metric("ringmail_http_injected_recipients_total"), 1)
+        # Each worker publishes its own counters, so wait for all of them.
+        want = {"ringmail_http_injected_messages_total": 1,
+                "ringmail_http_unauthorized_total": 2,
+                "ringmail_http_forbidden_total": 1,
+                "ringmail_http_injected_recipients_total": 1}
+        wait_for(lambda: all(metric(k) == v for k, v in want.items()), 20)
+        for name, value in want.items():
+            self.assertEqual(metric(name), value, name)
         self.assertGreaterEqual(metric("ringmail_http_responses_4xx_total"), 14)
         self.finish(d)
 
