@@ -203,7 +203,23 @@ class Ringmaild:
             [os.path.join(BIN, self.program), "-c", self.config_path],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         wait_port(self.host, self.port, proc=self.proc)
+        self.wait_control_socket()
         return self
+
+    def wait_control_socket(self, timeout=10.0):
+        """Listeners are bound before the control socket exists (they are
+        opened before privileges drop): wait for it too, so a test's first
+        ringmailctl finds it."""
+        sock = (self.settings.get("control") or {}).get("socket", "control.sock")
+        if not sock:
+            return
+        if not sock.startswith("/"):
+            sock = os.path.join(self.settings["spool"]["dir"], sock)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return
+            time.sleep(0.02)
 
     def send_signal(self, sig):
         os.kill(self.proc.pid, sig)
