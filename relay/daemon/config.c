@@ -181,11 +181,12 @@ static const struct config_key config_domain_keys[] = {
 	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt, verify or implicit" },
 };
 
-/* Keys of each entry of "delivery.sender_routes"; both are required. */
+/* Keys of each entry of "delivery.sender_routes"; sender and route are required. */
 #define ROFF(field) offsetof(struct config_sender_route, field)
 static const struct config_key config_sender_route_keys[] = {
 	{ "sender", KIND_STRING, ROFF(sender), 0, 0, NULL, "a sender address (user@example.com), domain (example.com) or parent domain (.example.com, its subdomains)" },
 	{ "route", KIND_STRING, ROFF(route), 0, 0, NULL, "the next hop for that sender's mail, written as delivery.relayhost; checked before any recipient domain's route" },
+	{ "tls", KIND_TLS_POLICY, ROFF(tls), 0, 0, NULL, "TLS policy for deliveries through this route, as delivery.tls: none, may, encrypt, verify or implicit; unset = the recipient domain's; credentials in delivery.auth_file still raise none and may to encrypt; entries with the same route must agree" },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -774,9 +775,19 @@ static int load_sender_routes(struct config *cfg, config_setting_t *list, struct
 		int rc = config_check_next_hop(r->route, "delivery.sender_routes[].route", gline, e);
 		if (rc < 0)
 			return rc;
-		for (int k = 0; k < i; k++)
-			if (strcmp(cfg->sender_routes[k].sender, r->sender) == 0)
+		r->tls_set = config_setting_get_member(group, "tls") != NULL;
+		for (int k = 0; k < i; k++) {
+			const struct config_sender_route *o = &cfg->sender_routes[k];
+			if (strcmp(o->sender, r->sender) == 0)
 				return config_fail(e, "line %d: delivery.sender_routes: \"%s\" appears twice", gline, r->sender);
+			/* Mail through one next hop queues and connects as one:
+			 * one TLS policy for it. */
+			if (strcmp(o->route, r->route) == 0 && (o->tls_set != r->tls_set || o->tls != r->tls))
+				return config_fail(e, "line %d: delivery.sender_routes: entry %d: route \"%s\" has tls %s, "
+						   "but the entry at line %d gives it tls %s: entries with the same route must agree",
+						   gline, i + 1, r->route, r->tls_set ? config_tls_policy_name(r->tls) : "unset",
+						   o->line, o->tls_set ? config_tls_policy_name(o->tls) : "unset");
+		}
 	}
 	return 0;
 }
@@ -1250,6 +1261,18 @@ const char *config_sender_next_hop(const struct config *cfg, const char *sender)
 		}
 	}
 	return best;
+}
+
+bool config_sender_route_tls(const struct config *cfg, const char *hop, enum config_tls_policy *out)
+{
+	for (size_t i = 0; hop != NULL && i < cfg->sender_route_count; i++) {
+		const struct config_sender_route *r = &cfg->sender_routes[i];
+		if (r->tls_set && strcmp(r->route, hop) == 0) {
+			*out = r->tls;
+			return true;
+		}
+	}
+	return false;
 }
 
 bool config_is_local_domain(const struct config *cfg, const char *domain)
