@@ -231,8 +231,10 @@ static void domain_reroute(struct delivery *dl, struct qdomain *d)
 {
 	size_t due = 0;
 
-	if (d->resolving && dns_resolve_cancel(dl->resolver, route_ready, d) > 0)
-		d->resolving = false;    /* d->want stays: the kick resolves again */
+	if (d->resolving && dns_resolve_cancel(dl->resolver, route_ready, d) > 0) {
+		d->resolving = false;
+		d->want = 0;             /* the kick decides again */
+	}
 	dest_unwait(d);
 	retry_domain_succeeded(&d->backoff);
 	d->route = dns_route_unref(d->route);
