@@ -146,6 +146,31 @@ void dns_resolve_route(struct dns_resolver *r, const char *domain,
 void dns_resolve_next_hop(struct dns_resolver *r, const char *target,
 	dns_route_cb cb, void *arg, int64_t now_ms);
 
+/* dns_resolve_cancel - the caller no longer wants the answers it asked
+ * for with (cb, arg): every such waiter is taken out of the lookups in
+ * progress, so cb is not called with arg afterwards (and arg may be freed).
+ * The lookups themselves go on and fill the cache. Returns how many
+ * waiters were taken out (0: none was waiting, e.g. it was answered). */
+size_t dns_resolve_cancel(struct dns_resolver *r, dns_route_cb cb, void *arg);
+
+/* A set of static routes and a relayhost (see dns_options), copied:
+ * what dns_resolve_route consults before MX. dns_routes_new returns NULL
+ * with a message in err on an incomplete route; dns_routes_free accepts
+ * NULL and returns NULL. */
+struct dns_routes;
+struct dns_routes *dns_routes_new(const struct dns_static_route *routes, size_t n,
+	const char *relayhost, char *err, size_t errlen);
+struct dns_routes *dns_routes_free(struct dns_routes *t);
+/* dns_routes_target - the next hop t gives domain (its route, a parent
+ * domain's, else the relayhost), or NULL: its own MX (also for an address
+ * literal or a bad name). Borrowed from t. */
+const char *dns_routes_target(const struct dns_routes *t, const char *domain);
+/* dns_resolver_swap_routes - r uses routes (owned by r from now on) for
+ * the lookups that start from now; returns the set it used before, which
+ * the caller frees. Lookups in progress and cached answers keyed by a next
+ * hop are unaffected: a domain that must move cancels its waiter. */
+struct dns_routes *dns_resolver_swap_routes(struct dns_resolver *r, struct dns_routes *routes);
+
 void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *out);
 
 struct dns_route *dns_route_ref(const struct dns_route *route);

@@ -59,12 +59,20 @@ struct dns_pending_query {
 	struct dns_pending_query *next;
 };
 
+/* The static routes and relayhost: copies, domains in lower case and
+ * sorted, so that a lookup is a binary search even with tens of thousands
+ * of routes. Swapped whole on a reload (dns_resolver_swap_routes). */
+struct dns_routes {
+	struct dns_static_route *routes;
+	size_t count;
+	char *relayhost;			/* NULL: none */
+};
+
 struct dns_resolver {
 	struct dns_ctx *ctx;
 	struct dns_cache *cache;
-	struct dns_options opts;
-	struct dns_static_route *routes;	/* copied */
-	char *relayhost;
+	struct dns_options opts;		/* static_routes, relayhost: see routing */
+	struct dns_routes *routing;
 	uint64_t rng;
 	int64_t now_ms;
 	int64_t timer_at_ms;			/* -1 = none */
@@ -196,36 +204,86 @@ static int route_cmp(const void *a, const void *b)
 		      ((const struct dns_static_route *)b)->domain);
 }
 
-/* resolver_copy_routes - the options' strings are the caller's: copy them,
- * domains in lower case, sorted. */
-static int resolver_copy_routes(struct dns_resolver *r, const struct dns_options *o,
-	char *err, size_t errlen)
+struct dns_routes *dns_routes_free(struct dns_routes *t)
 {
-	r->routes = xcalloc(o->static_route_count + 1, sizeof(*r->routes));
-	for (size_t i = 0; i < o->static_route_count; i++) {
-		const struct dns_static_route *s = &o->static_routes[i];
+	if (t == NULL)
+		return NULL;
+	for (size_t i = 0; t->routes != NULL && i < t->count; i++) {
+		free((char *)t->routes[i].domain);
+		free((char *)t->routes[i].target);
+	}
+	free(t->routes);
+	free(t->relayhost);
+	free(t);
+	return NULL;
+}
+
+/* dns_routes_new - the caller's strings are copied, domains in lower
+ * case, sorted. */
+struct dns_routes *dns_routes_new(const struct dns_static_route *routes, size_t n,
+	const char *relayhost, char *err, size_t errlen)
+{
+	struct dns_routes *t = xcalloc(1, sizeof(*t));
+
+	t->routes = xcalloc(n + 1, sizeof(*t->routes));
+	for (size_t i = 0; i < n; i++) {
+		const struct dns_static_route *s = &routes[i];
 
 		if (s->domain == NULL || s->target == NULL) {
 			snprintf(err, errlen, "static route %zu incomplete", i);
-			return -EINVAL;
+			return dns_routes_free(t);
 		}
 		char *d = xstrdup(s->domain);
 		for (char *c = d; *c; c++)
 			if (*c >= 'A' && *c <= 'Z')
 				*c = (char)(*c - 'A' + 'a');
-		r->routes[i].domain = d;
-		r->routes[i].target = xstrdup(s->target);
+		t->routes[i].domain = d;
+		t->routes[i].target = xstrdup(s->target);
+		t->count = i + 1;
 	}
-	/* Sorted, so that a lookup is a binary search even with tens of
-	 * thousands of routes (resolver_static_target). */
-	qsort(r->routes, o->static_route_count, sizeof(*r->routes), route_cmp);
-	r->opts.static_routes = r->routes;
-	if (o->relayhost && o->relayhost[0])
-		r->relayhost = xstrdup(o->relayhost);
-	r->opts.relayhost = r->relayhost;
-	r->opts.nameservers = NULL;
-	r->opts.nameserver_count = 0;
-	return 0;
+	qsort(t->routes, t->count, sizeof(*t->routes), route_cmp);
+	if (relayhost != NULL && relayhost[0] != '\0')
+		t->relayhost = xstrdup(relayhost);
+	return t;
+}
+
+/* routes_find - the route for exactly key (lower case), or NULL. */
+static const char *routes_find(const struct dns_routes *t, const char *key)
+{
+	struct dns_static_route k = { key, NULL };
+	const struct dns_static_route *hit = bsearch(&k, t->routes, t->count,
+						     sizeof(*t->routes), route_cmp);
+
+	return hit != NULL ? hit->target : NULL;
+}
+
+/* routes_target - the static route or relayhost for domain (a
+ * normalised, lower-case name). As in transport(5), the most specific
+ * wins: "a.example.com" itself, then ".example.com", then ".com". */
+static const char *routes_target(const struct dns_routes *t, const char *domain)
+{
+	const char *target = routes_find(t, domain);
+
+	for (const char *p = strchr(domain, '.'); target == NULL && p != NULL; p = strchr(p + 1, '.'))
+		target = routes_find(t, p);
+	return target != NULL ? target : t->relayhost;
+}
+
+const char *dns_routes_target(const struct dns_routes *t, const char *domain)
+{
+	char name[256];
+
+	if (t == NULL || domain[0] == '[' || dns_domain_normalize(domain, name, sizeof(name)) < 0)
+		return NULL;
+	return routes_target(t, name);
+}
+
+struct dns_routes *dns_resolver_swap_routes(struct dns_resolver *r, struct dns_routes *routes)
+{
+	struct dns_routes *old = r->routing;
+
+	r->routing = routes;
+	return old;
 }
 
 /* dns_resolver_new - options with defaults filled in, then udns. */
@@ -252,8 +310,15 @@ struct dns_resolver *dns_resolver_new(const struct dns_options *opts,
 	r->rng = opts->shuffle_seed ? opts->shuffle_seed
 		: ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ 0x9e3779b97f4a7c15ULL;
 	r->cache = dns_cache_new(r->opts.cache_max_entries);
-	if (resolver_copy_routes(r, opts, err, errlen) < 0 ||
-	    resolver_setup_udns(r, opts, err, errlen) < 0)
+	r->routing = dns_routes_new(opts->static_routes, opts->static_route_count, opts->relayhost,
+		err, errlen);
+	/* The options' strings are the caller's: routing has the copies. */
+	r->opts.static_routes = NULL;
+	r->opts.static_route_count = 0;
+	r->opts.relayhost = NULL;
+	r->opts.nameservers = NULL;
+	r->opts.nameserver_count = 0;
+	if (r->routing == NULL || resolver_setup_udns(r, opts, err, errlen) < 0)
 		return dns_resolver_free(r);
 	return r;
 }
@@ -293,12 +358,7 @@ struct dns_resolver *dns_resolver_free(struct dns_resolver *r)
 		r->jobs = job->all_next;
 		job_free(job);
 	}
-	for (size_t i = 0; r->routes && i < r->opts.static_route_count; i++) {
-		free((char *)r->routes[i].domain);
-		free((char *)r->routes[i].target);
-	}
-	free(r->routes);
-	free(r->relayhost);
+	r->routing = dns_routes_free(r->routing);
 	r->cache = dns_cache_free(r->cache);
 	free(r);
 	return NULL;
@@ -379,12 +439,15 @@ static int64_t route_cache_ms(const struct dns_resolver *r, struct dns_route *ro
 	return (int64_t)ttl * 1000;
 }
 
-/* job_finish - compose, cache, then call every waiter with the route. */
+/* job_finish - compose, cache, then call every waiter with the route.
+ * The job stays on the resolver's list until every waiter was called: a
+ * callback may cancel a waiter of this very job (dns_resolve_cancel), and
+ * must find it there to take it out. */
 static void job_finish(struct dns_job *job)
 {
 	struct dns_resolver *r = job->r;
 	struct dns_route *route = job->route;
-	struct dns_waiter *w, *next;
+	struct dns_waiter *w;
 	int64_t keep_ms;
 
 	dns_route_finish(route, job->name, job->implicit, job->any_tempfail);
@@ -397,22 +460,48 @@ static void job_finish(struct dns_job *job)
 		dns_cache_fill(r->cache, job->entry, route, r->now_ms + keep_ms);
 	else
 		dns_cache_remove(r->cache, job->entry);
+	job->entry = NULL;
+	r->running--;
+	while ((w = job->waiters) != NULL) {
+		job->waiters = w->next;
+		if (job->waiters == NULL)
+			job->waiters_tail = &job->waiters;
+		w->cb(route, w->arg);
+		free(w);
+	}
 	if (job->all_prev)
 		job->all_prev->all_next = job->all_next;
 	else
 		r->jobs = job->all_next;
 	if (job->all_next)
 		job->all_next->all_prev = job->all_prev;
-	r->running--;
-	w = job->waiters;
-	job->waiters = NULL;
-	for (; w != NULL; w = next) {
-		next = w->next;
-		w->cb(route, w->arg);
-		free(w);
-	}
 	job_free(job);
 	resolver_start_queued(r);
+}
+
+/* dns_resolve_cancel - take every waiter (cb, arg) out of the lookups in
+ * progress; the lookups themselves go on (their answer fills the cache). */
+size_t dns_resolve_cancel(struct dns_resolver *r, dns_route_cb cb, void *arg)
+{
+	size_t n = 0;
+
+	if (r == NULL)
+		return 0;
+	for (struct dns_job *job = r->jobs; job != NULL; job = job->all_next) {
+		struct dns_waiter **p = &job->waiters;
+		while (*p != NULL) {
+			struct dns_waiter *w = *p;
+			if (w->cb != cb || w->arg != arg) {
+				p = &w->next;
+				continue;
+			}
+			*p = w->next;
+			free(w);
+			n++;
+		}
+		job->waiters_tail = p;
+	}
+	return n;
 }
 
 static void job_query_done(struct dns_job *job)
@@ -581,29 +670,6 @@ static void udns_a6_cb(struct dns_ctx *ctx, struct dns_rr_a6 *result, void *data
 	free(result);
 }
 
-/* resolver_route_find - the route for exactly key (lower case), or NULL. */
-static const char *resolver_route_find(const struct dns_resolver *r, const char *key)
-{
-	struct dns_static_route k = { key, NULL };
-	const struct dns_static_route *hit = bsearch(&k, r->routes, r->opts.static_route_count,
-						     sizeof(*r->routes), route_cmp);
-
-	return hit != NULL ? hit->target : NULL;
-}
-
-/* resolver_static_target - the static route or relayhost for domain (a
- * normalised, lower-case name). As in transport(5), the most specific
- * wins: "a.example.com" itself, then ".example.com", then ".com". */
-static const char *resolver_static_target(const struct dns_resolver *r,
-	const char *domain)
-{
-	const char *target = resolver_route_find(r, domain);
-
-	for (const char *p = strchr(domain, '.'); target == NULL && p != NULL; p = strchr(p + 1, '.'))
-		target = resolver_route_find(r, p);
-	return target != NULL ? target : r->relayhost;
-}
-
 /* resolver_join - add a waiter to the job of key, creating it if needed. */
 static void resolver_join(struct dns_resolver *r, const char *key, const char *name,
 	int host_only, uint16_t port, dns_route_cb cb, void *arg)
@@ -715,7 +781,7 @@ void dns_resolve_route(struct dns_resolver *r, const char *domain,
 			"bad domain name"), cb, arg);
 		return;
 	}
-	target = resolver_static_target(r, name);
+	target = routes_target(r->routing, name);
 	if (target == NULL) {
 		resolver_join(r, name, name, 0, r->opts.port, cb, arg);
 		return;

@@ -229,7 +229,7 @@ struct control_session {
 	bool away;                     /* q is on another worker */
 	bool wait_drain;               /* the next step when the socket took the rows */
 	bool answered;                 /* a request was read */
-	bool resolving;                /* the resolver holds s: freed by its answer */
+	bool resolving;                /* the resolver holds s: cancelled when the client leaves */
 	struct control_suppression *sup;   /* a suppression command, or NULL */
 	struct control_session *next_reloading;
 };
@@ -704,7 +704,7 @@ static void control_close(struct conn *c)
 	s->c = NULL;
 	reloading_remove(c->w->control, s);
 	s->sup = control_suppression_detach(s->sup);
-	if (s->resolving)
+	if (s->resolving && !delivery_resolve_cancel(c->w, resolve_answer, s))
 		return;                      /* resolve_answer frees it */
 	if (s->away)
 		return;                      /* query_home finishes it */

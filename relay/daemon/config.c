@@ -102,16 +102,16 @@ static const struct config_key config_keys[] = {
 	{ "spool.segment_size", KIND_SIZE, OFF(spool_segment_size), 1 << 20, 1LL << 34, "64M", "segment file size before rotation" },
 	{ "spool.body_cache_size", KIND_SIZE, OFF(spool_body_cache_size), 1 << 20, 1LL << 40, "256M", "bytes of message bodies the delivery workers hold at once, shared out between them: bodies of waiting mail stay in the spool and are read back when a retry is due" },
 	{ "spool.sync", KIND_BOOL, OFF(spool_sync), 0, 0, "true", "fdatasync before 250; false breaks the durability promise (benchmarks only)" },
-	{ "dns.nameservers", KIND_STRING_LIST, 0, 0, 0, "", "\"ip:port\" list; empty = /etc/resolv.conf" },
-	{ "dns.cache_size", KIND_INT, OFF(dns_cache_size), 16, 10000000, "100000", "cached domains per worker" },
-	{ "dns.min_ttl", KIND_DURATION, OFF(dns_min_ttl_ms), 0, DAY_MS, "60s", "lower clamp of positive TTLs" },
-	{ "dns.max_ttl", KIND_DURATION, OFF(dns_max_ttl_ms), 1000, 30 * DAY_MS, "1d", "upper clamp of positive TTLs" },
-	{ "dns.negative_ttl", KIND_DURATION, OFF(dns_negative_ttl_ms), 0, DAY_MS, "5m", "upper clamp of negative caching (RFC 2308)" },
-	{ "dns.max_in_flight", KIND_INT, OFF(dns_max_in_flight), 1, 100000, "64", "concurrent queries per worker" },
-	{ "dns.timeout", KIND_DURATION, OFF(dns_timeout_ms), 1000, 60000, "4s", "per-try query timeout" },
-	{ "dns.tries", KIND_INT, OFF(dns_tries), 1, 10, "3", "tries per query" },
-	{ "dns.ip_mode", KIND_IP_MODE, OFF(dns_ip_mode), 0, 0, "ipv4", "address families to deliver to: ipv4, ipv6 or both" },
-	{ "delivery.port", KIND_INT, OFF(delivery_port), 1, 65535, "25", "destination port for MX hosts" },
+	{ "dns.nameservers", KIND_STRING_LIST, 0, 0, 0, "", "\"ip:port\" list; empty = /etc/resolv.conf; needs a restart (each worker's resolver is made at start)" },
+	{ "dns.cache_size", KIND_INT, OFF(dns_cache_size), 16, 10000000, "100000", "cached domains per worker; needs a restart (each worker's resolver is made at start)" },
+	{ "dns.min_ttl", KIND_DURATION, OFF(dns_min_ttl_ms), 0, DAY_MS, "60s", "lower clamp of positive TTLs; needs a restart (each worker's resolver is made at start)" },
+	{ "dns.max_ttl", KIND_DURATION, OFF(dns_max_ttl_ms), 1000, 30 * DAY_MS, "1d", "upper clamp of positive TTLs; needs a restart (each worker's resolver is made at start)" },
+	{ "dns.negative_ttl", KIND_DURATION, OFF(dns_negative_ttl_ms), 0, DAY_MS, "5m", "upper clamp of negative caching (RFC 2308); needs a restart (each worker's resolver is made at start)" },
+	{ "dns.max_in_flight", KIND_INT, OFF(dns_max_in_flight), 1, 100000, "64", "concurrent queries per worker; needs a restart (each worker's resolver is made at start)" },
+	{ "dns.timeout", KIND_DURATION, OFF(dns_timeout_ms), 1000, 60000, "4s", "per-try query timeout; needs a restart (each worker's resolver is made at start)" },
+	{ "dns.tries", KIND_INT, OFF(dns_tries), 1, 10, "3", "tries per query; needs a restart (each worker's resolver is made at start)" },
+	{ "dns.ip_mode", KIND_IP_MODE, OFF(dns_ip_mode), 0, 0, "ipv4", "address families to deliver to: ipv4, ipv6 or both; needs a restart (each worker's resolver is made at start)" },
+	{ "delivery.port", KIND_INT, OFF(delivery_port), 1, 65535, "25", "destination port for MX hosts; needs a restart (each worker's resolver is made at start)" },
 	{ "delivery.relayhost", KIND_STRING, OFF(relayhost), 0, 0, "", "send everything to this next hop instead of MX: \"host[:port]\" (its MX, then its address), \"[host]:port\" (no MX lookup), \"ip:port\" or \"[ipv6]:port\" (no DNS); \"\" = none" },
 	{ "delivery.connect_timeout", KIND_DURATION, OFF(connect_timeout_ms), 100, DAY_MS, "30s", "TCP connect deadline" },
 	{ "delivery.greeting_timeout", KIND_DURATION, OFF(greeting_timeout_ms), 100, DAY_MS, "60s", "deadline for the 220 greeting" },
@@ -181,11 +181,12 @@ static const struct config_key config_domain_keys[] = {
 	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt, verify or implicit" },
 };
 
-/* Keys of each entry of "delivery.sender_routes"; both are required. */
+/* Keys of each entry of "delivery.sender_routes"; sender and route are required. */
 #define ROFF(field) offsetof(struct config_sender_route, field)
 static const struct config_key config_sender_route_keys[] = {
 	{ "sender", KIND_STRING, ROFF(sender), 0, 0, NULL, "a sender address (user@example.com), domain (example.com) or parent domain (.example.com, its subdomains)" },
 	{ "route", KIND_STRING, ROFF(route), 0, 0, NULL, "the next hop for that sender's mail, written as delivery.relayhost; checked before any recipient domain's route" },
+	{ "tls", KIND_TLS_POLICY, ROFF(tls), 0, 0, NULL, "TLS policy for deliveries through this route, as delivery.tls: none, may, encrypt, verify or implicit; unset = the recipient domain's; credentials in delivery.auth_file still raise none and may to encrypt; entries with the same route must agree" },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -774,9 +775,19 @@ static int load_sender_routes(struct config *cfg, config_setting_t *list, struct
 		int rc = config_check_next_hop(r->route, "delivery.sender_routes[].route", gline, e);
 		if (rc < 0)
 			return rc;
-		for (int k = 0; k < i; k++)
-			if (strcmp(cfg->sender_routes[k].sender, r->sender) == 0)
+		r->tls_set = config_setting_get_member(group, "tls") != NULL;
+		for (int k = 0; k < i; k++) {
+			const struct config_sender_route *o = &cfg->sender_routes[k];
+			if (strcmp(o->sender, r->sender) == 0)
 				return config_fail(e, "line %d: delivery.sender_routes: \"%s\" appears twice", gline, r->sender);
+			/* Mail through one next hop queues and connects as one:
+			 * one TLS policy for it. */
+			if (strcmp(o->route, r->route) == 0 && (o->tls_set != r->tls_set || o->tls != r->tls))
+				return config_fail(e, "line %d: delivery.sender_routes: entry %d: route \"%s\" has tls %s, "
+						   "but the entry at line %d gives it tls %s: entries with the same route must agree",
+						   gline, i + 1, r->route, r->tls_set ? config_tls_policy_name(r->tls) : "unset",
+						   o->line, o->tls_set ? config_tls_policy_name(o->tls) : "unset");
+		}
 	}
 	return 0;
 }
@@ -1250,6 +1261,18 @@ const char *config_sender_next_hop(const struct config *cfg, const char *sender)
 		}
 	}
 	return best;
+}
+
+bool config_sender_route_tls(const struct config *cfg, const char *hop, enum config_tls_policy *out)
+{
+	for (size_t i = 0; hop != NULL && i < cfg->sender_route_count; i++) {
+		const struct config_sender_route *r = &cfg->sender_routes[i];
+		if (r->tls_set && strcmp(r->route, hop) == 0) {
+			*out = r->tls;
+			return true;
+		}
+	}
+	return false;
 }
 
 bool config_is_local_domain(const struct config *cfg, const char *domain)

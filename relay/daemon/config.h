@@ -96,6 +96,8 @@ struct config_domain {
 struct config_sender_route {
 	char *sender;                     /* "user@example.com", "example.com" or ".example.com"; lower case */
 	char *route;                      /* next hop, as delivery.relayhost */
+	enum config_tls_policy tls;       /* for deliveries through route, when tls_set */
+	bool tls_set;                     /* tls given: else the recipient domain's */
 	int line;
 };
 /* Where suppressed recipients are refused (suppression.check). */
@@ -282,6 +284,10 @@ const struct config_domain *config_domain_policy(const struct config *cfg, const
  * sender address: its own entry, else its domain's, else the nearest
  * parent's (".example.com"); NULL when none applies (or sender is ""). */
 const char *config_sender_next_hop(const struct config *cfg, const char *sender);
+/* config_sender_route_tls - the tls of the sender routes whose route is
+ * hop (every such entry says the same, or the config is refused); false
+ * when none gives one (the recipient domain's applies). */
+bool config_sender_route_tls(const struct config *cfg, const char *hop, enum config_tls_policy *out);
 
 /* config_is_local_domain - is mail for this domain delivered locally? */
 bool config_is_local_domain(const struct config *cfg, const char *domain);

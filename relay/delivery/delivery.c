@@ -151,6 +151,7 @@ void domain_kick(struct delivery *dl, struct qdomain *d)
 
 	if (dl->stopping)
 		return;
+	delivery_routes_sync(dl);
 	struct sched_domain_view v = {
 		.ready = d->ready_count, .active = d->active, .window = d->window,
 		.max_connections = (unsigned)config_domain_policy(w->cfg, d->name)->max_connections,
@@ -181,6 +182,135 @@ void domain_kick(struct delivery *dl, struct qdomain *d)
 		dns_resolve_next_hop(dl->resolver, d->hop, route_ready, d, w->now_ms);
 	else
 		dns_resolve_route(dl->resolver, d->name, route_ready, d, w->now_ms);
+}
+
+/* ---- next hops after a reload ------------------------------------------ */
+
+/* routes_of - the resolver's routes and relayhost from cfg. */
+static struct dns_routes *routes_of(const struct config *cfg)
+{
+	struct dns_static_route *routes = xcalloc(cfg->domain_count + 1, sizeof(*routes));
+	size_t n = 0;
+	char err[128];
+
+	for (size_t i = 0; i < cfg->domain_count; i++)
+		if (cfg->domains[i].route != NULL && cfg->domains[i].route[0] != '\0')
+			routes[n++] = (struct dns_static_route){ cfg->domains[i].name, cfg->domains[i].route };
+	struct dns_routes *t = dns_routes_new(routes, n, cfg->relayhost, err, sizeof(err));
+	free(routes);
+	return t;
+}
+
+/* sender_routes_hash - a fingerprint of delivery.sender_routes (with
+ * their tls): a reload that leaves them alone moves no item. */
+static uint64_t sender_routes_hash(const struct config *cfg)
+{
+	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+
+	for (size_t i = 0; i < cfg->sender_route_count; i++) {
+		const struct config_sender_route *r = &cfg->sender_routes[i];
+		const char *parts[2] = { r->sender, r->route };
+		for (size_t k = 0; k < 2; k++)
+			for (const char *p = parts[k]; ; p++) {
+				h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+				if (*p == '\0')
+					break;
+			}
+		h = (h ^ (r->tls_set ? 1u + (unsigned)r->tls : 0u)) * 1099511628211ULL;
+	}
+	return h;
+}
+
+/* domain_reroute - d's next hop changed (its route, a parent's, or the
+ * relayhost): whatever was learnt about the old one goes. A lookup of the
+ * old hop in progress is cancelled (its answer must not send mail there),
+ * d stops waiting for the old hop's address, its backoff is forgotten and
+ * its deferred items are due now; sessions still on the old hop carry no
+ * more of its mail (mta_next). The caller kicks d. */
+static void domain_reroute(struct delivery *dl, struct qdomain *d)
+{
+	size_t due = 0;
+
+	if (d->resolving && dns_resolve_cancel(dl->resolver, route_ready, d) > 0) {
+		d->resolving = false;
+		d->want = 0;             /* the kick decides again */
+	}
+	dest_unwait(d);
+	retry_domain_succeeded(&d->backoff);
+	d->route = dns_route_unref(d->route);
+	for (struct qlink *l = d->items.next; l != &d->items; l = l->next) {
+		if (l->marker)
+			continue;
+		struct qitem *it = container_of(l, struct qitem, link);
+		if (it->state != QSTATE_RETRY || it->parked || it->due_ms <= dl->w->now_ms)
+			continue;
+		heap_remove(dl, it);
+		item_retry_at(dl, it, dl->w->now_ms);
+		due++;
+	}
+	log_info("domain_rerouted", "worker=%u domain=%s deferred_now_due=%zu", dl->w->id, d->name, due);
+}
+
+/* domain_rehome_items - the waiting items of d whose sender has another
+ * next hop under the running config move to that hop's queue. */
+static size_t domain_rehome_items(struct delivery *dl, struct qdomain *d)
+{
+	size_t moved = 0;
+	struct qlink *l = d->items.next;
+
+	while (l != &d->items) {
+		struct qlink *next = l->next;
+		if (!l->marker) {
+			struct qitem *it = container_of(l, struct qitem, link);
+			const char *hop = item_sender_hop(dl, it);
+			if ((it->state == QSTATE_READY || it->state == QSTATE_RETRY || it->state == QSTATE_HELD) &&
+			    !same_text(hop, d->hop)) {
+				item_rehome(dl, it, hop);
+				moved++;
+			}
+		}
+		l = next;
+	}
+	return moved;
+}
+
+void delivery_routes_sync(struct delivery *dl)
+{
+	const struct config *cfg = dl->w->cfg;
+	size_t rerouted = 0, moved = 0;
+
+	if (dl->routes_cfg == cfg || dl->resolver == NULL)
+		return;
+	dl->routes_cfg = cfg;
+	struct dns_routes *fresh = routes_of(cfg), *old;
+	if (fresh == NULL)
+		return;     /* cannot happen: the config was checked */
+	old = dns_resolver_swap_routes(dl->resolver, fresh);
+	uint64_t h = sender_routes_hash(cfg);
+	bool senders = h != dl->sender_routes_hash;
+	dl->sender_routes_hash = h;
+	if (dl->w->role == WORKER_ROLE_LOCAL) {
+		dns_routes_free(old);
+		return;     /* local domains have no next hop */
+	}
+	/* Indexes, not pointers: moving items may make domains (and grow
+	 * the list); those are new and need no visit. */
+	for (size_t i = 0, n = dl->domain_count; i < n; i++) {
+		struct qdomain *d = dl->domain_list[i];
+		if (d->hop == NULL && !same_text(dns_routes_target(old, d->name), dns_routes_target(fresh, d->name))) {
+			domain_reroute(dl, d);
+			rerouted++;
+		}
+		if (senders)
+			moved += domain_rehome_items(dl, d);
+	}
+	dns_routes_free(old);
+	if (rerouted == 0 && moved == 0)
+		return;
+	log_info("delivery_routes", "worker=%u domains_rerouted=%zu items_moved=%zu", dl->w->id, rerouted, moved);
+	for (size_t i = 0; i < dl->domain_count && !dl->stopping; i++)
+		if (dl->domain_list[i]->ready_head != NULL)
+			domain_kick(dl, dl->domain_list[i]);
 }
 
 /* ---- the resolver in the ring ---------------------------------------- */
@@ -240,6 +370,7 @@ static void delivery_hook(struct worker *w, void *arg)
 		dl->stopping = true;
 	if (dl->policy_cfg != w->cfg)
 		delivery_policies(dl, w->cfg);
+	delivery_routes_sync(dl);
 	if (w->now_ms >= dl->next_reap_ms) {
 		if (dl->walks == 0 && !dl->stopping) {
 			domains_reap(dl);
@@ -296,6 +427,8 @@ static int delivery_resolver_new(struct delivery *dl, const struct config *cfg)
 	};
 	dl->resolver = dns_resolver_new(&opt, err, sizeof(err));
 	free(routes);
+	dl->routes_cfg = cfg;
+	dl->sender_routes_hash = sender_routes_hash(cfg);
 	if (dl->resolver == NULL) {
 		log_error("dns_init", "worker=%u error=\"%s\"", dl->w->id, err);
 		return -EINVAL;
@@ -469,6 +602,7 @@ bool delivery_resolve(struct worker *w, const char *domain, const char *sender,
 
 	if (strcmp(via, "local") == 0 || w->delivery == NULL || w->delivery->resolver == NULL)
 		return false;
+	delivery_routes_sync(w->delivery);
 	/* A sender route is resolved by itself; everything else as the
 	 * delivery does (the resolver knows the routes and relayhost). */
 	if (strcmp(via, "sender route") == 0)
@@ -476,4 +610,9 @@ bool delivery_resolve(struct worker *w, const char *domain, const char *sender,
 	else
 		dns_resolve_route(w->delivery->resolver, domain, cb, arg, w->now_ms);
 	return true;
+}
+
+bool delivery_resolve_cancel(struct worker *w, dns_route_cb cb, void *arg)
+{
+	return w->delivery != NULL && dns_resolve_cancel(w->delivery->resolver, cb, arg) > 0;
 }

@@ -75,6 +75,11 @@ const char *delivery_next_hop(struct worker *w, const char *domain, const char *
 bool delivery_resolve(struct worker *w, const char *domain, const char *sender,
 		      dns_route_cb cb, void *arg);
 
+/* delivery_resolve_cancel - the arg of a delivery_resolve is going away
+ * before its answer: cb will not be called with it. true when it was
+ * still waiting. */
+bool delivery_resolve_cancel(struct worker *w, dns_route_cb cb, void *arg);
+
 struct delivery_domain_count {
 	const char *name;          /* the worker's; valid until its next pass */
 	uint64_t items;

@@ -240,21 +240,20 @@ static const char *mta_hop_of(const struct config *cfg, const struct qdomain *d)
 	return cfg->relayhost != NULL && cfg->relayhost[0] != '\0' ? cfg->relayhost : NULL;
 }
 
-/* mta_policy_of - domain's TLS policy; a next hop with credentials gets
- * at least "encrypt": a password never goes out in clear. */
+/* mta_policy_of - the TLS policy for d's mail: its sender route's tls
+ * when it gives one, else the recipient domain's; a next hop with
+ * credentials gets at least "encrypt": a password never goes out in clear. */
 static enum config_tls_policy mta_policy_of(const struct config *cfg, const struct qdomain *d)
 {
-	enum config_tls_policy p = config_domain_policy(cfg, d->name)->tls;
+	enum config_tls_policy p;
+
+	if (d->hop == NULL || !config_sender_route_tls(cfg, d->hop, &p))
+		p = config_domain_policy(cfg, d->name)->tls;
 
 	if ((p == CONFIG_TLS_NONE || p == CONFIG_TLS_MAY) &&
 	    auth_file_find(cfg->auth, mta_hop_of(cfg, d)) != NULL)
 		return CONFIG_TLS_ENCRYPT;
 	return p;
-}
-
-static bool same_text(const char *a, const char *b)
-{
-	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
 static void wipe_free(char **p)
@@ -266,16 +265,15 @@ static void wipe_free(char **p)
 	}
 }
 
-/* mta_auth_setup - the connection's next hop and its credentials. */
-static void mta_auth_setup(struct mta_session *s, const struct config *cfg, const struct qdomain *d)
+/* mta_auth_setup - the credentials for the session's next hop (fixed
+ * when the session was made, with its route: a reload meanwhile does not
+ * send one hop's password to another). */
+static void mta_auth_setup(struct mta_session *s, const struct config *cfg)
 {
-	const char *hop = mta_hop_of(cfg, d);
-	const struct auth_cred *cred = auth_file_find(cfg->auth, hop);
+	const struct auth_cred *cred = auth_file_find(cfg->auth, s->hop);
 
-	free(s->hop);
 	wipe_free(&s->auth_user);
 	wipe_free(&s->auth_password);
-	s->hop = hop != NULL ? xstrdup(hop) : NULL;
 	if (cred != NULL) {
 		s->auth_user = xstrdup(cred->user);
 		s->auth_password = xstrdup(cred->password);
@@ -365,6 +363,15 @@ static bool mta_begin(struct mta_session *s, struct qitem *it)
 	return false;
 }
 
+/* mta_moved - d's mail no longer goes where this session goes: a
+ * reload changed its next hop or TLS policy since the session began. */
+static bool mta_moved(const struct mta_session *s, const struct qdomain *d)
+{
+	const struct config *cfg = s->dl->w->cfg;
+
+	return !same_text(mta_hop_of(cfg, d), s->hop) || mta_policy_of(cfg, d) != s->tls_policy;
+}
+
 /* mta_compatible - may this session carry d's mail? The same TLS policy
  * and, under "verify", the same MX name (the certificate was checked for
  * it): Postfix's connection cache keys on the same. */
@@ -417,6 +424,15 @@ static void mta_go_idle(struct mta_session *s)
  * the pool, or QUIT (sched_on_ready). */
 static void mta_next(struct mta_session *s)
 {
+	if (s->d != NULL && mta_moved(s, s->d)) {
+		/* A reload sent the domain elsewhere: no more of its mail on
+		 * this connection. After the QUIT, mta_over kicks the domain,
+		 * which opens a session to its new next hop. */
+		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=next_hop_changed action=quit",
+			 domain_name(s), session_mx_text(s), s->ip);
+		smtp_client_quit(s->client);
+		return;
+	}
 	for (;;) {
 		struct qdomain *d = s->d;
 		bool own = d != NULL && d->ready_head != NULL, switched = false;
@@ -759,6 +775,7 @@ static struct mta_session *mta_session_new(struct delivery *dl, struct qdomain *
 
 	s->dl = dl;
 	s->route = dns_route_ref(route);
+	s->hop = mta_hop_of(dl->w->cfg, d) != NULL ? xstrdup(mta_hop_of(dl->w->cfg, d)) : NULL;
 	s->state = MTA_CONNECTING;
 	mta_assign(s, d);
 	dl->sessions_active++;
@@ -990,7 +1007,7 @@ static void out_open(struct conn *c)
 	};
 
 	s->client = smtp_client_new(&cfg);
-	mta_auth_setup(s, s->dl->w->cfg, s->d);
+	mta_auth_setup(s, s->dl->w->cfg);
 	s->tls_policy = mta_policy_of(s->dl->w->cfg, s->d);
 	s->tls = MTA_TLS_CLEAR;
 	s->failed = s->explained = false;

@@ -237,14 +237,29 @@ struct qdomain *domain_find_hop(struct delivery *dl, const char *name, const cha
 	return NULL;
 }
 
+/* domain_index_named - the smallest index >= from in domain_list of a
+ * qdomain named name (any hop), or dl->domain_count. The queues of one
+ * name share a hash chain, so this walks one chain. */
+size_t domain_index_named(const struct delivery *dl, const char *name, size_t from)
+{
+	uint64_t h = domain_hash(name);
+	size_t best = dl->domain_count;
+
+	if (dl->domain_buckets > 0)
+		for (const struct qdomain *d = dl->domains[h % dl->domain_buckets]; d; d = d->hash_next)
+			if (d->hash == h && d->index >= from && d->index < best && strcasecmp(d->name, name) == 0)
+				best = d->index;
+	return best;
+}
+
 /* domain_find - d of name on this worker (its own route), or NULL. */
 struct qdomain *domain_find(struct delivery *dl, const char *name)
 {
 	return domain_find_hop(dl, name, NULL);
 }
 
-/* domain_get - d of name and hop, made on first use. */
-static struct qdomain *domain_get(struct delivery *dl, const char *name, const char *hop)
+/* domain_get_hop - d of name and hop, made on first use. */
+struct qdomain *domain_get_hop(struct delivery *dl, const char *name, const char *hop)
 {
 	uint64_t h = domain_hash(name);
 	struct qdomain *d = domain_find_hop(dl, name, hop);
@@ -464,9 +479,8 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 	if (it->d == NULL) {
 		/* A sender route (delivery.sender_routes) comes before the
 		 * recipient domain's: such mail queues apart, under its hop. */
-		struct qdomain *d = domain_get(dl, it->msg->rcpts[it->idx[0]].domain,
-					       dl->w->role == WORKER_ROLE_LOCAL ? NULL :
-					       config_sender_next_hop(dl->w->cfg, it->msg->sender));
+		struct qdomain *d = domain_get_hop(dl, it->msg->rcpts[it->idx[0]].domain,
+						   item_sender_hop(dl, it));
 		it->d = d;
 		d->by_state[it->state]++;
 		link_insert_after(d->items.prev, &it->link);
@@ -492,6 +506,12 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 			item_retry_at(dl, it, dl->w->now_ms + (wait > 0 ? wait : 0));
 			return;
 		}
+	} else {
+		/* Back from the heap, a release or a body read: a reload may
+		 * have given its sender another next hop meanwhile. */
+		const char *hop = item_sender_hop(dl, it);
+		if (!same_text(hop, it->d->hop))
+			item_rehome(dl, it, hop);
 	}
 	it->parked = false;
 	if (it->doom == QDOOM_NONE && item_drop_suppressed(dl, it))
@@ -511,6 +531,37 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 	if (dl->w->role == WORKER_ROLE_LOCAL)
 		return;      /* local_run delivers it, within the window */
 	domain_kick(dl, it->d);
+}
+
+const char *item_sender_hop(const struct delivery *dl, const struct qitem *it)
+{
+	const struct config *cfg = dl->w->cfg;
+
+	if (dl->w->role == WORKER_ROLE_LOCAL || cfg->sender_route_count == 0)
+		return NULL;
+	return config_sender_next_hop(cfg, it->msg->sender);
+}
+
+void item_rehome(struct delivery *dl, struct qitem *it, const char *hop)
+{
+	struct qdomain *from = it->d, *to = domain_get_hop(dl, from->name, hop);
+	enum qstate state = (enum qstate)it->state;
+
+	if (state == QSTATE_READY)
+		domain_remove_ready(from, it);        /* NEW now */
+	else if (state == QSTATE_RETRY)
+		heap_remove(dl, it);
+	from->by_state[it->state]--;
+	link_remove(&it->link);
+	it->d = to;
+	to->by_state[it->state]++;
+	link_insert_after(to->items.prev, &it->link);
+	log_debug("item_rehome", "id=%s domain=%s from=%s to=%s", it->msg->queue_id, to->name,
+		  from->hop != NULL ? from->hop : "-", hop != NULL ? hop : "-");
+	if (state == QSTATE_READY)
+		domain_push_ready(to, it);
+	else if (state == QSTATE_RETRY)
+		item_retry_at(dl, it, it->parked ? it->due_ms : dl->w->now_ms);
 }
 
 static void item_arrived(struct worker *w, struct worker_post *p)

@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "delivery.h"
 #include "dns.h"
@@ -228,6 +229,8 @@ struct delivery {
 	bool stopping;
 	struct shaping_matcher *shaping_matcher;   /* the config's response rules, for this thread */
 	const struct config *shaping_cfg;          /* the config it was compiled from */
+	const struct config *routes_cfg;   /* the config the resolver's routes came from */
+	uint64_t sender_routes_hash;       /* of that config's delivery.sender_routes */
 };
 
 static inline struct delivery *delivery_of(struct worker *w)
@@ -250,6 +253,22 @@ struct qdomain *domain_find(struct delivery *dl, const char *name);
 /* domain_find_hop - the qdomain of name whose mail goes to sender-route
  * hop (NULL: the domain's own route), or NULL. */
 struct qdomain *domain_find_hop(struct delivery *dl, const char *name, const char *hop);
+/* domain_index_named - the first index >= from in dl->domain_list of a
+ * queue of domain name (its own route's or a sender route's), else
+ * dl->domain_count. */
+size_t domain_index_named(const struct delivery *dl, const char *name, size_t from);
+/* domain_get_hop - the qdomain of name and hop (NULL: its own route),
+ * made on first use. */
+struct qdomain *domain_get_hop(struct delivery *dl, const char *name, const char *hop);
+/* item_rehome - a waiting item (READY, RETRY, HELD, or NEW on its way
+ * back to item_enqueue) whose sender now has another next hop (a reload
+ * changed delivery.sender_routes) moves to its domain's queue under that
+ * hop (NULL: the domain's own): a ready one is ready there (not kicked:
+ * the caller kicks), a deferred one is due now, a held one stays held. */
+void item_rehome(struct delivery *dl, struct qitem *it, const char *hop);
+/* item_sender_hop - the sender route of it's sender under w's running
+ * config (none on the local worker), or NULL. */
+const char *item_sender_hop(const struct delivery *dl, const struct qitem *it);
 void domain_push_ready(struct qdomain *d, struct qitem *it);
 void domain_remove_ready(struct qdomain *d, struct qitem *it);
 struct qitem *domain_pop_ready(struct qdomain *d);
@@ -392,6 +411,16 @@ void shaping_delivery_free(struct delivery *dl);
 /* domain_kick - give ready items to idle connections, and open new ones
  * within the domain's window when items are left over. */
 void domain_kick(struct delivery *dl, struct qdomain *d);
+/* delivery_routes_sync - after a reload (w->cfg changed): the resolver
+ * takes the new routes and relayhost, domains whose next hop changed move
+ * there now, and items whose sender route changed move to their new
+ * queue. Cheap when nothing changed; called before any new route lookup. */
+void delivery_routes_sync(struct delivery *dl);
+/* same_text - two strings (either NULL) alike. */
+static inline bool same_text(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
 /* domain_park_resting - every address of route rests after timeouts (the
  * first few in a row): d's ready items wait for the first to come back,
  * no attempt counted; true when parked. */

@@ -44,6 +44,7 @@ static void query_list_row(const struct delivery *dl, struct queue_query *q, con
 		rcpts[i] = it->msg->rcpts[it->idx[i]].addr;
 	queue_format_item(&q->out, q->json, &(struct queue_item_view){
 		.queue_id = it->msg->queue_id, .sender = it->msg->sender, .domain = it->d->name,
+		.sender_route = it->d->hop,
 		.state = qstate_names[it->state], .arrival_ms = it->msg->arrival_ms,
 		.size = it->msg->body_len, .rcpts = rcpts, .rcpt_count = it->count,
 		.attempts = it->attempts, .next_ms = item_next_wall_ms(dl, q, it),
@@ -118,7 +119,14 @@ static void query_summary_begin(struct queue_query *q, const struct qdomain *d)
 		q->rows = xreallocarray(q->rows, q->row_cap, sizeof(*q->rows));
 	}
 	memset(&q->rows[q->row_count], 0, sizeof(q->rows[0]));
-	q->rows[q->row_count].domain = xstrdup(d->name);
+	if (d->hop != NULL) {
+		/* A sender route's queue for the domain: a row of its own. */
+		size_t n = strlen(d->name) + strlen(" via ") + strlen(d->hop) + 1;
+		q->rows[q->row_count].domain = xmalloc(n);
+		snprintf(q->rows[q->row_count].domain, n, "%s via %s", d->name, d->hop);
+	} else {
+		q->rows[q->row_count].domain = xstrdup(d->name);
+	}
 	q->row_count++;
 }
 
@@ -137,7 +145,8 @@ static void query_domain_row(const struct delivery *dl, struct queue_query *q, c
 		return;
 	q->matched++;
 	queue_format_domain(&q->out, q->json, &(struct queue_domain_view){
-		.domain = d->name, .ready = d->by_state[QSTATE_READY], .deferred = d->by_state[QSTATE_RETRY],
+		.domain = d->name, .sender_route = d->hop,
+		.ready = d->by_state[QSTATE_READY], .deferred = d->by_state[QSTATE_RETRY],
 		.active = d->by_state[QSTATE_ACTIVE], .held = d->by_state[QSTATE_HELD],
 		.connections = d->active, .window = d->window, .failures = d->backoff.failures,
 		.backoff_until_ms = blocked ? q->now_wall_ms + (d->backoff.until_ms - dl->w->now_ms) : 0,
@@ -282,6 +291,16 @@ static bool query_walk_domain(struct delivery *dl, struct queue_query *q, struct
 	return true;
 }
 
+/* query_domain_from - the index of the next domain the query walks, from
+ * index from on: every one, or with domain=D each queue of D (its own and
+ * one per sender route's hop); dl->domain_count when none is left. */
+static size_t query_domain_from(const struct delivery *dl, const struct queue_query *q, size_t from)
+{
+	if (q->domain[0] == '\0')
+		return from < dl->domain_count ? from : dl->domain_count;
+	return domain_index_named(dl, q->domain, from);
+}
+
 void delivery_query_step(struct worker *w, struct queue_query *q)
 {
 	struct delivery *dl = delivery_of(w);
@@ -304,10 +323,7 @@ void delivery_query_step(struct worker *w, struct queue_query *q)
 		q->domain_index = 0;
 		if (q->action == QUEUE_SHOW)
 			query_show_spool(w, q);
-		if (q->domain[0] != '\0') {
-			struct qdomain *d = domain_find(dl, q->domain);
-			q->domain_index = d != NULL ? d->index : dl->domain_count;
-		}
+		q->domain_index = query_domain_from(dl, q, 0);
 		if (q->action == QUEUE_ADDRESSES) {
 			/* A worker holds a few MX addresses, not millions of
 			 * items: one step lists them all. */
@@ -323,7 +339,7 @@ void delivery_query_step(struct worker *w, struct queue_query *q)
 			return;             /* budget spent inside d */
 		if (q->action == QUEUE_DOMAINS)
 			query_domain_row(dl, q, d);
-		q->domain_index = q->domain[0] != '\0' ? dl->domain_count : q->domain_index + 1;
+		q->domain_index = query_domain_from(dl, q, q->domain_index + 1);
 	}
 	q->at_done = q->domain_index >= dl->domain_count;
 	if (q->at_done)

@@ -76,15 +76,25 @@ int queue_format_list_header(struct buf *out)
 				 "SIZE", "ARRIVAL", "TRY", "NEXT_ATTEMPT", "DOMAIN", "RCPTS", "SENDER");
 }
 
+/* domain_text - "example.com", or "example.com via HOP" for a sender
+ * route's queue. */
+static const char *domain_text(const char *domain, const char *sender_route, char *buf, size_t size)
+{
+	if (sender_route == NULL)
+		return domain;
+	snprintf(buf, size, "%s via %s", domain, sender_route);
+	return buf;
+}
+
 int queue_format_item(struct buf *out, bool json, const struct queue_item_view *v)
 {
-	char a[32], n[32];
+	char a[32], n[32], dom[600];
 	int rc;
 
 	if (!json) {
 		rc = text_line(out, "%-20s %-8s %9zu %-20s %4u %-20s %-24s %5zu <%s>\n", v->queue_id, v->state,
-			       v->size, iso_time(v->arrival_ms, a), v->attempts, iso_time(v->next_ms, n), v->domain,
-			       v->rcpt_count, v->sender);
+			       v->size, iso_time(v->arrival_ms, a), v->attempts, iso_time(v->next_ms, n),
+			       domain_text(v->domain, v->sender_route, dom, sizeof(dom)), v->rcpt_count, v->sender);
 		if (rc == 0 && v->last_error != NULL)
 			rc = text_line(out, "%22s(%s)\n", "", v->last_error);
 		return rc;
@@ -104,6 +114,8 @@ int queue_format_item(struct buf *out, bool json, const struct queue_item_view *
 		rc = json_time(out, v->next_ms);
 	if (rc == 0)
 		rc = json_field(out, "domain", v->domain);
+	if (rc == 0)
+		rc = json_field(out, "sender_route", v->sender_route);
 	if (rc == 0)
 		rc = json_field(out, "sender", v->sender);
 	if (rc == 0)
@@ -279,16 +291,19 @@ int queue_format_domains_header(struct buf *out)
 
 int queue_format_domain(struct buf *out, bool json, const struct queue_domain_view *v)
 {
-	char t[32];
+	char t[32], dom[600];
 	int rc;
 
 	if (!json)
-		return text_line(out, "%-32s %7zu %8zu %6zu %6zu %5u %6u %8u %s\n", v->domain, v->ready,
+		return text_line(out, "%-32s %7zu %8zu %6zu %6zu %5u %6u %8u %s\n",
+				 domain_text(v->domain, v->sender_route, dom, sizeof(dom)), v->ready,
 				 v->deferred, v->active, v->held, v->connections, v->window, v->failures,
 				 iso_time(v->backoff_until_ms, t));
 	rc = buf_append_str(out, "{\"domain\":");
 	if (rc == 0)
 		rc = buf_append_json(out, v->domain);
+	if (rc == 0)
+		rc = json_field(out, "sender_route", v->sender_route);
 	if (rc == 0)
 		rc = buf_append_printf(out, ",\"ready\":%zu,\"deferred\":%zu,\"active\":%zu,\"held\":%zu,"
 				       "\"connections\":%u,\"window\":%u,\"failures\":%u,\"backoff_until\":",

@@ -8,6 +8,10 @@
  *   domains         queue_format_domains_header, queue_format_domain
  *   addresses       queue_format_addresses_header, queue_format_address
  *
+ * Mail queued under a sender route (delivery.sender_routes) shows its
+ * domain as "DOMAIN via HOP" in text, and a "sender_route" field (the hop,
+ * or null) in JSON.
+ *
  * Times are wall-clock milliseconds, printed as UTC ISO 8601; 0 is "none".
  * Text is for people (columns may grow past their width, never cut), a row
  * one line whatever a peer put in it (line breaks and tabs in a field
@@ -35,6 +39,7 @@ struct queue_item_view {
 	unsigned attempts;
 	int64_t next_ms;                /* the next attempt; 0: not scheduled */
 	const char *last_error;         /* the last deferral's reply, or NULL */
+	const char *sender_route;       /* the next hop of its sender route, or NULL */
 };
 
 int queue_format_list_header(struct buf *out);
@@ -88,6 +93,7 @@ struct queue_domain_view {
 	unsigned connections, window;
 	unsigned failures;              /* whole-domain backoff: hosts all failed */
 	int64_t backoff_until_ms;       /* 0: not backing off */
+	const char *sender_route;       /* the queue of a sender route's hop, or NULL */
 };
 
 int queue_format_domains_header(struct buf *out);

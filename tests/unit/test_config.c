@@ -696,7 +696,7 @@ Test(config, keys_dump_lists_every_key)
 	static const char *const keys[] = {
 		"workers", "log.level", "listen", "ring.recv_buffers", "smtp.max_input_backlog",
 		"relay_networks", "spool.sync", "dns.ip_mode", "delivery.max_recipients_per_transaction",
-		"domains[].route", "delivery.sender_routes[].route", "delivery.auth_file", "dkim.headers", "dkim.expire", "dkim.sign[].key_file",
+		"domains[].route", "delivery.sender_routes[].route", "delivery.sender_routes[].tls", "delivery.auth_file", "dkim.headers", "dkim.expire", "dkim.sign[].key_file",
 	};
 
 	cr_assert_not_null(out);
@@ -979,6 +979,44 @@ Test(config, parent_domain_entries_and_sender_routes)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		cr_expect_eq(load_text(bad[i], &cfg, err, sizeof(err)), -EINVAL, "accepted: %s", bad[i]);
+		cr_expect(strstr(err, "line ") != NULL, "no line in \"%s\"", err);
+	}
+}
+
+/* issue 17: delivery.sender_routes[].tls, for mail through that route;
+ * entries naming the same route must agree on it. */
+Test(config, sender_route_tls)
+{
+	static const char text[] =
+		"delivery = {\n"
+		"  sender_routes = (\n"
+		"    { sender = \"a.test\"; route = \"[smtp.p.test]:465\"; tls = \"implicit\"; },\n"
+		"    { sender = \"b.test\"; route = \"[smtp.p.test]:465\"; tls = \"implicit\"; },\n"
+		"    { sender = \"c.test\"; route = \"[smtp.q.test]:587\"; }\n"
+		"  );\n"
+		"};\n";
+	struct config *cfg;
+	char err[256];
+	enum config_tls_policy p = CONFIG_TLS_MAY;
+
+	cr_assert_eq(load_text(text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_expect(config_sender_route_tls(cfg, "[smtp.p.test]:465", &p));
+	cr_expect_eq(p, CONFIG_TLS_IMPLICIT, "got %s, want implicit", config_tls_policy_name(p));
+	cr_expect_not(config_sender_route_tls(cfg, "[smtp.q.test]:587", &p), "no tls given: the domain's");
+	cr_expect_not(config_sender_route_tls(cfg, NULL, &p));
+	config_free(cfg);
+
+	static const struct { const char *text, *want; } bad[] = {
+		{ "delivery = { sender_routes = ( { sender = \"a.test\"; route = \"x\"; tls = \"sometimes\"; } ); };\n",
+		  "is not none, may, encrypt, verify or implicit" },
+		{ "delivery = { sender_routes = ( { sender = \"a.test\"; route = \"x\"; tls = \"verify\"; },\n"
+		  "  { sender = \"b.test\"; route = \"x\"; tls = \"encrypt\"; } ); };\n", "must agree" },
+		{ "delivery = { sender_routes = ( { sender = \"a.test\"; route = \"x\"; tls = \"verify\"; },\n"
+		  "  { sender = \"b.test\"; route = \"x\"; } ); };\n", "must agree" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_expect_eq(load_text(bad[i].text, &cfg, err, sizeof(err)), -EINVAL, "accepted: %s", bad[i].text);
+		cr_expect(strstr(err, bad[i].want) != NULL, "got \"%s\", want it to say \"%s\"", err, bad[i].want);
 		cr_expect(strstr(err, "line ") != NULL, "no line in \"%s\"", err);
 	}
 }

@@ -445,3 +445,95 @@ Test(dns_mx, domain_normalize)
 				"%s: got %d %s, want %s", cases[i].in, rc, out, cases[i].want);
 	}
 }
+
+/* A waiter cancelled before the answer is never called (its arg may be
+ * freed); the other waiters of the same lookup still are, and the answer
+ * still fills the cache. */
+Test(dns_mx, cancel_before_the_answer)
+{
+	struct dns_options o = { .relayhost = "[relay.example]:2525" };
+	struct fake_dns f;
+	struct dns_resolver *r = fake_resolver(&f, &o);
+	struct fake_result gone = { 0 }, kept = { 0 }, later = { 0 };
+
+	cr_assert_not_null(r);
+	dns_resolve_route(r, "a.test", fake_done, &gone, 0);
+	dns_resolve_route(r, "b.test", fake_done, &kept, 0);
+	cr_expect_eq(f.count, 1, "one lookup for one relay: got %zu", f.count);
+	cr_expect_eq(dns_resolve_cancel(r, fake_done, &gone), 1);
+	cr_expect_eq(dns_resolve_cancel(r, fake_done, &gone), 0, "cancelled twice");
+	fake_answer_a(&f, "relay.example", DNS_ANSWER_OK, 60, "192.0.2.80", 0);
+	cr_expect_eq(gone.calls, 0, "a cancelled waiter was called back");
+	cr_assert_eq(kept.calls, 1);
+	dns_resolve_route(r, "c.test", fake_done, &later, 0);
+	cr_expect_eq(later.calls, 1, "the answer should be cached");
+	cr_expect_eq(f.count, 1);
+	cr_expect_eq(dns_resolve_cancel(r, fake_done, &kept), 0, "answered: nothing to cancel");
+	dns_route_unref(kept.route);
+	dns_route_unref(later.route);
+	dns_resolver_free(r);
+}
+
+/* cancel_other - a callback that cancels another waiter of the same
+ * lookup, which must then not be called. */
+struct cancel_pair {
+	struct dns_resolver *r;
+	struct fake_result *other;
+	int calls;
+};
+
+static void cancel_other(const struct dns_route *route, void *arg)
+{
+	struct cancel_pair *p = arg;
+
+	(void)route;
+	p->calls++;
+	dns_resolve_cancel(p->r, fake_done, p->other);
+}
+
+Test(dns_mx, cancel_from_a_callback_of_the_same_lookup)
+{
+	struct dns_options o = { .relayhost = "[relay.example]:2525" };
+	struct fake_dns f;
+	struct dns_resolver *r = fake_resolver(&f, &o);
+	struct fake_result other = { 0 };
+	struct cancel_pair first = { r, &other, 0 };
+
+	cr_assert_not_null(r);
+	dns_resolve_route(r, "a.test", cancel_other, &first, 0);
+	dns_resolve_route(r, "b.test", fake_done, &other, 0);
+	fake_answer_a(&f, "relay.example", DNS_ANSWER_OK, 60, "192.0.2.80", 0);
+	cr_expect_eq(first.calls, 1);
+	cr_expect_eq(other.calls, 0, "cancelled by an earlier callback, but called");
+	dns_resolver_free(r);
+}
+
+/* A reload's routes: lookups from then on use them; dns_routes_target
+ * says which next hop a domain had under each set. */
+Test(dns_mx, swap_routes)
+{
+	static const struct dns_static_route before[] = { { ".sub.test", "[old.example]:25" } };
+	static const struct dns_static_route after[] = { { "x.sub.test", "192.0.2.91:2600" } };
+	struct dns_options o = { .static_routes = before, .static_route_count = 1, .relayhost = "192.0.2.90:25" };
+	struct fake_dns f;
+	struct dns_resolver *r = fake_resolver(&f, &o);
+	char err[64];
+	struct fake_result res = { 0 };
+
+	cr_assert_not_null(r);
+	struct dns_routes *fresh = dns_routes_new(after, 1, NULL, err, sizeof(err));
+	cr_assert_not_null(fresh, "%s", err);
+	struct dns_routes *old = dns_resolver_swap_routes(r, fresh);
+	cr_expect_str_eq(dns_routes_target(old, "X.sub.test."), "[old.example]:25");
+	cr_expect_str_eq(dns_routes_target(old, "other.test"), "192.0.2.90:25");
+	cr_expect_str_eq(dns_routes_target(fresh, "x.sub.test"), "192.0.2.91:2600");
+	cr_expect_null(dns_routes_target(fresh, "y.sub.test"), "no route, no relayhost: MX");
+	cr_expect_null(dns_routes_target(fresh, "[192.0.2.1]"));
+	dns_routes_free(old);
+	dns_resolve_route(r, "x.sub.test", fake_done, &res, 0);
+	cr_assert_eq(res.calls, 1, "an IP next hop answers at once");
+	cr_expect_eq(res.route->hosts[0].port, 2600);
+	cr_expect_eq(f.count, 0);
+	dns_route_unref(res.route);
+	dns_resolver_free(r);
+}

@@ -276,6 +276,20 @@ const struct config_domain *config_domain_policy(const struct config *c, const c
 	return &policy;
 }
 
+/* The sender route's tls (config_sender_route_tls): route_tls for HOP
+ * when route_tls_set. */
+static enum config_tls_policy route_tls;
+static bool route_tls_set;
+
+bool config_sender_route_tls(const struct config *c, const char *hop, enum config_tls_policy *out)
+{
+	cr_assert_eq(c, &cfg);
+	if (!route_tls_set || hop == NULL || strcmp(hop, "[relay.provider.test]:587") != 0)
+		return false;
+	*out = route_tls;
+	return true;
+}
+
 const char *config_tls_policy_name(enum config_tls_policy p)
 {
 	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit" };
@@ -472,6 +486,7 @@ static void world_init(void)
 	d->items.next = d->items.prev = &d->items;
 	memcpy(d->name, DOMAIN, sizeof(DOMAIN));
 	route = NULL;
+	route_tls_set = false;
 }
 
 /* pool - the first pooled session at any address, or NULL. */
@@ -1758,4 +1773,78 @@ Test(mta_session, sender_route_hop_logs_in_with_its_credentials)
 	cr_assert_not_null(dest);
 	cr_assert_not(mta_session_reuse(dest, plain), "a session of another hop was reused");
 	free(plain);
+}
+
+/* ---- 11. a sender route's tls; a reload that moves the domain ---------- */
+
+/* delivery.sender_routes[].tls wins over the recipient domain's policy for
+ * mail through that route: implicit TLS, the handshake before the greeting. */
+Test(mta_session, sender_route_tls_wins_over_the_domain)
+{
+	policy.tls = CONFIG_TLS_NONE;
+	d->hop = strdup(HOP);
+	route_tls = CONFIG_TLS_IMPLICIT;
+	route_tls_set = true;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	cr_assert_eq(fc->start_tls, 1, "implicit: the handshake starts at the connect");
+	fc->c.handler->tls_ready(&fc->c, true);
+	greet(fc, EHLO_TLS);
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+	cr_assert_null(strstr(fc->out, "STARTTLS"), "STARTTLS under implicit: %s", fc->out);
+}
+
+/* A route's tls "none" does not let a password out in clear: with
+ * credentials it is raised to encrypt, and a hop without STARTTLS fails. */
+Test(mta_session, sender_route_tls_none_with_credentials_is_encrypt)
+{
+	with_credentials();
+	cfg.relayhost = "[plain.relay.test]:25";
+	d->hop = strdup(HOP);
+	route_tls = CONFIG_TLS_NONE;
+	route_tls_set = true;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	greet(fc, EHLO_AUTH);        /* no STARTTLS offered */
+	expect_sent(fc, "QUIT\r\n");
+	server(fc, "221 bye\r\n");
+	cr_assert_null(strstr(fc->out, "AUTH"), "credentials sent in clear: %s", fc->out);
+	cr_assert_null(strstr(fc->out, "MAIL FROM"), "mail sent in clear: %s", fc->out);
+	cr_assert_eq(fx.defers, 1);
+	cr_assert_str_eq(fx.defer_status, "4.7.4");
+}
+
+/* A reload gives the domain another next hop while a session of the old
+ * one is open: its next transaction does not go there; the session QUITs
+ * and the domain is kicked (to open a session to the new hop). */
+Test(mta_session, next_hop_changed_by_a_reload_quits)
+{
+	cfg.relayhost = "[old.relay.test]:25";
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+
+	greet(fc, EHLO_TLS);       /* PIPELINING; STARTTLS not used under none */
+	deliver_one(fc, ENVELOPE_1_NOSIZE);
+	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+	expect_state("idle");
+	cfg.relayhost = "[new.relay.test]:25";      /* the reload */
+	add_item(1);
+	cr_assert_not(take_work(), "a pooled session of the old hop took the domain's mail");
+	/* One that is busy when the reload comes: QUIT after its transaction. */
+	cfg.relayhost = "[old.relay.test]:25";
+	cr_assert(take_work());
+	expect_sent(fc, ENVELOPE_1_NOSIZE);
+	server(fc, "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n");
+	expect_sent(fc, SENT_BODY);
+	cfg.relayhost = "[new.relay.test]:25";      /* the reload, mid-transaction */
+	add_item(1);
+	unsigned kicks = fx.kicks;
+	server(fc, "250 2.0.0 queued as X2\r\n");
+	cr_assert_eq(fx.ndone, 2, "the transaction under way completes");
+	expect_sent(fc, "QUIT\r\n");
+	server(fc, "221 bye\r\n");
+	cr_assert_gt(fx.kicks, kicks, "the domain was not kicked after the old hop's session ended");
 }

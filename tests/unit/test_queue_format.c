@@ -82,14 +82,14 @@ Test(queue_format, item_json)
 	buf_init(&b, 4096);
 	expect_buf("deferred item", queue_format_item(&b, true, &deferred_item), &b,
 		   "{\"queue_id\":\"" ID "\",\"state\":\"deferred\",\"size\":12345,\"attempts\":3,"
-		   "\"arrival\":\"" T0 "\",\"next_attempt\":\"" T1 "\",\"domain\":\"example.com\","
+		   "\"arrival\":\"" T0 "\",\"next_attempt\":\"" T1 "\",\"domain\":\"example.com\",\"sender_route\":null,"
 		   "\"sender\":\"alice@example.org\",\"last_error\":\"451 4.7.1 try later\","
 		   "\"recipients\":[\"bob@example.com\",\"carol@example.com\"]}\n");
 	buf_reset(&b);
 	expect_buf("ready item", queue_format_item(&b, true, &ready_item), &b,
 		   "{\"queue_id\":\"" ID "\",\"state\":\"ready\",\"size\":0,\"attempts\":0,"
 		   "\"arrival\":\"" T0 "\",\"next_attempt\":null,"
-		   "\"domain\":\"a-very-long-subdomain.example.net\",\"sender\":\"\",\"last_error\":null,"
+		   "\"domain\":\"a-very-long-subdomain.example.net\",\"sender_route\":null,\"sender\":\"\",\"last_error\":null,"
 		   "\"recipients\":[\"dave@a-very-long-subdomain.example.net\"]}\n");
 	buf_free(&b);
 }
@@ -108,7 +108,7 @@ Test(queue_format, item_json_escapes)
 	buf_init(&b, 4096);
 	expect_buf("escaped item", queue_format_item(&b, true, &v), &b,
 		   "{\"queue_id\":\"" ID "\",\"state\":\"held\",\"size\":1,\"attempts\":1,"
-		   "\"arrival\":\"1970-01-01T00:00:00Z\",\"next_attempt\":null,\"domain\":\"example.com\","
+		   "\"arrival\":\"1970-01-01T00:00:00Z\",\"next_attempt\":null,\"domain\":\"example.com\",\"sender_route\":null,"
 		   "\"sender\":\"a\\\"b\\\\c\\u0001\\u001f\\u007f\\u0009d\\u000ae\","
 		   "\"last_error\":\"550 \\\"no\\\"\\u000d\\u000a\",\"recipients\":[]}\n");
 	buf_free(&b);
@@ -446,11 +446,11 @@ Test(queue_format, domains)
 		   "mx.example.org                         0      120      0      0     0      1        3 " T1 "\n");
 	buf_reset(&b);
 	expect_buf("quiet domain json", queue_format_domain(&b, true, &quiet), &b,
-		   "{\"domain\":\"example.com\",\"ready\":10,\"deferred\":3,\"active\":2,\"held\":1,"
+		   "{\"domain\":\"example.com\",\"sender_route\":null,\"ready\":10,\"deferred\":3,\"active\":2,\"held\":1,"
 		   "\"connections\":4,\"window\":8,\"failures\":0,\"backoff_until\":null}\n");
 	buf_reset(&b);
 	expect_buf("backing off json", queue_format_domain(&b, true, &backing_off), &b,
-		   "{\"domain\":\"mx.example.org\",\"ready\":0,\"deferred\":120,\"active\":0,\"held\":0,"
+		   "{\"domain\":\"mx.example.org\",\"sender_route\":null,\"ready\":0,\"deferred\":120,\"active\":0,\"held\":0,"
 		   "\"connections\":0,\"window\":1,\"failures\":3,\"backoff_until\":\"" T1 "\"}\n");
 	buf_free(&b);
 }
@@ -536,4 +536,43 @@ Test(queue_format, enobufs)
 		buf_free(&small);
 		buf_free(&full);
 	}
+}
+
+/* has - the buffer holds text somewhere. */
+static bool has(const struct buf *b, const char *text)
+{
+	return memmem(buf_data(b), buf_len(b), text, strlen(text)) != NULL;
+}
+
+/* Mail queued under a sender route (issue 17): "DOMAIN via HOP" in text,
+ * and the hop in JSON's sender_route. */
+Test(queue_format, sender_route_queue)
+{
+	struct buf b;
+	const char *rcpts[] = { "bob@example.com" };
+	struct queue_item_view it = {
+		.queue_id = ID, .sender = "app@tenant-a.example", .domain = "example.com", .state = "deferred",
+		.arrival_ms = T0_MS, .size = 10, .rcpts = rcpts, .rcpt_count = 1, .attempts = 1, .next_ms = T1_MS,
+		.sender_route = "[smtp.provider.example]:587",
+	};
+	struct queue_domain_view dv = { .domain = "example.com", .deferred = 1, .window = 2,
+		.sender_route = "[smtp.provider.example]:587" };
+
+	buf_init(&b, 4096);
+	cr_assert_eq(queue_format_item(&b, false, &it), 0);
+	cr_expect(has(&b, " example.com via [smtp.provider.example]:587 "),
+		  "got [%.*s]", (int)buf_len(&b), buf_data(&b));
+	buf_reset(&b);
+	cr_assert_eq(queue_format_item(&b, true, &it), 0);
+	cr_expect(has(&b, "\"domain\":\"example.com\",\"sender_route\":\"[smtp.provider.example]:587\","),
+		  "got [%.*s]", (int)buf_len(&b), buf_data(&b));
+	buf_reset(&b);
+	cr_assert_eq(queue_format_domain(&b, false, &dv), 0);
+	cr_expect(strncmp(buf_data(&b), "example.com via [smtp.provider.example]:587 ", 44) == 0,
+		  "got [%.*s]", (int)buf_len(&b), buf_data(&b));
+	buf_reset(&b);
+	cr_assert_eq(queue_format_domain(&b, true, &dv), 0);
+	cr_expect(has(&b, "{\"domain\":\"example.com\",\"sender_route\":\"[smtp.provider.example]:587\","),
+		  "got [%.*s]", (int)buf_len(&b), buf_data(&b));
+	buf_free(&b);
 }
