@@ -227,7 +227,7 @@ static void delivery_policies(struct delivery *dl, const struct config *cfg)
 	 * split, so the sum over workers stays within them. */
 	dl->max_per_address = sched_share((unsigned)cfg->max_connections_per_address, dl->w->count);
 	dl->max_total = sched_share((unsigned)cfg->max_connections_total, dl->w->count);
-	dl->policy_cfg = cfg;
+	dl->policy_serial = cfg->serial;
 }
 
 /* delivery_hook - before each sleep: due retries back to their domains,
@@ -238,7 +238,7 @@ static void delivery_hook(struct worker *w, void *arg)
 
 	if (w->stopping)
 		dl->stopping = true;
-	if (dl->policy_cfg != w->cfg)
+	if (dl->policy_serial != w->cfg->serial)
 		delivery_policies(dl, w->cfg);
 	if (w->now_ms >= dl->next_reap_ms) {
 		if (dl->walks == 0 && !dl->stopping) {

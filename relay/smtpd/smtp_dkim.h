@@ -35,7 +35,7 @@
 
 struct smtp_dkim_job {
 	struct helper_job job;                /* first */
-	const struct config *cfg;
+	const struct config *cfg;             /* held (its keys) until the job is freed */
 	const char *body;
 	size_t body_len;
 	int64_t timestamp;                    /* t=, taken at submit */
