@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -113,7 +114,9 @@ class ReloadManyTest(unittest.TestCase):
         net = mailnet.Addresses(1)
         self.receiver = mailnet.Receiver(net.ips[0], net.port).start()
         self.addCleanup(self.receiver.stop)
+        self.mport = harness.free_port()
         self.d = harness.Ringmaild(workers=2, tmp=self.tmp, extra={
+            "metrics": {"listen": ["127.0.0.1:%d" % self.mport]},
             "hostname": "relay-0.test",
             "tls": {"cert_file": self.cert, "key_file": self.key},
             "delivery": {"relayhost": "[%s]:%d" % (net.ips[0], net.port)},
@@ -173,6 +176,10 @@ class ReloadManyTest(unittest.TestCase):
             self.assertLess(grown, RSS_GROWTH_MAX_KB, "RSS grew %d kB over %d reloads"
                             % (grown, RELOADS - WARMUP))
         self.assertEqual(sender.errors, [])
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.mport, timeout=30) as r:
+            gauge = re.search(rb"^ringmail_configs_live (\d+)$", r.read(), re.M)
+        self.assertIsNotNone(gauge)
+        self.assertLessEqual(int(gauge.group(1)), LIVE_MAX)
         # The last config is the one in use: in the EHLO reply and in the
         # Received field of a message sent now.
         with smtplib.SMTP(self.d.host, self.d.port, timeout=30) as s:
