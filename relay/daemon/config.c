@@ -1080,8 +1080,8 @@ static void config_destroy_retired(struct retire_node *n)
 }
 
 /* config_alloc - a zeroed config on its own cache lines (its reference
- * count is written by every thread), with the next serial and one
- * reference. */
+ * count is written by every thread) with one reference; config_load
+ * gives it a serial once it is good. */
 static struct config *config_alloc(void)
 {
 	struct config *cfg = aligned_alloc(_Alignof(struct config), sizeof(*cfg));
@@ -1089,7 +1089,6 @@ static struct config *config_alloc(void)
 	if (cfg == NULL)
 		log_fatal("out of memory");
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->serial = atomic_fetch_add(&config_serial_last, 1) + 1;
 	retire_init(&cfg->retire, config_destroy_retired);
 	atomic_fetch_add(&configs_live, 1);
 	return cfg;
@@ -1162,6 +1161,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 		config_free(cfg);
 		return rc;
 	}
+	cfg->serial = atomic_fetch_add(&config_serial_last, 1) + 1;
 	*out = cfg;
 	return 0;
 }

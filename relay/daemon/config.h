@@ -269,7 +269,7 @@ struct config {
 	char *source_path;                /* the file it came from, or NULL */
 
 	/* lifetime (config_hold): not settings. serial names this load (1, 2,
-	 * 3 ... in this process, never reused), so a cache keyed on "which
+	 * 3 ... per good load in this process, never reused), so a cache keyed on "which
 	 * config" compares serials, never pointers a later load may reuse.
 	 * The count sits on its own cache line: sessions hold and release it
 	 * while every worker reads the settings above. */

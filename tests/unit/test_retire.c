@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ Test(retire, drain_destroys_oldest_first)
 /* The stress run: each of THREADS threads gets a reference to every
  * object (held for it before it starts, as retire.h says), holds and
  * releases each ROUNDS times more in an order of its own, then drops its
- * own; the creator's goes at once. So the last release of each object
+ * own; the creator's goes before they start. So the last release of each object
  * falls on whichever thread finishes with it last, while the main thread
  * drains. */
 #define THREADS 4
@@ -96,11 +97,14 @@ Test(retire, drain_destroys_oldest_first)
 static struct thing things[OBJECTS];
 static struct retire_list stress_list = RETIRE_LIST_INIT;
 static atomic_int running;
+static atomic_bool go;          /* threads start once the creator let go */
 
 static void *stress_worker(void *arg)
 {
 	unsigned id = (unsigned)(uintptr_t)arg;
 
+	while (!atomic_load(&go))
+		sched_yield();
 	for (int r = 0; r < ROUNDS; r++)
 		for (int k = 0; k < OBJECTS; k++) {
 			struct thing *t = &things[(k * 7 + id * 31 + (unsigned)r) % OBJECTS];
@@ -127,10 +131,12 @@ Test(retire, stress_each_destroyed_exactly_once_on_the_draining_thread)
 			retire_hold(&things[i].retire);
 	}
 	atomic_store(&running, THREADS);
+	atomic_store(&go, false);
 	for (unsigned i = 0; i < THREADS; i++)
 		cr_assert_eq(pthread_create(&th[i], NULL, stress_worker, (void *)(uintptr_t)i), 0);
 	for (int i = 0; i < OBJECTS; i++)
 		cr_expect_not(retire_release(&stress_list, &things[i].retire), "the threads hold it");
+	atomic_store(&go, true);
 	while (atomic_load(&running) > 0)
 		destroyed += retire_drain(&stress_list);
 	for (int i = 0; i < THREADS; i++)
