@@ -6,6 +6,9 @@
  * shutdown_timeout, exit 0), SIGHUP reloads the config (a bad one is
  * logged and the old one kept), SIGUSR1 reopens the log files (main and
  * delivery log). READY=1 goes to systemd once every worker listens.
+ * Between signals (and at least once a second) it frees the configs
+ * nobody holds any more (config_release, config_retired_free): however
+ * many reloads, only the configs in use stay allocated.
  *
  * Before any of that it makes sure it is alone: the spool directory is
  * locked (a second daemon on it exits 1 naming the holder's PID) and each
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commit.h"
@@ -79,7 +83,9 @@ static const struct worker_plan plan = {
 	},
 };
 
-#define MAX_CONFIGS 64
+/* How long the main thread sleeps in sigtimedwait before it looks for
+ * retired configs to free even without a signal. */
+#define MAIN_RETIRE_INTERVAL_S 1
 
 static void usage(FILE *out)
 {
@@ -115,24 +121,22 @@ static void logs_open(const struct config *cfg)
 }
 
 /* reload - SIGHUP: parse the file again; keep the old config on error.
- * Old configs stay allocated until exit: a worker may still read one. */
+ * *current is the main thread's reference: the new config replaces it and
+ * the old one is released here (each worker holds its own until it picks
+ * up the new one; sessions hold theirs until they end), so it is freed
+ * once the last holder lets go (see config_hold). */
 static void reload(struct worker *workers, unsigned count, const char *path,
-		   struct config **configs, size_t *config_count)
+		   const struct config **current)
 {
 	char err[512];
 	struct config *cfg;
 
-	if (*config_count == MAX_CONFIGS) {
-		log_error("reload", "result=refused reason=\"too many reloads; restart the daemon\"");
-		control_reload_done(workers, false, "too many reloads; restart the daemon");
-		return;
-	}
 	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
 		log_error("reload", "result=rejected error=\"%s\"", err);
 		control_reload_done(workers, false, err);
 		return;
 	}
-	const struct config *old = configs[*config_count - 1];
+	const struct config *old = *current;
 	if (cfg->listen_count != old->listen_count || worker_count(cfg) != count ||
 	    cfg->pop3_listen_count != old->pop3_listen_count ||
 	    cfg->metrics_listen_count != old->metrics_listen_count ||
@@ -141,10 +145,12 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 	    strcmp(cfg->spool_dir, old->spool_dir) != 0 ||
 	    strcmp(cfg->control_socket, old->control_socket) != 0)
 		log_warn("reload", "note=\"listen, pop3.listen, metrics.listen, http.listen, workers, ring.poll_wait, spool.dir and control.socket take effect only after a restart\"");
-	configs[(*config_count)++] = cfg;
+	*current = cfg;
 	logs_open(cfg);
 	worker_reload_all(workers, count, cfg);
-	log_info("reload", "result=ok");
+	config_release(old);
+	config_retired_free();
+	log_info("reload", "result=ok serial=%lu configs_live=%zu", cfg->serial, config_live_count());
 	control_reload_done(workers, true, "reloaded");
 }
 
@@ -252,8 +258,8 @@ static int confine(const struct config *cfg)
 /* serve - start the workers and handle signals until told to stop. */
 static int serve(struct config *cfg)
 {
-	struct config *configs[MAX_CONFIGS] = { cfg };
-	size_t config_count = 1;
+	const struct config *current = cfg;   /* the main thread's reference */
+	char *path = cfg->source_path != NULL ? xstrdup(cfg->source_path) : NULL;
 	unsigned count = worker_count(cfg);
 	sigset_t set;
 	int sig;
@@ -272,6 +278,7 @@ static int serve(struct config *cfg)
 	if (suppress_open(cfg->spool_dir, err, sizeof(err)) < 0) {
 		log_error("suppression_load", "error=\"%s\"", err);
 		config_free(cfg);
+		free(path);
 		return 1;
 	}
 	struct worker *workers = xcalloc(count + 1, sizeof(*workers));   /* + the local worker */
@@ -281,30 +288,37 @@ static int serve(struct config *cfg)
 		worker_join_all(workers, count);
 		free(workers);
 		config_free(cfg);
+		free(path);
 		return 1;
 	}
 	log_info("ready", "version=%s workers=%u listen=%s", RINGMAIL_VERSION, count, cfg->listen[0].text);
 	rc = sdnotify_send("READY=1");
 	if (rc < 0)
 		log_warn("sd_notify", "error=\"%s\"", strerror(-rc));
+	cfg = NULL;                            /* may be freed after a reload: use current */
+	const struct timespec retire_interval = { .tv_sec = MAIN_RETIRE_INTERVAL_S };
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
-			continue;
+		sig = sigtimedwait(&set, NULL, &retire_interval);
+		config_retired_free();
+		if (sig < 0)
+			continue;                      /* EAGAIN (the interval) or EINTR */
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
-		if (sig == SIGHUP && cfg->source_path != NULL)
-			reload(workers, count, cfg->source_path, configs, &config_count);
+		if (sig == SIGHUP && path != NULL)
+			reload(workers, count, path, &current);
 		else if (sig == SIGUSR1)
-			logs_open(configs[config_count - 1]);
+			logs_open(current);
 	}
 	log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
 	sdnotify_send("STOPPING=1");
 	worker_stop_all(workers, count);
 	int status = worker_join_all(workers, count);
 	free(workers);
-	for (size_t i = 0; i < config_count; i++)
-		config_free(configs[i]);
-	log_info("exit", "status=%d", status);
+	/* The workers released theirs when joined: ours is the last. */
+	current = config_release(current);
+	config_retired_free();
+	free(path);
+	log_info("exit", "status=%d configs_live=%zu", status, config_live_count());
 	return status;
 }
 

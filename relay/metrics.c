@@ -311,6 +311,11 @@ int metrics_render_process(struct buf *out, const struct metrics_process *p)
 		rc = buf_append_printf(out, "# HELP process_open_fds Number of open file descriptors.\n"
 				       "# TYPE process_open_fds gauge\nprocess_open_fds %lld\n",
 				       (long long)p->open_fds);
+	if (rc == 0 && p->configs_live >= 0)
+		rc = buf_append_printf(out, "# HELP ringmail_configs_live Configurations in memory: the "
+				       "current one and old ones still used by a connection or a worker.\n"
+				       "# TYPE ringmail_configs_live gauge\nringmail_configs_live %lld\n",
+				       (long long)p->configs_live);
 	return rc;
 }
 
@@ -651,6 +656,7 @@ void metrics_process_read(struct metrics_process *p)
 	p->start_time_seconds = process_start_seconds;
 	p->resident_bytes = process_resident_bytes();
 	p->open_fds = process_open_fds();
+	p->configs_live = (int64_t)config_live_count();
 }
 
 /* ---- the HTTP connection (worker 0) ---------------------------------- */

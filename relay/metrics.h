@@ -130,6 +130,7 @@ struct metrics_process {
 	double start_time_seconds;         /* wall clock (Unix time) at start */
 	int64_t resident_bytes;            /* -1: unknown (its metric is left out) */
 	int64_t open_fds;                  /* -1: unknown (left out) */
+	int64_t configs_live;              /* config_live_count(); -1: left out */
 };
 
 /* metrics_render_process - ringmail_build_info{version} 1 and the

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <libconfig.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1076,10 +1077,64 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 	return 0;
 }
 
+/* Configs loaded and not yet freed; the serial of the last one loaded. */
+static atomic_size_t configs_live;
+static atomic_ulong config_serial_last;
+
+/* Configs whose last reference is gone, waiting for the main thread. */
+static struct retire_list configs_retired = RETIRE_LIST_INIT;
+
+/* config_destroy_retired - the retire list's destroy: free the config. */
+static void config_destroy_retired(struct retire_node *n)
+{
+	config_free(container_of(n, struct config, retire));
+}
+
+/* config_alloc - a zeroed config on its own cache lines (its reference
+ * count is written by every thread) with one reference; config_load
+ * gives it a serial once it is good. */
+static struct config *config_alloc(void)
+{
+	struct config *cfg = aligned_alloc(_Alignof(struct config), sizeof(*cfg));
+
+	if (cfg == NULL)
+		log_fatal("out of memory");
+	memset(cfg, 0, sizeof(*cfg));
+	retire_init(&cfg->retire, config_destroy_retired);
+	atomic_fetch_add(&configs_live, 1);
+	return cfg;
+}
+
+const struct config *config_hold(const struct config *cfg)
+{
+	/* The count is bookkeeping, not a setting: holding a const config
+	 * changes nothing a reader of the settings sees. */
+	if (cfg != NULL)
+		retire_hold(&((struct config *)cfg)->retire);
+	return cfg;
+}
+
+const struct config *config_release(const struct config *cfg)
+{
+	if (cfg != NULL)
+		retire_release(&configs_retired, &((struct config *)cfg)->retire);
+	return NULL;
+}
+
+size_t config_retired_free(void)
+{
+	return retire_drain(&configs_retired);
+}
+
+size_t config_live_count(void)
+{
+	return atomic_load(&configs_live);
+}
+
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
 	struct config_error e = { err, errlen };
-	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	struct config *cfg = config_alloc();
 	config_t file;
 	int rc = 0;
 
@@ -1117,6 +1172,7 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 		config_free(cfg);
 		return rc;
 	}
+	cfg->serial = atomic_fetch_add(&config_serial_last, 1) + 1;
 	*out = cfg;
 	return 0;
 }
@@ -1165,6 +1221,7 @@ struct config *config_free(struct config *cfg)
 	free(cfg->domain_index);
 	free(cfg->source_path);
 	free(cfg);
+	atomic_fetch_sub(&configs_live, 1);
 	return NULL;
 }
 

@@ -12,7 +12,8 @@
  * key and the line. Durations are written as integers (seconds) or strings
  * with a unit ("250ms", "30s", "5m", "2h", "5d") and are stored in
  * milliseconds; sizes as integers (bytes) or strings ("512k", "10M", "1G").
- * A loaded config is immutable: SIGHUP builds a new one and swaps the pointer.
+ * A loaded config is immutable: SIGHUP builds a new one and swaps the pointer;
+ * the old one is freed once nobody holds it (config_hold, below).
  * It owns the users db read from users.file (loaded with it, so a reload
  * swaps both together and a bad users file fails the load like a bad key).
  * docs/CONFIGURATION.md documents every key; config_keys_dump() prints the
@@ -29,6 +30,7 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "retire.h"
 
 #define CONFIG_MAX_LISTEN 16
 
@@ -267,14 +269,49 @@ struct config {
 	bool security_seccomp;            /* syscall allowlist */
 
 	char *source_path;                /* the file it came from, or NULL */
+
+	/* lifetime (config_hold): not settings. serial names this load (1, 2,
+	 * 3 ... per good load in this process, never reused), so a cache keyed on "which
+	 * config" compares serials, never pointers a later load may reuse.
+	 * The count sits on its own cache line: sessions hold and release it
+	 * while every worker reads the settings above. */
+	unsigned long serial;
+	_Alignas(64) struct retire_node retire;   /* last: the struct pads it to 64 */
 };
 
 /* config_load - parse path (NULL: defaults only) into a new config.
  * Returns 0, or -EINVAL with a message naming the key and line in err. */
 int config_load(const char *path, struct config **out, char *err, size_t errlen);
 
-/* config_free - free a config; accepts NULL, returns NULL. */
+/* config_free - free a config now, whoever may still hold it; accepts
+ * NULL, returns NULL. For a config no other thread has seen (tools,
+ * tests, a failed load); the daemon's configs go through config_release. */
 struct config *config_free(struct config *cfg);
+
+/* A loaded config starts with one reference, the loader's. Whoever keeps
+ * a pointer to a config (or to anything in it) beyond the current loop
+ * pass holds a reference for as long: each worker for its current config,
+ * each connection for the config it opened under, each job handed to a
+ * helper thread (AUTH, DKIM). The last release hands the config to the
+ * main thread, which frees it in config_retired_free (freeing is slow
+ * work no worker should do). Lock free: one atomic add per hold or
+ * release. Nobody may touch a config after releasing it. */
+
+/* config_hold - one more reference to cfg (NULL: nothing); returns cfg.
+ * The caller must hold one already (or know that someone holding one
+ * waits for it). */
+const struct config *config_hold(const struct config *cfg);
+
+/* config_release - drop a reference (NULL: nothing); returns NULL. */
+const struct config *config_release(const struct config *cfg);
+
+/* config_retired_free - free every config whose last reference is gone;
+ * how many. The main thread calls it, one thread at a time. */
+size_t config_retired_free(void);
+
+/* config_live_count - configs loaded and not yet freed in this process
+ * (the current one, those still held, those retired but not yet freed). */
+size_t config_live_count(void);
 
 /* config_domain_policy - the policy for a destination domain: its own
  * entry, or the defaults. Never NULL. */

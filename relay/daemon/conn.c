@@ -59,6 +59,7 @@ static void conn_unref(struct conn *c)
 	buf_free(&c->out[1]);
 	buf_free(&c->tls_plain);
 	c->tls = tls_session_free(c->tls);
+	c->cfg = config_release(c->cfg);
 	w->conn_objects--;
 	free(c);
 }
@@ -427,6 +428,7 @@ static struct conn *conn_new(struct worker *w, int fd, const struct conn_handler
 	buf_init(&c->out[1], CONN_BUF_MAX);
 	buf_init(&c->tls_plain, CONN_BUF_MAX);
 	c->w = w;
+	c->cfg = config_hold(w->cfg);
 	c->fd = fd;
 	c->refs = 2;  /* the open connection, and the caller while it runs */
 	c->handler = handler;

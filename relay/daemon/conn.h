@@ -35,7 +35,8 @@
  *
  * Lifetime: every request in the ring holds a reference; conn_close()
  * cancels them and the memory goes when the last completion arrives, so the
- * ring never writes into freed memory (STYLE rule 8).
+ * ring never writes into freed memory (STYLE rule 8). The conn holds a
+ * reference to the config it opened under (c->cfg) until then.
  *
  * Handler settings: idle_timer (inbound: the idle timer's class, e.g.
  * SMTP_IDLE or POP3_IDLE) and input_cap (below).
@@ -106,6 +107,11 @@ struct conn {
 	char peer_text[64];            /* "ip:port" for logs */
 	const struct conn_handler *handler;
 	void *proto;
+	/* The worker's config when the connection was made, held until the
+	 * conn is freed: whatever the session keeps from the config it
+	 * started under (strings, keys, the users db) outlives a reload.
+	 * Settings are still read from c->w->cfg, the current one. */
+	const struct config *cfg;
 
 	struct ring_op recv_op, send_op;
 	struct worker_timer idle_timer, phase_timer;

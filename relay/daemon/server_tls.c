@@ -13,7 +13,7 @@
  * reloaded config. Guarded by tls_root_lock; kept until exit. */
 static pthread_mutex_t tls_root_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tls_config *tls_root;
-static const struct config *tls_root_for;
+static unsigned long tls_root_serial;   /* config serial it was made for */
 
 /* server_tls_refresh - make w->server_tls match the worker's current config. */
 static void server_tls_refresh(struct worker *w)
@@ -21,21 +21,23 @@ static void server_tls_refresh(struct worker *w)
 	const struct config *cfg = w->cfg;
 	char err[256];
 
-	if (w->server_tls_for == cfg)
+	/* Serials, not pointers: a freed config's address may come back
+	 * with the next load. */
+	if (w->server_tls_serial == cfg->serial)
 		return;
-	w->server_tls_for = cfg;
+	w->server_tls_serial = cfg->serial;
 	if (cfg->tls_cert_file[0] == '\0') {
 		w->server_tls = tls_config_free(w->server_tls);
 		return;
 	}
 	pthread_mutex_lock(&tls_root_lock);
-	if (tls_root_for != cfg) {
+	if (tls_root_serial != cfg->serial) {
 		struct tls_config *root = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
 								tls_root, err, sizeof(err));
 		if (root != NULL) {
 			tls_config_free(tls_root);
 			tls_root = root;
-			tls_root_for = cfg;
+			tls_root_serial = cfg->serial;
 		}
 	}
 	struct tls_config *mine = tls_config_new_server(cfg->tls_cert_file, cfg->tls_key_file,
@@ -69,7 +71,7 @@ static int server_tls_init(struct worker *w)
 static void server_tls_exit(struct worker *w)
 {
 	w->server_tls = tls_config_free(w->server_tls);
-	w->server_tls_for = NULL;
+	w->server_tls_serial = 0;
 }
 
 const struct worker_module server_tls_module = {

@@ -331,9 +331,14 @@ static void worker_wake_complete(struct worker *w, struct ring_op *op, const str
 	const struct config *cfg = atomic_exchange(&w->pending_cfg, NULL);
 
 	if (cfg != NULL) {
+		/* Nothing on this worker keeps a pointer into the old config
+		 * past this pass without its own reference (conns, helper
+		 * jobs hold theirs), so ours can go now. */
+		const struct config *old = w->cfg;
 		w->cfg = cfg;
 		worker_timer_durations(w);
-		log_debug("reload", "worker=%u", w->id);
+		log_debug("reload", "worker=%u serial=%lu", w->id, cfg->serial);
+		config_release(old);
 	}
 	if (atomic_load(&w->stop_requested))
 		worker_begin_stop(w);
@@ -661,7 +666,7 @@ int worker_start_all(struct worker *workers, unsigned count, const struct config
 		w->role = i == count ? WORKER_ROLE_LOCAL : WORKER_ROLE_SMTP;
 		w->count = count;
 		w->all = workers;
-		w->cfg = cfg;
+		w->cfg = config_hold(cfg);
 		w->plan = plan;
 		rc = pthread_create(&w->thread, NULL, worker_main, w);
 		if (rc != 0)
@@ -682,7 +687,10 @@ void worker_stop_all(struct worker *workers, unsigned count)
 void worker_reload_all(struct worker *workers, unsigned count, const struct config *cfg)
 {
 	for (unsigned i = 0; i <= count; i++) {
-		atomic_store(&workers[i].pending_cfg, cfg);
+		/* Held before the worker can see it: once the worker has
+		 * it, the caller's release must not be the last. */
+		const struct config *unseen = atomic_exchange(&workers[i].pending_cfg, config_hold(cfg));
+		config_release(unseen);
 		thread_wake(&workers[i]);
 	}
 }
@@ -709,6 +717,8 @@ int worker_join_all(struct worker *workers, unsigned count)
 		for (const struct worker_module *const *m = workers[i].plan->modules; *m != NULL; m++)
 			if ((*m)->drain != NULL)
 				(*m)->drain(&workers[i]);
+		workers[i].cfg = config_release(workers[i].cfg);
+		config_release(atomic_exchange(&workers[i].pending_cfg, NULL));
 	}
 	pthread_barrier_destroy(&worker_ready);
 	if (thread_ring_ready) {

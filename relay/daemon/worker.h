@@ -164,9 +164,9 @@ struct worker {
 
 	const struct worker_plan *plan;
 	struct tls_config *server_tls;     /* server_tls.h */
-	const struct config *server_tls_for;
-	const struct config *cfg;          /* this worker's view; see worker_reload */
-	_Atomic(const struct config *) pending_cfg;
+	unsigned long server_tls_serial;   /* the config it was made from; 0: none */
+	const struct config *cfg;          /* this worker's view, held; see worker_reload_all */
+	_Atomic(const struct config *) pending_cfg;   /* held for this worker */
 
 	/* provided receive buffers (one group) */
 	struct io_uring_buf_ring *buf_ring;
@@ -229,8 +229,11 @@ void worker_stop_all(struct worker *workers, unsigned count);
 int worker_join_all(struct worker *workers, unsigned count);
 
 /* worker_reload_all - hand every worker a new config (from any thread).
- * The caller keeps the old one alive until the process ends: workers may
- * still be reading it. */
+ * Each worker gets its own reference (config_hold), taken here, and
+ * drops the one to its old config when it picks the new one up at the
+ * top of its loop; a config handed over but replaced before a worker
+ * picked it up is released here. The caller keeps its own reference.
+ * worker_start_all holds one per worker too; worker_join_all drops them. */
 void worker_reload_all(struct worker *workers, unsigned count, const struct config *cfg);
 
 /* worker_post - queue p for target (from any thread) and wake it; p->handle

@@ -279,9 +279,9 @@ void delivery_routes_sync(struct delivery *dl)
 	const struct config *cfg = dl->w->cfg;
 	size_t rerouted = 0, moved = 0;
 
-	if (dl->routes_cfg == cfg || dl->resolver == NULL)
+	if (dl->routes_serial == cfg->serial || dl->resolver == NULL)
 		return;
-	dl->routes_cfg = cfg;
+	dl->routes_serial = cfg->serial;
 	struct dns_routes *fresh = routes_of(cfg), *old;
 	if (fresh == NULL)
 		return;     /* cannot happen: the config was checked */
@@ -357,7 +357,7 @@ static void delivery_policies(struct delivery *dl, const struct config *cfg)
 	 * split, so the sum over workers stays within them. */
 	dl->max_per_address = sched_share((unsigned)cfg->max_connections_per_address, dl->w->count);
 	dl->max_total = sched_share((unsigned)cfg->max_connections_total, dl->w->count);
-	dl->policy_cfg = cfg;
+	dl->policy_serial = cfg->serial;
 }
 
 /* delivery_hook - before each sleep: due retries back to their domains,
@@ -368,7 +368,7 @@ static void delivery_hook(struct worker *w, void *arg)
 
 	if (w->stopping)
 		dl->stopping = true;
-	if (dl->policy_cfg != w->cfg)
+	if (dl->policy_serial != w->cfg->serial)
 		delivery_policies(dl, w->cfg);
 	delivery_routes_sync(dl);
 	if (w->now_ms >= dl->next_reap_ms) {
@@ -427,7 +427,7 @@ static int delivery_resolver_new(struct delivery *dl, const struct config *cfg)
 	};
 	dl->resolver = dns_resolver_new(&opt, err, sizeof(err));
 	free(routes);
-	dl->routes_cfg = cfg;
+	dl->routes_serial = cfg->serial;
 	dl->sender_routes_hash = sender_routes_hash(cfg);
 	if (dl->resolver == NULL) {
 		log_error("dns_init", "worker=%u error=\"%s\"", dl->w->id, err);

@@ -208,7 +208,7 @@ struct delivery {
 	size_t heap_len, heap_cap;
 	struct retry_policy retry;         /* per item */
 	struct retry_policy domain_retry;  /* a whole domain whose hosts all failed */
-	const struct config *policy_cfg;   /* the config the policies come from */
+	unsigned long policy_serial;       /* the config the policies come from */
 	struct delivery_stats stats;
 	struct tls_config *tls_client;     /* made on first STARTTLS; per worker */
 	char *tls_client_ca;               /* the CA path it was made with */
@@ -228,8 +228,8 @@ struct delivery {
 	size_t local_turn;         /* local worker: the next domain to serve, round robin */
 	bool stopping;
 	struct shaping_matcher *shaping_matcher;   /* the config's response rules, for this thread */
-	const struct config *shaping_cfg;          /* the config it was compiled from */
-	const struct config *routes_cfg;   /* the config the resolver's routes came from */
+	unsigned long shaping_serial;              /* the config it was compiled from */
+	unsigned long routes_serial;       /* the config the resolver's routes came from */
 	uint64_t sender_routes_hash;       /* of that config's delivery.sender_routes */
 };
 

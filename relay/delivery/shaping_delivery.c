@@ -30,11 +30,11 @@ static const struct shaping_matcher *matcher(struct delivery *dl)
 {
 	const struct config *cfg = dl->w->cfg;
 
-	if (dl->shaping_cfg != cfg) {
+	if (dl->shaping_serial != cfg->serial) {
 		dl->shaping_matcher = shaping_matcher_free(dl->shaping_matcher);
 		if (cfg->shaping != NULL)
 			dl->shaping_matcher = shaping_matcher_new(cfg->shaping);
-		dl->shaping_cfg = cfg;
+		dl->shaping_serial = cfg->serial;
 	}
 	return dl->shaping_matcher;
 }
@@ -42,7 +42,7 @@ static const struct shaping_matcher *matcher(struct delivery *dl)
 void shaping_delivery_free(struct delivery *dl)
 {
 	dl->shaping_matcher = shaping_matcher_free(dl->shaping_matcher);
-	dl->shaping_cfg = NULL;
+	dl->shaping_serial = 0;
 }
 
 /* domain_site - the state slot of d's site (by its route's MX host names),

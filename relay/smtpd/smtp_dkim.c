@@ -33,7 +33,7 @@ struct smtp_dkim_job *smtp_dkim_job_new(const struct config *cfg, const char *bo
 {
 	struct smtp_dkim_job *j = xcalloc(1, sizeof(*j));
 
-	j->cfg = cfg;
+	j->cfg = config_hold(cfg);
 	j->body = body;
 	j->body_len = body_len;
 	j->timestamp = (int64_t)time(NULL);
@@ -49,6 +49,7 @@ struct smtp_dkim_job *smtp_dkim_job_free(struct smtp_dkim_job *j)
 	if (j == NULL)
 		return NULL;
 	buf_free(&j->message);
+	config_release(j->cfg);
 	free(j);
 	return NULL;
 }

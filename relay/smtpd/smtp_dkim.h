@@ -15,9 +15,9 @@
  *              the message goes out unsigned)
  *   j = smtp_dkim_job_free(j);
  *
- * Ownership: the job points at cfg and body, which must stay unchanged
- * until done runs (the session is paused; configs live until exit). The
- * job owns message.
+ * Ownership: the job holds a reference to cfg (config_hold, dropped by
+ * smtp_dkim_job_free) and points at body, which must stay unchanged
+ * until done runs (the session is paused). The job owns message.
  */
 #ifndef RINGMAIL_SMTP_DKIM_H
 #define RINGMAIL_SMTP_DKIM_H
@@ -35,7 +35,7 @@
 
 struct smtp_dkim_job {
 	struct helper_job job;                /* first */
-	const struct config *cfg;
+	const struct config *cfg;             /* held (its keys) until the job is freed */
 	const char *body;
 	size_t body_len;
 	int64_t timestamp;                    /* t=, taken at submit */

@@ -220,7 +220,8 @@ static void smtp_auth_start(struct smtp_conn *sc)
 		return;
 	}
 	struct smtp_auth_request *r = xcalloc(1, sizeof(*r));
-	r->db = w->cfg->users;
+	r->cfg = config_hold(w->cfg);
+	r->db = r->cfg->users;
 	snprintf(r->user, sizeof(r->user), "%s", user);
 	snprintf(r->password, sizeof(r->password), "%s", password);
 	r->done = smtp_auth_done;
@@ -243,6 +244,7 @@ static void smtp_auth_done(struct smtp_auth_request *r)
 	log_quote(quser, sizeof(quser), r->user, strlen(r->user));
 	explicit_bzero(r->password, sizeof(r->password));
 	bool ok = r->ok;
+	config_release(r->cfg);
 	free(r);
 	if (ok) {
 		w->smtp->auth_ok++;

@@ -315,6 +315,7 @@ Test(metrics, render_process)
 		.start_time_seconds = 1700000000.25,
 		.resident_bytes = 12345678,
 		.open_fds = 42,
+		.configs_live = 3,
 	};
 	struct buf b;
 
@@ -330,6 +331,8 @@ Test(metrics, render_process)
 	expect_line(t, "process_resident_memory_bytes 12345678");
 	expect_line(t, "# TYPE process_open_fds gauge");
 	expect_line(t, "process_open_fds 42");
+	expect_line(t, "# TYPE ringmail_configs_live gauge");
+	expect_line(t, "ringmail_configs_live 3");
 	buf_free(&b);
 
 	/* unknown values (a procfs read failed) leave their metric out; a
@@ -337,6 +340,7 @@ Test(metrics, render_process)
 	p.version = "x\"y\\z";
 	p.resident_bytes = -1;
 	p.open_fds = -1;
+	p.configs_live = -1;
 	buf_init(&b, 1 << 16);
 	cr_assert_eq(metrics_render_process(&b, &p), 0);
 	cr_assert_eq(buf_append(&b, "", 1), 0);
@@ -344,6 +348,7 @@ Test(metrics, render_process)
 	expect_line(t, "ringmail_build_info{version=\"x\\\"y\\\\z\"} 1");
 	cr_expect(strstr(t, "process_resident_memory_bytes") == NULL, "got %s", t);
 	cr_expect(strstr(t, "process_open_fds") == NULL, "got %s", t);
+	cr_expect(strstr(t, "ringmail_configs_live") == NULL, "got %s", t);
 	buf_free(&b);
 
 	buf_init(&b, 32);
@@ -361,4 +366,5 @@ Test(metrics, process_read_sees_this_process)
 	cr_expect(p.start_time_seconds > 1.5e9, "got %f", p.start_time_seconds);
 	cr_expect(p.resident_bytes > 0, "got %lld", (long long)p.resident_bytes);
 	cr_expect(p.open_fds >= 3, "got %lld", (long long)p.open_fds);
+	cr_expect_eq(p.configs_live, 0, "no config loaded here: got %lld", (long long)p.configs_live);
 }

@@ -460,7 +460,7 @@ static void world_init(void)
 	memset(&fx, 0, sizeof(fx));
 	memset(&w, 0, sizeof(w));
 	memset(&dl, 0, sizeof(dl));
-	cfg = (struct config){ .hostname = "relay.test", .tls_ca_file = "" };
+	cfg = (struct config){ .hostname = "relay.test", .tls_ca_file = "", .serial = 1 };
 	policy = (struct config_domain){ .name = "", .max_connections = 10,
 		.max_messages_per_connection = 100, .max_recipients_per_transaction = 50,
 		.tls = CONFIG_TLS_NONE };
@@ -472,7 +472,7 @@ static void world_init(void)
 	w.now_ms = 1000000;
 	w.delivery = &dl;
 	dl.w = &w;
-	dl.policy_cfg = &cfg;
+	dl.policy_serial = cfg.serial;
 	dl.domain_retry = (struct retry_policy)RETRY_POLICY_DEFAULT;
 	dl.retry = (struct retry_policy)RETRY_POLICY_DEFAULT;
 	dl.max_per_address = 10;

@@ -2,6 +2,7 @@
  * entries sign, the signed copy's layout, messages left unsigned. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -19,7 +20,12 @@ static void setup(void)
 	static const char *const selectors[] = { "r", "e", "o" };
 	char err[256];
 
-	cfg = calloc(1, sizeof(*cfg));
+	/* Aligned like config_load's (the reference count has its own
+	 * cache line) and holding one reference, the test's: a job holds
+	 * its own while it lives. */
+	cfg = aligned_alloc(_Alignof(struct config), sizeof(*cfg));
+	memset(cfg, 0, sizeof(*cfg));
+	retire_init(&cfg->retire, NULL);
 	cfg->dkim_signers = calloc(3, sizeof(*cfg->dkim_signers));
 	for (int i = 0; i < 3; i++) {
 		struct buf pem;
@@ -38,6 +44,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+	cr_expect_eq(retire_refs(&cfg->retire), 1, "every job released the config");
 	for (int i = 0; i < 3; i++)
 		dkim_key_free(keys[i]);
 	free(cfg->dkim_signers);
