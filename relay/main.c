@@ -28,6 +28,7 @@
 #include "http_server.h"
 #include "instance.h"
 #include "landlock.h"
+#include "mta_sts_fetch.h"
 #include "listen_pool.h"
 #include "log.h"
 #include "metrics.h"
@@ -211,6 +212,13 @@ static int confine(const struct config *cfg)
 
 	if (privilege_resolve(cfg->user, &user, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ringmaild: %s\n", err);
+		return -1;
+	}
+	/* libcurl (MTA-STS fetches) and its TLS library set up their global
+	 * state, and read their configuration files, once, before any
+	 * thread, Landlock or seccomp. */
+	if (mta_sts_fetch_global_init() < 0) {
+		fprintf(stderr, "ringmaild: curl_global_init failed\n");
 		return -1;
 	}
 	int rc = listen_pool_open(cfg, worker_count(cfg), &failed);

@@ -161,6 +161,7 @@ struct qdomain {
 				    * the domain's own route; the same domain
 				    * with another hop is another qdomain */
 	int64_t suspended_until_ms;        /* a shaping rule suspended the domain (monotonic) */
+	struct mta_sts_domain *sts;        /* its MTA-STS check and policy (owned), or NULL */
 	char name[];
 };
 
@@ -187,6 +188,8 @@ struct rcpt_result {
 
 struct tls_config;
 struct dns_resolver;
+struct helper_worker;
+struct mta_sts_domain;
 
 struct delivery {
 	struct worker *w;
@@ -228,6 +231,8 @@ struct delivery {
 	bool stopping;
 	struct shaping_matcher *shaping_matcher;   /* the config's response rules, for this thread */
 	const struct config *shaping_cfg;          /* the config it was compiled from */
+	struct helper_worker *sts_helpers;         /* MTA-STS jobs come back here (mta_sts_delivery.c) */
+	unsigned sts_jobs_out;                     /* of them on helper threads now */
 };
 
 static inline struct delivery *delivery_of(struct worker *w)
