@@ -140,7 +140,7 @@ static const struct config_key config_keys[] = {
 	{ "mta_sts.fetch_timeout", KIND_DURATION, OFF(mta_sts_fetch_timeout_ms), 1000, 120000, "10s", "the whole HTTPS fetch of a policy (connect, TLS, answer) must finish within this; a failed fetch keeps the cached policy until its max_age" },
 	{ "mta_sts.max_policy_size", KIND_SIZE, OFF(mta_sts_max_policy_size), 256, 65536, "64k", "largest policy body accepted (RFC 8461 3.3 allows senders 64k); larger is a failed fetch" },
 	{ "mta_sts.recheck_interval", KIND_DURATION, OFF(mta_sts_recheck_interval_ms), 1000, DAY_MS, "1h", "while mail flows to a domain, look up its _mta-sts TXT record again this often: a new id means a new fetch (the cached policy applies meanwhile)" },
-	{ "mta_sts.refresh_before", KIND_DURATION, OFF(mta_sts_refresh_before_ms), 0, 30 * DAY_MS, "1d", "a cached policy that expires within this is fetched again in the background at the next TXT check (RFC 8461 5.1)" },
+	{ "mta_sts.refresh_before", KIND_DURATION, OFF(mta_sts_refresh_before_ms), 0, 30 * DAY_MS, "1d", "a cached policy that expires within this (at most half its max_age) is fetched again in the background at the next TXT check (RFC 8461 5.1)" },
 	{ "mta_sts.https_port", KIND_INT, OFF(mta_sts_https_port), 1, 65535, "443", "port of https://mta-sts.DOMAIN/ (RFC 8461: 443; another port only for test networks, the certificate is still checked for mta-sts.DOMAIN)" },
 	{ "pop3.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "POP3 listen addresses on the local worker; empty = no POP3 endpoint" },
 	{ "pop3s.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS POP3 listen addresses (RFC 8314, conventionally port 995) on the local worker; needs tls.cert_file; empty = none" },

@@ -230,6 +230,16 @@ bool mta_sts_delivery_route_refused(struct delivery *dl, struct qdomain *d, cons
 
 /* ---- the check ------------------------------------------------------- */
 
+/* refresh_window - how close to its end a policy is fetched again:
+ * mta_sts.refresh_before, but at most half its max_age (a short-lived
+ * policy is not fetched on every check). */
+static int64_t refresh_window(int64_t refresh_before_s, const struct mta_sts_cached *c)
+{
+	int64_t half = c != NULL ? (int64_t)c->policy.max_age_s / 2 : 0;
+
+	return c != NULL && half < refresh_before_s ? half : refresh_before_s;
+}
+
 static void sts_txt_done(enum dns_route_status status, const char *const *txts, const size_t *lens, size_t n,
 			 void *arg);
 
@@ -338,7 +348,8 @@ static void sts_job_run(struct helper_job *job)
 			free(c);
 		}
 	}
-	enum mta_sts_action a = mta_sts_decide(j->cache, j->txt, j->id, j->now_s, j->refresh_before_s, &refresh);
+	enum mta_sts_action a = mta_sts_decide(j->cache, j->txt, j->id, j->now_s,
+					       refresh_window(j->refresh_before_s, j->cache), &refresh);
 	if ((a != MTA_STS_FETCH && !refresh) || j->txt != MTA_STS_TXT_ID || !j->may_fetch) {
 		if ((a == MTA_STS_FETCH || refresh) && j->txt == MTA_STS_TXT_ID) {
 			j->fetched = true;
@@ -466,7 +477,8 @@ static void sts_txt_done(enum dns_route_status status, const char *const *txts, 
 	}
 	bool refresh = false;
 	enum mta_sts_action a = mta_sts_decide(st->cache, st->txt, st->id, wall_ms() / 1000,
-					       dl->w->cfg->mta_sts_refresh_before_ms / 1000, &refresh);
+					       refresh_window(dl->w->cfg->mta_sts_refresh_before_ms / 1000, st->cache),
+					       &refresh);
 	/* A cache file may hold what the TXT record names: read it before
 	 * fetching (the job does both). */
 	if (dl->stopping) {
