@@ -25,6 +25,7 @@ static struct helper_pool sts_pool = HELPER_POOL_INIT("mta-sts", 4);
 
 enum sts_state {
 	STS_UNKNOWN,               /* never checked (or reaped and made again) */
+	STS_QUEUED,                /* waiting for a TXT lookup slot (sts_txt_cap) */
 	STS_TXT,                   /* _mta-sts TXT lookup in flight */
 	STS_ADDRESS,               /* A/AAAA of mta-sts.DOMAIN in flight */
 	STS_JOB,                   /* load/fetch/store on a helper thread */
@@ -33,7 +34,7 @@ enum sts_state {
 };
 
 static const char *const sts_state_names[STS_STATE_COUNT] = {
-	"unknown", "txt", "address", "job", "known",
+	"unknown", "queued", "txt", "address", "job", "known",
 };
 
 struct sts_job;
@@ -42,12 +43,14 @@ struct mta_sts_domain {
 	enum sts_state state;
 	bool loaded;               /* the cache file was read (or found absent) */
 	bool blocking;             /* d's mail waits for this check */
+	bool in_gate;              /* inside the gate's lookup call: no kick from there */
 	struct mta_sts_cached *cache;      /* the policy known, or NULL */
 	int64_t checked_ms;        /* monotonic: the last check ended */
 	enum mta_sts_txt_state txt;
 	char id[MTA_STS_ID_MAX + 1];
 	struct sts_job *job;       /* in flight, or NULL */
 	const struct dns_route *reported;  /* testing: the route last reported */
+	struct qdomain *queue_next;        /* in dl's queue while QUEUED */
 };
 
 struct sts_job {
@@ -106,7 +109,8 @@ static void sts_enter_state(struct qdomain *d, enum sts_state next)
 bool mta_sts_delivery_busy(const struct qdomain *d)
 {
 	const struct mta_sts_domain *st = d->sts;
-	return st != NULL && (st->state == STS_TXT || st->state == STS_ADDRESS || st->state == STS_JOB);
+	return st != NULL && (st->state == STS_QUEUED || st->state == STS_TXT || st->state == STS_ADDRESS ||
+			      st->state == STS_JOB);
 }
 
 struct mta_sts_domain *mta_sts_domain_free(struct mta_sts_domain *st)
@@ -223,8 +227,6 @@ bool mta_sts_delivery_route_refused(struct delivery *dl, struct qdomain *d, cons
 		 d->name, d->sts->cache->id, hosts);
 	log_warn("mta_sts_refused", "domain=%s id=%s mx=%s reason=\"no MX host in the policy\" action=defer",
 		 d->name, d->sts->cache->id, hosts);
-	for (struct qitem *it = d->ready_head; it != NULL; it = it->next)
-		dl->stats.mta_sts_refused += it->count;
 	domain_defer_ready(dl, d, MTA_STS_DEFER_STATUS, text);
 	return true;
 }
@@ -254,14 +256,52 @@ static void sts_finish(struct delivery *dl, struct qdomain *d)
 	sts_enter_state(d, STS_KNOWN);
 	st->checked_ms = dl->w->now_ms;
 	st->blocking = false;
-	if (waited && !dl->stopping)
+	/* An answer inside the gate's own call (a name the resolver refuses
+	 * at once) needs no kick: the gate's caller goes on. */
+	if (waited && !dl->stopping && !st->in_gate)
 		domain_kick(dl, d);
+}
+
+/* sts_txt_cap - TXT lookups a worker runs at once: half of
+ * dns.max_in_flight, so that thousands of new domains do not flood the
+ * name server beside their MX lookups (which keep the other half). */
+static unsigned sts_txt_cap(const struct delivery *dl)
+{
+	int64_t half = dl->w->cfg->dns_max_in_flight / 2;
+
+	return half > 0 ? (unsigned)half : 1;
+}
+
+/* sts_txt_start - d's _mta-sts TXT lookup goes out. */
+static void sts_txt_start(struct delivery *dl, struct qdomain *d)
+{
+	char name[MTA_STS_NAME_MAX + 16];
+
+	snprintf(name, sizeof(name), "_mta-sts.%s", d->name);
+	dl->sts_txt_running++;
+	sts_enter_state(d, STS_TXT);
+	dns_lookup_txt(dl->resolver, name, sts_txt_done, d, dl->w->now_ms);
+}
+
+/* sts_pump - queued domains start their lookups while there is room. */
+static void sts_pump(struct delivery *dl)
+{
+	if (dl->sts_pumping)
+		return;
+	dl->sts_pumping = true;
+	while (dl->sts_queue_head != NULL && dl->sts_txt_running < sts_txt_cap(dl) && !dl->stopping) {
+		struct qdomain *d = dl->sts_queue_head;
+		dl->sts_queue_head = d->sts->queue_next;
+		if (dl->sts_queue_head == NULL)
+			dl->sts_queue_tail = NULL;
+		d->sts->queue_next = NULL;
+		sts_txt_start(dl, d);
+	}
+	dl->sts_pumping = false;
 }
 
 bool mta_sts_delivery_gate(struct delivery *dl, struct qdomain *d)
 {
-	char name[MTA_STS_NAME_MAX + 16];
-
 	if (!sts_applies(dl, d))
 		return false;
 	if (d->sts == NULL)
@@ -275,10 +315,19 @@ bool mta_sts_delivery_gate(struct delivery *dl, struct qdomain *d)
 	/* The first check holds the mail, and so does one whose policy ran
 	 * out (it may have a successor); later ones run behind it. */
 	st->blocking = st->state != STS_KNOWN || (st->cache != NULL && !mta_sts_cache_valid(st->cache, wall_ms() / 1000));
-	snprintf(name, sizeof(name), "_mta-sts.%s", d->name);
-	sts_enter_state(d, STS_TXT);
-	dns_lookup_txt(dl->resolver, name, sts_txt_done, d, dl->w->now_ms);
-	return st->state != STS_KNOWN && st->blocking;
+	if (dl->sts_txt_running >= sts_txt_cap(dl)) {
+		sts_enter_state(d, STS_QUEUED);
+		if (dl->sts_queue_tail != NULL)
+			dl->sts_queue_tail->sts->queue_next = d;
+		else
+			dl->sts_queue_head = d;
+		dl->sts_queue_tail = d;
+		return st->blocking;
+	}
+	st->in_gate = true;
+	sts_txt_start(dl, d);
+	st->in_gate = false;
+	return mta_sts_delivery_busy(d) && st->blocking;
 }
 
 /* sts_job_done - on the worker: the job's answer becomes d's. */
@@ -467,6 +516,7 @@ static void sts_txt_done(enum dns_route_status status, const char *const *txts, 
 	const char *why = NULL;
 	char target[MTA_STS_NAME_MAX + 32];
 
+	dl->sts_txt_running--;
 	st->txt = status == DNS_ROUTE_TEMPFAIL ? MTA_STS_TXT_TEMPFAIL : MTA_STS_TXT_NONE;
 	st->id[0] = '\0';
 	if (status == DNS_ROUTE_OK) {
@@ -493,6 +543,7 @@ static void sts_txt_done(enum dns_route_status status, const char *const *txts, 
 	} else {
 		sts_finish(dl, d);
 	}
+	sts_pump(dl);
 }
 
 void mta_sts_delivery_exit(struct delivery *dl)

@@ -233,6 +233,9 @@ struct delivery {
 	const struct config *shaping_cfg;          /* the config it was compiled from */
 	struct helper_worker *sts_helpers;         /* MTA-STS jobs come back here (mta_sts_delivery.c) */
 	unsigned sts_jobs_out;                     /* of them on helper threads now */
+	unsigned sts_txt_running;                  /* _mta-sts TXT lookups in flight */
+	struct qdomain *sts_queue_head, *sts_queue_tail;   /* domains waiting to start theirs */
+	bool sts_pumping;                          /* in sts_pump: no nested pumping */
 };
 
 static inline struct delivery *delivery_of(struct worker *w)
