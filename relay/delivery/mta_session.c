@@ -505,8 +505,9 @@ void mta_session_tls_free(struct delivery *dl)
  * reason whatever the end of the connection says. */
 static void mta_explain(struct mta_session *s, const char *status, const char *what, const char *why)
 {
+	/* The policy first: the library's reason may be long and is cut. */
 	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %s%s%s", session_mx_text(s), s->ip,
-		 what, why, s->tls_applied == TLS_APPLIED_MTA_STS ? " (TLS required by MTA-STS policy, mode enforce)" : "");
+		 s->tls_applied == TLS_APPLIED_MTA_STS ? "MTA-STS policy (mode enforce): " : "", what, why);
 	snprintf(s->last_status, sizeof(s->last_status), "%s", status);
 	s->explained = true;
 }

@@ -13,6 +13,8 @@ that certificate, or without STARTTLS.
   wrongmx.test     enforce, its MX not in the policy: deferred 4.7.5, nothing sent
   nostarttls.test  enforce, MX listed, no STARTTLS: deferred 4.7.4
   testing.test     testing, MX not listed, no STARTTLS: delivered, reported
+  badcert.test     enforce, MX listed, STARTTLS with a self-signed certificate:
+                   deferred 4.7.5, nothing sent
   restart          the policy cached in SPOOL/mta-sts survives a restart with
                    the HTTPS server gone: enforce.test's MX without STARTTLS
                    is then refused
@@ -34,12 +36,13 @@ import mailnet  # noqa: E402
 from test_outbound_tls import TLSReceiver  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DOMAINS = ("enforce.test", "wrongmx.test", "nostarttls.test", "testing.test")
+DOMAINS = ("enforce.test", "wrongmx.test", "nostarttls.test", "testing.test", "badcert.test")
 POLICIES = {
     "enforce.test": "version: STSv1\nmode: enforce\nmx: mx.enforce.test\nmax_age: 86400\n",
     "wrongmx.test": "version: STSv1\nmode: enforce\nmx: mx.elsewhere.test\nmx: *.other.test\nmax_age: 86400\n",
     "nostarttls.test": "version: STSv1\nmode: enforce\nmx: mx.nostarttls.test\nmax_age: 86400\n",
     "testing.test": "version: STSv1\nmode: testing\nmx: *.elsewhere.test\nmax_age: 86400\n",
+    "badcert.test": "version: STSv1\nmode: enforce\nmx: mx.badcert.test\nmax_age: 86400\n",
 }
 
 
@@ -65,6 +68,10 @@ def make_pki(tmp, names):
                 % ",".join("DNS:" + n for n in names))
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    # A self-signed certificate that names the host but chains to nothing.
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", "self.key", "-out", "self.pem", "-days", "2",
+            "-subj", "/CN=mx.badcert.test", "-addext", "subjectAltName=DNS:mx.badcert.test", cwd=d)
     return os.path.join(d, "ca.pem"), os.path.join(d, "server.pem"), os.path.join(d, "server.key")
 
 
@@ -143,6 +150,10 @@ class MTASTS(mailnet.NetTestCase, unittest.TestCase):
         tls_wrong = self.started(TLSReceiver(self.mx_ip["wrongmx.test"], self.net.port, self.server_ctx()))
         plain_nostarttls = self.started(mailnet.Receiver(self.mx_ip["nostarttls.test"], self.net.port))
         plain_testing = self.started(mailnet.Receiver(self.mx_ip["testing.test"], self.net.port))
+        self_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        pki = os.path.dirname(self.ca)
+        self_ctx.load_cert_chain(os.path.join(pki, "self.pem"), os.path.join(pki, "self.key"))
+        tls_badcert = self.started(TLSReceiver(self.mx_ip["badcert.test"], self.net.port, self_ctx))
         d = self.relay(self.settings())
         for domain in DOMAINS:
             self.send(d, domain, domain.split(".")[0])
@@ -152,6 +163,7 @@ class MTASTS(mailnet.NetTestCase, unittest.TestCase):
             return (any(x["status"] == "delivered" for x in by["enforce.test"]) and
                     any(x["status"] == "delivered" for x in by["testing.test"]) and
                     any(x["status"] == "deferred" for x in by["wrongmx.test"]) and
+                    any(x["status"] == "deferred" for x in by["badcert.test"]) and
                     any(x["status"] == "deferred" for x in by["nostarttls.test"]))
         lines = self.wait_log(d, done, 90, "every domain's outcome")
         # Workers publish their counters every so often: wait for them.
@@ -189,6 +201,14 @@ class MTASTS(mailnet.NetTestCase, unittest.TestCase):
         self.assertIn("MTA-STS", got[0]["reply"])
         self.assertEqual(plain_nostarttls.handler.snapshot(), [])
 
+        # enforce, listed MX whose certificate does not verify: 4.7.5.
+        got = self.lines_for(lines, "badcert.test")
+        self.assertTrue(got and all(x["status"] == "deferred" for x in got), got)
+        self.assertEqual(got[0]["dsn"], "4.7.5", got)
+        self.assertIn("TLS failed", got[0]["reply"])
+        self.assertIn("MTA-STS", got[0]["reply"])
+        self.assertEqual(tls_badcert.handler.snapshot(), [])
+
         # testing: delivered as configured ("may", in clear here), and what
         # enforce would have refused is logged.
         got = self.lines_for(lines, "testing.test")
@@ -210,7 +230,7 @@ class MTASTS(mailnet.NetTestCase, unittest.TestCase):
                 self.assertIn("id: 20261205a\n", f.read())
         self.assertRegex(metrics, r'(?m)^ringmail_delivery_tls_policy_total\{policy="mta-sts"\} [1-9]')
         self.assertRegex(metrics, r'(?m)^ringmail_delivery_tls_policy_total\{policy="mta-sts-testing"\} 1$')
-        self.assertRegex(metrics, r"(?m)^ringmail_mta_sts_fetches_total 4$")
+        self.assertRegex(metrics, r"(?m)^ringmail_mta_sts_fetches_total 5$")
         self.assertRegex(metrics, r"(?m)^ringmail_mta_sts_refused_total [1-9]")
         self.assertRegex(metrics, r"(?m)^ringmail_mta_sts_testing_reports_total [1-9]")
 
