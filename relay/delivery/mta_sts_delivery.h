@@ -15,7 +15,9 @@
  *
  * The check of a domain, a state machine per qdomain (enum sts_state):
  *
- *   UNKNOWN -> TXT        _mta-sts.DOMAIN TXT on the worker's resolver
+ *   UNKNOWN -> [QUEUED]   at most half of dns.max_in_flight TXT lookups
+ *                         per worker; the rest wait their turn in a FIFO
+ *   -> TXT                _mta-sts.DOMAIN TXT on the worker's resolver
  *   TXT -> ADDRESS        a fetch may be due: A/AAAA of mta-sts.DOMAIN on
  *                         the same resolver (libcurl gets them through
  *                         CURLOPT_RESOLVE and never calls getaddrinfo)
@@ -25,7 +27,8 @@
  *   TXT|JOB -> KNOWN      the answer is in d->sts; KNOWN -> TXT again after
  *                         mta_sts.recheck_interval while mail flows
  *
- * Each state is bounded by what it waits for: TXT and ADDRESS by the
+ * Each state is bounded by what it waits for: QUEUED by the lookups ahead
+ * of it, TXT and ADDRESS by the
  * resolver's dns.timeout x dns.tries, JOB by mta_sts.fetch_timeout (the
  * transfer's whole deadline in libcurl) plus a local file read. The first
  * check of a domain holds its mail (it may not go before its policy is

@@ -34,6 +34,8 @@
  *   dest.c         destination addresses: table, round robin, backoff
  *   delivery.c     the worker module: loop hook, resolver, domain_kick
  *   queue_admin.c  the operator's queries (queue_query.h)
+ *   mta_sts_delivery.c  MTA-STS: the per-domain check (TXT, fetch on a
+ *                  helper thread) and what its policy allows
  *   scheduler.c, tls_policy.c   the pure decisions the above apply
  */
 #ifndef RINGMAIL_QUEUE_H
