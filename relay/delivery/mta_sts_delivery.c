@@ -490,6 +490,10 @@ static void sts_address_done(const struct dns_route *route, void *arg)
 	char buf[1024], ip[64];
 	size_t n = 0;
 
+	if (dl->stopping) {
+		sts_finish(dl, d);         /* no job that could outlive the worker */
+		return;
+	}
 	if (route->status == DNS_ROUTE_OK && route->host_count > 0 && route->hosts[0].addr_count > 0) {
 		const struct dns_host *h = &route->hosts[0];
 		n = (size_t)snprintf(buf, sizeof(buf), "mta-sts.%s:%u:", d->name, (unsigned)dl->w->cfg->mta_sts_https_port);
