@@ -15,6 +15,9 @@ that certificate, or without STARTTLS.
   testing.test     testing, MX not listed, no STARTTLS: delivered, reported
   badcert.test     enforce, MX listed, STARTTLS with a self-signed certificate:
                    deferred 4.7.5, nothing sent
+  new id           a new id in the TXT record (checked every
+                   mta_sts.recheck_interval) fetches the policy again, while
+                   the cached one keeps applying
   restart          the policy cached in SPOOL/mta-sts survives a restart with
                    the HTTPS server gone: enforce.test's MX without STARTTLS
                    is then refused
@@ -112,14 +115,17 @@ class MTASTS(mailnet.NetTestCase, unittest.TestCase):
         for domain, text in POLICIES.items():
             with open(os.path.join(self.policy_dir, "mta-sts." + domain), "w") as f:
                 f.write(text)
+        self.dns = self.started(mailnet.Dnsmasq(self.tmp, self.zone("20261205a")))
+        self.web = self.started(PolicyServer(self.cert, self.key, self.web_ip, self.https_port,
+                                             self.policy_dir))
+
+    def zone(self, sts_id):
         zone = []
         for domain in DOMAINS:
             zone += mailnet.mx_zone(domain, [(10, "mx." + domain, self.mx_ip[domain])])
-            zone.append("txt-record=_mta-sts.%s,v=STSv1; id=20261205a" % domain)
+            zone.append("txt-record=_mta-sts.%s,v=STSv1; id=%s" % (domain, sts_id))
             zone.append("host-record=mta-sts.%s,%s" % (domain, self.web_ip))
-        self.dns = self.started(mailnet.Dnsmasq(self.tmp, zone))
-        self.web = self.started(PolicyServer(self.cert, self.key, self.web_ip, self.https_port,
-                                             self.policy_dir))
+        return zone
 
     def server_ctx(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -233,6 +239,39 @@ class MTASTS(mailnet.NetTestCase, unittest.TestCase):
         self.assertRegex(metrics, r"(?m)^ringmail_mta_sts_fetches_total 5$")
         self.assertRegex(metrics, r"(?m)^ringmail_mta_sts_refused_total [1-9]")
         self.assertRegex(metrics, r"(?m)^ringmail_mta_sts_testing_reports_total [1-9]")
+
+    def test_new_id_fetches_again(self):
+        self.started(TLSReceiver(self.mx_ip["enforce.test"], self.net.port, self.server_ctx()))
+        extra = self.settings()
+        extra["mta_sts"]["recheck_interval"] = "1s"
+        d = self.relay(extra)
+        self.send(d, "enforce.test", "one")
+        self.wait_log(d, lambda ls: len(ls) == 1 and ls[0]["status"] == "delivered", 60, "a delivery")
+        # The domain rotates its policy: testing mode, new id; the same
+        # name server port answers with the new TXT record.
+        with open(os.path.join(self.policy_dir, "mta-sts.enforce.test"), "w") as f:
+            f.write("version: STSv1\nmode: testing\nmx: mx.enforce.test\nmax_age: 3600\n")
+        self.dns.stop()
+        dns2 = mailnet.Dnsmasq(self.tmp, self.zone("20261205b"))
+        dns2.port, dns2.ns = self.dns.port, self.dns.ns
+        self.started(dns2)
+        mailnet.wait_until(lambda: False, 1.5, 0.5)     # past mta_sts.recheck_interval
+        self.send(d, "enforce.test", "two")
+        self.wait_log(d, lambda ls: len(ls) == 2, 60, "the second delivery")
+        got = mailnet.wait_until(lambda: any("id=20261205b" in x for x in
+                                             mailnet.events(d.log_text(), "mta_sts_policy")), 30, 0.1)
+        text = self.stop_relay(d)
+        self.assertTrue(got, text[-4000:])
+        lines = mailnet.deliveries(text)
+        self.assertEqual([x["status"] for x in lines], ["delivered", "delivered"], lines)
+        # The second went under the policy cached (the check ran behind it)
+        # or the new one, never without one.
+        self.assertIn(lines[1]["tls_policy"], ("mta-sts", "mta-sts-testing"), lines)
+        fetches = [x for x in mailnet.events(text, "mta_sts_fetch") if "result=ok" in x]
+        self.assertEqual(len(fetches), 2, fetches)
+        self.assertIn("id=20261205b mode=testing max_age=3600", fetches[1])
+        with open(os.path.join(d.settings["spool"]["dir"], "mta-sts", "enforce.test")) as f:
+            self.assertIn("id: 20261205b\n", f.read())
 
     def test_cached_policy_survives_restart(self):
         rcv = self.started(TLSReceiver(self.mx_ip["enforce.test"], self.net.port, self.server_ctx()))
