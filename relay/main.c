@@ -35,6 +35,7 @@
 #include "listen_pool.h"
 #include "log.h"
 #include "metrics.h"
+#include "mta_sts_fetch.h"
 #include "pop3_server.h"
 #include "privilege.h"
 #include "sdnotify.h"
@@ -217,6 +218,13 @@ static int confine(const struct config *cfg)
 
 	if (privilege_resolve(cfg->user, &user, err, sizeof(err)) < 0) {
 		fprintf(stderr, "ringmaild: %s\n", err);
+		return -1;
+	}
+	/* libcurl (MTA-STS fetches) and its TLS library set up their global
+	 * state, and read their configuration files, once, before any
+	 * thread, Landlock or seccomp. */
+	if (mta_sts_fetch_global_init() < 0) {
+		fprintf(stderr, "ringmaild: curl_global_init failed\n");
 		return -1;
 	}
 	int rc = listen_pool_open(cfg, worker_count(cfg), &failed);

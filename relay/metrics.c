@@ -21,6 +21,7 @@
 #include "delivery.h"
 #include "http_server.h"
 #include "log.h"
+#include "mta_sts_delivery.h"
 #include "shaping.h"
 #include "smtp_server.h"
 #include "version.h"
@@ -108,6 +109,10 @@ static const struct metric_desc {
 	{ METRICS_HTTP_MESSAGES, KIND_COUNTER, "ringmail_http_injected_messages_total", "Messages injected over HTTP and made durable (also in the delivery counters, not in ringmail_received_total)." },
 	{ METRICS_HTTP_RECIPIENTS, KIND_COUNTER, "ringmail_http_injected_recipients_total", "Recipients of the messages injected over HTTP." },
 	{ METRICS_HTTP_FAILED_RECIPIENTS, KIND_COUNTER, "ringmail_http_failed_recipients_total", "Recipients refused in HTTP injections (bad address, no such mailbox, spool failure)." },
+	{ METRICS_MTA_STS_FETCHES, KIND_COUNTER, "ringmail_mta_sts_fetches_total", "MTA-STS policy fetches (https://mta-sts.DOMAIN/.well-known/mta-sts.txt) tried." },
+	{ METRICS_MTA_STS_FETCH_FAILURES, KIND_COUNTER, "ringmail_mta_sts_fetch_failures_total", "MTA-STS policy fetches that failed (the cached policy, if any, went on applying)." },
+	{ METRICS_MTA_STS_REFUSED, KIND_COUNTER, "ringmail_mta_sts_refused_total", "Recipient attempts deferred (4.7.x) under an MTA-STS policy in mode enforce: no listed MX host, or no verified TLS." },
+	{ METRICS_MTA_STS_REPORTS, KIND_COUNTER, "ringmail_mta_sts_testing_reports_total", "MTA-STS policies in mode testing: hosts or connections enforce would have refused (delivered anyway, logged as mta_sts_report)." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 
@@ -182,6 +187,20 @@ static int render_categories(struct buf *out, const struct metrics_values *worke
 					       outcomes[o], bounce_category_name((enum bounce_category)k),
 					       (unsigned long long)metrics_sum(workers, n,
 							METRICS_CATEGORY + o * BOUNCE_CAT_COUNT + k, false));
+	return rc;
+}
+
+/* render_tls_policies - ringmail_delivery_tls_policy_total by the policy
+ * that applied (docs/TLS.md), zeros included. */
+static int render_tls_policies(struct buf *out, const struct metrics_values *workers, size_t n)
+{
+	static const char name[] = "ringmail_delivery_tls_policy_total";
+	int rc = buf_append_printf(out, "# HELP %s Recipient delivery attempts by the outbound TLS policy "
+				   "that applied.\n# TYPE %s counter\n", name, name);
+
+	for (size_t k = 0; k < DELIVERY_TLS_POLICIES && rc == 0; k++)
+		rc = buf_append_printf(out, "%s{policy=\"%s\"} %llu\n", name, tls_applied_name((enum tls_applied)k),
+				       (unsigned long long)metrics_sum(workers, n, METRICS_TLS_POLICY + k, false));
 	return rc;
 }
 
@@ -276,6 +295,8 @@ int metrics_render(struct buf *out, const struct metrics_values *workers, size_t
 		rc = render_proxy_headers(out, workers, n);
 	if (rc == 0)
 		rc = render_categories(out, workers, n);
+	if (rc == 0)
+		rc = render_tls_policies(out, workers, n);
 	if (rc == 0)
 		rc = render_top_domains(out, workers, n);
 	if (rc == 0)
@@ -471,6 +492,11 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_SHAPING_PARKED] = d.shaping_parked;
 		v[METRICS_SUPPRESSION_ADDED] = d.suppressed_added;
 		v[METRICS_SUPPRESSION_BOUNCED] = d.suppressed_bounced;
+		v[METRICS_MTA_STS_FETCHES] = d.mta_sts_fetches;
+		v[METRICS_MTA_STS_FETCH_FAILURES] = d.mta_sts_fetch_failures;
+		v[METRICS_MTA_STS_REFUSED] = d.mta_sts_refused;
+		v[METRICS_MTA_STS_REPORTS] = d.mta_sts_reports;
+		memcpy(&v[METRICS_TLS_POLICY], d.tls_policy, sizeof(d.tls_policy));
 		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));
 		memcpy(&v[METRICS_CATEGORY + BOUNCE_CAT_COUNT], d.deferred_by_category,
 		       sizeof(d.deferred_by_category));

@@ -34,6 +34,7 @@
 #include "bounce_class.h"
 #include "buf.h"
 #include "commit.h"
+#include "delivery.h"
 #include "smtp_session.h"
 #include "worker.h"
 
@@ -103,7 +104,13 @@ enum metrics_id {
 					    * enum smtp_reject */
 	METRICS_CATEGORY = METRICS_REJECTED + SMTP_REJECT_COUNT,   /* bounced then deferred
 					    * recipients, BOUNCE_CAT_COUNT slots each */
-	METRICS_COUNT = METRICS_CATEGORY + 2 * BOUNCE_CAT_COUNT
+	METRICS_MTA_STS_FETCHES = METRICS_CATEGORY + 2 * BOUNCE_CAT_COUNT,   /* MTA-STS policy fetches */
+	METRICS_MTA_STS_FETCH_FAILURES,
+	METRICS_MTA_STS_REFUSED,           /* recipients deferred by an enforce policy */
+	METRICS_MTA_STS_REPORTS,           /* mode testing: what enforce would refuse */
+	METRICS_TLS_POLICY,                /* DELIVERY_TLS_POLICIES slots: attempts by
+					    * enum tls_applied */
+	METRICS_COUNT = METRICS_TLS_POLICY + DELIVERY_TLS_POLICIES
 };
 
 /* A plain copy of one worker's slot. */

@@ -208,6 +208,12 @@ struct config {
 	int64_t bounce_max_original_size;
 	int64_t delay_warning_time_ms;    /* NOTIFY=DELAY notice after this in the queue; 0 = never */
 	char *tls_ca_file;                /* CA bundle/directory for "verify"; "" = none */
+	bool mta_sts_enabled;             /* apply MTA-STS policies (mta_sts_delivery.c) */
+	int64_t mta_sts_fetch_timeout_ms;
+	int64_t mta_sts_max_policy_size;
+	int64_t mta_sts_recheck_interval_ms;  /* TXT lookup again while mail flows */
+	int64_t mta_sts_refresh_before_ms;    /* refetch a policy this close to expiry */
+	int64_t mta_sts_https_port;       /* 443 but in test networks */
 	char *auth_file;                  /* next hops' SMTP AUTH credentials; "" = none */
 	struct auth_file *auth;           /* auth_file, loaded; NULL = none (owned) */
 

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "dns.h"
 #include "log.h"
+#include "mta_sts_delivery.h"
 
 static void route_ready(const struct dns_route *route, void *arg);
 static void domain_dispatch(struct delivery *dl, struct qdomain *d, unsigned want);
@@ -94,7 +95,8 @@ static void domain_dispatch(struct delivery *dl, struct qdomain *d, unsigned wan
 {
 	const struct dns_route *route = d->route;
 
-	if (shaping_domain_parked(dl, d) || domain_park_resting(dl, d, route))
+	if (shaping_domain_parked(dl, d) || domain_park_resting(dl, d, route) ||
+	    mta_sts_delivery_route_refused(dl, d, route))
 		return;
 	for (unsigned i = 0; i < want && d->ready_head != NULL && !dl->stopping; i++) {
 		struct qdest *dest = first_usable_dest(dl, route), *full = NULL;
@@ -176,6 +178,8 @@ void domain_kick(struct delivery *dl, struct qdomain *d)
 			d->want = k.open;   /* route_ready opens them */
 		return;
 	}
+	if (mta_sts_delivery_gate(dl, d))
+		return;             /* its first MTA-STS check: kicked again when done */
 	d->resolving = true;
 	d->want = k.open;
 	if (d->hop != NULL)
@@ -500,6 +504,7 @@ static void delivery_worker_drain(struct worker *w)
 		return;
 	dns_resolver_free(dl->resolver);
 	mta_session_tls_free(dl);
+	mta_sts_delivery_exit(dl);
 	free(dl);
 	w->delivery = NULL;
 }

@@ -25,6 +25,11 @@
 
 extern const struct worker_module delivery_module;
 
+/* The outbound TLS policies an attempt is counted under (enum tls_applied
+ * in mta_sts_delivery.h: none, opportunistic, encrypt, verify, implicit,
+ * mta-sts, mta-sts-testing). */
+#define DELIVERY_TLS_POLICIES 7
+
 /* delivery_submit - queue a message that is durable in w's shard. msg is
  * copied; state (per recipient, may be NULL) skips final recipients. */
 void delivery_submit(struct worker *w, const struct spool_message *msg,
@@ -55,6 +60,11 @@ struct delivery_stats {
 	uint64_t suppressed_bounced;       /* recipients bounced at delivery as suppressed */
 	uint64_t shaping_actions[3];       /* enum shaping_action: rules that acted */
 	uint64_t shaping_parked;           /* items parked while their site or domain was suspended */
+	uint64_t mta_sts_fetches;          /* MTA-STS policy fetches tried */
+	uint64_t mta_sts_fetch_failures;   /* of them failed (the cached policy, if any, stays) */
+	uint64_t mta_sts_refused;          /* recipients deferred: no MX host in an enforce policy */
+	uint64_t mta_sts_reports;          /* mode testing: what enforce would have refused */
+	uint64_t tls_policy[DELIVERY_TLS_POLICIES];   /* attempts (per recipient) by enum tls_applied */
 	struct dns_stats dns;
 };
 

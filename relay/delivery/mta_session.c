@@ -44,6 +44,7 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "mta_sts_delivery.h"
 #include "smtp_client.h"
 #include "tls.h"
 #include "tls_policy.h"
@@ -114,6 +115,7 @@ struct mta_session {
 	struct mta_session *idle_prev, *idle_next;
 	/* the current connection */
 	enum config_tls_policy tls_policy;
+	enum tls_applied tls_applied;      /* where tls_policy comes from, for reasons */
 	enum mta_tls tls;
 	bool failed;               /* the host failed (connect, reply, 421, TLS policy) */
 	bool explained;            /* last_error says why (TLS): later events keep it */
@@ -241,14 +243,15 @@ static const char *mta_hop_of(const struct config *cfg, const struct qdomain *d)
 }
 
 /* mta_policy_of - the TLS policy for d's mail: its sender route's tls
- * when it gives one, else the recipient domain's; a next hop with
- * credentials gets at least "encrypt": a password never goes out in clear. */
+ * when it gives one, else the recipient domain's ("verify" under an MTA-STS
+ * policy in mode enforce); a next hop with credentials gets at least
+ * "encrypt": a password never goes out in clear. */
 static enum config_tls_policy mta_policy_of(const struct config *cfg, const struct qdomain *d)
 {
 	enum config_tls_policy p;
 
 	if (d->hop == NULL || !config_sender_route_tls(cfg, d->hop, &p))
-		p = config_domain_policy(cfg, d->name)->tls;
+		p = mta_sts_delivery_tls(d->dl, d, config_domain_policy(cfg, d->name)->tls);
 
 	if ((p == CONFIG_TLS_NONE || p == CONFIG_TLS_MAY) &&
 	    auth_file_find(cfg->auth, mta_hop_of(cfg, d)) != NULL)
@@ -382,6 +385,8 @@ static bool mta_compatible(const struct mta_session *s, const struct qdomain *d)
 
 	if (policy != s->tls_policy || !same_text(mta_hop_of(cfg, d), s->hop))
 		return false;     /* another next hop may log in as someone else */
+	if (!mta_sts_delivery_host_allowed(s->dl, d, dest_mx_name(s->dest, d->route)))
+		return false;     /* an MX host d's MTA-STS policy does not list */
 	if (policy != CONFIG_TLS_VERIFY)
 		return true;
 	const char *mx = session_mx(s), *theirs = dest_mx_name(s->dest, d->route);
@@ -516,10 +521,22 @@ void mta_session_tls_free(struct delivery *dl)
  * reason whatever the end of the connection says. */
 static void mta_explain(struct mta_session *s, const char *status, const char *what, const char *why)
 {
-	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %s%s", session_mx_text(s), s->ip,
-		 what, why);
+	/* The policy first: the library's reason may be long and is cut. */
+	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %s%s%s", session_mx_text(s), s->ip,
+		 s->tls_applied == TLS_APPLIED_MTA_STS ? "MTA-STS policy (mode enforce): " : "", what, why);
 	snprintf(s->last_status, sizeof(s->last_status), "%s", status);
 	s->explained = true;
+}
+
+/* mta_sts_report - mode testing: what enforce would have refused here,
+ * logged (the mail goes on as configured). */
+static void mta_sts_report(struct mta_session *s, const char *would_refuse)
+{
+	if (s->tls_applied != TLS_APPLIED_MTA_STS_TESTING)
+		return;
+	s->dl->stats.mta_sts_reports++;
+	log_warn("mta_sts_report", "domain=%s mode=testing mx=%s ip=%s would_refuse=\"%s\"", domain_name(s),
+		 session_mx_text(s), s->ip, would_refuse);
 }
 
 /* mta_tls_failed - STARTTLS or the handshake failed on this connection,
@@ -535,6 +552,7 @@ static void mta_tls_failed(struct mta_session *s, const char *why)
 		 domain_name(s), session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
 		 fallback ? "retry_without_tls" : "next_host", quoted);
 	mta_explain(s, "4.7.5", "TLS failed: ", why);
+	mta_sts_report(s, "TLS failed");
 	s->retry_clear = fallback;
 	mta_enter_state(s, MTA_CLOSED);
 }
@@ -549,6 +567,8 @@ static bool mta_tls_gate(struct mta_session *s)
 	bool offered = smtp_client_has_ext(s->client, SMTP_EXT_STARTTLS);
 	switch (tls_policy_at_ready(s->tls_policy, offered, s->tls == MTA_TLS_TRIED, s->at.clear_only)) {
 	case TLS_STEP_CLEAR:
+		if (!offered)
+			mta_sts_report(s, "STARTTLS not offered");
 		return false;
 	case TLS_STEP_START:
 		if (smtp_client_starttls(s->client) == 0) {
@@ -832,6 +852,8 @@ static enum mta_open mta_connect(struct mta_session *s, struct qdest **full)
 
 	for (; more; more = sched_next_address(&s->at, s->route, false)) {
 		union dns_addr *a = &s->route->hosts[s->at.host].addrs[s->at.addr];
+		if (s->d != NULL && !mta_sts_delivery_host_allowed(dl, s->d, s->route->hosts[s->at.host].name))
+			continue;     /* MTA-STS enforce: not a listed MX host */
 		struct qdest *dest = dest_get(dl, a);
 		struct sched_dest_view v = {
 			.active = dest->active, .window = dest->window, .max_per_address = dl->max_per_address,
@@ -1009,6 +1031,7 @@ static void out_open(struct conn *c)
 	s->client = smtp_client_new(&cfg);
 	mta_auth_setup(s, s->dl->w->cfg);
 	s->tls_policy = mta_policy_of(s->dl->w->cfg, s->d);
+	s->tls_applied = mta_sts_delivery_applied(s->dl, s->d, s->tls_policy);
 	s->tls = MTA_TLS_CLEAR;
 	s->failed = s->explained = false;
 	s->abort_reason = NULL;
@@ -1038,10 +1061,12 @@ static void out_tls_ready(struct conn *c, bool ok)
 	s->tls = MTA_TLS_ON;
 	snprintf(s->tls_desc, sizeof(s->tls_desc), "%s/%s", info.protocol ? info.protocol : "?",
 		 info.cipher ? info.cipher : "?");
-	log_info("delivery_tls", "domain=%s mx=%s ip=%s policy=%s protocol=%s cipher=%s verified=%d resumed=%d",
+	log_info("delivery_tls", "domain=%s mx=%s ip=%s policy=%s applied=%s protocol=%s cipher=%s verified=%d resumed=%d",
 		 domain_name(s), session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy),
-		 info.protocol ? info.protocol : "?", info.cipher ? info.cipher : "?", info.verified,
-		 info.resumed);
+		 tls_applied_name(s->tls_applied), info.protocol ? info.protocol : "?",
+		 info.cipher ? info.cipher : "?", info.verified, info.resumed);
+	if (!info.verified)
+		mta_sts_report(s, "certificate not verified for the MX host");
 	/* Under "implicit" the greeting comes next, over TLS; after
 	 * STARTTLS, EHLO again. */
 	if (smtp_client_state(s->client) == SMTP_CLIENT_TLS)

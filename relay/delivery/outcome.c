@@ -16,6 +16,7 @@
 #include "commit.h"
 #include "delivery_log.h"
 #include "log.h"
+#include "mta_sts_delivery.h"
 #include "mime_downgrade.h"
 #include "scheduler.h"
 #include "suppress.h"
@@ -322,6 +323,18 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 {
 	char reply[2 * REPLY_TEXT_MAX + 3];
 	const struct qmsg *m = it->msg;
+	const char *policy = NULL;
+
+	if (dl->w->role != WORKER_ROLE_LOCAL) {     /* mailboxes: no TLS to speak of */
+		const struct config *cfg = dl->w->cfg;
+		enum config_tls_policy configured = config_domain_policy(cfg, m->rcpts[idx].domain)->tls;
+		enum tls_applied applied = mta_sts_delivery_applied(dl, it->d, configured);
+		policy = tls_applied_name(applied);
+		dl->stats.tls_policy[applied]++;
+		if (applied == TLS_APPLIED_MTA_STS && r->outcome == SMTP_OUTCOME_DEFERRED &&
+		    strncmp(r->status, "4.7.", 4) == 0)
+			dl->stats.mta_sts_refused++;
+	}
 
 	if (delivery_log_enabled()) {
 		char msgid[256], dkim[512];
@@ -337,7 +350,7 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 			.ts_ms = wall_ms(), .queue_id = m->queue_id, .message_id = msgid[0] ? msgid : NULL,
 			.sender = m->sender,
 			.recipient = m->rcpts[idx].addr, .domain = m->rcpts[idx].domain, .mx = mx, .ip = ip,
-			.tls = tls, .status = outcome_name(r), .code = r->code, .enhanced_code = r->status[0] ? r->status : NULL,
+			.tls = tls, .tls_policy = policy, .status = outcome_name(r), .code = r->code, .enhanced_code = r->status[0] ? r->status : NULL,
 			.reply = r->text, .delay_s = (double)(wall_ms() - m->arrival_ms) / 1000.0,
 			.attempt = it->attempts + 1, .dkim = dkim[0] ? dkim : NULL,
 			.category = result_category(r),
@@ -345,9 +358,9 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 		return;
 	}
 	log_quote(reply, sizeof(reply), r->text, strlen(r->text));
-	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s tls=%s status=%s code=%d dsn=%s category=%s delay=%.3f attempt=%u reply=%s",
+	log_info("delivery", "id=%s rcpt=<%s> domain=%s mx=%s ip=%s tls=%s tls_policy=%s status=%s code=%d dsn=%s category=%s delay=%.3f attempt=%u reply=%s",
 		 m->queue_id, m->rcpts[idx].addr, m->rcpts[idx].domain, mx ? mx : "-", ip ? ip : "-",
-		 tls ? tls : "-",
+		 tls ? tls : "-", policy ? policy : "-",
 		 outcome_name(r), r->code, r->status[0] ? r->status : "-",
 		 result_category(r) ? result_category(r) : "-",
 		 (double)(wall_ms() - m->arrival_ms) / 1000.0, it->attempts + 1, reply);

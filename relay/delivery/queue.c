@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "mta_sts_delivery.h"
 #include "suppress.h"
 
 uint64_t delivery_rng_next(struct delivery *dl)
@@ -662,7 +663,7 @@ static bool domain_idle(const struct qdomain *d)
 {
 	return d->items.next == &d->items && d->active == 0 && !d->resolving && d->want == 0 &&
 	       d->wait_on == NULL && d->ready_head == NULL && d->backoff.failures == 0 &&
-	       d->suspended_until_ms <= d->dl->w->now_ms;
+	       d->suspended_until_ms <= d->dl->w->now_ms && !mta_sts_delivery_busy(d);
 }
 
 /* domain_unhash - take d out of its hash chain. */
@@ -687,6 +688,7 @@ void domains_reap(struct delivery *dl)
 		if (domain_idle(d)) {
 			domain_unhash(dl, d);
 			dns_route_unref(d->route);
+			mta_sts_domain_free(d->sts);
 			free(d->hop);
 			free(d);
 			continue;
@@ -715,6 +717,7 @@ void domains_free(struct delivery *dl)
 			l = next;
 		}
 		dns_route_unref(d->route);
+		mta_sts_domain_free(d->sts);
 		free(d->hop);
 		free(d);
 	}

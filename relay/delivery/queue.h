@@ -34,6 +34,8 @@
  *   dest.c         destination addresses: table, round robin, backoff
  *   delivery.c     the worker module: loop hook, resolver, domain_kick
  *   queue_admin.c  the operator's queries (queue_query.h)
+ *   mta_sts_delivery.c  MTA-STS: the per-domain check (TXT, fetch on a
+ *                  helper thread) and what its policy allows
  *   scheduler.c, tls_policy.c   the pure decisions the above apply
  */
 #ifndef RINGMAIL_QUEUE_H
@@ -162,6 +164,7 @@ struct qdomain {
 				    * the domain's own route; the same domain
 				    * with another hop is another qdomain */
 	int64_t suspended_until_ms;        /* a shaping rule suspended the domain (monotonic) */
+	struct mta_sts_domain *sts;        /* its MTA-STS check and policy (owned), or NULL */
 	char name[];
 };
 
@@ -188,6 +191,8 @@ struct rcpt_result {
 
 struct tls_config;
 struct dns_resolver;
+struct helper_worker;
+struct mta_sts_domain;
 
 struct delivery {
 	struct worker *w;
@@ -231,6 +236,11 @@ struct delivery {
 	unsigned long shaping_serial;              /* the config it was compiled from */
 	unsigned long routes_serial;       /* the config the resolver's routes came from */
 	uint64_t sender_routes_hash;       /* of that config's delivery.sender_routes */
+	struct helper_worker *sts_helpers;         /* MTA-STS jobs come back here (mta_sts_delivery.c) */
+	unsigned sts_jobs_out;                     /* of them on helper threads now */
+	unsigned sts_txt_running;                  /* _mta-sts TXT lookups in flight */
+	struct qdomain *sts_queue_head, *sts_queue_tail;   /* domains waiting to start theirs */
+	bool sts_pumping;                          /* in sts_pump: no nested pumping */
 };
 
 static inline struct delivery *delivery_of(struct worker *w)

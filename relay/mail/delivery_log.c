@@ -165,9 +165,9 @@ static void json_string(char *dst, size_t size, size_t *len, const char *s)
 size_t delivery_log_format(char *dst, size_t size, const struct delivery_log_entry *e)
 {
 	static const char *const keys[] = { "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip",
-					    "tls", "status", "enhanced_code", "reply", "dkim", "category" };
+					    "tls", "tls_policy", "status", "enhanced_code", "reply", "dkim", "category" };
 	const char *vals[] = { e->queue_id, e->message_id, e->sender, e->recipient, e->domain, e->mx, e->ip,
-			       e->tls != NULL ? e->tls : "unknown", e->status, e->enhanced_code, e->reply,
+			       e->tls != NULL ? e->tls : "unknown", e->tls_policy, e->status, e->enhanced_code, e->reply,
 			       e->dkim, e->category };
 	time_t sec = (time_t)(e->ts_ms / 1000);
 	struct tm tm;

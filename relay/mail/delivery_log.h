@@ -5,13 +5,14 @@
  * from different workers never interleave:
  *   {"ts":"2026-11-23T14:00:00.123Z","queue_id":"...","message_id":"x@y",
  *    "sender":"a@b","recipient":"c@d","domain":"d","mx":"mx.d",
- *    "ip":"192.0.2.1","tls":"unknown","status":"delivered",
+ *    "ip":"192.0.2.1","tls":"unknown","tls_policy":"opportunistic","status":"delivered",
  *    "enhanced_code":"2.0.0","reply":"ok","dkim":null,"category":null,
  *    "code":250,"delay":0.123,"attempt":1}
  * category is the bounce class (relay/mail/bounce_class.h) of a bounced or
  * deferred recipient, null for a delivered one.
  * Absent values (no MX host yet, no enhanced code, no Message-ID header)
- * are JSON null. tls is the connection's "TLSv1.2/<cipher>", "none", or "unknown".
+ * are JSON null. tls is the connection's "TLSv1.2/<cipher>", "none", or "unknown";
+ * tls_policy the outbound TLS policy that applied to the attempt (docs/TLS.md).
  *
  *   delivery_log_open(path)   at start, on SIGHUP and SIGUSR1 (reopen)
  *   delivery_log_enabled()    a file is configured
@@ -37,6 +38,9 @@ struct delivery_log_entry {
 	const char *mx;
 	const char *ip;
 	const char *tls;                   /* "none", "TLSv1.3" ...; NULL = unknown */
+	const char *tls_policy;            /* the outbound TLS policy that applied: none,
+					    * opportunistic, encrypt, verify, implicit,
+					    * mta-sts, mta-sts-testing; NULL (local) = null */
 	const char *status;                /* delivered, deferred, bounced */
 	int code;                          /* SMTP reply code; 0 = none */
 	const char *enhanced_code;

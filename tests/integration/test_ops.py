@@ -21,7 +21,7 @@ import harness  # noqa: E402
 from inbound_common import RawClient  # noqa: E402
 from mailnet import Sink, wait_until  # noqa: E402
 
-DELIVERY_FIELDS = {"ts", "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip", "tls",
+DELIVERY_FIELDS = {"ts", "queue_id", "message_id", "sender", "recipient", "domain", "mx", "ip", "tls", "tls_policy",
                    "status", "code", "enhanced_code", "reply", "delay", "attempt", "dkim", "category"}
 
 

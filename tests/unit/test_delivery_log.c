@@ -13,7 +13,7 @@ static struct delivery_log_entry sample(void)
 	return (struct delivery_log_entry){
 		.ts_ms = 1795442400123LL, .queue_id = "0001ABC", .message_id = "m1@x", .sender = "a@b.example",
 		.recipient = "c@d.example", .domain = "d.example", .mx = "mx.d.example",
-		.ip = "192.0.2.1", .tls = "none", .status = "delivered", .code = 250,
+		.ip = "192.0.2.1", .tls = "none", .tls_policy = "opportunistic", .status = "delivered", .code = 250,
 		.enhanced_code = "2.0.0", .reply = "ok queued", .delay_s = 1.5, .attempt = 2,
 		.dkim = "example.com/s1,example.com/s2",
 	};
@@ -26,7 +26,7 @@ Test(delivery_log, format_all_fields)
 	size_t n = delivery_log_format(line, sizeof(line), &e);
 	const char *want = "{\"ts\":\"2026-11-23T14:00:00.123Z\",\"queue_id\":\"0001ABC\",\"message_id\":\"m1@x\",\"sender\":\"a@b.example\","
 			   "\"recipient\":\"c@d.example\",\"domain\":\"d.example\",\"mx\":\"mx.d.example\","
-			   "\"ip\":\"192.0.2.1\",\"tls\":\"none\",\"status\":\"delivered\",\"enhanced_code\":\"2.0.0\","
+			   "\"ip\":\"192.0.2.1\",\"tls\":\"none\",\"tls_policy\":\"opportunistic\",\"status\":\"delivered\",\"enhanced_code\":\"2.0.0\","
 			   "\"reply\":\"ok queued\",\"dkim\":\"example.com/s1,example.com/s2\",\"category\":null,"
 			   "\"code\":250,\"delay\":1.500,\"attempt\":2}\n";
 

@@ -29,6 +29,8 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "mta_sts_delivery.h"
+#include "mta_sts_enforce.h"
 #include "queue.h"
 #include "tls.h"
 #include "tls_policy.h"
@@ -296,6 +298,35 @@ const char *config_tls_policy_name(enum config_tls_policy p)
 	return names[p];
 }
 
+/* ---- fakes: MTA-STS (mta_sts_delivery.c), driven by fake_sts ---------- */
+
+static const struct mta_sts_policy *fake_sts;   /* d's policy; NULL = none */
+
+enum config_tls_policy mta_sts_delivery_tls(const struct delivery *x, const struct qdomain *qd,
+					    enum config_tls_policy configured)
+{
+	return fake_sts != NULL && fake_sts->mode == MTA_STS_MODE_ENFORCE && qd == d ? CONFIG_TLS_VERIFY
+										       : configured;
+}
+
+bool mta_sts_delivery_host_allowed(const struct delivery *x, const struct qdomain *qd, const char *mx)
+{
+	return fake_sts == NULL || qd != d || mta_sts_enforce_host(CONFIG_TLS_MAY, false, fake_sts, mx).allowed;
+}
+
+enum tls_applied mta_sts_delivery_applied(const struct delivery *x, const struct qdomain *qd,
+					  enum config_tls_policy configured)
+{
+	if (fake_sts != NULL && qd == d)
+		return fake_sts->mode == MTA_STS_MODE_ENFORCE ? TLS_APPLIED_MTA_STS : TLS_APPLIED_MTA_STS_TESTING;
+	return TLS_APPLIED_OPPORTUNISTIC;
+}
+
+const char *tls_applied_name(enum tls_applied p)
+{
+	return p == TLS_APPLIED_MTA_STS ? "mta-sts" : "other";
+}
+
 /* ---- fakes: the queue --------------------------------------------------- */
 
 uint64_t delivery_rng_next(struct delivery *x)
@@ -458,6 +489,7 @@ static struct dns_route *make_route(size_t nhosts, const size_t *addrs)
 static void world_init(void)
 {
 	memset(&fx, 0, sizeof(fx));
+	fake_sts = NULL;
 	memset(&w, 0, sizeof(w));
 	memset(&dl, 0, sizeof(dl));
 	cfg = (struct config){ .hostname = "relay.test", .tls_ca_file = "", .serial = 1 };
@@ -1847,4 +1879,39 @@ Test(mta_session, next_hop_changed_by_a_reload_quits)
 	expect_sent(fc, "QUIT\r\n");
 	server(fc, "221 bye\r\n");
 	cr_assert_gt(fx.kicks, kicks, "the domain was not kicked after the old hop's session ended");
+}
+
+/* MTA-STS enforce: the MX host the policy does not list is passed over,
+ * the listed one gets "verify" for its name; without STARTTLS it fails
+ * with a reason that names the policy. */
+Test(mta_session, mta_sts_enforce_skips_unlisted_host_and_verifies)
+{
+	static const size_t two[] = { 1, 1 };
+	static struct mta_sts_policy p = { .mode = MTA_STS_MODE_ENFORCE, .max_age_s = 86400, .mx_count = 1,
+					   .mx = { "mx2." DOMAIN } };
+
+	fake_sts = &p;
+	add_item(1);
+	struct fake_conn *fc = start(2, two);
+	cr_assert_str_eq(fx.connect_ip[0], "192.0.2.21", "connected to %s, want mx2's 192.0.2.21",
+			 fx.connect_ip[0]);
+	greet(fc, EHLO_TLS);
+	expect_sent(fc, "STARTTLS\r\n");
+	server(fc, "220 2.0.0 ready to start TLS\r\n");
+	cr_assert_eq(fx.tls_verify, TLS_VERIFY_REQUIRED, "verify: got %d", fx.tls_verify);
+	cr_assert_str_eq(fx.tls_host, "mx2." DOMAIN);
+	world_fini();
+
+	world_init();
+	fake_sts = &p;
+	add_item(1);
+	fc = start(2, two);
+	greet(fc, EHLO_PLAIN);
+	expect_sent(fc, "QUIT\r\n");
+	server(fc, "221 bye\r\n");
+	fc->c.handler->close(&fc->c);
+	cr_assert_eq(fx.connect_calls, 1, "connects: got %u, want 1 (mx1 is not in the policy)", fx.connect_calls);
+	cr_assert_eq(fx.defers, 1, "defers: got %u", fx.defers);
+	cr_assert_str_eq(fx.defer_status, "4.7.4");
+	cr_assert(strstr(fx.defer_text, "MTA-STS") != NULL, "reason: %s", fx.defer_text);
 }
