@@ -22,6 +22,14 @@ def raise_fd_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # io_uring's pinned memory is charged to the ringmail user, shared by
+    # every daemon the tests run at once; the limit a daemon inherits is
+    # what it is checked against (the unit file's LimitMEMLOCK does the same).
+    if os.geteuid() == 0:
+        try:
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        except (ValueError, OSError):
+            pass
 
 
 def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
