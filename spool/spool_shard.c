@@ -636,7 +636,7 @@ static int compact_copy(struct spool_shard *s, const struct spool_entry *e,
 		const struct spool_rcpt_state *st = &e->state[i];
 		if (st->status == SPOOL_STATUS_PENDING)
 			continue;
-		struct spool_outcome o = { e->queue_id, i, st->status, st->attempts, st->next_attempt,
+		struct spool_outcome o = { spool_entry_queue_id(e), i, st->status, st->attempts, st->next_attempt,
 					   SPOOL_STATUS_IS_FINAL(st->status) || e->reply == NULL ? NULL
 												   : e->reply->text };
 		size_t n = spool_record_outcome_size(&o);
@@ -678,7 +678,7 @@ static size_t shard_compact(struct spool_shard *s, size_t *bytes)
 		if (g == NULL || g == shard_current(s) || !compact_wanted(s, g))
 			continue;
 		if (compact_copy(s, e, g, &b) < 0) {
-			log_error("spool_compact_failed", "dir=%s id=%s", s->dir, e->queue_id);
+			log_error("spool_compact_failed", "dir=%s id=%s", s->dir, spool_entry_queue_id(e));
 			buf_free(&b);
 			return 0;
 		}
