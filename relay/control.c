@@ -54,6 +54,20 @@ static int parse_fail(char *err, size_t errlen, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* parse_top - top=N: queue summary shows the N largest domains. */
+static int parse_top(const char *word, struct control_request *req, char *err, size_t errlen)
+{
+	char *end;
+	unsigned long n = strtoul(word + 4, &end, 10);
+
+	if (word[4] < '0' || word[4] > '9' || *end != '\0' || n == 0 || n > CONTROL_MAX_TOP ||
+	    req->top != 0)
+		return parse_fail(err, errlen, "bad top: \"%s\" (a number of domains, 1 to %u)", word,
+				  CONTROL_MAX_TOP);
+	req->top = (unsigned)n;
+	return 0;
+}
+
 /* parse_word - one argument after the verb: domain=D, deferred, held, or
  * (show and the actions) a queue ID. */
 static int parse_word(char *word, struct control_request *req, bool takes_id, char *err, size_t errlen)
@@ -67,6 +81,8 @@ static int parse_word(char *word, struct control_request *req, bool takes_id, ch
 			req->domain[i] = (d[i] >= 'A' && d[i] <= 'Z') ? (char)(d[i] - 'A' + 'a') : d[i];
 		return 0;
 	}
+	if (strncmp(word, "top=", 4) == 0)
+		return parse_top(word, req, err, errlen);
 	if (strcmp(word, "deferred") == 0 && !req->held_only) {
 		req->deferred_only = true;
 		return 0;
@@ -106,6 +122,8 @@ static int parse_queue(char **words, size_t n, struct control_request *req, char
 	}
 	if (queue_verbs[v].changes && (req->json || req->deferred_only || req->held_only))
 		return parse_fail(err, errlen, "queue %s: takes only an ID or domain=D", words[0]);
+	if (req->top != 0 && req->action != QUEUE_SUMMARY)
+		return parse_fail(err, errlen, "queue %s: top=N is for queue summary", words[0]);
 	if (req->action == QUEUE_SHOW && (req->queue_id[0] == '\0' || req->domain[0] != '\0'))
 		return parse_fail(err, errlen, "%s", "queue show: takes one queue ID");
 	if (queue_verbs[v].target && req->action != QUEUE_SHOW &&
@@ -304,7 +322,8 @@ static void query_finish(struct control_session *s, struct queue_query *q)
 		}
 		rc = queue_format_message(&q->out, q->json, &q->show);
 	} else if (q->action == QUEUE_SUMMARY) {
-		rc = queue_format_summary(&q->out, q->json, q->rows, q->row_count);
+		queue_summary_keep_top(q->rows, &q->row_count, q->top, &q->others);
+		rc = queue_format_summary_top(&q->out, q->json, q->rows, q->row_count, &q->others);
 	}
 	conn_write(s->c, buf_data(&q->out), buf_len(&q->out));
 	log_info("control_done", "command=%s matched=%llu changed=%llu steps=%llu max_step_cpu_us=%llu elapsed_ms=%lld",
@@ -431,6 +450,7 @@ static void query_start(struct worker *w, struct control_session *s, const struc
 	snprintf(q->domain, sizeof(q->domain), "%s", req->domain);
 	q->deferred_only = req->deferred_only;
 	q->held_only = req->held_only;
+	q->top = req->top;
 	q->json = req->json;
 	q->home = w->id;
 	q->owner = s;

@@ -44,6 +44,7 @@
 #include "worker.h"
 
 #define CONTROL_MAX_LINE 1024
+#define CONTROL_MAX_TOP 100000         /* queue summary top=N, at most */
 
 enum control_command { CONTROL_QUEUE, CONTROL_DOMAINS, CONTROL_STATS, CONTROL_RELOAD, CONTROL_RESOLVE,
 		       CONTROL_SUPPRESSION, CONTROL_SHAPING };
@@ -55,6 +56,7 @@ struct control_request {
 	char domain[256];                   /* lower case */
 	char sender[320];                   /* CONTROL_RESOLVE: "" = any */
 	bool deferred_only, held_only, json;
+	unsigned top;                       /* queue summary: domains shown; 0 = all */
 	struct control_suppression_request suppression;   /* CONTROL_SUPPRESSION */
 	char site[64];                      /* CONTROL_SHAPING: resume SITE; "" = status */
 };

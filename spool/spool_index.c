@@ -31,14 +31,14 @@ struct spool_entry *spool_index_find(const struct spool_index *ix,
 {
 	if (ix->cap == 0)
 		return NULL;
-	uint64_t h = index_hash(queue_id);
+	uint32_t h = (uint32_t)index_hash(queue_id);
 	size_t mask = ix->cap - 1;
 
 	for (size_t i = h & mask;; i = (i + 1) & mask) {
 		struct spool_entry *e = ix->slots[i];
 		if (e == NULL)
 			return NULL;
-		if (e->hash == h && strcmp(e->queue_id, queue_id) == 0)
+		if (e->hash == h && strcmp(spool_entry_queue_id(e), queue_id) == 0)
 			return e;
 	}
 }
@@ -75,11 +75,12 @@ struct spool_entry *spool_index_insert(struct spool_index *ix,
 {
 	if ((ix->count + 1) * 10 > ix->cap * 7)
 		index_grow(ix);
-	struct spool_entry *e = xcalloc(1, sizeof(*e) +
-				       rcpt_count * sizeof(e->state[0]));
-	e->hash = index_hash(queue_id);
+	size_t id_len = strnlen(queue_id, SPOOL_QUEUE_ID_MAX);
+	struct spool_entry *e = xcalloc(1, sizeof(*e) + rcpt_count * sizeof(e->state[0]) +
+				       id_len + 1);
+	e->hash = (uint32_t)index_hash(queue_id);
 	e->rcpt_count = rcpt_count;
-	snprintf(e->queue_id, sizeof(e->queue_id), "%s", queue_id);
+	memcpy((char *)spool_entry_queue_id(e), queue_id, id_len);   /* NUL: calloc */
 	index_place(ix->slots, ix->cap, e);
 	ix->count++;
 	return e;
@@ -160,7 +161,7 @@ void spool_index_remove(struct spool_index *ix, struct spool_entry *e)
 	while (ix->slots[i] != e) {
 		if (ix->slots[i] == NULL)
 			log_panic("spool index: removing an absent entry %s",
-				  e->queue_id);
+				  spool_entry_queue_id(e));
 		i = (i + 1) & mask;
 	}
 	ix->slots[i] = NULL;

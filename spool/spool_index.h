@@ -25,17 +25,26 @@ struct spool_reply {
 	char text[];
 };
 
+/* One per live message, so its size counts (docs/SPOOL.md): 40 bytes, the
+ * states, then the queue id's own bytes (not a 32-byte array): 80 bytes
+ * with one recipient, a size class below the fixed-array layout's 96. */
 struct spool_entry {
-	uint64_t hash;
 	struct spool_reply *reply;	/* the last deferral's reply, or NULL */
 	uint64_t segment;
 	uint64_t offset;
+	uint32_t hash;			/* of the queue id */
 	uint32_t length;
 	uint32_t rcpt_count;
 	uint32_t final_count;
-	char queue_id[SPOOL_QUEUE_ID_MAX + 1];
-	struct spool_rcpt_state state[];	/* rcpt_count entries */
+	struct spool_rcpt_state state[];	/* rcpt_count entries, then the
+						 * NUL-terminated queue id */
 };
+
+/* spool_entry_queue_id - e's queue id, stored after its states. */
+static inline const char *spool_entry_queue_id(const struct spool_entry *e)
+{
+	return (const char *)&e->state[e->rcpt_count];
+}
 
 struct spool_index {
 	struct spool_entry **slots;	/* cap slots, NULL = empty */

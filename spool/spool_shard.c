@@ -50,6 +50,8 @@ struct spool_segment {
 	uint32_t live;			/* live messages stored here */
 	uint32_t messages;		/* message records ever stored here */
 	bool corrupt;			/* unreadable past size: never deleted */
+	bool dying;			/* in a collect chore, which owns fd */
+	bool gone;			/* durably deleted: swept from segs */
 	uint64_t *deps;			/* older segments it holds outcomes for */
 	size_t ndeps, capdeps;
 };
@@ -69,6 +71,29 @@ struct spool_shard {
 	int64_t qid_epoch;		/* us since QID_EPOCH_US */
 	uint32_t qid_counter;
 	uint64_t truncated_bytes, corrupt_segments;
+	/* background chores (opt.background_chores) */
+	enum { SPARE_NONE, SPARE_MAKING, SPARE_READY } spare;
+	uint64_t spare_seq;
+	int spare_fd;
+	int64_t spare_retry_us, collect_retry_us;	/* after a failure */
+	bool collect_due, chore_out;
+	uint64_t rotations, rotations_blocking, rotations_deferred, rotate_us_max;
+};
+
+/* A chore carries copies of what its syscalls need: the helper thread
+ * never reads the shard. */
+enum chore_kind { CHORE_SPARE, CHORE_COLLECT };
+
+struct spool_chore {
+	enum chore_kind kind;
+	char dir[PATH_MAX];
+	int result;			/* spare: open/fsync; collect: the fsync */
+	uint64_t seq;			/* spare: its seq; */
+	int fd;				/* spare: the new file */
+	size_t n;			/* collect: segments to delete */
+	uint64_t *seqs;
+	int *fds;
+	int *errs;			/* each unlink's result */
 };
 
 static const char qid_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -438,6 +463,7 @@ int spool_shard_open(const char *spool_dir, unsigned worker_id,
 	if (s == NULL)
 		return -ENOMEM;
 	s->dirfd = -1;
+	s->spare_fd = -1;
 	s->worker_id = worker_id;
 	if (opt)
 		s->opt = *opt;
@@ -472,9 +498,13 @@ struct spool_shard *spool_shard_close(struct spool_shard *s)
 	if (s == NULL)
 		return NULL;
 	for (size_t i = 0; i < s->nsegs; i++) {
-		close(s->segs[i].fd);
+		/* A dying segment's fd belongs to its chore. */
+		if (s->segs[i].fd >= 0 && !s->segs[i].dying)
+			close(s->segs[i].fd);
 		free(s->segs[i].deps);
 	}
+	if (s->spare == SPARE_READY)
+		close(s->spare_fd);
 	free(s->segs);
 	spool_index_free(&s->index);
 	buf_free(&s->pending);
@@ -606,7 +636,7 @@ static int compact_copy(struct spool_shard *s, const struct spool_entry *e,
 		const struct spool_rcpt_state *st = &e->state[i];
 		if (st->status == SPOOL_STATUS_PENDING)
 			continue;
-		struct spool_outcome o = { e->queue_id, i, st->status, st->attempts, st->next_attempt,
+		struct spool_outcome o = { spool_entry_queue_id(e), i, st->status, st->attempts, st->next_attempt,
 					   SPOOL_STATUS_IS_FINAL(st->status) || e->reply == NULL ? NULL
 												   : e->reply->text };
 		size_t n = spool_record_outcome_size(&o);
@@ -648,7 +678,7 @@ static size_t shard_compact(struct spool_shard *s, size_t *bytes)
 		if (g == NULL || g == shard_current(s) || !compact_wanted(s, g))
 			continue;
 		if (compact_copy(s, e, g, &b) < 0) {
-			log_error("spool_compact_failed", "dir=%s id=%s", s->dir, e->queue_id);
+			log_error("spool_compact_failed", "dir=%s id=%s", s->dir, spool_entry_queue_id(e));
 			buf_free(&b);
 			return 0;
 		}
@@ -662,15 +692,43 @@ static size_t shard_compact(struct spool_shard *s, size_t *bytes)
 	return moved;
 }
 
-/* shard_rotate - start a new current segment (blocking: creat + fsync),
- * then collect the segments that died since the last rotation (blocking
- * too: unlink + fsync of the directory; as rare as rotations). */
+/* shard_next_segment - make the next segment current: the spare when
+ * one is ready (no syscall), else create it in place (blocking). Returns
+ * 0, 1 when the full segment must take one more batch because its spare
+ * is still being made, or -errno (-EAGAIN: a forced rotation waits for
+ * the spare). */
+static int shard_next_segment(struct spool_shard *s, bool forced, bool *blocking)
+{
+	struct spool_segment *cur = shard_current(s);
+
+	*blocking = false;
+	if (s->opt.background_chores && s->spare == SPARE_READY) {
+		shard_push_segment(s, s->spare_seq, s->spare_fd);
+		s->spare = SPARE_NONE;
+		s->spare_fd = -1;
+		return 0;
+	}
+	if (s->opt.background_chores && s->spare == SPARE_MAKING) {
+		s->rotations_deferred++;
+		return forced ? -EAGAIN : 1;
+	}
+	*blocking = true;
+	return shard_create_segment(s, cur ? cur->seq + 1 : 1);
+}
+
+/* shard_rotate - start a new current segment, compact, and collect the
+ * segments that died since the last rotation: with background chores
+ * collection is a chore, and the segment usually the spare, so only
+ * compaction's reads (rare: old, mostly dead segments) remain here;
+ * without, creat + fsync and unlink + fsync of the directory, blocking. */
 static int shard_rotate(struct spool_shard *s)
 {
 	int64_t t0 = now_usec();
-	struct spool_segment *cur = shard_current(s);
-	int rc = shard_create_segment(s, cur ? cur->seq + 1 : 1);
+	bool blocking;
+	int rc = shard_next_segment(s, s->rotate_next, &blocking);
 
+	if (rc == 1 || rc == -EAGAIN)
+		return rc;
 	if (rc < 0) {
 		log_error("spool_rotate_failed", "dir=%s error=%s", s->dir,
 			  strerror(-rc));
@@ -678,13 +736,22 @@ static int shard_rotate(struct spool_shard *s)
 	}
 	s->rotate_next = false;
 	size_t bytes, moved = shard_compact(s, &bytes);
-	int n = spool_shard_collect(s);
+	int n = 0;
+	if (s->opt.background_chores)
+		s->collect_due = true;
+	else
+		n = spool_shard_collect(s);
 	if (n < 0)
 		log_error("spool_collect_failed", "dir=%s error=%s", s->dir, strerror(-n));
-	/* The time the worker was held: creat, fsyncs, compaction reads. */
-	log_info("spool_rotate", "dir=%s segment=%llu compacted=%zu compacted_bytes=%zu collected=%d ms=%.1f",
-		 s->dir, (unsigned long long)shard_current(s)->seq, moved, bytes, n < 0 ? 0 : n,
-		 (double)(now_usec() - t0) / 1000.0);
+	uint64_t us = (uint64_t)(now_usec() - t0);
+	s->rotations++;
+	s->rotations_blocking += blocking;
+	if (us > s->rotate_us_max)
+		s->rotate_us_max = us;
+	/* The time the worker was held (before the log line's own write). */
+	log_info("spool_rotate", "dir=%s segment=%llu blocking=%d compacted=%zu compacted_bytes=%zu collected=%d ms=%.3f",
+		 s->dir, (unsigned long long)shard_current(s)->seq, blocking, moved, bytes,
+		 n < 0 ? 0 : n, (double)us / 1000.0);
 	return 0;
 }
 
@@ -695,7 +762,8 @@ bool spool_shard_flush_begin(struct spool_shard *s, struct spool_flush *f)
 	struct spool_segment *cur = shard_current(s);
 	if (s->rotate_next ||
 	    (cur->size > 0 && cur->size + buf_len(&s->pending) > s->opt.segment_size)) {
-		if (shard_rotate(s) < 0)
+		int rc = shard_rotate(s);
+		if (rc < 0)
 			return false;
 		cur = shard_current(s);
 	}
@@ -787,7 +855,7 @@ void spool_shard_flush_end(struct spool_shard *s, int result)
 /* segment_deletable - no live message and every dep already gone. */
 static bool segment_deletable(struct spool_shard *s, struct spool_segment *g)
 {
-	if (g->live != 0 || g->corrupt || g == shard_current(s))
+	if (g->live != 0 || g->corrupt || g->dying || g == shard_current(s))
 		return false;
 	for (size_t i = 0; i < g->ndeps; i++)
 		if (shard_find_segment(s, g->deps[i]) != NULL)
@@ -816,7 +884,8 @@ static int shard_collect_round(struct spool_shard *s)
 			s->segs[keep++] = *g;
 			continue;
 		}
-		close(g->fd);
+		if (g->fd >= 0)
+			close(g->fd);
 		free(g->deps);
 		removed++;
 	}
@@ -997,5 +1066,191 @@ void spool_shard_stats(const struct spool_shard *s, struct spool_shard_stats *st
 		.current_size = cur ? cur->size : 0,
 		.truncated_bytes = s->truncated_bytes,
 		.corrupt_segments = s->corrupt_segments,
+		.rotations = s->rotations,
+		.rotations_blocking = s->rotations_blocking,
+		.rotations_deferred = s->rotations_deferred,
+		.rotate_us_max = s->rotate_us_max,
 	};
+}
+
+/* --- background chores ---------------------------------------------------- */
+
+#define CHORE_RETRY_US 1000000		/* after a failed chore */
+
+static struct spool_chore *chore_new(struct spool_shard *s, enum chore_kind kind)
+{
+	struct spool_chore *ch = xcalloc(1, sizeof(*ch));
+
+	ch->kind = kind;
+	ch->fd = -1;
+	memcpy(ch->dir, s->dir, sizeof(ch->dir));
+	return ch;
+}
+
+/* chore_take_collect - one round: every segment deletable now. */
+static struct spool_chore *chore_take_collect(struct spool_shard *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nsegs; i++)
+		n += segment_deletable(s, &s->segs[i]);
+	s->collect_due = false;
+	if (n == 0)
+		return NULL;
+	struct spool_chore *ch = chore_new(s, CHORE_COLLECT);
+	ch->seqs = xcalloc(n, sizeof(*ch->seqs));
+	ch->fds = xcalloc(n, sizeof(*ch->fds));
+	ch->errs = xcalloc(n, sizeof(*ch->errs));
+	for (size_t i = 0; i < s->nsegs; i++) {
+		struct spool_segment *g = &s->segs[i];
+		if (!segment_deletable(s, g))
+			continue;
+		ch->seqs[ch->n] = g->seq;
+		ch->fds[ch->n++] = g->fd;
+		g->dying = true;
+	}
+	return ch;
+}
+
+struct spool_chore *spool_shard_chore_take(struct spool_shard *s)
+{
+	if (!s->opt.background_chores || s->opt.read_only || s->chore_out)
+		return NULL;
+	struct spool_chore *ch = NULL;
+	if (s->spare == SPARE_NONE && (s->spare_retry_us == 0 || now_usec() >= s->spare_retry_us)) {
+		ch = chore_new(s, CHORE_SPARE);
+		ch->seq = shard_current(s)->seq + 1;
+		s->spare = SPARE_MAKING;
+	} else if (s->collect_due &&
+		   (s->collect_retry_us == 0 || now_usec() >= s->collect_retry_us)) {
+		ch = chore_take_collect(s);
+	}
+	s->chore_out = ch != NULL;
+	return ch;
+}
+
+bool spool_shard_chore_out(const struct spool_shard *s)
+{
+	return s->chore_out;
+}
+
+/* chore_fsync_dir - make the directory's entries durable. */
+static int chore_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+static void chore_segment_path(const struct spool_chore *ch, uint64_t seq,
+			       char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/seg-%016" PRIx64 ".rms", ch->dir, seq);
+}
+
+void spool_chore_run(struct spool_chore *ch)
+{
+	char path[PATH_MAX + 32];
+
+	if (ch->kind == CHORE_SPARE) {
+		chore_segment_path(ch, ch->seq, path, sizeof(path));
+		ch->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+		ch->result = ch->fd < 0 ? -errno : chore_fsync_dir(ch->dir);
+		if (ch->result < 0 && ch->fd >= 0) {
+			close(ch->fd);
+			unlink(path);
+			ch->fd = -1;
+		}
+		return;
+	}
+	for (size_t i = 0; i < ch->n; i++) {
+		chore_segment_path(ch, ch->seqs[i], path, sizeof(path));
+		ch->errs[i] = unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+	}
+	ch->result = chore_fsync_dir(ch->dir);
+	/* Unlinked: the fd is no longer needed whatever the fsync said, and
+	 * its last close frees the file's blocks (the slow part). */
+	for (size_t i = 0; i < ch->n; i++)
+		if (ch->errs[i] == 0 && ch->fds[i] >= 0)
+			close(ch->fds[i]);
+}
+
+/* chore_spare_done - the spare is ready, or comes again in a second. */
+static void chore_spare_done(struct spool_shard *s, struct spool_chore *ch)
+{
+	if (ch->result < 0 || ch->seq != shard_current(s)->seq + 1) {
+		if (ch->result < 0)
+			log_error("spool_spare_failed", "dir=%s segment=%016" PRIx64 " error=%s",
+				  s->dir, ch->seq, strerror(-ch->result));
+		else
+			log_panic("spool: spare %016" PRIx64 " is not next", ch->seq);
+		s->spare = SPARE_NONE;
+		s->spare_retry_us = now_usec() + CHORE_RETRY_US;
+		return;
+	}
+	s->spare = SPARE_READY;
+	s->spare_seq = ch->seq;
+	s->spare_fd = ch->fd;
+	s->spare_retry_us = 0;
+}
+
+/* chore_collect_done - drop what is durably gone; an unlinked segment
+ * whose directory fsync failed stays (its dependents wait) and goes in a
+ * later round. */
+static void chore_collect_done(struct spool_shard *s, struct spool_chore *ch)
+{
+	size_t removed = 0;
+
+	for (size_t i = 0; i < ch->n; i++) {
+		struct spool_segment *g = shard_find_segment(s, ch->seqs[i]);
+		if (g == NULL || !g->dying)
+			log_panic("spool: collected segment %016" PRIx64 " not dying", ch->seqs[i]);
+		g->dying = false;
+		if (ch->errs[i] < 0) {
+			log_error("spool_unlink_failed", "dir=%s segment=%016" PRIx64 " error=%s",
+				  s->dir, g->seq, strerror(-ch->errs[i]));
+			continue;
+		}
+		g->fd = -1;
+
+		if (ch->result == 0) {
+			free(g->deps);
+			g->deps = NULL;
+			g->gone = true;		/* swept below: finds need the order */
+			removed++;
+		}
+	}
+	size_t keep = 0;
+	for (size_t i = 0; i < s->nsegs; i++)
+		if (!s->segs[i].gone)
+			s->segs[keep++] = s->segs[i];
+	s->nsegs = keep;
+	if (ch->result < 0) {
+		log_error("spool_collect_failed", "dir=%s error=%s", s->dir, strerror(-ch->result));
+		s->collect_retry_us = now_usec() + CHORE_RETRY_US;
+		s->collect_due = true;
+	} else if (removed > 0) {
+		s->collect_retry_us = 0;
+		s->collect_due = true;		/* the next round */
+		log_debug("spool_collect", "dir=%s collected=%zu", s->dir, removed);
+	}
+}
+
+void spool_shard_chore_done(struct spool_shard *s, struct spool_chore *ch)
+{
+	if (!s->chore_out)
+		log_panic("spool: chore done without a chore out");
+	s->chore_out = false;
+	if (ch->kind == CHORE_SPARE)
+		chore_spare_done(s, ch);
+	else
+		chore_collect_done(s, ch);
+	free(ch->seqs);
+	free(ch->fds);
+	free(ch->errs);
+	free(ch);
 }

@@ -15,6 +15,27 @@
  *   spool_shard_collect(shard);                          // rare, blocking
  *   shard = spool_shard_close(shard);
  *
+ * With opt.background_chores (the daemon), a rotation does no syscall at
+ * all: the blocking steps of a segment's life are chores for a helper
+ * thread, at most one out per shard at a time:
+ *
+ *   if ((ch = spool_shard_chore_take(shard)) != NULL)   // worker, each pass
+ *       on a helper thread: spool_chore_run(ch);       // touches no shard
+ *       then on the worker: spool_shard_chore_done(shard, ch);  // frees ch
+ *
+ *   - the spare: the next segment file is created (open O_EXCL, fsync of
+ *     the directory) before it is needed; a rotation takes it as the new
+ *     current segment. While a spare is still being made, a full segment
+ *     takes the next batch too (it grows past segment_size, by what the
+ *     worker writes while the helper works, typically a batch or two);
+ *     only when no spare is coming (its creation failed) does a rotation
+ *     create one itself, blocking, as without chores.
+ *   - collection: the segments that are deletable are unlinked, the
+ *     directory fsynced, their fds closed (the last close of an unlinked
+ *     file frees its blocks: the slow part); then the next round.
+ * Without background_chores, rotation creates the next segment and
+ * collects in place, blocking (tests, tools).
+ *
  * Contract of the batch: every record appended before flush_begin() is in
  * that batch; records appended while it is in flight go to the next one.
  * flush_end(0) commits the batch: its messages may be acknowledged (250),
@@ -56,6 +77,7 @@ struct spool_options {
 	size_t max_pending;		/* cap of a pending batch; 0 = 512 MiB */
 	bool no_sync;			/* flush says sync=false (tests, bench) */
 	bool read_only;			/* scan only: no mkdir, truncation, writes */
+	bool background_chores;		/* spare and collection by chores */
 };
 
 /* Where a record lives: segment seq and byte range in that file. */
@@ -191,9 +213,34 @@ struct spool_shard_stats {
 	uint64_t total_size;		/* committed bytes in every segment */
 	uint64_t truncated_bytes;	/* torn tail cut at open */
 	uint64_t corrupt_segments;	/* scans stopped early at open */
+	uint64_t rotations;		/* since open */
+	uint64_t rotations_blocking;	/* made their segment in place */
+	uint64_t rotations_deferred;	/* passes a full segment waited for its spare */
+	uint64_t rotate_us_max;		/* the longest a rotation held the worker */
 };
 void spool_shard_stats(const struct spool_shard *shard,
 		       struct spool_shard_stats *st);
+
+/* A chore: blocking work taken from the shard, run elsewhere. */
+struct spool_chore;
+
+/* spool_shard_chore_take - the chore due now (a spare to create, dead
+ * segments to delete), or NULL: none due, or one is already out. Cheap:
+ * meant for every loop pass. Only with opt.background_chores. */
+struct spool_chore *spool_shard_chore_take(struct spool_shard *shard);
+
+/* spool_chore_run - do the chore's syscalls; on any thread, touching
+ * nothing of the shard (the chore carries paths and fds). */
+void spool_chore_run(struct spool_chore *chore);
+
+/* spool_shard_chore_done - apply a finished chore on the shard's thread
+ * and free it. */
+void spool_shard_chore_done(struct spool_shard *shard, struct spool_chore *chore);
+
+/* spool_shard_chore_out - true while a taken chore is not done (the
+ * worker must not close the shard before: the chore owns the fds of the
+ * segments it deletes). */
+bool spool_shard_chore_out(const struct spool_shard *shard);
 
 /* spool_shard_segment_path - path of segment seq of this shard. */
 void spool_shard_segment_path(const struct spool_shard *shard, uint64_t seq,

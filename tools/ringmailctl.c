@@ -66,7 +66,7 @@ static int run_resolve(int argc, char **argv)
 
 static const struct command commands[] = {
 	{ "queue", control_cli_main,
-	  "queue list|show|summary|flush|delete|bounce|hold|release [ID] [--domain D] [--deferred|--held] [--json]",
+	  "queue list|show|summary|flush|delete|bounce|hold|release [ID] [--domain D] [--deferred|--held] [--top N] [--json]",
 	  true },
 	{ "domains", control_cli_main, "domains [--domain D] [--json]", true },
 	{ "addresses", control_cli_main, "addresses [--json]", true },

@@ -20,7 +20,7 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: ringmailctl queue list [--domain D] [--deferred|--held] [--json]\n"
 		"       ringmailctl queue show ID [--json]\n"
-		"       ringmailctl queue summary [--domain D] [--deferred|--held] [--json]\n"
+		"       ringmailctl queue summary [--top N] [--domain D] [--deferred|--held] [--json]\n"
 		"       ringmailctl queue flush [DOMAIN]\n"
 		"       ringmailctl queue delete|bounce|hold|release ID | --domain D\n"
 		"       ringmailctl domains [--domain D] [--json]\n"
@@ -208,10 +208,11 @@ int control_cli_main(int argc, char **argv)
 		{ "held", no_argument, NULL, 'H' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "sender", required_argument, NULL, 'S' },
+		{ "top", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *sock = NULL, *cfg_path = NULL, *domain = NULL, *sender = NULL;
+	const char *sock = NULL, *cfg_path = NULL, *domain = NULL, *sender = NULL, *top = NULL;
 	bool deferred = false, held = false, json = false;
 	char line[CONTROL_MAX_LINE + 1] = "", word[300], path[256];
 	int opt;
@@ -226,6 +227,7 @@ int control_cli_main(int argc, char **argv)
 		case 'H': held = true; break;
 		case 'j': json = true; break;
 		case 'S': sender = optarg; break;
+		case 'T': top = optarg; break;
 		default: return usage();
 		}
 	}
@@ -248,6 +250,11 @@ int control_cli_main(int argc, char **argv)
 	if (sender != NULL) {
 		snprintf(word, sizeof(word), "sender=%s", sender);
 		if (strchr(sender, ' ') != NULL || !put(line, sizeof(line), word))
+			return usage();
+	}
+	if (top != NULL) {
+		snprintf(word, sizeof(word), "top=%s", top);
+		if (strchr(top, ' ') != NULL || !put(line, sizeof(line), word))
 			return usage();
 	}
 	if ((deferred && !put(line, sizeof(line), "deferred")) || (held && !put(line, sizeof(line), "held")))

@@ -7,6 +7,10 @@
  * waiters move to `inflight`, and a write linked to an fdatasync goes into
  * the ring. The last completion of the pair ends the batch. A short write
  * breaks the link (the sync is cancelled) and counts as -EIO.
+ *
+ * The shard's blocking chores (the spare segment, deleting dead segments)
+ * run on the "spool" helper pool, one at a time per shard, taken in the
+ * same hook: a rotation on the worker is then a pointer swap.
  */
 #include "commit.h"
 
@@ -16,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "helper.h"
 #include "log.h"
 #include "vg.h"
 #include "xalloc.h"
@@ -38,7 +43,18 @@ struct commit {
 	int64_t started_us;              /* CLOCK_MONOTONIC: latency histogram */
 	int64_t failed_until_ms;         /* after a failed batch: rest until then */
 	struct commit_stats stats;
+	struct helper_worker *helpers;   /* the chores' results */
+	struct commit_chore *chore;      /* out on a helper, or NULL */
 };
+
+/* A shard's chore on its way through the helper pool. */
+struct commit_chore {
+	struct helper_job job;           /* first */
+	struct commit *c;
+	struct spool_chore *chore;
+};
+
+static struct helper_pool spool_pool = HELPER_POOL_INIT("spool", 0);
 
 static struct commit *commit_of(const struct worker *w)
 {
@@ -118,12 +134,46 @@ static void commit_sync_complete(struct worker *w, struct ring_op *op, const str
 		commit_batch_end(w, c, c->write_result);
 }
 
+static void commit_chore_run(struct helper_job *job)
+{
+	spool_chore_run(((struct commit_chore *)job)->chore);
+}
+
+static void commit_chore_done(struct helper_job *job)
+{
+	struct commit_chore *cc = (struct commit_chore *)job;
+	struct commit *c = cc->c;
+
+	spool_shard_chore_done(c->shard, cc->chore);
+	c->chore = NULL;
+	free(cc);
+}
+
+/* commit_chores - hand the shard's next chore to a helper, if one is due
+ * and none is out. The done callback's wake-up brings the next pass. */
+static void commit_chores(struct commit *c)
+{
+	if (c->chore != NULL || c->helpers == NULL)
+		return;
+	struct spool_chore *chore = spool_shard_chore_take(c->shard);
+	if (chore == NULL)
+		return;
+	struct commit_chore *cc = xcalloc(1, sizeof(*cc));
+	cc->c = c;
+	cc->chore = chore;
+	cc->job.run = commit_chore_run;
+	cc->job.done = commit_chore_done;
+	c->chore = cc;
+	helper_submit(&spool_pool, c->helpers, &cc->job);
+}
+
 /* commit_flush - the before-sleep hook: start a batch if one is due. */
 static void commit_flush(struct worker *w, void *arg)
 {
 	struct commit *c = arg;
 	struct spool_flush f;
 
+	commit_chores(c);
 	if (c->outstanding > 0)
 		return;
 	if (w->now_ms < c->failed_until_ms) {
@@ -175,10 +225,14 @@ static int commit_worker_init(struct worker *w)
 	memset(&opt, 0, sizeof(opt));
 	opt.segment_size = (uint64_t)w->cfg->spool_segment_size;
 	opt.no_sync = !w->cfg->spool_sync;
+	c->helpers = helper_worker_new(w);
+	/* Without a result path (no eventfd), rotations block as before. */
+	opt.background_chores = c->helpers != NULL;
 	int rc = spool_shard_open(w->cfg->spool_dir, w->id, &opt, &c->shard);
 	if (rc < 0) {
 		log_error("spool_open", "worker=%u dir=%s error=\"%s\"", w->id, w->cfg->spool_dir,
 			  strerror(-rc));
+		helper_worker_free(c->helpers);
 		free(c);
 		return rc;
 	}
@@ -196,7 +250,9 @@ static void commit_worker_exit(struct worker *w)
 
 	if (c == NULL)
 		return;
+	/* busy() kept the worker until its chore came back. */
 	spool_shard_close(c->shard);
+	helper_worker_free(c->helpers);
 	free(c);
 	w->commit = NULL;
 }
@@ -227,7 +283,8 @@ static bool commit_busy(const struct worker *w)
 {
 	const struct commit *c = commit_of(w);
 
-	return c != NULL && (c->outstanding > 0 || spool_shard_pending(c->shard) > 0);
+	return c != NULL && (c->outstanding > 0 || spool_shard_pending(c->shard) > 0 ||
+			     c->chore != NULL);
 }
 
 struct spool_shard *commit_shard(struct worker *w)

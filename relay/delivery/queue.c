@@ -52,10 +52,10 @@ static void item_discard(struct worker_post *p);
  * its body: see body.c). */
 static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 {
-	size_t strings = strlen(m->sender) + 1 + (m->envid ? strlen(m->envid) : 0) + 1;
+	size_t strings = strlen(m->sender) + 1 + (m->envid && m->envid[0] ? strlen(m->envid) + 1 : 0);
 	for (size_t i = 0; i < m->rcpt_count; i++)
 		strings += strlen(m->rcpts[i].address) + 1 +
-			   (m->rcpts[i].orcpt ? strlen(m->rcpts[i].orcpt) : 0) + 1;
+			   (m->rcpts[i].orcpt && m->rcpts[i].orcpt[0] ? strlen(m->rcpts[i].orcpt) + 1 : 0);
 	size_t size = sizeof(struct qmsg) + m->rcpt_count * sizeof(struct qrcpt) + strings;
 	struct qmsg *q = xmalloc(size);
 	char *p = (char *)(q + 1) + m->rcpt_count * sizeof(struct qrcpt);
@@ -66,18 +66,18 @@ static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 	q->arrival_ms = m->arrival_usec / 1000;
 	snprintf(q->queue_id, sizeof(q->queue_id), "%s", m->queue_id);
 	q->rcpts = (struct qrcpt *)(q + 1);
-	q->rcpt_count = m->rcpt_count;
+	q->rcpt_count = (uint32_t)m->rcpt_count;     /* the spool caps it far below */
 #define COPY_STRING(dst, src) do { size_t n_ = strlen(src) + 1; memcpy(p, src, n_); dst = p; p += n_; } while (0)
 	COPY_STRING(q->sender, m->sender);
-	COPY_STRING(q->envid, m->envid ? m->envid : "");
-	if (q->envid[0] == '\0')
-		q->envid = NULL;
+	q->envid = NULL;
+	if (m->envid != NULL && m->envid[0] != '\0')
+		COPY_STRING(q->envid, m->envid);
 	for (size_t i = 0; i < m->rcpt_count; i++) {
 		struct qrcpt *r = &q->rcpts[i];
 		COPY_STRING(r->addr, m->rcpts[i].address);
-		COPY_STRING(r->orcpt, m->rcpts[i].orcpt ? m->rcpts[i].orcpt : "");
-		if (r->orcpt[0] == '\0')
-			r->orcpt = NULL;
+		r->orcpt = NULL;
+		if (m->rcpts[i].orcpt != NULL && m->rcpts[i].orcpt[0] != '\0')
+			COPY_STRING(r->orcpt, m->rcpts[i].orcpt);
 		r->notify = m->rcpts[i].notify;
 		const char *at = strrchr(r->addr, '@');
 		r->domain = at ? at + 1 : "";

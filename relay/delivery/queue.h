@@ -64,6 +64,9 @@ struct qrcpt {
 	uint8_t notify;            /* SPOOL_NOTIFY_* == SMTP_NOTIFY_* bits */
 };
 
+/* Every queued message holds one: its size counts (docs/SPOOL.md, memory
+ * per queued message). Small fields share one word; empty strings are not
+ * copied (envid and orcpt are NULL then). */
 struct qmsg {
 	_Atomic int refs;
 	unsigned home;
@@ -71,11 +74,11 @@ struct qmsg {
 	char queue_id[32];
 	const char *sender;
 	const char *envid;         /* NULL when not given */
-	uint8_t ret;               /* enum spool_ret */
-	bool smtputf8, eightbit;
-	size_t rcpt_count;
 	struct qrcpt *rcpts;
 	size_t body_len;           /* the body itself is in the spool, or in an item's qbody */
+	uint32_t rcpt_count;
+	uint8_t ret;               /* enum spool_ret */
+	bool smtputf8, eightbit;
 };
 
 /* A body read from the spool (or copied at reception): data points into
@@ -105,10 +108,18 @@ struct qlink {
 };
 
 struct qitem {
-	struct worker_post post;
+	/* An item is posted once, home -> owner (item_dispatch), and is in a
+	 * ready list only after it arrived: the two share their bytes, so a
+	 * queued item is 112 bytes with one recipient instead of 128
+	 * (docs/SPOOL.md, memory per queued message). */
+	union {
+		struct worker_post post;   /* until item_enqueue on the owner */
+		struct {
+			struct qitem *next, *prev;   /* then: in the domain's ready list */
+		};
+	};
 	struct qlink link;         /* in d->items, from arrival at the owner */
 	struct qdomain *d;         /* the owner's domain; NULL before arrival */
-	struct qitem *next, *prev; /* in the domain's ready list */
 	struct qmsg *msg;
 	struct qbody *body;        /* while READY, ACTIVE or loading; NULL while it waits */
 	char *last_error;          /* the last deferral's reply, or NULL: malloc'd before

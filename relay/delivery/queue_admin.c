@@ -134,6 +134,10 @@ static void query_summary_end(struct queue_query *q)
 {
 	if (q->row_count > 0 && q->rows[q->row_count - 1].total == 0)
 		free(q->rows[--q->row_count].domain);
+	/* d's row is final (d lives on this worker alone): with --top the
+	 * summary keeps at most 2 x top rows, whatever the domain count. */
+	if (q->top > 0 && q->row_count >= 2 * (size_t)q->top)
+		queue_summary_keep_top(q->rows, &q->row_count, q->top, &q->others);
 }
 
 /* query_domain_row - domains: d's line, when it has anything to say. */

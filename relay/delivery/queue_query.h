@@ -76,7 +76,9 @@ struct queue_query {
 	struct spool_rcpt_state *spool_states;   /* QUEUE_SHOW: from the home shard */
 	size_t spool_state_count;
 	struct queue_summary_row *rows;      /* QUEUE_SUMMARY: one per domain */
-	size_t row_count, row_cap;
+	size_t row_count, row_cap;           /* with top: at most 2 x top */
+	unsigned top;                        /* QUEUE_SUMMARY: the largest top domains; 0 = all */
+	struct queue_summary_others others;  /* what top left out */
 };
 
 /* delivery_query_step - on worker w (== all[q->at]): walk and act on a

@@ -227,21 +227,30 @@ static int summary_cmp(const void *a, const void *b)
 	return strcmp(x->domain, y->domain);
 }
 
-/* summary_row - one line: the domain, its total, its ages. */
-static int summary_row(struct buf *out, bool json, const char *domain, const uint64_t *total,
-		       const uint64_t *age)
+/* summary_row - one line: the domain (or, with others > 0, the count of
+ * domains --top left out), its total, its ages. */
+static int summary_row(struct buf *out, bool json, const char *domain, uint64_t others,
+		       const uint64_t *total, const uint64_t *age)
 {
 	int rc;
 
 	if (!json) {
-		rc = buf_append_printf(out, "%-32s %7llu", domain, (unsigned long long)*total);
+		char name[64];
+		if (others > 0)
+			snprintf(name, sizeof(name), "(%llu other domains)", (unsigned long long)others);
+		rc = buf_append_printf(out, "%-32s %7llu", others > 0 ? name : domain,
+				       (unsigned long long)*total);
 		for (size_t i = 0; rc == 0 && i < QUEUE_AGE_BUCKETS; i++)
 			rc = buf_append_printf(out, " %6llu", (unsigned long long)age[i]);
 		return rc == 0 ? buf_append_str(out, "\n") : rc;
 	}
-	rc = buf_append_str(out, "{\"domain\":");
-	if (rc == 0)
-		rc = buf_append_json(out, domain);
+	if (others > 0) {
+		rc = buf_append_printf(out, "{\"others\":%llu", (unsigned long long)others);
+	} else {
+		rc = buf_append_str(out, "{\"domain\":");
+		if (rc == 0)
+			rc = buf_append_json(out, domain);
+	}
 	if (rc == 0)
 		rc = buf_append_printf(out, ",\"total\":%llu,\"age_minutes\":{", (unsigned long long)*total);
 	int64_t limit = 5;
@@ -256,7 +265,30 @@ static int summary_row(struct buf *out, bool json, const char *domain, const uin
 	return rc == 0 ? buf_append_str(out, "}}\n") : rc;
 }
 
+void queue_summary_keep_top(struct queue_summary_row *rows, size_t *n, size_t top,
+			    struct queue_summary_others *others)
+{
+	if (top == 0 || *n <= top)
+		return;
+	qsort(rows, *n, sizeof(*rows), summary_cmp);
+	for (size_t i = top; i < *n; i++) {
+		others->domains++;
+		others->total += rows[i].total;
+		for (size_t j = 0; j < QUEUE_AGE_BUCKETS; j++)
+			others->age[j] += rows[i].age[j];
+		free(rows[i].domain);
+		rows[i].domain = NULL;
+	}
+	*n = top;
+}
+
 int queue_format_summary(struct buf *out, bool json, struct queue_summary_row *rows, size_t n)
+{
+	return queue_format_summary_top(out, json, rows, n, NULL);
+}
+
+int queue_format_summary_top(struct buf *out, bool json, struct queue_summary_row *rows, size_t n,
+			     const struct queue_summary_others *others)
 {
 	uint64_t total = 0, age[QUEUE_AGE_BUCKETS] = { 0 };
 	int rc = 0;
@@ -268,6 +300,11 @@ int queue_format_summary(struct buf *out, bool json, struct queue_summary_row *r
 		for (size_t j = 0; j < QUEUE_AGE_BUCKETS; j++)
 			age[j] += rows[i].age[j];
 	}
+	if (others != NULL) {
+		total += others->total;
+		for (size_t j = 0; j < QUEUE_AGE_BUCKETS; j++)
+			age[j] += others->age[j];
+	}
 	if (!json) {
 		rc = buf_append_printf(out, "%-32s %7s", "", "T");
 		int64_t limit = 5;
@@ -277,9 +314,11 @@ int queue_format_summary(struct buf *out, bool json, struct queue_summary_row *r
 			rc = buf_append_printf(out, " %5lld+\n", (long long)limit / 2);
 	}
 	if (rc == 0)
-		rc = summary_row(out, json, "TOTAL", &total, age);
+		rc = summary_row(out, json, "TOTAL", 0, &total, age);
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = summary_row(out, json, rows[i].domain, &rows[i].total, rows[i].age);
+		rc = summary_row(out, json, rows[i].domain, 0, &rows[i].total, rows[i].age);
+	if (rc == 0 && others != NULL && others->domains > 0)
+		rc = summary_row(out, json, NULL, others->domains, &others->total, others->age);
 	return rc;
 }
 

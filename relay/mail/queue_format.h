@@ -86,6 +86,28 @@ size_t queue_age_bucket(int64_t age_ms);
  * first (rows is sorted in place). */
 int queue_format_summary(struct buf *out, bool json, struct queue_summary_row *rows, size_t n);
 
+/* What `queue summary --top N` left out: counted in TOTAL, shown as one
+ * last row ("(K other domains)"; in JSON {"others":K,...}). */
+struct queue_summary_others {
+	uint64_t domains;
+	uint64_t total;
+	uint64_t age[QUEUE_AGE_BUCKETS];
+};
+
+/* queue_summary_keep_top - keep the top rows by total (ties: by name)
+ * in rows[0..top), fold the rest into *others and free their names;
+ * *n becomes at most top. top 0 keeps everything. Run whenever the rows
+ * reach a bound (2 x top) during a walk, the memory of a summary is
+ * O(top), whatever the number of domains: each domain's row is complete
+ * when it is added (a domain lives on one worker). */
+void queue_summary_keep_top(struct queue_summary_row *rows, size_t *n, size_t top,
+			    struct queue_summary_others *others);
+
+/* queue_format_summary_top - queue_format_summary with the others row
+ * (others may be NULL or empty). */
+int queue_format_summary_top(struct buf *out, bool json, struct queue_summary_row *rows, size_t n,
+			     const struct queue_summary_others *others);
+
 /* One destination domain on its owner. */
 struct queue_domain_view {
 	const char *domain;

@@ -353,3 +353,41 @@ Test(control, suppression_requests)
 			  bad[i].line, err, bad[i].want);
 	}
 }
+
+/* queue summary top=N: a positive number, once, for summary only. */
+Test(control, parse_queue_summary_top)
+{
+	static const struct {
+		const char *line;
+		unsigned top;            /* 0: refused with err */
+		const char *err;
+	} cases[] = {
+		{ "queue summary top=10", 10, NULL },
+		{ "json queue summary top=1 deferred domain=a.example", 1, NULL },
+		{ "queue summary top=100000", 100000, NULL },
+		{ "queue summary top=0", 0, "bad top: \"top=0\" (a number of domains, 1 to 100000)" },
+		{ "queue summary top=", 0, "bad top: \"top=\" (a number of domains, 1 to 100000)" },
+		{ "queue summary top=-3", 0, "bad top: \"top=-3\" (a number of domains, 1 to 100000)" },
+		{ "queue summary top=5x", 0, "bad top: \"top=5x\" (a number of domains, 1 to 100000)" },
+		{ "queue summary top=100001", 0, "bad top: \"top=100001\" (a number of domains, 1 to 100000)" },
+		{ "queue summary top=3 top=4", 0, "bad top: \"top=4\" (a number of domains, 1 to 100000)" },
+		{ "queue list top=3", 0, "queue list: top=N is for queue summary" },
+		{ "queue flush top=3", 0, "queue flush: top=N is for queue summary" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct control_request req;
+		char err[300] = "";
+		int rc = control_parse(cases[i].line, &req, err, sizeof(err));
+		if (cases[i].top != 0) {
+			cr_expect_eq(rc, 0, "%s: got %d (%s), want 0", cases[i].line, rc, err);
+			cr_expect_eq(req.top, cases[i].top, "%s: top: got %u, want %u", cases[i].line, req.top,
+				     cases[i].top);
+			cr_expect_eq(req.action, QUEUE_SUMMARY);
+		} else {
+			cr_expect_eq(rc, -EINVAL, "%s: got %d, want -EINVAL", cases[i].line, rc);
+			cr_expect_str_eq(err, cases[i].err, "%s: got \"%s\", want \"%s\"", cases[i].line, err,
+					 cases[i].err);
+		}
+	}
+}

@@ -576,3 +576,63 @@ Test(queue_format, sender_route_queue)
 		  "got [%.*s]", (int)buf_len(&b), buf_data(&b));
 	buf_free(&b);
 }
+
+/* --top: the largest rows stay, the rest fold into one "others" row that
+ * TOTAL still counts; pruning in rounds (as a walk does every 2 x top
+ * rows) gives the same answer as pruning once. */
+Test(queue_format, summary_top_folds_the_rest_into_others)
+{
+	struct queue_summary_row rows[3];
+	struct queue_summary_others others = { 0 };
+	struct buf b;
+	size_t n = 3;
+
+	buf_init(&b, 4096);
+	summary_rows(rows);
+	queue_summary_keep_top(rows, &n, 1, &others);
+	cr_assert_eq(n, 1, "kept: got %zu, want 1", n);
+	cr_assert_str_eq(rows[0].domain, "a.example");
+	cr_assert_eq(others.domains, 2);
+	cr_assert_eq(others.total, 4);
+	expect_buf("summary top 1", queue_format_summary_top(&b, false, rows, n, &others), &b,
+		   "                                       T      5     10     20     40     80    160    320    640   1280  1280+\n"
+		   "TOTAL                                  9      1      3      0      0      0      0      0      0      0      5\n"
+		   "a.example                              5      1      1      0      0      0      0      0      0      0      3\n"
+		   "(2 other domains)                      4      0      2      0      0      0      0      0      0      0      2\n");
+	buf_reset(&b);
+	expect_buf("summary top 1 json", queue_format_summary_top(&b, true, rows, n, &others), &b,
+		   "{\"domain\":\"TOTAL\",\"total\":9,\"age_minutes\":{\"5\":1,\"10\":3,\"20\":0,\"40\":0,\"80\":0,"
+		   "\"160\":0,\"320\":0,\"640\":0,\"1280\":0,\"1280+\":5}}\n"
+		   "{\"domain\":\"a.example\",\"total\":5,\"age_minutes\":{\"5\":1,\"10\":1,\"20\":0,\"40\":0,\"80\":0,"
+		   "\"160\":0,\"320\":0,\"640\":0,\"1280\":0,\"1280+\":3}}\n"
+		   "{\"others\":2,\"total\":4,\"age_minutes\":{\"5\":0,\"10\":2,\"20\":0,\"40\":0,\"80\":0,"
+		   "\"160\":0,\"320\":0,\"640\":0,\"1280\":0,\"1280+\":2}}\n");
+	free(rows[0].domain);
+
+	/* in rounds: top 2 over rows arriving one at a time */
+	struct queue_summary_row one[3], kept[4];
+	struct queue_summary_others o2 = { 0 };
+	size_t k = 0;
+	summary_rows(one);
+	for (size_t i = 0; i < 3; i++) {
+		kept[k++] = one[2 - i];
+		if (k >= 2)
+			queue_summary_keep_top(kept, &k, 2, &o2);
+	}
+	cr_assert_eq(k, 2);
+	cr_assert_str_eq(kept[0].domain, "a.example");
+	cr_assert_str_eq(kept[1].domain, "b.example", "equal totals: by name; got %s", kept[1].domain);
+	cr_assert_eq(o2.domains, 1);
+	cr_assert_eq(o2.total, 2);
+	free(kept[0].domain);
+	free(kept[1].domain);
+	/* top 0 and top >= n keep everything */
+	summary_rows(one);
+	k = 3;
+	queue_summary_keep_top(one, &k, 0, &o2);
+	queue_summary_keep_top(one, &k, 5, &o2);
+	cr_assert_eq(k, 3);
+	cr_assert_eq(o2.domains, 1);
+	summary_rows_free(one);
+	buf_free(&b);
+}

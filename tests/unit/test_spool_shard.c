@@ -809,3 +809,98 @@ Test(spool_shard, deferral_reply_survives_restart_and_compaction)
 	cr_assert_str_eq(got, "451 4.7.1 later 3 1900000000", "after compaction: got %s", got);
 	spool_shard_close(s);
 }
+
+/* chores - run every chore due now, as the helper thread would. */
+static int chores(struct spool_shard *s)
+{
+	struct spool_chore *ch;
+	int n = 0;
+
+	while ((ch = spool_shard_chore_take(s)) != NULL) {
+		cr_assert(spool_shard_chore_out(s));
+		cr_assert_null(spool_shard_chore_take(s), "one chore out at a time");
+		spool_chore_run(ch);
+		spool_shard_chore_done(s, ch);
+		n++;
+	}
+	return n;
+}
+
+Test(spool_shard, chores_make_the_spare_and_collect_off_the_worker)
+{
+	/* segment_size 1: every batch after the first in a segment rotates. */
+	struct spool_options opt = { .segment_size = 1, .background_chores = true };
+	struct spool_shard *s;
+	char a[32], b[32], c[32];
+
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, &s), 0);
+	cr_assert_eq(chores(s), 1, "the spare");
+	cr_assert(segment_exists(0, 2), "spare file made by the chore");
+	append(s, a, 1);
+	cr_assert(flush(s));				/* segment 1: A */
+	append(s, b, 1);
+	outcome(s, a, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));				/* segment 2 (the spare): B, A's outcome */
+	struct spool_shard_stats st;
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.current_segment, 2);
+	cr_assert_eq(st.rotations, 1);
+	cr_assert_eq(st.rotations_blocking, 0, "the rotation took the spare");
+	cr_assert(segment_exists(0, 1), "collection waits for its chore");
+
+	/* The next rotation while the spare is still being made: the full
+	 * segment takes one more batch instead of blocking. */
+	struct spool_chore *ch = spool_shard_chore_take(s);	/* the spare (3) */
+	cr_assert_not_null(ch);
+	append(s, c, 1);
+	cr_assert(flush(s));
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.current_segment, 2, "C went into the full segment");
+	cr_assert_eq(st.rotations_deferred, 1);
+	spool_chore_run(ch);
+	spool_shard_chore_done(s, ch);
+	cr_assert_eq(chores(s), 1, "the collection due since the rotation");
+	cr_assert_not(segment_exists(0, 1), "segment 1 collected by the chore");
+	outcome(s, b, 0, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));				/* segment 3: the spare */
+	cr_assert_eq(chores(s), 1, "the next spare; segment 2 holds C");
+	cr_assert(segment_exists(0, 2) && segment_exists(0, 3) && segment_exists(0, 4));
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.rotations_blocking, 0);
+	cr_assert_eq(st.segments, 2, "segments: got %zu, want 2", st.segments);
+	spool_shard_close(s);
+
+	/* A reopen finds C and the unused spare (empty, now current). */
+	s = open_shard(0, 1);
+	cr_assert_eq(live_count(s), 1);
+	expect_live(s, c, SPOOL_STATUS_PENDING);
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.current_segment, 4);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, a_failed_spare_chore_falls_back_to_a_blocking_rotation)
+{
+	struct spool_options opt = { .segment_size = 1, .background_chores = true };
+	struct spool_shard *s;
+	char a[32], b[32], path[512];
+
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, &s), 0);
+	/* Something already holds the spare's name: O_EXCL fails. */
+	spool_shard_segment_path(s, 2, path, sizeof(path));
+	int fd = open(path, O_CREAT | O_WRONLY, 0640);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(chores(s), 1);
+	cr_assert_null(spool_shard_chore_take(s), "no retry within a second");
+	unlink(path);
+	append(s, a, 1);
+	cr_assert(flush(s));
+	append(s, b, 1);
+	cr_assert(flush(s));				/* rotates in place */
+	struct spool_shard_stats st;
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.current_segment, 2);
+	cr_assert_eq(st.rotations_blocking, 1);
+	spool_shard_close(s);
+}
