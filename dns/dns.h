@@ -152,6 +152,10 @@ void dns_resolve_next_hop(struct dns_resolver *r, const char *target,
  * The lookups themselves go on and fill the cache. Returns how many
  * waiters were taken out (0: none was waiting, e.g. it was answered). */
 size_t dns_resolve_cancel(struct dns_resolver *r, dns_route_cb cb, void *arg);
+/* dns_resolve_cancel_if - the same for every waiter of cb whose arg
+ * pred(arg) (non-zero) gives up: one pass over the waiters, for many at
+ * once (a reload that moves thousands of domains). */
+size_t dns_resolve_cancel_if(struct dns_resolver *r, dns_route_cb cb, int (*pred)(void *arg));
 
 /* A set of static routes and a relayhost (see dns_options), copied:
  * what dns_resolve_route consults before MX. dns_routes_new returns NULL

@@ -479,9 +479,10 @@ static void job_finish(struct dns_job *job)
 	resolver_start_queued(r);
 }
 
-/* dns_resolve_cancel - take every waiter (cb, arg) out of the lookups in
- * progress; the lookups themselves go on (their answer fills the cache). */
-size_t dns_resolve_cancel(struct dns_resolver *r, dns_route_cb cb, void *arg)
+/* cancel_waiters - take out of every lookup in progress the waiters of
+ * cb whose arg is arg (pred NULL) or pleases pred: one pass over the
+ * waiters however many are taken. */
+static size_t cancel_waiters(struct dns_resolver *r, dns_route_cb cb, void *arg, int (*pred)(void *arg))
 {
 	size_t n = 0;
 
@@ -491,7 +492,7 @@ size_t dns_resolve_cancel(struct dns_resolver *r, dns_route_cb cb, void *arg)
 		struct dns_waiter **p = &job->waiters;
 		while (*p != NULL) {
 			struct dns_waiter *w = *p;
-			if (w->cb != cb || w->arg != arg) {
+			if (w->cb != cb || (pred != NULL ? !pred(w->arg) : w->arg != arg)) {
 				p = &w->next;
 				continue;
 			}
@@ -502,6 +503,18 @@ size_t dns_resolve_cancel(struct dns_resolver *r, dns_route_cb cb, void *arg)
 		job->waiters_tail = p;
 	}
 	return n;
+}
+
+/* dns_resolve_cancel - the lookups themselves go on (their answer fills
+ * the cache). */
+size_t dns_resolve_cancel(struct dns_resolver *r, dns_route_cb cb, void *arg)
+{
+	return cancel_waiters(r, cb, arg, NULL);
+}
+
+size_t dns_resolve_cancel_if(struct dns_resolver *r, dns_route_cb cb, int (*pred)(void *arg))
+{
+	return cancel_waiters(r, cb, NULL, pred);
 }
 
 static void job_query_done(struct dns_job *job)

@@ -225,6 +225,13 @@ static uint64_t sender_routes_hash(const struct config *cfg)
 	return h;
 }
 
+/* domain_rerouting - for dns_resolve_cancel_if: route_ready's arg is a
+ * qdomain; is it one whose next hop a reload changed? */
+static int domain_rerouting(void *arg)
+{
+	return ((const struct qdomain *)arg)->rerouting;
+}
+
 /* domain_reroute - d's next hop changed (its route, a parent's, or the
  * relayhost): whatever was learnt about the old one goes. A lookup of the
  * old hop in progress is cancelled (its answer must not send mail there),
@@ -235,10 +242,12 @@ static void domain_reroute(struct delivery *dl, struct qdomain *d)
 {
 	size_t due = 0;
 
-	if (d->resolving && dns_resolve_cancel(dl->resolver, route_ready, d) > 0) {
+	if (d->resolving) {
+		/* Its waiter went in delivery_routes_sync's one cancel pass. */
 		d->resolving = false;
 		d->want = 0;             /* the kick decides again */
 	}
+	d->rerouting = false;
 	dest_unwait(d);
 	retry_domain_succeeded(&d->backoff);
 	d->route = dns_route_unref(d->route);
@@ -299,16 +308,22 @@ void delivery_routes_sync(struct delivery *dl)
 	}
 	/* Indexes, not pointers: moving items may make domains (and grow
 	 * the list); those are new and need no visit. */
+	for (size_t i = 0; i < dl->domain_count; i++) {
+		struct qdomain *d = dl->domain_list[i];
+		d->rerouting = d->hop == NULL &&
+			!same_text(dns_routes_target(old, d->name), dns_routes_target(fresh, d->name));
+		rerouted += d->rerouting;
+	}
+	dns_routes_free(old);
+	if (rerouted > 0)
+		dns_resolve_cancel_if(dl->resolver, route_ready, domain_rerouting);
 	for (size_t i = 0, n = dl->domain_count; i < n; i++) {
 		struct qdomain *d = dl->domain_list[i];
-		if (d->hop == NULL && !same_text(dns_routes_target(old, d->name), dns_routes_target(fresh, d->name))) {
+		if (d->rerouting)
 			domain_reroute(dl, d);
-			rerouted++;
-		}
 		if (senders)
 			moved += domain_rehome_items(dl, d);
 	}
-	dns_routes_free(old);
 	if (rerouted == 0 && moved == 0)
 		return;
 	log_info("delivery_routes", "worker=%u domains_rerouted=%zu items_moved=%zu", dl->w->id, rerouted, moved);

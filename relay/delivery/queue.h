@@ -170,6 +170,7 @@ struct qdomain {
 	unsigned window;
 	unsigned want;             /* connections wanted when the route comes */
 	bool resolving;
+	bool rerouting;            /* a reload changed its next hop: being moved */
 	struct retry_domain_state backoff;
 	char *hop;                 /* a sender route's next hop (owned), or NULL:
 				    * the domain's own route; the same domain

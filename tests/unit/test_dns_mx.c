@@ -537,3 +537,35 @@ Test(dns_mx, swap_routes)
 	dns_route_unref(res.route);
 	dns_resolver_free(r);
 }
+
+/* cancel_if: the waiters whose arg the predicate picks, in one pass. */
+static int picked(void *arg)
+{
+	return arg != NULL && ((struct fake_result *)arg)->calls == -1;
+}
+
+Test(dns_mx, cancel_if_picks_by_predicate)
+{
+	struct dns_options o = { .relayhost = "[relay.example]:2525" };
+	struct fake_dns f;
+	struct dns_resolver *r = fake_resolver(&f, &o);
+	struct fake_result res[6] = { { 0 } };
+	char name[32];
+
+	cr_assert_not_null(r);
+	for (int i = 0; i < 6; i++) {
+		snprintf(name, sizeof(name), "d%d.test", i);
+		dns_resolve_route(r, name, fake_done, &res[i], 0);
+	}
+	for (int i = 0; i < 6; i += 2)
+		res[i].calls = -1;       /* picked: the even ones */
+	cr_expect_eq(dns_resolve_cancel_if(r, fake_done, picked), 3);
+	for (int i = 0; i < 6; i += 2)
+		res[i].calls = 0;
+	fake_answer_a(&f, "relay.example", DNS_ANSWER_OK, 60, "192.0.2.80", 0);
+	for (int i = 0; i < 6; i++) {
+		cr_expect_eq(res[i].calls, i % 2, "waiter %d: got %d calls, want %d", i, res[i].calls, i % 2);
+		dns_route_unref(res[i].route);
+	}
+	dns_resolver_free(r);
+}
