@@ -24,6 +24,7 @@
 #include "shaping.h"
 #include "smtp_server.h"
 #include "version.h"
+#include "webhook.h"
 #include "xalloc.h"
 
 #define METRICS_MAX_BODY (1 << 20)
@@ -678,7 +679,8 @@ static void metrics_answer(struct conn *c, int rc, const struct metrics_request 
 		metrics_snapshot(w, vals, n);
 		struct metrics_process proc;
 		metrics_process_read(&proc);
-		if (metrics_render(&body, vals, n) < 0 || metrics_render_process(&body, &proc) < 0)
+		if (metrics_render(&body, vals, n) < 0 || metrics_render_process(&body, &proc) < 0 ||
+		    webhook_metrics_render(&body) < 0)
 			status = 500;
 		free(vals);
 	}
