@@ -108,7 +108,7 @@ static const struct metric_desc {
 	{ METRICS_HTTP_FORBIDDEN, KIND_COUNTER, "ringmail_http_forbidden_total", "HTTP API requests with a token not allowed to inject (403)." },
 	{ METRICS_HTTP_MESSAGES, KIND_COUNTER, "ringmail_http_injected_messages_total", "Messages injected over HTTP and made durable (also in the delivery counters, not in ringmail_received_total)." },
 	{ METRICS_HTTP_RECIPIENTS, KIND_COUNTER, "ringmail_http_injected_recipients_total", "Recipients of the messages injected over HTTP." },
-	{ METRICS_HTTP_FAILED_RECIPIENTS, KIND_COUNTER, "ringmail_http_failed_recipients_total", "Recipients refused in HTTP injections (bad address, no such mailbox, spool failure)." },
+	{ METRICS_HTTP_FAILED_RECIPIENTS, KIND_COUNTER, "ringmail_http_failed_recipients_total", "Recipients refused in HTTP injections (bad address, no such mailbox, suppressed, spool failure)." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 };
 

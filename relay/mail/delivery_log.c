@@ -234,7 +234,7 @@ void delivery_log_suppressed(const char *sender, const char *recipient, const ch
 		 reason != NULL && reason[0] != '\0' ? reason : "on the suppression list");
 	delivery_log_write(&(struct delivery_log_entry){
 		.ts_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
-		.sender = sender, .recipient = recipient, .domain = domain, .tls = "none",
+		.sender = sender, .recipient = recipient, .domain = domain,
 		.status = "suppressed", .code = 550, .enhanced_code = "5.7.1", .reply = reply,
 	});
 }
