@@ -54,6 +54,7 @@ struct webhook_stats {
 struct webhook_table {
 	size_t count;
 	struct webhook_stats *stats;
+	struct webhook_table *prev;        /* kept reachable, never freed */
 };
 
 static _Atomic(struct webhook_table *) webhook_table;
@@ -471,6 +472,7 @@ static struct webhook_table *stats_table(const struct config *cfg)
 
 	t->count = cfg->webhook_count;
 	t->stats = xcalloc(t->count, sizeof(*t->stats));
+	t->prev = old;
 	for (size_t i = 0; i < t->count; i++) {
 		struct webhook_stats *s = &t->stats[i];
 		s->url = xstrdup(cfg->webhooks[i].url);
