@@ -587,6 +587,8 @@ void webhook_reload(const struct config *cfg)
 	if (same_webhooks(runner, cfg))
 		return;
 	webhook_stop();
+	if (cfg->webhook_count == 0)
+		atomic_store(&webhook_table, stats_table(cfg));   /* no series any more */
 	int rc = webhook_start(cfg);
 	log_info("webhook_reload", "webhooks=%zu result=%s", cfg->webhook_count, rc == 0 ? "ok" : "failed");
 }
