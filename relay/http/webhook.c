@@ -97,6 +97,7 @@ struct webhook_runner {
 
 static struct webhook_runner *runner;  /* main thread only */
 
+/* mono_ms - the monotonic clock in ms: deadlines and backoff. */
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -105,6 +106,7 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* wall_ms - the wall clock in ms: the lag against the log's ts. */
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -336,6 +338,7 @@ static void target_gauges(struct webhook_runner *r, struct webhook_target *t)
 
 /* ---- posting ---------------------------------------------------------- */
 
+/* discard - libcurl's write callback: the receiver's body is not read. */
 static size_t discard(char *data, size_t size, size_t n, void *arg)
 {
 	(void)data;
@@ -433,6 +436,8 @@ static void target_step(struct webhook_runner *r, struct webhook_target *t, int6
 	target_check_rotation(r, t, now);
 }
 
+/* webhook_thread - every target's step, libcurl's progress, then sleep
+ * until a socket is ready, a retry is due or WEBHOOK_POLL_MS passes. */
 static void *webhook_thread(void *arg)
 {
 	struct webhook_runner *r = arg;
@@ -595,6 +600,7 @@ void webhook_reload(const struct config *cfg)
 
 /* ---- metrics ---------------------------------------------------------- */
 
+/* render_one - one metric family: a series per url of the table. */
 static int render_one(struct buf *out, const struct webhook_table *t, const char *name, const char *type,
 		      const char *help, size_t field)
 {

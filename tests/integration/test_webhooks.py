@@ -351,6 +351,23 @@ class Webhooks(mailnet.NetTestCase, unittest.TestCase):
         self.assertTrue(ok, "missing %r\n%s" % (sorted(want - {key(e) for e in hook.events()})[:3],
                                                d.log_text()[-3000:]))
         self.assertIn("event=webhook_rotate", d.log_text())
+
+        # SIGHUP: the same webhooks keep running; changed ones restart from
+        # the cursor (nothing lost, nothing from the start again).
+        d.send_signal(signal.SIGHUP)
+        self.assertTrue(mailnet.wait_until(lambda: d.log_text().count("event=reload result=ok") == 1, 10))
+        self.assertNotIn("event=webhook_reload", d.log_text())
+        d.settings["webhooks"][0]["batch"] = 2
+        d.write_config()
+        d.send_signal(signal.SIGHUP)
+        self.assertTrue(mailnet.wait_until(lambda: "event=webhook_reload webhooks=1 result=ok" in d.log_text(), 10))
+        before = len(hook.events())
+        self.send(d, ["ok4@hook.test"], 4, "r4")
+        want = {key(e) for e in log_lines(d.delivery_file)}
+        self.assertTrue(mailnet.wait_until(lambda: want <= {key(e) for e in hook.events()}, 30))
+        self.assertTrue(mailnet.wait_until(lambda: len(hook.events()) == before + 4, 10),
+                        (before, len(hook.events())))
+        self.assertTrue(all(len(b) <= 2 for b in hook.batches[-2:]), hook.batches[-2:])
         self.stop_relay(d)
 
 
