@@ -38,7 +38,10 @@
 
 #define WEBHOOK_READ_CHUNK (256 * 1024)          /* one pread of the log */
 #define WEBHOOK_SCAN_MAX (16 * WEBHOOK_READ_CHUNK)   /* bytes looked at per pass */
-#define WEBHOOK_CURSOR_EVERY_MS 1000             /* a filtered-only advance is saved this often */
+/* While a backlog drains, the cursor is synced at most this often (two
+ * syncs per batch would halve the rate); a caught-up reader saves it at
+ * once. A crash resends at most this much of acknowledged batches. */
+#define WEBHOOK_CURSOR_EVERY_MS 250
 
 /* What a scrape reads: written by the thread, read by any. */
 struct webhook_stats {
@@ -67,7 +70,7 @@ struct webhook_target {
 	int fd;
 	uint64_t dev, ino;
 	uint64_t offset;                    /* first byte not yet acknowledged */
-	bool cursor_dirty;                  /* offset moved past filtered lines only */
+	bool cursor_dirty;                  /* offset moved since the cursor was saved */
 	int64_t cursor_saved_ms;
 	int64_t rotation_seen_ms;           /* writers left the file at; 0 = not yet */
 	int64_t next_open_ms;
@@ -386,7 +389,9 @@ static void target_done(struct webhook_runner *r, struct webhook_target *t, CURL
 	atomic_fetch_add_explicit(&t->stats->posts, 1, memory_order_relaxed);
 	if (result == CURLE_OK && status >= 200 && status < 300) {
 		t->offset = t->batch_end;
-		cursor_save(r, t);
+		t->cursor_dirty = true;
+		if (mono_ms() - t->cursor_saved_ms >= WEBHOOK_CURSOR_EVERY_MS)
+			cursor_save(r, t);
 		atomic_fetch_add_explicit(&t->stats->events_sent, t->batch_events, memory_order_relaxed);
 		if (t->backoff_ms > 0)
 			log_info("webhook_recovered", "url=%s events=%zu", t->cfg.url, t->batch_events);
@@ -428,11 +433,13 @@ static void target_step(struct webhook_runner *r, struct webhook_target *t, int6
 		return;
 	}
 	if (target_fill(r, t)) {
+		if (t->cursor_dirty && now - t->cursor_saved_ms >= WEBHOOK_CURSOR_EVERY_MS)
+			cursor_save(r, t);
 		target_post(r, t);
 		return;
 	}
-	if (t->cursor_dirty && now - t->cursor_saved_ms >= WEBHOOK_CURSOR_EVERY_MS)
-		cursor_save(r, t);
+	if (t->cursor_dirty)
+		cursor_save(r, t);    /* caught up: make it durable now */
 	target_check_rotation(r, t, now);
 }
 

@@ -17,14 +17,17 @@
  *
  * Per receiver: a cursor, SPOOL/webhook-<hash of url>.cursor (the file's
  * device, inode and the offset of the first byte not yet acknowledged),
- * replaced atomically (write aside, fdatasync, rename) after every 2xx.
- * The thread reads whole lines from the cursor on, keeps the events the
- * receiver wants (relay/mail/webhook_event.h), POSTs at most batch of them
- * as a JSON array, and moves the cursor only when the receiver answers
- * 2xx. Anything else (no connection, a timeout, a 500) is retried with
- * the same body after retry_min, doubling up to retry_max; later events
- * wait behind it, so a receiver sees events in log order. A restart (or a
- * kill -9) resends at most the batch that was in flight.
+ * replaced atomically (write aside, fdatasync, rename). The thread reads
+ * whole lines from the cursor on, keeps the events the receiver wants
+ * (relay/mail/webhook_event.h), POSTs at most batch of them as a JSON
+ * array, and moves the cursor only when the receiver answers 2xx.
+ * Anything else (no connection, a timeout, a 500) is retried with the
+ * same body after retry_min, doubling up to retry_max; later events wait
+ * behind it, so a receiver sees events in log order. The moved cursor is
+ * saved at once when the reader has caught up, and at most every 250 ms
+ * while a backlog drains (a sync per batch would halve the rate): a
+ * restart or a kill -9 resends the batch in flight and, in a drain, at
+ * most the last 250 ms of acknowledged ones.
  *
  * Rotation: when log.delivery_file names another file (logrotate renamed
  * it and SIGUSR1/SIGHUP reopened it), the old file is read to its end, and
