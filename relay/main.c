@@ -40,6 +40,7 @@
 #include "privilege.h"
 #include "sdnotify.h"
 #include "suppress.h"
+#include "webhook.h"
 #include "seccomp_filter.h"
 #include "server_tls.h"
 #include "smtp_server.h"
@@ -149,6 +150,7 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 	*current = cfg;
 	logs_open(cfg);
 	worker_reload_all(workers, count, cfg);
+	webhook_reload(cfg);
 	config_release(old);
 	config_retired_free();
 	log_info("reload", "result=ok serial=%lu configs_live=%zu", cfg->serial, config_live_count());
@@ -299,6 +301,8 @@ static int serve(struct config *cfg)
 		free(path);
 		return 1;
 	}
+	if (webhook_start(cfg) < 0)
+		log_error("webhook_start", "note=\"no webhooks until a reload or restart\"");
 	log_info("ready", "version=%s workers=%u listen=%s", RINGMAIL_VERSION, count, cfg->listen[0].text);
 	rc = sdnotify_send("READY=1");
 	if (rc < 0)
@@ -321,6 +325,7 @@ static int serve(struct config *cfg)
 	sdnotify_send("STOPPING=1");
 	worker_stop_all(workers, count);
 	int status = worker_join_all(workers, count);
+	webhook_stop();
 	free(workers);
 	/* The workers released theirs when joined: ours is the last. */
 	current = config_release(current);
@@ -397,6 +402,12 @@ int main(int argc, char **argv)
 	rc = delivery_log_open(cfg->log_delivery_file);
 	if (rc < 0) {
 		fprintf(stderr, "ringmaild: log.delivery_file %s: %s\n", cfg->log_delivery_file, strerror(-rc));
+		config_free(cfg);
+		return 1;
+	}
+	/* libcurl's global state before any thread and before seccomp. */
+	if (webhook_global_init() < 0) {
+		fprintf(stderr, "ringmaild: libcurl could not be initialised\n");
 		config_free(cfg);
 		return 1;
 	}

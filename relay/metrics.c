@@ -25,6 +25,7 @@
 #include "shaping.h"
 #include "smtp_server.h"
 #include "version.h"
+#include "webhook.h"
 #include "xalloc.h"
 
 #define METRICS_MAX_BODY (1 << 20)
@@ -108,7 +109,7 @@ static const struct metric_desc {
 	{ METRICS_HTTP_FORBIDDEN, KIND_COUNTER, "ringmail_http_forbidden_total", "HTTP API requests with a token not allowed to inject (403)." },
 	{ METRICS_HTTP_MESSAGES, KIND_COUNTER, "ringmail_http_injected_messages_total", "Messages injected over HTTP and made durable (also in the delivery counters, not in ringmail_received_total)." },
 	{ METRICS_HTTP_RECIPIENTS, KIND_COUNTER, "ringmail_http_injected_recipients_total", "Recipients of the messages injected over HTTP." },
-	{ METRICS_HTTP_FAILED_RECIPIENTS, KIND_COUNTER, "ringmail_http_failed_recipients_total", "Recipients refused in HTTP injections (bad address, no such mailbox, spool failure)." },
+	{ METRICS_HTTP_FAILED_RECIPIENTS, KIND_COUNTER, "ringmail_http_failed_recipients_total", "Recipients refused in HTTP injections (bad address, no such mailbox, suppressed, spool failure)." },
 	{ METRICS_MTA_STS_FETCHES, KIND_COUNTER, "ringmail_mta_sts_fetches_total", "MTA-STS policy fetches (https://mta-sts.DOMAIN/.well-known/mta-sts.txt) tried." },
 	{ METRICS_MTA_STS_FETCH_FAILURES, KIND_COUNTER, "ringmail_mta_sts_fetch_failures_total", "MTA-STS policy fetches that failed (the cached policy, if any, went on applying)." },
 	{ METRICS_MTA_STS_REFUSED, KIND_COUNTER, "ringmail_mta_sts_refused_total", "Recipient attempts deferred (4.7.x) under an MTA-STS policy in mode enforce: no listed MX host, or no verified TLS." },
@@ -710,7 +711,8 @@ static void metrics_answer(struct conn *c, int rc, const struct metrics_request 
 		metrics_snapshot(w, vals, n);
 		struct metrics_process proc;
 		metrics_process_read(&proc);
-		if (metrics_render(&body, vals, n) < 0 || metrics_render_process(&body, &proc) < 0)
+		if (metrics_render(&body, vals, n) < 0 || metrics_render_process(&body, &proc) < 0 ||
+		    webhook_metrics_render(&body) < 0)
 			status = 500;
 		free(vals);
 	}

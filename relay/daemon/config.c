@@ -26,6 +26,7 @@
 #include "http_tokens.h"
 #include "tls.h"
 #include "users.h"
+#include "webhook_event.h"
 #include "xalloc.h"
 
 enum config_kind {
@@ -195,6 +196,18 @@ static const struct config_key config_sender_route_keys[] = {
 	{ "sender", KIND_STRING, ROFF(sender), 0, 0, NULL, "a sender address (user@example.com), domain (example.com) or parent domain (.example.com, its subdomains)" },
 	{ "route", KIND_STRING, ROFF(route), 0, 0, NULL, "the next hop for that sender's mail, written as delivery.relayhost; checked before any recipient domain's route" },
 	{ "tls", KIND_TLS_POLICY, ROFF(tls), 0, 0, NULL, "TLS policy for deliveries through this route, as delivery.tls: none, may, encrypt, verify or implicit; unset = the recipient domain's; credentials in delivery.auth_file still raise none and may to encrypt; entries with the same route must agree" },
+};
+
+/* Keys of each entry of "webhooks"; url is required. "events" is a list
+ * read by load_webhooks itself (its kind here is for the table). */
+#define WOFF(field) offsetof(struct config_webhook, field)
+static const struct config_key config_webhook_keys[] = {
+	{ "url", KIND_STRING, WOFF(url), 0, 0, NULL, "where delivery events are POSTed as a JSON array (http:// or https://); docs/HTTP.md" },
+	{ "events", KIND_STRING_LIST, 0, 0, 0, "delivered,bounced,deferred,expired,suppressed", "the events sent: delivered, bounced, deferred, expired, suppressed" },
+	{ "batch", KIND_INT, WOFF(batch), 1, 10000, "100", "events per POST, at most" },
+	{ "timeout", KIND_DURATION, WOFF(timeout_ms), 100, 600000, "10s", "one POST, connect included; longer is a failure (retried)" },
+	{ "retry_min", KIND_DURATION, WOFF(retry_min_ms), 10, DAY_MS, "1s", "wait after a failed POST (no answer, or not 2xx) before sending it again; doubles with each failure" },
+	{ "retry_max", KIND_DURATION, WOFF(retry_max_ms), 10, DAY_MS, "5m", "the longest wait between tries" },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -800,6 +813,82 @@ static int load_sender_routes(struct config *cfg, config_setting_t *list, struct
 	return 0;
 }
 
+/* load_webhook_events - a webhooks entry's "events": names of events. */
+static int load_webhook_events(struct config_webhook *w, config_setting_t *s, struct config_error *e)
+{
+	int line = config_setting_source_line(s);
+
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+		return config_fail(e, "line %d: webhooks: events expects a list of strings, e.g. [\"delivered\", \"bounced\"]", line);
+	w->events = 0;
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const char *name = config_setting_get_string_elem(s, i);
+		if (name == NULL || webhook_events_parse(name, &w->events) < 0)
+			return config_fail(e, "line %d: webhooks: events: \"%s\" is not delivered, bounced, deferred, expired or suppressed",
+					   line, name != NULL ? name : "(not a string)");
+	}
+	if (w->events == 0)
+		return config_fail(e, "line %d: webhooks: events is empty (leave it out for every event)", line);
+	return 0;
+}
+
+/* load_webhook - one "webhooks" entry: defaults, then its settings. */
+static int load_webhook(struct config *cfg, config_setting_t *group, int i, struct config_error *e)
+{
+	struct config_webhook *w = &cfg->webhooks[i];
+	int gline = config_setting_source_line(group);
+
+	w->line = gline;
+	w->events = WEBHOOK_EVENTS_ALL;
+	for (size_t k = 0; k < COUNT(config_webhook_keys); k++)
+		if (config_webhook_keys[k].default_text != NULL && config_webhook_keys[k].kind != KIND_STRING_LIST &&
+		    set_scalar_text(w, &config_webhook_keys[k], config_webhook_keys[k].default_text, e, gline) < 0)
+			log_panic("bad default for webhooks[].%s", config_webhook_keys[k].path);
+	if (config_setting_type(group) != CONFIG_TYPE_GROUP)
+		return config_fail(e, "line %d: webhooks: element %d is not a group", gline, i + 1);
+	for (int j = 0; j < config_setting_length(group); j++) {
+		config_setting_t *s = config_setting_get_elem(group, (unsigned)j);
+		const struct config_key *key = find_key(config_webhook_keys, COUNT(config_webhook_keys),
+							config_setting_name(s));
+		if (key == NULL)
+			return config_fail(e, "line %d: webhooks: unknown key \"%s\"",
+					   config_setting_source_line(s), config_setting_name(s));
+		int rc = key->kind == KIND_STRING_LIST ? load_webhook_events(w, s, e) : set_from_setting(w, cfg, key, s, e);
+		if (rc < 0)
+			return rc;
+	}
+	if (w->url == NULL || (strncmp(w->url, "http://", 7) != 0 && strncmp(w->url, "https://", 8) != 0) ||
+	    strlen(w->url) < 10 || strpbrk(w->url, " \t\r\n") != NULL)
+		return config_fail(e, "line %d: webhooks: entry %d needs a url, \"http://...\" or \"https://...\"",
+				   gline, i + 1);
+	if (w->retry_min_ms > w->retry_max_ms)
+		return config_fail(e, "line %d: webhooks: entry %d: retry_min is larger than retry_max", gline, i + 1);
+	for (int k = 0; k < i; k++)
+		if (strcmp(cfg->webhooks[k].url, w->url) == 0)
+			return config_fail(e, "line %d: webhooks: %s appears twice (one cursor per url)", gline, w->url);
+	return 0;
+}
+
+/* load_webhooks - the "webhooks" list: one group per receiver. */
+static int load_webhooks(struct config *cfg, config_setting_t *list, struct config_error *e)
+{
+	int line = config_setting_source_line(list);
+
+	if (config_setting_type(list) != CONFIG_TYPE_LIST)
+		return config_fail(e, "line %d: webhooks: expects a list of groups: ( { url = \"http://127.0.0.1:8080/events\"; } )", line);
+	int n = config_setting_length(list);
+	cfg->webhooks = xcalloc((size_t)n, sizeof(*cfg->webhooks));
+	for (int i = 0; i < n; i++) {
+		cfg->webhook_count = (size_t)i + 1;
+		int rc = load_webhook(cfg, config_setting_get_elem(list, (unsigned)i), i, e);
+		if (rc < 0)
+			return rc;
+	}
+	if (n > 0 && cfg->log_delivery_file[0] == '\0')
+		return config_fail(e, "line %d: webhooks need log.delivery_file (the events are read from it)", line);
+	return 0;
+}
+
 /* load_group - check and apply every setting of a group of the file. */
 static int load_group(struct config *cfg, config_setting_t *group, const char *prefix,
 		      struct config_error *e)
@@ -814,7 +903,7 @@ static int load_group(struct config *cfg, config_setting_t *group, const char *p
 		if (key != NULL) {
 			rc = set_from_setting(cfg, cfg, key, s, e);
 		} else if (strcmp(path, "domains") == 0 || strcmp(path, "dkim.sign") == 0 ||
-			   strcmp(path, "delivery.sender_routes") == 0) {
+			   strcmp(path, "delivery.sender_routes") == 0 || strcmp(path, "webhooks") == 0) {
 			rc = 0;   /* lists of groups, loaded after the rest */
 		} else if (config_setting_type(s) == CONFIG_TYPE_GROUP && is_group_prefix(path)) {
 			rc = load_group(cfg, s, path, e);
@@ -1168,6 +1257,9 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 			config_setting_t *dkim_sign = config_lookup(&file, "dkim.sign");
 			if (rc == 0 && dkim_sign != NULL)
 				rc = load_dkim_sign(cfg, dkim_sign, &e);
+			config_setting_t *webhooks = config_lookup(&file, "webhooks");
+			if (rc == 0 && webhooks != NULL)
+				rc = load_webhooks(cfg, webhooks, &e);
 			if (rc == 0)
 				rc = config_check(cfg, &file, &e);
 		}
@@ -1218,6 +1310,9 @@ struct config *config_free(struct config *cfg)
 		dkim_key_free(cfg->dkim_signers[i].key);
 	}
 	free(cfg->dkim_signers);
+	for (size_t i = 0; i < cfg->webhook_count; i++)
+		free(cfg->webhooks[i].url);
+	free(cfg->webhooks);
 	for (size_t i = 0; i < cfg->dkim_header_count; i++)
 		free(cfg->dkim_headers[i]);
 	free(cfg->dkim_headers);
@@ -1384,6 +1479,11 @@ void config_keys_dump(FILE *out)
 	for (size_t i = 0; i < COUNT(config_dkim_sign_keys); i++)
 		fprintf(out, "dkim.sign[].%-30s %-18s %s\n", config_dkim_sign_keys[i].path,
 			kind_names[config_dkim_sign_keys[i].kind], config_dkim_sign_keys[i].help);
+	for (size_t i = 0; i < COUNT(config_webhook_keys); i++)
+		fprintf(out, "webhooks[].%-31s %-18s default %-22s %s\n", config_webhook_keys[i].path,
+			kind_names[config_webhook_keys[i].kind],
+			config_webhook_keys[i].default_text != NULL ? config_webhook_keys[i].default_text : "(required)",
+			config_webhook_keys[i].help);
 }
 
 int config_control_path(const struct config *cfg, char *out, size_t size)

@@ -102,6 +102,17 @@ struct config_sender_route {
 	bool tls_set;                     /* tls given: else the recipient domain's */
 	int line;
 };
+/* webhooks: one receiver of delivery events (relay/http/webhook.h). */
+struct config_webhook {
+	char *url;                        /* http:// or https:// */
+	unsigned events;                  /* bit per enum webhook_event */
+	int64_t batch;                    /* events per POST, at most */
+	int64_t timeout_ms;               /* one POST, connect included */
+	int64_t retry_min_ms;             /* first wait after a failed POST */
+	int64_t retry_max_ms;             /* the doubling stops here */
+	int line;
+};
+
 /* Where suppressed recipients are refused (suppression.check). */
 #define CONFIG_SUPPRESS_INJECTION 1u      /* 550 5.7.1 at RCPT */
 #define CONFIG_SUPPRESS_DELIVERY 2u       /* bounced 5.7.1 when their turn comes */
@@ -273,6 +284,9 @@ struct config {
 	char *user;                       /* run-as user; "" = ringmail when root */
 	bool security_landlock;           /* confine file access (best effort) */
 	bool security_seccomp;            /* syscall allowlist */
+	/* delivery event webhooks (relay/http/webhook.c, docs/HTTP.md) */
+	struct config_webhook *webhooks;
+	size_t webhook_count;
 
 	char *source_path;                /* the file it came from, or NULL */
 

@@ -4,7 +4,9 @@
  * The path of an injected message is the SMTP path with another front:
  * the request is the envelope and the content is the DATA; a token is an
  * authenticated client, so the relay check is the one smtpd applies to
- * AUTH (any domain; a local domain only to an existing mailbox), and the
+ * AUTH (any domain; a local domain only to an existing mailbox; no
+ * recipient on the suppression list when suppression.check is injection
+ * or both), and the
  * message is DKIM-signed like a trusted client's. Each message gets a
  * queue id from the worker's shard and goes into the worker's next
  * commit batch; the job answers when the last of its messages is
@@ -23,6 +25,7 @@
 #include "commit.h"
 #include "config.h"
 #include "delivery.h"
+#include "delivery_log.h"
 #include "http_worker.h"
 #include "inject_message.h"
 #include "inject_request.h"
@@ -31,6 +34,7 @@
 #include "mime_build.h"
 #include "smtp_address.h"
 #include "smtp_dkim.h"
+#include "suppress.h"
 #include "xalloc.h"
 
 /* Room for the Received header in front of the content. */
@@ -108,6 +112,18 @@ static bool check_recipient(struct http_inject *j, size_t i)
 	if (a.domain[0] != '\0' && config_is_local_domain(j->w->cfg, a.domain) &&
 	    !mailbox_exists(j->w->cfg->users, a.mailbox)) {
 		fail_recipient(j, email, "no such mailbox here");
+		return false;
+	}
+	/* suppression.check "injection" (or "both"): as smtpd at RCPT. */
+	const struct suppression_entry *hit = (j->w->cfg->suppression_check & CONFIG_SUPPRESS_INJECTION) != 0 ?
+					      suppress_find(j->w, a.mailbox) : NULL;
+	if (hit != NULL) {
+		char why[SUPPRESSION_REASON_MAX + 64];
+		snprintf(why, sizeof(why), "recipient address suppressed: %s",
+			 hit->reason[0] != '\0' ? hit->reason : "on the suppression list");
+		fail_recipient(j, email, why);
+		delivery_log_suppressed(j->sender, a.mailbox, a.domain, hit->reason);
+		log_info("suppressed", "rcpt=<%s> client=%s http_token=%s", a.mailbox, j->client, j->token);
 		return false;
 	}
 	memcpy(j->addrs[i], a.mailbox, sizeof(a.mailbox));

@@ -12,8 +12,9 @@
  *
  * One message for all recipients, unless the request carries
  * substitutions: then one message per recipient (each its own content).
- * Recipients are checked like RCPT TO: a bad address, or a local one
- * without a mailbox, fails that recipient only ("failed_recipients");
+ * Recipients are checked like RCPT TO: a bad address, a local one
+ * without a mailbox, or one on the suppression list (suppression.check
+ * injection or both) fails that recipient only ("failed_recipients");
  * the rest are queued. Limits: smtp.max_message_size per message,
  * smtp.max_line per line, smtp.max_recipients per request.
  *

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -134,6 +135,20 @@ bool delivery_log_enabled(void)
 	return atomic_load_explicit(&delivery_log_fd, memory_order_relaxed) >= 0;
 }
 
+int delivery_log_identity(uint64_t *dev, uint64_t *ino)
+{
+	int fd = atomic_load(&delivery_log_fd);
+	struct stat st;
+
+	if (fd < 0)
+		return -ENOENT;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	*dev = (uint64_t)st.st_dev;
+	*ino = (uint64_t)st.st_ino;
+	return 0;
+}
+
 /* json_string - append s as a JSON string (or null) to dst[*len..size),
  * keeping room for the closing bytes; cuts long values. */
 static void json_string(char *dst, size_t size, size_t *len, const char *s)
@@ -204,4 +219,22 @@ void delivery_log_write(const struct delivery_log_entry *e)
 	size_t n = delivery_log_format(line, sizeof(line), e);
 	ssize_t ignored = write(fd, line, n);
 	(void)ignored;
+}
+
+void delivery_log_suppressed(const char *sender, const char *recipient, const char *domain,
+			     const char *reason)
+{
+	char reply[512];
+	struct timespec now;
+
+	if (!delivery_log_enabled())
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	snprintf(reply, sizeof(reply), "Recipient address suppressed: %s",
+		 reason != NULL && reason[0] != '\0' ? reason : "on the suppression list");
+	delivery_log_write(&(struct delivery_log_entry){
+		.ts_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+		.sender = sender, .recipient = recipient, .domain = domain,
+		.status = "suppressed", .code = 550, .enhanced_code = "5.7.1", .reply = reply,
+	});
 }

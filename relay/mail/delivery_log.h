@@ -9,7 +9,9 @@
  *    "enhanced_code":"2.0.0","reply":"ok","dkim":null,"category":null,
  *    "code":250,"delay":0.123,"attempt":1}
  * category is the bounce class (relay/mail/bounce_class.h) of a bounced or
- * deferred recipient, null for a delivered one.
+ * deferred recipient, null for a delivered one. status is delivered,
+ * deferred, bounced, deleted (by the operator) or suppressed (refused at
+ * injection for being on the suppression list; queue_id null).
  * Absent values (no MX host yet, no enhanced code, no Message-ID header)
  * are JSON null. tls is the connection's "TLSv1.2/<cipher>", "none", or "unknown";
  * tls_policy the outbound TLS policy that applied to the attempt (docs/TLS.md).
@@ -58,7 +60,20 @@ struct delivery_log_entry {
  * (the old file stays in use). */
 int delivery_log_open(const char *path);
 bool delivery_log_enabled(void);
+
+/* delivery_log_identity - the device and inode of the file the writers
+ * write to now: a reader following the log (relay/http/webhook.c) knows
+ * a rotated file is finished once the writers have moved off it. 0, or
+ * -ENOENT without a file, or -errno. */
+int delivery_log_identity(uint64_t *dev, uint64_t *ino);
 void delivery_log_write(const struct delivery_log_entry *e);
+
+/* delivery_log_suppressed - the line of a recipient refused at injection
+ * (SMTP RCPT, HTTP) because it is on the suppression list: status
+ * "suppressed", no queue id, 550 5.7.1 "Recipient address suppressed:
+ * reason". Webhooks read it as a "suppressed" event. No-op without a file. */
+void delivery_log_suppressed(const char *sender, const char *recipient, const char *domain,
+			     const char *reason);
 
 /* delivery_log_message_id - the Message-ID of the message (header section
  * of msg, len bytes) into out without the angle brackets; "" when there is

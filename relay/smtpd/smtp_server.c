@@ -57,6 +57,7 @@
 #include "smtp_auth.h"
 #include "smtp_dkim.h"
 #include "smtp_session.h"
+#include "delivery_log.h"
 #include "suppress.h"
 #include "tls.h"
 #include "xalloc.h"
@@ -121,7 +122,11 @@ static bool smtp_local_rcpt_exists(void *ctx, const char *mailbox)
 static const char *smtp_rcpt_suppressed(void *ctx, const char *mailbox)
 {
 	const struct suppression_entry *e = suppress_find(ctx, mailbox);
+	const char *at = strrchr(mailbox, '@');
 
+	/* The delivery log records the refusal: a "suppressed" webhook event. */
+	if (e != NULL)
+		delivery_log_suppressed(NULL, mailbox, at != NULL ? at + 1 : "", e->reason);
 	return e != NULL ? e->reason : NULL;
 }
 

@@ -1020,3 +1020,73 @@ Test(config, sender_route_tls)
 		cr_expect(strstr(err, "line ") != NULL, "no line in \"%s\"", err);
 	}
 }
+
+Test(config, webhooks)
+{
+	static const char text[] =
+		"log = { delivery_file = \"/tmp/d.json\"; };\n"
+		"webhooks = (\n"
+		"  { url = \"http://127.0.0.1:8080/events\"; },\n"
+		"  { url = \"https://hooks.example.com/x\"; events = [\"bounced\", \"expired\"]; batch = 500;\n"
+		"    timeout = \"3s\"; retry_min = \"2s\"; retry_max = \"1h\"; }\n"
+		");\n";
+	struct config *cfg;
+	char err[256];
+
+	cr_assert_eq(load_text(text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg->webhook_count, 2);
+	const struct config_webhook *a = &cfg->webhooks[0], *b = &cfg->webhooks[1];
+	cr_expect_str_eq(a->url, "http://127.0.0.1:8080/events");
+	cr_expect_eq(a->events, 0x1fu, "default: every event, got %#x", a->events);
+	cr_expect_eq(a->batch, 100);
+	cr_expect_eq(a->timeout_ms, 10000);
+	cr_expect_eq(a->retry_min_ms, 1000);
+	cr_expect_eq(a->retry_max_ms, 300000);
+	cr_expect_eq(a->line, 3);
+	cr_expect_eq(b->events, (1u << 1) | (1u << 3), "bounced and expired: got %#x", b->events);
+	cr_expect_eq(b->batch, 500);
+	cr_expect_eq(b->timeout_ms, 3000);
+	cr_expect_eq(b->retry_min_ms, 2000);
+	cr_expect_eq(b->retry_max_ms, 3600000);
+	config_free(cfg);
+
+	cr_assert_eq(config_load(NULL, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(cfg->webhook_count, 0);
+	config_free(cfg);
+}
+
+Test(config, webhooks_errors)
+{
+	static const struct {
+		const char *text, *want;
+	} cases[] = {
+		{ "log = { delivery_file = \"/tmp/d\"; };\nwebhooks = ( { events = [\"bounced\"]; } );\n",
+		  "line 2: webhooks: entry 1 needs a url" },
+		{ "log = { delivery_file = \"/tmp/d\"; };\nwebhooks = ( { url = \"ftp://x.example/y\"; } );\n",
+		  "line 2: webhooks: entry 1 needs a url" },
+		{ "log = { delivery_file = \"/tmp/d\"; };\nwebhooks = ( { url = \"http://a.example/\";\n events = [\"opened\"]; } );\n",
+		  "line 3: webhooks: events: \"opened\" is not delivered" },
+		{ "log = { delivery_file = \"/tmp/d\"; };\nwebhooks = ( { url = \"http://a.example/\"; events = []; } );\n",
+		  "line 2: webhooks: events is empty" },
+		{ "log = { delivery_file = \"/tmp/d\"; };\nwebhooks = ( { url = \"http://a.example/\"; colour = 1; } );\n",
+		  "line 2: webhooks: unknown key \"colour\"" },
+		{ "log = { delivery_file = \"/tmp/d\"; };\nwebhooks = ( { url = \"http://a.example/\"; batch = 0; } );\n",
+		  "line 2: batch: 0 is out of range" },
+		{ "log = { delivery_file = \"/tmp/d\"; };\nwebhooks = ( { url = \"http://a.example/\"; retry_min = \"1m\"; retry_max = \"1s\"; } );\n",
+		  "retry_min is larger than retry_max" },
+		{ "log = { delivery_file = \"/tmp/d\"; };\nwebhooks = ( { url = \"http://a.example/\"; }, { url = \"http://a.example/\"; } );\n",
+		  "appears twice" },
+		{ "webhooks = ( { url = \"http://a.example/\"; } );\n",
+		  "line 1: webhooks need log.delivery_file" },
+		{ "log = { delivery_file = \"/tmp/d\"; };\nwebhooks = { url = \"http://a.example/\"; };\n",
+		  "line 2: webhooks: expects a list of groups" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg = NULL;
+		char err[256];
+		cr_expect_eq(load_text(cases[i].text, &cfg, err, sizeof(err)), -EINVAL, "case %zu loaded", i);
+		cr_expect(strstr(err, cases[i].want) != NULL, "case %zu: got \"%s\", want \"%s\"", i, err, cases[i].want);
+		cr_expect_null(cfg);
+	}
+}
