@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <libconfig.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -148,6 +149,7 @@ static const struct config_key config_keys[] = {
 	{ "suppression.categories", KIND_STRING, OFF(suppression_categories_text), 0, 0, "invalid_recipient", "bounce categories whose hard bounces (a 5xx from the receiver) put the recipient on the suppression list, comma-separated; \"\" = none" },
 	{ "suppression.expire", KIND_DURATION, OFF(suppression_expire_ms), 0, 3650 * DAY_MS, "0", "how long an entry made by a bounce lasts; 0 = until removed" },
 	{ "shaping.file", KIND_STRING, OFF(shaping_file), 0, 0, "", "traffic shaping file: sites (domains grouped by MX host suffix) and response rules (suspend, bounce, suppress on a receiver's reply); docs/SHAPING.md; \"\" = none; re-read on SIGHUP" },
+	{ "delivery.pool", KIND_STRING, OFF(delivery_pool), 0, 0, "", "egress pool (a pool of shaping.file) for every destination whose site or domain entry names none: connections bind to its sources; \"\" = the system's choice of source address" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 	/* The HTTP API (relay/http, docs/HTTP.md). */
@@ -1041,6 +1043,9 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		if (config_shaping_load(cfg->shaping_file, &cfg->shaping, why, sizeof(why)) < 0)
 			return config_fail(e, "line %d: shaping.file: %s", key_line(file, "shaping.file"), why);
 	}
+	if (cfg->delivery_pool[0] != '\0' && shaping_pool_find(cfg->shaping, cfg->delivery_pool) < 0)
+		return config_fail(e, "line %d: delivery.pool: no pool named \"%s\" in shaping.file", key_line(file, "delivery.pool"),
+				   cfg->delivery_pool);
 	int http_rc = config_check_http(cfg, file, e);
 	if (http_rc < 0)
 		return http_rc;
@@ -1069,9 +1074,11 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
 	struct config_error e = { err, errlen };
 	struct config *cfg = xcalloc(1, sizeof(*cfg));
+	static _Atomic unsigned long serials;
 	config_t file;
 	int rc = 0;
 
+	cfg->serial = atomic_fetch_add(&serials, 1) + 1;
 	for (size_t i = 0; i < COUNT(config_keys); i++)
 		set_default(cfg, &config_keys[i]);
 	*out = NULL;

@@ -250,6 +250,7 @@ struct config {
 	/* traffic shaping (relay/daemon/config_shaping.h, docs/SHAPING.md) */
 	char *shaping_file;               /* "" = no sites, no response rules */
 	struct shaping_rules *shaping;    /* loaded from it, or NULL; owned */
+	char *delivery_pool;              /* delivery.pool: a pool of the shaping file; "" = none */
 	/* HTTP API on the SMTP workers (relay/http) */
 	struct config_listen http_listen[CONFIG_MAX_LISTEN];
 	size_t http_listen_count;         /* 0 = no HTTP API */
@@ -265,6 +266,7 @@ struct config {
 	bool security_seccomp;            /* syscall allowlist */
 
 	char *source_path;                /* the file it came from, or NULL */
+	unsigned long serial;             /* this load's number, 1 up: caches key on it, never on the pointer */
 };
 
 /* config_load - parse path (NULL: defaults only) into a new config.
