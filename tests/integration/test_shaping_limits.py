@@ -171,6 +171,26 @@ sites = ( { name = "bigmail"; mx = [ ".bigmail.test" ]; max_messages_per_connect
         self.assertEqual(ips[two], {"two.sender.test"})
         self.stop_relay(d)
 
+    def test_max_recipients_of_site_and_domain_entry(self):
+        shaping = """
+sites = ( { name = "bigmail"; mx = [ ".bigmail.test" ]; max_recipients = 3; } );
+domains = ( { name = "b.test"; max_recipients = 1; message_rate = "50/s"; } );
+"""
+        d, rcv = self.start(shaping, Counting())
+        rcpts = ["a%d@a.test" % i for i in range(7)] + ["b%d@b.test" % i for i in range(3)]
+        mailnet.submit(d.host, d.port, [("s@client.test", rcpts, mailnet.make_message(
+            "one@client.test", "s@client.test", rcpts), [], [])], connections=1)
+        self.assertTrue(self.delivered(rcv, rcpts, 30), d.log_text()[-3000:])
+        sizes = {}
+        for m in rcv.handler.snapshot():
+            sizes.setdefault(m.rcpts[0].split("@")[1], []).append(len(m.rcpts))
+        self.assertEqual(sorted(sizes["a.test"]), [1, 3, 3], sizes)
+        self.assertEqual(sizes["b.test"], [1, 1, 1], sizes)
+        st = self.status(d)
+        self.assertEqual(st["b.test"]["kind"], "domain", st)
+        self.assertEqual(st["bigmail"]["kind"], "site", st)
+        self.stop_relay(d)
+
     def test_lower_rule_shows_and_resumes(self):
         shaping = """
 sites = ( { name = "bigmail"; mx = [ ".bigmail.test" ]; message_rate = "100/s"; message_burst = 10; } );
