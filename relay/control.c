@@ -612,6 +612,22 @@ static void session_shaping(struct worker *w, struct control_session *s, const s
 		unsigned long long count = (unsigned long long)shaping_state_suspensions((unsigned)k);
 		shaping_status_row(&b, w->cfg->shaping, idx, (unsigned)k, name, suspended, remaining, count, req->json, now);
 	}
+	/* Egress sources: today's messages against the warm-up's share. */
+	int64_t day = (int64_t)time(NULL) / 86400;
+	for (size_t i = 0; i < shaping_source_count(w->cfg->shaping); i++) {
+		const struct shaping_source *src = shaping_source_at(w->cfg->shaping, i);
+		uint32_t sent = shaping_state_source_sent(src->slot, day), limit = shaping_source_daily_limit(src, day);
+		if (req->json) {
+			buf_append_printf(&b, "{\"source\":\"%s\",\"address\":\"%s\",\"ehlo\":\"%s\",\"sent_today\":%u,\"daily_limit\":%u}\n",
+					  src->name, src->address, src->ehlo, sent, limit);
+			continue;
+		}
+		if (i == 0)
+			buf_append_printf(&b, "\n%-24s %-40s %10s %11s\n", "SOURCE", "ADDRESS", "SENT_TODAY", "DAILY_LIMIT");
+		char lim[16];
+		snprintf(lim, sizeof(lim), limit ? "%u" : "-", limit);
+		buf_append_printf(&b, "%-24s %-40s %10u %11s\n", src->name, src->address, sent, lim);
+	}
 	conn_write(s->c, buf_data(&b), buf_len(&b));
 	buf_free(&b);
 	session_end(s, "-- ok");

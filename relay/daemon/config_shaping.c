@@ -277,11 +277,43 @@ static int load_response(struct shaping_rules *r, config_setting_t *g, const cha
 	return 0;
 }
 
+/* load_warmup - a source's warmup_start ("2026-12-01") and warmup_daily
+ * ([ 50, 100, 200 ]): both or neither. */
+static int load_warmup(struct shaping_rules *r, size_t idx, config_setting_t *g, const char *path, char *err,
+		       size_t errlen)
+{
+	const char *start = string_of(g, "warmup_start");
+	config_setting_t *daily = config_setting_get_member(g, "warmup_daily");
+	int line = config_setting_source_line(g);
+	int64_t day;
+
+	if (start != NULL && start[0] == '\0' && daily == NULL)
+		return 0;
+	if (start == NULL || !shaping_day_parse(start, &day) || daily == NULL || !config_setting_is_array(daily) ||
+	    config_setting_length(daily) == 0 || config_setting_length(daily) > 3650)
+		return fail(err, errlen, path, line,
+			    "sources: warm-up needs warmup_start = \"YYYY-MM-DD\" and warmup_daily = [ 50, 100, ... ] (messages per day)", "");
+	int n = config_setting_length(daily);
+	uint32_t *v = xcalloc((size_t)n, sizeof(uint32_t));
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(daily, (unsigned)i);
+		long long x = config_setting_type(e) == CONFIG_TYPE_INT ? config_setting_get_int(e) : 0;
+		if (x < 1 || x > 100000000) {
+			free(v);
+			return fail(err, errlen, path, line, "sources: warmup_daily values are 1..100000000", "");
+		}
+		v[i] = (uint32_t)x;
+	}
+	int rc = shaping_source_set_warmup(r, idx, day, v, (size_t)n);
+	free(v);
+	return rc < 0 ? fail(err, errlen, path, line, "sources: bad warm-up", "") : 0;
+}
+
 static int load_source(struct shaping_rules *r, config_setting_t *g, const char *path, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "name", "address", "ehlo" };
+	static const char *const keys[] = { "name", "address", "ehlo", "warmup_start", "warmup_daily" };
 	int line = config_setting_source_line(g);
-	const char *bad = config_setting_is_group(g) ? check_keys(g, keys, 3) : "";
+	const char *bad = config_setting_is_group(g) ? check_keys(g, keys, 5) : "";
 
 	if (bad != NULL)
 		return fail(err, errlen, path, line, "sources: unknown key or not a group: ", bad);
@@ -294,7 +326,12 @@ static int load_source(struct shaping_rules *r, config_setting_t *g, const char 
 	if (rc < 0)
 		return fail(err, errlen, path, line,
 			    "sources: a bad or repeated name, an address that is not numeric IPv4/IPv6, or a bad ehlo name: ", name);
-	return 0;
+	size_t idx = shaping_source_count(r) - 1;
+	int slot = shaping_state_source_slot(name);
+	if (slot < 0)
+		return fail(err, errlen, path, line, "sources: too many source names in this run: ", name);
+	((struct shaping_source *)shaping_source_at(r, idx))->slot = (unsigned)slot;
+	return load_warmup(r, idx, g, path, err, errlen);
 }
 
 static int load_pool(struct shaping_rules *r, config_setting_t *g, const char *path, char *err, size_t errlen)

@@ -20,6 +20,56 @@ struct site_state {
 };
 
 static struct site_state states[SHAPING_MAX_SITES];
+
+/* A source's day (high 32 bits) and messages that day (low 32). */
+struct source_state {
+	char name[SHAPING_NAME_MAX];
+	_Atomic uint64_t day_count;
+};
+
+#define SOURCE_SLOTS (4 * SHAPING_MAX_SOURCES)
+static struct source_state sources[SOURCE_SLOTS];
+static _Atomic size_t source_count;
+
+int shaping_state_source_slot(const char *name)
+{
+	size_t n = atomic_load_explicit(&source_count, memory_order_acquire);
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(sources[i].name, name) == 0)
+			return (int)i;
+	if (n == SOURCE_SLOTS)
+		return -1;
+	snprintf(sources[n].name, sizeof(sources[n].name), "%s", name);
+	atomic_store_explicit(&source_count, n + 1, memory_order_release);
+	return (int)n;
+}
+
+bool shaping_state_source_take(unsigned slot, int64_t day, uint32_t limit)
+{
+	_Atomic uint64_t *w = &sources[slot].day_count;
+	uint64_t old = atomic_load_explicit(w, memory_order_relaxed), next;
+
+	do {
+		uint32_t count = (int64_t)(old >> 32) == day ? (uint32_t)old : 0;
+		if (limit != 0 && count >= limit)
+			return false;
+		next = ((uint64_t)day << 32) | (count + 1);
+	} while (!atomic_compare_exchange_weak_explicit(w, &old, next, memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
+uint32_t shaping_state_source_sent(unsigned slot, int64_t day)
+{
+	uint64_t v = atomic_load_explicit(&sources[slot].day_count, memory_order_relaxed);
+
+	return (int64_t)(v >> 32) == day ? (uint32_t)v : 0;
+}
+
+bool shaping_state_source_full(unsigned slot, int64_t day, uint32_t limit)
+{
+	return limit != 0 && shaping_state_source_sent(slot, day) >= limit;
+}
 static _Atomic size_t state_count;
 
 int shaping_state_slot(const char *name)

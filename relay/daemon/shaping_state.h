@@ -83,6 +83,17 @@ struct token_bucket_rate shaping_state_rate(const struct shaping_site *site, enu
 					    int64_t now_ms);
 uint32_t shaping_state_max_connections(const struct shaping_site *site, int64_t now_ms);
 
+/* Egress sources' warm-up counts, process-wide like the sites': per
+ * source name a slot (made at config load, never removed), with the UTC
+ * day and the messages sent that day in one atomic word. */
+int shaping_state_source_slot(const char *name);
+/* shaping_state_source_take - one message of the source on day, unless
+ * limit (0: none) are sent already that day; shaping_state_source_sent -
+ * how many that day. shaping_state_source_full - would a take fail? */
+bool shaping_state_source_take(unsigned slot, int64_t day, uint32_t limit);
+uint32_t shaping_state_source_sent(unsigned slot, int64_t day);
+bool shaping_state_source_full(unsigned slot, int64_t day, uint32_t limit);
+
 /* shaping_state_lowerings - how many "lower" actions the slot has had. */
 uint64_t shaping_state_lowerings(unsigned slot);
 

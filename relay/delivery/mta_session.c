@@ -457,12 +457,19 @@ static void mta_next(struct mta_session *s)
 			smtp_client_quit(s->client);
 			return;
 		}
+		if (shaping_source_spent(s->dl, &s->hold)) {
+			/* Its source's warm-up share of the day is sent: the
+			 * next connection takes another source (or waits). */
+			smtp_client_quit(s->client);
+			return;
+		}
 		if (!shaping_message_admit(s->dl, d)) {
 			/* A message rate holds d back (it waits for its token):
 			 * this session goes to other work, the pool, or QUIT. */
 			mta_go_idle(s);
 			return;
 		}
+		shaping_source_sent(s->dl, &s->hold);
 		struct qitem *it = domain_pop_ready(d);
 		item_split(s->dl, it, shaping_max_recipients(s->dl, d, (unsigned)policy->max_recipients_per_transaction));
 		if (mta_begin(s, it))

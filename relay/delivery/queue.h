@@ -439,6 +439,10 @@ unsigned shaping_max_recipients(struct delivery *dl, struct qdomain *d, unsigned
 /* shaping_source_of - the source a hold is bound to: its address and EHLO
  * name, or NULL. */
 const struct shaping_source *shaping_source_of(struct delivery *dl, const struct shaping_hold *hold);
+/* shaping_source_spent - the session's source has sent its warm-up share
+ * of today; shaping_source_sent - count one message of it. */
+bool shaping_source_spent(struct delivery *dl, const struct shaping_hold *hold);
+void shaping_source_sent(struct delivery *dl, const struct shaping_hold *hold);
 /* shaping_delivery_hook - before each sleep: domains whose wait is over
  * are kicked; the next end of a wait, or 0. */
 int64_t shaping_delivery_hook(struct delivery *dl);

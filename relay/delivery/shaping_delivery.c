@@ -175,6 +175,31 @@ static int64_t take_rate(const struct shaping_site *const *e, enum shaping_limit
 	return 0;
 }
 
+/* How soon a domain whose pool's sources all reached their warm-up day's
+ * share looks again (the day may turn, or a reload change the schedule). */
+#define SOURCE_RECHECK_MS 60000
+
+/* utc_day - days since the epoch, UTC (warm-up days). */
+static int64_t utc_day(void)
+{
+	return wall_ms() / 86400000;
+}
+
+/* pick_source - a weighted choice among the pool's sources that have not
+ * sent their warm-up share today; -1 when none is left. */
+static int pick_source(struct delivery *dl, const struct shaping_pool *p)
+{
+	const struct shaping_rules *rules = dl->w->cfg->shaping;
+	bool usable[SHAPING_MAX_SOURCES];
+	int64_t day = utc_day();
+
+	for (size_t i = 0; i < p->count; i++) {
+		const struct shaping_source *src = shaping_source_at(rules, p->sources[i]);
+		usable[i] = !shaping_state_source_full(src->slot, day, shaping_source_daily_limit(src, day));
+	}
+	return shaping_pool_pick_among(p, usable, delivery_rng_next(dl));
+}
+
 bool shaping_connection_admit(struct delivery *dl, struct qdomain *d, struct shaping_hold *hold)
 {
 	const struct config *cfg = dl->w->cfg;
@@ -207,9 +232,33 @@ bool shaping_connection_admit(struct delivery *dl, struct qdomain *d, struct sha
 	int pool = e[0] != NULL && e[0]->pool >= 0 ? e[0]->pool : e[1] != NULL ? e[1]->pool : -1;
 	if (pool < 0 && cfg->delivery_pool[0] != '\0')
 		pool = shaping_pool_find(cfg->shaping, cfg->delivery_pool);
-	if (pool >= 0)
-		hold->source = (int)shaping_pool_pick(shaping_pool_at(cfg->shaping, (size_t)pool), delivery_rng_next(dl));
+	if (pool >= 0) {
+		hold->source = pick_source(dl, shaping_pool_at(cfg->shaping, (size_t)pool));
+		if (hold->source < 0) {
+			/* Every source of the pool sent its warm-up day's share. */
+			shaping_connection_release(dl, hold);
+			shaping_wait(dl, d, now + SOURCE_RECHECK_MS);
+			return false;
+		}
+	}
 	return true;
+}
+
+bool shaping_source_spent(struct delivery *dl, const struct shaping_hold *hold)
+{
+	const struct shaping_source *src = shaping_source_of(dl, hold);
+
+	return src != NULL && shaping_state_source_full(src->slot, utc_day(), shaping_source_daily_limit(src, utc_day()));
+}
+
+void shaping_source_sent(struct delivery *dl, const struct shaping_hold *hold)
+{
+	const struct shaping_source *src = shaping_source_of(dl, hold);
+
+	/* Counted after the check (shaping_source_spent): workers racing at
+	 * the limit may pass it by a message each. */
+	if (src != NULL)
+		shaping_state_source_take(src->slot, utc_day(), 0);
 }
 
 void shaping_connection_connected(struct shaping_hold *hold)

@@ -115,6 +115,8 @@ struct shaping_rules *shaping_rules_free(struct shaping_rules *r)
 			free(r->sites[i].domains[k]);
 		free(r->sites[i].domains);
 	}
+	for (size_t i = 0; i < r->source_count; i++)
+		free(r->sources[i].warmup_daily);
 	for (size_t i = 0; i < r->rule_count; i++)
 		free(r->rules[i].text_copy);
 	free(r->rules);
@@ -371,6 +373,72 @@ unsigned shaping_pool_pick(const struct shaping_pool *p, uint64_t random)
 		x -= p->weights[i];
 	}
 	return p->sources[p->count - 1];
+}
+
+int shaping_source_set_warmup(struct shaping_rules *r, size_t i, int64_t start_day, const uint32_t *daily, size_t n)
+{
+	struct shaping_source *src = &r->sources[i];
+
+	if (n == 0)
+		return -EINVAL;
+	for (size_t k = 0; k < n; k++)
+		if (daily[k] == 0)
+			return -EINVAL;
+	free(src->warmup_daily);
+	src->warmup_daily = xcalloc(n, sizeof(uint32_t));
+	memcpy(src->warmup_daily, daily, n * sizeof(uint32_t));
+	src->warmup_days = n;
+	src->warmup_start_day = start_day;
+	return 0;
+}
+
+uint32_t shaping_source_daily_limit(const struct shaping_source *src, int64_t day)
+{
+	if (src->warmup_days == 0)
+		return 0;
+	if (day < src->warmup_start_day)
+		return src->warmup_daily[0];
+	int64_t k = day - src->warmup_start_day;
+	return k < (int64_t)src->warmup_days ? src->warmup_daily[k] : 0;
+}
+
+bool shaping_day_parse(const char *text, int64_t *day)
+{
+	int y, m, d, n = 0;
+	static const int month_days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	if (sscanf(text, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || text[n] != '\0' || n != 10 || y < 1970 ||
+	    m < 1 || m > 12 || d < 1)
+		return false;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (d > month_days[m - 1] + (m == 2 && leap))
+		return false;
+	/* Days from civil (Howard Hinnant's algorithm), March-based years. */
+	int yy = m <= 2 ? y - 1 : y;
+	int era = yy / 400, yoe = yy - era * 400;
+	int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	*day = (int64_t)era * 146097 + doe - 719468;
+	return true;
+}
+
+int shaping_pool_pick_among(const struct shaping_pool *p, const bool *usable, uint64_t random)
+{
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < p->count; i++)
+		total += usable[i] ? p->weights[i] : 0;
+	if (total == 0)
+		return -1;
+	uint64_t x = random % total;
+	for (size_t i = 0; i < p->count; i++) {
+		if (!usable[i])
+			continue;
+		if (x < p->weights[i])
+			return (int)p->sources[i];
+		x -= p->weights[i];
+	}
+	return -1;
 }
 
 /* same_domain - a (any case, maybe a trailing dot) equals b (normalised). */

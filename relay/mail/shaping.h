@@ -110,6 +110,13 @@ struct shaping_source {
 	struct sockaddr_storage addr;      /* port 0 */
 	socklen_t addr_len;
 	char ehlo[256];                    /* "" = the relay's hostname */
+	/* warm-up: on day k after warmup_start_day (UTC days since the epoch)
+	 * at most warmup_daily[k] messages; before it the first, after the
+	 * list no limit. warmup_days 0: no warm-up. */
+	int64_t warmup_start_day;
+	uint32_t *warmup_daily;
+	size_t warmup_days;
+	unsigned slot;                     /* the caller's: its state's index */
 };
 
 /* A pool: sources with weights; each new connection picks one. */
@@ -145,6 +152,17 @@ int shaping_domain_add(struct shaping_rules *r, const char *domain);
  * address that is not a numeric IPv4 or IPv6 one, or an EHLO name too
  * long; -ENOSPC past SHAPING_MAX_SOURCES. */
 int shaping_source_add(struct shaping_rules *r, const char *name, const char *address, const char *ehlo);
+/* shaping_source_set_warmup - source i's schedule (copied): from
+ * start_day (UTC days since 1970-01-01) daily[k] messages on day k; -EINVAL
+ * for none or a zero. */
+int shaping_source_set_warmup(struct shaping_rules *r, size_t i, int64_t start_day, const uint32_t *daily, size_t n);
+/* shaping_source_daily_limit - the source's message limit on day (UTC
+ * days since the epoch): 0 = none. */
+uint32_t shaping_source_daily_limit(const struct shaping_source *src, int64_t day);
+/* shaping_day_parse - "2026-12-01" into UTC days since the epoch; false
+ * when not a date. */
+bool shaping_day_parse(const char *text, int64_t *day);
+
 /* shaping_pool_add - a pool of sources (by name) with weights (1..1000000);
  * -EINVAL for a bad or repeated name, an unknown source, a bad weight or
  * none; -ENOSPC past SHAPING_MAX_POOLS. */
@@ -159,6 +177,9 @@ const struct shaping_pool *shaping_pool_at(const struct shaping_rules *r, size_t
 /* shaping_pool_pick - the source (its index) a weighted choice with the
  * random number gives: source k for a share weight_k / total of numbers. */
 unsigned shaping_pool_pick(const struct shaping_pool *p, uint64_t random);
+/* shaping_pool_pick_among - the same among the pool's members k with
+ * usable[k] true; -1 when none is. */
+int shaping_pool_pick_among(const struct shaping_pool *p, const bool *usable, uint64_t random);
 
 /* shaping_response_add - a rule (copied); -EINVAL with why in err for a bad
  * pattern or regular expression. */

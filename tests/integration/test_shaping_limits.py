@@ -82,7 +82,7 @@ class Limits(mailnet.NetTestCase, unittest.TestCase):
 
     def status(self, d):
         rows = [json.loads(x) for x in self.ctl(d, "shaping", "status", "--json").stdout.splitlines()]
-        return {r["site"]: r for r in rows}
+        return {r.get("site") or "source:" + r["source"]: r for r in rows}
 
     def start(self, shaping, handler, domains=DOMAINS, nips=1, **delivery):
         net = mailnet.Addresses(nips)
@@ -189,6 +189,29 @@ domains = ( { name = "b.test"; max_recipients = 1; message_rate = "50/s"; } );
         st = self.status(d)
         self.assertEqual(st["b.test"]["kind"], "domain", st)
         self.assertEqual(st["bigmail"]["kind"], "site", st)
+        self.stop_relay(d)
+
+    def test_warmup_caps_a_source_per_day(self):
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        shaping = """
+sources = ( { name = "new"; address = "%(ip1)s"; ehlo = "new.sender.test";
+              warmup_start = "TODAY"; warmup_daily = [ 5, 10, 20 ]; },
+            { name = "old"; address = "%(ip2)s"; ehlo = "old.sender.test"; } );
+pools = ( { name = "main"; sources = ( { source = "new"; weight = 1000; }, { source = "old"; weight = 1; } ); } );
+sites = ( { name = "bigmail"; mx = [ ".bigmail.test" ]; max_messages_per_connection = 1; pool = "main"; } );
+""".replace("TODAY", today)
+        d, rcv = self.start(shaping, Counting(), nips=3)
+        rcpts = ["r%d@a.test" % i for i in range(20)]
+        self.send(d, rcpts)
+        self.assertTrue(self.delivered(rcv, rcpts, 40), "not all delivered:\n" + d.log_text()[-3000:])
+        by = {}
+        for ip, ehlo in rcv.handler.ehlo_of:
+            by[ehlo] = by.get(ehlo, 0) + 1
+        self.assertEqual(by.get("new.sender.test"), 5, by)
+        self.assertEqual(by.get("old.sender.test"), 15, by)
+        st = self.status(d)["source:new"]
+        self.assertEqual((st["sent_today"], st["daily_limit"]), (5, 5), st)
+        self.assertEqual(self.status(d)["source:old"]["daily_limit"], 0)
         self.stop_relay(d)
 
     def test_lower_rule_shows_and_resumes(self):

@@ -297,3 +297,77 @@ Test(shaping, lower_rule_checked)
 	cr_assert_eq(hit->lower_rate.count, 10);
 	shaping_rules_free(r);
 }
+
+Test(shaping, sources_pools_and_weighted_pick)
+{
+	struct shaping_rules *r = shaping_rules_new();
+	const char *both[] = { "one", "two" }, *bad[] = { "one", "nosuch" };
+	unsigned w31[] = { 3, 1 }, w0[] = { 3, 0 };
+
+	cr_assert_eq(shaping_source_add(r, "one", "127.0.0.11", "one.example"), 0);
+	cr_assert_eq(shaping_source_add(r, "two", "::1", ""), 0);
+	cr_expect_eq(shaping_source_add(r, "one", "127.0.0.12", ""), -EINVAL, "a name twice");
+	cr_expect_eq(shaping_source_add(r, "three", "localhost", ""), -EINVAL, "not numeric");
+	cr_expect_eq(shaping_source_add(r, "four", "127.0.0.1", "bad name!"), -EINVAL);
+	cr_assert_eq(shaping_pool_add(r, "main", both, w31, 2), 0);
+	cr_expect_eq(shaping_pool_add(r, "bad", bad, w31, 2), -EINVAL, "an unknown source");
+	cr_expect_eq(shaping_pool_add(r, "zero", both, w0, 2), -EINVAL, "a zero weight");
+	cr_assert_eq(shaping_pool_find(r, "main"), 0);
+	const struct shaping_pool *p = shaping_pool_at(r, 0);
+	unsigned hits[2] = { 0, 0 };
+	for (uint64_t x = 0; x < 4000; x++)
+		hits[shaping_pool_pick(p, x * 2654435761u)]++;
+	cr_expect(hits[0] > 2800 && hits[0] < 3200, "weight 3 of 4: got %u of 4000", hits[0]);
+	bool usable[2] = { false, true };
+	for (uint64_t x = 0; x < 100; x++)
+		cr_assert_eq(shaping_pool_pick_among(p, usable, x), 1, "only two is usable");
+	usable[1] = false;
+	cr_assert_eq(shaping_pool_pick_among(p, usable, 7), -1);
+	cr_assert_eq(shaping_source_at(r, 1)->addr.ss_family, AF_INET6);
+	shaping_rules_free(r);
+}
+
+Test(shaping, warmup_schedule)
+{
+	struct shaping_rules *r = shaping_rules_new();
+	uint32_t daily[] = { 50, 100, 200 };
+	int64_t day;
+
+	cr_assert(shaping_day_parse("1970-01-01", &day));
+	cr_assert_eq(day, 0);
+	cr_assert(shaping_day_parse("2026-12-05", &day));
+	cr_assert_eq(day, 20792, "got %lld", (long long)day);
+	cr_assert(shaping_day_parse("2024-03-01", &day));
+	cr_assert_eq(day, 19783, "got %lld", (long long)day);
+	cr_expect_not(shaping_day_parse("2026-02-29", &day), "not a leap year");
+	cr_expect(shaping_day_parse("2024-02-29", &day));
+	cr_expect_not(shaping_day_parse("2026-13-01", &day));
+	cr_expect_not(shaping_day_parse("2026-1-01", &day));
+	cr_expect_not(shaping_day_parse("yesterday", &day));
+
+	cr_assert_eq(shaping_source_add(r, "new", "127.0.0.11", ""), 0);
+	cr_assert_eq(shaping_source_daily_limit(shaping_source_at(r, 0), 20792), 0, "no warm-up: no limit");
+	cr_assert_eq(shaping_source_set_warmup(r, 0, 20792, daily, 3), 0);
+	const struct shaping_source *src = shaping_source_at(r, 0);
+	static const struct { int64_t day; uint32_t want; } cases[] = {
+		{ 20700, 50 }, { 20792, 50 }, { 20793, 100 }, { 20794, 200 }, { 20795, 0 }, { 30000, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_eq(shaping_source_daily_limit(src, cases[i].day), cases[i].want, "day %lld: got %u, want %u",
+			     (long long)cases[i].day, shaping_source_daily_limit(src, cases[i].day), cases[i].want);
+	uint32_t zero[] = { 10, 0 };
+	cr_expect_eq(shaping_source_set_warmup(r, 0, 0, zero, 2), -EINVAL);
+
+	/* The shared counter: a new day starts from zero. */
+	int slot = shaping_state_source_slot("new");
+	cr_assert_geq(slot, 0);
+	for (int i = 0; i < 50; i++)
+		cr_assert(shaping_state_source_take((unsigned)slot, 20792, 50));
+	cr_assert_not(shaping_state_source_take((unsigned)slot, 20792, 50));
+	cr_assert(shaping_state_source_full((unsigned)slot, 20792, 50));
+	cr_assert_eq(shaping_state_source_sent((unsigned)slot, 20792), 50);
+	cr_assert(shaping_state_source_take((unsigned)slot, 20793, 100), "the next day");
+	cr_assert_eq(shaping_state_source_sent((unsigned)slot, 20793), 1);
+	cr_assert_eq(shaping_state_source_sent((unsigned)slot, 20792), 0, "the old day is gone");
+	shaping_rules_free(r);
+}
