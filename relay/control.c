@@ -4,6 +4,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -541,6 +542,59 @@ static void session_resolve(struct worker *w, struct control_session *s, const s
 	}
 }
 
+/* shaping_status_row - one site's (or domain entry's) line: state,
+ * connections open / max, tokens in its buckets, limits lowered now. */
+static void shaping_status_row(struct buf *b, const struct shaping_rules *rules, int idx, unsigned slot,
+			       const char *name, bool suspended, long long remaining, unsigned long long count,
+			       bool json, int64_t now)
+{
+	const struct shaping_site *site = idx >= 0 ? shaping_site_at(rules, (size_t)idx) : NULL;
+	unsigned conns = shaping_state_connections(slot);
+	uint32_t max = site != NULL ? shaping_state_max_connections(site, now) : 0;
+	long long tokens[2] = { -1, -1 };      /* message, connection; -1 = no limit */
+	char lowered[200] = "";
+	size_t n = 0;
+
+	for (int i = 0; site != NULL && i < 2; i++) {
+		enum shaping_limit_kind kind = i == 0 ? SHAPING_LIMIT_MESSAGE_RATE : SHAPING_LIMIT_CONNECTION_RATE;
+		struct token_bucket_rate r = shaping_state_rate(site, kind, now);
+		if (r.interval_us != 0)
+			tokens[i] = token_bucket_available(atomic_load(shaping_state_bucket(slot, (enum shaping_bucket)i)), &r,
+							   now * 1000);
+	}
+	for (int kind = 0; kind < SHAPING_LIMIT_COUNT; kind++) {
+		int64_t value, until;
+		if (!shaping_state_lowered(slot, (enum shaping_limit_kind)kind, now, &value, &until))
+			continue;
+		/* A rate shows as messages per hour: "10/min" is 600/h. */
+		long long shown = kind == SHAPING_LIMIT_MAX_CONNECTIONS ? (long long)value
+							       : (long long)(3600000000LL / (value > 0 ? value : 1));
+		n += (size_t)snprintf(lowered + n, sizeof(lowered) - n,
+				      json ? "%s{\"limit\":\"%s\",\"value\":%lld,\"per\":\"%s\",\"remaining_s\":%lld}"
+					   : "%s%s=%lld%s(%llds)",
+				      n > 0 ? "," : "", shaping_limit_name((enum shaping_limit_kind)kind), shown,
+				      kind == SHAPING_LIMIT_MAX_CONNECTIONS ? "" : json ? "hour" : "/h",
+				      (long long)((until - now + 999) / 1000));
+		if (n >= sizeof(lowered))
+			n = sizeof(lowered) - 1;
+	}
+	if (json) {
+		buf_append_printf(b, "{\"site\":\"%s\",\"kind\":\"%s\",\"state\":\"%s\",\"remaining_s\":%lld,\"suspensions\":%llu,"
+				  "\"connections\":%u,\"max_connections\":%u,\"message_tokens\":%lld,\"connection_tokens\":%lld,"
+				  "\"lowerings\":%llu,\"lowered\":[%s]}\n",
+				  name, site != NULL && site->domain_entry ? "domain" : "site", suspended ? "suspended" : "active",
+				  remaining, count, conns, max, tokens[0], tokens[1],
+				  (unsigned long long)shaping_state_lowerings(slot), lowered);
+		return;
+	}
+	char mc[24], t0[16], t1[16];
+	snprintf(mc, sizeof(mc), max ? "%u/%u" : "%u/-", conns, max);
+	snprintf(t0, sizeof(t0), tokens[0] < 0 ? "-" : "%lld", tokens[0]);
+	snprintf(t1, sizeof(t1), tokens[1] < 0 ? "-" : "%lld", tokens[1]);
+	buf_append_printf(b, "%-24s %-10s %12lld %12llu %11s %9s %9s  %s\n", name, suspended ? "suspended" : "active",
+			  remaining, count, mc, t0, t1, lowered[0] ? lowered : "-");
+}
+
 /* session_shaping - shaping status (every site of the config, and any
  * other still suspended from an earlier one) or resume SITE. */
 static void session_shaping(struct worker *w, struct control_session *s, const struct control_request *req)
@@ -560,26 +614,39 @@ static void session_shaping(struct worker *w, struct control_session *s, const s
 		shaping_resume(w, (unsigned)k);
 		log_info("shaping_action", "action=resume site=%s source=operator was_suspended=%s", req->site,
 			 was ? "yes" : "no");
-		session_end(s, "-- ok %s resumed%s", req->site, was ? "" : " (it was not suspended)");
+		session_end(s, "-- ok %s resumed%s", req->site, was ? "" : " (it was not suspended nor lowered)");
 		return;
 	}
 	buf_init(&b, 1 << 20);
 	if (!req->json)
-		buf_append_printf(&b, "%-24s %-10s %12s %12s\n", "SITE", "STATE", "REMAINING_S", "SUSPENSIONS");
+		buf_append_printf(&b, "%-24s %-10s %12s %12s %11s %9s %9s  %s\n", "SITE", "STATE", "REMAINING_S",
+				  "SUSPENSIONS", "CONNECTIONS", "MSG_TOKENS", "CONN_TOKENS", "LOWERED");
 	for (size_t k = 0; k < shaping_state_count(); k++) {
 		const char *name = shaping_state_name((unsigned)k);
 		int64_t until = shaping_state_until((unsigned)k);
 		bool suspended = until > now;
-		if (shaping_site_find(w->cfg->shaping, name) < 0 && !suspended)
+		int idx = shaping_site_find(w->cfg->shaping, name);
+		if (idx < 0 && !suspended)
 			continue;    /* a site of an older config, idle */
 		long long remaining = suspended ? (long long)((until - now + 999) / 1000) : 0;
 		unsigned long long count = (unsigned long long)shaping_state_suspensions((unsigned)k);
-		if (req->json)
-			buf_append_printf(&b, "{\"site\":\"%s\",\"state\":\"%s\",\"remaining_s\":%lld,\"suspensions\":%llu}\n",
-					  name, suspended ? "suspended" : "active", remaining, count);
-		else
-			buf_append_printf(&b, "%-24s %-10s %12lld %12llu\n", name, suspended ? "suspended" : "active",
-					  remaining, count);
+		shaping_status_row(&b, w->cfg->shaping, idx, (unsigned)k, name, suspended, remaining, count, req->json, now);
+	}
+	/* Egress sources: today's messages against the warm-up's share. */
+	int64_t day = (int64_t)time(NULL) / 86400;
+	for (size_t i = 0; i < shaping_source_count(w->cfg->shaping); i++) {
+		const struct shaping_source *src = shaping_source_at(w->cfg->shaping, i);
+		uint32_t sent = shaping_state_source_sent(src->slot, day), limit = shaping_source_daily_limit(src, day);
+		if (req->json) {
+			buf_append_printf(&b, "{\"source\":\"%s\",\"address\":\"%s\",\"ehlo\":\"%s\",\"sent_today\":%u,\"daily_limit\":%u}\n",
+					  src->name, src->address, src->ehlo, sent, limit);
+			continue;
+		}
+		if (i == 0)
+			buf_append_printf(&b, "\n%-24s %-40s %10s %11s\n", "SOURCE", "ADDRESS", "SENT_TODAY", "DAILY_LIMIT");
+		char lim[16];
+		snprintf(lim, sizeof(lim), limit ? "%u" : "-", limit);
+		buf_append_printf(&b, "%-24s %-40s %10u %11s\n", src->name, src->address, sent, lim);
 	}
 	conn_write(s->c, buf_data(&b), buf_len(&b));
 	buf_free(&b);

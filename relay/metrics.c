@@ -101,6 +101,8 @@ static const struct metric_desc {
 	{ METRICS_SHAPING_BOUNCE, KIND_COUNTER, "ringmail_shaping_bounced_total", "Temporary failures bounced at once by a shaping response rule." },
 	{ METRICS_SHAPING_SUPPRESS, KIND_COUNTER, "ringmail_shaping_suppressed_total", "Recipients put on the suppression list by a shaping response rule." },
 	{ METRICS_SHAPING_PARKED, KIND_COUNTER, "ringmail_shaping_parked_total", "Queue items held back because their site or domain was suspended." },
+	{ METRICS_SHAPING_LOWER, KIND_COUNTER, "ringmail_shaping_lowered_total", "Limits of a site or domain lowered for a while by a shaping response rule (action lower)." },
+	{ METRICS_SHAPING_WAITS, KIND_COUNTER, "ringmail_shaping_waits_total", "Times a domain waited for a shaping limit (a rate's token or a connection slot), its mail kept ready, no attempt counted." },
 	{ METRICS_HTTP_REQUESTS, KIND_COUNTER, "ringmail_http_requests_total", "Complete HTTP API requests (http.listen)." },
 	{ METRICS_HTTP_2XX, KIND_COUNTER, "ringmail_http_responses_2xx_total", "HTTP API answers with a 2xx status." },
 	{ METRICS_HTTP_4XX, KIND_COUNTER, "ringmail_http_responses_4xx_total", "HTTP API answers with a 4xx status (bad requests, tokens, limits)." },
@@ -491,6 +493,8 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_SHAPING_BOUNCE] = d.shaping_actions[SHAPING_BOUNCE];
 		v[METRICS_SHAPING_SUPPRESS] = d.shaping_actions[SHAPING_SUPPRESS];
 		v[METRICS_SHAPING_PARKED] = d.shaping_parked;
+		v[METRICS_SHAPING_LOWER] = d.shaping_actions[SHAPING_LOWER];
+		v[METRICS_SHAPING_WAITS] = d.shaping_waits;
 		v[METRICS_SUPPRESSION_ADDED] = d.suppressed_added;
 		v[METRICS_SUPPRESSION_BOUNCED] = d.suppressed_bounced;
 		v[METRICS_MTA_STS_FETCHES] = d.mta_sts_fetches;

@@ -88,6 +88,8 @@ enum metrics_id {
 	METRICS_SHAPING_BOUNCE,
 	METRICS_SHAPING_SUPPRESS,
 	METRICS_SHAPING_PARKED,            /* items parked for a suspension */
+	METRICS_SHAPING_LOWER,             /* limits lowered by a response rule */
+	METRICS_SHAPING_WAITS,             /* domains that waited for a shaping limit */
 	METRICS_HTTP_REQUESTS,             /* HTTP API: complete requests */
 	METRICS_HTTP_2XX,                  /* answers by class */
 	METRICS_HTTP_4XX,

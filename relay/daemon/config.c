@@ -157,6 +157,7 @@ static const struct config_key config_keys[] = {
 	{ "suppression.categories", KIND_STRING, OFF(suppression_categories_text), 0, 0, "invalid_recipient", "bounce categories whose hard bounces (a 5xx from the receiver) put the recipient on the suppression list, comma-separated; \"\" = none" },
 	{ "suppression.expire", KIND_DURATION, OFF(suppression_expire_ms), 0, 3650 * DAY_MS, "0", "how long an entry made by a bounce lasts; 0 = until removed" },
 	{ "shaping.file", KIND_STRING, OFF(shaping_file), 0, 0, "", "traffic shaping file: sites (domains grouped by MX host suffix) and response rules (suspend, bounce, suppress on a receiver's reply); docs/SHAPING.md; \"\" = none; re-read on SIGHUP" },
+	{ "delivery.pool", KIND_STRING, OFF(delivery_pool), 0, 0, "", "egress pool (a pool of shaping.file) for every destination whose site or domain entry names none: connections bind to its sources; \"\" = the system's choice of source address" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 	/* The HTTP API (relay/http, docs/HTTP.md). */
@@ -1149,6 +1150,9 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		if (config_shaping_load(cfg->shaping_file, &cfg->shaping, why, sizeof(why)) < 0)
 			return config_fail(e, "line %d: shaping.file: %s", key_line(file, "shaping.file"), why);
 	}
+	if (cfg->delivery_pool[0] != '\0' && shaping_pool_find(cfg->shaping, cfg->delivery_pool) < 0)
+		return config_fail(e, "line %d: delivery.pool: no pool named \"%s\" in shaping.file", key_line(file, "delivery.pool"),
+				   cfg->delivery_pool);
 	int http_rc = config_check_http(cfg, file, e);
 	if (http_rc < 0)
 		return http_rc;

@@ -271,6 +271,7 @@ struct config {
 	/* traffic shaping (relay/daemon/config_shaping.h, docs/SHAPING.md) */
 	char *shaping_file;               /* "" = no sites, no response rules */
 	struct shaping_rules *shaping;    /* loaded from it, or NULL; owned */
+	char *delivery_pool;              /* delivery.pool: a pool of the shaping file; "" = none */
 	/* HTTP API on the SMTP workers (relay/http) */
 	struct config_listen http_listen[CONFIG_MAX_LISTEN];
 	size_t http_listen_count;         /* 0 = no HTTP API */

@@ -594,10 +594,30 @@ struct conn *conn_connect(struct worker *w, const struct sockaddr *addr, socklen
 			  const struct conn_handler *handler, void *proto,
 			  enum worker_timer_class connect_timer)
 {
+	return conn_connect_from(w, addr, len, NULL, 0, handler, proto, connect_timer);
+}
+
+struct conn *conn_connect_from(struct worker *w, const struct sockaddr *addr, socklen_t len,
+			       const struct sockaddr *source, socklen_t source_len,
+			       const struct conn_handler *handler, void *proto,
+			       enum worker_timer_class connect_timer)
+{
 	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return NULL;
+	if (source != NULL && source->sa_family == addr->sa_family) {
+		int one = 1;
+		/* bind is not blocking; without NO_PORT it would reserve an
+		 * ephemeral port per source, whatever the destination. */
+		(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (bind(fd, source, source_len) < 0) {
+			int err = errno;
+			close(fd);
+			errno = err;
+			return NULL;
+		}
+	}
 	struct conn *c = conn_new(w, fd, handler, proto);
 	c->outbound = true;
 	c->connecting = true;

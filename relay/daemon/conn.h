@@ -152,6 +152,16 @@ struct conn *conn_connect(struct worker *w, const struct sockaddr *addr, socklen
 			  const struct conn_handler *handler, void *proto,
 			  enum worker_timer_class connect_timer);
 
+/* conn_connect_from - conn_connect from a local address (port 0: the
+ * kernel picks the port at connect, IP_BIND_ADDRESS_NO_PORT); source NULL
+ * or of another family than addr: the system's choice. NULL with errno
+ * when no socket could be made or the bind failed (EADDRNOTAVAIL: the
+ * address is not this host's). */
+struct conn *conn_connect_from(struct worker *w, const struct sockaddr *addr, socklen_t len,
+			       const struct sockaddr *source, socklen_t source_len,
+			       const struct conn_handler *handler, void *proto,
+			       enum worker_timer_class connect_timer);
+
 /* conn_write - queue output; it is sent from the loop. */
 void conn_write(struct conn *c, const void *data, size_t len);
 

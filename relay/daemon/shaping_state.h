@@ -8,6 +8,11 @@
  *   until = shaping_state_until(slot);       any thread; 0 or past: not suspended
  *   shaping_state_resume(slot);              the operator
  *
+ *   shaping_state_connection_acquire(slot, max)   a connection opens (false: max reached)
+ *   shaping_state_connection_release(slot)        it closed
+ *   token_bucket_take(shaping_state_bucket(slot, SHAPING_BUCKET_MESSAGE), ...)
+ *   shaping_state_lower(slot, kind, value, until_ms)   a "lower" rule
+ *
  * Slots are never reused or removed (at most SHAPING_MAX_SITES names per
  * run): a reload that drops a site leaves its slot idle, one that keeps it
  * keeps its suspension. Every field is atomic; a name is written once
@@ -20,6 +25,13 @@
 #include <stdint.h>
 
 #include "shaping.h"
+#include "token_bucket.h"
+
+enum shaping_bucket {
+	SHAPING_BUCKET_MESSAGE,
+	SHAPING_BUCKET_CONNECTION,
+	SHAPING_BUCKET_COUNT
+};
 
 /* shaping_state_slot - the slot of name, made on first use; -1 when the
  * table is full. Only one thread may call it at a time (config loads). */
@@ -33,9 +45,56 @@ const char *shaping_state_name(unsigned slot);
  * when this call started or extended the suspension. */
 bool shaping_state_suspend(unsigned slot, int64_t until_ms);
 int64_t shaping_state_until(unsigned slot);
-/* shaping_state_resume - not suspended from now on; true if it was. */
+/* shaping_state_resume - not suspended (nor lowered) from now on; true if
+ * it was either. */
 bool shaping_state_resume(unsigned slot, int64_t now_ms);
 /* shaping_state_suspensions - how many suspensions the slot has had. */
 uint64_t shaping_state_suspensions(unsigned slot);
+
+/* shaping_state_connection_acquire - one more connection of the slot, when
+ * fewer than max (0: no limit) are open; false (nothing counted) when not.
+ * Every open connection is counted, limited or not, for the status. */
+bool shaping_state_connection_acquire(unsigned slot, uint32_t max);
+void shaping_state_connection_release(unsigned slot);
+uint32_t shaping_state_connections(unsigned slot);
+
+/* shaping_state_denied - a worker waits for a connection of the slot (at
+ * now_ms); shaping_state_wanted - did one within the last second? A
+ * session that would go idle quits instead, freeing its slot. */
+void shaping_state_denied(unsigned slot, int64_t now_ms);
+bool shaping_state_wanted(unsigned slot, int64_t now_ms);
+
+/* shaping_state_bucket - the slot's token bucket (token_bucket.h; times in
+ * monotonic microseconds). */
+_Atomic int64_t *shaping_state_bucket(unsigned slot, enum shaping_bucket b);
+
+/* shaping_state_lower - a "lower" rule: limit kind is value (a rate's
+ * interval in us, or a connection count) until until_ms; true when this
+ * call started it (not running already). shaping_state_lowered - the value
+ * while it runs (true), else false. */
+bool shaping_state_lower(unsigned slot, enum shaping_limit_kind kind, int64_t value, int64_t until_ms, int64_t now_ms);
+bool shaping_state_lowered(unsigned slot, enum shaping_limit_kind kind, int64_t now_ms, int64_t *value,
+			   int64_t *until_ms);
+/* shaping_state_rate - site's (a site's or domain entry's, at its slot)
+ * rate of kind (a rate kind) as a bucket rate, or the lowered one while a
+ * "lower" runs and is slower. shaping_state_max_connections - the same for
+ * max_connections (0: none). */
+struct token_bucket_rate shaping_state_rate(const struct shaping_site *site, enum shaping_limit_kind kind,
+					    int64_t now_ms);
+uint32_t shaping_state_max_connections(const struct shaping_site *site, int64_t now_ms);
+
+/* Egress sources' warm-up counts, process-wide like the sites': per
+ * source name a slot (made at config load, never removed), with the UTC
+ * day and the messages sent that day in one atomic word. */
+int shaping_state_source_slot(const char *name);
+/* shaping_state_source_take - one message of the source on day, unless
+ * limit (0: none) are sent already that day; shaping_state_source_sent -
+ * how many that day. shaping_state_source_full - would a take fail? */
+bool shaping_state_source_take(unsigned slot, int64_t day, uint32_t limit);
+uint32_t shaping_state_source_sent(unsigned slot, int64_t day);
+bool shaping_state_source_full(unsigned slot, int64_t day, uint32_t limit);
+
+/* shaping_state_lowerings - how many "lower" actions the slot has had. */
+uint64_t shaping_state_lowerings(unsigned slot);
 
 #endif

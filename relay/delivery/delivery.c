@@ -95,10 +95,10 @@ static void domain_dispatch(struct delivery *dl, struct qdomain *d, unsigned wan
 {
 	const struct dns_route *route = d->route;
 
-	if (shaping_domain_parked(dl, d) || domain_park_resting(dl, d, route) ||
+	if (shaping_domain_parked(dl, d) || shaping_waiting(dl, d) || domain_park_resting(dl, d, route) ||
 	    mta_sts_delivery_route_refused(dl, d, route))
 		return;
-	for (unsigned i = 0; i < want && d->ready_head != NULL && !dl->stopping; i++) {
+	for (unsigned i = 0; i < want && d->ready_head != NULL && !dl->stopping && !shaping_waiting(dl, d); i++) {
 		struct qdest *dest = first_usable_dest(dl, route), *full = NULL;
 		if (dest != NULL && mta_session_reuse(dest, d))
 			continue;
@@ -107,6 +107,8 @@ static void domain_dispatch(struct delivery *dl, struct qdomain *d, unsigned wan
 			continue;
 		case MTA_WAIT:
 			dest_wait(full, d);
+			return;
+		case MTA_LIMITED:
 			return;
 		case MTA_NO_ADDRESS:
 			if (d->active == 0)
@@ -405,7 +407,9 @@ static void delivery_hook(struct worker *w, void *arg)
 		item_enqueue(dl, heap_pop(dl));
 	if (w->role == WORKER_ROLE_LOCAL)
 		local_run(dl);
-	int64_t t;
+	int64_t t = dl->shaping_waiters != NULL ? shaping_delivery_hook(dl) : 0;
+	if (t > 0)
+		wake_at(w, t);
 	while ((t = dns_resolver_next_timeout_ms(dl->resolver, w->now_ms)) == 0)
 		dns_resolver_on_timer(dl->resolver, w->now_ms);
 	if (t > 0)

@@ -58,7 +58,8 @@ struct delivery_stats {
 	uint64_t deferred_by_category[BOUNCE_CAT_COUNT];
 	uint64_t suppressed_added;         /* recipients put on the suppression list by bounces */
 	uint64_t suppressed_bounced;       /* recipients bounced at delivery as suppressed */
-	uint64_t shaping_actions[3];       /* enum shaping_action: rules that acted */
+	uint64_t shaping_actions[4];       /* enum shaping_action: rules that acted */
+	uint64_t shaping_waits;            /* a domain waited for a shaping limit (token or slot) */
 	uint64_t shaping_parked;           /* items parked while their site or domain was suspended */
 	uint64_t mta_sts_fetches;          /* MTA-STS policy fetches tried */
 	uint64_t mta_sts_fetch_failures;   /* of them failed (the cached policy, if any, stays) */

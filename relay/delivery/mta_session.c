@@ -45,6 +45,7 @@
 #include "conn.h"
 #include "log.h"
 #include "mta_sts_delivery.h"
+#include "shaping.h"
 #include "smtp_client.h"
 #include "tls.h"
 #include "tls_policy.h"
@@ -131,6 +132,9 @@ struct mta_session {
 	char *hop;                 /* the next hop as configured; NULL = MX */
 	char *auth_user, *auth_password;   /* NULL = no AUTH */
 	bool authenticated;        /* 235 on this connection */
+	struct shaping_hold hold;  /* shaping: connection slots held, egress source */
+	char ehlo[256];            /* the source's EHLO name; "" = the relay's hostname */
+	char source[64];           /* the source address bound to, for the log; "" = none */
 };
 
 extern const struct conn_handler delivery_conn_handler;
@@ -387,6 +391,8 @@ static bool mta_compatible(const struct mta_session *s, const struct qdomain *d)
 		return false;     /* another next hop may log in as someone else */
 	if (!mta_sts_delivery_host_allowed(s->dl, d, dest_mx_name(s->dest, d->route)))
 		return false;     /* an MX host d's MTA-STS policy does not list */
+	if (!shaping_session_fits(s->dl, (struct qdomain *)d, &s->hold))
+		return false;     /* another site's slot, or a source not in d's pool */
 	if (policy != CONFIG_TLS_VERIFY)
 		return true;
 	const char *mx = session_mx(s), *theirs = dest_mx_name(s->dest, d->route);
@@ -416,11 +422,14 @@ static struct qdomain *mta_pop_compatible(struct mta_session *s)
 static void mta_go_idle(struct mta_session *s)
 {
 	const struct qdomain *d = s->d;
-	bool spent = d != NULL && s->transactions >=
-		(unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection;
+	struct qdomain *own = s->d;
+	bool spent = d != NULL && s->transactions >= shaping_max_messages(s->dl, own,
+		(unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection);
 
 	mta_assign(s, NULL);
-	if (spent || s->dl->stopping || s->dest->wait_head != NULL || s->dl->anywhere.wait_head != NULL)
+	/* A worker waiting for the connection slot this one holds gets it. */
+	if (spent || s->dl->stopping || s->dest->wait_head != NULL || s->dl->anywhere.wait_head != NULL ||
+	    shaping_session_wanted(s->dl, &s->hold))
 		smtp_client_quit(s->client);
 }
 
@@ -458,7 +467,8 @@ static void mta_next(struct mta_session *s)
 			}
 			continue;     /* a waiter whose items went elsewhere: the next one */
 		}
-		unsigned max = (unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection;
+		const struct config_domain *policy = config_domain_policy(s->dl->w->cfg, d->name);
+		unsigned max = shaping_max_messages(s->dl, d, (unsigned)policy->max_messages_per_connection);
 		if (shaping_domain_parked(s->dl, d)) {
 			/* Suspended meanwhile: its items wait, this connection ends. */
 			smtp_client_quit(s->client);
@@ -468,7 +478,22 @@ static void mta_next(struct mta_session *s)
 			smtp_client_quit(s->client);
 			return;
 		}
-		if (mta_begin(s, domain_pop_ready(d)))
+		if (shaping_source_spent(s->dl, &s->hold)) {
+			/* Its source's warm-up share of the day is sent: the
+			 * next connection takes another source (or waits). */
+			smtp_client_quit(s->client);
+			return;
+		}
+		if (!shaping_message_admit(s->dl, d)) {
+			/* A message rate holds d back (it waits for its token):
+			 * this session goes to other work, the pool, or QUIT. */
+			mta_go_idle(s);
+			return;
+		}
+		shaping_source_sent(s->dl, &s->hold);
+		struct qitem *it = domain_pop_ready(d);
+		item_split(s->dl, it, shaping_max_recipients(s->dl, d, (unsigned)policy->max_recipients_per_transaction));
+		if (mta_begin(s, it))
 			return;
 		/* ended at once: the next one */
 	}
@@ -797,6 +822,7 @@ static struct mta_session *mta_session_new(struct delivery *dl, struct qdomain *
 	s->route = dns_route_ref(route);
 	s->hop = mta_hop_of(dl->w->cfg, d) != NULL ? xstrdup(mta_hop_of(dl->w->cfg, d)) : NULL;
 	s->state = MTA_CONNECTING;
+	s->hold = (struct shaping_hold){ -1, -1, -1, 0, false };
 	mta_assign(s, d);
 	dl->sessions_active++;
 	return s;
@@ -834,6 +860,7 @@ static void mta_session_free(struct mta_session *s)
 	free(s->rcpts);
 	free(s->results);
 	mta_assign(s, NULL);
+	shaping_connection_release(dl, &s->hold);
 	struct qdest *dest = mta_leave_dest(s);
 	dl->sessions_active--;
 	free(s);
@@ -874,8 +901,20 @@ static enum mta_open mta_connect(struct mta_session *s, struct qdest **full)
 		}
 		socklen_t len = a->sa.sa_family == AF_INET6 ? sizeof(a->sin6) : sizeof(a->sin);
 		dns_addr_format(a, s->ip, sizeof(s->ip));
-		s->conn = conn_connect(dl->w, &a->sa, len, &delivery_conn_handler, s, WORKER_TIMER_OUT_CONNECT);
+		const struct shaping_source *src = shaping_source_of(dl, &s->hold);
+		s->conn = conn_connect_from(dl->w, &a->sa, len, src ? (const struct sockaddr *)&src->addr : NULL,
+					    src ? src->addr_len : 0, &delivery_conn_handler, s, WORKER_TIMER_OUT_CONNECT);
+		if (s->conn == NULL && src != NULL)
+			log_warn("delivery_connection", "ip=%s result=bind_failed source=%s address=%s error=\"%s\"", s->ip,
+				 src->name, src->address, strerror(errno));
 		if (s->conn != NULL) {
+			shaping_connection_connected(&s->hold);
+			if (src != NULL && src->addr.ss_family == a->sa.sa_family) {
+				snprintf(s->ehlo, sizeof(s->ehlo), "%s", src->ehlo);
+				snprintf(s->source, sizeof(s->source), "%s", src->address);
+			} else {
+				s->ehlo[0] = s->source[0] = '\0';
+			}
 			s->dest = dest;
 			dest->active++;
 			dl->stats.connections++;
@@ -890,6 +929,11 @@ enum mta_open mta_session_open(struct delivery *dl, struct qdomain *d, const str
 			       struct qdest **full)
 {
 	struct mta_session *s = mta_session_new(dl, d, route);
+
+	if (!shaping_connection_admit(dl, d, &s->hold)) {
+		mta_session_free(s);
+		return MTA_LIMITED;
+	}
 	enum mta_open r = mta_connect(s, full);
 
 	if (r != MTA_OPENED)
@@ -1023,7 +1067,7 @@ static void out_open(struct conn *c)
 {
 	struct mta_session *s = c->proto;
 	struct smtp_client_config cfg = {
-		.helo_name = s->dl->w->cfg->hostname,
+		.helo_name = s->ehlo[0] ? s->ehlo : s->dl->w->cfg->hostname,
 		.events = { .arg = s, .rcpt = ev_rcpt, .txn_done = ev_txn_done, .ready = ev_ready,
 			    .starttls = ev_starttls, .closed = ev_closed, .auth = ev_auth },
 	};

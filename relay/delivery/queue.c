@@ -472,6 +472,31 @@ static bool item_drop_suppressed(struct delivery *dl, struct qitem *it)
 	return gone == it;
 }
 
+void item_split(struct delivery *dl, struct qitem *it, uint32_t count)
+{
+	struct qdomain *d = it->d;
+
+	if (count == 0 || count >= it->count || d == NULL)
+		return;
+	struct qitem *rest = qitem_new(it->msg, it->count - count);
+	for (uint32_t i = count; i < it->count; i++)
+		rest->idx[rest->count++] = it->idx[i];
+	it->count = count;
+	rest->attempts = it->attempts;
+	rest->delay_warned = it->delay_warned;
+	rest->last_error = it->last_error != NULL ? reply_intern(dl, it->last_error) : NULL;
+	if (it->body != NULL) {
+		qbody_ref(it->body);
+		rest->body = it->body;
+		dl->body_bytes += it->body->len;
+	}
+	rest->d = d;
+	d->by_state[rest->state]++;
+	link_insert_after(&it->link, &rest->link);
+	dl->stats.queued_items++;
+	domain_push_ready(d, rest);
+}
+
 /* item_enqueue - on the domain's owner: into its domain's ready list (on
  * the local worker local_run takes it from there). On arrival the item joins its domain's
  * list; one that comes held from the spool (doom HOLD) waits there. */
@@ -663,7 +688,7 @@ static bool domain_idle(const struct qdomain *d)
 {
 	return d->items.next == &d->items && d->active == 0 && !d->resolving && d->want == 0 &&
 	       d->wait_on == NULL && d->ready_head == NULL && d->backoff.failures == 0 &&
-	       d->suspended_until_ms <= d->dl->w->now_ms && !mta_sts_delivery_busy(d);
+	       d->suspended_until_ms <= d->dl->w->now_ms && !mta_sts_delivery_busy(d) && d->shaping_due_ms == 0;
 }
 
 /* domain_unhash - take d out of its hash chain. */

@@ -177,6 +177,13 @@ struct qdomain {
 				    * with another hop is another qdomain */
 	int64_t suspended_until_ms;        /* a shaping rule suspended the domain (monotonic) */
 	struct mta_sts_domain *sts;        /* its MTA-STS check and policy (owned), or NULL */
+	/* shaping limits (shaping_delivery.c): which entries of the shaping
+	 * file apply, found again when the config or the route changes */
+	unsigned long shaping_serial;      /* the config's serial they come from; 0 = not yet */
+	const struct dns_route *shaping_route;   /* the route they were found with (identity only) */
+	int shaping_site, shaping_entry;   /* its site, its own entry: indexes in cfg->shaping, -1 none */
+	int64_t shaping_due_ms;            /* waits for a limit until then; 0 = not in dl->shaping_waiters */
+	struct qdomain *shaping_next;      /* in dl->shaping_waiters */
 	char name[];
 };
 
@@ -253,6 +260,7 @@ struct delivery {
 	unsigned sts_txt_running;                  /* _mta-sts TXT lookups in flight */
 	struct qdomain *sts_queue_head, *sts_queue_tail;   /* domains waiting to start theirs */
 	bool sts_pumping;                          /* in sts_pump: no nested pumping */
+	struct qdomain *shaping_waiters;           /* domains waiting for a limit's token or slot */
 };
 
 static inline struct delivery *delivery_of(struct worker *w)
@@ -300,6 +308,10 @@ void domains_free(struct delivery *dl);
 void heap_remove(struct delivery *dl, struct qitem *it);
 struct qitem *heap_pop(struct delivery *dl);
 void item_retry_at(struct delivery *dl, struct qitem *it, int64_t due_ms);
+
+/* item_split - it keeps its first count recipients; the rest become a
+ * new item in its domain's ready list. */
+void item_split(struct delivery *dl, struct qitem *it, uint32_t count);
 
 /* item_enqueue - on the domain's owner: into its domain's ready list and
  * kick the domain (the local worker delivers at once). */
@@ -396,6 +408,7 @@ enum mta_open {
 	MTA_OPENED,                /* connecting */
 	MTA_WAIT,                  /* the address is full, or the worker's cap reached */
 	MTA_NO_ADDRESS,            /* no address could even be tried */
+	MTA_LIMITED,               /* a shaping limit: d waits for it (shaping_waiting) */
 };
 
 /* mta_session_open - a new session for d over route, connecting to its
@@ -427,6 +440,53 @@ void shaping_on_result(struct delivery *dl, const struct qitem *it, uint32_t idx
 		       struct suppress_batch **suppress);
 /* shaping_delivery_free - the worker's matcher, at exit. */
 void shaping_delivery_free(struct delivery *dl);
+
+/* What a session holds of the shaping limits: a connection of its site's
+ * and its domain entry's slots (state slot numbers, -1 none), and the
+ * egress source it is bound to (index in the config's shaping rules, -1
+ * none; with the config serial it was chosen under). */
+struct shaping_hold {
+	int site_slot, entry_slot;
+	int source;
+	unsigned long serial;
+	bool rate_taken;           /* a connection_rate token, refunded if it never connected */
+};
+
+/* shaping_waiting - d waits for a limit (its items stay ready; the
+ * worker's hook kicks it when the wait is over). */
+bool shaping_waiting(struct delivery *dl, struct qdomain *d);
+/* shaping_connection_admit - may a new connection for d open now? Takes
+ * a connection slot of its site and entry and a connection_rate token into
+ * *hold, and picks the egress source; false (nothing held, d waits) when a
+ * limit says not yet. */
+bool shaping_connection_admit(struct delivery *dl, struct qdomain *d, struct shaping_hold *hold);
+/* shaping_connection_connected - the held token was used. */
+void shaping_connection_connected(struct shaping_hold *hold);
+/* shaping_connection_release - the session ends: its slots go back. */
+void shaping_connection_release(struct delivery *dl, struct shaping_hold *hold);
+/* shaping_session_fits - may a session holding hold carry d's mail (same
+ * site, entry and pool)? */
+bool shaping_session_fits(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold);
+/* shaping_session_wanted - a worker waits for a connection slot held by
+ * hold: an idle session should quit rather than pool. */
+bool shaping_session_wanted(struct delivery *dl, const struct shaping_hold *hold);
+/* shaping_message_admit - may d's next transaction begin now? Takes a
+ * message_rate token; false when d must wait (it then does). */
+bool shaping_message_admit(struct delivery *dl, struct qdomain *d);
+/* shaping_max_messages / shaping_max_recipients - policy, or lower when a
+ * site or entry says so. */
+unsigned shaping_max_messages(struct delivery *dl, struct qdomain *d, unsigned policy);
+unsigned shaping_max_recipients(struct delivery *dl, struct qdomain *d, unsigned policy);
+/* shaping_source_of - the source a hold is bound to: its address and EHLO
+ * name, or NULL. */
+const struct shaping_source *shaping_source_of(struct delivery *dl, const struct shaping_hold *hold);
+/* shaping_source_spent - the session's source has sent its warm-up share
+ * of today; shaping_source_sent - count one message of it. */
+bool shaping_source_spent(struct delivery *dl, const struct shaping_hold *hold);
+void shaping_source_sent(struct delivery *dl, const struct shaping_hold *hold);
+/* shaping_delivery_hook - before each sleep: domains whose wait is over
+ * are kicked; the next end of a wait, or 0. */
+int64_t shaping_delivery_hook(struct delivery *dl);
 
 /* ---- delivery.c ---- */
 

@@ -13,6 +13,7 @@
  */
 #include "queue.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "shaping.h"
 #include "shaping_state.h"
 #include "suppress.h"
+#include "token_bucket.h"
 
 #define SITE_MX_MAX 32
 
@@ -43,27 +45,340 @@ void shaping_delivery_free(struct delivery *dl)
 {
 	dl->shaping_matcher = shaping_matcher_free(dl->shaping_matcher);
 	dl->shaping_serial = 0;
+	dl->shaping_waiters = NULL;
 }
 
-/* domain_site - the state slot of d's site (by its route's MX host names),
- * or -1 when it has none (or no route yet). */
-static int domain_site(const struct delivery *dl, const struct qdomain *d, const char **name)
+static void shaping_domain_entries(struct delivery *dl, struct qdomain *d);
+
+/* domain_site - the state slot of d's site (listed, or by its route's MX
+ * host names), or -1 when it has none (or no route yet). */
+static int domain_site(struct delivery *dl, struct qdomain *d, const char **name)
 {
 	const struct shaping_rules *rules = dl->w->cfg->shaping;
-	const char *names[SITE_MX_MAX];
 
-	if (rules == NULL || d == NULL || d->route == NULL || shaping_site_count(rules) == 0)
+	if (rules == NULL || d == NULL || shaping_site_count(rules) == 0)
 		return -1;
-	size_t n = d->route->host_count < SITE_MX_MAX ? d->route->host_count : SITE_MX_MAX;
-	for (size_t i = 0; i < n; i++)
-		names[i] = d->route->hosts[i].name;
-	int idx = shaping_site_of(rules, names, n);
-	if (idx < 0)
+	shaping_domain_entries(dl, d);
+	if (d->shaping_site < 0)
 		return -1;
-	const struct shaping_site *site = shaping_site_at(rules, (size_t)idx);
+	const struct shaping_site *site = shaping_site_at(rules, (size_t)d->shaping_site);
 	if (name != NULL)
 		*name = site->name;
 	return (int)site->slot;
+}
+
+/* ---- limits ------------------------------------------------------------ */
+
+/* How soon a domain that waits for a connection slot looks again: slots
+ * free on other workers, which do not tell this one. */
+#define SLOT_RECHECK_MS 50
+
+/* shaping_domain_entries - d's site and own entry in the config's shaping
+ * rules, found again when the config (its serial) or d's route changed. */
+static void shaping_domain_entries(struct delivery *dl, struct qdomain *d)
+{
+	const struct config *cfg = dl->w->cfg;
+	const char *names[SITE_MX_MAX];
+	size_t n = 0;
+
+	if (d->shaping_serial == cfg->serial && d->shaping_route == d->route)
+		return;
+	d->shaping_serial = cfg->serial;
+	d->shaping_route = d->route;
+	d->shaping_site = d->shaping_entry = -1;
+	if (cfg->shaping == NULL || shaping_site_count(cfg->shaping) == 0)
+		return;
+	if (d->route != NULL) {
+		n = d->route->host_count < SITE_MX_MAX ? d->route->host_count : SITE_MX_MAX;
+		for (size_t i = 0; i < n; i++)
+			names[i] = d->route->hosts[i].name;
+	}
+	d->shaping_site = shaping_site_of_domain(cfg->shaping, d->name, names, n);
+	d->shaping_entry = shaping_domain_find(cfg->shaping, d->name);
+}
+
+/* entry_at - the site (or entry) at idx, or NULL. */
+static const struct shaping_site *entry_at(const struct delivery *dl, int idx)
+{
+	return idx >= 0 ? shaping_site_at(dl->w->cfg->shaping, (size_t)idx) : NULL;
+}
+
+
+/* shaping_wait - d waits until due_ms (the earlier of two waits wins). */
+static void shaping_wait(struct delivery *dl, struct qdomain *d, int64_t due_ms)
+{
+	if (d->shaping_due_ms != 0) {
+		if (due_ms < d->shaping_due_ms)
+			d->shaping_due_ms = due_ms;
+		return;
+	}
+	d->shaping_due_ms = due_ms > 0 ? due_ms : 1;
+	d->shaping_next = dl->shaping_waiters;
+	dl->shaping_waiters = d;
+	dl->stats.shaping_waits++;
+}
+
+bool shaping_waiting(struct delivery *dl, struct qdomain *d)
+{
+	return d->shaping_due_ms > dl->w->now_ms;
+}
+
+int64_t shaping_delivery_hook(struct delivery *dl)
+{
+	struct qdomain *due = NULL, **p = &dl->shaping_waiters;
+	int64_t now = dl->w->now_ms, next = 0;
+
+	while (*p != NULL) {
+		struct qdomain *d = *p;
+		if (d->shaping_due_ms <= now) {
+			*p = d->shaping_next;
+			d->shaping_due_ms = 0;
+			d->shaping_next = due;
+			due = d;
+			continue;
+		}
+		if (next == 0 || d->shaping_due_ms < next)
+			next = d->shaping_due_ms;
+		p = &d->shaping_next;
+	}
+	while (due != NULL) {
+		struct qdomain *d = due;
+		due = d->shaping_next;
+		d->shaping_next = NULL;
+		if (d->ready_head != NULL && !dl->stopping)
+			domain_kick(dl, d);
+	}
+	for (struct qdomain *d = dl->shaping_waiters; d != NULL; d = d->shaping_next)
+		if (next == 0 || d->shaping_due_ms < next)
+			next = d->shaping_due_ms;
+	return next;
+}
+
+/* take_rate - a token of kind from each of the entries (refunded from the
+ * first when the second has none); 0, or the wait in ms. */
+static int64_t take_rate(const struct shaping_site *const *e, enum shaping_limit_kind kind,
+			 enum shaping_bucket bucket, int64_t now_ms)
+{
+	struct token_bucket_rate rates[2];
+	int64_t wait_us = 0;
+
+	for (int i = 0; i < 2; i++) {
+		if (e[i] == NULL)
+			continue;
+		rates[i] = shaping_state_rate(e[i], kind, now_ms);
+		if (!token_bucket_take(shaping_state_bucket(e[i]->slot, bucket), &rates[i], now_ms * 1000, &wait_us)) {
+			if (i == 1 && e[0] != NULL)
+				token_bucket_refund(shaping_state_bucket(e[0]->slot, bucket), &rates[0]);
+			return (wait_us + 999) / 1000;
+		}
+	}
+	return 0;
+}
+
+/* How soon a domain whose pool's sources all reached their warm-up day's
+ * share looks again (the day may turn, or a reload change the schedule). */
+#define SOURCE_RECHECK_MS 60000
+
+/* utc_day - days since the epoch, UTC (warm-up days). */
+static int64_t utc_day(void)
+{
+	return wall_ms() / 86400000;
+}
+
+/* pick_source - a weighted choice among the pool's sources that have not
+ * sent their warm-up share today; -1 when none is left. */
+static int pick_source(struct delivery *dl, const struct shaping_pool *p)
+{
+	const struct shaping_rules *rules = dl->w->cfg->shaping;
+	bool usable[SHAPING_MAX_SOURCES];
+	int64_t day = utc_day();
+
+	for (size_t i = 0; i < p->count; i++) {
+		const struct shaping_source *src = shaping_source_at(rules, p->sources[i]);
+		usable[i] = !shaping_state_source_full(src->slot, day, shaping_source_daily_limit(src, day));
+	}
+	return shaping_pool_pick_among(p, usable, delivery_rng_next(dl));
+}
+
+bool shaping_connection_admit(struct delivery *dl, struct qdomain *d, struct shaping_hold *hold)
+{
+	const struct config *cfg = dl->w->cfg;
+	int64_t now = dl->w->now_ms;
+
+	*hold = (struct shaping_hold){ -1, -1, -1, cfg->serial, false };
+	if (cfg->shaping == NULL)
+		return true;
+	shaping_domain_entries(dl, d);
+	const struct shaping_site *e[2] = { entry_at(dl, d->shaping_entry), entry_at(dl, d->shaping_site) };
+	for (int i = 0; i < 2; i++) {
+		if (e[i] == NULL)
+			continue;
+		if (!shaping_state_connection_acquire(e[i]->slot, shaping_state_max_connections(e[i], now))) {
+			shaping_state_denied(e[i]->slot, now);
+			shaping_connection_release(dl, hold);
+			shaping_wait(dl, d, now + SLOT_RECHECK_MS);
+			return false;
+		}
+		*(i == 0 ? &hold->entry_slot : &hold->site_slot) = (int)e[i]->slot;
+	}
+	int64_t wait = take_rate(e, SHAPING_LIMIT_CONNECTION_RATE, SHAPING_BUCKET_CONNECTION, now);
+	if (wait > 0) {
+		shaping_connection_release(dl, hold);
+		shaping_wait(dl, d, now + wait);
+		return false;
+	}
+	hold->rate_taken = true;
+	/* The egress source: the entry's pool, else the site's, else delivery.pool. */
+	int pool = e[0] != NULL && e[0]->pool >= 0 ? e[0]->pool : e[1] != NULL ? e[1]->pool : -1;
+	if (pool < 0 && cfg->delivery_pool[0] != '\0')
+		pool = shaping_pool_find(cfg->shaping, cfg->delivery_pool);
+	if (pool >= 0) {
+		hold->source = pick_source(dl, shaping_pool_at(cfg->shaping, (size_t)pool));
+		if (hold->source < 0) {
+			/* Every source of the pool sent its warm-up day's share. */
+			shaping_connection_release(dl, hold);
+			shaping_wait(dl, d, now + SOURCE_RECHECK_MS);
+			return false;
+		}
+	}
+	return true;
+}
+
+bool shaping_source_spent(struct delivery *dl, const struct shaping_hold *hold)
+{
+	const struct shaping_source *src = shaping_source_of(dl, hold);
+
+	return src != NULL && shaping_state_source_full(src->slot, utc_day(), shaping_source_daily_limit(src, utc_day()));
+}
+
+void shaping_source_sent(struct delivery *dl, const struct shaping_hold *hold)
+{
+	const struct shaping_source *src = shaping_source_of(dl, hold);
+
+	/* Counted after the check (shaping_source_spent): workers racing at
+	 * the limit may pass it by a message each. */
+	if (src != NULL)
+		shaping_state_source_take(src->slot, utc_day(), 0);
+}
+
+void shaping_connection_connected(struct shaping_hold *hold)
+{
+	hold->rate_taken = false;
+}
+
+void shaping_connection_release(struct delivery *dl, struct shaping_hold *hold)
+{
+	if (hold->site_slot >= 0)
+		shaping_state_connection_release((unsigned)hold->site_slot);
+	if (hold->entry_slot >= 0)
+		shaping_state_connection_release((unsigned)hold->entry_slot);
+	if (hold->rate_taken && dl->w->cfg->serial == hold->serial && dl->w->cfg->shaping != NULL) {
+		/* Never connected: the connection_rate token goes back. */
+		const struct shaping_rules *rules = dl->w->cfg->shaping;
+		for (size_t i = 0; i < shaping_site_count(rules); i++) {
+			const struct shaping_site *site = shaping_site_at(rules, i);
+			if ((int)site->slot == hold->site_slot || (int)site->slot == hold->entry_slot) {
+				struct token_bucket_rate tb = shaping_state_rate(site, SHAPING_LIMIT_CONNECTION_RATE, dl->w->now_ms);
+				token_bucket_refund(shaping_state_bucket(site->slot, SHAPING_BUCKET_CONNECTION), &tb);
+			}
+		}
+	}
+	hold->site_slot = hold->entry_slot = -1;
+	hold->rate_taken = false;
+}
+
+bool shaping_session_fits(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold)
+{
+	const struct config *cfg = dl->w->cfg;
+
+	if (cfg->shaping == NULL)
+		return hold->site_slot < 0 && hold->entry_slot < 0 && hold->source < 0;
+	shaping_domain_entries(dl, d);
+	const struct shaping_site *site = entry_at(dl, d->shaping_site), *entry = entry_at(dl, d->shaping_entry);
+	if ((site != NULL ? (int)site->slot : -1) != hold->site_slot ||
+	    (entry != NULL ? (int)entry->slot : -1) != hold->entry_slot)
+		return false;
+	if (hold->source < 0)
+		return true;
+	/* A bound session carries mail of domains whose pool holds its source. */
+	if (hold->serial != cfg->serial)
+		return false;
+	int pool = entry != NULL && entry->pool >= 0 ? entry->pool : site != NULL ? site->pool : -1;
+	if (pool < 0 && cfg->delivery_pool[0] != '\0')
+		pool = shaping_pool_find(cfg->shaping, cfg->delivery_pool);
+	if (pool < 0)
+		return false;
+	const struct shaping_pool *p = shaping_pool_at(cfg->shaping, (size_t)pool);
+	for (size_t i = 0; i < p->count; i++)
+		if ((int)p->sources[i] == hold->source)
+			return true;
+	return false;
+}
+
+bool shaping_session_wanted(struct delivery *dl, const struct shaping_hold *hold)
+{
+	int64_t now = dl->w->now_ms;
+
+	return (hold->site_slot >= 0 && shaping_state_wanted((unsigned)hold->site_slot, now)) ||
+	       (hold->entry_slot >= 0 && shaping_state_wanted((unsigned)hold->entry_slot, now));
+}
+
+bool shaping_message_admit(struct delivery *dl, struct qdomain *d)
+{
+	if (dl->w->cfg->shaping == NULL)
+		return true;
+	shaping_domain_entries(dl, d);
+	const struct shaping_site *e[2] = { entry_at(dl, d->shaping_entry), entry_at(dl, d->shaping_site) };
+	if (e[0] == NULL && e[1] == NULL)
+		return true;
+	int64_t wait = take_rate(e, SHAPING_LIMIT_MESSAGE_RATE, SHAPING_BUCKET_MESSAGE, dl->w->now_ms);
+	if (wait == 0)
+		return true;
+	shaping_wait(dl, d, dl->w->now_ms + wait);
+	return false;
+}
+
+/* smaller - the least of policy and the entries' nonzero limits. */
+static unsigned smaller(unsigned policy, const struct shaping_site *a, const struct shaping_site *b, size_t off)
+{
+	const struct shaping_site *e[2] = { a, b };
+
+	for (int i = 0; i < 2; i++) {
+		if (e[i] == NULL)
+			continue;
+		uint32_t v = *(const uint32_t *)((const char *)&e[i]->limits + off);
+		if (v != 0 && v < policy)
+			policy = v;
+	}
+	return policy;
+}
+
+unsigned shaping_max_messages(struct delivery *dl, struct qdomain *d, unsigned policy)
+{
+	if (dl->w->cfg->shaping == NULL)
+		return policy;
+	shaping_domain_entries(dl, d);
+	return smaller(policy, entry_at(dl, d->shaping_entry), entry_at(dl, d->shaping_site),
+		       offsetof(struct shaping_limits, max_messages_per_connection));
+}
+
+unsigned shaping_max_recipients(struct delivery *dl, struct qdomain *d, unsigned policy)
+{
+	if (dl->w->cfg->shaping == NULL)
+		return policy;
+	shaping_domain_entries(dl, d);
+	return smaller(policy, entry_at(dl, d->shaping_entry), entry_at(dl, d->shaping_site),
+		       offsetof(struct shaping_limits, max_recipients));
+}
+
+const struct shaping_source *shaping_source_of(struct delivery *dl, const struct shaping_hold *hold)
+{
+	const struct config *cfg = dl->w->cfg;
+
+	if (hold->source < 0 || cfg->shaping == NULL || hold->serial != cfg->serial ||
+	    (size_t)hold->source >= shaping_source_count(cfg->shaping))
+		return NULL;
+	return shaping_source_at(cfg->shaping, (size_t)hold->source);
 }
 
 bool shaping_domain_parked(struct delivery *dl, struct qdomain *d)
@@ -120,6 +435,40 @@ static void suspend(struct delivery *dl, struct qdomain *d, const struct shaping
 	shaping_domain_parked(dl, d);
 }
 
+/* lower - the rule's lowering of a limit of the site (or the domain's own
+ * entry), unless one of the same limit runs: a storm lowers once. */
+static void lower(struct delivery *dl, struct qdomain *d, const struct shaping_response *hit,
+		  const struct rcpt_result *r)
+{
+	const struct shaping_rules *rules = dl->w->cfg->shaping;
+	int idx = -1;
+
+	shaping_domain_entries(dl, d);
+	if (hit->scope == SHAPING_SCOPE_SITE)
+		idx = d->shaping_site >= 0 ? d->shaping_site : d->shaping_entry;
+	else
+		idx = d->shaping_entry;
+	if (idx < 0) {
+		log_info("shaping_action", "action=lower result=no_%s domain=%s rule_line=%d",
+			 hit->scope == SHAPING_SCOPE_SITE ? "site" : "domain_entry", d->name, hit->line);
+		return;
+	}
+	const struct shaping_site *site = shaping_site_at(rules, (size_t)idx);
+	struct token_bucket_rate tb;
+	int64_t value = hit->lower_count;
+	if (hit->limit != SHAPING_LIMIT_MAX_CONNECTIONS) {
+		token_bucket_rate_set(&tb, hit->lower_rate.count, hit->lower_rate.period_ms * 1000, 1);
+		value = tb.interval_us;
+	}
+	int64_t now = dl->w->now_ms;
+	if (shaping_state_lower(site->slot, hit->limit, value, now + hit->duration_ms, now)) {
+		dl->stats.shaping_actions[SHAPING_LOWER]++;
+		log_warn("shaping_action", "action=lower site=%s domain=%s limit=%s value=%lld for_ms=%lld rule_line=%d reply=\"%d %s %.120s\"",
+			 site->name, d->name, shaping_limit_name(hit->limit), (long long)value,
+			 (long long)hit->duration_ms, hit->line, r->code, r->status[0] ? r->status : "-", r->text);
+	}
+}
+
 void shaping_on_result(struct delivery *dl, const struct qitem *it, uint32_t idx, struct rcpt_result *r,
 		       struct suppress_batch **suppress)
 {
@@ -156,6 +505,10 @@ void shaping_on_result(struct delivery *dl, const struct qitem *it, uint32_t idx
 			 hit->line, r->code);
 		break;
 	}
+	case SHAPING_LOWER:
+		if (it->d != NULL)
+			lower(dl, it->d, hit, r);
+		break;
 	case SHAPING_ACTION_COUNT:
 		break;
 	}

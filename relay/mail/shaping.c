@@ -3,12 +3,14 @@
  */
 #include "shaping.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "xalloc.h"
 
@@ -27,6 +29,10 @@ struct shaping_rules {
 	size_t site_count;
 	struct rule *rules;
 	size_t rule_count, rule_cap;
+	struct shaping_source sources[SHAPING_MAX_SOURCES];
+	size_t source_count;
+	struct shaping_pool pools[SHAPING_MAX_POOLS];
+	size_t pool_count;
 };
 
 struct shaping_matcher {
@@ -35,7 +41,49 @@ struct shaping_matcher {
 	size_t count;
 };
 
-static const char *const action_names[SHAPING_ACTION_COUNT] = { "suspend", "bounce", "suppress" };
+static const char *const action_names[SHAPING_ACTION_COUNT] = { "suspend", "bounce", "suppress", "lower" };
+static const char *const limit_names[SHAPING_LIMIT_COUNT] = { "message_rate", "connection_rate", "max_connections" };
+
+const char *shaping_limit_name(enum shaping_limit_kind k)
+{
+	return (unsigned)k < SHAPING_LIMIT_COUNT ? limit_names[k] : "?";
+}
+
+int shaping_limit_parse(const char *name)
+{
+	for (int i = 0; i < SHAPING_LIMIT_COUNT; i++)
+		if (strcmp(name, limit_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+bool shaping_rate_parse(const char *text, struct shaping_rate *out)
+{
+	static const struct { const char *unit; int64_t ms; } units[] = {
+		{ "s", 1000 }, { "sec", 1000 }, { "second", 1000 }, { "m", 60000 }, { "min", 60000 },
+		{ "minute", 60000 }, { "h", 3600000 }, { "hour", 3600000 }, { "d", 86400000 }, { "day", 86400000 },
+	};
+	char *end;
+
+	*out = (struct shaping_rate){ 0, 0, 0 };
+	if (text[0] == '\0' || strcmp(text, "0") == 0)
+		return true;
+	if (!isdigit((unsigned char)text[0]))
+		return false;
+	unsigned long long count = strtoull(text, &end, 10);
+	if (count == 0 || count > 1000000 || *end != '/')
+		return false;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end + 1, units[i].unit) == 0) {
+			/* At least a microsecond per token (token_bucket). */
+			if ((int64_t)count > units[i].ms * 1000)
+				return false;
+			*out = (struct shaping_rate){ (uint32_t)count, units[i].ms, 0 };
+			return true;
+		}
+	}
+	return false;
+}
 
 const char *shaping_action_name(enum shaping_action a)
 {
@@ -63,7 +111,12 @@ struct shaping_rules *shaping_rules_free(struct shaping_rules *r)
 		for (size_t k = 0; k < r->sites[i].suffix_count; k++)
 			free(r->sites[i].suffixes[k]);
 		free(r->sites[i].suffixes);
+		for (size_t k = 0; k < r->sites[i].domain_count; k++)
+			free(r->sites[i].domains[k]);
+		free(r->sites[i].domains);
 	}
+	for (size_t i = 0; i < r->source_count; i++)
+		free(r->sources[i].warmup_daily);
 	for (size_t i = 0; i < r->rule_count; i++)
 		free(r->rules[i].text_copy);
 	free(r->rules);
@@ -104,7 +157,7 @@ int shaping_site_add(struct shaping_rules *r, const char *name, const char *cons
 {
 	if (r->site_count == SHAPING_MAX_SITES)
 		return -ENOSPC;
-	if (!name_ok(name) || shaping_site_find(r, name) >= 0 || n == 0)
+	if (!name_ok(name) || shaping_site_find(r, name) >= 0)
 		return -EINVAL;
 	char buf[256];
 	for (size_t i = 0; i < n; i++)
@@ -119,9 +172,42 @@ int shaping_site_add(struct shaping_rules *r, const char *name, const char *cons
 		s->suffixes[i] = xstrdup(buf);
 	}
 	s->suffix_count = n;
+	s->pool = -1;
 	s->slot = (unsigned)r->site_count;
 	r->site_count++;
 	return 0;
+}
+
+int shaping_site_set_domains(struct shaping_rules *r, size_t site, const char *const *domains, size_t n)
+{
+	struct shaping_site *s = &r->sites[site];
+	char buf[256];
+
+	for (size_t i = 0; i < n; i++)
+		if (domains[i][0] == '.' || !suffix_normalise(domains[i], buf, sizeof(buf)))
+			return -EINVAL;
+	s->domains = xreallocarray(s->domains, s->domain_count + n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		suffix_normalise(domains[i], buf, sizeof(buf));
+		s->domains[s->domain_count++] = xstrdup(buf);
+	}
+	return 0;
+}
+
+int shaping_domain_add(struct shaping_rules *r, const char *domain)
+{
+	char buf[SHAPING_NAME_MAX];
+	int rc;
+
+	if (domain[0] == '.' || !suffix_normalise(domain, buf, sizeof(buf)))
+		return -EINVAL;
+	rc = shaping_site_add(r, buf, NULL, 0);
+	if (rc < 0)
+		return rc;
+	struct shaping_site *s = &r->sites[r->site_count - 1];
+	s->domain_entry = true;
+	const char *one = buf;
+	return shaping_site_set_domains(r, r->site_count - 1, &one, 1);
 }
 
 size_t shaping_site_count(const struct shaping_rules *r)
@@ -183,6 +269,206 @@ int shaping_site_of(const struct shaping_rules *r, const char *const *mx_names, 
 					return (int)i;
 		}
 	}
+	return -1;
+}
+
+int shaping_source_add(struct shaping_rules *r, const char *name, const char *address, const char *ehlo)
+{
+	struct shaping_source src;
+
+	if (r->source_count == SHAPING_MAX_SOURCES)
+		return -ENOSPC;
+	if (!name_ok(name) || shaping_source_find(r, name) >= 0 || strlen(address) >= sizeof(src.address) ||
+	    strlen(ehlo) >= sizeof(src.ehlo))
+		return -EINVAL;
+	memset(&src, 0, sizeof(src));
+	struct sockaddr_in *sin = (struct sockaddr_in *)&src.addr;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&src.addr;
+	if (inet_pton(AF_INET, address, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		src.addr_len = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, address, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		src.addr_len = sizeof(*sin6);
+	} else {
+		return -EINVAL;
+	}
+	for (const char *p = ehlo; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+			return -EINVAL;
+	snprintf(src.name, sizeof(src.name), "%s", name);
+	snprintf(src.address, sizeof(src.address), "%s", address);
+	snprintf(src.ehlo, sizeof(src.ehlo), "%s", ehlo);
+	r->sources[r->source_count++] = src;
+	return 0;
+}
+
+int shaping_pool_add(struct shaping_rules *r, const char *name, const char *const *sources, const unsigned *weights,
+		     size_t n)
+{
+	struct shaping_pool pool;
+
+	if (r->pool_count == SHAPING_MAX_POOLS)
+		return -ENOSPC;
+	if (!name_ok(name) || shaping_pool_find(r, name) >= 0 || n == 0 || n > SHAPING_MAX_SOURCES)
+		return -EINVAL;
+	memset(&pool, 0, sizeof(pool));
+	for (size_t i = 0; i < n; i++) {
+		int k = shaping_source_find(r, sources[i]);
+		if (k < 0 || weights[i] == 0 || weights[i] > 1000000)
+			return -EINVAL;
+		pool.sources[i] = (unsigned)k;
+		pool.weights[i] = weights[i];
+		pool.total += weights[i];
+	}
+	pool.count = n;
+	snprintf(pool.name, sizeof(pool.name), "%s", name);
+	r->pools[r->pool_count++] = pool;
+	return 0;
+}
+
+int shaping_source_find(const struct shaping_rules *r, const char *name)
+{
+	for (size_t i = 0; r != NULL && i < r->source_count; i++)
+		if (strcmp(r->sources[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int shaping_pool_find(const struct shaping_rules *r, const char *name)
+{
+	for (size_t i = 0; r != NULL && i < r->pool_count; i++)
+		if (strcmp(r->pools[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+size_t shaping_source_count(const struct shaping_rules *r)
+{
+	return r != NULL ? r->source_count : 0;
+}
+
+size_t shaping_pool_count(const struct shaping_rules *r)
+{
+	return r != NULL ? r->pool_count : 0;
+}
+
+const struct shaping_source *shaping_source_at(const struct shaping_rules *r, size_t i)
+{
+	return &r->sources[i];
+}
+
+const struct shaping_pool *shaping_pool_at(const struct shaping_rules *r, size_t i)
+{
+	return &r->pools[i];
+}
+
+unsigned shaping_pool_pick(const struct shaping_pool *p, uint64_t random)
+{
+	uint64_t x = random % p->total;
+
+	for (size_t i = 0; i < p->count; i++) {
+		if (x < p->weights[i])
+			return p->sources[i];
+		x -= p->weights[i];
+	}
+	return p->sources[p->count - 1];
+}
+
+int shaping_source_set_warmup(struct shaping_rules *r, size_t i, int64_t start_day, const uint32_t *daily, size_t n)
+{
+	struct shaping_source *src = &r->sources[i];
+
+	if (n == 0)
+		return -EINVAL;
+	for (size_t k = 0; k < n; k++)
+		if (daily[k] == 0)
+			return -EINVAL;
+	free(src->warmup_daily);
+	src->warmup_daily = xcalloc(n, sizeof(uint32_t));
+	memcpy(src->warmup_daily, daily, n * sizeof(uint32_t));
+	src->warmup_days = n;
+	src->warmup_start_day = start_day;
+	return 0;
+}
+
+uint32_t shaping_source_daily_limit(const struct shaping_source *src, int64_t day)
+{
+	if (src->warmup_days == 0)
+		return 0;
+	if (day < src->warmup_start_day)
+		return src->warmup_daily[0];
+	int64_t k = day - src->warmup_start_day;
+	return k < (int64_t)src->warmup_days ? src->warmup_daily[k] : 0;
+}
+
+bool shaping_day_parse(const char *text, int64_t *day)
+{
+	int y, m, d, n = 0;
+	static const int month_days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	if (sscanf(text, "%4d-%2d-%2d%n", &y, &m, &d, &n) != 3 || text[n] != '\0' || n != 10 || y < 1970 ||
+	    m < 1 || m > 12 || d < 1)
+		return false;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (d > month_days[m - 1] + (m == 2 && leap))
+		return false;
+	/* Days from civil (Howard Hinnant's algorithm), March-based years. */
+	int yy = m <= 2 ? y - 1 : y;
+	int era = yy / 400, yoe = yy - era * 400;
+	int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	*day = (int64_t)era * 146097 + doe - 719468;
+	return true;
+}
+
+int shaping_pool_pick_among(const struct shaping_pool *p, const bool *usable, uint64_t random)
+{
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < p->count; i++)
+		total += usable[i] ? p->weights[i] : 0;
+	if (total == 0)
+		return -1;
+	uint64_t x = random % total;
+	for (size_t i = 0; i < p->count; i++) {
+		if (!usable[i])
+			continue;
+		if (x < p->weights[i])
+			return (int)p->sources[i];
+		x -= p->weights[i];
+	}
+	return -1;
+}
+
+/* same_domain - a (any case, maybe a trailing dot) equals b (normalised). */
+static bool same_domain(const char *a, const char *b)
+{
+	size_t n = strlen(a), m = strlen(b);
+
+	if (n == m + 1 && a[m] == '.')
+		n--;
+	return n == m && strncasecmp(a, b, n) == 0;
+}
+
+int shaping_site_of_domain(const struct shaping_rules *r, const char *domain, const char *const *mx_names,
+			   size_t count)
+{
+	for (size_t i = 0; r != NULL && i < r->site_count; i++) {
+		if (r->sites[i].domain_entry)
+			continue;
+		for (size_t k = 0; k < r->sites[i].domain_count; k++)
+			if (same_domain(domain, r->sites[i].domains[k]))
+				return (int)i;
+	}
+	return count > 0 ? shaping_site_of(r, mx_names, count) : -1;
+}
+
+int shaping_domain_find(const struct shaping_rules *r, const char *domain)
+{
+	for (size_t i = 0; r != NULL && i < r->site_count; i++)
+		if (r->sites[i].domain_entry && same_domain(domain, r->sites[i].domains[0]))
+			return (int)i;
 	return -1;
 }
 
@@ -249,8 +535,13 @@ int shaping_response_add(struct shaping_rules *r, const struct shaping_response 
 		snprintf(err, errlen, "unknown action");
 		return -EINVAL;
 	}
-	if (rule->action == SHAPING_SUSPEND && rule->duration_ms <= 0) {
-		snprintf(err, errlen, "suspend needs a duration");
+	if ((rule->action == SHAPING_SUSPEND || rule->action == SHAPING_LOWER) && rule->duration_ms <= 0) {
+		snprintf(err, errlen, "%s needs a duration", shaping_action_name(rule->action));
+		return -EINVAL;
+	}
+	if (rule->action == SHAPING_LOWER &&
+	    (rule->limit == SHAPING_LIMIT_MAX_CONNECTIONS ? rule->lower_count == 0 : rule->lower_rate.count == 0)) {
+		snprintf(err, errlen, "lower needs limit and value (e.g. limit = \"message_rate\"; value = \"10/min\")");
 		return -EINVAL;
 	}
 	if (rule->text != NULL && rule->text[0] != '\0') {

@@ -409,6 +409,77 @@ bool shaping_domain_parked(struct delivery *x, struct qdomain *qd)
 	return false;
 }
 
+/* No shaping limits nor sources either: everything is admitted, the
+ * policy's numbers stand (shaping_delivery.c's own tests are end to end). */
+struct conn *conn_connect_from(struct worker *wk, const struct sockaddr *addr, socklen_t len,
+			       const struct sockaddr *source, socklen_t source_len,
+			       const struct conn_handler *handler, void *proto,
+			       enum worker_timer_class connect_timer)
+{
+	cr_assert_null(source, "no source is configured here");
+	return conn_connect(wk, addr, len, handler, proto, connect_timer);
+}
+
+bool shaping_connection_admit(struct delivery *x, struct qdomain *qd, struct shaping_hold *hold)
+{
+	*hold = (struct shaping_hold){ -1, -1, -1, 0, false };
+	return true;
+}
+
+void shaping_connection_connected(struct shaping_hold *hold)
+{
+	hold->rate_taken = false;
+}
+
+void shaping_connection_release(struct delivery *x, struct shaping_hold *hold)
+{
+	cr_assert(hold->site_slot < 0 && hold->entry_slot < 0);
+}
+
+bool shaping_session_fits(struct delivery *x, struct qdomain *qd, const struct shaping_hold *hold)
+{
+	return true;
+}
+
+bool shaping_session_wanted(struct delivery *x, const struct shaping_hold *hold)
+{
+	return false;
+}
+
+bool shaping_message_admit(struct delivery *x, struct qdomain *qd)
+{
+	return true;
+}
+
+unsigned shaping_max_messages(struct delivery *x, struct qdomain *qd, unsigned limit)
+{
+	return limit;
+}
+
+unsigned shaping_max_recipients(struct delivery *x, struct qdomain *qd, unsigned limit)
+{
+	return limit;
+}
+
+const struct shaping_source *shaping_source_of(struct delivery *x, const struct shaping_hold *hold)
+{
+	return NULL;
+}
+
+bool shaping_source_spent(struct delivery *x, const struct shaping_hold *hold)
+{
+	return false;
+}
+
+void shaping_source_sent(struct delivery *x, const struct shaping_hold *hold)
+{
+}
+
+void item_split(struct delivery *x, struct qitem *it, uint32_t count)
+{
+	cr_assert_geq(count, it->count, "the fakes' items fit the policy");
+}
+
 bool domain_park_resting(struct delivery *x, struct qdomain *qd, const struct dns_route *r)
 {
 	return false;     /* delivery.c's; the timeouts here are a host's, not a blip */

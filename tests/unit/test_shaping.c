@@ -22,7 +22,7 @@ Test(shaping, sites_by_mx_suffix)
 	cr_assert_eq(shaping_site_add(r, "microsoft", ms, 2), 0);
 	cr_expect_eq(shaping_site_add(r, "gmail", ms, 1), -EINVAL, "a name twice");
 	cr_expect_eq(shaping_site_add(r, "bad name", ms, 1), -EINVAL);
-	cr_expect_eq(shaping_site_add(r, "empty", NULL, 0), -EINVAL);
+	cr_expect_eq(shaping_site_add(r, "empty", NULL, 0), 0, "no mx: a site of listed domains only");
 	const char *odd[] = { "exa mple.com" };
 	cr_expect_eq(shaping_site_add(r, "odd", odd, 1), -EINVAL);
 	static const struct {
@@ -210,5 +210,164 @@ Test(shaping, shipped_example_loads)
 	cr_expect_eq(hit->action, SHAPING_SUSPEND);
 	cr_expect_eq(hit->duration_ms, 30 * 60000);
 	shaping_matcher_free(m);
+	shaping_rules_free(r);
+}
+
+Test(shaping, rates_parse)
+{
+	static const struct {
+		const char *text;
+		bool ok;
+		uint32_t count;
+		int64_t period_ms;
+	} cases[] = {
+		{ "100/min", true, 100, 60000 }, { "5/s", true, 5, 1000 }, { "20/hour", true, 20, 3600000 },
+		{ "1/d", true, 1, 86400000 }, { "3/second", true, 3, 1000 }, { "0", true, 0, 0 }, { "", true, 0, 0 },
+		{ "100", false, 0, 0 }, { "100/fortnight", false, 0, 0 }, { "-5/s", false, 0, 0 },
+		{ "0/s", false, 0, 0 }, { "x/s", false, 0, 0 }, { "5/s ", false, 0, 0 }, { "2000000/s", false, 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct shaping_rate r;
+		bool ok = shaping_rate_parse(cases[i].text, &r);
+		cr_assert_eq(ok, cases[i].ok, "\"%s\": got %d, want %d", cases[i].text, ok, cases[i].ok);
+		if (ok)
+			cr_assert(r.count == cases[i].count && r.period_ms == cases[i].period_ms,
+				  "\"%s\": got %u/%lld", cases[i].text, r.count, (long long)r.period_ms);
+	}
+	cr_assert_eq(shaping_limit_parse("message_rate"), SHAPING_LIMIT_MESSAGE_RATE);
+	cr_assert_eq(shaping_limit_parse("max_connections"), SHAPING_LIMIT_MAX_CONNECTIONS);
+	cr_assert_eq(shaping_limit_parse("speed"), -1);
+	cr_assert_eq(shaping_action_parse("lower"), SHAPING_LOWER);
+}
+
+Test(shaping, listed_domains_and_domain_entries)
+{
+	struct shaping_rules *r = shaping_rules_new();
+	const char *mx[] = { ".bigmail.test" };
+	const char *listed[] = { "Listed.Example", "other.example." };
+
+	cr_assert_eq(shaping_site_add(r, "big", mx, 1), 0);
+	cr_assert_eq(shaping_site_add(r, "listonly", NULL, 0), 0);
+	cr_assert_eq(shaping_site_set_domains(r, 1, listed, 2), 0);
+	const char *bad[] = { ".dot.example" };
+	cr_expect_eq(shaping_site_set_domains(r, 1, bad, 1), -EINVAL);
+	cr_assert_eq(shaping_domain_add(r, "a.test"), 0);
+	cr_expect_eq(shaping_domain_add(r, "A.TEST."), -EINVAL, "the same domain twice");
+	cr_expect_eq(shaping_domain_add(r, "big"), -EINVAL, "a site's name");
+
+	const char *on_big[] = { "mx1.bigmail.test" };
+	static const struct {
+		const char *domain;
+		bool mx;
+		int site, entry;
+	} cases[] = {
+		{ "a.test", true, 0, 2 },            /* its MX: site big; its own entry too */
+		{ "a.test", false, -1, 2 },          /* no route yet: no site, its entry */
+		{ "listed.example", true, 1, -1 },   /* listed wins over the MX */
+		{ "OTHER.EXAMPLE.", false, 1, -1 },
+		{ "b.test", true, 0, -1 },
+		{ "b.test", false, -1, -1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int site = shaping_site_of_domain(r, cases[i].domain, on_big, cases[i].mx ? 1 : 0);
+		int entry = shaping_domain_find(r, cases[i].domain);
+		cr_expect_eq(site, cases[i].site, "%s: site got %d, want %d", cases[i].domain, site, cases[i].site);
+		cr_expect_eq(entry, cases[i].entry, "%s: entry got %d, want %d", cases[i].domain, entry, cases[i].entry);
+	}
+	cr_assert(shaping_site_at(r, 2)->domain_entry);
+	cr_assert_eq(shaping_site_at(r, 0)->pool, -1);
+	shaping_rules_free(r);
+}
+
+Test(shaping, lower_rule_checked)
+{
+	struct shaping_rules *r = shaping_rules_new();
+	char err[200];
+	struct shaping_response rule = { .reply = "421", .status = "*", .action = SHAPING_LOWER,
+					  .duration_ms = 60000, .limit = SHAPING_LIMIT_MESSAGE_RATE };
+
+	cr_expect_eq(shaping_response_add(r, &rule, err, sizeof(err)), -EINVAL, "no value");
+	rule.lower_rate = (struct shaping_rate){ 10, 60000, 0 };
+	cr_assert_eq(shaping_response_add(r, &rule, err, sizeof(err)), 0, "%s", err);
+	rule.duration_ms = 0;
+	cr_expect_eq(shaping_response_add(r, &rule, err, sizeof(err)), -EINVAL, "no duration");
+	const struct shaping_response *hit = shaping_match(r, NULL, 421, "4.7.0", "slow down");
+	cr_assert_not_null(hit);
+	cr_assert_eq(hit->action, SHAPING_LOWER);
+	cr_assert_eq(hit->lower_rate.count, 10);
+	shaping_rules_free(r);
+}
+
+Test(shaping, sources_pools_and_weighted_pick)
+{
+	struct shaping_rules *r = shaping_rules_new();
+	const char *both[] = { "one", "two" }, *bad[] = { "one", "nosuch" };
+	unsigned w31[] = { 3, 1 }, w0[] = { 3, 0 };
+
+	cr_assert_eq(shaping_source_add(r, "one", "127.0.0.11", "one.example"), 0);
+	cr_assert_eq(shaping_source_add(r, "two", "::1", ""), 0);
+	cr_expect_eq(shaping_source_add(r, "one", "127.0.0.12", ""), -EINVAL, "a name twice");
+	cr_expect_eq(shaping_source_add(r, "three", "localhost", ""), -EINVAL, "not numeric");
+	cr_expect_eq(shaping_source_add(r, "four", "127.0.0.1", "bad name!"), -EINVAL);
+	cr_assert_eq(shaping_pool_add(r, "main", both, w31, 2), 0);
+	cr_expect_eq(shaping_pool_add(r, "bad", bad, w31, 2), -EINVAL, "an unknown source");
+	cr_expect_eq(shaping_pool_add(r, "zero", both, w0, 2), -EINVAL, "a zero weight");
+	cr_assert_eq(shaping_pool_find(r, "main"), 0);
+	const struct shaping_pool *p = shaping_pool_at(r, 0);
+	unsigned hits[2] = { 0, 0 };
+	for (uint64_t x = 0; x < 4000; x++)
+		hits[shaping_pool_pick(p, x * 2654435761u)]++;
+	cr_expect(hits[0] > 2800 && hits[0] < 3200, "weight 3 of 4: got %u of 4000", hits[0]);
+	bool usable[2] = { false, true };
+	for (uint64_t x = 0; x < 100; x++)
+		cr_assert_eq(shaping_pool_pick_among(p, usable, x), 1, "only two is usable");
+	usable[1] = false;
+	cr_assert_eq(shaping_pool_pick_among(p, usable, 7), -1);
+	cr_assert_eq(shaping_source_at(r, 1)->addr.ss_family, AF_INET6);
+	shaping_rules_free(r);
+}
+
+Test(shaping, warmup_schedule)
+{
+	struct shaping_rules *r = shaping_rules_new();
+	uint32_t daily[] = { 50, 100, 200 };
+	int64_t day;
+
+	cr_assert(shaping_day_parse("1970-01-01", &day));
+	cr_assert_eq(day, 0);
+	cr_assert(shaping_day_parse("2026-12-05", &day));
+	cr_assert_eq(day, 20792, "got %lld", (long long)day);
+	cr_assert(shaping_day_parse("2024-03-01", &day));
+	cr_assert_eq(day, 19783, "got %lld", (long long)day);
+	cr_expect_not(shaping_day_parse("2026-02-29", &day), "not a leap year");
+	cr_expect(shaping_day_parse("2024-02-29", &day));
+	cr_expect_not(shaping_day_parse("2026-13-01", &day));
+	cr_expect_not(shaping_day_parse("2026-1-01", &day));
+	cr_expect_not(shaping_day_parse("yesterday", &day));
+
+	cr_assert_eq(shaping_source_add(r, "new", "127.0.0.11", ""), 0);
+	cr_assert_eq(shaping_source_daily_limit(shaping_source_at(r, 0), 20792), 0, "no warm-up: no limit");
+	cr_assert_eq(shaping_source_set_warmup(r, 0, 20792, daily, 3), 0);
+	const struct shaping_source *src = shaping_source_at(r, 0);
+	static const struct { int64_t day; uint32_t want; } cases[] = {
+		{ 20700, 50 }, { 20792, 50 }, { 20793, 100 }, { 20794, 200 }, { 20795, 0 }, { 30000, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_eq(shaping_source_daily_limit(src, cases[i].day), cases[i].want, "day %lld: got %u, want %u",
+			     (long long)cases[i].day, shaping_source_daily_limit(src, cases[i].day), cases[i].want);
+	uint32_t zero[] = { 10, 0 };
+	cr_expect_eq(shaping_source_set_warmup(r, 0, 0, zero, 2), -EINVAL);
+
+	/* The shared counter: a new day starts from zero. */
+	int slot = shaping_state_source_slot("new");
+	cr_assert_geq(slot, 0);
+	for (int i = 0; i < 50; i++)
+		cr_assert(shaping_state_source_take((unsigned)slot, 20792, 50));
+	cr_assert_not(shaping_state_source_take((unsigned)slot, 20792, 50));
+	cr_assert(shaping_state_source_full((unsigned)slot, 20792, 50));
+	cr_assert_eq(shaping_state_source_sent((unsigned)slot, 20792), 50);
+	cr_assert(shaping_state_source_take((unsigned)slot, 20793, 100), "the next day");
+	cr_assert_eq(shaping_state_source_sent((unsigned)slot, 20793), 1);
+	cr_assert_eq(shaping_state_source_sent((unsigned)slot, 20792), 0, "the old day is gone");
 	shaping_rules_free(r);
 }
