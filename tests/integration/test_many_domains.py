@@ -39,8 +39,15 @@ class ManyDomains(mailnet.NetTestCase, unittest.TestCase):
         return sum(s.stats()["messages"] for s in self.sinks)
 
     def test_thousands_of_domains_on_four_addresses(self):
-        d = self.relay(mailnet.relay_settings(self.addrs.port, self.dns.ns,
-                                              max_connections_per_address=PER_ADDRESS))
+        settings = mailnet.relay_settings(self.addrs.port, self.dns.ns,
+                                          max_connections_per_address=PER_ADDRESS)
+        # What is measured here is sessions per address with the MX lookups
+        # of 5,200 domains; MTA-STS's TXT lookups would double the queries
+        # to a dnsmasq that scans its 10,000 records for each, and on a
+        # loaded machine a lookup then times out (a deferral, failing the
+        # no-timeouts check). MTA-STS has its own test.
+        settings["mta_sts"] = {"enabled": False}
+        d = self.relay(settings)
         bench = subprocess.run(
             [os.path.join(harness.BIN, "ringmail-bench"), "--json", "--target",
              "%s:%d" % (d.host, d.port), "--connections", "20", "--messages", str(MESSAGES),
