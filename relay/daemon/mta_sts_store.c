@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "file_io.h"
+
 /* store_path - dir/domain[suffix]; false when domain is no file name. */
 static bool store_path(char *out, size_t size, const char *dir, const char *domain, const char *suffix)
 {
@@ -23,31 +25,6 @@ static bool store_path(char *out, size_t size, const char *dir, const char *doma
 			return false;
 	int len = snprintf(out, size, "%s/%s%s", dir, domain, suffix);
 	return len > 0 && (size_t)len < size;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* sync_dir - make a rename in dir durable. */
-static int sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return rc;
 }
 
 /* id_valid - 1 to 32 letters and digits, as the TXT record's id. */
@@ -65,29 +42,14 @@ static bool id_valid(const char *id)
 int mta_sts_store_save(const char *dir, const char *domain, const char *id, int64_t fetched_s,
 		       const char *policy, size_t len)
 {
-	char path[4096], tmp[4096], header[MTA_STS_CACHE_HEADER_MAX];
-	if (!store_path(path, sizeof(path), dir, domain, "") || !store_path(tmp, sizeof(tmp), dir, domain, ".tmp"))
+	char path[4096], header[MTA_STS_CACHE_HEADER_MAX];
+	if (!store_path(path, sizeof(path), dir, domain, ""))
 		return -EINVAL;
 	size_t hlen = mta_sts_cache_header(header, sizeof(header), id, fetched_s);
 	if (hlen == 0 || len > MTA_STS_POLICY_MAX || !id_valid(id) || fetched_s < 0)
 		return -EINVAL;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	int rc = write_all(fd, header, hlen);
-	if (rc == 0)
-		rc = write_all(fd, policy, len);
-	if (rc == 0 && fdatasync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc < 0) {
-		unlink(tmp);
-		return rc;
-	}
-	return sync_dir(dir);
+	struct iovec parts[] = { { header, hlen }, { (void *)policy, len } };
+	return file_replace(dir, path, parts, 2, 0600);
 }
 
 int mta_sts_store_load(const char *dir, const char *domain, struct mta_sts_cached *out, const char **why)

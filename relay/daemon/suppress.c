@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "file_io.h"
 #include "helper.h"
 #include "log.h"
 #include "xalloc.h"
@@ -183,40 +184,19 @@ static int load_file(const char *name, bool journal, size_t *lines, char *err, s
 	return 0;
 }
 
-/* write_all - the whole buffer, or -errno. */
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* compact - the list (without expired entries) into the file, written
  * aside, synced and renamed; then the journal starts empty. A crash
  * between the rename and the truncation replays the journal over the new
  * file, which changes nothing: adds replace and removes remove. */
 static int compact(void)
 {
-	char tmp[4096], path[4096], line[SUPPRESSION_LINE_MAX];
+	char path[4096], line[SUPPRESSION_LINE_MAX];
 	struct buf b;
 	int rc;
 
 	suppression_list_purge(owner.list, now_s());
 	struct suppression_snapshot *s = suppression_snapshot_build(owner.list, 0);
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", owner.dir, SUPPRESS_FILE);
 	snprintf(path, sizeof(path), "%s/%s", owner.dir, SUPPRESS_FILE);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		suppression_snapshot_unref(s);
-		return -errno;
-	}
 	buf_init(&b, (size_t)1 << 34);
 	rc = buf_append_str(&b, "address,created,expires,reason\n");
 	for (size_t i = 0; i < suppression_snapshot_count(s) && rc == 0; i++) {
@@ -224,25 +204,13 @@ static int compact(void)
 		rc = buf_append(&b, line, n);
 	}
 	suppression_snapshot_unref(s);
-	if (rc == 0)
-		rc = write_all(fd, buf_data(&b), buf_len(&b));
-	buf_free(&b);
-	if (rc == 0 && fdatasync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
 	if (rc == 0) {
-		int dfd = open(owner.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-		if (ftruncate(owner.journal_fd, 0) == 0)
-			owner.journal_lines = 0;
-	} else {
-		unlink(tmp);
+		struct iovec part = { (void *)buf_data(&b), buf_len(&b) };
+		rc = file_replace(owner.dir, path, &part, 1, 0600);
 	}
+	buf_free(&b);
+	if (rc == 0 && ftruncate(owner.journal_fd, 0) == 0)
+		owner.journal_lines = 0;
 	return rc;
 }
 
@@ -343,7 +311,7 @@ static void job_run(struct helper_job *job)
 		owner.journal_lines++;
 	}
 	if (rc == 0 && buf_len(&b) > 0) {
-		rc = write_all(owner.journal_fd, buf_data(&b), buf_len(&b));
+		rc = file_write_all(owner.journal_fd, buf_data(&b), buf_len(&b));
 		if (rc == 0 && fdatasync(owner.journal_fd) < 0)
 			rc = -errno;
 	}

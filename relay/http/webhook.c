@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "delivery_log.h"
+#include "file_io.h"
 #include "log.h"
 #include "webhook_event.h"
 #include "xalloc.h"
@@ -130,28 +131,14 @@ int webhook_global_init(void)
 static int cursor_save(struct webhook_runner *r, struct webhook_target *t)
 {
 	struct webhook_cursor c = { t->dev, t->ino, t->offset };
-	char text[PATH_MAX + 128], tmp[PATH_MAX + 8];
+	char text[PATH_MAX + 128];
 	int n = webhook_cursor_format(text, sizeof(text), &c, t->cfg.url);
-	int rc = 0;
 
 	if (n < 0)
 		return n;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", t->cursor_path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0)
-		rc = -errno;
-	else if (write(fd, text, (size_t)n) != n || fdatasync(fd) < 0)
-		rc = errno ? -errno : -EIO;
-	if (fd >= 0)
-		close(fd);
-	if (rc == 0 && rename(tmp, t->cursor_path) < 0)
-		rc = -errno;
+	struct iovec part = { text, (size_t)n };
+	int rc = file_replace(r->spool_dir, t->cursor_path, &part, 1, 0640);
 	if (rc == 0) {
-		int dir = open(r->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dir >= 0) {
-			fsync(dir);
-			close(dir);
-		}
 		t->cursor_dirty = false;
 		t->cursor_saved_ms = mono_ms();
 	} else {

@@ -27,6 +27,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "file_io.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -172,23 +173,6 @@ static int unique_name(const struct maildir_deliver_options *opt, uint64_t s, ui
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-/* write_all - write n bytes, retrying short writes and EINTR */
-static int write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		if ((w = write(fd, p, n)) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* write_converted - the content with every CRLF turned into LF */
 static int write_converted(int fd, const char *data, size_t len)
 {
@@ -201,12 +185,12 @@ static int write_converted(int fd, const char *data, size_t len)
 			continue;
 		stage[k++] = data[i];
 		if (k == STAGE_SIZE) {
-			err = write_all(fd, stage, k);
+			err = file_write_all(fd, stage, k);
 			k = 0;
 		}
 	}
 	if (err == 0 && k > 0)
-		err = write_all(fd, stage, k);
+		err = file_write_all(fd, stage, k);
 	free(stage);
 	return err;
 }
