@@ -76,7 +76,7 @@ static const struct config_key config_keys[] = {
 	{ "proxy_protocol.max_header_size", KIND_SIZE, OFF(proxy_protocol_max_header_size), 232, 65551, "4k", "longest PROXY protocol v2 header accepted, TLVs included (v1 is at most 107 bytes)" },
 	{ "listen_backlog", KIND_INT, OFF(listen_backlog), 1, 65535, "4096", "listen(2) backlog per worker socket" },
 	{ "max_connections", KIND_INT, OFF(max_connections), 1, 1000000, "20000", "inbound connections per worker; beyond it new ones get 421" },
-	{ "ring.entries", KIND_INT, OFF(ring_entries), 64, 32768, "4096", "submission queue entries per worker ring" },
+	{ "ring.entries", KIND_INT, OFF(ring_entries), 64, 32768, "4096", "submission queue entries per worker ring; halved (down to 256) when locked memory (RLIMIT_MEMLOCK) is too short, which the log says" },
 	{ "ring.recv_buffer_size", KIND_SIZE, OFF(recv_buffer_size), 1024, 1 << 20, "16k", "size of each provided receive buffer" },
 	{ "ring.recv_buffers", KIND_INT, OFF(recv_buffer_count), 16, 32768, "1024", "provided receive buffers per worker (power of two)" },
 	{ "ring.poll_wait", KIND_BOOL, OFF(ring_poll_wait), 0, 0, "false", "debugging aid for valgrind (docs/RELIABILITY.md): a plain ring (no DEFER_TASKRUN) and the wait for completions in poll(2) on the ring fd, not inside io_uring_enter; a few more syscalls per pass; only at start" },

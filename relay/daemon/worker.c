@@ -108,10 +108,17 @@ static void worker_timer_durations(struct worker *w)
 		deadline_set_timeout(&w->timers[i], durations[i], w->now_ms);
 }
 
+/* Smallest ring a worker falls back to when locked memory runs short. */
+#define RING_ENTRIES_FLOOR 256
+
 /* worker_ring_init - the ring with the newest flags the kernel takes:
  * SINGLE_ISSUER + DEFER_TASKRUN (6.1), else COOP_TASKRUN, else none
  * (always none with ring.poll_wait).
- * The CQ is four times the SQ so that multishot bursts do not overflow. */
+ * The CQ is four times the SQ so that multishot bursts do not overflow.
+ * The kernel charges ring memory to the user's RLIMIT_MEMLOCK, shared by
+ * every process of that user: when it is short (ENOMEM) the ring is made
+ * with half the entries, down to RING_ENTRIES_FLOOR, and the log says so
+ * (a smaller ring only submits in more rounds). */
 static int worker_ring_init(struct worker *w)
 {
 	static const unsigned flag_sets[] = {
@@ -121,22 +128,33 @@ static int worker_ring_init(struct worker *w)
 	};
 	int rc = -EINVAL;
 	size_t n = sizeof(flag_sets) / sizeof(flag_sets[0]);
+	unsigned entries = (unsigned)w->cfg->ring_entries;
 
 	/* poll_wait needs a plain ring: task work then interrupts poll(2);
 	 * with DEFER_TASKRUN nothing would wake a thread asleep in it. */
 	w->poll_wait = w->cfg->ring_poll_wait;     /* a reload cannot change the ring */
-	for (size_t i = w->poll_wait ? n - 1 : 0; i < n; i++) {
-		struct io_uring_params p;
-		memset(&p, 0, sizeof(p));
-		p.flags = flag_sets[i] | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
-		p.cq_entries = (unsigned)w->cfg->ring_entries * 4;
-		rc = io_uring_queue_init_params((unsigned)w->cfg->ring_entries, &w->ring, &p);
-		if (rc == 0) {
-			w->ring_fd = w->ring.ring_fd;
-			return 0;
+	for (;;) {
+		for (size_t i = w->poll_wait ? n - 1 : 0; i < n; i++) {
+			struct io_uring_params p;
+			memset(&p, 0, sizeof(p));
+			p.flags = flag_sets[i] | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+			p.cq_entries = entries * 4;
+			rc = io_uring_queue_init_params(entries, &w->ring, &p);
+			if (rc == 0) {
+				w->ring_fd = w->ring.ring_fd;
+				if (entries != (unsigned)w->cfg->ring_entries)
+					log_warn("ring_init", "worker=%u entries=%u configured=%ld note=\"locked memory "
+						 "(RLIMIT_MEMLOCK, systemd LimitMEMLOCK) too low for ring.entries\"",
+						 w->id, entries, (long)w->cfg->ring_entries);
+				return 0;
+			}
+			if (rc == -ENOMEM)
+				break;
 		}
+		if (rc != -ENOMEM || entries / 2 < RING_ENTRIES_FLOOR)
+			return rc;
+		entries /= 2;
 	}
-	return rc;
 }
 
 /* worker_buffers_init - the provided-buffer ring for receives. liburing 2.3
