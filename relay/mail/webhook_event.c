@@ -112,8 +112,12 @@ struct webhook_scan webhook_scan(const char *data, size_t len, unsigned mask, si
 		enum webhook_event type;
 		json_t *o = webhook_event_from_line(line, n, mask, &type);
 		if (o == NULL) {
-			if (type == WEBHOOK_EVENT_NONE)
-				s.bad += json_loadb(line, n, 0, NULL) == NULL;   /* a "deleted" is no error */
+			if (type == WEBHOOK_EVENT_NONE) {
+				json_t *j = json_loadb(line, n, 0, NULL);   /* a "deleted" is no error */
+				if (j == NULL)
+					s.bad++;
+				json_decref(j);
+			}
 			s.skipped += type != WEBHOOK_EVENT_NONE;
 			continue;
 		}
