@@ -371,3 +371,46 @@ Test(shaping, warmup_schedule)
 	cr_assert_eq(shaping_state_source_sent((unsigned)slot, 20792), 0, "the old day is gone");
 	shaping_rules_free(r);
 }
+
+Test(shaping, senders_choose_pools)
+{
+	struct shaping_rules *r;
+	char err[512];
+
+	cr_assert_eq(load("sources = ( { name = \"a\"; address = \"127.0.0.11\"; },\n"
+			  "            { name = \"b\"; address = \"127.0.0.12\"; } );\n"
+			  "pools = ( { name = \"bulk\"; sources = ( { source = \"a\"; } ); },\n"
+			  "          { name = \"tx\"; sources = ( { source = \"b\"; } ); } );\n"
+			  "senders = ( { sender = \"news.example.com\"; pool = \"bulk\"; },\n"
+			  "            { sender = \"ceo@news.example.com\"; pool = \"tx\"; },\n"
+			  "            { sender = \".example.org\"; pool = \"tx\"; },\n"
+			  "            { sender = \".mail.example.org\"; pool = \"bulk\"; } );\n",
+			  &r, err, sizeof(err)), 0, "%s", err);
+	int bulk = shaping_pool_find(r, "bulk"), tx = shaping_pool_find(r, "tx");
+	cr_expect_eq(shaping_sender_count(r), 4);
+	cr_expect_eq(shaping_sender_pool(r, "x@news.example.com"), bulk, "the domain");
+	cr_expect_eq(shaping_sender_pool(r, "CEO@News.Example.com"), tx, "the address beats the domain");
+	cr_expect_eq(shaping_sender_pool(r, "x@a.example.org"), tx, "a parent");
+	cr_expect_eq(shaping_sender_pool(r, "x@b.mail.example.org"), bulk, "the longest parent");
+	cr_expect_eq(shaping_sender_pool(r, "x@example.org"), -1, "a parent is not the domain itself");
+	cr_expect_eq(shaping_sender_pool(r, "x@sub.news.example.com"), -1, "a domain is not its parent");
+	cr_expect_eq(shaping_sender_pool(r, ""), -1, "the null sender");
+	shaping_rules_free(r);
+
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+		{ "senders = (\n { sender = \"a.test\"; pool = \"nosuch\"; }\n);\n", "line 2: senders: no pool named nosuch" },
+		{ "senders = (\n { sender = \"a.test\"; }\n);\n", "line 2: senders: each needs" },
+		{ "senders = (\n { sender = \"a.test\"; pool = \"p\"; color = 1; }\n);\n", "line 2: senders: unknown key" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_expect_eq(load(bad[i].text, &r, err, sizeof(err)), -EINVAL, "case %zu", i);
+		cr_expect(strstr(err, bad[i].want) != NULL, "case %zu: got \"%s\", want \"%s\"", i, err, bad[i].want);
+	}
+	cr_assert_eq(load("sources = ( { name = \"a\"; address = \"127.0.0.11\"; } );\n"
+			  "pools = ( { name = \"p\"; sources = ( { source = \"a\"; } ); } );\n"
+			  "senders = ( { sender = \"a.test\"; pool = \"p\"; },\n { sender = \"A.test\"; pool = \"p\"; } );\n",
+			  &r, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "line 4: senders: appears twice") != NULL, "got \"%s\"", err);
+}
