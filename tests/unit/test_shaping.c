@@ -414,3 +414,50 @@ Test(shaping, senders_choose_pools)
 			  &r, err, sizeof(err)), -EINVAL);
 	cr_expect(strstr(err, "line 4: senders: appears twice") != NULL, "got \"%s\"", err);
 }
+
+/* Suspensions and lowerings to a file and back: monotonic times become
+ * wall-clock ones and back; what ended is dropped; a bad line is named. */
+Test(shaping, state_saved_and_restored)
+{
+	char path[] = "/tmp/ringmail-test-state-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	close(fd);
+	int a = shaping_state_slot("persist-a"), b = shaping_state_slot("persist-b");
+	cr_assert(a >= 0 && b >= 0);
+	uint64_t g = shaping_state_generation();
+	cr_expect(shaping_state_suspend((unsigned)a, 10000 + 60000));
+	cr_expect(shaping_state_lower((unsigned)b, SHAPING_LIMIT_MAX_CONNECTIONS, 2, 10000 + 30000, 10000));
+	cr_expect_gt(shaping_state_generation(), g, "a change moves the generation");
+	/* Saved at monotonic 10000 = wall 1,000,000,000. */
+	cr_assert_eq(shaping_state_save(path, 10000, 1000000000), 0);
+	FILE *f = fopen(path, "r");
+	char text[1024] = "";
+	cr_assert(f != NULL);
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	cr_expect(strstr(text, "persist-a suspend 1000060000\n") != NULL, "%s", text);
+	cr_expect(strstr(text, "persist-b lower max_connections 2 1000030000\n") != NULL, "%s", text);
+	shaping_state_resume((unsigned)a, 10000);
+	shaping_state_resume((unsigned)b, 10000);
+
+	/* Restored 40 s later (wall), at monotonic 500: the lowering ended. */
+	size_t restored = 0;
+	char err[256];
+	cr_assert_eq(shaping_state_restore(path, 500, 1000040000, &restored, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(restored, 1);
+	cr_expect_eq(shaping_state_until((unsigned)a), 500 + 20000);
+	int64_t value;
+	cr_expect(!shaping_state_lowered((unsigned)b, SHAPING_LIMIT_MAX_CONNECTIONS, 500, &value, NULL));
+	shaping_state_resume((unsigned)a, 500);
+
+	f = fopen(path, "w");
+	cr_assert(f != NULL);
+	fputs("# comment\npersist-a sleep 5\n", f);
+	fclose(f);
+	cr_expect_eq(shaping_state_restore(path, 500, 1000040000, &restored, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "line 2:") != NULL, "%s", err);
+	unlink(path);
+	cr_expect_eq(shaping_state_restore(path, 500, 1000040000, &restored, err, sizeof(err)), -ENOENT);
+}
