@@ -42,6 +42,7 @@
 #include "suppress.h"
 #include "webhook.h"
 #include "seccomp_filter.h"
+#include "shaping_state.h"
 #include "server_tls.h"
 #include "smtp_server.h"
 #include "worker.h"
@@ -88,6 +89,31 @@ static const struct worker_plan plan = {
 /* How long the main thread sleeps in sigtimedwait before it looks for
  * retired configs to free even without a signal. */
 #define MAIN_RETIRE_INTERVAL_S 1
+
+static int64_t clock_ms(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* shaping_state_persist - on the main thread, about once a second: the
+ * suspensions and lowerings to spool.dir/shaping.state when they changed
+ * since the last save (a failed save is tried again next time). */
+static void shaping_state_persist(const char *path, uint64_t *saved)
+{
+	uint64_t now = shaping_state_generation();
+
+	if (now == *saved)
+		return;
+	int rc = shaping_state_save(path, clock_ms(CLOCK_MONOTONIC), clock_ms(CLOCK_REALTIME));
+	if (rc < 0) {
+		log_error("shaping_state_save", "path=%s error=\"%s\"", path, strerror(-rc));
+		return;
+	}
+	*saved = now;
+}
 
 static void usage(FILE *out)
 {
@@ -291,6 +317,19 @@ static int serve(struct config *cfg)
 		free(path);
 		return 1;
 	}
+	/* Suspensions and lowerings from before a restart, before any worker
+	 * may connect. */
+	char *state_path = xmalloc(strlen(cfg->spool_dir) + sizeof("/shaping.state"));
+	sprintf(state_path, "%s/shaping.state", cfg->spool_dir);
+	size_t restored;
+	int src = shaping_state_restore(state_path, clock_ms(CLOCK_MONOTONIC), clock_ms(CLOCK_REALTIME), &restored, err,
+					sizeof(err));
+	if (src < 0 && src != -ENOENT)
+		log_error("shaping_state_load", "error=\"%s\" note=\"started without them\"",
+			  src == -EINVAL ? err : strerror(-src));
+	else if (src == 0)
+		log_info("shaping_state_load", "path=%s restored=%zu", state_path, restored);
+	uint64_t state_saved = shaping_state_generation();
 	struct worker *workers = xcalloc(count + 1, sizeof(*workers));   /* + the local worker */
 	int rc = worker_start_all(workers, count, cfg, &plan);
 	if (rc < 0) {
@@ -299,6 +338,7 @@ static int serve(struct config *cfg)
 		free(workers);
 		config_free(cfg);
 		free(path);
+		free(state_path);
 		return 1;
 	}
 	if (webhook_start(cfg) < 0)
@@ -312,6 +352,7 @@ static int serve(struct config *cfg)
 	for (;;) {
 		sig = sigtimedwait(&set, NULL, &retire_interval);
 		config_retired_free();
+		shaping_state_persist(state_path, &state_saved);
 		if (sig < 0)
 			continue;                      /* EAGAIN (the interval) or EINTR */
 		if (sig == SIGTERM || sig == SIGINT)
@@ -325,6 +366,8 @@ static int serve(struct config *cfg)
 	sdnotify_send("STOPPING=1");
 	worker_stop_all(workers, count);
 	int status = worker_join_all(workers, count);
+	shaping_state_persist(state_path, &state_saved);
+	free(state_path);
 	webhook_stop();
 	free(workers);
 	/* The workers released theirs when joined: ours is the last. */

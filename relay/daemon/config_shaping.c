@@ -372,8 +372,30 @@ static int load_pool(struct shaping_rules *r, config_setting_t *g, const char *p
 	return 0;
 }
 
+static int load_sender(struct shaping_rules *r, config_setting_t *g, const char *path, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "sender", "pool" };
+	int line = config_setting_source_line(g);
+	const char *bad = config_setting_is_group(g) ? check_keys(g, keys, 2) : "";
+
+	if (bad != NULL)
+		return fail(err, errlen, path, line, "senders: unknown key or not a group: ", bad);
+	const char *sender = string_of(g, "sender"), *pool = string_of(g, "pool");
+	if (sender == NULL || pool == NULL || sender[0] == '\0' || pool[0] == '\0')
+		return fail(err, errlen, path, line,
+			    "senders: each needs sender = \"news.example.com\" (an address, a domain or .parent) and pool = \"...\"", "");
+	if (shaping_pool_find(r, pool) < 0)
+		return fail(err, errlen, path, line, "senders: no pool named ", pool);
+	int rc = shaping_sender_add(r, sender, pool);
+	if (rc == -EEXIST)
+		return fail(err, errlen, path, line, "senders: appears twice: ", sender);
+	if (rc < 0)
+		return fail(err, errlen, path, line, "senders: not an address, a domain or a .parent: ", sender);
+	return 0;
+}
+
 /* load_section - one top-level list; kinds in load order. */
-static const char *const section_names[] = { "sources", "pools", "sites", "domains", "responses" };
+static const char *const section_names[] = { "sources", "pools", "sites", "domains", "responses", "senders" };
 
 static int load_entry(struct shaping_rules *r, int kind, config_setting_t *g, const char *path, char *err,
 		      size_t errlen)
@@ -383,7 +405,8 @@ static int load_entry(struct shaping_rules *r, int kind, config_setting_t *g, co
 	case 1: return load_pool(r, g, path, err, errlen);
 	case 2: return load_site(r, g, path, err, errlen);
 	case 3: return load_domain(r, g, path, err, errlen);
-	default: return load_response(r, g, path, err, errlen);
+	case 4: return load_response(r, g, path, err, errlen);
+	default: return load_sender(r, g, path, err, errlen);
 	}
 }
 
@@ -408,15 +431,15 @@ int config_shaping_load(const char *path, struct shaping_rules **out, char *err,
 		config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
 		const char *name = config_setting_name(s);
 		size_t k;
-		for (k = 0; k < 5 && strcmp(name, section_names[k]) != 0; k++)
+		for (k = 0; k < 6 && strcmp(name, section_names[k]) != 0; k++)
 			;
-		if (k == 5)
+		if (k == 6)
 			rc = fail(err, errlen, path, config_setting_source_line(s), "unknown key ", name);
 		else if (!config_setting_is_list(s))
 			rc = fail(err, errlen, path, config_setting_source_line(s), name, " is a list of groups: ( { ... }, ... )");
 	}
 	/* Sources before the pools naming them, pools before the sites. */
-	for (int kind = 0; kind < 5 && rc == 0; kind++) {
+	for (int kind = 0; kind < 6 && rc == 0; kind++) {
 		config_setting_t *s = config_setting_get_member(root, section_names[kind]);
 		for (int k = 0; s != NULL && k < config_setting_length(s) && rc == 0; k++)
 			rc = load_entry(r, kind, config_setting_get_elem(s, (unsigned)k), path, err, errlen);

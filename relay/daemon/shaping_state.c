@@ -3,9 +3,20 @@
  */
 #include "shaping_state.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static _Atomic uint64_t generation;
+
+static void changed(void)
+{
+	atomic_fetch_add_explicit(&generation, 1, memory_order_release);
+}
 
 struct site_state {
 	char name[SHAPING_NAME_MAX];
@@ -104,6 +115,7 @@ bool shaping_state_suspend(unsigned slot, int64_t until_ms)
 		if (atomic_compare_exchange_weak_explicit(&states[slot].until_ms, &old, until_ms,
 							  memory_order_relaxed, memory_order_relaxed)) {
 			atomic_fetch_add_explicit(&states[slot].suspensions, 1, memory_order_relaxed);
+			changed();
 			return true;
 		}
 	}
@@ -122,6 +134,7 @@ bool shaping_state_resume(unsigned slot, int64_t now_ms)
 
 	for (int k = 0; k < SHAPING_LIMIT_COUNT; k++)
 		was |= atomic_exchange_explicit(&states[slot].lower_until_ms[k], 0, memory_order_relaxed) > now_ms;
+	changed();
 	return was;
 }
 
@@ -177,6 +190,7 @@ bool shaping_state_lower(unsigned slot, enum shaping_limit_kind kind, int64_t va
 						     memory_order_relaxed))
 		return false;
 	atomic_fetch_add_explicit(&st->lowerings, 1, memory_order_relaxed);
+	changed();
 	return true;
 }
 
@@ -232,4 +246,99 @@ uint32_t shaping_state_max_connections(const struct shaping_site *site, int64_t 
 	    (max == 0 || lowered < max))
 		max = (uint32_t)lowered;
 	return max;
+}
+
+uint64_t shaping_state_generation(void)
+{
+	return atomic_load_explicit(&generation, memory_order_acquire);
+}
+
+int shaping_state_save(const char *path, int64_t now_ms, int64_t wall_now_ms)
+{
+	size_t n = strlen(path) + 5;
+	char *tmp = malloc(n);
+
+	if (tmp == NULL)
+		return -ENOMEM;
+	snprintf(tmp, n, "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (f == NULL) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		free(tmp);
+		return -e;
+	}
+	/* One line per running suspension or lowering: "name suspend until"
+	 * or "name lower kind value until", until in wall-clock ms. */
+	fprintf(f, "# ringmail shaping state: name suspend|lower [kind value] until_unix_ms\n");
+	for (size_t i = 0; i < shaping_state_count(); i++) {
+		int64_t until = shaping_state_until((unsigned)i), value;
+		if (until > now_ms)
+			fprintf(f, "%s suspend %lld\n", states[i].name, (long long)(wall_now_ms + until - now_ms));
+		for (int k = 0; k < SHAPING_LIMIT_COUNT; k++)
+			if (shaping_state_lowered((unsigned)i, (enum shaping_limit_kind)k, now_ms, &value, &until))
+				fprintf(f, "%s lower %s %lld %lld\n", states[i].name, shaping_limit_name((enum shaping_limit_kind)k),
+					(long long)value, (long long)(wall_now_ms + until - now_ms));
+	}
+	int rc = fflush(f) != 0 || fsync(fileno(f)) != 0 ? -errno : 0;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+	free(tmp);
+	return rc;
+}
+
+int shaping_state_restore(const char *path, int64_t now_ms, int64_t wall_now_ms, size_t *restored, char *err,
+			  size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	char line[256];
+	int lineno = 0, rc = 0;
+
+	*restored = 0;
+	if (f == NULL)
+		return -errno;
+	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+		char name[SHAPING_NAME_MAX + 1], what[16], kind[32];
+		long long a, b;
+		lineno++;
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		int got = sscanf(line, "%64s %15s", name, what);
+		if (got == 2 && strcmp(what, "suspend") == 0 && sscanf(line, "%*s %*s %lld", &a) == 1) {
+			int slot = shaping_state_slot(name);
+			if (slot < 0) {
+				rc = -ENOSPC;
+				break;
+			}
+			if (a > wall_now_ms) {
+				shaping_state_suspend((unsigned)slot, now_ms + (a - wall_now_ms));
+				(*restored)++;
+			}
+		} else if (got == 2 && strcmp(what, "lower") == 0 &&
+			   sscanf(line, "%*s %*s %31s %lld %lld", kind, &a, &b) == 3 && shaping_limit_parse(kind) >= 0 &&
+			   a > 0) {
+			int slot = shaping_state_slot(name);
+			if (slot < 0) {
+				rc = -ENOSPC;
+				break;
+			}
+			if (b > wall_now_ms &&
+			    shaping_state_lower((unsigned)slot, (enum shaping_limit_kind)shaping_limit_parse(kind), a,
+						now_ms + (b - wall_now_ms), now_ms))
+				(*restored)++;
+		} else {
+			rc = -EINVAL;
+		}
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "%s line %d: %s", path, lineno,
+			 rc == -ENOSPC ? "too many site names" : "not \"name suspend until\" nor \"name lower kind value until\"");
+	fclose(f);
+	return rc;
 }

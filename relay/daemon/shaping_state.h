@@ -97,4 +97,17 @@ bool shaping_state_source_full(unsigned slot, int64_t day, uint32_t limit);
 /* shaping_state_lowerings - how many "lower" actions the slot has had. */
 uint64_t shaping_state_lowerings(unsigned slot);
 
+/* Durable suspensions and lowerings (spool.dir/shaping.state): every
+ * change (a suspend or lower that started, a resume) bumps the generation;
+ * the main thread saves the file when it moved (shaping_state_save: a
+ * temporary file, fsync, rename), and restores it at start, before the
+ * workers (shaping_state_restore: entries that ended are dropped; times
+ * go to the file as wall-clock ms and come back as monotonic ones). Both
+ * return 0 or -errno (restore: -ENOENT when there is no file, -EINVAL with
+ * the line in err for a bad one). */
+uint64_t shaping_state_generation(void);
+int shaping_state_save(const char *path, int64_t now_ms, int64_t wall_now_ms);
+int shaping_state_restore(const char *path, int64_t now_ms, int64_t wall_now_ms, size_t *restored, char *err,
+			  size_t errlen);
+
 #endif

@@ -25,6 +25,7 @@
 
 #include "commit.h"
 #include "config.h"
+#include "shaping.h"
 #include "dns.h"
 #include "log.h"
 #include "mta_sts_delivery.h"
@@ -224,6 +225,17 @@ static uint64_t sender_routes_hash(const struct config *cfg)
 			}
 		h = (h ^ (r->tls_set ? 1u + (unsigned)r->tls : 0u)) * 1099511628211ULL;
 	}
+	/* The shaping file's senders (pool choice) queue mail apart too. */
+	for (size_t i = 0; i < shaping_sender_count(cfg->shaping); i++) {
+		int k = shaping_sender_pool_at(cfg->shaping, i);
+		const char *parts[2] = { shaping_sender_at(cfg->shaping, i), shaping_pool_at(cfg->shaping, (size_t)k)->name };
+		for (size_t j = 0; j < 2; j++)
+			for (const char *p = parts[j]; ; p++) {
+				h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+				if (*p == '\0')
+					break;
+			}
+	}
 	return h;
 }
 
@@ -279,7 +291,7 @@ static size_t domain_rehome_items(struct delivery *dl, struct qdomain *d)
 			struct qitem *it = container_of(l, struct qitem, link);
 			const char *hop = item_sender_hop(dl, it);
 			if ((it->state == QSTATE_READY || it->state == QSTATE_RETRY || it->state == QSTATE_HELD) &&
-			    !same_text(hop, d->hop)) {
+			    (!same_text(hop, d->hop) || !same_text(item_sender_pool(dl, it), d->pool))) {
 				item_rehome(dl, it, hop);
 				moved++;
 			}

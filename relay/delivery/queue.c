@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "shaping.h"
 #include "log.h"
 #include "mta_sts_delivery.h"
 #include "suppress.h"
@@ -227,12 +228,18 @@ void qitem_free(struct qitem *it)
  * NULL. Every hop of a domain hashes alike (the domain's). */
 struct qdomain *domain_find_hop(struct delivery *dl, const char *name, const char *hop)
 {
+	return domain_find_key(dl, name, hop, NULL);
+}
+
+struct qdomain *domain_find_key(struct delivery *dl, const char *name, const char *hop, const char *pool)
+{
 	uint64_t h = domain_hash(name);
 
 	if (dl->domain_buckets > 0) {
 		for (struct qdomain *d = dl->domains[h % dl->domain_buckets]; d; d = d->hash_next)
 			if (d->hash == h && strcasecmp(d->name, name) == 0 &&
-			    (d->hop == hop || (d->hop != NULL && hop != NULL && strcmp(d->hop, hop) == 0)))
+			    (d->hop == hop || (d->hop != NULL && hop != NULL && strcmp(d->hop, hop) == 0)) &&
+			    (d->pool == pool || (d->pool != NULL && pool != NULL && strcmp(d->pool, pool) == 0)))
 				return d;
 	}
 	return NULL;
@@ -262,8 +269,14 @@ struct qdomain *domain_find(struct delivery *dl, const char *name)
 /* domain_get_hop - d of name and hop, made on first use. */
 struct qdomain *domain_get_hop(struct delivery *dl, const char *name, const char *hop)
 {
+	return domain_get_key(dl, name, hop, NULL);
+}
+
+/* domain_get_key - d of name, hop and pool, made on first use. */
+struct qdomain *domain_get_key(struct delivery *dl, const char *name, const char *hop, const char *pool)
+{
 	uint64_t h = domain_hash(name);
-	struct qdomain *d = domain_find_hop(dl, name, hop);
+	struct qdomain *d = domain_find_key(dl, name, hop, pool);
 
 	if (d != NULL)
 		return d;
@@ -291,6 +304,7 @@ struct qdomain *domain_get_hop(struct delivery *dl, const char *name, const char
 	d->dl = dl;
 	d->hash = h;
 	d->hop = hop != NULL ? xstrdup(hop) : NULL;
+	d->pool = pool != NULL ? xstrdup(pool) : NULL;
 	d->window = INITIAL_WINDOW;
 	d->items.prev = d->items.next = &d->items;
 	if (dl->domain_count == dl->domain_list_cap) {
@@ -505,8 +519,8 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 	if (it->d == NULL) {
 		/* A sender route (delivery.sender_routes) comes before the
 		 * recipient domain's: such mail queues apart, under its hop. */
-		struct qdomain *d = domain_get_hop(dl, it->msg->rcpts[it->idx[0]].domain,
-						   item_sender_hop(dl, it));
+		struct qdomain *d = domain_get_key(dl, it->msg->rcpts[it->idx[0]].domain,
+						   item_sender_hop(dl, it), item_sender_pool(dl, it));
 		it->d = d;
 		d->by_state[it->state]++;
 		link_insert_after(d->items.prev, &it->link);
@@ -536,7 +550,7 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 		/* Back from the heap, a release or a body read: a reload may
 		 * have given its sender another next hop meanwhile. */
 		const char *hop = item_sender_hop(dl, it);
-		if (!same_text(hop, it->d->hop))
+		if (!same_text(hop, it->d->hop) || !same_text(item_sender_pool(dl, it), it->d->pool))
 			item_rehome(dl, it, hop);
 	}
 	it->parked = false;
@@ -568,9 +582,19 @@ const char *item_sender_hop(const struct delivery *dl, const struct qitem *it)
 	return config_sender_next_hop(cfg, it->msg->sender);
 }
 
+const char *item_sender_pool(const struct delivery *dl, const struct qitem *it)
+{
+	const struct config *cfg = dl->w->cfg;
+
+	if (dl->w->role == WORKER_ROLE_LOCAL || shaping_sender_count(cfg->shaping) == 0)
+		return NULL;
+	int k = shaping_sender_pool(cfg->shaping, it->msg->sender);
+	return k >= 0 ? shaping_pool_at(cfg->shaping, (size_t)k)->name : NULL;
+}
+
 void item_rehome(struct delivery *dl, struct qitem *it, const char *hop)
 {
-	struct qdomain *from = it->d, *to = domain_get_hop(dl, from->name, hop);
+	struct qdomain *from = it->d, *to = domain_get_key(dl, from->name, hop, item_sender_pool(dl, it));
 	enum qstate state = (enum qstate)it->state;
 
 	if (state == QSTATE_READY)
@@ -715,6 +739,7 @@ void domains_reap(struct delivery *dl)
 			dns_route_unref(d->route);
 			mta_sts_domain_free(d->sts);
 			free(d->hop);
+			free(d->pool);
 			free(d);
 			continue;
 		}
@@ -744,6 +769,7 @@ void domains_free(struct delivery *dl)
 		dns_route_unref(d->route);
 		mta_sts_domain_free(d->sts);
 		free(d->hop);
+		free(d->pool);
 		free(d);
 	}
 	for (size_t i = 0; i < dl->reply_buckets; i++) {

@@ -175,6 +175,9 @@ struct qdomain {
 	char *hop;                 /* a sender route's next hop (owned), or NULL:
 				    * the domain's own route; the same domain
 				    * with another hop is another qdomain */
+	char *pool;                /* the egress pool its mail's sender chose
+				    * (shaping file "senders", owned), or NULL;
+				    * another pool is another qdomain too */
 	int64_t suspended_until_ms;        /* a shaping rule suspended the domain (monotonic) */
 	struct mta_sts_domain *sts;        /* its MTA-STS check and policy (owned), or NULL */
 	/* shaping limits (shaping_delivery.c): which entries of the shaping
@@ -296,6 +299,13 @@ struct qdomain *domain_get_hop(struct delivery *dl, const char *name, const char
  * hop (NULL: the domain's own): a ready one is ready there (not kicked:
  * the caller kicks), a deferred one is due now, a held one stays held. */
 void item_rehome(struct delivery *dl, struct qitem *it, const char *hop);
+/* domain_find_key, domain_get_key - the same with the pool the sender
+ * chose (shaping "senders"; NULL: none); the _hop forms mean no pool. */
+struct qdomain *domain_find_key(struct delivery *dl, const char *name, const char *hop, const char *pool);
+struct qdomain *domain_get_key(struct delivery *dl, const char *name, const char *hop, const char *pool);
+/* item_sender_pool - the pool name the shaping file's "senders" choose for
+ * it's sender under w's running config (none on the local worker), or NULL. */
+const char *item_sender_pool(const struct delivery *dl, const struct qitem *it);
 /* item_sender_hop - the sender route of it's sender under w's running
  * config (none on the local worker), or NULL. */
 const char *item_sender_hop(const struct delivery *dl, const struct qitem *it);

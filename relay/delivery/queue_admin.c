@@ -119,11 +119,14 @@ static void query_summary_begin(struct queue_query *q, const struct qdomain *d)
 		q->rows = xreallocarray(q->rows, q->row_cap, sizeof(*q->rows));
 	}
 	memset(&q->rows[q->row_count], 0, sizeof(q->rows[0]));
-	if (d->hop != NULL) {
-		/* A sender route's queue for the domain: a row of its own. */
-		size_t n = strlen(d->name) + strlen(" via ") + strlen(d->hop) + 1;
+	if (d->hop != NULL || d->pool != NULL) {
+		/* A sender route's or a sender's pool's queue for the domain:
+		 * a row of its own. */
+		size_t n = strlen(d->name) + strlen(" via ") + (d->hop != NULL ? strlen(d->hop) : 0) +
+			   strlen(" pool ") + (d->pool != NULL ? strlen(d->pool) : 0) + 1;
 		q->rows[q->row_count].domain = xmalloc(n);
-		snprintf(q->rows[q->row_count].domain, n, "%s via %s", d->name, d->hop);
+		snprintf(q->rows[q->row_count].domain, n, "%s%s%s%s%s", d->name, d->hop != NULL ? " via " : "",
+			 d->hop != NULL ? d->hop : "", d->pool != NULL ? " pool " : "", d->pool != NULL ? d->pool : "");
 	} else {
 		q->rows[q->row_count].domain = xstrdup(d->name);
 	}

@@ -200,6 +200,21 @@ static int pick_source(struct delivery *dl, const struct shaping_pool *p)
 	return shaping_pool_pick_among(p, usable, delivery_rng_next(dl));
 }
 
+/* domain_pool - the egress pool of d's mail: the one its sender chose
+ * (the shaping file's senders; d->pool), else its domain entry's, else
+ * its site's, else delivery.pool; -1 for none. */
+static int domain_pool(const struct config *cfg, const struct qdomain *d, const struct shaping_site *entry,
+		       const struct shaping_site *site)
+{
+	int pool = d->pool != NULL ? shaping_pool_find(cfg->shaping, d->pool) : -1;
+
+	if (pool < 0)
+		pool = entry != NULL && entry->pool >= 0 ? entry->pool : site != NULL ? site->pool : -1;
+	if (pool < 0 && cfg->delivery_pool[0] != '\0')
+		pool = shaping_pool_find(cfg->shaping, cfg->delivery_pool);
+	return pool;
+}
+
 bool shaping_connection_admit(struct delivery *dl, struct qdomain *d, struct shaping_hold *hold)
 {
 	const struct config *cfg = dl->w->cfg;
@@ -228,10 +243,7 @@ bool shaping_connection_admit(struct delivery *dl, struct qdomain *d, struct sha
 		return false;
 	}
 	hold->rate_taken = true;
-	/* The egress source: the entry's pool, else the site's, else delivery.pool. */
-	int pool = e[0] != NULL && e[0]->pool >= 0 ? e[0]->pool : e[1] != NULL ? e[1]->pool : -1;
-	if (pool < 0 && cfg->delivery_pool[0] != '\0')
-		pool = shaping_pool_find(cfg->shaping, cfg->delivery_pool);
+	int pool = domain_pool(cfg, d, e[0], e[1]);
 	if (pool >= 0) {
 		hold->source = pick_source(dl, shaping_pool_at(cfg->shaping, (size_t)pool));
 		if (hold->source < 0) {
@@ -299,13 +311,11 @@ bool shaping_session_fits(struct delivery *dl, struct qdomain *d, const struct s
 	    (entry != NULL ? (int)entry->slot : -1) != hold->entry_slot)
 		return false;
 	if (hold->source < 0)
-		return true;
+		return domain_pool(cfg, d, entry, site) < 0;   /* unbound: not for a pool's mail */
 	/* A bound session carries mail of domains whose pool holds its source. */
 	if (hold->serial != cfg->serial)
 		return false;
-	int pool = entry != NULL && entry->pool >= 0 ? entry->pool : site != NULL ? site->pool : -1;
-	if (pool < 0 && cfg->delivery_pool[0] != '\0')
-		pool = shaping_pool_find(cfg->shaping, cfg->delivery_pool);
+	int pool = domain_pool(cfg, d, entry, site);
 	if (pool < 0)
 		return false;
 	const struct shaping_pool *p = shaping_pool_at(cfg->shaping, (size_t)pool);

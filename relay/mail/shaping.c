@@ -33,6 +33,8 @@ struct shaping_rules {
 	size_t source_count;
 	struct shaping_pool pools[SHAPING_MAX_POOLS];
 	size_t pool_count;
+	struct sender_pool { char *sender; unsigned pool; } *senders;   /* senders = ( ... ) */
+	size_t sender_count;
 };
 
 struct shaping_matcher {
@@ -120,6 +122,9 @@ struct shaping_rules *shaping_rules_free(struct shaping_rules *r)
 	for (size_t i = 0; i < r->rule_count; i++)
 		free(r->rules[i].text_copy);
 	free(r->rules);
+	for (size_t i = 0; i < r->sender_count; i++)
+		free(r->senders[i].sender);
+	free(r->senders);
 	free(r);
 	return NULL;
 }
@@ -639,4 +644,73 @@ const struct shaping_response *shaping_match(const struct shaping_rules *r, cons
 		return &x->r;
 	}
 	return NULL;
+}
+
+int shaping_sender_add(struct shaping_rules *r, const char *sender, const char *pool)
+{
+	int k = shaping_pool_find(r, pool);
+	const char *at = strchr(sender, '@');
+	size_t n = strlen(sender);
+
+	if (k < 0 || n == 0 || n > 320 || (at != NULL && (at == sender || at[1] == '\0')) ||
+	    (sender[0] == '.' && n < 2) || strpbrk(sender, " \t<>,;\"") != NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < r->sender_count; i++)
+		if (strcasecmp(r->senders[i].sender, sender) == 0)
+			return -EEXIST;
+	r->senders = xreallocarray(r->senders, r->sender_count + 1, sizeof(*r->senders));
+	r->senders[r->sender_count].sender = xstrdup(sender);
+	r->senders[r->sender_count].pool = (unsigned)k;
+	r->sender_count++;
+	return 0;
+}
+
+int shaping_sender_pool(const struct shaping_rules *r, const char *sender)
+{
+	const char *at = sender != NULL ? strrchr(sender, '@') : NULL;
+	int best = -1;
+	size_t best_rank = 0;
+
+	if (r == NULL || at == NULL)
+		return -1;
+	/* As delivery.sender_routes: the address, the domain, then the
+	 * longest ".parent"; a few entries, so a scan. */
+	for (size_t i = 0; i < r->sender_count; i++) {
+		const char *s = r->senders[i].sender;
+		size_t n = strlen(s), rank;
+		if (strchr(s, '@') != NULL) {
+			if (strcasecmp(s, sender) != 0)
+				continue;
+			rank = SIZE_MAX;
+		} else if (s[0] == '.') {
+			size_t dl = strlen(at + 1);
+			if (dl <= n || strcasecmp(at + 1 + dl - n, s) != 0)
+				continue;
+			rank = n;
+		} else {
+			if (strcasecmp(at + 1, s) != 0)
+				continue;
+			rank = SIZE_MAX - 1;
+		}
+		if (best < 0 || rank > best_rank) {
+			best = (int)r->senders[i].pool;
+			best_rank = rank;
+		}
+	}
+	return best;
+}
+
+size_t shaping_sender_count(const struct shaping_rules *r)
+{
+	return r != NULL ? r->sender_count : 0;
+}
+
+const char *shaping_sender_at(const struct shaping_rules *r, size_t i)
+{
+	return r->senders[i].sender;
+}
+
+int shaping_sender_pool_at(const struct shaping_rules *r, size_t i)
+{
+	return (int)r->senders[i].pool;
 }

@@ -168,6 +168,18 @@ bool shaping_day_parse(const char *text, int64_t *day);
  * none; -ENOSPC past SHAPING_MAX_POOLS. */
 int shaping_pool_add(struct shaping_rules *r, const char *name, const char *const *sources, const unsigned *weights,
 		     size_t n);
+/* shaping_sender_add - mail from sender (an address, a domain or a
+ * ".parent" suffix) goes out through the named pool; -EINVAL for a bad
+ * sender or an unknown pool, -EEXIST for a repeated sender. */
+int shaping_sender_add(struct shaping_rules *r, const char *sender, const char *pool);
+/* shaping_sender_pool - the pool (its index) chosen for the envelope
+ * sender, the most specific entry winning (address, domain, longest
+ * parent), or -1. */
+int shaping_sender_pool(const struct shaping_rules *r, const char *sender);
+size_t shaping_sender_count(const struct shaping_rules *r);
+/* shaping_sender_at, shaping_sender_pool_at - entry i (< the count). */
+const char *shaping_sender_at(const struct shaping_rules *r, size_t i);
+int shaping_sender_pool_at(const struct shaping_rules *r, size_t i);
 int shaping_source_find(const struct shaping_rules *r, const char *name);
 int shaping_pool_find(const struct shaping_rules *r, const char *name);
 size_t shaping_source_count(const struct shaping_rules *r);

@@ -152,6 +152,43 @@ class Shaping(mailnet.NetTestCase, unittest.TestCase):
             "not delivered after the suspension:\n" + d.log_text()[-4000:])
         self.stop_relay(d)
 
+    def test_suspension_survives_a_restart(self):
+        """A suspension goes to spool.dir/shaping.state; the restarted relay
+        keeps it (no connection to the receiver) until it is resumed."""
+        d, rcv = self.setup_relay("1h")
+        rcpts = self.storm_then_wait(d, rcv)
+        state = os.path.join(d.settings["spool"]["dir"], "shaping.state")
+
+        def saved():
+            try:
+                with open(state) as f:
+                    return f.read()
+            except OSError:
+                return ""
+        self.assertTrue(mailnet.wait_until(lambda: "bigmail suspend " in saved(), 10), saved())
+        until = int(saved().split("bigmail suspend ")[1].split()[0])
+        self.assertAlmostEqual(until / 1000.0, time.time() + 3600, delta=60)
+        self.stop_relay(d)
+        base = rcv.handler.connections()
+        d.start()
+        self.assertIn("event=shaping_state_load", d.log_text())
+        st = self.status(d)["bigmail"]
+        self.assertEqual(st["state"], "suspended", st)
+        self.assertGreater(st["remaining_s"], 3000, st)
+        self.assertEqual(self.assert_quiet_while_suspended(d, rcv, 15), 15, "the suspension ended")
+        self.assertEqual(rcv.handler.connections(), base, "a connection during the restored suspension")
+        self.assertEqual(rcv.handler.snapshot(), [])
+        self.ctl(d, "shaping", "resume", "bigmail")
+        self.assertTrue(mailnet.wait_until(
+            lambda: sorted(r for m in rcv.handler.snapshot() for r in m.rcpts) == sorted(rcpts), 60),
+            "not delivered after resume:\n" + d.log_text()[-4000:])
+        self.assertTrue(mailnet.wait_until(lambda: "bigmail suspend" not in saved(), 10), saved())
+        self.stop_relay(d)
+        # Restarted again: nothing to restore, mail flows at once.
+        d.start()
+        self.assertEqual(self.status(d)["bigmail"]["state"], "active")
+        self.stop_relay(d)
+
     def test_bounce_and_suppress_rules(self):
         d, rcv = self.setup_relay("1h")
         rcv.handler.storm = False

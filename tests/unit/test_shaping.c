@@ -371,3 +371,93 @@ Test(shaping, warmup_schedule)
 	cr_assert_eq(shaping_state_source_sent((unsigned)slot, 20792), 0, "the old day is gone");
 	shaping_rules_free(r);
 }
+
+Test(shaping, senders_choose_pools)
+{
+	struct shaping_rules *r;
+	char err[512];
+
+	cr_assert_eq(load("sources = ( { name = \"a\"; address = \"127.0.0.11\"; },\n"
+			  "            { name = \"b\"; address = \"127.0.0.12\"; } );\n"
+			  "pools = ( { name = \"bulk\"; sources = ( { source = \"a\"; } ); },\n"
+			  "          { name = \"tx\"; sources = ( { source = \"b\"; } ); } );\n"
+			  "senders = ( { sender = \"news.example.com\"; pool = \"bulk\"; },\n"
+			  "            { sender = \"ceo@news.example.com\"; pool = \"tx\"; },\n"
+			  "            { sender = \".example.org\"; pool = \"tx\"; },\n"
+			  "            { sender = \".mail.example.org\"; pool = \"bulk\"; } );\n",
+			  &r, err, sizeof(err)), 0, "%s", err);
+	int bulk = shaping_pool_find(r, "bulk"), tx = shaping_pool_find(r, "tx");
+	cr_expect_eq(shaping_sender_count(r), 4);
+	cr_expect_eq(shaping_sender_pool(r, "x@news.example.com"), bulk, "the domain");
+	cr_expect_eq(shaping_sender_pool(r, "CEO@News.Example.com"), tx, "the address beats the domain");
+	cr_expect_eq(shaping_sender_pool(r, "x@a.example.org"), tx, "a parent");
+	cr_expect_eq(shaping_sender_pool(r, "x@b.mail.example.org"), bulk, "the longest parent");
+	cr_expect_eq(shaping_sender_pool(r, "x@example.org"), -1, "a parent is not the domain itself");
+	cr_expect_eq(shaping_sender_pool(r, "x@sub.news.example.com"), -1, "a domain is not its parent");
+	cr_expect_eq(shaping_sender_pool(r, ""), -1, "the null sender");
+	shaping_rules_free(r);
+
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+		{ "senders = (\n { sender = \"a.test\"; pool = \"nosuch\"; }\n);\n", "line 2: senders: no pool named nosuch" },
+		{ "senders = (\n { sender = \"a.test\"; }\n);\n", "line 2: senders: each needs" },
+		{ "senders = (\n { sender = \"a.test\"; pool = \"p\"; color = 1; }\n);\n", "line 2: senders: unknown key" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_expect_eq(load(bad[i].text, &r, err, sizeof(err)), -EINVAL, "case %zu", i);
+		cr_expect(strstr(err, bad[i].want) != NULL, "case %zu: got \"%s\", want \"%s\"", i, err, bad[i].want);
+	}
+	cr_assert_eq(load("sources = ( { name = \"a\"; address = \"127.0.0.11\"; } );\n"
+			  "pools = ( { name = \"p\"; sources = ( { source = \"a\"; } ); } );\n"
+			  "senders = ( { sender = \"a.test\"; pool = \"p\"; },\n { sender = \"A.test\"; pool = \"p\"; } );\n",
+			  &r, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "line 4: senders: appears twice") != NULL, "got \"%s\"", err);
+}
+
+/* Suspensions and lowerings to a file and back: monotonic times become
+ * wall-clock ones and back; what ended is dropped; a bad line is named. */
+Test(shaping, state_saved_and_restored)
+{
+	char path[] = "/tmp/ringmail-test-state-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	close(fd);
+	int a = shaping_state_slot("persist-a"), b = shaping_state_slot("persist-b");
+	cr_assert(a >= 0 && b >= 0);
+	uint64_t g = shaping_state_generation();
+	cr_expect(shaping_state_suspend((unsigned)a, 10000 + 60000));
+	cr_expect(shaping_state_lower((unsigned)b, SHAPING_LIMIT_MAX_CONNECTIONS, 2, 10000 + 30000, 10000));
+	cr_expect_gt(shaping_state_generation(), g, "a change moves the generation");
+	/* Saved at monotonic 10000 = wall 1,000,000,000. */
+	cr_assert_eq(shaping_state_save(path, 10000, 1000000000), 0);
+	FILE *f = fopen(path, "r");
+	char text[1024] = "";
+	cr_assert(f != NULL);
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	cr_expect(strstr(text, "persist-a suspend 1000060000\n") != NULL, "%s", text);
+	cr_expect(strstr(text, "persist-b lower max_connections 2 1000030000\n") != NULL, "%s", text);
+	shaping_state_resume((unsigned)a, 10000);
+	shaping_state_resume((unsigned)b, 10000);
+
+	/* Restored 40 s later (wall), at monotonic 500: the lowering ended. */
+	size_t restored = 0;
+	char err[256];
+	cr_assert_eq(shaping_state_restore(path, 500, 1000040000, &restored, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(restored, 1);
+	cr_expect_eq(shaping_state_until((unsigned)a), 500 + 20000);
+	int64_t value;
+	cr_expect(!shaping_state_lowered((unsigned)b, SHAPING_LIMIT_MAX_CONNECTIONS, 500, &value, NULL));
+	shaping_state_resume((unsigned)a, 500);
+
+	f = fopen(path, "w");
+	cr_assert(f != NULL);
+	fputs("# comment\npersist-a sleep 5\n", f);
+	fclose(f);
+	cr_expect_eq(shaping_state_restore(path, 500, 1000040000, &restored, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "line 2:") != NULL, "%s", err);
+	unlink(path);
+	cr_expect_eq(shaping_state_restore(path, 500, 1000040000, &restored, err, sizeof(err)), -ENOENT);
+}
