@@ -117,6 +117,8 @@ static const struct metric_desc {
 	{ METRICS_MTA_STS_REFUSED, KIND_COUNTER, "ringmail_mta_sts_refused_total", "Recipient attempts deferred (4.7.x) under an MTA-STS policy in mode enforce: no listed MX host, or no verified TLS." },
 	{ METRICS_MTA_STS_REPORTS, KIND_COUNTER, "ringmail_mta_sts_testing_reports_total", "MTA-STS policies in mode testing: hosts or connections enforce would have refused (delivered anyway, logged as mta_sts_report)." },
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
+	{ METRICS_TLS_OUT_FULL, KIND_COUNTER, "ringmail_outbound_tls_full_total", "Outbound TLS handshakes that were full (no session resumed)." },
+	{ METRICS_TLS_OUT_RESUMED, KIND_COUNTER, "ringmail_outbound_tls_resumed_total", "Outbound TLS handshakes that resumed a cached session (delivery.tls_session_cache_size)." },
 };
 
 /* metrics_sum - one metric over every worker. */
@@ -502,6 +504,8 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_MTA_STS_REFUSED] = d.mta_sts_refused;
 		v[METRICS_MTA_STS_REPORTS] = d.mta_sts_reports;
 		memcpy(&v[METRICS_TLS_POLICY], d.tls_policy, sizeof(d.tls_policy));
+		v[METRICS_TLS_OUT_FULL] = d.tls_full;
+		v[METRICS_TLS_OUT_RESUMED] = d.tls_resumed;
 		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));
 		memcpy(&v[METRICS_CATEGORY + BOUNCE_CAT_COUNT], d.deferred_by_category,
 		       sizeof(d.deferred_by_category));

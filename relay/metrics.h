@@ -112,7 +112,9 @@ enum metrics_id {
 	METRICS_MTA_STS_REPORTS,           /* mode testing: what enforce would refuse */
 	METRICS_TLS_POLICY,                /* DELIVERY_TLS_POLICIES slots: attempts by
 					    * enum tls_applied */
-	METRICS_COUNT = METRICS_TLS_POLICY + DELIVERY_TLS_POLICIES
+	METRICS_TLS_OUT_FULL = METRICS_TLS_POLICY + DELIVERY_TLS_POLICIES,   /* outbound TLS full handshakes */
+	METRICS_TLS_OUT_RESUMED,           /* outbound TLS handshakes that resumed a session */
+	METRICS_COUNT
 };
 
 /* A plain copy of one worker's slot. */

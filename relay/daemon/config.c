@@ -158,6 +158,8 @@ static const struct config_key config_keys[] = {
 	{ "suppression.expire", KIND_DURATION, OFF(suppression_expire_ms), 0, 3650 * DAY_MS, "0", "how long an entry made by a bounce lasts; 0 = until removed" },
 	{ "shaping.file", KIND_STRING, OFF(shaping_file), 0, 0, "", "traffic shaping file: sites (domains grouped by MX host suffix) and response rules (suspend, bounce, suppress on a receiver's reply); docs/SHAPING.md; \"\" = none; re-read on SIGHUP" },
 	{ "delivery.pool", KIND_STRING, OFF(delivery_pool), 0, 0, "", "egress pool (a pool of shaping.file) for every destination whose site or domain entry names none: connections bind to its sources; \"\" = the system's choice of source address" },
+	{ "delivery.tls_session_cache_size", KIND_INT, OFF(tls_session_cache_size), 0, 100000, "1000", "outbound TLS sessions each delivery worker keeps for resumption (session tickets or IDs), one per MX host, port and TLS policy; the least recently used goes first; 0 = never resume" },
+	{ "delivery.tls_session_lifetime", KIND_DURATION, OFF(tls_session_lifetime_ms), 1000, DAY_MS, "3600s", "an outbound TLS session is offered for resumption at most this long after its full handshake (Postfix: smtp_tls_session_cache_timeout, 3600s)" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
 	{ "dkim.expire", KIND_DURATION, OFF(dkim_expire_ms), 0, 365 * DAY_MS, "0", "DKIM signatures expire this long after signing (x=); 0 = no x=" },
 	/* The HTTP API (relay/http, docs/HTTP.md). */

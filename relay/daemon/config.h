@@ -272,6 +272,8 @@ struct config {
 	char *shaping_file;               /* "" = no sites, no response rules */
 	struct shaping_rules *shaping;    /* loaded from it, or NULL; owned */
 	char *delivery_pool;              /* delivery.pool: a pool of the shaping file; "" = none */
+	int tls_session_cache_size;       /* delivery.tls_session_cache_size: per worker; 0 = off */
+	int64_t tls_session_lifetime_ms;  /* delivery.tls_session_lifetime */
 	/* HTTP API on the SMTP workers (relay/http) */
 	struct config_listen http_listen[CONFIG_MAX_LISTEN];
 	size_t http_listen_count;         /* 0 = no HTTP API */

@@ -66,6 +66,8 @@ struct delivery_stats {
 	uint64_t mta_sts_refused;          /* recipients deferred: no MX host in an enforce policy */
 	uint64_t mta_sts_reports;          /* mode testing: what enforce would have refused */
 	uint64_t tls_policy[DELIVERY_TLS_POLICIES];   /* attempts (per recipient) by enum tls_applied */
+	uint64_t tls_full;                 /* outbound TLS handshakes, full */
+	uint64_t tls_resumed;              /* outbound TLS handshakes, abbreviated (resumed) */
 	struct dns_stats dns;
 };
 

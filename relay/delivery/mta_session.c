@@ -45,6 +45,7 @@
 #include "conn.h"
 #include "log.h"
 #include "mta_sts_delivery.h"
+#include "session_cache.h"
 #include "shaping.h"
 #include "smtp_client.h"
 #include "tls.h"
@@ -516,6 +517,8 @@ static struct tls_config *mta_tls_client(struct delivery *dl)
 	dl->tls_client = tls_config_free(dl->tls_client);
 	free(dl->tls_client_ca);
 	dl->tls_client_ca = xstrdup(ca);
+	/* Sessions verified against the old CAs carry trust of the old CAs. */
+	dl->tls_sessions = session_cache_free(dl->tls_sessions);
 	if (ca[0] != '\0') {
 		dl->tls_client = tls_config_new_client(ca, err, sizeof(err));
 		if (dl->tls_client == NULL)
@@ -540,6 +543,49 @@ void mta_session_tls_free(struct delivery *dl)
 	dl->tls_client = tls_config_free(dl->tls_client);
 	free(dl->tls_client_ca);
 	dl->tls_client_ca = NULL;
+	dl->tls_sessions = session_cache_free(dl->tls_sessions);
+}
+
+/* ---- TLS session resumption ---------------------------------------------
+ * Each worker keeps the client sessions of its last full handshakes, one per
+ * (verify name, port, TLS policy): the MX host name (or "[ip]" when there is
+ * none), so a session verified for one name is never offered for another,
+ * and tls_session_resume refuses an unverified one under "verify". Tickets
+ * (RFC 5077) or session IDs, whatever the receiver gave; a receiver that
+ * forgot the session answers with a full handshake, which replaces it. */
+
+static void mta_tls_saved_free(void *saved)
+{
+	tls_saved_session_free(saved);
+}
+
+/* mta_tls_sessions - the worker's cache as the config wants it (a reload
+ * that changes its size or lifetime starts it afresh); NULL when off. */
+static struct session_cache *mta_tls_sessions(struct delivery *dl)
+{
+	const struct config *cfg = dl->w->cfg;
+	size_t cap = cfg->tls_session_cache_size > 0 ? (size_t)cfg->tls_session_cache_size : 0;
+
+	if (dl->tls_sessions != NULL && (session_cache_cap(dl->tls_sessions) != cap ||
+	    session_cache_lifetime(dl->tls_sessions) != cfg->tls_session_lifetime_ms))
+		dl->tls_sessions = session_cache_free(dl->tls_sessions);
+	if (dl->tls_sessions == NULL && cap > 0)
+		dl->tls_sessions = session_cache_new(cap, cfg->tls_session_lifetime_ms, mta_tls_saved_free);
+	return dl->tls_sessions;
+}
+
+/* mta_tls_session_key - "name|port|policy"; name is the verify name (the
+ * MX host) or, for "[ip]" next hops, the address. */
+static void mta_tls_session_key(const struct mta_session *s, char *key, size_t len)
+{
+	const char *mx = session_mx(s);
+	const char *text = s->dest != NULL ? s->dest->text : "";
+	const char *colon = strrchr(text, ':');
+
+	if (mx != NULL && mx[0] != '[')
+		snprintf(key, len, "%s|%s|%s", mx, colon ? colon + 1 : "", config_tls_policy_name(s->tls_policy));
+	else
+		snprintf(key, len, "[%s]|%s", text, config_tls_policy_name(s->tls_policy));
 }
 
 /* mta_explain - the host failed for a reason of ours (TLS); it stays the
@@ -761,6 +807,14 @@ static void mta_tls_begin(struct mta_session *s)
 				  "cannot start a TLS session");
 		s->abort_reason = "TLS failed";
 		return;
+	}
+	struct session_cache *cache = mta_tls_sessions(s->dl);
+	if (cache != NULL) {
+		char key[512];
+		mta_tls_session_key(s, key, sizeof(key));
+		const struct tls_saved_session *saved = session_cache_get(cache, key, s->dl->w->now_ms);
+		if (saved != NULL && tls_session_resume(ts, saved) != 0)
+			session_cache_remove(cache, key);
 	}
 	conn_start_tls(s->conn, ts);
 	if (s->conn->tls_failed) {
@@ -1096,6 +1150,11 @@ static void out_tls_ready(struct conn *c, bool ok)
 	if (s == NULL)
 		return;
 	if (!ok) {
+		if (s->dl->tls_sessions != NULL) {
+			char key[512];
+			mta_tls_session_key(s, key, sizeof(key));
+			session_cache_remove(s->dl->tls_sessions, key);
+		}
 		mta_tls_failed(s, tls_strerror(c->tls));
 		smtp_client_abort(s->client, "TLS handshake failed");
 		mta_pump(s);
@@ -1103,6 +1162,21 @@ static void out_tls_ready(struct conn *c, bool ok)
 	}
 	tls_session_info(c->tls, &info);
 	s->tls = MTA_TLS_ON;
+	if (info.resumed)
+		s->dl->stats.tls_resumed++;
+	else
+		s->dl->stats.tls_full++;
+	struct session_cache *cache = mta_tls_sessions(s->dl);
+	if (cache != NULL && !info.resumed) {
+		/* A resumed session stays as it was put: its lifetime counts
+		 * from the full handshake, like Postfix's cache timeout. */
+		struct tls_saved_session *saved = tls_session_save(c->tls);
+		if (saved != NULL) {
+			char key[512];
+			mta_tls_session_key(s, key, sizeof(key));
+			session_cache_put(cache, key, saved, s->dl->w->now_ms);
+		}
+	}
 	snprintf(s->tls_desc, sizeof(s->tls_desc), "%s/%s", info.protocol ? info.protocol : "?",
 		 info.cipher ? info.cipher : "?");
 	log_info("delivery_tls", "domain=%s mx=%s ip=%s policy=%s applied=%s protocol=%s cipher=%s verified=%d resumed=%d",

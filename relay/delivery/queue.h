@@ -239,6 +239,7 @@ struct delivery {
 	struct delivery_stats stats;
 	struct tls_config *tls_client;     /* made on first STARTTLS; per worker */
 	char *tls_client_ca;               /* the CA path it was made with */
+	struct session_cache *tls_sessions;   /* outbound TLS sessions to resume (mta_session.c) */
 	char **auth_failed_hops;           /* next hops whose AUTH failure was logged loudly */
 	size_t auth_failed_count;
 	size_t ready_total;        /* items in every domain's ready list (metrics) */
