@@ -83,6 +83,7 @@ static const struct worker_plan plan = {
 		[CONFIG_ROLE_POP3] = &pop3_server_handler,
 		[CONFIG_ROLE_POP3S] = &pop3s_server_handler,
 		[CONFIG_ROLE_HTTP] = &http_server_handler,
+		[CONFIG_ROLE_HTTPS] = &https_server_handler,
 	},
 };
 

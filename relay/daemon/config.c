@@ -169,6 +169,7 @@ static const struct config_key config_keys[] = {
 	{ "http.max_body_size", KIND_SIZE, OFF(http_max_body_size), 1024, 1LL << 31, "70M", "body of one HTTP request (the JSON, base64 attachments included); larger: 413" },
 	{ "http.idle_timeout", KIND_DURATION, OFF(http_idle_timeout_ms), 1000, DAY_MS, "60s", "close an HTTP connection that sends nothing this long between requests" },
 	{ "http.request_timeout", KIND_DURATION, OFF(http_request_timeout_ms), 1000, DAY_MS, "60s", "an HTTP request's head and body must arrive within this, and its answer be read within it" },
+	{ "http.tls_listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "HTTP API listen addresses served over TLS (HTTPS, TLS 1.2) with tls.cert_file and tls.key_file, on every SMTP worker; needs the certificate and http.token_file; empty = none" },
 	/* least privilege */
 	{ "user", KIND_STRING, OFF(user), 0, 0, "", "user to run as once listeners, spool lock and logs are open (started as root); \"\" = ringmail, and started as root without a ringmail user ringmaild refuses to run unless this is \"root\"; needs a restart" },
 	{ "security.landlock", KIND_BOOL, OFF(security_landlock), 0, 0, "true", "confine file access with Landlock to the spool, mailbox root, log and control socket directories and the files reloads read (best effort: kernels before 5.19 run unconfined, the log says so); needs a restart" },
@@ -325,6 +326,7 @@ static struct config_listen *listen_list(struct config *cfg, const struct config
 		{ "proxy_protocol.listeners", CONFIG_ROLE_SMTP, OFF(proxy_protocol_listeners),
 		  OFF(proxy_protocol_listener_count) },
 		{ "http.listen", CONFIG_ROLE_HTTP, OFF(http_listen), OFF(http_listen_count) },
+		{ "http.tls_listen", CONFIG_ROLE_HTTPS, OFF(http_tls_listen), OFF(http_tls_listen_count) },
 		/* The role is not used: worker 0 serves metrics with its own handler. */
 		{ "metrics.listen", CONFIG_ROLE_SMTP, OFF(metrics_listen), OFF(metrics_listen_count) },
 	};
@@ -944,9 +946,10 @@ static int config_check_listeners(const struct config *cfg, config_t *file, stru
 		return config_fail(e, "line %d: listen, smtps.listen and submission.listen: more than %d addresses together",
 				   pair_line(file, "smtps.listen", "submission.listen"), CONFIG_MAX_LISTEN);
 	if (cfg->listen_count + cfg->smtps_listen_count + cfg->submission_listen_count +
-	    cfg->http_listen_count > CONFIG_MAX_LISTEN)
-		return config_fail(e, "line %d: http.listen: more than %d addresses together with listen, smtps.listen and submission.listen",
-				   key_line(file, "http.listen"), CONFIG_MAX_LISTEN);
+	    cfg->http_listen_count + cfg->http_tls_listen_count > CONFIG_MAX_LISTEN)
+		return config_fail(e, "line %d: http.listen and http.tls_listen: more than %d addresses together with listen, "
+				   "smtps.listen and submission.listen",
+				   pair_line(file, "http.listen", "http.tls_listen"), CONFIG_MAX_LISTEN);
 	if (cfg->pop3_listen_count + cfg->pop3s_listen_count > CONFIG_MAX_LISTEN)
 		return config_fail(e, "line %d: pop3.listen and pop3s.listen: more than %d addresses together",
 				   pair_line(file, "pop3.listen", "pop3s.listen"), CONFIG_MAX_LISTEN);
@@ -958,6 +961,9 @@ static int config_check_listeners(const struct config *cfg, config_t *file, stru
 	if (cfg->pop3s_listen_count > 0)
 		return config_fail(e, "line %d: pop3s.listen needs tls.cert_file and tls.key_file",
 				   key_line(file, "pop3s.listen"));
+	if (cfg->http_tls_listen_count > 0)
+		return config_fail(e, "line %d: http.tls_listen needs tls.cert_file and tls.key_file",
+				   key_line(file, "http.tls_listen"));
 	return 0;
 }
 
@@ -1065,6 +1071,9 @@ static int config_check_http(struct config *cfg, config_t *file, struct config_e
 	if (cfg->http_listen_count > 0 && cfg->http_token_file[0] == '\0')
 		return config_fail(e, "line %d: http.listen needs http.token_file (every request carries a bearer token)",
 				   key_line(file, "http.listen"));
+	if (cfg->http_tls_listen_count > 0 && cfg->http_token_file[0] == '\0')
+		return config_fail(e, "line %d: http.tls_listen needs http.token_file (every request carries a bearer token)",
+				   key_line(file, "http.tls_listen"));
 	if (cfg->http_token_file[0] == '\0')
 		return 0;
 	char why[512];

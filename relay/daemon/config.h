@@ -60,6 +60,7 @@ enum config_listen_role {
 	CONFIG_ROLE_POP3,                 /* pop3.listen */
 	CONFIG_ROLE_POP3S,                /* pop3s.listen (995) */
 	CONFIG_ROLE_HTTP,                 /* http.listen (the HTTP API) */
+	CONFIG_ROLE_HTTPS,                /* http.tls_listen (the HTTP API over TLS) */
 	CONFIG_ROLE_COUNT
 };
 
@@ -277,6 +278,8 @@ struct config {
 	/* HTTP API on the SMTP workers (relay/http) */
 	struct config_listen http_listen[CONFIG_MAX_LISTEN];
 	size_t http_listen_count;         /* 0 = no HTTP API */
+	struct config_listen http_tls_listen[CONFIG_MAX_LISTEN];  /* implicit TLS */
+	size_t http_tls_listen_count;
 	char *http_token_file;            /* hashed bearer tokens (http_tokens.h) */
 	struct http_tokens *http_tokens;  /* loaded from http_token_file, or NULL */
 	int64_t http_max_header_size;

@@ -204,8 +204,10 @@ void conn_start_tls(struct conn *c, struct tls_session *session)
 	c->tls = session;
 	c->tls_handshaking = true;
 	/* CVE-2011-0411: bytes the client sent in clear after STARTTLS are
-	 * never executed, nor fed to the handshake. */
-	if (c->in_input)
+	 * never executed, nor fed to the handshake. At open (implicit TLS)
+	 * c->in is empty: nothing to discard, and a flag left set would
+	 * drop what follows the first request after the handshake. */
+	if (c->in_input && buf_len(&c->in) > 0)
 		c->tls_discard_input = true;
 	else
 		buf_reset(&c->in);

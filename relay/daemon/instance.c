@@ -126,6 +126,7 @@ int instance_probe_listeners(const struct config *cfg, struct instance_listen_bu
 		{ "pop3.listen", cfg->pop3_listen, cfg->pop3_listen_count },
 		{ "pop3s.listen", cfg->pop3s_listen, cfg->pop3s_listen_count },
 		{ "http.listen", cfg->http_listen, cfg->http_listen_count },
+		{ "http.tls_listen", cfg->http_tls_listen, cfg->http_tls_listen_count },
 		/* Only [0] is served (see config.h). */
 		{ "metrics.listen", cfg->metrics_listen, cfg->metrics_listen_count > 0 },
 	};

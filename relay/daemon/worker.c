@@ -218,7 +218,7 @@ static void worker_refuse(struct worker *w, int fd, enum config_listen_role role
 		"{\"error\":\"too many connections, try again later\"}";
 	struct io_uring_sqe *sqe;
 
-	if (role != CONFIG_ROLE_SMTPS && role != CONFIG_ROLE_POP3S) {
+	if (role != CONFIG_ROLE_SMTPS && role != CONFIG_ROLE_POP3S && role != CONFIG_ROLE_HTTPS) {
 		sqe = worker_sqe(w);
 		if (role == CONFIG_ROLE_HTTP)
 			io_uring_prep_send(sqe, fd, http_busy, sizeof(http_busy) - 1, MSG_NOSIGNAL);
@@ -235,7 +235,8 @@ static void worker_refuse(struct worker *w, int fd, enum config_listen_role role
 	io_uring_prep_close(sqe, fd);
 	io_uring_sqe_set_data(sqe, NULL);
 	w->rejected_busy++;
-	if (role != CONFIG_ROLE_POP3 && role != CONFIG_ROLE_POP3S && role != CONFIG_ROLE_HTTP)
+	if (role != CONFIG_ROLE_POP3 && role != CONFIG_ROLE_POP3S && role != CONFIG_ROLE_HTTP &&
+	    role != CONFIG_ROLE_HTTPS)
 		w->rejected_busy_smtp++;
 }
 
@@ -554,27 +555,29 @@ static void worker_pin(struct worker *w)
 }
 
 /* worker_listen_all - a socket for every listener of the worker's role:
- * SMTP workers take listen, smtps.listen, submission.listen and
- * http.listen, the local worker pop3.listen and pop3s.listen (config_load
- * caps the sum). */
+ * SMTP workers take listen, smtps.listen, submission.listen, http.listen
+ * and http.tls_listen, the local worker pop3.listen and pop3s.listen
+ * (config_load caps the sum). */
 static int worker_listen_all(struct worker *w)
 {
 	const struct config *cfg = w->cfg;
 	bool local = w->role == WORKER_ROLE_LOCAL;
-	const struct config_listen *lists[4] = {
+	const struct config_listen *lists[5] = {
 		local ? cfg->pop3_listen : cfg->listen,
 		local ? cfg->pop3s_listen : cfg->smtps_listen,
 		local ? NULL : cfg->submission_listen,
 		local ? NULL : cfg->http_listen,
+		local ? NULL : cfg->http_tls_listen,
 	};
-	const size_t counts[4] = {
+	const size_t counts[5] = {
 		local ? cfg->pop3_listen_count : cfg->listen_count,
 		local ? cfg->pop3s_listen_count : cfg->smtps_listen_count,
 		local ? 0 : cfg->submission_listen_count,
 		local ? 0 : cfg->http_listen_count,
+		local ? 0 : cfg->http_tls_listen_count,
 	};
 
-	for (size_t k = 0; k < 4; k++) {
+	for (size_t k = 0; k < 5; k++) {
 		for (size_t i = 0; i < counts[k]; i++) {
 			const struct config_listen *l = &lists[k][i];
 			if (w->listen_count == CONFIG_MAX_LISTEN)

@@ -3,6 +3,9 @@
  *
  * A session is an enum and one enter_state(); each state has its
  * deadline in http_states[]:
+ *   HANDSHAKE   http.tls_listen only: the TLS handshake (tls.cert_file,
+ *               re-read on SIGHUP) must end within http.request_timeout;
+ *               a failed one closes the connection without a word
  *   IDLE        between requests: the connection's idle timer
  *               (http.idle_timeout), restarted by every byte
  *   READING     a request has begun: its head and body must arrive within
@@ -35,6 +38,8 @@
 #include "http_worker.h"
 #include "log.h"
 #include "netaddr.h"
+#include "server_tls.h"
+#include "tls.h"
 #include "xalloc.h"
 
 #define INJECT_PATH "/api/inject/v1"
@@ -43,6 +48,7 @@
 #define HTTP_OUTPUT_BACKLOG_MAX (256 * 1024)
 
 enum http_session_state {
+	HTTP_STATE_HANDSHAKE,
 	HTTP_STATE_IDLE,
 	HTTP_STATE_READING,
 	HTTP_STATE_INJECTING,
@@ -55,6 +61,7 @@ static const struct {
 	const char *name;
 	int timer;
 } http_states[HTTP_STATE_COUNT] = {
+	[HTTP_STATE_HANDSHAKE] = { "handshake", WORKER_TIMER_HTTP_REQUEST },
 	[HTTP_STATE_IDLE] = { "idle", -1 },
 	[HTTP_STATE_READING] = { "reading", WORKER_TIMER_HTTP_REQUEST },
 	[HTTP_STATE_INJECTING] = { "injecting", -1 },
@@ -274,7 +281,8 @@ static void http_inject_done(struct http_inject *j, void *ctx)
 	conn_release(c);
 }
 
-static void http_open(struct conn *c)
+/* http_open_tls - open a session, in HANDSHAKE first when tls. */
+static void http_open_tls(struct conn *c, bool tls)
 {
 	struct http_conn *hc = xcalloc(1, sizeof(*hc));
 	struct http_request_limits limits = http_limits(c->w->cfg);
@@ -284,7 +292,43 @@ static void http_open(struct conn *c)
 	netaddr_format_ip((const struct sockaddr *)&c->peer, hc->ip, sizeof(hc->ip));
 	c->proto = hc;
 	c->w->http->stats.connections++;
-	log_debug("http_connect", "worker=%u client=%s", c->w->id, c->peer_text);
+	log_debug("http_connect", "worker=%u client=%s tls=%d", c->w->id, c->peer_text, tls);
+	if (!tls) {
+		enter_state(hc, HTTP_STATE_IDLE);
+		return;
+	}
+	hc->state = HTTP_STATE_HANDSHAKE;
+	if (!conn_start_server_tls(c, server_tls_config(c->w), WORKER_TIMER_HTTP_REQUEST)) {
+		conn_close(c);      /* no certificate loaded: nothing to say in clear */
+		return;
+	}
+	enter_state(hc, HTTP_STATE_HANDSHAKE);
+}
+
+static void http_open(struct conn *c)
+{
+	http_open_tls(c, false);
+}
+
+static void https_open(struct conn *c)
+{
+	http_open_tls(c, true);
+}
+
+/* https_tls_ready - the handshake is over: requests may come. */
+static void https_tls_ready(struct conn *c, bool ok)
+{
+	struct http_conn *hc = c->proto;
+	struct tls_info info;
+
+	if (!ok) {
+		log_info("tls_failed", "client=%s protocol=http reason=\"%s\"", c->peer_text, tls_strerror(c->tls));
+		conn_close(c);
+		return;
+	}
+	tls_session_info(c->tls, &info);
+	log_debug("http_tls", "client=%s protocol=%s cipher=%s resumed=%d", c->peer_text, info.protocol,
+		  info.cipher, info.resumed);
 	enter_state(hc, HTTP_STATE_IDLE);
 }
 
@@ -329,6 +373,12 @@ static void http_timeout(struct conn *c, enum worker_timer_class cls)
 		conn_close(c);          /* the client does not read its answer */
 		return;
 	}
+	if (hc->state == HTTP_STATE_HANDSHAKE) {
+		c->w->http->stats.timeouts++;
+		log_info("timeout", "client=%s protocol=http phase=handshake", c->peer_text);
+		conn_close(c);          /* no text inside a handshake */
+		return;
+	}
 	c->w->http->stats.timeouts++;
 	log_info("timeout", "client=%s protocol=http phase=%s", c->peer_text,
 		 hc->state == HTTP_STATE_READING ? "request" : "idle");
@@ -354,7 +404,7 @@ static void http_shutdown(struct conn *c)
 {
 	struct http_conn *hc = c->proto;
 
-	if (hc->state == HTTP_STATE_IDLE)
+	if (hc->state == HTTP_STATE_IDLE || hc->state == HTTP_STATE_HANDSHAKE)
 		conn_close(c);
 }
 
@@ -388,6 +438,20 @@ const struct conn_handler http_server_handler = {
 	.drained = http_drained,
 	.shutdown = http_shutdown,
 	.close = http_close,
+	.idle_timer = WORKER_TIMER_HTTP_IDLE,
+	.input_cap = http_input_cap,
+};
+
+/* The same API on http.tls_listen: the TLS handshake, then HTTP. */
+const struct conn_handler https_server_handler = {
+	.name = "https",
+	.open = https_open,
+	.input = http_input,
+	.timeout = http_timeout,
+	.drained = http_drained,
+	.shutdown = http_shutdown,
+	.close = http_close,
+	.tls_ready = https_tls_ready,
 	.idle_timer = WORKER_TIMER_HTTP_IDLE,
 	.input_cap = http_input_cap,
 };

@@ -22,6 +22,10 @@
 
 extern const struct conn_handler http_server_handler;
 
+/* https_server_handler: http.tls_listen, the same API after an
+ * implicit TLS handshake with tls.cert_file (server_tls.h). */
+extern const struct conn_handler https_server_handler;
+
 /* http_server_module - per-worker state of the HTTP API (SMTP workers). */
 extern const struct worker_module http_server_module;
 
