@@ -77,12 +77,15 @@ struct spool_shard {
 	int spare_fd;
 	int64_t spare_retry_us, collect_retry_us;	/* after a failure */
 	bool collect_due, chore_out;
+	bool compact_due;		/* a rotation happened: look for work */
+	struct spool_chore *compact_ready;	/* read, applied at the next flush */
 	uint64_t rotations, rotations_blocking, rotations_deferred, rotate_us_max;
+	uint64_t compactions, compacted;	/* chore compactions written, records */
 };
 
 /* A chore carries copies of what its syscalls need: the helper thread
  * never reads the shard. */
-enum chore_kind { CHORE_SPARE, CHORE_COLLECT };
+enum chore_kind { CHORE_SPARE, CHORE_COLLECT, CHORE_COMPACT };
 
 struct spool_chore {
 	enum chore_kind kind;
@@ -94,7 +97,16 @@ struct spool_chore {
 	uint64_t *seqs;
 	int *fds;
 	int *errs;			/* each unlink's result */
+	/* compact: n records to read (seqs, fds as above), at offs, lens
+	 * bytes each, of the entries ids; read one after another into data. */
+	uint64_t *offs;
+	uint32_t *lens;
+	char **ids;
+	uint8_t *data;
+	size_t data_len;
 };
+
+static void chore_free(struct spool_chore *ch);
 
 static const char qid_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -505,6 +517,8 @@ struct spool_shard *spool_shard_close(struct spool_shard *s)
 	}
 	if (s->spare == SPARE_READY)
 		close(s->spare_fd);
+	if (s->compact_ready != NULL)
+		chore_free(s->compact_ready);
 	free(s->segs);
 	spool_index_free(&s->index);
 	buf_free(&s->pending);
@@ -622,16 +636,25 @@ static bool compact_wanted(struct spool_shard *s, const struct spool_segment *g)
 
 /* compact_copy - append e's message record as it is on disk, then an
  * OUTCOME per recipient that is no longer pending, to b. */
+static int compact_outcomes(const struct spool_entry *e, struct buf *b);
+
 static int compact_copy(struct spool_shard *s, const struct spool_entry *e,
 			const struct spool_segment *g, struct buf *b)
 {
 	int rc = buf_reserve(b, e->length);
 
+	(void)s;
 	if (rc == 0)
 		rc = read_all(g->fd, (uint8_t *)buf_tail(b), e->length, e->offset);
 	if (rc < 0)
 		return rc;
 	buf_produce(b, e->length);
+	return compact_outcomes(e, b);
+}
+
+/* compact_outcomes - an OUTCOME per recipient of e no longer pending. */
+static int compact_outcomes(const struct spool_entry *e, struct buf *b)
+{
 	for (uint32_t i = 0; i < e->rcpt_count; i++) {
 		const struct spool_rcpt_state *st = &e->state[i];
 		if (st->status == SPOOL_STATUS_PENDING)
@@ -718,9 +741,9 @@ static int shard_next_segment(struct spool_shard *s, bool forced, bool *blocking
 
 /* shard_rotate - start a new current segment, compact, and collect the
  * segments that died since the last rotation: with background chores
- * collection is a chore, and the segment usually the spare, so only
- * compaction's reads (rare: old, mostly dead segments) remain here;
- * without, creat + fsync and unlink + fsync of the directory, blocking. */
+ * compaction (its reads) and collection are chores, and the segment
+ * usually the spare, so no syscall remains here; without, creat + fsync,
+ * compaction's preads and unlink + fsync of the directory, blocking. */
 static int shard_rotate(struct spool_shard *s)
 {
 	int64_t t0 = now_usec();
@@ -735,12 +758,15 @@ static int shard_rotate(struct spool_shard *s)
 		return rc;
 	}
 	s->rotate_next = false;
-	size_t bytes, moved = shard_compact(s, &bytes);
+	size_t bytes = 0, moved = 0;
 	int n = 0;
-	if (s->opt.background_chores)
+	if (s->opt.background_chores) {
 		s->collect_due = true;
-	else
+		s->compact_due = true;
+	} else {
+		moved = shard_compact(s, &bytes);
 		n = spool_shard_collect(s);
+	}
 	if (n < 0)
 		log_error("spool_collect_failed", "dir=%s error=%s", s->dir, strerror(-n));
 	uint64_t us = (uint64_t)(now_usec() - t0);
@@ -755,9 +781,15 @@ static int shard_rotate(struct spool_shard *s)
 	return 0;
 }
 
+static void shard_compact_apply(struct spool_shard *s);
+
 bool spool_shard_flush_begin(struct spool_shard *s, struct spool_flush *f)
 {
-	if (s->in_flight || buf_len(&s->pending) == 0 || s->opt.read_only)
+	if (s->in_flight || s->opt.read_only)
+		return false;
+	if (s->compact_ready != NULL)
+		shard_compact_apply(s);
+	if (buf_len(&s->pending) == 0)
 		return false;
 	struct spool_segment *cur = shard_current(s);
 	if (s->rotate_next ||
@@ -1070,6 +1102,8 @@ void spool_shard_stats(const struct spool_shard *s, struct spool_shard_stats *st
 		.rotations_blocking = s->rotations_blocking,
 		.rotations_deferred = s->rotations_deferred,
 		.rotate_us_max = s->rotate_us_max,
+		.compactions = s->compactions,
+		.compacted = s->compacted,
 	};
 }
 
@@ -1112,6 +1146,51 @@ static struct spool_chore *chore_take_collect(struct spool_shard *s)
 	return ch;
 }
 
+/* chore_take_compact - the live records of mostly dead old segments, up
+ * to the per-rotation budget: their locations now, their bytes read by
+ * the chore, their copies appended at the next flush (shard_compact_apply). */
+static struct spool_chore *chore_take_compact(struct spool_shard *s)
+{
+	size_t budget = s->opt.segment_size / 4, total = 0, n = 0, cap = 0;
+	bool any = false;
+
+	s->compact_due = false;
+	if (budget > COMPACT_MAX_BYTES)
+		budget = COMPACT_MAX_BYTES;
+	for (size_t i = 0; i + 1 < s->nsegs && !any; i++)
+		any = compact_wanted(s, &s->segs[i]);
+	if (!any || buf_len(&s->pending) + budget > s->opt.max_pending)
+		return NULL;
+	struct spool_chore *ch = chore_new(s, CHORE_COMPACT);
+	for (size_t k = 0; k < s->index.cap && (n == 0 || total < budget); k++) {
+		const struct spool_entry *e = s->index.slots[k];
+		const struct spool_segment *g = e != NULL ? shard_find_segment(s, e->segment) : NULL;
+		if (g == NULL || g == shard_current(s) || g->dying || !compact_wanted(s, g))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			ch->seqs = xrealloc(ch->seqs, cap * sizeof(*ch->seqs));
+			ch->fds = xrealloc(ch->fds, cap * sizeof(*ch->fds));
+			ch->offs = xrealloc(ch->offs, cap * sizeof(*ch->offs));
+			ch->lens = xrealloc(ch->lens, cap * sizeof(*ch->lens));
+			ch->ids = xrealloc(ch->ids, cap * sizeof(*ch->ids));
+		}
+		ch->seqs[n] = g->seq;
+		ch->fds[n] = g->fd;
+		ch->offs[n] = e->offset;
+		ch->lens[n] = e->length;
+		ch->ids[n++] = xstrdup(spool_entry_queue_id(e));
+		total += e->length;
+	}
+	ch->n = n;
+	ch->data_len = total;
+	if (n == 0) {
+		chore_free(ch);
+		return NULL;
+	}
+	return ch;
+}
+
 struct spool_chore *spool_shard_chore_take(struct spool_shard *s)
 {
 	if (!s->opt.background_chores || s->opt.read_only || s->chore_out)
@@ -1121,8 +1200,11 @@ struct spool_chore *spool_shard_chore_take(struct spool_shard *s)
 		ch = chore_new(s, CHORE_SPARE);
 		ch->seq = shard_current(s)->seq + 1;
 		s->spare = SPARE_MAKING;
-	} else if (s->collect_due &&
-		   (s->collect_retry_us == 0 || now_usec() >= s->collect_retry_us)) {
+	} else if (s->compact_due && s->compact_ready == NULL) {
+		ch = chore_take_compact(s);
+	}
+	if (ch == NULL && s->collect_due &&
+	    (s->collect_retry_us == 0 || now_usec() >= s->collect_retry_us)) {
 		ch = chore_take_collect(s);
 	}
 	s->chore_out = ch != NULL;
@@ -1164,6 +1246,18 @@ void spool_chore_run(struct spool_chore *ch)
 			close(ch->fd);
 			unlink(path);
 			ch->fd = -1;
+		}
+		return;
+	}
+	if (ch->kind == CHORE_COMPACT) {
+		/* Old segments are never written again and their fds stay open
+		 * while the chore is out (no collection runs meanwhile). */
+		size_t at = 0;
+		ch->data = malloc(ch->data_len > 0 ? ch->data_len : 1);
+		ch->result = ch->data == NULL ? -ENOMEM : 0;
+		for (size_t i = 0; i < ch->n && ch->result == 0; i++) {
+			ch->result = read_all(ch->fds[i], ch->data + at, ch->lens[i], ch->offs[i]);
+			at += ch->lens[i];
 		}
 		return;
 	}
@@ -1240,17 +1334,76 @@ static void chore_collect_done(struct spool_shard *s, struct spool_chore *ch)
 	}
 }
 
+static void chore_free(struct spool_chore *ch)
+{
+	for (size_t i = 0; ch->ids != NULL && i < ch->n; i++)
+		free(ch->ids[i]);
+	free(ch->ids);
+	free(ch->offs);
+	free(ch->lens);
+	free(ch->data);
+	free(ch->seqs);
+	free(ch->fds);
+	free(ch->errs);
+	free(ch);
+}
+
+/* shard_compact_apply - the compaction chore's records, read on the
+ * helper, go in front of the batch about to be written, as shard_compact's
+ * would: called from flush_begin with no batch in flight, so every state
+ * committed so far is in the copy and the batch's outcomes follow it.
+ * A record whose entry died or moved since the chore was taken is
+ * dropped. */
+static void shard_compact_apply(struct spool_shard *s)
+{
+	struct spool_chore *ch = s->compact_ready;
+	struct buf b;
+	size_t at = 0, moved = 0;
+
+	s->compact_ready = NULL;
+	buf_init(&b, SHARD_BUF_MAX);
+	for (size_t i = 0; i < ch->n; i++) {
+		const uint8_t *rec = ch->data + at;
+		at += ch->lens[i];
+		const struct spool_entry *e = spool_index_find(&s->index, ch->ids[i]);
+		if (e == NULL || e->segment != ch->seqs[i] || e->offset != ch->offs[i] ||
+		    e->length != ch->lens[i])
+			continue;
+		if (buf_append(&b, rec, ch->lens[i]) < 0 || compact_outcomes(e, &b) < 0) {
+			log_error("spool_compact_failed", "dir=%s id=%s", s->dir, ch->ids[i]);
+			moved = 0;
+			break;
+		}
+		moved++;
+	}
+	if (moved > 0 && buf_len(&s->pending) + buf_len(&b) <= s->opt.max_pending &&
+	    buf_prepend(&s->pending, buf_data(&b), buf_len(&b)) == 0) {
+		s->compactions++;
+		s->compacted += moved;
+		log_info("spool_compact", "dir=%s compacted=%zu compacted_bytes=%zu",
+			 s->dir, moved, buf_len(&b));
+	}
+	buf_free(&b);
+	chore_free(ch);
+}
+
 void spool_shard_chore_done(struct spool_shard *s, struct spool_chore *ch)
 {
 	if (!s->chore_out)
 		log_panic("spool: chore done without a chore out");
 	s->chore_out = false;
+	if (ch->kind == CHORE_COMPACT) {
+		if (ch->result < 0) {
+			log_error("spool_compact_failed", "dir=%s error=%s", s->dir, strerror(-ch->result));
+			chore_free(ch);
+		} else {
+			s->compact_ready = ch;
+		}
+		return;
+	}
 	if (ch->kind == CHORE_SPARE)
 		chore_spare_done(s, ch);
 	else
 		chore_collect_done(s, ch);
-	free(ch->seqs);
-	free(ch->fds);
-	free(ch->errs);
-	free(ch);
+	chore_free(ch);
 }

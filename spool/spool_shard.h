@@ -56,7 +56,8 @@
  * one and at most half live are copied, with their recipients' states, in
  * front of the batch being written (about a quarter of a segment, at most
  * about 4 MiB, per rotation); the copy supersedes the original, whose segment can
- * then die and be collected.
+ * then die and be collected. With background chores the reads are a
+ * chore and the copies go in front of the next batch after it is done.
  *
  * Not thread-safe: one shard belongs to one worker thread.
  */
@@ -217,6 +218,8 @@ struct spool_shard_stats {
 	uint64_t rotations_blocking;	/* made their segment in place */
 	uint64_t rotations_deferred;	/* passes a full segment waited for its spare */
 	uint64_t rotate_us_max;		/* the longest a rotation held the worker */
+	uint64_t compactions;		/* compaction chores written (background) */
+	uint64_t compacted;		/* records they copied */
 };
 void spool_shard_stats(const struct spool_shard *shard,
 		       struct spool_shard_stats *st);

@@ -8,9 +8,10 @@
  * the ring. The last completion of the pair ends the batch. A short write
  * breaks the link (the sync is cancelled) and counts as -EIO.
  *
- * The shard's blocking chores (the spare segment, deleting dead segments)
- * run on the "spool" helper pool, one at a time per shard, taken in the
- * same hook: a rotation on the worker is then a pointer swap.
+ * The shard's blocking chores (the spare segment, deleting dead segments,
+ * compaction's reads) run on the "spool" helper pool, one at a time per
+ * shard, taken in the same hook: a rotation on the worker is then a
+ * pointer swap.
  */
 #include "commit.h"
 

@@ -904,3 +904,111 @@ Test(spool_shard, a_failed_spare_chore_falls_back_to_a_blocking_rotation)
 	cr_assert_eq(st.rotations_blocking, 1);
 	spool_shard_close(s);
 }
+
+/* chore_compact_setup - compact_setup with background chores, every chore
+ * run after each flush: the rotation to segment 5 only marks compaction
+ * due; its reads are the chore's. Returns with the compaction chore taken
+ * (out) and not yet run. */
+static struct spool_chore *chore_compact_setup(struct spool_shard **sp, char a[32])
+{
+	struct spool_options opt = { .segment_size = 1, .background_chores = true };
+	char b[32], c[32], d[32], pad[32];
+
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, sp), 0);
+	struct spool_shard *s = *sp;
+	chores(s);
+	append(s, a, 2);
+	append(s, b, 1);
+	append(s, c, 1);
+	append(s, d, 1);
+	cr_assert(flush(s));				/* segment 1 */
+	outcome(s, a, 0, SPOOL_STATUS_DELIVERED);
+	outcome(s, a, 1, SPOOL_STATUS_HELD);
+	outcome(s, b, 0, SPOOL_STATUS_DELIVERED);
+	outcome(s, c, 0, SPOOL_STATUS_BOUNCED);
+	outcome(s, d, 0, SPOOL_STATUS_DELETED);
+	chores(s);
+	cr_assert(flush(s));				/* segment 2 */
+	for (int i = 0; i < 3; i++) {			/* segments 3, 4, 5 */
+		chores(s);
+		append(s, pad, 1);
+		outcome(s, pad, 0, SPOOL_STATUS_DELIVERED);
+		cr_assert(flush(s));
+	}
+	struct spool_shard_stats st;
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.current_segment, 5);
+	cr_assert_eq(st.rotations_blocking, 0);
+	cr_assert_eq(st.compactions, 0, "the rotation itself copies nothing");
+	uint8_t st0, st1;
+	cr_assert_eq(a_location(s, a, &st0, &st1), 1, "A still in segment 1");
+	/* The spare for 6 first, then the compaction. */
+	struct spool_chore *ch = spool_shard_chore_take(s);
+	cr_assert_not_null(ch);
+	spool_chore_run(ch);
+	spool_shard_chore_done(s, ch);
+	ch = spool_shard_chore_take(s);
+	cr_assert_not_null(ch, "the compaction chore");
+	return ch;
+}
+
+Test(spool_shard, compaction_reads_are_a_chore_and_later_outcomes_follow_the_copy)
+{
+	struct spool_shard *s;
+	char a[32], pad[32];
+	uint8_t st0, st1;
+	struct spool_shard_stats st;
+
+	struct spool_chore *ch = chore_compact_setup(&s, a);
+	/* While the chore reads, A's second recipient is released: the
+	 * outcome waits in the batch and must apply to the copy. */
+	outcome(s, a, 1, SPOOL_STATUS_DEFERRED);
+	spool_chore_run(ch);
+	spool_shard_chore_done(s, ch);
+	cr_assert(segment_exists(0, 1));
+	cr_assert(flush(s));		/* the copy in front of the batch */
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.compactions, 1);
+	cr_assert_eq(st.compacted, 1, "only A is live in segment 1: got %llu",
+		     (unsigned long long)st.compacted);
+	/* segment_size 1: that flush rotated to 6 (the spare) first */
+	cr_assert_eq(a_location(s, a, &st0, &st1), st.current_segment, "A's copy is in the current segment");
+	cr_assert_eq(st.current_segment, 6);
+	cr_assert_eq(st0, SPOOL_STATUS_DELIVERED);
+	cr_assert_eq(st1, SPOOL_STATUS_DEFERRED, "in memory: got %s", spool_status_name(st1));
+	cr_assert_geq(chores(s), 1, "the collection of segment 1");
+	cr_assert_not(segment_exists(0, 1), "segment 1 died with the copy");
+	/* a restart finds the copy with the states and the later outcome */
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	cr_assert_eq(a_location(s, a, &st0, &st1), 6);
+	cr_assert_eq(st0, SPOOL_STATUS_DELIVERED);
+	cr_assert_eq(st1, SPOOL_STATUS_DEFERRED, "after restart: got %s", spool_status_name(st1));
+	cr_assert_eq(live_count(s), 1, "only A: got %zu", live_count(s));
+	(void)pad;
+	spool_shard_close(s);
+}
+
+Test(spool_shard, a_compaction_read_for_a_message_that_died_meanwhile_is_dropped)
+{
+	struct spool_shard *s;
+	char a[32];
+	struct spool_shard_stats st;
+
+	struct spool_chore *ch = chore_compact_setup(&s, a);
+	outcome(s, a, 1, SPOOL_STATUS_DELIVERED);
+	cr_assert(flush(s));		/* A is gone before the chore is done */
+	expect_gone(s, a);
+	spool_chore_run(ch);
+	spool_shard_chore_done(s, ch);
+	char pad[32];
+	append(s, pad, 1);
+	cr_assert(flush(s));
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.compactions, 0, "nothing to copy");
+	spool_shard_close(s);
+	s = open_shard(0, 1);
+	expect_gone(s, a);
+	cr_assert_eq(live_count(s), 1, "only the pad: got %zu", live_count(s));
+	spool_shard_close(s);
+}
