@@ -223,8 +223,10 @@ bool mta_sts_delivery_route_refused(struct delivery *dl, struct qdomain *d, cons
 	if (any || p->mode != MTA_STS_MODE_ENFORCE || d->ready_head == NULL)
 		return false;
 	hosts_text(hosts, sizeof(hosts), route);
-	snprintf(text, sizeof(text), "MTA-STS policy of %s (mode enforce, id %s) lists none of its MX hosts (%s)",
-		 d->name, d->sts->cache->id, hosts);
+	/* A long host list is cut to the reply's size: the log line has it all. */
+	if (snprintf(text, sizeof(text), "MTA-STS policy of %s (mode enforce, id %s) lists none of its MX hosts (%s)",
+		     d->name, d->sts->cache->id, hosts) >= (int)sizeof(text))
+		text[sizeof(text) - 1] = '\0';
 	log_warn("mta_sts_refused", "domain=%s id=%s mx=%s reason=\"no MX host in the policy\" action=defer",
 		 d->name, d->sts->cache->id, hosts);
 	domain_defer_ready(dl, d, MTA_STS_DEFER_STATUS, text);
