@@ -455,12 +455,15 @@ void shaping_delivery_free(struct delivery *dl);
 /* What a session holds of the shaping limits: a connection of its site's
  * and its domain entry's slots (state slot numbers, -1 none), and the
  * egress source it is bound to (index in the config's shaping rules, -1
- * none; with the config serial it was chosen under). */
+ * none; with the config serial it was chosen under, and its state slot to
+ * find it again by name in a later config). */
 struct shaping_hold {
 	int site_slot, entry_slot;
 	int source;
 	unsigned long serial;
 	bool rate_taken;           /* a connection_rate token, refunded if it never connected */
+	unsigned source_slot;      /* the source's state slot (by name): finds it again
+				    * after a reload; meaningful while source >= 0 */
 };
 
 /* shaping_waiting - d waits for a limit (its items stay ready; the
@@ -489,7 +492,7 @@ bool shaping_message_admit(struct delivery *dl, struct qdomain *d);
 unsigned shaping_max_messages(struct delivery *dl, struct qdomain *d, unsigned policy);
 unsigned shaping_max_recipients(struct delivery *dl, struct qdomain *d, unsigned policy);
 /* shaping_source_of - the source a hold is bound to: its address and EHLO
- * name, or NULL. */
+ * name (the same name's in the running config after a reload), or NULL. */
 const struct shaping_source *shaping_source_of(struct delivery *dl, const struct shaping_hold *hold);
 /* shaping_source_spent - the session's source has sent its warm-up share
  * of today; shaping_source_sent - count one message of it. */

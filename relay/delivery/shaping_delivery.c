@@ -246,6 +246,8 @@ bool shaping_connection_admit(struct delivery *dl, struct qdomain *d, struct sha
 	int pool = domain_pool(cfg, d, e[0], e[1]);
 	if (pool >= 0) {
 		hold->source = pick_source(dl, shaping_pool_at(cfg->shaping, (size_t)pool));
+		if (hold->source >= 0)
+			hold->source_slot = shaping_source_at(cfg->shaping, (size_t)hold->source)->slot;
 		if (hold->source < 0) {
 			/* Every source of the pool sent its warm-up day's share. */
 			shaping_connection_release(dl, hold);
@@ -385,10 +387,22 @@ const struct shaping_source *shaping_source_of(struct delivery *dl, const struct
 {
 	const struct config *cfg = dl->w->cfg;
 
-	if (hold->source < 0 || cfg->shaping == NULL || hold->serial != cfg->serial ||
-	    (size_t)hold->source >= shaping_source_count(cfg->shaping))
+	if (hold->source < 0 || cfg->shaping == NULL)
 		return NULL;
-	return shaping_source_at(cfg->shaping, (size_t)hold->source);
+	if (hold->serial == cfg->serial)
+		return (size_t)hold->source < shaping_source_count(cfg->shaping) ?
+			       shaping_source_at(cfg->shaping, (size_t)hold->source) : NULL;
+	/* Chosen under an older config (freed by now, its indexes mean
+	 * nothing): the source of the same name in this one, if it is still
+	 * there. Without this a session's next address after a reload went
+	 * out from the default address with the relay's EHLO, and its mail
+	 * no longer counted against (or stopped at) the source's warm-up. */
+	for (size_t i = 0; i < shaping_source_count(cfg->shaping); i++) {
+		const struct shaping_source *src = shaping_source_at(cfg->shaping, i);
+		if (src->slot == hold->source_slot)
+			return src;
+	}
+	return NULL;
 }
 
 bool shaping_domain_parked(struct delivery *dl, struct qdomain *d)
