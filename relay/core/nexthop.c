@@ -8,28 +8,15 @@
  * it is bracketed.
  */
 #include "nexthop.h"
+#include "errmsg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-
-static int __attribute__((format(printf, 3, 4)))
-nexthop_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 /* port_parse - decimal 1..65535, at most 5 digits, nothing else. */
 static int port_parse(const char *s, size_t n, uint16_t *port)
@@ -125,21 +112,21 @@ static int bracketed(const char *text, struct nexthop *out, char *err, size_t er
 	size_t n;
 
 	if (close == NULL)
-		return nexthop_fail(err, errlen, "\"%s\": '[' without ']'", text);
+		return errmsg_set(err, errlen, -EINVAL, "\"%s\": '[' without ']'", text);
 	n = (size_t)(close - text - 1);
 	if (close[1] == ':') {
 		if (port_parse(close + 2, strlen(close + 2), &out->port) < 0)
-			return nexthop_fail(err, errlen, "\"%s\": bad port (1 to 65535)", text);
+			return errmsg_set(err, errlen, -EINVAL, "\"%s\": bad port (1 to 65535)", text);
 	} else if (close[1] != '\0') {
-		return nexthop_fail(err, errlen, "\"%s\": only \":port\" may follow ']'", text);
+		return errmsg_set(err, errlen, -EINVAL, "\"%s\": only \":port\" may follow ']'", text);
 	}
 	if (addr_parse(text + 1, n, true, out))
 		return 0;
 	if (looks_numeric(text + 1, n))
-		return nexthop_fail(err, errlen, "\"%s\": not an IP address", text);
+		return errmsg_set(err, errlen, -EINVAL, "\"%s\": not an IP address", text);
 	out->kind = NEXTHOP_HOST;
 	if (host_parse(text + 1, n, out->host) < 0)
-		return nexthop_fail(err, errlen, "\"%s\": not a host name or IP address", text);
+		return errmsg_set(err, errlen, -EINVAL, "\"%s\": not a host name or IP address", text);
 	return 0;
 }
 
@@ -152,10 +139,10 @@ int nexthop_parse(const char *text, struct nexthop *out, char *err, size_t errle
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (text == NULL || text[0] == '\0')
-		return nexthop_fail(err, errlen, "empty next hop");
+		return errmsg_set(err, errlen, -EINVAL, "empty next hop");
 	for (const char *p = text; *p; p++)
 		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
-			return nexthop_fail(err, errlen, "next hop contains a space or a control character");
+			return errmsg_set(err, errlen, -EINVAL, "next hop contains a space or a control character");
 	if (text[0] == '[')
 		return bracketed(text, out, err, errlen);
 	colon = strchr(text, ':');
@@ -163,20 +150,20 @@ int nexthop_parse(const char *text, struct nexthop *out, char *err, size_t errle
 		/* Two colons or more: a bare IPv6 address, no port. */
 		if (addr_parse(text, strlen(text), false, out) && out->family == AF_INET6)
 			return 0;
-		return nexthop_fail(err, errlen, "\"%s\": an IPv6 address with a port needs brackets: \"[ipv6]:port\"", text);
+		return errmsg_set(err, errlen, -EINVAL, "\"%s\": an IPv6 address with a port needs brackets: \"[ipv6]:port\"", text);
 	}
 	n = colon != NULL ? (size_t)(colon - text) : strlen(text);
 	if (colon != NULL && port_parse(colon + 1, strlen(colon + 1), &out->port) < 0)
-		return nexthop_fail(err, errlen, "\"%s\": bad port (1 to 65535)", text);
+		return errmsg_set(err, errlen, -EINVAL, "\"%s\": bad port (1 to 65535)", text);
 	if (looks_numeric(text, n)) {
 		if (addr_parse(text, n, false, out) && out->family == AF_INET)
 			return 0;
 		memset(&out->addr, 0, sizeof(out->addr));
-		return nexthop_fail(err, errlen, "\"%s\": not an IPv4 address", text);
+		return errmsg_set(err, errlen, -EINVAL, "\"%s\": not an IPv4 address", text);
 	}
 	out->kind = NEXTHOP_MX;
 	if (host_parse(text, n, out->host) < 0)
-		return nexthop_fail(err, errlen, "\"%s\": not a host name", text);
+		return errmsg_set(err, errlen, -EINVAL, "\"%s\": not a host name", text);
 	return 0;
 }
 

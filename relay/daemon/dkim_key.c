@@ -15,7 +15,6 @@
 #include <mbedtls/platform_util.h>
 #include <mbedtls/rsa.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errmsg.h"
 #include "xalloc.h"
 
 /* A key file is small: an RSA-8192 PEM is about 6.5 KiB. */
@@ -77,18 +77,6 @@ static mbedtls_ctr_drbg_context *rng(void)
 	return &thread_rng.drbg;
 }
 
-/* key_fail - the reason into err; returns rc. */
-static int __attribute__((format(printf, 4, 5)))
-key_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 /* parse_ed25519 - a PKCS#8 PEM holding an Ed25519 seed; false if the PEM
  * is something else (then mbedTLS gets to try). */
 static bool parse_ed25519(const char *pem, struct dkim_key *k)
@@ -122,7 +110,7 @@ static int rsa_copies(struct dkim_key *k, const char *pem, char *err, size_t err
 		mbedtls_pk_init(&k->copies[i]);
 		k->copy_count = i + 1;
 		if (mbedtls_pk_parse_key(&k->copies[i], (const unsigned char *)pem, strlen(pem) + 1, NULL, 0) != 0)
-			return key_fail(err, errlen, -EIO, "the key parsed once but not twice");
+			return errmsg_set(err, errlen, -EIO, "the key parsed once but not twice");
 	}
 	return 0;
 }
@@ -135,23 +123,23 @@ int dkim_key_parse(const char *pem, struct dkim_key **out, char *err, size_t err
 	*out = NULL;
 	if (sodium_init() < 0) {
 		free(k);
-		return key_fail(err, errlen, -EIO, "libsodium does not initialise");
+		return errmsg_set(err, errlen, -EIO, "libsodium does not initialise");
 	}
 	mbedtls_pk_init(&k->pk);
 	if (strstr(pem, "ENCRYPTED PRIVATE KEY") != NULL) {
-		rc = key_fail(err, errlen, -EINVAL, "an encrypted key (write it without a passphrase)");
+		rc = errmsg_set(err, errlen, -EINVAL, "an encrypted key (write it without a passphrase)");
 	} else if (!parse_ed25519(pem, k)) {
 		int mrc = mbedtls_pk_parse_key(&k->pk, (const unsigned char *)pem, strlen(pem) + 1, NULL, 0);
 		if (mrc != 0) {
 			char why[128];
 			mbedtls_strerror(mrc, why, sizeof(why));
-			rc = key_fail(err, errlen, -EINVAL, "not a PEM private key (%s)", why);
+			rc = errmsg_set(err, errlen, -EINVAL, "not a PEM private key (%s)", why);
 		} else if (mbedtls_pk_get_type(&k->pk) != MBEDTLS_PK_RSA) {
-			rc = key_fail(err, errlen, -EINVAL, "a %s key: DKIM signs with RSA or Ed25519",
+			rc = errmsg_set(err, errlen, -EINVAL, "a %s key: DKIM signs with RSA or Ed25519",
 				      mbedtls_pk_get_name(&k->pk));
 		} else if (mbedtls_pk_get_bitlen(&k->pk) < DKIM_RSA_MIN_BITS ||
 			   mbedtls_pk_get_bitlen(&k->pk) > DKIM_RSA_MAX_BITS) {
-			rc = key_fail(err, errlen, -EINVAL,
+			rc = errmsg_set(err, errlen, -EINVAL,
 				      "an RSA key of %zu bits: RFC 8301 wants 1024 to 8192 (2048 recommended)",
 				      mbedtls_pk_get_bitlen(&k->pk));
 		} else {
@@ -298,9 +286,9 @@ static int generate_rsa(unsigned bits, struct buf *pem, char *err, size_t errlen
 	    mbedtls_pk_setup(&pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA)) != 0 ||
 	    mbedtls_rsa_gen_key(mbedtls_pk_rsa(pk), mbedtls_ctr_drbg_random, drbg, bits, 65537) != 0 ||
 	    mbedtls_pk_write_key_pem(&pk, text, 16 * 1024) != 0)
-		rc = key_fail(err, errlen, -EIO, "RSA key generation failed");
+		rc = errmsg_set(err, errlen, -EIO, "RSA key generation failed");
 	else if (buf_append_str(pem, (const char *)text) < 0)
-		rc = key_fail(err, errlen, -ENOBUFS, "no room for the PEM");
+		rc = errmsg_set(err, errlen, -ENOBUFS, "no room for the PEM");
 	mbedtls_platform_zeroize(text, 16 * 1024);
 	free(text);
 	mbedtls_pk_free(&pk);
@@ -319,7 +307,7 @@ static int generate_ed25519(struct buf *pem, char *err, size_t errlen)
 	randombytes_buf(der + sizeof(ed25519_pkcs8_prefix), crypto_sign_SEEDBYTES);
 	if (mbedtls_base64_encode((unsigned char *)b64, sizeof(b64), &n, der, sizeof(der)) != 0 ||
 	    buf_append_printf(pem, "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n", b64) < 0)
-		rc = key_fail(err, errlen, -ENOBUFS, "no room for the PEM");
+		rc = errmsg_set(err, errlen, -ENOBUFS, "no room for the PEM");
 	sodium_memzero(der, sizeof(der));
 	sodium_memzero(b64, sizeof(b64));
 	return rc;
@@ -333,10 +321,10 @@ int dkim_key_generate(enum dkim_algorithm alg, unsigned bits, struct buf *pem,
 
 	*out = NULL;
 	if (sodium_init() < 0)
-		return key_fail(err, errlen, -EIO, "libsodium does not initialise");
+		return errmsg_set(err, errlen, -EIO, "libsodium does not initialise");
 	if (alg == DKIM_RSA_SHA256) {
 		if (bits < DKIM_RSA_MIN_BITS || bits > DKIM_RSA_MAX_BITS)
-			return key_fail(err, errlen, -EINVAL, "RSA bits must be 1024 to 8192 (RFC 8301)");
+			return errmsg_set(err, errlen, -EINVAL, "RSA bits must be 1024 to 8192 (RFC 8301)");
 		rc = generate_rsa(bits, pem, err, errlen);
 	} else {
 		rc = generate_ed25519(pem, err, errlen);

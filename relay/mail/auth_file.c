@@ -5,13 +5,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errmsg.h"
 #include "xalloc.h"
 
 /* The file is small (one line per provider); a cap keeps a wrong path
@@ -23,19 +23,6 @@ struct auth_file {
 	struct auth_cred *creds;
 	size_t count;
 };
-
-static int __attribute__((format(printf, 3, 4)))
-auth_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 /* field_ok - no controls (tabs and spaces are separators, not content). */
 static int field_ok(const char *s, size_t n)
@@ -59,17 +46,17 @@ static int parse_line(const char *s, size_t n, int line, struct auth_cred *c, ch
 	while (cred_start < n && (s[cred_start] == ' ' || s[cred_start] == '\t'))
 		cred_start++;
 	if (cred_start == hop_end || cred_start == n)
-		return auth_fail(err, errlen, "line %d: want \"NEXTHOP USER:PASSWORD\"", line);
+		return errmsg_set(err, errlen, -EINVAL, "line %d: want \"NEXTHOP USER:PASSWORD\"", line);
 	if (!field_ok(s, hop_end))
-		return auth_fail(err, errlen, "line %d: bad next hop", line);
+		return errmsg_set(err, errlen, -EINVAL, "line %d: bad next hop", line);
 	for (colon = cred_start; colon < n && s[colon] != ':'; colon++)
 		;
 	if (colon == n)
-		return auth_fail(err, errlen, "line %d: want USER:PASSWORD after the next hop", line);
+		return errmsg_set(err, errlen, -EINVAL, "line %d: want USER:PASSWORD after the next hop", line);
 	if (!field_ok(s + cred_start, colon - cred_start))
-		return auth_fail(err, errlen, "line %d: bad or empty user name", line);
+		return errmsg_set(err, errlen, -EINVAL, "line %d: bad or empty user name", line);
 	if (!field_ok(s + colon + 1, n - colon - 1))
-		return auth_fail(err, errlen, "line %d: bad or empty password (no spaces or control characters)", line);
+		return errmsg_set(err, errlen, -EINVAL, "line %d: bad or empty password (no spaces or control characters)", line);
 	c->next_hop = xstrndup(s, hop_end);
 	c->user = xstrndup(s + cred_start, colon - cred_start);
 	c->password = xstrndup(s + colon + 1, n - colon - 1);
@@ -99,7 +86,7 @@ int auth_file_parse(const char *text, size_t len, struct auth_file **out, char *
 		if (lead == n || s[lead] == '#')
 			continue;
 		if (memchr(s, '\0', n) != NULL) {
-			rc = auth_fail(err, errlen, "line %d: NUL byte", line);
+			rc = errmsg_set(err, errlen, -EINVAL, "line %d: NUL byte", line);
 			break;
 		}
 		if (af->count == cap) {
@@ -111,7 +98,7 @@ int auth_file_parse(const char *text, size_t len, struct auth_file **out, char *
 		if (rc < 0)
 			break;
 		if (auth_file_find(af, c.next_hop) != NULL)
-			rc = auth_fail(err, errlen, "line %d: next hop %s appears twice", line, c.next_hop);
+			rc = errmsg_set(err, errlen, -EINVAL, "line %d: next hop %s appears twice", line, c.next_hop);
 		af->creds[af->count++] = c;
 	}
 	if (rc < 0) {
@@ -133,23 +120,23 @@ int auth_file_load(const char *path, struct auth_file **out, char *err, size_t e
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		rc = -errno;
-		auth_fail(err, errlen, "%s: %s", path, strerror(-rc));
+		errmsg_set(err, errlen, -EINVAL, "%s: %s", path, strerror(-rc));
 		return rc;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		auth_fail(err, errlen, "%s: not a regular file", path);
+		errmsg_set(err, errlen, -EINVAL, "%s: not a regular file", path);
 		return -EINVAL;
 	}
 	if (st.st_mode & (S_IRGRP | S_IROTH)) {
 		close(fd);
-		auth_fail(err, errlen, "%s: readable by group or others (mode %04o); it holds passwords: chmod 600",
+		errmsg_set(err, errlen, -EINVAL, "%s: readable by group or others (mode %04o); it holds passwords: chmod 600",
 			  path, (unsigned)(st.st_mode & 07777));
 		return -EPERM;
 	}
 	if (st.st_size > AUTH_FILE_MAX) {
 		close(fd);
-		auth_fail(err, errlen, "%s: larger than %u bytes", path, AUTH_FILE_MAX);
+		errmsg_set(err, errlen, -EINVAL, "%s: larger than %u bytes", path, AUTH_FILE_MAX);
 		return -EFBIG;
 	}
 	text = xmalloc((size_t)st.st_size + 1);
@@ -160,9 +147,9 @@ int auth_file_load(const char *path, struct auth_file **out, char *err, size_t e
 		char why[256];
 		rc = auth_file_parse(text, (size_t)n, out, why, sizeof(why));
 		if (rc < 0)
-			auth_fail(err, errlen, "%s: %s", path, why);
+			errmsg_set(err, errlen, -EINVAL, "%s: %s", path, why);
 	} else {
-		auth_fail(err, errlen, "%s: %s", path, strerror(-rc));
+		errmsg_set(err, errlen, -EINVAL, "%s: %s", path, strerror(-rc));
 	}
 	explicit_bzero(text, (size_t)st.st_size + 1);
 	free(text);

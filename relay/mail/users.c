@@ -11,7 +11,6 @@
 #include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "errmsg.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -203,21 +203,6 @@ static int entry_compare(const void *a, const void *b)
 	return strcmp(((const struct users_entry *)a)->name, ((const struct users_entry *)b)->name);
 }
 
-/* set_error - format a message into err when the caller gave room. */
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_error(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* sort_and_check_duplicates - sort db's entries; a name twice is an error
  * (which line would win is not obvious to whoever edits the file). */
 static int sort_and_check_duplicates(struct users_db *db, const char *name, char *err, size_t errlen)
@@ -228,7 +213,7 @@ static int sort_and_check_duplicates(struct users_db *db, const char *name, char
 		if (strcmp(a->name, b->name) == 0) {
 			unsigned first = a->line < b->line ? a->line : b->line;
 			unsigned second = a->line < b->line ? b->line : a->line;
-			set_error(err, errlen, "%s:%u: duplicate user (first on line %u)", name,
+			errmsg_set(err, errlen, -EINVAL, "%s:%u: duplicate user (first on line %u)", name,
 				  second, first);
 			return -EINVAL;
 		}
@@ -253,7 +238,7 @@ int users_parse(const char *name, const char *text, size_t len, struct users_db 
 		pos += line_len + (nl != NULL);
 		line_no++;
 		if (memchr(line, '\0', line_len) != NULL) {
-			set_error(err, errlen, "%s:%u: NUL byte", name, line_no);
+			errmsg_set(err, errlen, -EINVAL, "%s:%u: NUL byte", name, line_no);
 			users_free(db);
 			return -EINVAL;
 		}
@@ -266,7 +251,7 @@ int users_parse(const char *name, const char *text, size_t len, struct users_db 
 		struct users_entry *e = &db->entries[db->count];
 		const char *reason = parse_entry(line, line_len, e);
 		if (reason != NULL) {
-			set_error(err, errlen, "%s:%u: %s", name, line_no, reason);
+			errmsg_set(err, errlen, -EINVAL, "%s:%u: %s", name, line_no, reason);
 			users_free(db);
 			return -EINVAL;
 		}
@@ -334,13 +319,13 @@ int users_load(const char *path, struct users_db **out, char *err, size_t errlen
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		set_error(err, errlen, "%s: %s", path, strerror(-rc));
+		errmsg_set(err, errlen, -EINVAL, "%s: %s", path, strerror(-rc));
 		return rc;
 	}
 	rc = read_file(fd, &text, &len);
 	close(fd);
 	if (rc < 0) {
-		set_error(err, errlen, "%s: %s", path, strerror(-rc));
+		errmsg_set(err, errlen, -EINVAL, "%s: %s", path, strerror(-rc));
 		return rc;
 	}
 	rc = users_parse(path, text, len, out, err, errlen);
