@@ -159,15 +159,16 @@ int bench_rng_percent(struct bench_rng *rng, double percent)
 	return bench_rng_unit(rng) * 100.0 < percent;
 }
 
-/* hist_bucket - index of value: the power of two, then 3 bits below it. */
+/* hist_bucket - index of value: the power of two, then BENCH_HIST_BITS
+ * bits below it. Values below BENCH_HIST_SUB are their own bucket. */
 static unsigned hist_bucket(uint64_t value)
 {
 	if (value < BENCH_HIST_SUB)
 		return (unsigned)value;
 	unsigned msb = 63u - (unsigned)__builtin_clzll(value);
-	unsigned sub = (unsigned)(value >> (msb - 3)) & (BENCH_HIST_SUB - 1);
+	unsigned sub = (unsigned)(value >> (msb - BENCH_HIST_BITS)) & (BENCH_HIST_SUB - 1);
 
-	return (msb - 2) * BENCH_HIST_SUB + sub;
+	return (msb - BENCH_HIST_BITS + 1) * BENCH_HIST_SUB + sub;
 }
 
 /* hist_bucket_value - the upper end of bucket index, so quantiles round up. */
@@ -175,11 +176,11 @@ static uint64_t hist_bucket_value(unsigned index)
 {
 	if (index < BENCH_HIST_SUB)
 		return index;
-	unsigned msb = index / BENCH_HIST_SUB + 2;
+	unsigned msb = index / BENCH_HIST_SUB + BENCH_HIST_BITS - 1;
 	uint64_t sub = index % BENCH_HIST_SUB;
-	uint64_t low = (1ULL << msb) | (sub << (msb - 3));
+	uint64_t low = (1ULL << msb) | (sub << (msb - BENCH_HIST_BITS));
 
-	return low + (1ULL << (msb - 3)) - 1;
+	return low + (1ULL << (msb - BENCH_HIST_BITS)) - 1;
 }
 
 void bench_hist_add(struct bench_hist *hist, uint64_t value)
@@ -221,6 +222,61 @@ int bench_hist_json(const struct bench_hist *hist, char *buf, size_t size)
 			(unsigned long long)bench_hist_quantile(hist, 0.99),
 			(unsigned long long)bench_hist_quantile(hist, 0.999),
 			(unsigned long long)hist->max);
+}
+
+void bench_hist_percentiles(const struct bench_hist *hist, FILE *out, unsigned ticks,
+			    double scale)
+{
+	fprintf(out, "%12s %14s %10s %14s\n\n", "Value", "Percentile", "TotalCount",
+		"1/(1-Percentile)");
+	if (hist->count == 0)
+		return;
+	/* Percentiles 0, then ticks steps per halving of what is left to 100%:
+	 * 50% in `ticks` steps, 25% more in `ticks`, and so on, up to the
+	 * last value (as HdrHistogram prints it). */
+	double p = 0, step = 50.0 / ticks;
+	uint64_t seen = 0;
+	unsigned i = 0, in_half = 0;
+
+	for (;;) {
+		uint64_t rank = (uint64_t)(p / 100.0 * (double)hist->count + 0.999999);
+
+		if (rank == 0)
+			rank = 1;
+		while (seen + hist->buckets[i] < rank && i + 1 < BENCH_HIST_BUCKETS)
+			seen += hist->buckets[i++];
+		uint64_t value = hist_bucket_value(i);
+
+		if (value > hist->max)
+			value = hist->max;
+		uint64_t total = seen + hist->buckets[i];
+
+		if (total >= hist->count) {
+			fprintf(out, "%12.3f %14.12f %10llu %14s\n", (double)hist->max / scale,
+				1.0, (unsigned long long)hist->count, "inf");
+			break;
+		}
+		fprintf(out, "%12.3f %14.12f %10llu %14.2f\n", (double)value / scale,
+			p / 100.0, (unsigned long long)total, 1.0 / (1.0 - p / 100.0));
+		p += step;
+		if (++in_half == ticks) {
+			in_half = 0;
+			step /= 2;
+		}
+		/* the next percentile lies past this bucket's share: jump there */
+		double here = 100.0 * (double)total / (double)hist->count;
+
+		while (p < here) {
+			p += step;
+			if (++in_half == ticks) {
+				in_half = 0;
+				step /= 2;
+			}
+		}
+	}
+	fprintf(out, "#[Mean = %.3f, Max = %.3f, Total count = %llu]\n",
+		(double)hist->sum / (double)hist->count / scale, (double)hist->max / scale,
+		(unsigned long long)hist->count);
 }
 
 int bench_lines_init(struct bench_lines *lines, size_t cap)

@@ -17,6 +17,7 @@
 
 #include <liburing.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -65,9 +66,11 @@ double bench_rng_unit(struct bench_rng *rng);
 /* bench_rng_percent - true with probability percent/100. */
 int bench_rng_percent(struct bench_rng *rng, double percent);
 
-/* Latency histogram: 8 sub-buckets per power of two, so any quantile is
- * within 12.5% of the true value; max is exact. */
-#define BENCH_HIST_SUB 8
+/* Latency histogram, HdrHistogram's layout: 128 sub-buckets per power of
+ * two, so any quantile is within 1/128 (0.8%) of the true value (two
+ * significant digits and more); values below 128 are exact, and so is max. */
+#define BENCH_HIST_BITS 7
+#define BENCH_HIST_SUB (1u << BENCH_HIST_BITS)
 #define BENCH_HIST_BUCKETS (64 * BENCH_HIST_SUB)
 struct bench_hist {
 	uint64_t count;
@@ -81,6 +84,13 @@ uint64_t bench_hist_quantile(const struct bench_hist *hist, double q);
 /* bench_hist_json - {"count":..,"p50":..,"p90":..,"p99":..,"p999":..,"max":..}
  * into buf. Returns the length (snprintf semantics). */
 int bench_hist_json(const struct bench_hist *hist, char *buf, size_t size);
+/* bench_hist_percentiles - the whole distribution in HdrHistogram's text
+ * form (Value, Percentile, TotalCount, 1/(1-Percentile)), at percentiles
+ * that halve the distance to 100% ticks times per halving (HdrHistogram's
+ * outputPercentileDistribution), values divided by scale (1000: us -> ms).
+ * Plot column 4 on a log x axis to see the tail. */
+void bench_hist_percentiles(const struct bench_hist *hist, FILE *out, unsigned ticks,
+			    double scale);
 
 /* Line reader over one connection's input. Invariant: buf[start..len) holds
  * unconsumed bytes, len <= cap. The caller fills buf+len (up to cap) and

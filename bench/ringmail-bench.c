@@ -7,6 +7,7 @@
  *                  [--pipelining on|off] [--rate R] [--duration S] [--json]
  *                  [--messages-per-connection N] [--timeout S] [--seed N]
  *                  [--allow-rejects] [--tls [--tls-reuse] [--handshake-only]]
+ *                  [--auth USER:PASSWORD] [--percentiles FILE]
  *
  * --tls: STARTTLS after EHLO (the server must offer it), then EHLO again and
  * mail as usual over TLS 1.2 (relay/daemon/tls.h, certificates not checked).
@@ -19,14 +20,27 @@
  * fed to the session and the plaintext read out into the reply buffer; the
  * plaintext output is encrypted whole into a ciphertext buffer, which the
  * ring sends. SMTP code never sees the difference.
+ * --auth: AUTH PLAIN after the (last) EHLO; the server must offer it.
+ *
  * Closed loop by default: every connection sends its next message as soon as
- * the previous one is answered. With --rate, open loop: a 1 ms ticker hands
- * due messages to idle connections (messages that find no idle connection
- * wait, so latency excludes that queueing: the figure is the server's).
+ * the previous one is answered, and latency runs from the moment the final
+ * dot was written to the socket to the reply to it.
+ *
+ * With --rate R, open loop (as wrk2 does it): message n is due at
+ * start + (n-1)/R whatever the server does; a timer wakes the loop at the
+ * next due time and due messages go to idle connections, or wait for one.
+ * Latency then runs from the message's due time, not from when it could be
+ * sent, so a server that stalls is charged for every message that queued
+ * behind the stall (no coordinated omission). service_latency is the
+ * dot-to-reply figure in both modes. With too few connections the achieved
+ * rate falls below R and the latency says so.
+ *
+ * --percentiles FILE writes the latency distribution in HdrHistogram's
+ * percentile text form (milliseconds), for plotting. The histogram keeps
+ * 128 sub-buckets per power of two (within 0.8%).
  *
  * Each message carries X-Ringmail-Stamp (wall clock microseconds) for the
- * sink's end-to-end latency. Our own latency runs from the moment the final
- * dot was written to the socket to the reply to it.
+ * sink's end-to-end latency.
  *
  * One thread, one ring; each connection has at most one request in flight
  * (connect, send, recv or a retry timer), plus the recv's linked timeout
@@ -39,6 +53,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <mbedtls/base64.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -61,7 +76,7 @@ enum bench_op { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_RETRY, OP_TICK, OP_IGNORE }
 /* What the connection waits for. */
 enum bench_phase {
 	PHASE_CONNECT, PHASE_GREETING, PHASE_EHLO, PHASE_STARTTLS, PHASE_HANDSHAKE,
-	PHASE_ENVELOPE, PHASE_BODY, PHASE_RSET, PHASE_IDLE, PHASE_QUIT, PHASE_RETRY,
+	PHASE_AUTH, PHASE_ENVELOPE, PHASE_BODY, PHASE_RSET, PHASE_IDLE, PHASE_QUIT, PHASE_RETRY,
 	PHASE_DONE
 };
 
@@ -78,6 +93,8 @@ struct bench_options {
 	double zipf;
 	int pipelining, json, allow_rejects;
 	int tls, tls_reuse, handshake_only;
+	const char *auth;		/* USER:PASSWORD, or NULL */
+	const char *percentiles;	/* file for the distribution, or NULL */
 };
 
 struct bench_results {
@@ -85,7 +102,8 @@ struct bench_results {
 	uint64_t rcpt_accepted, rcpt_4xx, rcpt_5xx;
 	uint64_t connections_opened, connection_errors, timeouts;
 	uint64_t tls_handshakes, tls_resumed;
-	struct bench_hist latency;
+	struct bench_hist latency;	/* from the due time (--rate) or the dot */
+	struct bench_hist service;	/* from the dot */
 };
 
 /* One client session. Invariant: out[out_sent..out_len) is being written;
@@ -121,6 +139,7 @@ struct bench_conn {
 	char commands[BENCH_MAX_RCPTS * 64 + 256];	/* the envelope commands */
 	size_t command_offsets[BENCH_MAX_RCPTS + 3];	/* line starts in commands */
 	uint64_t dot_us;
+	uint64_t due_us;		/* --rate: when the message was due */
 	struct __kernel_timespec retry;
 } __attribute__((aligned(16)));
 
@@ -140,8 +159,9 @@ static char *filler;
 static size_t filler_len;
 static uint64_t start_us, end_us, released;
 static struct __kernel_timespec reply_timeout;
-static struct __kernel_timespec tick_interval;
+static struct __kernel_timespec tick_at;
 static volatile sig_atomic_t interrupted;
+static char *auth_line;			/* "AUTH PLAIN base64\r\n" */
 
 static void conn_next(struct bench_conn *conn);
 static void conn_fail(struct bench_conn *conn, const char *why);
@@ -158,6 +178,7 @@ static _Noreturn void usage(void)
 		"  [--messages N | --duration S] [--size BYTES | --size-dist B:P,B:P...]\n"
 		"  [--rcpts N] [--domains K] [--domain-pattern 'd%%d.test'] [--zipf S]\n"
 		"  [--pipelining on|off] [--rate MSGS_PER_S] [--messages-per-connection N]\n"
+		"  [--auth USER:PASSWORD] [--percentiles FILE]\n"
 		"  [--timeout S] [--seed N] [--json] [--allow-rejects]\n"
 		"  [--tls [--tls-reuse] [--handshake-only]]\n");
 	exit(2);
@@ -374,6 +395,8 @@ static void envelope_send(struct bench_conn *conn, unsigned i)
 static void message_start(struct bench_conn *conn)
 {
 	conn->number = ++res.attempted;
+	if (opt.rate != 0)
+		conn->due_us = start_us + (conn->number - 1) * 1000000 / opt.rate;
 	conn->conn_messages++;
 	conn->size = pick_size();
 	conn->replies_seen = 0;
@@ -423,8 +446,9 @@ static void message_done(struct bench_conn *conn, int code)
 	if (code / 100 == 2) {
 		res.accepted++;
 		res.bytes += conn->size;
-		bench_hist_add(&res.latency, bench_mono_us() - conn->dot_us);
 		end_us = bench_mono_us();
+		bench_hist_add(&res.service, end_us - conn->dot_us);
+		bench_hist_add(&res.latency, end_us - (opt.rate != 0 ? conn->due_us : conn->dot_us));
 	} else if (code / 100 == 4) {
 		res.rejected_4xx++;
 	} else {
@@ -589,6 +613,14 @@ static int tls_input(struct bench_conn *conn, size_t n)
 	}
 }
 
+/* session_ready - EHLO (and AUTH) done: mail may flow. */
+static void session_ready(struct bench_conn *conn)
+{
+	conn->connect_failures = 0;
+	conn->pipelining = opt.pipelining && conn->offers_pipelining;
+	conn->phase = PHASE_IDLE;
+}
+
 /* session_reply - one complete reply (its last line's code) in any phase.
  * Returns 0, or -1 when the connection was failed. */
 static int session_reply(struct bench_conn *conn, int code)
@@ -624,9 +656,21 @@ static int session_reply(struct bench_conn *conn, int code)
 			conn_send(conn);
 			return 0;
 		}
-		conn->connect_failures = 0;
-		conn->pipelining = opt.pipelining && conn->offers_pipelining;
-		conn->phase = PHASE_IDLE;
+		if (auth_line != NULL) {
+			conn->phase = PHASE_AUTH;
+			conn->out_len = conn->out_sent = 0;
+			out_add(conn, auth_line, strlen(auth_line));
+			conn_send(conn);
+			return 0;
+		}
+		session_ready(conn);
+		return 0;
+	case PHASE_AUTH:
+		if (code != 235) {
+			conn_fail(conn, "auth");
+			return -1;
+		}
+		session_ready(conn);
 		return 0;
 	case PHASE_STARTTLS:
 		if (code != 220) {
@@ -744,10 +788,13 @@ static void conn_fail(struct bench_conn *conn, const char *why)
 		res.lost++;
 	if (conn->phase == PHASE_CONNECT || conn->phase == PHASE_GREETING ||
 	    conn->phase == PHASE_EHLO || conn->phase == PHASE_STARTTLS ||
-	    conn->phase == PHASE_HANDSHAKE)
+	    conn->phase == PHASE_HANDSHAKE || conn->phase == PHASE_AUTH)
 		conn->connect_failures++;
 	log_debug("connection_error", "conn=%d why=%s", conn->index, why);
 	conn_close(conn);
+	if (conn->connect_failures >= BENCH_CONNECT_TRIES)
+		log_warn("connection_gave_up", "conn=%d tries=%d why=%s", conn->index,
+			 conn->connect_failures, why);
 	if (!budget_left() || conn->connect_failures >= BENCH_CONNECT_TRIES) {
 		conn->phase = PHASE_DONE;
 		conns_done++;
@@ -844,6 +891,26 @@ static void on_recv(struct bench_conn *conn, int result)
 		conn_recv(conn);
 }
 
+/* tick_arm - wake at the next message's due time (--rate; an absolute
+ * CLOCK_MONOTONIC timeout, so the wake-up does not drift), else 100 ms
+ * from now for --duration and Ctrl-C. */
+static void tick_arm(void)
+{
+	struct io_uring_sqe *sqe = bench_ring_sqe(&ring);
+	uint64_t now = bench_mono_us(), at = now + 100000;
+
+	if (opt.rate != 0) {
+		uint64_t next_due = start_us + released * 1000000 / opt.rate;
+
+		if (next_due < at)
+			at = next_due > now ? next_due : now;
+	}
+	tick_at.tv_sec = (long long)(at / 1000000);
+	tick_at.tv_nsec = (long long)(at % 1000000) * 1000;
+	io_uring_prep_timeout(sqe, &tick_at, 0, IORING_TIMEOUT_ABS);
+	io_uring_sqe_set_data64(sqe, USER_DATA(NULL, OP_TICK));
+}
+
 /* on_tick - open-loop releases and the end of --duration. */
 static void on_tick(void)
 {
@@ -861,12 +928,8 @@ static void on_tick(void)
 			break;
 		conn_next(conn);
 	}
-	if (conns_done < opt.connections) {
-		struct io_uring_sqe *sqe = bench_ring_sqe(&ring);
-
-		io_uring_prep_timeout(sqe, &tick_interval, 0, 0);
-		io_uring_sqe_set_data64(sqe, USER_DATA(NULL, OP_TICK));
-	}
+	if (conns_done < opt.connections)
+		tick_arm();
 }
 
 /* completion - dispatch one CQE. */
@@ -911,9 +974,10 @@ static void results_print(void)
 	double elapsed = (double)((end_us > start_us ? end_us : bench_mono_us()) - start_us) / 1e6;
 	double rate = elapsed > 0 ? (double)res.accepted / elapsed : 0;
 	double mbps = elapsed > 0 ? (double)res.bytes / elapsed / 1e6 : 0;
-	char latency[256];
+	char latency[256], service[256];
 
 	bench_hist_json(&res.latency, latency, sizeof(latency));
+	bench_hist_json(&res.service, service, sizeof(service));
 	if (opt.json) {
 		printf("{\"target\":\"%s\",\"connections\":%llu,\"pipelining\":%s,"
 		       "\"elapsed_s\":%.3f,\"messages\":{\"attempted\":%llu,\"sent\":%llu,"
@@ -921,7 +985,8 @@ static void results_print(void)
 		       "\"lost\":%llu},\"recipients\":{\"accepted\":%llu,\"rejected_4xx\":%llu,"
 		       "\"rejected_5xx\":%llu},\"connections_opened\":%llu,"
 		       "\"connection_errors\":%llu,\"timeouts\":%llu,\"bytes\":%llu,"
-		       "\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"msgs_per_s\":%.1f,\"mb_per_s\":%.2f,\"latency_us\":%s}\n",
+		       "\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"msgs_per_s\":%.1f,\"mb_per_s\":%.2f,\"rate_target\":%llu,"
+		       "\"latency_from\":\"%s\",\"latency_us\":%s,\"service_latency_us\":%s}\n",
 		       opt.target_text, (unsigned long long)opt.connections,
 		       opt.pipelining ? "true" : "false", elapsed,
 		       (unsigned long long)res.attempted, (unsigned long long)res.sent,
@@ -933,7 +998,8 @@ static void results_print(void)
 		       (unsigned long long)res.connection_errors,
 		       (unsigned long long)res.timeouts, (unsigned long long)res.bytes,
 		       (unsigned long long)res.tls_handshakes,
-		       (unsigned long long)res.tls_resumed, rate, mbps, latency);
+		       (unsigned long long)res.tls_resumed, rate, mbps,
+		       (unsigned long long)opt.rate, opt.rate != 0 ? "due" : "dot", latency, service);
 		return;
 	}
 	printf("target %s, %llu connections, pipelining %s\n", opt.target_text,
@@ -954,12 +1020,62 @@ static void results_print(void)
 		       (unsigned long long)res.tls_handshakes,
 		       (unsigned long long)res.tls_resumed);
 	printf("elapsed %.3f s: %.1f msgs/s, %.2f MB/s\n", elapsed, rate, mbps);
-	printf("latency (dot to reply, us): p50 %llu p90 %llu p99 %llu p99.9 %llu max %llu\n",
+	if (opt.rate != 0)
+		printf("open loop: target %llu msgs/s\n", (unsigned long long)opt.rate);
+	printf("latency (%s to reply, us): p50 %llu p90 %llu p99 %llu p99.9 %llu max %llu\n",
+	       opt.rate != 0 ? "due time" : "dot",
 	       (unsigned long long)bench_hist_quantile(&res.latency, 0.5),
 	       (unsigned long long)bench_hist_quantile(&res.latency, 0.9),
 	       (unsigned long long)bench_hist_quantile(&res.latency, 0.99),
 	       (unsigned long long)bench_hist_quantile(&res.latency, 0.999),
 	       (unsigned long long)res.latency.max);
+	if (opt.rate != 0)
+		printf("service latency (dot to reply, us): p50 %llu p99 %llu p99.9 %llu\n",
+		       (unsigned long long)bench_hist_quantile(&res.service, 0.5),
+		       (unsigned long long)bench_hist_quantile(&res.service, 0.99),
+		       (unsigned long long)bench_hist_quantile(&res.service, 0.999));
+}
+
+/* percentiles_write - --percentiles FILE: the distribution, in ms. */
+static void percentiles_write(void)
+{
+	FILE *f = fopen(opt.percentiles, "w");
+
+	if (f == NULL) {
+		log_warn("percentiles", "file=%s why=%s", opt.percentiles, strerror(errno));
+		return;
+	}
+	bench_hist_percentiles(&res.latency, f, 5, 1000.0);
+	if (fclose(f) != 0)
+		log_warn("percentiles", "file=%s why=%s", opt.percentiles, strerror(errno));
+}
+
+/* auth_setup - --auth USER:PASSWORD into the AUTH PLAIN line (RFC 4616:
+ * authzid empty, NUL, user, NUL, password). */
+static void auth_setup(void)
+{
+	const char *colon = strchr(opt.auth, ':');
+
+	if (colon == NULL || colon == opt.auth)
+		usage();
+	size_t user_len = (size_t)(colon - opt.auth), pass_len = strlen(colon + 1);
+	size_t raw_len = user_len + pass_len + 2;
+	unsigned char *raw = malloc(raw_len);
+	size_t b64_cap = (raw_len + 2) / 3 * 4 + 1, b64_len = 0;
+	unsigned char *b64 = malloc(b64_cap);
+
+	if (raw == NULL || b64 == NULL)
+		log_fatal("out of memory");
+	raw[0] = '\0';
+	memcpy(raw + 1, opt.auth, user_len);
+	raw[1 + user_len] = '\0';
+	memcpy(raw + 2 + user_len, colon + 1, pass_len);
+	if (mbedtls_base64_encode(b64, b64_cap, &b64_len, raw, raw_len) != 0)
+		log_fatal("base64 failed");
+	if (asprintf(&auth_line, "AUTH PLAIN %s\r\n", (const char *)b64) < 0)
+		log_fatal("out of memory");
+	free(raw);
+	free(b64);
 }
 
 /* size_dist_parse - "2000:0.8,100000:0.2" into sizes and a normalized CDF. */
@@ -1028,6 +1144,8 @@ static void options_parse(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'o' },
 		{ "seed", required_argument, NULL, 'e' },
 		{ "allow-rejects", no_argument, NULL, 'a' },
+		{ "auth", required_argument, NULL, 'A' },
+		{ "percentiles", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1061,6 +1179,8 @@ static void options_parse(int argc, char **argv)
 		case 'o': opt.timeout_s = uint_arg(optarg); break;
 		case 'e': opt.seed = uint_arg(optarg); break;
 		case 'a': opt.allow_rejects = 1; break;
+		case 'A': opt.auth = optarg; break;
+		case 'F': opt.percentiles = optarg; break;
 		default: usage();
 		}
 	}
@@ -1074,6 +1194,8 @@ static void options_parse(int argc, char **argv)
 		usage();
 	if (opt.handshake_only)
 		opt.per_connection = 1;
+	if (opt.auth != NULL)
+		auth_setup();
 }
 
 /* tables_setup - the filler text and the Zipf CDF. */
@@ -1132,6 +1254,7 @@ static void conns_free(void)
 	tls_config_free(tls_cfg);
 	free(filler);
 	free(domain_cdf);
+	free(auth_line);
 }
 
 int main(int argc, char **argv)
@@ -1149,7 +1272,6 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	reply_timeout.tv_sec = (long long)opt.timeout_s;
-	tick_interval.tv_nsec = opt.rate != 0 ? 1000000 : 100000000;
 	ret = bench_ring_init(&ring, 4096, NULL);
 	if (ret < 0)
 		log_fatal("io_uring_queue_init: %s", strerror(-ret));
@@ -1194,6 +1316,8 @@ int main(int argc, char **argv)
 		io_uring_cq_advance(&ring, seen);
 	}
 	results_print();
+	if (opt.percentiles != NULL)
+		percentiles_write();
 	io_uring_queue_exit(&ring);
 	conns_free();
 	if (res.connection_errors != 0 || res.lost != 0)

@@ -39,10 +39,21 @@ class BenchTls(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
         self.sink = Sink(self.tmp.name)
+        users = os.path.join(self.tmp.name, "users")
+        r = subprocess.run([os.path.join(harness.BIN, "ringmailctl"), "users", "add",
+                            "--file", users, "bench"], input="bench-secret\n",
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        os.chmod(self.tmp.name, 0o755)
+        os.chmod(users, 0o644)
+        self.sub_port = harness.free_port()
         self.daemon = harness.Ringmaild(workers=2, extra={
             "tls": {"cert_file": self.cert, "key_file": self.key},
+            "users": {"file": users},
+            "submission": {"listen": ["127.0.0.1:%d" % self.sub_port]},
             "delivery": {"relayhost": "[127.0.0.1]:%d" % self.sink.port},
         }).start()
+        harness.wait_port("127.0.0.1", self.sub_port)
 
     def tearDown(self):
         rc = self.daemon.stop()
@@ -72,6 +83,23 @@ class BenchTls(unittest.TestCase):
                          "every connection did STARTTLS: %s" % report)
         got = self.sink.wait_messages(300)
         self.assertEqual(got, 300, "got sink count %d, want 300" % got)
+
+    def test_auth_over_tls_open_loop(self):
+        # submission requires AUTH: STARTTLS, EHLO, AUTH PLAIN, then mail at
+        # a fixed rate; a wrong password is a failed connection, not mail.
+        status, report, err = run_bench(
+            "--target", "127.0.0.1:%d" % self.sub_port, "--tls", "--auth", "bench:bench-secret",
+            "--connections", "4", "--messages", "100", "--rate", "200")
+        self.assertEqual(status, 0, "got bench exit %d, want 0: %s %s" % (status, report, err))
+        self.assertEqual(report["messages"]["accepted"], 100, report)
+        self.assertEqual(report["latency_from"], "due")
+        self.assertEqual(self.sink.wait_messages(100), 100)
+        status, report, err = run_bench(
+            "--target", "127.0.0.1:%d" % self.sub_port, "--tls", "--auth", "bench:wrong",
+            "--connections", "1", "--messages", "1", "--timeout", "10")
+        self.assertNotEqual(status, 0, "a refused AUTH must fail the run: %s" % report)
+        self.assertEqual(report["messages"]["accepted"], 0, report)
+        self.assertIn("auth", err)
 
     def test_handshake_only_with_reuse(self):
         status, report, err = run_bench(

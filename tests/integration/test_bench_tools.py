@@ -131,6 +131,49 @@ class BenchTools(unittest.TestCase):
                          "Zipf: got %s, want d1.test the most common" % domains)
         self.assertEqual(sink.stop(), 0, "sink exit on SIGTERM")
 
+    def test_open_loop_charges_queueing(self):
+        """--rate: latency runs from each message's due time, so a slow server
+        is charged for the messages queued behind it (no coordinated omission).
+        The sink delays every reply batch 20 ms, so one connection carries at
+        most 25 msg/s; 40 messages due within 0.2 s take at least 1.6 s, and
+        the last one waited at least 1.4 s past its due time."""
+        sink = self.sink("--delay-ms", "20")
+        pct = os.path.join(self.tmp.name, "pct.txt")
+        status, report = run_bench("--target", "127.0.0.1:%d" % sink.port,
+                                   "--connections", "1", "--messages", "40",
+                                   "--rate", "200", "--percentiles", pct)
+        self.assertEqual(status, 0, report)
+        self.assertEqual(report["messages"]["accepted"], 40)
+        self.assertEqual(report["latency_from"], "due")
+        self.assertEqual(report["rate_target"], 200)
+        lat, svc = report["latency_us"], report["service_latency_us"]
+        self.assertGreaterEqual(svc["p50"], 20000, "dot-to-reply includes one 20 ms delay: %s" % svc)
+        self.assertGreaterEqual(lat["max"], 1400000, "the last message queued: %s" % lat)
+        self.assertGreater(lat["p50"], 5 * svc["p50"], "due-time latency %s, service %s" % (lat, svc))
+        self.assertLess(report["msgs_per_s"], 200)
+        # the distribution file: monotonic values and percentiles, ending at 100% of 40
+        rows = []
+        with open(pct) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 4 and parts[0][0].isdigit():
+                    rows.append((float(parts[0]), float(parts[1]), int(parts[2])))
+        self.assertGreater(len(rows), 5, rows)
+        self.assertEqual(rows[-1][1:], (1.0, 40), rows[-1])
+        self.assertAlmostEqual(rows[-1][0], lat["max"] / 1000.0, delta=0.01)
+        for a, b in zip(rows, rows[1:]):
+            self.assertLessEqual(a[0], b[0], rows)
+            self.assertLess(a[1], b[1], rows)
+
+    def test_closed_loop_latency_from_dot(self):
+        sink = self.sink()
+        status, report = run_bench("--target", "127.0.0.1:%d" % sink.port,
+                                   "--connections", "2", "--messages", "200")
+        self.assertEqual(status, 0, report)
+        self.assertEqual(report["latency_from"], "dot")
+        self.assertEqual(report["latency_us"]["count"], 200)
+        self.assertEqual(report["service_latency_us"]["count"], 200)
+
     def test_smtp_source_into_sink(self):
         sink = self.sink()
         subprocess.run([SMTP_SOURCE, "-s", "10", "-m", "500", "-l", "2000",

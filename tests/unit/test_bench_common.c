@@ -159,3 +159,60 @@ Test(bench_file, replace_is_atomic_rename)
 	unlink(path);
 	rmdir(dir);
 }
+
+Test(bench_hist, within_one_128th_over_wide_range)
+{
+	static struct bench_hist hist;
+
+	/* one value at a time: the quantile of a single value is its bucket's
+	 * upper end, never below the value and at most 1/128 above it */
+	for (uint64_t v = 1; v < (1ULL << 40); v = v * 3 + 1) {
+		memset(&hist, 0, sizeof(hist));
+		bench_hist_add(&hist, v);
+		bench_hist_add(&hist, v * 4);	/* keeps max from capping the answer */
+		uint64_t got = bench_hist_quantile(&hist, 0.5);
+
+		cr_expect(got >= v && got <= v + v / 128,
+			  "v=%llu: got %llu", (unsigned long long)v, (unsigned long long)got);
+	}
+}
+
+Test(bench_hist, percentile_distribution_text)
+{
+	static struct bench_hist hist;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	for (uint64_t v = 1; v <= 10000; v++)
+		bench_hist_add(&hist, v * 10);
+	bench_hist_percentiles(&hist, f, 5, 1000.0);
+	fclose(f);
+	/* rows: value (ms), percentile, total count, 1/(1-p); the 50% row holds
+	 * half the values, the last row all of them at the max */
+	double prev_value = -1, prev_p = -1, value, p, inv;
+	unsigned long long total;
+	int rows = 0, saw_half = 0;
+	char *line = strtok(text, "\n");
+
+	while (line != NULL) {
+		if (sscanf(line, "%lf %lf %llu %lf", &value, &p, &total, &inv) >= 3 &&
+		    line[strspn(line, " ")] != '#' && line[strspn(line, " ")] != 'V') {
+			cr_expect(value >= prev_value, "values go up: %s", line);
+			cr_expect(p > prev_p, "percentiles go up: %s", line);
+			if (p == 0.5) {
+				saw_half = 1;
+				cr_expect(value >= 50.0 && value <= 50.0 * 1.008, "p50: %s", line);
+			}
+			prev_value = value;
+			prev_p = p;
+			rows++;
+		}
+		line = strtok(NULL, "\n");
+	}
+	cr_expect(saw_half, "a 50%% row");
+	cr_expect(rows > 20, "got %d rows", rows);
+	cr_expect(prev_p == 1.0 && total == 10000 && prev_value == 100.0,
+		  "last row: p=%g total=%llu value=%g", prev_p, total, prev_value);
+	free(text);
+}
