@@ -4,6 +4,7 @@
  *   ringmail-sink --listen 127.0.0.1:2526 [--listen ...] [--listen-range A-B:PORT]
  *                 [--stats-file PATH] [--expect N [--timeout S]] [--store DIR]
  *                 [--chunking] [--domain-stats] [--seed N] [fault flags] [-v]
+ *                 [--tls-cert PEM --tls-key PEM [--starttls-every N]]
  *
  * It accepts everything (unless told to fail), counts sessions, transactions,
  * messages, recipients and bytes, and measures the latency from the
@@ -17,9 +18,17 @@
  * provided buffer ring when the kernel has one, else the connection's own
  * input buffer. The protocol code (sink_command_*, sink_data_*) only appends
  * replies to the output buffer; the loop does all I/O.
+ *
+ * STARTTLS (RFC 3207), with --tls-cert and --tls-key: offered on every
+ * listener, or on every Nth one (--starttls-every N, in the order the
+ * addresses were given: 2 makes half of a --listen-range speak TLS). After
+ * "220 Ready" is written the session's bytes go through relay/daemon/tls.h:
+ * received ciphertext is fed in and the plaintext read out into the line
+ * buffer; replies are encrypted whole into `wire`, which the ring sends.
  */
 #include "bench_common.h"
 #include "log.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -65,12 +74,15 @@ struct sink_options {
 	int domain_stats;
 	int stall;
 	int verbose;
+	const char *tls_cert, *tls_key;
+	uint64_t starttls_every;	/* offer STARTTLS on listener i when i % N == 0 */
 };
 
 struct sink_stats {
 	uint64_t sessions, active, max_active, transactions, messages, recipients, bytes;
 	uint64_t rejected_mail, rejected_rcpt_4xx, rejected_rcpt_5xx, rejected_data;
 	uint64_t rejected_connections, disconnects, closed_421;
+	uint64_t tls_sessions, tls_failures;
 	struct bench_hist latency;
 };
 
@@ -80,6 +92,7 @@ enum sink_state { STATE_GREETED, STATE_READY, STATE_MAIL, STATE_RCPT, STATE_DATA
 struct sink_listener {
 	int fd;
 	int multishot;
+	int starttls;		/* offer STARTTLS to its sessions */
 	char name[64];
 } __attribute__((aligned(16)));
 
@@ -112,6 +125,16 @@ struct sink_conn {
 	char envelope[2048];	/* --store: X-Sink-Envelope-* header lines */
 	size_t envelope_len;
 	struct __kernel_timespec delay;
+	/* STARTTLS: offered here; due once "220" is out; then the session, the
+	 * raw input (when not from the buffer ring) and the ciphertext being
+	 * written, wire[wire_sent..wire_len). */
+	int starttls_offered;
+	int tls_due;
+	int tls_up;		/* handshake done: plaintext flows through tls */
+	struct tls_session *tls;
+	char *raw;
+	char *wire;
+	size_t wire_len, wire_sent, wire_cap;
 } __attribute__((aligned(16)));
 
 struct sink_domain_slot {
@@ -145,6 +168,7 @@ static int expect_met;
 static int exit_status;
 static uint64_t start_us;
 static struct sink_conn *conn_list;
+static struct tls_config *tls_cfg;
 
 static void conn_flush(struct sink_conn *conn);
 
@@ -158,6 +182,7 @@ static _Noreturn void usage(void)
 		"  [--fail-rcpt-4xx PCT] [--fail-rcpt-5xx PCT] [--fail-data-4xx PCT]\n"
 		"  [--fail-mail-4xx PCT] [--421-after N] [--disconnect PCT] [--delay-ms N]\n"
 		"  [--max-conn-per-client N] [--stall] [--seed N] [-v]\n"
+		"  [--tls-cert PEM --tls-key PEM [--starttls-every N]]\n"
 		"recipients tempfail*@ get 451 4.7.1, permfail*@ get 550 5.1.1\n");
 	exit(2);
 }
@@ -206,6 +231,7 @@ static void stats_write(void)
 		"\"rejected_mail\":%llu,\"rejected_rcpt_4xx\":%llu,\"rejected_rcpt_5xx\":%llu,"
 		"\"rejected_data\":%llu,\"rejected_connections\":%llu,"
 		"\"disconnects_injected\":%llu,\"closed_421\":%llu,"
+		"\"tls_sessions\":%llu,\"tls_failures\":%llu,"
 		"\"uptime_ms\":%llu,\"latency_us\":%s",
 		(unsigned long long)stats.sessions, (unsigned long long)stats.active,
 		(unsigned long long)stats.max_active, (unsigned long long)stats.transactions, (unsigned long long)stats.messages,
@@ -216,6 +242,7 @@ static void stats_write(void)
 		(unsigned long long)stats.rejected_data,
 		(unsigned long long)stats.rejected_connections,
 		(unsigned long long)stats.disconnects, (unsigned long long)stats.closed_421,
+		(unsigned long long)stats.tls_sessions, (unsigned long long)stats.tls_failures,
 		(unsigned long long)((bench_mono_us() - start_us) / 1000), latency);
 	if (opt.domain_stats)
 		n += domains_json(json + n, json_size - n - 4);
@@ -534,6 +561,8 @@ static void command_ehlo(struct sink_conn *conn, const char *line, int extended)
 	reply(conn, "250-SMTPUTF8");
 	if (opt.chunking)
 		reply(conn, "250-CHUNKING");
+	if (conn->starttls_offered && conn->tls == NULL)
+		reply(conn, "250-STARTTLS");
 	reply(conn, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -676,7 +705,15 @@ static void sink_command(struct sink_conn *conn, const char *line, size_t len)
 		command_data(conn);
 	else if (strncasecmp(line, "BDAT ", 5) == 0)
 		command_bdat(conn, line);
-	else if (strncasecmp(line, "RSET", 4) == 0) {
+	else if (strncasecmp(line, "STARTTLS", 8) == 0 && len <= 10 &&
+		 conn->starttls_offered && conn->tls == NULL) {
+		/* RFC 3207: nothing pipelined after it is read; EHLO again after */
+		transaction_reset(conn);
+		conn->state = STATE_GREETED;
+		reply(conn, "220 2.0.0 Ready to start TLS");
+		conn->tls_due = 1;
+		return;
+	} else if (strncasecmp(line, "RSET", 4) == 0) {
 		transaction_reset(conn);
 		reply(conn, "250 2.0.0 Ok");
 	} else if (strncasecmp(line, "NOOP", 4) == 0)
@@ -702,7 +739,7 @@ static void sink_input(struct sink_conn *conn)
 	const char *line;
 	size_t len;
 
-	while (!conn->closing && !conn->dropped) {
+	while (!conn->closing && !conn->dropped && !conn->tls_due) {
 		if (conn->bdat_remaining != 0) {
 			len = bench_lines_take(&conn->in, conn->bdat_remaining, &line);
 			if (len == 0)
@@ -720,6 +757,10 @@ static void sink_input(struct sink_conn *conn)
 	}
 	size_t pending = bench_lines_pending(&conn->in);
 
+	if (conn->tls_due) {
+		conn->in.start = conn->in.len = 0;	/* cleartext after STARTTLS */
+		return;
+	}
 	if (pending >= SINK_LINE_MAX && conn->bdat_remaining == 0) {
 		/* A long line: content is passed on in pieces, a command is refused. */
 		len = bench_lines_take(&conn->in, pending, &line);
@@ -747,6 +788,9 @@ static void conn_close(struct sink_conn *conn)
 		peers[conn->peer_slot].count--;
 	stats.active--;
 	bench_lines_free(&conn->in);
+	tls_session_free(conn->tls);
+	free(conn->raw);
+	free(conn->wire);
 	free(conn->out);
 	free(conn->message);
 	free(conn->rcpt_domains);
@@ -762,6 +806,8 @@ static void conn_recv(struct sink_conn *conn)
 		io_uring_prep_recv(sqe, conn->fd, NULL, 0, 0);
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = (uint16_t)recv_buffers.group;
+	} else if (conn->tls != NULL) {
+		io_uring_prep_recv(sqe, conn->fd, conn->raw, SINK_RECV_BUFFER_SIZE, 0);
 	} else {
 		bench_lines_compact(&conn->in);
 		io_uring_prep_recv(sqe, conn->fd, conn->in.buf + conn->in.len,
@@ -770,38 +816,153 @@ static void conn_recv(struct sink_conn *conn)
 	io_uring_sqe_set_data64(sqe, USER_DATA(conn, OP_RECV));
 }
 
-/* conn_flush - write the pending replies (after --delay-ms), or read on. */
+/* wire_take - move the session's pending ciphertext into wire at once (the
+ * pointer tls_pending_ciphertext gives dies with the next call). */
+static void wire_take(struct sink_conn *conn)
+{
+	size_t len;
+	const void *data = tls_pending_ciphertext(conn->tls, &len);
+
+	if (len == 0)
+		return;
+	if (conn->wire_len + len > conn->wire_cap) {
+		if (conn->wire_cap == 0)
+			conn->wire_cap = 4096;
+		while (conn->wire_len + len > conn->wire_cap)
+			conn->wire_cap *= 2;
+		conn->wire = realloc(conn->wire, conn->wire_cap);
+		if (conn->wire == NULL)
+			log_fatal("out of memory");
+	}
+	memcpy(conn->wire + conn->wire_len, data, len);
+	conn->wire_len += len;
+	tls_ciphertext_consumed(conn->tls, len);
+}
+
+/* tls_encrypt - all of out[out_sent..out_len) into wire. Returns 0 or the
+ * session's error. */
+static int tls_encrypt(struct sink_conn *conn)
+{
+	while (conn->out_sent < conn->out_len) {
+		ssize_t n = tls_write(conn->tls, conn->out + conn->out_sent,
+				      conn->out_len - conn->out_sent);
+
+		wire_take(conn);
+		if (n == TLS_WANT_WRITE)
+			continue;
+		if (n < 0)
+			return (int)n;
+		conn->out_sent += (size_t)n;
+	}
+	return 0;
+}
+
+/* tls_begin - "220 Ready" is out: the next bytes are the ClientHello. */
+static void tls_begin(struct sink_conn *conn)
+{
+	conn->tls_due = 0;
+	conn->tls = tls_session_new(tls_cfg, TLS_VERIFY_NONE, NULL);
+	conn->raw = malloc(SINK_RECV_BUFFER_SIZE);
+	if (conn->tls == NULL || conn->raw == NULL)
+		log_fatal("out of memory");
+}
+
+/* conn_flush - write the pending replies (after --delay-ms; under TLS,
+ * encrypted first) and handshake records, or read on. */
 static void conn_flush(struct sink_conn *conn)
 {
 	if (conn->dropped) {
 		conn_close(conn);
 		return;
 	}
-	if (conn->out_sent == conn->out_len) {
-		conn->out_len = conn->out_sent = 0;
-		conn->delayed = 0;
-		if (conn->closing)
-			conn_close(conn);
-		else
-			conn_recv(conn);
-		return;
-	}
-	struct io_uring_sqe *sqe = bench_ring_sqe(&ring);
+	int replies = conn->out_sent < conn->out_len;
+	struct io_uring_sqe *sqe;
 
-	if (opt.delay_ms != 0 && !conn->delayed) {
+	if (replies && opt.delay_ms != 0 && !conn->delayed) {
+		sqe = bench_ring_sqe(&ring);
 		conn->delay.tv_sec = (long long)(opt.delay_ms / 1000);
 		conn->delay.tv_nsec = (long long)(opt.delay_ms % 1000) * 1000000;
 		io_uring_prep_timeout(sqe, &conn->delay, 0, 0);
 		io_uring_sqe_set_data64(sqe, USER_DATA(conn, OP_DELAY));
 		return;
 	}
-	io_uring_prep_send(sqe, conn->fd, conn->out + conn->out_sent,
-			   conn->out_len - conn->out_sent, MSG_NOSIGNAL);
+	if (replies && conn->tls_up && tls_encrypt(conn) != 0) {
+		stats.tls_failures++;
+		conn_close(conn);
+		return;
+	}
+	if (conn->out_sent == conn->out_len && conn->wire_sent == conn->wire_len) {
+		conn->out_len = conn->out_sent = 0;
+		conn->wire_len = conn->wire_sent = 0;
+		conn->delayed = 0;
+		if (conn->tls_due)
+			tls_begin(conn);
+		if (conn->closing)
+			conn_close(conn);
+		else
+			conn_recv(conn);
+		return;
+	}
+	sqe = bench_ring_sqe(&ring);
+	if (conn->wire_sent < conn->wire_len)
+		io_uring_prep_send(sqe, conn->fd, conn->wire + conn->wire_sent,
+				   conn->wire_len - conn->wire_sent, MSG_NOSIGNAL);
+	else
+		io_uring_prep_send(sqe, conn->fd, conn->out + conn->out_sent,
+				   conn->out_len - conn->out_sent, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, USER_DATA(conn, OP_SEND));
 }
 
+/* tls_input - len bytes of ciphertext: drive the handshake, or decrypt into
+ * the line buffer. Returns 0 when replies may be made, -1 when the session
+ * was closed. */
+static int tls_input(struct sink_conn *conn, const void *data, size_t len)
+{
+	if (tls_feed_ciphertext(conn->tls, data, len) != 0) {
+		stats.tls_failures++;
+		conn_close(conn);
+		return -1;
+	}
+	if (!conn->tls_up) {
+		int r;
+
+		while ((r = tls_handshake(conn->tls)) == TLS_WANT_WRITE)
+			wire_take(conn);
+		wire_take(conn);
+		if (r == TLS_WANT_READ)
+			return 0;
+		if (r != 0) {
+			stats.tls_failures++;
+			log_debug("tls_handshake", "why=%s", tls_strerror(conn->tls));
+			conn_close(conn);
+			return -1;
+		}
+		conn->tls_up = 1;
+		stats.tls_sessions++;
+	}
+	for (;;) {
+		bench_lines_compact(&conn->in);
+		ssize_t got = tls_read(conn->tls, conn->in.buf + conn->in.len,
+				       conn->in.cap - conn->in.len);
+
+		wire_take(conn);
+		if (got == TLS_WANT_READ || got == 0)
+			return 0;
+		if (got == TLS_WANT_WRITE)
+			continue;
+		if (got < 0) {
+			stats.tls_failures++;
+			conn_close(conn);
+			return -1;
+		}
+		conn->in.len += (size_t)got;
+		if (conn->in.len == conn->in.cap)
+			return 0;	/* the rest after these lines are answered */
+	}
+}
+
 /* conn_open - a new session: greet, refuse, or (--stall) stay silent. */
-static void conn_open(int fd)
+static void conn_open(int fd, const struct sink_listener *l)
 {
 	struct sockaddr_storage peer;
 	socklen_t peer_len = sizeof(peer);
@@ -810,6 +971,7 @@ static void conn_open(int fd)
 	if (conn == NULL || bench_lines_init(&conn->in, SINK_INPUT_CAP) != 0)
 		log_fatal("out of memory");
 	conn->fd = fd;
+	conn->starttls_offered = l->starttls;
 	conn->next = conn_list;
 	if (conn_list != NULL)
 		conn_list->prev = conn;
@@ -858,7 +1020,21 @@ static void on_recv(struct sink_conn *conn, const struct io_uring_cqe *cqe)
 		conn_close(conn);
 		return;
 	}
-	if (cqe->flags & IORING_CQE_F_BUFFER) {
+	if (conn->tls != NULL) {
+		const void *data = conn->raw;
+		unsigned id = 0;
+
+		if (cqe->flags & IORING_CQE_F_BUFFER) {
+			id = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+			data = bench_buf_ring_data(&recv_buffers, id);
+		}
+		int ret = tls_input(conn, data, (size_t)cqe->res);
+
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			bench_buf_ring_recycle(&recv_buffers, id);
+		if (ret != 0)
+			return;
+	} else if (cqe->flags & IORING_CQE_F_BUFFER) {
 		unsigned id = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		int ret = bench_lines_append(&conn->in, bench_buf_ring_data(&recv_buffers, id),
 					     (size_t)cqe->res);
@@ -885,8 +1061,11 @@ static void on_send(struct sink_conn *conn, const struct io_uring_cqe *cqe)
 		conn_close(conn);
 		return;
 	}
-	conn->out_sent += (size_t)cqe->res;
-	if (expect_met && conn->out_sent == conn->out_len)
+	if (conn->wire_sent < conn->wire_len)
+		conn->wire_sent += (size_t)cqe->res;
+	else
+		conn->out_sent += (size_t)cqe->res;
+	if (expect_met && conn->out_sent == conn->out_len && conn->wire_sent == conn->wire_len)
 		stopping = 1;
 	conn_flush(conn);
 }
@@ -907,7 +1086,7 @@ static void listener_arm(struct sink_listener *l)
 static void on_accept(struct sink_listener *l, const struct io_uring_cqe *cqe)
 {
 	if (cqe->res >= 0)
-		conn_open(cqe->res);
+		conn_open(cqe->res, l);
 	else if (cqe->res == -EINVAL && l->multishot)
 		l->multishot = 0;	/* old kernel: fall back to one-shot accept */
 	else if (cqe->res != -EAGAIN && cqe->res != -ECONNABORTED && cqe->res != -EINTR)
@@ -1076,6 +1255,9 @@ static void options_parse(int argc, char **argv)
 		{ "max-conn-per-client", required_argument, NULL, 8 },
 		{ "stall", no_argument, NULL, 9 },
 		{ "seed", required_argument, NULL, 10 },
+		{ "tls-cert", required_argument, NULL, 11 },
+		{ "tls-key", required_argument, NULL, 12 },
+		{ "starttls-every", required_argument, NULL, 13 },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1108,12 +1290,29 @@ static void options_parse(int argc, char **argv)
 		case 8: opt.max_conn_per_client = uint_arg(optarg); break;
 		case 9: opt.stall = 1; break;
 		case 10: opt.seed = uint_arg(optarg); break;
+		case 11: opt.tls_cert = optarg; break;
+		case 12: opt.tls_key = optarg; break;
+		case 13: opt.starttls_every = uint_arg(optarg); break;
 		case 'v': opt.verbose = 1; break;
 		default: usage();
 		}
 	}
 	if (optind != argc || listener_count == 0)
 		usage();
+	if ((opt.tls_cert == NULL) != (opt.tls_key == NULL) ||
+	    (opt.starttls_every != 0 && opt.tls_cert == NULL))
+		usage();
+	if (opt.tls_cert != NULL) {
+		char err[256];
+
+		tls_cfg = tls_config_new_server(opt.tls_cert, opt.tls_key, NULL, err, sizeof(err));
+		if (tls_cfg == NULL)
+			log_fatal("tls: %s", err);
+		uint64_t every = opt.starttls_every != 0 ? opt.starttls_every : 1;
+
+		for (int i = 0; i < listener_count; i++)
+			listeners[i]->starttls = (uint64_t)i % every == 0;
+	}
 }
 
 /* signals_setup - SIGTERM/SIGINT arrive through a signalfd read in the ring. */
@@ -1187,6 +1386,7 @@ int main(int argc, char **argv)
 		close(listeners[i]->fd);
 		free(listeners[i]);
 	}
+	tls_config_free(tls_cfg);
 	free(recv_buffers.memory);
 	free(recv_buffers.ring);
 	return exit_status;

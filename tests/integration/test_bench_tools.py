@@ -15,6 +15,8 @@ import tempfile
 import time
 import unittest
 
+sys.path.insert(0, os.path.dirname(__file__))
+
 BIN = os.environ.get("RINGMAIL_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin"))
 SINK = os.path.join(BIN, "ringmail-sink")
 BENCH = os.path.join(BIN, "ringmail-bench")
@@ -173,6 +175,40 @@ class BenchTools(unittest.TestCase):
         self.assertEqual(report["latency_from"], "dot")
         self.assertEqual(report["latency_us"]["count"], 200)
         self.assertEqual(report["service_latency_us"]["count"], 200)
+
+    def test_sink_starttls_every_other_address(self):
+        """--tls-cert/--tls-key with --starttls-every 2: the first address
+        offers STARTTLS (bench --tls and smtplib deliver over it), the
+        second does not (bench --tls refuses to send in clear)."""
+        from test_starttls import make_cert
+        cert, key = make_cert(self.tmp.name, "sink", "sink.test")
+        sink = self.sink("--tls-cert", cert, "--tls-key", key, "--starttls-every", "2",
+                         addresses=("127.0.0.1", "127.0.0.2"))
+        status, report = run_bench("--target", "127.0.0.1:%d" % sink.port, "--tls",
+                                   "--connections", "4", "--messages", "200",
+                                   "--size-dist", "2000:0.5,60000:0.5",
+                                   "--messages-per-connection", "10")
+        self.assertEqual(status, 0, report)
+        self.assertEqual(report["messages"]["accepted"], 200, report)
+        self.assertEqual(sink.wait_messages(200), 200)
+        with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as smtp:
+            smtp.ehlo()
+            self.assertTrue(smtp.has_extn("starttls"))
+            smtp.starttls()
+            smtp.ehlo()
+            self.assertFalse(smtp.has_extn("starttls"), "not offered twice")
+            smtp.sendmail("a@x.test", ["b@y.test"], b"Subject: t\r\n\r\nover TLS\r\n")
+        self.assertEqual(sink.wait_messages(201), 201)
+        stats = sink.stats()
+        self.assertEqual(stats["tls_sessions"], report["tls_handshakes"] + 1, stats)
+        self.assertEqual(stats["tls_failures"], 0, stats)
+        with smtplib.SMTP("127.0.0.2", sink.port, timeout=10) as smtp:
+            smtp.ehlo()
+            self.assertFalse(smtp.has_extn("starttls"), "second address: no STARTTLS")
+        status, report = run_bench("--target", "127.0.0.2:%d" % sink.port, "--tls",
+                                   "--connections", "1", "--messages", "1")
+        self.assertNotEqual(status, 0, report)
+        self.assertEqual(report["messages"]["accepted"], 0, report)
 
     def test_smtp_source_into_sink(self):
         sink = self.sink()
