@@ -413,6 +413,13 @@ static void delivery_hook(struct worker *w, void *arg)
 	}
 	if (dl->domain_count > 0 && !dl->stopping)
 		wake_at(w, dl->next_reap_ms);     /* an idle worker reaps too */
+	if (dl->domains_waiting > 0 && !dl->stopping) {
+		if (w->now_ms >= dl->next_rewake_ms) {
+			dests_rewake(dl);
+			dl->next_rewake_ms = w->now_ms + 1000;
+		}
+		wake_at(w, dl->next_rewake_ms);
+	}
 	/* Due retries go while there is room for their bodies; the rest
 	 * wait in the heap until bodies are dropped (a completion wakes us). */
 	while (dl->heap_len > 0 && dl->heap[0]->due_ms <= w->now_ms && !dl->stopping && body_room(dl))

@@ -13,9 +13,11 @@
 
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 /* dest_hash - FNV-1a of the address bytes and port. */
 static uint64_t dest_hash(const union dns_addr *a)
@@ -163,6 +165,51 @@ void dest_wake(struct delivery *dl, struct qdest *dest)
 		d = dest_pop_waiter(&dl->anywhere);
 	if (d != NULL)
 		domain_kick(dl, d);
+}
+
+/* dest_free_slots - sessions dest could open now by its window and the
+ * per-address share (the worker's cap is counted apart). */
+static unsigned dest_free_slots(const struct delivery *dl, const struct qdest *dest)
+{
+	unsigned limit = dest->window < dl->max_per_address ? dest->window : dl->max_per_address;
+
+	return dest_backed_off(dl, dest) || dest->active >= limit ? 0 : limit - dest->active;
+}
+
+/* kick_waiters - up to n domains waiting at dest, each kicked once (a
+ * kick may put one back at the tail: n is counted before). */
+static void kick_waiters(struct delivery *dl, struct qdest *dest, size_t n)
+{
+	struct qdomain *d;
+
+	if (n > dest->waiting)
+		n = dest->waiting;
+	while (n-- > 0 && !dl->stopping && (d = dest_pop_waiter(dest)) != NULL)
+		domain_kick(dl, d);
+}
+
+void dests_rewake(struct delivery *dl)
+{
+	struct qdest **due = NULL;
+	size_t n = 0, cap = 0;
+
+	/* Collected first: a kick may add an address and grow the table. */
+	for (size_t i = 0; i < dl->dest_buckets; i++) {
+		for (struct qdest *e = dl->dests[i]; e != NULL; e = e->hash_next) {
+			if (e->wait_head == NULL || dest_free_slots(dl, e) == 0)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				due = xreallocarray(due, cap, sizeof(*due));
+			}
+			due[n++] = e;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		kick_waiters(dl, due[i], dest_free_slots(dl, due[i]));
+	free(due);
+	if (dl->sessions_active < dl->max_total)
+		kick_waiters(dl, &dl->anywhere, dl->max_total - dl->sessions_active);
 }
 
 void dest_succeeded(struct delivery *dl, struct qdest *dest)

@@ -245,6 +245,7 @@ struct delivery {
 	size_t ready_total;        /* items in every domain's ready list (metrics) */
 	unsigned walks;            /* queue queries with a cursor in domain_list */
 	int64_t next_reap_ms;
+	int64_t next_rewake_ms;    /* dests_rewake, while domains wait */
 	unsigned sessions_active;  /* outbound sessions (metrics) */
 	uint64_t rng;
 	size_t body_bytes;         /* bodies held by this worker's items */
@@ -392,6 +393,12 @@ struct qdomain *dest_pop_waiter(struct qdest *dest);
 /* dest_wake - a connection to dest ended: kick the first domain waiting
  * there, else the first waiting for the worker's cap. */
 void dest_wake(struct delivery *dl, struct qdest *dest);
+/* dests_rewake - the net under dest_wake (once a second while domains
+ * wait): every slot free at an address, or under the worker's cap, kicks
+ * one domain waiting for it. dest_wake kicks one domain per slot freed;
+ * when that domain does not take the slot (a pooled session served it
+ * meanwhile, or it had nothing left), the next waiter would sleep on. */
+void dests_rewake(struct delivery *dl);
 /* dest_succeeded / dest_failed - a connection reached READY / failed at
  * connect or greeting: the window and backoff. */
 void dest_succeeded(struct delivery *dl, struct qdest *dest);
