@@ -74,6 +74,7 @@ struct qmsg {
 	char queue_id[32];
 	const char *sender;
 	const char *envid;         /* NULL when not given */
+	const char *pool;          /* the pool header's egress pool, NULL none */
 	struct qrcpt *rcpts;
 	size_t body_len;           /* the body itself is in the spool, or in an item's qbody */
 	uint32_t rcpt_count;
