@@ -460,6 +460,8 @@ bool shaping_session_fits(struct delivery *dl, struct qdomain *d, const struct s
 		return false;
 	const struct shaping_pool *p = shaping_pool_at(cfg->shaping, (size_t)pool);
 	const struct shaping_site *e[2] = { entry, site };
+	if (shaping_source_suspended(dl, hold))
+		return false;     /* it quits before its next transaction anyway */
 	for (size_t i = 0; i < p->count; i++)
 		if ((int)p->sources[i] == hold->source)   /* and its pairs have a message token */
 			return pair_message_wait(dl, e, hold->source) == 0;
