@@ -17,11 +17,13 @@ Every process is stopped by PID; each test stays well under a minute.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -97,7 +99,13 @@ class Sources(mailnet.NetTestCase, unittest.TestCase):
             f.write(shaping % {"ip1": net.ips[1], "ip2": net.ips[2]})
         settings = mailnet.relay_settings(net.port, dns.ns)
         settings["shaping"] = {"file": path}
+        settings["metrics"] = {"listen": ["127.0.0.1:%d" % harness.free_port("127.0.0.1")]}
         return self.relay(settings), rcv, net
+
+    def metrics(self, d):
+        url = "http://%s/metrics" % d.settings["metrics"]["listen"][0]
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.read().decode()
 
     def send(self, d, rcpts, connections=4):
         mailnet.submit(d.host, d.port, [("s@client.test", [r], mailnet.make_message(
@@ -170,6 +178,9 @@ responses = ( { code = "421"; enhanced = "4.7.0"; action = "suspend"; scope = "s
         self.assertEqual(src["s1"]["suspensions"], 1, src)
         self.assertEqual(src["s2"]["state"], "active", src)
         self.assertTrue(mailnet.wait_until(lambda: "source:s1 suspend" in self.state_file(d), 10))
+        self.assertTrue(mailnet.wait_until(lambda: re.search(
+            r"(?m)^ringmail_shaping_source_suspensions_total 1$", self.metrics(d)) is not None, 10),
+            self.metrics(d)[-2000:])
         p = self.ctl(d, "shaping", "resume", "source:s1")
         self.assertIn("source:s1 resumed", p.stderr)
         src = {r["source"]: r for r in self.status(d) if "source" in r}
