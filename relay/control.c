@@ -166,7 +166,7 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 			snprintf(req->site, sizeof(req->site), "%s", words[i + 2]);
 			return 0;
 		}
-		return parse_fail(err, errlen, "%s", "shaping: status, or resume SITE (or source:NAME)");
+		return parse_fail(err, errlen, "%s", "shaping: status, or resume SITE (or source:NAME, or SITE/SOURCE)");
 	}
 	if (strcmp(words[i], "suppression") == 0) {
 		req->command = CONTROL_SUPPRESSION;
@@ -604,8 +604,12 @@ static void shaping_status_pairs(struct buf *b, const struct shaping_rules *rule
 
 	for (size_t i = 0; i < shaping_site_count(rules); i++) {
 		const struct shaping_site *site = shaping_site_at(rules, i);
-		for (size_t k = 0; site->has_per_source && k < shaping_source_count(rules); k++) {
+		for (size_t k = 0; site->has_pairs && k < shaping_source_count(rules); k++) {
 			unsigned slot = site->pair_slots[k];
+			int64_t until = shaping_state_until(slot);
+			long long remaining = until > now ? (long long)((until - now + 999) / 1000) : 0;
+			if (!site->has_per_source && remaining == 0)
+				continue;     /* only a source_site rule's pair, not suspended */
 			const struct shaping_rate *rates[2] = { &site->per_source.message_rate, &site->per_source.connection_rate };
 			long long tokens[2] = { -1, -1 };
 			for (int j = 0; j < 2; j++) {
@@ -618,19 +622,23 @@ static void shaping_status_pairs(struct buf *b, const struct shaping_rules *rule
 			unsigned conns = shaping_state_connections(slot), max = site->per_source.max_connections;
 			if (json) {
 				buf_append_printf(b, "{\"per_source\":\"%s\",\"connections\":%u,\"max_connections\":%u,"
-						  "\"message_tokens\":%lld,\"connection_tokens\":%lld}\n",
-						  shaping_state_name(slot), conns, max, tokens[0], tokens[1]);
+						  "\"message_tokens\":%lld,\"connection_tokens\":%lld,\"state\":\"%s\","
+						  "\"remaining_s\":%lld,\"suspensions\":%llu}\n",
+						  shaping_state_name(slot), conns, max, tokens[0], tokens[1],
+						  remaining > 0 ? "suspended" : "active", remaining,
+						  (unsigned long long)shaping_state_suspensions(slot));
 				continue;
 			}
 			if (!header)
-				buf_append_printf(b, "\n%-40s %11s %10s %11s\n", "SITE/SOURCE", "CONNECTIONS", "MSG_TOKENS",
-						  "CONN_TOKENS");
+				buf_append_printf(b, "\n%-40s %11s %10s %11s %-10s %11s\n", "SITE/SOURCE", "CONNECTIONS",
+						  "MSG_TOKENS", "CONN_TOKENS", "STATE", "REMAINING_S");
 			header = true;
 			char mc[24], t0[16], t1[16];
 			snprintf(mc, sizeof(mc), max ? "%u/%u" : "%u/-", conns, max);
 			snprintf(t0, sizeof(t0), tokens[0] < 0 ? "-" : "%lld", tokens[0]);
 			snprintf(t1, sizeof(t1), tokens[1] < 0 ? "-" : "%lld", tokens[1]);
-			buf_append_printf(b, "%-40s %11s %10s %11s\n", shaping_state_name(slot), mc, t0, t1);
+			buf_append_printf(b, "%-40s %11s %10s %11s %-10s %11lld\n", shaping_state_name(slot), mc, t0, t1,
+					  remaining > 0 ? "suspended" : "active", remaining);
 		}
 	}
 }
@@ -647,7 +655,7 @@ static void session_shaping(struct worker *w, struct control_session *s, const s
 		for (k = 0; k < shaping_state_count() && strcmp(shaping_state_name((unsigned)k), req->site) != 0; k++)
 			;
 		if (k == shaping_state_count()) {
-			session_end(s, "-- error no site named %s (nor domain entry, nor source:NAME)", req->site);
+			session_end(s, "-- error no site named %s (nor domain entry, source:NAME or SITE/SOURCE)", req->site);
 			return;
 		}
 		bool was = shaping_state_resume((unsigned)k, now);

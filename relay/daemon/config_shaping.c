@@ -148,6 +148,23 @@ static const char *check_site_keys(config_setting_t *g, const char *const *keys,
 	return NULL;
 }
 
+/* make_pairs - a state slot ("site/source") per source of the file for
+ * the site: sources load before sites. */
+static int make_pairs(struct shaping_rules *r, struct shaping_site *site, const char *path, int line, char *err,
+		      size_t errlen)
+{
+	for (size_t k = 0; k < shaping_source_count(r); k++) {
+		char name[2 * SHAPING_NAME_MAX + 2];
+		snprintf(name, sizeof(name), "%s/%s", site->name, shaping_source_at(r, k)->name);
+		int slot = shaping_state_slot(name);
+		if (slot < 0)
+			return fail(err, errlen, path, line, "too many site x source pairs in this run at ", site->name);
+		site->pair_slots[k] = (unsigned)slot;
+	}
+	site->has_pairs = true;
+	return 0;
+}
+
 /* load_per_source - the entry's per_source = { ... } limits, which apply
  * to each (source, site) pair apart, and a state slot ("site/source") per
  * source of the file: sources load before sites. */
@@ -172,15 +189,7 @@ static int load_per_source(struct shaping_rules *r, struct shaping_site *site, c
 	if (rc < 0)
 		return rc;
 	site->has_per_source = true;
-	for (size_t k = 0; k < shaping_source_count(r); k++) {
-		char name[2 * SHAPING_NAME_MAX + 2];
-		snprintf(name, sizeof(name), "%s/%s", site->name, shaping_source_at(r, k)->name);
-		int slot = shaping_state_slot(name);
-		if (slot < 0)
-			return fail(err, errlen, path, line, "too many site x source pairs in this run at ", site->name);
-		site->pair_slots[k] = (unsigned)slot;
-	}
-	return 0;
+	return make_pairs(r, site, path, line, err, errlen);
 }
 
 /* site_finish - limits, pool and state slot of the entry just added. */
@@ -300,10 +309,14 @@ static int load_response(struct shaping_rules *r, config_setting_t *g, const cha
 		rule.scope = SHAPING_SCOPE_DOMAIN;
 	else if (strcmp(scope, "source") == 0)
 		rule.scope = SHAPING_SCOPE_SOURCE;
+	else if (strcmp(scope, "source_site") == 0)
+		rule.scope = SHAPING_SCOPE_SOURCE_SITE;
 	else if (scope[0] != '\0' && strcmp(scope, "site") != 0)
-		return fail(err, errlen, path, line, "responses: scope is site, domain or source, not ", scope);
-	if (rule.scope == SHAPING_SCOPE_SOURCE && rule.action != SHAPING_SUSPEND)
-		return fail(err, errlen, path, line, "responses: scope = \"source\" is for action = \"suspend\"", "");
+		return fail(err, errlen, path, line, "responses: scope is site, domain, source or source_site, not ", scope);
+	if ((rule.scope == SHAPING_SCOPE_SOURCE || rule.scope == SHAPING_SCOPE_SOURCE_SITE) &&
+	    rule.action != SHAPING_SUSPEND)
+		return fail(err, errlen, path, line, "responses: scope = source or source_site is for action = suspend, not ",
+			    action);
 	if (duration[0] != '\0' && !duration_ms(duration, &rule.duration_ms))
 		return fail(err, errlen, path, line, "responses: duration is e.g. \"30s\", \"10m\", \"1h\", not ", duration);
 	snprintf(rule.reply, sizeof(rule.reply), "%s", code[0] ? code : "*");
@@ -488,6 +501,16 @@ int config_shaping_load(const char *path, struct shaping_rules **out, char *err,
 		config_setting_t *s = config_setting_get_member(root, section_names[kind]);
 		for (int k = 0; s != NULL && k < config_setting_length(s) && rc == 0; k++)
 			rc = load_entry(r, kind, config_setting_get_elem(s, (unsigned)k), path, err, errlen);
+	}
+	/* A source_site rule suspends (source, site) pairs: every site and
+	 * domain entry needs its pair slots. */
+	for (size_t i = 0; rc == 0 && i < shaping_response_count(r); i++) {
+		if (shaping_response_at(r, i)->scope != SHAPING_SCOPE_SOURCE_SITE)
+			continue;
+		for (size_t k = 0; rc == 0 && k < shaping_site_count(r); k++)
+			if (!shaping_site_at(r, k)->has_pairs)
+				rc = make_pairs(r, shaping_site_at(r, k), path, shaping_response_at(r, i)->line, err, errlen);
+		break;
 	}
 	config_destroy(&file);
 	if (rc < 0) {

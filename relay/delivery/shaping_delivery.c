@@ -216,9 +216,12 @@ static struct shaping_source_view source_view(struct delivery *dl, const struct 
 	if (shaping_state_source_full(src->slot, day, shaping_source_daily_limit(src, day)))
 		v.day_ms = SOURCE_RECHECK_MS;
 	for (int i = 0; i < 2; i++) {
-		if (e[i] == NULL || !e[i]->has_per_source)
+		if (e[i] == NULL || !e[i]->has_pairs)
 			continue;
 		unsigned pair = e[i]->pair_slots[k];
+		int64_t pair_until = shaping_state_until(pair);     /* a source_site suspension */
+		if (pair_until > now && v.suspended_ms < SUSPEND_RECHECK_MS)
+			v.suspended_ms = pair_until - now < SUSPEND_RECHECK_MS ? pair_until - now : SUSPEND_RECHECK_MS;
 		uint32_t max = e[i]->per_source.max_connections;
 		if (max != 0 && shaping_state_connections(pair) >= max)
 			v.slot_ms = SLOT_RECHECK_MS;
@@ -246,7 +249,7 @@ static int pick_source(struct delivery *dl, const struct shaping_pool *p, const 
 	int k = shaping_pool_choose(p, view, delivery_rng_next(dl), wait_ms);
 	for (size_t i = 0; k < 0 && i < p->count; i++)
 		for (int j = 0; j < 2 && view[i].slot_ms > 0; j++)
-			if (e[j] != NULL && e[j]->has_per_source)
+			if (e[j] != NULL && e[j]->has_pairs)
 				shaping_state_denied(e[j]->pair_slots[p->sources[i]], dl->w->now_ms);
 	return k;
 }
@@ -278,7 +281,7 @@ static bool pair_acquire(struct delivery *dl, const struct shaping_site *const *
 	int n = 0;
 
 	for (int i = 0; i < 2; i++) {
-		if (e[i] == NULL || !e[i]->has_per_source)
+		if (e[i] == NULL || !e[i]->has_pairs)
 			continue;
 		unsigned pair = e[i]->pair_slots[k];
 		if (!shaping_state_connection_acquire(pair, e[i]->per_source.max_connections)) {
@@ -357,20 +360,26 @@ bool shaping_connection_admit(struct delivery *dl, struct qdomain *d, struct sha
 	return true;
 }
 
+bool shaping_source_suspended(struct delivery *dl, const struct shaping_hold *hold)
+{
+	const struct shaping_source *src = shaping_source_of(dl, hold);
+	int64_t now = dl->w->now_ms;
+
+	if (src == NULL)
+		return false;
+	/* For every site, or for the session's site (its pair). */
+	return shaping_state_until(src->suspend_slot) > now ||
+	       (hold->pair_plus1[0] != 0 && shaping_state_until(hold->pair_plus1[0] - 1) > now) ||
+	       (hold->pair_plus1[1] != 0 && shaping_state_until(hold->pair_plus1[1] - 1) > now);
+}
+
 bool shaping_source_spent(struct delivery *dl, const struct shaping_hold *hold)
 {
 	const struct shaping_source *src = shaping_source_of(dl, hold);
 
 	return src != NULL &&
 	       (shaping_state_source_full(src->slot, utc_day(), shaping_source_daily_limit(src, utc_day())) ||
-		shaping_state_until(src->suspend_slot) > dl->w->now_ms);
-}
-
-bool shaping_source_suspended(struct delivery *dl, const struct shaping_hold *hold)
-{
-	const struct shaping_source *src = shaping_source_of(dl, hold);
-
-	return src != NULL && shaping_state_until(src->suspend_slot) > dl->w->now_ms;
+		shaping_source_suspended(dl, hold));
 }
 
 void shaping_source_sent(struct delivery *dl, const struct shaping_hold *hold)
@@ -404,7 +413,7 @@ static void pair_release(struct delivery *dl, struct shaping_hold *hold)
 			continue;
 		for (size_t k = 0; k < shaping_site_count(rules); k++) {
 			const struct shaping_site *site = shaping_site_at(rules, k);
-			if (site->has_per_source && site->pair_slots[hold->source] == pair) {
+			if (site->has_pairs && site->pair_slots[hold->source] == pair) {
 				struct token_bucket_rate tb = pair_rate(site, SHAPING_LIMIT_CONNECTION_RATE);
 				token_bucket_refund(shaping_state_bucket(pair, SHAPING_BUCKET_CONNECTION), &tb);
 				break;
@@ -652,6 +661,36 @@ static void suspend_source(struct delivery *dl, struct qdomain *d, const struct 
 		 status != NULL && status[0] ? status : "-", text != NULL ? text : "");
 }
 
+/* suspend_source_site - the rule's suspension of the (source, site) pair
+ * of the source hold is bound to and d's site (its entry when it has no
+ * site), unless one runs already: the source goes on for other sites. */
+static void suspend_source_site(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold,
+				const struct shaping_response *hit, int code, const char *status, const char *text)
+{
+	int k = hold != NULL ? source_index(dl, hold) : -1;
+	const struct shaping_site *site = NULL;
+	int64_t now = dl->w->now_ms;
+
+	if (d != NULL && dl->w->cfg->shaping != NULL) {
+		shaping_domain_entries(dl, d);
+		site = entry_at(dl, d->shaping_site >= 0 ? d->shaping_site : d->shaping_entry);
+	}
+	if (k < 0 || site == NULL || !site->has_pairs) {
+		log_info("shaping_action", "action=suspend scope=source_site result=%s domain=%s rule_line=%d code=%d",
+			 k < 0 ? "no_source" : "no_site", d != NULL ? d->name : "-", hit->line, code);
+		return;
+	}
+	unsigned pair = site->pair_slots[k];
+	if (shaping_state_until(pair) > now || !shaping_state_suspend(pair, now + hit->duration_ms))
+		return;
+	const struct shaping_source *src = shaping_source_at(dl->w->cfg->shaping, (size_t)k);
+	dl->stats.shaping_actions[SHAPING_SUSPEND]++;
+	dl->stats.shaping_source_suspensions++;
+	log_warn("shaping_action", "action=suspend scope=source_site source=%s address=%s site=%s domain=%s for_ms=%lld rule_line=%d reply=\"%d %s %.120s\"",
+		 src->name, src->address, site->name, d->name, (long long)hit->duration_ms, hit->line, code,
+		 status != NULL && status[0] ? status : "-", text != NULL ? text : "");
+}
+
 void shaping_on_connection_reply(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold, int code,
 				 const char *status, const char *text)
 {
@@ -662,6 +701,8 @@ void shaping_on_connection_reply(struct delivery *dl, struct qdomain *d, const s
 	const struct shaping_response *hit = shaping_match(rules, matcher(dl), code, status, text);
 	if (hit != NULL && hit->action == SHAPING_SUSPEND && hit->scope == SHAPING_SCOPE_SOURCE)
 		suspend_source(dl, d, hold, hit, code, status, text);
+	else if (hit != NULL && hit->action == SHAPING_SUSPEND && hit->scope == SHAPING_SCOPE_SOURCE_SITE)
+		suspend_source_site(dl, d, hold, hit, code, status, text);
 }
 
 /* suspend - the rule's suspension of the site (or the domain), unless one
@@ -671,6 +712,10 @@ static void suspend(struct delivery *dl, struct qdomain *d, const struct shaping
 {
 	if (hit->scope == SHAPING_SCOPE_SOURCE) {
 		suspend_source(dl, d, dl->shaping_reply_hold, hit, r->code, r->status, r->text);
+		return;
+	}
+	if (hit->scope == SHAPING_SCOPE_SOURCE_SITE) {
+		suspend_source_site(dl, d, dl->shaping_reply_hold, hit, r->code, r->status, r->text);
 		return;
 	}
 	int64_t now = dl->w->now_ms, until = now + hit->duration_ms;

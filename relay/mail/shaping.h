@@ -74,6 +74,7 @@ enum shaping_scope {
 	SHAPING_SCOPE_SITE,                /* the domain's site (its domain when it has none) */
 	SHAPING_SCOPE_DOMAIN,
 	SHAPING_SCOPE_SOURCE,              /* the egress source the reply came to, for every site */
+	SHAPING_SCOPE_SOURCE_SITE,         /* that source for the domain's site (or entry) only */
 };
 
 struct shaping_response {
@@ -104,6 +105,7 @@ struct shaping_site {
 	 * connection_rate, message_rate; the caller fills them in. */
 	bool has_per_source;
 	struct shaping_limits per_source;
+	bool has_pairs;                    /* pair_slots are made (per_source, or a source_site rule) */
 	unsigned pair_slots[SHAPING_MAX_SOURCES];           /* the caller's: per source index, the pair's state */
 };
 

@@ -13,6 +13,8 @@ loopback, checking each session's peer address).
   other one, the suspended source opens no connection while suspended; the
   status shows it, shaping.state keeps it, `shaping resume source:NAME`
   ends it.
+- The same with scope = "source_site" and two sites: the source is
+  suspended for the refusing site only and still carries the other's mail.
 Every process is stopped by PID; each test stays well under a minute.
 """
 import json
@@ -188,6 +190,54 @@ responses = ( { code = "421"; enhanced = "4.7.0"; action = "suspend"; scope = "s
         text = self.stop_relay(d)
         self.assertIn("action=suspend scope=source source=s1", text)
         self.assertEqual(text.count("action=suspend scope=source"), 1, "a storm suspends once")
+
+    def test_source_site_suspends_the_pair_only(self):
+        """scope = "source_site": the source is suspended for the site that
+        refused it, and goes on carrying mail to another site."""
+        net = mailnet.Addresses(4)
+        zone = mailnet.mx_zone("a.test", [(10, "mx.sa.test", net.ips[0])])
+        zone += mailnet.mx_zone("b.test", [(10, "mx.sb.test", net.ips[3])])
+        dns = self.started(mailnet.Dnsmasq(self.tmp, zone))
+        rcv_a = self.started(mailnet.Receiver(net.ips[0], net.port, PerPeer(
+            refuse={net.ips[1]: "421 4.7.0 [%s] blocked: IP reputation" % net.ips[1]})))
+        rcv_b = self.started(mailnet.Receiver(net.ips[3], net.port, PerPeer()))
+        path = os.path.join(self.tmp, "shaping.conf")
+        with open(path, "w") as f:
+            f.write("""
+sources = ( { name = "s1"; address = "%s"; }, { name = "s2"; address = "%s"; } );
+pools = ( { name = "main"; sources = ( { source = "s1"; }, { source = "s2"; } ); } );
+sites = ( { name = "sa"; mx = [ ".sa.test" ]; pool = "main"; max_messages_per_connection = 1; },
+          { name = "sb"; mx = [ ".sb.test" ]; pool = "main"; max_messages_per_connection = 1; } );
+responses = ( { code = "421"; enhanced = "4.7.0"; action = "suspend"; scope = "source_site"; duration = "1h"; } );
+""" % (net.ips[1], net.ips[2]))
+        settings = mailnet.relay_settings(net.port, dns.ns)
+        settings["shaping"] = {"file": path}
+        d = self.relay(settings)
+        a = ["a%d@a.test" % i for i in range(12)]
+        self.send(d, a)
+        self.assertTrue(self.delivered(rcv_a, a, 50), "a.test not delivered:\n" + d.log_text()[-3000:])
+        self.assertEqual({m.peer[0] for m in rcv_a.handler.snapshot()}, {net.ips[2]})
+        refused = sorted(rcv_a.handler.connects.get(net.ips[1], []))
+        self.assertTrue(refused, "s1 was never tried at site sa")
+        b = ["b%d@b.test" % i for i in range(20)]
+        self.send(d, b)
+        self.assertTrue(self.delivered(rcv_b, b, 50), "b.test not delivered:\n" + d.log_text()[-3000:])
+        self.assertEqual({m.peer[0] for m in rcv_b.handler.snapshot()}, {net.ips[1], net.ips[2]},
+                         "s1 should still send to site sb")
+        self.assertEqual([t for t in refused if t > refused[0] + 1.0], [], "s1 came back to sa while suspended")
+        rows = self.status(d)
+        pairs = {r["per_source"]: r for r in rows if "per_source" in r}
+        self.assertEqual(sorted(pairs), ["sa/s1"], pairs)
+        self.assertEqual(pairs["sa/s1"]["state"], "suspended", pairs)
+        src = {r["source"]: r for r in rows if "source" in r}
+        self.assertEqual(src["s1"]["state"], "active", src)
+        self.assertTrue(mailnet.wait_until(lambda: "sa/s1 suspend" in self.state_file(d), 10))
+        p = self.ctl(d, "shaping", "resume", "sa/s1")
+        self.assertIn("sa/s1 resumed", p.stderr)
+        self.assertEqual([r for r in self.status(d) if "per_source" in r], [])
+        text = self.stop_relay(d)
+        self.assertIn("action=suspend scope=source_site source=s1", text)
+        self.assertIn("site=sa", text)
 
     def state_file(self, d):
         try:

@@ -534,6 +534,19 @@ Test(shaping, per_source_and_source_scope_load)
 	cr_expect_str_eq(shaping_state_name(gm->pair_slots[1]), "gm/ip2");
 	cr_expect_str_eq(shaping_state_name(shaping_source_at(r, 1)->suspend_slot), "source:ip2");
 	cr_expect_eq(shaping_response_at(r, 0)->scope, SHAPING_SCOPE_SOURCE);
+	cr_expect(!plain->has_pairs, "no per_source, no source_site rule: no pairs");
+	shaping_rules_free(r);
+
+	/* A source_site rule gives every site and domain entry its pairs. */
+	cr_assert_eq(load("sources = ( { name = \"ip1\"; address = \"127.0.0.11\"; } );\n"
+			  "sites = ( { name = \"ss\"; mx = [ \".ss.test\" ]; } );\n"
+			  "domains = ( { name = \"one.test\"; } );\n"
+			  "responses = ( { code = \"421\"; action = \"suspend\"; scope = \"source_site\"; duration = \"1h\"; } );\n",
+			  &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(shaping_response_at(r, 0)->scope, SHAPING_SCOPE_SOURCE_SITE);
+	cr_expect(shaping_site_at(r, 0)->has_pairs && !shaping_site_at(r, 0)->has_per_source);
+	cr_expect_str_eq(shaping_state_name(shaping_site_at(r, 0)->pair_slots[0]), "ss/ip1");
+	cr_expect_str_eq(shaping_state_name(shaping_site_at(r, 1)->pair_slots[0]), "one.test/ip1");
 	shaping_rules_free(r);
 
 	static const struct {
@@ -545,7 +558,7 @@ Test(shaping, per_source_and_source_scope_load)
 		{ "sites = (\n { name = \"x\"; mx = [ \".a\" ]; per_source = { message_rate = \"fast\"; }; }\n);\n",
 		  "message_rate is a rate" },
 		{ "responses = (\n { action = \"bounce\"; scope = \"source\"; }\n);\n",
-		  "line 2: responses: scope = \"source\" is for action = \"suspend\"" },
+		  "line 2: responses: scope = source or source_site is for action = suspend, not bounce" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		r = (struct shaping_rules *)&r;
