@@ -166,7 +166,7 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 			snprintf(req->site, sizeof(req->site), "%s", words[i + 2]);
 			return 0;
 		}
-		return parse_fail(err, errlen, "%s", "shaping: status, or resume SITE");
+		return parse_fail(err, errlen, "%s", "shaping: status, or resume SITE (or source:NAME, or SITE/SOURCE)");
 	}
 	if (strcmp(words[i], "suppression") == 0) {
 		req->command = CONTROL_SUPPRESSION;
@@ -595,6 +595,54 @@ static void shaping_status_row(struct buf *b, const struct shaping_rules *rules,
 			  remaining, count, mc, t0, t1, lowered[0] ? lowered : "-");
 }
 
+/* shaping_status_pairs - a line per (site, source) pair of the sites and
+ * domain entries with per_source limits: connections open / max and the
+ * tokens in its buckets. */
+static void shaping_status_pairs(struct buf *b, const struct shaping_rules *rules, bool json, int64_t now)
+{
+	bool header = false;
+
+	for (size_t i = 0; i < shaping_site_count(rules); i++) {
+		const struct shaping_site *site = shaping_site_at(rules, i);
+		for (size_t k = 0; site->has_pairs && k < shaping_source_count(rules); k++) {
+			unsigned slot = site->pair_slots[k];
+			int64_t until = shaping_state_until(slot);
+			long long remaining = until > now ? (long long)((until - now + 999) / 1000) : 0;
+			if (!site->has_per_source && remaining == 0)
+				continue;     /* only a source_site rule's pair, not suspended */
+			const struct shaping_rate *rates[2] = { &site->per_source.message_rate, &site->per_source.connection_rate };
+			long long tokens[2] = { -1, -1 };
+			for (int j = 0; j < 2; j++) {
+				struct token_bucket_rate r;
+				if (rates[j]->count != 0 &&
+				    token_bucket_rate_set(&r, rates[j]->count, rates[j]->period_ms * 1000, rates[j]->burst) == 0)
+					tokens[j] = token_bucket_available(atomic_load(shaping_state_bucket(slot, (enum shaping_bucket)j)),
+									   &r, now * 1000);
+			}
+			unsigned conns = shaping_state_connections(slot), max = site->per_source.max_connections;
+			if (json) {
+				buf_append_printf(b, "{\"per_source\":\"%s\",\"connections\":%u,\"max_connections\":%u,"
+						  "\"message_tokens\":%lld,\"connection_tokens\":%lld,\"state\":\"%s\","
+						  "\"remaining_s\":%lld,\"suspensions\":%llu}\n",
+						  shaping_state_name(slot), conns, max, tokens[0], tokens[1],
+						  remaining > 0 ? "suspended" : "active", remaining,
+						  (unsigned long long)shaping_state_suspensions(slot));
+				continue;
+			}
+			if (!header)
+				buf_append_printf(b, "\n%-40s %11s %10s %11s %-10s %11s\n", "SITE/SOURCE", "CONNECTIONS",
+						  "MSG_TOKENS", "CONN_TOKENS", "STATE", "REMAINING_S");
+			header = true;
+			char mc[24], t0[16], t1[16];
+			snprintf(mc, sizeof(mc), max ? "%u/%u" : "%u/-", conns, max);
+			snprintf(t0, sizeof(t0), tokens[0] < 0 ? "-" : "%lld", tokens[0]);
+			snprintf(t1, sizeof(t1), tokens[1] < 0 ? "-" : "%lld", tokens[1]);
+			buf_append_printf(b, "%-40s %11s %10s %11s %-10s %11lld\n", shaping_state_name(slot), mc, t0, t1,
+					  remaining > 0 ? "suspended" : "active", remaining);
+		}
+	}
+}
+
 /* session_shaping - shaping status (every site of the config, and any
  * other still suspended from an earlier one) or resume SITE. */
 static void session_shaping(struct worker *w, struct control_session *s, const struct control_request *req)
@@ -607,7 +655,7 @@ static void session_shaping(struct worker *w, struct control_session *s, const s
 		for (k = 0; k < shaping_state_count() && strcmp(shaping_state_name((unsigned)k), req->site) != 0; k++)
 			;
 		if (k == shaping_state_count()) {
-			session_end(s, "-- error no site named %s", req->site);
+			session_end(s, "-- error no site named %s (nor domain entry, source:NAME or SITE/SOURCE)", req->site);
 			return;
 		}
 		bool was = shaping_state_resume((unsigned)k, now);
@@ -626,28 +674,36 @@ static void session_shaping(struct worker *w, struct control_session *s, const s
 		int64_t until = shaping_state_until((unsigned)k);
 		bool suspended = until > now;
 		int idx = shaping_site_find(w->cfg->shaping, name);
-		if (idx < 0 && !suspended)
-			continue;    /* a site of an older config, idle */
+		if ((idx < 0 && !suspended) || strchr(name, '/') != NULL || strncmp(name, "source:", 7) == 0)
+			continue;    /* a site of an older config, idle; pairs and sources below */
 		long long remaining = suspended ? (long long)((until - now + 999) / 1000) : 0;
 		unsigned long long count = (unsigned long long)shaping_state_suspensions((unsigned)k);
 		shaping_status_row(&b, w->cfg->shaping, idx, (unsigned)k, name, suspended, remaining, count, req->json, now);
 	}
-	/* Egress sources: today's messages against the warm-up's share. */
+	/* Egress sources: today's messages against the warm-up's share, and
+	 * a suspension (scope = "source"; resume source:NAME). */
 	int64_t day = (int64_t)time(NULL) / 86400;
 	for (size_t i = 0; i < shaping_source_count(w->cfg->shaping); i++) {
 		const struct shaping_source *src = shaping_source_at(w->cfg->shaping, i);
 		uint32_t sent = shaping_state_source_sent(src->slot, day), limit = shaping_source_daily_limit(src, day);
+		int64_t until = shaping_state_until(src->suspend_slot);
+		long long remaining = until > now ? (long long)((until - now + 999) / 1000) : 0;
 		if (req->json) {
-			buf_append_printf(&b, "{\"source\":\"%s\",\"address\":\"%s\",\"ehlo\":\"%s\",\"sent_today\":%u,\"daily_limit\":%u}\n",
-					  src->name, src->address, src->ehlo, sent, limit);
+			buf_append_printf(&b, "{\"source\":\"%s\",\"address\":\"%s\",\"ehlo\":\"%s\",\"sent_today\":%u,\"daily_limit\":%u,"
+					  "\"state\":\"%s\",\"remaining_s\":%lld,\"suspensions\":%llu}\n",
+					  src->name, src->address, src->ehlo, sent, limit, remaining > 0 ? "suspended" : "active",
+					  remaining, (unsigned long long)shaping_state_suspensions(src->suspend_slot));
 			continue;
 		}
 		if (i == 0)
-			buf_append_printf(&b, "\n%-24s %-40s %10s %11s\n", "SOURCE", "ADDRESS", "SENT_TODAY", "DAILY_LIMIT");
+			buf_append_printf(&b, "\n%-24s %-40s %10s %11s %-10s %11s\n", "SOURCE", "ADDRESS", "SENT_TODAY",
+					  "DAILY_LIMIT", "STATE", "REMAINING_S");
 		char lim[16];
 		snprintf(lim, sizeof(lim), limit ? "%u" : "-", limit);
-		buf_append_printf(&b, "%-24s %-40s %10u %11s\n", src->name, src->address, sent, lim);
+		buf_append_printf(&b, "%-24s %-40s %10u %11s %-10s %11lld\n", src->name, src->address, sent, lim,
+				  remaining > 0 ? "suspended" : "active", remaining);
 	}
+	shaping_status_pairs(&b, w->cfg->shaping, req->json, now);
 	conn_write(s->c, buf_data(&b), buf_len(&b));
 	buf_free(&b);
 	session_end(s, "-- ok");

@@ -58,7 +58,7 @@ struct control_request {
 	bool deferred_only, held_only, json;
 	unsigned top;                       /* queue summary: domains shown; 0 = all */
 	struct control_suppression_request suppression;   /* CONTROL_SUPPRESSION */
-	char site[64];                      /* CONTROL_SHAPING: resume SITE; "" = status */
+	char site[136];                     /* CONTROL_SHAPING: resume SITE, source:NAME or SITE/SOURCE; "" = status */
 };
 
 /* control_parse - one request line (without its newline). Returns 0, or

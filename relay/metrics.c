@@ -119,6 +119,7 @@ static const struct metric_desc {
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 	{ METRICS_TLS_OUT_FULL, KIND_COUNTER, "ringmail_outbound_tls_full_total", "Outbound TLS handshakes that were full (no session resumed)." },
 	{ METRICS_TLS_OUT_RESUMED, KIND_COUNTER, "ringmail_outbound_tls_resumed_total", "Outbound TLS handshakes that resumed a cached session (delivery.tls_session_cache_size)." },
+	{ METRICS_SHAPING_SOURCE_SUSPEND, KIND_COUNTER, "ringmail_shaping_source_suspensions_total", "Egress sources suspended by a shaping response rule with scope = \"source\" (for every site)." },
 };
 
 /* metrics_sum - one metric over every worker. */
@@ -506,6 +507,7 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		memcpy(&v[METRICS_TLS_POLICY], d.tls_policy, sizeof(d.tls_policy));
 		v[METRICS_TLS_OUT_FULL] = d.tls_full;
 		v[METRICS_TLS_OUT_RESUMED] = d.tls_resumed;
+		v[METRICS_SHAPING_SOURCE_SUSPEND] = d.shaping_source_suspensions;
 		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));
 		memcpy(&v[METRICS_CATEGORY + BOUNCE_CAT_COUNT], d.deferred_by_category,
 		       sizeof(d.deferred_by_category));

@@ -114,6 +114,7 @@ enum metrics_id {
 					    * enum tls_applied */
 	METRICS_TLS_OUT_FULL = METRICS_TLS_POLICY + DELIVERY_TLS_POLICIES,   /* outbound TLS full handshakes */
 	METRICS_TLS_OUT_RESUMED,           /* outbound TLS handshakes that resumed a session */
+	METRICS_SHAPING_SOURCE_SUSPEND,    /* egress sources suspended by a response rule */
 	METRICS_COUNT
 };
 

@@ -160,11 +160,17 @@ static bool queue_id_ok(const char *id)
 
 /* --- encoder ------------------------------------------------------------ */
 
+/* has_pool - the message carries a pool (SPOOL_RECORD_FLAG_POOL). */
+static bool has_pool(const struct spool_message *m)
+{
+	return m->pool != NULL && m->pool[0] != '\0';
+}
+
 size_t spool_record_message_size(const struct spool_message *m)
 {
 	const char *strs[] = { m->queue_id, m->client_addr, m->helo,
-			       m->auth_user, m->sender, m->envid };
-	size_t n = SPOOL_RECORD_HEADER + 8 + 8 + 3 + 4 + 8;
+			       m->auth_user, m->sender, m->envid, has_pool(m) ? m->pool : "" };
+	size_t n = SPOOL_RECORD_HEADER + 8 + 8 + 3 + 4 + 8 - (has_pool(m) ? 0 : 3);
 
 	if (!queue_id_ok(m->queue_id) || m->rcpt_count == 0 ||
 	    m->rcpt_count > UINT32_MAX || (m->body_len && !m->body))
@@ -206,14 +212,14 @@ size_t spool_record_outcome_size(const struct spool_outcome *o)
 }
 
 /* seal - write the header in front of a payload of n bytes and its CRC. */
-static void seal(uint8_t *buf, uint8_t type, size_t total)
+static void seal(uint8_t *buf, uint8_t type, uint8_t flags, size_t total)
 {
 	struct writer w = { buf, 0 };
 	uint32_t len = (uint32_t)(total - SPOOL_RECORD_HEADER);
 
 	put_u32(&w, SPOOL_RECORD_MAGIC);
 	put_u8(&w, type);
-	put_u8(&w, 0);
+	put_u8(&w, flags);
 	put_u16(&w, 0);
 	put_u32(&w, len);
 	uint32_t crc = spool_crc32c(0, buf, 12);
@@ -242,6 +248,8 @@ ssize_t spool_record_encode_message(const struct spool_message *m,
 	put_u8(&w, m->smtputf8 ? 1 : 0);
 	put_u8(&w, m->ret);
 	put_str(&w, m->envid);
+	if (has_pool(m))
+		put_str(&w, m->pool);
 	put_u32(&w, (uint32_t)m->rcpt_count);
 	for (size_t i = 0; i < m->rcpt_count; i++) {
 		put_str(&w, m->rcpts[i].address);
@@ -251,7 +259,7 @@ ssize_t spool_record_encode_message(const struct spool_message *m,
 	put_u64(&w, m->body_len);
 	if (m->body_len)
 		memcpy(buf + w.off, m->body, m->body_len);
-	seal(buf, SPOOL_RECORD_MESSAGE, total);
+	seal(buf, SPOOL_RECORD_MESSAGE, has_pool(m) ? SPOOL_RECORD_FLAG_POOL : 0, total);
 	return (ssize_t)total;
 }
 
@@ -272,7 +280,7 @@ ssize_t spool_record_encode_outcome(const struct spool_outcome *o,
 	put_u64(&w, (uint64_t)o->next_attempt);
 	if (o->reply != NULL && o->reply[0] != '\0')
 		put_str(&w, o->reply);
-	seal(buf, SPOOL_RECORD_OUTCOME, total);
+	seal(buf, SPOOL_RECORD_OUTCOME, 0, total);
 	return (ssize_t)total;
 }
 
@@ -338,7 +346,8 @@ ssize_t spool_record_peek(const uint8_t *buf, size_t len)
 	uint8_t flags = get_u8(&r);
 	uint16_t spare = (uint16_t)get_le(&r, 2);
 	uint32_t plen = (uint32_t)get_le(&r, 4);
-	if (magic != SPOOL_RECORD_MAGIC || flags != 0 || spare != 0 ||
+	uint8_t allowed = type == SPOOL_RECORD_MESSAGE ? SPOOL_RECORD_FLAG_POOL : 0;
+	if (magic != SPOOL_RECORD_MAGIC || (flags & ~allowed) != 0 || spare != 0 ||
 	    (type != SPOOL_RECORD_MESSAGE && type != SPOOL_RECORD_OUTCOME) ||
 	    plen > SPOOL_RECORD_MAX_PAYLOAD)
 		return SPOOL_RECORD_BAD;
@@ -370,7 +379,7 @@ static bool decode_rcpts(struct reader *r, struct spool_record *rec, size_t n,
 	return !r->bad;
 }
 
-static bool decode_message(struct reader *r, struct spool_record *rec,
+static bool decode_message(struct reader *r, struct spool_record *rec, uint8_t flags,
 			   struct spool_rcpt *scratch, size_t scratch_cap)
 {
 	struct spool_message *m = &rec->message;
@@ -386,6 +395,7 @@ static bool decode_message(struct reader *r, struct spool_record *rec,
 	m->smtputf8 = get_u8(r) != 0;
 	m->ret = get_u8(r);
 	m->envid = get_str(r);
+	m->pool = flags & SPOOL_RECORD_FLAG_POOL ? get_str(r) : NULL;
 	size_t n = (size_t)get_le(r, 4);
 	if (r->bad || !queue_id_ok(m->queue_id) ||
 	    !decode_rcpts(r, rec, n, scratch, scratch_cap))
@@ -436,7 +446,7 @@ ssize_t spool_record_decode_scratch(const uint8_t *buf, size_t len,
 	rec->type = (enum spool_record_type)buf[4];
 	rec->length = (uint32_t)total;
 	bool ok = rec->type == SPOOL_RECORD_MESSAGE ?
-		decode_message(&r, rec, scratch, scratch_cap) :
+		decode_message(&r, rec, buf[5], scratch, scratch_cap) :
 		decode_outcome(&r, &rec->outcome);
 	if (!ok) {
 		spool_record_clear(rec);

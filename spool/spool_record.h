@@ -10,7 +10,7 @@
  * Every record is a 16-byte header followed by a payload, little endian:
  *   magic  u32  "RMS1"
  *   type   u8   SPOOL_RECORD_MESSAGE or SPOOL_RECORD_OUTCOME
- *   flags  u8   0 (reserved)
+ *   flags  u8   SPOOL_RECORD_FLAG_* (MESSAGE), else 0
  *   spare  u16  0 (reserved)
  *   length u32  payload bytes (at most SPOOL_RECORD_MAX_PAYLOAD)
  *   crc    u32  CRC32C over header bytes 0..11, then the payload
@@ -41,6 +41,9 @@ enum spool_record_type {
 	SPOOL_RECORD_MESSAGE = 1,	/* envelope + body of one message */
 	SPOOL_RECORD_OUTCOME = 2,	/* state change of one recipient */
 };
+
+/* Header flags of a MESSAGE record. */
+#define SPOOL_RECORD_FLAG_POOL 0x10	/* a pool string follows envid */
 
 /* Decoder results besides a positive byte count. */
 #define SPOOL_RECORD_SHORT (-ENODATA)	/* input ends inside the record */
@@ -87,6 +90,10 @@ struct spool_message {
 	bool smtputf8;
 	uint8_t ret;			/* enum spool_ret */
 	const char *envid;		/* ENVID= value or "" */
+	const char *pool;		/* egress pool chosen by the pool header, or
+					 * NULL/"": none. Stored (after envid) only
+					 * when set, under SPOOL_RECORD_FLAG_POOL, so
+					 * older records read as they were. */
 	size_t rcpt_count;		/* at least 1 */
 	const struct spool_rcpt *rcpts;
 	const uint8_t *body;		/* message content as received */

@@ -76,7 +76,7 @@ static const struct command commands[] = {
 	  "resolve DOMAIN [--sender ADDR]   (the daemon's relayhost, routes, sender routes, nameservers)\n"
 	  "  ringmailctl resolve [--offline] [--nameserver ADDR[:PORT]]... [--port N] [--ipv4|--ipv6|--both] [--timeout S] [--tries N]\n"
 	  "                      [--route DOMAIN=TARGET]... [--relayhost TARGET] DOMAIN...   (offline)", true },
-	{ "shaping", control_cli_main, "shaping status [--json] | shaping resume SITE", true },
+	{ "shaping", control_cli_main, "shaping status [--json] | shaping resume SITE|source:NAME|SITE/SOURCE", true },
 	{ "suppression", suppression_cli_main,
 	  "suppression list [ADDRESS] [--json] | add ADDRESS [--expire D] [--reason T] | remove ADDRESS\n"
 	  "                      | export [FILE] | import FILE|-", true },

@@ -158,6 +158,7 @@ static const struct config_key config_keys[] = {
 	{ "suppression.expire", KIND_DURATION, OFF(suppression_expire_ms), 0, 3650 * DAY_MS, "0", "how long an entry made by a bounce lasts; 0 = until removed" },
 	{ "shaping.file", KIND_STRING, OFF(shaping_file), 0, 0, "", "traffic shaping file: sites (domains grouped by MX host suffix) and response rules (suspend, bounce, suppress on a receiver's reply); docs/SHAPING.md; \"\" = none; re-read on SIGHUP" },
 	{ "delivery.pool", KIND_STRING, OFF(delivery_pool), 0, 0, "", "egress pool (a pool of shaping.file) for every destination whose site or domain entry names none: connections bind to its sources; \"\" = the system's choice of source address" },
+	{ "shaping.pool_header", KIND_STRING, OFF(shaping_pool_header), 0, 0, "", "header field that chooses the egress pool (a pool of shaping.file), like PowerMTA's X-Virtual-MTA: honoured from relay_networks and authenticated SMTP clients and HTTP injection, removed from every message; an unknown pool is refused at the end of DATA (550 5.7.0); \"\" = off" },
 	{ "delivery.tls_session_cache_size", KIND_INT, OFF(tls_session_cache_size), 0, 100000, "1000", "outbound TLS sessions each delivery worker keeps for resumption (session tickets or IDs), one per MX host, port and TLS policy; the least recently used goes first; 0 = never resume" },
 	{ "delivery.tls_session_lifetime", KIND_DURATION, OFF(tls_session_lifetime_ms), 1000, DAY_MS, "3600s", "an outbound TLS session is offered for resumption at most this long after its full handshake (Postfix: smtp_tls_session_cache_timeout, 3600s)" },
 	{ "dkim.headers", KIND_HEADER_LIST, 0, 0, 0, CONFIG_DKIM_DEFAULT_HEADERS, "header fields a DKIM signature covers when present (From must be among them; it is also over-signed)" },
@@ -1164,6 +1165,10 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 	if (cfg->delivery_pool[0] != '\0' && shaping_pool_find(cfg->shaping, cfg->delivery_pool) < 0)
 		return config_fail(e, "line %d: delivery.pool: no pool named \"%s\" in shaping.file", key_line(file, "delivery.pool"),
 				   cfg->delivery_pool);
+	for (const char *c = cfg->shaping_pool_header; *c; c++)
+		if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 127 || *c == ':' || c - cfg->shaping_pool_header > 76)
+			return config_fail(e, "line %d: shaping.pool_header: \"%s\" is not a header field name (e.g. X-Virtual-MTA)",
+					   key_line(file, "shaping.pool_header"), cfg->shaping_pool_header);
 	int http_rc = config_check_http(cfg, file, e);
 	if (http_rc < 0)
 		return http_rc;

@@ -273,6 +273,7 @@ struct config {
 	char *shaping_file;               /* "" = no sites, no response rules */
 	struct shaping_rules *shaping;    /* loaded from it, or NULL; owned */
 	char *delivery_pool;              /* delivery.pool: a pool of the shaping file; "" = none */
+	char *shaping_pool_header;        /* shaping.pool_header: the field that chooses the pool; "" = off */
 	int tls_session_cache_size;       /* delivery.tls_session_cache_size: per worker; 0 = off */
 	int64_t tls_session_lifetime_ms;  /* delivery.tls_session_lifetime */
 	/* HTTP API on the SMTP workers (relay/http) */

@@ -128,7 +128,7 @@ static const char **strings_of(config_setting_t *g, const char *key, int *n)
 
 static const char *const limit_keys[] = {
 	"max_connections", "max_messages_per_connection", "max_recipients", "connection_rate",
-	"connection_burst", "message_rate", "message_burst", "pool",
+	"connection_burst", "message_rate", "message_burst", "pool", "per_source",
 };
 #define LIMIT_KEYS (sizeof(limit_keys) / sizeof(limit_keys[0]))
 
@@ -146,6 +146,50 @@ static const char *check_site_keys(config_setting_t *g, const char *const *keys,
 			return name;
 	}
 	return NULL;
+}
+
+/* make_pairs - a state slot ("site/source") per source of the file for
+ * the site: sources load before sites. */
+static int make_pairs(struct shaping_rules *r, struct shaping_site *site, const char *path, int line, char *err,
+		      size_t errlen)
+{
+	for (size_t k = 0; k < shaping_source_count(r); k++) {
+		char name[2 * SHAPING_NAME_MAX + 2];
+		snprintf(name, sizeof(name), "%s/%s", site->name, shaping_source_at(r, k)->name);
+		int slot = shaping_state_slot(name);
+		if (slot < 0)
+			return fail(err, errlen, path, line, "too many site x source pairs in this run at ", site->name);
+		site->pair_slots[k] = (unsigned)slot;
+	}
+	site->has_pairs = true;
+	return 0;
+}
+
+/* load_per_source - the entry's per_source = { ... } limits, which apply
+ * to each (source, site) pair apart, and a state slot ("site/source") per
+ * source of the file: sources load before sites. */
+static int load_per_source(struct shaping_rules *r, struct shaping_site *site, config_setting_t *g,
+			   const char *path, char *err, size_t errlen)
+{
+	static const char *const keys[] = {
+		"max_connections", "max_messages_per_connection", "connection_rate", "connection_burst",
+		"message_rate", "message_burst",
+	};
+	config_setting_t *ps = config_setting_get_member(g, "per_source");
+
+	if (ps == NULL)
+		return 0;
+	int line = config_setting_source_line(ps);
+	const char *bad = config_setting_is_group(ps) ? check_keys(ps, keys, sizeof(keys) / sizeof(keys[0])) : "";
+	if (bad != NULL)
+		return fail(err, errlen, path, line,
+			    "per_source is { max_connections; max_messages_per_connection; connection_rate; message_rate; "
+			    "(and their bursts) }; unknown key or not a group: ", bad);
+	int rc = load_limits(ps, &site->per_source, path, err, errlen);
+	if (rc < 0)
+		return rc;
+	site->has_per_source = true;
+	return make_pairs(r, site, path, line, err, errlen);
 }
 
 /* site_finish - limits, pool and state slot of the entry just added. */
@@ -169,7 +213,7 @@ static int site_finish(struct shaping_rules *r, config_setting_t *g, const char 
 	if (slot < 0)
 		return fail(err, errlen, path, line, "too many site and domain names in this run: ", site->name);
 	site->slot = (unsigned)slot;
-	return 0;
+	return load_per_source(r, site, g, path, err, errlen);
 }
 
 static int load_site(struct shaping_rules *r, config_setting_t *g, const char *path, char *err, size_t errlen)
@@ -263,8 +307,16 @@ static int load_response(struct shaping_rules *r, config_setting_t *g, const cha
 	}
 	if (strcmp(scope, "domain") == 0)
 		rule.scope = SHAPING_SCOPE_DOMAIN;
+	else if (strcmp(scope, "source") == 0)
+		rule.scope = SHAPING_SCOPE_SOURCE;
+	else if (strcmp(scope, "source_site") == 0)
+		rule.scope = SHAPING_SCOPE_SOURCE_SITE;
 	else if (scope[0] != '\0' && strcmp(scope, "site") != 0)
-		return fail(err, errlen, path, line, "responses: scope is site or domain, not ", scope);
+		return fail(err, errlen, path, line, "responses: scope is site, domain, source or source_site, not ", scope);
+	if ((rule.scope == SHAPING_SCOPE_SOURCE || rule.scope == SHAPING_SCOPE_SOURCE_SITE) &&
+	    rule.action != SHAPING_SUSPEND)
+		return fail(err, errlen, path, line, "responses: scope = source or source_site is for action = suspend, not ",
+			    action);
 	if (duration[0] != '\0' && !duration_ms(duration, &rule.duration_ms))
 		return fail(err, errlen, path, line, "responses: duration is e.g. \"30s\", \"10m\", \"1h\", not ", duration);
 	snprintf(rule.reply, sizeof(rule.reply), "%s", code[0] ? code : "*");
@@ -331,6 +383,12 @@ static int load_source(struct shaping_rules *r, config_setting_t *g, const char 
 	if (slot < 0)
 		return fail(err, errlen, path, line, "sources: too many source names in this run: ", name);
 	((struct shaping_source *)shaping_source_at(r, idx))->slot = (unsigned)slot;
+	char suspend_name[SHAPING_NAME_MAX + 8];
+	snprintf(suspend_name, sizeof(suspend_name), "source:%s", name);
+	slot = shaping_state_slot(suspend_name);
+	if (slot < 0)
+		return fail(err, errlen, path, line, "sources: too many names in this run: ", name);
+	((struct shaping_source *)shaping_source_at(r, idx))->suspend_slot = (unsigned)slot;
 	return load_warmup(r, idx, g, path, err, errlen);
 }
 
@@ -443,6 +501,16 @@ int config_shaping_load(const char *path, struct shaping_rules **out, char *err,
 		config_setting_t *s = config_setting_get_member(root, section_names[kind]);
 		for (int k = 0; s != NULL && k < config_setting_length(s) && rc == 0; k++)
 			rc = load_entry(r, kind, config_setting_get_elem(s, (unsigned)k), path, err, errlen);
+	}
+	/* A source_site rule suspends (source, site) pairs: every site and
+	 * domain entry needs its pair slots. */
+	for (size_t i = 0; rc == 0 && i < shaping_response_count(r); i++) {
+		if (shaping_response_at(r, i)->scope != SHAPING_SCOPE_SOURCE_SITE)
+			continue;
+		for (size_t k = 0; rc == 0 && k < shaping_site_count(r); k++)
+			if (!shaping_site_at(r, k)->has_pairs)
+				rc = make_pairs(r, shaping_site_at(r, k), path, shaping_response_at(r, i)->line, err, errlen);
+		break;
 	}
 	config_destroy(&file);
 	if (rc < 0) {

@@ -19,7 +19,7 @@ static void changed(void)
 }
 
 struct site_state {
-	char name[SHAPING_NAME_MAX];
+	char name[2 * SHAPING_NAME_MAX + 2];   /* "site/source" the longest */
 	_Atomic int64_t until_ms;
 	_Atomic uint64_t suspensions;
 	_Atomic uint32_t connections;
@@ -30,7 +30,10 @@ struct site_state {
 	_Atomic uint64_t lowerings;
 };
 
-static struct site_state states[SHAPING_MAX_SITES];
+/* Sites and domain entries, "site/source" pairs (per_source limits) and
+ * "source:NAME" suspensions share the table. */
+#define STATE_SLOTS 8192
+static struct site_state states[STATE_SLOTS];
 
 /* A source's day (high 32 bits) and messages that day (low 32). */
 struct source_state {
@@ -90,7 +93,7 @@ int shaping_state_slot(const char *name)
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(states[i].name, name) == 0)
 			return (int)i;
-	if (n == SHAPING_MAX_SITES)
+	if (n == STATE_SLOTS)
 		return -1;
 	snprintf(states[n].name, sizeof(states[n].name), "%s", name);
 	atomic_store_explicit(&state_count, n + 1, memory_order_release);
@@ -304,12 +307,12 @@ int shaping_state_restore(const char *path, int64_t now_ms, int64_t wall_now_ms,
 	if (f == NULL)
 		return -errno;
 	while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
-		char name[SHAPING_NAME_MAX + 1], what[16], kind[32];
+		char name[2 * SHAPING_NAME_MAX + 2], what[16], kind[32];
 		long long a, b;
 		lineno++;
 		if (line[0] == '#' || line[0] == '\n')
 			continue;
-		int got = sscanf(line, "%64s %15s", name, what);
+		int got = sscanf(line, "%129s %15s", name, what);
 		if (got == 2 && strcmp(what, "suspend") == 0 && sscanf(line, "%*s %*s %lld", &a) == 1) {
 			int slot = shaping_state_slot(name);
 			if (slot < 0) {

@@ -13,9 +13,10 @@
  *   token_bucket_take(shaping_state_bucket(slot, SHAPING_BUCKET_MESSAGE), ...)
  *   shaping_state_lower(slot, kind, value, until_ms)   a "lower" rule
  *
- * Slots are never reused or removed (at most SHAPING_MAX_SITES names per
- * run): a reload that drops a site leaves its slot idle, one that keeps it
- * keeps its suspension. Every field is atomic; a name is written once
+ * Slots are never reused or removed (at most 8192 names per run: sites,
+ * domain entries, "site/source" pairs of per_source limits and
+ * "source:NAME" suspensions of egress sources): a reload that drops a
+ * site leaves its slot idle, one that keeps it keeps its suspension. Every field is atomic; a name is written once
  * before its slot is published.
  */
 #ifndef RINGMAIL_SHAPING_STATE_H

@@ -68,6 +68,7 @@ struct delivery_stats {
 	uint64_t tls_policy[DELIVERY_TLS_POLICIES];   /* attempts (per recipient) by enum tls_applied */
 	uint64_t tls_full;                 /* outbound TLS handshakes, full */
 	uint64_t tls_resumed;              /* outbound TLS handshakes, abbreviated (resumed) */
+	uint64_t shaping_source_suspensions;   /* egress sources suspended (scope = "source") */
 	struct dns_stats dns;
 };
 

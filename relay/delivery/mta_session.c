@@ -424,7 +424,7 @@ static void mta_go_idle(struct mta_session *s)
 {
 	const struct qdomain *d = s->d;
 	struct qdomain *own = s->d;
-	bool spent = d != NULL && s->transactions >= shaping_max_messages(s->dl, own,
+	bool spent = d != NULL && s->transactions >= shaping_max_messages(s->dl, own, &s->hold,
 		(unsigned)config_domain_policy(s->dl->w->cfg, d->name)->max_messages_per_connection);
 
 	mta_assign(s, NULL);
@@ -469,7 +469,7 @@ static void mta_next(struct mta_session *s)
 			continue;     /* a waiter whose items went elsewhere: the next one */
 		}
 		const struct config_domain *policy = config_domain_policy(s->dl->w->cfg, d->name);
-		unsigned max = shaping_max_messages(s->dl, d, (unsigned)policy->max_messages_per_connection);
+		unsigned max = shaping_max_messages(s->dl, d, &s->hold, (unsigned)policy->max_messages_per_connection);
 		if (shaping_domain_parked(s->dl, d)) {
 			/* Suspended meanwhile: its items wait, this connection ends. */
 			smtp_client_quit(s->client);
@@ -485,7 +485,7 @@ static void mta_next(struct mta_session *s)
 			smtp_client_quit(s->client);
 			return;
 		}
-		if (!shaping_message_admit(s->dl, d)) {
+		if (!shaping_message_admit(s->dl, d, &s->hold)) {
 			/* A message rate holds d back (it waits for its token):
 			 * this session goes to other work, the pool, or QUIT. */
 			mta_go_idle(s);
@@ -766,8 +766,10 @@ static void ev_txn_done(void *arg, const struct smtp_client_txn *txn)
 	struct qitem *it = s->item;
 
 	s->item = NULL;
+	s->dl->shaping_reply_hold = &s->hold;     /* a rule with scope = "source" */
 	if (it != NULL)
 		item_complete(s->dl, it, s->results, session_mx(s), s->ip[0] ? s->ip : NULL, s->tls_desc);
+	s->dl->shaping_reply_hold = NULL;
 }
 
 static void ev_ready(void *arg)
@@ -856,6 +858,8 @@ static void ev_closed(void *arg, bool failed, const struct smtp_client_result *r
 		 * broken in STARTTLS, so under "may" try it again in clear. */
 		mta_tls_failed(s, r && r->text ? r->text : "failed in STARTTLS");
 	}
+	if (failed && !s->established && r != NULL && !r->local)
+		shaping_on_connection_reply(s->dl, s->d, &s->hold, r->code, r->status, r->text);
 	if (s->explained || !failed)
 		return;     /* TLS: last_error says it better, already logged */
 	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %d %s", session_mx_text(s), s->ip,
@@ -1077,7 +1081,10 @@ static void mta_over(struct mta_session *s)
 	if (s->timed_out && s->dest != NULL && !dl->stopping)
 		dest_failed(dl, s->dest);
 	s->timed_out = false;
-	if (s->failed && !s->established && !dl->stopping && mta_next_address(s))
+	/* A source suspended by this failure tries no other address: the
+	 * domain's next session picks another source. */
+	if (s->failed && !s->established && !dl->stopping && !shaping_source_suspended(dl, &s->hold) &&
+	    mta_next_address(s))
 		return;
 	mta_session_free(s);
 	if (d != NULL)

@@ -53,7 +53,8 @@ static void item_discard(struct worker_post *p);
  * its body: see body.c). */
 static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 {
-	size_t strings = strlen(m->sender) + 1 + (m->envid && m->envid[0] ? strlen(m->envid) + 1 : 0);
+	size_t strings = strlen(m->sender) + 1 + (m->envid && m->envid[0] ? strlen(m->envid) + 1 : 0) +
+			 (m->pool && m->pool[0] ? strlen(m->pool) + 1 : 0);
 	for (size_t i = 0; i < m->rcpt_count; i++)
 		strings += strlen(m->rcpts[i].address) + 1 +
 			   (m->rcpts[i].orcpt && m->rcpts[i].orcpt[0] ? strlen(m->rcpts[i].orcpt) + 1 : 0);
@@ -73,6 +74,9 @@ static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 	q->envid = NULL;
 	if (m->envid != NULL && m->envid[0] != '\0')
 		COPY_STRING(q->envid, m->envid);
+	q->pool = NULL;
+	if (m->pool != NULL && m->pool[0] != '\0')
+		COPY_STRING(q->pool, m->pool);
 	for (size_t i = 0; i < m->rcpt_count; i++) {
 		struct qrcpt *r = &q->rcpts[i];
 		COPY_STRING(r->addr, m->rcpts[i].address);
@@ -586,9 +590,16 @@ const char *item_sender_pool(const struct delivery *dl, const struct qitem *it)
 {
 	const struct config *cfg = dl->w->cfg;
 
-	if (dl->w->role == WORKER_ROLE_LOCAL || shaping_sender_count(cfg->shaping) == 0)
+	if (dl->w->role == WORKER_ROLE_LOCAL)
 		return NULL;
-	int k = shaping_sender_pool(cfg->shaping, it->msg->sender);
+	/* The pool header's choice first (a pool a reload removed: as if
+	 * there were none), then the sender's. */
+	int k = it->msg->pool != NULL ? shaping_pool_find(cfg->shaping, it->msg->pool) : -1;
+	if (k >= 0)
+		return shaping_pool_at(cfg->shaping, (size_t)k)->name;
+	if (shaping_sender_count(cfg->shaping) == 0)
+		return NULL;
+	k = shaping_sender_pool(cfg->shaping, it->msg->sender);
 	return k >= 0 ? shaping_pool_at(cfg->shaping, (size_t)k)->name : NULL;
 }
 

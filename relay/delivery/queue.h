@@ -74,6 +74,7 @@ struct qmsg {
 	char queue_id[32];
 	const char *sender;
 	const char *envid;         /* NULL when not given */
+	const char *pool;          /* the pool header's egress pool, NULL none */
 	struct qrcpt *rcpts;
 	size_t body_len;           /* the body itself is in the spool, or in an item's qbody */
 	uint32_t rcpt_count;
@@ -266,6 +267,8 @@ struct delivery {
 	struct qdomain *sts_queue_head, *sts_queue_tail;   /* domains waiting to start theirs */
 	bool sts_pumping;                          /* in sts_pump: no nested pumping */
 	struct qdomain *shaping_waiters;           /* domains waiting for a limit's token or slot */
+	const struct shaping_hold *shaping_reply_hold;   /* the session whose replies item_complete
+							   * judges now (scope = "source"), or NULL */
 };
 
 static inline struct delivery *delivery_of(struct worker *w)
@@ -471,6 +474,9 @@ struct shaping_hold {
 	bool rate_taken;           /* a connection_rate token, refunded if it never connected */
 	unsigned source_slot;      /* the source's state slot (by name): finds it again
 				    * after a reload; meaningful while source >= 0 */
+	unsigned pair_plus1[2];    /* per_source slots held, of the domain entry's and the
+				    * site's (source, site) pair: state slot + 1, 0 none */
+	bool pair_rate_taken;      /* their connection_rate tokens, as rate_taken */
 };
 
 /* shaping_waiting - d waits for a limit (its items stay ready; the
@@ -493,10 +499,11 @@ bool shaping_session_fits(struct delivery *dl, struct qdomain *d, const struct s
 bool shaping_session_wanted(struct delivery *dl, const struct shaping_hold *hold);
 /* shaping_message_admit - may d's next transaction begin now? Takes a
  * message_rate token; false when d must wait (it then does). */
-bool shaping_message_admit(struct delivery *dl, struct qdomain *d);
+bool shaping_message_admit(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold);
 /* shaping_max_messages / shaping_max_recipients - policy, or lower when a
  * site or entry says so. */
-unsigned shaping_max_messages(struct delivery *dl, struct qdomain *d, unsigned policy);
+unsigned shaping_max_messages(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold,
+			      unsigned policy);
 unsigned shaping_max_recipients(struct delivery *dl, struct qdomain *d, unsigned policy);
 /* shaping_source_of - the source a hold is bound to: its address and EHLO
  * name (the same name's in the running config after a reload), or NULL. */
@@ -504,6 +511,14 @@ const struct shaping_source *shaping_source_of(struct delivery *dl, const struct
 /* shaping_source_spent - the session's source has sent its warm-up share
  * of today; shaping_source_sent - count one message of it. */
 bool shaping_source_spent(struct delivery *dl, const struct shaping_hold *hold);
+/* shaping_source_suspended - the session's source is suspended (a
+ * response rule with scope = "source"): it opens nothing more. */
+bool shaping_source_suspended(struct delivery *dl, const struct shaping_hold *hold);
+/* shaping_on_connection_reply - a reply that ended a connection before
+ * any transaction (greeting, EHLO): the response rules with scope =
+ * "source" on it (the source is refused, not one recipient). */
+void shaping_on_connection_reply(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold, int code,
+				 const char *status, const char *text);
 void shaping_source_sent(struct delivery *dl, const struct shaping_hold *hold);
 /* shaping_delivery_hook - before each sleep: domains whose wait is over
  * are kicked; the next end of a wait, or 0. */

@@ -185,19 +185,117 @@ static int64_t utc_day(void)
 	return wall_ms() / 86400000;
 }
 
-/* pick_source - a weighted choice among the pool's sources that have not
- * sent their warm-up share today; -1 when none is left. */
-static int pick_source(struct delivery *dl, const struct shaping_pool *p)
+/* How soon a domain whose pool's sources are all suspended looks again at
+ * most (an operator's resume is then seen within it). */
+#define SUSPEND_RECHECK_MS 1000
+
+/* pair_rate - the per_source rate of kind of entry e as a bucket rate. */
+static struct token_bucket_rate pair_rate(const struct shaping_site *e, enum shaping_limit_kind kind)
 {
-	const struct shaping_rules *rules = dl->w->cfg->shaping;
-	bool usable[SHAPING_MAX_SOURCES];
+	const struct shaping_rate *r = kind == SHAPING_LIMIT_MESSAGE_RATE ? &e->per_source.message_rate
+									  : &e->per_source.connection_rate;
+	struct token_bucket_rate tb;
+
+	if (token_bucket_rate_set(&tb, r->count, r->period_ms * 1000, r->burst) < 0)
+		tb = (struct token_bucket_rate){ 0, 1 };
+	return tb;
+}
+
+/* source_view - what keeps source k (its index in the rules) from a new
+ * connection for a domain of entries e now: its suspension, its warm-up
+ * day, and each entry's per_source slots and connection_rate. */
+static struct shaping_source_view source_view(struct delivery *dl, const struct shaping_site *const *e, unsigned k,
+					      int64_t day)
+{
+	const struct shaping_source *src = shaping_source_at(dl->w->cfg->shaping, k);
+	int64_t now = dl->w->now_ms, until = shaping_state_until(src->suspend_slot);
+	struct shaping_source_view v = { 0, 0, 0, 0 };
+
+	if (until > now)
+		v.suspended_ms = until - now < SUSPEND_RECHECK_MS ? until - now : SUSPEND_RECHECK_MS;
+	if (shaping_state_source_full(src->slot, day, shaping_source_daily_limit(src, day)))
+		v.day_ms = SOURCE_RECHECK_MS;
+	for (int i = 0; i < 2; i++) {
+		if (e[i] == NULL || !e[i]->has_pairs)
+			continue;
+		unsigned pair = e[i]->pair_slots[k];
+		int64_t pair_until = shaping_state_until(pair);     /* a source_site suspension */
+		if (pair_until > now && v.suspended_ms < SUSPEND_RECHECK_MS)
+			v.suspended_ms = pair_until - now < SUSPEND_RECHECK_MS ? pair_until - now : SUSPEND_RECHECK_MS;
+		uint32_t max = e[i]->per_source.max_connections;
+		if (max != 0 && shaping_state_connections(pair) >= max)
+			v.slot_ms = SLOT_RECHECK_MS;
+		struct token_bucket_rate r = pair_rate(e[i], SHAPING_LIMIT_CONNECTION_RATE);
+		int64_t w = token_bucket_wait(atomic_load_explicit(shaping_state_bucket(pair, SHAPING_BUCKET_CONNECTION),
+								   memory_order_relaxed), &r, now * 1000);
+		if ((w + 999) / 1000 > v.rate_ms)
+			v.rate_ms = (w + 999) / 1000;
+	}
+	return v;
+}
+
+/* pick_source - a weighted choice among the pool's sources free for a new
+ * connection (shaping_pool_choose); -1 with *wait_ms when none is. A
+ * (source, site) pair at its max_connections is marked wanted, so that an
+ * idle session holding it quits rather than pools. */
+static int pick_source(struct delivery *dl, const struct shaping_pool *p, const struct shaping_site *const *e,
+		       int64_t *wait_ms)
+{
+	struct shaping_source_view view[SHAPING_MAX_SOURCES];
 	int64_t day = utc_day();
 
-	for (size_t i = 0; i < p->count; i++) {
-		const struct shaping_source *src = shaping_source_at(rules, p->sources[i]);
-		usable[i] = !shaping_state_source_full(src->slot, day, shaping_source_daily_limit(src, day));
+	for (size_t i = 0; i < p->count; i++)
+		view[i] = source_view(dl, e, p->sources[i], day);
+	int k = shaping_pool_choose(p, view, delivery_rng_next(dl), wait_ms);
+	for (size_t i = 0; k < 0 && i < p->count; i++)
+		for (int j = 0; j < 2 && view[i].slot_ms > 0; j++)
+			if (e[j] != NULL && e[j]->has_pairs)
+				shaping_state_denied(e[j]->pair_slots[p->sources[i]], dl->w->now_ms);
+	return k;
+}
+
+/* take_buckets - a token from each of n buckets, all or none (those taken
+ * are refunded when a later one has none); 0, or the wait in ms. */
+static int64_t take_buckets(_Atomic int64_t *const *b, const struct token_bucket_rate *r, int n, int64_t now_ms)
+{
+	int64_t wait_us = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!token_bucket_take(b[i], &r[i], now_ms * 1000, &wait_us)) {
+			while (i-- > 0)
+				token_bucket_refund(b[i], &r[i]);
+			return (wait_us + 999) / 1000;
+		}
 	}
-	return shaping_pool_pick_among(p, usable, delivery_rng_next(dl));
+	return 0;
+}
+
+/* pair_acquire - source k's (source, site) slots and connection_rate
+ * tokens of the entries' per_source limits into *hold; false (nothing
+ * held) when another worker took the last meanwhile. */
+static bool pair_acquire(struct delivery *dl, const struct shaping_site *const *e, unsigned k,
+			 struct shaping_hold *hold)
+{
+	_Atomic int64_t *b[2];
+	struct token_bucket_rate r[2];
+	int n = 0;
+
+	for (int i = 0; i < 2; i++) {
+		if (e[i] == NULL || !e[i]->has_pairs)
+			continue;
+		unsigned pair = e[i]->pair_slots[k];
+		if (!shaping_state_connection_acquire(pair, e[i]->per_source.max_connections)) {
+			shaping_state_denied(pair, dl->w->now_ms);
+			return false;
+		}
+		hold->pair_plus1[i] = pair + 1;
+		b[n] = shaping_state_bucket(pair, SHAPING_BUCKET_CONNECTION);
+		r[n++] = pair_rate(e[i], SHAPING_LIMIT_CONNECTION_RATE);
+	}
+	if (take_buckets(b, r, n, dl->w->now_ms) > 0)
+		return false;
+	hold->pair_rate_taken = n > 0;
+	return true;
 }
 
 /* domain_pool - the egress pool of d's mail: the one its sender chose
@@ -245,24 +343,43 @@ bool shaping_connection_admit(struct delivery *dl, struct qdomain *d, struct sha
 	hold->rate_taken = true;
 	int pool = domain_pool(cfg, d, e[0], e[1]);
 	if (pool >= 0) {
-		hold->source = pick_source(dl, shaping_pool_at(cfg->shaping, (size_t)pool));
+		int64_t wait_ms = 0;
+		hold->source = pick_source(dl, shaping_pool_at(cfg->shaping, (size_t)pool), e, &wait_ms);
 		if (hold->source >= 0)
 			hold->source_slot = shaping_source_at(cfg->shaping, (size_t)hold->source)->slot;
-		if (hold->source < 0) {
-			/* Every source of the pool sent its warm-up day's share. */
+		if (hold->source >= 0 && !pair_acquire(dl, e, (unsigned)hold->source, hold))
+			wait_ms = SLOT_RECHECK_MS;     /* lost a race for the pair's slot or token */
+		if (hold->source < 0 || wait_ms > 0) {
+			/* Every source of the pool is suspended, sent its warm-up
+			 * day's share or is at a per_source limit. */
 			shaping_connection_release(dl, hold);
-			shaping_wait(dl, d, now + SOURCE_RECHECK_MS);
+			shaping_wait(dl, d, now + wait_ms);
 			return false;
 		}
 	}
 	return true;
 }
 
+bool shaping_source_suspended(struct delivery *dl, const struct shaping_hold *hold)
+{
+	const struct shaping_source *src = shaping_source_of(dl, hold);
+	int64_t now = dl->w->now_ms;
+
+	if (src == NULL)
+		return false;
+	/* For every site, or for the session's site (its pair). */
+	return shaping_state_until(src->suspend_slot) > now ||
+	       (hold->pair_plus1[0] != 0 && shaping_state_until(hold->pair_plus1[0] - 1) > now) ||
+	       (hold->pair_plus1[1] != 0 && shaping_state_until(hold->pair_plus1[1] - 1) > now);
+}
+
 bool shaping_source_spent(struct delivery *dl, const struct shaping_hold *hold)
 {
 	const struct shaping_source *src = shaping_source_of(dl, hold);
 
-	return src != NULL && shaping_state_source_full(src->slot, utc_day(), shaping_source_daily_limit(src, utc_day()));
+	return src != NULL &&
+	       (shaping_state_source_full(src->slot, utc_day(), shaping_source_daily_limit(src, utc_day())) ||
+		shaping_source_suspended(dl, hold));
 }
 
 void shaping_source_sent(struct delivery *dl, const struct shaping_hold *hold)
@@ -277,11 +394,39 @@ void shaping_source_sent(struct delivery *dl, const struct shaping_hold *hold)
 
 void shaping_connection_connected(struct shaping_hold *hold)
 {
-	hold->rate_taken = false;
+	hold->rate_taken = hold->pair_rate_taken = false;
+}
+
+/* pair_release - the hold's per_source slots go back, and its pair
+ * connection_rate tokens when it never connected (under the config it
+ * took them from: the pairs' rates are found by their slots). */
+static void pair_release(struct delivery *dl, struct shaping_hold *hold)
+{
+	const struct shaping_rules *rules = dl->w->cfg->shaping;
+
+	for (int i = 0; i < 2; i++) {
+		if (hold->pair_plus1[i] == 0)
+			continue;
+		unsigned pair = hold->pair_plus1[i] - 1;
+		shaping_state_connection_release(pair);
+		if (!hold->pair_rate_taken || dl->w->cfg->serial != hold->serial || rules == NULL || hold->source < 0)
+			continue;
+		for (size_t k = 0; k < shaping_site_count(rules); k++) {
+			const struct shaping_site *site = shaping_site_at(rules, k);
+			if (site->has_pairs && site->pair_slots[hold->source] == pair) {
+				struct token_bucket_rate tb = pair_rate(site, SHAPING_LIMIT_CONNECTION_RATE);
+				token_bucket_refund(shaping_state_bucket(pair, SHAPING_BUCKET_CONNECTION), &tb);
+				break;
+			}
+		}
+	}
+	hold->pair_plus1[0] = hold->pair_plus1[1] = 0;
+	hold->pair_rate_taken = false;
 }
 
 void shaping_connection_release(struct delivery *dl, struct shaping_hold *hold)
 {
+	pair_release(dl, hold);
 	if (hold->site_slot >= 0)
 		shaping_state_connection_release((unsigned)hold->site_slot);
 	if (hold->entry_slot >= 0)
@@ -300,6 +445,8 @@ void shaping_connection_release(struct delivery *dl, struct shaping_hold *hold)
 	hold->site_slot = hold->entry_slot = -1;
 	hold->rate_taken = false;
 }
+
+static int64_t pair_message_wait(struct delivery *dl, const struct shaping_site *const *e, int k);
 
 bool shaping_session_fits(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold)
 {
@@ -321,9 +468,12 @@ bool shaping_session_fits(struct delivery *dl, struct qdomain *d, const struct s
 	if (pool < 0)
 		return false;
 	const struct shaping_pool *p = shaping_pool_at(cfg->shaping, (size_t)pool);
+	const struct shaping_site *e[2] = { entry, site };
+	if (shaping_source_suspended(dl, hold))
+		return false;     /* it quits before its next transaction anyway */
 	for (size_t i = 0; i < p->count; i++)
-		if ((int)p->sources[i] == hold->source)
-			return true;
+		if ((int)p->sources[i] == hold->source)   /* and its pairs have a message token */
+			return pair_message_wait(dl, e, hold->source) == 0;
 	return false;
 }
 
@@ -332,10 +482,39 @@ bool shaping_session_wanted(struct delivery *dl, const struct shaping_hold *hold
 	int64_t now = dl->w->now_ms;
 
 	return (hold->site_slot >= 0 && shaping_state_wanted((unsigned)hold->site_slot, now)) ||
-	       (hold->entry_slot >= 0 && shaping_state_wanted((unsigned)hold->entry_slot, now));
+	       (hold->entry_slot >= 0 && shaping_state_wanted((unsigned)hold->entry_slot, now)) ||
+	       (hold->pair_plus1[0] != 0 && shaping_state_wanted(hold->pair_plus1[0] - 1, now)) ||
+	       (hold->pair_plus1[1] != 0 && shaping_state_wanted(hold->pair_plus1[1] - 1, now));
 }
 
-bool shaping_message_admit(struct delivery *dl, struct qdomain *d)
+/* source_index - the index in the running config of the source hold is
+ * bound to, or -1. */
+static int source_index(struct delivery *dl, const struct shaping_hold *hold)
+{
+	const struct shaping_source *src = shaping_source_of(dl, hold);
+
+	return src != NULL ? (int)(src - shaping_source_at(dl->w->cfg->shaping, 0)) : -1;
+}
+
+/* pair_message_wait - would the per_source message_rate of the session's
+ * (source, site) pairs give a token now? 0, or the wait in ms. */
+static int64_t pair_message_wait(struct delivery *dl, const struct shaping_site *const *e, int k)
+{
+	int64_t wait = 0;
+
+	for (int i = 0; k >= 0 && i < 2; i++) {
+		if (e[i] == NULL || !e[i]->has_per_source || e[i]->per_source.message_rate.count == 0)
+			continue;
+		struct token_bucket_rate r = pair_rate(e[i], SHAPING_LIMIT_MESSAGE_RATE);
+		int64_t w = token_bucket_wait(atomic_load_explicit(shaping_state_bucket(e[i]->pair_slots[k],
+				SHAPING_BUCKET_MESSAGE), memory_order_relaxed), &r, dl->w->now_ms * 1000);
+		if ((w + 999) / 1000 > wait)
+			wait = (w + 999) / 1000;
+	}
+	return wait;
+}
+
+bool shaping_message_admit(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold)
 {
 	if (dl->w->cfg->shaping == NULL)
 		return true;
@@ -343,10 +522,26 @@ bool shaping_message_admit(struct delivery *dl, struct qdomain *d)
 	const struct shaping_site *e[2] = { entry_at(dl, d->shaping_entry), entry_at(dl, d->shaping_site) };
 	if (e[0] == NULL && e[1] == NULL)
 		return true;
-	int64_t wait = take_rate(e, SHAPING_LIMIT_MESSAGE_RATE, SHAPING_BUCKET_MESSAGE, dl->w->now_ms);
+	/* A message token from the entry and the site, and from each of
+	 * their (source, site) pairs of the session's source: all or none. */
+	_Atomic int64_t *b[4];
+	struct token_bucket_rate r[4];
+	int n = 0, k = source_index(dl, hold);
+	int64_t now = dl->w->now_ms;
+	for (int i = 0; i < 2; i++) {
+		if (e[i] == NULL)
+			continue;
+		b[n] = shaping_state_bucket(e[i]->slot, SHAPING_BUCKET_MESSAGE);
+		r[n++] = shaping_state_rate(e[i], SHAPING_LIMIT_MESSAGE_RATE, now);
+		if (k >= 0 && e[i]->has_per_source) {
+			b[n] = shaping_state_bucket(e[i]->pair_slots[k], SHAPING_BUCKET_MESSAGE);
+			r[n++] = pair_rate(e[i], SHAPING_LIMIT_MESSAGE_RATE);
+		}
+	}
+	int64_t wait = take_buckets(b, r, n, now);
 	if (wait == 0)
 		return true;
-	shaping_wait(dl, d, dl->w->now_ms + wait);
+	shaping_wait(dl, d, now + wait);
 	return false;
 }
 
@@ -365,13 +560,21 @@ static unsigned smaller(unsigned policy, const struct shaping_site *a, const str
 	return policy;
 }
 
-unsigned shaping_max_messages(struct delivery *dl, struct qdomain *d, unsigned policy)
+unsigned shaping_max_messages(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold,
+			      unsigned policy)
 {
 	if (dl->w->cfg->shaping == NULL)
 		return policy;
 	shaping_domain_entries(dl, d);
-	return smaller(policy, entry_at(dl, d->shaping_entry), entry_at(dl, d->shaping_site),
-		       offsetof(struct shaping_limits, max_messages_per_connection));
+	const struct shaping_site *e[2] = { entry_at(dl, d->shaping_entry), entry_at(dl, d->shaping_site) };
+	policy = smaller(policy, e[0], e[1], offsetof(struct shaping_limits, max_messages_per_connection));
+	/* A connection bound to a source: its pairs' per_source limit too. */
+	for (int i = 0; hold != NULL && hold->source >= 0 && i < 2; i++) {
+		uint32_t v = e[i] != NULL && e[i]->has_per_source ? e[i]->per_source.max_messages_per_connection : 0;
+		if (v != 0 && v < policy)
+			policy = v;
+	}
+	return policy;
 }
 
 unsigned shaping_max_recipients(struct delivery *dl, struct qdomain *d, unsigned policy)
@@ -433,11 +636,88 @@ bool shaping_domain_parked(struct delivery *dl, struct qdomain *d)
 	return true;
 }
 
+/* suspend_source - the rule's suspension of the egress source hold is
+ * bound to, for every site, unless one runs already. New connections
+ * pick the pool's other sources (or wait); sessions bound to it quit
+ * before their next transaction (shaping_source_spent). */
+static void suspend_source(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold,
+			   const struct shaping_response *hit, int code, const char *status, const char *text)
+{
+	const struct shaping_source *src = hold != NULL ? shaping_source_of(dl, hold) : NULL;
+	int64_t now = dl->w->now_ms;
+
+	if (src == NULL) {
+		log_info("shaping_action", "action=suspend scope=source result=no_source domain=%s rule_line=%d code=%d",
+			 d != NULL ? d->name : "-", hit->line, code);
+		return;
+	}
+	if (shaping_state_until(src->suspend_slot) > now ||
+	    !shaping_state_suspend(src->suspend_slot, now + hit->duration_ms))
+		return;
+	dl->stats.shaping_actions[SHAPING_SUSPEND]++;
+	dl->stats.shaping_source_suspensions++;
+	log_warn("shaping_action", "action=suspend scope=source source=%s address=%s domain=%s for_ms=%lld rule_line=%d reply=\"%d %s %.120s\"",
+		 src->name, src->address, d != NULL ? d->name : "-", (long long)hit->duration_ms, hit->line, code,
+		 status != NULL && status[0] ? status : "-", text != NULL ? text : "");
+}
+
+/* suspend_source_site - the rule's suspension of the (source, site) pair
+ * of the source hold is bound to and d's site (its entry when it has no
+ * site), unless one runs already: the source goes on for other sites. */
+static void suspend_source_site(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold,
+				const struct shaping_response *hit, int code, const char *status, const char *text)
+{
+	int k = hold != NULL ? source_index(dl, hold) : -1;
+	const struct shaping_site *site = NULL;
+	int64_t now = dl->w->now_ms;
+
+	if (d != NULL && dl->w->cfg->shaping != NULL) {
+		shaping_domain_entries(dl, d);
+		site = entry_at(dl, d->shaping_site >= 0 ? d->shaping_site : d->shaping_entry);
+	}
+	if (k < 0 || site == NULL || !site->has_pairs) {
+		log_info("shaping_action", "action=suspend scope=source_site result=%s domain=%s rule_line=%d code=%d",
+			 k < 0 ? "no_source" : "no_site", d != NULL ? d->name : "-", hit->line, code);
+		return;
+	}
+	unsigned pair = site->pair_slots[k];
+	if (shaping_state_until(pair) > now || !shaping_state_suspend(pair, now + hit->duration_ms))
+		return;
+	const struct shaping_source *src = shaping_source_at(dl->w->cfg->shaping, (size_t)k);
+	dl->stats.shaping_actions[SHAPING_SUSPEND]++;
+	dl->stats.shaping_source_suspensions++;
+	log_warn("shaping_action", "action=suspend scope=source_site source=%s address=%s site=%s domain=%s for_ms=%lld rule_line=%d reply=\"%d %s %.120s\"",
+		 src->name, src->address, site->name, d->name, (long long)hit->duration_ms, hit->line, code,
+		 status != NULL && status[0] ? status : "-", text != NULL ? text : "");
+}
+
+void shaping_on_connection_reply(struct delivery *dl, struct qdomain *d, const struct shaping_hold *hold, int code,
+				 const char *status, const char *text)
+{
+	const struct shaping_rules *rules = dl->w->cfg->shaping;
+
+	if (rules == NULL || hold == NULL || hold->source < 0 || code < 400 || shaping_response_count(rules) == 0)
+		return;
+	const struct shaping_response *hit = shaping_match(rules, matcher(dl), code, status, text);
+	if (hit != NULL && hit->action == SHAPING_SUSPEND && hit->scope == SHAPING_SCOPE_SOURCE)
+		suspend_source(dl, d, hold, hit, code, status, text);
+	else if (hit != NULL && hit->action == SHAPING_SUSPEND && hit->scope == SHAPING_SCOPE_SOURCE_SITE)
+		suspend_source_site(dl, d, hold, hit, code, status, text);
+}
+
 /* suspend - the rule's suspension of the site (or the domain), unless one
  * is already running: a storm of replies suspends once. */
 static void suspend(struct delivery *dl, struct qdomain *d, const struct shaping_response *hit,
 		    const struct rcpt_result *r)
 {
+	if (hit->scope == SHAPING_SCOPE_SOURCE) {
+		suspend_source(dl, d, dl->shaping_reply_hold, hit, r->code, r->status, r->text);
+		return;
+	}
+	if (hit->scope == SHAPING_SCOPE_SOURCE_SITE) {
+		suspend_source_site(dl, d, dl->shaping_reply_hold, hit, r->code, r->status, r->text);
+		return;
+	}
 	int64_t now = dl->w->now_ms, until = now + hit->duration_ms;
 	const char *site_name = NULL;
 	int slot = hit->scope == SHAPING_SCOPE_SITE ? domain_site(dl, d, &site_name) : -1;

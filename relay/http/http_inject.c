@@ -26,12 +26,14 @@
 #include "config.h"
 #include "delivery.h"
 #include "delivery_log.h"
+#include "header_fields.h"
 #include "http_worker.h"
 #include "inject_message.h"
 #include "inject_request.h"
 #include "log.h"
 #include "mailbox.h"
 #include "mime_build.h"
+#include "shaping.h"
 #include "smtp_address.h"
 #include "smtp_dkim.h"
 #include "suppress.h"
@@ -49,6 +51,7 @@ struct inject_msg {
 	struct smtp_dkim_job *dkim;        /* the signed copy, when signed */
 	struct commit_waiter waiter;
 	int result;
+	char pool[64];                     /* shaping.pool_header's pool, "" none */
 };
 
 struct http_inject {
@@ -162,6 +165,33 @@ static void format_to(const struct http_inject *j, const struct inject_msg *m, s
 /* build_content - the message after its Received header: the raw content
  * (substituted, line ends made CRLF) or one built from the fields.
  * Returns 0 or an HTTP status (answer set). */
+/* take_pool_header - shaping.pool_header out of the content; its pool
+ * into m->pool (the API's clients are trusted, as relay_networks are).
+ * -EINVAL, answered, when it names no pool. */
+static int take_pool_header(struct http_inject *j, struct inject_msg *m, struct buf *content)
+{
+	const struct config *cfg = j->w->cfg;
+	char value[256];
+	int found = 0;
+
+	m->pool[0] = '\0';
+	if (cfg->shaping_pool_header[0] == '\0' || content->len == 0)
+		return 0;
+	content->len = header_fields_take(content->data + content->head, content->len, cfg->shaping_pool_header, value,
+					  sizeof(value), &found);
+	if (found == 0)
+		return 0;
+	if (found > 0 && strlen(value) < sizeof(m->pool) && shaping_pool_find(cfg->shaping, value) >= 0) {
+		snprintf(m->pool, sizeof(m->pool), "%s", value);
+		return 0;
+	}
+	char why[200];
+	snprintf(why, sizeof(why), "%s: no egress pool named \"%.64s\"", cfg->shaping_pool_header,
+		 found > 0 ? value : "(too long)");
+	inject_answer_error(j, 400, why);
+	return -EINVAL;
+}
+
 static int build_content(struct http_inject *j, struct inject_msg *m, const struct inject_recipient *r)
 {
 	const struct config *cfg = j->w->cfg;
@@ -187,6 +217,10 @@ static int build_content(struct http_inject *j, struct inject_msg *m, const stru
 		struct mime_build_params p = { cfg->hostname, j->arrival_usec / 1000000, m->queue_id, buf_data(&to) };
 		rc = mime_build(&q->content, &p, own, own_count, q->subs, q->sub_count, &content);
 		buf_free(&to);
+	}
+	if (rc == 0 && take_pool_header(j, m, &content) < 0) {
+		buf_free(&content);
+		return 400;
 	}
 	if (rc == 0 && buf_append(&m->body, buf_data(&content), buf_len(&content)) < 0)
 		rc = -ENOBUFS;
@@ -255,6 +289,7 @@ static void spool_message_of(const struct http_inject *j, const struct inject_ms
 	msg->sender = j->sender;
 	msg->body_type = SPOOL_BODY_NONE;
 	msg->envid = "";
+	msg->pool = m->pool;
 	msg->rcpt_count = m->rcpt_count;
 	msg->rcpts = m->rcpts;
 	msg->body = (const uint8_t *)buf_data(&m->body);

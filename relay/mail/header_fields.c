@@ -41,3 +41,69 @@ bool header_fields_has(const char *msg, size_t len, const char *name)
 	}
 	return false;
 }
+
+/* append_unfolded - the value part of one line of a field (after the
+ * colon on its first line) to value[*n], runs of blanks and folds as one
+ * space; false when it does not fit. */
+static bool append_unfolded(const char *p, size_t n, char *value, size_t cap, size_t *at)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i] == '\t' ? ' ' : p[i];
+		if (c == ' ' && (*at == 0 || value[*at - 1] == ' '))
+			continue;
+		if (*at + 1 >= cap)
+			return false;
+		value[(*at)++] = c;
+	}
+	if (*at > 0 && value[*at - 1] != ' ' && *at + 1 < cap)
+		value[(*at)++] = ' ';     /* a fold between lines */
+	return true;
+}
+
+size_t header_fields_take(char *msg, size_t len, const char *name, char *value, size_t cap, int *found)
+{
+	size_t want = strlen(name), off = 0, at = 0;
+	bool in_field = false, first = true, fits = true;
+
+	*found = 0;
+	if (cap > 0)
+		value[0] = '\0';
+	while (off < len) {
+		char *p = msg + off, *nl = memchr(p, '\n', len - off);
+		size_t n = nl != NULL ? (size_t)(nl - p) + 1 : len - off;
+		size_t content = n;
+		while (content > 0 && (p[content - 1] == '\n' || p[content - 1] == '\r'))
+			content--;
+		if (content == 0)
+			break;				/* the empty line */
+		if (p[0] != ' ' && p[0] != '\t') {
+			size_t k = field_name_len(p, content);
+			if (k == 0)
+				break;			/* not a header line: body */
+			in_field = k == want && strncasecmp(p, name, k) == 0;
+			if (in_field && *found == 0) {
+				const char *colon = memchr(p, ':', content);
+				fits = append_unfolded(colon + 1, content - (size_t)(colon + 1 - p), value, cap, &at);
+			} else if (in_field) {
+				first = false;
+			}
+			if (in_field)
+				(*found)++;
+		} else if (in_field && first && *found == 1) {
+			fits = fits && append_unfolded(p, content, value, cap, &at);
+		}
+		if (in_field) {
+			memmove(p, p + n, len - off - n);
+			len -= n;
+			continue;
+		}
+		off += n;
+	}
+	while (at > 0 && value[at - 1] == ' ')
+		at--;
+	if (cap > 0)
+		value[at] = '\0';
+	if (*found > 0 && !fits)
+		*found = -*found;
+	return len;
+}

@@ -18,4 +18,12 @@
 /* header_fields_has - is there a field called name in msg's header? */
 bool header_fields_has(const char *msg, size_t len, const char *name);
 
+/* header_fields_take - remove every field called name (with its
+ * continuation lines) from msg's header section, in place; the first
+ * one's value, unfolded (folds and runs of blanks as one space, trimmed),
+ * into value (cap bytes, NUL-terminated). *found: how many fields were
+ * removed, negated when the first's value did not fit in cap. Returns the
+ * new length. */
+size_t header_fields_take(char *msg, size_t len, const char *name, char *value, size_t cap, int *found);
+
 #endif

@@ -714,3 +714,24 @@ int shaping_sender_pool_at(const struct shaping_rules *r, size_t i)
 {
 	return (int)r->senders[i].pool;
 }
+
+int shaping_pool_choose(const struct shaping_pool *p, const struct shaping_source_view *view, uint64_t random,
+			int64_t *wait_ms)
+{
+	bool usable[SHAPING_MAX_SOURCES];
+	int64_t soonest = -1;
+
+	for (size_t i = 0; i < p->count; i++) {
+		const struct shaping_source_view *v = &view[i];
+		int64_t w = v->suspended_ms;
+		w = v->slot_ms > w ? v->slot_ms : w;
+		w = v->rate_ms > w ? v->rate_ms : w;
+		w = v->day_ms > w ? v->day_ms : w;
+		usable[i] = w <= 0;
+		if (w > 0 && (soonest < 0 || w < soonest))
+			soonest = w;
+	}
+	int k = shaping_pool_pick_among(p, usable, random);
+	*wait_ms = k >= 0 ? 0 : soonest > 0 ? soonest : 1;
+	return k;
+}

@@ -36,6 +36,7 @@
 
 #define SHAPING_MAX_SITES 256
 #define SHAPING_NAME_MAX 64
+#define SHAPING_MAX_SOURCES 64
 
 enum shaping_action {
 	SHAPING_SUSPEND,                   /* no connection to the site or domain for duration */
@@ -72,6 +73,8 @@ enum shaping_limit_kind {
 enum shaping_scope {
 	SHAPING_SCOPE_SITE,                /* the domain's site (its domain when it has none) */
 	SHAPING_SCOPE_DOMAIN,
+	SHAPING_SCOPE_SOURCE,              /* the egress source the reply came to, for every site */
+	SHAPING_SCOPE_SOURCE_SITE,         /* that source for the domain's site (or entry) only */
 };
 
 struct shaping_response {
@@ -97,9 +100,15 @@ struct shaping_site {
 	struct shaping_limits limits;      /* the caller fills them in */
 	int pool;                          /* the caller's: the egress pool, -1 none */
 	unsigned slot;                     /* the caller's: e.g. its state's index */
+	/* Limits for each (egress source, site) pair apart ("per_source",
+	 * KumoMTA's egress path): max_connections, max_messages_per_connection,
+	 * connection_rate, message_rate; the caller fills them in. */
+	bool has_per_source;
+	struct shaping_limits per_source;
+	bool has_pairs;                    /* pair_slots are made (per_source, or a source_site rule) */
+	unsigned pair_slots[SHAPING_MAX_SOURCES];           /* the caller's: per source index, the pair's state */
 };
 
-#define SHAPING_MAX_SOURCES 64
 #define SHAPING_MAX_POOLS 64
 
 /* An egress source: a local address outbound connections bind to, with
@@ -117,6 +126,7 @@ struct shaping_source {
 	uint32_t *warmup_daily;
 	size_t warmup_days;
 	unsigned slot;                     /* the caller's: its state's index */
+	unsigned suspend_slot;             /* the caller's: its suspension's state ("source:NAME") */
 };
 
 /* A pool: sources with weights; each new connection picks one. */
@@ -192,6 +202,22 @@ unsigned shaping_pool_pick(const struct shaping_pool *p, uint64_t random);
 /* shaping_pool_pick_among - the same among the pool's members k with
  * usable[k] true; -1 when none is. */
 int shaping_pool_pick_among(const struct shaping_pool *p, const bool *usable, uint64_t random);
+
+/* What stops one source of a pool from taking a new connection now
+ * (shaping_pool_choose): each field a wait in ms, 0 = nothing. */
+struct shaping_source_view {
+	int64_t suspended_ms;              /* a "source" suspension runs this long yet */
+	int64_t slot_ms;                   /* a per_source max_connections is reached: look again then */
+	int64_t rate_ms;                   /* a per_source connection_rate's next token */
+	int64_t day_ms;                    /* its warm-up share of the day is sent: look again then */
+};
+
+/* shaping_pool_choose - a weighted choice (as shaping_pool_pick_among)
+ * among the pool's members k whose view[k] has no wait; -1 when none is
+ * free, with *wait_ms the soonest one may be (over members, the longest of
+ * a member's waits). Pure. */
+int shaping_pool_choose(const struct shaping_pool *p, const struct shaping_source_view *view, uint64_t random,
+			int64_t *wait_ms);
 
 /* shaping_response_add - a rule (copied); -EINVAL with why in err for a bad
  * pattern or regular expression. */

@@ -54,6 +54,7 @@
 #include "netaddr.h"
 #include "ratelimit_shared.h"
 #include "server_tls.h"
+#include "shaping.h"
 #include "smtp_auth.h"
 #include "smtp_dkim.h"
 #include "smtp_session.h"
@@ -115,6 +116,13 @@ static bool smtp_local_rcpt_exists(void *ctx, const char *mailbox)
 {
 	struct worker *w = ctx;
 	return strchr(mailbox, '@') == NULL || mailbox_exists(w->cfg->users, mailbox);
+}
+
+/* smtp_pool_known - the pool header names a pool of the shaping file. */
+static bool smtp_pool_known(void *ctx, const char *pool)
+{
+	struct worker *w = ctx;
+	return shaping_pool_find(w->cfg->shaping, pool) >= 0;
 }
 
 /* smtp_rcpt_suppressed - the reason of the recipient's suppression entry
@@ -384,6 +392,7 @@ static void smtp_spool_message(struct worker *w, const struct smtp_message *m,
 	msg->ret = m->params.ret == SMTP_RET_FULL ? SPOOL_RET_FULL :
 		   m->params.ret == SMTP_RET_HDRS ? SPOOL_RET_HDRS : SPOOL_RET_NONE;
 	msg->envid = m->params.has_envid ? m->params.envid : "";
+	msg->pool = m->pool;
 	msg->rcpt_count = m->recipient_count;
 	msg->rcpts = sw->rcpts;
 	msg->body = (const uint8_t *)m->body;
@@ -553,6 +562,8 @@ static void smtp_open_role(struct conn *c, enum config_listen_role role)
 		.ctx = w,
 		.is_local_domain = smtp_is_local_domain,
 		.local_rcpt_exists = smtp_local_rcpt_exists,
+		.pool_header = cfg->shaping_pool_header,
+		.pool_known = smtp_pool_known,
 		.rcpt_suppressed = cfg->suppression_check & CONFIG_SUPPRESS_INJECTION ? smtp_rcpt_suppressed : NULL,
 		.new_queue_id = smtp_new_queue_id,
 		.reject_counts = w->smtp->rejected,

@@ -75,6 +75,7 @@ static const char *const reject_names[SMTP_REJECT_COUNT] = {
 	[SMTP_REJECT_DATA_TIMEOUT] = "data_timeout",
 	[SMTP_REJECT_BUSY] = "busy",
 	[SMTP_REJECT_SUPPRESSED] = "suppressed",
+	[SMTP_REJECT_UNKNOWN_POOL] = "unknown_pool",
 };
 
 /* Which client timeout runs in each state (RFC 5321 4.5.3.2). */
@@ -105,6 +106,7 @@ struct smtp_session {
 	char *hostname;
 	char *peer_address;
 	char *peer_hostname;
+	char *pool_header;		/* cfg.pool_header, owned; NULL: off */
 	unsigned peer_port;
 	bool peer_trusted;
 	bool esmtp;			/* EHLO (not HELO) */
@@ -537,6 +539,35 @@ static void add_missing_headers(struct smtp_session *s)
 	memcpy(d + s->header_len, fields, n);
 }
 
+/* take_pool_header - the pool header out of the client's header section
+ * (below our Received header) whoever sent it; a trusted client's value
+ * into pool. false when the message is refused for it (replied). */
+static bool take_pool_header(struct smtp_session *s, char *pool, size_t cap)
+{
+	char value[256];
+	int found = 0;
+
+	pool[0] = '\0';
+	if (s->pool_header == NULL)
+		return true;
+	char *d = s->body.data + s->body.head;
+	size_t client_len = header_fields_take(d + s->header_len, s->body.len - s->header_len, s->pool_header, value,
+					       sizeof(value), &found);
+	s->body.len = s->header_len + client_len;
+	if (found == 0 || !client_trusted(s))
+		return true;
+	bool ok = found > 0 && value[0] != '\0' && strlen(value) < cap;
+	for (const char *c = value; ok && *c; c++)
+		ok = (unsigned char)*c > ' ' && (unsigned char)*c < 127 && *c != '"';
+	if (ok && s->cfg.pool_known != NULL && s->cfg.pool_known(s->cfg.ctx, value)) {
+		snprintf(pool, cap, "%s", value);
+		return true;
+	}
+	reject_count(s, SMTP_REJECT_UNKNOWN_POOL);
+	reply(s, "550 5.7.0 %s: no egress pool named \"%.64s\"", s->pool_header, ok ? value : "(invalid)");
+	return false;
+}
+
 /* message_finish - content complete: refuse it, or wait for the commit */
 static void message_finish(struct smtp_session *s)
 {
@@ -549,7 +580,14 @@ static void message_finish(struct smtp_session *s)
 		enter_state(s, state_after_transaction(s));
 		return;
 	}
+	char pool[sizeof(m->pool)];
+	if (!take_pool_header(s, pool, sizeof(pool))) {
+		transaction_reset(s);
+		enter_state(s, state_after_transaction(s));
+		return;
+	}
 	add_missing_headers(s);
+	memcpy(m->pool, pool, sizeof(m->pool));
 	memcpy(m->queue_id, s->queue_id, sizeof(m->queue_id));
 	m->peer_address = s->peer_address;
 	m->peer_hostname = s->peer_hostname;
@@ -1003,6 +1041,8 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
 	s->hostname = xstrdup(cfg->hostname ? cfg->hostname : "localhost");
 	s->peer_address = xstrdup(peer->address ? peer->address : "unknown");
 	s->peer_hostname = xstrdup(peer->hostname ? peer->hostname : "unknown");
+	s->pool_header = cfg->pool_header != NULL && cfg->pool_header[0] != '\0' ? xstrdup(cfg->pool_header) : NULL;
+	s->cfg.pool_header = s->pool_header;
 	s->line = xmalloc(s->cfg.line_max);
 	s->cfg.hostname = s->hostname;
 	s->peer_port = peer->port;
@@ -1028,6 +1068,7 @@ struct smtp_session *smtp_session_free(struct smtp_session *s)
 	free(s->hostname);
 	free(s->peer_address);
 	free(s->peer_hostname);
+	free(s->pool_header);
 	free(s);
 	return NULL;
 }

@@ -66,6 +66,7 @@ enum smtp_reject {
 	SMTP_REJECT_DATA_TIMEOUT,	/* 421 4.4.2 disconnect inside DATA/BDAT */
 	SMTP_REJECT_BUSY,		/* 421 4.3.2 connection at max_connections */
 	SMTP_REJECT_SUPPRESSED,		/* 550 5.7.1 RCPT on the suppression list */
+	SMTP_REJECT_UNKNOWN_POOL,	/* 550 5.7.0 the pool header names no pool */
 	SMTP_REJECT_COUNT
 };
 
@@ -105,6 +106,13 @@ struct smtp_session_config {
 	bool add_missing_headers;	/* a trusted or authenticated client's message
 					 * without Message-ID or Date gets them, right
 					 * below the Received header */
+	/* pool_header - the header field that chooses the egress pool
+	 * (shaping.pool_header; copied), or NULL/"": off. The field is removed
+	 * from every message; a relay_networks or authenticated client's
+	 * value becomes smtp_message.pool when pool_known(ctx, value) says it
+	 * is a pool, else the message gets 550 5.7.0 at the end of DATA. */
+	const char *pool_header;
+	bool (*pool_known)(void *ctx, const char *pool);
 	/* reject_counts - SMTP_REJECT_COUNT counters the session adds its
 	 * refusals to (indexed by enum smtp_reject), or NULL. Not owned; must
 	 * outlive the session; written only from the session's calls. */
@@ -156,6 +164,7 @@ struct smtp_message {
 	const char *body;		/* Received header + content as received */
 	size_t body_len;
 	size_t header_len;		/* octets of the Received header in body */
+	char pool[64];			/* the pool header's pool, "" none */
 };
 
 /* smtp_session_new - a session for one connection; never NULL (OOM is fatal) */

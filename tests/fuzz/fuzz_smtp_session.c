@@ -42,6 +42,13 @@ static time_t fuzz_now(void *ctx)
 	return 0;
 }
 
+/* fuzz_pool_known - one known pool for the pool header. */
+static bool fuzz_pool_known(void *ctx, const char *pool)
+{
+	(void)ctx;
+	return strcmp(pool, "bulk") == 0;
+}
+
 /* drain - consume output, checking it is made of CRLF-terminated lines */
 static void drain(struct smtp_session *s)
 {
@@ -59,7 +66,7 @@ static void commit(struct smtp_session *s, int err)
 	const struct smtp_message *m = smtp_session_message(s);
 
 	if (m == NULL || m->recipient_count == 0 || m->body_len < m->header_len
-	    || strncmp(m->body, "Received: ", 10) != 0)
+	    || strncmp(m->body, "Received: ", 10) != 0 || (m->pool[0] != '\0' && strcmp(m->pool, "bulk") != 0))
 		abort();
 	smtp_session_commit_done(s, err);
 }
@@ -82,6 +89,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.tls_available = (data[0] & 32) != 0;
 	cfg.auth_available = (data[0] & 64) != 0;
 	cfg.auth_plaintext = (data[0] & 128) != 0;
+	if (data[0] & 4) {
+		cfg.pool_header = "X-Virtual-MTA";
+		cfg.pool_known = fuzz_pool_known;
+	}
 	if (data[0] & 2) {
 		cfg.line_max = 64;
 		cfg.data_line_max = 80;

@@ -200,7 +200,7 @@ class Ops(unittest.TestCase):
 REASONS = ["relay_denied", "unknown_user", "too_many_recipients", "message_too_large", "syntax",
            "protocol", "auth_failed", "auth_required", "tls_required", "rate_limited",
            "auth_unavailable", "smuggling", "bad_content", "spool_failed", "too_many_errors",
-           "command_timeout", "data_timeout", "busy", "suppressed"]
+           "command_timeout", "data_timeout", "busy", "suppressed", "unknown_pool"]
 REJECTED = re.compile(r'^ringmail_rejected_total\{reason="([a-z_]+)"\} (\d+)$', re.M)
 OUTSIDE = "127.0.0.2"           # not in relay_networks
 

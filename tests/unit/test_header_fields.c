@@ -29,3 +29,37 @@ Test(header_fields, table)
 			     t[i].msg, got, t[i].want);
 	}
 }
+
+/* header_fields_take: every field of the name goes (folds too), the
+ * first one's value comes back unfolded; the body is never touched. */
+Test(header_fields, take_removes_and_returns_the_first)
+{
+	static const struct {
+		const char *msg, *want_msg, *want_value;
+		size_t cap;
+		int found;
+	} t[] = {
+		{ "Subject: x\r\nX-Virtual-MTA: bulk\r\n\r\nbody\r\n", "Subject: x\r\n\r\nbody\r\n", "bulk", 64, 1 },
+		{ "x-virtual-mta:   tx  \r\nSubject: x\r\n\r\n", "Subject: x\r\n\r\n", "tx", 64, 1 },
+		{ "X-Virtual-MTA: a\r\n  b\r\nSubject: x\r\nX-Virtual-MTA: c\r\n\r\nX-Virtual-MTA: body\r\n",
+		  "Subject: x\r\n\r\nX-Virtual-MTA: body\r\n", "a b", 64, 2 },
+		{ "Subject: x\r\n\r\nX-Virtual-MTA: bulk\r\n", "Subject: x\r\n\r\nX-Virtual-MTA: bulk\r\n", "", 64, 0 },
+		{ "X-Virtual-MTAx: bulk\r\n\r\n", "X-Virtual-MTAx: bulk\r\n\r\n", "", 64, 0 },
+		{ "X-Virtual-MTA: a-very-long-pool-name\n\nb\n", "\nb\n", "a-ve", 5, -1 },
+		{ "Subject: x\nX-Virtual-MTA: last", "Subject: x\n", "last", 64, 1 },
+		{ "Subject: x\r\nnot a header\r\nX-Virtual-MTA: bulk\r\n\r\n",
+		  "Subject: x\r\nnot a header\r\nX-Virtual-MTA: bulk\r\n\r\n", "", 64, 0 },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char msg[256], value[64];
+		int found = 99;
+		size_t len = strlen(t[i].msg);
+		memcpy(msg, t[i].msg, len);
+		len = header_fields_take(msg, len, "X-Virtual-MTA", value, t[i].cap, &found);
+		cr_expect_eq(found, t[i].found, "case %zu: found %d, want %d", i, found, t[i].found);
+		cr_expect(len == strlen(t[i].want_msg) && memcmp(msg, t[i].want_msg, len) == 0,
+			  "case %zu: got \"%.*s\", want \"%s\"", i, (int)len, msg, t[i].want_msg);
+		if (found != 0)
+			cr_expect_str_eq(value, t[i].want_value, "case %zu", i);
+	}
+}

@@ -463,12 +463,12 @@ bool shaping_session_wanted(struct delivery *x, const struct shaping_hold *hold)
 	return false;
 }
 
-bool shaping_message_admit(struct delivery *x, struct qdomain *qd)
+bool shaping_message_admit(struct delivery *x, struct qdomain *qd, const struct shaping_hold *hold)
 {
 	return true;
 }
 
-unsigned shaping_max_messages(struct delivery *x, struct qdomain *qd, unsigned limit)
+unsigned shaping_max_messages(struct delivery *x, struct qdomain *qd, const struct shaping_hold *hold, unsigned limit)
 {
 	return limit;
 }
@@ -489,6 +489,16 @@ bool shaping_source_spent(struct delivery *x, const struct shaping_hold *hold)
 }
 
 void shaping_source_sent(struct delivery *x, const struct shaping_hold *hold)
+{
+}
+
+bool shaping_source_suspended(struct delivery *x, const struct shaping_hold *hold)
+{
+	return false;
+}
+
+void shaping_on_connection_reply(struct delivery *x, struct qdomain *qd, const struct shaping_hold *hold, int code,
+				 const char *status, const char *text)
 {
 }
 

@@ -461,3 +461,129 @@ Test(shaping, state_saved_and_restored)
 	unlink(path);
 	cr_expect_eq(shaping_state_restore(path, 500, 1000040000, &restored, err, sizeof(err)), -ENOENT);
 }
+
+/* shaping_pool_choose: a source with any wait is skipped; when every one
+ * waits, the soonest of the members' longest waits. */
+Test(shaping, pool_choose_skips_held_sources)
+{
+	struct shaping_rules *r = shaping_rules_new();
+	const char *three[] = { "a", "b", "c" };
+	unsigned w[] = { 1, 1, 1 };
+
+	cr_assert_eq(shaping_source_add(r, "a", "127.0.0.11", ""), 0);
+	cr_assert_eq(shaping_source_add(r, "b", "127.0.0.12", ""), 0);
+	cr_assert_eq(shaping_source_add(r, "c", "127.0.0.13", ""), 0);
+	cr_assert_eq(shaping_pool_add(r, "p", three, w, 3), 0);
+	const struct shaping_pool *p = shaping_pool_at(r, 0);
+	static const struct {
+		struct shaping_source_view v[3];
+		int want;                  /* the only choice, or -1 */
+		int64_t wait;
+	} cases[] = {
+		{ { { 1000, 0, 0, 0 }, { 0, 50, 0, 0 }, { 0, 0, 0, 0 } }, 2, 0 },
+		{ { { 0, 0, 0, 60000 }, { 0, 0, 250, 0 }, { 0, 0, 0, 0 } }, 2, 0 },
+		{ { { 1000, 0, 0, 0 }, { 0, 50, 250, 0 }, { 0, 0, 0, 60000 } }, -1, 250 },
+		{ { { 300, 0, 0, 0 }, { 0, 50, 0, 0 }, { 0, 0, 120, 0 } }, -1, 50 },
+		{ { { 0, 0, 0, 0 }, { 900, 0, 0, 0 }, { 900, 0, 0, 0 } }, 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (uint64_t x = 0; x < 50; x++) {
+			int64_t wait = -7;
+			int got = shaping_pool_choose(p, cases[i].v, x * 2654435761u, &wait);
+			cr_assert_eq(got, cases[i].want, "case %zu: got %d, want %d", i, got, cases[i].want);
+			cr_assert_eq(wait, cases[i].wait, "case %zu: got wait %lld, want %lld", i, (long long)wait,
+				     (long long)cases[i].wait);
+		}
+	}
+	struct shaping_source_view free3[3] = { { 0, 0, 0, 0 }, { 0, 0, 0, 0 }, { 0, 0, 0, 0 } };
+	unsigned hits[3] = { 0, 0, 0 };
+	int64_t wait;
+	for (uint64_t x = 0; x < 3000; x++)
+		hits[shaping_pool_choose(p, free3, x * 2654435761u, &wait)]++;
+	cr_expect(hits[0] > 850 && hits[1] > 850 && hits[2] > 850, "even weights: %u %u %u", hits[0], hits[1],
+		  hits[2]);
+	shaping_rules_free(r);
+}
+
+/* per_source limits load with a state slot per (site, source) pair;
+ * scope = "source" is for suspend only. */
+Test(shaping, per_source_and_source_scope_load)
+{
+	struct shaping_rules *r;
+	char err[512];
+
+	cr_assert_eq(load("sources = ( { name = \"ip1\"; address = \"127.0.0.11\"; },\n"
+			  "            { name = \"ip2\"; address = \"127.0.0.12\"; } );\n"
+			  "sites = ( { name = \"gm\"; mx = [ \".gm.test\" ]; max_connections = 9;\n"
+			  "  per_source = { max_connections = 2; message_rate = \"10/s\"; message_burst = 3;\n"
+			  "                 connection_rate = \"1/s\"; max_messages_per_connection = 50; }; },\n"
+			  "          { name = \"plain\"; mx = [ \".plain.test\" ]; } );\n"
+			  "responses = ( { code = \"421\"; enhanced = \"4.7.0\"; action = \"suspend\"; scope = \"source\";"
+			  " duration = \"1h\"; } );\n",
+			  &r, err, sizeof(err)), 0, "%s", err);
+	const struct shaping_site *gm = shaping_site_at(r, 0), *plain = shaping_site_at(r, 1);
+	cr_expect(gm->has_per_source);
+	cr_expect(!plain->has_per_source);
+	cr_expect_eq(gm->limits.max_connections, 9);
+	cr_expect_eq(gm->per_source.max_connections, 2);
+	cr_expect_eq(gm->per_source.message_rate.count, 10);
+	cr_expect_eq(gm->per_source.message_rate.burst, 3);
+	cr_expect_eq(gm->per_source.connection_rate.period_ms, 1000);
+	cr_expect_eq(gm->per_source.max_messages_per_connection, 50);
+	cr_expect_str_eq(shaping_state_name(gm->pair_slots[0]), "gm/ip1");
+	cr_expect_str_eq(shaping_state_name(gm->pair_slots[1]), "gm/ip2");
+	cr_expect_str_eq(shaping_state_name(shaping_source_at(r, 1)->suspend_slot), "source:ip2");
+	cr_expect_eq(shaping_response_at(r, 0)->scope, SHAPING_SCOPE_SOURCE);
+	cr_expect(!plain->has_pairs, "no per_source, no source_site rule: no pairs");
+	shaping_rules_free(r);
+
+	/* A source_site rule gives every site and domain entry its pairs. */
+	cr_assert_eq(load("sources = ( { name = \"ip1\"; address = \"127.0.0.11\"; } );\n"
+			  "sites = ( { name = \"ss\"; mx = [ \".ss.test\" ]; } );\n"
+			  "domains = ( { name = \"one.test\"; } );\n"
+			  "responses = ( { code = \"421\"; action = \"suspend\"; scope = \"source_site\"; duration = \"1h\"; } );\n",
+			  &r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(shaping_response_at(r, 0)->scope, SHAPING_SCOPE_SOURCE_SITE);
+	cr_expect(shaping_site_at(r, 0)->has_pairs && !shaping_site_at(r, 0)->has_per_source);
+	cr_expect_str_eq(shaping_state_name(shaping_site_at(r, 0)->pair_slots[0]), "ss/ip1");
+	cr_expect_str_eq(shaping_state_name(shaping_site_at(r, 1)->pair_slots[0]), "one.test/ip1");
+	shaping_rules_free(r);
+
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+		{ "sites = (\n { name = \"x\"; mx = [ \".a\" ];\n per_source = { max_recipients = 2; }; }\n);\n",
+		  "line 3: per_source is {" },
+		{ "sites = (\n { name = \"x\"; mx = [ \".a\" ]; per_source = 3; }\n);\n", "line 2: per_source is {" },
+		{ "sites = (\n { name = \"x\"; mx = [ \".a\" ]; per_source = { message_rate = \"fast\"; }; }\n);\n",
+		  "message_rate is a rate" },
+		{ "responses = (\n { action = \"bounce\"; scope = \"source\"; }\n);\n",
+		  "line 2: responses: scope = source or source_site is for action = suspend, not bounce" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = (struct shaping_rules *)&r;
+		cr_expect_eq(load(bad[i].text, &r, err, sizeof(err)), -EINVAL, "case %zu", i);
+		cr_expect(strstr(err, bad[i].want) != NULL, "case %zu: got \"%s\", want \"%s\"", i, err, bad[i].want);
+	}
+}
+
+/* A source's suspension is saved and restored under "source:NAME". */
+Test(shaping, source_suspension_saved_by_name)
+{
+	char path[] = "/tmp/ringmail-test-state-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	close(fd);
+	int s = shaping_state_slot("source:persisted-ip");
+	cr_assert(s >= 0);
+	cr_expect(shaping_state_suspend((unsigned)s, 1000 + 60000));
+	cr_assert_eq(shaping_state_save(path, 1000, 2000000000), 0);
+	shaping_state_resume((unsigned)s, 1000);
+	size_t restored = 0;
+	char err[256];
+	cr_assert_eq(shaping_state_restore(path, 100, 2000000000, &restored, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(restored, 1);
+	cr_expect_eq(shaping_state_until((unsigned)s), 100 + 60000);
+	shaping_state_resume((unsigned)s, 100);
+	unlink(path);
+}

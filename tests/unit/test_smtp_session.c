@@ -63,6 +63,7 @@ struct transcript {
 	bool closed;
 	bool starttls;		/* stopped at SMTP_WANT_STARTTLS */
 	char auth[300];		/* last credentials asked for: "user:password" */
+	char pool[64];		/* last committed message's pool */
 };
 
 static void collect(struct smtp_session *s, struct transcript *t)
@@ -115,6 +116,7 @@ static size_t drive(struct smtp_session *s, const char *in, size_t len, size_t c
 			t->header_len = m->header_len;
 			t->recipients = m->recipient_count;
 			snprintf(t->sender, sizeof(t->sender), "%s", m->sender);
+			snprintf(t->pool, sizeof(t->pool), "%s", m->pool);
 			snprintf(t->orcpt, sizeof(t->orcpt), "%s;%s",
 				 m->recipients[0].orcpt_type ? m->recipients[0].orcpt_type : "-",
 				 m->recipients[0].orcpt ? m->recipients[0].orcpt : "-");
@@ -1116,4 +1118,50 @@ Test(smtp_session, missing_message_id_and_date_added_for_trusted_clients)
 	/* The fields in the body are not the header's. */
 	hygiene_case(true, &trusted, "Subject: x\r\n\r\nMessage-ID: <no@x>\r\n",
 		     "Message-ID: <1795444341.QID1@mx.test>\r\nDate: Mon, 23 Nov 2026 14:32:21 +0000\r\n");
+}
+
+static bool test_pool_known(void *c, const char *pool)
+{
+	(void)c;
+	return strcmp(pool, "bulk") == 0 || strcmp(pool, "tx") == 0;
+}
+
+/* The pool header (shaping.pool_header): removed from every message; a
+ * trusted client's known pool is the message's; an unknown one gets 550
+ * 5.7.0 naming it, and nothing is committed; an untrusted client's is
+ * dropped and ignored. */
+static void pool_case(const struct smtp_peer *peer, const char *content, int want_commits, const char *want_pool,
+		      const char *want_reply)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	char in[1024];
+
+	cfg.pool_header = "X-Virtual-MTA";
+	cfg.pool_known = test_pool_known;
+	struct smtp_session *s = session(&cfg, peer, &t);
+	snprintf(in, sizeof(in), "EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<user@local.org>\r\n"
+		 "DATA\r\n%s.\r\nQUIT\r\n", content);
+	RUN(s, in, 4096, 0, &t);
+	cr_assert_eq(t.commits, (unsigned)want_commits, "%s", t.out);
+	if (want_commits > 0) {
+		cr_expect_str_eq(t.pool, want_pool);
+		cr_expect(memmem(t.body, t.body_len, "Virtual-MTA", 11) == NULL, "the field stayed: %.*s",
+			  (int)t.body_len, t.body);
+		cr_expect(memmem(t.body, t.body_len, "Subject: s", 10) != NULL);
+	}
+	cr_expect(strstr(t.out, want_reply) != NULL, "got %s, want %s", t.out, want_reply);
+	smtp_session_free(s);
+}
+
+Test(smtp_session, pool_header_chooses_the_pool)
+{
+	pool_case(&trusted, "Subject: s\r\nX-Virtual-MTA: bulk\r\n\r\nhi\r\n", 1, "bulk", "250 2.0.0");
+	pool_case(&trusted, "x-virtual-mta: tx\r\nSubject: s\r\n\r\nhi\r\n", 1, "tx", "250 2.0.0");
+	pool_case(&trusted, "Subject: s\r\n\r\nhi\r\n", 1, "", "250 2.0.0");
+	pool_case(&untrusted, "Subject: s\r\nX-Virtual-MTA: bulk\r\n\r\nhi\r\n", 1, "", "250 2.0.0");
+	pool_case(&trusted, "Subject: s\r\nX-Virtual-MTA: nosuch\r\n\r\nhi\r\n", 0, "",
+		  "550 5.7.0 X-Virtual-MTA: no egress pool named \"nosuch\"");
+	pool_case(&trusted, "Subject: s\r\nX-Virtual-MTA: two words\r\n\r\nhi\r\n", 0, "",
+		  "550 5.7.0 X-Virtual-MTA: no egress pool named \"(invalid)\"");
 }

@@ -295,3 +295,34 @@ Test(spool_record, outcome_reply_round_trip_and_old_form)
 	o.reply = big;
 	cr_assert_eq(spool_record_outcome_size(&o), 0);
 }
+
+/* A message's pool (the pool header's choice) goes after envid under
+ * SPOOL_RECORD_FLAG_POOL; without one the record is byte for byte the
+ * old form (flags 0) and decodes with pool NULL. */
+Test(spool_record, message_pool_round_trip_and_old_form)
+{
+	struct spool_message m = sample_message();
+	size_t plain = spool_record_message_size(&m);
+	m.pool = "bulk";
+	size_t n = spool_record_message_size(&m);
+	cr_assert_eq(n, plain + 2 + 4 + 1, "the pool string: got %zu, want %zu", n, plain + 7);
+	uint8_t *buf = malloc(n);
+	cr_assert_eq(spool_record_encode_message(&m, buf, n), (ssize_t)n);
+	cr_expect_eq(buf[5], SPOOL_RECORD_FLAG_POOL);
+	struct spool_record rec;
+	cr_assert_eq(spool_record_decode(buf, n, &rec), (ssize_t)n);
+	cr_expect_str_eq(rec.message.pool, "bulk");
+	cr_expect_str_eq(rec.message.envid, "env-1");
+	cr_expect_eq(rec.message.rcpt_count, 3);
+	cr_expect_eq(rec.message.body_len, m.body_len);
+	spool_record_clear(&rec);
+	free(buf);
+
+	size_t old_len;
+	buf = encode_sample(&old_len);
+	cr_expect_eq(buf[5], 0);
+	cr_assert_eq(spool_record_decode(buf, old_len, &rec), (ssize_t)old_len);
+	cr_expect_null(rec.message.pool);
+	spool_record_clear(&rec);
+	free(buf);
+}
