@@ -560,7 +560,7 @@ static bool take_pool_header(struct smtp_session *s, char *pool, size_t cap)
 	for (const char *c = value; ok && *c; c++)
 		ok = (unsigned char)*c > ' ' && (unsigned char)*c < 127 && *c != '"';
 	if (ok && s->cfg.pool_known != NULL && s->cfg.pool_known(s->cfg.ctx, value)) {
-		snprintf(pool, cap, "%s", value);
+		memcpy(pool, value, strlen(value) + 1);	/* fits: checked above */
 		return true;
 	}
 	reject_count(s, SMTP_REJECT_UNKNOWN_POOL);
