@@ -182,7 +182,7 @@ static int take_pool_header(struct http_inject *j, struct inject_msg *m, struct 
 	if (found == 0)
 		return 0;
 	if (found > 0 && strlen(value) < sizeof(m->pool) && shaping_pool_find(cfg->shaping, value) >= 0) {
-		snprintf(m->pool, sizeof(m->pool), "%s", value);
+		memcpy(m->pool, value, strlen(value) + 1);	/* fits: checked above */
 		return 0;
 	}
 	char why[200];
