@@ -87,6 +87,8 @@ static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 	q->body_len = m->body_len;
 	q->ret = m->ret;
 	q->smtputf8 = m->smtputf8;
+	q->requiretls = m->requiretls;
+	q->tls_required_no = m->tls_required_no;
 	q->eightbit = m->body_type == SPOOL_BODY_8BITMIME || m->body_type == SPOOL_BODY_BINARYMIME;
 	return q;
 }

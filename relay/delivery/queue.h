@@ -78,7 +78,10 @@ struct qmsg {
 	size_t body_len;           /* the body itself is in the spool, or in an item's qbody */
 	uint32_t rcpt_count;
 	uint8_t ret;               /* enum spool_ret */
-	bool smtputf8, eightbit;
+	/* bits, so that the flags of RFC 8689 cost no byte of the qmsg */
+	bool smtputf8 : 1, eightbit : 1;
+	bool requiretls : 1;       /* RFC 8689: verified TLS to a REQUIRETLS server, or bounce */
+	bool tls_required_no : 1;  /* RFC 8689 "TLS-Required: No": MTA-STS not enforced */
 };
 
 /* A body read from the spool (or copied at reception): data points into
