@@ -79,6 +79,7 @@ const char *tls_applied_name(enum tls_applied p)
 {
 	static const char *const names[TLS_APPLIED_COUNT] = {
 		"none", "opportunistic", "encrypt", "verify", "implicit", "mta-sts", "mta-sts-testing",
+		"require-tls",
 	};
 	return (unsigned)p < TLS_APPLIED_COUNT ? names[p] : "?";
 }
