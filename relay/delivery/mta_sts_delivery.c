@@ -91,6 +91,8 @@ static bool sts_applies(const struct delivery *dl, const struct qdomain *d)
 	const struct config *cfg = dl->w->cfg;
 	const struct config_domain *p = config_domain_policy(cfg, d->name);
 
+	if (d->tls_optional)
+		return false;      /* "TLS-Required: No" (RFC 8689 5): the sender opted out */
 	if (!cfg->mta_sts_enabled || d->hop != NULL || p->tls_set || dl->w->role == WORKER_ROLE_LOCAL ||
 	    config_is_local_domain(cfg, d->name))
 		return false;

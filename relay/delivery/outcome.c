@@ -340,6 +340,10 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 		}
 		policy = tls_applied_name(applied);
 		dl->stats.tls_policy[applied]++;
+		if (m->tls_required_no)
+			log_info("tls_required_no", "id=%s rcpt=<%s> domain=%s tls_policy=%s "
+				 "note=\"TLS-Required: No (RFC 8689 5): MTA-STS and DANE not applied\"",
+				 m->queue_id, m->rcpts[idx].addr, m->rcpts[idx].domain, policy);
 		if (applied == TLS_APPLIED_MTA_STS && r->outcome == SMTP_OUTCOME_DEFERRED &&
 		    strncmp(r->status, "4.7.", 4) == 0)
 			dl->stats.mta_sts_refused++;
