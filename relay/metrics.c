@@ -120,6 +120,8 @@ static const struct metric_desc {
 	{ METRICS_TLS_OUT_FULL, KIND_COUNTER, "ringmail_outbound_tls_full_total", "Outbound TLS handshakes that were full (no session resumed)." },
 	{ METRICS_TLS_OUT_RESUMED, KIND_COUNTER, "ringmail_outbound_tls_resumed_total", "Outbound TLS handshakes that resumed a cached session (delivery.tls_session_cache_size)." },
 	{ METRICS_SHAPING_SOURCE_SUSPEND, KIND_COUNTER, "ringmail_shaping_source_suspensions_total", "Egress sources suspended by a shaping response rule with scope = \"source\" (for every site)." },
+	{ METRICS_REQUIRETLS_DELIVERED, KIND_COUNTER, "ringmail_requiretls_delivered_total", "Recipients of REQUIRETLS messages (RFC 8689) delivered over authenticated TLS to a server offering REQUIRETLS." },
+	{ METRICS_REQUIRETLS_REFUSED, KIND_COUNTER, "ringmail_requiretls_refused_total", "Recipients of REQUIRETLS messages bounced because the TLS was not authenticated (5.7.10) or the server did not offer REQUIRETLS (5.7.30)." },
 };
 
 /* metrics_sum - one metric over every worker. */
@@ -508,6 +510,8 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_TLS_OUT_FULL] = d.tls_full;
 		v[METRICS_TLS_OUT_RESUMED] = d.tls_resumed;
 		v[METRICS_SHAPING_SOURCE_SUSPEND] = d.shaping_source_suspensions;
+		v[METRICS_REQUIRETLS_DELIVERED] = d.requiretls_delivered;
+		v[METRICS_REQUIRETLS_REFUSED] = d.requiretls_refused;
 		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));
 		memcpy(&v[METRICS_CATEGORY + BOUNCE_CAT_COUNT], d.deferred_by_category,
 		       sizeof(d.deferred_by_category));

@@ -115,6 +115,8 @@ enum metrics_id {
 	METRICS_TLS_OUT_FULL = METRICS_TLS_POLICY + DELIVERY_TLS_POLICIES,   /* outbound TLS full handshakes */
 	METRICS_TLS_OUT_RESUMED,           /* outbound TLS handshakes that resumed a session */
 	METRICS_SHAPING_SOURCE_SUSPEND,    /* egress sources suspended by a response rule */
+	METRICS_REQUIRETLS_DELIVERED,      /* REQUIRETLS recipients delivered (RFC 8689) */
+	METRICS_REQUIRETLS_REFUSED,        /* REQUIRETLS recipients bounced 5.7.10 / 5.7.30 */
 	METRICS_COUNT
 };
 

@@ -6,9 +6,13 @@
  * ends in SPOOL_RECORD_SHORT or SPOOL_RECORD_BAD, never out of bounds.
  *
  * MESSAGE payload: queue_id str, arrival i64, client str, helo str,
- *   auth str, sender str, size u64, body_type u8, smtputf8 u8, ret u8,
+ *   auth str, sender str, size u64, body_type u8, mail_flags u8, ret u8,
  *   envid str, rcpt_count u32, rcpt_count x (address str, notify u8,
  *   orcpt str), body_len u64, body bytes.
+ *   mail_flags: bit 0 SMTPUTF8, bit 1 REQUIRETLS, bit 2 "TLS-Required: No".
+ *   It was the smtputf8 byte (0 or 1) before REQUIRETLS: old records read
+ *   the same. An older ringmaild would take bits 1-2 for SMTPUTF8 (a
+ *   downgrade with such records queued sends them as SMTPUTF8 mail).
  * OUTCOME payload: queue_id str, rcpt_index u32, status u8, attempts u32,
  *   next_attempt i64.
  */
@@ -16,6 +20,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* The message's mail_flags byte (see above). */
+#define SPOOL_MAIL_SMTPUTF8 0x01
+#define SPOOL_MAIL_REQUIRETLS 0x02
+#define SPOOL_MAIL_TLS_REQUIRED_NO 0x04
 
 /* --- CRC32C ------------------------------------------------------------ */
 
@@ -245,7 +254,9 @@ ssize_t spool_record_encode_message(const struct spool_message *m,
 	put_str(&w, m->sender);
 	put_u64(&w, m->size_param);
 	put_u8(&w, m->body_type);
-	put_u8(&w, m->smtputf8 ? 1 : 0);
+	put_u8(&w, (uint8_t)((m->smtputf8 ? SPOOL_MAIL_SMTPUTF8 : 0) |
+			     (m->requiretls ? SPOOL_MAIL_REQUIRETLS : 0) |
+			     (m->tls_required_no ? SPOOL_MAIL_TLS_REQUIRED_NO : 0)));
 	put_u8(&w, m->ret);
 	put_str(&w, m->envid);
 	if (has_pool(m))
@@ -392,7 +403,10 @@ static bool decode_message(struct reader *r, struct spool_record *rec, uint8_t f
 	m->sender = get_str(r);
 	m->size_param = get_le(r, 8);
 	m->body_type = get_u8(r);
-	m->smtputf8 = get_u8(r) != 0;
+	uint8_t mail_flags = get_u8(r);
+	m->smtputf8 = (mail_flags & SPOOL_MAIL_SMTPUTF8) != 0;
+	m->requiretls = (mail_flags & SPOOL_MAIL_REQUIRETLS) != 0;
+	m->tls_required_no = (mail_flags & SPOOL_MAIL_TLS_REQUIRED_NO) != 0;
 	m->ret = get_u8(r);
 	m->envid = get_str(r);
 	m->pool = flags & SPOOL_RECORD_FLAG_POOL ? get_str(r) : NULL;

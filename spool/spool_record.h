@@ -88,6 +88,8 @@ struct spool_message {
 	uint64_t size_param;		/* SIZE= value, 0 if not given */
 	uint8_t body_type;		/* enum spool_body */
 	bool smtputf8;
+	bool requiretls;		/* RFC 8689 MAIL FROM REQUIRETLS */
+	bool tls_required_no;		/* RFC 8689 "TLS-Required: No" (and no REQUIRETLS) */
 	uint8_t ret;			/* enum spool_ret */
 	const char *envid;		/* ENVID= value or "" */
 	const char *pool;		/* egress pool chosen by the pool header, or

@@ -27,8 +27,8 @@ extern const struct worker_module delivery_module;
 
 /* The outbound TLS policies an attempt is counted under (enum tls_applied
  * in mta_sts_delivery.h: none, opportunistic, encrypt, verify, implicit,
- * mta-sts, mta-sts-testing). */
-#define DELIVERY_TLS_POLICIES 7
+ * mta-sts, mta-sts-testing, require-tls). */
+#define DELIVERY_TLS_POLICIES 8
 
 /* delivery_submit - queue a message that is durable in w's shard. msg is
  * copied; state (per recipient, may be NULL) skips final recipients. */
@@ -66,6 +66,9 @@ struct delivery_stats {
 	uint64_t mta_sts_refused;          /* recipients deferred: no MX host in an enforce policy */
 	uint64_t mta_sts_reports;          /* mode testing: what enforce would have refused */
 	uint64_t tls_policy[DELIVERY_TLS_POLICIES];   /* attempts (per recipient) by enum tls_applied */
+	uint64_t requiretls_delivered;     /* REQUIRETLS recipients delivered (RFC 8689) */
+	uint64_t requiretls_refused;       /* REQUIRETLS recipients bounced: TLS not authenticated
+					    * (5.7.10) or the server without REQUIRETLS (5.7.30) */
 	uint64_t tls_full;                 /* outbound TLS handshakes, full */
 	uint64_t tls_resumed;              /* outbound TLS handshakes, abbreviated (resumed) */
 	uint64_t shaping_source_suspensions;   /* egress sources suspended (scope = "source") */

@@ -351,11 +351,49 @@ static void mta_txn_prepare(struct mta_session *s, struct qitem *it)
 	};
 }
 
+/* mta_requiretls_refused - RFC 8689 4.2.1 for a REQUIRETLS message on
+ * this connection: NULL when its TLS is authenticated for it->d (the
+ * server's REQUIRETLS is smtp_client_begin's check), else why not. */
+static const char *mta_requiretls_refused(const struct mta_session *s, const struct qitem *it)
+{
+	const struct config *cfg = s->dl->w->cfg;
+	const struct qdomain *d = it->d;
+	enum config_tls_policy configured = config_domain_policy(cfg, d->name)->tls;
+	struct tls_auth_facts f = {
+		.policy = s->tls_policy, .tls_on = s->tls == MTA_TLS_ON,
+		.mta_sts_enforce = mta_sts_delivery_applied(s->dl, d, configured) == TLS_APPLIED_MTA_STS,
+		.next_hop = s->hop != NULL,
+	};
+
+	if (tls_policy_authenticated(&f))
+		return NULL;
+	if (!f.tls_on)
+		return "REQUIRETLS: no TLS to the server";
+	return "REQUIRETLS: the server's TLS is not authenticated by MTA-STS or DANE";
+}
+
 /* mta_begin - start a transaction for it; true when one is under way
  * (false: it ended at once and was completed). */
 static bool mta_begin(struct mta_session *s, struct qitem *it)
 {
 	mta_txn_prepare(s, it);
+	if (it->msg->requiretls) {
+		const char *why = mta_requiretls_refused(s, it);
+		if (why != NULL) {
+			/* Nothing of it goes out: a non-delivery report (RFC
+			 * 8689 4.2.1, 5.7.10), redacted (outcome.c). */
+			log_info("requiretls_refused", "id=%s domain=%s mx=%s ip=%s policy=%s reason=\"%s\"",
+				 it->msg->queue_id, it->d->name, session_mx_text(s), s->ip,
+				 config_tls_policy_name(s->tls_policy), why);
+			item_set_state(it, QSTATE_ACTIVE);
+			for (uint32_t i = 0; i < it->count; i++)
+				rcpt_result_set(&s->results[i], SMTP_OUTCOME_BOUNCED, 0, true, "5.7.10", why);
+			item_complete(s->dl, it, s->results, session_mx(s), s->ip[0] ? s->ip : NULL,
+				      s->tls_desc);
+			return false;
+		}
+		s->txn.flags |= SMTP_TXN_REQUIRETLS;
+	}
 	s->item = it;
 	item_set_state(it, QSTATE_ACTIVE);
 	s->transactions++;

@@ -79,6 +79,7 @@ const char *tls_applied_name(enum tls_applied p)
 {
 	static const char *const names[TLS_APPLIED_COUNT] = {
 		"none", "opportunistic", "encrypt", "verify", "implicit", "mta-sts", "mta-sts-testing",
+		"require-tls",
 	};
 	return (unsigned)p < TLS_APPLIED_COUNT ? names[p] : "?";
 }
@@ -90,6 +91,8 @@ static bool sts_applies(const struct delivery *dl, const struct qdomain *d)
 	const struct config *cfg = dl->w->cfg;
 	const struct config_domain *p = config_domain_policy(cfg, d->name);
 
+	if (d->tls_optional)
+		return false;      /* "TLS-Required: No" (RFC 8689 5): the sender opted out */
 	if (!cfg->mta_sts_enabled || d->hop != NULL || p->tls_set || dl->w->role == WORKER_ROLE_LOCAL ||
 	    config_is_local_domain(cfg, d->name))
 		return false;

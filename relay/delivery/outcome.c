@@ -329,8 +329,21 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 		const struct config *cfg = dl->w->cfg;
 		enum config_tls_policy configured = config_domain_policy(cfg, m->rcpts[idx].domain)->tls;
 		enum tls_applied applied = mta_sts_delivery_applied(dl, it->d, configured);
+		if (m->requiretls) {
+			/* RFC 8689: the message's own demand wins over any policy */
+			applied = TLS_APPLIED_REQUIRE_TLS;
+			if (r->outcome == SMTP_OUTCOME_DELIVERED)
+				dl->stats.requiretls_delivered++;
+			else if (r->outcome == SMTP_OUTCOME_BOUNCED &&
+				 (strcmp(r->status, "5.7.10") == 0 || strcmp(r->status, "5.7.30") == 0))
+				dl->stats.requiretls_refused++;
+		}
 		policy = tls_applied_name(applied);
 		dl->stats.tls_policy[applied]++;
+		if (m->tls_required_no)
+			log_info("tls_required_no", "id=%s rcpt=<%s> domain=%s tls_policy=%s "
+				 "note=\"TLS-Required: No (RFC 8689 5): MTA-STS and DANE not applied\"",
+				 m->queue_id, m->rcpts[idx].addr, m->rcpts[idx].domain, policy);
 		if (applied == TLS_APPLIED_MTA_STS && r->outcome == SMTP_OUTCOME_DEFERRED &&
 		    strncmp(r->status, "4.7.", 4) == 0)
 			dl->stats.mta_sts_refused++;
@@ -427,6 +440,8 @@ static char *dsn_build(struct delivery *dl, const struct qitem *it, const struct
 			.message_len = item_body(it) ? m->body_len : 0,
 			.max_original = (size_t)dl->w->cfg->bounce_max_original_size,
 			.smtputf8 = m->smtputf8,
+			/* RFC 8689 5: redacted, so it needs no REQUIRETLS itself */
+			.redacted = m->requiretls,
 		};
 		if (bounce_build(&in, &b) == 0) {
 			*len = buf_len(&b);

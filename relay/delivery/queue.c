@@ -91,6 +91,8 @@ static struct qmsg *qmsg_new(unsigned home, const struct spool_message *m)
 	q->body_len = m->body_len;
 	q->ret = m->ret;
 	q->smtputf8 = m->smtputf8;
+	q->requiretls = m->requiretls;
+	q->tls_required_no = m->tls_required_no;
 	q->eightbit = m->body_type == SPOOL_BODY_8BITMIME || m->body_type == SPOOL_BODY_BINARYMIME;
 	return q;
 }
@@ -235,18 +237,25 @@ struct qdomain *domain_find_hop(struct delivery *dl, const char *name, const cha
 	return domain_find_key(dl, name, hop, NULL);
 }
 
-struct qdomain *domain_find_key(struct delivery *dl, const char *name, const char *hop, const char *pool)
+/* domain_find_opt - d of name, hop, pool and kind ("TLS-Required: No"). */
+static struct qdomain *domain_find_opt(struct delivery *dl, const char *name, const char *hop,
+				       const char *pool, bool tls_optional)
 {
 	uint64_t h = domain_hash(name);
 
 	if (dl->domain_buckets > 0) {
 		for (struct qdomain *d = dl->domains[h % dl->domain_buckets]; d; d = d->hash_next)
-			if (d->hash == h && strcasecmp(d->name, name) == 0 &&
+			if (d->hash == h && strcasecmp(d->name, name) == 0 && d->tls_optional == tls_optional &&
 			    (d->hop == hop || (d->hop != NULL && hop != NULL && strcmp(d->hop, hop) == 0)) &&
 			    (d->pool == pool || (d->pool != NULL && pool != NULL && strcmp(d->pool, pool) == 0)))
 				return d;
 	}
 	return NULL;
+}
+
+struct qdomain *domain_find_key(struct delivery *dl, const char *name, const char *hop, const char *pool)
+{
+	return domain_find_opt(dl, name, hop, pool, false);
 }
 
 /* domain_index_named - the smallest index >= from in domain_list of a
@@ -279,8 +288,14 @@ struct qdomain *domain_get_hop(struct delivery *dl, const char *name, const char
 /* domain_get_key - d of name, hop and pool, made on first use. */
 struct qdomain *domain_get_key(struct delivery *dl, const char *name, const char *hop, const char *pool)
 {
+	return domain_get_opt(dl, name, hop, pool, false);
+}
+
+struct qdomain *domain_get_opt(struct delivery *dl, const char *name, const char *hop, const char *pool,
+			       bool tls_optional)
+{
 	uint64_t h = domain_hash(name);
-	struct qdomain *d = domain_find_key(dl, name, hop, pool);
+	struct qdomain *d = domain_find_opt(dl, name, hop, pool, tls_optional);
 
 	if (d != NULL)
 		return d;
@@ -309,6 +324,7 @@ struct qdomain *domain_get_key(struct delivery *dl, const char *name, const char
 	d->hash = h;
 	d->hop = hop != NULL ? xstrdup(hop) : NULL;
 	d->pool = pool != NULL ? xstrdup(pool) : NULL;
+	d->tls_optional = tls_optional;
 	d->window = INITIAL_WINDOW;
 	d->items.prev = d->items.next = &d->items;
 	if (dl->domain_count == dl->domain_list_cap) {
@@ -523,8 +539,9 @@ void item_enqueue(struct delivery *dl, struct qitem *it)
 	if (it->d == NULL) {
 		/* A sender route (delivery.sender_routes) comes before the
 		 * recipient domain's: such mail queues apart, under its hop. */
-		struct qdomain *d = domain_get_key(dl, it->msg->rcpts[it->idx[0]].domain,
-						   item_sender_hop(dl, it), item_sender_pool(dl, it));
+		struct qdomain *d = domain_get_opt(dl, it->msg->rcpts[it->idx[0]].domain,
+						   item_sender_hop(dl, it), item_sender_pool(dl, it),
+						   it->msg->tls_required_no);
 		it->d = d;
 		d->by_state[it->state]++;
 		link_insert_after(d->items.prev, &it->link);
@@ -605,7 +622,8 @@ const char *item_sender_pool(const struct delivery *dl, const struct qitem *it)
 
 void item_rehome(struct delivery *dl, struct qitem *it, const char *hop)
 {
-	struct qdomain *from = it->d, *to = domain_get_key(dl, from->name, hop, item_sender_pool(dl, it));
+	struct qdomain *from = it->d, *to = domain_get_opt(dl, from->name, hop, item_sender_pool(dl, it),
+							    it->msg->tls_required_no);
 	enum qstate state = (enum qstate)it->state;
 
 	if (state == QSTATE_READY)

@@ -79,7 +79,10 @@ struct qmsg {
 	size_t body_len;           /* the body itself is in the spool, or in an item's qbody */
 	uint32_t rcpt_count;
 	uint8_t ret;               /* enum spool_ret */
-	bool smtputf8, eightbit;
+	/* bits, so that the flags of RFC 8689 cost no byte of the qmsg */
+	bool smtputf8 : 1, eightbit : 1;
+	bool requiretls : 1;       /* RFC 8689: verified TLS to a REQUIRETLS server, or bounce */
+	bool tls_required_no : 1;  /* RFC 8689 "TLS-Required: No": MTA-STS not enforced */
 };
 
 /* A body read from the spool (or copied at reception): data points into
@@ -179,6 +182,9 @@ struct qdomain {
 	char *pool;                /* the egress pool its mail's sender chose
 				    * (shaping file "senders", owned), or NULL;
 				    * another pool is another qdomain too */
+	bool tls_optional;         /* its mail has "TLS-Required: No" (RFC 8689 5): no
+				    * MTA-STS (nor DANE) for it; the same domain without
+				    * the header is another qdomain */
 	int64_t suspended_until_ms;        /* a shaping rule suspended the domain (monotonic) */
 	struct mta_sts_domain *sts;        /* its MTA-STS check and policy (owned), or NULL */
 	/* shaping limits (shaping_delivery.c): which entries of the shaping
@@ -308,6 +314,10 @@ void item_rehome(struct delivery *dl, struct qitem *it, const char *hop);
  * chose (shaping "senders"; NULL: none); the _hop forms mean no pool. */
 struct qdomain *domain_find_key(struct delivery *dl, const char *name, const char *hop, const char *pool);
 struct qdomain *domain_get_key(struct delivery *dl, const char *name, const char *hop, const char *pool);
+/* domain_get_opt - domain_get_key for mail with "TLS-Required: No" too
+ * (tls_optional: a qdomain apart, whose sessions ignore MTA-STS). */
+struct qdomain *domain_get_opt(struct delivery *dl, const char *name, const char *hop, const char *pool,
+			       bool tls_optional);
 /* item_sender_pool - the pool name the shaping file's "senders" choose for
  * it's sender under w's running config (none on the local worker), or NULL. */
 const char *item_sender_pool(const struct delivery *dl, const struct qitem *it);

@@ -386,6 +386,7 @@ static void ext_parse_line(struct smtp_client *c, const char *s, size_t n)
 		{ "CHUNKING", SMTP_EXT_CHUNKING }, { "DSN", SMTP_EXT_DSN },
 		{ "STARTTLS", SMTP_EXT_STARTTLS },
 		{ "ENHANCEDSTATUSCODES", SMTP_EXT_ENHANCEDSTATUSCODES },
+		{ "REQUIRETLS", SMTP_EXT_REQUIRETLS },
 	};
 	size_t kw = 0;
 
@@ -953,14 +954,15 @@ static int send_mail(struct smtp_client *c, const struct smtp_client_txn *t)
 
 	if (smtp_client_has_ext(c, SMTP_EXT_SIZE))
 		snprintf(size, sizeof(size), " SIZE=%llu", (unsigned long long)wire_size(c));
-	return send_cmd(c, PENDING_MAIL, 0, "MAIL FROM:<%s>%s%s%s%s%s%s%s\r\n", t->sender, size,
+	return send_cmd(c, PENDING_MAIL, 0, "MAIL FROM:<%s>%s%s%s%s%s%s%s%s\r\n", t->sender, size,
 			(t->flags & SMTP_TXN_8BIT) && smtp_client_has_ext(c, SMTP_EXT_8BITMIME)
 				? " BODY=8BITMIME" : "",
 			(t->flags & SMTP_TXN_SMTPUTF8) ? " SMTPUTF8" : "",
 			dsn && t->ret == SMTP_RET_FULL ? " RET=FULL" : "",
 			dsn && t->ret == SMTP_RET_HDRS ? " RET=HDRS" : "",
 			dsn && t->envid != NULL ? " ENVID=" : "",
-			dsn && t->envid != NULL ? t->envid : "");
+			dsn && t->envid != NULL ? t->envid : "",
+			(t->flags & SMTP_TXN_REQUIRETLS) ? " REQUIRETLS" : "");
 }
 
 int smtp_client_begin(struct smtp_client *c, const struct smtp_client_txn *t)
@@ -973,6 +975,11 @@ int smtp_client_begin(struct smtp_client *c, const struct smtp_client_txn *t)
 	if ((t->flags & SMTP_TXN_SMTPUTF8) && !smtp_client_has_ext(c, SMTP_EXT_SMTPUTF8)) {
 		txn_refuse_local(c, 553, "5.6.7",
 				 "remote server does not support SMTPUTF8, message needs it");
+		return 1;
+	}
+	if ((t->flags & SMTP_TXN_REQUIRETLS) && !smtp_client_has_ext(c, SMTP_EXT_REQUIRETLS)) {
+		/* RFC 8689 4.2.1: the server must offer it after STARTTLS. */
+		txn_refuse_local(c, 550, "5.7.30", "REQUIRETLS not supported by the remote server (RFC 8689)");
 		return 1;
 	}
 	const char *why = NULL;

@@ -31,6 +31,11 @@
  * when the message needs it (if the server does not offer SMTPUTF8 every
  * recipient fails at once with 553 5.6.7, RFC 6531 section 3.2, nothing is
  * sent); RET, ENVID, NOTIFY and ORCPT only when DSN is offered.
+ * REQUIRETLS (RFC 8689) when the message has it: if the server did not
+ * offer REQUIRETLS (in the EHLO after STARTTLS: extensions are forgotten
+ * at the handshake) every recipient fails at once with 550 5.7.30 and
+ * nothing is sent. Whether the TLS itself is good enough is the engine's
+ * question (tls_policy_authenticated), asked before begin.
  *
  * Outcomes: each recipient gets exactly one rcpt event: a 2xx to RCPT and a
  * 2xx to the end of data is DELIVERED; a 4xx is DEFERRED; a 5xx BOUNCED.
@@ -96,11 +101,13 @@ enum smtp_client_ext {
 	SMTP_EXT_STARTTLS = 1u << 6,
 	SMTP_EXT_ENHANCEDSTATUSCODES = 1u << 7,
 	SMTP_EXT_AUTH = 1u << 8,	/* with at least one mechanism we speak */
+	SMTP_EXT_REQUIRETLS = 1u << 9,	/* RFC 8689 */
 };
 
 enum smtp_txn_flags {
 	SMTP_TXN_8BIT = 1u << 0,	/* body has 8-bit bytes */
 	SMTP_TXN_SMTPUTF8 = 1u << 1,	/* envelope/headers need SMTPUTF8 */
+	SMTP_TXN_REQUIRETLS = 1u << 2,	/* RFC 8689: MAIL FROM ... REQUIRETLS */
 };
 
 /* Longest address or DSN parameter value begin() accepts. */

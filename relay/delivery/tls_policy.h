@@ -42,4 +42,25 @@ bool tls_policy_retry_clear(enum config_tls_policy policy, bool clear_only);
 /* tls_policy_required - does the policy forbid mail in clear? */
 bool tls_policy_required(enum config_tls_policy policy);
 
+/* What is known of a connection when a REQUIRETLS message (RFC 8689)
+ * is about to go on it. The lead adds "dane" here at merge: a connection
+ * whose MX host's TLSA records (DNSSEC-validated) matched is authenticated
+ * as well. */
+struct tls_auth_facts {
+	enum config_tls_policy policy;     /* the connection's policy */
+	bool tls_on;                       /* the handshake completed on it */
+	bool mta_sts_enforce;              /* policy came from MTA-STS mode enforce (host listed) */
+	bool next_hop;                     /* a configured next hop (relayhost, domains[].route,
+					    * sender route), not the domain's MX hosts */
+};
+
+/* tls_policy_authenticated - is the server's TLS authenticated as RFC 8689
+ * 4.2.1 asks: a handshake done with the certificate verified for the
+ * host's name ("verify"), that name being trustworthy: an MX host from an
+ * MTA-STS policy in mode enforce (DANE at merge), or a next hop the
+ * operator configured by name with tls "verify" (docs/TLS.md, REQUIRETLS:
+ * the smart-host reading). A domain's own domains[].tls "verify" for its
+ * MX hosts is not: the MX names came from DNS without DNSSEC. */
+bool tls_policy_authenticated(const struct tls_auth_facts *f);
+
 #endif

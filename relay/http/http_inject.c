@@ -29,6 +29,7 @@
 #include "header_fields.h"
 #include "http_worker.h"
 #include "inject_message.h"
+#include "header_fields.h"
 #include "inject_request.h"
 #include "log.h"
 #include "mailbox.h"
@@ -298,6 +299,10 @@ static void spool_message_of(const struct http_inject *j, const struct inject_ms
 		msg->body = (const uint8_t *)buf_data(&m->dkim->message);
 		msg->body_len = buf_len(&m->dkim->message);
 	}
+	/* RFC 8689, as MAIL FROM ... REQUIRETLS and the header over SMTP */
+	msg->requiretls = j->q->require_tls;
+	msg->tls_required_no = !msg->requiretls &&
+			       header_fields_tls_required_no((const char *)msg->body, msg->body_len);
 }
 
 /* inject_finish - every message is durable or failed: the answer. */

@@ -388,7 +388,9 @@ int bounce_build(const struct bounce_input *in, struct buf *out)
 		err = append_human(in, out, boundary, worst);
 	if (err == 0)
 		err = append_status(in, out, boundary);
-	if (err == 0)
+	if (err == 0 && in->redacted)
+		err = buf_append_printf(out, "--%s--\r\n", boundary);
+	else if (err == 0)
 		err = append_original(in, out, boundary, worst);
 	if (err < 0)
 		out->len = saved_len;

@@ -27,6 +27,11 @@
  * holds the sender's address as is: queue such a DSN with SMTPUTF8.
  * The DSN must be sent with the null sender, so that it never bounces back.
  *
+ * RFC 8689 section 5: the report of a REQUIRETLS message must itself go
+ * with REQUIRETLS unless it is redacted; with redacted set there is no
+ * third part at all (neither the original nor its header), only the
+ * explanation and the delivery-status fields, so it may go like any DSN.
+ *
  * Ownership: bounce_build() only reads the input and appends to out.
  */
 #ifndef RINGMAIL_BOUNCE_H
@@ -73,6 +78,7 @@ struct bounce_input {
 	size_t message_len;
 	size_t max_original;		/* 0: 10 MiB */
 	bool smtputf8;			/* the original was SMTPUTF8: RFC 6533 */
+	bool redacted;			/* RFC 8689 5: leave the original out */
 };
 
 /* bounce_wanted - should a DSN for action go to sender, given the

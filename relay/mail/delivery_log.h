@@ -42,7 +42,7 @@ struct delivery_log_entry {
 	const char *tls;                   /* "none", "TLSv1.3" ...; NULL = unknown */
 	const char *tls_policy;            /* the outbound TLS policy that applied: none,
 					    * opportunistic, encrypt, verify, implicit,
-					    * mta-sts, mta-sts-testing; NULL (local) = null */
+					    * mta-sts, mta-sts-testing, require-tls; NULL (local) = null */
 	const char *status;                /* delivered, deferred, bounced */
 	int code;                          /* SMTP reply code; 0 = none */
 	const char *enhanced_code;

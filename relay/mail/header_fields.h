@@ -25,5 +25,14 @@ bool header_fields_has(const char *msg, size_t len, const char *name);
  * removed, negated when the first's value did not fit in cap. Returns the
  * new length. */
 size_t header_fields_take(char *msg, size_t len, const char *name, char *value, size_t cap, int *found);
+/* header_fields_value - the first field called name: its value unfolded
+ * (CRLF before a continuation dropped), leading and trailing blanks cut,
+ * into out (NUL-terminated, cut to out_size - 1 bytes). Returns the
+ * value's full length, or -1 when there is no such field. */
+long header_fields_value(const char *msg, size_t len, const char *name, char *out, size_t out_size);
+
+/* header_fields_tls_required_no - RFC 8689 section 3: the header has
+ * "TLS-Required: No" (the only value defined; case-insensitive). */
+bool header_fields_tls_required_no(const char *msg, size_t len);
 
 #endif

@@ -287,6 +287,10 @@ static int parse_root(json_t *root, size_t recipients_max, struct inject_request
 	if (parse_substitutions(json_object_get(root, "substitutions"), "substitutions", &q->subs,
 				&q->sub_count, why, whylen) < 0)
 		return -EINVAL;
+	json_t *require_tls = json_object_get(root, "require_tls");
+	if (require_tls != NULL && !json_is_boolean(require_tls))
+		FAIL("require_tls: expects true or false");
+	q->require_tls = require_tls != NULL && json_is_true(require_tls);
 	json_t *content = json_object_get(root, "content");
 	if (content == NULL)
 		FAIL("content: missing");

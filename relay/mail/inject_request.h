@@ -7,6 +7,7 @@
  *     "recipients": [ {"email": "a@example.net", "name": "A",
  *                      "substitutions": {"first": "Ann"}} ],
  *     "substitutions": {"campaign": "x"},              (optional, for all)
+ *     "require_tls": true,            (optional: RFC 8689 REQUIRETLS for it)
  *     "content": "From: ...\r\n\r\nraw RFC 5322 message"
  *       or { "subject", "text_body", "html_body", "from": {"email","name"},
  *            "reply_to": "addr" | {"email","name"}, "headers": {"X-A": "b"},
@@ -85,6 +86,7 @@ struct inject_request {
 	char *raw_content;
 	size_t raw_len;
 	struct inject_content content;     /* when !raw */
+	bool require_tls;                  /* "require_tls": true (RFC 8689 REQUIRETLS) */
 };
 
 /* inject_request_parse - 0 and *out, or -EINVAL with why. Limits:

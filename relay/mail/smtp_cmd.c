@@ -206,6 +206,17 @@ static const char *param_smtputf8(const struct param *p, void *arg)
 	return NULL;
 }
 
+/* param_requiretls - RFC 8689 section 2: a keyword without a value */
+static const char *param_requiretls(const struct param *p, void *arg)
+{
+	struct smtp_mail_params *mp = arg;
+
+	if (p->value != NULL)
+		return REPLY_PARAM_SYNTAX;
+	mp->requiretls = true;
+	return NULL;
+}
+
 static const char *param_ret(const struct param *p, void *arg)
 {
 	struct smtp_mail_params *mp = arg;
@@ -302,6 +313,7 @@ static const struct param_rule mail_rules[] = {
 	{ "SMTPUTF8", param_smtputf8 },
 	{ "RET", param_ret },
 	{ "ENVID", param_envid },
+	{ "REQUIRETLS", param_requiretls },
 	{ NULL, NULL },
 };
 

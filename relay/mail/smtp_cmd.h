@@ -1,7 +1,9 @@
 /*
  * smtp_cmd - SMTP command line parsing: the verb, MAIL FROM and RCPT TO with
  * their ESMTP parameters (RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 3030 BODY,
- * RFC 6531 SMTPUTF8, RFC 3461 DSN: RET, ENVID, NOTIFY, ORCPT), and xtext.
+ * RFC 6531 SMTPUTF8, RFC 3461 DSN: RET, ENVID, NOTIFY, ORCPT, RFC 8689
+ * REQUIRETLS), and xtext. Whether REQUIRETLS may be used in the session
+ * (only over TLS) is the session's rule, not the parser's.
  *
  *   struct smtp_cmd_line l;
  *   smtp_cmd_split(line, len, &l);               verb and arguments
@@ -57,6 +59,7 @@ struct smtp_mail_params {
 	enum smtp_dsn_ret ret;
 	bool has_envid;
 	char envid[SMTP_ENVID_MAX + 1];	/* xtext-decoded */
+	bool requiretls;		/* RFC 8689 REQUIRETLS (no value) */
 };
 
 struct smtp_rcpt_params {

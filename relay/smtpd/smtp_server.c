@@ -389,6 +389,8 @@ static void smtp_spool_message(struct worker *w, const struct smtp_message *m,
 			 m->params.body == SMTP_BODY_BINARYMIME ? SPOOL_BODY_BINARYMIME :
 			 m->params.body == SMTP_BODY_7BIT ? SPOOL_BODY_7BIT : SPOOL_BODY_NONE;
 	msg->smtputf8 = m->params.smtputf8;
+	msg->requiretls = m->params.requiretls;
+	msg->tls_required_no = m->tls_required_no;
 	msg->ret = m->params.ret == SMTP_RET_FULL ? SPOOL_RET_FULL :
 		   m->params.ret == SMTP_RET_HDRS ? SPOOL_RET_HDRS : SPOOL_RET_NONE;
 	msg->envid = m->params.has_envid ? m->params.envid : "";

@@ -281,6 +281,8 @@ static void cmd_ehlo(struct smtp_session *s, const struct smtp_cmd_line *l)
 	if (s->cfg.auth_available && (s->tls_active || s->cfg.auth_plaintext) &&
 	    s->authenticated_user == NULL)
 		reply(s, "250-AUTH PLAIN LOGIN");
+	if (s->tls_active)
+		reply(s, "250-REQUIRETLS");	/* RFC 8689: only a TLS session may ask */
 	reply(s, "250 DSN");
 }
 
@@ -303,6 +305,13 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd_line *l)
 	err = smtp_cmd_parse_mail(l->args, l->args_len, s->esmtp, &s->sender, &s->mail);
 	if (err != NULL) {
 		reply_error(s, SMTP_REJECT_SYNTAX, err);
+		return;
+	}
+	if (s->mail.requiretls && !s->tls_active) {
+		/* RFC 8689 section 2: REQUIRETLS only on a TLS-protected
+		 * session; we do not offer it before TLS either. */
+		reply_error(s, SMTP_REJECT_TLS_REQUIRED,
+			    "530 5.7.10 REQUIRETLS needs a TLS-protected session (STARTTLS first)");
 		return;
 	}
 	if (s->mail.has_size && s->mail.size > s->cfg.message_size_max) {
@@ -595,6 +604,9 @@ static void message_finish(struct smtp_session *s)
 	m->auth_user = s->authenticated_user ? s->authenticated_user : "";
 	memcpy(m->sender, s->sender.mailbox, sizeof(m->sender));
 	m->params = s->mail;
+	/* RFC 8689 4.1: with REQUIRETLS the header field is ignored. */
+	m->tls_required_no = !s->mail.requiretls &&
+			     header_fields_tls_required_no(buf_data(&s->body), s->body.len);
 	m->recipients = s->recipients;
 	m->recipient_count = s->recipient_count;
 	m->body = buf_data(&s->body);

@@ -158,7 +158,8 @@ struct smtp_message {
 	const char *helo;		/* HELO/EHLO argument */
 	const char *auth_user;		/* AUTH user, "" when none */
 	char sender[SMTP_ADDRESS_PATH_MAX + 1];	/* "" for <> */
-	struct smtp_mail_params params;		/* SIZE, BODY, SMTPUTF8, RET, ENVID */
+	struct smtp_mail_params params;		/* SIZE, BODY, SMTPUTF8, RET, ENVID, REQUIRETLS */
+	bool tls_required_no;		/* "TLS-Required: No" and no REQUIRETLS (RFC 8689 4.1) */
 	const struct smtp_recipient *recipients;
 	size_t recipient_count;
 	const char *body;		/* Received header + content as received */

@@ -269,3 +269,24 @@ Test(bounce, category_in_text_and_fields)
 	s = build(&in);
 	cr_expect(strstr(s, "category") == NULL, "no category unless given");
 }
+
+/* RFC 8689 5: the report of a REQUIRETLS message, redacted: no part of
+ * the original, whatever RET says; the report itself stays whole. */
+Test(bounce, redacted_has_no_original)
+{
+	struct bounce_input in = input();
+	in.ret = SMTP_RET_FULL;
+	in.redacted = true;
+	const char *s = build(&in);
+
+	expect_has(s, "Content-Type: message/delivery-status\r\n");
+	expect_has(s, "Final-Recipient: rfc822; r@d.test\r\n");
+	expect_has(s, "Status: 5.1.1\r\n");
+	cr_expect(strstr(s, "the original") == NULL, "original header in a redacted DSN:\n%s", s);
+	cr_expect(strstr(s, "body line one") == NULL, "original body in a redacted DSN");
+	cr_expect(strstr(s, "message/rfc822") == NULL && strstr(s, "rfc822-headers") == NULL,
+		  "a third part in a redacted DSN:\n%s", s);
+	/* The multipart still closes. */
+	size_t n = strlen(s);
+	cr_expect(n > 4 && strcmp(s + n - 4, "--\r\n") == 0, "no closing boundary:\n%s", s + (n > 80 ? n - 80 : 0));
+}

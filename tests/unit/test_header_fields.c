@@ -63,3 +63,32 @@ Test(header_fields, take_removes_and_returns_the_first)
 			cr_expect_str_eq(value, t[i].want_value, "case %zu", i);
 	}
 }
+
+Test(header_fields, value_and_tls_required)
+{
+	static const struct {
+		const char *msg;
+		long want_len;
+		const char *want;
+		bool no;
+	} t[] = {
+		{ "Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n", 2, "No", true },
+		{ "tls-required:no\r\n\r\n", 2, "no", true },
+		{ "TLS-Required:   NO  \r\n\r\n", 2, "NO", true },
+		{ "TLS-Required:\r\n No\r\n\r\n", 2, "No", true },
+		{ "TLS-Required: Yes\r\n\r\n", 3, "Yes", false },
+		{ "TLS-Required: No thanks\r\n\r\n", 9, "No thanks", false },
+		{ "TLS-Required: No", 2, "No", true },
+		{ "Subject: x\r\n\r\nTLS-Required: No\r\n", -1, "", false },
+		{ "X-TLS-Required: No\r\n\r\n", -1, "", false },
+		{ "TLS-Required: a\r\n b\r\nTo: c\r\n\r\n", 3, "a b", false },
+	};
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char out[16];
+		long n = header_fields_value(t[i].msg, strlen(t[i].msg), "TLS-Required", out, sizeof(out));
+		bool no = header_fields_tls_required_no(t[i].msg, strlen(t[i].msg));
+		cr_expect_eq(n, t[i].want_len, "case %zu: length got %ld, want %ld", i, n, t[i].want_len);
+		cr_expect_str_eq(out, t[i].want, "case %zu: value got \"%s\", want \"%s\"", i, out, t[i].want);
+		cr_expect_eq(no, t[i].no, "case %zu: TLS-Required: No got %d, want %d", i, no, t[i].no);
+	}
+}

@@ -113,6 +113,8 @@ Test(inject_request, refusals_name_the_field)
 		  "\"content\":\"x: y\"}", "recipients[0].substitutions.k: expects a string, number or boolean" },
 		{ "{\"envelope_sender\":\"s@x\",\"envelope_sender\":\"t@x\",\"recipients\":[{\"email\":\"a@b\"}],"
 		  "\"content\":\"x: y\"}", "invalid JSON" },
+		{ "{\"envelope_sender\":\"s@x\",\"recipients\":[{\"email\":\"a@b\"}],\"require_tls\":\"yes\","
+		  "\"content\":\"x: y\"}", "require_tls: expects true or false" },
 	};
 	for (size_t i = 0; i < N(bad); i++) {
 		struct inject_request *q = (struct inject_request *)1;
@@ -191,4 +193,20 @@ Test(inject_message, normalize)
 	buf_init(&small, 8);
 	cr_expect_eq(inject_message_normalize("Subject: long enough\n", 21, 1000, &small), -ENOBUFS);
 	buf_free(&small);
+}
+
+/* "require_tls": RFC 8689 REQUIRETLS for an injected message. */
+Test(inject_request, require_tls)
+{
+	struct inject_request *q = parse_ok("{\"envelope_sender\":\"s@x\",\"recipients\":[{\"email\":\"a@b\"}],"
+					    "\"require_tls\":true,\"content\":\"x: y\"}");
+	cr_expect(q->require_tls);
+	q = inject_request_free(q);
+	q = parse_ok("{\"envelope_sender\":\"s@x\",\"recipients\":[{\"email\":\"a@b\"}],"
+		     "\"require_tls\":false,\"content\":\"x: y\"}");
+	cr_expect(!q->require_tls);
+	q = inject_request_free(q);
+	q = parse_ok("{\"envelope_sender\":\"s@x\",\"recipients\":[{\"email\":\"a@b\"}],\"content\":\"x: y\"}");
+	cr_expect(!q->require_tls, "require_tls without the field");
+	q = inject_request_free(q);
 }

@@ -832,3 +832,32 @@ Test(smtp_client, auth_421_closes, .fini = teardown)
 	cr_assert(rec.closed_failed);
 	expect_state(SMTP_CLIENT_FAILED);
 }
+
+/* RFC 8689: REQUIRETLS on MAIL FROM when the server offers it; else every
+ * recipient fails at once with 5.7.30 and nothing is sent. */
+Test(smtp_client, requiretls_offered_or_refused)
+{
+	struct smtp_client_txn t = txn_of(2);
+
+	t.flags = SMTP_TXN_REQUIRETLS;
+	connect_with(EHLO_PLAIN);
+	cr_assert(!smtp_client_has_ext(c, SMTP_EXT_REQUIRETLS));
+	cr_assert_eq(smtp_client_begin(c, &t), 1);
+	cr_assert_eq(rec.nrcpts, 2);
+	expect_rcpt(0, 0, SMTP_OUTCOME_BOUNCED, 550, "5.7.30");
+	cr_assert(rec.rcpts[1].local);
+	cr_assert_eq(rec.txn_done, 1);
+	expect_state(SMTP_CLIENT_READY);
+	expect_out("");
+}
+
+Test(smtp_client, requiretls_on_mail_from)
+{
+	struct smtp_client_txn t = txn_of(1);
+
+	t.flags = SMTP_TXN_REQUIRETLS;
+	connect_with("250-mx.test\r\n250-PIPELINING\r\n250 REQUIRETLS\r\n");
+	cr_assert(smtp_client_has_ext(c, SMTP_EXT_REQUIRETLS));
+	cr_assert_eq(smtp_client_begin(c, &t), 0);
+	expect_out("MAIL FROM:<s@o.test> REQUIRETLS\r\nRCPT TO:<r1@d.test>\r\nDATA\r\n");
+}

@@ -52,6 +52,11 @@ static const struct mail_case mail_cases[] = {
 	{ "FROM:<a@b.c> -X=1", true, "501 5.5.4" },
 	{ "FROM:<j\xc3\xb6@b.c>", true, "553 5.6.7" },
 	{ "FROM:<j\xc3\xb6@b.c> SMTPUTF8", true, NULL },
+	{ "FROM:<a@b.c> REQUIRETLS", true, NULL },
+	{ "FROM:<a@b.c> requiretls SMTPUTF8", true, NULL },
+	{ "FROM:<a@b.c> REQUIRETLS=yes", true, "501 5.5.4" },
+	{ "FROM:<a@b.c> REQUIRETLS REQUIRETLS", true, "501 5.5.4" },
+	{ "FROM:<a@b.c> REQUIRETLS", false, "555 5.5.4" },
 };
 
 Test(smtp_cmd, mail_table)
@@ -85,6 +90,11 @@ Test(smtp_cmd, mail_values)
 	cr_expect_eq(p.ret, SMTP_RET_FULL);
 	cr_expect(p.has_envid);
 	cr_expect_str_eq(p.envid, "QQ+=1", "got envid %s, want QQ+=1", p.envid);
+
+	cr_expect(!p.requiretls, "REQUIRETLS without the parameter");
+	args = "FROM:<a@b.c> BODY=8BITMIME REQUIRETLS";
+	cr_assert_null(smtp_cmd_parse_mail(args, strlen(args), true, &from, &p));
+	cr_expect(p.requiretls, "REQUIRETLS not seen");
 
 	args = "FROM:<a@b.c> SIZE=99999999999999999999999";
 	cr_assert_null(smtp_cmd_parse_mail(args, strlen(args), true, &from, &p));

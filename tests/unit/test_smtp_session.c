@@ -60,6 +60,8 @@ struct transcript {
 	char sender[300];
 	char orcpt[600];
 	unsigned notify;
+	bool requiretls;	/* the last committed message's REQUIRETLS */
+	bool tls_required_no;	/* and its "TLS-Required: No" */
 	bool closed;
 	bool starttls;		/* stopped at SMTP_WANT_STARTTLS */
 	char auth[300];		/* last credentials asked for: "user:password" */
@@ -121,6 +123,8 @@ static size_t drive(struct smtp_session *s, const char *in, size_t len, size_t c
 				 m->recipients[0].orcpt_type ? m->recipients[0].orcpt_type : "-",
 				 m->recipients[0].orcpt ? m->recipients[0].orcpt : "-");
 			t->notify = m->recipients[0].notify;
+			t->requiretls = m->params.requiretls;
+			t->tls_required_no = m->tls_required_no;
 			t->commits++;
 			smtp_session_commit_done(s, commit_err);
 			continue;
@@ -1164,4 +1168,45 @@ Test(smtp_session, pool_header_chooses_the_pool)
 		  "550 5.7.0 X-Virtual-MTA: no egress pool named \"nosuch\"");
 	pool_case(&trusted, "Subject: s\r\nX-Virtual-MTA: two words\r\n\r\nhi\r\n", 0, "",
 		  "550 5.7.0 X-Virtual-MTA: no egress pool named \"(invalid)\"");
+}
+
+/* REQUIRETLS (RFC 8689): offered and accepted only over TLS; the
+ * "TLS-Required: No" header is noted, except under REQUIRETLS. */
+Test(smtp_session, requiretls_only_over_tls)
+{
+	struct smtp_session_config cfg = test_config();
+	struct transcript t;
+	char codes[64];
+
+	cfg.tls_available = true;
+	struct smtp_session *s = session(&cfg, &untrusted, &t);
+	RUN(s, "EHLO c\r\nMAIL FROM:<a@b.c> REQUIRETLS\r\nSTARTTLS\r\n", 100, 0, &t);
+	cr_expect_null(strstr(t.out, "250-REQUIRETLS"), "REQUIRETLS offered in clear: %s", t.out);
+	cr_expect_not_null(strstr(t.out, "530 5.7.10 "), "got %s, want 530 5.7.10", t.out);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "220 250 530 220", "got %s, want 220 250 530 220", codes);
+	smtp_session_set_tls(s, true);
+	t.out_len = 0;
+	RUN(s, "EHLO c\r\nMAIL FROM:<a@b.c> REQUIRETLS\r\nRCPT TO:<u@local.org>\r\nDATA\r\n"
+	    "TLS-Required: No\r\n\r\nhi\r\n.\r\n"
+	    "MAIL FROM:<a@b.c>\r\nRCPT TO:<u@local.org>\r\nDATA\r\n"
+	    "TLS-Required: No\r\n\r\nhi\r\n.\r\n", 100, 0, &t);
+	cr_expect_not_null(strstr(t.out, "250-REQUIRETLS\r\n"), "no REQUIRETLS over TLS: %s", t.out);
+	reply_codes(t.out, codes, sizeof(codes));
+	cr_expect_str_eq(codes, "250 250 250 354 250 250 250 354 250", "got %s", codes);
+	cr_expect_eq(t.commits, 2);
+	/* the last one: no REQUIRETLS, so the header counts */
+	cr_expect(!t.requiretls);
+	cr_expect(t.tls_required_no, "TLS-Required: No not noted");
+	smtp_session_free(s);
+
+	/* With REQUIRETLS the header is ignored (RFC 8689 4.1). */
+	s = session(&cfg, &untrusted, &t);
+	smtp_session_set_tls(s, true);
+	t.out_len = 0;
+	RUN(s, "EHLO c\r\nMAIL FROM:<a@b.c> REQUIRETLS\r\nRCPT TO:<u@local.org>\r\nDATA\r\n"
+	    "TLS-Required: No\r\n\r\nhi\r\n.\r\n", 100, 0, &t);
+	cr_expect(t.requiretls, "REQUIRETLS not passed on");
+	cr_expect(!t.tls_required_no, "TLS-Required: No counted under REQUIRETLS");
+	smtp_session_free(s);
 }

@@ -326,3 +326,46 @@ Test(spool_record, message_pool_round_trip_and_old_form)
 	spool_record_clear(&rec);
 	free(buf);
 }
+
+/* The mail_flags byte: every combination of SMTPUTF8, REQUIRETLS and
+ * "TLS-Required: No" comes back; a record of before REQUIRETLS (the byte
+ * was smtputf8, 0 or 1) reads as it did, with neither RFC 8689 flag. */
+Test(spool_record, mail_flags_round_trip_and_old_form)
+{
+	struct spool_rcpt one = { "x@y", 0, NULL };
+	uint8_t buf[256], old[256];
+
+	for (unsigned bits = 0; bits < 8; bits++) {
+		struct spool_message m = { .queue_id = "Q1", .rcpt_count = 1, .rcpts = &one,
+					   .smtputf8 = bits & 1, .requiretls = (bits & 2) != 0,
+					   .tls_required_no = (bits & 4) != 0 };
+		struct spool_record rec;
+		ssize_t w = spool_record_encode_message(&m, buf, sizeof(buf));
+		cr_assert_gt(w, 0);
+		cr_assert_eq(spool_record_decode(buf, (size_t)w, &rec), w);
+		cr_expect_eq(rec.message.smtputf8, m.smtputf8, "bits %u: smtputf8 got %d", bits,
+			     rec.message.smtputf8);
+		cr_expect_eq(rec.message.requiretls, m.requiretls, "bits %u: requiretls got %d", bits,
+			     rec.message.requiretls);
+		cr_expect_eq(rec.message.tls_required_no, m.tls_required_no,
+			     "bits %u: tls_required_no got %d", bits, rec.message.tls_required_no);
+		spool_record_clear(&rec);
+	}
+	/* The old form: the byte after body_type is 1 for SMTPUTF8. Find it
+	 * by difference between a record with and one without SMTPUTF8. */
+	struct spool_message a = { .queue_id = "Q1", .rcpt_count = 1, .rcpts = &one };
+	struct spool_message b = a;
+	b.smtputf8 = true;
+	ssize_t na = spool_record_encode_message(&a, old, sizeof(old));
+	ssize_t nb = spool_record_encode_message(&b, buf, sizeof(buf));
+	cr_assert_eq(na, nb);
+	size_t at = SIZE_MAX;
+	for (size_t i = SPOOL_RECORD_HEADER; i < (size_t)na; i++)
+		if (old[i] != buf[i]) {
+			at = i;
+			break;
+		}
+	cr_assert_neq(at, SIZE_MAX);
+	cr_expect_eq(old[at], 0);
+	cr_expect_eq(buf[at], 1, "SMTPUTF8 alone is written as the old byte 1, got %u", buf[at]);
+}

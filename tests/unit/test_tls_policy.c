@@ -68,3 +68,38 @@ Test(tls_policy, required)
 	cr_expect(tls_policy_required(CONFIG_TLS_ENCRYPT));
 	cr_expect(tls_policy_required(CONFIG_TLS_VERIFY));
 }
+
+/* RFC 8689 4.2.1: verified TLS to a host whose name is trustworthy. */
+Test(tls_policy, authenticated_for_requiretls)
+{
+	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit" };
+	static const struct {
+		enum config_tls_policy policy;
+		bool tls_on, sts, next_hop, want;
+	} cases[] = {
+		/* MTA-STS enforce: verify, handshake done */
+		{ CONFIG_TLS_VERIFY, true, true, false, true },
+		{ CONFIG_TLS_VERIFY, false, true, false, false },  /* no handshake (yet) */
+		/* a configured next hop with tls = verify: the smart-host reading */
+		{ CONFIG_TLS_VERIFY, true, false, true, true },
+		{ CONFIG_TLS_ENCRYPT, true, false, true, false },  /* any certificate */
+		{ CONFIG_TLS_IMPLICIT, true, false, true, false },
+		/* the domain's own tls = verify: MX names from plain DNS */
+		{ CONFIG_TLS_VERIFY, true, false, false, false },
+		/* opportunistic, encrypt, none: never */
+		{ CONFIG_TLS_MAY, true, false, false, false },
+		{ CONFIG_TLS_MAY, true, true, false, false },
+		{ CONFIG_TLS_ENCRYPT, true, false, false, false },
+		{ CONFIG_TLS_NONE, false, false, false, false },
+		{ CONFIG_TLS_NONE, false, false, true, false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct tls_auth_facts f = { .policy = cases[i].policy, .tls_on = cases[i].tls_on,
+					    .mta_sts_enforce = cases[i].sts, .next_hop = cases[i].next_hop };
+		bool got = tls_policy_authenticated(&f);
+		cr_expect_eq(got, cases[i].want, "%s tls_on=%d sts=%d next_hop=%d: got %d, want %d",
+			     names[cases[i].policy], cases[i].tls_on, cases[i].sts, cases[i].next_hop, got,
+			     cases[i].want);
+	}
+}
