@@ -1,0 +1,687 @@
+/*
+ * cluster - the cluster thread and its Redis keys; see cluster.h and
+ * docs/CLUSTER.md.
+ *
+ * Keys (PREFIX is cluster.key_prefix):
+ *   PREFIX rate:SITE:msg:WINDOW, ...:conn:WINDOW   tokens taken in a window
+ *                                    (an integer, expires after 3 windows)
+ *   PREFIX lease:SITE                sorted set of "node:i" scored by expiry (ms)
+ *   PREFIX susp:SITE                 wall-clock ms the suspension ends; PX to it
+ */
+#include "cluster.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster_plan.h"
+#include "cluster_state.h"
+#include "delivery.h"
+#include "log.h"
+#include "redis_conn.h"
+#include "shaping_state.h"
+#include "xalloc.h"
+
+/* KEYS[1] the bucket's key; ARGV interval_us, wanted, window_ms. Returns
+ * {granted, window's cap, taken in the window after this}. The window and
+ * its cap come from Redis's clock, so the nodes' clocks need not agree;
+ * the cap is cluster_window_cap's formula. */
+static const char rate_script[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+	"local w = tonumber(ARGV[3]) * 1000\n"
+	"local iv = tonumber(ARGV[1])\n"
+	"local win = math.floor(now / w)\n"
+	"local cap = math.floor((win + 1) * w / iv) - math.floor(win * w / iv)\n"
+	"local key = KEYS[1] .. ':' .. win\n"
+	"local used = tonumber(redis.call('GET', key) or '0')\n"
+	"local grant = math.min(tonumber(ARGV[2]), cap - used)\n"
+	"if grant < 0 then grant = 0 end\n"
+	"if grant > 0 then\n"
+	"  redis.call('INCRBY', key, grant)\n"
+	"  redis.call('PEXPIRE', key, tonumber(ARGV[3]) * 3)\n"
+	"end\n"
+	"return {grant, cap, used + grant}\n";
+
+/* KEYS[1] the site's lease set; ARGV node, target, max, ttl_ms, held
+ * before. Drops expired leases, renews or adds this node's "node:0" ..
+ * up to target while the set is below max, gives back the rest. Returns
+ * {held, every member}. */
+static const char lease_script[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local key = KEYS[1]\n"
+	"redis.call('ZREMRANGEBYSCORE', key, '-inf', now)\n"
+	"local target = tonumber(ARGV[2])\n"
+	"local max = tonumber(ARGV[3])\n"
+	"local exp = now + tonumber(ARGV[4])\n"
+	"local held = 0\n"
+	"for i = 0, target - 1 do\n"
+	"  local m = ARGV[1] .. ':' .. i\n"
+	"  if redis.call('ZSCORE', key, m) or redis.call('ZCARD', key) < max then\n"
+	"    redis.call('ZADD', key, exp, m)\n"
+	"    held = held + 1\n"
+	"  else\n"
+	"    break\n"
+	"  end\n"
+	"end\n"
+	"local top = math.max(tonumber(ARGV[5]), target)\n"
+	"for i = held, top - 1 do redis.call('ZREM', key, ARGV[1] .. ':' .. i) end\n"
+	"if redis.call('ZCARD', key) > 0 then redis.call('PEXPIRE', key, tonumber(ARGV[4]) * 2) end\n"
+	"local r = redis.call('ZRANGE', key, 0, -1)\n"
+	"table.insert(r, 1, held)\n"
+	"return r\n";
+
+#define HOLDERS_MAX 256
+
+/* What the status shows of a slot, written by the thread under view_lock. */
+struct slot_view {
+	int64_t cap[CLUSTER_BUCKETS];       /* the current window's, from the last take */
+	int64_t used[CLUSTER_BUCKETS];
+	int64_t window_ms[CLUSTER_BUCKETS];   /* when that was (monotonic) */
+	uint32_t max;
+	char holders[HOLDERS_MAX];          /* "node=2 other=1" */
+};
+
+static struct cluster {
+	pthread_t thread;
+	_Atomic bool running, stop;
+	char host[256];
+	int port;
+	char node[64], prefix[80], user[128];
+	char *password;
+	int64_t timeout_ms, reconnect_max_ms, batch, lease_ttl_ms, poll_ms;
+	unsigned nodes;
+	struct worker *workers;
+	unsigned worker_count;
+
+	/* the thread's own */
+	struct redis_conn *conn;
+	char rate_sha[48], lease_sha[48];
+	int64_t backoff_ms, next_try_ms, next_poll_ms;
+	bool down_logged;
+	char last_error[160];
+	uint32_t held[SHAPING_MAX_SITES];
+	int64_t renewed_ms[SHAPING_MAX_SITES];
+	int64_t synced_until[SHAPING_MAX_SITES];   /* monotonic; 0 = none */
+
+	/* read by other threads */
+	_Atomic int up;
+	_Atomic uint64_t round_trips, tokens, fallbacks, suspensions_in, resumes_in;
+	pthread_mutex_t view_lock;
+	struct slot_view view[SHAPING_MAX_SITES];
+} cl = { .view_lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int64_t clock_ms(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* key - PREFIX kind:SITE[:suffix] into out. */
+static const char *key(char *out, size_t n, const char *kind, unsigned slot, const char *suffix)
+{
+	snprintf(out, n, "%s%s:%s%s%s", cl.prefix, kind, shaping_state_name(slot), suffix ? ":" : "", suffix ? suffix : "");
+	return out;
+}
+
+/* ---- connection -------------------------------------------------------- */
+
+/* went_down - Redis lost: fallback limits, said once per transition. */
+static void went_down(const char *why)
+{
+	cl.conn = redis_conn_close(cl.conn);
+	if (atomic_exchange(&cl.up, 0) == 1 || !cl.down_logged) {
+		cluster_state_set_mode(CLUSTER_FALLBACK);
+		cluster_state_drop_credits();
+		for (unsigned i = 0; i < SHAPING_MAX_SITES; i++) {
+			cluster_state_set_leases(i, 0);
+			cl.held[i] = 0;
+		}
+		atomic_fetch_add(&cl.fallbacks, 1);
+		log_warn("cluster_redis", "state=down redis=%s:%d error=\"%s\" mode=fallback nodes=%u note=\"local limits divided by cluster.nodes\"",
+			 cl.host, cl.port, why, cl.nodes);
+		cl.down_logged = true;
+	}
+	pthread_mutex_lock(&cl.view_lock);
+	snprintf(cl.last_error, sizeof(cl.last_error), "%s", why);
+	pthread_mutex_unlock(&cl.view_lock);
+	cl.backoff_ms = cluster_backoff_next(cl.backoff_ms, cl.reconnect_max_ms);
+	cl.next_try_ms = clock_ms(CLOCK_MONOTONIC) + cl.backoff_ms;
+}
+
+/* load_script - SCRIPT LOAD body into sha; 0 or -errno with why. */
+static int load_script(const char *body, char *sha, size_t n, char *why, size_t whylen)
+{
+	const char *argv[] = { "SCRIPT", "LOAD", body };
+	int rc;
+	redisReply *r = redis_conn_command(cl.conn, &rc, 3, argv);
+
+	atomic_fetch_add(&cl.round_trips, 1);
+	if (r == NULL) {
+		snprintf(why, whylen, "SCRIPT LOAD: %s", strerror(-rc));
+		return rc;
+	}
+	rc = r->type == REDIS_REPLY_STRING ? 0 : -EPROTO;
+	if (rc == 0)
+		snprintf(sha, n, "%s", r->str);
+	else
+		snprintf(why, whylen, "SCRIPT LOAD: %s", r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
+	freeReplyObject(r);
+	return rc;
+}
+
+/* try_connect - connect, AUTH, PING, load the scripts: up, or down again. */
+static void try_connect(void)
+{
+	char why[256] = "";
+	int rc;
+
+	cl.conn = redis_conn_open(cl.host, cl.port, cl.timeout_ms, why, sizeof(why));
+	if (cl.conn == NULL) {
+		went_down(why);
+		return;
+	}
+	const char *argv[3] = { "AUTH", cl.user, cl.password };
+	int argc = cl.user[0] != '\0' ? 3 : 2;
+	if (cl.user[0] == '\0')
+		argv[1] = cl.password;
+	const char *ping[] = { "PING" };
+	redisReply *r = cl.password != NULL ? redis_conn_command(cl.conn, &rc, argc, argv)
+					    : redis_conn_command(cl.conn, &rc, 1, ping);
+	atomic_fetch_add(&cl.round_trips, 1);
+	if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+		snprintf(why, sizeof(why), "%s: %s", cl.password != NULL ? "AUTH" : "PING",
+			 r == NULL ? strerror(-rc) : r->str);
+		if (r != NULL)
+			freeReplyObject(r);
+		went_down(why);
+		return;
+	}
+	freeReplyObject(r);
+	if (load_script(rate_script, cl.rate_sha, sizeof(cl.rate_sha), why, sizeof(why)) < 0 ||
+	    load_script(lease_script, cl.lease_sha, sizeof(cl.lease_sha), why, sizeof(why)) < 0) {
+		went_down(why);
+		return;
+	}
+	atomic_store(&cl.up, 1);
+	cl.backoff_ms = 0;
+	cl.down_logged = false;
+	cl.next_poll_ms = 0;
+	cluster_state_set_mode(CLUSTER_SHARED);
+	log_info("cluster_redis", "state=up redis=%s:%d node=%s mode=shared", cl.host, cl.port, cl.node);
+}
+
+/* ---- one pass ---------------------------------------------------------- */
+
+enum op_kind { OP_RATE, OP_LEASE, OP_SUSPENSIONS };
+
+struct op {
+	enum op_kind kind;
+	unsigned slot, bucket;
+};
+
+static const char *const bucket_names[CLUSTER_BUCKETS] = { "msg", "conn" };
+
+/* queue_rate - EVALSHA the rate script for a bucket workers want. */
+static int queue_rate(struct op *ops, size_t *n, unsigned slot, unsigned b, int64_t want, int64_t interval_us)
+{
+	char k[160], iv[24], w[24], win[24];
+	const char *argv[] = { "EVALSHA", cl.rate_sha, "1", key(k, sizeof(k), "rate", slot, bucket_names[b]), iv, w, win };
+
+	snprintf(iv, sizeof(iv), "%lld", (long long)interval_us);
+	snprintf(w, sizeof(w), "%lld", (long long)want);
+	snprintf(win, sizeof(win), "%d", CLUSTER_WINDOW_MS);
+	if (redis_conn_append(cl.conn, 7, argv, NULL) < 0)
+		return -ENOSPC;
+	ops[(*n)++] = (struct op){ OP_RATE, slot, b };
+	return 0;
+}
+
+/* queue_lease - EVALSHA the lease script: hold target leases of slot. */
+static int queue_lease(struct op *ops, size_t *n, unsigned slot, uint32_t target, uint32_t max)
+{
+	char k[160], t[16], m[16], ttl[24], prev[16];
+	const char *argv[] = { "EVALSHA", cl.lease_sha, "1", key(k, sizeof(k), "lease", slot, NULL), cl.node, t, m, ttl, prev };
+
+	snprintf(t, sizeof(t), "%u", target);
+	snprintf(m, sizeof(m), "%u", max);
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)cl.lease_ttl_ms);
+	snprintf(prev, sizeof(prev), "%u", cl.held[slot]);
+	if (redis_conn_append(cl.conn, 9, argv, NULL) < 0)
+		return -ENOSPC;
+	ops[(*n)++] = (struct op){ OP_LEASE, slot, 0 };
+	return 0;
+}
+
+/* queue_suspensions - MGET every site's suspension key. */
+static int queue_suspensions(struct op *ops, size_t *n, size_t count)
+{
+	const char **argv = xcalloc(count + 1, sizeof(*argv));
+	char (*keys)[160] = xcalloc(count, sizeof(*keys));
+
+	argv[0] = "MGET";
+	for (size_t i = 0; i < count; i++)
+		argv[i + 1] = key(keys[i], sizeof(keys[i]), "susp", (unsigned)i, NULL);
+	int rc = redis_conn_append(cl.conn, (int)count + 1, argv, NULL);
+	free(keys);
+	free(argv);
+	if (rc == 0)
+		ops[(*n)++] = (struct op){ OP_SUSPENSIONS, 0, 0 };
+	return rc;
+}
+
+/* holders_text - "node=2 other=1" from lease members "node:i". */
+static void holders_text(const redisReply *r, char *out, size_t n)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (size_t i = 1; i < r->elements; i++) {
+		const redisReply *m = r->element[i];
+		if (m->type != REDIS_REPLY_STRING)
+			continue;
+		const char *colon = strrchr(m->str, ':');
+		size_t nl = colon != NULL ? (size_t)(colon - m->str) : m->len;
+		bool seen = false;
+		for (size_t j = 1; j < i && !seen; j++) {
+			const redisReply *p = r->element[j];
+			const char *pc = p->type == REDIS_REPLY_STRING ? strrchr(p->str, ':') : NULL;
+			seen = pc != NULL && (size_t)(pc - p->str) == nl && memcmp(p->str, m->str, nl) == 0;
+		}
+		if (seen)
+			continue;
+		unsigned count = 0;
+		for (size_t j = i; j < r->elements; j++) {
+			const redisReply *p = r->element[j];
+			const char *pc = p->type == REDIS_REPLY_STRING ? strrchr(p->str, ':') : NULL;
+			count += pc != NULL && (size_t)(pc - p->str) == nl && memcmp(p->str, m->str, nl) == 0;
+		}
+		int w = snprintf(out + len, n - len, "%s%.*s=%u", len ? " " : "", (int)nl, m->str, count);
+		if (w < 0 || (size_t)w >= n - len)
+			break;
+		len += (size_t)w;
+	}
+}
+
+/* reply_rate - the rate script's answer: credits for the workers. */
+static int reply_rate(const struct op *op, const redisReply *r, int64_t now)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_INTEGER ||
+	    r->element[1]->type != REDIS_REPLY_INTEGER || r->element[2]->type != REDIS_REPLY_INTEGER)
+		return -EPROTO;
+	long long grant = r->element[0]->integer;
+	if (grant > 0) {
+		cluster_state_grant(op->slot, op->bucket, grant);
+		atomic_fetch_add(&cl.tokens, (uint64_t)grant);
+	}
+	pthread_mutex_lock(&cl.view_lock);
+	cl.view[op->slot].cap[op->bucket] = r->element[1]->integer;
+	cl.view[op->slot].used[op->bucket] = r->element[2]->integer;
+	cl.view[op->slot].window_ms[op->bucket] = now;
+	pthread_mutex_unlock(&cl.view_lock);
+	return 0;
+}
+
+/* reply_lease - the lease script's answer: the leases this node holds. */
+static int reply_lease(const struct op *op, const redisReply *r, int64_t now)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER)
+		return -EPROTO;
+	uint32_t held = (uint32_t)r->element[0]->integer;
+	cl.held[op->slot] = held;
+	cl.renewed_ms[op->slot] = now;
+	cluster_state_set_leases(op->slot, held);
+	pthread_mutex_lock(&cl.view_lock);
+	cl.view[op->slot].max = cluster_state_configured_max(op->slot);
+	holders_text(r, cl.view[op->slot].holders, sizeof(cl.view[op->slot].holders));
+	pthread_mutex_unlock(&cl.view_lock);
+	return 0;
+}
+
+/* Suspensions closer than this are the same one (clocks, rounding). */
+#define SUSPEND_SLACK_MS 100
+
+/* sync_suspensions - compare every site's suspension here with the one in
+ * Redis (r: the MGET's answer): publish a local one that started or grew,
+ * delete one the operator resumed here, apply one another node wrote, and
+ * resume one another node deleted. Queues the writes on the connection;
+ * how many. */
+static size_t sync_suspensions(const redisReply *r, size_t count, int64_t now, int64_t wall)
+{
+	size_t writes = 0;
+
+	for (size_t i = 0; i < count && i < r->elements; i++) {
+		const redisReply *e = r->element[i];
+		unsigned slot = (unsigned)i;
+		int64_t local = shaping_state_until(slot), remote = 0;
+		char k[160], v[24], px[24];
+		if (e->type == REDIS_REPLY_STRING)
+			remote = strtoll(e->str, NULL, 10);
+		bool active = local > now, remote_active = remote > wall;
+		int64_t local_wall = wall + (local - now), remote_mono = now + (remote - wall);
+		if (active && local != cl.synced_until[i]) {
+			if (!remote_active || remote < local_wall - SUSPEND_SLACK_MS) {
+				snprintf(v, sizeof(v), "%lld", (long long)local_wall);
+				snprintf(px, sizeof(px), "%lld", (long long)(local - now));
+				const char *argv[] = { "SET", key(k, sizeof(k), "susp", slot, NULL), v, "PX", px };
+				if (redis_conn_append(cl.conn, 5, argv, NULL) == 0)
+					writes++;
+				log_info("cluster_suspension", "action=publish site=%s for_ms=%lld", shaping_state_name(slot),
+					 (long long)(local - now));
+			}
+			cl.synced_until[i] = local;
+		} else if (!active && cl.synced_until[i] > now) {
+			const char *argv[] = { "DEL", key(k, sizeof(k), "susp", slot, NULL) };
+			if (redis_conn_append(cl.conn, 2, argv, NULL) == 0)
+				writes++;
+			cl.synced_until[i] = 0;
+			log_info("cluster_suspension", "action=publish_resume site=%s", shaping_state_name(slot));
+		} else if (remote_active && (!active || remote_mono > local + SUSPEND_SLACK_MS)) {
+			shaping_state_suspend(slot, remote_mono);
+			cl.synced_until[i] = shaping_state_until(slot);
+			atomic_fetch_add(&cl.suspensions_in, 1);
+			log_warn("shaping_action", "action=suspend scope=site site=%s source=cluster for_ms=%lld",
+				 shaping_state_name(slot), (long long)(remote_mono - now));
+		} else if (e->type == REDIS_REPLY_NIL && active && local == cl.synced_until[i]) {
+			shaping_state_resume(slot, now);
+			shaping_resume_posted(cl.workers, cl.worker_count, slot);
+			cl.synced_until[i] = 0;
+			atomic_fetch_add(&cl.resumes_in, 1);
+			log_info("shaping_action", "action=resume site=%s source=cluster", shaping_state_name(slot));
+		}
+	}
+	return writes;
+}
+
+/* queue_pass - the pass's commands: rate tokens for buckets in demand,
+ * leases that should change or be renewed, the suspensions when due. */
+static int queue_pass(struct op *ops, size_t *n, int64_t now)
+{
+	size_t count = shaping_state_count();
+	int rc = 0;
+
+	for (unsigned i = 0; i < count && rc == 0; i++) {
+		for (unsigned b = 0; b < CLUSTER_BUCKETS && rc == 0; b++) {
+			int64_t interval, wanted;
+			cluster_state_demand(i, b, &interval, &wanted);
+			if (interval <= 0 || wanted == 0 || now - wanted > CLUSTER_DEMAND_MS)
+				continue;
+			int64_t want = cluster_credit_request(cluster_state_credits(i, b), cl.batch);
+			if (want > 0)
+				rc = queue_rate(ops, n, i, b, want, interval);
+		}
+		uint32_t max = cluster_state_configured_max(i);
+		if (rc != 0 || (max == 0 && cl.held[i] == 0))
+			continue;
+		uint32_t target = cluster_lease_target(shaping_state_connections(i), max, shaping_state_wanted(i, now));
+		if (target != cl.held[i] || (cl.held[i] > 0 && now - cl.renewed_ms[i] >= cl.lease_ttl_ms / 3))
+			rc = queue_lease(ops, n, i, target, max);
+	}
+	if (rc == 0 && count > 0 && now >= cl.next_poll_ms) {
+		rc = queue_suspensions(ops, n, count);
+		cl.next_poll_ms = now + cl.poll_ms;
+	}
+	return rc;
+}
+
+/* reply_error - an error reply: NOSCRIPT (Redis restarted, its script
+ * cache empty) loads the scripts again; any other is Redis refusing. */
+static int reply_error(const redisReply *r, char *why, size_t n)
+{
+	if (strncmp(r->str, "NOSCRIPT", 8) == 0) {
+		if (load_script(rate_script, cl.rate_sha, sizeof(cl.rate_sha), why, n) < 0 ||
+		    load_script(lease_script, cl.lease_sha, sizeof(cl.lease_sha), why, n) < 0)
+			return -EIO;
+		return 0;
+	}
+	snprintf(why, n, "%s", r->str);
+	return -EIO;
+}
+
+/* cluster_pass - one pass: one pipelined round trip, and one more for
+ * suspension writes; false when Redis failed (went_down has run). */
+static bool cluster_pass(void)
+{
+	static struct op ops[REDIS_CONN_MAX_PIPELINE];
+	static redisReply *replies[REDIS_CONN_MAX_PIPELINE];
+	int64_t now = clock_ms(CLOCK_MONOTONIC), wall = clock_ms(CLOCK_REALTIME);
+	size_t n = 0, writes = 0;
+	char why[256] = "";
+
+	queue_pass(ops, &n, now);
+	if (n == 0)
+		return true;
+	int rc = redis_conn_exchange(cl.conn, replies);
+	atomic_fetch_add(&cl.round_trips, 1);
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "%s", rc == -ETIMEDOUT ? "timed out (cluster.timeout)" : strerror(-rc));
+		went_down(why);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *r = replies[i];
+		if (rc == 0 && r->type == REDIS_REPLY_ERROR)
+			rc = reply_error(r, why, sizeof(why));
+		else if (rc == 0 && ops[i].kind == OP_RATE)
+			rc = reply_rate(&ops[i], r, now);
+		else if (rc == 0 && ops[i].kind == OP_LEASE)
+			rc = reply_lease(&ops[i], r, now);
+		else if (rc == 0 && ops[i].kind == OP_SUSPENSIONS)
+			writes = r->type == REDIS_REPLY_ARRAY ? sync_suspensions(r, shaping_state_count(), now, wall) : 0;
+		if (rc == -EPROTO && why[0] == '\0')
+			snprintf(why, sizeof(why), "unexpected reply to %s", ops[i].kind == OP_RATE ? "the rate script" : "the lease script");
+		freeReplyObject(replies[i]);
+	}
+	if (rc == 0 && writes > 0) {
+		rc = redis_conn_exchange(cl.conn, replies);
+		atomic_fetch_add(&cl.round_trips, 1);
+		if (rc == 0)
+			for (size_t i = 0; i < writes; i++)
+				freeReplyObject(replies[i]);
+		else
+			snprintf(why, sizeof(why), "%s", strerror(-rc));
+	}
+	if (rc < 0) {
+		went_down(why);
+		return false;
+	}
+	return true;
+}
+
+/* release_leases - at exit: this node's leases back at once, so the
+ * others need not wait lease_ttl for its share. */
+static void release_leases(void)
+{
+	static struct op ops[REDIS_CONN_MAX_PIPELINE];
+	static redisReply *replies[REDIS_CONN_MAX_PIPELINE];
+	size_t n = 0;
+
+	for (unsigned i = 0; i < shaping_state_count() && n < REDIS_CONN_MAX_PIPELINE; i++)
+		if (cl.held[i] > 0)
+			queue_lease(ops, &n, i, 0, cluster_state_configured_max(i));
+	if (n > 0 && redis_conn_exchange(cl.conn, replies) == 0)
+		for (size_t i = 0; i < n; i++)
+			freeReplyObject(replies[i]);
+}
+
+static void *cluster_main(void *arg)
+{
+	const struct timespec tick = { .tv_nsec = CLUSTER_TICK_MS * 1000000L };
+
+	(void)arg;
+	log_info("cluster_start", "redis=%s:%d node=%s nodes=%u key_prefix=%s", cl.host, cl.port, cl.node, cl.nodes,
+		 cl.prefix);
+	while (!atomic_load(&cl.stop)) {
+		if (cl.conn == NULL && clock_ms(CLOCK_MONOTONIC) >= cl.next_try_ms)
+			try_connect();
+		if (cl.conn != NULL)
+			cluster_pass();
+		nanosleep(&tick, NULL);
+	}
+	if (cl.conn != NULL)
+		release_leases();
+	cl.conn = redis_conn_close(cl.conn);
+	return NULL;
+}
+
+/* ---- interface ---------------------------------------------------------- */
+
+int cluster_start(const struct config *cfg, struct worker *workers, unsigned count)
+{
+	if (cfg->cluster_redis[0] == '\0')
+		return 0;
+	if (cluster_address_parse(cfg->cluster_redis, cl.host, sizeof(cl.host), &cl.port) < 0)
+		return -EINVAL;      /* config_load checked it */
+	snprintf(cl.node, sizeof(cl.node), "%s", cfg->cluster_node_name);
+	snprintf(cl.prefix, sizeof(cl.prefix), "%s", cfg->cluster_key_prefix);
+	snprintf(cl.user, sizeof(cl.user), "%s", cfg->cluster_username);
+	cl.password = cfg->cluster_password != NULL ? xstrdup(cfg->cluster_password) : NULL;
+	cl.timeout_ms = cfg->cluster_timeout_ms;
+	cl.reconnect_max_ms = cfg->cluster_reconnect_max_ms;
+	cl.batch = cfg->cluster_batch;
+	cl.lease_ttl_ms = cfg->cluster_lease_ttl_ms;
+	cl.poll_ms = cfg->cluster_poll_interval_ms;
+	cl.nodes = (unsigned)cfg->cluster_nodes;
+	cl.workers = workers;
+	cl.worker_count = count;
+	cluster_state_configure(cl.nodes);
+	int rc = pthread_create(&cl.thread, NULL, cluster_main, NULL);
+	if (rc != 0) {
+		cluster_state_set_mode(CLUSTER_OFF);
+		return -rc;
+	}
+	atomic_store(&cl.running, true);
+	return 0;
+}
+
+void cluster_stop(void)
+{
+	if (!atomic_load(&cl.running))
+		return;
+	atomic_store(&cl.stop, true);
+	pthread_join(cl.thread, NULL);
+	atomic_store(&cl.running, false);
+	if (cl.password != NULL) {
+		explicit_bzero(cl.password, strlen(cl.password));
+		free(cl.password);
+		cl.password = NULL;
+	}
+}
+
+bool cluster_running(void)
+{
+	return atomic_load(&cl.running);
+}
+
+/* json_string - s as a JSON string (names and Redis errors: printable). */
+static int json_string(struct buf *out, const char *s)
+{
+	int rc = buf_append_str(out, "\"");
+
+	for (; rc == 0 && *s != '\0'; s++)
+		rc = (*s == '"' || *s == '\\') ? buf_append_printf(out, "\\%c", *s)
+		     : (unsigned char)*s < 0x20 ? buf_append_printf(out, "\\u%04x", *s) : buf_append(out, s, 1);
+	return rc == 0 ? buf_append_str(out, "\"") : rc;
+}
+
+/* window_text - "taken/cap" of a bucket's current window, or "-". */
+static void window_text(const struct slot_view *v, unsigned b, int64_t now, char *out, size_t n)
+{
+	if (v->window_ms[b] == 0 || now - v->window_ms[b] > CLUSTER_WINDOW_MS)
+		snprintf(out, n, "-");
+	else
+		snprintf(out, n, "%lld/%lld", (long long)v->used[b], (long long)v->cap[b]);
+}
+
+int cluster_status_render(struct buf *out, bool json)
+{
+	static struct slot_view view[SHAPING_MAX_SITES];
+	static pthread_mutex_t render_lock = PTHREAD_MUTEX_INITIALIZER;
+	char error[sizeof(cl.last_error)];
+	int64_t now = clock_ms(CLOCK_MONOTONIC);
+	size_t count = shaping_state_count();
+	bool running = cluster_running(), up = atomic_load(&cl.up) == 1;
+	const char *mode = !running ? "off" : up ? "shared" : "fallback";
+	int rc;
+
+	pthread_mutex_lock(&render_lock);
+	pthread_mutex_lock(&cl.view_lock);
+	memcpy(view, cl.view, sizeof(view));
+	snprintf(error, sizeof(error), "%s", up ? "" : cl.last_error);
+	pthread_mutex_unlock(&cl.view_lock);
+	if (json) {
+		rc = buf_append_printf(out, "{\"redis\":");
+		rc = rc ? rc : json_string(out, running ? cl.host : "");
+		rc = rc ? rc : buf_append_printf(out, ",\"port\":%d,\"state\":\"%s\",\"mode\":\"%s\",\"node\":", cl.port,
+						 !running ? "off" : up ? "up" : "down", mode);
+		rc = rc ? rc : json_string(out, cl.node);
+		rc = rc ? rc : buf_append_printf(out, ",\"nodes\":%u,\"round_trips\":%llu,\"tokens_taken\":%llu,\"fallbacks\":%llu,\"last_error\":",
+						 cl.nodes, (unsigned long long)atomic_load(&cl.round_trips),
+						 (unsigned long long)atomic_load(&cl.tokens), (unsigned long long)atomic_load(&cl.fallbacks));
+		rc = rc ? rc : json_string(out, error);
+		rc = rc ? rc : buf_append_str(out, ",\"sites\":[");
+	} else {
+		rc = buf_append_printf(out, "redis        %s:%d %s (mode %s)%s%s\nnode         %s (cluster.nodes %u)\n"
+				       "round_trips  %llu  tokens_taken %llu  fallbacks %llu\n\n%-24s %12s %12s %8s  %s\n",
+				       running ? cl.host : "-", cl.port, !running ? "off" : up ? "up" : "down", mode,
+				       error[0] ? " error: " : "", error, cl.node, cl.nodes,
+				       (unsigned long long)atomic_load(&cl.round_trips), (unsigned long long)atomic_load(&cl.tokens),
+				       (unsigned long long)atomic_load(&cl.fallbacks), "SITE", "MSG_WINDOW", "CONN_WINDOW",
+				       "LEASES", "HOLDERS");
+	}
+	bool first = true;
+	for (size_t i = 0; i < count && rc == 0; i++) {
+		const struct slot_view *v = &view[i];
+		char msg[48], conn[48], leases[32];
+		uint32_t max = cluster_state_configured_max((unsigned)i);
+		window_text(v, 0, now, msg, sizeof(msg));
+		window_text(v, 1, now, conn, sizeof(conn));
+		if (!json) {
+			snprintf(leases, sizeof(leases), max ? "%u/%u" : "%u/-", cluster_state_leases((unsigned)i), max);
+			rc = buf_append_printf(out, "%-24s %12s %12s %8s  %s\n", shaping_state_name((unsigned)i), msg, conn, leases,
+					       v->holders[0] ? v->holders : "-");
+			continue;
+		}
+		rc = buf_append_str(out, first ? "{\"site\":" : ",{\"site\":");
+		first = false;
+		rc = rc ? rc : json_string(out, shaping_state_name((unsigned)i));
+		rc = rc ? rc : buf_append_printf(out, ",\"message_window\":\"%s\",\"connection_window\":\"%s\",\"leases_held\":%u,\"max_connections\":%u,\"holders\":",
+						 msg, conn, cluster_state_leases((unsigned)i), max);
+		rc = rc ? rc : json_string(out, v->holders);
+		rc = rc ? rc : buf_append_str(out, "}");
+	}
+	if (rc == 0 && json)
+		rc = buf_append_str(out, "]}\n");
+	pthread_mutex_unlock(&render_lock);
+	return rc;
+}
+
+int cluster_metrics_render(struct buf *out)
+{
+	if (!cluster_running())
+		return 0;
+	int up = atomic_load(&cl.up);
+	return buf_append_printf(out,
+		"# HELP ringmail_cluster_redis_up 1 while the cluster's Redis answers, else 0 (cluster.redis).\n"
+		"# TYPE ringmail_cluster_redis_up gauge\nringmail_cluster_redis_up %d\n"
+		"# HELP ringmail_cluster_fallback 1 while this node keeps local limits divided by cluster.nodes (Redis down or slow).\n"
+		"# TYPE ringmail_cluster_fallback gauge\nringmail_cluster_fallback %d\n"
+		"# HELP ringmail_cluster_fallbacks_total Times this node lost Redis and fell back to local limits.\n"
+		"# TYPE ringmail_cluster_fallbacks_total counter\nringmail_cluster_fallbacks_total %llu\n"
+		"# HELP ringmail_cluster_redis_round_trips_total Round trips to Redis (each a pipeline of commands).\n"
+		"# TYPE ringmail_cluster_redis_round_trips_total counter\nringmail_cluster_redis_round_trips_total %llu\n"
+		"# HELP ringmail_cluster_tokens_taken_total Rate tokens this node took from Redis for its workers.\n"
+		"# TYPE ringmail_cluster_tokens_taken_total counter\nringmail_cluster_tokens_taken_total %llu\n"
+		"# HELP ringmail_cluster_suspensions_received_total Suspensions another node wrote that this node applied.\n"
+		"# TYPE ringmail_cluster_suspensions_received_total counter\nringmail_cluster_suspensions_received_total %llu\n",
+		up, up ? 0 : 1, (unsigned long long)atomic_load(&cl.fallbacks),
+		(unsigned long long)atomic_load(&cl.round_trips), (unsigned long long)atomic_load(&cl.tokens),
+		(unsigned long long)atomic_load(&cl.suspensions_in));
+}
