@@ -107,6 +107,8 @@ static struct cluster {
 	char last_error[160];
 	uint32_t held[SHAPING_MAX_SITES];
 	int64_t renewed_ms[SHAPING_MAX_SITES];
+	int64_t lease_short_ms[SHAPING_MAX_SITES];   /* when Redis last granted fewer than asked */
+	uint32_t lease_asked[SHAPING_MAX_SITES];
 	int64_t synced_until[SHAPING_MAX_SITES];   /* monotonic; 0 = none */
 
 	/* read by other threads */
@@ -225,6 +227,7 @@ enum op_kind { OP_RATE, OP_LEASE, OP_SUSPENSIONS };
 struct op {
 	enum op_kind kind;
 	unsigned slot, bucket;
+	uint32_t target;       /* OP_LEASE: leases asked for */
 };
 
 static const char *const bucket_names[CLUSTER_BUCKETS] = { "msg", "conn" };
@@ -240,7 +243,7 @@ static int queue_rate(struct op *ops, size_t *n, unsigned slot, unsigned b, int6
 	snprintf(win, sizeof(win), "%d", CLUSTER_WINDOW_MS);
 	if (redis_conn_append(cl.conn, 7, argv, NULL) < 0)
 		return -ENOSPC;
-	ops[(*n)++] = (struct op){ OP_RATE, slot, b };
+	ops[(*n)++] = (struct op){ OP_RATE, slot, b, 0 };
 	return 0;
 }
 
@@ -256,7 +259,7 @@ static int queue_lease(struct op *ops, size_t *n, unsigned slot, uint32_t target
 	snprintf(prev, sizeof(prev), "%u", cl.held[slot]);
 	if (redis_conn_append(cl.conn, 9, argv, NULL) < 0)
 		return -ENOSPC;
-	ops[(*n)++] = (struct op){ OP_LEASE, slot, 0 };
+	ops[(*n)++] = (struct op){ OP_LEASE, slot, 0, target };
 	return 0;
 }
 
@@ -273,7 +276,7 @@ static int queue_suspensions(struct op *ops, size_t *n, size_t count)
 	free(keys);
 	free(argv);
 	if (rc == 0)
-		ops[(*n)++] = (struct op){ OP_SUSPENSIONS, 0, 0 };
+		ops[(*n)++] = (struct op){ OP_SUSPENSIONS, 0, 0, 0 };
 	return rc;
 }
 
@@ -336,6 +339,9 @@ static int reply_lease(const struct op *op, const redisReply *r, int64_t now)
 		return -EPROTO;
 	uint32_t held = (uint32_t)r->element[0]->integer;
 	cl.held[op->slot] = held;
+	cl.lease_asked[op->slot] = op->target;
+	if (held < op->target)
+		cl.lease_short_ms[op->slot] = now;
 	cl.renewed_ms[op->slot] = now;
 	cluster_state_set_leases(op->slot, held);
 	pthread_mutex_lock(&cl.view_lock);
@@ -344,6 +350,10 @@ static int reply_lease(const struct op *op, const redisReply *r, int64_t now)
 	pthread_mutex_unlock(&cl.view_lock);
 	return 0;
 }
+
+/* How often a node asks again for a lease Redis refused (the site at
+ * its max on every node together). */
+#define LEASE_RETRY_MS 100
 
 /* Suspensions closer than this are the same one (clocks, rounding). */
 #define SUSPEND_SLACK_MS 100
@@ -421,7 +431,10 @@ static int queue_pass(struct op *ops, size_t *n, int64_t now)
 		if (rc != 0 || (max == 0 && cl.held[i] == 0))
 			continue;
 		uint32_t target = cluster_lease_target(shaping_state_connections(i), max, shaping_state_wanted(i, now));
-		if (target != cl.held[i] || (cl.held[i] > 0 && now - cl.renewed_ms[i] >= cl.lease_ttl_ms / 3))
+		/* A site at its max everywhere: ask again at most every
+		 * LEASE_RETRY_MS, not every pass. */
+		bool retry = target > cl.held[i] && target <= cl.lease_asked[i] && now - cl.lease_short_ms[i] < LEASE_RETRY_MS;
+		if ((target != cl.held[i] && !retry) || (cl.held[i] > 0 && now - cl.renewed_ms[i] >= cl.lease_ttl_ms / 3))
 			rc = queue_lease(ops, n, i, target, max);
 	}
 	if (rc == 0 && count > 0 && now >= cl.next_poll_ms) {
