@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "cluster_plan.h"
+#include "cluster_reply.h"
 #include "cluster_state.h"
 #include "delivery.h"
 #include "log.h"
@@ -77,6 +78,10 @@ static const char lease_script[] =
 	"return r\n";
 
 #define HOLDERS_MAX 256
+
+/* How often a node asks again for a lease Redis refused (the site at its
+ * max on every node together). */
+#define LEASE_RETRY_MS 100
 
 /* What the status shows of a slot, written by the thread under view_lock. */
 struct slot_view {
@@ -280,53 +285,20 @@ static int queue_suspensions(struct op *ops, size_t *n, size_t count)
 	return rc;
 }
 
-/* holders_text - "node=2 other=1" from lease members "node:i". */
-static void holders_text(const redisReply *r, char *out, size_t n)
-{
-	size_t len = 0;
-
-	out[0] = '\0';
-	for (size_t i = 1; i < r->elements; i++) {
-		const redisReply *m = r->element[i];
-		if (m->type != REDIS_REPLY_STRING)
-			continue;
-		const char *colon = strrchr(m->str, ':');
-		size_t nl = colon != NULL ? (size_t)(colon - m->str) : m->len;
-		bool seen = false;
-		for (size_t j = 1; j < i && !seen; j++) {
-			const redisReply *p = r->element[j];
-			const char *pc = p->type == REDIS_REPLY_STRING ? strrchr(p->str, ':') : NULL;
-			seen = pc != NULL && (size_t)(pc - p->str) == nl && memcmp(p->str, m->str, nl) == 0;
-		}
-		if (seen)
-			continue;
-		unsigned count = 0;
-		for (size_t j = i; j < r->elements; j++) {
-			const redisReply *p = r->element[j];
-			const char *pc = p->type == REDIS_REPLY_STRING ? strrchr(p->str, ':') : NULL;
-			count += pc != NULL && (size_t)(pc - p->str) == nl && memcmp(p->str, m->str, nl) == 0;
-		}
-		int w = snprintf(out + len, n - len, "%s%.*s=%u", len ? " " : "", (int)nl, m->str, count);
-		if (w < 0 || (size_t)w >= n - len)
-			break;
-		len += (size_t)w;
-	}
-}
-
 /* reply_rate - the rate script's answer: credits for the workers. */
 static int reply_rate(const struct op *op, const redisReply *r, int64_t now)
 {
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_INTEGER ||
-	    r->element[1]->type != REDIS_REPLY_INTEGER || r->element[2]->type != REDIS_REPLY_INTEGER)
+	struct cluster_rate_answer a;
+
+	if (cluster_reply_rate(r, &a) < 0)
 		return -EPROTO;
-	long long grant = r->element[0]->integer;
-	if (grant > 0) {
-		cluster_state_grant(op->slot, op->bucket, grant);
-		atomic_fetch_add(&cl.tokens, (uint64_t)grant);
+	if (a.granted > 0) {
+		cluster_state_grant(op->slot, op->bucket, a.granted);
+		atomic_fetch_add(&cl.tokens, (uint64_t)a.granted);
 	}
 	pthread_mutex_lock(&cl.view_lock);
-	cl.view[op->slot].cap[op->bucket] = r->element[1]->integer;
-	cl.view[op->slot].used[op->bucket] = r->element[2]->integer;
+	cl.view[op->slot].cap[op->bucket] = a.cap;
+	cl.view[op->slot].used[op->bucket] = a.used;
 	cl.view[op->slot].window_ms[op->bucket] = now;
 	pthread_mutex_unlock(&cl.view_lock);
 	return 0;
@@ -335,9 +307,11 @@ static int reply_rate(const struct op *op, const redisReply *r, int64_t now)
 /* reply_lease - the lease script's answer: the leases this node holds. */
 static int reply_lease(const struct op *op, const redisReply *r, int64_t now)
 {
-	if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER)
+	char holders[HOLDERS_MAX];
+	uint32_t held;
+
+	if (cluster_reply_lease(r, &held, holders, sizeof(holders)) < 0)
 		return -EPROTO;
-	uint32_t held = (uint32_t)r->element[0]->integer;
 	cl.held[op->slot] = held;
 	cl.lease_asked[op->slot] = op->target;
 	if (held < op->target)
@@ -346,65 +320,62 @@ static int reply_lease(const struct op *op, const redisReply *r, int64_t now)
 	cluster_state_set_leases(op->slot, held);
 	pthread_mutex_lock(&cl.view_lock);
 	cl.view[op->slot].max = cluster_state_configured_max(op->slot);
-	holders_text(r, cl.view[op->slot].holders, sizeof(cl.view[op->slot].holders));
+	memcpy(cl.view[op->slot].holders, holders, sizeof(holders));
 	pthread_mutex_unlock(&cl.view_lock);
 	return 0;
 }
 
-/* How often a node asks again for a lease Redis refused (the site at
- * its max on every node together). */
-#define LEASE_RETRY_MS 100
-
-/* Suspensions closer than this are the same one (clocks, rounding). */
-#define SUSPEND_SLACK_MS 100
-
 /* sync_suspensions - compare every site's suspension here with the one in
- * Redis (r: the MGET's answer): publish a local one that started or grew,
- * delete one the operator resumed here, apply one another node wrote, and
- * resume one another node deleted. Queues the writes on the connection;
- * how many. */
+ * Redis (r: the MGET's answer) and act (cluster_suspension_decide):
+ * publish a local one that started or grew, delete one the operator
+ * resumed here, apply one another node wrote, resume one another node
+ * deleted. Queues the writes on the connection; how many. */
 static size_t sync_suspensions(const redisReply *r, size_t count, int64_t now, int64_t wall)
 {
 	size_t writes = 0;
 
 	for (size_t i = 0; i < count && i < r->elements; i++) {
-		const redisReply *e = r->element[i];
 		unsigned slot = (unsigned)i;
-		int64_t local = shaping_state_until(slot), remote = 0;
+		int64_t local = shaping_state_until(slot), remote;
 		char k[160], v[24], px[24];
-		if (e->type == REDIS_REPLY_STRING)
-			remote = strtoll(e->str, NULL, 10);
-		bool active = local > now, remote_active = remote > wall;
-		int64_t local_wall = wall + (local - now), remote_mono = now + (remote - wall);
-		if (active && local != cl.synced_until[i]) {
-			if (!remote_active || remote < local_wall - SUSPEND_SLACK_MS) {
-				snprintf(v, sizeof(v), "%lld", (long long)local_wall);
+		bool write;
+		if (cluster_reply_suspension(r->element[i], &remote) < 0)
+			continue;
+		switch (cluster_suspension_decide(local, cl.synced_until[i], remote, now, wall, &write)) {
+		case CLUSTER_SUSPENSION_PUBLISH:
+			if (write) {
+				snprintf(v, sizeof(v), "%lld", (long long)(wall + local - now));
 				snprintf(px, sizeof(px), "%lld", (long long)(local - now));
 				const char *argv[] = { "SET", key(k, sizeof(k), "susp", slot, NULL), v, "PX", px };
-				if (redis_conn_append(cl.conn, 5, argv, NULL) == 0)
-					writes++;
+				writes += redis_conn_append(cl.conn, 5, argv, NULL) == 0;
 				log_info("cluster_suspension", "action=publish site=%s for_ms=%lld", shaping_state_name(slot),
 					 (long long)(local - now));
 			}
 			cl.synced_until[i] = local;
-		} else if (!active && cl.synced_until[i] > now) {
+			break;
+		case CLUSTER_SUSPENSION_PUBLISH_RESUME: {
 			const char *argv[] = { "DEL", key(k, sizeof(k), "susp", slot, NULL) };
-			if (redis_conn_append(cl.conn, 2, argv, NULL) == 0)
-				writes++;
+			writes += redis_conn_append(cl.conn, 2, argv, NULL) == 0;
 			cl.synced_until[i] = 0;
 			log_info("cluster_suspension", "action=publish_resume site=%s", shaping_state_name(slot));
-		} else if (remote_active && (!active || remote_mono > local + SUSPEND_SLACK_MS)) {
-			shaping_state_suspend(slot, remote_mono);
+			break;
+		}
+		case CLUSTER_SUSPENSION_APPLY:
+			shaping_state_suspend(slot, now + (remote - wall));
 			cl.synced_until[i] = shaping_state_until(slot);
 			atomic_fetch_add(&cl.suspensions_in, 1);
 			log_warn("shaping_action", "action=suspend scope=site site=%s source=cluster for_ms=%lld",
-				 shaping_state_name(slot), (long long)(remote_mono - now));
-		} else if (e->type == REDIS_REPLY_NIL && active && local == cl.synced_until[i]) {
+				 shaping_state_name(slot), (long long)(remote - wall));
+			break;
+		case CLUSTER_SUSPENSION_RESUME:
 			shaping_state_resume(slot, now);
 			shaping_resume_posted(cl.workers, cl.worker_count, slot);
 			cl.synced_until[i] = 0;
 			atomic_fetch_add(&cl.resumes_in, 1);
 			log_info("shaping_action", "action=resume site=%s source=cluster", shaping_state_name(slot));
+			break;
+		case CLUSTER_SUSPENSION_NONE:
+			break;
 		}
 	}
 	return writes;

@@ -126,3 +126,25 @@ int64_t cluster_backoff_next(int64_t current_ms, int64_t max_ms)
 
 	return next < max_ms ? next : max_ms;
 }
+
+enum cluster_suspension_action cluster_suspension_decide(int64_t local, int64_t synced, int64_t remote, int64_t now,
+							 int64_t wall, bool *write)
+{
+	bool active = local > now, remote_active = remote > wall;
+	int64_t local_wall = wall + (local - now), remote_mono = now + (remote - wall);
+
+	*write = false;
+	if (active && local != synced) {
+		*write = !remote_active || remote < local_wall - CLUSTER_SUSPEND_SLACK_MS;
+		return CLUSTER_SUSPENSION_PUBLISH;
+	}
+	if (!active && synced > now) {
+		*write = true;
+		return CLUSTER_SUSPENSION_PUBLISH_RESUME;
+	}
+	if (remote_active && (!active || remote_mono > local + CLUSTER_SUSPEND_SLACK_MS))
+		return CLUSTER_SUSPENSION_APPLY;
+	if (remote == 0 && active && local == synced)
+		return CLUSTER_SUSPENSION_RESUME;
+	return CLUSTER_SUSPENSION_NONE;
+}

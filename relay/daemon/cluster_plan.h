@@ -56,6 +56,29 @@ int64_t cluster_credit_request(int64_t credits, int64_t batch);
  * (0: no limit, none needed). */
 uint32_t cluster_lease_target(uint32_t open, uint32_t max, bool wanted);
 
+/* What a node does about one site's suspension (cluster_suspension_decide). */
+enum cluster_suspension_action {
+	CLUSTER_SUSPENSION_NONE,
+	CLUSTER_SUSPENSION_PUBLISH,          /* SET the local one (started or grew here) */
+	CLUSTER_SUSPENSION_PUBLISH_RESUME,   /* DEL: resumed here before its end */
+	CLUSTER_SUSPENSION_APPLY,            /* another node's, longer than ours */
+	CLUSTER_SUSPENSION_RESUME,           /* deleted by another node: resume here */
+};
+
+/* Suspensions closer than this are the same one (clocks, rounding). */
+#define CLUSTER_SUSPEND_SLACK_MS 100
+
+/* cluster_suspension_decide - local: the site's suspension end here
+ * (monotonic ms; 0 or past: none), synced: that end when last published
+ * or applied (0: none), remote: the end in Redis (wall-clock ms; 0: no
+ * key), now and wall: the two clocks now. A local end that differs from
+ * synced is news from this node (a rule, or the restored state file); a
+ * synced one that vanished here was resumed here; one that vanished from
+ * Redis was resumed elsewhere. For PUBLISH with a remote end already as
+ * long, *write is false (nothing to SET, only synced to update). */
+enum cluster_suspension_action cluster_suspension_decide(int64_t local, int64_t synced, int64_t remote, int64_t now,
+							 int64_t wall, bool *write);
+
 /* cluster_backoff_next - the wait after one more failed connect: double
  * current (100 ms at first), at most max_ms. */
 int64_t cluster_backoff_next(int64_t current_ms, int64_t max_ms);
