@@ -7,6 +7,7 @@
  *                                    (an integer, expires after 3 windows)
  *   PREFIX lease:SITE                sorted set of "node:i" scored by expiry (ms)
  *   PREFIX susp:SITE                 wall-clock ms the suspension ends; PX to it
+ *   PREFIX suppression:log           stream of suppression changes: node, op (+ -), line
  */
 #include "cluster.h"
 
@@ -25,6 +26,8 @@
 #include "log.h"
 #include "redis_conn.h"
 #include "shaping_state.h"
+#include "suppress.h"
+#include "suppression.h"
 #include "xalloc.h"
 
 /* KEYS[1] the bucket's key; ARGV interval_us, wanted, window_ms. Returns
@@ -116,12 +119,29 @@ static struct cluster {
 	uint32_t lease_asked[SHAPING_MAX_SITES];
 	int64_t synced_until[SHAPING_MAX_SITES];   /* monotonic; 0 = none */
 
+	bool share_suppression;
+	char stream_last[64];                      /* last entry read; "" = none yet */
+
+	/* suppression changes made here, for Redis: the owner thread appends
+	 * (suppress_observe), the cluster thread sends and drops them */
+	pthread_mutex_t out_lock;
+	char **out;
+	size_t out_count, out_cap;
+	_Atomic uint64_t suppression_out, suppression_in, suppression_dropped;
+
 	/* read by other threads */
 	_Atomic int up;
 	_Atomic uint64_t round_trips, tokens, fallbacks, suspensions_in, resumes_in;
 	pthread_mutex_t view_lock;
 	struct slot_view view[SHAPING_MAX_SITES];
-} cl = { .view_lock = PTHREAD_MUTEX_INITIALIZER };
+} cl = { .view_lock = PTHREAD_MUTEX_INITIALIZER, .out_lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Suppression changes waiting for Redis, at most (the oldest go first). */
+#define SUPPRESSION_OUT_MAX 100000
+/* Changes sent or read in one pass, at most. */
+#define SUPPRESSION_BATCH 256
+/* The stream keeps about this many changes (XADD MAXLEN ~). */
+#define SUPPRESSION_STREAM_MAX "100000"
 
 static int64_t clock_ms(clockid_t id)
 {
@@ -227,7 +247,7 @@ static void try_connect(void)
 
 /* ---- one pass ---------------------------------------------------------- */
 
-enum op_kind { OP_RATE, OP_LEASE, OP_SUSPENSIONS };
+enum op_kind { OP_RATE, OP_LEASE, OP_SUSPENSIONS, OP_SUPPRESSION_ADD, OP_SUPPRESSION_READ };
 
 struct op {
 	enum op_kind kind;
@@ -325,6 +345,156 @@ static int reply_lease(const struct op *op, const redisReply *r, int64_t now)
 	return 0;
 }
 
+/* ---- the suppression list --------------------------------------------- */
+
+/* suppression_changed - the observer of suppress.c, on its owner thread:
+ * a change made here, queued for the stream ("+CSV" or "-address"). */
+static void suppression_changed(bool remove, const char *line)
+{
+	size_t n = strcspn(line, "\n");
+	char *copy = xmalloc(n + 2);
+
+	copy[0] = remove ? '-' : '+';
+	memcpy(copy + 1, line, n);
+	copy[n + 1] = '\0';
+	pthread_mutex_lock(&cl.out_lock);
+	if (cl.out_count == SUPPRESSION_OUT_MAX) {
+		/* Redis away too long: the oldest change goes (this node keeps it). */
+		free(cl.out[0]);
+		memmove(cl.out, cl.out + 1, (cl.out_count - 1) * sizeof(*cl.out));
+		cl.out_count--;
+		atomic_fetch_add(&cl.suppression_dropped, 1);
+	}
+	if (cl.out_count == cl.out_cap) {
+		cl.out_cap = cl.out_cap ? cl.out_cap * 2 : 64;
+		cl.out = xreallocarray(cl.out, cl.out_cap, sizeof(*cl.out));
+	}
+	cl.out[cl.out_count++] = copy;
+	pthread_mutex_unlock(&cl.out_lock);
+}
+
+/* queue_suppression_out - XADD the oldest changes made here; how many
+ * (dropped from the queue only once Redis took them). */
+static size_t queue_suppression_out(struct op *ops, size_t *n)
+{
+	char k[160];
+	size_t sent = 0;
+
+	snprintf(k, sizeof(k), "%ssuppression:log", cl.prefix);
+	pthread_mutex_lock(&cl.out_lock);
+	for (; sent < cl.out_count && sent < SUPPRESSION_BATCH && *n < REDIS_CONN_MAX_PIPELINE - 8; sent++) {
+		const char *c = cl.out[sent];
+		const char *argv[] = { "XADD", k, "MAXLEN", "~", SUPPRESSION_STREAM_MAX, "*", "node", cl.node, "op",
+				       c[0] == '-' ? "-" : "+", "line", c + 1 };
+		if (redis_conn_append(cl.conn, 12, argv, NULL) < 0)
+			break;
+		ops[(*n)++] = (struct op){ OP_SUPPRESSION_ADD, 0, 0, 0 };
+	}
+	pthread_mutex_unlock(&cl.out_lock);
+	return sent;
+}
+
+/* suppression_sent - the first sent changes are in Redis: drop them. */
+static void suppression_sent(size_t sent)
+{
+	pthread_mutex_lock(&cl.out_lock);
+	for (size_t i = 0; i < sent; i++)
+		free(cl.out[i]);
+	memmove(cl.out, cl.out + sent, (cl.out_count - sent) * sizeof(*cl.out));
+	cl.out_count -= sent;
+	pthread_mutex_unlock(&cl.out_lock);
+	atomic_fetch_add(&cl.suppression_out, sent);
+}
+
+/* queue_suppression_read - XRANGE the changes after the last one read (at
+ * the first connect: from the stream's start, so a node that starts late
+ * catches up on what the stream still holds). */
+static void queue_suppression_read(struct op *ops, size_t *n)
+{
+	char k[160], from[80], count[16];
+
+	snprintf(k, sizeof(k), "%ssuppression:log", cl.prefix);
+	if (cl.stream_last[0] != '\0')
+		snprintf(from, sizeof(from), "(%s", cl.stream_last);
+	else
+		snprintf(from, sizeof(from), "-");
+	snprintf(count, sizeof(count), "%d", SUPPRESSION_BATCH);
+	const char *argv[] = { "XRANGE", k, from, "+", "COUNT", count };
+	if (redis_conn_append(cl.conn, 6, argv, NULL) == 0)
+		ops[(*n)++] = (struct op){ OP_SUPPRESSION_READ, 0, 0, 0 };
+}
+
+struct suppression_post {
+	struct worker_post post;
+	struct suppress_batch *batch;
+};
+
+static void suppression_post_arrived(struct worker *w, struct worker_post *p)
+{
+	struct suppression_post *sp = (struct suppression_post *)p;
+
+	suppress_submit(w, sp->batch, NULL, NULL);      /* the owner thread applies it */
+	free(sp);
+}
+
+static void suppression_post_discard(struct worker_post *p)
+{
+	struct suppression_post *sp = (struct suppression_post *)p;
+
+	suppress_batch_free(sp->batch);
+	free(sp);
+}
+
+/* reply_suppression_read - other nodes' changes, as one batch handed to
+ * worker 0 (suppress_submit runs on a worker), marked so that the owner
+ * does not send them back. */
+static int reply_suppression_read(const redisReply *r)
+{
+	struct suppress_batch *b = NULL;
+
+	if (r->type != REDIS_REPLY_ARRAY)
+		return -EPROTO;
+	for (size_t i = 0; i < r->elements; i++) {
+		struct cluster_stream_entry e;
+		if (cluster_reply_stream_entry(r->element[i], &e) < 0) {
+			log_warn("cluster_suppression", "result=bad_entry");
+			continue;
+		}
+		snprintf(cl.stream_last, sizeof(cl.stream_last), "%s", e.id);
+		if (strcmp(e.node, cl.node) == 0)
+			continue;
+		if (b == NULL)
+			b = suppress_batch_new();
+		if (e.op[0] == '-') {
+			suppress_batch_remove(b, e.line);
+			continue;
+		}
+		char line[SUPPRESSION_LINE_MAX];
+		struct suppression_entry se;
+		const char *why = "";
+		snprintf(line, sizeof(line), "%s", e.line);
+		if (suppression_csv_parse(line, &se, &why) == 0)
+			suppress_batch_add(b, se.address, se.created_s, se.expires_s, se.reason);
+		else
+			log_warn("cluster_suppression", "result=bad_line from=%s why=\"%s\"", e.node, why);
+	}
+	if (b == NULL)
+		return 0;
+	if (suppress_batch_count(b) == 0) {
+		suppress_batch_free(b);
+		return 0;
+	}
+	atomic_fetch_add(&cl.suppression_in, suppress_batch_count(b));
+	log_info("cluster_suppression", "action=apply changes=%zu", suppress_batch_count(b));
+	suppress_batch_from_cluster(b);
+	struct suppression_post *sp = xcalloc(1, sizeof(*sp));
+	sp->post.handle = suppression_post_arrived;
+	sp->post.discard = suppression_post_discard;
+	sp->batch = b;
+	worker_post(NULL, &cl.workers[0], &sp->post);
+	return 0;
+}
+
 /* sync_suspensions - compare every site's suspension here with the one in
  * Redis (r: the MGET's answer) and act (cluster_suspension_decide):
  * publish a local one that started or grew, delete one the operator
@@ -408,8 +578,11 @@ static int queue_pass(struct op *ops, size_t *n, int64_t now)
 		if ((target != cl.held[i] && !retry) || (cl.held[i] > 0 && now - cl.renewed_ms[i] >= cl.lease_ttl_ms / 3))
 			rc = queue_lease(ops, n, i, target, max);
 	}
-	if (rc == 0 && count > 0 && now >= cl.next_poll_ms) {
-		rc = queue_suspensions(ops, n, count);
+	if (rc == 0 && now >= cl.next_poll_ms) {
+		if (count > 0)
+			rc = queue_suspensions(ops, n, count);
+		if (rc == 0 && cl.share_suppression)
+			queue_suppression_read(ops, n);
 		cl.next_poll_ms = now + cl.poll_ms;
 	}
 	return rc;
@@ -440,6 +613,7 @@ static bool cluster_pass(void)
 	char why[256] = "";
 
 	queue_pass(ops, &n, now);
+	size_t sent = cl.share_suppression ? queue_suppression_out(ops, &n) : 0;
 	if (n == 0)
 		return true;
 	int rc = redis_conn_exchange(cl.conn, replies);
@@ -459,10 +633,14 @@ static bool cluster_pass(void)
 			rc = reply_lease(&ops[i], r, now);
 		else if (rc == 0 && ops[i].kind == OP_SUSPENSIONS)
 			writes = r->type == REDIS_REPLY_ARRAY ? sync_suspensions(r, shaping_state_count(), now, wall) : 0;
+		else if (rc == 0 && ops[i].kind == OP_SUPPRESSION_READ)
+			rc = reply_suppression_read(r);
 		if (rc == -EPROTO && why[0] == '\0')
 			snprintf(why, sizeof(why), "unexpected reply to %s", ops[i].kind == OP_RATE ? "the rate script" : "the lease script");
 		freeReplyObject(replies[i]);
 	}
+	if (rc == 0 && sent > 0)
+		suppression_sent(sent);
 	if (rc == 0 && writes > 0) {
 		rc = redis_conn_exchange(cl.conn, replies);
 		atomic_fetch_add(&cl.round_trips, 1);
@@ -535,6 +713,9 @@ int cluster_start(const struct config *cfg, struct worker *workers, unsigned cou
 	cl.nodes = (unsigned)cfg->cluster_nodes;
 	cl.workers = workers;
 	cl.worker_count = count;
+	cl.share_suppression = cfg->cluster_share_suppression;
+	if (cl.share_suppression)
+		suppress_observe(suppression_changed);
 	cluster_state_configure(cl.nodes);
 	int rc = pthread_create(&cl.thread, NULL, cluster_main, NULL);
 	if (rc != 0) {
@@ -549,6 +730,7 @@ void cluster_stop(void)
 {
 	if (!atomic_load(&cl.running))
 		return;
+	suppress_observe(NULL);
 	atomic_store(&cl.stop, true);
 	pthread_join(cl.thread, NULL);
 	atomic_store(&cl.running, false);
@@ -610,14 +792,21 @@ int cluster_status_render(struct buf *out, bool json)
 						 cl.nodes, (unsigned long long)atomic_load(&cl.round_trips),
 						 (unsigned long long)atomic_load(&cl.tokens), (unsigned long long)atomic_load(&cl.fallbacks));
 		rc = rc ? rc : json_string(out, error);
+		rc = rc ? rc : buf_append_printf(out, ",\"suppression_shared\":%s,\"suppression_sent\":%llu,\"suppression_received\":%llu",
+						 cl.share_suppression ? "true" : "false",
+						 (unsigned long long)atomic_load(&cl.suppression_out),
+						 (unsigned long long)atomic_load(&cl.suppression_in));
 		rc = rc ? rc : buf_append_str(out, ",\"sites\":[");
 	} else {
 		rc = buf_append_printf(out, "redis        %s:%d %s (mode %s)%s%s\nnode         %s (cluster.nodes %u)\n"
-				       "round_trips  %llu  tokens_taken %llu  fallbacks %llu\n\n%-24s %12s %12s %8s  %s\n",
+				       "round_trips  %llu  tokens_taken %llu  fallbacks %llu\n"
+				       "suppression  %s  sent %llu  received %llu\n\n%-24s %12s %12s %8s  %s\n",
 				       running ? cl.host : "-", cl.port, !running ? "off" : up ? "up" : "down", mode,
 				       error[0] ? " error: " : "", error, cl.node, cl.nodes,
 				       (unsigned long long)atomic_load(&cl.round_trips), (unsigned long long)atomic_load(&cl.tokens),
-				       (unsigned long long)atomic_load(&cl.fallbacks), "SITE", "MSG_WINDOW", "CONN_WINDOW",
+				       (unsigned long long)atomic_load(&cl.fallbacks), cl.share_suppression ? "shared" : "local",
+				       (unsigned long long)atomic_load(&cl.suppression_out),
+				       (unsigned long long)atomic_load(&cl.suppression_in), "SITE", "MSG_WINDOW", "CONN_WINDOW",
 				       "LEASES", "HOLDERS");
 	}
 	bool first = true;
@@ -664,8 +853,13 @@ int cluster_metrics_render(struct buf *out)
 		"# HELP ringmail_cluster_tokens_taken_total Rate tokens this node took from Redis for its workers.\n"
 		"# TYPE ringmail_cluster_tokens_taken_total counter\nringmail_cluster_tokens_taken_total %llu\n"
 		"# HELP ringmail_cluster_suspensions_received_total Suspensions another node wrote that this node applied.\n"
-		"# TYPE ringmail_cluster_suspensions_received_total counter\nringmail_cluster_suspensions_received_total %llu\n",
+		"# TYPE ringmail_cluster_suspensions_received_total counter\nringmail_cluster_suspensions_received_total %llu\n"
+		"# HELP ringmail_cluster_suppression_sent_total Suppression list changes made here and written to Redis.\n"
+		"# TYPE ringmail_cluster_suppression_sent_total counter\nringmail_cluster_suppression_sent_total %llu\n"
+		"# HELP ringmail_cluster_suppression_received_total Suppression list changes of other nodes applied here.\n"
+		"# TYPE ringmail_cluster_suppression_received_total counter\nringmail_cluster_suppression_received_total %llu\n",
 		up, up ? 0 : 1, (unsigned long long)atomic_load(&cl.fallbacks),
 		(unsigned long long)atomic_load(&cl.round_trips), (unsigned long long)atomic_load(&cl.tokens),
-		(unsigned long long)atomic_load(&cl.suspensions_in));
+		(unsigned long long)atomic_load(&cl.suspensions_in), (unsigned long long)atomic_load(&cl.suppression_out),
+		(unsigned long long)atomic_load(&cl.suppression_in));
 }

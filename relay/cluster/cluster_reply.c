@@ -84,3 +84,28 @@ int cluster_reply_suspension(const redisReply *r, int64_t *until_wall_ms)
 	*until_wall_ms = v;
 	return 0;
 }
+
+int cluster_reply_stream_entry(const redisReply *r, struct cluster_stream_entry *out)
+{
+	*out = (struct cluster_stream_entry){ NULL, NULL, NULL, NULL };
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY || r->element[1]->elements % 2 != 0)
+		return -EPROTO;
+	out->id = r->element[0]->str;
+	const redisReply *f = r->element[1];
+	for (size_t i = 0; i + 1 < f->elements; i += 2) {
+		if (f->element[i]->type != REDIS_REPLY_STRING || f->element[i + 1]->type != REDIS_REPLY_STRING)
+			return -EPROTO;
+		const char *name = f->element[i]->str, *value = f->element[i + 1]->str;
+		if (strcmp(name, "node") == 0)
+			out->node = value;
+		else if (strcmp(name, "op") == 0)
+			out->op = value;
+		else if (strcmp(name, "line") == 0)
+			out->line = value;
+	}
+	if (out->node == NULL || out->op == NULL || out->line == NULL ||
+	    (strcmp(out->op, "+") != 0 && strcmp(out->op, "-") != 0))
+		return -EPROTO;
+	return 0;
+}

@@ -35,4 +35,12 @@ int cluster_reply_lease(const redisReply *r, uint32_t *held, char *holders, size
  * its value (> 0); 0 either way, else -EPROTO. */
 int cluster_reply_suspension(const redisReply *r, int64_t *until_wall_ms);
 
+/* cluster_reply_stream_entry - one entry of an XRANGE answer, [id,
+ * [field, value, ...]], with the fields node, op ("+" or "-") and line:
+ * pointers into r. 0, or -EPROTO (a missing field, another shape). */
+struct cluster_stream_entry {
+	const char *id, *node, *op, *line;
+};
+int cluster_reply_stream_entry(const redisReply *r, struct cluster_stream_entry *out);
+
 #endif

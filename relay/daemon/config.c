@@ -186,7 +186,8 @@ static const struct config_key config_keys[] = {
 	{ "cluster.reconnect_max", KIND_DURATION, OFF(cluster_reconnect_max_ms), 100, 600000, "5s", "longest wait between attempts to reconnect to Redis (the wait starts at 100ms and doubles)" },
 	{ "cluster.batch", KIND_INT, OFF(cluster_batch), 1, 100000, "10", "rate tokens a node takes from Redis in one round trip, for its workers to spend locally" },
 	{ "cluster.lease_ttl", KIND_DURATION, OFF(cluster_lease_ttl_ms), 1000, 3600000, "10s", "a node's connection leases (its share of a site's max_connections) expire this long after its last renewal: a dead node's share comes free after it" },
-	{ "cluster.poll_interval", KIND_DURATION, OFF(cluster_poll_interval_ms), 50, 60000, "250ms", "how often a node reads the shared suspensions (and writes its own): a suspension reaches every node within about this" },
+	{ "cluster.poll_interval", KIND_DURATION, OFF(cluster_poll_interval_ms), 50, 60000, "250ms", "how often a node reads the shared suspensions and suppression changes (and writes its own): a change reaches every node within about this" },
+	{ "cluster.share_suppression", KIND_BOOL, OFF(cluster_share_suppression), 0, 0, "true", "suppression list changes (bounces, response rules, ringmailctl suppression add/remove/import) go to every node through a Redis stream and each node applies the others' to its own list" },
 };
 
 /* Keys of each entry of the "dkim.sign" list; all three are required. */

@@ -307,6 +307,7 @@ struct config {
 	int64_t cluster_batch;
 	int64_t cluster_lease_ttl_ms;
 	int64_t cluster_poll_interval_ms;
+	bool cluster_share_suppression;   /* changes through a Redis stream */
 
 	char *source_path;                /* the file it came from, or NULL */
 

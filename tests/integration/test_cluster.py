@@ -9,6 +9,8 @@ redis-server (cluster.*, docs/CLUSTER.md), measured at one receiver "site".
 - Suspension: a 421 4.7.28 seen by one node suspends the site on all three
   (each logs it, source=cluster); mail handed to every node meanwhile makes
   no connection at all; `shaping resume` on another node resumes all three.
+- Suppression: `ringmailctl suppression add` on one node refuses the
+  address at RCPT on the others; `remove` on another node lifts it on all.
 - Redis killed mid-run (SIGKILL by PID): every node says state=down and
   goes on under its local share (12/s / 3 each); Redis back on the same
   port: every node says state=up; every message arrives exactly once.
@@ -218,6 +220,36 @@ class Cluster(mailnet.NetTestCase, unittest.TestCase):
         self.assertEqual(names, {"n%d.relay.test" % i for i in range(NODES)}, "every node resumed")
         for d in (self.nodes[0], self.nodes[2]):
             self.assertIn("action=resume site=bigmail source=cluster", d.log_text())
+        self.stop_all()
+
+    def rcpt_code(self, d, address):
+        import smtplib
+        s = smtplib.SMTP(d.host, d.port, timeout=30)
+        try:
+            s.ehlo("client.test")
+            s.mail("s@client.test")
+            return s.rcpt(address)[0]
+        finally:
+            s.quit()
+
+    def listed(self, d, address):
+        out = subprocess.run([CTL, "--config", d.config_path, "suppression", "list", address, "--json"],
+                             capture_output=True, text=True, timeout=30).stdout
+        return [json.loads(x) for x in out.splitlines() if x.strip()]
+
+    def test_suppression_list_shared(self):
+        self.ctl(self.nodes[0], "suppression", "add", "Gone@a.test", "--reason", "asked by phone")
+        for d in self.nodes[1:]:
+            self.wait_for(lambda d=d: self.rcpt_code(d, "gone@a.test") == 550, 5, "the entry on another node", d)
+            rows = self.listed(d, "gone@a.test")
+            self.assertEqual(len(rows), 1, rows)
+            self.assertEqual(rows[0]["reason"], "asked by phone")
+        self.assertEqual(self.rcpt_code(self.nodes[2], "other@a.test"), 250)
+        self.ctl(self.nodes[2], "suppression", "remove", "gone@a.test")
+        for d in self.nodes[:2]:
+            self.wait_for(lambda d=d: self.rcpt_code(d, "gone@a.test") == 250, 5, "the removal on another node", d)
+        st = self.cluster_status(self.nodes[1])
+        self.assertEqual((st["suppression_sent"], st["suppression_received"]), (0, 2), st)
         self.stop_all()
 
     def test_redis_lost_and_back(self):

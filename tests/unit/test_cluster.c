@@ -366,3 +366,28 @@ Test(cluster_reply, suspension_answers)
 	cr_expect_eq(cluster_reply_suspension(r, &until), -EPROTO);
 	freeReplyObject(r);
 }
+
+Test(cluster_reply, stream_entries)
+{
+	struct cluster_stream_entry e;
+	redisReply *r = parse("*2\r\n$15\r\n1796457600000-0\r\n*6\r\n$4\r\nnode\r\n$2\r\nn1\r\n$2\r\nop\r\n$1\r\n+\r\n"
+			      "$4\r\nline\r\n$22\r\na@b.test,1,0,by phone\n\r\n");
+
+	cr_expect_eq(cluster_reply_stream_entry(r, &e), 0);
+	cr_expect_str_eq(e.id, "1796457600000-0");
+	cr_expect_str_eq(e.node, "n1");
+	cr_expect_str_eq(e.op, "+");
+	cr_expect_str_eq(e.line, "a@b.test,1,0,by phone\n");
+	freeReplyObject(r);
+	static const char *const bad[] = {
+		"*2\r\n$3\r\n1-0\r\n*4\r\n$4\r\nnode\r\n$2\r\nn1\r\n$2\r\nop\r\n$1\r\n+\r\n",             /* no line */
+		"*2\r\n$3\r\n1-0\r\n*6\r\n$4\r\nnode\r\n$2\r\nn1\r\n$2\r\nop\r\n$1\r\n*\r\n$4\r\nline\r\n$1\r\nx\r\n",   /* bad op */
+		"*2\r\n$3\r\n1-0\r\n*3\r\n$4\r\nnode\r\n$2\r\nn1\r\n$2\r\nop\r\n",                       /* odd fields */
+		"*1\r\n$3\r\n1-0\r\n", ":1\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = parse(bad[i]);
+		cr_expect_eq(cluster_reply_stream_entry(r, &e), -EPROTO, "case %zu accepted", i);
+		freeReplyObject(r);
+	}
+}
