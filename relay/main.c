@@ -44,6 +44,7 @@
 #include "seccomp_filter.h"
 #include "shaping_state.h"
 #include "cluster.h"
+#include "cluster_state.h"
 #include "server_tls.h"
 #include "smtp_server.h"
 #include "worker.h"
@@ -332,6 +333,8 @@ static int serve(struct config *cfg)
 	else if (src == 0)
 		log_info("shaping_state_load", "path=%s restored=%zu", state_path, restored);
 	uint64_t state_saved = shaping_state_generation();
+	if (cfg->cluster_redis[0] != '\0')
+		cluster_state_configure((unsigned)cfg->cluster_nodes);   /* fallback shares until Redis answers */
 	struct worker *workers = xcalloc(count + 1, sizeof(*workers));   /* + the local worker */
 	int rc = worker_start_all(workers, count, cfg, &plan);
 	if (rc < 0) {
