@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "shaping_state.h"
+#include "cluster.h"
 #include "xalloc.h"
 
 #define CONTROL_MAX_OUTPUT (64 << 20)  /* one answer, at most */
@@ -167,6 +168,12 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 			return 0;
 		}
 		return parse_fail(err, errlen, "%s", "shaping: status, or resume SITE (or source:NAME, or SITE/SOURCE)");
+	}
+	if (strcmp(words[i], "cluster") == 0) {
+		req->command = CONTROL_CLUSTER;
+		if (n == i + 2 && strcmp(words[i + 1], "status") == 0)
+			return 0;
+		return parse_fail(err, errlen, "%s", "cluster: status");
 	}
 	if (strcmp(words[i], "suppression") == 0) {
 		req->command = CONTROL_SUPPRESSION;
@@ -749,6 +756,18 @@ static void session_request(struct worker *w, struct control_session *s, const c
 	case CONTROL_SHAPING:
 		session_shaping(w, s, &req);
 		break;
+	case CONTROL_CLUSTER: {
+		struct buf b;
+		buf_init(&b, 1 << 20);
+		int rc = cluster_status_render(&b, req.json);
+		conn_write(s->c, buf_data(&b), buf_len(&b));
+		buf_free(&b);
+		if (rc < 0)
+			session_end(s, "-- error %s", strerror(-rc));
+		else
+			session_end(s, "-- ok");
+		break;
+	}
 	}
 }
 

@@ -47,7 +47,7 @@
 #define CONTROL_MAX_TOP 100000         /* queue summary top=N, at most */
 
 enum control_command { CONTROL_QUEUE, CONTROL_DOMAINS, CONTROL_STATS, CONTROL_RELOAD, CONTROL_RESOLVE,
-		       CONTROL_SUPPRESSION, CONTROL_SHAPING };
+		       CONTROL_SUPPRESSION, CONTROL_SHAPING, CONTROL_CLUSTER };
 
 struct control_request {
 	enum control_command command;

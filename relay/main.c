@@ -43,6 +43,8 @@
 #include "webhook.h"
 #include "seccomp_filter.h"
 #include "shaping_state.h"
+#include "cluster.h"
+#include "cluster_state.h"
 #include "server_tls.h"
 #include "smtp_server.h"
 #include "worker.h"
@@ -331,6 +333,8 @@ static int serve(struct config *cfg)
 	else if (src == 0)
 		log_info("shaping_state_load", "path=%s restored=%zu", state_path, restored);
 	uint64_t state_saved = shaping_state_generation();
+	if (cfg->cluster_redis[0] != '\0')
+		cluster_state_configure((unsigned)cfg->cluster_nodes);   /* fallback shares until Redis answers */
 	struct worker *workers = xcalloc(count + 1, sizeof(*workers));   /* + the local worker */
 	int rc = worker_start_all(workers, count, cfg, &plan);
 	if (rc < 0) {
@@ -344,6 +348,8 @@ static int serve(struct config *cfg)
 	}
 	if (webhook_start(cfg) < 0)
 		log_error("webhook_start", "note=\"no webhooks until a reload or restart\"");
+	if (cluster_start(cfg, workers, count) < 0)
+		log_error("cluster_start", "note=\"no cluster: every limit is this node's own\"");
 	log_info("ready", "version=%s workers=%u listen=%s", RINGMAIL_VERSION, count, cfg->listen[0].text);
 	rc = sdnotify_send("READY=1");
 	if (rc < 0)
@@ -365,6 +371,7 @@ static int serve(struct config *cfg)
 	}
 	log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
 	sdnotify_send("STOPPING=1");
+	cluster_stop();                        /* gives its leases back */
 	worker_stop_all(workers, count);
 	int status = worker_join_all(workers, count);
 	shaping_state_persist(state_path, &state_saved);

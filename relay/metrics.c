@@ -23,6 +23,7 @@
 #include "log.h"
 #include "mta_sts_delivery.h"
 #include "shaping.h"
+#include "cluster.h"
 #include "smtp_server.h"
 #include "version.h"
 #include "webhook.h"
@@ -726,7 +727,7 @@ static void metrics_answer(struct conn *c, int rc, const struct metrics_request 
 		struct metrics_process proc;
 		metrics_process_read(&proc);
 		if (metrics_render(&body, vals, n) < 0 || metrics_render_process(&body, &proc) < 0 ||
-		    webhook_metrics_render(&body) < 0)
+		    webhook_metrics_render(&body) < 0 || cluster_metrics_render(&body) < 0)
 			status = 500;
 		free(vals);
 	}

@@ -77,6 +77,7 @@ static const struct command commands[] = {
 	  "  ringmailctl resolve [--offline] [--nameserver ADDR[:PORT]]... [--port N] [--ipv4|--ipv6|--both] [--timeout S] [--tries N]\n"
 	  "                      [--route DOMAIN=TARGET]... [--relayhost TARGET] DOMAIN...   (offline)", true },
 	{ "shaping", control_cli_main, "shaping status [--json] | shaping resume SITE|source:NAME|SITE/SOURCE", true },
+	{ "cluster", control_cli_main, "cluster status [--json]   (Redis, this node, global rates, leases)", true },
 	{ "suppression", suppression_cli_main,
 	  "suppression list [ADDRESS] [--json] | add ADDRESS [--expire D] [--reason T] | remove ADDRESS\n"
 	  "                      | export [FILE] | import FILE|-", true },

@@ -20,6 +20,7 @@
 
 #include "auth_file.h"
 #include "bounce_class.h"
+#include "cluster_plan.h"
 #include "config_shaping.h"
 #include "dkim_key.h"
 #include "nexthop.h"
@@ -175,6 +176,19 @@ static const struct config_key config_keys[] = {
 	{ "user", KIND_STRING, OFF(user), 0, 0, "", "user to run as once listeners, spool lock and logs are open (started as root); \"\" = ringmail, and started as root without a ringmail user ringmaild refuses to run unless this is \"root\"; needs a restart" },
 	{ "security.landlock", KIND_BOOL, OFF(security_landlock), 0, 0, "true", "confine file access with Landlock to the spool, mailbox root, log and control socket directories and the files reloads read (best effort: kernels before 5.19 run unconfined, the log says so); needs a restart" },
 	{ "security.seccomp", KIND_BOOL, OFF(security_seccomp), 0, 0, "true", "a seccomp filter: syscalls the daemon does not use (execve, ptrace ...) kill it; needs a restart" },
+	/* several relays as one: shaping state shared in Redis (relay/cluster, docs/CLUSTER.md); needs a restart */
+	{ "cluster.redis", KIND_STRING, OFF(cluster_redis), 0, 0, "", "Redis server holding the shaping state every node shares, \"host:port\" or \"[ipv6]:port\" (plain TCP; no TLS with Debian 12's hiredis 0.14); \"\" = no cluster, every limit is this node's own; needs a restart" },
+	{ "cluster.node_name", KIND_STRING, OFF(cluster_node_name), 0, 0, "", "this node's name in the cluster (letters, digits, '.', '_', '-'; unique per node): it names its connection leases; \"\" = hostname" },
+	{ "cluster.nodes", KIND_INT, OFF(cluster_nodes), 1, 1000, "1", "how many nodes share the limits: while Redis is down or slow each node keeps rates and max_connections of shaping.file divided by this" },
+	{ "cluster.username", KIND_STRING, OFF(cluster_username), 0, 0, "", "Redis ACL user for AUTH (Redis 6+); \"\" = AUTH with the password alone (requirepass)" },
+	{ "cluster.password_file", KIND_STRING, OFF(cluster_password_file), 0, 0, "", "file whose first line is the Redis password (AUTH), read at start; \"\" = no AUTH" },
+	{ "cluster.key_prefix", KIND_STRING, OFF(cluster_key_prefix), 0, 0, "ringmail:", "prefix of every Redis key the cluster uses (nodes of one cluster share it)" },
+	{ "cluster.timeout", KIND_DURATION, OFF(cluster_timeout_ms), 10, 60000, "500ms", "connecting to Redis and each round trip must finish within this, else Redis counts as down (local limits) and the node reconnects" },
+	{ "cluster.reconnect_max", KIND_DURATION, OFF(cluster_reconnect_max_ms), 100, 600000, "5s", "longest wait between attempts to reconnect to Redis (the wait starts at 100ms and doubles)" },
+	{ "cluster.batch", KIND_INT, OFF(cluster_batch), 1, 100000, "10", "rate tokens a node takes from Redis in one round trip, for its workers to spend locally" },
+	{ "cluster.lease_ttl", KIND_DURATION, OFF(cluster_lease_ttl_ms), 1000, 3600000, "10s", "a node's connection leases (its share of a site's max_connections) expire this long after its last renewal: a dead node's share comes free after it" },
+	{ "cluster.poll_interval", KIND_DURATION, OFF(cluster_poll_interval_ms), 50, 60000, "250ms", "how often a node reads the shared suspensions and suppression changes (and writes its own): a change reaches every node within about this" },
+	{ "cluster.share_suppression", KIND_BOOL, OFF(cluster_share_suppression), 0, 0, "true", "suppression list changes (bounces, response rules, ringmailctl suppression add/remove/import) go to every node through a Redis stream and each node applies the others' to its own list" },
 };
 
 /* Keys of each entry of the "dkim.sign" list; all three are required. */
@@ -1065,6 +1079,39 @@ static int config_check_suppression(struct config *cfg, config_t *file, struct c
 	return 0;
 }
 
+/* config_check_cluster - cluster.*: the Redis address, a node name that
+ * can be a key's part, and the password read now (the file may be out of
+ * reach once privileges are dropped). */
+static int config_check_cluster(struct config *cfg, config_t *file, struct config_error *e)
+{
+	char host[256];
+	int port;
+
+	if (cfg->cluster_redis[0] == '\0')
+		return 0;
+	if (cluster_address_parse(cfg->cluster_redis, host, sizeof(host), &port) < 0)
+		return config_fail(e, "line %d: cluster.redis: \"%s\" is not host:port (port 1 to 65535)",
+				   key_line(file, "cluster.redis"), cfg->cluster_redis);
+	if (cfg->cluster_node_name[0] == '\0') {
+		char name[256] = "localhost";
+		gethostname(name, sizeof(name) - 1);
+		free(cfg->cluster_node_name);
+		cfg->cluster_node_name = xstrdup(name);
+	}
+	if (!cluster_name_valid(cfg->cluster_node_name))
+		return config_fail(e, "line %d: cluster.node_name: \"%s\" must be 1 to 63 letters, digits, '.', '_' or '-'",
+				   key_line(file, "cluster.node_name"), cfg->cluster_node_name);
+	if (strlen(cfg->cluster_key_prefix) > 64 || strpbrk(cfg->cluster_key_prefix, " \t\r\n") != NULL)
+		return config_fail(e, "line %d: cluster.key_prefix: at most 64 characters, no white space",
+				   key_line(file, "cluster.key_prefix"));
+	if (cfg->cluster_password_file[0] != '\0') {
+		char why[256];
+		if (cluster_password_read(cfg->cluster_password_file, &cfg->cluster_password, why, sizeof(why)) < 0)
+			return config_fail(e, "line %d: cluster.password_file: %s", key_line(file, "cluster.password_file"), why);
+	}
+	return 0;
+}
+
 /* config_check_http - the HTTP API needs its tokens: load them with the
  * config, so a reload re-reads the file and a bad one keeps the old. */
 static int config_check_http(struct config *cfg, config_t *file, struct config_error *e)
@@ -1172,6 +1219,8 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 	int http_rc = config_check_http(cfg, file, e);
 	if (http_rc < 0)
 		return http_rc;
+	if (config_check_cluster(cfg, file, e) < 0)
+		return -EINVAL;
 	bool signs_from = false;
 	for (size_t i = 0; i < cfg->dkim_header_count; i++)
 		signs_from |= strcmp(cfg->dkim_headers[i], "from") == 0;
@@ -1309,6 +1358,9 @@ struct config *config_free(struct config *cfg)
 	auth_file_free(cfg->auth);
 	bounce_classifier_free(cfg->bounce_classifier);
 	shaping_rules_free(cfg->shaping);
+	if (cfg->cluster_password != NULL)
+		explicit_bzero(cfg->cluster_password, strlen(cfg->cluster_password));
+	free(cfg->cluster_password);
 	http_tokens_free(cfg->http_tokens);
 	for (size_t i = 0; i < cfg->local_domain_count; i++)
 		free(cfg->local_domains[i]);

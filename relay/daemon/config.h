@@ -295,6 +295,21 @@ struct config {
 	struct config_webhook *webhooks;
 	size_t webhook_count;
 
+	/* cluster: shaping state shared in Redis (relay/cluster, docs/CLUSTER.md) */
+	char *cluster_redis;              /* "host:port"; "" = no cluster */
+	char *cluster_node_name;          /* this node's name ("" in the file: hostname) */
+	int64_t cluster_nodes;              /* nodes sharing the limits (fallback share) */
+	char *cluster_username;           /* AUTH user; "" = password only */
+	char *cluster_password_file;
+	char *cluster_password;           /* its first line, or NULL; owned */
+	char *cluster_key_prefix;
+	int64_t cluster_timeout_ms;
+	int64_t cluster_reconnect_max_ms;
+	int64_t cluster_batch;
+	int64_t cluster_lease_ttl_ms;
+	int64_t cluster_poll_interval_ms;
+	bool cluster_share_suppression;   /* changes through a Redis stream */
+
 	char *source_path;                /* the file it came from, or NULL */
 
 	/* lifetime (config_hold): not settings. serial names this load (1, 2,

@@ -3,6 +3,8 @@
  */
 #include "shaping_state.h"
 
+#include "cluster_state.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -147,7 +149,7 @@ bool shaping_state_connection_acquire(unsigned slot, uint32_t max)
 	uint32_t old = atomic_load_explicit(n, memory_order_relaxed);
 
 	do {
-		if (max != 0 && old >= max)
+		if (max != 0 && (old >= max || !cluster_state_lease_allows(slot, old)))
 			return false;
 	} while (!atomic_compare_exchange_weak_explicit(n, &old, old + 1, memory_order_relaxed, memory_order_relaxed));
 	return true;
@@ -173,6 +175,27 @@ bool shaping_state_wanted(unsigned slot, int64_t now_ms)
 	int64_t at = atomic_load_explicit(&states[slot].denied_ms, memory_order_relaxed);
 
 	return at != 0 && now_ms - at < 1000;
+}
+
+bool shaping_state_take(unsigned slot, enum shaping_bucket b, const struct token_bucket_rate *r, int64_t now_us,
+			int64_t *wait_us)
+{
+	if (!token_bucket_take(&states[slot].buckets[b], r, now_us, wait_us))
+		return false;
+	/* In a cluster the token needs a credit from Redis too (taken by the
+	 * cluster thread in batches): the local bucket shapes, the credits
+	 * hold the sum of every node to the site's rate. */
+	if (cluster_state_take(slot, (unsigned)b, r->interval_us, now_us / 1000, wait_us))
+		return true;
+	token_bucket_refund(&states[slot].buckets[b], r);
+	return false;
+}
+
+void shaping_state_refund(unsigned slot, enum shaping_bucket b, const struct token_bucket_rate *r)
+{
+	token_bucket_refund(&states[slot].buckets[b], r);
+	if (r->interval_us != 0)
+		cluster_state_refund(slot, (unsigned)b);
 }
 
 _Atomic int64_t *shaping_state_bucket(unsigned slot, enum shaping_bucket b)
@@ -236,6 +259,7 @@ struct token_bucket_rate shaping_state_rate(const struct shaping_site *site, enu
 	if (shaping_state_lowered(site->slot, kind, now_ms, &lowered, NULL) &&
 	    (tb.interval_us == 0 || lowered > tb.interval_us))
 		tb = (struct token_bucket_rate){ lowered, 1 };
+	tb.interval_us = cluster_state_scale_interval(tb.interval_us);   /* Redis down: this node's share */
 	return tb;
 }
 
@@ -248,7 +272,7 @@ uint32_t shaping_state_max_connections(const struct shaping_site *site, int64_t 
 	if (shaping_state_lowered(site->slot, SHAPING_LIMIT_MAX_CONNECTIONS, now_ms, &lowered, NULL) &&
 	    (max == 0 || lowered < max))
 		max = (uint32_t)lowered;
-	return max;
+	return cluster_state_max_connections(site->slot, max);   /* Redis down: this node's share */
 }
 
 uint64_t shaping_state_generation(void)

@@ -65,6 +65,14 @@ uint32_t shaping_state_connections(unsigned slot);
 void shaping_state_denied(unsigned slot, int64_t now_ms);
 bool shaping_state_wanted(unsigned slot, int64_t now_ms);
 
+/* shaping_state_take - a token of the slot's bucket b at rate r, and in
+ * a cluster a credit from Redis too (cluster_state.h); false with the
+ * wait when either is missing (nothing taken). shaping_state_refund -
+ * give back a token taken and not used. */
+bool shaping_state_take(unsigned slot, enum shaping_bucket b, const struct token_bucket_rate *r, int64_t now_us,
+			int64_t *wait_us);
+void shaping_state_refund(unsigned slot, enum shaping_bucket b, const struct token_bucket_rate *r);
+
 /* shaping_state_bucket - the slot's token bucket (token_bucket.h; times in
  * monotonic microseconds). */
 _Atomic int64_t *shaping_state_bucket(unsigned slot, enum shaping_bucket b);

@@ -5,6 +5,7 @@
 #include "suppress.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,20 @@ struct suppress_op {
 struct suppress_batch {
 	struct suppress_op *ops;
 	size_t count, cap;
+	bool from_cluster;                 /* not told to the observer */
 };
+
+static _Atomic(suppress_observer_fn *) observer;
+
+void suppress_observe(suppress_observer_fn *fn)
+{
+	atomic_store(&observer, fn);
+}
+
+void suppress_batch_from_cluster(struct suppress_batch *b)
+{
+	b->from_cluster = true;
+}
 
 /* The owner's state: written by the main thread in suppress_open before
  * any worker exists, then only by the one "suppress" helper thread. */
@@ -288,6 +302,8 @@ static void job_run(struct helper_job *job)
 	char line[SUPPRESSION_LINE_MAX + 4];
 	int rc = 0;
 
+	suppress_observer_fn *tell = j->batch->from_cluster ? NULL : atomic_load(&observer);
+
 	buf_init(&b, (size_t)1 << 34);
 	for (size_t i = 0; i < j->batch->count && rc == 0; i++) {
 		const struct suppress_op *op = &j->batch->ops[i];
@@ -295,6 +311,8 @@ static void job_run(struct helper_job *job)
 			if (!suppression_list_remove(owner.list, op->address))
 				continue;
 			rc = buf_append_printf(&b, "-,%s\n", op->address);
+			if (tell != NULL)
+				tell(true, op->address);
 		} else {
 			if (suppression_list_add(owner.list, op->address, op->created_s, op->expires_s,
 						 op->reason) < 0)
@@ -306,6 +324,8 @@ static void job_run(struct helper_job *job)
 			memcpy(line, "+,", 2);
 			size_t n = suppression_csv_format(line + 2, sizeof(line) - 2, &e);
 			rc = buf_append(&b, line, n + 2);
+			if (tell != NULL)
+				tell(false, line + 2);
 		}
 		j->changed++;
 		owner.journal_lines++;

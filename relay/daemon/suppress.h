@@ -60,6 +60,19 @@ void suppress_batch_add(struct suppress_batch *b, const char *address, int64_t c
 void suppress_batch_remove(struct suppress_batch *b, const char *address);
 size_t suppress_batch_count(const struct suppress_batch *b);
 
+/* suppress_batch_from_cluster - b came from another node (through the
+ * cluster, relay/cluster): applied like any batch, not told to the
+ * observer again. */
+void suppress_batch_from_cluster(struct suppress_batch *b);
+
+/* suppress_observer_fn - on the owner thread, once per change a batch
+ * made (not for batches from the cluster): remove false with line an
+ * entry's CSV (suppression_csv_format, with its newline), remove true with
+ * line the address. suppress_observe - set it (NULL: none), before the
+ * workers start or at any time (an atomic pointer). */
+typedef void suppress_observer_fn(bool remove, const char *line);
+void suppress_observe(suppress_observer_fn *fn);
+
 /* suppress_done_fn - on the submitting worker: result 0 or -errno (the
  * journal could not be written: the change holds until a restart);
  * changed = adds that were valid plus removes that found an entry. */

@@ -78,6 +78,10 @@ struct delivery_stats {
 /* shaping_resume - on w's thread, after shaping_state_resume(slot): every
  * worker puts the items it parked for the site back in their domains now. */
 void shaping_resume(struct worker *w, unsigned slot);
+/* shaping_resume_posted - the same from a thread that is no worker (the
+ * cluster thread, when a resume comes from another node): a post to each
+ * of the count + 1 workers of all. */
+void shaping_resume_posted(struct worker *all, unsigned count, unsigned slot);
 
 void delivery_get_stats(const struct worker *w, struct delivery_stats *out);
 

@@ -166,9 +166,9 @@ static int64_t take_rate(const struct shaping_site *const *e, enum shaping_limit
 		if (e[i] == NULL)
 			continue;
 		rates[i] = shaping_state_rate(e[i], kind, now_ms);
-		if (!token_bucket_take(shaping_state_bucket(e[i]->slot, bucket), &rates[i], now_ms * 1000, &wait_us)) {
+		if (!shaping_state_take(e[i]->slot, bucket, &rates[i], now_ms * 1000, &wait_us)) {
 			if (i == 1 && e[0] != NULL)
-				token_bucket_refund(shaping_state_bucket(e[0]->slot, bucket), &rates[0]);
+				shaping_state_refund(e[0]->slot, bucket, &rates[0]);
 			return (wait_us + 999) / 1000;
 		}
 	}
@@ -876,5 +876,16 @@ void shaping_resume(struct worker *w, unsigned slot)
 		rp->post.discard = resume_discard;
 		rp->slot = slot;
 		worker_post(w, &w->all[i], &rp->post);
+	}
+}
+
+void shaping_resume_posted(struct worker *all, unsigned count, unsigned slot)
+{
+	for (unsigned i = 0; i <= count; i++) {
+		struct resume_post *rp = xcalloc(1, sizeof(*rp));
+		rp->post.handle = resume_arrived;
+		rp->post.discard = resume_discard;
+		rp->slot = slot;
+		worker_post(NULL, &all[i], &rp->post);
 	}
 }

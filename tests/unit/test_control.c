@@ -22,6 +22,7 @@ static const char *command_name(enum control_command c)
 	case CONTROL_RESOLVE: return "resolve";
 	case CONTROL_SUPPRESSION: return "suppression";
 	case CONTROL_SHAPING: return "shaping";
+	case CONTROL_CLUSTER: return "cluster";
 	}
 	return "?";
 }
