@@ -26,6 +26,9 @@
 #define RINGMAIL_TLSRPT_DELIVERY_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "worker.h"
 
 #include "tls.h"
 #include "tlsrpt.h"
@@ -58,5 +61,27 @@ void tlsrpt_delivery_sts_or_none(const struct delivery *dl, const struct qdomain
 /* tlsrpt_delivery_cert_result - the RFC 8460 result type of a
  * certificate problem (validation-failure for anything not named). */
 enum tlsrpt_result tlsrpt_delivery_cert_result(enum tls_cert_problem p);
+
+/*
+ * A report mail on its way into the queue, from the reporter thread to a
+ * worker (the DSN path of outcome.c: commit, then delivery_submit):
+ *
+ *   j = tlsrpt_mail_job_new(sender, rcpt, body, len);     reporter
+ *   tlsrpt_mail_job_post(w, j);                           a worker commits it
+ *   while ((rc = tlsrpt_mail_job_result(j)) == 1) wait;   0 queued, -errno not
+ *   j = tlsrpt_mail_job_release(j);
+ *
+ * Both sides hold a reference; the last release frees it.
+ */
+struct tlsrpt_mail_job;
+
+struct tlsrpt_mail_job *tlsrpt_mail_job_new(const char *sender, const char *recipient, const char *body,
+					    size_t len);
+void tlsrpt_mail_job_post(struct worker *w, struct tlsrpt_mail_job *j);
+/* tlsrpt_mail_job_result - 1 pending, 0 durable and queued, -errno. */
+int tlsrpt_mail_job_result(const struct tlsrpt_mail_job *j);
+/* tlsrpt_mail_job_queue_id - the queue id once queued. */
+const char *tlsrpt_mail_job_queue_id(const struct tlsrpt_mail_job *j);
+struct tlsrpt_mail_job *tlsrpt_mail_job_release(struct tlsrpt_mail_job *j);
 
 #endif
