@@ -68,6 +68,12 @@ static bool is_wsp(char c)
 	return c == ' ' || c == '\t';
 }
 
+static bool name_char(char c, bool first)
+{
+	bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+	return alnum || (!first && (c == '_' || c == '-' || c == '.'));
+}
+
 static int hex_value(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -99,6 +105,8 @@ int tlsrpt_mailto_address(const char *uri, char *out, size_t size)
 		if (c == '@') {
 			ats++;
 			at = n;
+		} else if (ats > 0 && !name_char((char)c, false)) {
+			return -EINVAL;         /* the domain: letters, digits, '-', '.' */
 		}
 		if (n + 1 >= size)
 			return -EINVAL;
@@ -160,12 +168,6 @@ static int parse_rua(const char *p, const char *end, struct tlsrpt_rua *out, con
 		}
 	}
 	return 0;
-}
-
-static bool name_char(char c, bool first)
-{
-	bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-	return alnum || (!first && (c == '_' || c == '-' || c == '.'));
 }
 
 /* parse_field - one "name=value" at *pp (up to ';' or end). */

@@ -100,6 +100,7 @@ Test(tlsrpt, record_unusable_uris_are_skipped)
 	cr_expect_str_eq(addr, "ok@r.example");
 	cr_expect_eq(tlsrpt_mailto_address("mailto:a@b@c", addr, sizeof(addr)), -EINVAL);
 	cr_expect_eq(tlsrpt_mailto_address("mailto:@b", addr, sizeof(addr)), -EINVAL);
+	cr_expect_eq(tlsrpt_mailto_address("mailto:a@b.examplehttps://x/y", addr, sizeof(addr)), -EINVAL);
 	cr_expect_eq(tlsrpt_mailto_address("mailto:a%4", addr, sizeof(addr)), -EINVAL);
 	cr_expect_eq(tlsrpt_mailto_address("https://a@b", addr, sizeof(addr)), -EINVAL);
 }
