@@ -604,6 +604,7 @@ static void *reporter_main(void *arg)
 
 int tlsrpt_reporter_start(const struct config *cfg, struct worker *workers)
 {
+	rep.workers = workers;             /* a reload may enable it later */
 	if (!cfg->tls_rpt_enabled || rep.running)
 		return 0;
 	size_t n = strlen(cfg->spool_dir) + sizeof("/tlsrpt");
@@ -615,7 +616,6 @@ int tlsrpt_reporter_start(const struct config *cfg, struct worker *workers)
 		log_error("tlsrpt_start", "dir=%s error=\"%s\"", rep.dir, strerror(errno));
 		return rc;
 	}
-	rep.workers = workers;
 	atomic_store(&rep.stop, false);
 	atomic_store(&rep.pending, config_hold(cfg));
 	tlsrpt_queue_enable((size_t)cfg->tls_rpt_max_queued);
