@@ -41,6 +41,7 @@
 #include "sdnotify.h"
 #include "suppress.h"
 #include "webhook.h"
+#include "tlsrpt_reporter.h"
 #include "seccomp_filter.h"
 #include "shaping_state.h"
 #include "cluster.h"
@@ -180,6 +181,7 @@ static void reload(struct worker *workers, unsigned count, const char *path,
 	logs_open(cfg);
 	worker_reload_all(workers, count, cfg);
 	webhook_reload(cfg);
+	tlsrpt_reporter_reload(cfg);
 	config_release(old);
 	config_retired_free();
 	log_info("reload", "result=ok serial=%lu configs_live=%zu", cfg->serial, config_live_count());
@@ -350,6 +352,8 @@ static int serve(struct config *cfg)
 		log_error("webhook_start", "note=\"no webhooks until a reload or restart\"");
 	if (cluster_start(cfg, workers, count) < 0)
 		log_error("cluster_start", "note=\"no cluster: every limit is this node's own\"");
+	if (tlsrpt_reporter_start(cfg, workers) < 0)
+		log_error("tlsrpt_start", "note=\"no TLS-RPT until a restart\"");
 	log_info("ready", "version=%s workers=%u listen=%s", RINGMAIL_VERSION, count, cfg->listen[0].text);
 	rc = sdnotify_send("READY=1");
 	if (rc < 0)
@@ -377,6 +381,7 @@ static int serve(struct config *cfg)
 	shaping_state_persist(state_path, &state_saved);
 	free(state_path);
 	webhook_stop();
+	tlsrpt_reporter_stop();       /* after the workers: their last results are saved */
 	free(workers);
 	/* The workers released theirs when joined: ours is the last. */
 	current = config_release(current);

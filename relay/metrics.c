@@ -27,6 +27,7 @@
 #include "smtp_server.h"
 #include "version.h"
 #include "webhook.h"
+#include "tlsrpt_reporter.h"
 #include "xalloc.h"
 
 #define METRICS_MAX_BODY (1 << 20)
@@ -727,7 +728,8 @@ static void metrics_answer(struct conn *c, int rc, const struct metrics_request 
 		struct metrics_process proc;
 		metrics_process_read(&proc);
 		if (metrics_render(&body, vals, n) < 0 || metrics_render_process(&body, &proc) < 0 ||
-		    webhook_metrics_render(&body) < 0 || cluster_metrics_render(&body) < 0)
+		    webhook_metrics_render(&body) < 0 || cluster_metrics_render(&body) < 0 ||
+		    tlsrpt_metrics_render(&body) < 0)
 			status = 500;
 		free(vals);
 	}

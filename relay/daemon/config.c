@@ -145,6 +145,19 @@ static const struct config_key config_keys[] = {
 	{ "mta_sts.recheck_interval", KIND_DURATION, OFF(mta_sts_recheck_interval_ms), 1000, DAY_MS, "1h", "while mail flows to a domain, look up its _mta-sts TXT record again this often: a new id means a new fetch (the cached policy applies meanwhile)" },
 	{ "mta_sts.refresh_before", KIND_DURATION, OFF(mta_sts_refresh_before_ms), 0, 30 * DAY_MS, "1d", "a cached policy that expires within this (at most half its max_age) is fetched again in the background at the next TXT check (RFC 8461 5.1)" },
 	{ "mta_sts.https_port", KIND_INT, OFF(mta_sts_https_port), 1, 65535, "443", "port of https://mta-sts.DOMAIN/ (RFC 8461: 443; another port only for test networks, the certificate is still checked for mta-sts.DOMAIN)" },
+	/* TLS-RPT (RFC 8460): relay/tlsrpt_reporter.c, relay/delivery/tlsrpt_delivery.c, docs/TLS.md */
+	{ "tls_rpt.enabled", KIND_BOOL, OFF(tls_rpt_enabled), 0, 0, "false", "count outbound TLS sessions to MX hosts per recipient domain, policy (MTA-STS, DANE, none) and UTC day, and send each domain that publishes an _smtp._tls TXT record (RFC 8460) its daily report by mail (through this relay) or HTTPS POST; off by default, as in Postfix: reports are mail to third parties in your name (set tls_rpt.sender and tls_rpt.organization_name first)" },
+	{ "tls_rpt.organization_name", KIND_STRING, OFF(tls_rpt_organization_name), 0, 0, "", "the report's organization-name; \"\" = hostname" },
+	{ "tls_rpt.contact_info", KIND_STRING, OFF(tls_rpt_contact_info), 0, 0, "", "the report's contact-info (an address or URL); \"\" = tls_rpt.sender" },
+	{ "tls_rpt.sender", KIND_STRING, OFF(tls_rpt_sender), 0, 0, "", "envelope sender and From: of report mail; its domain is the TLS-Report-Submitter; \"\" = postmaster@hostname" },
+	{ "tls_rpt.report_interval", KIND_DURATION, OFF(tls_rpt_report_interval_ms), 1000, 7 * DAY_MS, "1d", "the reporting period: sessions are counted per period (aligned to the Unix epoch, so 1d is the UTC day, RFC 8460 4.1) and a period's reports go out once it has ended; shorter only for tests" },
+	{ "tls_rpt.report_delay", KIND_DURATION, OFF(tls_rpt_report_delay_ms), 0, DAY_MS, "5m", "how long after a period's end its reports go out (sessions still in flight at midnight are counted first)" },
+	{ "tls_rpt.save_interval", KIND_DURATION, OFF(tls_rpt_save_interval_ms), 100, 600000, "10s", "how often the counts of the open period are written to spool.dir/tlsrpt/ (also at a clean stop): a crash loses at most this much" },
+	{ "tls_rpt.http_timeout", KIND_DURATION, OFF(tls_rpt_http_timeout_ms), 1000, 600000, "30s", "an https: report's whole POST (connect, TLS, answer) must finish within this" },
+	{ "tls_rpt.retry_interval", KIND_DURATION, OFF(tls_rpt_retry_interval_ms), 1000, DAY_MS, "15m", "a report that could not be sent (DNS, HTTPS, the queue) is tried again after this" },
+	{ "tls_rpt.max_attempts", KIND_INT, OFF(tls_rpt_max_attempts), 1, 100, "5", "tries per domain's report before it is given up (logged as tlsrpt_report result=failed)" },
+	{ "tls_rpt.max_domains", KIND_INT, OFF(tls_rpt_max_domains), 1, 10000000, "100000", "recipient domains counted per period; sessions to more are not counted (logged once)" },
+	{ "tls_rpt.max_queued", KIND_INT, OFF(tls_rpt_max_queued), 16, 10000000, "100000", "session results waiting for the reporter thread; beyond it they are dropped, never waited for (ringmail_tlsrpt_dropped_total)" },
 	{ "pop3.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "POP3 listen addresses on the local worker; empty = no POP3 endpoint" },
 	{ "pop3s.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS POP3 listen addresses (RFC 8314, conventionally port 995) on the local worker; needs tls.cert_file; empty = none" },
 	{ "pop3.allow_plaintext", KIND_BOOL, OFF(pop3_allow_plaintext), 0, 0, "false", "allow USER/PASS and AUTH PLAIN without TLS (else only after STLS or on pop3s.listen)" },
@@ -1233,6 +1246,13 @@ static int config_check(struct config *cfg, config_t *file, struct config_error 
 		return config_fail(e, "line %d: control.mode: \"%s\" is not an octal mode (0000 to 0777)",
 				   key_line(file, "control.mode"), cfg->control_mode_text);
 	cfg->control_mode = (int)mode;
+	if (cfg->tls_rpt_sender[0] != '\0') {
+		const char *at = strchr(cfg->tls_rpt_sender, '@');
+		if (at == NULL || at == cfg->tls_rpt_sender || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
+		    strpbrk(cfg->tls_rpt_sender, " \t<>\"\\,;") != NULL)
+			return config_fail(e, "line %d: tls_rpt.sender: \"%s\" is not a plain address (local@domain)",
+					   key_line(file, "tls_rpt.sender"), cfg->tls_rpt_sender);
+	}
 	if (cfg->hostname[0] == '\0') {
 		char host[256] = "localhost";
 		gethostname(host, sizeof(host) - 1);

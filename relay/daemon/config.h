@@ -226,6 +226,18 @@ struct config {
 	int64_t mta_sts_recheck_interval_ms;  /* TXT lookup again while mail flows */
 	int64_t mta_sts_refresh_before_ms;    /* refetch a policy this close to expiry */
 	int64_t mta_sts_https_port;       /* 443 but in test networks */
+	bool tls_rpt_enabled;             /* TLS-RPT counting and reports (tlsrpt_reporter.c) */
+	char *tls_rpt_organization_name;  /* "" = hostname */
+	char *tls_rpt_contact_info;       /* "" = the sender */
+	char *tls_rpt_sender;             /* "" = postmaster@hostname */
+	int64_t tls_rpt_report_interval_ms;
+	int64_t tls_rpt_report_delay_ms;
+	int64_t tls_rpt_save_interval_ms;
+	int64_t tls_rpt_http_timeout_ms;
+	int64_t tls_rpt_retry_interval_ms;
+	int64_t tls_rpt_max_attempts;
+	int64_t tls_rpt_max_domains;
+	int64_t tls_rpt_max_queued;
 	char *auth_file;                  /* next hops' SMTP AUTH credentials; "" = none */
 	struct auth_file *auth;           /* auth_file, loaded; NULL = none (owned) */
 

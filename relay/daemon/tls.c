@@ -741,3 +741,23 @@ struct tls_saved_session *tls_saved_session_free(struct tls_saved_session *saved
 	free(saved);
 	return NULL;
 }
+
+enum tls_cert_problem tls_cert_problem_of(const struct tls_session *s)
+{
+	uint32_t vr;
+
+	if (s == NULL)
+		return TLS_CERT_NONE;
+	vr = mbedtls_ssl_get_verify_result(&s->ssl);
+	if (vr == 0)
+		return TLS_CERT_OK;
+	if (vr == (uint32_t)-1 || (vr & MBEDTLS_X509_BADCERT_SKIP_VERIFY) != 0)
+		return mbedtls_ssl_get_peer_cert(&s->ssl) == NULL ? TLS_CERT_NONE : TLS_CERT_OTHER;
+	if (vr & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE))
+		return TLS_CERT_EXPIRED;
+	if (vr & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+		return TLS_CERT_NOT_TRUSTED;
+	if (vr & MBEDTLS_X509_BADCERT_CN_MISMATCH)
+		return TLS_CERT_HOST_MISMATCH;
+	return TLS_CERT_OTHER;
+}

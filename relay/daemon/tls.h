@@ -194,4 +194,19 @@ struct tls_saved_session *tls_saved_session_free(struct tls_saved_session *saved
  * retry path in mbedTLS and here. */
 void tls_session_set_stutter(struct tls_session *s, int on);
 
+/* Why a peer's certificate did not verify, in the categories TLS-RPT
+ * (RFC 8460 4.3.1) reports. */
+enum tls_cert_problem {
+	TLS_CERT_OK,            /* verified, or nothing checked yet */
+	TLS_CERT_NONE,          /* no certificate (or no handshake) */
+	TLS_CERT_EXPIRED,       /* expired or not yet valid */
+	TLS_CERT_HOST_MISMATCH, /* does not name the host */
+	TLS_CERT_NOT_TRUSTED,   /* does not chain to the CA bundle */
+	TLS_CERT_OTHER,         /* revoked, bad key usage, ... */
+};
+
+/* tls_cert_problem_of - the first problem of s's peer certificate, by
+ * the verification flags mbedTLS kept (also after a failed handshake). */
+enum tls_cert_problem tls_cert_problem_of(const struct tls_session *s);
+
 #endif

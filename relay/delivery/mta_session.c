@@ -50,6 +50,7 @@
 #include "smtp_client.h"
 #include "tls.h"
 #include "tls_policy.h"
+#include "tlsrpt_delivery.h"
 
 /* How far into an address's round robin a session looks for a domain it
  * may carry (TLS policy, MX name): all alike in practice. */
@@ -648,6 +649,19 @@ static void mta_sts_report(struct mta_session *s, const char *would_refuse)
 		 session_mx_text(s), s->ip, would_refuse);
 }
 
+/* mta_tlsrpt - one TLS-RPT result (RFC 8460) of this connection; why
+ * becomes the failure-reason-code. */
+static void mta_tlsrpt(struct mta_session *s, enum tlsrpt_result result, const char *why)
+{
+	const char *mx = session_mx(s);
+	struct tlsrpt_where where = {
+		.sending_ip = s->source, .mx = mx != NULL && mx[0] != '[' ? mx : NULL, .ip = s->ip,
+		.reason_code = why,
+	};
+
+	tlsrpt_delivery_sts_or_none(s->dl, s->d, result, &where);
+}
+
 /* mta_tls_failed - STARTTLS or the handshake failed on this connection,
  * which is over: under "may" the same address is tried again in clear
  * (once per host); otherwise the host failed, with a reason that says TLS. */
@@ -662,6 +676,8 @@ static void mta_tls_failed(struct mta_session *s, const char *why)
 		 fallback ? "retry_without_tls" : "next_host", quoted);
 	mta_explain(s, "4.7.5", "TLS failed: ", why);
 	mta_sts_report(s, "TLS failed");
+	mta_tlsrpt(s, tlsrpt_delivery_cert_result(s->conn != NULL ? tls_cert_problem_of(s->conn->tls) : TLS_CERT_NONE),
+		   why);
 	s->retry_clear = fallback;
 	mta_enter_state(s, MTA_CLOSED);
 }
@@ -678,6 +694,8 @@ static bool mta_tls_gate(struct mta_session *s)
 	case TLS_STEP_CLEAR:
 		if (!offered)
 			mta_sts_report(s, "STARTTLS not offered");
+		if (!offered && !s->at.clear_only)
+			mta_tlsrpt(s, TLSRPT_STARTTLS_NOT_SUPPORTED, "STARTTLS not offered");
 		return false;
 	case TLS_STEP_START:
 		if (smtp_client_starttls(s->client) == 0) {
@@ -695,6 +713,7 @@ static bool mta_tls_gate(struct mta_session *s)
 		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=tls_not_offered policy=%s",
 			 domain_name(s), session_mx_text(s), s->ip, config_tls_policy_name(s->tls_policy));
 		mta_explain(s, "4.7.4", "TLS required but STARTTLS not offered", "");
+		mta_tlsrpt(s, TLSRPT_STARTTLS_NOT_SUPPORTED, "STARTTLS not offered");
 	}
 	s->failed = true;
 	smtp_client_quit(s->client);
@@ -877,6 +896,7 @@ static void ev_starttls(void *arg, bool ok, const struct smtp_client_result *r)
 		log_info("delivery_connection", "domain=%s mx=%s ip=%s result=starttls_refused code=%d reply=%s",
 			 domain_name(s), session_mx_text(s), s->ip, r ? r->code : 0, quoted);
 		mta_enter_state(s, MTA_READY);
+		mta_tlsrpt(s, TLSRPT_STARTTLS_NOT_SUPPORTED, "STARTTLS refused");
 		if (tls_policy_required(s->tls_policy)) {
 			snprintf(why, sizeof(why), "%d %s", r ? r->code : 0, text);
 			mta_explain(s, "4.7.4", "STARTTLS refused: ", why);
@@ -1230,6 +1250,13 @@ static void out_tls_ready(struct conn *c, bool ok)
 		 info.cipher ? info.cipher : "?", info.verified, info.resumed);
 	if (!info.verified)
 		mta_sts_report(s, "certificate not verified for the MX host");
+	/* Under mode testing an unverified certificate is what the report
+	 * is for; with no policy (or "verify" passed) the session counts as
+	 * a success. */
+	if (!info.verified && s->tls_applied == TLS_APPLIED_MTA_STS_TESTING)
+		mta_tlsrpt(s, tlsrpt_delivery_cert_result(tls_cert_problem_of(c->tls)), tls_strerror(c->tls));
+	else
+		mta_tlsrpt(s, TLSRPT_SUCCESS, NULL);
 	/* Under "implicit" the greeting comes next, over TLS; after
 	 * STARTTLS, EHLO again. */
 	if (smtp_client_state(s->client) == SMTP_CLIENT_TLS)

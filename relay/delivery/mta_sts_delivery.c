@@ -15,6 +15,7 @@
 #include "mta_sts_fetch.h"
 #include "mta_sts_store.h"
 #include "queue.h"
+#include "tlsrpt_delivery.h"
 
 _Static_assert(TLS_APPLIED_COUNT == DELIVERY_TLS_POLICIES, "delivery.h's count of TLS policies");
 
@@ -217,6 +218,8 @@ bool mta_sts_delivery_route_refused(struct delivery *dl, struct qdomain *d, cons
 		struct mta_sts_host_decision dec = mta_sts_enforce_host(CONFIG_TLS_MAY, false, p, route->hosts[h].name);
 		any |= dec.allowed;
 		if (dec.report && d->sts->reported != route) {
+			struct tlsrpt_where where = { .mx = route->hosts[h].name, .reason_code = "MX host not in the policy" };
+			tlsrpt_delivery_sts_or_none(dl, d, TLSRPT_VALIDATION_FAILURE, &where);
 			dl->stats.mta_sts_reports++;
 			log_warn("mta_sts_report", "domain=%s mode=testing id=%s mx=%s would_refuse=\"%s\"", d->name,
 				 d->sts->cache->id, route->hosts[h].name, "MX host not in the policy");
@@ -225,6 +228,10 @@ bool mta_sts_delivery_route_refused(struct delivery *dl, struct qdomain *d, cons
 	d->sts->reported = route;
 	if (any || p->mode != MTA_STS_MODE_ENFORCE || d->ready_head == NULL)
 		return false;
+	for (size_t h = 0; h < route->host_count; h++) {
+		struct tlsrpt_where where = { .mx = route->hosts[h].name, .reason_code = "MX host not in the policy" };
+		tlsrpt_delivery_sts_or_none(dl, d, TLSRPT_VALIDATION_FAILURE, &where);
+	}
 	hosts_text(hosts, sizeof(hosts), route);
 	if (snprintf(text, sizeof(text), "MTA-STS policy of %s (mode enforce, id %s) lists none of its MX hosts (%s)",
 		     d->name, d->sts->cache->id, hosts) >= (int)sizeof(text))
@@ -334,6 +341,23 @@ bool mta_sts_delivery_gate(struct delivery *dl, struct qdomain *d)
 	return mta_sts_delivery_busy(d) && st->blocking;
 }
 
+/* sts_tlsrpt_fetch_failed - TLS-RPT: the policy could not be had
+ * (RFC 8460 4.3.2.2), under the cached policy if one still applies. */
+static void sts_tlsrpt_fetch_failed(struct delivery *dl, struct qdomain *d, const struct sts_job *j)
+{
+	enum tlsrpt_result r = TLSRPT_STS_POLICY_FETCH_ERROR;
+	struct tlsrpt_where where = { .reason_code = j->error };
+
+	if (j->fetch_rc == -EINVAL && strncmp(j->error, "the policy does not parse", 25) == 0)
+		r = TLSRPT_STS_POLICY_INVALID;
+	else if (j->fetch_rc == -EIO && (strstr(j->error, "certificate") != NULL || strstr(j->error, "SSL") != NULL))
+		r = TLSRPT_STS_WEBPKI_INVALID;
+	if (mta_sts_delivery_policy(dl, d) != NULL)
+		tlsrpt_delivery_sts_or_none(dl, d, r, &where);
+	else
+		tlsrpt_delivery_record(dl, d, TLSRPT_POLICY_STS, NULL, NULL, r, &where);
+}
+
 /* sts_job_done - on the worker: the job's answer becomes d's. */
 static void sts_job_done(struct helper_job *job)
 {
@@ -363,6 +387,7 @@ static void sts_job_done(struct helper_job *job)
 					 strerror(-j->store_rc));
 		} else {
 			dl->stats.mta_sts_fetch_failures++;
+			sts_tlsrpt_fetch_failed(dl, d, j);
 			log_warn("mta_sts_fetch", "domain=%s result=failed id=%s error=\"%s\" using=%s", d->name, j->id,
 				 j->error, j->cache != NULL && mta_sts_cache_valid(j->cache, wall_ms() / 1000)
 				 ? "cached" : "none");

@@ -34,6 +34,7 @@
 #include "queue.h"
 #include "tls.h"
 #include "tls_policy.h"
+#include "tlsrpt_delivery.h"
 
 /* Defined in mta_session.c, declared by no header. */
 extern const struct conn_handler delivery_conn_handler;
@@ -344,6 +345,33 @@ const char *tls_applied_name(enum tls_applied p)
 	return p == TLS_APPLIED_MTA_STS ? "mta-sts" : "other";
 }
 
+/* ---- fakes: TLS-RPT ------------------------------------------------------ */
+
+/* The results the session reported, in order (tlsrpt_delivery.h). */
+static enum tlsrpt_result tlsrpt_seen[16];
+static size_t tlsrpt_seen_count;
+
+void tlsrpt_delivery_sts_or_none(const struct delivery *x, const struct qdomain *qd, enum tlsrpt_result result,
+				 const struct tlsrpt_where *where)
+{
+	(void)x;
+	(void)qd;
+	(void)where;
+	if (tlsrpt_seen_count < sizeof(tlsrpt_seen) / sizeof(tlsrpt_seen[0]))
+		tlsrpt_seen[tlsrpt_seen_count++] = result;
+}
+
+enum tlsrpt_result tlsrpt_delivery_cert_result(enum tls_cert_problem p)
+{
+	return p == TLS_CERT_NOT_TRUSTED ? TLSRPT_CERTIFICATE_NOT_TRUSTED : TLSRPT_VALIDATION_FAILURE;
+}
+
+enum tls_cert_problem tls_cert_problem_of(const struct tls_session *s)
+{
+	(void)s;
+	return TLS_CERT_NOT_TRUSTED;
+}
+
 /* ---- fakes: the queue --------------------------------------------------- */
 
 uint64_t delivery_rng_next(struct delivery *x)
@@ -586,6 +614,7 @@ static struct dns_route *make_route(size_t nhosts, const size_t *addrs)
 
 static void world_init(void)
 {
+	tlsrpt_seen_count = 0;
 	memset(&fx, 0, sizeof(fx));
 	fake_sts = NULL;
 	memset(&w, 0, sizeof(w));
@@ -1154,6 +1183,10 @@ Test(mta_session, starttls_offered_and_completed)
 		cr_assert_eq(fc->start_tls, 1);
 		expect_connects(1);
 		expect_state("idle");
+		/* TLS-RPT: one successful session. */
+		cr_assert_eq(tlsrpt_seen_count, 1, "%s: TLS-RPT results: got %zu, want 1", policy_names[p],
+			     tlsrpt_seen_count);
+		cr_assert_eq(tlsrpt_seen[0], TLSRPT_SUCCESS);
 	}
 }
 
@@ -1179,6 +1212,11 @@ Test(mta_session, starttls_not_offered_or_refused)
 				greet(fc, refused ? EHLO_TLS : EHLO_PIPE);
 			}
 			cr_assert_eq(fc->start_tls, 0, "%s: conn_start_tls called", row);
+			if (p != CONFIG_TLS_NONE) {
+				cr_assert_eq(tlsrpt_seen_count, 1, "%s refused=%d: TLS-RPT results: got %zu, want 1",
+					     row, refused, tlsrpt_seen_count);
+				cr_assert_eq(tlsrpt_seen[0], TLSRPT_STARTTLS_NOT_SUPPORTED);
+			}
 			if (!tls_policy_required(policy.tls)) {
 				deliver_one(fc, refused ? ENVELOPE_1_NOSIZE : ENVELOPE_1);
 				expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
@@ -1249,8 +1287,14 @@ Test(mta_session, starttls_handshake_failure)
 				expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
 				cr_assert_eq(fc->start_tls, 0);
 				cr_assert_eq(fx.defers, 0);
+				/* TLS-RPT: the failed handshake; the clear retry is no TLS session. */
+				cr_assert_eq(tlsrpt_seen_count, 1, "may %s: TLS-RPT results: got %zu", how_names[how],
+					     tlsrpt_seen_count);
+				cr_assert_eq(tlsrpt_seen[0], TLSRPT_CERTIFICATE_NOT_TRUSTED);
 				continue;
 			}
+			cr_assert_eq(tlsrpt_seen_count, 2, "%s %s: TLS-RPT results: got %zu, want 2", policy_names[p],
+				     how_names[how], tlsrpt_seen_count);
 			expect_connects(2);
 			expect_connect_ip(1, "192.0.2.12");
 			cr_assert_eq(fx.ndone, 0);
