@@ -119,6 +119,9 @@ static const struct metric_desc {
 	{ METRICS_QUEUE_OLDEST_AGE, KIND_GAUGE_MAX, "ringmail_queue_oldest_age_seconds", "Age of the oldest queued item (its message's arrival), 0 when the queue is empty." },
 	{ METRICS_TLS_OUT_FULL, KIND_COUNTER, "ringmail_outbound_tls_full_total", "Outbound TLS handshakes that were full (no session resumed)." },
 	{ METRICS_TLS_OUT_RESUMED, KIND_COUNTER, "ringmail_outbound_tls_resumed_total", "Outbound TLS handshakes that resumed a cached session (delivery.tls_session_cache_size)." },
+	{ METRICS_DANE_LOOKUPS, KIND_COUNTER, "ringmail_dane_lookups_total", "TLSA lookups (_25._tcp.MX) for DANE (RFC 7672)." },
+	{ METRICS_DANE_VERIFIED, KIND_COUNTER, "ringmail_dane_verified_total", "Outbound TLS handshakes whose certificate chain matched the MX host's TLSA records." },
+	{ METRICS_DANE_FAILURES, KIND_COUNTER, "ringmail_dane_failures_total", "MX hosts refused under DANE: no match, no STARTTLS, a failed handshake, or a bogus TLSA answer (4.7.x deferral)." },
 };
 
 /* metrics_sum - one metric over every worker. */
@@ -506,6 +509,9 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		memcpy(&v[METRICS_TLS_POLICY], d.tls_policy, sizeof(d.tls_policy));
 		v[METRICS_TLS_OUT_FULL] = d.tls_full;
 		v[METRICS_TLS_OUT_RESUMED] = d.tls_resumed;
+		v[METRICS_DANE_LOOKUPS] = d.dane_lookups;
+		v[METRICS_DANE_VERIFIED] = d.dane_verified;
+		v[METRICS_DANE_FAILURES] = d.dane_failures;
 		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));
 		memcpy(&v[METRICS_CATEGORY + BOUNCE_CAT_COUNT], d.deferred_by_category,
 		       sizeof(d.deferred_by_category));

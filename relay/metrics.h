@@ -114,6 +114,9 @@ enum metrics_id {
 					    * enum tls_applied */
 	METRICS_TLS_OUT_FULL = METRICS_TLS_POLICY + DELIVERY_TLS_POLICIES,   /* outbound TLS full handshakes */
 	METRICS_TLS_OUT_RESUMED,           /* outbound TLS handshakes that resumed a session */
+	METRICS_DANE_LOOKUPS,              /* TLSA lookups */
+	METRICS_DANE_VERIFIED,             /* handshakes authenticated by TLSA */
+	METRICS_DANE_FAILURES,             /* hosts refused by DANE */
 	METRICS_COUNT
 };
 

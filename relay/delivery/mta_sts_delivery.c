@@ -78,9 +78,14 @@ struct sts_job {
 const char *tls_applied_name(enum tls_applied p)
 {
 	static const char *const names[TLS_APPLIED_COUNT] = {
-		"none", "opportunistic", "encrypt", "verify", "implicit", "mta-sts", "mta-sts-testing",
+		"none", "opportunistic", "encrypt", "verify", "implicit", "mta-sts", "mta-sts-testing", "dane",
 	};
 	return (unsigned)p < TLS_APPLIED_COUNT ? names[p] : "?";
+}
+
+bool tls_applied_authenticated(enum tls_applied p)
+{
+	return p == TLS_APPLIED_DANE || p == TLS_APPLIED_MTA_STS;
 }
 
 /* sts_applies - does MTA-STS govern d's mail? Only mail to its own MX
@@ -184,6 +189,8 @@ enum tls_applied mta_sts_delivery_applied(const struct delivery *dl, const struc
 		return TLS_APPLIED_VERIFY;
 	case CONFIG_TLS_IMPLICIT:
 		return TLS_APPLIED_IMPLICIT;
+	case CONFIG_TLS_DANE:
+		return TLS_APPLIED_OPPORTUNISTIC;  /* a host without usable TLSA (dane_delivery_applied) */
 	}
 	return TLS_APPLIED_OPPORTUNISTIC;
 }

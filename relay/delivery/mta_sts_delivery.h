@@ -65,10 +65,16 @@ enum tls_applied {
 	TLS_APPLIED_IMPLICIT,
 	TLS_APPLIED_MTA_STS,       /* an MTA-STS policy in mode enforce */
 	TLS_APPLIED_MTA_STS_TESTING,   /* mode testing: delivered as configured, reported */
+	TLS_APPLIED_DANE,          /* the MX host's usable TLSA records (dane_delivery.h) */
 	TLS_APPLIED_COUNT
 };
 
 const char *tls_applied_name(enum tls_applied p);
+
+/* tls_applied_authenticated - does a delivery under policy p only ever go
+ * over TLS whose server was authenticated by DANE or by MTA-STS (enforce)?
+ * (REQUIRETLS, RFC 8689 section 5, asks exactly this.) */
+bool tls_applied_authenticated(enum tls_applied p);
 
 /* mta_sts_delivery_gate - in domain_kick, before the route: starts the
  * domain's check when one is due; true while its mail must wait for it
