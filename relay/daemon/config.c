@@ -1468,6 +1468,16 @@ bool config_is_relay_client(const struct config *cfg, const struct sockaddr *pee
 	return false;
 }
 
+bool config_dane_wanted(const struct config *cfg)
+{
+	if (cfg->dane_enabled || cfg->domain_default.tls == CONFIG_TLS_DANE)
+		return true;
+	for (size_t i = 0; i < cfg->domain_count; i++)
+		if (cfg->domains[i].tls == CONFIG_TLS_DANE)
+			return true;
+	return false;
+}
+
 const char *config_tls_policy_name(enum config_tls_policy policy)
 {
 	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit", "dane" };

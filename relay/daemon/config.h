@@ -363,6 +363,10 @@ bool config_is_local_domain(const struct config *cfg, const char *domain);
 /* config_is_relay_client - may this peer relay to any domain? */
 bool config_is_relay_client(const struct config *cfg, const struct sockaddr *peer);
 
+/* config_dane_wanted - may any delivery use DANE (dane.enabled, or a
+ * tls policy "dane")? The resolver then sets DO in its queries. */
+bool config_dane_wanted(const struct config *cfg);
+
 /* config_tls_policy_name - "none", "may", "encrypt", "verify", "implicit" or "dane". */
 const char *config_tls_policy_name(enum config_tls_policy policy);
 
