@@ -152,8 +152,15 @@ enum tls_applied dane_delivery_applied(const struct delivery *dl, const struct q
 {
 	const struct dane_domain *st = d != NULL ? d->dane : NULL;
 
-	if (mx == NULL && st != NULL && st->refused_logged && dane_applies(dl, d))
-		return TLS_APPLIED_DANE;   /* the route's deferral: every host's TLSA bogus */
+	if (mx == NULL && st != NULL && st->pending == 0 && dane_applies(dl, d)) {
+		/* A deferral of the route (no host left): DANE's when it
+		 * refused every host, or some host had records. */
+		if (st->refused_logged)
+			return TLS_APPLIED_DANE;
+		for (size_t i = 0; i < st->host_count; i++)
+			if (st->hosts[i].state == DANE_HOST_USABLE)
+				return TLS_APPLIED_DANE;
+	}
 	return dane_delivery_host_usable(dl, d, mx) ? TLS_APPLIED_DANE : other;
 }
 
