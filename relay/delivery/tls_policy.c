@@ -21,5 +21,5 @@ bool tls_policy_retry_clear(enum config_tls_policy policy, bool clear_only)
 bool tls_policy_required(enum config_tls_policy policy)
 {
 	return policy == CONFIG_TLS_ENCRYPT || policy == CONFIG_TLS_VERIFY ||
-	       policy == CONFIG_TLS_IMPLICIT;
+	       policy == CONFIG_TLS_IMPLICIT || policy == CONFIG_TLS_DANE;
 }

@@ -14,6 +14,9 @@
  *            greeting (port 465); never STARTTLS; a failed handshake is a
  *            failed host, as under encrypt. mta_session starts it; at
  *            READY the connection is already TLS.
+ *   dane     (a session's policy only for an MX host with usable TLSA
+ *            records, dane_delivery.h): as encrypt, and the chain must
+ *            match the records (tls.h, TLS_VERIFY_DANE).
  */
 #ifndef RINGMAIL_TLS_POLICY_H
 #define RINGMAIL_TLS_POLICY_H

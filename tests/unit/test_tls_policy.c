@@ -5,7 +5,7 @@
 
 #include "tls_policy.h"
 
-static const char *const policy_names[] = { "none", "may", "encrypt", "verify" };
+static const char *const policy_names[] = { "none", "may", "encrypt", "verify", "implicit", "dane" };
 static const char *const step_names[] = { "start", "clear", "refuse" };
 
 Test(tls_policy, at_ready)
@@ -30,6 +30,10 @@ Test(tls_policy, at_ready)
 		{ CONFIG_TLS_VERIFY, true, false, false, TLS_STEP_START },
 		{ CONFIG_TLS_VERIFY, false, false, false, TLS_STEP_REFUSE },
 		{ CONFIG_TLS_VERIFY, true, true, false, TLS_STEP_REFUSE },
+		/* dane (a host with usable TLSA records): TLS or nothing */
+		{ CONFIG_TLS_DANE, true, false, false, TLS_STEP_START },
+		{ CONFIG_TLS_DANE, false, false, false, TLS_STEP_REFUSE },
+		{ CONFIG_TLS_DANE, true, true, false, TLS_STEP_REFUSE },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -52,6 +56,7 @@ Test(tls_policy, retry_in_clear_only_under_may_once)
 		{ CONFIG_TLS_MAY, true, false },
 		{ CONFIG_TLS_ENCRYPT, false, false },
 		{ CONFIG_TLS_VERIFY, false, false },
+		{ CONFIG_TLS_DANE, false, false },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -67,4 +72,10 @@ Test(tls_policy, required)
 	cr_expect_not(tls_policy_required(CONFIG_TLS_MAY));
 	cr_expect(tls_policy_required(CONFIG_TLS_ENCRYPT));
 	cr_expect(tls_policy_required(CONFIG_TLS_VERIFY));
+}
+
+Test(tls_policy, dane_requires_tls)
+{
+	cr_expect(tls_policy_required(CONFIG_TLS_DANE));
+	cr_expect(!tls_policy_required(CONFIG_TLS_MAY));
 }
