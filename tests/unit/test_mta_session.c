@@ -1345,6 +1345,40 @@ Test(mta_session, connection_lost_in_starttls_under_may_retries_in_clear)
 	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
 }
 
+/* DANE: an MX host with usable TLSA records gets TLS_VERIFY_DANE, and
+ * without STARTTLS it is refused with the RFC 8460 result type. */
+Test(mta_session, dane_host_requires_starttls_and_dane_verify)
+{
+	policy.tls = CONFIG_TLS_MAY;
+	fake_dane = "mx1." DOMAIN;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+	greet(fc, EHLO_TLS);
+	expect_sent(fc, "STARTTLS\r\n");
+	server(fc, "220 go ahead\r\n");
+	cr_assert_eq(fx.tls_verify, TLS_VERIFY_DANE, "got %d", fx.tls_verify);
+	cr_assert_str_eq(fx.tls_host, "mx1." DOMAIN);
+}
+
+Test(mta_session, dane_host_without_starttls_is_refused)
+{
+	policy.tls = CONFIG_TLS_MAY;
+	fake_dane = "mx1." DOMAIN;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+	greet(fc, EHLO_PLAIN);
+	expect_sent(fc, "QUIT\r\n");
+	server(fc, "221 2.0.0 bye\r\n");
+	expect_over(fc);
+	cr_assert_eq(fx.ndone, 0, "mail went out in clear");
+	cr_assert_eq(fx.defers, 1);
+	cr_assert_str_eq(fx.defer_status, "4.7.4");
+	cr_assert_not_null(strstr(fx.defer_text, "DANE policy: TLS required but STARTTLS not offered"),
+			   "text: got \"%s\"", fx.defer_text);
+	cr_assert_not_null(strstr(fx.defer_text, "result-type=starttls-not-supported"), "text: got \"%s\"",
+			   fx.defer_text);
+}
+
 /* ---- 6. timeouts -------------------------------------------------------- */
 
 Test(mta_session, timeout_in_greeting_moves_to_the_next_address)
