@@ -280,8 +280,12 @@ class DANE(mailnet.NetTestCase, unittest.TestCase):
                         for dom in ("mismatch.dane.test", "bogus.dane.test")))
         t0 = time.monotonic()
         lines = self.wait_log(d, done, 40, "every domain's outcome")
-        want = re.compile(r'(?m)^ringmail_dane_verified_total [1-9]')
-        mailnet.wait_until(lambda: want.search(self.metrics(d)), 20, 0.2)
+        # Workers publish their counters every so often: wait for all of them.
+        wants = [re.compile(r"(?m)^ringmail_dane_lookups_total [4-9]"),
+                 re.compile(r"(?m)^ringmail_dane_verified_total [2-9]"),
+                 re.compile(r"(?m)^ringmail_dane_failures_total [1-9]"),
+                 re.compile(r'(?m)^ringmail_delivery_tls_policy_total\{policy="opportunistic"\} [1-9]')]
+        mailnet.wait_until(lambda: all(w.search(m) for m in [self.metrics(d)] for w in wants), 20, 0.2)
         metrics = self.metrics(d)
         spool_rc, spool, spool_err = mailnet.spool_live(d.settings["spool"]["dir"])
         text = self.stop_relay(d)
