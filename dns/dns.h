@@ -72,6 +72,8 @@ struct dns_options {
 	size_t static_route_count;
 	const char *relayhost;		/* default route for every domain, or NULL */
 	uint64_t shuffle_seed;		/* 0 = seeded from the clock */
+	int dnssec;			/* DO bit in queries; routes and TLSA answers
+					 * say whether the resolver validated them (AD) */
 };
 
 enum dns_route_status {
@@ -92,6 +94,9 @@ struct dns_host {
 	uint16_t port;
 	size_t addr_count;
 	union dns_addr *addrs;		/* port filled in, network order */
+	/* DNSSEC (dns_options.dnssec): address answers that came with AD,
+	 * and whether any came without; see dns_host_secure(). */
+	unsigned char secure_answers, insecure_answers;
 };
 
 struct dns_route {
@@ -103,7 +108,17 @@ struct dns_route {
 	uint32_t ttl_s;			/* what the cache keeps it for */
 	size_t host_count;
 	struct dns_host *hosts;
+	int mx_secure;			/* the MX answer came with AD (dnssec only;
+					 * 0 for an implicit MX, a static route) */
 };
+
+/* dns_host_secure - every address answer of h was validated (AD) by the
+ * resolver, and there was at least one (RFC 7672 2.2.2: TLSA lookups are
+ * for hosts whose address records are secure). */
+static inline int dns_host_secure(const struct dns_host *h)
+{
+	return h->secure_answers > 0 && h->insecure_answers == 0;
+}
 
 struct dns_stats {
 	uint64_t hits;			/* answered from the cache */
@@ -196,6 +211,28 @@ typedef void (*dns_txt_cb)(enum dns_route_status status, const char *const *txts
 	const size_t *lens, size_t n, void *arg);
 void dns_lookup_txt(struct dns_resolver *r, const char *name, dns_txt_cb cb, void *arg,
 	int64_t now_ms);
+
+/* dns_lookup_tlsa - the TLSA records at name ("_25._tcp.mx.example"),
+ * not cached, with the AD bit of the answer (dnssec). cb is called once:
+ * DNS_ROUTE_OK with n records (borrowed for the call; data points into
+ * the answer; records with fewer than 3 bytes of RDATA are skipped),
+ * DNS_ROUTE_PERMFAIL with n = 0 for NXDOMAIN or no TLSA record,
+ * DNS_ROUTE_TEMPFAIL when DNS failed (for a validating resolver, SERVFAIL
+ * is also what a bogus answer looks like). secure: the answer came with
+ * AD (OK only). Never synchronous for a valid name; a name that is not
+ * one gets PERMFAIL at once. At most DNS_TLSA_MAX_RECORDS are passed. */
+#define DNS_TLSA_MAX_RECORDS 64
+struct dns_tlsa_record {
+	uint8_t usage, selector, mtype;
+	size_t len;
+	const uint8_t *data;
+};
+typedef void (*dns_tlsa_cb)(enum dns_route_status status, int secure,
+	const struct dns_tlsa_record *records, size_t n, void *arg);
+void dns_lookup_tlsa(struct dns_resolver *r, const char *name, dns_tlsa_cb cb, void *arg,
+	int64_t now_ms);
+/* dns_lookup_tlsa_cancel - cb will not be called for arg (it may go). */
+void dns_lookup_tlsa_cancel(struct dns_resolver *r, dns_tlsa_cb cb, void *arg);
 
 /* The CLI, see dns_cli.c. */
 int dns_resolve_main(int argc, char **argv);

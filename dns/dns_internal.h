@@ -65,6 +65,7 @@ struct dns_mx_answer {
 	uint32_t ttl_s;
 	size_t count;
 	const struct dns_mx_record *records;
+	int ad;				/* validated by the resolver (AD) */
 };
 
 struct dns_addr_answer {
@@ -73,6 +74,7 @@ struct dns_addr_answer {
 	int family;			/* AF_INET or AF_INET6 */
 	size_t count;
 	const void *addrs;		/* struct in_addr[] or struct in6_addr[] */
+	int ad;				/* validated by the resolver (AD) */
 };
 
 /* dns_rng_next - xorshift64*: a cheap PRNG; *state must be non-zero. */

@@ -28,6 +28,9 @@
 #include "nexthop.h"
 #include "xalloc.h"
 
+/* udns 0.4 names no TLSA type (RFC 6698). */
+#define DNS_T_TLSA_NUMBER 52
+
 struct dns_waiter {
 	dns_route_cb cb;
 	void *arg;
@@ -83,6 +86,7 @@ struct dns_resolver {
 	dns_query_hook hook;
 	void *hook_arg;
 	struct dns_txt_lookup *txt_lookups;	/* running, for free */
+	struct dns_tlsa_lookup *tlsa_lookups;	/* running, for free */
 };
 
 static pthread_once_t udns_once = PTHREAD_ONCE_INIT;
@@ -344,6 +348,7 @@ static void job_free(struct dns_job *job)
 /* dns_resolver_free - dns_free() drops udns queries without callbacks;
  * jobs (running or queued) are freed without calling their waiters. */
 static void dns_txt_lookups_free(struct dns_resolver *r);
+static void dns_tlsa_lookups_free(struct dns_resolver *r);
 
 struct dns_resolver *dns_resolver_free(struct dns_resolver *r)
 {
@@ -352,6 +357,7 @@ struct dns_resolver *dns_resolver_free(struct dns_resolver *r)
 	if (r->ctx)
 		dns_free(r->ctx);
 	dns_txt_lookups_free(r);
+	dns_tlsa_lookups_free(r);
 	while (r->jobs != NULL) {
 		struct dns_job *job = r->jobs;
 
@@ -523,9 +529,63 @@ static void job_query_done(struct dns_job *job)
 		job_finish(job);
 }
 
-static void udns_mx_cb(struct dns_ctx *ctx, struct dns_rr_mx *result, void *data);
-static void udns_a4_cb(struct dns_ctx *ctx, struct dns_rr_a4 *result, void *data);
-static void udns_a6_cb(struct dns_ctx *ctx, struct dns_rr_a6 *result, void *data);
+static void udns_mx_cb(struct dns_ctx *ctx, void *result, void *data);
+static void udns_a4_cb(struct dns_ctx *ctx, void *result, void *data);
+static void udns_a6_cb(struct dns_ctx *ctx, void *result, void *data);
+
+/* DNSSEC: udns's parsed results carry no header bits, so the parse step
+ * is wrapped: udns's own parser runs, and the packet's AD bit travels
+ * beside its result to the callback. */
+struct ad_result {
+	int ad;
+	void *result;			/* udns's, malloc'd by its parser */
+};
+
+static int parse_with_ad(dns_parse_fn *parse, dnscc_t *qdn, dnscc_t *pkt, dnscc_t *cur, dnscc_t *end,
+	void **res)
+{
+	void *inner = NULL;
+	int rc = parse(qdn, pkt, cur, end, &inner);
+
+	if (rc < 0)
+		return rc;
+	struct ad_result *w = malloc(sizeof(*w));
+	if (w == NULL) {
+		free(inner);
+		return DNS_E_NOMEM;
+	}
+	w->ad = dns_ad(pkt) != 0;
+	w->result = inner;
+	*res = w;
+	return rc;
+}
+
+static int parse_mx_ad(dnscc_t *qdn, dnscc_t *pkt, dnscc_t *cur, dnscc_t *end, void **res)
+{
+	return parse_with_ad(dns_parse_mx, qdn, pkt, cur, end, res);
+}
+
+static int parse_a4_ad(dnscc_t *qdn, dnscc_t *pkt, dnscc_t *cur, dnscc_t *end, void **res)
+{
+	return parse_with_ad(dns_parse_a4, qdn, pkt, cur, end, res);
+}
+
+static int parse_a6_ad(dnscc_t *qdn, dnscc_t *pkt, dnscc_t *cur, dnscc_t *end, void **res)
+{
+	return parse_with_ad(dns_parse_a6, qdn, pkt, cur, end, res);
+}
+
+/* ad_unwrap - udns's result (NULL on failure) and the AD bit; frees the
+ * wrapper. */
+static void *ad_unwrap(void *wrapped, int *ad)
+{
+	struct ad_result *w = wrapped;
+	void *inner = w != NULL ? w->result : NULL;
+
+	*ad = w != NULL && w->ad;
+	free(w);
+	return inner;
+}
 
 /* job_submit - one query, to udns or to the test hook. A failed submit
  * is answered at once as a temporary failure. */
@@ -546,12 +606,13 @@ static void job_submit(struct dns_job *job, enum dns_query_kind kind,
 		r->hook(r->hook_arg, q, kind, name);
 		return;
 	}
+	int flags = DNS_NOSRCH | (r->opts.dnssec ? DNS_SET_DO : 0);
 	if (kind == DNS_QUERY_MX)
-		q->udns = dns_submit_mx(r->ctx, name, DNS_NOSRCH, udns_mx_cb, q);
+		q->udns = dns_submit_p(r->ctx, name, DNS_C_IN, DNS_T_MX, flags, parse_mx_ad, udns_mx_cb, q);
 	else if (kind == DNS_QUERY_A)
-		q->udns = dns_submit_a4(r->ctx, name, DNS_NOSRCH, udns_a4_cb, q);
+		q->udns = dns_submit_p(r->ctx, name, DNS_C_IN, DNS_T_A, flags, parse_a4_ad, udns_a4_cb, q);
 	else
-		q->udns = dns_submit_a6(r->ctx, name, DNS_NOSRCH, udns_a6_cb, q);
+		q->udns = dns_submit_p(r->ctx, name, DNS_C_IN, DNS_T_AAAA, flags, parse_a6_ad, udns_a6_cb, q);
 	if (q->udns == NULL) {
 		struct dns_addr_answer a = { .kind = DNS_ANSWER_TEMPFAIL };
 		struct dns_mx_answer m = { .kind = DNS_ANSWER_TEMPFAIL };
@@ -634,10 +695,12 @@ static enum dns_answer_kind udns_kind(struct dns_ctx *ctx, const void *result)
 	}
 }
 
-static void udns_mx_cb(struct dns_ctx *ctx, struct dns_rr_mx *result, void *data)
+static void udns_mx_cb(struct dns_ctx *ctx, void *wrapped, void *data)
 {
 	struct dns_pending_query *q = data;
-	struct dns_mx_answer a = { .kind = udns_kind(ctx, result) };
+	int ad;
+	struct dns_rr_mx *result = ad_unwrap(wrapped, &ad);
+	struct dns_mx_answer a = { .kind = udns_kind(ctx, result), .ad = ad };
 	struct dns_mx_record *records = NULL;
 
 	if (result && a.kind == DNS_ANSWER_OK) {
@@ -655,10 +718,12 @@ static void udns_mx_cb(struct dns_ctx *ctx, struct dns_rr_mx *result, void *data
 	free(result);
 }
 
-static void udns_a4_cb(struct dns_ctx *ctx, struct dns_rr_a4 *result, void *data)
+static void udns_a4_cb(struct dns_ctx *ctx, void *wrapped, void *data)
 {
 	struct dns_pending_query *q = data;
-	struct dns_addr_answer a = { .kind = udns_kind(ctx, result), .family = AF_INET };
+	int ad;
+	struct dns_rr_a4 *result = ad_unwrap(wrapped, &ad);
+	struct dns_addr_answer a = { .kind = udns_kind(ctx, result), .family = AF_INET, .ad = ad };
 
 	if (result && a.kind == DNS_ANSWER_OK) {
 		a.ttl_s = result->dnsa4_ttl;
@@ -669,10 +734,12 @@ static void udns_a4_cb(struct dns_ctx *ctx, struct dns_rr_a4 *result, void *data
 	free(result);
 }
 
-static void udns_a6_cb(struct dns_ctx *ctx, struct dns_rr_a6 *result, void *data)
+static void udns_a6_cb(struct dns_ctx *ctx, void *wrapped, void *data)
 {
 	struct dns_pending_query *q = data;
-	struct dns_addr_answer a = { .kind = udns_kind(ctx, result), .family = AF_INET6 };
+	int ad;
+	struct dns_rr_a6 *result = ad_unwrap(wrapped, &ad);
+	struct dns_addr_answer a = { .kind = udns_kind(ctx, result), .family = AF_INET6, .ad = ad };
 
 	if (result && a.kind == DNS_ANSWER_OK) {
 		a.ttl_s = result->dnsa6_ttl;
@@ -880,4 +947,139 @@ void dns_lookup_txt(struct dns_resolver *r, const char *name, dns_txt_cb cb, voi
 		free(t);
 		cb(DNS_ROUTE_TEMPFAIL, NULL, NULL, 0, arg);
 	}
+}
+
+/* ---- TLSA lookups (DANE) ---- */
+
+struct dns_tlsa_lookup {
+	struct dns_resolver *r;
+	dns_tlsa_cb cb;			/* NULL: cancelled, only freed */
+	void *arg;
+	struct dns_tlsa_lookup *prev, *next;
+};
+
+/* The parsed answer: records, then their data, in one block. */
+struct tlsa_answer {
+	int ad;
+	size_t n;
+	struct dns_tlsa_record records[];
+};
+
+static void tlsa_unlink(struct dns_tlsa_lookup *t)
+{
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		t->r->tlsa_lookups = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+}
+
+static void dns_tlsa_lookups_free(struct dns_resolver *r)
+{
+	while (r->tlsa_lookups != NULL) {
+		struct dns_tlsa_lookup *t = r->tlsa_lookups;
+		r->tlsa_lookups = t->next;
+		free(t);
+	}
+}
+
+/* parse_tlsa - RFC 6698 2.1: usage, selector, matching type, data. The
+ * RRSIGs a DO query brings along are passed over (dns_nextrr keeps to
+ * the question's type). */
+static int parse_tlsa(dnscc_t *qdn, dnscc_t *pkt, dnscc_t *cur, dnscc_t *end, void **res)
+{
+	struct dns_parse p;
+	struct dns_rr rr;
+	size_t n = 0, bytes = 0;
+	int rc;
+
+	dns_initparse(&p, qdn, pkt, cur, end);
+	while ((rc = dns_nextrr(&p, &rr)) > 0) {
+		if (rr.dnsrr_dsz >= 3 && n < DNS_TLSA_MAX_RECORDS) {
+			n++;
+			bytes += rr.dnsrr_dsz - 3;
+		}
+	}
+	if (rc < 0)
+		return DNS_E_PROTOCOL;
+	if (n == 0)
+		return DNS_E_NODATA;
+	struct tlsa_answer *a = malloc(sizeof(*a) + n * sizeof(a->records[0]) + bytes);
+	if (a == NULL)
+		return DNS_E_NOMEM;
+	uint8_t *data = (uint8_t *)&a->records[n];
+	a->ad = dns_ad(pkt) != 0;
+	a->n = 0;
+	dns_rewind(&p, qdn);
+	while (dns_nextrr(&p, &rr) > 0 && a->n < n) {
+		if (rr.dnsrr_dsz < 3)
+			continue;
+		struct dns_tlsa_record *t = &a->records[a->n++];
+		t->usage = rr.dnsrr_dptr[0];
+		t->selector = rr.dnsrr_dptr[1];
+		t->mtype = rr.dnsrr_dptr[2];
+		t->len = rr.dnsrr_dsz - 3;
+		memcpy(data, rr.dnsrr_dptr + 3, t->len);
+		t->data = data;
+		data += t->len;
+	}
+	*res = a;
+	return 0;
+}
+
+static void udns_tlsa_cb(struct dns_ctx *ctx, void *result, void *data)
+{
+	struct dns_tlsa_lookup *t = data;
+	struct tlsa_answer *a = result;
+	enum dns_answer_kind kind = udns_kind(ctx, result);
+	enum dns_route_status status = DNS_ROUTE_OK;
+
+	tlsa_unlink(t);
+	if (kind == DNS_ANSWER_TEMPFAIL)
+		status = DNS_ROUTE_TEMPFAIL;
+	else if (kind != DNS_ANSWER_OK)
+		status = DNS_ROUTE_PERMFAIL;
+	if (t->cb != NULL) {
+		if (status == DNS_ROUTE_OK)
+			t->cb(status, a->ad, a->records, a->n, t->arg);
+		else
+			t->cb(status, 0, NULL, 0, t->arg);
+	}
+	free(result);
+	free(t);
+}
+
+void dns_lookup_tlsa(struct dns_resolver *r, const char *name, dns_tlsa_cb cb, void *arg,
+	int64_t now_ms)
+{
+	char norm[256];
+
+	r->now_ms = now_ms;
+	if (dns_domain_normalize(name, norm, sizeof(norm)) != 0) {
+		cb(DNS_ROUTE_PERMFAIL, 0, NULL, 0, arg);
+		return;
+	}
+	struct dns_tlsa_lookup *t = xcalloc(1, sizeof(*t));
+	t->r = r;
+	t->cb = cb;
+	t->arg = arg;
+	t->next = r->tlsa_lookups;
+	if (t->next != NULL)
+		t->next->prev = t;
+	r->tlsa_lookups = t;
+	r->stats.queries++;
+	if (dns_submit_p(r->ctx, norm, DNS_C_IN, DNS_T_TLSA_NUMBER, DNS_NOSRCH | DNS_SET_DO, parse_tlsa,
+			 udns_tlsa_cb, t) == NULL) {
+		tlsa_unlink(t);
+		free(t);
+		cb(DNS_ROUTE_TEMPFAIL, 0, NULL, 0, arg);
+	}
+}
+
+void dns_lookup_tlsa_cancel(struct dns_resolver *r, dns_tlsa_cb cb, void *arg)
+{
+	for (struct dns_tlsa_lookup *t = r->tlsa_lookups; t != NULL; t = t->next)
+		if (t->cb == cb && t->arg == arg)
+			t->cb = NULL;
 }

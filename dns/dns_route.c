@@ -195,6 +195,7 @@ struct dns_route *dns_route_from_mx(const char *domain,
 		return route;
 	}
 	route->ttl_s = answer->ttl_s;
+	route->mx_secure = answer->ad != 0;
 	mx = xcalloc(answer->count, sizeof(*mx));
 	for (size_t i = 0; i < answer->count; i++)
 		if (!mx_is_null(&answer->records[i]))	/* "." among real MX: skip it */
@@ -238,6 +239,10 @@ int dns_route_add_addrs(struct dns_route *route, size_t host,
 		return 1;
 	if (answer->kind != DNS_ANSWER_OK || answer->count == 0)
 		return 0;
+	if (answer->ad)
+		h->secure_answers = 1;
+	else
+		h->insecure_answers = 1;
 	addrs = xreallocarray(h->addrs, h->addr_count + answer->count, sizeof(*addrs));
 	at = h->addr_count;
 	if (answer->family == AF_INET6) {

@@ -124,6 +124,9 @@ static const struct metric_desc {
 	{ METRICS_SHAPING_SOURCE_SUSPEND, KIND_COUNTER, "ringmail_shaping_source_suspensions_total", "Egress sources suspended by a shaping response rule with scope = \"source\" (for every site)." },
 	{ METRICS_REQUIRETLS_DELIVERED, KIND_COUNTER, "ringmail_requiretls_delivered_total", "Recipients of REQUIRETLS messages (RFC 8689) delivered over authenticated TLS to a server offering REQUIRETLS." },
 	{ METRICS_REQUIRETLS_REFUSED, KIND_COUNTER, "ringmail_requiretls_refused_total", "Recipients of REQUIRETLS messages bounced because the TLS was not authenticated (5.7.10) or the server did not offer REQUIRETLS (5.7.30)." },
+	{ METRICS_DANE_LOOKUPS, KIND_COUNTER, "ringmail_dane_lookups_total", "TLSA lookups (_25._tcp.MX) for DANE (RFC 7672)." },
+	{ METRICS_DANE_VERIFIED, KIND_COUNTER, "ringmail_dane_verified_total", "Outbound TLS handshakes whose certificate chain matched the MX host's TLSA records." },
+	{ METRICS_DANE_FAILURES, KIND_COUNTER, "ringmail_dane_failures_total", "MX hosts refused under DANE: no match, no STARTTLS, a failed handshake, or a bogus TLSA answer (4.7.x deferral)." },
 };
 
 /* metrics_sum - one metric over every worker. */
@@ -514,6 +517,9 @@ static void metrics_collect(struct worker *w, struct metrics_values *out)
 		v[METRICS_SHAPING_SOURCE_SUSPEND] = d.shaping_source_suspensions;
 		v[METRICS_REQUIRETLS_DELIVERED] = d.requiretls_delivered;
 		v[METRICS_REQUIRETLS_REFUSED] = d.requiretls_refused;
+		v[METRICS_DANE_LOOKUPS] = d.dane_lookups;
+		v[METRICS_DANE_VERIFIED] = d.dane_verified;
+		v[METRICS_DANE_FAILURES] = d.dane_failures;
 		memcpy(&v[METRICS_CATEGORY], d.bounced_by_category, sizeof(d.bounced_by_category));
 		memcpy(&v[METRICS_CATEGORY + BOUNCE_CAT_COUNT], d.deferred_by_category,
 		       sizeof(d.deferred_by_category));

@@ -117,6 +117,9 @@ enum metrics_id {
 	METRICS_SHAPING_SOURCE_SUSPEND,    /* egress sources suspended by a response rule */
 	METRICS_REQUIRETLS_DELIVERED,      /* REQUIRETLS recipients delivered (RFC 8689) */
 	METRICS_REQUIRETLS_REFUSED,        /* REQUIRETLS recipients bounced 5.7.10 / 5.7.30 */
+	METRICS_DANE_LOOKUPS,              /* TLSA lookups */
+	METRICS_DANE_VERIFIED,             /* handshakes authenticated by TLSA */
+	METRICS_DANE_FAILURES,             /* hosts refused by DANE */
 	METRICS_COUNT
 };
 

@@ -135,7 +135,7 @@ static const struct config_key config_keys[] = {
 	{ "delivery.max_connections", KIND_INT, OFF(domain_default.max_connections), 1, 10000, "20", "concurrent connections per destination domain" },
 	{ "delivery.max_messages_per_connection", KIND_INT, OFF(domain_default.max_messages_per_connection), 1, 1000000, "1000", "transactions on one connection before it is closed" },
 	{ "delivery.max_recipients_per_transaction", KIND_INT, OFF(domain_default.max_recipients_per_transaction), 1, 100000, "100", "recipients in one MAIL transaction" },
-	{ "delivery.tls", KIND_TLS_POLICY, OFF(domain_default.tls), 0, 0, "may", "outbound STARTTLS: none; may (when offered; a failed handshake is retried in clear); encrypt (TLS or defer, any certificate); verify (TLS with a certificate from delivery.tls_ca_file naming the MX host, or defer); implicit (RFC 8314, port 465: TLS from the first byte, any certificate, or defer)" },
+	{ "delivery.tls", KIND_TLS_POLICY, OFF(domain_default.tls), 0, 0, "may", "outbound STARTTLS: none; may (when offered; a failed handshake is retried in clear); encrypt (TLS or defer, any certificate); verify (TLS with a certificate from delivery.tls_ca_file naming the MX host, or defer); implicit (RFC 8314, port 465: TLS from the first byte, any certificate, or defer); dane (RFC 7672: MX hosts with usable DNSSEC-secure TLSA records get TLS matching them, or defer; other hosts as may; see dane.enabled)" },
 	{ "delivery.auth_file", KIND_STRING, OFF(auth_file), 0, 0, "", "SMTP AUTH credentials for next hops, one \"NEXTHOP USER:PASSWORD\" per line, NEXTHOP exactly as in delivery.relayhost or a route; must not be readable by group or others; re-read on SIGHUP; \"\" = no AUTH" },
 	{ "delivery.tls_ca_file", KIND_STRING, OFF(tls_ca_file), 0, 0, "/etc/ssl/certs/ca-certificates.crt", "PEM CA bundle (file or directory) for outbound certificate checks; \"\" = none (\"verify\" then always fails)" },
 	/* MTA-STS (RFC 8461) on deliveries to MX hosts: relay/delivery/mta_sts_delivery.c, docs/TLS.md */
@@ -158,6 +158,9 @@ static const struct config_key config_keys[] = {
 	{ "tls_rpt.max_attempts", KIND_INT, OFF(tls_rpt_max_attempts), 1, 100, "5", "tries per domain's report before it is given up (logged as tlsrpt_report result=failed)" },
 	{ "tls_rpt.max_domains", KIND_INT, OFF(tls_rpt_max_domains), 1, 10000000, "100000", "recipient domains counted per period; sessions to more are not counted (logged once)" },
 	{ "tls_rpt.max_queued", KIND_INT, OFF(tls_rpt_max_queued), 16, 10000000, "100000", "session results waiting for the reporter thread; beyond it they are dropped, never waited for (ringmail_tlsrpt_dropped_total)" },
+	/* DANE (RFC 7672) on deliveries to MX hosts: relay/delivery/dane_delivery.c, docs/TLS.md */
+	{ "dane.enabled", KIND_BOOL, OFF(dane_enabled), 0, 0, "false", "apply DANE (RFC 7672) to deliveries to a domain's MX hosts (not relayhost or routes; a domain's own domains[].tls wins, and tls = \"dane\" turns it on for one domain): TLSA records of each MX host found secure by the validating resolver in dns.nameservers (its AD bit is trusted: it must validate DNSSEC and be on loopback) make TLS mandatory and authenticated by them, ahead of MTA-STS; off by default, as Postfix's dane level, because it needs such a resolver; the resolver's DO bit is set at start, so turning it on needs a restart" },
+	{ "dane.max_tlsa_records", KIND_INT, OFF(dane_max_tlsa_records), 1, 64, "16", "TLSA records used per MX host (the first ones of the answer); the rest are ignored" },
 	{ "pop3.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "POP3 listen addresses on the local worker; empty = no POP3 endpoint" },
 	{ "pop3s.listen", KIND_LISTEN_LIST, 0, 0, CONFIG_MAX_LISTEN, "", "implicit-TLS POP3 listen addresses (RFC 8314, conventionally port 995) on the local worker; needs tls.cert_file; empty = none" },
 	{ "pop3.allow_plaintext", KIND_BOOL, OFF(pop3_allow_plaintext), 0, 0, "false", "allow USER/PASS and AUTH PLAIN without TLS (else only after STLS or on pop3s.listen)" },
@@ -219,7 +222,7 @@ static const struct config_key config_domain_keys[] = {
 	{ "max_connections", KIND_INT, DOFF(max_connections), 1, 10000, NULL, "as delivery.max_connections" },
 	{ "max_messages_per_connection", KIND_INT, DOFF(max_messages_per_connection), 1, 1000000, NULL, "as delivery.max_messages_per_connection" },
 	{ "max_recipients_per_transaction", KIND_INT, DOFF(max_recipients_per_transaction), 1, 100000, NULL, "as delivery.max_recipients_per_transaction" },
-	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt, verify or implicit" },
+	{ "tls", KIND_TLS_POLICY, DOFF(tls), 0, 0, NULL, "as delivery.tls: none, may, encrypt, verify, implicit or dane" },
 };
 
 /* Keys of each entry of "delivery.sender_routes"; sender and route are required. */
@@ -227,7 +230,7 @@ static const struct config_key config_domain_keys[] = {
 static const struct config_key config_sender_route_keys[] = {
 	{ "sender", KIND_STRING, ROFF(sender), 0, 0, NULL, "a sender address (user@example.com), domain (example.com) or parent domain (.example.com, its subdomains)" },
 	{ "route", KIND_STRING, ROFF(route), 0, 0, NULL, "the next hop for that sender's mail, written as delivery.relayhost; checked before any recipient domain's route" },
-	{ "tls", KIND_TLS_POLICY, ROFF(tls), 0, 0, NULL, "TLS policy for deliveries through this route, as delivery.tls: none, may, encrypt, verify or implicit; unset = the recipient domain's; credentials in delivery.auth_file still raise none and may to encrypt; entries with the same route must agree" },
+	{ "tls", KIND_TLS_POLICY, ROFF(tls), 0, 0, NULL, "TLS policy for deliveries through this route, as delivery.tls: none, may, encrypt, verify or implicit (dane acts as may: DANE applies to MX hosts only); unset = the recipient domain's; credentials in delivery.auth_file still raise none and may to encrypt; entries with the same route must agree" },
 };
 
 /* Keys of each entry of "webhooks"; url is required. "events" is a list
@@ -510,13 +513,13 @@ static int set_scalar_text(void *base, const struct config_key *key, const char 
 		*(char **)field = xstrdup(text);
 		return 0;
 	case KIND_TLS_POLICY:
-		for (int p = CONFIG_TLS_NONE; p <= CONFIG_TLS_IMPLICIT; p++) {
+		for (int p = CONFIG_TLS_NONE; p <= CONFIG_TLS_DANE; p++) {
 			if (strcmp(text, config_tls_policy_name((enum config_tls_policy)p)) == 0) {
 				*(enum config_tls_policy *)field = (enum config_tls_policy)p;
 				return 0;
 			}
 		}
-		return config_fail(e, "line %d: %s: \"%s\" is not none, may, encrypt, verify or implicit", line, key->path, text);
+		return config_fail(e, "line %d: %s: \"%s\" is not none, may, encrypt, verify, implicit or dane", line, key->path, text);
 	default:
 		log_panic("set_scalar_text: kind %d", key->kind);
 	}
@@ -1542,9 +1545,19 @@ bool config_is_relay_client(const struct config *cfg, const struct sockaddr *pee
 	return false;
 }
 
+bool config_dane_wanted(const struct config *cfg)
+{
+	if (cfg->dane_enabled || cfg->domain_default.tls == CONFIG_TLS_DANE)
+		return true;
+	for (size_t i = 0; i < cfg->domain_count; i++)
+		if (cfg->domains[i].tls == CONFIG_TLS_DANE)
+			return true;
+	return false;
+}
+
 const char *config_tls_policy_name(enum config_tls_policy policy)
 {
-	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit" };
+	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit", "dane" };
 
 	return (unsigned)policy < COUNT(names) ? names[policy] : "?";
 }

@@ -79,6 +79,9 @@ enum config_tls_policy {
 	CONFIG_TLS_ENCRYPT,   /* TLS or nothing; any certificate */
 	CONFIG_TLS_VERIFY,    /* TLS with a certificate that verifies for the MX name */
 	CONFIG_TLS_IMPLICIT,  /* RFC 8314 (port 465): the handshake first, then the greeting; any certificate */
+	CONFIG_TLS_DANE,      /* RFC 7672: an MX host with usable secure TLSA records gets TLS that
+			       * matches them; others "may" (Postfix's "dane"). A session's policy
+			       * is DANE only for a host with usable records (dane_delivery.h). */
 };
 
 /* Per-destination-domain policy; the entry named "" holds the defaults. */
@@ -238,6 +241,8 @@ struct config {
 	int64_t tls_rpt_max_attempts;
 	int64_t tls_rpt_max_domains;
 	int64_t tls_rpt_max_queued;
+	bool dane_enabled;                /* DANE for domains without their own tls (dane_delivery.c) */
+	int64_t dane_max_tlsa_records;    /* records used per MX host */
 	char *auth_file;                  /* next hops' SMTP AUTH credentials; "" = none */
 	struct auth_file *auth;           /* auth_file, loaded; NULL = none (owned) */
 
@@ -386,7 +391,11 @@ bool config_is_local_domain(const struct config *cfg, const char *domain);
 /* config_is_relay_client - may this peer relay to any domain? */
 bool config_is_relay_client(const struct config *cfg, const struct sockaddr *peer);
 
-/* config_tls_policy_name - "none", "may", "encrypt", "verify" or "implicit". */
+/* config_dane_wanted - may any delivery use DANE (dane.enabled, or a
+ * tls policy "dane")? The resolver then sets DO in its queries. */
+bool config_dane_wanted(const struct config *cfg);
+
+/* config_tls_policy_name - "none", "may", "encrypt", "verify", "implicit" or "dane". */
 const char *config_tls_policy_name(enum config_tls_policy policy);
 
 /* config_keys_dump - print every key with its type and default. */

@@ -132,6 +132,12 @@ struct tls_session {
 	size_t write_retry;		/* length owed to mbedtls_ssl_write */
 	int stutter, recv_refused, send_refused;
 	char errbuf[384];
+	/* DANE (TLS_VERIFY_DANE): the records, one block with their data */
+	struct dane_tlsa *dane;
+	size_t dane_count;
+	int dane_checked;		/* the chain was looked at */
+	enum dane_result dane_result;
+	char dane_why[160];
 };
 
 struct tls_saved_session {
@@ -441,6 +447,97 @@ static int tls_bio_recv(void *ctx, unsigned char *p, size_t len)
 	return (int)n;
 }
 
+/* tls_dane_ta - the leaf must chain to the trust anchor the TLSA record
+ * named (a certificate of the presented chain), be within its dates and
+ * name the host (RFC 7672 3.1.2, 3.2.3): mbedTLS's path check with that
+ * one certificate as the only CA. */
+static enum dane_result tls_dane_ta(struct tls_session *s, mbedtls_x509_crt *leaf, const mbedtls_x509_crt *anchor)
+{
+	mbedtls_x509_crt ta;
+	uint32_t flags = 0;
+	int r;
+
+	mbedtls_x509_crt_init(&ta);
+	r = mbedtls_x509_crt_parse_der(&ta, anchor->raw.p, anchor->raw.len);
+	if (r == 0)
+		r = mbedtls_x509_crt_verify(leaf, &ta, NULL, s->hostname, &flags, NULL, NULL);
+	mbedtls_x509_crt_free(&ta);
+	if (r == 0 && flags == 0)
+		return DANE_RESULT_OK;
+	if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
+		snprintf(s->dane_why, sizeof s->dane_why, "DANE-TA: the certificate does not name %s", s->hostname);
+		return DANE_RESULT_HOST_MISMATCH;
+	}
+	if (flags & (MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE)) {
+		snprintf(s->dane_why, sizeof s->dane_why, "DANE-TA: a certificate of the chain is out of its dates");
+		return DANE_RESULT_EXPIRED;
+	}
+	snprintf(s->dane_why, sizeof s->dane_why, "DANE-TA: the chain does not lead to the trust anchor");
+	return DANE_RESULT_NOT_TRUSTED;
+}
+
+/* tls_dane_verify - mbedTLS's verify callback under TLS_VERIFY_DANE. It
+ * runs for each certificate of the path mbedTLS built, the leaf (depth 0)
+ * last; the PKIX flags are not ours to judge, so they are cleared, and at
+ * the leaf the presented chain (leaf->next ...) meets the TLSA records. A
+ * refusal returns an error, which ends the handshake under the optional
+ * mode too. */
+static int tls_dane_verify(void *arg, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
+{
+	struct tls_session *s = arg;
+	struct dane_cert chain[16];
+	const mbedtls_x509_crt *at[16];
+	size_t n = 0;
+
+	*flags = 0;
+	if (depth > 0)
+		return 0;
+	for (const mbedtls_x509_crt *c = crt; c != NULL && n < 16; c = c->next) {
+		chain[n] = (struct dane_cert){ c->raw.p, c->raw.len, c->pk_raw.p, c->pk_raw.len };
+		at[n++] = c;
+	}
+	struct dane_match m = dane_match_chain(s->dane, s->dane_count, chain, n);
+	s->dane_checked = 1;
+	switch (m.kind) {
+	case DANE_MATCH_EE:
+		s->dane_result = DANE_RESULT_OK;
+		break;
+	case DANE_MATCH_TA:
+		s->dane_result = tls_dane_ta(s, crt, at[m.index]);
+		break;
+	case DANE_MATCH_NONE:
+		snprintf(s->dane_why, sizeof s->dane_why, "no TLSA record matches the certificate chain");
+		s->dane_result = DANE_RESULT_NOT_TRUSTED;
+		break;
+	}
+	return s->dane_result == DANE_RESULT_OK ? 0 : MBEDTLS_ERR_X509_FATAL_ERROR;
+}
+
+int tls_session_set_dane(struct tls_session *s, const struct dane_tlsa *recs, size_t n)
+{
+	size_t bytes = n * sizeof(*recs);
+
+	if (s->verify != TLS_VERIFY_DANE || n == 0 || s->dane != NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		bytes += recs[i].len;
+	s->dane = xmalloc(bytes);
+	uint8_t *data = (uint8_t *)(s->dane + n);
+	for (size_t i = 0; i < n; i++) {
+		s->dane[i] = recs[i];
+		memcpy(data, recs[i].data, recs[i].len);
+		s->dane[i].data = data;
+		data += recs[i].len;
+	}
+	s->dane_count = n;
+	return 0;
+}
+
+enum dane_result tls_dane_result(const struct tls_session *s)
+{
+	return s->dane_checked ? s->dane_result : DANE_RESULT_VALIDATION_FAILURE;
+}
+
 /* tls_session_new - pick the mbedTLS config that carries the verify mode,
  * set SNI and the name to check, plug in the memory bios. */
 struct tls_session *tls_session_new(struct tls_config *cfg,
@@ -455,6 +552,10 @@ struct tls_session *tls_session_new(struct tls_config *cfg,
 			return NULL;
 		conf = &cfg->conf_required;
 	}
+	/* DANE keeps the optional mode: its verdict is ours (the verify
+	 * callback), and a config without CAs must still work. */
+	if (!cfg->is_server && verify == TLS_VERIFY_DANE && (hostname == NULL || hostname[0] == '\0'))
+		return NULL;
 	s = xcalloc(1, sizeof *s);
 	mbedtls_ssl_init(&s->ssl);
 	buf_init(&s->in, TLS_INPUT_MAX);
@@ -471,6 +572,10 @@ struct tls_session *tls_session_new(struct tls_config *cfg,
 		s->hostname = xstrdup(hostname);
 	}
 	mbedtls_ssl_set_bio(&s->ssl, s, tls_bio_send, tls_bio_recv, NULL);
+	if (s->verify == TLS_VERIFY_DANE) {
+		s->dane_result = DANE_RESULT_VALIDATION_FAILURE;
+		mbedtls_ssl_set_verify(&s->ssl, tls_dane_verify, s);
+	}
 	atomic_fetch_add(&cfg->refs, 1);
 	s->cfg = cfg;
 	return s;
@@ -484,6 +589,7 @@ struct tls_session *tls_session_free(struct tls_session *s)
 	buf_free(&s->in);
 	buf_free(&s->out);
 	free(s->hostname);
+	free(s->dane);
 	tls_config_free(s->cfg);
 	free(s);
 	return NULL;
@@ -519,7 +625,8 @@ static int tls_fail(struct tls_session *s, int r)
 		log_fatal("tls: out of memory in a session (-0x%04x)", -r);
 	s->mbed_error = r;
 	if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED ||
-	    r == MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED)
+	    r == MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED ||
+	    (s->dane_checked && s->dane_result != DANE_RESULT_OK))
 		s->error = -EKEYREJECTED;
 	else
 		s->error = -EPROTO;
@@ -560,7 +667,7 @@ int tls_handshake(struct tls_session *s)
 			return tls_status(s, r);
 	}
 	s->handshake_done = 1;
-	if (s->verify == TLS_VERIFY_REQUIRED && !tls_peer_verified(s))
+	if ((s->verify == TLS_VERIFY_REQUIRED || s->verify == TLS_VERIFY_DANE) && !tls_peer_verified(s))
 		return tls_fail(s, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED);
 	return 0;
 }
@@ -656,6 +763,8 @@ int tls_peer_verified(const struct tls_session *s)
 {
 	if (!s->handshake_done || mbedtls_ssl_get_peer_cert(&s->ssl) == NULL)
 		return 0;
+	if (s->verify == TLS_VERIFY_DANE)
+		return s->dane_checked && s->dane_result == DANE_RESULT_OK;
 	return mbedtls_ssl_get_verify_result(&s->ssl) == 0;
 }
 
@@ -668,6 +777,11 @@ const char *tls_strerror(struct tls_session *s)
 	size_t len;
 
 	s->errbuf[0] = '\0';
+	if (s->verify == TLS_VERIFY_DANE && s->dane_checked && s->dane_result != DANE_RESULT_OK) {
+		snprintf(s->errbuf, sizeof s->errbuf, "DANE: %s (result-type=%s)", s->dane_why,
+			 dane_result_name(s->dane_result));
+		return s->errbuf;
+	}
 	if (s->mbed_error != 0)
 		mbedtls_strerror(s->mbed_error, s->errbuf, sizeof s->errbuf);
 	if (vr == 0 || vr == (uint32_t)-1)
@@ -724,6 +838,8 @@ int tls_session_resume(struct tls_session *s,
 		return -EINVAL;
 	if (s->verify == TLS_VERIFY_REQUIRED && !saved->verified)
 		return -EINVAL;
+	if (s->verify == TLS_VERIFY_DANE)
+		return -EINVAL;     /* the TLSA records may have changed: a full check */
 	if ((r = mbedtls_ssl_set_session(&s->ssl, &saved->session)) != 0) {
 		if (tls_is_alloc_failure(r))
 			log_fatal("tls: out of memory resuming a session");

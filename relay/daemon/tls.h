@@ -69,6 +69,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "dane.h"
+
 #define TLS_WANT_READ	(-EAGAIN)
 #define TLS_WANT_WRITE	(-ENOBUFS)
 
@@ -90,6 +92,15 @@ enum tls_verify {
 	/* "verify": the chain must lead to the CA bundle and the certificate
 	 * must name the host given to tls_session_new(); else -EKEYREJECTED. */
 	TLS_VERIFY_REQUIRED,
+	/* DANE (RFC 7672), client only: the chain must match one of the TLSA
+	 * records given with tls_session_set_dane() before the handshake:
+	 * DANE-EE(3) the leaf, nothing else (no name, no dates, no CA);
+	 * DANE-TA(2) a certificate of the presented chain, to which the leaf
+	 * must chain, within its dates and naming the host given to
+	 * tls_session_new(). No CA bundle takes part. A mismatch fails the
+	 * handshake with -EKEYREJECTED; tls_dane_result() says why in RFC
+	 * 8460's terms. Never resumed (tls_session_resume refuses). */
+	TLS_VERIFY_DANE,
 };
 
 struct tls_info {
@@ -124,6 +135,16 @@ struct tls_config *tls_config_free(struct tls_config *cfg);
  * TLS_VERIFY_REQUIRED is asked without a hostname. */
 struct tls_session *tls_session_new(struct tls_config *cfg,
 	enum tls_verify verify, const char *hostname);
+
+/* tls_session_set_dane - the TLSA records a TLS_VERIFY_DANE session
+ * checks the server's chain against (copied, data and all); before the
+ * handshake. 0, or -EINVAL (not a DANE session, or no records). */
+int tls_session_set_dane(struct tls_session *s, const struct dane_tlsa *recs, size_t n);
+
+/* tls_dane_result - a DANE session's verdict on the chain: DANE_RESULT_OK
+ * once it matched; until the check ran, or when the handshake failed
+ * before it, DANE_RESULT_VALIDATION_FAILURE. */
+enum dane_result tls_dane_result(const struct tls_session *s);
 
 /* tls_session_free - free the session, drop its config reference. NULL. */
 struct tls_session *tls_session_free(struct tls_session *s);

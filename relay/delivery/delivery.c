@@ -28,6 +28,7 @@
 #include "shaping.h"
 #include "dns.h"
 #include "log.h"
+#include "dane_delivery.h"
 #include "mta_sts_delivery.h"
 
 static void route_ready(const struct dns_route *route, void *arg);
@@ -96,8 +97,11 @@ static void domain_dispatch(struct delivery *dl, struct qdomain *d, unsigned wan
 {
 	const struct dns_route *route = d->route;
 
+	/* DANE first: an MX host with usable TLSA records is DANE's, whatever
+	 * MTA-STS says of it (RFC 8461 section 2). */
 	if (shaping_domain_parked(dl, d) || shaping_waiting(dl, d) || domain_park_resting(dl, d, route) ||
-	    mta_sts_delivery_route_refused(dl, d, route))
+	    dane_delivery_gate(dl, d, route) ||
+	    (!dane_delivery_any_usable(dl, d, route) && mta_sts_delivery_route_refused(dl, d, route)))
 		return;
 	for (unsigned i = 0; i < want && d->ready_head != NULL && !dl->stopping && !shaping_waiting(dl, d); i++) {
 		struct qdest *dest = first_usable_dest(dl, route), *full = NULL;
@@ -466,6 +470,7 @@ static int delivery_resolver_new(struct delivery *dl, const struct config *cfg)
 		.static_routes = routes,
 		.static_route_count = nroutes,
 		.relayhost = cfg->relayhost[0] ? cfg->relayhost : NULL,
+		.dnssec = config_dane_wanted(cfg),
 	};
 	dl->resolver = dns_resolver_new(&opt, err, sizeof(err));
 	free(routes);

@@ -27,8 +27,8 @@ extern const struct worker_module delivery_module;
 
 /* The outbound TLS policies an attempt is counted under (enum tls_applied
  * in mta_sts_delivery.h: none, opportunistic, encrypt, verify, implicit,
- * mta-sts, mta-sts-testing, require-tls). */
-#define DELIVERY_TLS_POLICIES 8
+ * mta-sts, mta-sts-testing, require-tls, dane). */
+#define DELIVERY_TLS_POLICIES 9
 
 /* delivery_submit - queue a message that is durable in w's shard. msg is
  * copied; state (per recipient, may be NULL) skips final recipients. */
@@ -72,6 +72,9 @@ struct delivery_stats {
 	uint64_t tls_full;                 /* outbound TLS handshakes, full */
 	uint64_t tls_resumed;              /* outbound TLS handshakes, abbreviated (resumed) */
 	uint64_t shaping_source_suspensions;   /* egress sources suspended (scope = "source") */
+	uint64_t dane_lookups;             /* TLSA lookups sent (dane_delivery.c) */
+	uint64_t dane_verified;            /* TLS handshakes whose chain matched the TLSA records */
+	uint64_t dane_failures;            /* hosts refused by DANE: mismatch, no TLS, bogus TLSA */
 	struct dns_stats dns;
 };
 

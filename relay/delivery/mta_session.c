@@ -44,6 +44,7 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "dane_delivery.h"
 #include "mta_sts_delivery.h"
 #include "session_cache.h"
 #include "shaping.h"
@@ -248,16 +249,19 @@ static const char *mta_hop_of(const struct config *cfg, const struct qdomain *d)
 	return cfg->relayhost != NULL && cfg->relayhost[0] != '\0' ? cfg->relayhost : NULL;
 }
 
-/* mta_policy_of - the TLS policy for d's mail: its sender route's tls
- * when it gives one, else the recipient domain's ("verify" under an MTA-STS
- * policy in mode enforce); a next hop with credentials gets at least
- * "encrypt": a password never goes out in clear. */
-static enum config_tls_policy mta_policy_of(const struct config *cfg, const struct qdomain *d)
+/* mta_policy_of - the TLS policy for d's mail to MX host mx: its sender
+ * route's tls when it gives one, else the recipient domain's ("verify"
+ * under an MTA-STS policy in mode enforce), and DANE's for a host with
+ * TLSA records (dane_delivery_tls; "dane" without records is "may"); a
+ * next hop with credentials gets at least "encrypt": a password never
+ * goes out in clear. */
+static enum config_tls_policy mta_policy_of(const struct config *cfg, const struct qdomain *d, const char *mx)
 {
 	enum config_tls_policy p;
 
 	if (d->hop == NULL || !config_sender_route_tls(cfg, d->hop, &p))
 		p = mta_sts_delivery_tls(d->dl, d, config_domain_policy(cfg, d->name)->tls);
+	p = dane_delivery_tls(d->dl, d, mx, p);
 
 	if ((p == CONFIG_TLS_NONE || p == CONFIG_TLS_MAY) &&
 	    auth_file_find(cfg->auth, mta_hop_of(cfg, d)) != NULL)
@@ -416,7 +420,17 @@ static bool mta_moved(const struct mta_session *s, const struct qdomain *d)
 {
 	const struct config *cfg = s->dl->w->cfg;
 
-	return !same_text(mta_hop_of(cfg, d), s->hop) || mta_policy_of(cfg, d) != s->tls_policy;
+	return !same_text(mta_hop_of(cfg, d), s->hop) || mta_policy_of(cfg, d, session_mx(s)) != s->tls_policy;
+}
+
+/* mta_host_allowed - may d's mail go to MX host mx? Not to a host with a
+ * bogus TLSA answer; a host with usable TLSA records whatever MTA-STS
+ * says (DANE wins); else as MTA-STS says. */
+static bool mta_host_allowed(const struct delivery *dl, const struct qdomain *d, const char *mx)
+{
+	if (!dane_delivery_host_allowed(dl, d, mx))
+		return false;
+	return dane_delivery_host_usable(dl, d, mx) || mta_sts_delivery_host_allowed(dl, d, mx);
 }
 
 /* mta_compatible - may this session carry d's mail? The same TLS policy
@@ -425,17 +439,18 @@ static bool mta_moved(const struct mta_session *s, const struct qdomain *d)
 static bool mta_compatible(const struct mta_session *s, const struct qdomain *d)
 {
 	const struct config *cfg = s->dl->w->cfg;
-	enum config_tls_policy policy = mta_policy_of(cfg, d);
+	const char *theirs = dest_mx_name(s->dest, d->route);
+	enum config_tls_policy policy = mta_policy_of(cfg, d, theirs);
 
 	if (policy != s->tls_policy || !same_text(mta_hop_of(cfg, d), s->hop))
 		return false;     /* another next hop may log in as someone else */
-	if (!mta_sts_delivery_host_allowed(s->dl, d, dest_mx_name(s->dest, d->route)))
-		return false;     /* an MX host d's MTA-STS policy does not list */
+	if (!mta_host_allowed(s->dl, d, theirs))
+		return false;     /* an MX host d's MTA-STS policy does not list, or bogus TLSA */
 	if (!shaping_session_fits(s->dl, (struct qdomain *)d, &s->hold))
 		return false;     /* another site's slot, or a source not in d's pool */
-	if (policy != CONFIG_TLS_VERIFY)
+	if (policy != CONFIG_TLS_VERIFY && policy != CONFIG_TLS_DANE)
 		return true;
-	const char *mx = session_mx(s), *theirs = dest_mx_name(s->dest, d->route);
+	const char *mx = session_mx(s);
 	return mx != NULL && theirs != NULL && strcasecmp(mx, theirs) == 0;
 }
 
@@ -627,15 +642,37 @@ static void mta_tls_session_key(const struct mta_session *s, char *key, size_t l
 		snprintf(key, len, "[%s]|%s", text, config_tls_policy_name(s->tls_policy));
 }
 
+/* mta_dane_refused - DANE refused the host: the RFC 8460 result type
+ * goes into the reason (the TLS module names it when the chain was
+ * checked; else STARTTLS was missing or the handshake failed before). */
+static void mta_dane_refused(struct mta_session *s, const char *status)
+{
+	enum dane_result r = strcmp(status, "4.7.4") == 0 ? DANE_RESULT_STARTTLS_NOT_SUPPORTED
+							   : DANE_RESULT_VALIDATION_FAILURE;
+	const char *token = strstr(s->last_error, "result-type=");
+	size_t len = strlen(s->last_error);
+
+	if (token == NULL && len + 40 < sizeof(s->last_error))
+		snprintf(s->last_error + len, sizeof(s->last_error) - len, " (result-type=%s)", dane_result_name(r));
+	token = strstr(s->last_error, "result-type=");
+	s->dl->stats.dane_failures++;
+	log_warn("dane_refused", "domain=%s mx=%s ip=%s result_type=%.*s action=next_host", domain_name(s),
+		 session_mx_text(s), s->ip, token != NULL ? (int)strcspn(token + 12, ") ") : 1,
+		 token != NULL ? token + 12 : "-");
+}
+
 /* mta_explain - the host failed for a reason of ours (TLS); it stays the
  * reason whatever the end of the connection says. */
 static void mta_explain(struct mta_session *s, const char *status, const char *what, const char *why)
 {
 	/* The policy first: the library's reason may be long and is cut. */
 	snprintf(s->last_error, sizeof(s->last_error), "%s [%s]: %s%s%s", session_mx_text(s), s->ip,
-		 s->tls_applied == TLS_APPLIED_MTA_STS ? "MTA-STS policy (mode enforce): " : "", what, why);
+		 s->tls_applied == TLS_APPLIED_MTA_STS ? "MTA-STS policy (mode enforce): " :
+		 s->tls_policy == CONFIG_TLS_DANE ? "DANE policy: " : "", what, why);
 	snprintf(s->last_status, sizeof(s->last_status), "%s", status);
 	s->explained = true;
+	if (s->tls_policy == CONFIG_TLS_DANE)
+		mta_dane_refused(s, status);
 }
 
 /* mta_sts_report - mode testing: what enforce would have refused here,
@@ -856,10 +893,21 @@ static void mta_tls_begin(struct mta_session *s)
 	bool verify = s->tls_policy == CONFIG_TLS_VERIFY;
 	/* SNI and the certificate check want a name; "[ip]" is none. */
 	const char *name = mx != NULL && mx[0] != '[' ? mx : NULL;
+	bool dane = s->tls_policy == CONFIG_TLS_DANE;
 	struct tls_session *ts = tc == NULL ? NULL :
-		tls_session_new(tc, verify ? TLS_VERIFY_REQUIRED : TLS_VERIFY_NONE, name);
+		tls_session_new(tc, dane ? TLS_VERIFY_DANE : verify ? TLS_VERIFY_REQUIRED : TLS_VERIFY_NONE, name);
+	size_t nrec = 0;
+	const struct dane_tlsa *recs = dane ? dane_delivery_records(s->dl, s->d, mx, &nrec) : NULL;
 
 	s->tls = MTA_TLS_TRIED;
+	if (ts != NULL && dane && (recs == NULL || tls_session_set_dane(ts, recs, nrec) != 0)) {
+		/* The answers changed under the session (a new route): this
+		 * connection fails, the next one starts from the new ones. */
+		ts = tls_session_free(ts);
+		mta_tls_failed(s, "the MX host's TLSA records are gone");
+		s->abort_reason = "TLS failed";
+		return;
+	}
 	if (ts == NULL) {
 		mta_tls_failed(s, tc == NULL ? "no TLS client configuration" :
 				  verify && name == NULL ? "no host name to verify" :
@@ -867,7 +915,7 @@ static void mta_tls_begin(struct mta_session *s)
 		s->abort_reason = "TLS failed";
 		return;
 	}
-	struct session_cache *cache = mta_tls_sessions(s->dl);
+	struct session_cache *cache = dane ? NULL : mta_tls_sessions(s->dl);
 	if (cache != NULL) {
 		char key[512];
 		mta_tls_session_key(s, key, sizeof(key));
@@ -995,8 +1043,8 @@ static enum mta_open mta_connect(struct mta_session *s, struct qdest **full)
 
 	for (; more; more = sched_next_address(&s->at, s->route, false)) {
 		union dns_addr *a = &s->route->hosts[s->at.host].addrs[s->at.addr];
-		if (s->d != NULL && !mta_sts_delivery_host_allowed(dl, s->d, s->route->hosts[s->at.host].name))
-			continue;     /* MTA-STS enforce: not a listed MX host */
+		if (s->d != NULL && !mta_host_allowed(dl, s->d, s->route->hosts[s->at.host].name))
+			continue;     /* MTA-STS enforce: not a listed MX host; or bogus TLSA */
 		struct qdest *dest = dest_get(dl, a);
 		struct sched_dest_view v = {
 			.active = dest->active, .window = dest->window, .max_per_address = dl->max_per_address,
@@ -1193,8 +1241,9 @@ static void out_open(struct conn *c)
 
 	s->client = smtp_client_new(&cfg);
 	mta_auth_setup(s, s->dl->w->cfg);
-	s->tls_policy = mta_policy_of(s->dl->w->cfg, s->d);
-	s->tls_applied = mta_sts_delivery_applied(s->dl, s->d, s->tls_policy);
+	s->tls_policy = mta_policy_of(s->dl->w->cfg, s->d, session_mx(s));
+	s->tls_applied = dane_delivery_applied(s->dl, s->d, session_mx(s),
+					       mta_sts_delivery_applied(s->dl, s->d, s->tls_policy));
 	s->tls = MTA_TLS_CLEAR;
 	s->failed = s->explained = false;
 	s->abort_reason = NULL;
@@ -1231,7 +1280,12 @@ static void out_tls_ready(struct conn *c, bool ok)
 		s->dl->stats.tls_resumed++;
 	else
 		s->dl->stats.tls_full++;
-	struct session_cache *cache = mta_tls_sessions(s->dl);
+	if (s->tls_policy == CONFIG_TLS_DANE) {
+		s->dl->stats.dane_verified++;
+		log_info("dane_verified", "domain=%s mx=%s ip=%s", domain_name(s), session_mx_text(s), s->ip);
+	}
+	/* DANE sessions are never resumed (tls.h): nothing to keep. */
+	struct session_cache *cache = s->tls_policy == CONFIG_TLS_DANE ? NULL : mta_tls_sessions(s->dl);
 	if (cache != NULL && !info.resumed) {
 		/* A resumed session stays as it was put: its lifetime counts
 		 * from the full handshake, like Postfix's cache timeout. */

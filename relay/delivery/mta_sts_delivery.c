@@ -80,7 +80,7 @@ const char *tls_applied_name(enum tls_applied p)
 {
 	static const char *const names[TLS_APPLIED_COUNT] = {
 		"none", "opportunistic", "encrypt", "verify", "implicit", "mta-sts", "mta-sts-testing",
-		"require-tls",
+		"require-tls", "dane",
 	};
 	return (unsigned)p < TLS_APPLIED_COUNT ? names[p] : "?";
 }
@@ -188,6 +188,8 @@ enum tls_applied mta_sts_delivery_applied(const struct delivery *dl, const struc
 		return TLS_APPLIED_VERIFY;
 	case CONFIG_TLS_IMPLICIT:
 		return TLS_APPLIED_IMPLICIT;
+	case CONFIG_TLS_DANE:
+		return TLS_APPLIED_OPPORTUNISTIC;  /* a host without usable TLSA (dane_delivery_applied) */
 	}
 	return TLS_APPLIED_OPPORTUNISTIC;
 }

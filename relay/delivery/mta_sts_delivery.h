@@ -66,6 +66,7 @@ enum tls_applied {
 	TLS_APPLIED_MTA_STS,       /* an MTA-STS policy in mode enforce */
 	TLS_APPLIED_MTA_STS_TESTING,   /* mode testing: delivered as configured, reported */
 	TLS_APPLIED_REQUIRE_TLS,   /* the message has REQUIRETLS (RFC 8689): see tls_policy_authenticated */
+	TLS_APPLIED_DANE,          /* the MX host's usable TLSA records (dane_delivery.h) */
 	TLS_APPLIED_COUNT
 };
 

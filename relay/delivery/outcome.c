@@ -16,6 +16,7 @@
 #include "commit.h"
 #include "delivery_log.h"
 #include "log.h"
+#include "dane_delivery.h"
 #include "mta_sts_delivery.h"
 #include "mime_downgrade.h"
 #include "scheduler.h"
@@ -328,7 +329,8 @@ static void log_delivery(struct delivery *dl, const struct qitem *it, uint32_t i
 	if (dl->w->role != WORKER_ROLE_LOCAL) {     /* mailboxes: no TLS to speak of */
 		const struct config *cfg = dl->w->cfg;
 		enum config_tls_policy configured = config_domain_policy(cfg, m->rcpts[idx].domain)->tls;
-		enum tls_applied applied = mta_sts_delivery_applied(dl, it->d, configured);
+		enum tls_applied applied = dane_delivery_applied(dl, it->d, mx,
+			mta_sts_delivery_applied(dl, it->d, configured));
 		if (m->requiretls) {
 			/* RFC 8689: the message's own demand wins over any policy */
 			applied = TLS_APPLIED_REQUIRE_TLS;

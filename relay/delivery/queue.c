@@ -12,6 +12,7 @@
 #include "config.h"
 #include "shaping.h"
 #include "log.h"
+#include "dane_delivery.h"
 #include "mta_sts_delivery.h"
 #include "suppress.h"
 
@@ -741,7 +742,8 @@ static bool domain_idle(const struct qdomain *d)
 {
 	return d->items.next == &d->items && d->active == 0 && !d->resolving && d->want == 0 &&
 	       d->wait_on == NULL && d->ready_head == NULL && d->backoff.failures == 0 &&
-	       d->suspended_until_ms <= d->dl->w->now_ms && !mta_sts_delivery_busy(d) && d->shaping_due_ms == 0;
+	       d->suspended_until_ms <= d->dl->w->now_ms && !mta_sts_delivery_busy(d) && !dane_delivery_busy(d) &&
+	       d->shaping_due_ms == 0;
 }
 
 /* domain_unhash - take d out of its hash chain. */
@@ -767,6 +769,7 @@ void domains_reap(struct delivery *dl)
 			domain_unhash(dl, d);
 			dns_route_unref(d->route);
 			mta_sts_domain_free(d->sts);
+			dane_domain_free(d->dane);
 			free(d->hop);
 			free(d->pool);
 			free(d);
@@ -797,6 +800,7 @@ void domains_free(struct delivery *dl)
 		}
 		dns_route_unref(d->route);
 		mta_sts_domain_free(d->sts);
+		dane_domain_free(d->dane);
 		free(d->hop);
 		free(d->pool);
 		free(d);

@@ -187,6 +187,7 @@ struct qdomain {
 				    * the header is another qdomain */
 	int64_t suspended_until_ms;        /* a shaping rule suspended the domain (monotonic) */
 	struct mta_sts_domain *sts;        /* its MTA-STS check and policy (owned), or NULL */
+	struct dane_domain *dane;          /* its MX hosts' TLSA answers (owned), or NULL */
 	/* shaping limits (shaping_delivery.c): which entries of the shaping
 	 * file apply, found again when the config or the route changes */
 	unsigned long shaping_serial;      /* the config's serial they come from; 0 = not yet */
@@ -222,6 +223,7 @@ struct tls_config;
 struct dns_resolver;
 struct helper_worker;
 struct mta_sts_domain;
+struct dane_domain;
 
 struct delivery {
 	struct worker *w;

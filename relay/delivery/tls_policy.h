@@ -14,6 +14,9 @@
  *            greeting (port 465); never STARTTLS; a failed handshake is a
  *            failed host, as under encrypt. mta_session starts it; at
  *            READY the connection is already TLS.
+ *   dane     (a session's policy only for an MX host with usable TLSA
+ *            records, dane_delivery.h): as encrypt, and the chain must
+ *            match the records (tls.h, TLS_VERIFY_DANE).
  */
 #ifndef RINGMAIL_TLS_POLICY_H
 #define RINGMAIL_TLS_POLICY_H
@@ -55,11 +58,12 @@ struct tls_auth_facts {
 };
 
 /* tls_policy_authenticated - is the server's TLS authenticated as RFC 8689
- * 4.2.1 asks: a handshake done with the certificate verified for the
- * host's name ("verify"), that name being trustworthy: an MX host from an
- * MTA-STS policy in mode enforce (DANE at merge), or a next hop the
- * operator configured by name with tls "verify" (docs/TLS.md, REQUIRETLS:
- * the smart-host reading). A domain's own domains[].tls "verify" for its
+ * 4.2.1 asks: a handshake under "dane" (the chain matched the MX host's
+ * DNSSEC-secure TLSA records), or one with the certificate verified for
+ * the host's name ("verify"), that name being trustworthy: an MX host from
+ * an MTA-STS policy in mode enforce, or a next hop the operator configured
+ * by name with tls "verify" (docs/TLS.md, REQUIRETLS: the smart-host
+ * reading). A domain's own domains[].tls "verify" for its
  * MX hosts is not: the MX names came from DNS without DNSSEC. */
 bool tls_policy_authenticated(const struct tls_auth_facts *f);
 

@@ -1008,7 +1008,7 @@ Test(config, sender_route_tls)
 
 	static const struct { const char *text, *want; } bad[] = {
 		{ "delivery = { sender_routes = ( { sender = \"a.test\"; route = \"x\"; tls = \"sometimes\"; } ); };\n",
-		  "is not none, may, encrypt, verify or implicit" },
+		  "is not none, may, encrypt, verify, implicit or dane" },
 		{ "delivery = { sender_routes = ( { sender = \"a.test\"; route = \"x\"; tls = \"verify\"; },\n"
 		  "  { sender = \"b.test\"; route = \"x\"; tls = \"encrypt\"; } ); };\n", "must agree" },
 		{ "delivery = { sender_routes = ( { sender = \"a.test\"; route = \"x\"; tls = \"verify\"; },\n"

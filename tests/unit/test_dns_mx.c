@@ -569,3 +569,37 @@ Test(dns_mx, cancel_if_picks_by_predicate)
 	}
 	dns_resolver_free(r);
 }
+
+/* DNSSEC: the AD bits of the MX and address answers reach the route
+ * (RFC 7672: DANE only for a secure MX RRset and secure host addresses). */
+Test(dns_mx, dnssec_ad_bits)
+{
+	static const struct dns_mx_record mx[] = { { 10, "a.test" }, { 20, "b.test" } };
+	struct in_addr ip = { htonl(0x7f000001) };
+	struct in6_addr ip6 = IN6ADDR_LOOPBACK_INIT;
+	uint64_t rng = 1;
+	int implicit;
+	const struct { int mx_ad, a_ad, b_ad, b6_ad; int want_mx, want_a, want_b; } cases[] = {
+		{ 1, 1, 1, 1, 1, 1, 1 },
+		{ 0, 1, 1, 1, 0, 1, 1 },
+		{ 1, 0, 1, 1, 1, 0, 1 },
+		{ 1, 1, 1, 0, 1, 1, 0 },   /* one insecure answer of two: insecure */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct dns_mx_answer a = { DNS_ANSWER_OK, 300, 2, mx, cases[i].mx_ad };
+		struct dns_route *route = dns_route_from_mx("d.test", &a, 25, &rng, &implicit);
+		cr_assert_eq(route->status, DNS_ROUTE_OK);
+		size_t ia = strcmp(route->hosts[0].name, "a.test") == 0 ? 0 : 1;
+		struct dns_addr_answer a4 = { DNS_ANSWER_OK, 300, AF_INET, 1, &ip, cases[i].a_ad };
+		struct dns_addr_answer b4 = { DNS_ANSWER_OK, 300, AF_INET, 1, &ip, cases[i].b_ad };
+		struct dns_addr_answer b6 = { DNS_ANSWER_OK, 300, AF_INET6, 1, &ip6, cases[i].b6_ad };
+		dns_route_add_addrs(route, ia, &a4);
+		dns_route_add_addrs(route, 1 - ia, &b4);
+		dns_route_add_addrs(route, 1 - ia, &b6);
+		dns_route_finish(route, "d.test", implicit, 0);
+		cr_expect_eq(route->mx_secure, cases[i].want_mx, "case %zu: mx_secure got %d", i, route->mx_secure);
+		cr_expect_eq(dns_host_secure(&route->hosts[ia]), cases[i].want_a, "case %zu: a.test", i);
+		cr_expect_eq(dns_host_secure(&route->hosts[1 - ia]), cases[i].want_b, "case %zu: b.test", i);
+		dns_route_unref(route);
+	}
+}

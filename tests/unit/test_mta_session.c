@@ -29,6 +29,7 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "dane_delivery.h"
 #include "mta_sts_delivery.h"
 #include "mta_sts_enforce.h"
 #include "queue.h"
@@ -264,6 +265,54 @@ struct tls_saved_session *tls_session_save(const struct tls_session *s)
 int tls_session_resume(struct tls_session *s, const struct tls_saved_session *saved)
 {
 	return -EINVAL;
+}
+
+int tls_session_set_dane(struct tls_session *s, const struct dane_tlsa *recs, size_t n)
+{
+	return n > 0 ? 0 : -EINVAL;
+}
+
+struct tls_session *tls_session_free(struct tls_session *s)
+{
+	return NULL;
+}
+
+/* DANE: fake_dane names the one MX host with usable TLSA records of d. */
+static const char *fake_dane;
+static const struct dane_tlsa fake_dane_record = { 3, 1, 1, 32, (const uint8_t *)"0123456789abcdef0123456789abcdef" };
+
+static bool fake_dane_host(const struct qdomain *qd, const char *mx)
+{
+	return fake_dane != NULL && qd == d && mx != NULL && strcmp(mx, fake_dane) == 0;
+}
+
+enum config_tls_policy dane_delivery_tls(const struct delivery *x, const struct qdomain *qd, const char *mx,
+					 enum config_tls_policy other)
+{
+	return fake_dane_host(qd, mx) ? CONFIG_TLS_DANE : other == CONFIG_TLS_DANE ? CONFIG_TLS_MAY : other;
+}
+
+bool dane_delivery_host_allowed(const struct delivery *x, const struct qdomain *qd, const char *mx)
+{
+	return true;
+}
+
+bool dane_delivery_host_usable(const struct delivery *x, const struct qdomain *qd, const char *mx)
+{
+	return fake_dane_host(qd, mx);
+}
+
+const struct dane_tlsa *dane_delivery_records(const struct delivery *x, const struct qdomain *qd, const char *mx,
+					      size_t *n)
+{
+	*n = fake_dane_host(qd, mx) ? 1 : 0;
+	return *n ? &fake_dane_record : NULL;
+}
+
+enum tls_applied dane_delivery_applied(const struct delivery *x, const struct qdomain *qd, const char *mx,
+				       enum tls_applied other)
+{
+	return fake_dane_host(qd, mx) ? TLS_APPLIED_DANE : other;
 }
 
 struct tls_saved_session *tls_saved_session_free(struct tls_saved_session *saved)
@@ -1348,6 +1397,40 @@ Test(mta_session, connection_lost_in_starttls_under_may_retries_in_clear)
 	greet(fc, EHLO_TLS);
 	deliver_one(fc, ENVELOPE_1_NOSIZE);
 	expect_rcpt(0, 0, SMTP_OUTCOME_DELIVERED, 250, "2.0.0");
+}
+
+/* DANE: an MX host with usable TLSA records gets TLS_VERIFY_DANE, and
+ * without STARTTLS it is refused with the RFC 8460 result type. */
+Test(mta_session, dane_host_requires_starttls_and_dane_verify)
+{
+	policy.tls = CONFIG_TLS_MAY;
+	fake_dane = "mx1." DOMAIN;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+	greet(fc, EHLO_TLS);
+	expect_sent(fc, "STARTTLS\r\n");
+	server(fc, "220 go ahead\r\n");
+	cr_assert_eq(fx.tls_verify, TLS_VERIFY_DANE, "got %d", fx.tls_verify);
+	cr_assert_str_eq(fx.tls_host, "mx1." DOMAIN);
+}
+
+Test(mta_session, dane_host_without_starttls_is_refused)
+{
+	policy.tls = CONFIG_TLS_MAY;
+	fake_dane = "mx1." DOMAIN;
+	add_item(1);
+	struct fake_conn *fc = start(1, one_addr);
+	greet(fc, EHLO_PLAIN);
+	expect_sent(fc, "QUIT\r\n");
+	server(fc, "221 2.0.0 bye\r\n");
+	expect_over(fc);
+	cr_assert_eq(fx.ndone, 0, "mail went out in clear");
+	cr_assert_eq(fx.defers, 1);
+	cr_assert_str_eq(fx.defer_status, "4.7.4");
+	cr_assert_not_null(strstr(fx.defer_text, "DANE policy: TLS required but STARTTLS not offered"),
+			   "text: got \"%s\"", fx.defer_text);
+	cr_assert_not_null(strstr(fx.defer_text, "result-type=starttls-not-supported"), "text: got \"%s\"",
+			   fx.defer_text);
 }
 
 /* ---- 6. timeouts -------------------------------------------------------- */

@@ -5,7 +5,7 @@
 
 #include "tls_policy.h"
 
-static const char *const policy_names[] = { "none", "may", "encrypt", "verify" };
+static const char *const policy_names[] = { "none", "may", "encrypt", "verify", "implicit", "dane" };
 static const char *const step_names[] = { "start", "clear", "refuse" };
 
 Test(tls_policy, at_ready)
@@ -30,6 +30,10 @@ Test(tls_policy, at_ready)
 		{ CONFIG_TLS_VERIFY, true, false, false, TLS_STEP_START },
 		{ CONFIG_TLS_VERIFY, false, false, false, TLS_STEP_REFUSE },
 		{ CONFIG_TLS_VERIFY, true, true, false, TLS_STEP_REFUSE },
+		/* dane (a host with usable TLSA records): TLS or nothing */
+		{ CONFIG_TLS_DANE, true, false, false, TLS_STEP_START },
+		{ CONFIG_TLS_DANE, false, false, false, TLS_STEP_REFUSE },
+		{ CONFIG_TLS_DANE, true, true, false, TLS_STEP_REFUSE },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -52,6 +56,7 @@ Test(tls_policy, retry_in_clear_only_under_may_once)
 		{ CONFIG_TLS_MAY, true, false },
 		{ CONFIG_TLS_ENCRYPT, false, false },
 		{ CONFIG_TLS_VERIFY, false, false },
+		{ CONFIG_TLS_DANE, false, false },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -72,7 +77,7 @@ Test(tls_policy, required)
 /* RFC 8689 4.2.1: verified TLS to a host whose name is trustworthy. */
 Test(tls_policy, authenticated_for_requiretls)
 {
-	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit" };
+	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit", "dane" };
 	static const struct {
 		enum config_tls_policy policy;
 		bool tls_on, sts, next_hop, want;
@@ -92,6 +97,9 @@ Test(tls_policy, authenticated_for_requiretls)
 		{ CONFIG_TLS_ENCRYPT, true, false, false, false },
 		{ CONFIG_TLS_NONE, false, false, false, false },
 		{ CONFIG_TLS_NONE, false, false, true, false },
+		/* DANE: the chain matched the TLSA records */
+		{ CONFIG_TLS_DANE, true, false, false, true },
+		{ CONFIG_TLS_DANE, false, false, false, false },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -102,4 +110,10 @@ Test(tls_policy, authenticated_for_requiretls)
 			     names[cases[i].policy], cases[i].tls_on, cases[i].sts, cases[i].next_hop, got,
 			     cases[i].want);
 	}
+}
+
+Test(tls_policy, dane_requires_tls)
+{
+	cr_expect(tls_policy_required(CONFIG_TLS_DANE));
+	cr_expect(!tls_policy_required(CONFIG_TLS_MAY));
 }
