@@ -522,25 +522,34 @@ bool shaping_message_admit(struct delivery *dl, struct qdomain *d, const struct 
 	const struct shaping_site *e[2] = { entry_at(dl, d->shaping_entry), entry_at(dl, d->shaping_site) };
 	if (e[0] == NULL && e[1] == NULL)
 		return true;
-	/* A message token from the entry and the site, and from each of
-	 * their (source, site) pairs of the session's source: all or none. */
-	_Atomic int64_t *b[4];
-	struct token_bucket_rate r[4];
+	/* A message token from the entry and the site (take_rate: in a
+	 * cluster these also need a credit from Redis), then from each of
+	 * their (source, site) pairs of the session's source (this node's
+	 * own): all or none. */
+	_Atomic int64_t *b[2];
+	struct token_bucket_rate r[2];
 	int n = 0, k = source_index(dl, hold);
 	int64_t now = dl->w->now_ms;
+	int64_t wait = take_rate(e, SHAPING_LIMIT_MESSAGE_RATE, SHAPING_BUCKET_MESSAGE, now);
+	if (wait > 0) {
+		shaping_wait(dl, d, now + wait);
+		return false;
+	}
+	for (int i = 0; i < 2 && k >= 0; i++) {
+		if (e[i] == NULL || !e[i]->has_per_source)
+			continue;
+		b[n] = shaping_state_bucket(e[i]->pair_slots[k], SHAPING_BUCKET_MESSAGE);
+		r[n++] = pair_rate(e[i], SHAPING_LIMIT_MESSAGE_RATE);
+	}
+	wait = take_buckets(b, r, n, now);
+	if (wait == 0)
+		return true;
 	for (int i = 0; i < 2; i++) {
 		if (e[i] == NULL)
 			continue;
-		b[n] = shaping_state_bucket(e[i]->slot, SHAPING_BUCKET_MESSAGE);
-		r[n++] = shaping_state_rate(e[i], SHAPING_LIMIT_MESSAGE_RATE, now);
-		if (k >= 0 && e[i]->has_per_source) {
-			b[n] = shaping_state_bucket(e[i]->pair_slots[k], SHAPING_BUCKET_MESSAGE);
-			r[n++] = pair_rate(e[i], SHAPING_LIMIT_MESSAGE_RATE);
-		}
+		struct token_bucket_rate site_rate = shaping_state_rate(e[i], SHAPING_LIMIT_MESSAGE_RATE, now);
+		shaping_state_refund(e[i]->slot, SHAPING_BUCKET_MESSAGE, &site_rate);
 	}
-	int64_t wait = take_buckets(b, r, n, now);
-	if (wait == 0)
-		return true;
 	shaping_wait(dl, d, now + wait);
 	return false;
 }
