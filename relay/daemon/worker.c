@@ -447,13 +447,12 @@ static void worker_resume_accepts(struct worker *w)
 	w->accept_paused = 0;
 }
 
-/* worker_modules_exit - every module's exit, last made first gone. */
+/* worker_modules_exit - the exit of every module that was made, last made
+ * first gone (a worker that failed to start made only some, or none). */
 static void worker_modules_exit(struct worker *w)
 {
-	size_t n = 0;
+	size_t n = w->modules_ready;
 
-	while (w->plan->modules[n] != NULL)
-		n++;
 	while (n-- > 0)
 		if (w->plan->modules[n]->exit != NULL)
 			w->plan->modules[n]->exit(w);
@@ -615,14 +614,13 @@ static int worker_setup(struct worker *w)
 		return rc;
 	}
 	for (const struct worker_module *const *m = w->plan->modules; *m != NULL; m++) {
-		if ((*m)->init == NULL)
-			continue;
-		rc = (*m)->init(w);
+		rc = (*m)->init != NULL ? (*m)->init(w) : 0;
 		if (rc < 0) {
 			log_debug("module_init", "worker=%u module=%s error=\"%s\"", w->id, (*m)->name,
 				  strerror(-rc));
 			return rc;
 		}
+		w->modules_ready++;
 	}
 	return worker_listen_all(w);
 }

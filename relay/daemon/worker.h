@@ -163,6 +163,7 @@ struct worker {
 	int64_t wake_at_ms;                /* hooks lower it: a timer of their own */
 
 	const struct worker_plan *plan;
+	size_t modules_ready;              /* plan->modules[0..n) made: their exits run */
 	struct tls_config *server_tls;     /* server_tls.h */
 	unsigned long server_tls_serial;   /* the config it was made from; 0: none */
 	const struct config *cfg;          /* this worker's view, held; see worker_reload_all */
