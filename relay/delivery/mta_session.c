@@ -696,6 +696,8 @@ static void mta_tlsrpt(struct mta_session *s, enum tlsrpt_result result, const c
 		.reason_code = why,
 	};
 
+	if (s->tls_applied == TLS_APPLIED_DANE && tlsrpt_delivery_tlsa(s->dl, s->d, mx, result, &where))
+		return;
 	tlsrpt_delivery_sts_or_none(s->dl, s->d, result, &where);
 }
 

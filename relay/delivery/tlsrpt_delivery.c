@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "commit.h"
+#include "dane_delivery.h"
 #include "log.h"
 #include "mta_sts_delivery.h"
 #include "queue.h"
@@ -61,6 +62,28 @@ static void sts_lines(const struct mta_sts_policy *p, char *lines, size_t lsize,
 	}
 	if (n < lsize)
 		snprintf(lines + n, lsize - n, "\nmax_age: %u", p->max_age_s);
+}
+
+bool tlsrpt_delivery_tlsa(const struct delivery *dl, const struct qdomain *d, const char *mx,
+			  enum tlsrpt_result result, const struct tlsrpt_where *where)
+{
+	size_t n = 0;
+	const struct dane_tlsa *r = mx != NULL ? dane_delivery_records(dl, d, mx, &n) : NULL;
+
+	if (r == NULL || n == 0)
+		return false;
+	if (!tlsrpt_delivery_wanted(dl, d))
+		return true;
+	char lines[4096];
+	size_t used = 0;
+	for (size_t i = 0; i < n && used + 16 < sizeof(lines); i++) {
+		used += (size_t)snprintf(lines + used, sizeof(lines) - used, "%s%u %u %u ", i ? "\n" : "",
+					 r[i].usage, r[i].selector, r[i].mtype);
+		for (size_t k = 0; k < r[i].len && used + 3 < sizeof(lines); k++)
+			used += (size_t)snprintf(lines + used, sizeof(lines) - used, "%02x", r[i].data[k]);
+	}
+	tlsrpt_delivery_record(dl, d, TLSRPT_POLICY_TLSA, lines, mx, result, where);
+	return true;
 }
 
 void tlsrpt_delivery_sts_or_none(const struct delivery *dl, const struct qdomain *d, enum tlsrpt_result result,

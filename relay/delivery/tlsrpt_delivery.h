@@ -53,6 +53,12 @@ void tlsrpt_delivery_record(const struct delivery *dl, const struct qdomain *d, 
 			    const char *policy_strings, const char *mx_hosts, enum tlsrpt_result result,
 			    const struct tlsrpt_where *where);
 
+/* tlsrpt_delivery_tlsa - the same under DANE ("tlsa"): the policy strings
+ * are mx's TLSA records ("3 1 1 <hex>", RFC 8460 4.4); false (nothing
+ * counted) when mx has no usable records. */
+bool tlsrpt_delivery_tlsa(const struct delivery *dl, const struct qdomain *d, const char *mx,
+			  enum tlsrpt_result result, const struct tlsrpt_where *where);
+
 /* tlsrpt_delivery_sts_or_none - the same under d's MTA-STS policy, or
  * "no-policy-found" when none applies. */
 void tlsrpt_delivery_sts_or_none(const struct delivery *dl, const struct qdomain *d, enum tlsrpt_result result,

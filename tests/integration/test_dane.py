@@ -264,6 +264,9 @@ class DANE(mailnet.NetTestCase, unittest.TestCase):
         extra["dane"] = {"enabled": True}
         extra["mta_sts"] = {"enabled": False}
         extra["metrics"] = {"listen": ["127.0.0.1:%d" % harness.free_port("127.0.0.1")]}
+        # TLS-RPT counts DANE sessions under policy-type "tlsa" (no report
+        # goes out in the test: the period is a day).
+        extra["tls_rpt"] = {"enabled": True, "save_interval": "200ms"}
         d = self.relay(extra)
         for domain in DOMAINS:
             rcpt = "bob@" + domain
@@ -336,6 +339,17 @@ class DANE(mailnet.NetTestCase, unittest.TestCase):
         self.assertRegex(metrics, r"(?m)^ringmail_dane_lookups_total [4-9]")
         self.assertRegex(metrics, r"(?m)^ringmail_dane_verified_total [2-9]")
         self.assertRegex(metrics, r"(?m)^ringmail_dane_failures_total [1-9]")
+
+        # TLS-RPT (RFC 8460): the sessions under DANE were counted as "tlsa"
+        # with the host's records as the policy strings, the refused one
+        # with its result type; the unsigned zone as no-policy-found.
+        rpt_dir = os.path.join(d.settings["spool"]["dir"], "tlsrpt")
+        saved = "".join(open(os.path.join(rpt_dir, f)).read() for f in os.listdir(rpt_dir)
+                        if f.endswith(".json"))
+        self.assertIn('"tlsa"', saved)
+        self.assertRegex(saved, r'"3 1 1 [0-9a-f]{64}"')
+        self.assertIn("certificate-not-trusted", saved)
+        self.assertIn("no-policy-found", saved)
 
 
 if __name__ == "__main__":
