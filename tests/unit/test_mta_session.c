@@ -361,7 +361,7 @@ bool config_sender_route_tls(const struct config *c, const char *hop, enum confi
 
 const char *config_tls_policy_name(enum config_tls_policy p)
 {
-	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit" };
+	static const char *const names[] = { "none", "may", "encrypt", "verify", "implicit", "dane" };
 	return names[p];
 }
 
