@@ -2,6 +2,8 @@
  * bench_common - shared pieces of the bench tools; see bench_common.h.
  */
 #include "bench_common.h"
+#include "log.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -277,6 +279,43 @@ void bench_hist_percentiles(const struct bench_hist *hist, FILE *out, unsigned t
 	fprintf(out, "#[Mean = %.3f, Max = %.3f, Total count = %llu]\n",
 		(double)hist->sum / (double)hist->count / scale, (double)hist->max / scale,
 		(unsigned long long)hist->count);
+}
+
+void bench_wire_take(struct bench_wire *w, struct tls_session *tls)
+{
+	size_t len;
+	const void *data = tls_pending_ciphertext(tls, &len);
+
+	if (len == 0)
+		return;
+	if (w->len + len > w->cap) {
+		if (w->cap == 0)
+			w->cap = 4096;
+		while (w->len + len > w->cap)
+			w->cap *= 2;
+		w->buf = realloc(w->buf, w->cap);
+		if (w->buf == NULL)
+			log_fatal("out of memory");
+	}
+	memcpy(w->buf + w->len, data, len);
+	w->len += len;
+	tls_ciphertext_consumed(tls, len);
+}
+
+int bench_wire_encrypt(struct bench_wire *w, struct tls_session *tls, const char *out, size_t *out_sent,
+		       size_t out_len)
+{
+	while (*out_sent < out_len) {
+		ssize_t n = tls_write(tls, out + *out_sent, out_len - *out_sent);
+
+		bench_wire_take(w, tls);
+		if (n == TLS_WANT_WRITE)
+			continue;
+		if (n < 0)
+			return (int)n;
+		*out_sent += (size_t)n;
+	}
+	return 0;
 }
 
 int bench_lines_init(struct bench_lines *lines, size_t cap)

@@ -92,6 +92,21 @@ int bench_hist_json(const struct bench_hist *hist, char *buf, size_t size);
 void bench_hist_percentiles(const struct bench_hist *hist, FILE *out, unsigned ticks,
 			    double scale);
 
+/* Ciphertext a TLS connection is writing: buf[sent..len), cap allocated. */
+struct tls_session;
+struct bench_wire {
+	char *buf;
+	size_t len, sent, cap;
+};
+/* bench_wire_take - move the session's pending ciphertext into w at once
+ * (the pointer tls_pending_ciphertext gives dies with the next call). */
+void bench_wire_take(struct bench_wire *w, struct tls_session *tls);
+/* bench_wire_encrypt - all of out[*out_sent..out_len) into w. A write that
+ * says TLS_WANT_WRITE is retried with the same bytes once the output was
+ * taken. Returns 0 or the session's error. */
+int bench_wire_encrypt(struct bench_wire *w, struct tls_session *tls, const char *out, size_t *out_sent,
+		       size_t out_len);
+
 /* Line reader over one connection's input. Invariant: buf[start..len) holds
  * unconsumed bytes, len <= cap. The caller fills buf+len (up to cap) and
  * calls bench_lines_next until it returns 0, then bench_lines_compact. */

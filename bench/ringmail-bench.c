@@ -116,12 +116,11 @@ struct bench_conn {
 	char *out;
 	size_t out_len, out_sent, out_cap;
 	/* TLS: the session (NULL in cleartext), received ciphertext, and the
-	 * ciphertext being written (wire[wire_sent..wire_len)). */
+	 * ciphertext being written (wire). */
 	struct tls_session *tls;
 	int tls_up;			/* handshake done: out and in go through tls */
 	char *raw;
-	char *wire;
-	size_t wire_len, wire_sent, wire_cap;
+	struct bench_wire wire;
 	uint64_t connect_us;
 	int pipelining;			/* we pipeline and the server offered it */
 	int connect_failures;		/* in a row; give up after BENCH_CONNECT_TRIES */
@@ -262,48 +261,6 @@ static void out_add(struct bench_conn *conn, const char *data, size_t len)
 	conn->out_len += len;
 }
 
-/* wire_take - move the session's pending ciphertext into wire at once (the
- * pointer tls_pending_ciphertext gives dies with the next call). */
-static void wire_take(struct bench_conn *conn)
-{
-	size_t len;
-	const void *data = tls_pending_ciphertext(conn->tls, &len);
-
-	if (len == 0)
-		return;
-	if (conn->wire_len + len > conn->wire_cap) {
-		if (conn->wire_cap == 0)
-			conn->wire_cap = 4096;
-		while (conn->wire_len + len > conn->wire_cap)
-			conn->wire_cap *= 2;
-		conn->wire = realloc(conn->wire, conn->wire_cap);
-		if (conn->wire == NULL)
-			log_fatal("out of memory");
-	}
-	memcpy(conn->wire + conn->wire_len, data, len);
-	conn->wire_len += len;
-	tls_ciphertext_consumed(conn->tls, len);
-}
-
-/* tls_encrypt - all of out[out_sent..out_len) into wire. A write that says
- * TLS_WANT_WRITE is retried with the same bytes once the output was taken.
- * Returns 0 or the session's error. */
-static int tls_encrypt(struct bench_conn *conn)
-{
-	while (conn->out_sent < conn->out_len) {
-		ssize_t n = tls_write(conn->tls, conn->out + conn->out_sent,
-				      conn->out_len - conn->out_sent);
-
-		wire_take(conn);
-		if (n == TLS_WANT_WRITE)
-			continue;
-		if (n < 0)
-			return (int)n;
-		conn->out_sent += (size_t)n;
-	}
-	return 0;
-}
-
 /* conn_send - write the queued output (encrypted first under TLS); the
  * completion decides what next. */
 static void conn_send(struct bench_conn *conn)
@@ -312,14 +269,15 @@ static void conn_send(struct bench_conn *conn)
 	size_t len = conn->out_len - conn->out_sent;
 
 	if (conn->tls != NULL) {
-		if (conn->tls_up && tls_encrypt(conn) != 0) {
+		if (conn->tls_up && bench_wire_encrypt(&conn->wire, conn->tls, conn->out,
+						       &conn->out_sent, conn->out_len) != 0) {
 			log_warn("tls_write", "conn=%d why=%s", conn->index,
 				 tls_strerror(conn->tls));
 			conn_fail(conn, "tls write");
 			return;
 		}
-		data = conn->wire + conn->wire_sent;
-		len = conn->wire_len - conn->wire_sent;
+		data = conn->wire.buf + conn->wire.sent;
+		len = conn->wire.len - conn->wire.sent;
 	}
 	struct io_uring_sqe *sqe = bench_ring_sqe(&ring);
 
@@ -526,12 +484,12 @@ static int tls_start(struct bench_conn *conn)
 		log_fatal("tls_session_new failed");
 	if (tls_saved != NULL && tls_session_resume(conn->tls, tls_saved) != 0)
 		log_warn("tls_resume", "conn=%d saved session refused", conn->index);
-	conn->wire_len = conn->wire_sent = 0;
+	conn->wire.len = conn->wire.sent = 0;
 	conn->phase = PHASE_HANDSHAKE;
 	while ((r = tls_handshake(conn->tls)) == TLS_WANT_WRITE)
-		wire_take(conn);
-	wire_take(conn);
-	if (r != TLS_WANT_READ || conn->wire_len == 0) {
+		bench_wire_take(&conn->wire, conn->tls);
+	bench_wire_take(&conn->wire, conn->tls);
+	if (r != TLS_WANT_READ || conn->wire.len == 0) {
 		conn_fail(conn, "tls handshake start");
 		return -1;
 	}
@@ -547,10 +505,10 @@ static void tls_handshake_step(struct bench_conn *conn)
 	int r;
 
 	while ((r = tls_handshake(conn->tls)) == TLS_WANT_WRITE)
-		wire_take(conn);
-	wire_take(conn);
+		bench_wire_take(&conn->wire, conn->tls);
+	bench_wire_take(&conn->wire, conn->tls);
 	if (r == TLS_WANT_READ) {
-		if (conn->wire_len > conn->wire_sent)
+		if (conn->wire.len > conn->wire.sent)
 			conn_send(conn);
 		else
 			conn_recv(conn);
@@ -595,7 +553,7 @@ static int tls_input(struct bench_conn *conn, size_t n)
 		ssize_t got = tls_read(conn->tls, conn->in.buf + conn->in.len,
 				       conn->in.cap - conn->in.len);
 
-		wire_take(conn);
+		bench_wire_take(&conn->wire, conn->tls);
 		if (got == TLS_WANT_READ || got == 0)
 			return 0;	/* 0: close_notify (after 221, say); the
 					 * replies decide, the socket's EOF follows */
@@ -745,7 +703,7 @@ static void conn_close(struct bench_conn *conn)
 	conn->fd = -1;
 	conn->tls = tls_session_free(conn->tls);
 	conn->tls_up = 0;
-	conn->wire_len = conn->wire_sent = 0;
+	conn->wire.len = conn->wire.sent = 0;
 }
 
 /* conn_connect - open a socket and connect it through the ring. */
@@ -845,12 +803,12 @@ static void on_send(struct bench_conn *conn, int result)
 		return;
 	}
 	if (conn->tls != NULL) {
-		conn->wire_sent += (size_t)result;
-		if (conn->wire_sent < conn->wire_len) {
+		conn->wire.sent += (size_t)result;
+		if (conn->wire.sent < conn->wire.len) {
 			conn_send(conn);
 			return;
 		}
-		conn->wire_len = conn->wire_sent = 0;
+		conn->wire.len = conn->wire.sent = 0;
 	} else {
 		conn->out_sent += (size_t)result;
 		if (conn->out_sent < conn->out_len) {
@@ -1245,7 +1203,7 @@ static void conns_free(void)
 		bench_lines_free(&conns[i]->in);
 		tls_session_free(conns[i]->tls);
 		free(conns[i]->raw);
-		free(conns[i]->wire);
+		free(conns[i]->wire.buf);
 		free(conns[i]->out);
 		free(conns[i]);
 	}

@@ -127,14 +127,13 @@ struct sink_conn {
 	struct __kernel_timespec delay;
 	/* STARTTLS: offered here; due once "220" is out; then the session, the
 	 * raw input (when not from the buffer ring) and the ciphertext being
-	 * written, wire[wire_sent..wire_len). */
+	 * written (wire). */
 	int starttls_offered;
 	int tls_due;
 	int tls_up;		/* handshake done: plaintext flows through tls */
 	struct tls_session *tls;
 	char *raw;
-	char *wire;
-	size_t wire_len, wire_sent, wire_cap;
+	struct bench_wire wire;
 } __attribute__((aligned(16)));
 
 struct sink_domain_slot {
@@ -790,7 +789,7 @@ static void conn_close(struct sink_conn *conn)
 	bench_lines_free(&conn->in);
 	tls_session_free(conn->tls);
 	free(conn->raw);
-	free(conn->wire);
+	free(conn->wire.buf);
 	free(conn->out);
 	free(conn->message);
 	free(conn->rcpt_domains);
@@ -814,47 +813,6 @@ static void conn_recv(struct sink_conn *conn)
 				   conn->in.cap - conn->in.len, 0);
 	}
 	io_uring_sqe_set_data64(sqe, USER_DATA(conn, OP_RECV));
-}
-
-/* wire_take - move the session's pending ciphertext into wire at once (the
- * pointer tls_pending_ciphertext gives dies with the next call). */
-static void wire_take(struct sink_conn *conn)
-{
-	size_t len;
-	const void *data = tls_pending_ciphertext(conn->tls, &len);
-
-	if (len == 0)
-		return;
-	if (conn->wire_len + len > conn->wire_cap) {
-		if (conn->wire_cap == 0)
-			conn->wire_cap = 4096;
-		while (conn->wire_len + len > conn->wire_cap)
-			conn->wire_cap *= 2;
-		conn->wire = realloc(conn->wire, conn->wire_cap);
-		if (conn->wire == NULL)
-			log_fatal("out of memory");
-	}
-	memcpy(conn->wire + conn->wire_len, data, len);
-	conn->wire_len += len;
-	tls_ciphertext_consumed(conn->tls, len);
-}
-
-/* tls_encrypt - all of out[out_sent..out_len) into wire. Returns 0 or the
- * session's error. */
-static int tls_encrypt(struct sink_conn *conn)
-{
-	while (conn->out_sent < conn->out_len) {
-		ssize_t n = tls_write(conn->tls, conn->out + conn->out_sent,
-				      conn->out_len - conn->out_sent);
-
-		wire_take(conn);
-		if (n == TLS_WANT_WRITE)
-			continue;
-		if (n < 0)
-			return (int)n;
-		conn->out_sent += (size_t)n;
-	}
-	return 0;
 }
 
 /* tls_begin - "220 Ready" is out: the next bytes are the ClientHello. */
@@ -886,14 +844,15 @@ static void conn_flush(struct sink_conn *conn)
 		io_uring_sqe_set_data64(sqe, USER_DATA(conn, OP_DELAY));
 		return;
 	}
-	if (replies && conn->tls_up && tls_encrypt(conn) != 0) {
+	if (replies && conn->tls_up &&
+	    bench_wire_encrypt(&conn->wire, conn->tls, conn->out, &conn->out_sent, conn->out_len) != 0) {
 		stats.tls_failures++;
 		conn_close(conn);
 		return;
 	}
-	if (conn->out_sent == conn->out_len && conn->wire_sent == conn->wire_len) {
+	if (conn->out_sent == conn->out_len && conn->wire.sent == conn->wire.len) {
 		conn->out_len = conn->out_sent = 0;
-		conn->wire_len = conn->wire_sent = 0;
+		conn->wire.len = conn->wire.sent = 0;
 		conn->delayed = 0;
 		if (conn->tls_due)
 			tls_begin(conn);
@@ -904,9 +863,9 @@ static void conn_flush(struct sink_conn *conn)
 		return;
 	}
 	sqe = bench_ring_sqe(&ring);
-	if (conn->wire_sent < conn->wire_len)
-		io_uring_prep_send(sqe, conn->fd, conn->wire + conn->wire_sent,
-				   conn->wire_len - conn->wire_sent, MSG_NOSIGNAL);
+	if (conn->wire.sent < conn->wire.len)
+		io_uring_prep_send(sqe, conn->fd, conn->wire.buf + conn->wire.sent,
+				   conn->wire.len - conn->wire.sent, MSG_NOSIGNAL);
 	else
 		io_uring_prep_send(sqe, conn->fd, conn->out + conn->out_sent,
 				   conn->out_len - conn->out_sent, MSG_NOSIGNAL);
@@ -927,8 +886,8 @@ static int tls_input(struct sink_conn *conn, const void *data, size_t len)
 		int r;
 
 		while ((r = tls_handshake(conn->tls)) == TLS_WANT_WRITE)
-			wire_take(conn);
-		wire_take(conn);
+			bench_wire_take(&conn->wire, conn->tls);
+		bench_wire_take(&conn->wire, conn->tls);
 		if (r == TLS_WANT_READ)
 			return 0;
 		if (r != 0) {
@@ -945,7 +904,7 @@ static int tls_input(struct sink_conn *conn, const void *data, size_t len)
 		ssize_t got = tls_read(conn->tls, conn->in.buf + conn->in.len,
 				       conn->in.cap - conn->in.len);
 
-		wire_take(conn);
+		bench_wire_take(&conn->wire, conn->tls);
 		if (got == TLS_WANT_READ || got == 0)
 			return 0;
 		if (got == TLS_WANT_WRITE)
@@ -1061,11 +1020,11 @@ static void on_send(struct sink_conn *conn, const struct io_uring_cqe *cqe)
 		conn_close(conn);
 		return;
 	}
-	if (conn->wire_sent < conn->wire_len)
-		conn->wire_sent += (size_t)cqe->res;
+	if (conn->wire.sent < conn->wire.len)
+		conn->wire.sent += (size_t)cqe->res;
 	else
 		conn->out_sent += (size_t)cqe->res;
-	if (expect_met && conn->out_sent == conn->out_len && conn->wire_sent == conn->wire_len)
+	if (expect_met && conn->out_sent == conn->out_len && conn->wire.sent == conn->wire.len)
 		stopping = 1;
 	conn_flush(conn);
 }
