@@ -6,6 +6,7 @@ sanitizer reports when it stops.
 """
 import os
 import pwd
+import random
 import resource
 import signal
 import socket
@@ -32,16 +33,28 @@ def raise_fd_limit():
             pass
 
 
-def free_port(host="127.0.0.1", kind=socket.SOCK_STREAM):
-    """A port that is free for both TCP and UDP on host right now."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(host="127.0.0.1", also=()):
+    """A port free for both TCP and UDP on host (and on each address in
+    also) right now. It is chosen at random below the kernel's ephemeral
+    range: a port from bind(0) is one the kernel may hand at any moment to
+    some process's outgoing connection as its source port, and a daemon
+    that binds it a moment later then fails with EADDRINUSE."""
+    high = min(_ephemeral_low(), 32768)
+    for _ in range(200):
+        port = random.randint(10000, high - 1)
         try:
-            with socket.socket(socket.AF_INET, other) as s:
-                s.bind((host, port))
+            for addr in (host,) + tuple(also):
+                for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    with socket.socket(socket.AF_INET, k) as s:
+                        s.bind((addr, port))
             return port
         except OSError:
             continue

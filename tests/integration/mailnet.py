@@ -52,16 +52,7 @@ class Addresses:
         self.port = self._free_port()
 
     def _free_port(self):
-        for _ in range(100):
-            port = harness.free_port(self.ips[0])
-            try:
-                for ip in self.ips[1:]:
-                    with socket.socket() as s:
-                        s.bind((ip, port))
-                return port
-            except OSError:
-                continue
-        raise RuntimeError("no port free on all of %r" % (self.ips,))
+        return harness.free_port(self.ips[0], also=self.ips[1:])
 
 
 class Dnsmasq:

@@ -16,6 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
 
 BIN = os.environ.get("RINGMAIL_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin"))
 SINK = os.path.join(BIN, "ringmail-sink")
@@ -25,17 +26,7 @@ SMTP_SOURCE = "/usr/sbin/smtp-source"
 
 def free_port():
     """free_port - a port free on 127.0.0.1 and 127.0.0.2 right now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket() as s2:
-                s2.bind(("127.0.0.2", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
+    return harness.free_port("127.0.0.1", also=("127.0.0.2",))
 
 
 class Sink:

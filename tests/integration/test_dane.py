@@ -89,7 +89,7 @@ class Nsd:
 
     def __init__(self, d, ip, zones):
         self.d, self.ip = d, ip
-        self.port = harness.free_port(ip, kind=__import__("socket").SOCK_DGRAM)
+        self.port = harness.free_port(ip)
         self.conf = os.path.join(d, "nsd.conf")
         with open(self.conf, "w") as f:
             f.write("server:\n  ip-address: %s@%d\n  username: \"\"\n  chroot: \"\"\n"
@@ -127,7 +127,7 @@ class Unbound:
 
     def __init__(self, d, ip, nsd, anchor_file):
         self.ip = ip
-        self.port = harness.free_port(ip, kind=__import__("socket").SOCK_DGRAM)
+        self.port = harness.free_port(ip)
         self.ns = "%s:%d" % (ip, self.port)
         self.conf = os.path.join(d, "unbound.conf")
         with open(self.conf, "w") as f:

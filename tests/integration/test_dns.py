@@ -14,6 +14,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 BIN = os.environ.get("RINGMAIL_BIN", "build/bin")
 RESOLVE = os.path.join(BIN, "ringmail-resolve")
 
@@ -43,24 +46,6 @@ def check(cond, what):
         print("FAIL:", what, flush=True)
 
 
-def free_port():
-    """A port free for both UDP and TCP on 127.0.0.1 (dnsmasq binds both)."""
-    for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            t.close()
-            u.close()
-    raise RuntimeError("no free port")
-
-
 def resolve(*args, timeout=30):
     p = subprocess.run([RESOLVE, *args], capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
@@ -70,7 +55,7 @@ def start_dnsmasq(tmp):
     conf = os.path.join(tmp, "zone.conf")
     with open(conf, "w") as f:
         f.write(ZONE)
-    port = free_port()
+    port = harness.free_port()
     cmd = ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--port=%d" % port,
            "--listen-address=127.0.0.1", "--bind-interfaces", "--pid-file=",
            "--conf-file=" + conf, "--local=/test/", "--log-facility=-"]
