@@ -92,6 +92,7 @@ static const struct config_key config_keys[] = {
 	{ "smtp.max_input_backlog", KIND_SIZE, OFF(smtp_max_input_backlog), 4096, 1LL << 30, "1M", "input buffered while a session waits for its commit; then reading pauses" },
 	{ "tls.cert_file", KIND_STRING, OFF(tls_cert_file), 0, 0, "", "PEM certificate chain (leaf first) for inbound STARTTLS, POP3 STLS and the implicit-TLS listeners; \"\" = none of them; re-read on SIGHUP" },
 	{ "tls.key_file", KIND_STRING, OFF(tls_key_file), 0, 0, "", "PEM private key (unencrypted) matching tls.cert_file" },
+	{ "tls.offload_handshakes", KIND_BOOL, OFF(tls_offload_handshakes), 0, 0, "true", "run TLS handshakes (inbound and outbound: their public-key operations cost milliseconds) on helper threads, one per CPU, so a worker's loop goes on serving its other connections meanwhile; false = on the worker, as before" },
 	{ "users.file", KIND_STRING, OFF(users_file), 0, 0, "", "passwd-file of users (crypt(3) hashes, as Dovecot and mkpasswd write them) for SMTP AUTH, POP3 and local mailboxes; \"\" = no AUTH, no POP3 users, every local part is a mailbox; re-read on SIGHUP" },
 	{ "smtp.add_missing_headers", KIND_BOOL, OFF(smtp_add_missing_headers), 0, 0, "true", "add Message-ID and Date to mail from relay_networks or authenticated clients that lacks them (before DKIM signing), as Postfix does for its own clients" },
 	{ "smtp.auth_plaintext", KIND_BOOL, OFF(smtp_auth_plaintext), 0, 0, "false", "offer AUTH without TLS too (else only after STARTTLS; 538 before)" },

@@ -167,6 +167,7 @@ struct config {
 	/* tls (inbound STARTTLS) */
 	char *tls_cert_file;              /* PEM chain, leaf first; "" = no STARTTLS */
 	char *tls_key_file;               /* PEM private key, unencrypted */
+	bool tls_offload_handshakes;      /* handshakes on helper threads (conn.c) */
 
 	/* AUTH (inbound) */
 	char *users_file;                 /* passwd-file; "" = no AUTH */

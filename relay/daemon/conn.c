@@ -58,6 +58,7 @@ static void conn_unref(struct conn *c)
 	buf_free(&c->out[0]);
 	buf_free(&c->out[1]);
 	buf_free(&c->tls_plain);
+	buf_free(&c->tls_backlog);
 	c->tls = tls_session_free(c->tls);
 	c->cfg = config_release(c->cfg);
 	w->conn_objects--;
@@ -146,7 +147,8 @@ static void conn_tls_died(struct conn *c, int err)
 {
 	if (!c->tls_failed)
 		log_info("tls_error", "peer=%s error=\"%s\" reason=\"%s\"", c->peer_text,
-			 strerror(-err), tls_strerror(c->tls));
+			 strerror(-err), c->tls_step_out ? "more ciphertext than a handshake needs"
+							 : tls_strerror(c->tls));
 	c->tls_failed = true;
 	buf_reset(&c->tls_plain);
 }
@@ -251,10 +253,109 @@ static void conn_tls_decrypt(struct conn *c)
 	}
 }
 
+/* Handshake steps run here when tls.offload_handshakes is set: one
+ * thread per CPU, and each worker's steps always on the same one. */
+static struct helper_pool tls_pool = HELPER_POOL_INIT("tls", 0);
+
+static void conn_tls_input(struct conn *c, const void *data, size_t len);
+static void conn_after_input(struct conn *c);
+
+/* conn_tls_stepped - a handshake step returned rc (its output taken). */
+static void conn_tls_stepped(struct conn *c, int rc);
+
+/* conn_tls_step_run - on the worker's helper thread: one step. */
+static void conn_tls_step_run(struct helper_job *job)
+{
+	struct conn *c = container_of(job, struct conn, tls_job);
+
+	c->tls_step_rc = tls_handshake(c->tls);
+}
+
+/* conn_tls_step_done - back on the worker: take the step's records, go
+ * on, then feed the session what arrived meanwhile. */
+static void conn_tls_step_done(struct helper_job *job)
+{
+	struct conn *c = container_of(job, struct conn, tls_job);
+
+	c->tls_step_out = false;
+	if (!c->closing) {
+		conn_tls_take_output(c);
+		conn_tls_stepped(c, c->tls_step_rc);
+		if (!c->closing && !c->tls_step_out && !c->tls_failed && buf_len(&c->tls_backlog) > 0) {
+			struct buf backlog = c->tls_backlog;
+			buf_init(&c->tls_backlog, CONN_BUF_MAX);
+			conn_tls_input(c, buf_data(&backlog), buf_len(&backlog));
+			buf_free(&backlog);
+		}
+		conn_after_input(c);
+	}
+	conn_unref(c);    /* the job's */
+}
+
+/* conn_tls_offload - can c's handshake steps go to a helper thread? */
+static bool conn_tls_offload(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (!w->cfg->tls_offload_handshakes)
+		return false;
+	if (w->tls_helpers == NULL)
+		w->tls_helpers = helper_worker_new(w);    /* NULL (logged): on the worker */
+	return w->tls_helpers != NULL;
+}
+
+/* conn_tls_step - drive the handshake with what the session was fed:
+ * on the worker's helper thread, or here. */
+static void conn_tls_step(struct conn *c)
+{
+	if (conn_tls_offload(c)) {
+		c->tls_step_out = true;
+		c->refs++;    /* the job's */
+		c->tls_job.run = conn_tls_step_run;
+		c->tls_job.done = conn_tls_step_done;
+		helper_submit_to(&tls_pool, c->w->tls_helpers, &c->tls_job, c->w->id);
+		return;
+	}
+	int rc;
+	do {
+		rc = tls_handshake(c->tls);
+		conn_tls_take_output(c);
+	} while (rc == TLS_WANT_WRITE);
+	conn_tls_stepped(c, rc);
+}
+
+static void conn_tls_stepped(struct conn *c, int rc)
+{
+	if (rc == TLS_WANT_WRITE) {
+		conn_tls_step(c);    /* output taken: again (only after a helper's step) */
+		return;
+	}
+	if (rc == TLS_WANT_READ)
+		return;
+	c->tls_handshaking = false;
+	if (rc < 0)
+		conn_tls_died(c, rc);
+	if (c->handler->tls_ready != NULL)
+		c->handler->tls_ready(c, rc == 0);
+	if (rc < 0 || c->closing)
+		return;
+	conn_tls_encrypt(c);
+	conn_tls_decrypt(c);
+}
+
 /* conn_tls_input - ciphertext arrived: drive the handshake, then decrypt.
- * The handler hears the end of the handshake through tls_ready. */
+ * The handler hears the end of the handshake through tls_ready. While a
+ * helper thread holds the session the bytes wait in c->tls_backlog (at
+ * most what the session itself would take). */
 static void conn_tls_input(struct conn *c, const void *data, size_t len)
 {
+	if (c->tls_step_out) {
+		if (buf_len(&c->tls_backlog) + len > TLS_INPUT_MAX)
+			conn_tls_died(c, -ENOBUFS);
+		else
+			bytes_append(&c->tls_backlog, data, len);
+		return;
+	}
 	int rc = tls_feed_ciphertext(c->tls, data, len);
 
 	if (rc == -ENOBUFS) {
@@ -265,23 +366,10 @@ static void conn_tls_input(struct conn *c, const void *data, size_t len)
 		conn_tls_died(c, rc);
 		return;
 	}
-	if (c->tls_handshaking) {
-		do {
-			rc = tls_handshake(c->tls);
-			conn_tls_take_output(c);
-		} while (rc == TLS_WANT_WRITE);
-		if (rc == TLS_WANT_READ)
-			return;
-		c->tls_handshaking = false;
-		if (rc < 0)
-			conn_tls_died(c, rc);
-		if (c->handler->tls_ready != NULL)
-			c->handler->tls_ready(c, rc == 0);
-		if (rc < 0 || c->closing)
-			return;
-		conn_tls_encrypt(c);
-	}
-	conn_tls_decrypt(c);
+	if (c->tls_handshaking)
+		conn_tls_step(c);
+	else
+		conn_tls_decrypt(c);
 }
 
 /* conn_tls_close_notify - queue the close_notify alert (RFC 5246 7.2.1)
@@ -429,6 +517,7 @@ static struct conn *conn_new(struct worker *w, int fd, const struct conn_handler
 	buf_init(&c->out[0], CONN_BUF_MAX);
 	buf_init(&c->out[1], CONN_BUF_MAX);
 	buf_init(&c->tls_plain, CONN_BUF_MAX);
+	buf_init(&c->tls_backlog, CONN_BUF_MAX);
 	c->w = w;
 	c->cfg = config_hold(w->cfg);
 	c->fd = fd;
@@ -635,6 +724,19 @@ struct conn *conn_connect_from(struct worker *w, const struct sockaddr *addr, so
 	return c;
 }
 
+/* conn_after_input - input was taken (received bytes, or a handshake
+ * step's end): close a dead session, hand plaintext to the handler, send
+ * what is queued (handshake records included). */
+static void conn_after_input(struct conn *c)
+{
+	if (c->tls_failed && !c->closing)
+		conn_close(c);
+	if (!c->input_paused && !c->in_input && !c->closing)
+		conn_feed(c);
+	if (c->tls != NULL && !c->closing && !c->in_input)
+		conn_send_next(c);
+}
+
 /* conn_recv_complete - bytes, end of stream, or an error from the
  * multishot receive. A completion without F_MORE ends the request, and
  * its reference is dropped last, after every use of c here. */
@@ -656,12 +758,7 @@ static void conn_recv_complete(struct worker *w, struct ring_op *op, const struc
 				bytes_append(&c->in, worker_buffer(w, bid), (size_t)cqe->res);
 			if (!c->outbound && !c->closing)
 				worker_timer_arm(w, &c->idle_timer, c->handler->idle_timer);
-			if (c->tls_failed && !c->closing)
-				conn_close(c);
-			if (!c->input_paused && !c->in_input && !c->closing)
-				conn_feed(c);
-			if (c->tls != NULL && !c->closing && !c->in_input)
-				conn_send_next(c);   /* handshake records */
+			conn_after_input(c);
 		}
 		worker_recycle_buffer(w, bid);
 	}

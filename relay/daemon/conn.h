@@ -23,6 +23,12 @@
  * is the decrypted plaintext, and conn_write takes plaintext, which waits
  * in c->tls_plain until the session accepts it (after the handshake).
  * Input buffered in clear when TLS starts is discarded (CVE-2011-0411).
+ * With tls.offload_handshakes each handshake step (tls_handshake after
+ * new ciphertext) runs on a helper thread, always the same one for a
+ * worker (helper_submit_to: a worker's TLS configs hold state one thread
+ * at a time may use, see tls.h); meanwhile c->tls is the helper's
+ * (conn_tls_idle says NULL), ciphertext that arrives waits in
+ * c->tls_backlog, and the step's job holds a reference to c.
  *
  * PROXY protocol: conn_accept_proxied first reads a PROXY protocol header
  * (relay/core/proxy_protocol.h) through the same receive path, under the
@@ -55,6 +61,7 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "helper.h"
 #include "worker.h"
 
 struct tls_session;
@@ -103,6 +110,7 @@ struct conn {
 	bool tls_discard_input;        /* drop c->in once the handler returns */
 	bool tls_failed;               /* the session died: close on next input */
 	bool tls_close_queued;         /* close_notify queued: no more output */
+	bool tls_step_out;             /* a helper thread holds c->tls (a handshake step) */
 	struct sockaddr_storage peer;
 	char peer_text[64];            /* "ip:port" for logs */
 	const struct conn_handler *handler;
@@ -127,7 +135,19 @@ struct conn {
 
 	struct tls_session *tls;       /* owned; NULL = cleartext */
 	struct buf tls_plain;          /* plaintext not yet taken by tls_write */
+	/* A handshake step on a helper thread (tls.offload_handshakes): the
+	 * job, the step's result, and ciphertext that arrived meanwhile. */
+	struct helper_job tls_job;
+	int tls_step_rc;
+	struct buf tls_backlog;
 };
+
+/* conn_tls_idle - c's session when this thread may look at it: NULL
+ * while a handshake step runs on a helper thread (or without TLS). */
+static inline struct tls_session *conn_tls_idle(const struct conn *c)
+{
+	return c->tls_step_out ? NULL : c->tls;
+}
 
 /* conn_output_queued - bytes queued for output and not yet known to be
  * written (the buffer being sent counts whole until it is done): what a

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -48,6 +49,9 @@ static void *helper_main(void *arg)
 {
 	struct helper_thread *t = arg;
 
+	/* "tls", "dkim", ...: what top -H and /proc show. From the thread
+	 * itself: Landlock forbids writing another thread's comm in /proc. */
+	prctl(PR_SET_NAME, t->pool->name, 0, 0, 0);
 	for (;;) {
 		struct mpsc_node *node = mpsc_take_all(&t->inbox);
 		if (node == NULL) {
@@ -156,14 +160,27 @@ struct helper_worker *helper_worker_free(struct helper_worker *hw)
 	return NULL;
 }
 
-void helper_submit(struct helper_pool *pool, struct helper_worker *hw, struct helper_job *job)
+/* submit_on - push job onto the inbox of thread pick % count. */
+static void submit_on(struct helper_pool *pool, struct helper_worker *hw, struct helper_job *job,
+		      unsigned pick)
 {
 	struct helper_thread *threads = atomic_load(&pool->thread);
 
 	if (threads == NULL)
 		threads = pool_start(pool);
-	struct helper_thread *t = &threads[atomic_fetch_add(&pool->next, 1) % pool->count];
+	struct helper_thread *t = &threads[pick % pool->count];
 	job->hw = hw;
 	if (mpsc_push(&t->inbox, &job->node))
 		wake(t->efd, pool->name);
+}
+
+void helper_submit(struct helper_pool *pool, struct helper_worker *hw, struct helper_job *job)
+{
+	submit_on(pool, hw, job, atomic_fetch_add(&pool->next, 1));
+}
+
+void helper_submit_to(struct helper_pool *pool, struct helper_worker *hw, struct helper_job *job,
+		      unsigned key)
+{
+	submit_on(pool, hw, job, key);
 }

@@ -14,6 +14,9 @@
  *   job->run = ...; job->done = ...;        embed struct helper_job first
  *   helper_submit(&pool, hw, job);          run(job) on a helper thread,
  *                                           then done(job) on w's loop
+ *   helper_submit_to(&pool, hw, job, key);  the same, always on thread
+ *                                           key % threads (jobs that share
+ *                                           state only one thread may use)
  *   hw = helper_worker_free(hw);            when no job is out
  *
  * Nothing here locks on a worker's loop: a submit picks a helper thread
@@ -70,5 +73,12 @@ struct helper_worker *helper_worker_free(struct helper_worker *hw);
 /* helper_submit - queue job on pool (starting its threads the first
  * time); job->done runs later on hw's worker. */
 void helper_submit(struct helper_pool *pool, struct helper_worker *hw, struct helper_job *job);
+
+/* helper_submit_to - as helper_submit, on thread key % (pool's threads):
+ * every job with one key runs on one thread, one after another. For
+ * state that must never be used by two threads at once (TLS handshakes
+ * of one worker's configs: conn.c). */
+void helper_submit_to(struct helper_pool *pool, struct helper_worker *hw, struct helper_job *job,
+		      unsigned key);
 
 #endif

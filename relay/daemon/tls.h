@@ -54,6 +54,10 @@
  * without MBEDTLS_THREADING_C (Debian's build has it, with pthreads).
  * Randomness comes from one CTR-DRBG per thread (seeded from the kernel on
  * first use), so handshakes on different workers never contend on a lock.
+ * "One thread at a time" is what lets conn.c run handshake steps on a
+ * helper thread (tls.offload_handshakes): all steps of one worker's
+ * sessions go to the same helper thread, and the worker leaves a session
+ * alone while its step is out.
  *
  * Reloading certificates (SIGHUP) = building new configs, with the old one
  * as `share` so resumption survives. Sessions hold a reference to their

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "helper.h"
 #include "listen_pool.h"
 #include "log.h"
 #include "vg.h"
@@ -659,6 +660,8 @@ static void *worker_main(void *arg)
 			(*m)->start(w);
 	worker_loop(w);
 	worker_modules_exit(w);
+	/* Every handshake job held a conn, and no conn is left. */
+	w->tls_helpers = helper_worker_free(w->tls_helpers);
 	log_info("worker_exit", "worker=%u%s accepted=%llu refused=%llu", w->id,
 		 w->role == WORKER_ROLE_LOCAL ? " role=local" : "",
 		 (unsigned long long)w->accepted, (unsigned long long)w->rejected_busy);

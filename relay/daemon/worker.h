@@ -40,6 +40,7 @@ struct worker;
 struct ring_op;
 struct conn;
 struct tls_config;
+struct helper_worker;
 struct commit;
 struct smtp_server_worker;
 struct delivery;
@@ -165,6 +166,7 @@ struct worker {
 	const struct worker_plan *plan;
 	size_t modules_ready;              /* plan->modules[0..n) made: their exits run */
 	struct tls_config *server_tls;     /* server_tls.h */
+	struct helper_worker *tls_helpers; /* TLS handshakes' results (conn.c); lazily */
 	unsigned long server_tls_serial;   /* the config it was made from; 0: none */
 	const struct config *cfg;          /* this worker's view, held; see worker_reload_all */
 	_Atomic(const struct config *) pending_cfg;   /* held for this worker */

@@ -715,7 +715,7 @@ static void mta_tls_failed(struct mta_session *s, const char *why)
 		 fallback ? "retry_without_tls" : "next_host", quoted);
 	mta_explain(s, "4.7.5", "TLS failed: ", why);
 	mta_sts_report(s, "TLS failed");
-	mta_tlsrpt(s, tlsrpt_delivery_cert_result(s->conn != NULL ? tls_cert_problem_of(s->conn->tls) : TLS_CERT_NONE),
+	mta_tlsrpt(s, tlsrpt_delivery_cert_result(s->conn != NULL ? tls_cert_problem_of(conn_tls_idle(s->conn)) : TLS_CERT_NONE),
 		   why);
 	s->retry_clear = fallback;
 	mta_enter_state(s, MTA_CLOSED);

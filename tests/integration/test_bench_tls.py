@@ -114,6 +114,63 @@ class BenchTls(unittest.TestCase):
                                 "got %d resumed, want >= %d" % (report["tls_resumed"], sessions - 4))
         self.assertEqual(report["messages"]["sent"], 0, "no mail in --handshake-only")
 
+    def thread_ticks(self):
+        """thread_ticks - CPU ticks (utime+stime) of the daemon's threads
+        named "tls" (the handshake helpers) and of all the others."""
+        tls = other = 0
+        task = "/proc/%d/task" % self.daemon.proc.pid
+        for tid in os.listdir(task):
+            try:
+                with open(os.path.join(task, tid, "stat")) as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            ticks = int(fields[11]) + int(fields[12])
+            if comm == "tls":
+                tls += ticks
+            else:
+                other += ticks
+        return tls, other
+
+    def test_full_handshakes_run_on_tls_threads(self):
+        # tls.offload_handshakes (the default): the public-key work of
+        # full handshakes is done by the "tls" helper threads, not by the
+        # workers, whose loops stay free for their other connections.
+        tls0, other0 = self.thread_ticks()
+        status, report, err = run_bench(
+            "--target", self.target(), "--tls", "--handshake-only",
+            "--connections", "4", "--messages", "150")
+        self.assertEqual(status, 0, "got bench exit %d, want 0: %s %s" % (status, report, err))
+        self.assertEqual(report["tls_handshakes"], report["messages"]["accepted"], report)
+        self.assertEqual(report["tls_resumed"], 0, report)
+        tls1, other1 = self.thread_ticks()
+        self.assertGreater(tls1 - tls0, other1 - other0,
+                           "handshake CPU: tls threads %d ticks, the rest %d" %
+                           (tls1 - tls0, other1 - other0))
+
+    def test_handshakes_on_the_worker_when_offload_is_off(self):
+        self.assertEqual(self.daemon.stop(), 0)
+        shutil.rmtree(self.daemon.tmp, ignore_errors=True)
+        self.daemon = harness.Ringmaild(workers=2, extra={
+            "tls": {"cert_file": self.cert, "key_file": self.key, "offload_handshakes": False},
+            "delivery": {"relayhost": "[127.0.0.1]:%d" % self.sink.port},
+        }).start()
+        status, report, err = run_bench(
+            "--target", self.target(), "--tls", "--connections", "3", "--messages", "30",
+            "--messages-per-connection", "2")
+        self.assertEqual(status, 0, "got bench exit %d, want 0: %s %s" % (status, report, err))
+        self.assertEqual(report["messages"]["accepted"], 30, report)
+        self.assertEqual(self.sink.wait_messages(30), 30)
+        tls, other = self.thread_ticks()
+        self.assertEqual(tls, 0, "no tls helper thread ran: %d ticks" % tls)
+        names = set()
+        for tid in os.listdir("/proc/%d/task" % self.daemon.proc.pid):
+            with open("/proc/%d/task/%s/comm" % (self.daemon.proc.pid, tid)) as f:
+                names.add(f.read().strip())
+        self.assertNotIn("tls", names)
+
     def test_tls_refused_without_starttls(self):
         # the sink does not offer STARTTLS: every connection fails, exit 1
         status, report, _ = run_bench("--target", "127.0.0.1:%d" % self.sink.port,
