@@ -161,10 +161,15 @@ static void log_write_line(enum log_level level, const char *event,
 	if (n > LOG_LINE_MAX - 2)
 		n = LOG_LINE_MAX - 2;
 	line[n++] = '\n';
-	if (line == stack_line)
+	if (line == stack_line) {
 		log_write_all(line, n);
-	else
-		log_tls.len += n;
+		return;
+	}
+	log_tls.len += n;
+	/* A warning or an error may come just before the process dies (a
+	 * seccomp kill, a crash): it and the lines before it go out now. */
+	if (level >= LOG_LEVEL_WARN)
+		log_batch_flush();
 }
 
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)

@@ -36,7 +36,9 @@ int log_enabled(enum log_level level);
  * its own until log_batch_flush (or until the buffer is full). The thread
  * must flush before it blocks for long (a worker: before each sleep).
  * log_batch_end flushes and returns the thread to a write per line.
- * Out of memory is fatal. log_fatal and log_panic flush first. */
+ * A warning or an error flushes the batch with it at once (a crash may
+ * follow); so do log_fatal and log_panic. Before a call that may kill the
+ * process, flush. Out of memory is fatal. */
 void log_batch_begin(void);
 void log_batch_flush(void);
 void log_batch_end(void);

@@ -200,3 +200,24 @@ Test(log, batch_waits_for_flush_and_keeps_lines_whole)
 	log_open("", LOG_LEVEL_INFO);
 	unlink(path);
 }
+
+Test(log, batch_flushes_at_a_warning)
+{
+	char path[] = "/tmp/test_log_warn_XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(log_open(path, LOG_LEVEL_INFO), 0);
+
+	static char got[65536];
+	log_batch_begin();
+	log_info("before", "n=%d", 1);
+	log_warn("trouble", "n=%d", 2);
+	read_file(path, got, sizeof(got));
+	cr_expect_eq(count_lines(got), 2, "got %s, want the info line and the warning", got);
+	char *info = strstr(got, "event=before"), *warn = strstr(got, "event=trouble");
+	cr_expect(info != NULL && warn != NULL && info < warn, "got %s, want them in order", got);
+	log_batch_end();
+	log_open("", LOG_LEVEL_INFO);
+	unlink(path);
+}
