@@ -4,9 +4,13 @@
  * Batch life: records are appended to the shard's pending buffer and their
  * waiters to `next`. The before-sleep hook starts a batch when none is in
  * flight: spool_shard_flush_begin() hands over one contiguous write, the
- * waiters move to `inflight`, and a write linked to an fdatasync goes into
- * the ring. The last completion of the pair ends the batch. A short write
- * breaks the link (the sync is cancelled) and counts as -EIO.
+ * waiters move to `inflight`, and one write with RWF_DSYNC goes into the
+ * ring: the kernel syncs the written range (data, and the size when it
+ * grew) before it completes, the durability of write + fdatasync in one
+ * request. It was a write linked to an fdatasync: both went to io-wq, two
+ * hand-offs per batch where one does (issue 23). Its completion ends the
+ * batch; a short write counts as -EIO. With spool.sync off it is a plain
+ * write.
  *
  * The shard's blocking chores (the spare segment, deleting dead segments,
  * compaction's reads) run on the "spool" helper pool, one at a time per
@@ -19,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>         /* RWF_DSYNC */
 #include <time.h>
 
 #include "helper.h"
@@ -34,11 +39,11 @@ struct commit {
 	struct spool_shard *shard;
 	struct commit_waiter *next, **next_tail;
 	struct commit_waiter *inflight;
-	struct ring_op write_op, sync_op;
+	struct ring_op write_op;
 	size_t write_len;
 	int write_result;
 	bool sync;
-	unsigned outstanding;            /* completions still to come */
+	unsigned outstanding;            /* 1 while a batch's write is out */
 	size_t inflight_records, next_records;
 	int64_t started_ms;
 	int64_t started_us;              /* CLOCK_MONOTONIC: latency histogram */
@@ -121,18 +126,8 @@ static void commit_write_complete(struct worker *w, struct ring_op *op, const st
 		c->write_result = -EIO;
 	else
 		c->write_result = 0;
-	if (--c->outstanding == 0)
-		commit_batch_end(w, c, c->write_result);
-}
-
-static void commit_sync_complete(struct worker *w, struct ring_op *op, const struct io_uring_cqe *cqe)
-{
-	struct commit *c = container_of(op, struct commit, sync_op);
-	int sync_result = cqe->res < 0 ? cqe->res : 0;
-
-	c->write_result = c->write_result < 0 ? c->write_result : sync_result;
-	if (--c->outstanding == 0)
-		commit_batch_end(w, c, c->write_result);
+	c->outstanding = 0;
+	commit_batch_end(w, c, c->write_result);
 }
 
 static void commit_chore_run(struct helper_job *job)
@@ -205,15 +200,10 @@ static void commit_flush(struct worker *w, void *arg)
 	struct io_uring_sqe *sqe = worker_sqe(w);
 	vg_kernel_reads(f.data, f.len);
 	io_uring_prep_write(sqe, f.fd, f.data, (unsigned)f.len, f.offset);
+	if (f.sync && w->cfg->spool_sync)
+		sqe->rw_flags = RWF_DSYNC;
 	io_uring_sqe_set_data(sqe, &c->write_op);
 	c->outstanding = 1;
-	if (f.sync && w->cfg->spool_sync) {
-		sqe->flags |= IOSQE_IO_LINK;
-		sqe = worker_sqe(w);
-		io_uring_prep_fsync(sqe, f.fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data(sqe, &c->sync_op);
-		c->outstanding = 2;
-	}
 }
 
 static int commit_worker_init(struct worker *w)
@@ -239,7 +229,6 @@ static int commit_worker_init(struct worker *w)
 	}
 	c->next_tail = &c->next;
 	c->write_op.complete = commit_write_complete;
-	c->sync_op.complete = commit_sync_complete;
 	w->commit = c;
 	worker_add_hook(w, commit_flush, c);
 	return 0;

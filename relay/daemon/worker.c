@@ -525,6 +525,7 @@ static void worker_loop(struct worker *w)
 		int64_t wait_ms = worker_next_timeout(w);
 		ts.tv_sec = wait_ms / 1000;
 		ts.tv_nsec = (wait_ms % 1000) * 1000000;
+		log_batch_flush();         /* this pass's lines, in one write */
 		int rc = w->poll_wait ? worker_wait_poll(w, wait_ms) :
 			io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, wait_ms >= 0 ? &ts : NULL, NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY)
@@ -653,6 +654,7 @@ static void *worker_main(void *arg)
 		free(w->buf_ring);
 		return NULL;
 	}
+	log_batch_begin();
 	log_info("worker_start", "worker=%u role=%s cpu=%d listeners=%zu", w->id,
 		 w->role == WORKER_ROLE_LOCAL ? "local" : "smtp", w->cpu, w->listen_count);
 	for (const struct worker_module *const *m = w->plan->modules; *m != NULL; m++)
@@ -665,6 +667,7 @@ static void *worker_main(void *arg)
 	log_info("worker_exit", "worker=%u%s accepted=%llu refused=%llu", w->id,
 		 w->role == WORKER_ROLE_LOCAL ? " role=local" : "",
 		 (unsigned long long)w->accepted, (unsigned long long)w->rejected_busy);
+	log_batch_end();
 	io_uring_queue_exit(&w->ring);
 	free(w->buf_base);
 	free(w->buf_ring);

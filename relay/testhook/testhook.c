@@ -33,6 +33,7 @@ static void testhook_exec(const char *path)
 	char *const envp[] = { NULL };
 
 	log_info("testhook", "op=exec path=%s", path);
+	log_batch_flush();         /* the worker's batch dies with the process */
 	execve(path, argv, envp);
 	log_info("testhook", "op=exec path=%s error=%s", path,
 		 errno == EACCES ? "EACCES" : strerror(errno));

@@ -1,10 +1,13 @@
 /*
- * test_log - log_quote escaping and truncation, log_level_parse.
+ * test_log - log_quote escaping and truncation, log_level_parse, batches.
  */
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -129,4 +132,92 @@ Test(log, level_parse)
 		else
 			cr_expect_eq((int)level, 99, "log_level_parse(\"%s\") changed the level on error", cases[i].name);
 	}
+}
+
+/* read_file - the file's bytes (at most size-1) as a string. */
+static size_t read_file(const char *path, char *out, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "open %s", path);
+	size_t n = fread(out, 1, size - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	return n;
+}
+
+static size_t count_lines(const char *s)
+{
+	size_t n = 0;
+	for (; *s != '\0'; s++)
+		n += *s == '\n';
+	return n;
+}
+
+Test(log, batch_waits_for_flush_and_keeps_lines_whole)
+{
+	char path[] = "/tmp/test_log_batch_XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(log_open(path, LOG_LEVEL_INFO), 0);
+
+	static char got[1 << 20];
+	log_batch_begin();
+	log_info("one", "n=%d", 1);
+	log_info("two", "n=%d", 2);
+	cr_expect_eq(read_file(path, got, sizeof(got)), 0, "got %s before the flush, want nothing",
+		     got);
+	log_batch_flush();
+	read_file(path, got, sizeof(got));
+	cr_expect_eq(count_lines(got), 2, "got %s, want two lines", got);
+	cr_expect_not_null(strstr(got, " level=info event=one n=1\n"), "got %s", got);
+	cr_expect_not_null(strstr(got, " level=info event=two n=2\n"), "got %s", got);
+	cr_expect_eq(strncmp(got, "ts=", 3), 0, "got %s", got);
+	cr_expect_eq(got[26], 'Z', "got %.40s, want ts=YYYY-MM-DDTHH:MM:SS.mmmZ", got);
+
+	/* More than a buffer's worth flushes by itself, and no line is cut. */
+	char big[3000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (int i = 0; i < 100; i++)
+		log_info("big", "i=%d v=%s", i, big);
+	read_file(path, got, sizeof(got));
+	cr_expect_gt(count_lines(got), 2, "a full buffer should have been written");
+	log_batch_end();
+	read_file(path, got, sizeof(got));
+	cr_expect_eq(count_lines(got), 102, "got %zu lines, want 102", count_lines(got));
+	for (char *line = got; *line != '\0';) {
+		char *nl = strchr(line, '\n');
+		cr_assert_not_null(nl);
+		cr_expect_eq(strncmp(line, "ts=", 3), 0, "a line starts with %.20s", line);
+		line = nl + 1;
+	}
+
+	/* Not batching: each line is written at once. */
+	log_info("three", "n=%d", 3);
+	read_file(path, got, sizeof(got));
+	cr_expect_eq(count_lines(got), 103);
+	log_open("", LOG_LEVEL_INFO);
+	unlink(path);
+}
+
+Test(log, batch_flushes_at_a_warning)
+{
+	char path[] = "/tmp/test_log_warn_XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(log_open(path, LOG_LEVEL_INFO), 0);
+
+	static char got[65536];
+	log_batch_begin();
+	log_info("before", "n=%d", 1);
+	log_warn("trouble", "n=%d", 2);
+	read_file(path, got, sizeof(got));
+	cr_expect_eq(count_lines(got), 2, "got %s, want the info line and the warning", got);
+	char *info = strstr(got, "event=before"), *warn = strstr(got, "event=trouble");
+	cr_expect(info != NULL && warn != NULL && info < warn, "got %s, want them in order", got);
+	log_batch_end();
+	log_open("", LOG_LEVEL_INFO);
+	unlink(path);
 }
