@@ -18,6 +18,7 @@
 
 #include "conn.h"
 #include "delivery.h"
+#include "errmsg.h"
 #include "log.h"
 #include "metrics.h"
 #include "shaping_state.h"
@@ -44,18 +45,6 @@ static const struct {
 	{ "release", QUEUE_RELEASE, true, true },
 };
 
-static int parse_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int parse_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 /* parse_top - top=N: queue summary shows the N largest domains. */
 static int parse_top(const char *word, struct control_request *req, char *err, size_t errlen)
 {
@@ -64,7 +53,7 @@ static int parse_top(const char *word, struct control_request *req, char *err, s
 
 	if (word[4] < '0' || word[4] > '9' || *end != '\0' || n == 0 || n > CONTROL_MAX_TOP ||
 	    req->top != 0)
-		return parse_fail(err, errlen, "bad top: \"%s\" (a number of domains, 1 to %u)", word,
+		return errmsg_set(err, errlen, -EINVAL, "bad top: \"%s\" (a number of domains, 1 to %u)", word,
 				  CONTROL_MAX_TOP);
 	req->top = (unsigned)n;
 	return 0;
@@ -78,7 +67,7 @@ static int parse_word(char *word, struct control_request *req, bool takes_id, ch
 		const char *d = word + 7;
 		size_t len = strlen(d);
 		if (len == 0 || len >= sizeof(req->domain) || req->domain[0] != '\0')
-			return parse_fail(err, errlen, "bad domain: \"%s\"", word);
+			return errmsg_set(err, errlen, -EINVAL, "bad domain: \"%s\"", word);
 		for (size_t i = 0; i <= len; i++)
 			req->domain[i] = (d[i] >= 'A' && d[i] <= 'Z') ? (char)(d[i] - 'A' + 'a') : d[i];
 		return 0;
@@ -96,11 +85,11 @@ static int parse_word(char *word, struct control_request *req, bool takes_id, ch
 	if (takes_id && req->queue_id[0] == '\0' && strlen(word) < sizeof(req->queue_id)) {
 		for (const char *p = word; *p; p++)
 			if (*p <= ' ' || *p > '~')
-				return parse_fail(err, errlen, "bad queue ID: \"%s\"", word);
+				return errmsg_set(err, errlen, -EINVAL, "bad queue ID: \"%s\"", word);
 		snprintf(req->queue_id, sizeof(req->queue_id), "%s", word);
 		return 0;
 	}
-	return parse_fail(err, errlen, "unexpected argument \"%s\"", word);
+	return errmsg_set(err, errlen, -EINVAL, "unexpected argument \"%s\"", word);
 }
 
 /* parse_queue - the words after "queue". */
@@ -109,12 +98,12 @@ static int parse_queue(char **words, size_t n, struct control_request *req, char
 	size_t v;
 
 	if (n == 0)
-		return parse_fail(err, errlen, "%s", "queue: missing command");
+		return errmsg_set(err, errlen, -EINVAL, "%s", "queue: missing command");
 	for (v = 0; v < sizeof(queue_verbs) / sizeof(queue_verbs[0]); v++)
 		if (strcmp(words[0], queue_verbs[v].name) == 0)
 			break;
 	if (v == sizeof(queue_verbs) / sizeof(queue_verbs[0]))
-		return parse_fail(err, errlen, "queue: unknown command \"%s\"", words[0]);
+		return errmsg_set(err, errlen, -EINVAL, "queue: unknown command \"%s\"", words[0]);
 	req->command = CONTROL_QUEUE;
 	req->action = queue_verbs[v].action;
 	for (size_t i = 1; i < n; i++) {
@@ -123,14 +112,14 @@ static int parse_queue(char **words, size_t n, struct control_request *req, char
 			return rc;
 	}
 	if (queue_verbs[v].changes && (req->json || req->deferred_only || req->held_only))
-		return parse_fail(err, errlen, "queue %s: takes only an ID or domain=D", words[0]);
+		return errmsg_set(err, errlen, -EINVAL, "queue %s: takes only an ID or domain=D", words[0]);
 	if (req->top != 0 && req->action != QUEUE_SUMMARY)
-		return parse_fail(err, errlen, "queue %s: top=N is for queue summary", words[0]);
+		return errmsg_set(err, errlen, -EINVAL, "queue %s: top=N is for queue summary", words[0]);
 	if (req->action == QUEUE_SHOW && (req->queue_id[0] == '\0' || req->domain[0] != '\0'))
-		return parse_fail(err, errlen, "%s", "queue show: takes one queue ID");
+		return errmsg_set(err, errlen, -EINVAL, "%s", "queue show: takes one queue ID");
 	if (queue_verbs[v].target && req->action != QUEUE_SHOW &&
 	    (req->queue_id[0] == '\0') == (req->domain[0] == '\0'))
-		return parse_fail(err, errlen, "queue %s: takes an ID or domain=D (one of them)", words[0]);
+		return errmsg_set(err, errlen, -EINVAL, "queue %s: takes an ID or domain=D (one of them)", words[0]);
 	return 0;
 }
 
@@ -142,11 +131,11 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 
 	memset(req, 0, sizeof(*req));
 	if (strlen(line) > CONTROL_MAX_LINE)
-		return parse_fail(err, errlen, "%s", "request too long");
+		return errmsg_set(err, errlen, -EINVAL, "%s", "request too long");
 	snprintf(copy, sizeof(copy), "%s", line);
 	for (char *w = strtok_r(copy, " \t\r", &save); w != NULL; w = strtok_r(NULL, " \t\r", &save)) {
 		if (n == sizeof(words) / sizeof(words[0]))
-			return parse_fail(err, errlen, "%s", "too many arguments");
+			return errmsg_set(err, errlen, -EINVAL, "%s", "too many arguments");
 		words[n++] = w;
 	}
 	size_t i = 0;
@@ -155,7 +144,7 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 		i = 1;
 	}
 	if (i == n)
-		return parse_fail(err, errlen, "%s", "empty request");
+		return errmsg_set(err, errlen, -EINVAL, "%s", "empty request");
 	if (strcmp(words[i], "queue") == 0)
 		return parse_queue(words + i + 1, n - i - 1, req, err, errlen);
 	if (strcmp(words[i], "shaping") == 0) {
@@ -167,13 +156,13 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 			snprintf(req->site, sizeof(req->site), "%s", words[i + 2]);
 			return 0;
 		}
-		return parse_fail(err, errlen, "%s", "shaping: status, or resume SITE (or source:NAME, or SITE/SOURCE)");
+		return errmsg_set(err, errlen, -EINVAL, "%s", "shaping: status, or resume SITE (or source:NAME, or SITE/SOURCE)");
 	}
 	if (strcmp(words[i], "cluster") == 0) {
 		req->command = CONTROL_CLUSTER;
 		if (n == i + 2 && strcmp(words[i + 1], "status") == 0)
 			return 0;
-		return parse_fail(err, errlen, "%s", "cluster: status");
+		return errmsg_set(err, errlen, -EINVAL, "%s", "cluster: status");
 	}
 	if (strcmp(words[i], "suppression") == 0) {
 		req->command = CONTROL_SUPPRESSION;
@@ -185,29 +174,29 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 		req->action = QUEUE_DOMAINS;
 		for (size_t k = i + 1; k < n; k++)
 			if (strncmp(words[k], "domain=", 7) != 0 || parse_word(words[k], req, false, err, errlen) < 0)
-				return parse_fail(err, errlen, "domains: unexpected argument \"%s\"", words[k]);
+				return errmsg_set(err, errlen, -EINVAL, "domains: unexpected argument \"%s\"", words[k]);
 		return 0;
 	}
 	if (strcmp(words[i], "addresses") == 0) {
 		req->command = CONTROL_DOMAINS;
 		req->action = QUEUE_ADDRESSES;
 		if (i + 1 != n)
-			return parse_fail(err, errlen, "%s", "addresses: takes no arguments");
+			return errmsg_set(err, errlen, -EINVAL, "%s", "addresses: takes no arguments");
 		return 0;
 	}
 	if (strcmp(words[i], "resolve") == 0) {
 		req->command = CONTROL_RESOLVE;
 		if (req->json)
-			return parse_fail(err, errlen, "%s", "resolve: no json output");
+			return errmsg_set(err, errlen, -EINVAL, "%s", "resolve: no json output");
 		if (i + 1 >= n || strchr(words[i + 1], '=') != NULL || strlen(words[i + 1]) >= sizeof(req->domain))
-			return parse_fail(err, errlen, "%s", "resolve: want DOMAIN [sender=ADDR]");
+			return errmsg_set(err, errlen, -EINVAL, "%s", "resolve: want DOMAIN [sender=ADDR]");
 		snprintf(req->domain, sizeof(req->domain), "%s", words[i + 1]);
 		for (char *c = req->domain; *c; c++)     /* the request's promise: lower case */
 			if (*c >= 'A' && *c <= 'Z')
 				*c = (char)(*c - 'A' + 'a');
 		for (size_t k = i + 2; k < n; k++) {
 			if (strncmp(words[k], "sender=", 7) != 0 || strlen(words[k] + 7) >= sizeof(req->sender))
-				return parse_fail(err, errlen, "resolve: unexpected argument \"%s\"", words[k]);
+				return errmsg_set(err, errlen, -EINVAL, "resolve: unexpected argument \"%s\"", words[k]);
 			snprintf(req->sender, sizeof(req->sender), "%s", words[k] + 7);
 		}
 		return 0;
@@ -215,12 +204,12 @@ int control_parse(const char *line, struct control_request *req, char *err, size
 	if (strcmp(words[i], "stats") == 0 || strcmp(words[i], "reload") == 0) {
 		req->command = words[i][0] == 's' ? CONTROL_STATS : CONTROL_RELOAD;
 		if (i + 1 != n)
-			return parse_fail(err, errlen, "%s: takes no arguments", words[i]);
+			return errmsg_set(err, errlen, -EINVAL, "%s: takes no arguments", words[i]);
 		if (req->command == CONTROL_RELOAD && req->json)
-			return parse_fail(err, errlen, "%s", "reload: no json output");
+			return errmsg_set(err, errlen, -EINVAL, "%s", "reload: no json output");
 		return 0;
 	}
-	return parse_fail(err, errlen, "unknown command \"%s\"", words[i]);
+	return errmsg_set(err, errlen, -EINVAL, "unknown command \"%s\"", words[i]);
 }
 
 static int64_t wall_ms(void)
