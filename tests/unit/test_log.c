@@ -153,13 +153,20 @@ static size_t count_lines(const char *s)
 	return n;
 }
 
+/* open_temp_log - the log into a new file named from tmpl (a mkstemp
+ * template, rewritten with the name). */
+static void open_temp_log(char *tmpl)
+{
+	int fd = mkstemp(tmpl);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	cr_assert_eq(log_open(tmpl, LOG_LEVEL_INFO), 0);
+}
+
 Test(log, batch_waits_for_flush_and_keeps_lines_whole)
 {
 	char path[] = "/tmp/test_log_batch_XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert_geq(fd, 0);
-	close(fd);
-	cr_assert_eq(log_open(path, LOG_LEVEL_INFO), 0);
+	open_temp_log(path);
 
 	static char got[1 << 20];
 	log_batch_begin();
@@ -204,10 +211,7 @@ Test(log, batch_waits_for_flush_and_keeps_lines_whole)
 Test(log, batch_flushes_at_a_warning)
 {
 	char path[] = "/tmp/test_log_warn_XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert_geq(fd, 0);
-	close(fd);
-	cr_assert_eq(log_open(path, LOG_LEVEL_INFO), 0);
+	open_temp_log(path);
 
 	static char got[65536];
 	log_batch_begin();
