@@ -278,6 +278,7 @@ static void conn_tls_step_done(struct helper_job *job)
 	struct conn *c = container_of(job, struct conn, tls_job);
 
 	c->tls_step_out = false;
+	c->w->tls_steps_out--;
 	if (!c->closing) {
 		conn_tls_take_output(c);
 		conn_tls_stepped(c, c->tls_step_rc);
@@ -292,12 +293,14 @@ static void conn_tls_step_done(struct helper_job *job)
 	conn_unref(c);    /* the job's */
 }
 
-/* conn_tls_offload - can c's handshake steps go to a helper thread? */
+/* conn_tls_offload - can c's handshake steps go to a helper thread? After
+ * a reload that turns the offload off, not before the steps already out are
+ * back: the worker's TLS configs must never serve two threads at once. */
 static bool conn_tls_offload(struct conn *c)
 {
 	struct worker *w = c->w;
 
-	if (!w->cfg->tls_offload_handshakes)
+	if (!w->cfg->tls_offload_handshakes && w->tls_steps_out == 0)
 		return false;
 	if (w->tls_helpers == NULL)
 		w->tls_helpers = helper_worker_new(w);    /* NULL (logged): on the worker */
@@ -310,6 +313,7 @@ static void conn_tls_step(struct conn *c)
 {
 	if (conn_tls_offload(c)) {
 		c->tls_step_out = true;
+		c->w->tls_steps_out++;
 		c->refs++;    /* the job's */
 		c->tls_job.run = conn_tls_step_run;
 		c->tls_job.done = conn_tls_step_done;

@@ -167,6 +167,7 @@ struct worker {
 	size_t modules_ready;              /* plan->modules[0..n) made: their exits run */
 	struct tls_config *server_tls;     /* server_tls.h */
 	struct helper_worker *tls_helpers; /* TLS handshakes' results (conn.c); lazily */
+	unsigned tls_steps_out;            /* handshake steps on a helper thread now */
 	unsigned long server_tls_serial;   /* the config it was made from; 0: none */
 	const struct config *cfg;          /* this worker's view, held; see worker_reload_all */
 	_Atomic(const struct config *) pending_cfg;   /* held for this worker */

@@ -171,6 +171,45 @@ class BenchTls(unittest.TestCase):
                 names.add(f.read().strip())
         self.assertNotIn("tls", names)
 
+    def test_reloads_switch_the_offload_while_handshakes_run(self):
+        # A reload that turns the offload off must not let the worker step
+        # a handshake while a helper still holds one (the worker's TLS
+        # configs serve one thread at a time): reloads alternating the key
+        # every 0.1 s while 300 full handshakes run; every message arrives, every
+        # reload applies, and the sanitizer build reports nothing.
+        import signal
+        import threading
+        import time
+        bench = {}
+
+        def inject():
+            bench["result"] = run_bench(
+                "--target", self.target(), "--tls", "--connections", "6", "--messages", "300",
+                "--messages-per-connection", "1")
+        t = threading.Thread(target=inject)
+        t.start()
+        reloads = 0
+        while t.is_alive() or reloads < 2:
+            reloads += 1
+            self.daemon.settings["tls"]["offload_handshakes"] = reloads % 2 == 0
+            self.daemon.write_config()
+            self.daemon.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.1)
+        t.join(300)
+        status, report, err = bench["result"]
+        self.assertEqual(status, 0, "got bench exit %d, want 0: %s %s" % (status, report, err))
+        self.assertEqual(report["messages"]["accepted"], 300, report)
+        self.assertEqual(self.sink.wait_messages(300), 300)
+        with open(self.daemon.log_path, "rb") as f:
+            text = f.read()
+        deadline = time.monotonic() + 10
+        while text.count(b"event=reload result=ok") < reloads and time.monotonic() < deadline:
+            time.sleep(0.1)
+            with open(self.daemon.log_path, "rb") as f:
+                text = f.read()
+        self.assertEqual(text.count(b"event=reload result=ok"), reloads,
+                         "want %d applied reloads" % reloads)
+
     def test_tls_refused_without_starttls(self):
         # the sink does not offer STARTTLS: every connection fails, exit 1
         status, report, _ = run_bench("--target", "127.0.0.1:%d" % self.sink.port,
