@@ -50,6 +50,7 @@ struct spool_segment {
 	uint32_t live;			/* live messages stored here */
 	uint32_t messages;		/* message records ever stored here */
 	bool corrupt;			/* unreadable past size: never deleted */
+	bool zeroed;			/* zeros past size (spool.preallocate) */
 	bool dying;			/* in a collect chore, which owns fd */
 	bool gone;			/* durably deleted: swept from segs */
 	uint64_t *deps;			/* older segments it holds outcomes for */
@@ -75,6 +76,7 @@ struct spool_shard {
 	enum { SPARE_NONE, SPARE_MAKING, SPARE_READY } spare;
 	uint64_t spare_seq;
 	int spare_fd;
+	bool spare_zeroed;
 	int64_t spare_retry_us, collect_retry_us;	/* after a failure */
 	bool collect_due, chore_out;
 	bool compact_due;		/* a rotation happened: look for work */
@@ -93,6 +95,7 @@ struct spool_chore {
 	int result;			/* spare: open/fsync; collect: the fsync */
 	uint64_t seq;			/* spare: its seq; */
 	int fd;				/* spare: the new file */
+	uint64_t zeros;			/* spare: bytes to write as zeros */
 	size_t n;			/* collect: segments to delete */
 	uint64_t *seqs;
 	int *fds;
@@ -312,6 +315,17 @@ static uint64_t shard_scan_bytes(struct spool_shard *s, uint64_t seq,
 	return off;
 }
 
+/* all_zero - no record starts with a zero byte (its magic), so zeros
+ * after the last valid record are preallocated space, never a torn write:
+ * a write that reached the disk in part leaves some of its bytes. */
+static bool all_zero(const uint8_t *p, uint64_t len)
+{
+	for (uint64_t i = 0; i < len; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
 /* shard_scan_segment - read segment g whole and apply it; cut a torn tail
  * when g is the last segment and we may write. */
 static int shard_scan_segment(struct spool_shard *s, struct spool_segment *g,
@@ -328,9 +342,14 @@ static int shard_scan_segment(struct spool_shard *s, struct spool_segment *g,
 	int rc = read_all(g->fd, (uint8_t *)buf_tail(img), size, 0);
 	if (rc < 0)
 		return rc;
-	g->size = shard_scan_bytes(s, g->seq, (const uint8_t *)buf_tail(img), size);
+	const uint8_t *p = (const uint8_t *)buf_tail(img);
+	g->size = shard_scan_bytes(s, g->seq, p, size);
 	if (g->size == size)
 		return 0;
+	if (all_zero(p + g->size, size - g->size)) {
+		g->zeroed = true;	/* preallocated: written over next */
+		return 0;
+	}
 	if (last && !s->opt.read_only) {
 		/* Never acknowledged: the batch that wrote it was not synced. */
 		log_warn("spool_torn_tail", "segment=%016" PRIx64 " valid=%" PRIu64
@@ -726,7 +745,7 @@ static int shard_next_segment(struct spool_shard *s, bool forced, bool *blocking
 
 	*blocking = false;
 	if (s->opt.background_chores && s->spare == SPARE_READY) {
-		shard_push_segment(s, s->spare_seq, s->spare_fd);
+		shard_push_segment(s, s->spare_seq, s->spare_fd)->zeroed = s->spare_zeroed;
 		s->spare = SPARE_NONE;
 		s->spare_fd = -1;
 		return 0;
@@ -792,7 +811,11 @@ bool spool_shard_flush_begin(struct spool_shard *s, struct spool_flush *f)
 	if (buf_len(&s->pending) == 0)
 		return false;
 	struct spool_segment *cur = shard_current(s);
-	if (s->rotate_next ||
+	/* A segment without zeros ahead (a new shard's first, one whose torn
+	 * tail was cut) gives way to the first zeroed spare, whose syncs are
+	 * cheaper; it is collected when its messages are done. */
+	bool unzeroed = !cur->zeroed && s->spare == SPARE_READY && s->spare_zeroed;
+	if (s->rotate_next || unzeroed ||
 	    (cur->size > 0 && cur->size + buf_len(&s->pending) > s->opt.segment_size)) {
 		int rc = shard_rotate(s);
 		if (rc < 0)
@@ -1199,6 +1222,8 @@ struct spool_chore *spool_shard_chore_take(struct spool_shard *s)
 	if (s->spare == SPARE_NONE && (s->spare_retry_us == 0 || now_usec() >= s->spare_retry_us)) {
 		ch = chore_new(s, CHORE_SPARE);
 		ch->seq = shard_current(s)->seq + 1;
+		ch->zeros = s->opt.preallocate < s->opt.segment_size ?
+			    s->opt.preallocate : s->opt.segment_size;
 		s->spare = SPARE_MAKING;
 	} else if (s->compact_due && s->compact_ready == NULL) {
 		ch = chore_take_compact(s);
@@ -1228,6 +1253,29 @@ static int chore_fsync_dir(const char *dir)
 	return rc;
 }
 
+/* write_zeros - the first len bytes of a new segment written as zeros
+ * and made durable: the blocks are allocated and initialized now, on the
+ * helper, so a batch written over them later changes no metadata and its
+ * sync is one data write and a cache flush, with no journal commit (ext4,
+ * xfs). fallocate() would leave unwritten extents, whose conversion at
+ * the first write is metadata again. */
+static int write_zeros(int fd, uint64_t len)
+{
+	static const uint8_t zeros[256 * 1024];
+	uint64_t off = 0;
+
+	while (off < len) {
+		size_t n = len - off < sizeof(zeros) ? (size_t)(len - off) : sizeof(zeros);
+		ssize_t w = pwrite(fd, zeros, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		off += (uint64_t)w;
+	}
+	return len > 0 && fdatasync(fd) < 0 ? -errno : 0;
+}
+
 static void chore_segment_path(const struct spool_chore *ch, uint64_t seq,
 			       char *buf, size_t size)
 {
@@ -1241,7 +1289,9 @@ void spool_chore_run(struct spool_chore *ch)
 	if (ch->kind == CHORE_SPARE) {
 		chore_segment_path(ch, ch->seq, path, sizeof(path));
 		ch->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-		ch->result = ch->fd < 0 ? -errno : chore_fsync_dir(ch->dir);
+		ch->result = ch->fd < 0 ? -errno : write_zeros(ch->fd, ch->zeros);
+		if (ch->result == 0)
+			ch->result = chore_fsync_dir(ch->dir);
 		if (ch->result < 0 && ch->fd >= 0) {
 			close(ch->fd);
 			unlink(path);
@@ -1289,6 +1339,7 @@ static void chore_spare_done(struct spool_shard *s, struct spool_chore *ch)
 	s->spare = SPARE_READY;
 	s->spare_seq = ch->seq;
 	s->spare_fd = ch->fd;
+	s->spare_zeroed = ch->zeros > 0;
 	s->spare_retry_us = 0;
 }
 

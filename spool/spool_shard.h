@@ -79,6 +79,9 @@ struct spool_options {
 	bool no_sync;			/* flush says sync=false (tests, bench) */
 	bool read_only;			/* scan only: no mkdir, truncation, writes */
 	bool background_chores;		/* spare and collection by chores */
+	uint64_t preallocate;		/* the spare's first bytes written as
+					 * zeros ahead (capped at segment_size);
+					 * 0 = none */
 };
 
 /* Where a record lives: segment seq and byte range in that file. */

@@ -215,6 +215,7 @@ static int commit_worker_init(struct worker *w)
 	struct commit *c = xcalloc(1, sizeof(*c));
 	memset(&opt, 0, sizeof(opt));
 	opt.segment_size = (uint64_t)w->cfg->spool_segment_size;
+	opt.preallocate = (uint64_t)w->cfg->spool_preallocate;
 	opt.no_sync = !w->cfg->spool_sync;
 	c->helpers = helper_worker_new(w);
 	/* Without a result path (no eventfd), rotations block as before. */

@@ -104,6 +104,7 @@ static const struct config_key config_keys[] = {
 	{ "control.socket", KIND_STRING, OFF(control_socket), 0, 0, "control.sock", "unix socket for ringmailctl's queue, domains, stats and reload commands, relative to spool.dir unless absolute; \"\" = none; needs a restart" },
 	{ "control.mode", KIND_STRING, OFF(control_mode_text), 0, 0, "0600", "permissions of control.socket (octal): who may run ringmailctl against the daemon" },
 	{ "spool.segment_size", KIND_SIZE, OFF(spool_segment_size), 1 << 20, 1LL << 34, "64M", "segment file size before rotation" },
+	{ "spool.preallocate", KIND_SIZE, OFF(spool_preallocate), 0, 1LL << 34, "64M", "bytes of each new segment written as zeros ahead of use, by a helper thread, so that a batch's sync writes data and flushes the disk cache without a filesystem journal commit; capped at spool.segment_size; 0 = append to empty segments" },
 	{ "spool.body_cache_size", KIND_SIZE, OFF(spool_body_cache_size), 1 << 20, 1LL << 40, "256M", "bytes of message bodies the delivery workers hold at once, shared out between them: bodies of waiting mail stay in the spool and are read back when a retry is due" },
 	{ "spool.sync", KIND_BOOL, OFF(spool_sync), 0, 0, "true", "fdatasync before 250; false breaks the durability promise (benchmarks only)" },
 	{ "dns.nameservers", KIND_STRING_LIST, 0, 0, 0, "", "\"ip:port\" list; empty = /etc/resolv.conf; needs a restart (each worker's resolver is made at start)" },

@@ -189,6 +189,7 @@ struct config {
 	char *control_mode_text;
 	int control_mode;                 /* control_mode_text, checked */
 	int64_t spool_segment_size;
+	int64_t spool_preallocate;
 	int64_t spool_body_cache_size;    /* bodies held by delivery workers, all of them */
 	bool spool_sync;                  /* false only for benchmarks: no fdatasync */
 

@@ -195,7 +195,9 @@ class Ringmaild:
             "hostname": "relay.test",
             "listen": ["%s:%d" % (host, self.port)],
             "shutdown_timeout": "5s",
-            "spool": {"dir": os.path.join(self.tmp, "spool")},
+            # 1M of zeros per spare, not the default 64M: the suite starts
+            # hundreds of daemons, and every one still takes the path.
+            "spool": {"dir": os.path.join(self.tmp, "spool"), "preallocate": "1M"},
             "log": {"level": "info"},
         }
         if os.geteuid() == 0 and daemon_user() is None:

@@ -905,6 +905,79 @@ Test(spool_shard, a_failed_spare_chore_falls_back_to_a_blocking_rotation)
 	spool_shard_close(s);
 }
 
+/* file_size - st_size of worker 0's segment seq. */
+static uint64_t file_size(struct spool_shard *s, uint64_t seq)
+{
+	char path[512];
+	struct stat st;
+
+	spool_shard_segment_path(s, seq, path, sizeof(path));
+	cr_assert_eq(stat(path, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+Test(spool_shard, a_preallocated_spare_is_written_over_and_its_zeros_are_no_torn_tail)
+{
+	struct spool_options opt = { .segment_size = 4096, .preallocate = 1 << 20,
+				     .background_chores = true };
+	struct spool_shard *s;
+	char q[64][32];
+	struct spool_shard_stats st;
+	int n = 0;
+
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, &s), 0);
+	cr_assert_eq(chores(s), 1, "the spare");
+	cr_assert_eq(file_size(s, 2), 4096, "zeros up to segment_size, not 1 MiB");
+	for (; n < 5; n++)
+		append(s, q[n], 1);
+	cr_assert(flush(s));
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.current_segment, 2, "the empty first segment gave way");
+	cr_assert_gt(st.current_size, 0);
+	cr_assert_eq(file_size(s, 2), 4096, "written over from offset 0, not appended");
+	cr_assert_eq(chores(s), 2, "the next spare, then segment 1 collected");
+	cr_assert_not(segment_exists(0, 1));
+	while (st.current_segment == 2) {	/* fill 2, then over into 3 */
+		cr_assert_lt(n, 60);
+		for (int i = 0; i < 4; i++, n++)
+			append(s, q[n], 1);
+		cr_assert(flush(s));
+		spool_shard_stats(s, &st);
+	}
+	cr_assert_eq(st.current_segment, 3);
+	cr_assert_eq(file_size(s, 3), 4096);
+	spool_shard_close(s);
+
+	/* Reopen: zeros after the last record are the end, in the last
+	 * segment and before it. */
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, &s), 0);
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.truncated_bytes, 0);
+	cr_assert_eq(st.corrupt_segments, 0);
+	cr_assert_eq(st.live_messages, (size_t)n);
+	cr_assert_eq(st.current_segment, 3);
+	for (int i = 0; i < n; i++)
+		expect_live(s, q[i], SPOOL_STATUS_PENDING);
+	uint64_t before = st.current_size;
+
+	/* A torn write over the zeros leaves bytes: cut, as ever. */
+	char t[32];
+	append(s, t, 1);
+	struct spool_flush f;
+	cr_assert(spool_shard_flush_begin(s, &f));
+	cr_assert_eq(f.offset, before, "over the zeros, at the end of the records");
+	cr_assert_eq(pwrite(f.fd, f.data, f.len - 7, (off_t)f.offset),
+		     (ssize_t)(f.len - 7));
+	spool_shard_close(s);	/* the crash: never flush_end */
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, &s), 0);
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.live_messages, (size_t)n);
+	cr_assert_eq(st.truncated_bytes, 4096 - before, "the partial record and the zeros after it");
+	cr_assert_eq(file_size(s, 3), before);
+	expect_gone(s, t);
+	spool_shard_close(s);
+}
+
 /* chore_compact_setup - compact_setup with background chores, every chore
  * run after each flush: the rotation to segment 5 only marks compaction
  * due; its reads are the chore's. Returns with the compaction chore taken
