@@ -96,6 +96,7 @@ struct spool_chore {
 	uint64_t seq;			/* spare: its seq; */
 	int fd;				/* spare: the new file */
 	uint64_t zeros;			/* spare: bytes to write as zeros */
+	int zeros_error;		/* spare: why it has none after all */
 	size_t n;			/* collect: segments to delete */
 	uint64_t *seqs;
 	int *fds;
@@ -1289,7 +1290,17 @@ void spool_chore_run(struct spool_chore *ch)
 	if (ch->kind == CHORE_SPARE) {
 		chore_segment_path(ch, ch->seq, path, sizeof(path));
 		ch->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-		ch->result = ch->fd < 0 ? -errno : write_zeros(ch->fd, ch->zeros);
+		ch->result = ch->fd < 0 ? -errno : 0;
+		if (ch->result == 0 && ch->zeros > 0) {
+			/* No room for the zeros (ENOSPC): an empty spare
+			 * still spares the rotation its syscalls. */
+			ch->zeros_error = write_zeros(ch->fd, ch->zeros);
+			if (ch->zeros_error < 0) {
+				ch->zeros = 0;
+				if (ftruncate(ch->fd, 0) < 0)
+					ch->result = -errno;
+			}
+		}
 		if (ch->result == 0)
 			ch->result = chore_fsync_dir(ch->dir);
 		if (ch->result < 0 && ch->fd >= 0) {
@@ -1336,6 +1347,9 @@ static void chore_spare_done(struct spool_shard *s, struct spool_chore *ch)
 		s->spare_retry_us = now_usec() + CHORE_RETRY_US;
 		return;
 	}
+	if (ch->zeros_error < 0)
+		log_warn("spool_preallocate_failed", "dir=%s segment=%016" PRIx64 " error=\"%s\"",
+			 s->dir, ch->seq, strerror(-ch->zeros_error));
 	s->spare = SPARE_READY;
 	s->spare_seq = ch->seq;
 	s->spare_fd = ch->fd;

@@ -7,9 +7,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -975,6 +977,28 @@ Test(spool_shard, a_preallocated_spare_is_written_over_and_its_zeros_are_no_torn
 	cr_assert_eq(st.truncated_bytes, 4096 - before, "the partial record and the zeros after it");
 	cr_assert_eq(file_size(s, 3), before);
 	expect_gone(s, t);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, a_spare_without_room_for_its_zeros_is_an_empty_spare)
+{
+	struct spool_options opt = { .segment_size = 1 << 20, .preallocate = 1 << 20,
+				     .background_chores = true };
+	struct rlimit small = { 64 << 10, RLIM_INFINITY };
+	struct spool_shard *s;
+	struct spool_shard_stats st;
+	char a[32];
+
+	/* Files may not grow past 64 KiB: the zeros fail as ENOSPC would. */
+	signal(SIGXFSZ, SIG_IGN);
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, &s), 0);
+	cr_assert_eq(chores(s), 1, "the spare, made without zeros");
+	cr_assert_eq(file_size(s, 2), 0);
+	append(s, a, 1);
+	cr_assert(flush(s));
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.current_segment, 1, "no rotation to an unzeroed spare");
 	spool_shard_close(s);
 }
 
