@@ -2,7 +2,8 @@
  * ringmail-sink - an SMTP receiver for tests and benchmarks.
  *
  *   ringmail-sink --listen 127.0.0.1:2526 [--listen ...] [--listen-range A-B:PORT]
- *                 [--stats-file PATH] [--expect N [--timeout S]] [--store DIR]
+ *                 [--stats-file PATH] [--expect N [--timeout S]]
+ *                 [--store DIR [--store-max N]]
  *                 [--chunking] [--domain-stats] [--seed N] [fault flags] [-v]
  *                 [--tls-cert PEM --tls-key PEM [--starttls-every N]]
  *
@@ -10,6 +11,10 @@
  * messages, recipients and bytes, and measures the latency from the
  * X-Ringmail-Stamp header (wall clock microseconds at send time) to the
  * final dot. The stats file is a JSON object rewritten every 200 ms.
+ * "dkim_signed" counts the accepted messages with a DKIM-Signature field in
+ * their header, so a benchmark can tell that a relay signed what it sent;
+ * --store --store-max N keeps only the first N messages, enough to verify a
+ * sample of signatures without writing every message of a benchmark.
  *
  * One thread, one ring. Each connection has at most one request in the ring
  * (recv, send or a delay timeout): read a batch, answer every complete
@@ -63,6 +68,7 @@ enum sink_op { OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_DELAY, OP_TIMER, OP_SIGNAL };
 struct sink_options {
 	const char *stats_file;
 	const char *store_dir;
+	uint64_t store_max;		/* --store keeps messages 1..N; 0 = all */
 	uint64_t expect;
 	uint64_t timeout_s;
 	double fail_rcpt_4xx, fail_rcpt_5xx, fail_data_4xx, fail_mail_4xx, disconnect;
@@ -83,6 +89,7 @@ struct sink_stats {
 	uint64_t rejected_mail, rejected_rcpt_4xx, rejected_rcpt_5xx, rejected_data;
 	uint64_t rejected_connections, disconnects, closed_421;
 	uint64_t tls_sessions, tls_failures;
+	uint64_t dkim_signed;		/* messages with a DKIM-Signature header field */
 	struct bench_hist latency;
 };
 
@@ -112,6 +119,7 @@ struct sink_conn {
 	uint64_t session_messages;
 	uint64_t rcpts;
 	int data_headers;	/* still in the header part of DATA */
+	int dkim_signed;	/* the header so far has a DKIM-Signature field */
 	int data_midline;	/* the last data piece did not end with LF */
 	uint64_t data_bytes;
 	uint64_t stamp_us;
@@ -176,13 +184,14 @@ static _Noreturn void usage(void)
 {
 	fprintf(stderr,
 		"usage: ringmail-sink --listen IP:PORT [--listen ...] [--listen-range A-B:PORT]\n"
-		"  [--stats-file PATH] [--expect N] [--timeout S] [--store DIR] [--chunking]\n"
-		"  [--domain-stats]\n"
+		"  [--stats-file PATH] [--expect N] [--timeout S] [--store DIR [--store-max N]]\n"
+		"  [--chunking] [--domain-stats]\n"
 		"  [--fail-rcpt-4xx PCT] [--fail-rcpt-5xx PCT] [--fail-data-4xx PCT]\n"
 		"  [--fail-mail-4xx PCT] [--421-after N] [--disconnect PCT] [--delay-ms N]\n"
 		"  [--max-conn-per-client N] [--stall] [--seed N] [-v]\n"
 		"  [--tls-cert PEM --tls-key PEM [--starttls-every N]]\n"
-		"recipients tempfail*@ get 451 4.7.1, permfail*@ get 550 5.1.1\n");
+		"recipients tempfail*@ get 451 4.7.1, permfail*@ get 550 5.1.1\n"
+		"stats: dkim_signed counts messages with a DKIM-Signature header field\n");
 	exit(2);
 }
 
@@ -230,7 +239,7 @@ static void stats_write(void)
 		"\"rejected_mail\":%llu,\"rejected_rcpt_4xx\":%llu,\"rejected_rcpt_5xx\":%llu,"
 		"\"rejected_data\":%llu,\"rejected_connections\":%llu,"
 		"\"disconnects_injected\":%llu,\"closed_421\":%llu,"
-		"\"tls_sessions\":%llu,\"tls_failures\":%llu,"
+		"\"tls_sessions\":%llu,\"tls_failures\":%llu,\"dkim_signed\":%llu,"
 		"\"uptime_ms\":%llu,\"latency_us\":%s",
 		(unsigned long long)stats.sessions, (unsigned long long)stats.active,
 		(unsigned long long)stats.max_active, (unsigned long long)stats.transactions, (unsigned long long)stats.messages,
@@ -242,6 +251,7 @@ static void stats_write(void)
 		(unsigned long long)stats.rejected_connections,
 		(unsigned long long)stats.disconnects, (unsigned long long)stats.closed_421,
 		(unsigned long long)stats.tls_sessions, (unsigned long long)stats.tls_failures,
+		(unsigned long long)stats.dkim_signed,
 		(unsigned long long)((bench_mono_us() - start_us) / 1000), latency);
 	if (opt.domain_stats)
 		n += domains_json(json + n, json_size - n - 4);
@@ -360,6 +370,7 @@ static void transaction_reset(struct sink_conn *conn)
 	conn->rcpts = 0;
 	conn->data_bytes = 0;
 	conn->stamp_us = 0;
+	conn->dkim_signed = 0;
 	conn->message_len = 0;
 	conn->envelope_len = 0;
 	conn->bdat_refuse = 0;
@@ -376,10 +387,11 @@ static void envelope_add(struct sink_conn *conn, const char *name, const char *a
 		conn->envelope_len += (size_t)n;
 }
 
-/* message_append - keep message bytes for --store. */
+/* message_append - keep message bytes for --store. Once --store-max messages
+ * are counted no later message can be among them: skip the copy. */
 static void message_append(struct sink_conn *conn, const char *data, size_t len)
 {
-	if (opt.store_dir == NULL)
+	if (opt.store_dir == NULL || (opt.store_max != 0 && stats.messages >= opt.store_max))
 		return;
 	if (conn->message_len + len > conn->message_cap) {
 		size_t cap = conn->message_cap ? conn->message_cap : 65536;
@@ -425,6 +437,8 @@ static void message_finish(struct sink_conn *conn)
 	}
 	stats.messages++;
 	stats.recipients += conn->rcpts;
+	if (conn->dkim_signed)
+		stats.dkim_signed++;
 	if (opt.domain_stats) {
 		/* A message counts once per domain, however many recipients it has there. */
 		for (uint64_t i = 0; i < conn->rcpts; i++) {
@@ -443,7 +457,7 @@ static void message_finish(struct sink_conn *conn)
 	/* A stamp from another clock era (or a test's "1") is no measurement. */
 	if (conn->stamp_us + 86400000000ULL > now && conn->stamp_us < now + 60000000ULL)
 		bench_hist_add(&stats.latency, now > conn->stamp_us ? now - conn->stamp_us : 0);
-	if (opt.store_dir != NULL)
+	if (opt.store_dir != NULL && (opt.store_max == 0 || stats.messages <= opt.store_max))
 		message_store(conn, stats.messages);
 	reply(conn, "250 2.0.0 Ok: queued as %llu", (unsigned long long)stats.messages);
 	transaction_reset(conn);
@@ -451,10 +465,13 @@ static void message_finish(struct sink_conn *conn)
 		expect_met = 1;	/* stop once this reply is out (or at the next timer) */
 }
 
-/* data_header - look for the stamp header while in the message header. */
+/* data_header - look for the stamp and a signature while in the message
+ * header. A folded field's later lines start with white space and the body
+ * is not looked at, so only a real field named DKIM-Signature counts. */
 static void data_header(struct sink_conn *conn, const char *line, size_t len)
 {
 	static const char name[] = "X-Ringmail-Stamp:";
+	static const char signature[] = "DKIM-Signature:";
 
 	if (len <= 2 && (line[0] == '\n' || (line[0] == '\r' && len == 2))) {
 		conn->data_headers = 0;
@@ -469,6 +486,9 @@ static void data_header(struct sink_conn *conn, const char *line, size_t len)
 		while (p < end && *p >= '0' && *p <= '9')
 			v = v * 10 + (uint64_t)(*p++ - '0');
 		conn->stamp_us = v;
+	} else if (len >= sizeof(signature) - 1 &&
+		   strncasecmp(line, signature, sizeof(signature) - 1) == 0) {
+		conn->dkim_signed = 1;
 	}
 }
 
@@ -1217,6 +1237,7 @@ static void options_parse(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, 11 },
 		{ "tls-key", required_argument, NULL, 12 },
 		{ "starttls-every", required_argument, NULL, 13 },
+		{ "store-max", required_argument, NULL, 14 },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -1252,11 +1273,12 @@ static void options_parse(int argc, char **argv)
 		case 11: opt.tls_cert = optarg; break;
 		case 12: opt.tls_key = optarg; break;
 		case 13: opt.starttls_every = uint_arg(optarg); break;
+		case 14: opt.store_max = uint_arg(optarg); break;
 		case 'v': opt.verbose = 1; break;
 		default: usage();
 		}
 	}
-	if (optind != argc || listener_count == 0)
+	if (optind != argc || listener_count == 0 || (opt.store_max != 0 && opt.store_dir == NULL))
 		usage();
 	if ((opt.tls_cert == NULL) != (opt.tls_key == NULL) ||
 	    (opt.starttls_every != 0 && opt.tls_cert == NULL))

@@ -223,6 +223,29 @@ class BenchTools(unittest.TestCase):
                   b"X-Sink-Envelope-To: <b@y.test>\r\nX-Sink-Envelope-To: <c@z.test>\r\n")
         self.assertEqual(stored, prefix + body, "got %r, want %r" % (stored, prefix + body))
 
+    def test_dkim_signed_counted_and_store_max(self):
+        """dkim_signed counts header fields only (not a folded line, not the
+        body); --store-max 2 stores messages 1 and 2, not 3."""
+        store = os.path.join(self.tmp.name, "store")
+        sink = self.sink("--store", store, "--store-max", "2")
+        signed = (b"DKIM-Signature: v=1; a=rsa-sha256; d=x.test; s=s;\r\n\tb=AAAA\r\n"
+                  b"From: a@x.test\r\nSubject: signed\r\n\r\nbody\r\n")
+        in_body = b"From: a@x.test\r\nSubject: body\r\n\r\nDKIM-Signature: no\r\n"
+        folded = b"From: a@x.test\r\nSubject: folded\r\n DKIM-Signature: no\r\n\r\nx\r\n"
+        with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as smtp:
+            for body in (signed, in_body, folded):
+                smtp.sendmail("a@x.test", ["b@y.test"], body)
+        got = sink.wait_messages(3)
+        self.assertEqual(got, 3, "got %d messages, want 3" % got)
+        n = sink.stats()["dkim_signed"]
+        self.assertEqual(n, 1, "got dkim_signed %d, want 1" % n)
+        stored = sorted(os.listdir(store))
+        self.assertEqual(stored, ["1.eml", "2.eml"], "got %s, want 1.eml 2.eml" % stored)
+        with open(os.path.join(store, "2.eml"), "rb") as f:
+            second = f.read()
+        self.assertTrue(second.endswith(in_body), "got %r, want it to end with %r"
+                        % (second, in_body))
+
     def test_fail_rcpt_5xx_reported_by_bench(self):
         sink = self.sink("--fail-rcpt-5xx", "100")
         status, report = run_bench("--target", "127.0.0.1:%d" % sink.port,
