@@ -313,6 +313,10 @@ static int serve(struct config *cfg)
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* Past a file size limit (ulimit -f, LimitFSIZE=) a write fails with
+	 * EFBIG, which the spool answers (452, an empty spare), instead of
+	 * SIGXFSZ killing the daemon. */
+	signal(SIGXFSZ, SIG_IGN);
 
 	raise_fd_limit();
 	char err[512];

@@ -77,7 +77,7 @@ static const struct metric_desc {
 	{ METRICS_QUEUE_NOW, KIND_GAUGE, "ringmail_queue_items", "Queue items (a message's recipients for one domain) ready or waiting for a retry." },
 	{ METRICS_SPOOL_LIVE, KIND_GAUGE, "ringmail_spool_messages", "Messages in the spool with recipients not yet final." },
 	{ METRICS_SPOOL_SEGMENTS, KIND_GAUGE, "ringmail_spool_segments", "Spool segment files." },
-	{ METRICS_SPOOL_BYTES, KIND_GAUGE, "ringmail_spool_bytes", "Bytes in every spool segment (what the spool takes on disk)." },
+	{ METRICS_SPOOL_BYTES, KIND_GAUGE, "ringmail_spool_bytes", "Bytes of records in every spool segment; on disk add the preallocated zeros, up to 2 x spool.preallocate per worker (the segment being written and the spare)." },
 	{ METRICS_SPOOL_SEGMENT_BYTES, KIND_GAUGE, "ringmail_spool_current_segment_bytes", "Bytes in the segments being written (one per shard)." },
 	{ METRICS_COMMIT_BATCHES, KIND_COUNTER, "ringmail_commit_batches_total", "Group commit batches (one write and fdatasync each)." },
 	{ METRICS_COMMIT_RECORDS, KIND_COUNTER, "ringmail_commit_records_total", "Records made durable by group commits." },

@@ -51,6 +51,7 @@ struct spool_segment {
 	uint32_t messages;		/* message records ever stored here */
 	bool corrupt;			/* unreadable past size: never deleted */
 	bool zeroed;			/* zeros past size (spool.preallocate) */
+	uint64_t torn;			/* at open: damaged bytes past size */
 	bool dying;			/* in a collect chore, which owns fd */
 	bool gone;			/* durably deleted: swept from segs */
 	uint64_t *deps;			/* older segments it holds outcomes for */
@@ -327,10 +328,11 @@ static bool all_zero(const uint8_t *p, uint64_t len)
 	return true;
 }
 
-/* shard_scan_segment - read segment g whole and apply it; cut a torn tail
- * when g is the last segment and we may write. */
+/* shard_scan_segment - read segment g whole and apply it; what follows
+ * its valid records is nothing, zeros (preallocated) or damage (g->torn,
+ * settled by shard_settle_tails once every segment is read). */
 static int shard_scan_segment(struct spool_shard *s, struct spool_segment *g,
-			      struct buf *img, bool last)
+			      struct buf *img)
 {
 	struct stat st;
 
@@ -345,28 +347,39 @@ static int shard_scan_segment(struct spool_shard *s, struct spool_segment *g,
 		return rc;
 	const uint8_t *p = (const uint8_t *)buf_tail(img);
 	g->size = shard_scan_bytes(s, g->seq, p, size);
-	if (g->size == size)
-		return 0;
-	if (all_zero(p + g->size, size - g->size)) {
-		g->zeroed = true;	/* preallocated: written over next */
-		return 0;
-	}
-	if (last && !s->opt.read_only) {
-		/* Never acknowledged: the batch that wrote it was not synced. */
-		log_warn("spool_torn_tail", "segment=%016" PRIx64 " valid=%" PRIu64
-			 " cut=%" PRIu64, g->seq, g->size, size - g->size);
-		if (ftruncate(g->fd, (off_t)g->size) < 0 || fdatasync(g->fd) < 0)
-			return -errno;
-		s->truncated_bytes += size - g->size;
-	} else if (!last) {
-		/* What follows the damage may be acknowledged mail: the
-		 * file stays for the operator, whatever the readable part
-		 * says (collection skips it). */
-		log_error("spool_corrupt_segment", "dir=%s segment=%016" PRIx64
-			  " valid=%" PRIu64 " size=%" PRIu64 " note=\"kept for salvage\"", s->dir, g->seq,
-			  g->size, size);
-		g->corrupt = true;
-		s->corrupt_segments++;
+	if (all_zero(p + g->size, size - g->size))
+		g->zeroed = g->size < size;	/* written over next */
+	else
+		g->torn = size - g->size;
+	return 0;
+}
+
+/* shard_settle_tails - damage followed only by segments without a record
+ * (spares, made ahead and never written) is the batch in flight at the
+ * crash, never acknowledged: cut it, unless read-only. Followed by
+ * records, what follows the damage may be acknowledged mail: the file
+ * stays for the operator, whatever the readable part says (collection
+ * skips it). */
+static int shard_settle_tails(struct spool_shard *s)
+{
+	bool records_after = false;
+
+	for (size_t i = s->nsegs; i-- > 0;) {
+		struct spool_segment *g = &s->segs[i];
+		if (g->torn > 0 && !records_after && !s->opt.read_only) {
+			log_warn("spool_torn_tail", "segment=%016" PRIx64 " valid=%" PRIu64
+				 " cut=%" PRIu64, g->seq, g->size, g->torn);
+			if (ftruncate(g->fd, (off_t)g->size) < 0 || fdatasync(g->fd) < 0)
+				return -errno;
+			s->truncated_bytes += g->torn;
+		} else if (g->torn > 0 && records_after) {
+			log_error("spool_corrupt_segment", "dir=%s segment=%016" PRIx64
+				  " valid=%" PRIu64 " size=%" PRIu64 " note=\"kept for salvage\"",
+				  s->dir, g->seq, g->size, g->size + g->torn);
+			g->corrupt = true;
+			s->corrupt_segments++;
+		}
+		records_after = records_after || g->size > 0 || g->torn > 0;
 	}
 	return 0;
 }
@@ -453,11 +466,12 @@ static int shard_load(struct spool_shard *s)
 			rc = -errno;
 			break;
 		}
-		rc = shard_scan_segment(s, shard_push_segment(s, seqs[i], fd),
-					&img, i + 1 == n);
+		rc = shard_scan_segment(s, shard_push_segment(s, seqs[i], fd), &img);
 	}
 	buf_free(&img);
 	free(seqs);
+	if (rc == 0)
+		rc = shard_settle_tails(s);
 	if (rc == 0 && s->nsegs == 0 && !s->opt.read_only)
 		rc = shard_create_segment(s, 1);
 	return rc;
@@ -896,8 +910,11 @@ void spool_shard_flush_end(struct spool_shard *s, int result)
 	log_error("spool_flush_failed", "dir=%s segment=%016" PRIx64
 		  " bytes=%zu error=%s", s->dir, cur->seq, buf_len(&s->inflight),
 		  strerror(-result));
-	/* No partial or unacknowledged record may stay in the segment. */
-	if (ftruncate(cur->fd, (off_t)s->inflight_off) < 0) {
+	/* No partial or unacknowledged record may stay in the segment, nor
+	 * come back after a crash (an error path: blocking is allowed). The
+	 * zeros past it go too: the next zeroed spare takes over. */
+	cur->zeroed = false;
+	if (ftruncate(cur->fd, (off_t)s->inflight_off) < 0 || fdatasync(cur->fd) < 0) {
 		log_error("spool_truncate_failed", "dir=%s segment=%016" PRIx64
 			  " error=%m", s->dir, cur->seq);
 		s->rotate_next = true;

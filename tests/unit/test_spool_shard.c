@@ -980,6 +980,80 @@ Test(spool_shard, a_preallocated_spare_is_written_over_and_its_zeros_are_no_torn
 	spool_shard_close(s);
 }
 
+/* zeroed_shard - a shard on a zeroed segment 2 holding message a, with
+ * the zeroed spare 3 ready and segment 1 collected. */
+static struct spool_shard *zeroed_shard(char a[32])
+{
+	struct spool_options opt = { .segment_size = 4096, .preallocate = 4096,
+				     .background_chores = true };
+	struct spool_shard *s;
+	struct spool_shard_stats st;
+
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, &s), 0);
+	cr_assert_eq(chores(s), 1);
+	append(s, a, 1);
+	cr_assert(flush(s));
+	cr_assert_eq(chores(s), 2);
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.current_segment, 2);
+	cr_assert_eq(file_size(s, 3), 4096);
+	return s;
+}
+
+Test(spool_shard, a_torn_batch_before_a_waiting_spare_is_cut_not_corrupt)
+{
+	struct spool_options opt = { .segment_size = 4096, .preallocate = 4096,
+				     .background_chores = true };
+	struct spool_shard_stats st;
+	char a[32], t[32];
+	struct spool_shard *s = zeroed_shard(a);
+
+	spool_shard_stats(s, &st);
+	uint64_t before = st.current_size;
+	append(s, t, 1);
+	struct spool_flush f;
+	cr_assert(spool_shard_flush_begin(s, &f));
+	/* The batch's first bytes never reached the disk, a later part did:
+	 * zeros at the end of the records, but data after them. */
+	cr_assert_eq(pwrite(f.fd, f.data + 10, f.len - 10, (off_t)f.offset + 10),
+		     (ssize_t)(f.len - 10));
+	spool_shard_close(s);	/* the crash */
+
+	cr_assert_eq(spool_shard_open(tmp, 0, &opt, &s), 0);
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.corrupt_segments, 0, "the spare after it holds no record");
+	cr_assert_eq(st.truncated_bytes, 4096 - before);
+	cr_assert_eq(file_size(s, 2), before);
+	cr_assert_eq(st.current_segment, 3);
+	cr_assert_eq(st.live_messages, 1);
+	expect_live(s, a, SPOOL_STATUS_PENDING);
+	expect_gone(s, t);
+	spool_shard_close(s);
+}
+
+Test(spool_shard, a_failed_batch_over_zeros_leaves_the_segment_for_the_next_zeroed_spare)
+{
+	struct spool_shard_stats st;
+	char a[32], b[32], c[32];
+	struct spool_shard *s = zeroed_shard(a);
+	struct spool_flush f;
+
+	spool_shard_stats(s, &st);
+	uint64_t size = st.current_size;
+	append(s, b, 1);
+	cr_assert(spool_shard_flush_begin(s, &f));
+	spool_shard_flush_end(s, -EIO);
+	cr_assert_eq(file_size(s, 2), size, "cut back to the batch start, zeros too");
+	append(s, c, 1);
+	cr_assert(flush(s));
+	spool_shard_stats(s, &st);
+	cr_assert_eq(st.current_segment, 3, "no appending to the cut segment");
+	expect_live(s, a, SPOOL_STATUS_PENDING);
+	expect_live(s, c, SPOOL_STATUS_PENDING);
+	expect_gone(s, b);
+	spool_shard_close(s);
+}
+
 Test(spool_shard, a_spare_without_room_for_its_zeros_is_an_empty_spare)
 {
 	struct spool_options opt = { .segment_size = 1 << 20, .preallocate = 1 << 20,
