@@ -1,6 +1,7 @@
 /*
- * dkim_key - DKIM private keys through mbedTLS (RSA) and libsodium
- * (Ed25519); see dkim_key.h.
+ * dkim_key - DKIM private keys through OpenSSL's libcrypto (RSA signing),
+ * libsodium (Ed25519) and mbedTLS (PEM framing, base64, RSA generation);
+ * see dkim_key.h.
  */
 #include "dkim_key.h"
 
@@ -14,8 +15,13 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/rsa.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <sodium.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,23 +44,12 @@ static const uint8_t ed25519_pkcs8_prefix[16] = {
 
 struct dkim_key {
 	enum dkim_algorithm algorithm;
-	mbedtls_pk_context pk;                          /* RSA: copy 0 */
-	mbedtls_pk_context *copies;                     /* RSA: 1 .. copy_count-1 */
-	unsigned copy_count;
+	EVP_PKEY *rsa;                                  /* RSA */
 	uint8_t ed_secret[crypto_sign_SECRETKEYBYTES];  /* Ed25519: seed + public */
 	uint8_t ed_public[crypto_sign_PUBLICKEYBYTES];
 };
 
-/* mbedTLS holds an RSA context's mutex for the whole private operation,
- * so one context signs on one thread at a time: an RSA key is parsed once
- * per online CPU (at most this many) and each signing thread uses its own
- * copy, so the helper pool scales instead of queueing on one lock. */
-#define DKIM_KEY_MAX_COPIES 64
-
-static atomic_uint next_thread_slot;
-static __thread unsigned thread_slot = UINT32_MAX;
-
-/* Each thread's generator for RSA blinding and key generation. */
+/* Each thread's generator for RSA key generation. */
 static __thread struct {
 	bool ready;
 	mbedtls_entropy_context entropy;
@@ -98,20 +93,42 @@ static bool parse_ed25519(const char *pem, struct dkim_key *k)
 	return ok;
 }
 
-/* rsa_copies - the extra parsed copies of an RSA key (see above). */
-static int rsa_copies(struct dkim_key *k, const char *pem, char *err, size_t errlen)
+/* no_passphrase - an encrypted PEM is refused, never asked about. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned n = cpus < 1 ? 1 : cpus > DKIM_KEY_MAX_COPIES ? DKIM_KEY_MAX_COPIES : (unsigned)cpus;
+	(void)buf, (void)size, (void)rwflag, (void)u;
+	return -1;
+}
 
-	k->copies = xcalloc(n, sizeof(*k->copies));
-	k->copy_count = 1;
-	for (unsigned i = 1; i < n; i++) {
-		mbedtls_pk_init(&k->copies[i]);
-		k->copy_count = i + 1;
-		if (mbedtls_pk_parse_key(&k->copies[i], (const unsigned char *)pem, strlen(pem) + 1, NULL, 0) != 0)
-			return errmsg_set(err, errlen, -EIO, "the key parsed once but not twice");
+/* parse_rsa - an RSA key in PKCS#1 or PKCS#8 PEM, of 1024 to 8192 bits.
+ * Signing goes through libcrypto: its RSA-2048 private operation takes
+ * about 0.3 ms here, mbedTLS 2.28's 1.7 ms (generic bignum code, no
+ * assembly in Debian's build), and a bulk sender signs every message. */
+static int parse_rsa(const char *pem, struct dkim_key *k, char *err, size_t errlen)
+{
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+
+	if (bio == NULL)
+		return errmsg_set(err, errlen, -ENOMEM, "out of memory");
+	ERR_clear_error();
+	k->rsa = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	BIO_free(bio);
+	if (k->rsa == NULL) {
+		char why[128];
+		ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+		ERR_clear_error();
+		return errmsg_set(err, errlen, -EINVAL, "not a PEM private key (%s)", why);
 	}
+	if (EVP_PKEY_get_base_id(k->rsa) != EVP_PKEY_RSA)
+		return errmsg_set(err, errlen, -EINVAL, "a %s key: DKIM signs with RSA or Ed25519",
+				  EVP_PKEY_get0_type_name(k->rsa));
+	int bits = EVP_PKEY_get_bits(k->rsa);
+	if (bits < DKIM_RSA_MIN_BITS || bits > DKIM_RSA_MAX_BITS ||
+	    (bits + 7) / 8 > DKIM_SIGNATURE_MAX)
+		return errmsg_set(err, errlen, -EINVAL,
+				  "an RSA key of %d bits: RFC 8301 wants 1024 to 8192 (2048 recommended)",
+				  bits);
+	k->algorithm = DKIM_RSA_SHA256;
 	return 0;
 }
 
@@ -125,27 +142,10 @@ int dkim_key_parse(const char *pem, struct dkim_key **out, char *err, size_t err
 		free(k);
 		return errmsg_set(err, errlen, -EIO, "libsodium does not initialise");
 	}
-	mbedtls_pk_init(&k->pk);
-	if (strstr(pem, "ENCRYPTED PRIVATE KEY") != NULL) {
+	if (strstr(pem, "ENCRYPTED") != NULL) {
 		rc = errmsg_set(err, errlen, -EINVAL, "an encrypted key (write it without a passphrase)");
 	} else if (!parse_ed25519(pem, k)) {
-		int mrc = mbedtls_pk_parse_key(&k->pk, (const unsigned char *)pem, strlen(pem) + 1, NULL, 0);
-		if (mrc != 0) {
-			char why[128];
-			mbedtls_strerror(mrc, why, sizeof(why));
-			rc = errmsg_set(err, errlen, -EINVAL, "not a PEM private key (%s)", why);
-		} else if (mbedtls_pk_get_type(&k->pk) != MBEDTLS_PK_RSA) {
-			rc = errmsg_set(err, errlen, -EINVAL, "a %s key: DKIM signs with RSA or Ed25519",
-				      mbedtls_pk_get_name(&k->pk));
-		} else if (mbedtls_pk_get_bitlen(&k->pk) < DKIM_RSA_MIN_BITS ||
-			   mbedtls_pk_get_bitlen(&k->pk) > DKIM_RSA_MAX_BITS) {
-			rc = errmsg_set(err, errlen, -EINVAL,
-				      "an RSA key of %zu bits: RFC 8301 wants 1024 to 8192 (2048 recommended)",
-				      mbedtls_pk_get_bitlen(&k->pk));
-		} else {
-			k->algorithm = DKIM_RSA_SHA256;
-			rc = rsa_copies(k, pem, err, errlen);
-		}
+		rc = parse_rsa(pem, k, err, errlen);
 	}
 	if (rc < 0) {
 		dkim_key_free(k);
@@ -203,10 +203,7 @@ struct dkim_key *dkim_key_free(struct dkim_key *k)
 {
 	if (k == NULL)
 		return NULL;
-	mbedtls_pk_free(&k->pk);
-	for (unsigned i = 1; i < k->copy_count; i++)
-		mbedtls_pk_free(&k->copies[i]);
-	free(k->copies);
+	EVP_PKEY_free(k->rsa);
 	sodium_memzero(k->ed_secret, sizeof(k->ed_secret));
 	free(k);
 	return NULL;
@@ -219,7 +216,7 @@ enum dkim_algorithm dkim_key_algorithm(const struct dkim_key *k)
 
 unsigned dkim_key_bits(const struct dkim_key *k)
 {
-	return k->algorithm == DKIM_RSA_SHA256 ? (unsigned)mbedtls_pk_get_bitlen(&k->pk) : 256;
+	return k->algorithm == DKIM_RSA_SHA256 ? (unsigned)EVP_PKEY_get_bits(k->rsa) : 256;
 }
 
 int dkim_key_sign(void *key, const uint8_t digest[DKIM_HASH_LEN], uint8_t *sig, size_t *sig_len)
@@ -233,17 +230,18 @@ int dkim_key_sign(void *key, const uint8_t digest[DKIM_HASH_LEN], uint8_t *sig, 
 		*sig_len = (size_t)n;
 		return 0;
 	}
-	mbedtls_ctr_drbg_context *drbg = rng();
-	if (drbg == NULL || mbedtls_pk_get_len(&k->pk) > DKIM_SIGNATURE_MAX)
-		return -EIO;
-	if (thread_slot == UINT32_MAX)
-		thread_slot = atomic_fetch_add(&next_thread_slot, 1);
-	unsigned copy = thread_slot % k->copy_count;
-	mbedtls_pk_context *pk = copy == 0 ? &k->pk : &k->copies[copy];
-	if (mbedtls_pk_sign(pk, MBEDTLS_MD_SHA256, digest, DKIM_HASH_LEN, sig, sig_len,
-			    mbedtls_ctr_drbg_random, drbg) != 0)
-		return -EIO;
-	return 0;
+	/* One context per signature: the key is shared by every thread
+	 * (libcrypto keeps its blinding per thread). */
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k->rsa, NULL);
+	size_t n = DKIM_SIGNATURE_MAX;
+	int rc = ctx != NULL && EVP_PKEY_sign_init(ctx) > 0 &&
+		 EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0 &&
+		 EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) > 0 &&
+		 EVP_PKEY_sign(ctx, sig, &n, digest, DKIM_HASH_LEN) > 0 ? 0 : -EIO;
+	EVP_PKEY_CTX_free(ctx);
+	ERR_clear_error();
+	*sig_len = n;
+	return rc;
 }
 
 static int append_base64(struct buf *out, const uint8_t *p, size_t n)
@@ -265,11 +263,13 @@ int dkim_key_public(const struct dkim_key *k, struct buf *out)
 
 	if (k->algorithm == DKIM_ED25519_SHA256)
 		return append_base64(out, k->ed_public, sizeof(k->ed_public));
-	/* The DER is written at the end of the buffer. */
-	int n = mbedtls_pk_write_pubkey_der((mbedtls_pk_context *)&k->pk, der, sizeof(der));
-	if (n < 0)
+	if (i2d_PUBKEY(k->rsa, NULL) > (int)sizeof(der))
 		return -ENOBUFS;
-	return append_base64(out, der + sizeof(der) - (size_t)n, (size_t)n);
+	uint8_t *p = der;
+	int n = i2d_PUBKEY(k->rsa, &p);
+	if (n <= 0)
+		return -ENOBUFS;
+	return append_base64(out, der, (size_t)n);
 }
 
 /* generate_rsa - a PKCS#1 PEM ("BEGIN RSA PRIVATE KEY", as openssl
