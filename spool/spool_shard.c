@@ -47,11 +47,11 @@ struct spool_segment {
 	uint64_t seq;
 	int fd;
 	uint64_t size;			/* committed bytes */
+	uint64_t torn;			/* at open: damaged bytes past size */
 	uint32_t live;			/* live messages stored here */
 	uint32_t messages;		/* message records ever stored here */
 	bool corrupt;			/* unreadable past size: never deleted */
 	bool zeroed;			/* zeros past size (spool.preallocate) */
-	uint64_t torn;			/* at open: damaged bytes past size */
 	bool dying;			/* in a collect chore, which owns fd */
 	bool gone;			/* durably deleted: swept from segs */
 	uint64_t *deps;			/* older segments it holds outcomes for */
