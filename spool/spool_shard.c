@@ -347,10 +347,11 @@ static int shard_scan_segment(struct spool_shard *s, struct spool_segment *g,
 		return rc;
 	const uint8_t *p = (const uint8_t *)buf_tail(img);
 	g->size = shard_scan_bytes(s, g->seq, p, size);
-	if (all_zero(p + g->size, size - g->size))
-		g->zeroed = g->size < size;	/* written over next */
+	uint64_t rest = size - g->size;	/* p is NULL for an empty file */
+	if (rest > 0 && all_zero(p + g->size, rest))
+		g->zeroed = true;		/* written over next */
 	else
-		g->torn = size - g->size;
+		g->torn = rest;
 	return 0;
 }
 
