@@ -109,9 +109,12 @@ class Collect(unittest.TestCase):
                          [], "a rotation compacted or created its segment on the worker")
         print("\n" + "\n".join(rotations[-4:] + compactions[-4:]), flush=True)
         # Dead segments are unlinked by a chore on a helper thread: wait.
-        wait_until(lambda: len(segments(spool)) <= 8, 30)
+        # 8, plus per shard the first segment, which gives way early to the
+        # first zeroed spare (spool.preallocate) and may keep stuck mail
+        # that is too much of it to be worth compacting.
+        wait_until(lambda: len(segments(spool)) <= 10, 30)
         left = segments(spool)
-        self.assertLessEqual(len(left), 8, left)
+        self.assertLessEqual(len(left), 10, left)
         self.assertEqual(d.stop(), 0)
         self.assertEqual(d.sanitizer_reports(), [], d.log_text())
 
